@@ -1,0 +1,112 @@
+/* attention.c -- al_attention: argument checks shared by every variant, then dispatch by name.
+ * The catalogue is the table below; each variant lives in a file of its own. */
+#include "attention_internal.h"
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    attention_forward_fn forward;
+    const char *summary;
+} attention_variant;
+
+static const attention_variant variants[] = {
+    {"softmax", attention_softmax_forward, "scaled dot-product softmax attention (dense)"},
+    {"lsa", attention_lsa_forward,
+     "linear self-attention: the softmax replaced by a fixed 1/norm (norm = key count by default)"},
+};
+enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
+
+int al_attention_variant_count(void) { return N_VARIANTS; }
+const char *al_attention_variant_name(int i) { return i >= 0 && i < N_VARIANTS ? variants[i].name : NULL; }
+
+/* bias or mask: broadcast to (B, H, N, M) as a view, in the dtype of q */
+static al_tensor *broadcast_operand(const char *what, const al_tensor *t, const int64_t *shape, al_dtype dt) {
+    int nd; int64_t out[AL_MAX_DIMS];
+    if (t->ndim > 4 || !al_broadcast_shapes("attention", t->ndim, t->shape, 4, shape, &nd, out) ||
+        !al_shape_equal(nd, out, 4, shape)) {
+        al_error("attention: %s of shape %s does not broadcast to (B, H, N, M) = %s", what, TSHAPE(t),
+                 al_shape_str(4, shape));
+        return NULL;
+    }
+    al_tensor *c = t->dtype == dt ? al_retain((al_tensor *)t) : al_to_dtype(t, dt);
+    al_tensor *e = c ? al_expand(c, 4, shape) : NULL;
+    al_release(c);
+    return e;
+}
+
+/* q, k, v with a unit last stride (the kernels' inner loops need it) */
+static al_tensor *unit_last_stride(const al_tensor *t) {
+    if (t->strides[3] == 1 || t->shape[3] <= 1) return al_retain((al_tensor *)t);
+    return al_contiguous(t);
+}
+
+al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,
+                        const al_attention_opts *opts, al_tensor **weights) {
+    if (weights) *weights = NULL;
+    CHECK_TENSOR("attention", q, "q");
+    CHECK_TENSOR("attention", k, "k");
+    CHECK_TENSOR("attention", v, "v");
+    const char *name = opts && opts->variant ? opts->variant : "softmax";
+    const attention_variant *var = NULL;
+    for (int i = 0; i < N_VARIANTS; i++)
+        if (strcmp(variants[i].name, name) == 0) var = &variants[i];
+    if (!var) {
+        char list[256] = "";
+        for (int i = 0; i < N_VARIANTS; i++) {
+            strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+            strncat(list, variants[i].name, sizeof list - strlen(list) - 1);
+        }
+        al_error("attention: unknown variant '%s' (known: %s)", name, list);
+        return NULL;
+    }
+    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4) {
+        al_error("attention: q, k, v must be 4-d (B, H, N, d), (B, H, M, d), (B, H, M, dv); got %s, %s, %s",
+                 TSHAPE(q), TSHAPE(k), TSHAPE(v));
+        return NULL;
+    }
+    if (!al_is_float(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype) {
+        al_error("attention: q, k, v must share one float dtype; got %s, %s, %s", al_dtype_name(q->dtype),
+                 al_dtype_name(k->dtype), al_dtype_name(v->dtype));
+        return NULL;
+    }
+    attention_problem p = {0};
+    p.B = q->shape[0]; p.H = q->shape[1]; p.N = q->shape[2]; p.d = q->shape[3];
+    p.Hkv = k->shape[1]; p.M = k->shape[2]; p.dv = v->shape[3];
+    if (k->shape[0] != p.B || v->shape[0] != p.B || k->shape[3] != p.d || v->shape[1] != p.Hkv ||
+        v->shape[2] != p.M) {
+        al_error("attention: shapes q %s, k %s, v %s do not fit (B, H, N, d), (B, Hkv, M, d), (B, Hkv, M, dv)",
+                 TSHAPE(q), TSHAPE(k), TSHAPE(v));
+        return NULL;
+    }
+    if (p.Hkv == 0 || p.H % p.Hkv != 0) {
+        al_error("attention: %lld query heads cannot share %lld key/value heads (q %s, k %s)", (long long)p.H,
+                 (long long)p.Hkv, TSHAPE(q), TSHAPE(k));
+        return NULL;
+    }
+    p.causal = opts ? opts->causal : 0;
+    if (p.causal < 0 || p.causal > 2) {
+        al_error("attention: causal must be 0 (none), 1 (top_left) or 2 (bottom_right), got %d", p.causal);
+        return NULL;
+    }
+    p.scale = opts && opts->scale != 0 ? opts->scale : (p.d > 0 ? 1.0 / sqrt((double)p.d) : 1.0);
+    if (!isfinite(p.scale)) { al_error("attention: scale %g is not finite", p.scale); return NULL; }
+    p.norm = opts && opts->linear_norm > 0 ? opts->linear_norm : (double)(p.M > 0 ? p.M : 1);
+    p.want_weights = weights != NULL;
+    int64_t map[4] = {p.B, p.H, p.N, p.M};
+    al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;
+    if (opts && opts->bias && !(bias = broadcast_operand("bias", opts->bias, map, q->dtype))) goto done;
+    if (opts && opts->mask) {
+        al_tensor *m = al_detach(opts->mask);
+        mask = m ? broadcast_operand("mask", m, map, q->dtype) : NULL;
+        al_release(m);
+        if (!mask) goto done;
+    }
+    qc = unit_last_stride(q); kc = unit_last_stride(k); vc = unit_last_stride(v);
+    if (!qc || !kc || !vc) goto done;
+    p.q = qc; p.k = kc; p.v = vc; p.bias = bias; p.mask = mask;
+    out = var->forward(&p, weights);
+done:
+    al_release(bias); al_release(mask); al_release(qc); al_release(kc); al_release(vc);
+    return out;
+}

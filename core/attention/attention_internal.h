@@ -1,0 +1,36 @@
+/* attention_internal.h -- what the attention variants share: the validated problem description
+ * and the signature every variant implements. */
+#ifndef ATTNLAB_ATTENTION_INTERNAL_H
+#define ATTNLAB_ATTENTION_INTERNAL_H
+#include "../internal.h"
+
+/* One attention call, after validation: q (B, H, N, d), k (B, Hkv, M, d), v (B, Hkv, M, dv), with
+ * H a multiple of Hkv (grouped KV heads: query head h reads kv head h / (H / Hkv)).  bias and mask
+ * are already expanded (as stride-0 views) to (B, H, N, M) and converted to q's dtype. */
+typedef struct {
+    const al_tensor *q, *k, *v, *bias, *mask;
+    int64_t B, H, Hkv, N, M, d, dv;
+    int causal;          /* 0 none, 1 top-left, 2 bottom-right */
+    double scale;
+    double norm;         /* fixed normaliser of the "lsa" variant */
+    bool want_weights;
+} attention_problem;
+
+typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor **weights);
+
+/* The variants (one file each). */
+al_tensor *attention_softmax_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_lsa_forward(const attention_problem *p, al_tensor **weights);
+
+/* The dense kernel both use: normalise = softmax over allowed keys, or a fixed 1/norm. */
+typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;
+al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisation kind,
+                                   const char *name, al_tensor **weights);
+
+/* Is key j visible from query i under the causal convention? */
+static inline bool attention_causal_allows(int causal, int64_t i, int64_t j, int64_t N, int64_t M) {
+    if (causal == 1) return j <= i;
+    if (causal == 2) return j <= i + (M - N);
+    return true;
+}
+#endif

@@ -1,0 +1,248 @@
+/* attnlab.h -- the one public header of libattnlab, the attnlab C core.
+ *
+ * Everything the Lua side may call is declared here; lua/attnlab/init.lua feeds the part between
+ * the AL_FFI_BEGIN/AL_FFI_END markers to ffi.cdef, so keep that part free of preprocessor lines.
+ *
+ * Conventions (stated once, true for every function below):
+ *   - A tensor is a strided view (shape, strides in elements, offset, dtype, device) onto a
+ *     refcounted storage.  Functions that return `al_tensor *` return a NEW reference that the
+ *     caller releases with al_release(); arguments are borrowed.
+ *   - Dimensions are 0-based in C; a negative dimension counts from the end (-1 is the last).
+ *     The Lua layer converts its 1-based dimensions before calling.
+ *   - Errors never abort.  A function that fails returns NULL (or a negative status) and leaves a
+ *     message in al_last_error() that names the function, the argument and the shapes, e.g.
+ *     "matmul: shapes {4,5} and {6,3} do not align (dim 2 = 5, dim 1 = 6)".
+ *   - No function calls back into Lua or longjmps, so every one is safe to call through the FFI.
+ *   - Ops that see an input with requires_grad (while grad mode is on) record a node on the
+ *     autograd graph; al_backward() walks it and frees it.
+ *   - The library is single-threaded from the caller's side (it uses OpenMP internally).
+ */
+#ifndef ATTNLAB_H
+#define ATTNLAB_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define AL_VERSION_STRING "0.1.0"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* AL_FFI_BEGIN */
+enum { AL_MAX_DIMS = 8 };
+
+typedef enum { AL_FLOAT32 = 0, AL_FLOAT64 = 1, AL_INT64 = 2 } al_dtype;
+typedef enum { AL_CPU = 0, AL_CUDA = 1 } al_device;
+
+typedef struct al_tensor al_tensor;
+
+/* ---- errors, version, threads ---------------------------------------------------------- */
+const char *al_last_error(void);
+void al_clear_error(void);
+const char *al_version(void);
+void al_set_num_threads(int n);
+int al_get_num_threads(void);
+int al_cuda_available(void);
+
+/* ---- lifetime and introspection -------------------------------------------------------- */
+al_tensor *al_retain(al_tensor *t);
+void al_release(al_tensor *t);
+int al_ndim(const al_tensor *t);
+int64_t al_size(const al_tensor *t, int dim);
+int64_t al_stride(const al_tensor *t, int dim);
+int64_t al_numel(const al_tensor *t);
+al_dtype al_dtype_of(const al_tensor *t);
+al_device al_device_of(const al_tensor *t);
+int al_is_contiguous(const al_tensor *t);
+const char *al_dtype_name(al_dtype dtype);
+/* A pointer to the first element (storage data + offset).  For reading contiguous tensors. */
+void *al_data(const al_tensor *t);
+/* Writes the shape as "{2,3,4}" into buf (always NUL-terminated); returns buf. */
+char *al_shape_string(const al_tensor *t, char *buf, size_t bufsize);
+/* Bytes of tensor storage now allocated (live and cached), and the peak since start. */
+int64_t al_bytes_in_use(void);
+int64_t al_bytes_peak(void);
+/* Bytes allocated since the last call: the Lua layer uses it to pace its garbage collector. */
+int64_t al_take_allocation_count(void);
+/* Empties the allocator's cache of freed blocks. */
+void al_trim_cache(void);
+
+/* ---- creation ------------------------------------------------------------------------- */
+al_tensor *al_empty(int ndim, const int64_t *shape, al_dtype dtype);
+al_tensor *al_full(int ndim, const int64_t *shape, double value, al_dtype dtype);
+/* Copies numel values of src (laid out contiguously in the given dtype). */
+al_tensor *al_from_buffer(int ndim, const int64_t *shape, al_dtype dtype, const void *src);
+al_tensor *al_arange(double start, double end, double step, al_dtype dtype);
+al_tensor *al_eye(int64_t n, al_dtype dtype);
+
+/* ---- random numbers: one global, counter-based generator (see rng.c) -------------------- */
+void al_seed(uint64_t seed);
+/* The generator's whole state, for checkpoints: {seed, counter}. */
+void al_rng_get_state(uint64_t *seed, uint64_t *counter);
+void al_rng_set_state(uint64_t seed, uint64_t counter);
+al_tensor *al_randn(int ndim, const int64_t *shape, al_dtype dtype);
+al_tensor *al_rand(int ndim, const int64_t *shape, al_dtype dtype);
+/* Uniform integers in [low, high) as int64. */
+al_tensor *al_randint(int64_t low, int64_t high, int ndim, const int64_t *shape);
+
+/* ---- element access ------------------------------------------------------------------- */
+/* idx has ndim 0-based indices.  Returns 0 and writes *out, or -1 on a bad index. */
+int al_get(const al_tensor *t, const int64_t *idx, double *out);
+int al_set(al_tensor *t, const int64_t *idx, double value);
+/* The value of a one-element tensor; sets an error and returns NaN otherwise. */
+double al_item(const al_tensor *t);
+/* Copies every element, in row-major order, into dst as float64 values. */
+int al_copy_to_doubles(const al_tensor *t, double *dst, int64_t n);
+
+/* ---- views (no copy; record a node when the input requires grad) ------------------------- */
+al_tensor *al_reshape(const al_tensor *t, int ndim, const int64_t *shape); /* one -1 allowed */
+al_tensor *al_transpose(const al_tensor *t, int dim0, int dim1);
+al_tensor *al_permute(const al_tensor *t, const int *order);
+al_tensor *al_narrow(const al_tensor *t, int dim, int64_t start, int64_t length);
+al_tensor *al_select(const al_tensor *t, int dim, int64_t index);
+al_tensor *al_unsqueeze(const al_tensor *t, int dim);
+al_tensor *al_squeeze(const al_tensor *t, int dim); /* dim = AL_ALL_DIMS squeezes all size-1 dims */
+al_tensor *al_expand(const al_tensor *t, int ndim, const int64_t *shape); /* -1 keeps a size */
+al_tensor *al_contiguous(const al_tensor *t);
+al_tensor *al_clone(const al_tensor *t);
+al_tensor *al_to_dtype(const al_tensor *t, al_dtype dtype);
+al_tensor *al_detach(const al_tensor *t);
+al_tensor *al_cat(int n, al_tensor *const *ts, int dim);
+al_tensor *al_stack(int n, al_tensor *const *ts, int dim);
+
+/* ---- elementwise (broadcasting) --------------------------------------------------------- */
+al_tensor *al_add(const al_tensor *a, const al_tensor *b);
+al_tensor *al_sub(const al_tensor *a, const al_tensor *b);
+al_tensor *al_mul(const al_tensor *a, const al_tensor *b);
+al_tensor *al_div(const al_tensor *a, const al_tensor *b);
+al_tensor *al_maximum(const al_tensor *a, const al_tensor *b);
+al_tensor *al_minimum(const al_tensor *a, const al_tensor *b);
+al_tensor *al_add_scalar(const al_tensor *a, double s);        /* a + s */
+al_tensor *al_mul_scalar(const al_tensor *a, double s);        /* a * s */
+al_tensor *al_rsub_scalar(double s, const al_tensor *a);       /* s - a */
+al_tensor *al_rdiv_scalar(double s, const al_tensor *a);       /* s / a */
+al_tensor *al_pow_scalar(const al_tensor *a, double p);        /* a ^ p */
+al_tensor *al_neg(const al_tensor *a);
+al_tensor *al_exp(const al_tensor *a);
+al_tensor *al_log(const al_tensor *a);
+al_tensor *al_sqrt(const al_tensor *a);
+al_tensor *al_tanh(const al_tensor *a);
+al_tensor *al_sigmoid(const al_tensor *a);
+al_tensor *al_relu(const al_tensor *a);
+al_tensor *al_gelu(const al_tensor *a);                        /* tanh approximation */
+al_tensor *al_abs(const al_tensor *a);
+al_tensor *al_clamp(const al_tensor *a, double lo, double hi);
+/* comparisons: 1 where true, 0 elsewhere, in a's float dtype (float32 for int64 inputs); no grad */
+typedef enum { AL_EQ, AL_NE, AL_LT, AL_LE, AL_GT, AL_GE } al_compare_op;
+al_tensor *al_compare(const al_tensor *a, const al_tensor *b, al_compare_op op);
+al_tensor *al_compare_scalar(const al_tensor *a, double s, al_compare_op op);
+/* where(cond, a, b): a where cond != 0, else b (broadcasting) */
+al_tensor *al_where(const al_tensor *cond, const al_tensor *a, const al_tensor *b);
+
+/* ---- in place, never recorded (optimisers, initialisation, no_grad code) ------------------ */
+int al_fill_(al_tensor *t, double value);
+int al_copy_(al_tensor *dst, const al_tensor *src);            /* src broadcasts to dst */
+int al_add_scaled_(al_tensor *dst, const al_tensor *src, double alpha); /* dst += alpha*src */
+int al_mul_scalar_(al_tensor *t, double s);
+
+/* ---- reductions ----------------------------------------------------------------------- */
+enum { AL_ALL_DIMS = 127 };
+al_tensor *al_sum(const al_tensor *t, int dim, int keepdim);   /* dim = AL_ALL_DIMS: all */
+al_tensor *al_mean(const al_tensor *t, int dim, int keepdim);
+/* max along dim: values (differentiable) and 0-based int64 indices (*indices may be NULL) */
+al_tensor *al_max(const al_tensor *t, int dim, int keepdim, al_tensor **indices);
+al_tensor *al_min(const al_tensor *t, int dim, int keepdim, al_tensor **indices);
+al_tensor *al_argmax(const al_tensor *t, int dim, int keepdim);
+al_tensor *al_softmax(const al_tensor *t, int dim);
+al_tensor *al_log_softmax(const al_tensor *t, int dim);
+al_tensor *al_logsumexp(const al_tensor *t, int dim, int keepdim);
+
+/* ---- linear algebra ------------------------------------------------------------------- */
+/* Batched matrix product over leading dims with broadcasting; 1-D operands as in numpy. */
+al_tensor *al_matmul(const al_tensor *a, const al_tensor *b);
+/* Solves A X = B for batches of small square systems (A: (..., n, n), B: (..., n, k)); no grad. */
+al_tensor *al_solve(const al_tensor *a, const al_tensor *b);
+
+/* ---- nn building blocks ---------------------------------------------------------------- */
+al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_tensor *bias,
+                         double eps); /* over the last dim; weight, bias may be NULL */
+/* rows of weight (n, dim) picked by 0-based int64 ids of any shape: (ids..., dim) */
+al_tensor *al_embedding(const al_tensor *weight, const al_tensor *ids);
+/* gather along dim with 0-based int64 indices of the same rank */
+al_tensor *al_gather(const al_tensor *t, int dim, const al_tensor *indices);
+al_tensor *al_dropout(const al_tensor *x, double p, int training);
+
+/* ---- losses --------------------------------------------------------------------------- */
+al_tensor *al_mse(const al_tensor *pred, const al_tensor *target);
+/* logits (..., C), target 0-based int64 ids (...); mean over positions whose id != ignore_index */
+al_tensor *al_cross_entropy(const al_tensor *logits, const al_tensor *target, int64_t ignore_index);
+
+/* ---- attention ------------------------------------------------------------------------ */
+typedef struct al_attention_opts {
+    const char *variant;      /* "softmax" (default when NULL), "linear" */
+    int causal;               /* 0: none, 1: top-left (j <= i), 2: bottom-right (j <= i + M - N) */
+    double scale;             /* 0 means 1/sqrt(d) */
+    const al_tensor *bias;    /* added to the logits, broadcast to (B, H, N, M); may be NULL */
+    const al_tensor *mask;    /* nonzero = may attend, broadcast to (B, H, N, M); may be NULL */
+    int want_weights;         /* also return the (B, H, N, M) map (detached) */
+    double linear_norm;       /* "linear": divide by this instead of the key count when > 0 */
+} al_attention_opts;
+/* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
+al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,
+                        const al_attention_opts *opts, al_tensor **weights);
+int al_attention_variant_count(void);
+const char *al_attention_variant_name(int i);
+
+/* ---- autograd ------------------------------------------------------------------------- */
+int al_set_requires_grad(al_tensor *t, int flag);  /* only leaves; returns 0 or -1 */
+int al_requires_grad(const al_tensor *t);
+int al_is_leaf(const al_tensor *t);
+al_tensor *al_grad(const al_tensor *t);            /* new reference, or NULL when none */
+int al_set_grad(al_tensor *t, const al_tensor *grad); /* NULL clears */
+int al_zero_grad(al_tensor *t);                    /* drops .grad */
+/* Reverse pass from a scalar (or from `grad` of loss's shape when not NULL); frees the graph. */
+int al_backward(al_tensor *loss, const al_tensor *grad);
+int al_set_grad_enabled(int enabled);              /* returns the previous setting */
+int al_is_grad_enabled(void);
+/* Nodes now alive on the graph (a leak check for tests). */
+int64_t al_live_nodes(void);
+int64_t al_live_tensors(void);
+
+/* ---- optimisers (in place on a parameter and its state; no graph) ------------------------ */
+int al_sgd_step(al_tensor *param, al_tensor *momentum_buf, double lr, double momentum,
+                double weight_decay, int nesterov);
+/* Adam(W): decoupled = 1 applies weight decay to the weights directly (AdamW). step is 1-based. */
+int al_adam_step(al_tensor *param, al_tensor *m, al_tensor *v, double lr, double beta1,
+                 double beta2, double eps, double weight_decay, int decoupled, int64_t step);
+/* Scales the grads of n params so that their joint L2 norm is at most max_norm; returns the norm
+ * before clipping, or -1 on error. */
+double al_clip_grad_norm(int n, al_tensor *const *params, double max_norm);
+
+/* ---- files ---------------------------------------------------------------------------- */
+/* Writes n named tensors as safetensors, atomically (temporary file, then rename).
+ * metadata_json: a JSON object of string values for "__metadata__", or NULL. */
+int al_save_safetensors(const char *path, int n, const char *const *names,
+                        al_tensor *const *tensors, const char *metadata_json);
+typedef struct al_tensor_file al_tensor_file;
+al_tensor_file *al_load_safetensors(const char *path);
+int al_tensor_file_count(const al_tensor_file *f);
+const char *al_tensor_file_name(const al_tensor_file *f, int i);
+al_tensor *al_tensor_file_tensor(const al_tensor_file *f, int i);
+const char *al_tensor_file_metadata(const al_tensor_file *f); /* raw JSON or NULL */
+void al_tensor_file_close(al_tensor_file *f);
+/* Images: float32 (H, W, C) in [0, 1]; save takes (H, W, C) or (H, W) and writes a PNG. */
+al_tensor *al_image_load(const char *path);
+int al_image_save_png(const char *path, const al_tensor *t);
+/* Writes a whole file atomically (temporary name in the same folder, fsync, rename). */
+int al_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* ---- interrupts ---- */
+void al_catch_interrupts(int on);
+int al_interrupted(void);
+/* AL_FFI_END */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ATTNLAB_H */

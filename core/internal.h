@@ -1,0 +1,132 @@
+/* internal.h -- what the files of the core share and users never see: the tensor and node
+ * structs, the error macros, the strided-iteration helpers and the graph-recording helpers. */
+#ifndef ATTNLAB_INTERNAL_H
+#define ATTNLAB_INTERNAL_H
+
+#include "attnlab.h"
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdarg.h>
+
+/* Storage: one block of memory shared by every view onto it.
+ * Invariant: refcount >= 1 while any tensor points at it; data is owned unless `borrowed`. */
+typedef struct al_storage {
+    void *data;
+    size_t nbytes;
+    int refcount;
+    al_device device;
+} al_storage;
+
+typedef struct al_node al_node;
+
+/* Tensor: a strided window onto a storage.
+ * Invariants: 0 <= ndim <= AL_MAX_DIMS; shape[i] >= 0; every index reachable through shape and
+ * strides lies inside the storage; grad_fn != NULL implies requires_grad (a non-leaf). */
+struct al_tensor {
+    int refcount;
+    int ndim;
+    int64_t shape[AL_MAX_DIMS];
+    int64_t strides[AL_MAX_DIMS];
+    int64_t offset;          /* in elements */
+    al_dtype dtype;
+    al_storage *storage;
+    bool requires_grad;
+    al_tensor *grad;         /* accumulated gradient of a leaf (or NULL) */
+    al_node *grad_fn;        /* the node that produced this tensor (NULL for leaves) */
+};
+
+/* A node of the autograd graph: one op application with one differentiable output.
+ * It holds references to its inputs (so that they live until backward) and to whatever the
+ * backward needs.  It never references its own output tensor (that would be a cycle): an op that
+ * needs its output saves an alias made by al_alias(), which shares the storage only. */
+enum { AL_NODE_MAX_INPUTS = 4, AL_NODE_MAX_SAVED = 6 };
+typedef void (*al_backward_fn)(al_node *node, const al_tensor *grad_out);
+struct al_node {
+    int refcount;
+    const char *name;
+    al_backward_fn backward;
+    int n_inputs;
+    al_tensor *inputs[AL_NODE_MAX_INPUTS];
+    al_tensor *saved[AL_NODE_MAX_SAVED];
+    double scalars[4];
+    int64_t ints[AL_MAX_DIMS * 2];
+    int n_ints;
+    void *ctx;                         /* op-owned memory, freed with free() */
+    al_tensor *grad_accum;             /* gradient arriving at this node's output */
+    int64_t out_shape[AL_MAX_DIMS];
+    int out_ndim;
+    al_dtype out_dtype;
+    int pending;                       /* used by backward's topological walk */
+    bool spent;                        /* backward has run and released the inputs */
+    bool visited;
+};
+
+/* ---- errors ------------------------------------------------------------------------------ */
+void al_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "{2,3,4}" for a shape, into a rotating set of static buffers (good for one message) */
+const char *al_shape_str(int ndim, const int64_t *shape);
+#define TSHAPE(t) al_shape_str((t)->ndim, (t)->shape)
+#define CHECK_TENSOR(fn, t, argname)                                                \
+    do { if (!(t)) { al_error("%s: argument '%s' is missing (nil)", fn, argname); return NULL; } } while (0)
+
+/* ---- storage and construction -------------------------------------------------------------- */
+size_t al_dtype_size(al_dtype dtype);
+bool al_is_float(al_dtype dtype);
+void *al_alloc(size_t nbytes);         /* caching allocator, 64-byte aligned */
+void al_free(void *p, size_t nbytes);
+al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype); /* uninitialised */
+al_tensor *al_new_like(const al_tensor *t);                              /* same shape & dtype */
+al_tensor *al_alias(const al_tensor *t);   /* same storage and view, no grad history */
+al_tensor *al_view_of(const al_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                      int64_t offset);    /* raw view sharing t's storage, no grad */
+int al_normalize_dim(const char *fn, int dim, int ndim); /* -1 with error when out of range */
+bool al_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
+int64_t al_shape_numel(int ndim, const int64_t *shape);
+bool al_check_shape(const char *fn, int ndim, const int64_t *shape);
+/* Broadcast shapes a and b into out; false (with an error naming fn) when they do not match. */
+bool al_broadcast_shapes(const char *fn, int na, const int64_t *a, int nb, const int64_t *b,
+                         int *nout, int64_t *out);
+/* Strides for reading t as if it had shape (ndim, shape) under broadcasting (0 on broadcast dims). */
+void al_broadcast_strides(const al_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
+static inline void *al_ptr(const al_tensor *t) {
+    return (char *)t->storage->data + (size_t)t->offset * al_dtype_size(t->dtype);
+}
+al_tensor *al_contiguous_nograd(const al_tensor *t); /* t itself (retained) when contiguous */
+al_tensor *al_to_dtype_nograd(const al_tensor *t, al_dtype dtype);
+/* Sum a gradient of shape g down to (ndim, shape), undoing broadcasting. */
+al_tensor *al_sum_to_shape(const al_tensor *g, int ndim, const int64_t *shape);
+void al_rng_normal_fill(float *f32, double *f64, int64_t n);
+
+/* ---- strided iteration ------------------------------------------------------------------- */
+/* Calls fn(row_ptrs, inner_len, inner_strides, arg) for every innermost row of up to 3 operands
+ * laid over a common shape; strides are in elements. */
+typedef struct {
+    int ndim;
+    int64_t shape[AL_MAX_DIMS];
+    int n;
+    char *base[3];
+    int64_t strides[3][AL_MAX_DIMS]; /* in elements */
+    size_t esize[3];
+} al_iter;
+void al_iter_init(al_iter *it, int ndim, const int64_t *shape);
+void al_iter_add(al_iter *it, void *base, const int64_t *strides, size_t esize);
+typedef void (*al_row_fn)(char **ptrs, int64_t len, const int64_t *strides, void *arg);
+void al_iter_run(al_iter *it, al_row_fn fn, void *arg);
+
+/* ---- autograd recording -------------------------------------------------------------------- */
+bool al_grad_needed1(const al_tensor *a);
+bool al_grad_needed2(const al_tensor *a, const al_tensor *b);
+/* Creates a node with the given inputs (retained) and attaches it to out as its grad_fn. */
+al_node *al_record(al_tensor *out, const char *name, al_backward_fn backward, int n_inputs,
+                   const al_tensor *const *inputs);
+void al_node_save(al_node *node, int slot, const al_tensor *t); /* retains t */
+/* Adds g to the gradient flowing into input i of node (skips inputs that need no grad). */
+void al_accumulate_input(al_node *node, int i, const al_tensor *g);
+bool al_input_needs_grad(const al_node *node, int i);
+void al_node_release(al_node *node);
+
+/* ---- threads ----------------------------------------------------------------------------- */
+/* True when a loop of `work` cheap element operations is worth a parallel region. */
+#define AL_PARALLEL_GRAIN 32768
+
+#endif

@@ -1,0 +1,489 @@
+/* elementwise.c -- broadcasting binary ops, unary math, comparisons and where, with backward.
+ *
+ * One strided row kernel per op family; the op is chosen by a switch outside the inner loop so
+ * that each loop is a plain, vectorisable C loop.  Mixed dtypes promote (int64 < float32 <
+ * float64) before the kernel runs. */
+#include "../internal.h"
+#include <math.h>
+
+typedef enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN } binary_op;
+static const char *binary_names[] = {"add", "sub", "mul", "div", "maximum", "minimum"};
+
+static al_dtype promote(al_dtype a, al_dtype b) {
+    if (a == AL_FLOAT64 || b == AL_FLOAT64) return AL_FLOAT64;
+    if (a == AL_FLOAT32 || b == AL_FLOAT32) return AL_FLOAT32;
+    return AL_INT64;
+}
+
+#define BINARY_LOOP(T, EXPR)                                                                    \
+    do {                                                                                        \
+        T *o = (T *)p[0]; const T *x = (const T *)p[1], *y = (const T *)p[2];                   \
+        if (s[0] == 1 && s[1] == 1 && s[2] == 1)                                                \
+            for (int64_t i = 0; i < n; i++) { T a = x[i], b = y[i]; (void)a; (void)b; o[i] = (EXPR); }            \
+        else if (s[0] == 1 && s[1] == 1 && s[2] == 0)                                           \
+            for (int64_t i = 0; i < n; i++) { T a = x[i], b = y[0]; (void)a; (void)b; o[i] = (EXPR); }            \
+        else if (s[0] == 1 && s[1] == 0 && s[2] == 1)                                           \
+            for (int64_t i = 0; i < n; i++) { T a = x[0], b = y[i]; (void)a; (void)b; o[i] = (EXPR); }            \
+        else                                                                                    \
+            for (int64_t i = 0; i < n; i++) {                                                   \
+                T a = x[i * s[1]], b = y[i * s[2]]; (void)a; (void)b; o[i * s[0]] = (EXPR);                       \
+            }                                                                                   \
+    } while (0)
+
+#define BINARY_CASES(T)                                                                         \
+    switch (op) {                                                                               \
+    case OP_ADD: BINARY_LOOP(T, a + b); break;                                                  \
+    case OP_SUB: BINARY_LOOP(T, a - b); break;                                                  \
+    case OP_MUL: BINARY_LOOP(T, a * b); break;                                                  \
+    case OP_DIV: BINARY_LOOP(T, a / b); break;                                                  \
+    case OP_MAX: BINARY_LOOP(T, a > b || a != a ? a : b); break;                                \
+    case OP_MIN: BINARY_LOOP(T, a < b || a != a ? a : b); break;                                \
+    }
+
+typedef struct { binary_op op; al_dtype dtype; } binary_arg;
+
+static void binary_row(char **p, int64_t n, const int64_t *s, void *varg) {
+    const binary_arg *arg = varg;
+    binary_op op = arg->op;
+    if (arg->dtype == AL_FLOAT32) { BINARY_CASES(float) }
+    else if (arg->dtype == AL_FLOAT64) { BINARY_CASES(double) }
+    else {
+        if (op == OP_DIV) { /* integer division by zero is undefined in C: define it as 0 */
+            int64_t *o = (int64_t *)p[0]; const int64_t *x = (const int64_t *)p[1], *y = (const int64_t *)p[2];
+            for (int64_t i = 0; i < n; i++) {
+                int64_t b = y[i * s[2]];
+                o[i * s[0]] = b ? x[i * s[1]] / b : 0;
+            }
+        } else { BINARY_CASES(int64_t) }
+    }
+}
+
+/* out = a op b over the broadcast shape, in the promoted dtype; no graph. */
+static al_tensor *binary_compute(binary_op op, const al_tensor *a, const al_tensor *b) {
+    const char *fn = binary_names[op];
+    int nd; int64_t shape[AL_MAX_DIMS];
+    if (!al_broadcast_shapes(fn, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
+    al_dtype dt = promote(a->dtype, b->dtype);
+    al_tensor *ca = a->dtype == dt ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, dt);
+    al_tensor *cb = b->dtype == dt ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, dt);
+    al_tensor *out = ca && cb ? al_new_tensor(nd, shape, dt) : NULL;
+    if (out) {
+        int64_t sa[AL_MAX_DIMS], sb[AL_MAX_DIMS];
+        al_broadcast_strides(ca, nd, shape, sa);
+        al_broadcast_strides(cb, nd, shape, sb);
+        al_iter it;
+        al_iter_init(&it, nd, shape);
+        al_iter_add(&it, al_ptr(out), out->strides, al_dtype_size(dt));
+        al_iter_add(&it, al_ptr(ca), sa, al_dtype_size(dt));
+        al_iter_add(&it, al_ptr(cb), sb, al_dtype_size(dt));
+        binary_arg arg = {op, dt};
+        al_iter_run(&it, binary_row, &arg);
+    }
+    al_release(ca);
+    al_release(cb);
+    return out;
+}
+
+static void binary_backward(al_node *node, const al_tensor *g) {
+    binary_op op = (binary_op)node->ints[0];
+    const al_tensor *a = node->inputs[0], *b = node->inputs[1];
+    al_tensor *ga = NULL, *gb = NULL;
+    switch (op) {
+    case OP_ADD:
+        ga = al_retain((al_tensor *)g);
+        gb = al_retain((al_tensor *)g);
+        break;
+    case OP_SUB:
+        ga = al_retain((al_tensor *)g);
+        if (al_input_needs_grad(node, 1)) gb = al_neg(g);
+        break;
+    case OP_MUL:
+        if (al_input_needs_grad(node, 0)) ga = al_mul(g, b);
+        if (al_input_needs_grad(node, 1)) gb = al_mul(g, a);
+        break;
+    case OP_DIV:
+        if (al_input_needs_grad(node, 0)) ga = al_div(g, b);
+        if (al_input_needs_grad(node, 1)) { /* d(a/b)/db = -(a/b)/b */
+            al_tensor *q = al_div(a, b), *qb = q ? al_div(q, b) : NULL;
+            al_tensor *t = qb ? al_mul(g, qb) : NULL;
+            gb = t ? al_neg(t) : NULL;
+            al_release(q); al_release(qb); al_release(t);
+        }
+        break;
+    case OP_MAX: case OP_MIN: { /* the gradient goes to the chosen side (a on ties) */
+        al_tensor *pick_a = al_compare(a, b, op == OP_MAX ? AL_GE : AL_LE);
+        if (pick_a) {
+            if (al_input_needs_grad(node, 0)) ga = al_mul(g, pick_a);
+            if (al_input_needs_grad(node, 1)) {
+                al_tensor *pick_b = al_rsub_scalar(1.0, pick_a);
+                gb = pick_b ? al_mul(g, pick_b) : NULL;
+                al_release(pick_b);
+            }
+        }
+        al_release(pick_a);
+        break;
+    }
+    }
+    al_accumulate_input(node, 0, ga);
+    al_accumulate_input(node, 1, gb);
+    al_release(ga);
+    al_release(gb);
+}
+
+static al_tensor *binary(binary_op op, const al_tensor *a, const al_tensor *b) {
+    CHECK_TENSOR(binary_names[op], a, "a");
+    CHECK_TENSOR(binary_names[op], b, "b");
+    al_tensor *out = binary_compute(op, a, b);
+    if (out && al_grad_needed2(a, b) && al_is_float(out->dtype)) {
+        const al_tensor *in[2] = {a, b};
+        al_node *node = al_record(out, binary_names[op], binary_backward, 2, in);
+        if (node) node->ints[0] = op;
+    }
+    return out;
+}
+
+al_tensor *al_add(const al_tensor *a, const al_tensor *b) { return binary(OP_ADD, a, b); }
+al_tensor *al_sub(const al_tensor *a, const al_tensor *b) { return binary(OP_SUB, a, b); }
+al_tensor *al_mul(const al_tensor *a, const al_tensor *b) { return binary(OP_MUL, a, b); }
+al_tensor *al_div(const al_tensor *a, const al_tensor *b) { return binary(OP_DIV, a, b); }
+al_tensor *al_maximum(const al_tensor *a, const al_tensor *b) { return binary(OP_MAX, a, b); }
+al_tensor *al_minimum(const al_tensor *a, const al_tensor *b) { return binary(OP_MIN, a, b); }
+
+/* ---- unary ---------------------------------------------------------------------------------- */
+
+typedef enum {
+    U_NEG, U_EXP, U_LOG, U_SQRT, U_TANH, U_SIGMOID, U_RELU, U_GELU, U_ABS,
+    U_ADD_S, U_MUL_S, U_RSUB_S, U_RDIV_S, U_POW_S, U_CLAMP
+} unary_op;
+static const char *unary_names[] = {"neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu",
+                                    "abs", "add", "mul", "sub", "div", "pow", "clamp"};
+
+/* gelu, tanh form: 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi) */
+#define GELU_C 0.7978845608028654
+
+typedef struct { unary_op op; al_dtype dtype; double s0, s1; } unary_arg;
+
+#define UNARY_LOOP(T, EXPR)                                                                     \
+    do {                                                                                        \
+        T *o = (T *)p[0]; const T *x = (const T *)p[1];                                         \
+        if (s[0] == 1 && s[1] == 1) for (int64_t i = 0; i < n; i++) { T a = x[i]; o[i] = (EXPR); } \
+        else for (int64_t i = 0; i < n; i++) { T a = x[i * s[1]]; o[i * s[0]] = (EXPR); }       \
+    } while (0)
+
+#define UNARY_CASES(T, EXP, LOG, SQRT, TANH, POW, FABS)                                        \
+    switch (arg->op) {                                                                          \
+    case U_NEG: UNARY_LOOP(T, -a); break;                                                       \
+    case U_EXP: UNARY_LOOP(T, EXP(a)); break;                                                   \
+    case U_LOG: UNARY_LOOP(T, LOG(a)); break;                                                   \
+    case U_SQRT: UNARY_LOOP(T, SQRT(a)); break;                                                 \
+    case U_TANH: UNARY_LOOP(T, TANH(a)); break;                                                 \
+    case U_SIGMOID: UNARY_LOOP(T, (T)1 / ((T)1 + EXP(-a))); break;                              \
+    case U_RELU: UNARY_LOOP(T, a > 0 ? a : (T)0); break;                                        \
+    case U_GELU: UNARY_LOOP(T, (T)0.5 * a * ((T)1 + TANH((T)GELU_C * (a + (T)0.044715 * a * a * a)))); break; \
+    case U_ABS: UNARY_LOOP(T, FABS(a)); break;                                                  \
+    case U_ADD_S: UNARY_LOOP(T, a + s0); break;                                                 \
+    case U_MUL_S: UNARY_LOOP(T, a * s0); break;                                                 \
+    case U_RSUB_S: UNARY_LOOP(T, s0 - a); break;                                                \
+    case U_RDIV_S: UNARY_LOOP(T, s0 / a); break;                                                \
+    case U_POW_S:                                                                               \
+        if (s0 == 2) UNARY_LOOP(T, a * a);                                                      \
+        else UNARY_LOOP(T, POW(a, s0));                                                         \
+        break;                                                                                  \
+    case U_CLAMP: UNARY_LOOP(T, a < s0 ? s0 : (a > s1 ? s1 : a)); break;                        \
+    }
+
+static void unary_row(char **p, int64_t n, const int64_t *s, void *varg) {
+    const unary_arg *arg = varg;
+    if (arg->dtype == AL_FLOAT32) {
+        const float s0 = (float)arg->s0, s1 = (float)arg->s1;
+        UNARY_CASES(float, expf, logf, sqrtf, tanhf, powf, fabsf)
+    } else {
+        const double s0 = arg->s0, s1 = arg->s1;
+        UNARY_CASES(double, exp, log, sqrt, tanh, pow, fabs)
+    }
+}
+
+static al_tensor *unary_compute(unary_op op, const al_tensor *a, double s0, double s1) {
+    al_dtype dt = a->dtype == AL_INT64 ? AL_FLOAT32 : a->dtype;
+    al_tensor *ca = a->dtype == dt ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, dt);
+    al_tensor *out = ca ? al_new_tensor(a->ndim, a->shape, dt) : NULL;
+    if (out) {
+        al_iter it;
+        al_iter_init(&it, a->ndim, a->shape);
+        al_iter_add(&it, al_ptr(out), out->strides, al_dtype_size(dt));
+        al_iter_add(&it, al_ptr(ca), ca->strides, al_dtype_size(dt));
+        unary_arg arg = {op, dt, s0, s1};
+        al_iter_run(&it, unary_row, &arg);
+    }
+    al_release(ca);
+    return out;
+}
+
+/* Derivative factor d out / d a, as a tensor, from the saved input x and the saved output y. */
+typedef struct { unary_op op; al_dtype dtype; double s0, s1; } dfactor_arg;
+
+#define DFACTOR_CASES(T, EXP, TANH, POW)                                                        \
+    switch (arg->op) {                                                                          \
+    case U_SIGMOID: BINARY_LOOP(T, b * ((T)1 - b)); break;                                      \
+    case U_TANH: BINARY_LOOP(T, (T)1 - b * b); break;                                           \
+    case U_EXP: BINARY_LOOP(T, b); break;                                                       \
+    case U_SQRT: BINARY_LOOP(T, (T)0.5 / b); break;                                             \
+    case U_LOG: BINARY_LOOP(T, (T)1 / a); break;                                                \
+    case U_RELU: BINARY_LOOP(T, a > 0 ? (T)1 : (T)0); break;                                    \
+    case U_ABS: BINARY_LOOP(T, a > 0 ? (T)1 : (a < 0 ? (T)-1 : (T)0)); break;                  \
+    case U_RDIV_S: BINARY_LOOP(T, -b / a); break;                                               \
+    case U_POW_S: BINARY_LOOP(T, s0 == 0 ? (T)0 : s0 * POW(a, s0 - 1)); break;                  \
+    case U_CLAMP: BINARY_LOOP(T, a >= s0 && a <= s1 ? (T)1 : (T)0); break;                      \
+    case U_GELU: BINARY_LOOP(T, ({                                                              \
+        T u = (T)GELU_C * (a + (T)0.044715 * a * a * a), th = TANH(u);                          \
+        (T)0.5 * ((T)1 + th) + (T)0.5 * a * ((T)1 - th * th) * (T)GELU_C * ((T)1 + (T)0.134145 * a * a); })); \
+        break;                                                                                  \
+    default: break;                                                                             \
+    }
+
+static void dfactor_row(char **p, int64_t n, const int64_t *s, void *varg) {
+    const dfactor_arg *arg = varg;
+    if (arg->dtype == AL_FLOAT32) { const float s0 = (float)arg->s0, s1 = (float)arg->s1; (void)s1; DFACTOR_CASES(float, expf, tanhf, powf) }
+    else { const double s0 = arg->s0, s1 = arg->s1; (void)s1; DFACTOR_CASES(double, exp, tanh, pow) }
+}
+
+static void unary_backward(al_node *node, const al_tensor *g) {
+    unary_op op = (unary_op)node->ints[0];
+    double s0 = node->scalars[0], s1 = node->scalars[1];
+    al_tensor *ga = NULL;
+    switch (op) {
+    case U_NEG: ga = al_neg(g); break;
+    case U_ADD_S: ga = al_retain((al_tensor *)g); break;
+    case U_MUL_S: ga = al_mul_scalar(g, s0); break;
+    case U_RSUB_S: ga = al_neg(g); break;
+    default: {
+        const al_tensor *x = node->inputs[0];
+        const al_tensor *y = node->saved[0] ? node->saved[0] : x;
+        al_tensor *factor = al_new_like(x);
+        if (!factor) break;
+        al_iter it;
+        al_iter_init(&it, x->ndim, x->shape);
+        al_iter_add(&it, al_ptr(factor), factor->strides, al_dtype_size(x->dtype));
+        al_iter_add(&it, al_ptr(x), x->strides, al_dtype_size(x->dtype));
+        al_iter_add(&it, al_ptr(y), y->strides, al_dtype_size(y->dtype));
+        dfactor_arg arg = {op, x->dtype, s0, s1};
+        al_iter_run(&it, dfactor_row, &arg);
+        ga = al_mul(g, factor);
+        al_release(factor);
+    }
+    }
+    al_accumulate_input(node, 0, ga);
+    al_release(ga);
+}
+
+/* Integer arithmetic stays integer: int64 +, -, * by an integer scalar (and neg) keep int64, as
+ * index arithmetic needs (the Lua layer turns its 1-based ids into the core's 0-based ones so). */
+static al_tensor *int64_scalar_op(unary_op op, const al_tensor *a, double s0) {
+    if (a->dtype != AL_INT64 || s0 != floor(s0)) return NULL;
+    binary_op bop;
+    switch (op) {
+    case U_ADD_S: bop = OP_ADD; break;
+    case U_MUL_S: bop = OP_MUL; break;
+    case U_RSUB_S: bop = OP_SUB; break;
+    case U_NEG: bop = OP_MUL; s0 = -1; break;
+    default: return NULL;
+    }
+    al_tensor *s = al_full(0, NULL, s0, AL_INT64);
+    al_tensor *out = s ? (op == U_RSUB_S ? binary_compute(bop, s, a) : binary_compute(bop, a, s)) : NULL;
+    al_release(s);
+    return out;
+}
+
+static al_tensor *unary(unary_op op, const al_tensor *a, double s0, double s1) {
+    CHECK_TENSOR(unary_names[op], a, "self");
+    al_tensor *out = int64_scalar_op(op, a, s0);
+    if (out) return out;
+    out = unary_compute(op, a, s0, s1);
+    if (out && al_grad_needed1(a)) {
+        al_node *node = al_record(out, unary_names[op], unary_backward, 1, &a);
+        if (node) {
+            node->ints[0] = op;
+            node->scalars[0] = s0;
+            node->scalars[1] = s1;
+            /* these derivatives are cheapest from the output; keep an alias (not the output
+             * itself, which would make a cycle) */
+            if (op == U_EXP || op == U_SQRT || op == U_TANH || op == U_SIGMOID || op == U_RDIV_S) {
+                al_tensor *alias = al_alias(out);
+                al_node_save(node, 0, alias);
+                al_release(alias);
+            }
+        }
+    }
+    return out;
+}
+
+al_tensor *al_neg(const al_tensor *a) { return unary(U_NEG, a, 0, 0); }
+al_tensor *al_exp(const al_tensor *a) { return unary(U_EXP, a, 0, 0); }
+al_tensor *al_log(const al_tensor *a) { return unary(U_LOG, a, 0, 0); }
+al_tensor *al_sqrt(const al_tensor *a) { return unary(U_SQRT, a, 0, 0); }
+al_tensor *al_tanh(const al_tensor *a) { return unary(U_TANH, a, 0, 0); }
+al_tensor *al_sigmoid(const al_tensor *a) { return unary(U_SIGMOID, a, 0, 0); }
+al_tensor *al_relu(const al_tensor *a) { return unary(U_RELU, a, 0, 0); }
+al_tensor *al_gelu(const al_tensor *a) { return unary(U_GELU, a, 0, 0); }
+al_tensor *al_abs(const al_tensor *a) { return unary(U_ABS, a, 0, 0); }
+al_tensor *al_add_scalar(const al_tensor *a, double s) { return unary(U_ADD_S, a, s, 0); }
+al_tensor *al_mul_scalar(const al_tensor *a, double s) { return unary(U_MUL_S, a, s, 0); }
+al_tensor *al_rsub_scalar(double s, const al_tensor *a) { return unary(U_RSUB_S, a, s, 0); }
+al_tensor *al_rdiv_scalar(double s, const al_tensor *a) { return unary(U_RDIV_S, a, s, 0); }
+al_tensor *al_pow_scalar(const al_tensor *a, double p) { return unary(U_POW_S, a, p, 0); }
+al_tensor *al_clamp(const al_tensor *a, double lo, double hi) {
+    if (lo > hi) {
+        al_error("clamp: lower bound %g is above upper bound %g", lo, hi);
+        return NULL;
+    }
+    return unary(U_CLAMP, a, lo, hi);
+}
+
+/* ---- comparisons and where (no gradient flows through a comparison) -------------------------- */
+
+typedef struct { al_compare_op op; al_dtype in, out; } compare_arg;
+
+#define CMP_LOOP(TI, TO, EXPR)                                                                  \
+    do {                                                                                        \
+        TO *o = (TO *)p[0]; const TI *x = (const TI *)p[1], *y = (const TI *)p[2];              \
+        for (int64_t i = 0; i < n; i++) { TI a = x[i * s[1]], b = y[i * s[2]]; o[i * s[0]] = (TO)(EXPR); } \
+    } while (0)
+#define CMP_CASES(TI, TO)                                                                       \
+    switch (arg->op) {                                                                          \
+    case AL_EQ: CMP_LOOP(TI, TO, a == b); break;                                                \
+    case AL_NE: CMP_LOOP(TI, TO, a != b); break;                                                \
+    case AL_LT: CMP_LOOP(TI, TO, a < b); break;                                                 \
+    case AL_LE: CMP_LOOP(TI, TO, a <= b); break;                                                \
+    case AL_GT: CMP_LOOP(TI, TO, a > b); break;                                                 \
+    case AL_GE: CMP_LOOP(TI, TO, a >= b); break;                                                \
+    }
+
+static void compare_row(char **p, int64_t n, const int64_t *s, void *varg) {
+    const compare_arg *arg = varg;
+    if (arg->in == AL_FLOAT32) {
+        if (arg->out == AL_FLOAT32) { CMP_CASES(float, float) } else { CMP_CASES(float, double) }
+    } else if (arg->in == AL_FLOAT64) {
+        if (arg->out == AL_FLOAT32) { CMP_CASES(double, float) } else { CMP_CASES(double, double) }
+    } else {
+        if (arg->out == AL_FLOAT32) { CMP_CASES(int64_t, float) } else { CMP_CASES(int64_t, double) }
+    }
+}
+
+al_tensor *al_compare(const al_tensor *a, const al_tensor *b, al_compare_op op) {
+    CHECK_TENSOR("compare", a, "a");
+    CHECK_TENSOR("compare", b, "b");
+    if ((int)op < AL_EQ || (int)op > AL_GE) { al_error("compare: unknown comparison %d", (int)op); return NULL; }
+    int nd; int64_t shape[AL_MAX_DIMS];
+    if (!al_broadcast_shapes("compare", a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
+    al_dtype in = promote(a->dtype, b->dtype);
+    al_dtype out_dt = a->dtype == AL_FLOAT64 ? AL_FLOAT64 : AL_FLOAT32;
+    al_tensor *ca = a->dtype == in ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, in);
+    al_tensor *cb = b->dtype == in ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, in);
+    al_tensor *out = ca && cb ? al_new_tensor(nd, shape, out_dt) : NULL;
+    if (out) {
+        int64_t sa[AL_MAX_DIMS], sb[AL_MAX_DIMS];
+        al_broadcast_strides(ca, nd, shape, sa);
+        al_broadcast_strides(cb, nd, shape, sb);
+        al_iter it;
+        al_iter_init(&it, nd, shape);
+        al_iter_add(&it, al_ptr(out), out->strides, al_dtype_size(out_dt));
+        al_iter_add(&it, al_ptr(ca), sa, al_dtype_size(in));
+        al_iter_add(&it, al_ptr(cb), sb, al_dtype_size(in));
+        compare_arg arg = {op, in, out_dt};
+        al_iter_run(&it, compare_row, &arg);
+    }
+    al_release(ca);
+    al_release(cb);
+    return out;
+}
+
+al_tensor *al_compare_scalar(const al_tensor *a, double s, al_compare_op op) {
+    CHECK_TENSOR("compare", a, "a");
+    al_tensor *b = al_full(0, NULL, s, a->dtype == AL_INT64 && s != floor(s) ? AL_FLOAT64 : a->dtype);
+    al_tensor *out = b ? al_compare(a, b, op) : NULL;
+    al_release(b);
+    return out;
+}
+
+static void where_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *cond = node->saved[0];
+    al_tensor *ga = al_input_needs_grad(node, 0) ? al_mul(g, cond) : NULL;
+    al_tensor *gb = NULL;
+    if (al_input_needs_grad(node, 1)) {
+        al_tensor *inv = al_rsub_scalar(1.0, cond);
+        gb = inv ? al_mul(g, inv) : NULL;
+        al_release(inv);
+    }
+    al_accumulate_input(node, 0, ga);
+    al_accumulate_input(node, 1, gb);
+    al_release(ga);
+    al_release(gb);
+}
+
+/* where = cond01 * a + (1 - cond01) * b would turn inf * 0 into NaN; select instead. */
+al_tensor *al_where(const al_tensor *cond, const al_tensor *a, const al_tensor *b) {
+    CHECK_TENSOR("where", cond, "cond");
+    CHECK_TENSOR("where", a, "a");
+    CHECK_TENSOR("where", b, "b");
+    int n1, nd; int64_t s1[AL_MAX_DIMS], shape[AL_MAX_DIMS];
+    if (!al_broadcast_shapes("where", a->ndim, a->shape, b->ndim, b->shape, &n1, s1)) return NULL;
+    if (!al_broadcast_shapes("where", cond->ndim, cond->shape, n1, s1, &nd, shape)) return NULL;
+    al_dtype dt = promote(a->dtype, b->dtype);
+    al_tensor *c01 = al_compare_scalar(cond, 0, AL_NE);
+    al_tensor *cf = c01 ? al_to_dtype_nograd(c01, dt == AL_INT64 ? AL_FLOAT64 : dt) : NULL;
+    al_tensor *out = cf ? al_new_tensor(nd, shape, dt) : NULL;
+    if (out) {
+        al_tensor *ca = al_to_dtype_nograd(a, dt), *cb = al_to_dtype_nograd(b, dt), *cc = al_to_dtype_nograd(cf, AL_FLOAT64);
+        if (ca && cb && cc) {
+            int64_t sa[AL_MAX_DIMS], sb[AL_MAX_DIMS], sc[AL_MAX_DIMS], idx[AL_MAX_DIMS] = {0};
+            al_broadcast_strides(ca, nd, shape, sa);
+            al_broadcast_strides(cb, nd, shape, sb);
+            al_broadcast_strides(cc, nd, shape, sc);
+            int64_t total = al_numel(out);
+            size_t es = al_dtype_size(dt);
+            char *o = al_ptr(out);
+            for (int64_t k = 0; k < total; k++) {
+                int64_t oa = 0, ob = 0, oc = 0;
+                for (int d = 0; d < nd; d++) { oa += idx[d] * sa[d]; ob += idx[d] * sb[d]; oc += idx[d] * sc[d]; }
+                const char *src = ((const double *)al_ptr(cc))[oc] != 0 ? (const char *)al_ptr(ca) + oa * (int64_t)es
+                                                                        : (const char *)al_ptr(cb) + ob * (int64_t)es;
+                for (size_t byte = 0; byte < es; byte++) o[(size_t)k * es + byte] = src[byte];
+                for (int d = nd - 1; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+            }
+        }
+        al_release(ca); al_release(cb); al_release(cc);
+    }
+    if (out && al_grad_needed2(a, b) && al_is_float(dt)) {
+        const al_tensor *in[2] = {a, b};
+        al_node *node = al_record(out, "where", where_backward, 2, in);
+        if (node) al_node_save(node, 0, cf);
+    }
+    al_release(c01);
+    al_release(cf);
+    return out;
+}
+
+/* ---- in place ------------------------------------------------------------------------------- */
+
+int al_add_scaled_(al_tensor *dst, const al_tensor *src, double alpha) {
+    if (!dst || !src) { al_error("add_: tensor is missing"); return -1; }
+    al_tensor *scaled = alpha == 1.0 ? al_retain((al_tensor *)src) : al_mul_scalar(src, alpha);
+    if (!scaled) return -1;
+    int prev = al_set_grad_enabled(0);
+    al_tensor *sum = al_add(dst, scaled);
+    al_set_grad_enabled(prev);
+    int rc = sum ? al_copy_(dst, sum) : -1;
+    al_release(sum);
+    al_release(scaled);
+    return rc;
+}
+
+int al_mul_scalar_(al_tensor *t, double s) {
+    if (!t) { al_error("mul_: tensor is missing"); return -1; }
+    int prev = al_set_grad_enabled(0);
+    al_tensor *prod = al_mul_scalar(t, s);
+    al_set_grad_enabled(prev);
+    int rc = prod ? al_copy_(t, prod) : -1;
+    al_release(prod);
+    return rc;
+}

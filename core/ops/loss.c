@@ -1,0 +1,95 @@
+/* loss.c -- mean squared error and cross-entropy. */
+#include "../internal.h"
+#include <math.h>
+
+al_tensor *al_mse(const al_tensor *pred, const al_tensor *target) {
+    CHECK_TENSOR("mse", pred, "pred");
+    CHECK_TENSOR("mse", target, "target");
+    /* no broadcasting here: (B) against (B, 1) silently averaging a B x B matrix is a classic bug */
+    if (!al_shape_equal(pred->ndim, pred->shape, target->ndim, target->shape)) {
+        al_error("mse: pred %s and target %s must have the same shape", TSHAPE(pred), TSHAPE(target));
+        return NULL;
+    }
+    if (al_numel(pred) == 0) { al_error("mse: empty tensors (shape %s)", TSHAPE(pred)); return NULL; }
+    al_tensor *diff = al_sub(pred, target);
+    al_tensor *sq = diff ? al_mul(diff, diff) : NULL;
+    al_tensor *out = sq ? al_mean(sq, AL_ALL_DIMS, 0) : NULL;
+    al_release(diff);
+    al_release(sq);
+    return out;
+}
+
+/* Cross-entropy of rows of logits against ids: loss = mean over counted rows of lse(row) - row[id].
+ * Backward: (softmax(row) - onehot(id)) / count on counted rows, 0 on ignored ones. */
+#define CE_ROWS(T, EXP)                                                                         \
+    do {                                                                                        \
+        const T *X = al_ptr(lc); const int64_t *Y = al_ptr(ic); T *P = al_ptr(prob);            \
+        for (int64_t r = 0; r < rows; r++) {                                                    \
+            const T *x = X + r * C; T *p = P + r * C;                                           \
+            if (Y[r] == ignore) { for (int64_t c = 0; c < C; c++) p[c] = 0; continue; }         \
+            T m = x[0];                                                                         \
+            for (int64_t c = 1; c < C; c++) if (x[c] > m) m = x[c];                             \
+            double z = 0;                                                                       \
+            for (int64_t c = 0; c < C; c++) { p[c] = EXP(x[c] - m); z += p[c]; }                \
+            total += m + log(z) - x[Y[r]];                                                      \
+            for (int64_t c = 0; c < C; c++) p[c] = (T)(p[c] / z);                               \
+            p[Y[r]] -= 1;                                                                       \
+            count++;                                                                            \
+        }                                                                                       \
+    } while (0)
+
+static void cross_entropy_backward(al_node *node, const al_tensor *g) {
+    double scale = al_item(g) * node->scalars[0];
+    al_tensor *grad = al_mul_scalar(node->saved[0], scale);
+    al_tensor *shaped = grad ? al_reshape(grad, node->inputs[0]->ndim, node->inputs[0]->shape) : NULL;
+    al_accumulate_input(node, 0, shaped);
+    al_release(grad);
+    al_release(shaped);
+}
+
+al_tensor *al_cross_entropy(const al_tensor *logits, const al_tensor *target, int64_t ignore_index) {
+    CHECK_TENSOR("cross_entropy", logits, "logits");
+    CHECK_TENSOR("cross_entropy", target, "target");
+    if (logits->ndim < 1 || !al_is_float(logits->dtype)) {
+        al_error("cross_entropy: logits must be a float tensor (..., C) (got %s, %s)", TSHAPE(logits),
+                 al_dtype_name(logits->dtype));
+        return NULL;
+    }
+    if (target->dtype != AL_INT64) {
+        al_error("cross_entropy: target ids must be int64 (got %s of shape %s)", al_dtype_name(target->dtype), TSHAPE(target));
+        return NULL;
+    }
+    if (!al_shape_equal(logits->ndim - 1, logits->shape, target->ndim, target->shape)) {
+        al_error("cross_entropy: logits %s need target ids of shape %s, got %s", TSHAPE(logits),
+                 al_shape_str(logits->ndim - 1, logits->shape), TSHAPE(target));
+        return NULL;
+    }
+    int64_t C = logits->shape[logits->ndim - 1], rows = al_numel(target);
+    al_tensor *ic = al_contiguous_nograd(target);
+    if (!ic) return NULL;
+    const int64_t *ids = al_ptr(ic);
+    for (int64_t r = 0; r < rows; r++)
+        if (ids[r] != ignore_index && (ids[r] < 0 || ids[r] >= C)) {
+            al_error("cross_entropy: class id %lld at position %lld is out of range for %lld classes",
+                     (long long)ids[r] + 1, (long long)r + 1, (long long)C);
+            al_release(ic);
+            return NULL;
+        }
+    al_tensor *lc = al_contiguous_nograd(logits);
+    int64_t pshape[2] = {rows, C};
+    al_tensor *prob = lc ? al_new_tensor(2, pshape, logits->dtype) : NULL;
+    double total = 0;
+    int64_t count = 0;
+    const int64_t ignore = ignore_index;
+    if (prob) {
+        if (logits->dtype == AL_FLOAT32) CE_ROWS(float, expf);
+        else CE_ROWS(double, exp);
+    }
+    al_tensor *out = prob ? al_full(0, NULL, count ? total / (double)count : 0.0, logits->dtype) : NULL;
+    if (out && al_grad_needed1(logits)) {
+        al_node *node = al_record(out, "cross_entropy", cross_entropy_backward, 1, &logits);
+        if (node) { al_node_save(node, 0, prob); node->scalars[0] = count ? 1.0 / (double)count : 0.0; }
+    }
+    al_release(ic); al_release(lc); al_release(prob);
+    return out;
+}

@@ -1,0 +1,234 @@
+/* matmul.c -- batched matrix products with broadcasting, and small linear solves.
+ *
+ * Three paths, chosen by size (bench/RESULTS.md has the measurements behind the thresholds):
+ *   - tiny matrices (the toy tasks' 6x6 heads): a plain C kernel, batches shared among threads;
+ *     a BLAS call costs more than the arithmetic here;
+ *   - many medium matrices: one single-threaded BLAS call per matrix, batches shared among threads
+ *     (two OpenBLAS threads are slower than one on these shapes);
+ *   - large matrices: one BLAS call each, OpenBLAS threading inside. */
+#include "../internal.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+extern void openblas_set_num_threads(int n);
+extern int openblas_get_num_threads(void);
+
+typedef struct {
+    const char *a, *b; char *c;
+    int64_t n, k, m;
+    int64_t as0, as1, bs0, bs1;   /* element strides of A's rows/cols and B's rows/cols */
+} matrix_job;
+
+#define SMALL_KERNEL(T)                                                                         \
+    static void small_matmul_##T(const matrix_job *j) {                                         \
+        const T *A = (const T *)j->a, *B = (const T *)j->b; T *C = (T *)j->c;                   \
+        for (int64_t i = 0; i < j->n; i++) {                                                    \
+            T *crow = C + i * j->m;                                                             \
+            for (int64_t q = 0; q < j->m; q++) crow[q] = 0;                                     \
+            for (int64_t p = 0; p < j->k; p++) {                                                \
+                T a = A[i * j->as0 + p * j->as1];                                               \
+                const T *brow = B + p * j->bs0;                                                 \
+                if (j->bs1 == 1) for (int64_t q = 0; q < j->m; q++) crow[q] += a * brow[q];     \
+                else for (int64_t q = 0; q < j->m; q++) crow[q] += a * brow[q * j->bs1];        \
+            }                                                                                   \
+        }                                                                                       \
+    }
+SMALL_KERNEL(float)
+SMALL_KERNEL(double)
+
+/* BLAS wants each operand with one unit stride; returns false when neither stride is 1. */
+static bool blas_layout(int64_t s0, int64_t s1, int64_t rows, int64_t cols, CBLAS_TRANSPOSE *tr, int64_t *ld) {
+    if (s1 == 1 && (s0 >= (cols > 1 ? cols : 1) || rows == 1)) { *tr = CblasNoTrans; *ld = s0 > cols ? s0 : (cols > 1 ? cols : 1); return true; }
+    if (s0 == 1 && (s1 >= (rows > 1 ? rows : 1) || cols == 1)) { *tr = CblasTrans; *ld = s1 > rows ? s1 : (rows > 1 ? rows : 1); return true; }
+    return false;
+}
+
+static void blas_matmul(const matrix_job *j, al_dtype dt) {
+    CBLAS_TRANSPOSE ta, tb;
+    int64_t lda, ldb;
+    blas_layout(j->as0, j->as1, j->n, j->k, &ta, &lda);
+    blas_layout(j->bs0, j->bs1, j->k, j->m, &tb, &ldb);
+    int64_t ldc = j->m > 1 ? j->m : 1;
+    if (dt == AL_FLOAT32)
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)j->n, (int)j->m, (int)j->k, 1.0f, (const float *)j->a,
+                    (int)lda, (const float *)j->b, (int)ldb, 0.0f, (float *)j->c, (int)ldc);
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, (int)j->n, (int)j->m, (int)j->k, 1.0, (const double *)j->a,
+                    (int)lda, (const double *)j->b, (int)ldb, 0.0, (double *)j->c, (int)ldc);
+}
+
+static void matmul_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *a = node->inputs[0], *b = node->inputs[1];
+    if (al_input_needs_grad(node, 0)) {      /* dA = g B^T */
+        al_tensor *bt = al_transpose(b, -1, -2);
+        al_tensor *ga = bt ? al_matmul(g, bt) : NULL;
+        al_accumulate_input(node, 0, ga);
+        al_release(bt); al_release(ga);
+    }
+    if (al_input_needs_grad(node, 1)) {      /* dB = A^T g */
+        al_tensor *at = al_transpose(a, -1, -2);
+        al_tensor *gb = at ? al_matmul(at, g) : NULL;
+        al_accumulate_input(node, 1, gb);
+        al_release(at); al_release(gb);
+    }
+}
+
+/* Both operands at least 2-D. */
+static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
+    int64_t n = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1];
+    int64_t k2 = b->shape[b->ndim - 2], m = b->shape[b->ndim - 1];
+    if (k != k2) {
+        al_error("matmul: shapes %s and %s do not align (dim %d = %lld, dim %d = %lld)", TSHAPE(a),
+                 TSHAPE(b), a->ndim, (long long)k, b->ndim - 1, (long long)k2);
+        return NULL;
+    }
+    if (a->dtype != b->dtype || !al_is_float(a->dtype)) {
+        al_error("matmul: operands are %s and %s; both must be the same float dtype",
+                 al_dtype_name(a->dtype), al_dtype_name(b->dtype));
+        return NULL;
+    }
+    int nb; int64_t batch[AL_MAX_DIMS];
+    if (!al_broadcast_shapes("matmul", a->ndim - 2, a->shape, b->ndim - 2, b->shape, &nb, batch)) return NULL;
+    int64_t oshape[AL_MAX_DIMS];
+    memcpy(oshape, batch, sizeof(int64_t) * (size_t)nb);
+    oshape[nb] = n;
+    oshape[nb + 1] = m;
+    if (!al_check_shape("matmul", nb + 2, oshape)) return NULL;
+
+    /* operands whose matrices have no unit stride are copied once */
+    int64_t dummy;
+    CBLAS_TRANSPOSE tdummy;
+    al_tensor *ca = blas_layout(a->strides[a->ndim - 2], a->strides[a->ndim - 1], n, k, &tdummy, &dummy)
+                        ? al_retain((al_tensor *)a) : al_contiguous_nograd(a);
+    al_tensor *cb = blas_layout(b->strides[b->ndim - 2], b->strides[b->ndim - 1], k, m, &tdummy, &dummy)
+                        ? al_retain((al_tensor *)b) : al_contiguous_nograd(b);
+    al_tensor *out = ca && cb ? al_new_tensor(nb + 2, oshape, a->dtype) : NULL;
+    if (!out) { al_release(ca); al_release(cb); return NULL; }
+
+    int64_t abs_[AL_MAX_DIMS], bbs[AL_MAX_DIMS];
+    al_tensor abatch = *ca, bbatch = *cb;   /* batch parts only, for broadcast strides */
+    abatch.ndim = ca->ndim - 2;
+    bbatch.ndim = cb->ndim - 2;
+    al_broadcast_strides(&abatch, nb, batch, abs_);
+    al_broadcast_strides(&bbatch, nb, batch, bbs);
+    int64_t nbatch = al_shape_numel(nb, batch);
+    size_t es = al_dtype_size(a->dtype);
+    const char *abase = al_ptr(ca), *bbase = al_ptr(cb);
+    char *cbase = al_ptr(out);
+    const int64_t work = n * k * m;
+    const bool tiny = work <= 4096;
+    const bool batch_parallel = nbatch > 1 && (tiny ? nbatch * work >= AL_PARALLEL_GRAIN : work <= 128 * 128 * 128);
+    const int blas_threads = openblas_get_num_threads();
+    if (batch_parallel && !tiny) openblas_set_num_threads(1);
+
+    #pragma omp parallel for schedule(static) if (batch_parallel)
+    for (int64_t bi = 0; bi < nbatch; bi++) {
+        int64_t aoff = 0, boff = 0, r = bi;
+        for (int d = nb - 1; d >= 0; d--) {
+            int64_t idx = r % batch[d];
+            r /= batch[d];
+            aoff += idx * abs_[d];
+            boff += idx * bbs[d];
+        }
+        matrix_job j = {abase + aoff * (int64_t)es, bbase + boff * (int64_t)es, cbase + bi * n * m * (int64_t)es,
+                        n, k, m, ca->strides[ca->ndim - 2], ca->strides[ca->ndim - 1],
+                        cb->strides[cb->ndim - 2], cb->strides[cb->ndim - 1]};
+        if (n == 0 || m == 0) continue;
+        if (k == 0) { memset(j.c, 0, (size_t)(n * m) * es); continue; }
+        if (tiny) {
+            if (a->dtype == AL_FLOAT32) small_matmul_float(&j); else small_matmul_double(&j);
+        } else {
+            blas_matmul(&j, a->dtype);
+        }
+    }
+    if (batch_parallel && !tiny) openblas_set_num_threads(blas_threads);
+    al_release(ca);
+    al_release(cb);
+    if (al_grad_needed2(a, b)) {
+        const al_tensor *in[2] = {a, b};
+        al_record(out, "matmul", matmul_backward, 2, in);
+    }
+    return out;
+}
+
+al_tensor *al_matmul(const al_tensor *a, const al_tensor *b) {
+    CHECK_TENSOR("matmul", a, "a");
+    CHECK_TENSOR("matmul", b, "b");
+    if (a->ndim == 0 || b->ndim == 0) {
+        al_error("matmul: operands must have at least 1 dimension (shapes %s and %s)", TSHAPE(a), TSHAPE(b));
+        return NULL;
+    }
+    /* numpy rules for vectors: a 1-D left operand is a row, a 1-D right operand a column, and
+     * the added dimension is removed from the result */
+    al_tensor *a2 = a->ndim == 1 ? al_unsqueeze(a, 0) : al_retain((al_tensor *)a);
+    al_tensor *b2 = b->ndim == 1 ? al_unsqueeze(b, 1) : al_retain((al_tensor *)b);
+    al_tensor *out = a2 && b2 ? matmul_nd(a2, b2) : NULL;
+    if (out && b->ndim == 1) { al_tensor *s = al_squeeze(out, -1); al_release(out); out = s; }
+    if (out && a->ndim == 1) { al_tensor *s = al_squeeze(out, out->ndim - (b->ndim == 1 ? 1 : 2)); al_release(out); out = s; }
+    al_release(a2);
+    al_release(b2);
+    return out;
+}
+
+/* ---- batched small solves (Gaussian elimination with partial pivoting, in float64) ------------ */
+
+al_tensor *al_solve(const al_tensor *a, const al_tensor *b) {
+    CHECK_TENSOR("solve", a, "A");
+    CHECK_TENSOR("solve", b, "B");
+    if (a->ndim < 2 || a->shape[a->ndim - 1] != a->shape[a->ndim - 2] || b->ndim < 2 ||
+        b->shape[b->ndim - 2] != a->shape[a->ndim - 1] || a->ndim != b->ndim) {
+        al_error("solve: A must be (..., n, n) and B (..., n, k) with the same batch; got %s and %s",
+                 TSHAPE(a), TSHAPE(b));
+        return NULL;
+    }
+    for (int i = 0; i < a->ndim - 2; i++)
+        if (a->shape[i] != b->shape[i]) {
+            al_error("solve: batch shapes of A %s and B %s differ", TSHAPE(a), TSHAPE(b));
+            return NULL;
+        }
+    int64_t n = a->shape[a->ndim - 1], kc = b->shape[b->ndim - 1];
+    int64_t nbatch = al_shape_numel(a->ndim - 2, a->shape);
+    al_tensor *A = al_to_dtype_nograd(a, AL_FLOAT64), *X = al_to_dtype_nograd(b, AL_FLOAT64);
+    al_tensor *work = X ? al_clone(X) : NULL;
+    int singular = 0;
+    if (A && work) {
+        double *scratch = malloc(sizeof(double) * (size_t)(n * n > 0 ? n * n : 1));
+        for (int64_t bi = 0; scratch && bi < nbatch; bi++) {
+            double *M = scratch, *R = (double *)al_ptr(work) + bi * n * kc;
+            memcpy(M, (double *)al_ptr(A) + bi * n * n, sizeof(double) * (size_t)(n * n));
+            for (int64_t col = 0; col < n; col++) {
+                int64_t piv = col;
+                for (int64_t r = col + 1; r < n; r++) if (fabs(M[r * n + col]) > fabs(M[piv * n + col])) piv = r;
+                if (M[piv * n + col] == 0) { singular = 1; break; }
+                if (piv != col) {
+                    for (int64_t c = 0; c < n; c++) { double t = M[col * n + c]; M[col * n + c] = M[piv * n + c]; M[piv * n + c] = t; }
+                    for (int64_t c = 0; c < kc; c++) { double t = R[col * kc + c]; R[col * kc + c] = R[piv * kc + c]; R[piv * kc + c] = t; }
+                }
+                for (int64_t r = col + 1; r < n; r++) {
+                    double f = M[r * n + col] / M[col * n + col];
+                    for (int64_t c = col; c < n; c++) M[r * n + c] -= f * M[col * n + c];
+                    for (int64_t c = 0; c < kc; c++) R[r * kc + c] -= f * R[col * kc + c];
+                }
+            }
+            if (singular) break;
+            for (int64_t col = n - 1; col >= 0; col--)
+                for (int64_t c = 0; c < kc; c++) {
+                    double s = R[col * kc + c];
+                    for (int64_t q = col + 1; q < n; q++) s -= M[col * n + q] * R[q * kc + c];
+                    R[col * kc + c] = s / M[col * n + col];
+                }
+        }
+        if (!scratch) { al_error("solve: out of memory"); singular = -1; }
+        free(scratch);
+    }
+    al_tensor *out = NULL;
+    if (singular == 1) al_error("solve: A (shape %s) is singular", TSHAPE(a));
+    else if (A && work && singular == 0) out = al_to_dtype_nograd(work, a->dtype == AL_FLOAT64 ? AL_FLOAT64 : AL_FLOAT32);
+    al_release(A); al_release(X); al_release(work);
+    return out;
+}

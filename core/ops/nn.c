@@ -1,0 +1,263 @@
+/* nn.c -- the building blocks of nn modules that are cheaper as one kernel than as a chain of
+ * elementwise ops: layer norm, embedding lookup, gather and dropout. */
+#include "../internal.h"
+#include <math.h>
+#include <string.h>
+
+/* ---- layer norm over the last dimension ---------------------------------------------------------
+ * y = (x - mean) * rstd * w + b.  Backward (per row of D, xhat = (x - mean) * rstd, gy = g * w):
+ *   dx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat));  dw = sum_rows g * xhat;  db = sum_rows g */
+
+#define LN_FORWARD(T)                                                                           \
+    do {                                                                                        \
+        const T *X = al_ptr(xc); T *Y = al_ptr(out); double *ST = al_ptr(stats);                \
+        const T *W = wc ? (const T *)al_ptr(wc) : NULL, *Bv = bc ? (const T *)al_ptr(bc) : NULL; \
+        _Pragma("omp parallel for schedule(static) if (rows * D >= AL_PARALLEL_GRAIN)")         \
+        for (int64_t r = 0; r < rows; r++) {                                                    \
+            const T *x = X + r * D; T *y = Y + r * D;                                           \
+            double mean = 0, var = 0;                                                           \
+            for (int64_t i = 0; i < D; i++) mean += x[i];                                       \
+            mean /= (double)D;                                                                  \
+            for (int64_t i = 0; i < D; i++) { double c = x[i] - mean; var += c * c; }           \
+            double rstd = 1.0 / sqrt(var / (double)D + eps);                                    \
+            ST[2 * r] = mean; ST[2 * r + 1] = rstd;                                             \
+            for (int64_t i = 0; i < D; i++) {                                                   \
+                T v = (T)((x[i] - mean) * rstd);                                                \
+                if (W) v *= W[i];                                                               \
+                if (Bv) v += Bv[i];                                                             \
+                y[i] = v;                                                                       \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+#define LN_BACKWARD(T)                                                                          \
+    do {                                                                                        \
+        const T *X = al_ptr(xc), *G = al_ptr(gc); const double *ST = al_ptr(stats);             \
+        const T *W = wc ? (const T *)al_ptr(wc) : NULL;                                         \
+        T *DX = dx ? (T *)al_ptr(dx) : NULL;                                                    \
+        double *DW = dwacc ? (double *)al_ptr(dwacc) : NULL, *DB = dbacc ? (double *)al_ptr(dbacc) : NULL; \
+        for (int64_t r = 0; r < rows; r++) {                                                    \
+            const T *x = X + r * D, *g = G + r * D;                                             \
+            double mean = ST[2 * r], rstd = ST[2 * r + 1], mg = 0, mgx = 0;                     \
+            for (int64_t i = 0; i < D; i++) {                                                   \
+                double xh = (x[i] - mean) * rstd, gy = W ? (double)g[i] * W[i] : g[i];          \
+                mg += gy; mgx += gy * xh;                                                       \
+                if (DW) DW[i] += (double)g[i] * xh;                                             \
+                if (DB) DB[i] += g[i];                                                          \
+            }                                                                                   \
+            mg /= (double)D; mgx /= (double)D;                                                  \
+            if (DX) for (int64_t i = 0; i < D; i++) {                                           \
+                double xh = (x[i] - mean) * rstd, gy = W ? (double)g[i] * W[i] : g[i];          \
+                DX[r * D + i] = (T)(rstd * (gy - mg - xh * mgx));                               \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+static void layer_norm_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *x = node->inputs[0];
+    al_tensor *xc = al_contiguous_nograd(x), *gc = al_contiguous_nograd(g);
+    al_tensor *wc = node->inputs[1] ? al_contiguous_nograd(node->inputs[1]) : NULL;
+    const al_tensor *stats = node->saved[0];
+    int64_t D = x->shape[x->ndim - 1], rows = D ? al_numel(x) / D : 0;
+    double eps = node->scalars[0];
+    (void)eps;
+    al_tensor *dx = al_input_needs_grad(node, 0) ? al_new_like(x) : NULL;
+    al_tensor *dwacc = al_input_needs_grad(node, 1) ? al_full(1, &D, 0, AL_FLOAT64) : NULL;
+    al_tensor *dbacc = al_input_needs_grad(node, 2) ? al_full(1, &D, 0, AL_FLOAT64) : NULL;
+    if (xc && gc) {
+        if (x->dtype == AL_FLOAT32) LN_BACKWARD(float);
+        else LN_BACKWARD(double);
+    }
+    al_accumulate_input(node, 0, dx);
+    if (dwacc) { al_tensor *c = al_to_dtype_nograd(dwacc, x->dtype); al_accumulate_input(node, 1, c); al_release(c); }
+    if (dbacc) { al_tensor *c = al_to_dtype_nograd(dbacc, x->dtype); al_accumulate_input(node, 2, c); al_release(c); }
+    al_release(xc); al_release(gc); al_release(wc); al_release(dx); al_release(dwacc); al_release(dbacc);
+}
+
+al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_tensor *bias, double eps) {
+    CHECK_TENSOR("layer_norm", x, "x");
+    if (x->ndim < 1 || !al_is_float(x->dtype)) {
+        al_error("layer_norm: x must be a float tensor with at least 1 dimension (got %s, %s)", TSHAPE(x),
+                 al_dtype_name(x->dtype));
+        return NULL;
+    }
+    int64_t D = x->shape[x->ndim - 1];
+    const al_tensor *params[2] = {weight, bias};
+    const char *pname[2] = {"weight", "bias"};
+    for (int i = 0; i < 2; i++) {
+        const al_tensor *p = params[i];
+        if (p && (p->ndim != 1 || p->shape[0] != D || p->dtype != x->dtype)) {
+            al_error("layer_norm: %s of shape %s (%s) does not match the last dimension of x %s (%s)",
+                     pname[i], TSHAPE(p), al_dtype_name(p->dtype), TSHAPE(x), al_dtype_name(x->dtype));
+            return NULL;
+        }
+    }
+    if (!(eps >= 0)) { al_error("layer_norm: eps must be >= 0 (got %g)", eps); return NULL; }
+    int64_t rows = D ? al_numel(x) / D : 0;
+    int64_t sshape[2] = {rows, 2};
+    al_tensor *xc = al_contiguous_nograd(x);
+    al_tensor *wc = weight ? al_contiguous_nograd(weight) : NULL;
+    al_tensor *bc = bias ? al_contiguous_nograd(bias) : NULL;
+    al_tensor *out = al_new_like(x), *stats = al_new_tensor(2, sshape, AL_FLOAT64);
+    if (xc && out && stats) {
+        if (x->dtype == AL_FLOAT32) LN_FORWARD(float);
+        else LN_FORWARD(double);
+    }
+    al_release(xc); al_release(wc); al_release(bc);
+    if (!out || !stats) { al_release(out); al_release(stats); return NULL; }
+    bool need = al_grad_needed1(x) || al_grad_needed1(weight) || al_grad_needed1(bias);
+    if (need) {
+        const al_tensor *in[3] = {x, weight, bias};
+        al_node *node = al_record(out, "layer_norm", layer_norm_backward, 3, in);
+        if (node) { al_node_save(node, 0, stats); node->scalars[0] = eps; }
+    }
+    al_release(stats);
+    return out;
+}
+
+/* ---- embedding and gather ------------------------------------------------------------------ */
+
+static bool check_ids(const char *fn, const al_tensor *ids, int64_t limit, const char *what) {
+    if (ids->dtype != AL_INT64) {
+        al_error("%s: indices must be int64 (got %s of shape %s)", fn, al_dtype_name(ids->dtype), TSHAPE(ids));
+        return false;
+    }
+    al_tensor *c = al_contiguous_nograd(ids);
+    if (!c) return false;
+    const int64_t *p = al_ptr(c);
+    int64_t n = al_numel(c);
+    for (int64_t i = 0; i < n; i++)
+        if (p[i] < 0 || p[i] >= limit) {
+            al_error("%s: index %lld is out of range for %s of size %lld", fn, (long long)p[i] + 1, what,
+                     (long long)limit);
+            al_release(c);
+            return false;
+        }
+    al_release(c);
+    return true;
+}
+
+static void embedding_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *w = node->inputs[0], *ids = node->saved[0];
+    al_tensor *gw = al_full(w->ndim, w->shape, 0, w->dtype), *gc = al_contiguous_nograd(g);
+    if (gw && gc) {
+        int64_t n = al_numel(ids), D = w->shape[1];
+        const int64_t *ip = al_ptr(ids);
+        size_t es = al_dtype_size(w->dtype);
+        for (int64_t i = 0; i < n; i++) {
+            if (w->dtype == AL_FLOAT32) {
+                float *dst = (float *)al_ptr(gw) + ip[i] * D; const float *src = (const float *)al_ptr(gc) + i * D;
+                for (int64_t k = 0; k < D; k++) dst[k] += src[k];
+            } else {
+                double *dst = (double *)al_ptr(gw) + ip[i] * D; const double *src = (const double *)al_ptr(gc) + i * D;
+                for (int64_t k = 0; k < D; k++) dst[k] += src[k];
+            }
+        }
+        (void)es;
+        al_accumulate_input(node, 0, gw);
+    }
+    al_release(gw);
+    al_release(gc);
+}
+
+al_tensor *al_embedding(const al_tensor *weight, const al_tensor *ids) {
+    CHECK_TENSOR("embedding", weight, "weight");
+    CHECK_TENSOR("embedding", ids, "ids");
+    if (weight->ndim != 2 || !al_is_float(weight->dtype)) {
+        al_error("embedding: weight must be a 2-d float tensor (got %s, %s)", TSHAPE(weight), al_dtype_name(weight->dtype));
+        return NULL;
+    }
+    if (ids->ndim + 1 > AL_MAX_DIMS) { al_error("embedding: ids have too many dimensions (%s)", TSHAPE(ids)); return NULL; }
+    if (!check_ids("embedding", ids, weight->shape[0], "an embedding table")) return NULL;
+    int64_t shape[AL_MAX_DIMS];
+    memcpy(shape, ids->shape, sizeof(int64_t) * (size_t)ids->ndim);
+    int64_t D = weight->shape[1];
+    shape[ids->ndim] = D;
+    al_tensor *wc = al_contiguous_nograd(weight), *ic = al_contiguous_nograd(ids);
+    al_tensor *out = wc && ic ? al_new_tensor(ids->ndim + 1, shape, weight->dtype) : NULL;
+    if (out) {
+        int64_t n = al_numel(ic);
+        size_t row = (size_t)D * al_dtype_size(weight->dtype);
+        const int64_t *ip = al_ptr(ic);
+        for (int64_t i = 0; i < n; i++)
+            memcpy((char *)al_ptr(out) + (size_t)i * row, (const char *)al_ptr(wc) + (size_t)ip[i] * row, row);
+        if (al_grad_needed1(weight)) {
+            al_node *node = al_record(out, "embedding", embedding_backward, 1, &weight);
+            if (node) al_node_save(node, 0, ic);
+        }
+    }
+    al_release(wc);
+    al_release(ic);
+    return out;
+}
+
+static void gather_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *x = node->inputs[0], *idx = node->saved[0];
+    int d = (int)node->ints[0];
+    al_tensor *gx = al_full(x->ndim, x->shape, 0, AL_FLOAT64), *gc = al_to_dtype_nograd(g, AL_FLOAT64);
+    if (gx && gc) {
+        int64_t n = al_numel(idx), pos[AL_MAX_DIMS] = {0};
+        const int64_t *ip = al_ptr(idx);
+        for (int64_t k = 0; k < n; k++) {
+            int64_t off = 0;
+            for (int i = 0; i < x->ndim; i++) off += (i == d ? ip[k] : pos[i]) * gx->strides[i];
+            ((double *)al_ptr(gx))[off] += ((const double *)al_ptr(gc))[k];
+            for (int i = idx->ndim - 1; i >= 0; i--) { if (++pos[i] < idx->shape[i]) break; pos[i] = 0; }
+        }
+        al_tensor *back = al_to_dtype_nograd(gx, x->dtype);
+        al_accumulate_input(node, 0, back);
+        al_release(back);
+    }
+    al_release(gx);
+    al_release(gc);
+}
+
+al_tensor *al_gather(const al_tensor *t, int dim, const al_tensor *indices) {
+    CHECK_TENSOR("gather", t, "self");
+    CHECK_TENSOR("gather", indices, "indices");
+    int d = al_normalize_dim("gather", dim, t->ndim);
+    if (d < 0) return NULL;
+    if (indices->ndim != t->ndim) {
+        al_error("gather: indices %s must have as many dimensions as the tensor %s", TSHAPE(indices), TSHAPE(t));
+        return NULL;
+    }
+    for (int i = 0; i < t->ndim; i++)
+        if (i != d && indices->shape[i] > t->shape[i]) {
+            al_error("gather: indices %s exceed the tensor %s in dimension %d", TSHAPE(indices), TSHAPE(t), i + 1);
+            return NULL;
+        }
+    if (!check_ids("gather", indices, t->shape[d], "the gathered dimension")) return NULL;
+    al_tensor *ic = al_contiguous_nograd(indices);
+    al_tensor *out = ic ? al_new_tensor(ic->ndim, ic->shape, t->dtype) : NULL;
+    if (out) {
+        int64_t n = al_numel(ic), pos[AL_MAX_DIMS] = {0};
+        const int64_t *ip = al_ptr(ic);
+        size_t es = al_dtype_size(t->dtype);
+        for (int64_t k = 0; k < n; k++) {
+            int64_t off = t->offset;
+            for (int i = 0; i < t->ndim; i++) off += (i == d ? ip[k] : pos[i]) * t->strides[i];
+            memcpy((char *)al_ptr(out) + (size_t)k * es, (char *)t->storage->data + (size_t)off * es, es);
+            for (int i = ic->ndim - 1; i >= 0; i--) { if (++pos[i] < ic->shape[i]) break; pos[i] = 0; }
+        }
+        if (al_grad_needed1(t)) {
+            al_node *node = al_record(out, "gather", gather_backward, 1, &t);
+            if (node) { node->ints[0] = d; al_node_save(node, 0, ic); }
+        }
+    }
+    al_release(ic);
+    return out;
+}
+
+/* ---- dropout: a kept element is scaled by 1/(1-p) so the expectation is unchanged ------------ */
+
+al_tensor *al_dropout(const al_tensor *x, double p, int training) {
+    CHECK_TENSOR("dropout", x, "x");
+    if (!(p >= 0 && p < 1)) { al_error("dropout: p must be in [0, 1) (got %g)", p); return NULL; }
+    if (!training || p == 0) return al_mul_scalar(x, 1.0);
+    al_tensor *u = al_rand(x->ndim, x->shape, x->dtype);
+    al_tensor *keep = u ? al_compare_scalar(u, p, AL_GE) : NULL;
+    al_tensor *mask = keep ? al_mul_scalar(keep, 1.0 / (1.0 - p)) : NULL;
+    al_tensor *out = mask ? al_mul(x, mask) : NULL;
+    al_release(u); al_release(keep); al_release(mask);
+    return out;
+}

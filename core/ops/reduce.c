@@ -1,0 +1,347 @@
+/* reduce.c -- reductions along one dimension (sum, mean, max, min, argmax, logsumexp), softmax and
+ * log-softmax, with backward.
+ *
+ * Every kernel sees its input as a contiguous (outer, R, inner) block, R being the reduced size:
+ * the inner loop runs over `inner` with unit stride (vectorisable) or, when inner = 1, along R. */
+#include "../internal.h"
+#include <math.h>
+#include <string.h>
+
+typedef struct { int64_t outer, R, inner; } lines;
+
+static lines lines_of(const al_tensor *t, int d) {
+    lines l = {1, t->ndim ? t->shape[d] : 1, 1};
+    for (int i = 0; i < d; i++) l.outer *= t->shape[i];
+    for (int i = d + 1; i < t->ndim; i++) l.inner *= t->shape[i];
+    return l;
+}
+
+static void reduced_shape(const al_tensor *t, int d, int keepdim, int *nd, int64_t *shape) {
+    int k = 0;
+    for (int i = 0; i < t->ndim; i++) {
+        if (i == d) { if (keepdim) shape[k++] = 1; }
+        else shape[k++] = t->shape[i];
+    }
+    *nd = k;
+}
+
+/* A float view of t, contiguous: int64 inputs are reduced as float64. */
+static al_tensor *float_contiguous(const al_tensor *t) {
+    return al_to_dtype_nograd(t, t->dtype == AL_INT64 ? AL_FLOAT64 : t->dtype);
+}
+
+/* ---- sum and mean --------------------------------------------------------------------------- */
+
+#define SUM_LINES(T)                                                                            \
+    do {                                                                                        \
+        const T *x = (const T *)al_ptr(c); T *o = (T *)al_ptr(out);                             \
+        if (l.inner == 1) {                                                                     \
+            _Pragma("omp parallel for schedule(static) if (l.outer * l.R >= AL_PARALLEL_GRAIN)") \
+            for (int64_t a = 0; a < l.outer; a++) {                                             \
+                double acc = 0;                                                                 \
+                for (int64_t r = 0; r < l.R; r++) acc += x[a * l.R + r];                        \
+                o[a] = (T)(acc * scale);                                                        \
+            }                                                                                   \
+        } else {                                                                                \
+            _Pragma("omp parallel for schedule(static) if (l.outer * l.R * l.inner >= AL_PARALLEL_GRAIN)") \
+            for (int64_t a = 0; a < l.outer; a++) {                                             \
+                T *orow = o + a * l.inner;                                                      \
+                for (int64_t i = 0; i < l.inner; i++) orow[i] = 0;                              \
+                for (int64_t r = 0; r < l.R; r++) {                                             \
+                    const T *xrow = x + (a * l.R + r) * l.inner;                                \
+                    for (int64_t i = 0; i < l.inner; i++) orow[i] += xrow[i];                   \
+                }                                                                               \
+                for (int64_t i = 0; i < l.inner; i++) orow[i] = (T)(orow[i] * scale);           \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+static void sum_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *x = node->inputs[0];
+    int d = (int)node->ints[0];
+    bool keepdim = node->ints[1], all = node->ints[2];
+    double scale = node->scalars[0];
+    al_tensor *gk;
+    if (all) gk = al_reshape(g, 0, NULL);
+    else gk = keepdim ? al_retain((al_tensor *)g) : al_unsqueeze(g, d);
+    al_tensor *gs = gk && scale != 1.0 ? al_mul_scalar(gk, scale) : al_retain(gk);
+    al_tensor *ge = gs ? al_expand(gs, x->ndim, x->shape) : NULL;
+    al_accumulate_input(node, 0, ge);
+    al_release(gk); al_release(gs); al_release(ge);
+}
+
+static al_tensor *sum_impl(const char *fn, const al_tensor *t, int dim, int keepdim, bool mean) {
+    CHECK_TENSOR(fn, t, "self");
+    bool all = dim == AL_ALL_DIMS;
+    int d = 0;
+    if (!all && (d = al_normalize_dim(fn, dim, t->ndim)) < 0) return NULL;
+    al_tensor *c = float_contiguous(t);
+    if (!c) return NULL;
+    int nd; int64_t shape[AL_MAX_DIMS];
+    lines l;
+    if (all) {
+        l.outer = 1; l.R = al_numel(c); l.inner = 1;
+        nd = keepdim ? t->ndim : 0;
+        for (int i = 0; i < nd; i++) shape[i] = 1;
+    } else {
+        l = lines_of(c, d);
+        reduced_shape(c, d, keepdim, &nd, shape);
+    }
+    if (mean && l.R == 0) {
+        al_error("%s: cannot average over an empty dimension (shape %s)", fn, TSHAPE(t));
+        al_release(c);
+        return NULL;
+    }
+    double scale = mean ? 1.0 / (double)l.R : 1.0;
+    al_tensor *out = al_new_tensor(nd, shape, c->dtype);
+    if (out) {
+        if (c->dtype == AL_FLOAT32) SUM_LINES(float);
+        else SUM_LINES(double);
+    }
+    al_release(c);
+    if (out && al_grad_needed1(t)) {
+        al_node *node = al_record(out, fn, sum_backward, 1, &t);
+        if (node) {
+            node->ints[0] = d; node->ints[1] = keepdim; node->ints[2] = all;
+            node->scalars[0] = scale;
+        }
+    }
+    return out;
+}
+
+al_tensor *al_sum(const al_tensor *t, int dim, int keepdim) { return sum_impl("sum", t, dim, keepdim, false); }
+al_tensor *al_mean(const al_tensor *t, int dim, int keepdim) { return sum_impl("mean", t, dim, keepdim, true); }
+
+al_tensor *al_sum_to_shape(const al_tensor *g, int ndim, const int64_t *shape) {
+    al_tensor *cur = al_retain((al_tensor *)g);
+    int lead = g->ndim - ndim;
+    if (lead < 0) {
+        al_error("backward: gradient of shape %s cannot fold into shape %s", TSHAPE(g), al_shape_str(ndim, shape));
+        al_release(cur);
+        return NULL;
+    }
+    for (int i = 0; i < lead && cur; i++) {
+        al_tensor *next = al_sum(cur, 0, 0);
+        al_release(cur);
+        cur = next;
+    }
+    for (int i = 0; i < ndim && cur; i++) {
+        if (shape[i] == 1 && cur->shape[i] != 1) {
+            al_tensor *next = al_sum(cur, i, 1);
+            al_release(cur);
+            cur = next;
+        }
+    }
+    if (cur && !al_shape_equal(cur->ndim, cur->shape, ndim, shape)) {
+        al_error("backward: gradient of shape %s cannot fold into shape %s", TSHAPE(g), al_shape_str(ndim, shape));
+        al_release(cur);
+        return NULL;
+    }
+    return cur;
+}
+
+/* ---- max, min, argmax ------------------------------------------------------------------------ */
+
+#define ARGBEST_LINES(T, BETTER)                                                                \
+    do {                                                                                        \
+        const T *x = (const T *)al_ptr(c);                                                      \
+        T *vo = (T *)al_ptr(vals); int64_t *io = (int64_t *)al_ptr(idx);                        \
+        for (int64_t a = 0; a < l.outer; a++)                                                   \
+            for (int64_t i = 0; i < l.inner; i++) {                                             \
+                const T *line = x + a * l.R * l.inner + i;                                      \
+                T best = line[0]; int64_t bi = 0;                                               \
+                for (int64_t r = 1; r < l.R; r++) {                                             \
+                    T v = line[r * l.inner];                                                    \
+                    if ((BETTER) || (v != v && best == best)) { best = v; bi = r; }             \
+                }                                                                               \
+                vo[a * l.inner + i] = best; io[a * l.inner + i] = bi;                           \
+            }                                                                                   \
+    } while (0)
+
+static void max_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *x = node->inputs[0], *idx = node->saved[0];
+    int d = (int)node->ints[0];
+    al_tensor *gin = al_full(x->ndim, x->shape, 0, x->dtype);
+    al_tensor *gc = gin ? al_contiguous_nograd(g) : NULL;
+    if (gc) {
+        lines l = lines_of(x, d);
+        const int64_t *ip = al_ptr(idx);
+        for (int64_t a = 0; a < l.outer; a++)
+            for (int64_t i = 0; i < l.inner; i++) {
+                int64_t k = a * l.inner + i, pos = (a * l.R + ip[k]) * l.inner + i;
+                if (x->dtype == AL_FLOAT32) ((float *)al_ptr(gin))[pos] += ((float *)al_ptr(gc))[k];
+                else ((double *)al_ptr(gin))[pos] += ((double *)al_ptr(gc))[k];
+            }
+        al_accumulate_input(node, 0, gin);
+    }
+    al_release(gin);
+    al_release(gc);
+}
+
+static al_tensor *argbest(const char *fn, const al_tensor *t, int dim, int keepdim, bool want_max,
+                          al_tensor **indices) {
+    if (indices) *indices = NULL;
+    CHECK_TENSOR(fn, t, "self");
+    int d = al_normalize_dim(fn, dim, t->ndim);
+    if (d < 0) return NULL;
+    if (t->shape[d] == 0) {
+        al_error("%s: dimension %d of shape %s is empty", fn, d + 1, TSHAPE(t));
+        return NULL;
+    }
+    al_tensor *c = float_contiguous(t);
+    if (!c) return NULL;
+    int nd; int64_t shape[AL_MAX_DIMS];
+    reduced_shape(c, d, keepdim, &nd, shape);
+    lines l = lines_of(c, d);
+    al_tensor *vals = al_new_tensor(nd, shape, c->dtype);
+    al_tensor *idx = al_new_tensor(nd, shape, AL_INT64);
+    if (vals && idx) {
+        if (c->dtype == AL_FLOAT32) {
+            if (want_max) ARGBEST_LINES(float, v > best); else ARGBEST_LINES(float, v < best);
+        } else {
+            if (want_max) ARGBEST_LINES(double, v > best); else ARGBEST_LINES(double, v < best);
+        }
+    }
+    al_release(c);
+    if (!vals || !idx) { al_release(vals); al_release(idx); return NULL; }
+    if (al_grad_needed1(t)) {
+        al_node *node = al_record(vals, fn, max_backward, 1, &t);
+        if (node) {
+            node->ints[0] = d;
+            al_node_save(node, 0, idx);
+        }
+    }
+    if (indices) *indices = idx;
+    else al_release(idx);
+    return vals;
+}
+
+al_tensor *al_max(const al_tensor *t, int dim, int keepdim, al_tensor **indices) {
+    return argbest("max", t, dim, keepdim, true, indices);
+}
+al_tensor *al_min(const al_tensor *t, int dim, int keepdim, al_tensor **indices) {
+    return argbest("min", t, dim, keepdim, false, indices);
+}
+al_tensor *al_argmax(const al_tensor *t, int dim, int keepdim) {
+    al_tensor *idx = NULL;
+    int prev = al_set_grad_enabled(0);
+    al_tensor *vals = argbest("argmax", t, dim, keepdim, true, &idx);
+    al_set_grad_enabled(prev);
+    al_release(vals);
+    return idx;
+}
+
+/* ---- softmax family ------------------------------------------------------------------------ */
+
+typedef enum { SM_SOFTMAX, SM_LOG_SOFTMAX, SM_LOGSUMEXP } softmax_kind;
+
+/* One line x[0], x[inner], ... of length R: the max-subtracted softmax, log-softmax or the
+ * log-sum-exp.  A line of -inf gives softmax 0, log-softmax -inf and logsumexp -inf (not NaN). */
+#define SOFTMAX_LINES(T, EXP, LOG)                                                              \
+    do {                                                                                        \
+        const T *x = (const T *)al_ptr(c); T *o = (T *)al_ptr(out);                             \
+        _Pragma("omp parallel for schedule(static) if (l.outer * l.R * l.inner >= AL_PARALLEL_GRAIN)") \
+        for (int64_t a = 0; a < l.outer; a++)                                                   \
+            for (int64_t i = 0; i < l.inner; i++) {                                             \
+                const T *line = x + a * l.R * l.inner + i;                                      \
+                T m = -INFINITY;                                                                \
+                for (int64_t r = 0; r < l.R; r++) if (line[r * l.inner] > m) m = line[r * l.inner]; \
+                T ref = isinf(m) ? (T)0 : m;                                                    \
+                double z = 0;                                                                   \
+                for (int64_t r = 0; r < l.R; r++) z += EXP(line[r * l.inner] - ref);            \
+                T lse = ref + (T)log(z);                                                        \
+                if (kind == SM_LOGSUMEXP) { o[a * l.inner + i] = lse; continue; }              \
+                T *orow = o + a * l.R * l.inner + i;                                            \
+                if (kind == SM_SOFTMAX) {                                                       \
+                    T inv = z > 0 ? (T)(1.0 / z) : (T)0;                                        \
+                    for (int64_t r = 0; r < l.R; r++) orow[r * l.inner] = EXP(line[r * l.inner] - ref) * inv; \
+                } else {                                                                        \
+                    for (int64_t r = 0; r < l.R; r++) orow[r * l.inner] = line[r * l.inner] - lse; \
+                }                                                                               \
+            }                                                                                   \
+    } while (0)
+
+/* softmax:     dx = y * (g - sum(g * y))
+ * log_softmax: dx = g - exp(y) * sum(g)
+ * logsumexp:   dx = g * exp(x - y)  (y broadcast back along the line) */
+#define SOFTMAX_BACKWARD_LINES(T, EXP)                                                          \
+    do {                                                                                        \
+        const T *y = (const T *)al_ptr(yc), *gg = (const T *)al_ptr(gc);                        \
+        const T *xx = xc ? (const T *)al_ptr(xc) : NULL; T *dx = (T *)al_ptr(gin);              \
+        _Pragma("omp parallel for schedule(static) if (l.outer * l.R * l.inner >= AL_PARALLEL_GRAIN)") \
+        for (int64_t a = 0; a < l.outer; a++)                                                   \
+            for (int64_t i = 0; i < l.inner; i++) {                                             \
+                int64_t base = a * l.R * l.inner + i;                                           \
+                if (kind == SM_LOGSUMEXP) {                                                     \
+                    T yy = y[a * l.inner + i], g1 = gg[a * l.inner + i];                        \
+                    for (int64_t r = 0; r < l.R; r++) {                                         \
+                        T xv = xx[base + r * l.inner];                                          \
+                        dx[base + r * l.inner] = isinf(yy) ? (T)0 : g1 * EXP(xv - yy);          \
+                    }                                                                           \
+                    continue;                                                                   \
+                }                                                                               \
+                double acc = 0;                                                                 \
+                for (int64_t r = 0; r < l.R; r++)                                               \
+                    acc += kind == SM_SOFTMAX ? (double)gg[base + r * l.inner] * y[base + r * l.inner] \
+                                              : (double)gg[base + r * l.inner];                 \
+                for (int64_t r = 0; r < l.R; r++) {                                             \
+                    int64_t k = base + r * l.inner;                                             \
+                    dx[k] = kind == SM_SOFTMAX ? y[k] * (gg[k] - (T)acc) : gg[k] - EXP(y[k]) * (T)acc; \
+                }                                                                               \
+            }                                                                                   \
+    } while (0)
+
+static void softmax_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *x = node->inputs[0];
+    softmax_kind kind = (softmax_kind)node->ints[1];
+    int d = (int)node->ints[0];
+    al_tensor *gin = al_new_like(x);
+    al_tensor *gc = al_contiguous_nograd(g);
+    al_tensor *yc = al_contiguous_nograd(node->saved[0]);
+    al_tensor *xc = kind == SM_LOGSUMEXP ? al_contiguous_nograd(x) : NULL;
+    if (gin && gc && yc && (xc || kind != SM_LOGSUMEXP)) {
+        lines l = lines_of(x, d);
+        if (x->dtype == AL_FLOAT32) SOFTMAX_BACKWARD_LINES(float, expf);
+        else SOFTMAX_BACKWARD_LINES(double, exp);
+        al_accumulate_input(node, 0, gin);
+    }
+    al_release(gin); al_release(gc); al_release(yc); al_release(xc);
+}
+
+static al_tensor *softmax_impl(const char *fn, softmax_kind kind, const al_tensor *t, int dim, int keepdim) {
+    CHECK_TENSOR(fn, t, "self");
+    int d = al_normalize_dim(fn, dim, t->ndim);
+    if (d < 0) return NULL;
+    al_tensor *c = float_contiguous(t);
+    if (!c) return NULL;
+    lines l = lines_of(c, d);
+    int nd = c->ndim; int64_t shape[AL_MAX_DIMS];
+    memcpy(shape, c->shape, sizeof shape);
+    if (kind == SM_LOGSUMEXP) reduced_shape(c, d, 1, &nd, shape);
+    al_tensor *out = al_new_tensor(nd, shape, c->dtype);
+    if (out) {
+        if (c->dtype == AL_FLOAT32) SOFTMAX_LINES(float, expf, logf);
+        else SOFTMAX_LINES(double, exp, log);
+    }
+    al_release(c);
+    if (out && al_grad_needed1(t)) {
+        al_node *node = al_record(out, fn, softmax_backward, 1, &t);
+        if (node) {
+            node->ints[0] = d;
+            node->ints[1] = kind;
+            al_tensor *alias = al_alias(out);
+            al_node_save(node, 0, alias);
+            al_release(alias);
+        }
+    }
+    if (out && kind == SM_LOGSUMEXP && !keepdim) {
+        al_tensor *squeezed = al_squeeze(out, d);
+        al_release(out);
+        out = squeezed;
+    }
+    return out;
+}
+
+al_tensor *al_softmax(const al_tensor *t, int dim) { return softmax_impl("softmax", SM_SOFTMAX, t, dim, 1); }
+al_tensor *al_log_softmax(const al_tensor *t, int dim) { return softmax_impl("log_softmax", SM_LOG_SOFTMAX, t, dim, 1); }
+al_tensor *al_logsumexp(const al_tensor *t, int dim, int keepdim) { return softmax_impl("logsumexp", SM_LOGSUMEXP, t, dim, keepdim); }

@@ -1,0 +1,332 @@
+/* tensor.c -- storage, tensor lifetime, shapes and broadcasting, creation, element access.
+ * Views live in ops/view.c; the graph in autograd.c. */
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t live_tensors;
+
+size_t al_dtype_size(al_dtype dtype) { return dtype == AL_FLOAT32 ? 4 : 8; }
+bool al_is_float(al_dtype dtype) { return dtype == AL_FLOAT32 || dtype == AL_FLOAT64; }
+const char *al_dtype_name(al_dtype dtype) {
+    switch (dtype) {
+    case AL_FLOAT32: return "float32";
+    case AL_FLOAT64: return "float64";
+    case AL_INT64: return "int64";
+    }
+    return "?";
+}
+
+/* ---- lifetime --------------------------------------------------------------------------- */
+
+static al_storage *storage_new(size_t nbytes) {
+    al_storage *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->data = al_alloc(nbytes);
+    if (!s->data) { free(s); return NULL; }
+    s->nbytes = nbytes;
+    s->refcount = 1;
+    s->device = AL_CPU;
+    return s;
+}
+
+static void storage_release(al_storage *s) {
+    if (s && --s->refcount == 0) {
+        al_free(s->data, s->nbytes);
+        free(s);
+    }
+}
+
+static void contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= shape[i] > 0 ? shape[i] : 1;
+    }
+}
+
+int64_t al_shape_numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+/* Sizes beyond this are refused before any allocation: 2^40 elements is more than any machine
+ * here holds, and the limit keeps the products below from overflowing. */
+static const int64_t max_elements = (int64_t)1 << 40;
+
+bool al_check_shape(const char *fn, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > AL_MAX_DIMS) {
+        al_error("%s: %d dimensions given, at most %d are supported", fn, ndim, AL_MAX_DIMS);
+        return false;
+    }
+    if (ndim > 0 && !shape) {
+        al_error("%s: shape is missing", fn);
+        return false;
+    }
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) {
+            al_error("%s: negative size %lld in dimension %d of shape %s", fn, (long long)shape[i],
+                     i + 1, al_shape_str(ndim, shape));
+            return false;
+        }
+        if (shape[i] > max_elements || (shape[i] && n > max_elements / shape[i])) {
+            al_error("%s: shape %s is too large (more than 2^40 elements)", fn,
+                     al_shape_str(ndim, shape));
+            return false;
+        }
+        n *= shape[i];
+    }
+    return true;
+}
+
+al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype) {
+    if (!al_check_shape("tensor", ndim, shape)) return NULL;
+    if (dtype != AL_FLOAT32 && dtype != AL_FLOAT64 && dtype != AL_INT64) {
+        al_error("tensor: unknown dtype %d", (int)dtype);
+        return NULL;
+    }
+    int64_t n = al_shape_numel(ndim, shape);
+    al_tensor *t = calloc(1, sizeof *t);
+    if (!t) { al_error("tensor: out of memory"); return NULL; }
+    t->storage = storage_new((size_t)n * al_dtype_size(dtype));
+    if (!t->storage) {
+        free(t);
+        al_error("tensor: out of memory allocating %s of %s (%.1f MiB)", al_shape_str(ndim, shape),
+                 al_dtype_name(dtype), (double)n * (double)al_dtype_size(dtype) / 1048576.0);
+        return NULL;
+    }
+    t->refcount = 1;
+    t->ndim = ndim;
+    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    contiguous_strides(ndim, shape, t->strides);
+    t->dtype = dtype;
+    live_tensors++;
+    return t;
+}
+
+al_tensor *al_new_like(const al_tensor *t) { return al_new_tensor(t->ndim, t->shape, t->dtype); }
+
+al_tensor *al_view_of(const al_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                      int64_t offset) {
+    al_tensor *v = calloc(1, sizeof *v);
+    if (!v) { al_error("view: out of memory"); return NULL; }
+    v->refcount = 1;
+    v->ndim = ndim;
+    if (ndim) {
+        memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
+        memcpy(v->strides, strides, sizeof(int64_t) * (size_t)ndim);
+    }
+    v->offset = offset;
+    v->dtype = t->dtype;
+    v->storage = t->storage;
+    v->storage->refcount++;
+    live_tensors++;
+    return v;
+}
+
+al_tensor *al_alias(const al_tensor *t) { return al_view_of(t, t->ndim, t->shape, t->strides, t->offset); }
+
+al_tensor *al_retain(al_tensor *t) {
+    if (t) t->refcount++;
+    return t;
+}
+
+void al_release(al_tensor *t) {
+    if (!t || --t->refcount > 0) return;
+    storage_release(t->storage);
+    al_release(t->grad);
+    if (t->grad_fn) al_node_release(t->grad_fn);
+    live_tensors--;
+    free(t);
+}
+
+int64_t al_live_tensors(void) { return live_tensors; }
+
+/* ---- introspection ------------------------------------------------------------------------ */
+
+int al_ndim(const al_tensor *t) { return t ? t->ndim : -1; }
+int al_normalize_dim(const char *fn, int dim, int ndim) {
+    int d = dim < 0 ? dim + ndim : dim;
+    if (d < 0 || d >= ndim) {
+        al_error("%s: dimension %d is out of range for a %d-d tensor", fn,
+                 dim < 0 ? dim : dim + 1, ndim);
+        return -1;
+    }
+    return d;
+}
+int64_t al_size(const al_tensor *t, int dim) {
+    int d = t ? al_normalize_dim("size", dim, t->ndim) : -1;
+    return d < 0 ? -1 : t->shape[d];
+}
+int64_t al_stride(const al_tensor *t, int dim) {
+    int d = t ? al_normalize_dim("stride", dim, t->ndim) : -1;
+    return d < 0 ? -1 : t->strides[d];
+}
+int64_t al_numel(const al_tensor *t) { return t ? al_shape_numel(t->ndim, t->shape) : 0; }
+al_dtype al_dtype_of(const al_tensor *t) { return t->dtype; }
+al_device al_device_of(const al_tensor *t) { return t->storage->device; }
+void *al_data(const al_tensor *t) { return t ? al_ptr(t) : NULL; }
+
+int al_is_contiguous(const al_tensor *t) {
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->strides[i] != s) return 0;
+        s *= t->shape[i];
+    }
+    return 1;
+}
+
+bool al_shape_equal(int na, const int64_t *a, int nb, const int64_t *b) {
+    if (na != nb) return false;
+    for (int i = 0; i < na; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
+bool al_broadcast_shapes(const char *fn, int na, const int64_t *a, int nb, const int64_t *b,
+                         int *nout, int64_t *out) {
+    int n = na > nb ? na : nb;
+    for (int i = 0; i < n; i++) {
+        int64_t sa = i < n - na ? 1 : a[i - (n - na)];
+        int64_t sb = i < n - nb ? 1 : b[i - (n - nb)];
+        if (sa != sb && sa != 1 && sb != 1) {
+            al_error("%s: shapes %s and %s do not broadcast (dimension %d: %lld vs %lld)", fn,
+                     al_shape_str(na, a), al_shape_str(nb, b), i + 1, (long long)sa, (long long)sb);
+            return false;
+        }
+        out[i] = sa == 1 ? sb : sa;
+    }
+    *nout = n;
+    return true;
+}
+
+void al_broadcast_strides(const al_tensor *t, int ndim, const int64_t *shape, int64_t *strides) {
+    int lead = ndim - t->ndim;
+    for (int i = 0; i < ndim; i++) {
+        if (i < lead) strides[i] = 0;
+        else strides[i] = (t->shape[i - lead] == 1 && shape[i] != 1) ? 0 : t->strides[i - lead];
+    }
+}
+
+/* ---- creation ------------------------------------------------------------------------------ */
+
+al_tensor *al_empty(int ndim, const int64_t *shape, al_dtype dtype) {
+    if (!al_check_shape("empty", ndim, shape)) return NULL;
+    return al_new_tensor(ndim, shape, dtype);
+}
+
+al_tensor *al_full(int ndim, const int64_t *shape, double value, al_dtype dtype) {
+    if (!al_check_shape("full", ndim, shape)) return NULL;
+    al_tensor *t = al_new_tensor(ndim, shape, dtype);
+    if (t) al_fill_(t, value);
+    return t;
+}
+
+al_tensor *al_from_buffer(int ndim, const int64_t *shape, al_dtype dtype, const void *src) {
+    if (!al_check_shape("tensor", ndim, shape)) return NULL;
+    al_tensor *t = al_new_tensor(ndim, shape, dtype);
+    if (t && src) memcpy(al_ptr(t), src, (size_t)al_numel(t) * al_dtype_size(dtype));
+    return t;
+}
+
+al_tensor *al_arange(double start, double end, double step, al_dtype dtype) {
+    if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step)) {
+        al_error("arange: start %g, end %g and step %g do not define a range", start, end, step);
+        return NULL;
+    }
+    double count = ceil((end - start) / step);
+    if (count < 0) count = 0;
+    if (count > (double)max_elements) {
+        al_error("arange: %g elements is too many", count);
+        return NULL;
+    }
+    int64_t n = (int64_t)count;
+    al_tensor *t = al_new_tensor(1, &n, dtype);
+    if (!t) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        double v = start + (double)i * step;
+        if (dtype == AL_FLOAT32) ((float *)al_ptr(t))[i] = (float)v;
+        else if (dtype == AL_FLOAT64) ((double *)al_ptr(t))[i] = v;
+        else ((int64_t *)al_ptr(t))[i] = (int64_t)v;
+    }
+    return t;
+}
+
+al_tensor *al_eye(int64_t n, al_dtype dtype) {
+    int64_t shape[2] = {n, n};
+    if (!al_check_shape("eye", 2, shape)) return NULL;
+    al_tensor *t = al_full(2, shape, 0, dtype);
+    if (!t) return NULL;
+    int64_t idx[2];
+    for (int64_t i = 0; i < n; i++) {
+        idx[0] = idx[1] = i;
+        al_set(t, idx, 1);
+    }
+    return t;
+}
+
+/* ---- element access ------------------------------------------------------------------------- */
+
+static void *element_ptr(const char *fn, const al_tensor *t, const int64_t *idx) {
+    int64_t off = t->offset;
+    for (int i = 0; i < t->ndim; i++) {
+        if (idx[i] < 0 || idx[i] >= t->shape[i]) {
+            al_error("%s: index %lld is out of range for dimension %d of size %lld (shape %s)", fn,
+                     (long long)idx[i] + 1, i + 1, (long long)t->shape[i], TSHAPE(t));
+            return NULL;
+        }
+        off += idx[i] * t->strides[i];
+    }
+    return (char *)t->storage->data + (size_t)off * al_dtype_size(t->dtype);
+}
+
+static double load_as_double(const void *p, al_dtype dtype) {
+    switch (dtype) {
+    case AL_FLOAT32: return *(const float *)p;
+    case AL_FLOAT64: return *(const double *)p;
+    default: return (double)*(const int64_t *)p;
+    }
+}
+
+int al_get(const al_tensor *t, const int64_t *idx, double *out) {
+    if (!t) { al_error("get: tensor is missing"); return -1; }
+    void *p = element_ptr("get", t, idx);
+    if (!p) return -1;
+    *out = load_as_double(p, t->dtype);
+    return 0;
+}
+
+int al_set(al_tensor *t, const int64_t *idx, double value) {
+    if (!t) { al_error("set: tensor is missing"); return -1; }
+    void *p = element_ptr("set", t, idx);
+    if (!p) return -1;
+    if (t->dtype == AL_FLOAT32) *(float *)p = (float)value;
+    else if (t->dtype == AL_FLOAT64) *(double *)p = value;
+    else *(int64_t *)p = (int64_t)value;
+    return 0;
+}
+
+double al_item(const al_tensor *t) {
+    if (!t) { al_error("item: tensor is missing"); return NAN; }
+    if (al_numel(t) != 1) {
+        al_error("item: tensor of shape %s has %lld elements, not 1", TSHAPE(t), (long long)al_numel(t));
+        return NAN;
+    }
+    return load_as_double(al_ptr(t), t->dtype);
+}
+
+int al_copy_to_doubles(const al_tensor *t, double *dst, int64_t n) {
+    if (!t || !dst) { al_error("totable: tensor is missing"); return -1; }
+    if (n != al_numel(t)) {
+        al_error("totable: buffer of %lld for %lld elements", (long long)n, (long long)al_numel(t));
+        return -1;
+    }
+    al_tensor *c = al_to_dtype_nograd(t, AL_FLOAT64);
+    if (!c) return -1;
+    memcpy(dst, al_ptr(c), (size_t)n * sizeof(double));
+    al_release(c);
+    return 0;
+}

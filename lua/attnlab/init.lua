@@ -1,0 +1,761 @@
+-- attnlab: the Lua module over the C core (libattnlab) through the LuaJIT FFI.
+--
+-- A tensor is a cdata pointer to the C core's opaque `al_tensor`, with a metatype that gives it
+-- methods and operators; each pointer handed to Lua holds one reference, dropped by its finalizer.
+-- Dimensions and indices are 1-based here (negative dimensions count from the end) and converted
+-- to the core's 0-based ones at this boundary.  Every C failure becomes a Lua error carrying the
+-- core's message, which names the op and the shapes at fault.
+local ffi = require "ffi"
+
+local lab = {}
+
+---------------------------------------------------------------------------------------------------
+-- Loading the C core: inside the `attnlab` program its symbols are already in the process (ffi.C);
+-- from a plain `luajit`, libattnlab.so is found beside the source tree or on the library path.
+---------------------------------------------------------------------------------------------------
+local module_dir = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
+local root_candidates = {}
+if os.getenv("ATTNLAB_HOME") then root_candidates[#root_candidates + 1] = os.getenv("ATTNLAB_HOME") end
+root_candidates[#root_candidates + 1] = module_dir .. "/../.."
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local header, root
+for _, dir in ipairs(root_candidates) do
+  header = read_file(dir .. "/core/include/attnlab.h")
+  if header then root = dir break end
+end
+if not header then error("attnlab: cannot find core/include/attnlab.h (set ATTNLAB_HOME to the attnlab tree)") end
+local ffi_decls = assert(header:match("/%* AL_FFI_BEGIN %*/(.-)/%* AL_FFI_END %*/"), "attnlab.h lacks the FFI markers")
+ffi.cdef(ffi_decls)
+
+local C
+if pcall(function() return ffi.C.al_version end) then
+  C = ffi.C
+else
+  local tried = {}
+  for _, path in ipairs{ root .. "/build/libattnlab.so", "attnlab", "libattnlab.so" } do
+    local ok, lib = pcall(ffi.load, path)
+    if ok then C = lib break end
+    tried[#tried + 1] = path
+  end
+  if not C then error("attnlab: cannot load libattnlab (tried " .. table.concat(tried, ", ") .. "); run `make` first") end
+end
+lab.C = C
+lab.root = root
+lab.version = ffi.string(C.al_version())
+
+---------------------------------------------------------------------------------------------------
+-- Errors: point at the user's line, not at this module.
+---------------------------------------------------------------------------------------------------
+-- The position is found by walking the stack rather than by an error level, because tail calls
+-- (`return wrap(...)`) remove frames and would make any fixed level wrong.
+local function raise(msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.currentline > 0 and not info.short_src:find("attnlab/[%w_]+%.lua$") then
+      error(info.short_src .. ":" .. info.currentline .. ": " .. msg, 0)
+    end
+    level = level + 1
+  end
+  error(msg, 0)
+end
+lab.raise = raise
+
+---------------------------------------------------------------------------------------------------
+-- Tensors
+---------------------------------------------------------------------------------------------------
+local tensor_t = ffi.typeof("al_tensor *")
+local i64arr = ffi.typeof("int64_t[?]")
+local Tensor = {}
+lab.Tensor = Tensor
+
+local dtypes = { float32 = 0, float64 = 1, int64 = 2, float = 0, double = 1, long = 2 }
+local dtype_names = { [0] = "float32", [1] = "float64", [2] = "int64" }
+
+-- Pace Lua's collector by the bytes the core had to allocate afresh: Lua sees only small
+-- pointers, so without this a loop could keep gigabytes of dead tensors waiting for a GC.
+local gc_pace_bytes = 128 * 1024 * 1024
+local fresh_bytes = 0
+
+local function wrap(ptr)
+  if ptr == nil then raise(ffi.string(C.al_last_error())) end
+  fresh_bytes = fresh_bytes + tonumber(C.al_take_allocation_count())
+  if fresh_bytes > gc_pace_bytes then
+    fresh_bytes = 0
+    collectgarbage("collect")
+  end
+  return ffi.gc(ptr, C.al_release)
+end
+lab._wrap = wrap
+
+local function check_status(rc)
+  if rc < 0 then raise(ffi.string(C.al_last_error())) end
+  return rc
+end
+
+local function is_tensor(x) return ffi.istype(tensor_t, x) end
+lab.is_tensor = is_tensor
+
+local function typename(x)
+  if is_tensor(x) then return "tensor" end
+  return type(x)
+end
+
+local function expect_tensor(x, fn, arg)
+  if is_tensor(x) then return x end
+  raise(string.format("%s: argument '%s' must be a tensor (got %s)", fn, arg, typename(x)))
+end
+
+local function parse_dtype(d, fn)
+  if d == nil then return 0 end
+  local v = dtypes[d]
+  if not v then raise(string.format("%s: unknown dtype %s (use float32, float64 or int64)", fn, tostring(d))) end
+  return v
+end
+
+local function check_int(v, fn, what)
+  if type(v) ~= "number" or v ~= v or v ~= math.floor(v) or v >= 2^53 or v <= -2^53 then
+    raise(string.format("%s: %s must be an integer (got %s)", fn, what, tostring(v)))
+  end
+  return v
+end
+
+-- A shape from a table {2, 3} or from numbers given one by one.
+local function parse_shape(fn, first, ...)
+  local list
+  if type(first) == "table" and not is_tensor(first) then list = first
+  elseif first == nil and select("#", ...) == 0 then list = {}
+  else list = { first, ... } end
+  local n = #list
+  if n > 8 then raise(string.format("%s: %d dimensions given, at most 8 are supported", fn, n)) end
+  local arr = i64arr(math.max(n, 1))
+  for i = 1, n do
+    local v = list[i]
+    if type(v) ~= "number" or v ~= math.floor(v) then
+      raise(string.format("%s: size %d of the shape must be an integer (got %s)", fn, i, tostring(v)))
+    end
+    if v < 0 and v ~= -1 then raise(string.format("%s: negative size %d in dimension %d", fn, v, i)) end
+    if v >= 2^53 then raise(string.format("%s: size %g in dimension %d is too large", fn, v, i)) end
+    arr[i - 1] = v
+  end
+  return n, arr
+end
+lab._parse_shape = parse_shape
+
+-- 1-based (negative from the end) to the core's 0-based (negative kept).
+local function cdim(d, fn, ndim)
+  if type(d) ~= "number" or d ~= math.floor(d) then
+    raise(string.format("%s: dimension must be an integer (got %s)", fn, tostring(d)))
+  end
+  if d == 0 then raise(string.format("%s: dimension 0 is not valid (dimensions are 1-based; -1 is the last)", fn)) end
+  if ndim and (d > ndim or d < -ndim) then
+    raise(string.format("%s: dimension %d is out of range for a %d-d tensor", fn, d, ndim))
+  end
+  return d > 0 and d - 1 or d
+end
+
+local function scalar_tensor(v, dtype)
+  return wrap(C.al_full(0, nil, v, dtype or 0))
+end
+
+-- Creation ---------------------------------------------------------------------------------------
+
+local function flatten(data, shape, depth, out, fn)
+  if type(data) == "table" and not is_tensor(data) then
+    local n = #data
+    if shape[depth] == nil then shape[depth] = n
+    elseif shape[depth] ~= n then
+      raise(string.format("%s: ragged nested table (dimension %d has sizes %d and %d)", fn, depth, shape[depth], n))
+    end
+    for i = 1, n do flatten(data[i], shape, depth + 1, out, fn) end
+  else
+    if shape[depth] ~= nil then raise(string.format("%s: ragged nested table at depth %d", fn, depth)) end
+    local v = data
+    if type(v) == "boolean" then v = v and 1 or 0 end
+    if type(v) ~= "number" then raise(string.format("%s: element %d is %s, not a number", fn, #out + 1, typename(v))) end
+    out[#out + 1] = v
+  end
+end
+
+function lab.tensor(data, dtype)
+  if type(data) == "number" or type(data) == "boolean" then
+    return scalar_tensor(type(data) == "boolean" and (data and 1 or 0) or data, parse_dtype(dtype, "tensor"))
+  end
+  if is_tensor(data) then return dtype and data:to(dtype) or data:clone() end
+  if type(data) ~= "table" then raise("tensor: expected a number or a nested table of numbers (got " .. type(data) .. ")") end
+  local shape, flat = {}, {}
+  flatten(data, shape, 1, flat, "tensor")
+  local dt = parse_dtype(dtype, "tensor")
+  local n, arr = parse_shape("tensor", shape)
+  local buf = ffi.new(dt == 0 and "float[?]" or (dt == 1 and "double[?]" or "int64_t[?]"), math.max(#flat, 1))
+  for i = 1, #flat do buf[i - 1] = flat[i] end
+  return wrap(C.al_from_buffer(n, arr, dt, buf))
+end
+
+local function shape_and_dtype(fn, ...)
+  local args = { ... }
+  local dtype
+  if type(args[#args]) == "string" then dtype = table.remove(args) end
+  local n, arr = parse_shape(fn, unpack(args))
+  return n, arr, parse_dtype(dtype, fn)
+end
+
+function lab.zeros(...) local n, a, dt = shape_and_dtype("zeros", ...) return wrap(C.al_full(n, a, 0, dt)) end
+function lab.ones(...) local n, a, dt = shape_and_dtype("ones", ...) return wrap(C.al_full(n, a, 1, dt)) end
+function lab.empty(...) local n, a, dt = shape_and_dtype("empty", ...) return wrap(C.al_empty(n, a, dt)) end
+function lab.full(shape, value, dtype)
+  if type(value) ~= "number" then raise("full: value must be a number (got " .. typename(value) .. ")") end
+  local n, a = parse_shape("full", shape)
+  return wrap(C.al_full(n, a, value, parse_dtype(dtype, "full")))
+end
+function lab.randn(...) local n, a, dt = shape_and_dtype("randn", ...) return wrap(C.al_randn(n, a, dt)) end
+function lab.rand(...) local n, a, dt = shape_and_dtype("rand", ...) return wrap(C.al_rand(n, a, dt)) end
+function lab.randint(low, high, shape)
+  check_int(low, "randint", "low"); check_int(high, "randint", "high")
+  local n, a = parse_shape("randint", shape)
+  return wrap(C.al_randint(low, high, n, a))
+end
+function lab.arange(a, b, step, dtype)
+  if type(step) == "string" then dtype, step = step, nil end
+  if b == nil or type(b) == "string" then dtype = dtype or b; a, b = 0, a end
+  if type(a) ~= "number" or type(b) ~= "number" then raise("arange: bounds must be numbers") end
+  step = step or 1
+  if type(step) ~= "number" then raise("arange: step must be a number") end
+  local dt = dtype and parse_dtype(dtype, "arange")
+    or ((a == math.floor(a) and b == math.floor(b) and step == math.floor(step)) and 0 or 0)
+  return wrap(C.al_arange(a, b, step, dt))
+end
+function lab.eye(n, dtype)
+  check_int(n, "eye", "n")
+  if n < 0 then raise("eye: size must be >= 0 (got " .. n .. ")") end
+  return wrap(C.al_eye(n, parse_dtype(dtype, "eye")))
+end
+
+function lab.seed(n)
+  check_int(n, "seed", "seed")
+  C.al_seed(n < 0 and 0 or n)
+end
+function lab.rng_state()
+  local s, c = ffi.new("uint64_t[1]"), ffi.new("uint64_t[1]")
+  C.al_rng_get_state(s, c)
+  local seed = tostring(s[0]):gsub("ULL", "")
+  local counter = tostring(c[0]):gsub("ULL", "")
+  return { seed, counter }
+end
+function lab.set_rng_state(st)
+  if type(st) ~= "table" or #st ~= 2 then raise("set_rng_state: expected {seed, counter}") end
+  local function u64(x)
+    if type(x) == "number" then return ffi.new("uint64_t", x) end
+    local v = ffi.new("uint64_t", 0ULL)
+    for ch in tostring(x):gmatch("%d") do v = v * 10ULL + (ch:byte() - 48) end
+    return v
+  end
+  C.al_rng_set_state(u64(st[1]), u64(st[2]))
+end
+
+-- Introspection ----------------------------------------------------------------------------------
+
+function Tensor.dim(t) return C.al_ndim(t) end
+function Tensor.numel(t) return tonumber(C.al_numel(t)) end
+function Tensor.dtype(t) return dtype_names[tonumber(C.al_dtype_of(t))] end
+function Tensor.device(t) return tonumber(C.al_device_of(t)) == 0 and "cpu" or "cuda" end
+function Tensor.is_contiguous(t) return C.al_is_contiguous(t) ~= 0 end
+function Tensor.shape(t)
+  local s = {}
+  for i = 0, C.al_ndim(t) - 1 do s[i + 1] = tonumber(C.al_size(t, i)) end
+  return s
+end
+function Tensor.size(t, d)
+  if d == nil then return Tensor.shape(t) end
+  return tonumber(C.al_size(t, cdim(d, "size", C.al_ndim(t))))
+end
+function Tensor.stride(t, d) return tonumber(C.al_stride(t, cdim(d, "stride", C.al_ndim(t)))) end
+local shape_buf = ffi.new("char[160]")
+function Tensor.shape_string(t) return ffi.string(C.al_shape_string(t, shape_buf, 160)) end
+
+function Tensor.item(t)
+  local v = C.al_item(t)
+  if v ~= v and C.al_numel(t) ~= 1 then raise(ffi.string(C.al_last_error())) end
+  return v
+end
+
+local function index_array(t, fn, ...)
+  local nd = C.al_ndim(t)
+  local n = select("#", ...)
+  if n ~= nd then raise(string.format("%s: %d indices given for a %d-d tensor of shape %s", fn, n, nd, t:shape_string())) end
+  local idx = i64arr(math.max(nd, 1))
+  for i = 1, nd do
+    local v = select(i, ...)
+    check_int(v, fn, "index " .. i)
+    local size = tonumber(C.al_size(t, i - 1))
+    if v < 0 then v = v + size + 1 end
+    idx[i - 1] = v - 1
+  end
+  return idx
+end
+
+local get_out = ffi.new("double[1]")
+function Tensor.get(t, ...)
+  check_status(C.al_get(t, index_array(t, "get", ...), get_out))
+  return get_out[0]
+end
+function Tensor.set(t, ...)
+  local n = select("#", ...)
+  local v = select(n, ...)
+  if type(v) ~= "number" then raise("set: the value (last argument) must be a number") end
+  local idx = index_array(t, "set", unpack({ ... }, 1, n - 1))
+  check_status(C.al_set(t, idx, v))
+  return t
+end
+
+function Tensor.totable(t)
+  local n = tonumber(C.al_numel(t))
+  local buf = ffi.new("double[?]", math.max(n, 1))
+  check_status(C.al_copy_to_doubles(t, buf, n))
+  local shape = t:shape()
+  if #shape == 0 then return buf[0] end
+  local pos = 0
+  local function build(d)
+    local out = {}
+    for i = 1, shape[d] do
+      if d == #shape then out[i] = buf[pos]; pos = pos + 1
+      else out[i] = build(d + 1) end
+    end
+    return out
+  end
+  return build(1)
+end
+
+-- Views and copies -------------------------------------------------------------------------------
+
+function Tensor.clone(t) return wrap(C.al_clone(t)) end
+function Tensor.contiguous(t) return wrap(C.al_contiguous(t)) end
+function Tensor.detach(t) return wrap(C.al_detach(t)) end
+function Tensor.to(t, what)
+  if what == "cpu" then return t end
+  if what == "cuda" then
+    raise(C.al_cuda_available() ~= 0 and "to: CUDA tensors are not wired into the Lua module yet"
+      or "to: this attnlab was built without CUDA (make CUDA=1) or no GPU is present")
+  end
+  return wrap(C.al_to_dtype(t, parse_dtype(what, "to")))
+end
+function Tensor.float(t) return t:to("float32") end
+function Tensor.double(t) return t:to("float64") end
+function Tensor.long(t) return t:to("int64") end
+function Tensor.reshape(t, ...)
+  local n, a = parse_shape("reshape", ...)
+  return wrap(C.al_reshape(t, n, a))
+end
+Tensor.view = Tensor.reshape
+function Tensor.transpose(t, d1, d2)
+  local nd = C.al_ndim(t)
+  return wrap(C.al_transpose(t, cdim(d1, "transpose", nd), cdim(d2, "transpose", nd)))
+end
+function Tensor.t(t)
+  if C.al_ndim(t) ~= 2 then raise("t: expects a 2-d tensor (got shape " .. t:shape_string() .. "); use transpose") end
+  return wrap(C.al_transpose(t, 0, 1))
+end
+function Tensor.permute(t, ...)
+  local order = type(...) == "table" and ... or { ... }
+  local nd = C.al_ndim(t)
+  if #order ~= nd then raise(string.format("permute: %d dimensions given for a %d-d tensor", #order, nd)) end
+  local arr = ffi.new("int[?]", math.max(nd, 1))
+  for i = 1, nd do arr[i - 1] = cdim(order[i], "permute", nd) end
+  return wrap(C.al_permute(t, arr))
+end
+function Tensor.narrow(t, d, start, len)
+  local nd = C.al_ndim(t)
+  d = cdim(d, "narrow", nd)
+  check_int(start, "narrow", "start"); check_int(len, "narrow", "length")
+  return wrap(C.al_narrow(t, d, start - 1, len))
+end
+function Tensor.select(t, d, index)
+  local nd = C.al_ndim(t)
+  check_int(index, "select", "index")
+  return wrap(C.al_select(t, cdim(d, "select", nd), index - 1))
+end
+function Tensor.unsqueeze(t, d) return wrap(C.al_unsqueeze(t, cdim(d, "unsqueeze", C.al_ndim(t) + 1))) end
+function Tensor.squeeze(t, d)
+  if d == nil then return wrap(C.al_squeeze(t, 127)) end
+  return wrap(C.al_squeeze(t, cdim(d, "squeeze", C.al_ndim(t))))
+end
+function Tensor.expand(t, ...)
+  local n, a = parse_shape("expand", ...)
+  return wrap(C.al_expand(t, n, a))
+end
+function Tensor.expand_as(t, other) return t:expand(expect_tensor(other, "expand_as", "other"):shape()) end
+
+-- Math -----------------------------------------------------------------------------------------
+
+for _, name in ipairs{ "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "neg" } do
+  local f = C["al_" .. name]
+  Tensor[name] = function(t) return wrap(f(expect_tensor(t, name, "self"))) end
+end
+function Tensor.pow(t, p)
+  if type(p) ~= "number" then raise("pow: exponent must be a number (got " .. typename(p) .. ")") end
+  return wrap(C.al_pow_scalar(t, p))
+end
+function Tensor.clamp(t, lo, hi) return wrap(C.al_clamp(t, lo or -math.huge, hi or math.huge)) end
+
+local function binary(name, cfun, scalar_fun, rscalar_fun)
+  return function(a, b)
+    if type(a) == "number" then
+      expect_tensor(b, name, "b")
+      return wrap(rscalar_fun(a, b))
+    elseif type(b) == "number" then
+      expect_tensor(a, name, "a")
+      return wrap(scalar_fun(a, b))
+    end
+    return wrap(cfun(expect_tensor(a, name, "a"), expect_tensor(b, name, "b")))
+  end
+end
+Tensor.add = binary("add", C.al_add, C.al_add_scalar, function(s, t) return C.al_add_scalar(t, s) end)
+Tensor.sub = binary("sub", C.al_sub, function(t, s) return C.al_add_scalar(t, -s) end, C.al_rsub_scalar)
+Tensor.mul = binary("mul", C.al_mul, C.al_mul_scalar, function(s, t) return C.al_mul_scalar(t, s) end)
+Tensor.div = binary("div", C.al_div, function(t, s) return C.al_mul_scalar(t, 1 / s) end, C.al_rdiv_scalar)
+local function scalar_as_tensor(fun)
+  return function(t, s) local st = scalar_tensor(s, tonumber(C.al_dtype_of(t))) return fun(t, st) end
+end
+Tensor.maximum = binary("maximum", C.al_maximum, scalar_as_tensor(C.al_maximum),
+  function(s, t) return C.al_maximum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)))) end)
+Tensor.minimum = binary("minimum", C.al_minimum, scalar_as_tensor(C.al_minimum),
+  function(s, t) return C.al_minimum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)))) end)
+
+local compare_ops = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
+for name, op in pairs(compare_ops) do
+  Tensor[name] = function(a, b)
+    expect_tensor(a, name, "a")
+    if type(b) == "number" then return wrap(C.al_compare_scalar(a, b, op)) end
+    return wrap(C.al_compare(a, expect_tensor(b, name, "b"), op))
+  end
+end
+
+-- Reductions -----------------------------------------------------------------------------------
+
+local ALL = 127
+local function reduce_dim(t, d, fn)
+  if d == nil then return ALL end
+  return cdim(d, fn, C.al_ndim(t))
+end
+function Tensor.sum(t, d, keepdim) return wrap(C.al_sum(t, reduce_dim(t, d, "sum"), keepdim and 1 or 0)) end
+function Tensor.mean(t, d, keepdim) return wrap(C.al_mean(t, reduce_dim(t, d, "mean"), keepdim and 1 or 0)) end
+local idx_out = ffi.new("al_tensor *[1]")
+local function argbest(cfun, fn)
+  return function(t, d, keepdim)
+    if d == nil then -- over everything: flatten first
+      local flat = t:reshape{ -1 }
+      local v, i = argbest(cfun, fn)(flat, 1)
+      return v, i
+    end
+    local v = cfun(t, cdim(d, fn, C.al_ndim(t)), keepdim and 1 or 0, idx_out)
+    local values = wrap(v)
+    local indices = wrap(idx_out[0])
+    return values, indices:add(1)
+  end
+end
+Tensor.max = argbest(C.al_max, "max")
+Tensor.min = argbest(C.al_min, "min")
+function Tensor.argmax(t, d, keepdim)
+  if d == nil then return wrap(C.al_argmax(t:reshape{ -1 }, 0, 0)):add(1) end
+  return wrap(C.al_argmax(t, cdim(d, "argmax", C.al_ndim(t)), keepdim and 1 or 0)):add(1)
+end
+function Tensor.softmax(t, d) return wrap(C.al_softmax(t, cdim(d or -1, "softmax", C.al_ndim(t)))) end
+function Tensor.log_softmax(t, d) return wrap(C.al_log_softmax(t, cdim(d or -1, "log_softmax", C.al_ndim(t)))) end
+function Tensor.logsumexp(t, d, keepdim)
+  return wrap(C.al_logsumexp(t, cdim(d or -1, "logsumexp", C.al_ndim(t)), keepdim and 1 or 0))
+end
+function Tensor.matmul(a, b)
+  return wrap(C.al_matmul(expect_tensor(a, "matmul", "a"), expect_tensor(b, "matmul", "b")))
+end
+
+-- In place (never recorded) ----------------------------------------------------------------------
+
+function Tensor.fill_(t, v) check_status(C.al_fill_(t, v)) return t end
+function Tensor.zero_(t) check_status(C.al_fill_(t, 0)) return t end
+function Tensor.copy_(t, src) check_status(C.al_copy_(t, expect_tensor(src, "copy_", "src"))) return t end
+function Tensor.add_(t, src, alpha)
+  if type(src) == "number" then src = scalar_tensor(src, tonumber(C.al_dtype_of(t))) end
+  check_status(C.al_add_scaled_(t, expect_tensor(src, "add_", "src"), alpha or 1))
+  return t
+end
+function Tensor.mul_(t, s) check_status(C.al_mul_scalar_(t, s)) return t end
+
+-- Autograd ---------------------------------------------------------------------------------------
+
+function Tensor.requires_grad(t, flag)
+  if flag == nil then return C.al_requires_grad(t) ~= 0 end
+  check_status(C.al_set_requires_grad(t, flag and 1 or 0))
+  return t
+end
+function Tensor.is_leaf(t) return C.al_is_leaf(t) ~= 0 end
+function Tensor.backward(t, grad)
+  if grad ~= nil then expect_tensor(grad, "backward", "grad") end
+  check_status(C.al_backward(t, grad))
+end
+function Tensor.zero_grad(t) check_status(C.al_zero_grad(t)) return t end
+function Tensor.set_grad(t, g) check_status(C.al_set_grad(t, g)) return t end
+local function get_grad(t)
+  local g = C.al_grad(t)
+  if g == nil then return nil end
+  return ffi.gc(g, C.al_release)
+end
+
+-- Metatype ---------------------------------------------------------------------------------------
+
+local function format_number(v, dtype)
+  if dtype == "int64" then return string.format("%d", v) end
+  if v == math.floor(v) and math.abs(v) < 1e9 then return string.format("%.1f", v) end
+  return string.format("%.5g", v)
+end
+
+function Tensor.tostring(t)
+  local shape, dtype = t:shape(), t:dtype()
+  local head = string.format("tensor(%s, %s", t:shape_string(), dtype)
+  if t:numel() > 1000 then return head .. ", not shown: more than 1000 elements)" end
+  local vals = t:totable()
+  local function show(v, depth)
+    if type(v) ~= "table" then return format_number(v, dtype) end
+    local parts = {}
+    for i = 1, #v do parts[i] = show(v[i], depth + 1) end
+    local sep = depth == #shape and ", " or (",\n" .. string.rep(" ", depth))
+    return "[" .. table.concat(parts, sep) .. "]"
+  end
+  return show(vals, 1) .. "\n" .. head .. (t:requires_grad() and ", requires_grad)" or ")")
+end
+
+local mt = {
+  __index = function(t, k)
+    local m = Tensor[k]
+    if m ~= nil then return m end
+    if k == "grad" then return get_grad(t) end
+    return nil
+  end,
+  __add = function(a, b) return Tensor.add(a, b) end,
+  __sub = function(a, b) return Tensor.sub(a, b) end,
+  __mul = function(a, b) return Tensor.mul(a, b) end,
+  __div = function(a, b) return Tensor.div(a, b) end,
+  __unm = function(a) return wrap(C.al_neg(a)) end,
+  __pow = function(a, p) return Tensor.pow(a, p) end,
+  __len = function(t) return C.al_ndim(t) > 0 and tonumber(C.al_size(t, 0)) or 0 end,
+  __tostring = function(t) return Tensor.tostring(t) end,
+}
+ffi.metatype("struct al_tensor", mt)
+
+---------------------------------------------------------------------------------------------------
+-- Functions on several tensors, losses, attention
+---------------------------------------------------------------------------------------------------
+
+local function tensor_list(list, fn)
+  if type(list) ~= "table" or is_tensor(list) then raise(fn .. ": expects a list of tensors") end
+  local n = #list
+  if n == 0 then raise(fn .. ": needs at least one tensor") end
+  local arr = ffi.new("al_tensor *[?]", n)
+  for i = 1, n do arr[i - 1] = expect_tensor(list[i], fn, "list[" .. i .. "]") end
+  return n, arr
+end
+function lab.cat(list, d)
+  local n, arr = tensor_list(list, "cat")
+  return wrap(C.al_cat(n, arr, cdim(d or 1, "cat", C.al_ndim(arr[0]))))
+end
+function lab.stack(list, d)
+  local n, arr = tensor_list(list, "stack")
+  return wrap(C.al_stack(n, arr, cdim(d or 1, "stack", C.al_ndim(arr[0]) + 1)))
+end
+function lab.where(cond, a, b)
+  expect_tensor(cond, "where", "cond")
+  if type(a) == "number" then a = scalar_tensor(a, is_tensor(b) and tonumber(C.al_dtype_of(b)) or 0) end
+  if type(b) == "number" then b = scalar_tensor(b, tonumber(C.al_dtype_of(a))) end
+  return wrap(C.al_where(cond, expect_tensor(a, "where", "a"), expect_tensor(b, "where", "b")))
+end
+function lab.matmul(a, b) return Tensor.matmul(a, b) end
+function lab.solve(a, b) return wrap(C.al_solve(expect_tensor(a, "solve", "A"), expect_tensor(b, "solve", "B"))) end
+function lab.layer_norm(x, w, b, eps)
+  return wrap(C.al_layer_norm(expect_tensor(x, "layer_norm", "x"), w, b, eps or 1e-5))
+end
+function lab.embedding(weight, ids)
+  expect_tensor(weight, "embedding", "weight"); expect_tensor(ids, "embedding", "ids")
+  if ids:dtype() ~= "int64" then raise("embedding: ids must be int64 (got " .. ids:dtype() .. " of shape " .. ids:shape_string() .. ")") end
+  return wrap(C.al_embedding(weight, ids - 1))
+end
+function lab.gather(t, d, idx)
+  expect_tensor(t, "gather", "self"); expect_tensor(idx, "gather", "indices")
+  if idx:dtype() ~= "int64" then raise("gather: indices must be int64") end
+  return wrap(C.al_gather(t, cdim(d, "gather", C.al_ndim(t)), idx - 1))
+end
+Tensor.gather = lab.gather
+function lab.dropout(x, p, training)
+  return wrap(C.al_dropout(expect_tensor(x, "dropout", "x"), p or 0.5, training == false and 0 or 1))
+end
+for _, name in ipairs{ "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "softmax", "log_softmax",
+                        "sum", "mean", "max", "argmax", "pow", "clamp", "maximum", "minimum", "logsumexp" } do
+  lab[name] = lab[name] or function(t, ...) return Tensor[name](expect_tensor(t, name, "self"), ...) end
+end
+
+function lab.mse(pred, target)
+  return wrap(C.al_mse(expect_tensor(pred, "mse", "pred"), expect_tensor(target, "mse", "target")))
+end
+function lab.cross_entropy(logits, target, opts)
+  expect_tensor(logits, "cross_entropy", "logits"); expect_tensor(target, "cross_entropy", "target")
+  if target:dtype() ~= "int64" then
+    raise("cross_entropy: target ids must be int64 (got " .. target:dtype() .. " of shape " .. target:shape_string() .. ")")
+  end
+  local ignore = -2 ^ 52
+  if opts and opts.ignore ~= nil then ignore = check_int(opts.ignore, "cross_entropy", "opts.ignore") - 1 end
+  return wrap(C.al_cross_entropy(logits, target - 1, ignore))
+end
+
+-- lab.attention(q, k, v [, opts]) and lab.attention.variants()
+local causal_modes = { [false] = 0, [true] = 1, top_left = 1, bottom_right = 2, none = 0 }
+local attention_opts = ffi.typeof("al_attention_opts")
+local weights_out = ffi.new("al_tensor *[1]")
+local attention = setmetatable({}, {
+  __call = function(_, q, k, v, opts)
+    expect_tensor(q, "attention", "q"); expect_tensor(k, "attention", "k"); expect_tensor(v, "attention", "v")
+    opts = opts or {}
+    if type(opts) ~= "table" then raise("attention: opts must be a table (got " .. typename(opts) .. ")") end
+    local o = attention_opts()
+    o.variant = opts.variant or "softmax"
+    if type(opts.variant or "") ~= "string" then raise("attention: opts.variant must be a string") end
+    local causal = causal_modes[opts.causal or false]
+    if causal == nil then raise("attention: opts.causal must be true, false, 'top_left' or 'bottom_right' (got " .. tostring(opts.causal) .. ")") end
+    o.causal = causal
+    if opts.scale ~= nil and type(opts.scale) ~= "number" then raise("attention: opts.scale must be a number") end
+    o.scale = opts.scale or 0
+    if opts.bias ~= nil then o.bias = expect_tensor(opts.bias, "attention", "opts.bias") end
+    if opts.mask ~= nil then o.mask = expect_tensor(opts.mask, "attention", "opts.mask") end
+    if opts.norm ~= nil and type(opts.norm) ~= "number" then raise("attention: opts.norm must be a number") end
+    o.linear_norm = opts.norm or 0
+    local want = opts.weights and true or false
+    local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
+    if want then return out, wrap(weights_out[0]) end
+    return out
+  end,
+})
+function attention.variants()
+  local names = {}
+  for i = 0, C.al_attention_variant_count() - 1 do names[#names + 1] = ffi.string(C.al_attention_variant_name(i)) end
+  return names
+end
+lab.attention = attention
+
+---------------------------------------------------------------------------------------------------
+-- Autograd scopes, parameters
+---------------------------------------------------------------------------------------------------
+
+function lab.param(t) return expect_tensor(t, "param", "t"):requires_grad(true) end
+function lab.no_grad(fn)
+  if type(fn) ~= "function" then raise("no_grad: expects a function") end
+  local prev = C.al_set_grad_enabled(0)
+  local res = { pcall(fn) }
+  C.al_set_grad_enabled(prev)
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+function lab.grad_enabled() return C.al_is_grad_enabled() ~= 0 end
+function lab.set_grad_enabled(on) return C.al_set_grad_enabled(on and 1 or 0) ~= 0 end
+
+---------------------------------------------------------------------------------------------------
+-- Files, images, process
+---------------------------------------------------------------------------------------------------
+
+local json -- loaded lazily (lab.json)
+function lab.save(path, tensors, metadata)
+  if type(path) ~= "string" then raise("save: path must be a string") end
+  if type(tensors) ~= "table" then raise("save: expects a table of name = tensor") end
+  local names = {}
+  for name, t in pairs(tensors) do
+    if type(name) ~= "string" then raise("save: tensor names must be strings (got " .. typename(name) .. ")") end
+    expect_tensor(t, "save", name)
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  local n = #names
+  local cnames = ffi.new("const char *[?]", math.max(n, 1))
+  local cts = ffi.new("al_tensor *[?]", math.max(n, 1))
+  for i = 1, n do cnames[i - 1] = names[i]; cts[i - 1] = tensors[names[i]] end
+  local meta
+  if metadata ~= nil then
+    json = json or require "attnlab.json"
+    local strs = {}
+    for k, v in pairs(metadata) do strs[tostring(k)] = type(v) == "string" and v or json.encode(v) end
+    meta = json.encode(strs)
+  end
+  check_status(C.al_save_safetensors(path, n, cnames, cts, meta))
+end
+
+function lab.load(path)
+  if type(path) ~= "string" then raise("load: path must be a string") end
+  local f = C.al_load_safetensors(path)
+  if f == nil then raise(ffi.string(C.al_last_error())) end
+  f = ffi.gc(f, C.al_tensor_file_close)
+  local out = {}
+  for i = 0, C.al_tensor_file_count(f) - 1 do
+    out[ffi.string(C.al_tensor_file_name(f, i))] = wrap(C.al_tensor_file_tensor(f, i))
+  end
+  local meta
+  local raw = C.al_tensor_file_metadata(f)
+  if raw ~= nil then
+    json = json or require "attnlab.json"
+    meta = json.decode(ffi.string(raw))
+  end
+  C.al_tensor_file_close(ffi.gc(f, nil))
+  return out, meta
+end
+
+lab.image = {}
+function lab.image.load(path)
+  if type(path) ~= "string" then raise("image.load: path must be a string") end
+  return wrap(C.al_image_load(path))
+end
+function lab.image.save(path, t)
+  if type(path) ~= "string" then raise("image.save: path must be a string") end
+  check_status(C.al_image_save_png(path, expect_tensor(t, "image.save", "t")))
+end
+
+function lab.write_file_atomic(path, s)
+  if type(path) ~= "string" or type(s) ~= "string" then raise("write_file_atomic: expects (path, string)") end
+  check_status(C.al_write_file_atomic(path, s, #s))
+end
+
+function lab.set_num_threads(n) check_int(n, "set_num_threads", "n") C.al_set_num_threads(n) end
+function lab.num_threads() return C.al_get_num_threads() end
+function lab.memory()
+  return { in_use = tonumber(C.al_bytes_in_use()), peak = tonumber(C.al_bytes_peak()),
+           tensors = tonumber(C.al_live_tensors()), nodes = tonumber(C.al_live_nodes()) }
+end
+function lab.interrupted() return C.al_interrupted() ~= 0 end
+function lab.catch_interrupts(on) C.al_catch_interrupts(on == false and 0 or 1) end
+
+ffi.cdef [[
+  struct attnlab_timespec { long tv_sec; long tv_nsec; };
+  int clock_gettime(int clk, struct attnlab_timespec *ts);
+]]
+local ts = ffi.new("struct attnlab_timespec")
+function lab.time()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+-- Submodules, loaded on first use so that `require "attnlab"` stays cheap.
+setmetatable(lab, {
+  __index = function(t, k)
+    local sub = ({ nn = "attnlab.nn", optim = "attnlab.optim", run = "attnlab.run", json = "attnlab.json",
+                   data = "attnlab.data" })[k]
+    if sub then
+      local m = require(sub)
+      rawset(t, k, m)
+      return m
+    end
+  end,
+})
+
+return lab

@@ -1,0 +1,41 @@
+/* check.h -- the C unit tests' few macros.  Each test file is one program; it prints one line per
+ * failed check and ends with "N passed, N failed" (the line CI reads), exiting 1 on any failure. */
+#ifndef ATTNLAB_CHECK_H
+#define ATTNLAB_CHECK_H
+#include "attnlab.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int check_passed, check_failed;
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (cond) check_passed++;                                                            \
+        else { check_failed++; fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); } \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                                \
+    do {                                                                                     \
+        double check_a_ = (a), check_b_ = (b);                                               \
+        if (fabs(check_a_ - check_b_) <= (tol)) check_passed++;                              \
+        else { check_failed++; fprintf(stderr, "%s:%d: %s = %.9g, expected %s = %.9g (tol %g)\n", \
+                                       __FILE__, __LINE__, #a, check_a_, #b, check_b_, (double)(tol)); } \
+    } while (0)
+
+/* An op that must fail with a message containing `needle`. */
+#define CHECK_FAILS(expr, needle)                                                            \
+    do {                                                                                     \
+        al_clear_error();                                                                    \
+        al_tensor *check_t_ = (expr);                                                        \
+        if (!check_t_ && strstr(al_last_error(), needle)) check_passed++;                    \
+        else { check_failed++; fprintf(stderr, "%s:%d: %s should fail with '%s', got %s '%s'\n", \
+                                       __FILE__, __LINE__, #expr, needle, check_t_ ? "a tensor and" : "", \
+                                       al_last_error()); al_release(check_t_); }             \
+    } while (0)
+
+static int check_report(const char *name) {
+    printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);
+    return check_failed ? 1 : 0;
+}
+#endif
