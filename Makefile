@@ -9,7 +9,7 @@ CC       ?= cc
 OPT      ?= -O3 -march=native
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CFLAGS   := -std=gnu11 $(OPT) $(WARN) -fPIC -fopenmp -Icore/include -Icore $(EXTRA_CFLAGS)
-LDLIBS   := -lopenblas -lm -lpthread
+LDLIBS   := -lopenblas -lstb -lm -lpthread
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
 BUILD    := build

@@ -76,6 +76,8 @@ void *al_alloc(size_t nbytes);         /* caching allocator, 64-byte aligned */
 void al_free(void *p, size_t nbytes);
 al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype); /* uninitialised */
 al_tensor *al_new_like(const al_tensor *t);                              /* same shape & dtype */
+al_tensor *al_new_like_layout(const al_tensor *t);  /* same shape, dtype and dense layout */
+bool al_is_dense(const al_tensor *t);   /* a permutation of a contiguous layout */
 al_tensor *al_alias(const al_tensor *t);   /* same storage and view, no grad history */
 al_tensor *al_view_of(const al_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
                       int64_t offset);    /* raw view sharing t's storage, no grad */

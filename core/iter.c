@@ -49,6 +49,31 @@ static void coalesce(al_iter *it) {
     it->ndim = out;
 }
 
+/* Rows [first, last) of the coalesced iteration, walked with an odometer so that each row costs
+ * a few additions, not a division per dimension and operand. */
+static void run_rows(const al_iter *it, int64_t first, int64_t last, int64_t len, al_row_fn fn, void *arg) {
+    const int nd = it->ndim;
+    int64_t idx[AL_MAX_DIMS] = {0}, r = first;
+    char *ptrs[3];
+    for (int d = nd - 2; d >= 0; d--) { idx[d] = r % it->shape[d]; r /= it->shape[d]; }
+    for (int k = 0; k < it->n; k++) {
+        int64_t off = 0;
+        for (int d = 0; d < nd - 1; d++) off += idx[d] * it->strides[k][d];
+        ptrs[k] = it->base[k] + off * (int64_t)it->esize[k];
+    }
+    int64_t inner[3];
+    for (int k = 0; k < it->n; k++) inner[k] = it->strides[k][nd - 1];
+    for (int64_t row = first; row < last; row++) {
+        fn(ptrs, len, inner, arg);
+        for (int d = nd - 2; d >= 0; d--) {   /* advance the odometer */
+            for (int k = 0; k < it->n; k++) ptrs[k] += it->strides[k][d] * (int64_t)it->esize[k];
+            if (++idx[d] < it->shape[d]) break;
+            for (int k = 0; k < it->n; k++) ptrs[k] -= it->strides[k][d] * it->shape[d] * (int64_t)it->esize[k];
+            idx[d] = 0;
+        }
+    }
+}
+
 void al_iter_run(al_iter *it, al_row_fn fn, void *arg) {
     for (int i = 0; i < it->ndim; i++)
         if (it->shape[i] == 0) return;
@@ -57,27 +82,42 @@ void al_iter_run(al_iter *it, al_row_fn fn, void *arg) {
     const int64_t len = it->shape[nd - 1];
     int64_t nrows = 1;
     for (int i = 0; i < nd - 1; i++) nrows *= it->shape[i];
-    const int64_t block = 8192;
-    const int64_t nblocks = (len + block - 1) / block;
-    const int64_t items = nrows * nblocks;
-    int64_t inner[3];
-    for (int k = 0; k < it->n; k++) inner[k] = it->strides[k][nd - 1];
-    const bool parallel = nrows * len >= AL_PARALLEL_GRAIN && items > 1;
-
-    #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t item = 0; item < items; item++) {
-        int64_t row = item / nblocks, b = item % nblocks;
-        char *ptrs[3];
-        for (int k = 0; k < it->n; k++) {
-            int64_t off = 0, r = row;
-            for (int d = nd - 2; d >= 0; d--) {
-                off += (r % it->shape[d]) * it->strides[k][d];
-                r /= it->shape[d];
+    const int64_t total = nrows * len;
+    if (total < AL_PARALLEL_GRAIN) {
+        run_rows(it, 0, nrows, len, fn, arg);
+        return;
+    }
+    if (nrows == 1) {   /* one long row: cut it into equal pieces, one per thread */
+        #pragma omp parallel
+        {
+            int nt = 1, tid = 0;
+#ifdef _OPENMP
+            nt = omp_get_num_threads();
+            tid = omp_get_thread_num();
+#endif
+            int64_t piece = (len + nt - 1) / nt, start = tid * piece;
+            int64_t n = len - start < piece ? len - start : piece;
+            if (n > 0) {
+                char *ptrs[3];
+                int64_t inner[3];
+                for (int k = 0; k < it->n; k++) {
+                    inner[k] = it->strides[k][0];
+                    ptrs[k] = it->base[k] + start * inner[k] * (int64_t)it->esize[k];
+                }
+                fn(ptrs, n, inner, arg);
             }
-            off += b * block * inner[k];
-            ptrs[k] = it->base[k] + off * (int64_t)it->esize[k];
         }
-        int64_t n = len - b * block < block ? len - b * block : block;
-        fn(ptrs, n, inner, arg);
+        return;
+    }
+    #pragma omp parallel
+    {
+        int nt = 1, tid = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        tid = omp_get_thread_num();
+#endif
+        int64_t per = (nrows + nt - 1) / nt, first = tid * per;
+        int64_t last = first + per < nrows ? first + per : nrows;
+        if (first < last) run_rows(it, first, last, len, fn, arg);
     }
 }

@@ -109,6 +109,43 @@ al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype) {
 
 al_tensor *al_new_like(const al_tensor *t) { return al_new_tensor(t->ndim, t->shape, t->dtype); }
 
+/* Fills order[] with t's dimensions by decreasing stride and says whether t covers a dense block
+ * of numel elements (a permutation of a contiguous layout, as after permute or transpose). */
+static bool dense_order(const al_tensor *t, int *order) {
+    for (int i = 0; i < t->ndim; i++) order[i] = i;
+    for (int i = 1; i < t->ndim; i++)   /* insertion sort: ndim <= 8 */
+        for (int j = i; j > 0 && t->strides[order[j]] > t->strides[order[j - 1]]; j--) {
+            int tmp = order[j]; order[j] = order[j - 1]; order[j - 1] = tmp;
+        }
+    int64_t expect = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        int d = order[i];
+        if (t->shape[d] != 1 && t->strides[d] != expect) return false;
+        expect *= t->shape[d];
+    }
+    return true;
+}
+
+bool al_is_dense(const al_tensor *t) {
+    int order[AL_MAX_DIMS];
+    return dense_order(t, order);
+}
+
+/* A new tensor with t's memory layout when t is dense, else contiguous.  Gradients made this way
+ * travel back through a permute as contiguous tensors, so the reshape before it needs no copy. */
+al_tensor *al_new_like_layout(const al_tensor *t) {
+    int order[AL_MAX_DIMS];
+    if (!dense_order(t, order)) return al_new_like(t);
+    al_tensor *out = al_new_like(t);
+    if (!out) return NULL;
+    int64_t expect = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        out->strides[order[i]] = expect;
+        expect *= t->shape[order[i]];
+    }
+    return out;
+}
+
 al_tensor *al_view_of(const al_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
                       int64_t offset) {
     al_tensor *v = calloc(1, sizeof *v);

@@ -421,36 +421,56 @@ static char *read_line(const char *prompt, int tty) {
     return line;
 }
 
-/* Compiles one statement or expression, reading continuation lines while it is incomplete.
- * Leaves the chunk (or an error message) on the stack; returns the load status or -1 at EOF. */
-static int read_chunk(lua_State *L, int tty) {
+/* Returns its arguments.  An expression line runs as `return (...)(EXPR)` with this function as
+ * the vararg: a plain `return f(x)` would be a tail call, which removes the line's own frame from
+ * the stack, and errors inside f would then lose the "stdin:1:" of the line. */
+static int pass_through(lua_State *L) { return lua_gettop(L); }
+
+/* Loads `text` as the expression form, return (...)(TEXT), on success. */
+static int load_expression(lua_State *L, const char *text) {
+    lua_pushfstring(L, "return (...)(%s\n)", text);
+    size_t len;
+    const char *src = lua_tolstring(L, -1, &len);
+    int status = luaL_loadbuffer(L, src, len, "=stdin");
+    lua_remove(L, -2);
+    return status;
+}
+
+/* Compiles one statement or expression (a line starting with '=' is always an expression; any
+ * other is tried as one first, as in Lua 5.3's REPL), reading continuation lines while it is
+ * incomplete.  Leaves the chunk (or an error message) on the stack and sets *is_expression when
+ * the chunk expects pass_through as its argument; returns the load status or -1 at EOF. */
+static int read_chunk(lua_State *L, int tty, int *is_expression) {
+    *is_expression = 0;
     char *line = read_line("> ", tty);
     if (!line) return -1;
-    if (line[0] == '=') {
-        lua_pushfstring(L, "return %s", line + 1);
-        free(line);
-    } else {
-        lua_pushfstring(L, "return %s", line);
-        size_t len;
-        const char *src = lua_tolstring(L, -1, &len);
-        if (luaL_loadbuffer(L, src, len, "=stdin") == 0) {
-            lua_remove(L, -2);
-            free(line);
-            return 0;
-        }
-        lua_pop(L, 2);
-        lua_pushstring(L, line);
-        free(line);
+    int forced = line[0] == '=';
+    lua_pushstring(L, forced ? line + 1 : line);
+    free(line);
+    if (!forced && load_expression(L, lua_tostring(L, -1)) == 0) {
+        lua_remove(L, -2);
+        *is_expression = 1;
+        return 0;
     }
+    if (!forced) lua_pop(L, 1);
     for (;;) {
-        size_t len;
-        const char *src = lua_tolstring(L, -1, &len);
-        int status = luaL_loadbuffer(L, src, len, "=stdin");
-        if (!incomplete(L, status)) { lua_remove(L, -2); return status; }
+        const char *text = lua_tostring(L, -1);
+        const char *src = forced ? lua_pushfstring(L, "return %s", text) : text;
+        int status = luaL_loadbuffer(L, src, strlen(src), "=stdin");
+        if (forced) lua_remove(L, -2);
+        if (!incomplete(L, status)) {
+            if (forced && status == 0) {
+                lua_pop(L, 1);
+                status = load_expression(L, text);
+                *is_expression = status == 0;
+            }
+            lua_remove(L, -2);
+            return status;
+        }
         lua_pop(L, 1);
         char *more = read_line(">> ", tty);
         if (!more) { lua_pop(L, 1); return -1; }
-        lua_pushfstring(L, "%s\n%s", lua_tostring(L, -1), more);
+        lua_pushfstring(L, "%s\n%s", text, more);
         lua_remove(L, -2);
         free(more);
     }
@@ -462,15 +482,17 @@ static int run_prompt(lua_State *L) {
     prompt_state = L;
     for (;;) {
         int top = lua_gettop(L);
-        int status = read_chunk(L, tty);
+        int is_expression;
+        int status = read_chunk(L, tty, &is_expression);
         if (status == -1) break;
         if (status != 0) {
             fprintf(stderr, "%s\n", lua_tostring(L, -1));
             lua_settop(L, top);
             continue;
         }
+        if (is_expression) lua_pushcfunction(L, pass_through);
         signal(SIGINT, prompt_sigint);
-        status = call_protected(L, 0, LUA_MULTRET);
+        status = call_protected(L, is_expression, LUA_MULTRET);
         signal(SIGINT, SIG_DFL);
         int nresults = lua_gettop(L) - top;
         if (status == 0 && nresults > 0) {

@@ -26,9 +26,25 @@ typedef struct {
 static inline int64_t row_offset(const al_tensor *t, int64_t b, int64_t h, int64_t i) {
     return t->offset + b * t->strides[0] + h * t->strides[1] + i * t->strides[2];
 }
-static inline int64_t cell_offset(const al_tensor *t, int64_t b, int64_t h, int64_t i, int64_t j) {
-    return row_offset(t, b, h, i) + j * t->strides[3];
+
+/* Keys visible from query i form a prefix [0, end) under either causal convention. */
+static inline int64_t visible_end(int causal, int64_t i, int64_t N, int64_t M) {
+    int64_t e = causal == 1 ? i + 1 : (causal == 2 ? i + (M - N) + 1 : M);
+    return e < 0 ? 0 : (e > M ? M : e);
 }
+
+/* Below this many queries per (batch, kv head), the kernels walk the rows of k and v as they
+ * are; from it on, they first copy them transposed (see LOAD_TRANSPOSED). */
+enum { ROWS_PATH_QUERIES = 8 };
+
+/* Each thread copies the keys and values of one (batch, kv head) transposed, (d, M) and (dv, M),
+ * so that every inner loop below runs over the keys with unit stride and vectorises, whatever the
+ * head size (the toy tasks' heads are 6 wide, too short to vectorise along). */
+#define LOAD_TRANSPOSED(T, dst, src_t, SRC, width)                                              \
+    for (int64_t j = 0; j < M; j++) {                                                           \
+        const T *r = SRC + row_offset(src_t, b, hk, j);                                         \
+        for (int64_t c = 0; c < width; c++) dst[c * M + j] = r[c];                              \
+    }
 
 #define DENSE_FORWARD(T, EXP)                                                                   \
 static void dense_forward_##T(const attention_problem *p, dense_normalisation kind, T *P, T *O) { \
@@ -37,102 +53,232 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
     const T *Mask = p->mask ? (const T *)p->mask->storage->data : NULL;                         \
     const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;              \
     const T scale = (T)p->scale, inv_norm = (T)(1.0 / p->norm);                                 \
-    _Pragma("omp parallel for schedule(static) if (p->B * p->H * N * M * (d + dv) >= AL_PARALLEL_GRAIN)") \
-    for (int64_t bh = 0; bh < p->B * p->H; bh++) {                                              \
-        const int64_t b = bh / p->H, h = bh % p->H, hk = h / group;                             \
-        for (int64_t i = 0; i < N; i++) {                                                       \
-            const T *q = Q + row_offset(p->q, b, h, i);                                         \
-            T *prow = P + (bh * N + i) * M, *o = O + (bh * N + i) * dv;                         \
-            T mx = -INFINITY;                                                                   \
-            for (int64_t j = 0; j < M; j++) {                                                   \
-                bool ok = attention_causal_allows(p->causal, i, j, N, M) &&                     \
-                          (!Mask || Mask[cell_offset(p->mask, b, h, i, j)] != 0);               \
-                if (!ok) { prow[j] = -INFINITY; continue; }                                     \
-                const T *k = K + row_offset(p->k, b, hk, j);                                    \
-                T s = 0;                                                                        \
-                for (int64_t c = 0; c < d; c++) s += q[c] * k[c];                               \
-                s *= scale;                                                                     \
-                if (Bias) s += Bias[cell_offset(p->bias, b, h, i, j)];                          \
-                prow[j] = s;                                                                    \
-                if (s > mx) mx = s;                                                             \
+    const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= AL_PARALLEL_GRAIN; \
+    const bool rows = N * group < ROWS_PATH_QUERIES;                                            \
+    _Pragma("omp parallel if (parallel)")                                                       \
+    {                                                                                           \
+        T *kt = malloc(sizeof(T) * (size_t)((d + dv) * M + 1)), *vt = kt ? kt + d * M : NULL;   \
+        _Pragma("omp for schedule(static)")                                                     \
+        for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                        \
+            if (!kt) continue;                                                                  \
+            const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;                                    \
+            if (!rows) {                                                                        \
+                LOAD_TRANSPOSED(T, kt, p->k, K, d)                                              \
+                LOAD_TRANSPOSED(T, vt, p->v, V, dv)                                             \
             }                                                                                   \
-            if (kind == DENSE_SOFTMAX) {                                                        \
-                T z = 0;                                                                        \
-                for (int64_t j = 0; j < M; j++) {                                               \
-                    T e = prow[j] == -INFINITY ? (T)0 : EXP(prow[j] - mx);                      \
-                    prow[j] = e; z += e;                                                        \
+            for (int64_t h = hk * group; h < (hk + 1) * group; h++) {                           \
+                const int64_t bh = b * p->H + h;                                                \
+                for (int64_t i = 0; i < N; i++) {                                               \
+                    const T *q = Q + row_offset(p->q, b, h, i);                                 \
+                    T *prow = P + (bh * N + i) * M, *o = O + (bh * N + i) * dv;                 \
+                    const int64_t end = visible_end(p->causal, i, N, M);                        \
+                    if (rows) {                                                                 \
+                        const T *kb = K + row_offset(p->k, b, hk, 0);                           \
+                        for (int64_t j = 0; j < end; j++) {                                     \
+                            const T *kr = kb + j * p->k->strides[2];                            \
+                            T acc = 0;                                                          \
+                            for (int64_t c = 0; c < d; c++) acc += q[c] * kr[c];                \
+                            prow[j] = acc * scale;                                              \
+                        }                                                                       \
+                    } else {                                                                    \
+                        for (int64_t j = 0; j < end; j++) prow[j] = 0;                          \
+                        for (int64_t c = 0; c < d; c++) {                                       \
+                            const T qc = q[c] * scale, *kc = kt + c * M;                        \
+                            for (int64_t j = 0; j < end; j++) prow[j] += qc * kc[j];            \
+                        }                                                                       \
+                    }                                                                           \
+                    if (Bias) {                                                                 \
+                        const T *br = Bias + row_offset(p->bias, b, h, i);                      \
+                        const int64_t bs = p->bias->strides[3];                                 \
+                        for (int64_t j = 0; j < end; j++) prow[j] += br[j * bs];                \
+                    }                                                                           \
+                    if (Mask) {                                                                 \
+                        const T *mr = Mask + row_offset(p->mask, b, h, i);                      \
+                        const int64_t ms = p->mask->strides[3];                                 \
+                        for (int64_t j = 0; j < end; j++) if (mr[j * ms] == 0) prow[j] = -INFINITY; \
+                    }                                                                           \
+                    if (kind == DENSE_SOFTMAX) {                                                \
+                        T mx = -INFINITY;                                                       \
+                        for (int64_t j = 0; j < end; j++) mx = prow[j] > mx ? prow[j] : mx;     \
+                        if (mx == -INFINITY) mx = 0; /* no visible key: the row stays 0 */      \
+                        T z = 0;                                                                \
+                        for (int64_t j = 0; j < end; j++) { prow[j] = EXP(prow[j] - mx); z += prow[j]; } \
+                        const T inv = z > 0 ? (T)1 / z : (T)0;                                  \
+                        for (int64_t j = 0; j < end; j++) prow[j] *= inv;                       \
+                    } else {                                                                    \
+                        for (int64_t j = 0; j < end; j++)                                       \
+                            prow[j] = prow[j] == -INFINITY ? (T)0 : prow[j] * inv_norm;         \
+                    }                                                                           \
+                    for (int64_t j = end; j < M; j++) prow[j] = 0;                              \
+                    if (rows) {                                                                 \
+                        for (int64_t c = 0; c < dv; c++) o[c] = 0;                              \
+                        const T *vb = V + row_offset(p->v, b, hk, 0);                           \
+                        for (int64_t j = 0; j < end; j++) {                                     \
+                            const T pj = prow[j], *vr = vb + j * p->v->strides[2];              \
+                            for (int64_t c = 0; c < dv; c++) o[c] += pj * vr[c];                \
+                        }                                                                       \
+                    } else {                                                                    \
+                        for (int64_t c = 0; c < dv; c++) {                                      \
+                            const T *vc = vt + c * M;                                           \
+                            T acc = 0;                                                          \
+                            for (int64_t j = 0; j < end; j++) acc += prow[j] * vc[j];           \
+                            o[c] = acc;                                                         \
+                        }                                                                       \
+                    }                                                                           \
                 }                                                                               \
-                T inv = z > 0 ? (T)1 / z : (T)0;                                                \
-                for (int64_t j = 0; j < M; j++) prow[j] *= inv;                                 \
-            } else {                                                                            \
-                for (int64_t j = 0; j < M; j++) prow[j] = prow[j] == -INFINITY ? (T)0 : prow[j] * inv_norm; \
-            }                                                                                   \
-            for (int64_t c = 0; c < dv; c++) o[c] = 0;                                          \
-            for (int64_t j = 0; j < M; j++) {                                                   \
-                const T pj = prow[j];                                                           \
-                if (pj == 0) continue;                                                          \
-                const T *vr = V + row_offset(p->v, b, hk, j);                                   \
-                for (int64_t c = 0; c < dv; c++) o[c] += pj * vr[c];                            \
             }                                                                                   \
         }                                                                                       \
+        free(kt);                                                                               \
     }                                                                                           \
 }
 DENSE_FORWARD(float, expf)
 DENSE_FORWARD(double, exp)
 
-/* The backward runs one (batch, kv head) per iteration so that dk and dv, shared by the query
- * heads of a group, are written by one thread only. dS is written to dbias when wanted. */
-#define DENSE_BACKWARD(T)                                                                       \
-static void dense_backward_##T(const attention_problem *p, dense_normalisation kind, const T *P, \
-                               const T *dO, T *dQ, T *dK, T *dV, T *dBias) {                    \
+/* Few queries per (batch, kv head), as in the toy tasks' single query: transposing the keys would
+ * cost as much as the arithmetic, so these loops walk the rows of k and v as they are. */
+#define DENSE_BACKWARD_ROWS(T)                                                                  \
+static void dense_backward_rows_##T(const attention_problem *p, dense_normalisation kind, const T *P, \
+                                    const T *dO, al_tensor *gq, al_tensor *gk, al_tensor *gv,    \
+                                    T *dBias, int64_t b, int64_t hk, T *ds) {                   \
     const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
+    const T *Mask = p->mask ? (const T *)p->mask->storage->data : NULL;                         \
+    T *dQ = gq ? (T *)gq->storage->data : NULL, *dK = gk ? (T *)gk->storage->data : NULL;     \
+    T *dV = gv ? (T *)gv->storage->data : NULL;                                                 \
     const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;              \
     const T scale = (T)p->scale, inv_norm = (T)(1.0 / p->norm);                                 \
-    _Pragma("omp parallel for schedule(static) if (p->B * p->H * N * M * (d + dv) >= AL_PARALLEL_GRAIN)") \
-    for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                            \
-        const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;                                        \
-        T *ds = malloc(sizeof(T) * (size_t)(M > 0 ? M : 1));                                    \
-        if (!ds) continue;                                                                      \
-        T *dk = dK ? dK + bk * M * d : NULL, *dvv = dV ? dV + bk * M * dv : NULL;               \
-        for (int64_t h = hk * group; h < (hk + 1) * group; h++) {                               \
-            const int64_t bh = b * p->H + h;                                                    \
-            for (int64_t i = 0; i < N; i++) {                                                   \
-                const T *prow = P + (bh * N + i) * M, *go = dO + (bh * N + i) * dv;             \
-                const T *q = Q + row_offset(p->q, b, h, i);                                     \
-                T delta = 0;                                                                    \
-                for (int64_t j = 0; j < M; j++) {                                               \
-                    const T *vr = V + row_offset(p->v, b, hk, j);                               \
-                    T dp = 0;                                                                   \
-                    for (int64_t c = 0; c < dv; c++) dp += go[c] * vr[c];                       \
-                    ds[j] = dp;                                                                 \
-                    delta += dp * prow[j];                                                      \
-                    if (dvv && prow[j] != 0)                                                    \
-                        for (int64_t c = 0; c < dv; c++) dvv[j * dv + c] += prow[j] * go[c];    \
+    /* row j of k (v, dk, dv) for this (b, hk) is at base + j * stride */                     \
+    const T *kb = K + row_offset(p->k, b, hk, 0), *vb = V + row_offset(p->v, b, hk, 0);         \
+    const int64_t ks = p->k->strides[2], vs = p->v->strides[2];                                 \
+    T *dkb = dK ? dK + row_offset(gk, b, hk, 0) : NULL, *dvb = dV ? dV + row_offset(gv, b, hk, 0) : NULL; \
+    const int64_t dks = dK ? gk->strides[2] : 0, dvs = dV ? gv->strides[2] : 0;                 \
+    for (int64_t j = 0; j < M; j++) {   /* rows are short: plain loops beat memset calls */     \
+        if (dkb) for (int64_t c = 0; c < d; c++) dkb[j * dks + c] = 0;                          \
+        if (dvb) for (int64_t c = 0; c < dv; c++) dvb[j * dvs + c] = 0;                         \
+    }                                                                                           \
+    for (int64_t h = hk * group; h < (hk + 1) * group; h++) {                                   \
+        const int64_t bh = b * p->H + h;                                                        \
+        for (int64_t i = 0; i < N; i++) {                                                       \
+            const T *prow = P + (bh * N + i) * M, *go = dO + (bh * N + i) * dv;                 \
+            const T *q = Q + row_offset(p->q, b, h, i);                                         \
+            const int64_t end = visible_end(p->causal, i, N, M);                                \
+            T delta = 0;                                                                        \
+            for (int64_t j = 0; j < end; j++) {     /* dP = dO v^T;  dV += P^T dO */            \
+                const T *vr = vb + j * vs;                                                      \
+                T acc = 0;                                                                      \
+                for (int64_t c = 0; c < dv; c++) acc += go[c] * vr[c];                          \
+                ds[j] = acc;                                                                    \
+                delta += acc * prow[j];                                                         \
+                if (dvb) {                                                                      \
+                    T *dvr = dvb + j * dvs;                                                     \
+                    for (int64_t c = 0; c < dv; c++) dvr[c] += prow[j] * go[c];                 \
                 }                                                                               \
-                for (int64_t j = 0; j < M; j++) {                                               \
-                    if (kind == DENSE_SOFTMAX) ds[j] = prow[j] * (ds[j] - delta);               \
-                    else ds[j] = attention_causal_allows(p->causal, i, j, N, M) &&              \
-                                 (!p->mask || ((const T *)p->mask->storage->data)[cell_offset(p->mask, b, h, i, j)] != 0) \
-                                 ? ds[j] * inv_norm : (T)0;                                     \
+            }                                                                                   \
+            for (int64_t j = 0; j < end; j++) {                                                 \
+                if (kind == DENSE_SOFTMAX) ds[j] = prow[j] * (ds[j] - delta);                   \
+                else ds[j] = Mask && Mask[row_offset(p->mask, b, h, i) + j * p->mask->strides[3]] == 0 \
+                                 ? (T)0 : ds[j] * inv_norm;                                     \
+            }                                                                                   \
+            if (dBias) {                                                                        \
+                T *dbr = dBias + (bh * N + i) * M;                                              \
+                for (int64_t j = 0; j < end; j++) dbr[j] = ds[j];                               \
+                for (int64_t j = end; j < M; j++) dbr[j] = 0;                                   \
+            }                                                                                   \
+            T *dq = dQ ? dQ + row_offset(gq, b, h, i) : NULL;                                   \
+            if (dq) for (int64_t c = 0; c < d; c++) dq[c] = 0;                                  \
+            for (int64_t j = 0; j < end; j++) {     /* dq = scale dS k;  dK += scale dS^T q */  \
+                const T sj = scale * ds[j], *kr = kb + j * ks;                                  \
+                if (dq) for (int64_t c = 0; c < d; c++) dq[c] += sj * kr[c];                    \
+                if (dkb) {                                                                      \
+                    T *dkr = dkb + j * dks;                                                     \
+                    for (int64_t c = 0; c < d; c++) dkr[c] += sj * q[c];                        \
                 }                                                                               \
-                if (dBias) memcpy(dBias + (bh * N + i) * M, ds, sizeof(T) * (size_t)M);         \
-                if (dQ) {                                                                       \
-                    T *dq = dQ + (bh * N + i) * d;                                              \
-                    for (int64_t c = 0; c < d; c++) dq[c] = 0;                                  \
-                    for (int64_t j = 0; j < M; j++) {                                           \
-                        if (ds[j] == 0) continue;                                               \
-                        const T *kr = K + row_offset(p->k, b, hk, j);                           \
-                        for (int64_t c = 0; c < d; c++) dq[c] += scale * ds[j] * kr[c];         \
-                    }                                                                           \
-                }                                                                               \
-                if (dk)                                                                         \
-                    for (int64_t j = 0; j < M; j++) {                                           \
-                        if (ds[j] == 0) continue;                                               \
-                        for (int64_t c = 0; c < d; c++) dk[j * d + c] += scale * ds[j] * q[c];  \
-                    }                                                                           \
             }                                                                                   \
         }                                                                                       \
-        free(ds);                                                                               \
+    }                                                                                           \
+}
+DENSE_BACKWARD_ROWS(float)
+DENSE_BACKWARD_ROWS(double)
+
+/* The backward runs one (batch, kv head) per iteration, so the dk and dv of a group (shared by its
+ * query heads) are accumulated by one thread, transposed in scratch, and written once at the end:
+ * no zero fill and no atomics.  dS goes to dbias when the bias is trainable. */
+#define DENSE_BACKWARD(T)                                                                       \
+static void dense_backward_##T(const attention_problem *p, dense_normalisation kind, const T *P, \
+                               const T *dO, al_tensor *gq, al_tensor *gk, al_tensor *gv, T *dBias) { \
+    const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
+    const T *Mask = p->mask ? (const T *)p->mask->storage->data : NULL;                         \
+    T *dQ = gq ? (T *)gq->storage->data : NULL, *dK = gk ? (T *)gk->storage->data : NULL;     \
+    T *dV = gv ? (T *)gv->storage->data : NULL;                                                 \
+    const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;              \
+    const T scale = (T)p->scale, inv_norm = (T)(1.0 / p->norm);                                 \
+    const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= AL_PARALLEL_GRAIN; \
+    const bool rows = N * group < ROWS_PATH_QUERIES;                                            \
+    _Pragma("omp parallel if (parallel)")                                                       \
+    {                                                                                           \
+        T *kt = malloc(sizeof(T) * (size_t)(2 * (d + dv) * M + M + 1));                         \
+        T *vt = kt + d * M, *dkt = vt + dv * M, *dvt = dkt + d * M, *ds = dvt + dv * M;         \
+        _Pragma("omp for schedule(static)")                                                     \
+        for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                        \
+            if (!kt) continue;                                                                  \
+            const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;                                    \
+            if (rows) {                                                                         \
+                dense_backward_rows_##T(p, kind, P, dO, gq, gk, gv, dBias, b, hk, ds);          \
+                continue;                                                                       \
+            }                                                                                   \
+            LOAD_TRANSPOSED(T, kt, p->k, K, d)                                                  \
+            LOAD_TRANSPOSED(T, vt, p->v, V, dv)                                                 \
+            memset(dkt, 0, sizeof(T) * (size_t)((d + dv) * M));                                 \
+            for (int64_t h = hk * group; h < (hk + 1) * group; h++) {                           \
+                const int64_t bh = b * p->H + h;                                                \
+                for (int64_t i = 0; i < N; i++) {                                               \
+                    const T *prow = P + (bh * N + i) * M, *go = dO + (bh * N + i) * dv;         \
+                    const T *q = Q + row_offset(p->q, b, h, i);                                 \
+                    const int64_t end = visible_end(p->causal, i, N, M);                        \
+                    for (int64_t j = 0; j < end; j++) ds[j] = 0;                                \
+                    for (int64_t c = 0; c < dv; c++) {   /* dP = dO v^T;  dV += P^T dO */       \
+                        const T g = go[c], *vc = vt + c * M;                                    \
+                        T *dvc = dvt + c * M;                                                   \
+                        for (int64_t j = 0; j < end; j++) { ds[j] += g * vc[j]; dvc[j] += g * prow[j]; } \
+                    }                                                                           \
+                    if (kind == DENSE_SOFTMAX) {                                                \
+                        T delta = 0;                                                            \
+                        for (int64_t j = 0; j < end; j++) delta += ds[j] * prow[j];             \
+                        for (int64_t j = 0; j < end; j++) ds[j] = prow[j] * (ds[j] - delta);    \
+                    } else {                                                                    \
+                        for (int64_t j = 0; j < end; j++) ds[j] *= inv_norm;                    \
+                        if (Mask) {                                                             \
+                            const T *mr = Mask + row_offset(p->mask, b, h, i);                  \
+                            const int64_t ms = p->mask->strides[3];                             \
+                            for (int64_t j = 0; j < end; j++) if (mr[j * ms] == 0) ds[j] = 0;   \
+                        }                                                                       \
+                    }                                                                           \
+                    if (dBias) {                                                                \
+                        T *dbr = dBias + (bh * N + i) * M;                                      \
+                        for (int64_t j = 0; j < end; j++) dbr[j] = ds[j];                       \
+                        for (int64_t j = end; j < M; j++) dbr[j] = 0;                           \
+                    }                                                                           \
+                    if (dQ) {                                                                   \
+                        T *dq = dQ + row_offset(gq, b, h, i);                                   \
+                        for (int64_t c = 0; c < d; c++) {                                       \
+                            const T *kc = kt + c * M;                                           \
+                            T acc = 0;                                                          \
+                            for (int64_t j = 0; j < end; j++) acc += ds[j] * kc[j];             \
+                            dq[c] = scale * acc;                                                \
+                        }                                                                       \
+                    }                                                                           \
+                    for (int64_t c = 0; c < d; c++) {    /* dK += scale dS^T q */               \
+                        const T qc = scale * q[c];                                              \
+                        T *dkc = dkt + c * M;                                                   \
+                        for (int64_t j = 0; j < end; j++) dkc[j] += qc * ds[j];                 \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+            for (int64_t j = 0; j < M; j++) {                                                   \
+                if (dK) { T *r = dK + row_offset(gk, b, hk, j); for (int64_t c = 0; c < d; c++) r[c] = dkt[c * M + j]; } \
+                if (dV) { T *r = dV + row_offset(gv, b, hk, j); for (int64_t c = 0; c < dv; c++) r[c] = dvt[c * M + j]; } \
+            }                                                                                   \
+        }                                                                                       \
+        free(kt);                                                                               \
     }                                                                                           \
 }
 DENSE_BACKWARD(float)
@@ -145,21 +291,19 @@ static void dense_backward(al_node *node, const al_tensor *g) {
     p.bias = node->saved[1]; p.mask = node->saved[2];
     const al_tensor *P = node->saved[0];
     bool want_bias = node->n_inputs > 3 && al_input_needs_grad(node, 3);
-    int64_t qs[4] = {p.B, p.H, p.N, p.d}, ks[4] = {p.B, p.Hkv, p.M, p.d}, vs[4] = {p.B, p.Hkv, p.M, p.dv};
     int64_t ps[4] = {p.B, p.H, p.N, p.M};
     al_dtype dt = p.q->dtype;
     al_tensor *gc = al_contiguous_nograd(g);
-    al_tensor *dq = al_input_needs_grad(node, 0) ? al_new_tensor(4, qs, dt) : NULL;
-    al_tensor *dk = al_input_needs_grad(node, 1) ? al_full(4, ks, 0, dt) : NULL;
-    al_tensor *dv = al_input_needs_grad(node, 2) ? al_full(4, vs, 0, dt) : NULL;
+    /* gradients in the layout of their inputs (see al_new_like_layout) */
+    al_tensor *dq = al_input_needs_grad(node, 0) ? al_new_like_layout(p.q) : NULL;
+    al_tensor *dk = al_input_needs_grad(node, 1) ? al_new_like_layout(p.k) : NULL;
+    al_tensor *dv = al_input_needs_grad(node, 2) ? al_new_like_layout(p.v) : NULL;
     al_tensor *db = want_bias ? al_new_tensor(4, ps, dt) : NULL;
     if (gc) {
         if (dt == AL_FLOAT32)
-            dense_backward_float(&p, ctx->kind, al_ptr(P), al_ptr(gc), dq ? al_ptr(dq) : NULL,
-                                 dk ? al_ptr(dk) : NULL, dv ? al_ptr(dv) : NULL, db ? al_ptr(db) : NULL);
+            dense_backward_float(&p, ctx->kind, al_ptr(P), al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
         else
-            dense_backward_double(&p, ctx->kind, al_ptr(P), al_ptr(gc), dq ? al_ptr(dq) : NULL,
-                                  dk ? al_ptr(dk) : NULL, dv ? al_ptr(dv) : NULL, db ? al_ptr(db) : NULL);
+            dense_backward_double(&p, ctx->kind, al_ptr(P), al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
     }
     al_accumulate_input(node, 0, dq);
     al_accumulate_input(node, 1, dk);

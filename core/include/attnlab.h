@@ -165,6 +165,8 @@ al_tensor *al_matmul(const al_tensor *a, const al_tensor *b);
 al_tensor *al_solve(const al_tensor *a, const al_tensor *b);
 
 /* ---- nn building blocks ---------------------------------------------------------------- */
+/* y = x W^T + b with x (..., in), weight (out, in), bias (out) or NULL */
+al_tensor *al_linear(const al_tensor *x, const al_tensor *weight, const al_tensor *bias);
 al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_tensor *bias,
                          double eps); /* over the last dim; weight, bias may be NULL */
 /* rows of weight (n, dim) picked by 0-based int64 ids of any shape: (ids..., dim) */

@@ -110,6 +110,14 @@ al_tensor *al_detach(const al_tensor *t) {
 /* Fills through the broadcasting copy from a float64 scalar, which converts to any dtype. */
 int al_fill_(al_tensor *t, double value) {
     if (!t) { al_error("fill: tensor is missing"); return -1; }
+    if (value == 0 && al_is_dense(t)) {   /* zeros are all-zero bytes in every dtype */
+        int64_t lowest = 0;   /* a dense view starts at its offset plus its negative strides */
+        for (int i = 0; i < t->ndim; i++)
+            if (t->strides[i] < 0) lowest += t->strides[i] * (t->shape[i] - 1);
+        memset((char *)al_ptr(t) + lowest * (int64_t)al_dtype_size(t->dtype), 0,
+               (size_t)al_numel(t) * al_dtype_size(t->dtype));
+        return 0;
+    }
     al_tensor *scalar = al_new_tensor(0, NULL, AL_FLOAT64);
     if (!scalar) return -1;
     *(double *)al_ptr(scalar) = value;

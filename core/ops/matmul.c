@@ -49,8 +49,8 @@ static bool blas_layout(int64_t s0, int64_t s1, int64_t rows, int64_t cols, CBLA
 }
 
 static void blas_matmul(const matrix_job *j, al_dtype dt) {
-    CBLAS_TRANSPOSE ta, tb;
-    int64_t lda, ldb;
+    CBLAS_TRANSPOSE ta = CblasNoTrans, tb = CblasNoTrans;   /* matmul_nd checked both layouts */
+    int64_t lda = 1, ldb = 1;
     blas_layout(j->as0, j->as1, j->n, j->k, &ta, &lda);
     blas_layout(j->bs0, j->bs1, j->k, j->m, &tb, &ldb);
     int64_t ldc = j->m > 1 ? j->m : 1;
@@ -62,6 +62,22 @@ static void blas_matmul(const matrix_job *j, al_dtype dt) {
                     (int)lda, (const double *)j->b, (int)ldb, 0.0, (double *)j->c, (int)ldc);
 }
 
+/* A batched (..., n, k) operand whose batch and row dimensions can be read as one (rows, k) matrix
+ * without a copy; NULL when they cannot. */
+static al_tensor *fold_rows(const al_tensor *t) {
+    int nd = t->ndim, prev = -1;
+    int64_t row_stride = t->strides[nd - 1] * t->shape[nd - 1];
+    for (int i = 0; i < nd - 1; i++) {   /* size-1 dimensions take no part */
+        if (t->shape[i] == 1) continue;
+        if (prev >= 0 && t->strides[prev] != t->strides[i] * t->shape[i]) return NULL;
+        prev = i;
+        row_stride = t->strides[i];
+    }
+    int64_t shape[2] = {al_shape_numel(nd - 1, t->shape), t->shape[nd - 1]};
+    int64_t strides[2] = {row_stride, t->strides[nd - 1]};
+    return al_view_of(t, 2, shape, strides, t->offset);
+}
+
 static void matmul_backward(al_node *node, const al_tensor *g) {
     const al_tensor *a = node->inputs[0], *b = node->inputs[1];
     if (al_input_needs_grad(node, 0)) {      /* dA = g B^T */
@@ -71,10 +87,15 @@ static void matmul_backward(al_node *node, const al_tensor *g) {
         al_release(bt); al_release(ga);
     }
     if (al_input_needs_grad(node, 1)) {      /* dB = A^T g */
-        al_tensor *at = al_transpose(a, -1, -2);
-        al_tensor *gb = at ? al_matmul(at, g) : NULL;
+        /* a weight shared by every batch (b 2-d, a batched): one (k, rows) x (rows, m) product
+         * instead of a product per batch followed by a sum over the batch */
+        al_tensor *a2 = b->ndim == 2 && a->ndim > 2 ? fold_rows(a) : NULL;
+        al_tensor *gc = a2 ? al_contiguous_nograd(g) : NULL;
+        al_tensor *g2 = gc ? fold_rows(gc) : NULL;
+        al_tensor *at = g2 ? al_transpose(a2, 0, 1) : al_transpose(a, -1, -2);
+        al_tensor *gb = at ? al_matmul(at, g2 ? g2 : g) : NULL;
         al_accumulate_input(node, 1, gb);
-        al_release(at); al_release(gb);
+        al_release(a2); al_release(gc); al_release(g2); al_release(at); al_release(gb);
     }
 }
 
@@ -91,6 +112,29 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
         al_error("matmul: operands are %s and %s; both must be the same float dtype",
                  al_dtype_name(a->dtype), al_dtype_name(b->dtype));
         return NULL;
+    }
+    if (b->ndim == 2 && a->ndim > 2) {
+        /* (..., n, k) x (k, m): one (rows, k) x (k, m) product when a's rows fold without a copy */
+        al_tensor *a2 = fold_rows(a);
+        int prev = al_set_grad_enabled(0);   /* the node goes on the unfolded result below */
+        al_tensor *flat = a2 ? matmul_nd(a2, b) : NULL;
+        al_set_grad_enabled(prev);
+        al_release(a2);
+        if (flat) {
+            int64_t shape[AL_MAX_DIMS];
+            memcpy(shape, a->shape, sizeof(int64_t) * (size_t)a->ndim);
+            shape[a->ndim - 1] = m;
+            al_tensor *out = al_view_of(flat, a->ndim, shape, (int64_t[AL_MAX_DIMS]){0}, 0);
+            int64_t st = 1;
+            for (int i = a->ndim - 1; i >= 0; i--) { out->strides[i] = st; st *= shape[i]; }
+            out->offset = flat->offset;
+            al_release(flat);
+            if (al_grad_needed2(a, b)) {
+                const al_tensor *in[2] = {a, b};
+                al_record(out, "matmul", matmul_backward, 2, in);
+            }
+            return out;
+        }
     }
     int nb; int64_t batch[AL_MAX_DIMS];
     if (!al_broadcast_shapes("matmul", a->ndim - 2, a->shape, b->ndim - 2, b->shape, &nb, batch)) return NULL;
@@ -121,7 +165,7 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
     const char *abase = al_ptr(ca), *bbase = al_ptr(cb);
     char *cbase = al_ptr(out);
     const int64_t work = n * k * m;
-    const bool tiny = work <= 4096;
+    const bool tiny = work <= 32768;
     const bool batch_parallel = nbatch > 1 && (tiny ? nbatch * work >= AL_PARALLEL_GRAIN : work <= 128 * 128 * 128);
     const int blas_threads = openblas_get_num_threads();
     if (batch_parallel && !tiny) openblas_set_num_threads(1);

@@ -14,18 +14,18 @@
         const T *W = wc ? (const T *)al_ptr(wc) : NULL, *Bv = bc ? (const T *)al_ptr(bc) : NULL; \
         _Pragma("omp parallel for schedule(static) if (rows * D >= AL_PARALLEL_GRAIN)")         \
         for (int64_t r = 0; r < rows; r++) {                                                    \
-            const T *x = X + r * D; T *y = Y + r * D;                                           \
+            const T *xr = X + r * D; T *yr = Y + r * D;                                           \
             double mean = 0, var = 0;                                                           \
-            for (int64_t i = 0; i < D; i++) mean += x[i];                                       \
+            for (int64_t i = 0; i < D; i++) mean += xr[i];                                       \
             mean /= (double)D;                                                                  \
-            for (int64_t i = 0; i < D; i++) { double c = x[i] - mean; var += c * c; }           \
+            for (int64_t i = 0; i < D; i++) { double c = xr[i] - mean; var += c * c; }           \
             double rstd = 1.0 / sqrt(var / (double)D + eps);                                    \
             ST[2 * r] = mean; ST[2 * r + 1] = rstd;                                             \
             for (int64_t i = 0; i < D; i++) {                                                   \
-                T v = (T)((x[i] - mean) * rstd);                                                \
+                T v = (T)((xr[i] - mean) * rstd);                                                \
                 if (W) v *= W[i];                                                               \
                 if (Bv) v += Bv[i];                                                             \
-                y[i] = v;                                                                       \
+                yr[i] = v;                                                                      \
             }                                                                                   \
         }                                                                                       \
     } while (0)
@@ -37,17 +37,17 @@
         T *DX = dx ? (T *)al_ptr(dx) : NULL;                                                    \
         double *DW = dwacc ? (double *)al_ptr(dwacc) : NULL, *DB = dbacc ? (double *)al_ptr(dbacc) : NULL; \
         for (int64_t r = 0; r < rows; r++) {                                                    \
-            const T *x = X + r * D, *g = G + r * D;                                             \
+            const T *xr = X + r * D, *gr = G + r * D;                                             \
             double mean = ST[2 * r], rstd = ST[2 * r + 1], mg = 0, mgx = 0;                     \
             for (int64_t i = 0; i < D; i++) {                                                   \
-                double xh = (x[i] - mean) * rstd, gy = W ? (double)g[i] * W[i] : g[i];          \
+                double xh = (xr[i] - mean) * rstd, gy = W ? (double)gr[i] * W[i] : gr[i];          \
                 mg += gy; mgx += gy * xh;                                                       \
-                if (DW) DW[i] += (double)g[i] * xh;                                             \
-                if (DB) DB[i] += g[i];                                                          \
+                if (DW) DW[i] += (double)gr[i] * xh;                                             \
+                if (DB) DB[i] += gr[i];                                                          \
             }                                                                                   \
             mg /= (double)D; mgx /= (double)D;                                                  \
             if (DX) for (int64_t i = 0; i < D; i++) {                                           \
-                double xh = (x[i] - mean) * rstd, gy = W ? (double)g[i] * W[i] : g[i];          \
+                double xh = (xr[i] - mean) * rstd, gy = W ? (double)gr[i] * W[i] : gr[i];          \
                 DX[r * D + i] = (T)(rstd * (gy - mg - xh * mgx));                               \
             }                                                                                   \
         }                                                                                       \

@@ -578,6 +578,11 @@ function lab.where(cond, a, b)
 end
 function lab.matmul(a, b) return Tensor.matmul(a, b) end
 function lab.solve(a, b) return wrap(C.al_solve(expect_tensor(a, "solve", "A"), expect_tensor(b, "solve", "B"))) end
+function lab.linear(x, w, b)
+  expect_tensor(x, "linear", "x"); expect_tensor(w, "linear", "weight")
+  if b ~= nil then expect_tensor(b, "linear", "bias") end
+  return wrap(C.al_linear(x, w, b))
+end
 function lab.layer_norm(x, w, b, eps)
   return wrap(C.al_layer_norm(expect_tensor(x, "layer_norm", "x"), w, b, eps or 1e-5))
 end

@@ -1,0 +1,619 @@
+/* io.c -- files: atomic whole-file writes and safetensors checkpoints.
+ *
+ * Writes go to "<path>.tmp.<pid>" in the same folder, are fsync'd and then renamed over the path,
+ * so that a crash or a full disk never leaves a half-written checkpoint where a good one was.
+ *
+ * Safetensors: an 8-byte little-endian header length N, N bytes of JSON
+ *   {"__metadata__": {"key": "value", ...}, "name": {"dtype": "F32", "shape": [2, 3],
+ *    "data_offsets": [begin, end]}, ...}
+ * padded with spaces, then the tensors' raw little-endian bytes (offsets count from the end of
+ * the header).  Loading reads files from anywhere, so it trusts nothing: the header is parsed by a
+ * small schema-driven JSON parser (no recursion, no DOM), every number and string is checked, and
+ * the tensors must tile the data exactly, as the reference implementation requires.  Any defect
+ * gives an error naming the path and the header byte or the tensor, never a crash. */
+#include "internal.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "io.c writes tensor memory as little-endian bytes; a big-endian port needs byte swaps"
+#endif
+
+/* ---- atomic writes -------------------------------------------------------------------------- */
+
+typedef struct { const char *fn, *path; char *tmp; int fd; } atomic_file;
+
+/* Sets the error (naming the path and errno's text) and removes the temporary file; returns -1. */
+static int atomic_fail(atomic_file *af, const char *what) {
+    al_error("%s: cannot %s '%s': %s", af->fn, what, af->path, strerror(errno));
+    if (af->fd >= 0) close(af->fd);
+    if (af->tmp) unlink(af->tmp);
+    free(af->tmp);
+    af->fd = -1;
+    af->tmp = NULL;
+    return -1;
+}
+
+static int atomic_open(atomic_file *af, const char *fn, const char *path) {
+    *af = (atomic_file){fn, path, malloc(strlen(path) + 32), -1};
+    if (!af->tmp) { errno = ENOMEM; return atomic_fail(af, "write"); }
+    snprintf(af->tmp, strlen(path) + 32, "%s.tmp.%ld", path, (long)getpid());
+    af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (af->fd < 0) { /* nothing was created, so there is nothing to remove */
+        free(af->tmp);
+        af->tmp = NULL;
+        return atomic_fail(af, "create a temporary file next to");
+    }
+    return 0;
+}
+
+static int atomic_write(atomic_file *af, const void *data, size_t n) {
+    for (const char *p = data; n > 0;) {
+        ssize_t w = write(af->fd, p, n < ((size_t)1 << 30) ? n : ((size_t)1 << 30));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { if (w == 0) errno = EIO; return atomic_fail(af, "write"); }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int atomic_commit(atomic_file *af) {
+    if (fsync(af->fd) < 0) return atomic_fail(af, "flush (fsync)");
+    int fd = af->fd;
+    af->fd = -1;
+    if (close(fd) < 0) return atomic_fail(af, "close");
+    if (rename(af->tmp, af->path) < 0) return atomic_fail(af, "rename the temporary file onto");
+    free(af->tmp);
+    af->tmp = NULL;
+    /* make the rename itself durable; a folder that cannot be synced is not an error */
+    const char *slash = strrchr(af->path, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - af->path) + (slash == af->path) : 1,
+             slash ? af->path : ".");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
+    return 0;
+}
+
+int al_write_file_atomic(const char *path, const void *data, size_t n) {
+    if (!path || !*path) { al_error("write_file: path is missing"); return -1; }
+    if (!data && n) { al_error("write_file: no data for %zu bytes of '%s'", n, path); return -1; }
+    atomic_file af;
+    if (atomic_open(&af, "write_file", path) < 0 || atomic_write(&af, data, n) < 0) return -1;
+    return atomic_commit(&af);
+}
+
+/* ---- a strict JSON reader for the few shapes a header has ------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (at most avail bytes), or 0 when it is not valid. */
+static int utf8_len(const unsigned char *p, size_t avail) {
+    unsigned c = p[0];
+    int n = c < 0x80 ? 1 : c < 0xC2 ? 0 : c <= 0xDF ? 2 : c <= 0xEF ? 3 : c <= 0xF4 ? 4 : 0;
+    if (n == 0 || (size_t)n > avail) return 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) ||  /* overlong; surrogates */
+        (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] > 0x8F))    /* overlong; > U+10FFFF */
+        return 0;
+    return n;
+}
+
+typedef struct { const char *s; size_t len, pos; char msg[200]; } jparser;
+
+static bool jfail(jparser *jp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool jfail(jparser *jp, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(jp->msg, sizeof jp->msg, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* The next non-blank character (0 at the end), left unconsumed. */
+static char jpeek(jparser *jp) {
+    while (jp->pos < jp->len && jp->s[jp->pos] && strchr(" \t\n\r", jp->s[jp->pos])) jp->pos++;
+    return jp->pos < jp->len ? jp->s[jp->pos] : 0;
+}
+
+static bool jexpect(jparser *jp, char c, const char *where) {
+    if (jpeek(jp) == c) { jp->pos++; return true; }
+    return jfail(jp, jp->pos < jp->len ? "expected '%c' %s" : "the header ends where '%c' %s was expected",
+                 c, where);
+}
+
+static int hex4(const char *p) {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* A JSON string; when out is not NULL, its decoded UTF-8 text (malloc'd, without NUL inside). */
+static bool jstring(jparser *jp, char **out) {
+    if (!jexpect(jp, '"', "(a string)")) return false;
+    size_t raw = jp->pos; /* the closing quote bounds the decoded length: escapes only shrink */
+    while (raw < jp->len && jp->s[raw] != '"') raw += jp->s[raw] == '\\' ? 2 : 1;
+    char *buf = out ? malloc(raw - jp->pos + 1) : NULL, u[4];
+    if (out && !buf) return jfail(jp, "out of memory");
+    size_t n = 0;
+    for (;;) {
+        const unsigned char c = jp->pos < jp->len ? (unsigned char)jp->s[jp->pos] : 0;
+        int k = 0, cp = -1;
+        if (jp->pos >= jp->len) { free(buf); return jfail(jp, "a string is not closed"); }
+        if (c == '"') { jp->pos++; break; }
+        if (c < 0x20) { free(buf); return jfail(jp, "control character 0x%02x in a string", c); }
+        if (c != '\\') { /* raw text: copied as it is, once known to be UTF-8 */
+            if (!(k = utf8_len((const unsigned char *)jp->s + jp->pos, jp->len - jp->pos))) {
+                free(buf);
+                return jfail(jp, "invalid UTF-8 in a string");
+            }
+            if (buf) memcpy(buf + n, jp->s + jp->pos, (size_t)k);
+            n += (size_t)k;
+            jp->pos += (size_t)k;
+            continue;
+        }
+        const char e = jp->pos + 1 < jp->len ? jp->s[jp->pos + 1] : 0;
+        const char *simple = e ? strchr("\"\\/bfnrt", e) : NULL;
+        if (simple) { u[0] = "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"]; k = 1; jp->pos += 2; }
+        else if (e == 'u' && jp->pos + 6 <= jp->len && (cp = hex4(jp->s + jp->pos + 2)) >= 0) {
+            jp->pos += 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair */
+                int lo = jp->pos + 6 <= jp->len && jp->s[jp->pos] == '\\' && jp->s[jp->pos + 1] == 'u'
+                             ? hex4(jp->s + jp->pos + 2) : -1;
+                cp = lo >= 0xDC00 && lo <= 0xDFFF ? 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00) : -1;
+                jp->pos += cp >= 0 ? 6 : 0;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) cp = -1;
+            if (cp <= 0) {
+                free(buf);
+                return jfail(jp, cp ? "unpaired surrogate in a string" : "\\u0000 in a string");
+            }
+            k = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+            for (int i = k - 1; i > 0; i--, cp >>= 6) u[i] = (char)(0x80 | (cp & 0x3F));
+            u[0] = (char)(k == 1 ? cp : (k == 2 ? 0xC0 : k == 3 ? 0xE0 : 0xF0) | cp);
+        } else { free(buf); return jfail(jp, "bad escape in a string"); }
+        if (buf) memcpy(buf + n, u, (size_t)k);
+        n += (size_t)k;
+    }
+    if (buf) { buf[n] = 0; *out = buf; }
+    return true;
+}
+
+/* A non-negative integer without sign, fraction or exponent, at most 2^62. */
+static bool juint(jparser *jp, uint64_t *out, const char *what) {
+    char c = jpeek(jp);
+    const size_t start = jp->pos;
+    uint64_t v = 0;
+    while (c >= '0' && c <= '9') {
+        if ((v = v * 10 + (uint64_t)(c - '0')) > ((uint64_t)1 << 62))
+            return jfail(jp, "%s is too large", what);
+        c = ++jp->pos < jp->len ? jp->s[jp->pos] : 0;
+    }
+    if (jp->pos == start || (c && strchr(".eE-+", c)) || (jp->s[start] == '0' && jp->pos - start > 1))
+        return jfail(jp, "%s must be a non-negative integer (no sign, fraction or leading zero)", what);
+    *out = v;
+    return true;
+}
+
+/* {"key": "value", ...}: the only shape "__metadata__" may have. */
+static bool jmetadata(jparser *jp) {
+    if (!jexpect(jp, '{', "to open __metadata__")) return false;
+    if (jpeek(jp) == '}') { jp->pos++; return true; }
+    for (;;) {
+        if (!jstring(jp, NULL) || !jexpect(jp, ':', "after a metadata key")) return false;
+        if (jpeek(jp) != '"') return jfail(jp, "metadata values must be strings");
+        if (!jstring(jp, NULL)) return false;
+        if (jpeek(jp) == '}') { jp->pos++; return true; }
+        if (!jexpect(jp, ',', "or '}' in __metadata__")) return false;
+    }
+}
+
+/* ---- safetensors: the header ------------------------------------------------------------------ */
+
+/* The dtypes a file may hold: ours are read as they are, the others widened on reading. */
+typedef enum { W_NONE, W_F16, W_BF16, W_I32, W_I16, W_I8, W_U8, W_BOOL } widening;
+typedef struct { const char *name; al_dtype dtype; int size; widening widen; } file_dtype;
+static const file_dtype file_dtypes[] = {
+    {"F32", AL_FLOAT32, 4, W_NONE}, {"F64", AL_FLOAT64, 8, W_NONE}, {"I64", AL_INT64, 8, W_NONE},
+    {"F16", AL_FLOAT32, 2, W_F16}, {"BF16", AL_FLOAT32, 2, W_BF16}, {"I32", AL_INT64, 4, W_I32},
+    {"I16", AL_INT64, 2, W_I16}, {"I8", AL_INT64, 1, W_I8}, {"U8", AL_INT64, 1, W_U8},
+    {"BOOL", AL_INT64, 1, W_BOOL},
+};
+enum { N_FILE_DTYPES = sizeof file_dtypes / sizeof file_dtypes[0] };
+
+typedef struct {
+    char *name;
+    int dtype, ndim;         /* dtype indexes file_dtypes; both -1 until seen */
+    int64_t shape[AL_MAX_DIMS];
+    uint64_t begin, end;
+    bool have_offsets;
+} entry;
+
+/* {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, each field once, in any order. */
+static bool parse_entry(jparser *jp, entry *e) {
+    if (!jexpect(jp, '{', "to open a tensor's description")) return false;
+    e->dtype = e->ndim = -1;
+    for (bool ok = jpeek(jp) != '}'; ok;) {
+        char *key = NULL, *d = NULL;
+        if (!jstring(jp, &key)) return false;
+        ok = jexpect(jp, ':', "after a key");
+        if (ok && !strcmp(key, "dtype") && e->dtype < 0) {
+            ok = jstring(jp, &d);
+            for (int i = 0; ok && i < N_FILE_DTYPES; i++)
+                if (!strcmp(d, file_dtypes[i].name)) e->dtype = i;
+            if (ok && e->dtype < 0)
+                ok = jfail(jp, "tensor '%.60s' has dtype '%.20s', which attnlab cannot read", e->name, d);
+        } else if (ok && !strcmp(key, "shape") && e->ndim < 0) {
+            ok = jexpect(jp, '[', "to open a shape");
+            for (e->ndim = 0; ok && jpeek(jp) != ']';) {
+                uint64_t v;
+                if (e->ndim == AL_MAX_DIMS)
+                    ok = jfail(jp, "tensor '%.60s' has over %d dimensions", e->name, AL_MAX_DIMS);
+                else if ((ok = juint(jp, &v, "a size in a shape")))
+                    e->shape[e->ndim++] = (int64_t)v;
+                if (ok && jpeek(jp) != ']') /* a ',' and then not ']' */
+                    ok = jexpect(jp, ',', "between sizes in a shape") && jpeek(jp) != ']';
+            }
+            jp->pos += ok;
+            if (!ok && !jp->msg[0]) jfail(jp, "a shape ends with ','");
+        } else if (ok && !strcmp(key, "data_offsets") && !e->have_offsets) {
+            ok = jexpect(jp, '[', "to open data_offsets") && juint(jp, &e->begin, "a data offset") &&
+                 jexpect(jp, ',', "in data_offsets") && juint(jp, &e->end, "a data offset") &&
+                 jexpect(jp, ']', "to close data_offsets (two offsets)");
+            e->have_offsets = true;
+        } else if (ok) {
+            bool known = !strcmp(key, "dtype") || !strcmp(key, "shape") || !strcmp(key, "data_offsets");
+            ok = jfail(jp, "tensor '%.60s': %s field '%.40s'", e->name, known ? "repeated" : "unknown", key);
+        }
+        free(key);
+        free(d);
+        if (!ok) return false;
+        ok = jpeek(jp) != '}';
+        if (ok && !jexpect(jp, ',', "or '}' in a tensor's description")) return false;
+    }
+    jp->pos++;
+    if (e->dtype < 0 || e->ndim < 0 || !e->have_offsets)
+        return jfail(jp, "tensor '%.60s' has no %s", e->name,
+                     e->dtype < 0 ? "dtype" : e->ndim < 0 ? "shape" : "data_offsets");
+    return true;
+}
+
+typedef struct { entry *e; int n, cap; char *metadata; } header;
+
+static void header_free(header *h) {
+    for (int i = 0; i < h->n; i++) free(h->e[i].name);
+    free(h->e);
+    free(h->metadata);
+}
+
+static bool parse_header(jparser *jp, header *h) {
+    if (!jexpect(jp, '{', "at the start of the header")) return false;
+    for (bool more = jpeek(jp) != '}'; more;) {
+        char *key = NULL;
+        if (!jstring(jp, &key)) return false;
+        if (!jexpect(jp, ':', "after a key")) { free(key); return false; }
+        if (!strcmp(key, "__metadata__")) {
+            free(key);
+            if (h->metadata) return jfail(jp, "__metadata__ appears twice");
+            jpeek(jp);
+            const size_t start = jp->pos;
+            if (!jmetadata(jp)) return false;
+            if (!(h->metadata = strndup(jp->s + start, jp->pos - start))) return jfail(jp, "out of memory");
+        } else {
+            if (h->n == h->cap) {
+                entry *grown = realloc(h->e, sizeof *grown * (size_t)(h->cap = h->cap ? 2 * h->cap : 16));
+                if (!grown) { free(key); return jfail(jp, "out of memory"); }
+                h->e = grown;
+            }
+            h->e[h->n] = (entry){.name = key};
+            if (!parse_entry(jp, &h->e[h->n++])) return false;
+        }
+        more = jpeek(jp) != '}';
+        if (more && !jexpect(jp, ',', "or '}' after a tensor")) return false;
+    }
+    jp->pos++;
+    if (jpeek(jp), jp->pos != jp->len) return jfail(jp, "unexpected text after the header's closing '}'");
+    return true;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(const entry *const *)a)->name, (*(const entry *const *)b)->name);
+}
+static int by_offsets(const void *a, const void *b) {
+    const entry *x = *(const entry *const *)a, *y = *(const entry *const *)b;
+    return x->begin != y->begin ? (x->begin < y->begin ? -1 : 1) : (x->end > y->end) - (x->end < y->end);
+}
+
+/* Every tensor's bytes match its shape and dtype, names are unique, and the tensors tile the
+ * data_len bytes of data exactly (no overlap, no gap, nothing left over). */
+static bool check_layout(const char *path, header *h, uint64_t data_len) {
+    const char *fn = "load_safetensors";
+    const uint64_t max_numel = (uint64_t)1 << 40;
+    for (int i = 0; i < h->n; i++) {
+        entry *e = &h->e[i];
+        uint64_t numel = 1, dim;
+        for (int d = 0; d < e->ndim; d++, numel *= dim)
+            if ((dim = (uint64_t)e->shape[d]) > max_numel || (dim && numel > max_numel / dim)) {
+                al_error("%s: '%s': tensor '%.60s' has over 2^40 elements", fn, path, e->name);
+                return false;
+            }
+        const uint64_t nbytes = numel * (uint64_t)file_dtypes[e->dtype].size;
+        if (e->end < e->begin || e->end - e->begin != nbytes) {
+            al_error("%s: '%s': tensor '%.60s' has data_offsets [%llu, %llu] but shape %s of %s takes %llu "
+                     "bytes", fn, path, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                     al_shape_str(e->ndim, e->shape), file_dtypes[e->dtype].name, (unsigned long long)nbytes);
+            return false;
+        }
+        if (e->end > data_len) {
+            al_error("%s: '%s': tensor '%.60s' ends at data byte %llu but the file has %llu bytes of data "
+                     "(truncated?)", fn, path, e->name, (unsigned long long)e->end,
+                     (unsigned long long)data_len);
+            return false;
+        }
+    }
+    entry **order = malloc(sizeof *order * (size_t)h->n + 1);
+    if (!order) { al_error("%s: '%s': out of memory", fn, path); return false; }
+    bool ok = true;
+    for (int i = 0; i < h->n; i++) order[i] = &h->e[i];
+    qsort(order, (size_t)h->n, sizeof *order, by_name);
+    for (int i = 1; i < h->n && ok; i++)
+        if (!(ok = strcmp(order[i - 1]->name, order[i]->name) != 0))
+            al_error("%s: '%s': tensor name '%.60s' appears twice", fn, path, order[i]->name);
+    qsort(order, (size_t)h->n, sizeof *order, by_offsets);
+    uint64_t at = 0;
+    for (int i = 0; i < h->n && ok; at = order[i++]->end) {
+        if (order[i]->begin < at)
+            al_error("%s: '%s': tensors '%.60s' and '%.60s' overlap", fn, path, order[i - 1]->name,
+                     order[i]->name);
+        else if (order[i]->begin > at)
+            al_error("%s: '%s': %llu unused bytes of data before tensor '%.60s'", fn, path,
+                     (unsigned long long)(order[i]->begin - at), order[i]->name);
+        ok = order[i]->begin == at;
+    }
+    if (ok && at != data_len) {
+        al_error("%s: '%s': %llu bytes of data after the last tensor", fn, path,
+                 (unsigned long long)(data_len - at));
+        ok = false;
+    }
+    free(order);
+    return ok;
+}
+
+/* ---- safetensors: loading ---------------------------------------------------------------------- */
+
+struct al_tensor_file { int n; char **names; al_tensor **tensors; char *metadata; };
+
+/* Reads exactly n bytes at offset; -1 with errno set (0 when the file is shorter). */
+static int read_at(int fd, void *buf, size_t n, uint64_t offset) {
+    for (char *p = buf; n > 0;) {
+        ssize_t r = pread(fd, p, n < ((size_t)1 << 30) ? n : ((size_t)1 << 30), (off_t)offset);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { if (r == 0) errno = 0; return -1; }
+        p += r;
+        n -= (size_t)r;
+        offset += (uint64_t)r;
+    }
+    return 0;
+}
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    float f = (float)man * 0x1p-24f; /* subnormal */
+    if (exp == 0x1F) bits = sign | 0x7F800000u | (man << 13);
+    else if (exp) bits = sign | ((exp + 112) << 23) | (man << 13);
+    else { memcpy(&bits, &f, 4); bits |= sign; }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Widens n stored values into float32 (F16, BF16) or int64 (the integer types) at dst. */
+static void widen(widening kind, const unsigned char *src, void *dst, int64_t n) {
+    float *f = dst;
+    int64_t *q = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t u16; uint32_t u32; int16_t i16; int32_t i32;
+        switch (kind) {
+        case W_F16: memcpy(&u16, src + 2 * i, 2); f[i] = half_to_float(u16); break;
+        case W_BF16: memcpy(&u16, src + 2 * i, 2); u32 = (uint32_t)u16 << 16; memcpy(&f[i], &u32, 4); break;
+        case W_I32: memcpy(&i32, src + 4 * i, 4); q[i] = i32; break;
+        case W_I16: memcpy(&i16, src + 2 * i, 2); q[i] = i16; break;
+        case W_I8: q[i] = (int8_t)src[i]; break;
+        case W_U8: q[i] = src[i]; break;
+        case W_BOOL: q[i] = src[i] != 0; break;
+        case W_NONE: break;
+        }
+    }
+}
+
+static al_tensor *read_tensor(const char *path, int fd, const entry *e, uint64_t data_start) {
+    const file_dtype *type = &file_dtypes[e->dtype];
+    al_tensor *t = al_new_tensor(e->ndim, e->shape, type->dtype);
+    if (!t) return NULL;
+    const size_t nbytes = (size_t)(e->end - e->begin);
+    void *buf = type->widen == W_NONE ? al_ptr(t) : malloc(nbytes + 1);
+    if (!buf || read_at(fd, buf, nbytes, data_start + e->begin) < 0) {
+        al_error("load_safetensors: '%s': cannot read tensor '%.60s': %s", path, e->name,
+                 !buf ? "out of memory" : errno ? strerror(errno) : "the file is shorter than its header says");
+        al_release(t);
+        t = NULL;
+    } else if (type->widen != W_NONE) widen(type->widen, buf, al_ptr(t), al_numel(t));
+    if (type->widen != W_NONE) free(buf);
+    return t;
+}
+
+al_tensor_file *al_load_safetensors(const char *path) {
+    const char *fn = "load_safetensors";
+    if (!path || !*path) { al_error("%s: path is missing", fn); return NULL; }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { al_error("%s: cannot open '%s': %s", fn, path, strerror(errno)); return NULL; }
+#define FAIL(...) do { al_error(__VA_ARGS__); goto done; } while (0)
+    struct stat st;
+    unsigned char len8[8];
+    uint64_t n = 0, size = 0;
+    char *text = NULL;
+    header h = {0};
+    al_tensor_file *f = NULL;
+    if (fstat(fd, &st) < 0) FAIL("%s: cannot stat '%s': %s", fn, path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) FAIL("%s: '%s' is not a regular file", fn, path);
+    if ((size = (uint64_t)st.st_size) < 8 || read_at(fd, len8, 8, 0) < 0)
+        FAIL("%s: '%s' is %llu bytes long, too short for a safetensors file", fn, path,
+             (unsigned long long)size);
+    for (int i = 7; i >= 0; i--) n = n << 8 | len8[i];
+    if (n < 2 || n > size - 8 || n > ((uint64_t)100 << 20))
+        FAIL("%s: '%s': the header length %llu is impossible in a file of %llu bytes (%s)", fn, path,
+             (unsigned long long)n, (unsigned long long)size, n < 2 ? "too small" : n > size - 8
+             ? "truncated, or not a safetensors file" : "over the 100 MiB limit");
+    if (!(text = malloc((size_t)n)) || read_at(fd, text, (size_t)n, 8) < 0)
+        FAIL("%s: cannot read the header of '%s': %s", fn, path, text ? strerror(errno) : "out of memory");
+    jparser jp = {.s = text, .len = (size_t)n};
+    if (!parse_header(&jp, &h))
+        FAIL("%s: '%s': bad header at byte %zu: %s", fn, path, 8 + (jp.pos < jp.len ? jp.pos : jp.len),
+             jp.msg);
+    if (!check_layout(path, &h, size - 8 - n)) goto done;
+    if (!(f = calloc(1, sizeof *f)) || !(f->names = calloc((size_t)h.n + 1, sizeof(char *))) ||
+        !(f->tensors = calloc((size_t)h.n + 1, sizeof(al_tensor *)))) {
+        al_tensor_file_close(f);
+        f = NULL;
+        FAIL("%s: '%s': out of memory", fn, path);
+    }
+    for (; f->n < h.n; f->n++) {
+        if (!(f->tensors[f->n] = read_tensor(path, fd, &h.e[f->n], 8 + n))) {
+            al_tensor_file_close(f);
+            f = NULL;
+            goto done;
+        }
+        f->names[f->n] = h.e[f->n].name;
+        h.e[f->n].name = NULL;
+    }
+    f->metadata = h.metadata;
+    h.metadata = NULL;
+#undef FAIL
+done:
+    header_free(&h);
+    free(text);
+    close(fd);
+    return f;
+}
+
+int al_tensor_file_count(const al_tensor_file *f) {
+    if (!f) { al_error("tensor_file_count: file is missing (closed?)"); return -1; }
+    return f->n;
+}
+
+static bool file_index(const char *fn, const al_tensor_file *f, int i) {
+    if (!f) { al_error("%s: file is missing (closed?)", fn); return false; }
+    if (i >= 0 && i < f->n) return true;
+    al_error("%s: index %d is out of range for a file of %d tensors", fn, i, f->n);
+    return false;
+}
+
+const char *al_tensor_file_name(const al_tensor_file *f, int i) {
+    return file_index("tensor_file_name", f, i) ? f->names[i] : NULL;
+}
+
+/* A tensor object of its own on the file's storage: requires_grad and .grad stay the caller's. */
+al_tensor *al_tensor_file_tensor(const al_tensor_file *f, int i) {
+    return file_index("tensor_file_tensor", f, i) ? al_alias(f->tensors[i]) : NULL;
+}
+
+const char *al_tensor_file_metadata(const al_tensor_file *f) { return f ? f->metadata : NULL; }
+
+void al_tensor_file_close(al_tensor_file *f) {
+    if (!f) return;
+    for (int i = 0; i < f->n; i++) { free(f->names[i]); al_release(f->tensors[i]); }
+    free(f->names);
+    free(f->tensors);
+    free(f->metadata);
+    free(f);
+}
+
+/* ---- safetensors: saving ----------------------------------------------------------------------- */
+
+static bool utf8_valid(const char *s) {
+    for (size_t i = 0, len = strlen(s), k; i < len; i += k)
+        if (!(k = (size_t)utf8_len((const unsigned char *)s + i, len - i))) return false;
+    return true;
+}
+
+int al_save_safetensors(const char *path, int n, const char *const *names, al_tensor *const *tensors,
+                        const char *metadata_json) {
+    const char *fn = "save_safetensors";
+    if (!path || !*path) { al_error("%s: path is missing", fn); return -1; }
+    if (n < 0 || (n > 0 && (!names || !tensors))) {
+        al_error("%s: '%s': %d tensors but no list of names or tensors", fn, path, n);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *bad = !names[i] ? "has no name" : !tensors[i] ? "is missing (nil)"
+                        : !utf8_valid(names[i]) ? "has a name that is not UTF-8"
+                        : !strcmp(names[i], "__metadata__") ? "has the reserved name '__metadata__'"
+                        : tensors[i]->storage->device != AL_CPU ? "is not on the CPU" : NULL;
+        for (int j = 0; j < i && !bad; j++)
+            if (!strcmp(names[i], names[j])) bad = "has the name of an earlier one";
+        if (bad) {
+            al_error("%s: '%s': tensor %d ('%.60s') %s", fn, path, i + 1, names[i] ? names[i] : "?", bad);
+            return -1;
+        }
+    }
+    if (metadata_json) {
+        jparser jp = {.s = metadata_json, .len = strlen(metadata_json)};
+        if (!jmetadata(&jp) || (jpeek(&jp) && !jfail(&jp, "unexpected text after the object"))) {
+            al_error("%s: '%s': metadata_json is not a JSON object of string values (byte %zu: %s)", fn,
+                     path, jp.pos, jp.msg);
+            return -1;
+        }
+    }
+    char *hdr = NULL;
+    size_t hlen = 0;
+    FILE *m = open_memstream(&hdr, &hlen);
+    if (!m) { al_error("%s: '%s': out of memory", fn, path); return -1; }
+    fprintf(m, "{");
+    if (metadata_json) fprintf(m, "\"__metadata__\":%s", metadata_json);
+    uint64_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        const al_tensor *t = tensors[i];
+        fprintf(m, i || metadata_json ? ",\"" : "\"");
+        for (const unsigned char *c = (const unsigned char *)names[i]; *c; c++)
+            if (*c == '"' || *c == '\\') fprintf(m, "\\%c", *c);
+            else if (*c < 0x20) fprintf(m, "\\u%04x", *c);
+            else fputc(*c, m);
+        fprintf(m, "\":{\"dtype\":\"%s\",\"shape\":[",
+                t->dtype == AL_FLOAT32 ? "F32" : t->dtype == AL_FLOAT64 ? "F64" : "I64");
+        for (int d = 0; d < t->ndim; d++) fprintf(m, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+        const uint64_t nbytes = (uint64_t)al_numel(t) * al_dtype_size(t->dtype);
+        fprintf(m, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
+                (unsigned long long)(offset + nbytes));
+        offset += nbytes;
+    }
+    fprintf(m, "}");
+    fflush(m);
+    fprintf(m, "%*s", (int)((8 - hlen % 8) % 8), ""); /* pad to a multiple of 8 bytes */
+    const int err = ferror(m);
+    if (fclose(m) || err) {
+        free(hdr);
+        al_error("%s: '%s': out of memory building the header", fn, path);
+        return -1;
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    atomic_file af;
+    int rc = atomic_open(&af, fn, path);
+    if (rc == 0 && (rc = atomic_write(&af, len8, 8)) == 0) rc = atomic_write(&af, hdr, hlen);
+    free(hdr);
+    for (int i = 0; i < n && rc == 0; i++) {
+        al_tensor *c = al_contiguous_nograd(tensors[i]);
+        if (!c) { errno = ENOMEM; return atomic_fail(&af, "copy a tensor to"); }
+        rc = atomic_write(&af, al_ptr(c), (size_t)al_numel(c) * al_dtype_size(c->dtype));
+        al_release(c);
+    }
+    return rc == 0 ? atomic_commit(&af) : -1;
+}

@@ -1,0 +1,329 @@
+-- attnlab.nn: modules composed from the core's ops.  A module is a table with a forward method,
+-- callable as m(x); its parameters are the tensors in m.params (by name) and those of the modules
+-- in m.children (by name), which is all :parameters(), :state_dict() and :load_state_dict() need.
+local lab = require "attnlab"
+local raise = lab.raise
+
+local nn = {}
+
+local Module = {}
+Module.__index = Module
+Module.__call = function(self, ...) return self:forward(...) end
+nn.Module = Module
+
+-- A new module class: `local Foo = nn.class("Foo")`, then `function Foo:init(opts) ... end`.
+function nn.class(name)
+  local cls = setmetatable({ name = name }, { __index = Module })
+  cls.__index = cls
+  cls.__call = Module.__call
+  cls.__tostring = function(self) return self:describe() end
+  setmetatable(cls, {
+    __index = Module,
+    __call = function(c, ...)
+      local self = setmetatable({ params = {}, param_order = {}, children = {}, child_order = {}, training = true }, c)
+      self:init(...)
+      return self
+    end,
+  })
+  return cls
+end
+
+function Module:init() end
+function Module:forward() raise(self.name .. ": forward is not defined") end
+function Module:describe() return self.name end
+
+function Module:add_param(name, t)
+  if self.params[name] == nil then self.param_order[#self.param_order + 1] = name end
+  self.params[name] = t:requires_grad(true)
+  return t
+end
+
+function Module:add_child(name, m)
+  if self.children[name] == nil then self.child_order[#self.child_order + 1] = name end
+  self.children[name] = m
+  return m
+end
+
+-- (name, tensor) pairs in a fixed order: own parameters first, then children depth-first.
+function Module:named_parameters(prefix, out)
+  out = out or {}
+  prefix = prefix or ""
+  for _, name in ipairs(self.param_order) do out[#out + 1] = { prefix .. name, self.params[name] } end
+  for _, name in ipairs(self.child_order) do self.children[name]:named_parameters(prefix .. name .. ".", out) end
+  return out
+end
+
+function Module:parameters()
+  local list = {}
+  for i, pair in ipairs(self:named_parameters()) do list[i] = pair[2] end
+  return list
+end
+
+function Module:num_parameters()
+  local n = 0
+  for _, p in ipairs(self:parameters()) do n = n + p:numel() end
+  return n
+end
+
+function Module:state_dict()
+  local sd = {}
+  for _, pair in ipairs(self:named_parameters()) do sd[pair[1]] = pair[2] end
+  return sd
+end
+
+-- Copies values in place, so optimisers holding these parameters keep working.
+function Module:load_state_dict(sd)
+  for _, pair in ipairs(self:named_parameters()) do
+    local name, p = pair[1], pair[2]
+    local t = sd[name]
+    if t == nil then raise("load_state_dict: missing parameter '" .. name .. "'") end
+    if t:shape_string() ~= p:shape_string() then
+      raise(string.format("load_state_dict: parameter '%s' has shape %s, the state has %s", name, p:shape_string(), t:shape_string()))
+    end
+    p:copy_(t)
+  end
+  return self
+end
+
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do p:zero_grad() end
+end
+
+function Module:train(on)
+  self.training = on ~= false
+  for _, name in ipairs(self.child_order) do self.children[name]:train(on) end
+  return self
+end
+function Module:eval() return self:train(false) end
+
+local function check_positive_int(v, fn, what)
+  if type(v) ~= "number" or v ~= math.floor(v) or v < 1 then
+    raise(string.format("%s: %s must be a positive integer (got %s)", fn, what, tostring(v)))
+  end
+  return v
+end
+
+local function uniform(shape, bound)
+  return lab.rand(shape) * (2 * bound) - bound
+end
+nn.uniform = uniform
+
+---------------------------------------------------------------------------------------------------
+-- Linear: y = x W^T + b, W (out, in); initialised as PyTorch does: U(-1/sqrt(in), 1/sqrt(in)).
+---------------------------------------------------------------------------------------------------
+local Linear = nn.class("Linear")
+nn.Linear = Linear
+function Linear:init(nin, nout, opts)
+  check_positive_int(nin, "Linear", "in_features")
+  check_positive_int(nout, "Linear", "out_features")
+  opts = opts or {}
+  self.nin, self.nout = nin, nout
+  local bound = 1 / math.sqrt(nin)
+  self.weight = self:add_param("weight", uniform({ nout, nin }, bound))
+  if opts.bias ~= false then self.bias = self:add_param("bias", uniform({ nout }, bound)) end
+end
+function Linear:forward(x)
+  if not lab.is_tensor(x) then raise("Linear: input must be a tensor") end
+  local shape = x:shape()
+  if shape[#shape] ~= self.nin then
+    raise(string.format("Linear(%d, %d): input of shape %s does not end in %d", self.nin, self.nout, x:shape_string(), self.nin))
+  end
+  return lab.linear(x, self.weight, self.bias)
+end
+function Linear:describe() return string.format("Linear(%d, %d%s)", self.nin, self.nout, self.bias and "" or ", bias=false") end
+
+---------------------------------------------------------------------------------------------------
+-- Embedding: rows of a (n, dim) table picked by int64 ids (1-based), N(0, 1) initialisation.
+---------------------------------------------------------------------------------------------------
+local Embedding = nn.class("Embedding")
+nn.Embedding = Embedding
+function Embedding:init(n, dim)
+  check_positive_int(n, "Embedding", "count")
+  check_positive_int(dim, "Embedding", "dim")
+  self.n, self.dim = n, dim
+  self.weight = self:add_param("weight", lab.randn{ n, dim })
+end
+function Embedding:forward(ids) return lab.embedding(self.weight, ids) end
+function Embedding:describe() return string.format("Embedding(%d, %d)", self.n, self.dim) end
+
+---------------------------------------------------------------------------------------------------
+-- LayerNorm over the last dimension.
+---------------------------------------------------------------------------------------------------
+local LayerNorm = nn.class("LayerNorm")
+nn.LayerNorm = LayerNorm
+function LayerNorm:init(dim, opts)
+  check_positive_int(dim, "LayerNorm", "dim")
+  opts = opts or {}
+  self.dim, self.eps = dim, opts.eps or 1e-5
+  self.weight = self:add_param("weight", lab.ones{ dim })
+  if opts.bias ~= false then self.bias = self:add_param("bias", lab.zeros{ dim }) end
+end
+function LayerNorm:forward(x) return lab.layer_norm(x, self.weight, self.bias, self.eps) end
+function LayerNorm:describe() return string.format("LayerNorm(%d)", self.dim) end
+
+---------------------------------------------------------------------------------------------------
+-- Activations as modules, Sequential, MLP.
+---------------------------------------------------------------------------------------------------
+local activations = { relu = "relu", gelu = "gelu", tanh = "tanh", sigmoid = "sigmoid" }
+local Activation = nn.class("Activation")
+function Activation:init(kind)
+  if not activations[kind] then raise("Activation: unknown activation '" .. tostring(kind) .. "' (relu, gelu, tanh, sigmoid)") end
+  self.kind = kind
+end
+function Activation:forward(x) return x[activations[self.kind]](x) end
+function Activation:describe() return self.kind end
+nn.ReLU = function() return Activation("relu") end
+nn.GELU = function() return Activation("gelu") end
+nn.Tanh = function() return Activation("tanh") end
+nn.Sigmoid = function() return Activation("sigmoid") end
+
+local Sequential = nn.class("Sequential")
+nn.Sequential = Sequential
+function Sequential:init(...)
+  local mods = select("#", ...) == 1 and type(...) == "table" and getmetatable(...) == nil and ... or { ... }
+  for i, m in ipairs(mods) do
+    if type(m) ~= "table" or not m.forward then raise("Sequential: item " .. i .. " is not a module") end
+    self:add_child(tostring(i), m)
+  end
+end
+function Sequential:forward(x)
+  for _, name in ipairs(self.child_order) do x = self.children[name]:forward(x) end
+  return x
+end
+function Sequential:describe()
+  local parts = {}
+  for i, name in ipairs(self.child_order) do parts[i] = self.children[name]:describe() end
+  return "Sequential(" .. table.concat(parts, ", ") .. ")"
+end
+
+-- MLP{dims = {in, hidden..., out}, activation = "gelu", bias = true}, or MLP{in=, hidden=, out=}.
+local MLP = nn.class("MLP")
+nn.MLP = MLP
+function MLP:init(opts)
+  if type(opts) ~= "table" then raise("MLP: expects a table of options {dims = {...}} or {in=, hidden=, out=}") end
+  local dims = opts.dims or { opts["in"], opts.hidden, opts.out }
+  if #dims < 2 then raise("MLP: needs at least two sizes in dims") end
+  self.activation = opts.activation or "gelu"
+  if not activations[self.activation] then raise("MLP: unknown activation '" .. tostring(self.activation) .. "'") end
+  self.dims = dims
+  for i = 1, #dims - 1 do self:add_child("fc" .. i, Linear(dims[i], dims[i + 1], { bias = opts.bias })) end
+end
+function MLP:forward(x)
+  local n = #self.child_order
+  for i, name in ipairs(self.child_order) do
+    x = self.children[name]:forward(x)
+    if i < n then x = x[activations[self.activation]](x) end
+  end
+  return x
+end
+function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " .. self.activation .. ")" end
+
+---------------------------------------------------------------------------------------------------
+-- MultiHeadAttention{dim=, heads=, head_dim=dim/heads, kv_heads=heads, out_dim=dim, variant="softmax",
+--                    causal=false, bias=true, scale=nil, norm=nil}
+--   forward(x [, context]) -> (B, N, out_dim); keys and values come from context (cross-attention)
+--   or from x (self-attention).  Analysis hooks, per module:
+--     m.record = true        keep the last attention map in m.weights (B, H, N, M), detached
+--     m:set_head_scale(h, s) scale head h's output (0 ablates it); m:reset_head_scale()
+--     m.logit_bias = tensor  added to the logits (broadcast to (B, H, N, M))
+---------------------------------------------------------------------------------------------------
+local MHA = nn.class("MultiHeadAttention")
+nn.MultiHeadAttention = MHA
+function MHA:init(opts)
+  if type(opts) ~= "table" then raise("MultiHeadAttention: expects a table of options {dim=, heads=, ...}") end
+  local dim = check_positive_int(opts.dim, "MultiHeadAttention", "dim")
+  local heads = check_positive_int(opts.heads or 1, "MultiHeadAttention", "heads")
+  local head_dim = opts.head_dim
+  if head_dim == nil then
+    if dim % heads ~= 0 then raise(string.format("MultiHeadAttention: dim %d is not divisible by heads %d (give head_dim)", dim, heads)) end
+    head_dim = dim / heads
+  end
+  check_positive_int(head_dim, "MultiHeadAttention", "head_dim")
+  local kv_heads = check_positive_int(opts.kv_heads or heads, "MultiHeadAttention", "kv_heads")
+  if heads % kv_heads ~= 0 then raise(string.format("MultiHeadAttention: heads %d is not a multiple of kv_heads %d", heads, kv_heads)) end
+  self.dim, self.heads, self.head_dim, self.kv_heads = dim, heads, head_dim, kv_heads
+  self.out_dim = opts.out_dim or dim
+  self.variant = opts.variant or "softmax"
+  local known = false
+  for _, v in ipairs(lab.attention.variants()) do if v == self.variant then known = true end end
+  if not known then
+    raise("MultiHeadAttention: unknown variant '" .. tostring(self.variant) .. "' (known: " .. table.concat(lab.attention.variants(), ", ") .. ")")
+  end
+  self.causal = opts.causal or false
+  self.scale, self.norm = opts.scale, opts.norm
+  local bias = opts.bias ~= false
+  self.q = self:add_child("q", Linear(dim, heads * head_dim, { bias = bias }))
+  self.k = self:add_child("k", Linear(opts.context_dim or dim, kv_heads * head_dim, { bias = bias }))
+  self.v = self:add_child("v", Linear(opts.context_dim or dim, kv_heads * head_dim, { bias = bias }))
+  self.o = self:add_child("o", Linear(heads * head_dim, self.out_dim, { bias = bias }))
+  self.record = opts.record or false
+end
+
+-- (B, N, H*hd) -> (B, H, N, hd)
+local function split_heads(x, h, hd)
+  local s = x:shape()
+  return x:reshape{ s[1], s[2], h, hd }:permute(1, 3, 2, 4)
+end
+
+function MHA:forward(x, context)
+  if not lab.is_tensor(x) or x:dim() ~= 3 then
+    raise("MultiHeadAttention: input must be a 3-d tensor (B, N, dim), got " .. (lab.is_tensor(x) and x:shape_string() or type(x)))
+  end
+  context = context or x
+  local q = split_heads(self.q(x), self.heads, self.head_dim)
+  local k = split_heads(self.k(context), self.kv_heads, self.head_dim)
+  local v = split_heads(self.v(context), self.kv_heads, self.head_dim)
+  local out, weights = lab.attention(q, k, v, { variant = self.variant, causal = self.causal, scale = self.scale,
+                                                norm = self.norm, bias = self.logit_bias, weights = self.record })
+  if self.record then self.weights = weights end
+  if self.head_scale then out = out * self.head_scale end
+  local s = out:shape()
+  out = out:permute(1, 3, 2, 4):reshape{ s[1], s[3], s[2] * s[4] }
+  return self.o(out)
+end
+
+function MHA:set_head_scale(h, s)
+  if type(h) ~= "number" or h < 1 or h > self.heads or h ~= math.floor(h) then
+    raise(string.format("set_head_scale: head %s is out of range 1..%d", tostring(h), self.heads))
+  end
+  if type(s) ~= "number" then raise("set_head_scale: scale must be a number") end
+  local scales = self.head_scale and self.head_scale:reshape{ self.heads }:totable() or {}
+  for i = 1, self.heads do scales[i] = scales[i] or 1 end
+  scales[h] = s
+  self.head_scale = lab.tensor(scales):reshape{ 1, self.heads, 1, 1 }
+end
+function MHA:reset_head_scale() self.head_scale = nil end
+function MHA:describe()
+  return string.format("MultiHeadAttention(dim=%d, heads=%d, head_dim=%d, variant=%s%s)", self.dim, self.heads,
+    self.head_dim, self.variant, self.causal and ", causal" or "")
+end
+
+---------------------------------------------------------------------------------------------------
+-- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0}: pre-LN,
+--   x = x + attn(ln1(x)); x = x + mlp(ln2(x)).
+---------------------------------------------------------------------------------------------------
+local Block = nn.class("TransformerBlock")
+nn.TransformerBlock = Block
+function Block:init(opts)
+  if type(opts) ~= "table" then raise("TransformerBlock: expects a table of options {dim=, heads=, ...}") end
+  local dim = check_positive_int(opts.dim, "TransformerBlock", "dim")
+  self.dim = dim
+  self.dropout = opts.dropout or 0
+  self.ln1 = self:add_child("ln1", LayerNorm(dim))
+  self.attn = self:add_child("attn", MHA{ dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
+                                         variant = opts.variant, causal = opts.causal, bias = opts.bias })
+  self.ln2 = self:add_child("ln2", LayerNorm(dim))
+  local hidden = math.floor((opts.mlp_ratio or 4) * dim)
+  self.mlp = self:add_child("mlp", MLP{ dims = { dim, hidden, dim }, activation = opts.activation or "gelu", bias = opts.bias })
+end
+function Block:forward(x)
+  local a = self.attn(self.ln1(x))
+  if self.dropout > 0 then a = lab.dropout(a, self.dropout, self.training) end
+  x = x + a
+  local m = self.mlp(self.ln2(x))
+  if self.dropout > 0 then m = lab.dropout(m, self.dropout, self.training) end
+  return x + m
+end
+function Block:describe() return string.format("TransformerBlock(dim=%d, %s)", self.dim, self.attn:describe()) end
+
+return nn

@@ -1,0 +1,486 @@
+-- attnlab.run: the run object of an experiment script -- config and overrides, the run directory,
+-- metrics, checkpoints, progress, Ctrl-C and resume.
+--
+--   local run = lab.run.start{ name = "icl_regression", config = { d = 5, steps = 20000, seed = 1 } }
+--   run:track{ model = model, optim = opt }
+--   for step in run:steps(run.config.steps) do ... run:log(step, { loss = l }) end
+--   run:summary{ ... }; run:finish()
+--
+-- Resume is bit-identical to an uninterrupted run: a checkpoint holds every tracked tensor exactly
+-- (float32 stays float32), the numbers of the tracked state (optimiser step counters, ...) and the
+-- RNG's {seed, counter}; all are put back before the loop yields its first step.  The script must
+-- draw its random numbers from lab's generator only (not math.random) for this to hold.
+--
+-- Checkpoint layout (standard safetensors; the attnlab parts live in "__metadata__", all strings):
+--   tensors   "<tracked name>.<path>" e.g. "model.layers.1.wq", "optim.tensors.m.3"
+--   format    "attnlab-checkpoint-1"
+--   step      the last completed step; resuming continues at step + 1
+--   rng_seed, rng_counter   the generator's state as decimal strings (uint64)
+--   state     JSON: for each tracked name its state_dict's structure, tensors replaced by
+--             {"$tensor": name}; tables are {"$table": [[key, value], ...]} so that number and
+--             string keys come back as they were; non-finite numbers are {"$number": "inf"}
+--   config    JSON of run.config; name, script
+local lab = require "attnlab"
+local json = require "attnlab.json"
+local ffi = require "ffi"
+
+local M = {}
+local Run = {}
+Run.__index = Run
+
+local CHECKPOINT_FORMAT = "attnlab-checkpoint-1"
+-- keys every run accepts on the command line, with their types, whether or not the config has them
+local RESERVED = { resume = "string", log_every = "number", seed = "number" }
+
+local function fail(msg)
+  if lab.raise then lab.raise("run: " .. msg) end
+  error("run: " .. msg, 3)
+end
+
+local function is_tensor(v)
+  if lab.is_tensor then return lab.is_tensor(v) end
+  return type(v) == "cdata"
+end
+
+local function now()
+  return lab.time and lab.time() or os.time()
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) then return a < b end
+    return type(a) == "number"
+  end)
+  return keys
+end
+
+---------------------------------------------------------------------------------------------------
+-- files and directories
+---------------------------------------------------------------------------------------------------
+
+pcall(ffi.cdef, "int mkdir(const char *path, unsigned int mode);")
+
+local function mkdir_p(dir)
+  local prefix = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    prefix = prefix .. part
+    if ffi.C.mkdir(prefix, 493) ~= 0 and ffi.errno() ~= 17 then -- 0755; 17 = EEXIST
+      fail("cannot create directory '" .. prefix .. "' (errno " .. ffi.errno() .. ")")
+    end
+    prefix = prefix .. "/"
+  end
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function random_hex4()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(2)
+  if f then f:close() end
+  if bytes and #bytes == 2 then return string.format("%02x%02x", bytes:byte(1, 2)) end
+  -- not lab's RNG: drawing from it would shift the seeded stream of the experiment
+  return string.format("%04x", math.floor((now() * 1e6) % 65536))
+end
+
+local function write_atomic(path, text)
+  if lab.write_file_atomic then return lab.write_file_atomic(path, text) end
+  local f = assert(io.open(path .. ".tmp", "wb"))
+  f:write(text)
+  f:close()
+  assert(os.rename(path .. ".tmp", path))
+end
+
+---------------------------------------------------------------------------------------------------
+-- config
+---------------------------------------------------------------------------------------------------
+
+local function describe(v)
+  return type(v) == "string" and string.format("'%s'", v) or tostring(v)
+end
+
+-- An override must name a key of the defaults (or a reserved one) and match its type.  Strings
+-- take the text as typed (raw), so name=007 stays "007" when the default is a string.
+local function apply_overrides(config, defaults, overrides, raw)
+  for _, k in ipairs(sorted_keys(overrides)) do
+    local v = overrides[k]
+    local default = defaults[k]
+    local want = default ~= nil and type(default) or RESERVED[k]
+    if not want then
+      local valid = sorted_keys(defaults)
+      for i, key in ipairs(valid) do valid[i] = tostring(key) end
+      local reserved = sorted_keys(RESERVED)
+      fail(string.format("unknown config key '%s' (valid keys: %s; and always %s)", tostring(k),
+           #valid > 0 and table.concat(valid, ", ") or "none", table.concat(reserved, ", ")))
+    end
+    if want == "string" then
+      v = raw and raw[k] or tostring(v)
+    elseif want == "table" then
+      fail(string.format("config key '%s' holds a table and cannot be set from the command line", k))
+    elseif type(v) ~= want then
+      fail(string.format("config key '%s' expects a %s (default %s), got %s", k, want,
+           describe(default), describe(raw and raw[k] or v)))
+    end
+    if k ~= "resume" then config[k] = v end
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- state <-> checkpoint
+---------------------------------------------------------------------------------------------------
+
+-- A state_dict (nested tables of tensors, numbers, strings, booleans) becomes a JSON-able skeleton;
+-- its tensors go into `tensors` under names "<prefix>.<key>.<key>...".
+local function skeleton(value, name, tensors)
+  if is_tensor(value) then
+    if tensors[name] then fail("two pieces of tracked state are both named '" .. name .. "'") end
+    tensors[name] = value
+    return { ["$tensor"] = name }
+  end
+  local tv = type(value)
+  if tv == "number" then
+    if value ~= value then return { ["$number"] = "nan" } end
+    if value == math.huge or value == -math.huge then return { ["$number"] = value > 0 and "inf" or "-inf" } end
+    return value
+  end
+  if tv == "string" or tv == "boolean" then return value end
+  if tv ~= "table" then fail("cannot checkpoint a " .. tv .. " (at " .. name .. ")") end
+  local pairs_list = {}
+  for _, k in ipairs(sorted_keys(value)) do
+    if type(k) ~= "string" and type(k) ~= "number" then fail("cannot checkpoint a " .. type(k) .. " key (at " .. name .. ")") end
+    pairs_list[#pairs_list + 1] = { k, skeleton(value[k], name .. "." .. tostring(k), tensors) }
+  end
+  return { ["$table"] = pairs_list }
+end
+
+local function rebuild(sk, tensors, path)
+  if type(sk) ~= "table" then return sk end
+  if sk["$tensor"] then
+    local t = tensors[sk["$tensor"]]
+    if t == nil then fail("checkpoint lacks tensor '" .. sk["$tensor"] .. "'") end
+    return t
+  end
+  if sk["$number"] then return ({ nan = 0 / 0, inf = math.huge, ["-inf"] = -math.huge })[sk["$number"]] end
+  local out = {}
+  for _, kv in ipairs(sk["$table"] or {}) do out[kv[1]] = rebuild(kv[2], tensors, path) end
+  return out
+end
+
+local function state_of(obj)
+  if is_tensor(obj) then return obj end
+  return obj:state_dict()
+end
+
+local function load_state(obj, state, name)
+  if is_tensor(obj) then
+    if not is_tensor(state) then fail("checkpoint state of '" .. name .. "' is not a tensor") end
+    obj:copy_(state)
+  else
+    obj:load_state_dict(state)
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- start
+---------------------------------------------------------------------------------------------------
+
+local function read_checkpoint(path)
+  if not exists(path) then fail("resume: no checkpoint at '" .. path .. "'") end
+  local tensors, meta = lab.load(path)
+  if type(meta) == "string" then meta = json.decode(meta) end
+  if type(meta) ~= "table" or meta.format ~= CHECKPOINT_FORMAT then
+    fail("resume: '" .. path .. "' is not an attnlab checkpoint (no '" .. CHECKPOINT_FORMAT .. "' metadata)")
+  end
+  return {
+    path = path, tensors = tensors, step = tonumber(meta.step),
+    rng = { meta.rng_seed, meta.rng_counter },
+    state = json.decode(meta.state), config = json.decode(meta.config),
+  }
+end
+
+-- When a resumed run writes into its checkpoint's directory, metrics logged after the checkpoint
+-- (by a run that crashed rather than stopped cleanly) would repeat; drop them.
+local function truncate_metrics(path, last_step)
+  local f = io.open(path, "rb")
+  if not f then return end
+  local kept = {}
+  for line in f:lines() do
+    local ok, rec = pcall(json.decode, line)
+    if ok and type(rec) == "table" and type(rec.step) == "number" and rec.step <= last_step then
+      kept[#kept + 1] = line .. "\n"
+    end
+  end
+  f:close()
+  write_atomic(path, table.concat(kept))
+end
+
+-- opts: name, config (the defaults), and for use outside the program, overrides/out (else
+-- ATTNLAB_CLI's).
+function M.start(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then fail("start expects a table {name=, config=}") end
+  local cli = rawget(_G, "ATTNLAB_CLI") or {}
+  local defaults = opts.config or {}
+  if type(defaults) ~= "table" then fail("start: config must be a table") end
+  local overrides = opts.overrides or cli.overrides or {}
+  local raw = opts.overrides and {} or cli.raw_overrides or {}
+  local script = cli.script or (rawget(_G, "arg") and arg[0]) or nil
+  local name = opts.name or (script and script:match("([^/]+)%.lua$")) or "run"
+
+  local self = setmetatable({ name = name, tracked = {}, tracked_names = {}, step = 0,
+                              device = cli.device or "cpu", view = cli.view or false,
+                              script = script }, Run)
+  local config = {}
+  for k, v in pairs(defaults) do config[k] = v end
+
+  local resume = overrides.resume
+  if resume ~= nil then
+    resume = raw.resume or tostring(resume)
+    self.ckpt = read_checkpoint(resume)
+    self.resumed_from = resume
+    -- the checkpoint's config first (a resumed run is the same experiment), then what this
+    -- command line changes on top (steps=, to run longer)
+    for k, v in pairs(self.ckpt.config or {}) do
+      if defaults[k] ~= nil or RESERVED[k] then config[k] = v end
+    end
+    self.step = self.ckpt.step
+  end
+  apply_overrides(config, defaults, overrides, raw)
+  self.config = config
+  self.seed = type(config.seed) == "number" and config.seed or 0
+  self.log_every = type(config.log_every) == "number" and config.log_every or 100
+  lab.seed(self.seed)
+
+  -- the directory: --out, else the checkpoint's own when resuming, else a fresh one
+  local dir = opts.out or cli.out
+  if not dir and resume then dir = resume:match("^(.*)/[^/]*$") or "." end
+  if not dir then
+    local base = "runs/" .. name .. "/" .. os.date("%Y%m%d-%H%M%S") .. "-"
+    repeat dir = base .. random_hex4() until not exists(dir .. "/config.json")
+  end
+  dir = dir:gsub("/+$", "")
+  if dir == "" then dir = "/" end
+  mkdir_p(dir)
+  self.dir = dir
+  self.metrics_path = dir .. "/metrics.jsonl"
+  if self.ckpt then truncate_metrics(self.metrics_path, self.ckpt.step) end
+
+  local threads = cli.threads or (lab.num_threads and lab.num_threads()) or nil
+  write_atomic(dir .. "/config.json", json.encode({
+    name = name, config = config, seed = self.seed, attnlab_version = lab.version,
+    device = self.device, threads = threads, script = script,
+    started = os.date("!%Y-%m-%dT%H:%M:%SZ"), resumed_from = self.resumed_from,
+  }, 2) .. "\n")
+  return self
+end
+
+---------------------------------------------------------------------------------------------------
+-- the run object
+---------------------------------------------------------------------------------------------------
+
+-- objects = {name = obj}: obj has :state_dict() and :load_state_dict(t), or is a tensor.
+function Run:track(objects)
+  if type(objects) ~= "table" then fail("track expects a table {name = object}") end
+  for k, obj in pairs(objects) do
+    if type(k) ~= "string" then fail("track: names must be strings") end
+    if not is_tensor(obj) and not (type(obj) == "table" and obj.state_dict and obj.load_state_dict) then
+      fail("track: '" .. k .. "' has no :state_dict() and :load_state_dict()")
+    end
+    if not self.tracked[k] then self.tracked_names[#self.tracked_names + 1] = k end
+    self.tracked[k] = obj
+  end
+  table.sort(self.tracked_names)
+  return self
+end
+
+function Run:_restore()
+  local ck = self.ckpt
+  self.ckpt = nil
+  local state = ck.state or {}
+  for _, k in ipairs(sorted_keys(state)) do
+    if not self.tracked[k] then
+      fail(string.format("resume: the checkpoint holds state for '%s', which the script does not track", k))
+    end
+  end
+  for _, k in ipairs(self.tracked_names) do
+    if state[k] == nil then fail(string.format("resume: the checkpoint has no state for '%s'", k)) end
+    load_state(self.tracked[k], rebuild(state[k], ck.tensors, k), k)
+  end
+  lab.set_rng_state(ck.rng)
+end
+
+-- Writes <dir>/<name>.safetensors (default "checkpoint") with everything tracked, the step and
+-- the RNG state, as of now: call it after a step's update.  Returns the path.
+function Run:checkpoint(name)
+  name = (name or "checkpoint"):gsub("%.safetensors$", "")
+  local path = self.dir .. "/" .. name .. ".safetensors"
+  local tensors, state = {}, {}
+  for _, k in ipairs(self.tracked_names) do state[k] = skeleton(state_of(self.tracked[k]), k, tensors) end
+  local rng = lab.rng_state()
+  lab.save(path, tensors, {
+    format = CHECKPOINT_FORMAT, step = string.format("%d", self.step),
+    rng_seed = tostring(rng[1]):gsub("U?LL$", ""), rng_counter = tostring(rng[2]):gsub("U?LL$", ""),
+    state = json.encode(state), config = json.encode(self.config), name = self.name,
+    script = self.script or "",
+  })
+  return path
+end
+
+---------------------------------------------------------------------------------------------------
+-- metrics and summary
+---------------------------------------------------------------------------------------------------
+
+-- Scalars only; a one-element tensor is read with :item().
+local function plain(v, key)
+  if is_tensor(v) then
+    if v:numel() ~= 1 then fail("log: '" .. key .. "' is a tensor of " .. v:numel() .. " elements, not a scalar") end
+    return v:item()
+  end
+  if type(v) == "table" then
+    local out = {}
+    for k, x in pairs(v) do out[k] = plain(x, key .. "." .. tostring(k)) end
+    return out
+  end
+  return v
+end
+
+function Run:_flush()
+  if self.metrics then self.metrics:flush() end
+  self.last_flush = now()
+end
+
+-- run:log(step, {loss = ...}) or run:log{...} (the current step): one JSON line, "step" first.
+function Run:log(step, values)
+  if type(step) == "table" then step, values = self.step, step end
+  if type(step) ~= "number" then fail("log expects (step, {name = value})") end
+  values = plain(values or {}, "log")
+  values.step = nil
+  local body = json.encode(values)
+  if body:sub(1, 1) ~= "{" then fail("log expects a table of values") end
+  if not self.metrics then
+    self.metrics = assert(io.open(self.metrics_path, "ab"))
+    self.metrics:setvbuf("full")
+    self.last_flush = now()
+  end
+  self.metrics:write(string.format('{"step":%d', step), body == "{}" and "}" or "," .. body:sub(2), "\n")
+  if type(values.loss) == "number" then self.last_loss = values.loss end
+  if now() - self.last_flush >= 1 then self:_flush() end
+end
+
+-- true on steps where a script that logs every log_every steps (and at the end) should log
+function Run:should_log(step)
+  step = step or self.step
+  return step % self.log_every == 0 or step == self.total
+end
+
+function Run:summary(tbl)
+  write_atomic(self.dir .. "/summary.json", json.encode(plain(tbl or {}, "summary"), 2) .. "\n")
+end
+
+---------------------------------------------------------------------------------------------------
+-- the step loop: progress, Ctrl-C
+---------------------------------------------------------------------------------------------------
+
+local function duration(s)
+  if s ~= s or s == math.huge then return "?" end
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return string.format("%dh%02dm", math.floor(s / 3600), math.floor(s / 60) % 60) end
+  if s >= 60 then return string.format("%dm%02ds", math.floor(s / 60), s % 60) end
+  return s .. "s"
+end
+
+local stderr_is_tty
+local function stderr_tty()
+  if stderr_is_tty == nil then
+    local cli = rawget(_G, "ATTNLAB_CLI")
+    if cli and cli.stderr_tty ~= nil then stderr_is_tty = cli.stderr_tty
+    else
+      pcall(ffi.cdef, "int isatty(int fd);")
+      local ok, r = pcall(function() return ffi.C.isatty(2) end)
+      stderr_is_tty = ok and r == 1
+    end
+  end
+  return stderr_is_tty
+end
+
+function Run:_progress(final)
+  local t = now()
+  local tty = stderr_tty()
+  if not final and t - self.last_draw < (tty and 0.25 or 10) then return end
+  self.last_draw = t
+  local done = self.step - self.loop_first + 1
+  local elapsed = t - self.loop_start
+  local rate = elapsed > 0 and done / elapsed or 0
+  local parts = { string.format("step %d/%d", self.step, self.total), string.format("%.1f steps/s", rate) }
+  if self.last_loss then parts[#parts + 1] = string.format("loss %.5g", self.last_loss) end
+  if final then parts[#parts + 1] = "took " .. duration(elapsed)
+  else parts[#parts + 1] = "left " .. duration(rate > 0 and (self.total - self.step) / rate or math.huge) end
+  local line = table.concat(parts, "  ")
+  if tty then
+    io.stderr:write("\r\27[K", line, final and "\n" or "")
+    self.drawn = not final
+  else
+    io.stderr:write(line, "\n")
+  end
+  io.stderr:flush()
+end
+
+function Run:_clear_progress()
+  if self.drawn then io.stderr:write("\r\27[K") self.drawn = false end
+end
+
+function Run:_interrupted()
+  self:_clear_progress()
+  local path = self:checkpoint("checkpoint")
+  if self.metrics then self.metrics:close() self.metrics = nil end
+  io.stderr:write(string.format("\nattnlab: interrupted after step %d; state saved in %s\n", self.step, path))
+  io.stderr:write(string.format("attnlab: resume with: attnlab run %s resume=%s\n", self.script or "SCRIPT.lua", path))
+  io.stderr:flush()
+  io.stdout:flush()
+  os.exit(130)
+end
+
+-- for step in run:steps(n): steps first..n, first = 1 or the checkpoint's step + 1.  Each call of
+-- the iterator means the previous step is complete, so that is where Ctrl-C is honoured.
+function Run:steps(n)
+  if type(n) ~= "number" then fail("steps expects the number of steps") end
+  if self.ckpt then self:_restore() end
+  self.total = n
+  self.loop_first = self.step + 1
+  self.loop_start = now()
+  self.last_draw = self.loop_start
+  lab.catch_interrupts(true)
+  return function()
+    if lab.interrupted() then self:_interrupted() end
+    if self.step >= n then
+      lab.catch_interrupts(false)
+      if self.step >= self.loop_first and (stderr_tty() or now() - self.loop_start >= 10) then self:_progress(true) end
+      return nil
+    end
+    if self.step >= self.loop_first then self:_progress(false) end
+    self.step = self.step + 1
+    return self.step
+  end
+end
+
+-- flush, write final.safetensors, say where the run is.  Returns the run directory.
+function Run:finish()
+  if self.finished then return self.dir end
+  self.finished = true
+  lab.catch_interrupts(false)
+  self:_clear_progress()
+  if self.metrics then self.metrics:close() self.metrics = nil end
+  self:checkpoint("final")
+  io.stderr:write("attnlab: run saved in " .. self.dir .. "\n")
+  io.stderr:flush()
+  return self.dir
+end
+
+M.Run = Run
+M.CHECKPOINT_FORMAT = CHECKPOINT_FORMAT
+return M

@@ -1,0 +1,143 @@
+-- attnlab.tasks.icl: in-context linear regression as in He, Pan, Chen, Yang 2025 (arXiv 2503.12734),
+-- the data, the one-layer multi-head attention model, the closed-form baselines and the
+-- measurements of the learned circuits.  ../shared/reference/toy-tasks.md section A has the sources.
+--
+-- Data: x_i ~ N(0, I_d), beta ~ N(0, I_d / d), y_i = beta^T x_i + eps, eps ~ N(0, sigma2), i = 1..L
+-- and a query (x_q, y_q) drawn the same way.  Tokens z_i = [x_i; y_i] (B, L, d+1), query [x_q; 0].
+-- Model: one layer of H heads, each with full (d+1)x(d+1) Q, K, V (no bias), the query attending to
+-- the L examples only (not to itself), an output map to one number: y_hat = sum_h O_h V_h Z p_h.
+local lab = require "attnlab"
+local nn = require "attnlab.nn"
+
+local icl = {}
+
+-- One batch of B tasks with L examples: Z (B, L, d+1), zq (B, 1, d+1), yq (B), and the raw
+-- x (B, L+1, d), y (B, L+1) for the baselines.
+function icl.batch(B, L, d, sigma2)
+  local x = lab.randn{ B, L + 1, d }
+  local beta = lab.randn{ B, d, 1 } * (1 / math.sqrt(d))
+  local y = x:matmul(beta) + lab.randn{ B, L + 1, 1 } * math.sqrt(sigma2)      -- (B, L+1, 1)
+  local Z = lab.cat({ x:narrow(2, 1, L), y:narrow(2, 1, L) }, 3)
+  local zq = lab.cat({ x:narrow(2, L + 1, 1), lab.zeros{ B, 1, 1 } }, 3)
+  local yq = y:narrow(2, L + 1, 1):reshape{ B }
+  return { Z = Z, zq = zq, yq = yq, x = x, y = y:reshape{ B, L + 1 }, B = B, L = L, d = d }
+end
+
+-- attention = "softmax" or "linear" (linear self-attention: the softmax replaced by 1/L_train, so
+-- the normalisation stays fixed when the context length changes).
+function icl.model(cfg)
+  local D = cfg.d + 1
+  local variant = cfg.attention == "linear" and "lsa" or cfg.attention
+  if variant ~= "softmax" and variant ~= "lsa" then
+    lab.raise("icl.model: attention must be 'softmax' or 'linear' (got " .. tostring(cfg.attention) .. ")")
+  end
+  return nn.MultiHeadAttention{ dim = D, heads = cfg.heads, head_dim = D, out_dim = 1, bias = false,
+                                variant = variant, norm = variant == "lsa" and cfg.L or nil }
+end
+
+function icl.predict(model, batch)
+  return model(batch.zq, batch.Z):reshape{ batch.B }
+end
+
+---------------------------------------------------------------------------------------------------
+-- The learned circuits.  Per head h (weights as Linear stores them, (out, in)):
+--   KQ_h = Wq_h^T Wk_h (D x D): the logit of key z for the query zq is zq^T KQ_h z / sqrt(D);
+--   OV_h = Wo_h Wv_h (1 x D): what a key's value contributes to the prediction.
+-- The paper's patterns: the x-block of KQ_h is omega_h I_d (diagonal, homogeneous), OV_h puts all
+-- its weight mu_h on the y entry, and sum_h mu_h = 0.
+---------------------------------------------------------------------------------------------------
+function icl.circuits(model, d)
+  local D, H = d + 1, model.heads
+  local Wq = model.q.weight:detach():reshape{ H, D, D }
+  local Wk = model.k.weight:detach():reshape{ H, D, D }
+  local Wv = model.v.weight:detach():reshape{ H, D, D }
+  local Wo = model.o.weight:detach():reshape{ 1, H, D }:permute(2, 1, 3)      -- (H, 1, D)
+  local KQ = Wq:transpose(2, 3):matmul(Wk)                                    -- (H, D, D)
+  local OV = Wo:matmul(Wv)                                                    -- (H, 1, D)
+  local kq, ov = KQ:totable(), OV:totable()
+  local out = { kq = kq, ov = ov, kq_omega = {}, kq_offdiag_ratio = {}, ov_mu = {}, ov_x_ratio = {},
+                omega_effective = {} }
+  local mu_sum, mu_abs = 0, 0
+  for h = 1, H do
+    local diag, off, noff = 0, 0, 0
+    for i = 1, d do
+      for j = 1, d do
+        if i == j then diag = diag + kq[h][i][j] else off = off + math.abs(kq[h][i][j]); noff = noff + 1 end
+      end
+    end
+    local absdiag = 0
+    for i = 1, d do absdiag = absdiag + math.abs(kq[h][i][i]) end
+    out.kq_omega[h] = diag / d
+    out.omega_effective[h] = diag / d / math.sqrt(D)
+    out.kq_offdiag_ratio[h] = (off / math.max(noff, 1)) / math.max(absdiag / d, 1e-30)
+    local mu, xs = ov[h][1][D], 0
+    for i = 1, d do xs = xs + math.abs(ov[h][1][i]) end
+    out.ov_mu[h] = mu
+    out.ov_x_ratio[h] = (xs / d) / math.max(math.abs(mu), 1e-30)
+    mu_sum, mu_abs = mu_sum + mu, mu_abs + math.abs(mu)
+  end
+  out.ov_sum_ratio = math.abs(mu_sum) / math.max(mu_abs, 1e-30)
+  -- heads "carrying weight": |mu_h| at least 10% of the largest
+  local maxmu = 0
+  for h = 1, H do maxmu = math.max(maxmu, math.abs(out.ov_mu[h])) end
+  out.active_heads = {}
+  for h = 1, H do if math.abs(out.ov_mu[h]) >= 0.1 * maxmu then out.active_heads[#out.active_heads + 1] = h end end
+  return out
+end
+
+---------------------------------------------------------------------------------------------------
+-- Baseline predictors (toy-tasks.md A.6), each a function of a batch returning predictions (B).
+---------------------------------------------------------------------------------------------------
+local baselines = {}
+icl.baselines = baselines
+
+-- Bayes-optimal ridge: beta_hat = (X^T X + sigma2 d I)^-1 X^T y, y_hat = x_q^T beta_hat.
+function baselines.ridge(b, sigma2)
+  local X = b.x:narrow(2, 1, b.L)                                   -- (B, L, d)
+  local Y = b.y:narrow(2, 1, b.L):unsqueeze(3)                      -- (B, L, 1)
+  local Xt = X:transpose(2, 3)
+  local A = Xt:matmul(X) + lab.eye(b.d) * (sigma2 * b.d)
+  local beta = lab.solve(A, Xt:matmul(Y))                           -- (B, d, 1)
+  return b.x:narrow(2, b.L + 1, 1):matmul(beta):reshape{ b.B }
+end
+
+-- sum_i y_i (x_i - xbar)^T x_q / L (debiased) or sum_i y_i x_i^T x_q / L (plain), before the
+-- coefficient: the two predictors are c times these.
+local function gd_direction(b, debiased)
+  local X = b.x:narrow(2, 1, b.L)
+  if debiased then X = X - X:mean(2, true) end
+  local Y = b.y:narrow(2, 1, b.L):unsqueeze(2)                      -- (B, 1, L)
+  local xq = b.x:narrow(2, b.L + 1, 1):transpose(2, 3)              -- (B, d, 1)
+  return Y:matmul(X):matmul(xq):reshape{ b.B } * (1 / b.L)
+end
+function baselines.gd(b, c) return gd_direction(b, false) * c end
+function baselines.debiased_gd(b, c) return gd_direction(b, true) * c end
+
+-- The reduced multi-head model: y_hat = sum_h mu_h sum_i softmax_i(omega_h x_i^T x_q) y_i.
+function baselines.reduced(b, omegas, mus)
+  local X = b.x:narrow(2, 1, b.L)
+  local xq = b.x:narrow(2, b.L + 1, 1):transpose(2, 3)
+  local s = X:matmul(xq):reshape{ b.B, b.L }                        -- x_i^T x_q
+  local Y = b.y:narrow(2, 1, b.L)
+  local pred = lab.zeros{ b.B }
+  for h = 1, #omegas do
+    pred = pred + ((s * omegas[h]):softmax(2) * Y):sum(2) * mus[h]
+  end
+  return pred
+end
+
+-- The single-head solution of the paper: omega = 1/sqrt(d), mu = sqrt(d) / (1 + (1+sigma2) d e / L).
+function baselines.single_head(b, sigma2)
+  local omega = 1 / math.sqrt(b.d)
+  local mu = math.sqrt(b.d) / (1 + (1 + sigma2) * b.d * math.exp(1) / b.L)
+  return baselines.reduced(b, { omega }, { mu })
+end
+
+-- The coefficient c minimising the MSE of c * direction on a batch (the best member of a family).
+function icl.best_coefficient(direction, yq)
+  return (direction * yq):sum():item() / (direction * direction):sum():item()
+end
+
+function icl.mse(pred, yq) return lab.mse(pred, yq):item() end
+
+return icl
