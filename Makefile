@@ -40,12 +40,14 @@ $(LIB_A): $(CORE_OBJ)
 	ar rcs $@ $^
 
 $(LIB_SO): $(CORE_OBJ)
-	$(CC) -shared -fopenmp $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -fopenmp -Wl,-z,nodelete $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(PROGRAM): lua/main.c $(LIB_A)
 	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -o $@ lua/main.c -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive \
 	    $(LDFLAGS) -Wl,-E $(LUAJIT_LIBS) $(LDLIBS) -ldl
 
+# (-z nodelete: LuaJIT unloads libraries at exit, which would pull the code from under live OpenMP
+# worker threads)
 # the program at the top of the tree finds lua/ beside itself
 attnlab: $(PROGRAM)
 	ln -sf $(PROGRAM) attnlab

@@ -48,6 +48,7 @@ void *al_alloc(size_t nbytes) {
         p = b->head;
         b->head = b->head->next;
         bytes_cached -= (int64_t)n;
+        bytes_since_take += (int64_t)n;
     } else {
         p = aligned_alloc(64, n);
         if (!p) {

@@ -129,6 +129,6 @@ void al_node_release(al_node *node);
 
 /* ---- threads ----------------------------------------------------------------------------- */
 /* True when a loop of `work` cheap element operations is worth a parallel region. */
-#define AL_PARALLEL_GRAIN 32768
+#define AL_PARALLEL_GRAIN 262144
 
 #endif

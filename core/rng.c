@@ -2,9 +2,9 @@
  *
  * The whole state is two integers, (seed, counter).  Draw number i of the stream is a pure
  * function of (seed, i): the 64-bit index is spread by a Weyl step (i * golden ratio), xored with a
- * key derived from the seed, and mixed by Pelle Evensen's NASAM bijection (which passes PractRand
- * even on plain counter input).  Each call takes the draws counter, counter + 1, ... and advances
- * counter past them.  Two things follow:
+ * key derived from the seed, and mixed by Pelle Evensen's NASAM bijection (built to pass PractRand
+ * even on plain counter input; dieharder -a passes on one stream and on 16 seeds interleaved).
+ * Each call takes the draws counter, counter + 1, ... and advances counter past them, so:
  *   - a result depends only on the state and the request, never on the thread count or on how a
  *     loop was split, so large fills run in parallel and stay reproducible;
  *   - checkpoint/resume is exact: save {seed, counter}, restore it, and the next draw is the same.
@@ -14,9 +14,10 @@
  * each).  The radius uniform is (k + 1) / 2^bits, in (0, 1], so log never sees 0.  The angle is
  * reduced to an octant in integer arithmetic (exactly), and log, sin and cos are short polynomials
  * (Cephes for float, fdlibm for double) written as plain C so that the compiler vectorises the
- * block loop: libm calls would cost ~10x more.  Every pair is computed by the same fixed-size
- * block loop, never by a scalar remainder loop, so a value is bit-identical whichever block, call
- * size or thread it falls in.  (Results may differ between builds, e.g. with and without FMA.) */
+ * block loop (libm calls are scalar and cost many times more).  Every pair is computed by the same
+ * fixed-size block loop, never by a scalar remainder loop, so a value is bit-identical whichever
+ * block, call size or thread it falls in.  (Values may differ between builds, e.g. with and
+ * without FMA, but never within one.) */
 #include "internal.h"
 #include <math.h>
 #include <string.h>

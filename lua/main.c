@@ -512,9 +512,11 @@ static int run_prompt(lua_State *L) {
 static int run_script(lua_State *L, const cli *c, int argc, char **argv) {
     struct stat st;
     errno = 0;
-    if (stat(c->script, &st) != 0 || !S_ISREG(st.st_mode))
-        return usage_error("cannot open script '%s': %s", c->script,
-                           errno ? strerror(errno) : "not a regular file");
+    if (stat(c->script, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "attnlab: cannot open script '%s': %s\n", c->script,
+                errno ? strerror(errno) : "not a regular file");
+        return EXIT_USAGE;
+    }
     push_arg_table(L, argc, argv, c->script_index);
     lua_setglobal(L, "arg");
     if (luaL_loadfile(L, c->script) != 0) {
@@ -527,10 +529,11 @@ static int run_script(lua_State *L, const cli *c, int argc, char **argv) {
     return call_protected(L, nargs, 0) ? EXIT_SCRIPT_ERROR : 0;
 }
 
-int main(int argc, char **argv) {
+static int attnlab_main(int argc, char **argv, cli *cp) {
     cli c;
     int want_help = 0, want_version = 0;
     int status = parse_command_line(argc, argv, &c, &want_help, &want_version);
+    *cp = c;
     if (status) return status;
     if (want_help) { fputs(usage_text, stdout); return 0; }
     if (want_version) { printf("attnlab %s (%s)\n", al_version(), LUAJIT_VERSION); return 0; }
@@ -580,6 +583,25 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
     lua_close(L);
+    return status;
+}
+
+/* libgomp reads its spin settings once, when it is loaded, i.e. before main().  Its default (spin
+ * for ~300,000 iterations before sleeping) is ruinous on a 2-vCPU VM: a worker spinning between the
+ * hundreds of small parallel regions of a training step made the step 5x slower than one thread
+ * (bench/RESULTS.md).  So, unless the user chose a policy, set a short spin and start again. */
+static void tame_openmp_spinning(char **argv) {
+    if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY") || getenv("ATTNLAB_NO_REEXEC")) return;
+    setenv("GOMP_SPINCOUNT", "1000", 1);
+    setenv("ATTNLAB_NO_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* if exec fails, carry on with the default spinning: slower, not wrong */
+}
+
+int main(int argc, char **argv) {
+    tame_openmp_spinning(argv);
+    cli c;
+    int status = attnlab_main(argc, argv, &c);
     free(c.overrides);
     return status;
 }

@@ -63,7 +63,8 @@ char *al_shape_string(const al_tensor *t, char *buf, size_t bufsize);
 /* Bytes of tensor storage now allocated (live and cached), and the peak since start. */
 int64_t al_bytes_in_use(void);
 int64_t al_bytes_peak(void);
-/* Bytes allocated since the last call: the Lua layer uses it to pace its garbage collector. */
+/* Bytes handed out (fresh or from the cache) since the last call: the Lua layer paces its garbage
+ * collector by it, so that dead tensors return to the cache before it runs dry. */
 int64_t al_take_allocation_count(void);
 /* Empties the allocator's cache of freed blocks. */
 void al_trim_cache(void);

@@ -3,9 +3,9 @@
  * Three paths, chosen by size (bench/RESULTS.md has the measurements behind the thresholds):
  *   - tiny matrices (the toy tasks' 6x6 heads): a plain C kernel, batches shared among threads;
  *     a BLAS call costs more than the arithmetic here;
- *   - many medium matrices: one single-threaded BLAS call per matrix, batches shared among threads
- *     (two OpenBLAS threads are slower than one on these shapes);
- *   - large matrices: one BLAS call each, OpenBLAS threading inside. */
+ *   - many medium matrices: one BLAS call per matrix, batches shared among threads;
+ *   - large matrices: the rows of each product split among threads, one BLAS call per slice.
+ * OpenBLAS itself always runs single-threaded (see threads.c). */
 #include "../internal.h"
 #include <cblas.h>
 #include <math.h>
@@ -15,8 +15,6 @@
 #include <omp.h>
 #endif
 
-extern void openblas_set_num_threads(int n);
-extern int openblas_get_num_threads(void);
 
 typedef struct {
     const char *a, *b; char *c;
@@ -48,7 +46,7 @@ static bool blas_layout(int64_t s0, int64_t s1, int64_t rows, int64_t cols, CBLA
     return false;
 }
 
-static void blas_matmul(const matrix_job *j, al_dtype dt) {
+static void blas_matmul_serial(const matrix_job *j, al_dtype dt) {
     CBLAS_TRANSPOSE ta = CblasNoTrans, tb = CblasNoTrans;   /* matmul_nd checked both layouts */
     int64_t lda = 1, ldb = 1;
     blas_layout(j->as0, j->as1, j->n, j->k, &ta, &lda);
@@ -76,6 +74,30 @@ static al_tensor *fold_rows(const al_tensor *t) {
     int64_t shape[2] = {al_shape_numel(nd - 1, t->shape), t->shape[nd - 1]};
     int64_t strides[2] = {row_stride, t->strides[nd - 1]};
     return al_view_of(t, 2, shape, strides, t->offset);
+}
+
+/* Large products: slices of rows, one per thread (about 2x on two cores for a 512^3 product). */
+static void blas_matmul(const matrix_job *j, al_dtype dt, bool may_split) {
+    const int64_t work = j->n * j->k * j->m;
+    if (!may_split || work < (1 << 18) || j->n < 16) { blas_matmul_serial(j, dt); return; }
+    const size_t es = al_dtype_size(dt);
+    #pragma omp parallel
+    {
+        int nt = 1, tid = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        tid = omp_get_thread_num();
+#endif
+        int64_t per = (j->n + nt - 1) / nt, first = tid * per;
+        int64_t rows = j->n - first < per ? j->n - first : per;
+        if (rows > 0) {
+            matrix_job slice = *j;
+            slice.n = rows;
+            slice.a = j->a + first * j->as0 * (int64_t)es;
+            slice.c = j->c + first * j->m * (int64_t)es;
+            blas_matmul_serial(&slice, dt);
+        }
+    }
 }
 
 static void matmul_backward(al_node *node, const al_tensor *g) {
@@ -167,8 +189,6 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
     const int64_t work = n * k * m;
     const bool tiny = work <= 32768;
     const bool batch_parallel = nbatch > 1 && (tiny ? nbatch * work >= AL_PARALLEL_GRAIN : work <= 128 * 128 * 128);
-    const int blas_threads = openblas_get_num_threads();
-    if (batch_parallel && !tiny) openblas_set_num_threads(1);
 
     #pragma omp parallel for schedule(static) if (batch_parallel)
     for (int64_t bi = 0; bi < nbatch; bi++) {
@@ -187,10 +207,9 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
         if (tiny) {
             if (a->dtype == AL_FLOAT32) small_matmul_float(&j); else small_matmul_double(&j);
         } else {
-            blas_matmul(&j, a->dtype);
+            blas_matmul(&j, a->dtype, !batch_parallel);
         }
     }
-    if (batch_parallel && !tiny) openblas_set_num_threads(blas_threads);
     al_release(ca);
     al_release(cb);
     if (al_grad_needed2(a, b)) {

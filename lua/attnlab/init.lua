@@ -36,11 +36,17 @@ local ffi_decls = assert(header:match("/%* AL_FFI_BEGIN %*/(.-)/%* AL_FFI_END %*
 ffi.cdef(ffi_decls)
 
 local C
+-- From a plain luajit, libgomp arrives with libattnlab below, so its spin setting can still be
+-- chosen here (the attnlab program does the same before it starts; see lua/main.c for why).
+ffi.cdef "int setenv(const char *name, const char *value, int overwrite);"
+if not os.getenv("GOMP_SPINCOUNT") and not os.getenv("OMP_WAIT_POLICY") then ffi.C.setenv("GOMP_SPINCOUNT", "1000", 0) end
 if pcall(function() return ffi.C.al_version end) then
   C = ffi.C
 else
   local tried = {}
-  for _, path in ipairs{ root .. "/build/libattnlab.so", "attnlab", "libattnlab.so" } do
+  local paths = { root .. "/build/libattnlab.so", "attnlab", "libattnlab.so" }
+  if os.getenv("ATTNLAB_LIB") then table.insert(paths, 1, os.getenv("ATTNLAB_LIB")) end
+  for _, path in ipairs(paths) do
     local ok, lib = pcall(ffi.load, path)
     if ok then C = lib break end
     tried[#tried + 1] = path
@@ -81,9 +87,11 @@ lab.Tensor = Tensor
 local dtypes = { float32 = 0, float64 = 1, int64 = 2, float = 0, double = 1, long = 2 }
 local dtype_names = { [0] = "float32", [1] = "float64", [2] = "int64" }
 
--- Pace Lua's collector by the bytes the core had to allocate afresh: Lua sees only small
--- pointers, so without this a loop could keep gigabytes of dead tensors waiting for a GC.
-local gc_pace_bytes = 128 * 1024 * 1024
+-- Pace Lua's collector by the bytes the core hands out: Lua sees only small pointers, so without
+-- this a loop would keep gigabytes of dead tensors waiting for a GC, and the core's cache would
+-- run dry and fall back to fresh (page-faulting) memory.  A full collection every 64 MiB keeps a
+-- training loop's memory flat and its blocks recycled.
+local gc_pace_bytes = 64 * 1024 * 1024
 local fresh_bytes = 0
 
 local function wrap(ptr)

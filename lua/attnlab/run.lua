@@ -114,9 +114,13 @@ local function apply_overrides(config, defaults, overrides, raw)
     if not want then
       local valid = sorted_keys(defaults)
       for i, key in ipairs(valid) do valid[i] = tostring(key) end
-      local reserved = sorted_keys(RESERVED)
-      fail(string.format("unknown config key '%s' (valid keys: %s; and always %s)", tostring(k),
-           #valid > 0 and table.concat(valid, ", ") or "none", table.concat(reserved, ", ")))
+      local reserved = {}
+      for _, key in ipairs(sorted_keys(RESERVED)) do
+        if defaults[key] == nil then reserved[#reserved + 1] = key end
+      end
+      fail(string.format("unknown config key '%s' (valid keys: %s%s)", tostring(k),
+           #valid > 0 and table.concat(valid, ", ") or "none",
+           #reserved > 0 and "; also " .. table.concat(reserved, ", ") or ""))
     end
     if want == "string" then
       v = raw and raw[k] or tostring(v)
@@ -442,7 +446,7 @@ function Run:_interrupted()
   io.stderr:write(string.format("attnlab: resume with: attnlab run %s resume=%s\n", self.script or "SCRIPT.lua", path))
   io.stderr:flush()
   io.stdout:flush()
-  os.exit(130)
+  os.exit(130, true) -- true: close the Lua state first, so tensors are freed (quiet sanitizers)
 end
 
 -- for step in run:steps(n): steps first..n, first = 1 or the checkpoint's step + 1.  Each call of

@@ -1,0 +1,210 @@
+#!/bin/sh
+# test_cli.sh -- the `attnlab` program from the outside: flags, exit statuses, one-line errors,
+# config overrides, the prompt, and Ctrl-C followed by resume (which must reproduce an
+# uninterrupted run bit for bit).  Ends with "N passed, N failed"; exits 1 on any failure.
+#
+# The program: $ATTNLAB if set, else $BUILD/attnlab (build-san under SANITIZE), else ./attnlab.
+# shellcheck disable=SC2015  # pass never fails, so "A && pass || fail" is an if-else
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+if [ -n "${ATTNLAB:-}" ]; then PROG=$ATTNLAB
+elif [ -x "$ROOT/${BUILD:-build}/attnlab" ]; then PROG=$ROOT/${BUILD:-build}/attnlab
+else PROG=$ROOT/attnlab; fi
+case $PROG in /*) ;; *) PROG=$(pwd)/$PROG ;; esac
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/attnlab-cli.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+# run CMD ARGS...: runs it with stdout in $T/out, stderr in $T/err, status in $rc
+run() { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+expect_rc() { if [ "$rc" -eq "$1" ]; then pass; else fail "$2: exit status $rc, expected $1 ($(head -c 300 "$T/err"))"; fi; }
+expect_out() { if [ "$(cat "$T/out")" = "$1" ]; then pass; else fail "$2: stdout '$(cat "$T/out")', expected '$1'"; fi; }
+expect_err() { if grep -Eq -- "$1" "$T/err"; then pass; else fail "$2: stderr '$(cat "$T/err")' lacks /$1/"; fi; }
+expect_file() { if grep -Eq -- "$2" "$1" 2>/dev/null; then pass; else fail "$3: $1 lacks /$2/"; fi; }
+one_line() { n=$(wc -l <"$T/err"); if [ "$n" -eq 1 ]; then pass; else fail "$1: $n lines on stderr, expected one: $(cat "$T/err")"; fi; }
+
+# ---- flags -------------------------------------------------------------------------------------
+run "$PROG" --help
+expect_rc 0 "--help"
+[ ! -s "$T/err" ] && pass || fail "--help writes nothing on stderr"
+grep -q "attnlab run SCRIPT.lua" "$T/out" && pass || fail "--help shows the run usage"
+
+run "$PROG" --version
+expect_rc 0 "--version"
+grep -Eq '^attnlab [0-9]+\.[0-9]+\.[0-9]+.* \(LuaJIT [^)]+\)$' "$T/out" && pass || fail "--version format: $(cat "$T/out")"
+
+run "$PROG" -e 'print(1+1)'
+expect_rc 0 "-e"
+expect_out "2" "-e prints"
+
+run "$PROG" -e 'print(type(lab), type(lab.zeros), ATTNLAB_CLI.device)'
+expect_out "$(printf 'table\tfunction\tcpu')" "-e has lab and ATTNLAB_CLI"
+
+run "$PROG" --threads=2 -e 'print(ATTNLAB_CLI.threads, lab.num_threads())'
+expect_out "$(printf '2\t2')" "--threads=N sets the core's thread count"
+
+for bad in "--bogus" "--threads 0" "--threads=x" "--device tpu" "-e" "run" "view" "--out d -e 1" "view d" "run nothere.lua"; do
+  # shellcheck disable=SC2086
+  run "$PROG" $bad
+  expect_rc 2 "usage error '$bad'"
+  one_line "usage error '$bad'"
+done
+run "$PROG" --bogus
+expect_err "'--bogus'" "a bad flag is named"
+
+# ---- script errors ----------------------------------------------------------------------------
+printf 'local x = 1\n\nlocal y = nil\nprint(y.field)\n' >err.lua
+run "$PROG" run err.lua
+expect_rc 1 "script error"
+one_line "script error"
+expect_err '^attnlab: err.lua:4: ' "script error names file:line"
+
+printf 'local a = lab.zeros{2, 3}\nlocal b = a:matmul(lab.zeros{4, 5})\n' >liberr.lua
+run "$PROG" liberr.lua
+expect_rc 1 "library error"
+one_line "library error"
+expect_err '^attnlab: liberr.lua:2: .*matmul' "library error names the script's line and the op"
+
+ATTNLAB_TRACEBACK=1 run "$PROG" liberr.lua
+expect_rc 1 "traceback run"
+expect_err 'stack traceback' "ATTNLAB_TRACEBACK=1 adds the traceback"
+
+printf 'x = = 1\n' >syntax.lua
+run "$PROG" syntax.lua
+expect_rc 1 "syntax error"
+expect_err '^attnlab: syntax.lua:1: ' "syntax error names file:line"
+
+printf 'print(arg[0], arg[1], select("#", ...))\n' >args.lua
+run "$PROG" run args.lua k=v
+expect_out "$(printf 'args.lua\tk=v\t1')" "arg table and ..."
+
+# ---- a tiny training run: overrides, run directory, Ctrl-C, resume --------------------------------
+cat >tiny.lua <<'EOF'
+-- a linear model fitted with Adam; sleep_ms slows it down for the Ctrl-C test
+local ffi = require "ffi"
+pcall(ffi.cdef, "int usleep(unsigned int usec);")
+local run = lab.run.start{ name = "tiny", config = { steps = 200, lr = 0.05, seed = 7, sleep_ms = 0,
+                                                     note = "x", flag = false, log_every = 10 } }
+local model = lab.nn.Linear(4, 1)
+local opt = lab.optim.Adam(model:parameters(), { lr = run.config.lr })
+run:track{ model = model, optim = opt }
+local w_true = lab.randn{4, 1}
+local loss
+for step in run:steps(run.config.steps) do
+  local x = lab.randn{16, 4}
+  loss = lab.mse(model(x), x:matmul(w_true))
+  opt:zero_grad()
+  loss:backward()
+  opt:step()
+  if run:should_log(step) then run:log(step, { loss = loss }) end
+  if run.config.sleep_ms > 0 then ffi.C.usleep(run.config.sleep_ms * 1000) end
+end
+run:summary{ loss = loss:item(), steps = run.step, note = run.config.note, flag = run.config.flag }
+run:finish()
+EOF
+
+run "$PROG" run tiny.lua steps=30 note=hello flag=true --out o1 --threads 1
+expect_rc 0 "overrides run"
+expect_file o1/config.json '"steps": 30' "config.json has the override"
+expect_file o1/config.json '"note": "hello"' "string override"
+expect_file o1/config.json '"flag": true' "boolean override"
+expect_file o1/config.json '"threads": 1' "config.json has threads"
+expect_file o1/config.json '"attnlab_version": "' "config.json has the version"
+expect_file o1/summary.json '"steps": 30' "summary.json written"
+expect_file o1/metrics.jsonl '^\{"step":30,"loss":' "metrics.jsonl lines start with step"
+[ "$(wc -l <o1/metrics.jsonl)" -eq 3 ] && pass || fail "metrics.jsonl has one line per logged step"
+[ -s o1/final.safetensors ] && pass || fail "final.safetensors written"
+
+run "$PROG" run tiny.lua steps=2
+expect_rc 0 "default run dir"
+ls runs/tiny/*-[0-9a-f][0-9a-f][0-9a-f][0-9a-f]/config.json >/dev/null 2>&1 && pass || fail "runs/<name>/<time>-<id>/ created"
+
+run "$PROG" run tiny.lua stepz=3 --out o2
+expect_rc 1 "unknown key"
+one_line "unknown key"
+expect_err "unknown config key 'stepz'.*valid keys: .*steps" "unknown key is named, valid keys listed"
+
+run "$PROG" run tiny.lua lr=abc --out o2
+expect_rc 1 "wrong type"
+one_line "wrong type"
+expect_err "'lr' expects a number" "wrong type is explained"
+
+run "$PROG" run tiny.lua flag=1 --out o2
+expect_rc 1 "number for a boolean"
+
+# The uninterrupted reference, then the same run stopped with SIGINT and resumed.
+run "$PROG" run tiny.lua steps=300 --out ref
+expect_rc 0 "reference run"
+
+"$PROG" run tiny.lua steps=300 sleep_ms=10 --out int >"$T/int.out" 2>"$T/int.err" &
+pid=$!
+i=0
+while [ $i -lt 200 ]; do
+  [ -f int/metrics.jsonl ] && [ "$(wc -l <int/metrics.jsonl)" -ge 3 ] && break
+  sleep 0.05
+  i=$((i + 1))
+done
+kill -INT $pid
+wait $pid
+rc=$?
+cp "$T/int.err" "$T/err"
+expect_rc 130 "Ctrl-C exits with 130"
+[ -s int/checkpoint.safetensors ] && pass || fail "Ctrl-C writes checkpoint.safetensors"
+expect_err "resume=int/checkpoint.safetensors" "Ctrl-C says how to resume"
+
+run "$PROG" -e 'local _, m = lab.load("int/checkpoint.safetensors"); print(tonumber(m.step) > 0 and tonumber(m.step) < 300)'
+expect_out "true" "the checkpoint is from the middle of the run"
+
+run "$PROG" run tiny.lua resume=int/checkpoint.safetensors sleep_ms=0
+expect_rc 0 "resume"
+expect_file int/config.json '"resumed_from": "int/checkpoint.safetensors"' "config.json records the resume"
+cmp -s int/metrics.jsonl ref/metrics.jsonl && pass || fail "resumed metrics.jsonl equals the uninterrupted one"
+cmp -s int/summary.json ref/summary.json && pass || fail "resumed summary.json equals the uninterrupted one"
+run "$PROG" -e '
+  local a, ma = lab.load("int/final.safetensors")
+  local b, mb = lab.load("ref/final.safetensors")
+  local n, same = 0, ma.step == mb.step and ma.rng_counter == mb.rng_counter
+  for k, t in pairs(b) do
+    n = n + 1
+    local x, y = a[k] and a[k]:totable(), t:totable()
+    local function eq(p, q)
+      if type(p) ~= type(q) then return false end
+      if type(p) ~= "table" then return p == q end
+      for i = 1, #q do if not eq(p[i], q[i]) then return false end end
+      return #p == #q
+    end
+    same = same and eq(x, y)
+  end
+  print(n > 0 and same)'
+expect_out "true" "resumed final state equals the uninterrupted run's, bit for bit"
+
+run "$PROG" run tiny.lua resume=nowhere.safetensors
+expect_rc 1 "resume from a missing checkpoint"
+one_line "resume from a missing checkpoint"
+
+# ---- the prompt -------------------------------------------------------------------------------
+printf '1+2\n=lab.version\nx = 5\nx * 2\nerror("boom")\nfor i = 1, 2 do\nprint(i)\nend\nprint("after")\n' >lines.txt
+run sh -c "\"$PROG\" <lines.txt"
+expect_rc 0 "prompt"
+expected=$(printf '3\n%s\n10\n1\n2\nafter' "$("$PROG" -e 'io.write(lab.version)')")
+expect_out "$expected" "prompt prints expressions, runs statements, continues lines"
+expect_err 'stdin:1: boom' "prompt reports an error and goes on"
+
+# ---- json ---------------------------------------------------------------------------------------
+run "$PROG" -e '
+  local json = require "attnlab.json"
+  local s = json.encode{ b = 1, a = { 1, 2.5, true }, c = "q\"\n", d = 0 / 0 }
+  local ok = s == [[{"a":[1,2.5,true],"b":1,"c":"q\"\n","d":null}]]
+  ok = ok and json.decode(json.encode(0.1)) == 0.1 and json.decode(s).a[2] == 2.5
+  ok = ok and not pcall(json.decode, "[1,]") and not pcall(json.decode, "{\"a\":1} x")
+  print(ok)'
+expect_out "true" "json encodes deterministically and decodes strictly"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
