@@ -28,8 +28,14 @@ LIB_SO   := $(BUILD)/libattnlab.so
 PROGRAM  := $(BUILD)/attnlab
 C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all test test-c test-lua run bench clean
-all: $(LIB_A) $(LIB_SO) $(PROGRAM) attnlab
+# What the build and the tests need from Debian; `make deps` installs the missing ones (apt-get,
+# through sudo when not root).  `make run` and `make test` start with it, so on a fresh Debian
+# machine each is the one command to type.
+DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev
+
+.PHONY: all deps test run bench clean
+# (./attnlab always points at the normal build, never at the sanitizer one)
+all: $(LIB_A) $(LIB_SO) $(PROGRAM) $(if $(filter 1,$(SANITIZE)),,attnlab)
 
 $(BUILD)/%.o: %.c core/include/attnlab.h core/internal.h
 	@mkdir -p $(dir $@)
@@ -39,15 +45,16 @@ $(LIB_A): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	ar rcs $@ $^
 
+# -z nodelete: LuaJIT unloads libraries at exit, which would pull the code from under live OpenMP
+# worker threads (a crash at exit)
 $(LIB_SO): $(CORE_OBJ)
-	$(CC) -shared -fopenmp -Wl,-z,nodelete $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -fopenmp -Wl,-z,nodelete $(LDFLAGS) -o $@.tmp $^ $(LDLIBS) && mv -f $@.tmp $@
 
+# linked under a temporary name and renamed, so that a running attnlab is never overwritten
 $(PROGRAM): lua/main.c $(LIB_A)
-	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -o $@ lua/main.c -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive \
-	    $(LDFLAGS) -Wl,-E $(LUAJIT_LIBS) $(LDLIBS) -ldl
+	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -o $@.tmp lua/main.c -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive \
+	    $(LDFLAGS) -Wl,-E $(LUAJIT_LIBS) $(LDLIBS) -ldl && mv -f $@.tmp $@
 
-# (-z nodelete: LuaJIT unloads libraries at exit, which would pull the code from under live OpenMP
-# worker threads)
 # the program at the top of the tree finds lua/ beside itself
 attnlab: $(PROGRAM)
 	ln -sf $(PROGRAM) attnlab
@@ -56,13 +63,25 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
 
-test: all $(C_TESTS)
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+# the recursive makes keep `deps` strictly before any compilation, even under -j
+test: deps
+	@$(MAKE) --no-print-directory all $(C_TESTS)
 	@BUILD=$(BUILD) sh tests/run_all.sh
 
-run: all
-	./attnlab run experiments/icl_regression.lua --out runs/icl_regression/latest
+run: deps
+	@$(MAKE) --no-print-directory all
+	./attnlab run experiments/icl_regression.lua
 
-bench: all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	sh bench/run.sh
 
 clean:

@@ -7,6 +7,7 @@
 #include "internal.h"
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct cached_block { struct cached_block *next; } cached_block;
 typedef struct { size_t nbytes; cached_block *head; } size_bin;
@@ -15,6 +16,20 @@ enum { N_BINS = 256 };
 static size_bin bins[N_BINS];
 static int64_t bytes_live, bytes_cached, bytes_peak, bytes_since_take;
 static const int64_t cache_limit = (int64_t)1 << 30;
+
+/* Tensors may hold at most this much memory in all: 80% of the machine's RAM unless set.  Past it an
+ * allocation fails with a clear error instead of the kernel's OOM killer ending the process (Linux
+ * overcommits, so a huge malloc "succeeds" and the crash comes at first touch). */
+static int64_t memory_limit;
+
+void al_set_memory_limit(int64_t bytes) { memory_limit = bytes; }
+int64_t al_get_memory_limit(void) {
+    if (memory_limit <= 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+        memory_limit = pages > 0 && page > 0 ? (int64_t)pages * page / 10 * 8 : (int64_t)1 << 34;
+    }
+    return memory_limit;
+}
 
 /* Sizes are rounded up so that nearby sizes share a bin: to 64 bytes below 4 KiB, then to an
  * eighth of the next power of two. */
@@ -50,6 +65,7 @@ void *al_alloc(size_t nbytes) {
         bytes_cached -= (int64_t)n;
         bytes_since_take += (int64_t)n;
     } else {
+        if (bytes_live + (int64_t)n > al_get_memory_limit()) return NULL;
         p = aligned_alloc(64, n);
         if (!p) {
             al_trim_cache();

@@ -127,6 +127,27 @@ void al_accumulate_input(al_node *node, int i, const al_tensor *g);
 bool al_input_needs_grad(const al_node *node, int i);
 void al_node_release(al_node *node);
 
+/* ---- fast math ------------------------------------------------------------------------------ */
+/* exp for float32 that vectorises (libm's expf is a call per element): 2^k * p(r) with
+ * k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2] and p the degree-6 Taylor polynomial
+ * (truncation error < 1.2e-7 relative, about one ulp).  exp(-inf) and anything below -87.3 give 0,
+ * as softmax over masked entries needs. */
+static inline float al_expf(float x) {
+    float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+    float k = __builtin_rintf(xc * 1.44269504088896341f);
+    float r = __builtin_fmaf(k, -0.693145751953125f, xc);
+    r = __builtin_fmaf(k, -1.428606765330187e-06f, r);
+    float p = 1.0f / 720;
+    p = __builtin_fmaf(p, r, 1.0f / 120);
+    p = __builtin_fmaf(p, r, 1.0f / 24);
+    p = __builtin_fmaf(p, r, 1.0f / 6);
+    p = __builtin_fmaf(p, r, 0.5f);
+    p = __builtin_fmaf(p, r, 1.0f);
+    p = __builtin_fmaf(p, r, 1.0f);
+    union { int32_t i; float f; } scale = {.i = ((int32_t)k + 127) << 23};
+    return x < -87.3f ? 0.0f : p * scale.f;
+}
+
 /* ---- threads ----------------------------------------------------------------------------- */
 /* True when a loop of `work` cheap element operations is worth a parallel region. */
 #define AL_PARALLEL_GRAIN 262144

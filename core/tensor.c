@@ -94,8 +94,10 @@ al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype) {
     t->storage = storage_new((size_t)n * al_dtype_size(dtype));
     if (!t->storage) {
         free(t);
-        al_error("tensor: out of memory allocating %s of %s (%.1f MiB)", al_shape_str(ndim, shape),
-                 al_dtype_name(dtype), (double)n * (double)al_dtype_size(dtype) / 1048576.0);
+        al_error("tensor: cannot allocate %s of %s (%.1f MiB): %.1f MiB in use, limit %.1f MiB "
+                 "(lab.set_memory_limit)", al_shape_str(ndim, shape), al_dtype_name(dtype),
+                 (double)n * (double)al_dtype_size(dtype) / 1048576.0, (double)al_bytes_in_use() / 1048576.0,
+                 (double)al_get_memory_limit() / 1048576.0);
         return NULL;
     }
     t->refcount = 1;

@@ -33,6 +33,46 @@ static inline int64_t visible_end(int causal, int64_t i, int64_t N, int64_t M) {
     return e < 0 ? 0 : (e > M ? M : e);
 }
 
+/* out[j] = scale * <x, rows[j]> for j < n, rows[j] = base + j * stride: four rows at a time, so
+ * that four independent sums hide the latency of a chain of fused multiply-adds (with heads as
+ * short as the toy tasks' 6, one chain per row left the core idle most of the time). */
+#define DOTS(T)                                                                                 \
+static void dots_##T(const T *restrict x, const T *restrict base, int64_t stride, int64_t width, \
+                     int64_t n, T scale, T *restrict out) {                                     \
+    int64_t j = 0;                                                                              \
+    for (; j + 4 <= n; j += 4) {                                                                \
+        const T *r0 = base + j * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride; \
+        T a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                       \
+        for (int64_t c = 0; c < width; c++) {                                                   \
+            const T xc = x[c];                                                                  \
+            a0 += xc * r0[c]; a1 += xc * r1[c]; a2 += xc * r2[c]; a3 += xc * r3[c];             \
+        }                                                                                       \
+        out[j] = a0 * scale; out[j + 1] = a1 * scale; out[j + 2] = a2 * scale; out[j + 3] = a3 * scale; \
+    }                                                                                           \
+    for (; j < n; j++) {                                                                        \
+        const T *r = base + j * stride;                                                         \
+        T a = 0;                                                                                \
+        for (int64_t c = 0; c < width; c++) a += x[c] * r[c];                                   \
+        out[j] = a * scale;                                                                     \
+    }                                                                                           \
+}
+DOTS(float)
+DOTS(double)
+
+/* out[c] = sum_j w[j] * rows[j][c] for c < width, over n rows; restrict lets the sums stay in
+ * registers across rows instead of a store and reload per row. */
+#define WEIGHTED_ROWS(T)                                                                        \
+static void weighted_rows_##T(const T *restrict w, const T *restrict base, int64_t stride,      \
+                              int64_t width, int64_t n, T *restrict out) {                      \
+    for (int64_t c = 0; c < width; c++) out[c] = 0;                                             \
+    for (int64_t j = 0; j < n; j++) {                                                           \
+        const T wj = w[j], *r = base + j * stride;                                              \
+        for (int64_t c = 0; c < width; c++) out[c] += wj * r[c];                                \
+    }                                                                                           \
+}
+WEIGHTED_ROWS(float)
+WEIGHTED_ROWS(double)
+
 /* Below this many queries per (batch, kv head), the kernels walk the rows of k and v as they
  * are; from it on, they first copy them transposed (see LOAD_TRANSPOSED). */
 enum { ROWS_PATH_QUERIES = 8 };
@@ -73,13 +113,7 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
                     T *prow = P + (bh * N + i) * M, *o = O + (bh * N + i) * dv;                 \
                     const int64_t end = visible_end(p->causal, i, N, M);                        \
                     if (rows) {                                                                 \
-                        const T *kb = K + row_offset(p->k, b, hk, 0);                           \
-                        for (int64_t j = 0; j < end; j++) {                                     \
-                            const T *kr = kb + j * p->k->strides[2];                            \
-                            T acc = 0;                                                          \
-                            for (int64_t c = 0; c < d; c++) acc += q[c] * kr[c];                \
-                            prow[j] = acc * scale;                                              \
-                        }                                                                       \
+                        dots_##T(q, K + row_offset(p->k, b, hk, 0), p->k->strides[2], d, end, scale, prow); \
                     } else {                                                                    \
                         for (int64_t j = 0; j < end; j++) prow[j] = 0;                          \
                         for (int64_t c = 0; c < d; c++) {                                       \
@@ -111,12 +145,7 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
                     }                                                                           \
                     for (int64_t j = end; j < M; j++) prow[j] = 0;                              \
                     if (rows) {                                                                 \
-                        for (int64_t c = 0; c < dv; c++) o[c] = 0;                              \
-                        const T *vb = V + row_offset(p->v, b, hk, 0);                           \
-                        for (int64_t j = 0; j < end; j++) {                                     \
-                            const T pj = prow[j], *vr = vb + j * p->v->strides[2];              \
-                            for (int64_t c = 0; c < dv; c++) o[c] += pj * vr[c];                \
-                        }                                                                       \
+                        weighted_rows_##T(prow, V + row_offset(p->v, b, hk, 0), p->v->strides[2], dv, end, o); \
                     } else {                                                                    \
                         for (int64_t c = 0; c < dv; c++) {                                      \
                             const T *vc = vt + c * M;                                           \
@@ -131,7 +160,7 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
         free(kt);                                                                               \
     }                                                                                           \
 }
-DENSE_FORWARD(float, expf)
+DENSE_FORWARD(float, al_expf)
 DENSE_FORWARD(double, exp)
 
 /* Few queries per (batch, kv head), as in the toy tasks' single query: transposing the keys would
@@ -162,12 +191,9 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
             const T *q = Q + row_offset(p->q, b, h, i);                                         \
             const int64_t end = visible_end(p->causal, i, N, M);                                \
             T delta = 0;                                                                        \
-            for (int64_t j = 0; j < end; j++) {     /* dP = dO v^T;  dV += P^T dO */            \
-                const T *vr = vb + j * vs;                                                      \
-                T acc = 0;                                                                      \
-                for (int64_t c = 0; c < dv; c++) acc += go[c] * vr[c];                          \
-                ds[j] = acc;                                                                    \
-                delta += acc * prow[j];                                                         \
+            dots_##T(go, vb, vs, dv, end, (T)1, ds);   /* dP = dO v^T;  dV += P^T dO */         \
+            for (int64_t j = 0; j < end; j++) {                                                 \
+                delta += ds[j] * prow[j];                                                       \
                 if (dvb) {                                                                      \
                     T *dvr = dvb + j * dvs;                                                     \
                     for (int64_t c = 0; c < dv; c++) dvr[c] += prow[j] * go[c];                 \
@@ -183,11 +209,13 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
                 for (int64_t j = 0; j < end; j++) dbr[j] = ds[j];                               \
                 for (int64_t j = end; j < M; j++) dbr[j] = 0;                                   \
             }                                                                                   \
-            T *dq = dQ ? dQ + row_offset(gq, b, h, i) : NULL;                                   \
-            if (dq) for (int64_t c = 0; c < d; c++) dq[c] = 0;                                  \
-            for (int64_t j = 0; j < end; j++) {     /* dq = scale dS k;  dK += scale dS^T q */  \
-                const T sj = scale * ds[j], *kr = kb + j * ks;                                  \
-                if (dq) for (int64_t c = 0; c < d; c++) dq[c] += sj * kr[c];                    \
+            if (dQ) {                               /* dq = scale dS k */                       \
+                T *dq = dQ + row_offset(gq, b, h, i);                                           \
+                weighted_rows_##T(ds, kb, ks, d, end, dq);                                      \
+                for (int64_t c = 0; c < d; c++) dq[c] *= scale;                                 \
+            }                                                                                   \
+            for (int64_t j = 0; j < end; j++) {     /* dK += scale dS^T q */                    \
+                const T sj = scale * ds[j];                                                     \
                 if (dkb) {                                                                      \
                     T *dkr = dkb + j * dks;                                                     \
                     for (int64_t c = 0; c < d; c++) dkr[c] += sj * q[c];                        \

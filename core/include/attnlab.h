@@ -68,6 +68,10 @@ int64_t al_bytes_peak(void);
 int64_t al_take_allocation_count(void);
 /* Empties the allocator's cache of freed blocks. */
 void al_trim_cache(void);
+/* The most memory all tensors together may hold (default: 80% of RAM); allocations past it fail
+ * with an error rather than waking the kernel's OOM killer. */
+void al_set_memory_limit(int64_t bytes);
+int64_t al_get_memory_limit(void);
 
 /* ---- creation ------------------------------------------------------------------------- */
 al_tensor *al_empty(int ndim, const int64_t *shape, al_dtype dtype);

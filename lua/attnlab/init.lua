@@ -743,7 +743,12 @@ function lab.set_num_threads(n) check_int(n, "set_num_threads", "n") C.al_set_nu
 function lab.num_threads() return C.al_get_num_threads() end
 function lab.memory()
   return { in_use = tonumber(C.al_bytes_in_use()), peak = tonumber(C.al_bytes_peak()),
+           limit = tonumber(C.al_get_memory_limit()),
            tensors = tonumber(C.al_live_tensors()), nodes = tonumber(C.al_live_nodes()) }
+end
+function lab.set_memory_limit(bytes)
+  if type(bytes) ~= "number" or bytes <= 0 then raise("set_memory_limit: expects a positive number of bytes") end
+  C.al_set_memory_limit(bytes)
 end
 function lab.interrupted() return C.al_interrupted() ~= 0 end
 function lab.catch_interrupts(on) C.al_catch_interrupts(on == false and 0 or 1) end

@@ -1,0 +1,62 @@
+#!/bin/sh
+# bench/run.sh -- `make bench`: attnlab against the PyTorch reference, side by side, in one run.
+#
+# The in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads) is timed by
+# bench/icl_step.lua and by ../shared/bench/torch_ref/icl_regression.py --time-only in three
+# PyTorch environments (../shared/bench/RESULTS.md): "default" (as installed), "tuned" (passive
+# OpenMP waiting, malloc keeping big blocks) and "omp" (the OpenMP build of OpenBLAS; the fastest
+# PyTorch here).  Each is run ROUNDS times in separate processes, interleaved, and the median of
+# the per-process medians is reported.  Results: bench/out/*.jsonl and a table printed and written
+# to bench/out/icl_step.md (copy it into bench/RESULTS.md with the date).
+set -eu
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+STEPS=${STEPS:-1000}
+REF=${REF:-../shared/bench/torch_ref}
+mkdir -p bench/out
+
+# PyTorch and the OpenMP OpenBLAS come from Debian; only the benchmark needs them.
+need=""
+for p in python3-torch python3-numpy libopenblas0-openmp; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+if [ -n "$need" ]; then
+    echo "installing for the benchmark:$need"
+    sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $need >/dev/null
+fi
+PY=/usr/bin/python3     # Debian's torch is visible to the system interpreter only
+OMPLIB=$(dpkg -L libopenblas0-openmp 2>/dev/null | grep 'libopenblas.so.0$' | head -n 1)
+MALLOC="MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=100000000000"
+
+out=bench/out/icl_step.jsonl
+: > "$out"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round/$ROUNDS"
+    ./attnlab --threads 2 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab\", /" >> "$out"
+    env "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 | tail -n 1 \
+        | sed "s/^{/{\"env\": \"torch-default\", /" >> "$out"
+    env OMP_WAIT_POLICY=PASSIVE $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 \
+        | tail -n 1 | sed "s/^{/{\"env\": \"torch-tuned\", /" >> "$out"
+    if [ -n "$OMPLIB" ]; then
+        env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" \
+            --threads 2 | tail -n 1 | sed "s/^{/{\"env\": \"torch-omp\", /" >> "$out"
+    fi
+done
+
+# median of the per-process medians, per environment; the ratio against attnlab
+awk -v rounds="$ROUNDS" -v steps="$STEPS" '
+    function median(list, n,   i, j, t) {
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j] < list[j-1]; j--) { t = list[j]; list[j] = list[j-1]; list[j-1] = t }
+        return n % 2 ? list[(n+1)/2] : (list[n/2] + list[n/2+1]) / 2
+    }
+    {
+        match($0, /"env": "[^"]*"/); env = substr($0, RSTART + 8, RLENGTH - 9)
+        match($0, /"ms_per_step_median": [0-9.]+/); ms = substr($0, RSTART + 22, RLENGTH - 22) + 0
+        n[env]++; v[env, n[env]] = ms
+        if (!(env in seen)) { seen[env] = 1; order[++k] = env }
+    }
+    END {
+        for (e in n) { for (i = 1; i <= n[e]; i++) l[i] = v[e, i]; med[e] = median(l, n[e]) }
+        printf "| implementation | ms/step (median of %d processes, %d steps each) | attnlab speed-up |\n", rounds, steps
+        printf "|---|---|---|\n"
+        for (i = 1; i <= k; i++) { e = order[i]; printf "| %s | %.3f | %.2fx |\n", e, med[e], med[e] / med["attnlab"] }
+    }' "$out" | tee bench/out/icl_step.md
