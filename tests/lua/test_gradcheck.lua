@@ -422,6 +422,13 @@ do
   end, { logits })
 end
 
+-- dropout: the same seed before every evaluation gives the same mask, so it is differentiable here
+do
+  local x = L{ 4, 5 }
+  gradcheck("dropout p=0.3", function() lab.seed(99); return lab.dropout(x, 0.3) end, { x })
+  gradcheck("dropout eval", function() return lab.dropout(x, 0.3, false) end, { x })
+end
+
 ---------------------------------------------------------------------------------------------------
 -- attention
 ---------------------------------------------------------------------------------------------------

@@ -140,4 +140,72 @@ end
 
 function icl.mse(pred, yq) return lab.mse(pred, yq):item() end
 
+-- Everything the study reports, on fresh tasks with gradients off: test MSE at cfg.L beside the
+-- baselines (the GD-type ones with the coefficient the trained heads imply, sum_h omega_h mu_h, and
+-- with the best coefficient for reference), the circuit measurements and, for each L in
+-- cfg.eval_lengths ("10,20,40"), the model's MSE beside ridge's.
+function icl.evaluate(model, cfg)
+  return lab.no_grad(function()
+    local c = icl.circuits(model, cfg.d)
+    local s = {
+      attention = cfg.attention,
+      normalisation = cfg.attention == "linear" and string.format("fixed 1/%d (the training L)", cfg.L) or "softmax",
+      kq_omega = c.kq_omega, omega_effective = c.omega_effective, kq_offdiag_ratio = c.kq_offdiag_ratio,
+      ov_mu = c.ov_mu, ov_x_ratio = c.ov_x_ratio, ov_sum_ratio = c.ov_sum_ratio, active_heads = c.active_heads,
+      kq_matrices = c.kq, ov_vectors = c.ov,
+    }
+    local coef = 0
+    for h = 1, cfg.heads do coef = coef + c.omega_effective[h] * c.ov_mu[h] end
+    s.gd_coefficient = coef
+
+    local function at_length(L)
+      local b = icl.batch(cfg.test_tasks, L, cfg.d, cfg.sigma2)
+      local dgd, gd = baselines.debiased_gd(b, 1), baselines.gd(b, 1)
+      return {
+        L = L,
+        model = icl.mse(icl.predict(model, b), b.yq),
+        ridge = icl.mse(baselines.ridge(b, cfg.sigma2), b.yq),
+        debiased_gd = icl.mse(dgd * coef, b.yq),
+        gd = icl.mse(gd * coef, b.yq),
+        debiased_gd_best = icl.mse(dgd * icl.best_coefficient(dgd, b.yq), b.yq),
+        gd_best = icl.mse(gd * icl.best_coefficient(gd, b.yq), b.yq),
+        single_head = icl.mse(baselines.single_head(b, cfg.sigma2), b.yq),
+        reduced_model = icl.mse(baselines.reduced(b, c.omega_effective, c.ov_mu), b.yq),
+        zero = icl.mse(b.yq * 0, b.yq),
+      }
+    end
+
+    local r = at_length(cfg.L)
+    s.test_mse = r.model
+    for _, k in ipairs{ "ridge", "debiased_gd", "gd", "debiased_gd_best", "gd_best", "single_head", "reduced_model", "zero" } do
+      s[k] = r[k]
+    end
+    s.length_generalisation = {}
+    for L in tostring(cfg.eval_lengths):gmatch("%d+") do
+      local e = at_length(tonumber(L))
+      s.length_generalisation[#s.length_generalisation + 1] = { L = e.L, model = e.model, ridge = e.ridge,
+        debiased_gd = e.debiased_gd, single_head = e.single_head }
+    end
+    return s
+  end)
+end
+
+-- The study's training loop, shared by the sweep: steps of Adam on fresh batches; calls
+-- on_log(step, mean loss since the last call) every log_every steps.
+function icl.train(model, opt, cfg, steps, on_log)
+  local window, n = 0, 0
+  for step in steps do
+    local b = icl.batch(cfg.batch, cfg.L, cfg.d, cfg.sigma2)
+    local loss = lab.mse(icl.predict(model, b), b.yq)
+    opt:zero_grad()
+    loss:backward()
+    opt:step()
+    window, n = window + loss:item(), n + 1
+    if step % (cfg.log_every or 100) == 0 then
+      on_log(step, window / n)
+      window, n = 0, 0
+    end
+  end
+end
+
 return icl

@@ -1,0 +1,509 @@
+-- test_fuzz.lua -- 10,000 calls of the Lua API with malformed arguments drawn by a seeded generator.
+-- Every call must either succeed or raise a Lua error whose message is a non-empty string naming
+-- the function; the process must never crash, abort or run out of memory.
+--   ./build/attnlab tests/lua/test_fuzz.lua
+-- Environment: ATTNLAB_FUZZ_CALLS (default 10000), ATTNLAB_FUZZ_SEED (default 20240611),
+-- ATTNLAB_FUZZ_LOG=FILE writes each call before it is made (to find the one that crashed),
+-- ATTNLAB_FUZZ_VERBOSE=1 prints every error message that does not name its function.
+local check = dofile("tests/lua/check.lua")("fuzz")
+local lab = lab or require "attnlab"
+local ffi = require "ffi"
+
+local CALLS = tonumber(os.getenv("ATTNLAB_FUZZ_CALLS") or "") or 10000
+local SEED = tonumber(os.getenv("ATTNLAB_FUZZ_SEED") or "") or 20240611
+local LOG = os.getenv("ATTNLAB_FUZZ_LOG")
+local VERBOSE = os.getenv("ATTNLAB_FUZZ_VERBOSE")
+local t_start = os.clock()
+local wall_start = lab.time()
+
+-- Huge sizes must be refused, not attempted: cap tensor memory at 1 GiB for this test so that a
+-- size that passes the 2^40-element check (e.g. {2^31} float32 = 8 GiB) fails fast instead of
+-- filling gigabytes.
+if lab.set_memory_limit then lab.set_memory_limit(1024 * 1024 * 1024) end
+
+math.randomseed(SEED)
+local R = math.random
+local function pick(list) return list[R(#list)] end
+
+local tmpdir = os.tmpname()
+os.remove(tmpdir)
+os.execute("mkdir -p '" .. tmpdir .. "'")
+
+local function write_bytes(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+local function u64le(n)
+  local b = {}
+  for i = 1, 8 do b[i] = string.char(n % 256); n = math.floor(n / 256) end
+  return table.concat(b)
+end
+
+---------------------------------------------------------------------------------------------------
+-- garbage files for lab.load / lab.image.load
+---------------------------------------------------------------------------------------------------
+local files = {}
+do
+  -- a real safetensors file, then truncations of it
+  local real = tmpdir .. "/real.safetensors"
+  lab.save(real, { a = lab.randn{ 3, 4 }, b = lab.tensor({ 1, 2, 3 }, "int64"), c = lab.tensor({ 0.5 }, "float64") }, { note = "x" })
+  files[#files + 1] = real
+  local f = assert(io.open(real, "rb"))
+  local bytes = f:read("*a")
+  f:close()
+  for _, cut in ipairs{ 0, 1, 4, 7, 8, 9, 20, 40, #bytes - 30, #bytes - 1 } do
+    if cut >= 0 and cut < #bytes then
+      local p = string.format("%s/trunc%d.safetensors", tmpdir, cut)
+      write_bytes(p, bytes:sub(1, cut))
+      files[#files + 1] = p
+    end
+  end
+  -- flipped bytes in the header and the data
+  for k = 1, 12 do
+    local pos = R(#bytes)
+    local p = string.format("%s/flip%d.safetensors", tmpdir, k)
+    write_bytes(p, bytes:sub(1, pos - 1) .. string.char(R(0, 255)) .. bytes:sub(pos + 1))
+    files[#files + 1] = p
+  end
+  -- random bytes
+  for k = 1, 6 do
+    local n = R(0, 200)
+    local b = {}
+    for i = 1, n do b[i] = string.char(R(0, 255)) end
+    local p = string.format("%s/random%d.bin", tmpdir, k)
+    write_bytes(p, table.concat(b))
+    files[#files + 1] = p
+  end
+  -- hand-made headers that lie
+  local function st(header, data)
+    return u64le(#header) .. header .. (data or "")
+  end
+  local crafted = {
+    u64le(2 ^ 62) .. "{}",                                                        -- header length huge
+    u64le(2 ^ 53) .. "{}",
+    u64le(1000) .. "{}",                                                          -- longer than the file
+    st("{}"),                                                                     -- no tensors
+    st("[]"), st("null"), st("\"x\""), st("{"), st("{\"a\":"), st("{\"a\":{}}"),
+    st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', "12345678"),     -- fine
+    st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', "1234"),         -- data short
+    st('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', "12345678"),     -- shape vs bytes
+    st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}', "12345678"),     -- reversed
+    st('{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', "12345678"),
+    st('{"a":{"dtype":"F32","shape":[1e30],"data_offsets":[0,8]}}', "12345678"),
+    st('{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}', "12345678"),
+    st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}}', "12345678"),
+    st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}', "12345678"),
+    st('{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}', "1234"),         -- dtype not supported
+    st('{"a":{"dtype":"Q99","shape":[2],"data_offsets":[0,8]}}', "12345678"),
+    st('{"a":{"dtype":7,"shape":"x","data_offsets":null}}', "12345678"),
+    st('{"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1,1],"data_offsets":[0,4]}}', "1234"), -- 10 dims
+    st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', "12345678"),
+    st('{"__metadata__":{"k":5},"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}', "1234"),
+    st('{"__metadata__":"x"}'),
+    st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}   \0\0\0', "12345678"),
+    st('{"\\ud800":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', "1234"),  -- lone surrogate
+    st('{"a\\u0000b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', "1234"),
+    st(string.rep("[", 100000) .. string.rep("]", 100000)),                    -- deep nesting
+    st("{\"a\":" .. string.rep("{\"b\":", 50000) .. "1" .. string.rep("}", 50000) .. "}"),
+    st('{"a":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}', string.rep("\255", 16)),
+    st('{"a":{"dtype":"F64","shape":[0],"data_offsets":[0,0]}}'),
+  }
+  for k, s in ipairs(crafted) do
+    local p = string.format("%s/crafted%d.safetensors", tmpdir, k)
+    write_bytes(p, s)
+    files[#files + 1] = p
+  end
+  -- images: a real one, truncated, garbage
+  local img = tmpdir .. "/img.png"
+  lab.image.save(img, lab.rand{ 4, 5, 3 })
+  files[#files + 1] = img
+  local fi = assert(io.open(img, "rb"))
+  local ib = fi:read("*a")
+  fi:close()
+  for _, cut in ipairs{ 8, 20, 33, #ib - 12 } do
+    local p = string.format("%s/img_trunc%d.png", tmpdir, cut)
+    write_bytes(p, ib:sub(1, cut))
+    files[#files + 1] = p
+  end
+  -- a PNG header claiming 65535 x 65535 pixels
+  local png = ib:sub(1, 16) .. "\0\0\255\255\0\0\255\255" .. ib:sub(25)
+  write_bytes(tmpdir .. "/img_huge.png", png)
+  files[#files + 1] = tmpdir .. "/img_huge.png"
+  files[#files + 1] = tmpdir                                   -- a directory
+  files[#files + 1] = tmpdir .. "/does/not/exist"
+  files[#files + 1] = "/dev/null"
+  files[#files + 1] = ""
+end
+
+---------------------------------------------------------------------------------------------------
+-- the pool of argument values
+---------------------------------------------------------------------------------------------------
+local nan, inf = 0 / 0, math.huge
+local numbers = { 0, 1, 2, 3, 4, -1, -2, -3, 0.5, -0.5, 1.5, 2 ^ 31, 2 ^ 32, 2 ^ 53, 2 ^ 63, -2 ^ 31, 1e12, 1e15,
+                  -1e12, nan, inf, -inf, 1e-300, 1e300, 5, 7, 8, 127, 2 ^ 40 }
+local strings = { "", "x", "float32", "float64", "int64", "float16", "cuda", "cpu", "softmax", "lsa", "nope",
+                  "1", "{2,3}", string.rep("a", 300), "\0", "a\0b", "sum", "__index" }
+local shapes = {
+  {}, { 0 }, { 1 }, { 3 }, { 2, 3 }, { 3, 2 }, { 2, 3, 4 }, { 1, 1, 1 }, { 0, 3 }, { 3, 0, 2 }, { -1 }, { -2, 3 },
+  { 2, -1 }, { 1.5 }, { 2, 0.5 }, { nan }, { inf }, { -inf }, { 1e12 }, { 2 ^ 31, 2 ^ 31 }, { 2 ^ 40 }, { 2 ^ 62 },
+  { 2 ^ 63 }, { 1e300 }, { 2 ^ 31 }, { 1e10 }, { 65536, 65536, 65536 }, { 2 ^ 20, 2 ^ 20 }, { 2 ^ 53 },
+  { 1, 2, 3, 4, 5, 6, 7, 8, 9 }, { 1, 1, 1, 1, 1, 1, 1, 1 }, { "a" }, { {} }, { true }, { 2, nil, 3 }, { 2, "3" },
+  { n = 3 }, { [2] = 3 },
+}
+
+-- small tensors of every kind: dtypes, 0-d, 0 elements, views, requires_grad, NaN
+local function make_tensors()
+  local list = {
+    lab.randn{ 2, 3 }, lab.randn{ 3, 2 }, lab.randn{ 4 }, lab.randn{ 2, 3, 4 }, lab.randn{ 1, 2, 3, 4 },
+    lab.randn{ 2, 2, 3, 4 }, lab.randn{ 1, 1, 4, 4 }, lab.randn{ 5, 5 }, lab.tensor(3.5), lab.zeros{ 0 },
+    lab.zeros{ 0, 3 }, lab.zeros{ 2, 0, 4 }, lab.tensor({ 1, 2, 3 }, "int64"), lab.tensor({ { 1, 0 }, { 2, 7 } }, "int64"),
+    lab.tensor({ -5, 0, 99 }, "int64"), lab.randn({ 2, 3 }, "float64"), lab.tensor({ nan, inf, -inf }),
+    lab.randn{ 3, 4 }:t(), lab.randn{ 4, 6 }:narrow(2, 2, 3), lab.randn{ 1, 3 }:expand{ 4, 3 },
+    lab.param(lab.randn{ 2, 3 }), lab.param(lab.randn{ 3 }), lab.param(lab.randn({ 2, 2 }, "float64")),
+    lab.param(lab.randn{ 2, 3 }) * 2, lab.tensor(0, "int64"), lab.ones{ 1 }, lab.randn{ 1, 1, 1, 1, 1, 1, 1, 1 },
+    lab.rand{ 4, 5, 3 }, lab.rand{ 3, 3 }, lab.zeros{ 2, 3, 5 },
+  }
+  return list
+end
+local tensors = make_tensors()
+
+-- results of successful calls join the pool (small ones only), so later calls see odd views too
+local function remember(v)
+  if lab.is_tensor(v) and v:numel() <= 4096 then
+    if #tensors < 80 then tensors[#tensors + 1] = v else tensors[R(#tensors)] = v end
+  end
+end
+
+local function random_table()
+  local k = R(6)
+  if k == 1 then return {} end
+  if k == 2 then return { pick(tensors), pick(tensors) } end
+  if k == 3 then return { a = pick(tensors), b = 3 } end
+  if k == 4 then return { 1, "x", true } end
+  if k == 5 then return setmetatable({}, { __index = function() error("boom from __index") end }) end
+  return { pick(tensors) }
+end
+
+local random_opts -- defined below
+
+local function value()
+  local k = R(100)
+  if k <= 35 then return pick(tensors) end
+  if k <= 55 then return pick(numbers) end
+  if k <= 65 then return pick(shapes) end
+  if k <= 73 then return pick(strings) end
+  if k <= 78 then return nil end
+  if k <= 82 then return R(2) == 1 end
+  if k <= 87 then return random_table() end
+  if k <= 92 then return random_opts() end
+  if k <= 94 then return function() return 1 end end
+  if k <= 96 then return ffi.new("int[2]") end
+  if k <= 98 then return lab.nn.Linear(2, 3) end
+  return coroutine.create(function() end)
+end
+
+function random_opts()
+  local o = {}
+  local keys = { "variant", "causal", "scale", "bias", "mask", "weights", "norm", "ignore", "lr", "momentum", "betas",
+                 "eps", "weight_decay", "nesterov", "bias", "dim", "heads", "head_dim", "kv_heads", "dims", "in", "hidden",
+                 "out", "activation", "mlp_ratio", "dropout", "context_dim", "out_dim", "record" }
+  for _ = 1, R(0, 4) do
+    local key = pick(keys)
+    local v
+    local c = R(6)
+    if c == 1 then v = pick(numbers)
+    elseif c == 2 then v = pick(strings)
+    elseif c == 3 then v = pick(tensors)
+    elseif c == 4 then v = R(2) == 1
+    elseif c == 5 then v = pick(shapes)
+    else v = ({ "softmax", "lsa", true, 2, 0.1, { 0.9, 0.999 }, { 2, 4, 2 } })[R(7)] end
+    o[key] = v
+  end
+  return o
+end
+
+local function args(lo, hi)
+  local n = R(lo or 0, hi or 4)
+  local a = {}
+  for i = 1, n do a[i] = value() end
+  return a, n
+end
+
+---------------------------------------------------------------------------------------------------
+-- the targets: name, the words an error message may use to name it, and the call
+---------------------------------------------------------------------------------------------------
+local Tensor = lab.Tensor
+local targets = {}
+local function target(name, names, fn, weight)
+  targets[#targets + 1] = { name = name, names = names, fn = fn }
+  for _ = 2, weight or 1 do targets[#targets + 1] = targets[#targets] end
+end
+local function fun(name, f, names, weight)
+  target("lab." .. name, names or { name }, function()
+    local a, n = args()
+    return f(unpack(a, 1, n))
+  end, weight)
+end
+
+-- creation
+fun("tensor", lab.tensor)
+fun("zeros", lab.zeros, { "zeros" }, 2)
+fun("ones", lab.ones)
+fun("full", lab.full, { "full" }, 2)
+fun("randn", lab.randn, { "randn" }, 2)
+fun("rand", lab.rand)
+fun("arange", lab.arange, { "arange" }, 2)
+fun("eye", lab.eye)
+fun("seed", lab.seed)
+fun("empty", lab.empty)
+target("lab.tensor(nested)", { "tensor" }, function()
+  local data = pick{ { { 1, 2 }, { 3 } }, { { 1 }, 2 }, { "a" }, { {}, {} }, { { {} } }, { 1, { 2 } }, { nan, inf }, {}, { true, false },
+                     { 2 ^ 63, -2 ^ 63 }, { pick(tensors) } }
+  return lab.tensor(data, pick{ nil, "float32", "int64", "float64", "x", 3 })
+end, 2)
+target("lab.zeros(shape, dtype)", { "zeros" }, function() return lab.zeros(pick(shapes), pick(strings)) end, 2)
+target("lab.full(shape, v, dtype)", { "full" }, function() return lab.full(pick(shapes), value(), value()) end, 2)
+target("lab.randn(numbers)", { "randn" }, function() return lab.randn(pick(numbers), pick(numbers)) end, 2)
+
+-- tensor methods, self a tensor (as t:method() always passes)
+local methods = {
+  "shape", "dim", "numel", "dtype", "item", "totable", "get", "set", "clone", "contiguous", "to", "reshape", "view",
+  "transpose", "t", "permute", "narrow", "select", "unsqueeze", "squeeze", "expand", "expand_as", "exp", "log", "sqrt",
+  "tanh", "sigmoid", "relu", "gelu", "pow", "abs", "neg", "clamp", "sum", "mean", "max", "min", "argmax", "softmax",
+  "log_softmax", "logsumexp", "matmul", "add", "sub", "mul", "div", "maximum", "minimum", "eq", "ne", "lt", "le", "gt",
+  "ge", "requires_grad", "backward", "zero_grad", "detach", "size", "stride", "float", "double", "long", "gather",
+  "fill_", "zero_", "copy_", "add_", "mul_", "set_grad", "is_contiguous", "is_leaf", "tostring", "shape_string",
+}
+local method_names = {
+  reshape = { "reshape" }, view = { "reshape", "view" }, neg = { "neg" }, float = { "to", "float" },
+  double = { "to", "double" }, long = { "to", "long" }, expand_as = { "expand" }, zero_ = { "fill_", "zero_" },
+  add_ = { "add_", "add_scaled_" }, mul_ = { "mul_", "mul_scalar_" }, tostring = { "tostring", "item", "totable" },
+  item = { "item" }, requires_grad = { "requires_grad" }, select = { "select" },
+  max = { "max" }, min = { "min" }, argmax = { "argmax", "reshape" }, totable = { "totable", "copy_to_doubles" },
+}
+for _, m in ipairs(methods) do
+  target("t:" .. m, method_names[m] or { m }, function()
+    local t = pick(tensors)
+    local a, n = args()
+    return Tensor[m](t, unpack(a, 1, n))
+  end, 2)
+end
+-- operators with anything on either side
+local ops = {
+  { "+", { "add" }, function(a, b) return a + b end }, { "-", { "sub" }, function(a, b) return a - b end },
+  { "*", { "mul" }, function(a, b) return a * b end }, { "/", { "div" }, function(a, b) return a / b end },
+  { "^", { "pow" }, function(a, b) return a ^ b end },
+}
+for _, op in ipairs(ops) do
+  target("operator " .. op[1], op[2], function()
+    local a, b = value(), value()
+    if not lab.is_tensor(a) and not lab.is_tensor(b) then a = pick(tensors) end
+    return op[3](a, b)
+  end, 3)
+end
+target("unary -", { "neg" }, function() return -pick(tensors) end)
+
+-- lab.* functions
+for _, name in ipairs{ "cat", "stack", "where", "matmul", "solve", "linear", "layer_norm", "embedding", "gather", "dropout",
+                       "exp", "log", "sum", "mean", "max", "argmax", "softmax", "log_softmax", "pow", "clamp",
+                       "maximum", "minimum", "mse", "cross_entropy", "param", "no_grad", "randint" } do
+  fun(name, lab[name], { name }, 2)
+end
+target("lab.cat(list)", { "cat" }, function() return lab.cat({ pick(tensors), pick(tensors), pick(tensors) }, value()) end, 3)
+target("lab.stack(list)", { "stack" }, function() return lab.stack({ pick(tensors), pick(tensors) }, value()) end, 3)
+target("lab.mse(t, t)", { "mse" }, function() return lab.mse(pick(tensors), pick(tensors)) end, 2)
+target("lab.cross_entropy(t, ids, opts)", { "cross_entropy" }, function()
+  return lab.cross_entropy(pick(tensors), pick(tensors), R(2) == 1 and { ignore = value() } or value())
+end, 3)
+target("lab.attention", { "attention" }, function()
+  local a, n = args(3, 4)
+  return lab.attention(unpack(a, 1, n))
+end, 2)
+target("lab.attention(q,k,v,opts)", { "attention" }, function()
+  local shp = { { 1, 1, 4, 4 }, { 2, 2, 3, 4 }, { 1, 2, 3, 4 }, { 2, 3, 4 }, { 1, 1, 0, 4 }, { 1, 1, 4, 0 } }
+  local q = R(4) == 1 and pick(tensors) or lab.randn(pick(shp))
+  local k = R(4) == 1 and pick(tensors) or lab.randn(pick(shp))
+  local v = R(4) == 1 and pick(tensors) or lab.randn(pick(shp))
+  return lab.attention(q, k, v, random_opts())
+end, 6)
+target("lab.attention.variants", { "variants" }, function() return lab.attention.variants(value()) end)
+target("lab.no_grad(fn)", { "no_grad" }, function() return lab.no_grad(function() return pick(tensors) * 2 end) end)
+
+-- autograd on graphs
+target("backward", { "backward" }, function()
+  local p = lab.param(lab.randn(pick{ { 2 }, { 2, 3 }, {} }))
+  local y = pick{ p:sum(), p * 2, p:exp():mean(), p:detach():sum(), pick(tensors) }
+  return y:backward(R(2) == 1 and value() or nil)
+end, 3)
+
+-- nn constructors and forward calls
+local nn = lab.nn
+local function ctor(name, names, weight)
+  target("nn." .. name, names, function()
+    local a, n = args()
+    if R(2) == 1 then a, n = { random_opts() }, 1 end
+    return nn[name](unpack(a, 1, n))
+  end, weight)
+end
+ctor("Linear", { "Linear" }, 3)
+ctor("Embedding", { "Embedding" }, 2)
+ctor("LayerNorm", { "LayerNorm" }, 2)
+ctor("MLP", { "MLP", "Linear" }, 3)
+ctor("MultiHeadAttention", { "MultiHeadAttention", "Linear" }, 3)
+ctor("TransformerBlock", { "TransformerBlock", "MultiHeadAttention", "LayerNorm", "MLP", "Linear" }, 3)
+ctor("Sequential", { "Sequential" }, 2)
+local modules = {
+  { nn.Linear(3, 4), { "Linear", "linear" } },
+  { nn.Linear(4, 2, { bias = false }), { "Linear", "linear" } },
+  { nn.Embedding(5, 3), { "embedding", "Embedding" } },
+  { nn.LayerNorm(4), { "layer_norm", "LayerNorm" } },
+  { nn.MLP{ dims = { 4, 6, 2 } }, { "Linear", "linear", "MLP" } },
+  { nn.MultiHeadAttention{ dim = 4, heads = 2 }, { "MultiHeadAttention", "Linear", "linear", "attention", "reshape" } },
+  { nn.TransformerBlock{ dim = 4, heads = 2 }, { "MultiHeadAttention", "Linear", "linear", "layer_norm", "attention", "reshape" } },
+  { nn.Sequential(nn.Linear(3, 3), nn.ReLU()), { "Linear", "linear", "relu" } },
+}
+for i, m in ipairs(modules) do
+  target("forward " .. i, m[2], function()
+    local a, n = args(0, 3)
+    return m[1](unpack(a, 1, n))
+  end, 3)
+  target("load_state_dict " .. i, { "load_state_dict" }, function()
+    local sd = {}
+    for _, pair in ipairs(m[1]:named_parameters()) do
+      sd[pair[1]] = R(3) == 1 and value() or pair[2]:clone()
+    end
+    if R(4) == 1 then sd = value() end
+    return m[1]:load_state_dict(sd)
+  end)
+end
+
+-- optimisers
+local function opt_target(name, names)
+  target("optim." .. name, names, function()
+    local params = pick{ { lab.param(lab.randn{ 2 }) }, {}, { lab.randn{ 2 } }, value(), modules[1][1], { 3 },
+                         { lab.param(lab.randn({ 3 }, "float64")), lab.param(lab.randn{ 1 }) } }
+    local o = lab.optim[name](params, R(3) == 1 and value() or random_opts())
+    -- a step on params that may or may not have grads
+    for _, p in ipairs(o.params) do if R(2) == 1 then (p * p):sum():backward() end end
+    o:step()
+    o:zero_grad()
+    return o
+  end, 3)
+end
+opt_target("SGD", { "SGD", "sgd" })
+opt_target("Adam", { "Adam", "adam" })
+opt_target("AdamW", { "AdamW", "adam" })
+target("optim.clip_grad_norm", { "clip_grad_norm" }, function()
+  local ps = pick{ { lab.param(lab.randn{ 2 }) }, {}, { lab.randn{ 2 } }, { 1 } }
+  if R(2) == 1 and lab.is_tensor(ps[1]) and ps[1]:requires_grad() then (ps[1] * pick(numbers)):sum():backward() end
+  return lab.optim.clip_grad_norm(R(5) == 1 and value() or ps, value())
+end, 2)
+
+-- files
+local bad_paths = { "", "/", tmpdir, tmpdir .. "/no/such/dir/x.safetensors", "/proc/self/status", "/dev/full",
+                    tmpdir .. "/" .. string.rep("n", 300) .. ".safetensors", tmpdir .. "/ok.safetensors", "a\0b",
+                    tmpdir .. "/x\"y.safetensors" }
+target("lab.save", { "save" }, function()
+  local path = R(4) == 1 and value() or pick(bad_paths)
+  local tbl = pick{ {}, { a = pick(tensors) }, { [1] = pick(tensors) }, { a = 3 }, { ["x\"y"] = pick(tensors) },
+                    { [""] = pick(tensors) }, { __metadata__ = pick(tensors) }, { ["\0"] = pick(tensors) },
+                    { [string.rep("k", 5000)] = pick(tensors) }, { a = pick(tensors), b = pick(tensors) }, value() }
+  return lab.save(path, tbl, R(4) == 1 and value() or nil)
+end, 4)
+target("lab.load", { "load" }, function()
+  return lab.load(R(8) == 1 and value() or pick(files))
+end, 5)
+target("lab.image.load", { "image", "load" }, function()
+  return lab.image.load(R(8) == 1 and value() or pick(files))
+end, 3)
+target("lab.image.save", { "image", "save", "png" }, function()
+  return lab.image.save(R(6) == 1 and value() or pick(bad_paths):gsub("safetensors$", "png"), R(6) == 1 and value() or pick(tensors))
+end, 3)
+
+---------------------------------------------------------------------------------------------------
+-- the loop
+---------------------------------------------------------------------------------------------------
+local logf = LOG and assert(io.open(LOG, "w"))
+local succeeded, errored, unnamed, nonstring = 0, 0, 0, 0
+local per_target = {}
+local unnamed_examples = {}
+
+for i = 1, CALLS do
+  local tg = pick(targets)
+  if logf then logf:write(i, " ", tg.name, "\n"); logf:flush() end
+  local res = { pcall(tg.fn) }
+  local stats = per_target[tg.name] or { ok = 0, err = 0 }
+  per_target[tg.name] = stats
+  if res[1] then
+    succeeded = succeeded + 1
+    stats.ok = stats.ok + 1
+    for k = 2, #res do remember(res[k]) end
+  else
+    errored = errored + 1
+    stats.err = stats.err + 1
+    local msg = res[2]
+    if type(msg) ~= "string" or msg == "" then
+      nonstring = nonstring + 1
+      unnamed_examples[#unnamed_examples + 1] = tg.name .. ": non-string error " .. tostring(msg)
+    elseif not msg:find("boom from __index", 1, true) then   -- our own table's error passes through
+      local named = false
+      for _, n in ipairs(tg.names) do
+        if msg:find(n, 1, true) then named = true break end
+      end
+      if not named then
+        unnamed = unnamed + 1
+        if #unnamed_examples < 400 then unnamed_examples[#unnamed_examples + 1] = tg.name .. ": " .. msg end
+      end
+    end
+  end
+  -- keep memory flat: drop dead tensors now and then, reset grad mode in case a call left it off
+  if i % 500 == 0 then collectgarbage("collect") end
+  if not lab.grad_enabled() then lab.set_grad_enabled(true) end
+end
+if logf then logf:close() end
+
+-- the distinct messages that do not name their function (with the number of each)
+local distinct, order = {}, {}
+for _, e in ipairs(unnamed_examples) do
+  local key = e:gsub("^([^:]*): [^:]*:%d+: ", "%1: "):gsub("%(command line%):%d+: ", "")
+  if not distinct[key] then distinct[key] = 0; order[#order + 1] = key end
+  distinct[key] = distinct[key] + 1
+end
+if #order > 0 then
+  io.stderr:write("errors that do not name their function:\n")
+  for k, key in ipairs(order) do
+    if k > 40 and not VERBOSE then io.stderr:write(string.format("  ... and %d more kinds\n", #order - 40)) break end
+    io.stderr:write(string.format("  %4dx %s\n", distinct[key], key:sub(1, 300)))
+  end
+end
+
+collectgarbage("collect")
+collectgarbage("collect")
+local rss
+do
+  local f = io.open("/proc/self/status")
+  if f then
+    local s = f:read("*a")
+    f:close()
+    rss = tonumber(s:match("VmHWM:%s*(%d+)"))
+  end
+end
+local wall = lab.time() - wall_start
+print(string.format("fuzz: %d calls (seed %d): %d succeeded, %d raised errors; %d errors not naming the function, %d non-string; %d targets",
+  CALLS, SEED, succeeded, errored, unnamed, nonstring, #targets))
+print(string.format("fuzz: %.1f s wall, %.1f s cpu, peak RSS %s MiB, peak tensor memory %.1f MiB", wall, os.clock() - t_start,
+  rss and string.format("%.0f", rss / 1024) or "?", lab.memory().peak / 1048576))
+
+check.ok(succeeded + errored == CALLS, "every call returned")
+check.ok(errored > CALLS / 10 and succeeded > CALLS / 20, "a mix of failing and succeeding calls",
+  succeeded .. " ok / " .. errored .. " errors")
+check.ok(nonstring == 0, "every error is a non-empty string", tostring(nonstring))
+check.ok(unnamed == 0, "every error names its function", unnamed .. " do not")
+check.ok(not rss or rss < 4 * 1024 * 1024, "peak RSS under 4 GiB", rss and (rss / 1024 .. " MiB"))
+check.ok(wall < 60, "finishes in under 60 s", string.format("%.1f s", wall))
+-- the library still works after all that
+local sane = lab.tensor{ { 1, 2 }, { 3, 4 } }:matmul(lab.eye(2)):sum():item()
+check.ok(sane == 10, "the library still computes after the fuzzing")
+os.execute("rm -rf '" .. tmpdir .. "'")
+os.exit(check.report())
