@@ -73,6 +73,21 @@ static void weighted_rows_##T(const T *restrict w, const T *restrict base, int64
 WEIGHTED_ROWS(float)
 WEIGHTED_ROWS(double)
 
+/* rows[j] (+)= scale * w[j] * x for j < n: an outer product added to (or, when accumulate is 0,
+ * written into) n rows of width elements. */
+#define SCALED_ROWS(T)                                                                          \
+static void scaled_rows_##T(T *restrict base, int64_t stride, int64_t width, int64_t n,         \
+                            const T *restrict w, T scale, const T *restrict x, int accumulate) { \
+    for (int64_t j = 0; j < n; j++) {                                                           \
+        const T sj = scale * w[j];                                                              \
+        T *restrict r = base + j * stride;                                                      \
+        if (accumulate) for (int64_t c = 0; c < width; c++) r[c] += sj * x[c];                  \
+        else for (int64_t c = 0; c < width; c++) r[c] = sj * x[c];                              \
+    }                                                                                           \
+}
+SCALED_ROWS(float)
+SCALED_ROWS(double)
+
 /* Below this many queries per (batch, kv head), the kernels walk the rows of k and v as they
  * are; from it on, they first copy them transposed (see LOAD_TRANSPOSED). */
 enum { ROWS_PATH_QUERIES = 8 };
@@ -180,7 +195,10 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
     const int64_t ks = p->k->strides[2], vs = p->v->strides[2];                                 \
     T *dkb = dK ? dK + row_offset(gk, b, hk, 0) : NULL, *dvb = dV ? dV + row_offset(gv, b, hk, 0) : NULL; \
     const int64_t dks = dK ? gk->strides[2] : 0, dvs = dV ? gv->strides[2] : 0;                 \
-    for (int64_t j = 0; j < M; j++) {   /* rows are short: plain loops beat memset calls */     \
+    /* with a single query per (batch, kv head), each row of dk and dv gets exactly one
+     * contribution: assign it, with no zero fill and no read-modify-write */                   \
+    const int accumulate = N * group > 1;                                                       \
+    for (int64_t j = accumulate ? 0 : visible_end(p->causal, 0, N, M); j < M; j++) {            \
         if (dkb) for (int64_t c = 0; c < d; c++) dkb[j * dks + c] = 0;                          \
         if (dvb) for (int64_t c = 0; c < dv; c++) dvb[j * dvs + c] = 0;                         \
     }                                                                                           \
@@ -191,14 +209,9 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
             const T *q = Q + row_offset(p->q, b, h, i);                                         \
             const int64_t end = visible_end(p->causal, i, N, M);                                \
             T delta = 0;                                                                        \
-            dots_##T(go, vb, vs, dv, end, (T)1, ds);   /* dP = dO v^T;  dV += P^T dO */         \
-            for (int64_t j = 0; j < end; j++) {                                                 \
-                delta += ds[j] * prow[j];                                                       \
-                if (dvb) {                                                                      \
-                    T *dvr = dvb + j * dvs;                                                     \
-                    for (int64_t c = 0; c < dv; c++) dvr[c] += prow[j] * go[c];                 \
-                }                                                                               \
-            }                                                                                   \
+            dots_##T(go, vb, vs, dv, end, (T)1, ds);   /* dP = dO v^T */                        \
+            for (int64_t j = 0; j < end; j++) delta += ds[j] * prow[j];                         \
+            if (dvb) scaled_rows_##T(dvb, dvs, dv, end, prow, (T)1, go, accumulate); /* dV += P^T dO */ \
             for (int64_t j = 0; j < end; j++) {                                                 \
                 if (kind == DENSE_SOFTMAX) ds[j] = prow[j] * (ds[j] - delta);                   \
                 else ds[j] = Mask && Mask[row_offset(p->mask, b, h, i) + j * p->mask->strides[3]] == 0 \
@@ -214,13 +227,7 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
                 weighted_rows_##T(ds, kb, ks, d, end, dq);                                      \
                 for (int64_t c = 0; c < d; c++) dq[c] *= scale;                                 \
             }                                                                                   \
-            for (int64_t j = 0; j < end; j++) {     /* dK += scale dS^T q */                    \
-                const T sj = scale * ds[j];                                                     \
-                if (dkb) {                                                                      \
-                    T *dkr = dkb + j * dks;                                                     \
-                    for (int64_t c = 0; c < d; c++) dkr[c] += sj * q[c];                        \
-                }                                                                               \
-            }                                                                                   \
+            if (dkb) scaled_rows_##T(dkb, dks, d, end, ds, scale, q, accumulate); /* dK += scale dS^T q */ \
         }                                                                                       \
     }                                                                                           \
 }

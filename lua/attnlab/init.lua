@@ -318,7 +318,7 @@ function Tensor.get(t, ...)
 end
 function Tensor.set(t, ...)
   local n = select("#", ...)
-  local v = select(n, ...)
+  local v = n > 0 and select(n, ...) or nil
   if type(v) ~= "number" then raise("set: the value (last argument) must be a number") end
   local idx = index_array(t, "set", unpack({ ... }, 1, n - 1))
   check_status(C.al_set(t, idx, v))
@@ -373,7 +373,7 @@ function Tensor.t(t)
   return wrap(C.al_transpose(t, 0, 1))
 end
 function Tensor.permute(t, ...)
-  local order = type(...) == "table" and ... or { ... }
+  local order = type((...)) == "table" and ... or { ... }
   local nd = C.al_ndim(t)
   if #order ~= nd then raise(string.format("permute: %d dimensions given for a %d-d tensor", #order, nd)) end
   local arr = ffi.new("int[?]", math.max(nd, 1))
@@ -581,7 +581,7 @@ end
 function lab.where(cond, a, b)
   expect_tensor(cond, "where", "cond")
   if type(a) == "number" then a = scalar_tensor(a, is_tensor(b) and tonumber(C.al_dtype_of(b)) or 0) end
-  if type(b) == "number" then b = scalar_tensor(b, tonumber(C.al_dtype_of(a))) end
+  if type(b) == "number" then b = scalar_tensor(b, tonumber(C.al_dtype_of(expect_tensor(a, "where", "a")))) end
   return wrap(C.al_where(cond, expect_tensor(a, "where", "a"), expect_tensor(b, "where", "b")))
 end
 function lab.matmul(a, b) return Tensor.matmul(a, b) end
@@ -618,6 +618,7 @@ function lab.mse(pred, target)
 end
 function lab.cross_entropy(logits, target, opts)
   expect_tensor(logits, "cross_entropy", "logits"); expect_tensor(target, "cross_entropy", "target")
+  if opts ~= nil and type(opts) ~= "table" then raise("cross_entropy: opts must be a table {ignore=} (got " .. typename(opts) .. ")") end
   if target:dtype() ~= "int64" then
     raise("cross_entropy: target ids must be int64 (got " .. target:dtype() .. " of shape " .. target:shape_string() .. ")")
   end
@@ -636,8 +637,8 @@ local attention = setmetatable({}, {
     opts = opts or {}
     if type(opts) ~= "table" then raise("attention: opts must be a table (got " .. typename(opts) .. ")") end
     local o = attention_opts()
+    if type(opts.variant or "") ~= "string" then raise("attention: opts.variant must be a string (got " .. typename(opts.variant) .. ")") end
     o.variant = opts.variant or "softmax"
-    if type(opts.variant or "") ~= "string" then raise("attention: opts.variant must be a string") end
     local causal = causal_modes[opts.causal or false]
     if causal == nil then raise("attention: opts.causal must be true, false, 'top_left' or 'bottom_right' (got " .. tostring(opts.causal) .. ")") end
     o.causal = causal
@@ -697,9 +698,15 @@ function lab.save(path, tensors, metadata)
   for i = 1, n do cnames[i - 1] = names[i]; cts[i - 1] = tensors[names[i]] end
   local meta
   if metadata ~= nil then
+    if type(metadata) ~= "table" then raise("save: metadata must be a table (got " .. typename(metadata) .. ")") end
     json = json or require "attnlab.json"
     local strs = {}
-    for k, v in pairs(metadata) do strs[tostring(k)] = type(v) == "string" and v or json.encode(v) end
+    for k, v in pairs(metadata) do
+      if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" and type(v) ~= "table" then
+        raise("save: metadata value '" .. tostring(k) .. "' is a " .. typename(v) .. " (strings, numbers, booleans or tables)")
+      end
+      strs[tostring(k)] = type(v) == "string" and v or json.encode(v)
+    end
     meta = json.encode(strs)
   end
   check_status(C.al_save_safetensors(path, n, cnames, cts, meta))

@@ -73,10 +73,12 @@ end
 
 -- Copies values in place, so optimisers holding these parameters keep working.
 function Module:load_state_dict(sd)
+  if type(sd) ~= "table" then raise("load_state_dict: expects a table of name = tensor (got " .. type(sd) .. ")") end
   for _, pair in ipairs(self:named_parameters()) do
     local name, p = pair[1], pair[2]
     local t = sd[name]
     if t == nil then raise("load_state_dict: missing parameter '" .. name .. "'") end
+    if not lab.is_tensor(t) then raise("load_state_dict: '" .. name .. "' is a " .. type(t) .. ", not a tensor") end
     if t:shape_string() ~= p:shape_string() then
       raise(string.format("load_state_dict: parameter '%s' has shape %s, the state has %s", name, p:shape_string(), t:shape_string()))
     end
@@ -117,6 +119,7 @@ function Linear:init(nin, nout, opts)
   check_positive_int(nin, "Linear", "in_features")
   check_positive_int(nout, "Linear", "out_features")
   opts = opts or {}
+  if type(opts) ~= "table" then raise("Linear: options must be a table {bias=} (got " .. type(opts) .. ")") end
   self.nin, self.nout = nin, nout
   local bound = 1 / math.sqrt(nin)
   self.weight = self:add_param("weight", uniform({ nout, nin }, bound))
@@ -154,6 +157,7 @@ nn.LayerNorm = LayerNorm
 function LayerNorm:init(dim, opts)
   check_positive_int(dim, "LayerNorm", "dim")
   opts = opts or {}
+  if type(opts) ~= "table" then raise("LayerNorm: options must be a table {eps=, bias=} (got " .. type(opts) .. ")") end
   self.dim, self.eps = dim, opts.eps or 1e-5
   self.weight = self:add_param("weight", lab.ones{ dim })
   if opts.bias ~= false then self.bias = self:add_param("bias", lab.zeros{ dim }) end
@@ -202,6 +206,7 @@ nn.MLP = MLP
 function MLP:init(opts)
   if type(opts) ~= "table" then raise("MLP: expects a table of options {dims = {...}} or {in=, hidden=, out=}") end
   local dims = opts.dims or { opts["in"], opts.hidden, opts.out }
+  if type(dims) ~= "table" then raise("MLP: dims must be a list of sizes (got " .. type(dims) .. ")") end
   if #dims < 2 then raise("MLP: needs at least two sizes in dims") end
   self.activation = opts.activation or "gelu"
   if not activations[self.activation] then raise("MLP: unknown activation '" .. tostring(self.activation) .. "'") end
@@ -313,6 +318,7 @@ function Block:init(opts)
   self.attn = self:add_child("attn", MHA{ dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
                                          variant = opts.variant, causal = opts.causal, bias = opts.bias })
   self.ln2 = self:add_child("ln2", LayerNorm(dim))
+  if type(opts.mlp_ratio or 4) ~= "number" then raise("TransformerBlock: mlp_ratio must be a number (got " .. type(opts.mlp_ratio) .. ")") end
   local hidden = math.floor((opts.mlp_ratio or 4) * dim)
   self.mlp = self:add_child("mlp", MLP{ dims = { dim, hidden, dim }, activation = opts.activation or "gelu", bias = opts.bias })
 end

@@ -64,6 +64,7 @@ local SGD = setmetatable({}, { __index = Optimizer })
 SGD.__index = SGD
 function optim.SGD(params, opts)
   opts = opts or {}
+  if type(opts) ~= "table" then raise("SGD: options must be a table {lr=, momentum=, ...} (got " .. type(opts) .. ")") end
   params = param_list(params, "SGD")
   return new(SGD, params, {
     lr = number_opt(opts, "lr", 1e-2, "SGD", 0),
@@ -91,6 +92,7 @@ Adam.__index = Adam
 local function make_adam(name, decoupled, default_wd)
   return function(params, opts)
     opts = opts or {}
+    if type(opts) ~= "table" then raise(name .. ": options must be a table {lr=, betas=, ...} (got " .. type(opts) .. ")") end
     params = param_list(params, name)
     local betas = opts.betas or { 0.9, 0.999 }
     if type(betas) ~= "table" or type(betas[1]) ~= "number" or type(betas[2]) ~= "number" then
