@@ -37,7 +37,7 @@ static inline int64_t visible_end(int causal, int64_t i, int64_t N, int64_t M) {
  * that four independent sums hide the latency of a chain of fused multiply-adds (with heads as
  * short as the toy tasks' 6, one chain per row left the core idle most of the time). */
 #define DOTS(T)                                                                                 \
-static void dots_##T(const T *restrict x, const T *restrict base, int64_t stride, int64_t width, \
+static inline __attribute__((always_inline)) void dots_impl_##T(const T *restrict x, const T *restrict base, int64_t stride, int64_t width, \
                      int64_t n, T scale, T *restrict out) {                                     \
     int64_t j = 0;                                                                              \
     for (; j + 4 <= n; j += 4) {                                                                \
@@ -62,13 +62,17 @@ DOTS(double)
 /* out[c] = sum_j w[j] * rows[j][c] for c < width, over n rows; restrict lets the sums stay in
  * registers across rows instead of a store and reload per row. */
 #define WEIGHTED_ROWS(T)                                                                        \
-static void weighted_rows_##T(const T *restrict w, const T *restrict base, int64_t stride,      \
+static inline __attribute__((always_inline)) void weighted_rows_impl_##T(const T *restrict w, const T *restrict base, int64_t stride,      \
                               int64_t width, int64_t n, T *restrict out) {                      \
-    for (int64_t c = 0; c < width; c++) out[c] = 0;                                             \
-    for (int64_t j = 0; j < n; j++) {                                                           \
-        const T wj = w[j], *r = base + j * stride;                                              \
-        for (int64_t c = 0; c < width; c++) out[c] += wj * r[c];                                \
+    T even[width], odd[width];   /* two partial sums: half the length of each add chain */   \
+    for (int64_t c = 0; c < width; c++) even[c] = odd[c] = 0;                                   \
+    int64_t j = 0;                                                                              \
+    for (; j + 2 <= n; j += 2) {                                                                \
+        const T w0 = w[j], w1 = w[j + 1], *r0 = base + j * stride, *r1 = r0 + stride;           \
+        for (int64_t c = 0; c < width; c++) { even[c] += w0 * r0[c]; odd[c] += w1 * r1[c]; }    \
     }                                                                                           \
+    if (j < n) for (int64_t c = 0; c < width; c++) even[c] += w[j] * base[j * stride + c];      \
+    for (int64_t c = 0; c < width; c++) out[c] = even[c] + odd[c];                              \
 }
 WEIGHTED_ROWS(float)
 WEIGHTED_ROWS(double)
@@ -76,7 +80,7 @@ WEIGHTED_ROWS(double)
 /* rows[j] (+)= scale * w[j] * x for j < n: an outer product added to (or, when accumulate is 0,
  * written into) n rows of width elements. */
 #define SCALED_ROWS(T)                                                                          \
-static void scaled_rows_##T(T *restrict base, int64_t stride, int64_t width, int64_t n,         \
+static inline __attribute__((always_inline)) void scaled_rows_impl_##T(T *restrict base, int64_t stride, int64_t width, int64_t n,         \
                             const T *restrict w, T scale, const T *restrict x, int accumulate) { \
     for (int64_t j = 0; j < n; j++) {                                                           \
         const T sj = scale * w[j];                                                              \
@@ -87,6 +91,35 @@ static void scaled_rows_##T(T *restrict base, int64_t stride, int64_t width, int
 }
 SCALED_ROWS(float)
 SCALED_ROWS(double)
+
+/* Head sizes are small and known only at run time, so the loops over a row above would not unroll;
+ * these wrappers call them with the common sizes as constants, each case its own unrolled copy. */
+#define WIDTH_CASES(CALL)                                                                       \
+    switch (width) {                                                                            \
+    case 2: CALL(2); return;   case 3: CALL(3); return;   case 4: CALL(4); return;              \
+    case 5: CALL(5); return;   case 6: CALL(6); return;   case 7: CALL(7); return;              \
+    case 8: CALL(8); return;   case 16: CALL(16); return; case 21: CALL(21); return;            \
+    case 32: CALL(32); return; case 64: CALL(64); return; default: CALL(width); return;         \
+    }
+#define WIDTH_DISPATCH(T)                                                                       \
+static void dots_##T(const T *x, const T *base, int64_t stride, int64_t width, int64_t n, T scale, T *out) { \
+    WIDTH_CASES(DOTS_CALL_##T)                                                                  \
+}                                                                                               \
+static void weighted_rows_##T(const T *w, const T *base, int64_t stride, int64_t width, int64_t n, T *out) { \
+    WIDTH_CASES(WEIGHTED_CALL_##T)                                                              \
+}                                                                                               \
+static void scaled_rows_##T(T *base, int64_t stride, int64_t width, int64_t n, const T *w, T scale, \
+                            const T *x, int accumulate) {                                       \
+    WIDTH_CASES(SCALED_CALL_##T)                                                                \
+}
+#define DOTS_CALL_float(W) dots_impl_float(x, base, stride, W, n, scale, out)
+#define DOTS_CALL_double(W) dots_impl_double(x, base, stride, W, n, scale, out)
+#define WEIGHTED_CALL_float(W) weighted_rows_impl_float(w, base, stride, W, n, out)
+#define WEIGHTED_CALL_double(W) weighted_rows_impl_double(w, base, stride, W, n, out)
+#define SCALED_CALL_float(W) scaled_rows_impl_float(base, stride, W, n, w, scale, x, accumulate)
+#define SCALED_CALL_double(W) scaled_rows_impl_double(base, stride, W, n, w, scale, x, accumulate)
+WIDTH_DISPATCH(float)
+WIDTH_DISPATCH(double)
 
 /* Below this many queries per (batch, kv head), the kernels walk the rows of k and v as they
  * are; from it on, they first copy them transposed (see LOAD_TRANSPOSED). */
@@ -148,9 +181,11 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
                     }                                                                           \
                     if (kind == DENSE_SOFTMAX) {                                                \
                         T mx = -INFINITY;                                                       \
+                        _Pragma("omp simd reduction(max:mx)")                                   \
                         for (int64_t j = 0; j < end; j++) mx = prow[j] > mx ? prow[j] : mx;     \
                         if (mx == -INFINITY) mx = 0; /* no visible key: the row stays 0 */      \
                         T z = 0;                                                                \
+                        _Pragma("omp simd reduction(+:z)")                                      \
                         for (int64_t j = 0; j < end; j++) { prow[j] = EXP(prow[j] - mx); z += prow[j]; } \
                         const T inv = z > 0 ? (T)1 / z : (T)0;                                  \
                         for (int64_t j = 0; j < end; j++) prow[j] *= inv;                       \
