@@ -149,14 +149,15 @@ enum { ADAM_CHUNK = 1024 }; /* elements per pass; the sqrt scratch stays in L1 *
  *   g = grad (+ wd p when coupled);  p *= 1 - lr wd (when decoupled, AdamW)
  *   m = lerp(m, g, 1 - b1);  v = b2 v + (1 - b2) g g
  *   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps),   bc_k = 1 - b_k^step
- * in three passes over a chunk: update m, v (and p's decay), sqrt(v), update p. */
+ * in three passes over a chunk: update m, v (and p's decay), sqrt(v), update p.  The division by
+ * sqrt(bc2) is a multiplication by its inverse (one rounding apart; the divider is the bottleneck). */
 #define ADAM_LOOP(T, SQRT)                                                                      \
     do {                                                                                        \
         T *restrict pp = al_ptr(param), *restrict mp = al_ptr(m), *restrict vp = al_ptr(v);     \
         const T *restrict gp = al_ptr(grad);                                                    \
         const T w = (T)(1 - beta1), b2 = (T)beta2, c2 = (T)(1 - beta2), wd = (T)weight_decay;   \
         const T decay = (T)(1 - lr * weight_decay), step_size = (T)(lr / bc1);                  \
-        const T bc2_sqrt = (T)sqrt(bc2), eps_ = (T)eps;                                         \
+        const T inv_bc2_sqrt = (T)(1 / sqrt(bc2)), eps_ = (T)eps;                               \
         const bool coupled = !decoupled && weight_decay != 0, decay_p = decoupled && weight_decay != 0; \
         const int64_t nchunks = (n + ADAM_CHUNK - 1) / ADAM_CHUNK;                              \
         _Pragma("omp parallel for schedule(static) if (n >= AL_PARALLEL_GRAIN)")               \
@@ -174,7 +175,7 @@ enum { ADAM_CHUNK = 1024 }; /* elements per pass; the sqrt scratch stays in L1 *
                 vv[i] = vv[i] * b2 + c2 * gi * gi;                                              \
             }                                                                                   \
             SQRT(den, vv, len);                                                                 \
-            for (int64_t i = 0; i < len; i++) p[i] -= step_size * mm[i] / (den[i] / bc2_sqrt + eps_); \
+            for (int64_t i = 0; i < len; i++) p[i] -= step_size * mm[i] / (den[i] * inv_bc2_sqrt + eps_); \
         }                                                                                       \
     } while (0)
 

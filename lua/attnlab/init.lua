@@ -331,6 +331,14 @@ function Tensor.totable(t)
   check_status(C.al_copy_to_doubles(t, buf, n))
   local shape = t:shape()
   if #shape == 0 then return buf[0] end
+  if n == 0 then -- no elements, but maybe 2^40 empty rows: refuse rather than build them all
+    local rows = 1
+    for d = 1, #shape - 1 do
+      if shape[d] == 0 then break end
+      rows = rows * shape[d]
+      if rows > 2 ^ 24 then raise("totable: a tensor of shape " .. t:shape_string() .. " would need more than 2^24 tables") end
+    end
+  end
   local pos = 0
   local function build(d)
     local out = {}
@@ -529,6 +537,7 @@ function Tensor.tostring(t)
   local shape, dtype = t:shape(), t:dtype()
   local head = string.format("tensor(%s, %s", t:shape_string(), dtype)
   if t:numel() > 1000 then return head .. ", not shown: more than 1000 elements)" end
+  if math.max(0, unpack(shape)) > 1000 then return head .. ", not shown)" end
   local vals = t:totable()
   local function show(v, depth)
     if type(v) ~= "table" then return format_number(v, dtype) end

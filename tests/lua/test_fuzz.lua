@@ -225,10 +225,29 @@ function random_opts()
   return o
 end
 
+local logf -- ATTNLAB_FUZZ_LOG: the arguments of each call are written before it is made
+local function describe(v)
+  if lab.is_tensor(v) then return "tensor" .. v:shape_string() .. v:dtype() end
+  if type(v) == "table" then
+    local parts = {}
+    for k, x in pairs(v) do
+      if #parts > 8 then break end
+      parts[#parts + 1] = tostring(k) .. "=" .. (lab.is_tensor(x) and ("tensor" .. x:shape_string()) or tostring(x))
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  if type(v) == "string" then return string.format("%q", v:sub(1, 40)) end
+  return tostring(v)
+end
 local function args(lo, hi)
   local n = R(lo or 0, hi or 4)
   local a = {}
   for i = 1, n do a[i] = value() end
+  if logf then
+    local d = {}
+    for i = 1, n do d[i] = describe(a[i]) end
+    logf:write("    args(", table.concat(d, ", "), ")\n"); logf:flush()
+  end
   return a, n
 end
 
@@ -289,6 +308,7 @@ local method_names = {
 for _, m in ipairs(methods) do
   target("t:" .. m, method_names[m] or { m }, function()
     local t = pick(tensors)
+    if logf then logf:write("    self ", describe(t), "\n") end
     local a, n = args()
     return Tensor[m](t, unpack(a, 1, n))
   end, 2)
@@ -450,7 +470,7 @@ local function core_message(tname, msg)
 end
 local core_counts = {}
 
-local logf = LOG and assert(io.open(LOG, "w"))
+logf = LOG and assert(io.open(LOG, "w"))
 -- relative paths ("x", "cpu", "a\0b" -> "a") would land in the current folder: work in tmpdir
 pcall(ffi.cdef, "int chdir(const char *path); char *getcwd(char *buf, size_t size);")
 local cwd_buf = ffi.new("char[4096]")
@@ -462,7 +482,12 @@ local unnamed_examples = {}
 
 for i = 1, CALLS do
   local tg = pick(targets)
-  if logf then logf:write(i, " ", tg.name, "\n"); logf:flush() end
+  if logf then
+    local f = io.open("/proc/self/status")
+    local st = f and f:read("*a") or ""
+    if f then f:close() end
+    logf:write(i, " ", tg.name, " rss ", st:match("VmRSS:%s*(%d+)") or "?", " kB\n"); logf:flush()
+  end
   local res = { pcall(tg.fn) }
   local stats = per_target[tg.name] or { ok = 0, err = 0 }
   per_target[tg.name] = stats

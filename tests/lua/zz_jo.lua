@@ -1,0 +1,2 @@
+jit.off()
+dofile("tests/lua/test_gradcheck.lua")
