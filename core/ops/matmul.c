@@ -261,7 +261,7 @@ al_tensor *al_solve(const al_tensor *a, const al_tensor *b) {
     int singular = 0;
     if (A && work) {
         double *scratch = malloc(sizeof(double) * (size_t)(n * n > 0 ? n * n : 1));
-        for (int64_t bi = 0; scratch && bi < nbatch; bi++) {
+        for (int64_t bi = 0; scratch && n > 0 && bi < nbatch; bi++) {   /* n = 0: nothing to solve */
             double *M = scratch, *R = (double *)al_ptr(work) + bi * n * kc;
             memcpy(M, (double *)al_ptr(A) + bi * n * n, sizeof(double) * (size_t)(n * n));
             for (int64_t col = 0; col < n; col++) {

@@ -33,6 +33,23 @@ for _, dir in ipairs(root_candidates) do
 end
 if not header then error("attnlab: cannot find core/include/attnlab.h (set ATTNLAB_HOME to the attnlab tree)") end
 local ffi_decls = assert(header:match("/%* AL_FFI_BEGIN %*/(.-)/%* AL_FFI_END %*/"), "attnlab.h lacks the FFI markers")
+
+-- Lua sees a tensor not as an `al_tensor *` but as `al_ref`, a struct holding that pointer, and the
+-- declarations are rewritten to pass and return it by value (on x86-64 and arm64 a struct of one
+-- pointer travels exactly as the pointer does).  The reason: for `t + 1` on a pointer to an opaque
+-- struct, LuaJIT's trace compiler emits pointer arithmetic with an invalid element size instead of
+-- calling __add (lj_crecord.c crec_arith_ptr lacks the interpreter's CTSIZE_INVALID check), and the
+-- bogus pointer reaches the core.  Arithmetic on a struct always goes to the metamethods.
+local function refs(decls)
+  local F = "%f[%w_]al_tensor%f[^%w_]"
+  decls = decls:gsub(F .. "%s*%*%s*const%s*%*", "const al_ref *")   -- al_tensor *const *ts
+  decls = decls:gsub(F .. "%s*%*%s*%*", "al_ref *")                  -- al_tensor **out
+  decls = decls:gsub("const%s+" .. F .. "%s*%*", "al_ref ")          -- const al_tensor *t
+  decls = decls:gsub(F .. "%s*%*", "al_ref ")                        -- al_tensor *t, returns
+  return decls:gsub("typedef struct al_ref al_ref;", "typedef struct al_tensor al_tensor;\n" ..
+    "typedef struct al_ref { al_tensor *p; } al_ref;")
+end
+ffi_decls = refs(ffi_decls:gsub("typedef struct al_tensor al_tensor;", "typedef struct al_ref al_ref;"))
 ffi.cdef(ffi_decls)
 
 local C
@@ -79,7 +96,9 @@ lab.raise = raise
 ---------------------------------------------------------------------------------------------------
 -- Tensors
 ---------------------------------------------------------------------------------------------------
-local tensor_t = ffi.typeof("al_tensor *")
+local tensor_t = ffi.typeof("al_ref")
+local ref_array = ffi.typeof("al_ref[?]")
+local NO_TENSOR = ffi.new("al_ref")          -- a NULL tensor, for optional arguments
 local i64arr = ffi.typeof("int64_t[?]")
 local Tensor = {}
 lab.Tensor = Tensor
@@ -94,15 +113,22 @@ local dtype_names = { [0] = "float32", [1] = "float64", [2] = "int64" }
 local gc_pace_bytes = 64 * 1024 * 1024
 local fresh_bytes = 0
 
-local function wrap(ptr)
-  if ptr == nil then raise(ffi.string(C.al_last_error())) end
+-- Takes ownership of the reference a C function returned (raising its error when it failed).
+local function wrap(ref)
+  if ref.p == nil then raise(ffi.string(C.al_last_error())) end
   fresh_bytes = fresh_bytes + tonumber(C.al_take_allocation_count())
   if fresh_bytes > gc_pace_bytes then
     fresh_bytes = 0
     collectgarbage("collect")
   end
-  return ffi.gc(ptr, C.al_release)
+  return ffi.gc(ref, C.al_release)
 end
+-- The same for a reference left in an output slot (an element of an al_ref array): copied out first,
+-- since the slot itself is reused.
+local function wrap_slot(slot) return wrap(tensor_t(slot)) end
+local function opt_tensor(x) if x == nil then return NO_TENSOR end return x end
+lab._opt_tensor = opt_tensor
+lab._ref_array = ref_array
 lab._wrap = wrap
 
 local function check_status(rc)
@@ -464,7 +490,7 @@ local function reduce_dim(t, d, fn)
 end
 function Tensor.sum(t, d, keepdim) return wrap(C.al_sum(t, reduce_dim(t, d, "sum"), keepdim and 1 or 0)) end
 function Tensor.mean(t, d, keepdim) return wrap(C.al_mean(t, reduce_dim(t, d, "mean"), keepdim and 1 or 0)) end
-local idx_out = ffi.new("al_tensor *[1]")
+local idx_out = ref_array(1)
 local function argbest(cfun, fn)
   return function(t, d, keepdim)
     if d == nil then -- over everything: flatten first
@@ -474,7 +500,7 @@ local function argbest(cfun, fn)
     end
     local v = cfun(t, cdim(d, fn, C.al_ndim(t)), keepdim and 1 or 0, idx_out)
     local values = wrap(v)
-    local indices = wrap(idx_out[0])
+    local indices = wrap_slot(idx_out[0])
     return values, indices:add(1)
   end
 end
@@ -515,13 +541,17 @@ end
 function Tensor.is_leaf(t) return C.al_is_leaf(t) ~= 0 end
 function Tensor.backward(t, grad)
   if grad ~= nil then expect_tensor(grad, "backward", "grad") end
-  check_status(C.al_backward(t, grad))
+  check_status(C.al_backward(t, opt_tensor(grad)))
 end
 function Tensor.zero_grad(t) check_status(C.al_zero_grad(t)) return t end
-function Tensor.set_grad(t, g) check_status(C.al_set_grad(t, g)) return t end
+function Tensor.set_grad(t, g)
+  if g ~= nil then expect_tensor(g, "set_grad", "grad") end
+  check_status(C.al_set_grad(t, opt_tensor(g)))
+  return t
+end
 local function get_grad(t)
   local g = C.al_grad(t)
-  if g == nil then return nil end
+  if g.p == nil then return nil end
   return ffi.gc(g, C.al_release)
 end
 
@@ -565,7 +595,7 @@ local mt = {
   __len = function(t) return C.al_ndim(t) > 0 and tonumber(C.al_size(t, 0)) or 0 end,
   __tostring = function(t) return Tensor.tostring(t) end,
 }
-ffi.metatype("struct al_tensor", mt)
+ffi.metatype("al_ref", mt)
 
 ---------------------------------------------------------------------------------------------------
 -- Functions on several tensors, losses, attention
@@ -575,7 +605,7 @@ local function tensor_list(list, fn)
   if type(list) ~= "table" or is_tensor(list) then raise(fn .. ": expects a list of tensors") end
   local n = #list
   if n == 0 then raise(fn .. ": needs at least one tensor") end
-  local arr = ffi.new("al_tensor *[?]", n)
+  local arr = ref_array(n)
   for i = 1, n do arr[i - 1] = expect_tensor(list[i], fn, "list[" .. i .. "]") end
   return n, arr
 end
@@ -598,10 +628,12 @@ function lab.solve(a, b) return wrap(C.al_solve(expect_tensor(a, "solve", "A"), 
 function lab.linear(x, w, b)
   expect_tensor(x, "linear", "x"); expect_tensor(w, "linear", "weight")
   if b ~= nil then expect_tensor(b, "linear", "bias") end
-  return wrap(C.al_linear(x, w, b))
+  return wrap(C.al_linear(x, w, opt_tensor(b)))
 end
 function lab.layer_norm(x, w, b, eps)
-  return wrap(C.al_layer_norm(expect_tensor(x, "layer_norm", "x"), w, b, eps or 1e-5))
+  if w ~= nil then expect_tensor(w, "layer_norm", "weight") end
+  if b ~= nil then expect_tensor(b, "layer_norm", "bias") end
+  return wrap(C.al_layer_norm(expect_tensor(x, "layer_norm", "x"), opt_tensor(w), opt_tensor(b), eps or 1e-5))
 end
 function lab.embedding(weight, ids)
   expect_tensor(weight, "embedding", "weight"); expect_tensor(ids, "embedding", "ids")
@@ -639,7 +671,7 @@ end
 -- lab.attention(q, k, v [, opts]) and lab.attention.variants()
 local causal_modes = { [false] = 0, [true] = 1, top_left = 1, bottom_right = 2, none = 0 }
 local attention_opts = ffi.typeof("al_attention_opts")
-local weights_out = ffi.new("al_tensor *[1]")
+local weights_out = ref_array(1)
 local attention = setmetatable({}, {
   __call = function(_, q, k, v, opts)
     expect_tensor(q, "attention", "q"); expect_tensor(k, "attention", "k"); expect_tensor(v, "attention", "v")
@@ -659,7 +691,7 @@ local attention = setmetatable({}, {
     o.linear_norm = opts.norm or 0
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
-    if want then return out, wrap(weights_out[0]) end
+    if want then return out, wrap_slot(weights_out[0]) end
     return out
   end,
 })
@@ -703,7 +735,7 @@ function lab.save(path, tensors, metadata)
   table.sort(names)
   local n = #names
   local cnames = ffi.new("const char *[?]", math.max(n, 1))
-  local cts = ffi.new("al_tensor *[?]", math.max(n, 1))
+  local cts = ref_array(math.max(n, 1))
   for i = 1, n do cnames[i - 1] = names[i]; cts[i - 1] = tensors[names[i]] end
   local meta
   if metadata ~= nil then

@@ -82,7 +82,7 @@ function SGD:step()
       self.state[i] = self.state[i] or { momentum = lab.zeros(p:shape(), p:dtype()) }
       buf = self.state[i].momentum
     end
-    check(C.al_sgd_step(p, buf, h.lr, h.momentum, h.weight_decay, h.nesterov))
+    check(C.al_sgd_step(p, lab._opt_tensor(buf), h.lr, h.momentum, h.weight_decay, h.nesterov))
   end
 end
 
@@ -127,7 +127,7 @@ function optim.clip_grad_norm(params, max_norm)
   params = param_list(params, "clip_grad_norm")
   if type(max_norm) ~= "number" or max_norm <= 0 then raise("clip_grad_norm: max_norm must be a positive number") end
   local ffi = require "ffi"
-  local arr = ffi.new("al_tensor *[?]", #params)
+  local arr = lab._ref_array(#params)
   for i, p in ipairs(params) do arr[i - 1] = p end
   local norm = C.al_clip_grad_norm(#params, arr, max_norm)
   if norm < 0 then raise(ffi.string(C.al_last_error())) end

@@ -15,7 +15,7 @@ local TOL64, TOL32 = 1e-10, 1e-5
 local F64 = "float64"
 
 local ok, fx, meta = pcall(lab.load, PATH)
-if not check.ok(ok, "load " .. PATH, not ok and tostring(fx) or nil) then os.exit(check.report()) end
+if not check.ok(ok, "load " .. PATH, not ok and tostring(fx) or nil) then os.exit(check.report(), true) end
 check.ok(meta and meta.torch_version ~= nil, "fixtures: metadata names the torch version")
 local json = lab.json
 
@@ -201,4 +201,4 @@ for name in pairs(fx) do if not used[name] then unused[#unused + 1] = name end e
 table.sort(unused)
 check.ok(#unused == 0, "every fixture is used", table.concat(unused, ", "))
 
-os.exit(check.report())
+os.exit(check.report(), true)

@@ -165,6 +165,9 @@ local function make_tensors()
     lab.param(lab.randn{ 2, 3 }), lab.param(lab.randn{ 3 }), lab.param(lab.randn({ 2, 2 }, "float64")),
     lab.param(lab.randn{ 2, 3 }) * 2, lab.tensor(0, "int64"), lab.ones{ 1 }, lab.randn{ 1, 1, 1, 1, 1, 1, 1, 1 },
     lab.rand{ 4, 5, 3 }, lab.rand{ 3, 3 }, lab.zeros{ 2, 3, 5 },
+    -- no elements, but 2^40 rows: a kernel that loops over rows before checking would never end
+    lab.zeros{ 2 ^ 40, 0 }, lab.zeros{ 0, 2 ^ 40 }, lab.zeros{ 2 ^ 20, 0, 2 ^ 20 }, lab.zeros({ 2 ^ 40, 0 }, "int64"),
+    lab.zeros{ 1, 2 ^ 38, 0, 4 },
   }
   return list
 end
@@ -477,6 +480,7 @@ local cwd_buf = ffi.new("char[4096]")
 local cwd = ffi.C.getcwd(cwd_buf, 4096) ~= nil and ffi.string(cwd_buf) or nil
 assert(cwd and ffi.C.chdir(tmpdir) == 0, "cannot change into " .. tmpdir)
 local succeeded, errored, unnamed, nonstring = 0, 0, 0, 0
+local slowest = { 0 }
 local per_target = {}
 local unnamed_examples = {}
 
@@ -488,7 +492,10 @@ for i = 1, CALLS do
     if f then f:close() end
     logf:write(i, " ", tg.name, " rss ", st:match("VmRSS:%s*(%d+)") or "?", " kB\n"); logf:flush()
   end
+  local t0 = lab.time()
   local res = { pcall(tg.fn) }
+  local dt = lab.time() - t0
+  if dt > slowest[1] then slowest = { dt, i, tg.name } end
   local stats = per_target[tg.name] or { ok = 0, err = 0 }
   per_target[tg.name] = stats
   if res[1] then
@@ -561,8 +568,9 @@ end
 local wall = lab.time() - wall_start
 print(string.format("fuzz: %d calls (seed %d): %d succeeded, %d raised errors; %d errors not naming the function, %d non-string; %d targets",
   CALLS, SEED, succeeded, errored, unnamed, nonstring, #targets))
-print(string.format("fuzz: %.1f s wall, %.1f s cpu, peak RSS %s MiB, peak tensor memory %.1f MiB", wall, os.clock() - t_start,
-  rss and string.format("%.0f", rss / 1024) or "?", lab.memory().peak / 1048576))
+print(string.format("fuzz: %.1f s wall, %.1f s cpu, peak RSS %s MiB, peak tensor memory %.1f MiB; slowest call %.3f s (call %d, %s)",
+  wall, os.clock() - t_start, rss and string.format("%.0f", rss / 1024) or "?", lab.memory().peak / 1048576,
+  slowest[1], slowest[2] or 0, slowest[3] or "-"))
 
 check.ok(succeeded + errored == CALLS, "every call returned")
 check.ok(errored > CALLS / 10 and succeeded > CALLS / 20, "a mix of failing and succeeding calls",

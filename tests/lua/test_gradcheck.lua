@@ -13,6 +13,11 @@
 -- tolerance 1e-3 (float32 rounding through a few layers is ~1e-6 relative; 1e-3 leaves room while
 -- still catching any real error, which shows up at O(1)).
 --
+-- The test also checks autograd mechanics (backward twice, no_grad, accumulation, zero_grad, no
+-- graph leak) and, in a child process, `tensor +/- number` inside JIT-compiled code (see the end).
+-- It exits with os.exit(code, true) so that the Lua state is closed and every tensor released
+-- (no false leak reports under `make test SANITIZE=1`).
+--
 -- Run: ./build/attnlab tests/lua/test_gradcheck.lua
 local lab = rawget(_G, "lab") or require "attnlab"
 local ffi = require "ffi"
@@ -517,6 +522,15 @@ for _, variant in ipairs{ "softmax", "lsa" } do
   A("scale 0.7", { N = 4, M = 6, scale = 0.7 })
   A("scale 0.7 N=8", { N = 8, M = 6, scale = 0.7 })
   A("d=1", { N = 3, M = 4, d = 1, dv = 2 })
+  -- head sizes: the kernels have unrolled copies for 2-8, 16, 21, 32, 64 and a generic one
+  A("d=6 N=3", { N = 3, M = 5, d = 6 })
+  A("d=6 N=9", { N = 9, M = 7, d = 6, causal = true })
+  A("d=9 dv=7 N=3", { N = 3, M = 4, d = 9, dv = 7 })
+  A("d=9 dv=11 N=8", { N = 8, M = 3, d = 9, dv = 11, B = 1 })
+  A("d=16 N=8", { N = 8, M = 5, d = 16, B = 1, H = 1 })
+  A("d=21 dv=8 N=2", { N = 2, M = 3, d = 21, dv = 8, B = 1 })
+  A("d=32 dv=64 N=1", { N = 1, M = 3, d = 32, dv = 64, B = 1, H = 1 })
+  A("d=64 dv=32 N=8", { N = 8, M = 4, d = 64, dv = 32, B = 1, H = 1 })
 end
 add("lsa norm 3", { variant = "lsa", N = 4, M = 6, norm = 3 })
 add("lsa norm 3 N=8 causal", { variant = "lsa", N = 8, M = 6, norm = 3, causal = "bottom_right" })
@@ -553,6 +567,10 @@ do
     { "lsa N=3", { N = 3, variant = "lsa", bias = { 3, 3 } } },
     { "lsa N=9 mask", { N = 9, M = 5, variant = "lsa", mask = make_mask(9, 5) } },
     { "non-contiguous", { N = 5, noncontig = true } },
+    { "d=6 N=9", { N = 9, M = 7, d = 6, causal = true } },
+    { "d=6 N=3", { N = 3, M = 7, d = 6 } },
+    { "d=16 dv=9 N=8", { N = 8, M = 6, d = 16, dv = 9 } },
+    { "d=32 N=2", { N = 2, M = 6, d = 32 } },
   }
   for _, fc in ipairs(f32cases) do
     local f, leaves, t = att_case(fc[2])
@@ -753,4 +771,37 @@ do
     string.format("%d nodes, started at %d", lab.memory().nodes, start))
 end
 
-os.exit(check.report())
+---------------------------------------------------------------------------------------------------
+-- tensor +/- number inside JIT-compiled code
+---------------------------------------------------------------------------------------------------
+-- A tensor is an `al_tensor *` whose struct is opaque.  For `ptr + number`, `number + ptr` and
+-- `ptr - number`, LuaJIT's interpreter sees that the element size is unknown and calls the
+-- metatype's __add/__sub (lj_carith.c, carith_ptr), but its trace recorder (lj_crecord.c,
+-- crec_arith_ptr) has no such check and compiles pointer arithmetic instead: once such an
+-- expression sits in a hot function, the result is a bogus pointer (a crash, or memory corruption
+-- that shows up later as a hang or a crash inside LuaJIT).  Run in a child process so that a crash
+-- is reported as a failed check rather than ending this test.
+do
+  local exe = os.getenv("ATTNLAB") or "./build/attnlab"
+  local path = os.tmpname()
+  local script = path .. ".lua"
+  local f = io.open(script, "w")
+  f:write [[
+local t = lab.tensor({ 1, 2, 3 }, "float64")
+local function plus(x) return x + 0.5 end
+local function rminus(x) return 1 - x end
+local function minus(x) return x - 2 end
+for i = 1, 300 do
+  assert(plus(t):get(1) == 1.5, "t + 0.5 wrong at iteration " .. i)
+  assert(rminus(t):get(2) == -1, "1 - t wrong at iteration " .. i)
+  assert(minus(t):get(3) == 1, "t - 2 wrong at iteration " .. i)
+end
+]]
+  f:close()
+  local status = os.execute(exe .. " " .. script .. " >/dev/null 2>&1")
+  os.remove(script); os.remove(path)
+  check.ok(status == 0 or status == true, "tensor + number, number - tensor, tensor - number inside JIT-compiled functions",
+    "child exit status " .. tostring(status) .. "; LuaJIT crec_arith_ptr compiles pointer arithmetic for al_tensor *")
+end
+
+os.exit(check.report(), true)

@@ -1,2 +1,0 @@
-jit.off()
-dofile("tests/lua/test_gradcheck.lua")
