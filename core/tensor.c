@@ -322,12 +322,17 @@ static void *element_ptr(const char *fn, const al_tensor *t, const int64_t *idx)
     return (char *)t->storage->data + (size_t)off * al_dtype_size(t->dtype);
 }
 
+/* Values handed to Lua carry only the canonical NaN: LuaJIT stores its non-number values in NaN
+ * payloads, so a NaN with another payload (from lab.empty or a loaded file) would read back as
+ * false, nil or a bogus pointer (a crash). */
 static double load_as_double(const void *p, al_dtype dtype) {
+    double v;
     switch (dtype) {
-    case AL_FLOAT32: return *(const float *)p;
-    case AL_FLOAT64: return *(const double *)p;
+    case AL_FLOAT32: v = *(const float *)p; break;
+    case AL_FLOAT64: v = *(const double *)p; break;
     default: return (double)*(const int64_t *)p;
     }
+    return v == v ? v : NAN;
 }
 
 int al_get(const al_tensor *t, const int64_t *idx, double *out) {
@@ -366,6 +371,7 @@ int al_copy_to_doubles(const al_tensor *t, double *dst, int64_t n) {
     al_tensor *c = al_to_dtype_nograd(t, AL_FLOAT64);
     if (!c) return -1;
     memcpy(dst, al_ptr(c), (size_t)n * sizeof(double));
+    for (int64_t i = 0; i < n; i++) if (dst[i] != dst[i]) dst[i] = NAN;   /* canonical NaN only (see above) */
     al_release(c);
     return 0;
 }

@@ -48,13 +48,18 @@ static void binary_row(char **p, int64_t n, const int64_t *s, void *varg) {
     if (arg->dtype == AL_FLOAT32) { BINARY_CASES(float) }
     else if (arg->dtype == AL_FLOAT64) { BINARY_CASES(double) }
     else {
-        if (op == OP_DIV) { /* integer division by zero is undefined in C: define it as 0 */
+        if (op == OP_DIV) { /* integer division by zero is undefined in C: define it as 0; and
+                             * INT64_MIN / -1 traps (SIGFPE): negate with wrap-around instead */
             int64_t *o = (int64_t *)p[0]; const int64_t *x = (const int64_t *)p[1], *y = (const int64_t *)p[2];
             for (int64_t i = 0; i < n; i++) {
                 int64_t b = y[i * s[2]];
-                o[i * s[0]] = b ? x[i * s[1]] / b : 0;
+                o[i * s[0]] = b == 0 ? 0 : b == -1 ? (int64_t)(0 - (uint64_t)x[i * s[1]]) : x[i * s[1]] / b;
             }
-        } else { BINARY_CASES(int64_t) }
+        } /* int64 +, -, * wrap around (in unsigned arithmetic: signed overflow is undefined) */
+        else if (op == OP_ADD) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a + (uint64_t)b));
+        else if (op == OP_SUB) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a - (uint64_t)b));
+        else if (op == OP_MUL) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a * (uint64_t)b));
+        else { BINARY_CASES(int64_t) }
     }
 }
 

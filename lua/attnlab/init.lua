@@ -746,7 +746,10 @@ function lab.save(path, tensors, metadata)
       if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" and type(v) ~= "table" then
         raise("save: metadata value '" .. tostring(k) .. "' is a " .. typename(v) .. " (strings, numbers, booleans or tables)")
       end
-      strs[tostring(k)] = type(v) == "string" and v or json.encode(v)
+      local ok, enc = true, v
+      if type(v) ~= "string" then ok, enc = pcall(json.encode, v) end
+      if not ok then raise("save: metadata value '" .. tostring(k) .. "' cannot be written as JSON (" .. tostring(enc) .. ")") end
+      strs[tostring(k)] = enc
     end
     meta = json.encode(strs)
   end
