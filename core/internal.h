@@ -7,6 +7,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdarg.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Storage: one block of memory shared by every view onto it.
  * Invariant: refcount >= 1 while any tensor points at it; data is owned unless `borrowed`. */
@@ -151,5 +154,18 @@ static inline float al_expf(float x) {
 /* ---- threads ----------------------------------------------------------------------------- */
 /* True when a loop of `work` cheap element operations is worth a parallel region. */
 #define AL_PARALLEL_GRAIN 262144
+
+/* Inside a parallel region: this thread's share [*first, *last) of n items, in equal contiguous
+ * pieces (a static split, so one thread count always gives the same split and the same sums). */
+static inline void al_thread_share(int64_t n, int64_t *first, int64_t *last) {
+    int nt = 1, tid = 0;
+#ifdef _OPENMP
+    nt = omp_get_num_threads();
+    tid = omp_get_thread_num();
+#endif
+    int64_t per = (n + nt - 1) / nt;
+    *first = tid * per < n ? tid * per : n;
+    *last = *first + per < n ? *first + per : n;
+}
 
 #endif

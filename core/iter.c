@@ -5,9 +5,6 @@
  * then shared among threads with a static schedule, so results do not depend on timing. */
 #include "internal.h"
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 void al_iter_init(al_iter *it, int ndim, const int64_t *shape) {
     memset(it, 0, sizeof *it);
@@ -90,34 +87,24 @@ void al_iter_run(al_iter *it, al_row_fn fn, void *arg) {
     if (nrows == 1) {   /* one long row: cut it into equal pieces, one per thread */
         #pragma omp parallel
         {
-            int nt = 1, tid = 0;
-#ifdef _OPENMP
-            nt = omp_get_num_threads();
-            tid = omp_get_thread_num();
-#endif
-            int64_t piece = (len + nt - 1) / nt, start = tid * piece;
-            int64_t n = len - start < piece ? len - start : piece;
-            if (n > 0) {
+            int64_t start, end;
+            al_thread_share(len, &start, &end);
+            if (start < end) {
                 char *ptrs[3];
                 int64_t inner[3];
                 for (int k = 0; k < it->n; k++) {
                     inner[k] = it->strides[k][0];
                     ptrs[k] = it->base[k] + start * inner[k] * (int64_t)it->esize[k];
                 }
-                fn(ptrs, n, inner, arg);
+                fn(ptrs, end - start, inner, arg);
             }
         }
         return;
     }
     #pragma omp parallel
     {
-        int nt = 1, tid = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        tid = omp_get_thread_num();
-#endif
-        int64_t per = (nrows + nt - 1) / nt, first = tid * per;
-        int64_t last = first + per < nrows ? first + per : nrows;
+        int64_t first, last;
+        al_thread_share(nrows, &first, &last);
         if (first < last) run_rows(it, first, last, len, fn, arg);
     }
 }

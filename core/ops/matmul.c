@@ -11,9 +11,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 
 typedef struct {
@@ -113,16 +110,11 @@ static void blas_matmul(const matrix_job *j, al_dtype dt, bool may_split) {
     const size_t es = al_dtype_size(dt);
     #pragma omp parallel
     {
-        int nt = 1, tid = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        tid = omp_get_thread_num();
-#endif
-        int64_t per = (j->n + nt - 1) / nt, first = tid * per;
-        int64_t rows = j->n - first < per ? j->n - first : per;
-        if (rows > 0) {
+        int64_t first, last;
+        al_thread_share(j->n, &first, &last);
+        if (first < last) {
             matrix_job slice = *j;
-            slice.n = rows;
+            slice.n = last - first;
             slice.a = j->a + first * j->as0 * (int64_t)es;
             slice.c = j->c + first * j->m * (int64_t)es;
             blas_matmul_serial(&slice, dt);
