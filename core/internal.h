@@ -147,7 +147,7 @@ static inline float al_expf(float x) {
     p = __builtin_fmaf(p, r, 0.5f);
     p = __builtin_fmaf(p, r, 1.0f);
     p = __builtin_fmaf(p, r, 1.0f);
-    union { int32_t i; float f; } scale = {.i = ((int32_t)k + 127) << 23};
+    union { int32_t i; float f; } scale = {.i = (int32_t)((uint32_t)((int32_t)k + 127) << 23)};  /* unsigned: NaN gives k < 0 */
     return x < -87.3f ? 0.0f : p * scale.f;
 }
 

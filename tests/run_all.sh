@@ -18,7 +18,7 @@ run() {
     "$@" >"$out" 2>&1
     rc=$?
     line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
-    p=$(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')
+    p=$(echo "$line" | sed -E 's/(^|.* )([0-9]+) passed.*/\2/')
     f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
     [ -n "$line" ] || { p=0; f=1; }
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi

@@ -64,7 +64,7 @@ DOTS(double)
 #define WEIGHTED_ROWS(T)                                                                        \
 static inline __attribute__((always_inline)) void weighted_rows_impl_##T(const T *restrict w, const T *restrict base, int64_t stride,      \
                               int64_t width, int64_t n, T *restrict out) {                      \
-    T even[width], odd[width];   /* two partial sums: half the length of each add chain */   \
+    T even[width > 0 ? width : 1], odd[width > 0 ? width : 1];  /* two partial sums (a VLA of 0 is UB) */ \
     for (int64_t c = 0; c < width; c++) even[c] = odd[c] = 0;                                   \
     int64_t j = 0;                                                                              \
     for (; j + 2 <= n; j += 2) {                                                                \

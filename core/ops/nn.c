@@ -128,7 +128,7 @@ static bool check_ids(const char *fn, const al_tensor *ids, int64_t limit, const
     int64_t n = al_numel(c);
     for (int64_t i = 0; i < n; i++)
         if (p[i] < 0 || p[i] >= limit) {
-            al_error("%s: index %lld is out of range for %s of size %lld", fn, (long long)p[i] + 1, what,
+            al_error("%s: index %lld is out of range for %s of size %lld", fn, (long long)((uint64_t)p[i] + 1), what,
                      (long long)limit);
             al_release(c);
             return false;

@@ -36,6 +36,10 @@ local function fails_with(fn, needles, what)
   return check.ok(good, what or ("error naming " .. table.concat(needles, " ")), ok and "no error" or tostring(err))
 end
 
+check.ok(require("attnlab") == lab, 'require "attnlab" is the preloaded lab')
+check.ok(require("attnlab.nn") == lab.nn and require("attnlab.optim") == lab.optim, "lab.nn, lab.optim are the submodules")
+check.ok(type(lab.version) == "string" and lab.version:match("^%d+%.%d+"), "lab.version")
+
 local tmpdir = os.tmpname()
 os.remove(tmpdir)
 os.execute("mkdir -p '" .. tmpdir .. "'")
@@ -759,4 +763,4 @@ end
 os.execute("rm -rf '" .. tmpdir .. "'")
 collectgarbage("collect")
 check.ok(lab.memory().nodes == 0, "no graph nodes left", tostring(lab.memory().nodes))
-os.exit(check.report())
+os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)

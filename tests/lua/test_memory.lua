@@ -10,7 +10,14 @@ local check = dofile("tests/lua/check.lua")("memory")
 local lab = lab or require "attnlab"
 local icl = require "attnlab.tasks.icl"
 
-local STEPS = tonumber(os.getenv("ATTNLAB_MEMORY_STEPS") or "") or 20000
+-- Under AddressSanitizer (make test SANITIZE=1) freed blocks sit in ASan's quarantine, so RSS
+-- grows by design and a step takes ~6x longer: there the default is 2,000 steps and the RSS bound
+-- is reported but not asserted (the core's own counters still are).
+local ffi = require "ffi"
+pcall(ffi.cdef, "void __asan_init(void);")
+local ASAN = pcall(function() return ffi.C.__asan_init end)
+local STEPS = tonumber(os.getenv("ATTNLAB_MEMORY_STEPS") or "") or (ASAN and 2000 or 20000)
+if ASAN then print("memory: AddressSanitizer build: " .. STEPS .. " steps, RSS growth not asserted") end
 local WARMUP = math.min(2000, math.floor(STEPS / 10))
 local cfg = { d = 5, L = 40, heads = 4, batch = 256, lr = 1e-3, sigma2 = 0.1, attention = "softmax" }
 
@@ -86,7 +93,7 @@ print(string.format("memory: live tensors %d at step %d, %d at the end (max afte
 print(string.format("memory: loss %.4f at step 1, %.4f over the last steps", first_loss, last_loss))
 
 check.ok(rss_warm and rss_end, "VmRSS readable from /proc/self/status")
-if rss_warm and rss_end then
+if rss_warm and rss_end and not ASAN then
   check.ok(rss_end <= rss_warm * 1.05, "RSS growth after warm-up under 5%",
     string.format("%d kB -> %d kB (%+.2f%%)", rss_warm, rss_end, 100 * (rss_end - rss_warm) / rss_warm))
 end
@@ -104,4 +111,4 @@ check.ok(max_tensors_late <= mem_warm.tensors, "live tensors never above the war
 check.ok(mem_end.in_use <= mem_warm.in_use * 1.05 + 1048576, "core bytes in use do not grow",
   string.format("%.2f -> %.2f MiB", mem_warm.in_use / 1048576, mem_end.in_use / 1048576))
 check.ok(last_loss < first_loss, "the model trains (loss went down)", first_loss .. " -> " .. last_loss)
-os.exit(check.report())
+os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)
