@@ -92,7 +92,6 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     p.scale = opts && opts->scale != 0 ? opts->scale : (p.d > 0 ? 1.0 / sqrt((double)p.d) : 1.0);
     if (!isfinite(p.scale)) { al_error("attention: scale %g is not finite", p.scale); return NULL; }
     p.norm = opts && opts->linear_norm > 0 ? opts->linear_norm : (double)(p.M > 0 ? p.M : 1);
-    p.want_weights = weights != NULL;
     int64_t map[4] = {p.B, p.H, p.N, p.M};
     al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;
     if (opts && opts->bias && !(bias = broadcast_operand("bias", opts->bias, map, q->dtype))) goto done;

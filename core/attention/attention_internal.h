@@ -13,7 +13,6 @@ typedef struct {
     int causal;          /* 0 none, 1 top-left, 2 bottom-right */
     double scale;
     double norm;         /* fixed normaliser of the "lsa" variant */
-    bool want_weights;
 } attention_problem;
 
 typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor **weights);
@@ -27,10 +26,4 @@ typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;
 al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisation kind,
                                    const char *name, al_tensor **weights);
 
-/* Is key j visible from query i under the causal convention? */
-static inline bool attention_causal_allows(int causal, int64_t i, int64_t j, int64_t N, int64_t M) {
-    if (causal == 1) return j <= i;
-    if (causal == 2) return j <= i + (M - N);
-    return true;
-}
 #endif
