@@ -187,8 +187,8 @@ lab._parse_shape = parse_shape
 
 -- 1-based (negative from the end) to the core's 0-based (negative kept).
 local function cdim(d, fn, ndim)
-  if type(d) ~= "number" or d ~= math.floor(d) then
-    raise(string.format("%s: dimension must be an integer (got %s)", fn, tostring(d)))
+  if type(d) ~= "number" or d ~= math.floor(d) or math.abs(d) > 8 then
+    raise(string.format("%s: dimension must be an integer from -8 to 8 (got %s)", fn, tostring(d)))
   end
   if d == 0 then raise(string.format("%s: dimension 0 is not valid (dimensions are 1-based; -1 is the last)", fn)) end
   if ndim and (d > ndim or d < -ndim) then
