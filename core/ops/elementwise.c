@@ -48,15 +48,10 @@ static void binary_row(char **p, int64_t n, const int64_t *s, void *varg) {
     if (arg->dtype == AL_FLOAT32) { BINARY_CASES(float) }
     else if (arg->dtype == AL_FLOAT64) { BINARY_CASES(double) }
     else {
-        if (op == OP_DIV) { /* integer division by zero is undefined in C: define it as 0; and
-                             * INT64_MIN / -1 traps (SIGFPE): negate with wrap-around instead */
-            int64_t *o = (int64_t *)p[0]; const int64_t *x = (const int64_t *)p[1], *y = (const int64_t *)p[2];
-            for (int64_t i = 0; i < n; i++) {
-                int64_t b = y[i * s[2]];
-                o[i * s[0]] = b == 0 ? 0 : b == -1 ? (int64_t)(0 - (uint64_t)x[i * s[1]]) : x[i * s[1]] / b;
-            }
-        } /* int64 +, -, * wrap around (in unsigned arithmetic: signed overflow is undefined) */
-        else if (op == OP_ADD) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a + (uint64_t)b));
+        /* (no int64 division: `/` computes in float, see binary_compute) int64 +, -, * wrap
+         * around, in unsigned arithmetic since signed overflow is undefined */
+        if (op == OP_DIV) return;
+        if (op == OP_ADD) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a + (uint64_t)b));
         else if (op == OP_SUB) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a - (uint64_t)b));
         else if (op == OP_MUL) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a * (uint64_t)b));
         else { BINARY_CASES(int64_t) }
@@ -69,6 +64,7 @@ static al_tensor *binary_compute(binary_op op, const al_tensor *a, const al_tens
     int nd; int64_t shape[AL_MAX_DIMS];
     if (!al_broadcast_shapes(fn, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
     al_dtype dt = promote(a->dtype, b->dtype);
+    if (op == OP_DIV && dt == AL_INT64) dt = AL_FLOAT32;   /* `/` is true division, as in Lua */
     al_tensor *ca = a->dtype == dt ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, dt);
     al_tensor *cb = b->dtype == dt ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, dt);
     al_tensor *out = ca && cb ? al_new_tensor(nd, shape, dt) : NULL;

@@ -203,6 +203,11 @@ static al_tensor *argbest(const char *fn, const al_tensor *t, int dim, int keepd
         }
     }
     al_release(c);
+    if (vals && t->dtype == AL_INT64) {   /* compared as float64 (exact below 2^53); given back as int64 */
+        al_tensor *iv = al_to_dtype_nograd(vals, AL_INT64);
+        al_release(vals);
+        vals = iv;
+    }
     if (!vals || !idx) { al_release(vals); al_release(idx); return NULL; }
     if (al_grad_needed1(t)) {
         al_node *node = al_record(vals, fn, max_backward, 1, &t);

@@ -463,7 +463,12 @@ end
 Tensor.add = binary("add", C.al_add, C.al_add_scalar, function(s, t) return C.al_add_scalar(t, s) end)
 Tensor.sub = binary("sub", C.al_sub, function(t, s) return C.al_add_scalar(t, -s) end, C.al_rsub_scalar)
 Tensor.mul = binary("mul", C.al_mul, C.al_mul_scalar, function(s, t) return C.al_mul_scalar(t, s) end)
-Tensor.div = binary("div", C.al_div, function(t, s) return C.al_mul_scalar(t, 1 / s) end, C.al_rdiv_scalar)
+-- t / s divides (as t / tensor does, not multiplies by 1/s: one rounding, and int64 / number is a
+-- true division in float32 like int64 / int64)
+Tensor.div = binary("div", C.al_div, function(t, s)
+  local dt = tonumber(C.al_dtype_of(t))
+  return C.al_div(t, scalar_tensor(s, dt == 2 and 0 or dt))
+end, C.al_rdiv_scalar)
 local function scalar_as_tensor(fun)
   return function(t, s) local st = scalar_tensor(s, tonumber(C.al_dtype_of(t))) return fun(t, st) end
 end
