@@ -121,6 +121,11 @@ static void scaled_rows_##T(T *base, int64_t stride, int64_t width, int64_t n, c
 WIDTH_DISPATCH(float)
 WIDTH_DISPATCH(double)
 
+/* A parallel region costs tens of microseconds on a 2-vCPU VM (waking the worker); below this much
+ * work (multiply-adds of one pass) one thread is faster: the toy tasks' 1,024 (batch, head) pairs of
+ * one query over 40 keys (0.5 M) took 575 us forward and backward on two threads, 508 us on one. */
+enum { ATTENTION_PARALLEL_WORK = 1 << 22 };
+
 /* Below this many queries per (batch, kv head), the kernels walk the rows of k and v as they
  * are; from it on, they first copy them transposed (see LOAD_TRANSPOSED). */
 enum { ROWS_PATH_QUERIES = 8 };
@@ -141,7 +146,7 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
     const T *Mask = p->mask ? (const T *)p->mask->storage->data : NULL;                         \
     const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;              \
     const T scale = (T)p->scale, inv_norm = (T)(1.0 / p->norm);                                 \
-    const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= AL_PARALLEL_GRAIN; \
+    const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= ATTENTION_PARALLEL_WORK; \
     const bool rows = N * group < ROWS_PATH_QUERIES;                                            \
     _Pragma("omp parallel if (parallel)")                                                       \
     {                                                                                           \
@@ -281,7 +286,7 @@ static void dense_backward_##T(const attention_problem *p, dense_normalisation k
     T *dV = gv ? (T *)gv->storage->data : NULL;                                                 \
     const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;              \
     const T scale = (T)p->scale, inv_norm = (T)(1.0 / p->norm);                                 \
-    const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= AL_PARALLEL_GRAIN; \
+    const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= ATTENTION_PARALLEL_WORK; \
     const bool rows = N * group < ROWS_PATH_QUERIES;                                            \
     _Pragma("omp parallel if (parallel)")                                                       \
     {                                                                                           \
