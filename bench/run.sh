@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/run.sh -- `make bench`: attnlab against the PyTorch reference, side by side, in one run.
 #
-# The in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads) is timed by
+# The in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads; attnlab also
+# with 1 thread, which is as fast at this size on a 2-vCPU VM) is timed by
 # bench/icl_step.lua and by ../shared/bench/torch_ref/icl_regression.py --time-only in three
 # PyTorch environments (../shared/bench/RESULTS.md): "default" (as installed), "tuned" (passive
 # OpenMP waiting, malloc keeping big blocks) and "omp" (the OpenMP build of OpenBLAS; the fastest
@@ -32,6 +33,7 @@ out=bench/out/icl_step.jsonl
 for round in $(seq "$ROUNDS"); do
     echo "round $round/$ROUNDS"
     ./attnlab --threads 2 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab\", /" >> "$out"
+    ./attnlab --threads 1 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab-1-thread\", /" >> "$out"
     env "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 | tail -n 1 \
         | sed "s/^{/{\"env\": \"torch-default\", /" >> "$out"
     env OMP_WAIT_POLICY=PASSIVE $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 \

@@ -68,6 +68,11 @@ enum { SMALL_K = 32, SMALL_M = 64 };
 SMALL_KERNEL(float)
 SMALL_KERNEL(double)
 
+/* Products below this many multiply-adds run on one thread: waking a second one costs tens of
+ * microseconds on a 2-vCPU VM, more than it saves (measured on the toy tasks' step: 1.33 ms with
+ * the projections split over 2 threads, 0.95 ms on one). */
+enum { SPLIT_WORK = 1 << 22 };
+
 /* Many rows against a small B (k <= SMALL_K, m one of a few widths): the toy tasks' projections,
  * (10240 x 6) x (6 x 24).  With m a compile-time constant a row of C lives in registers for the whole
  * sum over k and is stored once; OpenBLAS, built for large k, reaches a third of this here. */
@@ -123,7 +128,7 @@ static bool panel_matmul(const matrix_job *j, al_dtype dt, bool may_split) {
     case 4: case 6: case 8: case 12: case 16: case 24: case 32: case 48: case 64: break;
     default: return false;
     }
-    if (!may_split || j->n * j->k * j->m < (1 << 18) || j->n < 16)
+    if (!may_split || j->n * j->k * j->m < SPLIT_WORK || j->n < 16)
         return dt == AL_FLOAT32 ? panel_matmul_float(j) : panel_matmul_double(j);
     const size_t es = al_dtype_size(dt);
     #pragma omp parallel
@@ -181,7 +186,7 @@ static al_tensor *fold_rows(const al_tensor *t) {
 /* Large products: slices of rows, one per thread (about 2x on two cores for a 512^3 product). */
 static void blas_matmul(const matrix_job *j, al_dtype dt, bool may_split) {
     const int64_t work = j->n * j->k * j->m;
-    if (!may_split || work < (1 << 18) || j->n < 16) { blas_matmul_serial(j, dt); return; }
+    if (!may_split || work < SPLIT_WORK || j->n < 16) { blas_matmul_serial(j, dt); return; }
     const size_t es = al_dtype_size(dt);
     #pragma omp parallel
     {
