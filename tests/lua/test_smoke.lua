@@ -1,5 +1,5 @@
--- test_smoke.lua -- a short run of the in-context regression study through the program, and the
--- run directory it leaves: config.json, metrics.jsonl, summary.json with every key the study's
+-- test_smoke.lua -- a short run of every experiment through the program; for the in-context
+-- regression study also the run directory it leaves: config.json, metrics.jsonl, summary.json with every key the study's
 -- issue names, final.safetensors.  A few hundred steps are enough for the ordering
 -- ridge < debiased GD < zero (on a few thousand fresh test tasks) and for the loss to fall.
 --   ./build/attnlab tests/lua/test_smoke.lua        (ATTNLAB = the program, default ./build/attnlab)
@@ -149,6 +149,34 @@ if okf and type(tensors) == "table" then
   local okl, err = pcall(model.load_state_dict, model, sd)
   check.ok(okl, "final.safetensors loads into a fresh model", not okl and tostring(err) or nil)
 end
+
+---------------------------------------------------------------------------------------------------
+-- the other experiments: the README's first script and the sweep, each briefly, to the end
+---------------------------------------------------------------------------------------------------
+local function run_experiment(script, args, tag)
+  local d = dir .. "/" .. tag
+  local c = string.format("'%s' run %s %s --out '%s' > '%s.out' 2>&1", ATTNLAB, script, args, d, d)
+  local ran = exited_ok(os.execute(c))
+  check.ok(ran, script .. " runs and exits 0", ran and nil or (read(d .. ".out") or ""):sub(-2000))
+  local okj, summary = pcall(json.decode, read(d .. "/summary.json") or "")
+  return okj and type(summary) == "table" and summary or nil, d
+end
+
+local hello = run_experiment("experiments/hello.lua", "steps=300", "hello")
+check.ok(hello and is_number(hello.final_loss) and hello.final_loss < 0.5, "hello.lua learns x1 * x2",
+  hello and tostring(hello.final_loss))
+
+local sweep, sweep_dir = run_experiment("experiments/icl_sweep.lua", "steps=200 heads=1,2 test_tasks=500 eval_lengths=20,40",
+  "sweep")
+check.ok(sweep and sweep.softmax_h1 and sweep.softmax_h2 and sweep.linear_h1 and sweep.linear_h2,
+  "icl_sweep.lua reports every (attention, heads) pair")
+if sweep and sweep.softmax_h2 then
+  check.ok(is_number(sweep.softmax_h2.test_mse) and #sweep.softmax_h2.length_generalisation == 2,
+    "icl_sweep.lua's results carry test MSE and the length table")
+end
+local table_md = read(sweep_dir .. "/table.md") or ""
+check.ok(table_md:find("| softmax | 2 |", 1, true) and table_md:find("| linear | 1 |", 1, true),
+  "icl_sweep.lua writes its table")
 
 os.execute("rm -rf '" .. dir .. "'")
 os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)
