@@ -4,7 +4,7 @@
 #   make test SANITIZE=1   the same under ASan/UBSan (separate build folder)
 #   make run          the in-context regression study, headless (README's first command)
 #   make bench        side-by-side timings against the PyTorch reference -> bench/RESULTS.md
-#   make CUDA=1       also build the CUDA backend (needs /usr/local/cuda)
+#   (the CUDA backend, `make CUDA=1`, is not written yet)
 CC       ?= cc
 OPT      ?= -O3 -march=native
 BUILD    := build
