@@ -14,6 +14,8 @@ static const attention_variant variants[] = {
     {"softmax", attention_softmax_forward, "scaled dot-product softmax attention (dense)"},
     {"lsa", attention_lsa_forward,
      "linear self-attention: the softmax replaced by a fixed 1/norm (norm = key count by default)"},
+    {"linear", attention_linear_forward,
+     "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 

@@ -20,6 +20,7 @@ typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor
 /* The variants (one file each). */
 al_tensor *attention_softmax_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_lsa_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weights);
 
 /* The dense kernel both use: normalise = softmax over allowed keys, or a fixed 1/norm. */
 typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;

@@ -162,6 +162,7 @@ al_tensor *al_argmax(const al_tensor *t, int dim, int keepdim);
 al_tensor *al_softmax(const al_tensor *t, int dim);
 al_tensor *al_log_softmax(const al_tensor *t, int dim);
 al_tensor *al_logsumexp(const al_tensor *t, int dim, int keepdim);
+al_tensor *al_cumsum(const al_tensor *t, int dim);   /* inclusive prefix sums along dim */
 
 /* ---- linear algebra ------------------------------------------------------------------- */
 /* Batched matrix product over leading dims with broadcasting; 1-D operands as in numpy. */
@@ -187,7 +188,7 @@ al_tensor *al_cross_entropy(const al_tensor *logits, const al_tensor *target, in
 
 /* ---- attention ------------------------------------------------------------------------ */
 typedef struct al_attention_opts {
-    const char *variant;      /* "softmax" (default when NULL), "linear" */
+    const char *variant;      /* "softmax" (default when NULL), "lsa", "linear" (see variants) */
     int causal;               /* 0: none, 1: top-left (j <= i), 2: bottom-right (j <= i + M - N) */
     double scale;             /* 0 means 1/sqrt(d) */
     const al_tensor *bias;    /* added to the logits, broadcast to (B, H, N, M); may be NULL */

@@ -351,3 +351,51 @@ static al_tensor *softmax_impl(const char *fn, softmax_kind kind, const al_tenso
 al_tensor *al_softmax(const al_tensor *t, int dim) { return softmax_impl("softmax", SM_SOFTMAX, t, dim, 1); }
 al_tensor *al_log_softmax(const al_tensor *t, int dim) { return softmax_impl("log_softmax", SM_LOG_SOFTMAX, t, dim, 1); }
 al_tensor *al_logsumexp(const al_tensor *t, int dim, int keepdim) { return softmax_impl("logsumexp", SM_LOGSUMEXP, t, dim, keepdim); }
+
+/* ---- cumulative sum ---------------------------------------------------------------------------
+ * y_r = sum_{s <= r} x_s along dim; backward: dx_r = sum_{s >= r} g_s (the reverse cumulative sum).
+ * Accumulated in double, so long prefixes of float32 keep their precision. */
+
+#define CUMSUM_LINES(T)                                                                         \
+    do {                                                                                        \
+        const T *x = (const T *)al_ptr(c); T *o = (T *)al_ptr(out);                             \
+        for (int64_t a = 0; a < l.outer; a++)                                                   \
+            for (int64_t i = 0; i < l.inner; i++) {                                             \
+                double acc = 0;                                                                 \
+                for (int64_t k = 0; k < l.R; k++) {                                             \
+                    int64_t r = reverse ? l.R - 1 - k : k, at = (a * l.R + r) * l.inner + i;    \
+                    acc += x[at];                                                               \
+                    o[at] = (T)acc;                                                             \
+                }                                                                               \
+            }                                                                                   \
+    } while (0)
+
+static al_tensor *cumsum_impl(const al_tensor *t, int d, bool reverse) {
+    al_tensor *c = float_contiguous(t);
+    al_tensor *out = c ? al_new_like(c) : NULL;
+    if (out && al_numel(out) > 0) {
+        lines l = lines_of(c, d);
+        if (c->dtype == AL_FLOAT32) CUMSUM_LINES(float);
+        else CUMSUM_LINES(double);
+    }
+    al_release(c);
+    return out;
+}
+
+static void cumsum_backward(al_node *node, const al_tensor *g) {
+    al_tensor *gx = cumsum_impl(g, (int)node->ints[0], true);
+    al_accumulate_input(node, 0, gx);
+    al_release(gx);
+}
+
+al_tensor *al_cumsum(const al_tensor *t, int dim) {
+    CHECK_TENSOR("cumsum", t, "self");
+    int d = al_normalize_dim("cumsum", dim, t->ndim);
+    if (d < 0) return NULL;
+    al_tensor *out = cumsum_impl(t, d, false);
+    if (out && al_grad_needed1(t)) {
+        al_node *node = al_record(out, "cumsum", cumsum_backward, 1, &t);
+        if (node) node->ints[0] = d;
+    }
+    return out;
+}

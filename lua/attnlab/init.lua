@@ -520,6 +520,7 @@ function Tensor.log_softmax(t, d) return wrap(C.al_log_softmax(t, cdim(d or -1, 
 function Tensor.logsumexp(t, d, keepdim)
   return wrap(C.al_logsumexp(t, cdim(d or -1, "logsumexp", C.al_ndim(t)), keepdim and 1 or 0))
 end
+function Tensor.cumsum(t, d) return wrap(C.al_cumsum(t, cdim(d or -1, "cumsum", C.al_ndim(t)))) end
 function Tensor.matmul(a, b)
   return wrap(C.al_matmul(expect_tensor(a, "matmul", "a"), expect_tensor(b, "matmul", "b")))
 end
@@ -655,7 +656,8 @@ function lab.dropout(x, p, training)
   return wrap(C.al_dropout(expect_tensor(x, "dropout", "x"), p or 0.5, training == false and 0 or 1))
 end
 for _, name in ipairs{ "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "softmax", "log_softmax",
-                        "sum", "mean", "max", "argmax", "pow", "clamp", "maximum", "minimum", "logsumexp" } do
+                        "sum", "mean", "max", "argmax", "pow", "clamp", "maximum", "minimum", "logsumexp",
+                        "cumsum" } do
   lab[name] = lab[name] or function(t, ...) return Tensor[name](expect_tensor(t, name, "self"), ...) end
 end
 
