@@ -14,6 +14,8 @@ static const attention_variant variants[] = {
     {"softmax", attention_softmax_forward, "scaled dot-product softmax attention (dense)"},
     {"lsa", attention_lsa_forward,
      "linear self-attention: the softmax replaced by a fixed 1/norm (norm = key count by default)"},
+    {"sliding_window", attention_sliding_window_forward,
+     "softmax attention over the keys within `window` positions of the query's diagonal; the rest are never visited"},
     {"linear", attention_linear_forward,
      "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
 };
@@ -94,6 +96,15 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     p.scale = opts && opts->scale != 0 ? opts->scale : (p.d > 0 ? 1.0 / sqrt((double)p.d) : 1.0);
     if (!isfinite(p.scale)) { al_error("attention: scale %g is not finite", p.scale); return NULL; }
     p.norm = opts && opts->linear_norm > 0 ? opts->linear_norm : (double)(p.M > 0 ? p.M : 1);
+    p.window = opts ? opts->window : 0;
+    if (p.window < 0 || (var->forward == attention_sliding_window_forward && p.window == 0)) {
+        al_error("attention: variant '%s' needs window >= 1 (got %lld)", var->name, (long long)p.window);
+        return NULL;
+    }
+    if (p.window > 0 && var->forward != attention_sliding_window_forward) {
+        al_error("attention: window is an option of the 'sliding_window' variant, not of '%s'", var->name);
+        return NULL;
+    }
     int64_t map[4] = {p.B, p.H, p.N, p.M};
     al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;
     if (opts && opts->bias && !(bias = broadcast_operand("bias", opts->bias, map, q->dtype))) goto done;

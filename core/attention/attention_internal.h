@@ -13,6 +13,7 @@ typedef struct {
     int causal;          /* 0 none, 1 top-left, 2 bottom-right */
     double scale;
     double norm;         /* fixed normaliser of the "lsa" variant */
+    int64_t window;      /* > 0: keys within this distance of the query's diagonal (sliding window) */
 } attention_problem;
 
 typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor **weights);
@@ -21,6 +22,7 @@ typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor
 al_tensor *attention_softmax_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_lsa_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights);
 
 /* The dense kernel both use: normalise = softmax over allowed keys, or a fixed 1/norm. */
 typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;

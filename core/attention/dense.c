@@ -27,10 +27,20 @@ static inline int64_t row_offset(const al_tensor *t, int64_t b, int64_t h, int64
     return t->offset + b * t->strides[0] + h * t->strides[1] + i * t->strides[2];
 }
 
-/* Keys visible from query i form a prefix [0, end) under either causal convention. */
-static inline int64_t visible_end(int causal, int64_t i, int64_t N, int64_t M) {
-    int64_t e = causal == 1 ? i + 1 : (causal == 2 ? i + (M - N) + 1 : M);
-    return e < 0 ? 0 : (e > M ? M : e);
+/* Keys visible from query i form a range [lo, end): a prefix under either causal convention, cut
+ * to the band |j - diag| <= window around the query's diagonal position with a sliding window
+ * (diag = i, or i + M - N for bottom-right alignment).  Keys outside are never visited. */
+static inline int64_t visible_range(const attention_problem *p, int64_t i, int64_t *lo) {
+    const int64_t N = p->N, M = p->M, diag = i + (p->causal == 2 ? M - N : 0);
+    int64_t e = p->causal ? diag + 1 : M, l = 0;
+    if (p->window > 0) {
+        l = diag - p->window;
+        if (!p->causal && diag + p->window + 1 < e) e = diag + p->window + 1;
+    }
+    e = e < 0 ? 0 : (e > M ? M : e);
+    l = l < 0 ? 0 : (l > e ? e : l);
+    *lo = l;
+    return e;
 }
 
 /* out[j] = scale * <x, rows[j]> for j < n, rows[j] = base + j * stride: four rows at a time, so
@@ -164,48 +174,50 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
                 for (int64_t i = 0; i < N; i++) {                                               \
                     const T *q = Q + row_offset(p->q, b, h, i);                                 \
                     T *prow = P + (bh * N + i) * M, *o = O + (bh * N + i) * dv;                 \
-                    const int64_t end = visible_end(p->causal, i, N, M);                        \
+                    int64_t lo;                                                                 \
+                    const int64_t end = visible_range(p, i, &lo);                               \
                     if (rows) {                                                                 \
-                        dots_##T(q, K + row_offset(p->k, b, hk, 0), p->k->strides[2], d, end, scale, prow); \
+                        dots_##T(q, K + row_offset(p->k, b, hk, lo), p->k->strides[2], d, end - lo, scale, prow + lo); \
                     } else {                                                                    \
-                        for (int64_t j = 0; j < end; j++) prow[j] = 0;                          \
+                        for (int64_t j = lo; j < end; j++) prow[j] = 0;                          \
                         for (int64_t c = 0; c < d; c++) {                                       \
                             const T qc = q[c] * scale, *kc = kt + c * M;                        \
-                            for (int64_t j = 0; j < end; j++) prow[j] += qc * kc[j];            \
+                            for (int64_t j = lo; j < end; j++) prow[j] += qc * kc[j];            \
                         }                                                                       \
                     }                                                                           \
                     if (Bias) {                                                                 \
                         const T *br = Bias + row_offset(p->bias, b, h, i);                      \
                         const int64_t bs = p->bias->strides[3];                                 \
-                        for (int64_t j = 0; j < end; j++) prow[j] += br[j * bs];                \
+                        for (int64_t j = lo; j < end; j++) prow[j] += br[j * bs];                \
                     }                                                                           \
                     if (Mask) {                                                                 \
                         const T *mr = Mask + row_offset(p->mask, b, h, i);                      \
                         const int64_t ms = p->mask->strides[3];                                 \
-                        for (int64_t j = 0; j < end; j++) if (mr[j * ms] == 0) prow[j] = -INFINITY; \
+                        for (int64_t j = lo; j < end; j++) if (mr[j * ms] == 0) prow[j] = -INFINITY; \
                     }                                                                           \
                     if (kind == DENSE_SOFTMAX) {                                                \
                         T mx = -INFINITY;                                                       \
                         _Pragma("omp simd reduction(max:mx)")                                   \
-                        for (int64_t j = 0; j < end; j++) mx = prow[j] > mx ? prow[j] : mx;     \
+                        for (int64_t j = lo; j < end; j++) mx = prow[j] > mx ? prow[j] : mx;     \
                         if (mx == -INFINITY) mx = 0; /* no visible key: the row stays 0 */      \
                         T z = 0;                                                                \
                         _Pragma("omp simd reduction(+:z)")                                      \
-                        for (int64_t j = 0; j < end; j++) { prow[j] = EXP(prow[j] - mx); z += prow[j]; } \
+                        for (int64_t j = lo; j < end; j++) { prow[j] = EXP(prow[j] - mx); z += prow[j]; } \
                         const T inv = z > 0 ? (T)1 / z : (T)0;                                  \
-                        for (int64_t j = 0; j < end; j++) prow[j] *= inv;                       \
+                        for (int64_t j = lo; j < end; j++) prow[j] *= inv;                       \
                     } else {                                                                    \
-                        for (int64_t j = 0; j < end; j++)                                       \
+                        for (int64_t j = lo; j < end; j++)                                       \
                             prow[j] = prow[j] == -INFINITY ? (T)0 : prow[j] * inv_norm;         \
                     }                                                                           \
+                    for (int64_t j = 0; j < lo; j++) prow[j] = 0;                               \
                     for (int64_t j = end; j < M; j++) prow[j] = 0;                              \
                     if (rows) {                                                                 \
-                        weighted_rows_##T(prow, V + row_offset(p->v, b, hk, 0), p->v->strides[2], dv, end, o); \
+                        weighted_rows_##T(prow + lo, V + row_offset(p->v, b, hk, lo), p->v->strides[2], dv, end - lo, o); \
                     } else {                                                                    \
                         for (int64_t c = 0; c < dv; c++) {                                      \
                             const T *vc = vt + c * M;                                           \
                             T acc = 0;                                                          \
-                            for (int64_t j = 0; j < end; j++) acc += prow[j] * vc[j];           \
+                            for (int64_t j = lo; j < end; j++) acc += prow[j] * vc[j];           \
                             o[c] = acc;                                                         \
                         }                                                                       \
                     }                                                                           \
@@ -238,7 +250,10 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
     /* with a single query per (batch, kv head), each row of dk and dv gets exactly one
      * contribution: assign it, with no zero fill and no read-modify-write */                   \
     const int accumulate = N * group > 1;                                                       \
-    for (int64_t j = accumulate ? 0 : visible_end(p->causal, 0, N, M); j < M; j++) {            \
+    int64_t lo0;                                                                                \
+    const int64_t end0 = visible_range(p, 0, &lo0);                                             \
+    for (int64_t j = 0; j < M; j++) {   /* rows no single query writes start at 0 */            \
+        if (!accumulate && j >= lo0 && j < end0) continue;                                      \
         if (dkb) for (int64_t c = 0; c < d; c++) dkb[j * dks + c] = 0;                          \
         if (dvb) for (int64_t c = 0; c < dv; c++) dvb[j * dvs + c] = 0;                         \
     }                                                                                           \
@@ -247,27 +262,29 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
         for (int64_t i = 0; i < N; i++) {                                                       \
             const T *prow = P + (bh * N + i) * M, *go = dO + (bh * N + i) * dv;                 \
             const T *q = Q + row_offset(p->q, b, h, i);                                         \
-            const int64_t end = visible_end(p->causal, i, N, M);                                \
+            int64_t lo;                                                                         \
+            const int64_t end = visible_range(p, i, &lo);                                       \
             T delta = 0;                                                                        \
-            dots_##T(go, vb, vs, dv, end, (T)1, ds);   /* dP = dO v^T */                        \
-            for (int64_t j = 0; j < end; j++) delta += ds[j] * prow[j];                         \
-            if (dvb) scaled_rows_##T(dvb, dvs, dv, end, prow, (T)1, go, accumulate); /* dV += P^T dO */ \
-            for (int64_t j = 0; j < end; j++) {                                                 \
+            dots_##T(go, vb + lo * vs, vs, dv, end - lo, (T)1, ds + lo);   /* dP = dO v^T */    \
+            for (int64_t j = lo; j < end; j++) delta += ds[j] * prow[j];                         \
+            if (dvb) scaled_rows_##T(dvb + lo * dvs, dvs, dv, end - lo, prow + lo, (T)1, go, accumulate); /* dV += P^T dO */ \
+            for (int64_t j = lo; j < end; j++) {                                                 \
                 if (kind == DENSE_SOFTMAX) ds[j] = prow[j] * (ds[j] - delta);                   \
                 else ds[j] = Mask && Mask[row_offset(p->mask, b, h, i) + j * p->mask->strides[3]] == 0 \
                                  ? (T)0 : ds[j] * inv_norm;                                     \
             }                                                                                   \
             if (dBias) {                                                                        \
                 T *dbr = dBias + (bh * N + i) * M;                                              \
-                for (int64_t j = 0; j < end; j++) dbr[j] = ds[j];                               \
+                for (int64_t j = 0; j < lo; j++) dbr[j] = 0;                                    \
+                for (int64_t j = lo; j < end; j++) dbr[j] = ds[j];                              \
                 for (int64_t j = end; j < M; j++) dbr[j] = 0;                                   \
             }                                                                                   \
             if (dQ) {                               /* dq = scale dS k */                       \
                 T *dq = dQ + row_offset(gq, b, h, i);                                           \
-                weighted_rows_##T(ds, kb, ks, d, end, dq);                                      \
+                weighted_rows_##T(ds + lo, kb + lo * ks, ks, d, end - lo, dq);                  \
                 for (int64_t c = 0; c < d; c++) dq[c] *= scale;                                 \
             }                                                                                   \
-            if (dkb) scaled_rows_##T(dkb, dks, d, end, ds, scale, q, accumulate); /* dK += scale dS^T q */ \
+            if (dkb) scaled_rows_##T(dkb + lo * dks, dks, d, end - lo, ds + lo, scale, q, accumulate); /* dK += scale dS^T q */ \
         }                                                                                       \
     }                                                                                           \
 }
@@ -308,28 +325,30 @@ static void dense_backward_##T(const attention_problem *p, dense_normalisation k
                 for (int64_t i = 0; i < N; i++) {                                               \
                     const T *prow = P + (bh * N + i) * M, *go = dO + (bh * N + i) * dv;         \
                     const T *q = Q + row_offset(p->q, b, h, i);                                 \
-                    const int64_t end = visible_end(p->causal, i, N, M);                        \
-                    for (int64_t j = 0; j < end; j++) ds[j] = 0;                                \
+                    int64_t lo;                                                                 \
+                    const int64_t end = visible_range(p, i, &lo);                               \
+                    for (int64_t j = lo; j < end; j++) ds[j] = 0;                               \
                     for (int64_t c = 0; c < dv; c++) {   /* dP = dO v^T;  dV += P^T dO */       \
                         const T g = go[c], *vc = vt + c * M;                                    \
                         T *dvc = dvt + c * M;                                                   \
-                        for (int64_t j = 0; j < end; j++) { ds[j] += g * vc[j]; dvc[j] += g * prow[j]; } \
+                        for (int64_t j = lo; j < end; j++) { ds[j] += g * vc[j]; dvc[j] += g * prow[j]; } \
                     }                                                                           \
                     if (kind == DENSE_SOFTMAX) {                                                \
                         T delta = 0;                                                            \
-                        for (int64_t j = 0; j < end; j++) delta += ds[j] * prow[j];             \
-                        for (int64_t j = 0; j < end; j++) ds[j] = prow[j] * (ds[j] - delta);    \
+                        for (int64_t j = lo; j < end; j++) delta += ds[j] * prow[j];             \
+                        for (int64_t j = lo; j < end; j++) ds[j] = prow[j] * (ds[j] - delta);    \
                     } else {                                                                    \
-                        for (int64_t j = 0; j < end; j++) ds[j] *= inv_norm;                    \
+                        for (int64_t j = lo; j < end; j++) ds[j] *= inv_norm;                    \
                         if (Mask) {                                                             \
                             const T *mr = Mask + row_offset(p->mask, b, h, i);                  \
                             const int64_t ms = p->mask->strides[3];                             \
-                            for (int64_t j = 0; j < end; j++) if (mr[j * ms] == 0) ds[j] = 0;   \
+                            for (int64_t j = lo; j < end; j++) if (mr[j * ms] == 0) ds[j] = 0;   \
                         }                                                                       \
                     }                                                                           \
                     if (dBias) {                                                                \
                         T *dbr = dBias + (bh * N + i) * M;                                      \
-                        for (int64_t j = 0; j < end; j++) dbr[j] = ds[j];                       \
+                        for (int64_t j = 0; j < lo; j++) dbr[j] = 0;                            \
+                        for (int64_t j = lo; j < end; j++) dbr[j] = ds[j];                      \
                         for (int64_t j = end; j < M; j++) dbr[j] = 0;                           \
                     }                                                                           \
                     if (dQ) {                                                                   \
@@ -337,14 +356,14 @@ static void dense_backward_##T(const attention_problem *p, dense_normalisation k
                         for (int64_t c = 0; c < d; c++) {                                       \
                             const T *kc = kt + c * M;                                           \
                             T acc = 0;                                                          \
-                            for (int64_t j = 0; j < end; j++) acc += ds[j] * kc[j];             \
+                            for (int64_t j = lo; j < end; j++) acc += ds[j] * kc[j];             \
                             dq[c] = scale * acc;                                                \
                         }                                                                       \
                     }                                                                           \
                     for (int64_t c = 0; c < d; c++) {    /* dK += scale dS^T q */               \
                         const T qc = scale * q[c];                                              \
                         T *dkc = dkt + c * M;                                                   \
-                        for (int64_t j = 0; j < end; j++) dkc[j] += qc * ds[j];                 \
+                        for (int64_t j = lo; j < end; j++) dkc[j] += qc * ds[j];                 \
                     }                                                                           \
                 }                                                                               \
             }                                                                                   \

@@ -194,7 +194,8 @@ typedef struct al_attention_opts {
     const al_tensor *bias;    /* added to the logits, broadcast to (B, H, N, M); may be NULL */
     const al_tensor *mask;    /* nonzero = may attend, broadcast to (B, H, N, M); may be NULL */
     int want_weights;         /* also return the (B, H, N, M) map (detached) */
-    double linear_norm;       /* "linear": divide by this instead of the key count when > 0 */
+    double linear_norm;       /* "lsa": divide by this instead of the key count when > 0 */
+    int64_t window;           /* "sliding_window": keys within this distance of the diagonal (> 0) */
 } al_attention_opts;
 /* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
 al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,

@@ -696,6 +696,10 @@ local attention = setmetatable({}, {
     if opts.mask ~= nil then o.mask = expect_tensor(opts.mask, "attention", "opts.mask") end
     if opts.norm ~= nil and type(opts.norm) ~= "number" then raise("attention: opts.norm must be a number") end
     o.linear_norm = opts.norm or 0
+    if opts.window ~= nil and (type(opts.window) ~= "number" or opts.window ~= math.floor(opts.window) or opts.window < 1 or opts.window >= 2^53) then
+      raise("attention: opts.window must be an integer >= 1 (got " .. tostring(opts.window) .. ")")
+    end
+    o.window = opts.window or 0
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
     if want then return out, wrap_slot(weights_out[0]) end
