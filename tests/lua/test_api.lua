@@ -433,9 +433,12 @@ do
   check.ok(wc:get(1, 1, 1, 2) == 0 and wc:get(1, 2, 3, 5) == 0 and math.abs(wc:get(1, 1, 1, 1) - 1) < 1e-6,
     "causal weights are 0 above the diagonal")
 
-  -- every variant runs with the standard shapes and gives (B, H, N, dv)
+  -- every variant runs with the standard shapes and gives (B, H, N, dv) (with the options it needs)
+  local required = { sliding_window = { window = 2 } }
   for _, name in ipairs(vs) do
-    local ok, r = pcall(lab.attention, q, k, v, { variant = name })
+    local o = { variant = name }
+    for key, val in pairs(required[name] or {}) do o[key] = val end
+    local ok, r = pcall(lab.attention, q, k, v, o)
     check.ok(ok and lab.is_tensor(r), "variant " .. name .. " runs", tostring(r))
     if ok then same_shape(r, { B, H, N, dv }, "variant " .. name .. " shape") end
   end
