@@ -16,6 +16,8 @@ static const attention_variant variants[] = {
      "linear self-attention: the softmax replaced by a fixed 1/norm (norm = key count by default)"},
     {"sliding_window", attention_sliding_window_forward,
      "softmax attention over the keys within `window` positions of the query's diagonal; the rest are never visited"},
+    {"neighborhood", attention_neighborhood_forward,
+     "1-D neighborhood attention (NATTEN): each query sees kernel_size keys around it, shifted at the borders"},
     {"linear", attention_linear_forward,
      "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
 };
@@ -103,6 +105,19 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     }
     if (p.window > 0 && var->forward != attention_sliding_window_forward) {
         al_error("attention: window is an option of the 'sliding_window' variant, not of '%s'", var->name);
+        return NULL;
+    }
+    p.kernel_size = opts ? opts->kernel_size : 0;
+    if (var->forward == attention_neighborhood_forward) {
+        if (p.kernel_size < 1 || p.N != p.M || p.kernel_size > p.N || (!p.causal && p.kernel_size % 2 == 0)) {
+            al_error("attention: variant 'neighborhood' needs N = M >= kernel_size >= 1, odd unless causal "
+                     "(got kernel_size %lld, N = %lld, M = %lld)", (long long)p.kernel_size, (long long)p.N,
+                     (long long)p.M);
+            return NULL;
+        }
+        if (p.causal == 2) p.causal = 1;   /* N = M: the two conventions coincide */
+    } else if (p.kernel_size != 0) {
+        al_error("attention: kernel_size is an option of the 'neighborhood' variant, not of '%s'", var->name);
         return NULL;
     }
     int64_t map[4] = {p.B, p.H, p.N, p.M};

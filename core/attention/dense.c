@@ -29,11 +29,19 @@ static inline int64_t row_offset(const al_tensor *t, int64_t b, int64_t h, int64
 
 /* Keys visible from query i form a range [lo, end): a prefix under either causal convention, cut
  * to the band |j - diag| <= window around the query's diagonal position with a sliding window
- * (diag = i, or i + M - N for bottom-right alignment).  Keys outside are never visited. */
+ * (diag = i, or i + M - N for bottom-right alignment), or the k keys of i's neighborhood.  Keys
+ * outside the range are never visited. */
 static inline int64_t visible_range(const attention_problem *p, int64_t i, int64_t *lo) {
     const int64_t N = p->N, M = p->M, diag = i + (p->causal == 2 ? M - N : 0);
     int64_t e = p->causal ? diag + 1 : M, l = 0;
-    if (p->window > 0) {
+    if (p->kernel_size > 0) {   /* neighborhood (NATTEN, 1-D, dilation 1; N = M >= k checked) */
+        const int64_t k = p->kernel_size, r = k / 2;
+        if (p->causal) { l = i - k + 1; e = i + 1; }          /* 0 <= i - j < k, no shift */
+        else {                                               /* k keys, shifted at the borders */
+            l = (i - r > 0 ? i - r : 0) + (i + r >= M ? M - i - r - 1 : 0);
+            e = l + k;
+        }
+    } else if (p->window > 0) {
         l = diag - p->window;
         if (!p->causal && diag + p->window + 1 < e) e = diag + p->window + 1;
     }

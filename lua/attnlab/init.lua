@@ -700,6 +700,11 @@ local attention = setmetatable({}, {
       raise("attention: opts.window must be an integer >= 1 (got " .. tostring(opts.window) .. ")")
     end
     o.window = opts.window or 0
+    if opts.kernel_size ~= nil and (type(opts.kernel_size) ~= "number" or opts.kernel_size ~= math.floor(opts.kernel_size)
+        or opts.kernel_size < 1 or opts.kernel_size >= 2^53) then
+      raise("attention: opts.kernel_size must be an integer >= 1 (got " .. tostring(opts.kernel_size) .. ")")
+    end
+    o.kernel_size = opts.kernel_size or 0
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
     if want then return out, wrap_slot(weights_out[0]) end

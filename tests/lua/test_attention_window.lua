@@ -1,7 +1,8 @@
--- test_attention_window.lua -- the "sliding_window" variant against dense softmax attention with
--- the same band given as an explicit mask (float64), in both kernel paths (few queries per kv head:
--- rows walked in place; many: transposed), causal both ways, and its gradients against central
--- differences.  A window as wide as the sequence must equal plain softmax attention.
+-- test_attention_window.lua -- the variants that are softmax over a range of keys per query,
+-- "sliding_window" and "neighborhood", against dense softmax attention with the same keys given as
+-- an explicit mask (float64), in both kernel paths (few queries per kv head: rows walked in place;
+-- many: transposed), causal both ways, and their gradients against central differences.  A window
+-- as wide as the sequence must equal plain softmax attention.
 --   ./build/attnlab tests/lua/test_attention_window.lua
 local check = dofile("tests/lua/check.lua")("attention_window")
 local lab = lab or require "attnlab"
@@ -71,6 +72,71 @@ check.ok(max_abs_diff(lab.attention(q, k, v, { variant = "sliding_window", windo
   "window >= N equals dense softmax")
 check.ok(max_abs_diff(lab.attention(q, k, v, { variant = "sliding_window", window = 10, causal = true }),
   lab.attention(q, k, v, { causal = true })) < 1e-12, "causal window >= N equals causal softmax")
+
+---------------------------------------------------------------------------------------------------
+-- neighborhood (NATTEN, 1-D): the window rule written out independently here
+---------------------------------------------------------------------------------------------------
+local function natten_mask(L, ks, causal)
+  local m, r = {}, math.floor(ks / 2)
+  for i = 0, L - 1 do
+    local row = {}
+    for j = 0, L - 1 do
+      local ok
+      if causal then ok = i - j >= 0 and i - j < ks
+      else
+        local start = math.max(i - r, 0) + ((i + r >= L) and (L - i - r - 1) or 0)
+        ok = j >= start and j < start + ks
+      end
+      row[j + 1] = ok and 1 or 0
+    end
+    m[i + 1] = row
+  end
+  return lab.tensor(m, "float64")
+end
+
+for _, case in ipairs{
+  { name = "neighborhood k=3", B = 2, H = 2, L = 9, ks = 3, causal = false },
+  { name = "neighborhood k=5, transposed path", B = 1, H = 2, L = 11, ks = 5, causal = false },
+  { name = "neighborhood causal k=4", B = 1, H = 3, L = 8, ks = 4, causal = true },
+} do
+  local nq, nk, nv = rnd{ case.B, case.H, case.L, 4 }, rnd{ case.B, case.H, case.L, 4 }, rnd{ case.B, case.H, case.L, 2 }
+  local opts = { variant = "neighborhood", kernel_size = case.ks, causal = case.causal, weights = true }
+  local out, w = lab.attention(nq, nk, nv, opts)
+  local mask = natten_mask(case.L, case.ks, case.causal)
+  local ref = lab.attention(nq, nk, nv, { mask = mask })
+  check.ok(max_abs_diff(out, ref) < 1e-12, case.name .. ": equals softmax with NATTEN's window as a mask",
+    tostring(max_abs_diff(out, ref)))
+  local keys = w:gt(0):sum(4)
+  if not case.causal then
+    check.ok(keys:min():item() == case.ks and keys:max():item() == case.ks, case.name .. ": every query sees exactly k keys")
+  end
+  for _, x in ipairs{ nq, nk, nv } do x:requires_grad(true) end
+  local R = rnd(out:shape())
+  local function loss() return (lab.attention(nq, nk, nv, { variant = "neighborhood", kernel_size = case.ks, causal = case.causal }) * R):sum() end
+  loss():backward()
+  for name, x in pairs{ q = nq, k = nk, v = nv } do
+    local g, flat = x.grad:reshape{ -1 }:totable(), x:detach():reshape{ -1 }
+    local worst, scale = 0, 1
+    for idx = 1, flat:numel() do
+      local orig = flat:get(idx)
+      flat:set(idx, orig + 1e-6); local up = lab.no_grad(function() return loss():item() end)
+      flat:set(idx, orig - 1e-6); local down = lab.no_grad(function() return loss():item() end)
+      flat:set(idx, orig)
+      local numeric = (up - down) / 2e-6
+      worst, scale = math.max(worst, math.abs(numeric - g[idx])), math.max(scale, math.abs(numeric))
+    end
+    check.ok(worst / scale < 1e-6, string.format("%s: d loss / d %s matches central differences", case.name, name),
+      string.format("relative error %.3g", worst / scale))
+  end
+end
+local q9, k9, v9 = rnd{ 1, 2, 9, 4 }, rnd{ 1, 2, 9, 4 }, rnd{ 1, 2, 9, 4 }
+check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 9 }), lab.attention(q9, k9, v9)) < 1e-12,
+  "neighborhood with k = L equals dense softmax")
+check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 9, causal = true }),
+  lab.attention(q9, k9, v9, { causal = true })) < 1e-12, "causal neighborhood with k = L equals causal softmax")
+check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 4 }) end, "odd unless causal")
+check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 11 }) end, "N = M >= kernel_size")
+check.fails(function() lab.attention(q9, k9, v9, { kernel_size = 3 }) end, "kernel_size is an option of the 'neighborhood' variant")
 
 -- refusals
 check.fails(function() lab.attention(q, k, v, { variant = "sliding_window" }) end, "needs window >= 1")
