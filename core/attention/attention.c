@@ -18,6 +18,8 @@ static const attention_variant variants[] = {
      "softmax attention over the keys within `window` positions of the query's diagonal; the rest are never visited"},
     {"neighborhood", attention_neighborhood_forward,
      "1-D neighborhood attention (NATTEN): each query sees kernel_size keys around it, shifted at the borders"},
+    {"strided_neighborhood", attention_strided_neighborhood_forward,
+     "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"},
     {"linear", attention_linear_forward,
      "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
 };
@@ -108,16 +110,26 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
         return NULL;
     }
     p.kernel_size = opts ? opts->kernel_size : 0;
-    if (var->forward == attention_neighborhood_forward) {
-        if (p.kernel_size < 1 || p.N != p.M || p.kernel_size > p.N || (!p.causal && p.kernel_size % 2 == 0)) {
-            al_error("attention: variant 'neighborhood' needs N = M >= kernel_size >= 1, odd unless causal "
-                     "(got kernel_size %lld, N = %lld, M = %lld)", (long long)p.kernel_size, (long long)p.N,
-                     (long long)p.M);
+    p.stride = opts ? opts->stride : 0;
+    const bool strided = var->forward == attention_strided_neighborhood_forward;
+    if (var->forward == attention_neighborhood_forward || strided) {
+        if (p.kernel_size < 1 || p.N != p.M || p.kernel_size > p.N ||
+            (!strided && !p.causal && p.kernel_size % 2 == 0)) {
+            al_error("attention: variant '%s' needs N = M >= kernel_size >= 1%s (got kernel_size %lld, "
+                     "N = %lld, M = %lld)", var->name, strided ? "" : ", odd unless causal",
+                     (long long)p.kernel_size, (long long)p.N, (long long)p.M);
+            return NULL;
+        }
+        if (strided ? p.stride < 1 : p.stride != 0) {
+            al_error("attention: variant '%s' %s (got stride %lld)", var->name,
+                     strided ? "needs stride >= 1" : "takes no stride (see strided_neighborhood)",
+                     (long long)p.stride);
             return NULL;
         }
         if (p.causal == 2) p.causal = 1;   /* N = M: the two conventions coincide */
-    } else if (p.kernel_size != 0) {
-        al_error("attention: kernel_size is an option of the 'neighborhood' variant, not of '%s'", var->name);
+    } else if (p.kernel_size != 0 || p.stride != 0) {
+        al_error("attention: kernel_size and stride are options of the neighborhood variants, not of '%s'",
+                 var->name);
         return NULL;
     }
     int64_t map[4] = {p.B, p.H, p.N, p.M};

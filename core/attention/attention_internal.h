@@ -15,6 +15,7 @@ typedef struct {
     double norm;         /* fixed normaliser of the "lsa" variant */
     int64_t window;      /* > 0: keys within this distance of the query's diagonal (sliding window) */
     int64_t kernel_size; /* > 0: the query's neighborhood of this many keys (neighborhood) */
+    int64_t stride;      /* strided_neighborhood: queries per shared window (1: plain neighborhood) */
 } attention_problem;
 
 typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor **weights);
@@ -25,6 +26,7 @@ al_tensor *attention_lsa_forward(const attention_problem *p, al_tensor **weights
 al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 
 /* The dense kernel both use: normalise = softmax over allowed keys, or a fixed 1/norm. */
 typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;

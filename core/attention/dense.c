@@ -34,12 +34,23 @@ static inline int64_t row_offset(const al_tensor *t, int64_t b, int64_t h, int64
 static inline int64_t visible_range(const attention_problem *p, int64_t i, int64_t *lo) {
     const int64_t N = p->N, M = p->M, diag = i + (p->causal == 2 ? M - N : 0);
     int64_t e = p->causal ? diag + 1 : M, l = 0;
-    if (p->kernel_size > 0) {   /* neighborhood (NATTEN, 1-D, dilation 1; N = M >= k checked) */
-        const int64_t k = p->kernel_size, r = k / 2;
-        if (p->causal) { l = i - k + 1; e = i + 1; }          /* 0 <= i - j < k, no shift */
-        else {                                               /* k keys, shifted at the borders */
-            l = (i - r > 0 ? i - r : 0) + (i + r >= M ? M - i - r - 1 : 0);
-            e = l + k;
+    if (p->kernel_size > 0) {   /* (strided) neighborhood, 1-D, dilation 1; N = M >= k checked */
+        /* GNA (NATTEN flex single_dim_tiling_mask): queries in groups of `stride` share the window
+         * of their leader; stride 1 is NATTEN's neighborhood (the window shifted at the borders) */
+        const int64_t k = p->kernel_size, s = p->stride > 0 ? p->stride : 1, L = M;
+        if (p->causal) {                                      /* j <= i and leader - j < k */
+            int64_t leader = i / s * s + s - 1;
+            if (leader > L - 1) leader = L - 1;
+            l = leader - k + 1;
+            e = i + 1;
+        } else {
+            int64_t leader = i / s * s + s / 2;
+            if (leader > L - 1) leader = L - 1;
+            const int64_t left = k / 2, right = k / 2 + k % 2 - 1;
+            int64_t c = leader < left ? left : leader;
+            if (c > L - 1 - right) c = L - 1 - right;
+            l = c - left;
+            e = c + right + 1;
         }
     } else if (p->window > 0) {
         l = diag - p->window;

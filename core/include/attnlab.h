@@ -197,6 +197,7 @@ typedef struct al_attention_opts {
     double linear_norm;       /* "lsa": divide by this instead of the key count when > 0 */
     int64_t window;           /* "sliding_window": keys within this distance of the diagonal (> 0) */
     int64_t kernel_size;      /* "neighborhood": keys per query (odd unless causal; N = M >= it) */
+    int64_t stride;           /* "strided_neighborhood": queries sharing one window (>= 1) */
 } al_attention_opts;
 /* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
 al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,

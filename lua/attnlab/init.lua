@@ -705,6 +705,11 @@ local attention = setmetatable({}, {
       raise("attention: opts.kernel_size must be an integer >= 1 (got " .. tostring(opts.kernel_size) .. ")")
     end
     o.kernel_size = opts.kernel_size or 0
+    if opts.stride ~= nil and (type(opts.stride) ~= "number" or opts.stride ~= math.floor(opts.stride)
+        or opts.stride < 1 or opts.stride >= 2^53) then
+      raise("attention: opts.stride must be an integer >= 1 (got " .. tostring(opts.stride) .. ")")
+    end
+    o.stride = opts.stride or 0
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
     if want then return out, wrap_slot(weights_out[0]) end

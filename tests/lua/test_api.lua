@@ -434,12 +434,13 @@ do
     "causal weights are 0 above the diagonal")
 
   -- every variant runs with the standard shapes and gives (B, H, N, dv) (with the options it needs)
-  local required = { sliding_window = { window = 2 }, neighborhood = { kernel_size = 1 } }
+  local required = { sliding_window = { window = 2 }, neighborhood = { kernel_size = 1 },
+                     strided_neighborhood = { kernel_size = 2, stride = 2 } }
   for _, name in ipairs(vs) do
     local o = { variant = name }
     for key, val in pairs(required[name] or {}) do o[key] = val end
     local kk, vv = k, v
-    if name == "neighborhood" then kk, vv = k:narrow(3, 1, N), v:narrow(3, 1, N) end   -- self-attention only
+    if name:find("neighborhood") then kk, vv = k:narrow(3, 1, N), v:narrow(3, 1, N) end   -- self-attention only
     local ok, r = pcall(lab.attention, q, kk, vv, o)
     check.ok(ok and lab.is_tensor(r), "variant " .. name .. " runs", tostring(r))
     if ok then same_shape(r, { B, H, N, dv }, "variant " .. name .. " shape") end

@@ -1,5 +1,5 @@
 -- test_attention_window.lua -- the variants that are softmax over a range of keys per query,
--- "sliding_window" and "neighborhood", against dense softmax attention with the same keys given as
+-- "sliding_window", "neighborhood" and "strided_neighborhood", against dense softmax attention with the same keys given as
 -- an explicit mask (float64), in both kernel paths (few queries per kv head: rows walked in place;
 -- many: transposed), causal both ways, and their gradients against central differences.  A window
 -- as wide as the sequence must equal plain softmax attention.
@@ -136,7 +136,70 @@ check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "neighborhood", kern
   lab.attention(q9, k9, v9, { causal = true })) < 1e-12, "causal neighborhood with k = L equals causal softmax")
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 4 }) end, "odd unless causal")
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 11 }) end, "N = M >= kernel_size")
-check.fails(function() lab.attention(q9, k9, v9, { kernel_size = 3 }) end, "kernel_size is an option of the 'neighborhood' variant")
+check.fails(function() lab.attention(q9, k9, v9, { kernel_size = 3 }) end, "kernel_size and stride are options of the neighborhood variants")
+
+---------------------------------------------------------------------------------------------------
+-- strided neighborhood (GNA): the rule of NATTEN's flex backend written out here
+---------------------------------------------------------------------------------------------------
+local function gna_mask(L, ks, stride, causal)
+  local m = {}
+  for i = 0, L - 1 do
+    local row = {}
+    for j = 0, L - 1 do
+      local ok
+      if causal then
+        local leader = math.min(math.floor(i / stride) * stride + stride - 1, L - 1)
+        ok = j <= i and leader - j < ks
+      else
+        local leader = math.min(math.floor(i / stride) * stride + math.floor(stride / 2), L - 1)
+        local left, right = math.floor(ks / 2), math.floor(ks / 2) + ks % 2 - 1
+        local c = math.max(left, math.min(leader, L - 1 - right))
+        ok = j >= c - left and j <= c + right
+      end
+      row[j + 1] = ok and 1 or 0
+    end
+    m[i + 1] = row
+  end
+  return lab.tensor(m, "float64")
+end
+for _, case in ipairs{ { L = 12, ks = 4, s = 2, causal = false }, { L = 11, ks = 5, s = 3, causal = false },
+                       { L = 12, ks = 4, s = 3, causal = true }, { L = 9, ks = 3, s = 1, causal = false } } do
+  local gq, gk, gv = rnd{ 1, 2, case.L, 4 }, rnd{ 1, 2, case.L, 4 }, rnd{ 1, 2, case.L, 3 }
+  local name = string.format("GNA L=%d k=%d s=%d%s", case.L, case.ks, case.s, case.causal and " causal" or "")
+  local out = lab.attention(gq, gk, gv, { variant = "strided_neighborhood", kernel_size = case.ks, stride = case.s,
+                                          causal = case.causal })
+  local ref = lab.attention(gq, gk, gv, { mask = gna_mask(case.L, case.ks, case.s, case.causal) })
+  check.ok(max_abs_diff(out, ref) < 1e-12, name .. ": equals softmax with the GNA window as a mask", tostring(max_abs_diff(out, ref)))
+end
+-- stride 1 is the plain neighborhood; stride = k (odd) is blocked attention
+check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "strided_neighborhood", kernel_size = 3, stride = 1 }),
+  lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 3 })) < 1e-12, "GNA with stride 1 is the neighborhood")
+local blocks = {}
+for i = 1, 9 do blocks[i] = {} for j = 1, 9 do blocks[i][j] = math.floor((i - 1) / 3) == math.floor((j - 1) / 3) and 1 or 0 end end
+check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "strided_neighborhood", kernel_size = 3, stride = 3 }),
+  lab.attention(q9, k9, v9, { mask = lab.tensor(blocks, "float64") })) < 1e-12, "GNA with stride = k is blocked attention")
+do   -- gradients, one configuration
+  local gq, gk, gv = rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 2 }
+  for _, x in ipairs{ gq, gk, gv } do x:requires_grad(true) end
+  local R = rnd{ 1, 1, 7, 2 }
+  local function loss() return (lab.attention(gq, gk, gv, { variant = "strided_neighborhood", kernel_size = 4, stride = 2 }) * R):sum() end
+  loss():backward()
+  for name, x in pairs{ q = gq, k = gk, v = gv } do
+    local g, flat = x.grad:reshape{ -1 }:totable(), x:detach():reshape{ -1 }
+    local worst, scale = 0, 1
+    for idx = 1, flat:numel() do
+      local orig = flat:get(idx)
+      flat:set(idx, orig + 1e-6); local up = lab.no_grad(function() return loss():item() end)
+      flat:set(idx, orig - 1e-6); local down = lab.no_grad(function() return loss():item() end)
+      flat:set(idx, orig)
+      local numeric = (up - down) / 2e-6
+      worst, scale = math.max(worst, math.abs(numeric - g[idx])), math.max(scale, math.abs(numeric))
+    end
+    check.ok(worst / scale < 1e-6, "GNA: d loss / d " .. name .. " matches central differences", string.format("%.3g", worst / scale))
+  end
+end
+check.fails(function() lab.attention(q9, k9, v9, { variant = "strided_neighborhood", kernel_size = 3 }) end, "needs stride >= 1")
+check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 3, stride = 2 }) end, "takes no stride")
 
 -- refusals
 check.fails(function() lab.attention(q, k, v, { variant = "sliding_window" }) end, "needs window >= 1")
