@@ -120,16 +120,11 @@ PANEL_WIDTHS(PANEL_KERNEL, double)
 PANEL_DISPATCH(float)
 PANEL_DISPATCH(double)
 
-/* The panel kernel on slices of rows, one per thread, for large products; false when it does not
- * apply (k or m outside its range). */
-static bool panel_matmul(const matrix_job *j, al_dtype dt, bool may_split) {
-    if (j->k > SMALL_K || j->k < 1) return false;
-    switch (j->m) {
-    case 4: case 6: case 8: case 12: case 16: case 24: case 32: case 48: case 64: break;
-    default: return false;
-    }
-    if (!may_split || j->n * j->k * j->m < SPLIT_WORK || j->n < 16)
-        return dt == AL_FLOAT32 ? panel_matmul_float(j) : panel_matmul_double(j);
+/* Runs a kernel on a product, split by rows among the threads when the product is large enough to
+ * pay for waking them (SPLIT_WORK) and the caller is not already splitting a batch. */
+typedef void (*matrix_kernel)(const matrix_job *j, al_dtype dt);
+static void run_split_rows(const matrix_job *j, al_dtype dt, bool may_split, matrix_kernel kernel) {
+    if (!may_split || j->n * j->k * j->m < SPLIT_WORK || j->n < 16) { kernel(j, dt); return; }
     const size_t es = al_dtype_size(dt);
     #pragma omp parallel
     {
@@ -140,9 +135,23 @@ static bool panel_matmul(const matrix_job *j, al_dtype dt, bool may_split) {
             slice.n = last - first;
             slice.a = j->a + first * j->as0 * (int64_t)es;
             slice.c = j->c + first * j->m * (int64_t)es;
-            if (dt == AL_FLOAT32) panel_matmul_float(&slice); else panel_matmul_double(&slice);
+            kernel(&slice, dt);
         }
     }
+}
+
+static void panel_kernel(const matrix_job *j, al_dtype dt) {
+    if (dt == AL_FLOAT32) panel_matmul_float(j); else panel_matmul_double(j);
+}
+
+/* The panel kernel, when it applies (k and m in its range); false otherwise. */
+static bool panel_matmul(const matrix_job *j, al_dtype dt, bool may_split) {
+    if (j->k > SMALL_K || j->k < 1) return false;
+    switch (j->m) {
+    case 4: case 6: case 8: case 12: case 16: case 24: case 32: case 48: case 64: break;
+    default: return false;
+    }
+    run_split_rows(j, dt, may_split, panel_kernel);
     return true;
 }
 
@@ -185,21 +194,7 @@ static al_tensor *fold_rows(const al_tensor *t) {
 
 /* Large products: slices of rows, one per thread (about 2x on two cores for a 512^3 product). */
 static void blas_matmul(const matrix_job *j, al_dtype dt, bool may_split) {
-    const int64_t work = j->n * j->k * j->m;
-    if (!may_split || work < SPLIT_WORK || j->n < 16) { blas_matmul_serial(j, dt); return; }
-    const size_t es = al_dtype_size(dt);
-    #pragma omp parallel
-    {
-        int64_t first, last;
-        al_thread_share(j->n, &first, &last);
-        if (first < last) {
-            matrix_job slice = *j;
-            slice.n = last - first;
-            slice.a = j->a + first * j->as0 * (int64_t)es;
-            slice.c = j->c + first * j->m * (int64_t)es;
-            blas_matmul_serial(&slice, dt);
-        }
-    }
+    run_split_rows(j, dt, may_split, blas_matmul_serial);
 }
 
 static void matmul_backward(al_node *node, const al_tensor *g) {

@@ -1,6 +1,7 @@
 -- check.lua -- the Lua tests' few helpers (the twin of tests/c/check.h).  A test file does
 --   local check = dofile("tests/lua/check.lua")("gradcheck")
 --   check.ok(cond, "what")  check.near(a, b, tol, "what")  check.fails(fn, "needle", "what")
+--   check.gradients(loss_fn, {name = tensor}, "what")  (float64 central differences)
 --   os.exit(check.report())
 -- and ends with one line "<name>: N passed, N failed".
 return function(name)
@@ -28,6 +29,33 @@ return function(name)
     fail(what or ("should fail with '" .. needle .. "'"), ok and "no error" or tostring(err))
     return false
   end
+  -- loss: a function returning a scalar tensor of the float64 tensors in inputs ({name = tensor},
+  -- each with requires_grad).  Checks every element of each input's gradient against central
+  -- differences (h = 1e-6): max |analytic - numeric| / max(1, max |numeric|) < 1e-6.
+  function check.gradients(loss, inputs, label)
+    local lab = require "attnlab"
+    for _, x in pairs(inputs) do x:zero_grad() end
+    loss():backward()
+    local names = {}
+    for name in pairs(inputs) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local x = inputs[name]
+      local g, flat = x.grad:reshape{ -1 }:totable(), x:detach():reshape{ -1 }
+      local worst, scale = 0, 1
+      for idx = 1, flat:numel() do
+        local orig = flat:get(idx)
+        flat:set(idx, orig + 1e-6); local up = lab.no_grad(function() return loss():item() end)
+        flat:set(idx, orig - 1e-6); local down = lab.no_grad(function() return loss():item() end)
+        flat:set(idx, orig)
+        local numeric = (up - down) / 2e-6
+        worst, scale = math.max(worst, math.abs(numeric - g[idx])), math.max(scale, math.abs(numeric))
+      end
+      check.ok(worst / scale < 1e-6, string.format("%s: d loss / d %s matches central differences", label, name),
+        string.format("relative error %.3g", worst / scale))
+    end
+  end
+
   function check.report()
     print(string.format("%s: %d passed, %d failed", name, check.passed, check.failed))
     return check.failed == 0 and 0 or 1

@@ -46,24 +46,9 @@ for _, case in ipairs{
 
   local R = rnd(out:shape())
   for _, x in ipairs{ q, k, v } do x:requires_grad(true) end
-  local function loss()
+  check.gradients(function()
     return (lab.attention(q, k, v, { variant = "sliding_window", window = case.w, causal = case.causal }) * R):sum()
-  end
-  loss():backward()
-  for name, x in pairs{ q = q, k = k, v = v } do
-    local g, flat = x.grad:reshape{ -1 }:totable(), x:detach():reshape{ -1 }
-    local worst, scale = 0, 1
-    for idx = 1, flat:numel() do
-      local orig = flat:get(idx)
-      flat:set(idx, orig + 1e-6); local up = lab.no_grad(function() return loss():item() end)
-      flat:set(idx, orig - 1e-6); local down = lab.no_grad(function() return loss():item() end)
-      flat:set(idx, orig)
-      local numeric = (up - down) / 2e-6
-      worst, scale = math.max(worst, math.abs(numeric - g[idx])), math.max(scale, math.abs(numeric))
-    end
-    check.ok(worst / scale < 1e-6, string.format("%s: d loss / d %s matches central differences", case.name, name),
-      string.format("relative error %.3g", worst / scale))
-  end
+  end, { q = q, k = k, v = v }, case.name)
 end
 
 -- a window as wide as the sequence is plain softmax attention
@@ -112,22 +97,9 @@ for _, case in ipairs{
   end
   for _, x in ipairs{ nq, nk, nv } do x:requires_grad(true) end
   local R = rnd(out:shape())
-  local function loss() return (lab.attention(nq, nk, nv, { variant = "neighborhood", kernel_size = case.ks, causal = case.causal }) * R):sum() end
-  loss():backward()
-  for name, x in pairs{ q = nq, k = nk, v = nv } do
-    local g, flat = x.grad:reshape{ -1 }:totable(), x:detach():reshape{ -1 }
-    local worst, scale = 0, 1
-    for idx = 1, flat:numel() do
-      local orig = flat:get(idx)
-      flat:set(idx, orig + 1e-6); local up = lab.no_grad(function() return loss():item() end)
-      flat:set(idx, orig - 1e-6); local down = lab.no_grad(function() return loss():item() end)
-      flat:set(idx, orig)
-      local numeric = (up - down) / 2e-6
-      worst, scale = math.max(worst, math.abs(numeric - g[idx])), math.max(scale, math.abs(numeric))
-    end
-    check.ok(worst / scale < 1e-6, string.format("%s: d loss / d %s matches central differences", case.name, name),
-      string.format("relative error %.3g", worst / scale))
-  end
+  check.gradients(function()
+    return (lab.attention(nq, nk, nv, { variant = "neighborhood", kernel_size = case.ks, causal = case.causal }) * R):sum()
+  end, { q = nq, k = nk, v = nv }, case.name)
 end
 local q9, k9, v9 = rnd{ 1, 2, 9, 4 }, rnd{ 1, 2, 9, 4 }, rnd{ 1, 2, 9, 4 }
 check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 9 }), lab.attention(q9, k9, v9)) < 1e-12,
@@ -182,21 +154,9 @@ do   -- gradients, one configuration
   local gq, gk, gv = rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 2 }
   for _, x in ipairs{ gq, gk, gv } do x:requires_grad(true) end
   local R = rnd{ 1, 1, 7, 2 }
-  local function loss() return (lab.attention(gq, gk, gv, { variant = "strided_neighborhood", kernel_size = 4, stride = 2 }) * R):sum() end
-  loss():backward()
-  for name, x in pairs{ q = gq, k = gk, v = gv } do
-    local g, flat = x.grad:reshape{ -1 }:totable(), x:detach():reshape{ -1 }
-    local worst, scale = 0, 1
-    for idx = 1, flat:numel() do
-      local orig = flat:get(idx)
-      flat:set(idx, orig + 1e-6); local up = lab.no_grad(function() return loss():item() end)
-      flat:set(idx, orig - 1e-6); local down = lab.no_grad(function() return loss():item() end)
-      flat:set(idx, orig)
-      local numeric = (up - down) / 2e-6
-      worst, scale = math.max(worst, math.abs(numeric - g[idx])), math.max(scale, math.abs(numeric))
-    end
-    check.ok(worst / scale < 1e-6, "GNA: d loss / d " .. name .. " matches central differences", string.format("%.3g", worst / scale))
-  end
+  check.gradients(function()
+    return (lab.attention(gq, gk, gv, { variant = "strided_neighborhood", kernel_size = 4, stride = 2 }) * R):sum()
+  end, { q = gq, k = gk, v = gv }, "GNA")
 end
 check.fails(function() lab.attention(q9, k9, v9, { variant = "strided_neighborhood", kernel_size = 3 }) end, "needs stride >= 1")
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 3, stride = 2 }) end, "takes no stride")
