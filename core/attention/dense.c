@@ -20,7 +20,13 @@
 typedef struct {
     attention_problem p;
     dense_normalisation kind;
+    bool recompute;            /* saved[0] is the row log-sum-exp (B, H, N), not the map */
 } dense_ctx;
+
+/* Maps larger than this are not kept for the backward: the forward keeps the row log-sum-exp and
+ * the backward recomputes each row's probabilities (O(N) memory per head instead of O(N M)). */
+static int64_t map_limit_bytes = (int64_t)64 << 20;
+void al_attention_set_map_limit(int64_t bytes) { map_limit_bytes = bytes < 0 ? 0 : bytes; }
 
 /* element offsets of a (b, h, i) row of a 4-d tensor whose last stride is 1 */
 static inline int64_t row_offset(const al_tensor *t, int64_t b, int64_t h, int64_t i) {
@@ -169,7 +175,8 @@ enum { ROWS_PATH_QUERIES = 8 };
     }
 
 #define DENSE_FORWARD(T, EXP)                                                                   \
-static void dense_forward_##T(const attention_problem *p, dense_normalisation kind, T *P, T *O) { \
+static void dense_forward_##T(const attention_problem *p, dense_normalisation kind, T *P, T *O,  \
+                              T *LSE) {                                                         \
     const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
     const T *Bias = p->bias ? (const T *)p->bias->storage->data : NULL;                         \
     const T *Mask = p->mask ? (const T *)p->mask->storage->data : NULL;                         \
@@ -179,7 +186,9 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
     const bool rows = N * group < ROWS_PATH_QUERIES;                                            \
     _Pragma("omp parallel if (parallel)")                                                       \
     {                                                                                           \
-        T *kt = malloc(sizeof(T) * (size_t)((d + dv) * M + 1)), *vt = kt ? kt + d * M : NULL;   \
+        /* kt, vt: transposed keys and values; row: the probabilities when P is not kept */       \
+        T *kt = malloc(sizeof(T) * (size_t)((d + dv + 1) * M + 1)), *vt = kt ? kt + d * M : NULL; \
+        T *row = kt ? vt + dv * M : NULL;                                                       \
         _Pragma("omp for schedule(static)")                                                     \
         for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                        \
             if (!kt) continue;                                                                  \
@@ -192,7 +201,7 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
                 const int64_t bh = b * p->H + h;                                                \
                 for (int64_t i = 0; i < N; i++) {                                               \
                     const T *q = Q + row_offset(p->q, b, h, i);                                 \
-                    T *prow = P + (bh * N + i) * M, *o = O + (bh * N + i) * dv;                 \
+                    T *prow = P ? P + (bh * N + i) * M : row, *o = O + (bh * N + i) * dv;      \
                     int64_t lo;                                                                 \
                     const int64_t end = visible_range(p, i, &lo);                               \
                     if (rows) {                                                                 \
@@ -224,6 +233,8 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
                         for (int64_t j = lo; j < end; j++) { prow[j] = EXP(prow[j] - mx); z += prow[j]; } \
                         const T inv = z > 0 ? (T)1 / z : (T)0;                                  \
                         for (int64_t j = lo; j < end; j++) prow[j] *= inv;                       \
+                        /* +inf for a row with nothing visible: exp(s - lse) is then 0 */          \
+                        if (LSE) LSE[bh * N + i] = z > 0 ? mx + (T)log((double)z) : (T)INFINITY; \
                     } else {                                                                    \
                         for (int64_t j = lo; j < end; j++)                                       \
                             prow[j] = prow[j] == -INFINITY ? (T)0 : prow[j] * inv_norm;         \
@@ -249,12 +260,41 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
 DENSE_FORWARD(float, al_expf)
 DENSE_FORWARD(double, exp)
 
+/* The probabilities of one query row, recomputed for the backward when the forward kept only the
+ * row's log-sum-exp (the map was too large to keep): the same logits as the forward (scale q.k,
+ * plus bias, masked entries -inf), then exp(s - lse) (softmax) or s / norm (lsa), on [lo, end). */
+#define RECOMPUTE_ROW(T, EXP)                                                                   \
+static void recompute_row_##T(const attention_problem *p, dense_normalisation kind, const T *LSE, \
+                              int64_t b, int64_t h, int64_t hk, int64_t i, int64_t lo, int64_t end, \
+                              T *prow) {                                                        \
+    const T *Q = p->q->storage->data, *K = p->k->storage->data;                                 \
+    const T *q = Q + row_offset(p->q, b, h, i);                                                 \
+    dots_##T(q, K + row_offset(p->k, b, hk, lo), p->k->strides[2], p->d, end - lo, (T)p->scale, prow + lo); \
+    if (p->bias) {                                                                              \
+        const T *br = (const T *)p->bias->storage->data + row_offset(p->bias, b, h, i);         \
+        for (int64_t j = lo; j < end; j++) prow[j] += br[j * p->bias->strides[3]];              \
+    }                                                                                           \
+    if (p->mask) {                                                                              \
+        const T *mr = (const T *)p->mask->storage->data + row_offset(p->mask, b, h, i);         \
+        for (int64_t j = lo; j < end; j++) if (mr[j * p->mask->strides[3]] == 0) prow[j] = -INFINITY; \
+    }                                                                                           \
+    if (kind == DENSE_SOFTMAX) {                                                                \
+        const T lse = LSE[(b * p->H + h) * p->N + i];                                           \
+        for (int64_t j = lo; j < end; j++) prow[j] = EXP(prow[j] - lse);                        \
+    } else {                                                                                    \
+        const T inv_norm = (T)(1.0 / p->norm);                                                  \
+        for (int64_t j = lo; j < end; j++) prow[j] = prow[j] == -INFINITY ? (T)0 : prow[j] * inv_norm; \
+    }                                                                                           \
+}
+RECOMPUTE_ROW(float, al_expf)
+RECOMPUTE_ROW(double, exp)
+
 /* Few queries per (batch, kv head), as in the toy tasks' single query: transposing the keys would
  * cost as much as the arithmetic, so these loops walk the rows of k and v as they are. */
 #define DENSE_BACKWARD_ROWS(T)                                                                  \
 static void dense_backward_rows_##T(const attention_problem *p, dense_normalisation kind, const T *P, \
-                                    const T *dO, al_tensor *gq, al_tensor *gk, al_tensor *gv,    \
-                                    T *dBias, int64_t b, int64_t hk, T *ds) {                   \
+                                    const T *LSE, const T *dO, al_tensor *gq, al_tensor *gk,    \
+                                    al_tensor *gv, T *dBias, int64_t b, int64_t hk, T *ds, T *row) { \
     const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
     const T *Mask = p->mask ? (const T *)p->mask->storage->data : NULL;                         \
     T *dQ = gq ? (T *)gq->storage->data : NULL, *dK = gk ? (T *)gk->storage->data : NULL;     \
@@ -279,10 +319,12 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
     for (int64_t h = hk * group; h < (hk + 1) * group; h++) {                                   \
         const int64_t bh = b * p->H + h;                                                        \
         for (int64_t i = 0; i < N; i++) {                                                       \
-            const T *prow = P + (bh * N + i) * M, *go = dO + (bh * N + i) * dv;                 \
+            const T *go = dO + (bh * N + i) * dv;                                               \
             const T *q = Q + row_offset(p->q, b, h, i);                                         \
             int64_t lo;                                                                         \
             const int64_t end = visible_range(p, i, &lo);                                       \
+            const T *prow = P ? P + (bh * N + i) * M : row;                                     \
+            if (!P) { recompute_row_##T(p, kind, LSE, b, h, hk, i, lo, end, row); prow = row; }  \
             T delta = 0;                                                                        \
             dots_##T(go, vb + lo * vs, vs, dv, end - lo, (T)1, ds + lo);   /* dP = dO v^T */    \
             for (int64_t j = lo; j < end; j++) delta += ds[j] * prow[j];                         \
@@ -315,7 +357,8 @@ DENSE_BACKWARD_ROWS(double)
  * no zero fill and no atomics.  dS goes to dbias when the bias is trainable. */
 #define DENSE_BACKWARD(T)                                                                       \
 static void dense_backward_##T(const attention_problem *p, dense_normalisation kind, const T *P, \
-                               const T *dO, al_tensor *gq, al_tensor *gk, al_tensor *gv, T *dBias) { \
+                               const T *LSE, const T *dO, al_tensor *gq, al_tensor *gk,         \
+                               al_tensor *gv, T *dBias) {                                       \
     const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
     const T *Mask = p->mask ? (const T *)p->mask->storage->data : NULL;                         \
     T *dQ = gq ? (T *)gq->storage->data : NULL, *dK = gk ? (T *)gk->storage->data : NULL;     \
@@ -326,14 +369,15 @@ static void dense_backward_##T(const attention_problem *p, dense_normalisation k
     const bool rows = N * group < ROWS_PATH_QUERIES;                                            \
     _Pragma("omp parallel if (parallel)")                                                       \
     {                                                                                           \
-        T *kt = malloc(sizeof(T) * (size_t)(2 * (d + dv) * M + M + 1));                         \
+        T *kt = malloc(sizeof(T) * (size_t)(2 * (d + dv) * M + 2 * M + 1));                     \
         T *vt = kt + d * M, *dkt = vt + dv * M, *dvt = dkt + d * M, *ds = dvt + dv * M;         \
+        T *row = ds + M;   /* the recomputed probabilities when P is not kept */                \
         _Pragma("omp for schedule(static)")                                                     \
         for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                        \
             if (!kt) continue;                                                                  \
             const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;                                    \
             if (rows) {                                                                         \
-                dense_backward_rows_##T(p, kind, P, dO, gq, gk, gv, dBias, b, hk, ds);          \
+                dense_backward_rows_##T(p, kind, P, LSE, dO, gq, gk, gv, dBias, b, hk, ds, row); \
                 continue;                                                                       \
             }                                                                                   \
             LOAD_TRANSPOSED(T, kt, p->k, K, d)                                                  \
@@ -342,10 +386,12 @@ static void dense_backward_##T(const attention_problem *p, dense_normalisation k
             for (int64_t h = hk * group; h < (hk + 1) * group; h++) {                           \
                 const int64_t bh = b * p->H + h;                                                \
                 for (int64_t i = 0; i < N; i++) {                                               \
-                    const T *prow = P + (bh * N + i) * M, *go = dO + (bh * N + i) * dv;         \
+                    const T *go = dO + (bh * N + i) * dv;                                       \
                     const T *q = Q + row_offset(p->q, b, h, i);                                 \
                     int64_t lo;                                                                 \
                     const int64_t end = visible_range(p, i, &lo);                               \
+                    const T *prow = P ? P + (bh * N + i) * M : row;                             \
+                    if (!P) recompute_row_##T(p, kind, LSE, b, h, hk, i, lo, end, row);          \
                     for (int64_t j = lo; j < end; j++) ds[j] = 0;                               \
                     for (int64_t c = 0; c < dv; c++) {   /* dP = dO v^T;  dV += P^T dO */       \
                         const T g = go[c], *vc = vt + c * M;                                    \
@@ -402,7 +448,8 @@ static void dense_backward(al_node *node, const al_tensor *g) {
     attention_problem p = ctx->p;
     p.q = node->inputs[0]; p.k = node->inputs[1]; p.v = node->inputs[2];
     p.bias = node->saved[1]; p.mask = node->saved[2];
-    const al_tensor *P = node->saved[0];
+    const al_tensor *saved = node->saved[0];
+    void *P = ctx->recompute ? NULL : al_ptr(saved), *LSE = ctx->recompute ? al_ptr(saved) : NULL;
     bool want_bias = node->n_inputs > 3 && al_input_needs_grad(node, 3);
     int64_t ps[4] = {p.B, p.H, p.N, p.M};
     al_dtype dt = p.q->dtype;
@@ -414,9 +461,9 @@ static void dense_backward(al_node *node, const al_tensor *g) {
     al_tensor *db = want_bias ? al_new_tensor(4, ps, dt) : NULL;
     if (gc) {
         if (dt == AL_FLOAT32)
-            dense_backward_float(&p, ctx->kind, al_ptr(P), al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
+            dense_backward_float(&p, ctx->kind, P, LSE, al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
         else
-            dense_backward_double(&p, ctx->kind, al_ptr(P), al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
+            dense_backward_double(&p, ctx->kind, P, LSE, al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
     }
     al_accumulate_input(node, 0, dq);
     al_accumulate_input(node, 1, dk);
@@ -429,22 +476,31 @@ al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisati
                                    const char *name, al_tensor **weights) {
     int64_t os[4] = {p->B, p->H, p->N, p->dv}, ps[4] = {p->B, p->H, p->N, p->M};
     al_dtype dt = p->q->dtype;
-    al_tensor *out = al_new_tensor(4, os, dt), *P = al_new_tensor(4, ps, dt);
-    if (!out || !P) { al_release(out); al_release(P); return NULL; }
-    if (dt == AL_FLOAT32) dense_forward_float(p, kind, al_ptr(P), al_ptr(out));
-    else dense_forward_double(p, kind, al_ptr(P), al_ptr(out));
     /* a trainable bias is input 3: it is the expanded view of the user's bias, whose own node
      * folds the (B, H, N, M) gradient back to the user's shape */
     const al_tensor *raw_bias = p->bias && p->bias->requires_grad ? p->bias : NULL;
-    if (al_grad_needed2(p->q, p->k) || al_grad_needed2(p->v, raw_bias)) {
+    const bool need_grad = al_grad_needed2(p->q, p->k) || al_grad_needed2(p->v, raw_bias);
+    const double map_bytes = (double)al_shape_numel(4, ps) * (double)al_dtype_size(dt);
+    const bool recompute = !weights && need_grad && map_bytes > (double)map_limit_bytes;
+    const bool keep_map = weights || (need_grad && !recompute);
+    al_tensor *out = al_new_tensor(4, os, dt);
+    al_tensor *P = keep_map ? al_new_tensor(4, ps, dt) : NULL;
+    al_tensor *LSE = recompute ? al_new_tensor(3, ps, dt) : NULL;
+    if (!out || (keep_map && !P) || (recompute && !LSE)) { al_release(out); al_release(P); al_release(LSE); return NULL; }
+    if (dt == AL_FLOAT32)
+        dense_forward_float(p, kind, P ? al_ptr(P) : NULL, al_ptr(out), LSE ? al_ptr(LSE) : NULL);
+    else
+        dense_forward_double(p, kind, P ? al_ptr(P) : NULL, al_ptr(out), LSE ? al_ptr(LSE) : NULL);
+    if (need_grad) {
         dense_ctx *ctx = malloc(sizeof *ctx);
         const al_tensor *in[4] = {p->q, p->k, p->v, raw_bias};
         al_node *node = ctx ? al_record(out, name, dense_backward, raw_bias ? 4 : 3, in) : NULL;
         if (node) {
             ctx->p = *p;
             ctx->kind = kind;
+            ctx->recompute = recompute;
             node->ctx = ctx;
-            al_node_save(node, 0, P);
+            al_node_save(node, 0, recompute ? LSE : P);
             al_node_save(node, 1, p->bias);
             al_node_save(node, 2, p->mask);
         } else {
@@ -453,5 +509,6 @@ al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisati
     }
     if (weights) *weights = al_alias(P);
     al_release(P);
+    al_release(LSE);
     return out;
 }

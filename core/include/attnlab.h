@@ -202,6 +202,9 @@ typedef struct al_attention_opts {
 /* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
 al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,
                         const al_attention_opts *opts, al_tensor **weights);
+/* Attention maps (B, H, N, M) larger than this many bytes (default 64 MiB) are not kept for the
+ * backward: the forward keeps each row's log-sum-exp and the backward recomputes the row. */
+void al_attention_set_map_limit(int64_t bytes);
 int al_attention_variant_count(void);
 const char *al_attention_variant_name(int i);
 

@@ -716,6 +716,11 @@ local attention = setmetatable({}, {
     return out
   end,
 })
+-- Maps larger than this are recomputed in the backward instead of kept (default 64 MiB).
+function attention.set_map_limit(bytes)
+  if type(bytes) ~= "number" or bytes < 0 then raise("attention.set_map_limit: expects a number of bytes >= 0") end
+  C.al_attention_set_map_limit(bytes)
+end
 function attention.variants()
   local names = {}
   for i = 0, C.al_attention_variant_count() - 1 do names[#names + 1] = ffi.string(C.al_attention_variant_name(i)) end
