@@ -2,9 +2,10 @@
  * one (batch, kv head) group per thread.
  *
  * Shapes (per group): q (Hg, N, d), k (M, d), v (M, dv), P (Hg, N, M) kept for the backward.
- * It is the reference path: exact, O(N*M) memory for P, and fast for the toy tasks' small maps
- * (N*M up to a few thousand), where it beats a tiled kernel; the tiled online-softmax kernel for
- * long sequences belongs to the catalogue issue.
+ * Exact, and fast for the toy tasks' small maps.  P is kept for the backward only while it is small
+ * (map_limit_bytes); above that the forward keeps each row's log-sum-exp and the backward
+ * recomputes the row, so memory is O(N) per head beyond the inputs and the gradients (a blocked
+ * kernel that reuses key tiles across queries, for speed on long sequences, is still to come).
  *
  *   S = scale * q k^T + bias, masked (causal, mask) entries excluded
  *   softmax:    P = softmax_row(S) over allowed keys (a row with none allowed is all 0)
