@@ -325,7 +325,7 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
             int64_t lo;                                                                         \
             const int64_t end = visible_range(p, i, &lo);                                       \
             const T *prow = P ? P + (bh * N + i) * M : row;                                     \
-            if (!P) { recompute_row_##T(p, kind, LSE, b, h, hk, i, lo, end, row); prow = row; }  \
+            if (!P) recompute_row_##T(p, kind, LSE, b, h, hk, i, lo, end, row);                  \
             T delta = 0;                                                                        \
             dots_##T(go, vb + lo * vs, vs, dv, end - lo, (T)1, ds + lo);   /* dP = dO v^T */    \
             for (int64_t j = lo; j < end; j++) delta += ds[j] * prow[j];                         \

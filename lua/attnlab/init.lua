@@ -264,9 +264,7 @@ function lab.arange(a, b, step, dtype)
   if type(a) ~= "number" or type(b) ~= "number" then raise("arange: bounds must be numbers") end
   step = step or 1
   if type(step) ~= "number" then raise("arange: step must be a number") end
-  local dt = dtype and parse_dtype(dtype, "arange")
-    or ((a == math.floor(a) and b == math.floor(b) and step == math.floor(step)) and 0 or 0)
-  return wrap(C.al_arange(a, b, step, dt))
+  return wrap(C.al_arange(a, b, step, parse_dtype(dtype, "arange")))
 end
 function lab.eye(n, dtype)
   check_int(n, "eye", "n")
@@ -497,17 +495,14 @@ function Tensor.sum(t, d, keepdim) return wrap(C.al_sum(t, reduce_dim(t, d, "sum
 function Tensor.mean(t, d, keepdim) return wrap(C.al_mean(t, reduce_dim(t, d, "mean"), keepdim and 1 or 0)) end
 local idx_out = ref_array(1)
 local function argbest(cfun, fn)
-  return function(t, d, keepdim)
-    if d == nil then -- over everything: flatten first
-      local flat = t:reshape{ -1 }
-      local v, i = argbest(cfun, fn)(flat, 1)
-      return v, i
-    end
+  local function best(t, d, keepdim)
+    if d == nil then return best(t:reshape{ -1 }, 1) end   -- over everything: flatten first
     local v = cfun(t, cdim(d, fn, C.al_ndim(t)), keepdim and 1 or 0, idx_out)
     local values = wrap(v)
     local indices = wrap_slot(idx_out[0])
     return values, indices:add(1)
   end
+  return best
 end
 Tensor.max = argbest(C.al_max, "max")
 Tensor.min = argbest(C.al_min, "min")
