@@ -1,6 +1,6 @@
 -- test_attention_window.lua -- the variants that are softmax over a range of keys per query,
--- "sliding_window", "neighborhood" and "strided_neighborhood", against dense softmax attention with the same keys given as
--- an explicit mask (float64), in both kernel paths (few queries per kv head: rows walked in place;
+-- "sliding_window", "neighborhood" and "strided_neighborhood", against dense softmax attention
+-- with the same keys given as an explicit mask (float64), in both kernel paths (few queries per kv head: rows walked in place;
 -- many: transposed), causal both ways, and their gradients against central differences.  A window
 -- as wide as the sequence must equal plain softmax attention.
 --   ./build/attnlab tests/lua/test_attention_window.lua
@@ -10,6 +10,25 @@ local lab = lab or require "attnlab"
 lab.seed(11)
 local function rnd(shape) return lab.randn(shape, "float64") end
 local function max_abs_diff(a, b) return (a - b):abs():max():item() end
+
+-- The variant given by opts against softmax attention with the same keys as an explicit mask:
+-- output and map equal to 1e-12 and, with grads, its gradients against central differences.
+-- Returns the variant's map.
+local function check_as_mask(label, opts, q, k, v, mask, grads)
+  local with_map = { weights = true }
+  for key, val in pairs(opts) do with_map[key] = val end
+  local out, w = lab.attention(q, k, v, with_map)
+  local ref, ref_w = lab.attention(q, k, v, { mask = mask, weights = true })
+  check.ok(max_abs_diff(out, ref) < 1e-12, label .. ": equals softmax with the same keys as a mask",
+    tostring(max_abs_diff(out, ref)))
+  check.ok(max_abs_diff(w, ref_w) < 1e-12, label .. ": the same map")
+  if grads then
+    local R = rnd(out:shape())
+    for _, x in ipairs{ q, k, v } do x:requires_grad(true) end
+    check.gradients(function() return (lab.attention(q, k, v, opts) * R):sum() end, { q = q, k = k, v = v }, label)
+  end
+  return w
+end
 
 -- the band as a (N, M) mask: |j - diag| <= w, with diag = i (+ M - N for bottom-right), j <= diag when causal
 local function band(N, M, w, causal)
@@ -36,19 +55,8 @@ for _, case in ipairs{
 } do
   local q = rnd{ case.B, case.H, case.N, 4 }
   local k, v = rnd{ case.B, case.H, case.M, 4 }, rnd{ case.B, case.H, case.M, 3 }
-  local opts = { variant = "sliding_window", window = case.w, causal = case.causal, weights = true }
-  local out, w = lab.attention(q, k, v, opts)
-  local mask = band(case.N, case.M, case.w, case.causal)
-  local ref, ref_w = lab.attention(q, k, v, { mask = mask, weights = true })
-  check.ok(max_abs_diff(out, ref) < 1e-12, case.name .. ": equals softmax with the band as a mask",
-    tostring(max_abs_diff(out, ref)))
-  check.ok(max_abs_diff(w, ref_w) < 1e-12, case.name .. ": the same map")
-
-  local R = rnd(out:shape())
-  for _, x in ipairs{ q, k, v } do x:requires_grad(true) end
-  check.gradients(function()
-    return (lab.attention(q, k, v, { variant = "sliding_window", window = case.w, causal = case.causal }) * R):sum()
-  end, { q = q, k = k, v = v }, case.name)
+  check_as_mask(case.name, { variant = "sliding_window", window = case.w, causal = case.causal }, q, k, v,
+    band(case.N, case.M, case.w, case.causal), true)
 end
 
 -- a window as wide as the sequence is plain softmax attention
@@ -85,21 +93,12 @@ for _, case in ipairs{
   { name = "neighborhood causal k=4", B = 1, H = 3, L = 8, ks = 4, causal = true },
 } do
   local nq, nk, nv = rnd{ case.B, case.H, case.L, 4 }, rnd{ case.B, case.H, case.L, 4 }, rnd{ case.B, case.H, case.L, 2 }
-  local opts = { variant = "neighborhood", kernel_size = case.ks, causal = case.causal, weights = true }
-  local out, w = lab.attention(nq, nk, nv, opts)
-  local mask = natten_mask(case.L, case.ks, case.causal)
-  local ref = lab.attention(nq, nk, nv, { mask = mask })
-  check.ok(max_abs_diff(out, ref) < 1e-12, case.name .. ": equals softmax with NATTEN's window as a mask",
-    tostring(max_abs_diff(out, ref)))
+  local w = check_as_mask(case.name, { variant = "neighborhood", kernel_size = case.ks, causal = case.causal },
+    nq, nk, nv, natten_mask(case.L, case.ks, case.causal), true)
   local keys = w:gt(0):sum(4)
   if not case.causal then
     check.ok(keys:min():item() == case.ks and keys:max():item() == case.ks, case.name .. ": every query sees exactly k keys")
   end
-  for _, x in ipairs{ nq, nk, nv } do x:requires_grad(true) end
-  local R = rnd(out:shape())
-  check.gradients(function()
-    return (lab.attention(nq, nk, nv, { variant = "neighborhood", kernel_size = case.ks, causal = case.causal }) * R):sum()
-  end, { q = nq, k = nk, v = nv }, case.name)
 end
 local q9, k9, v9 = rnd{ 1, 2, 9, 4 }, rnd{ 1, 2, 9, 4 }, rnd{ 1, 2, 9, 4 }
 check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 9 }), lab.attention(q9, k9, v9)) < 1e-12,
@@ -138,10 +137,8 @@ for _, case in ipairs{ { L = 12, ks = 4, s = 2, causal = false }, { L = 11, ks =
                        { L = 12, ks = 4, s = 3, causal = true }, { L = 9, ks = 3, s = 1, causal = false } } do
   local gq, gk, gv = rnd{ 1, 2, case.L, 4 }, rnd{ 1, 2, case.L, 4 }, rnd{ 1, 2, case.L, 3 }
   local name = string.format("GNA L=%d k=%d s=%d%s", case.L, case.ks, case.s, case.causal and " causal" or "")
-  local out = lab.attention(gq, gk, gv, { variant = "strided_neighborhood", kernel_size = case.ks, stride = case.s,
-                                          causal = case.causal })
-  local ref = lab.attention(gq, gk, gv, { mask = gna_mask(case.L, case.ks, case.s, case.causal) })
-  check.ok(max_abs_diff(out, ref) < 1e-12, name .. ": equals softmax with the GNA window as a mask", tostring(max_abs_diff(out, ref)))
+  check_as_mask(name, { variant = "strided_neighborhood", kernel_size = case.ks, stride = case.s, causal = case.causal },
+    gq, gk, gv, gna_mask(case.L, case.ks, case.s, case.causal))
 end
 -- stride 1 is the plain neighborhood; stride = k (odd) is blocked attention
 check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "strided_neighborhood", kernel_size = 3, stride = 1 }),
@@ -150,14 +147,8 @@ local blocks = {}
 for i = 1, 9 do blocks[i] = {} for j = 1, 9 do blocks[i][j] = math.floor((i - 1) / 3) == math.floor((j - 1) / 3) and 1 or 0 end end
 check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "strided_neighborhood", kernel_size = 3, stride = 3 }),
   lab.attention(q9, k9, v9, { mask = lab.tensor(blocks, "float64") })) < 1e-12, "GNA with stride = k is blocked attention")
-do   -- gradients, one configuration
-  local gq, gk, gv = rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 2 }
-  for _, x in ipairs{ gq, gk, gv } do x:requires_grad(true) end
-  local R = rnd{ 1, 1, 7, 2 }
-  check.gradients(function()
-    return (lab.attention(gq, gk, gv, { variant = "strided_neighborhood", kernel_size = 4, stride = 2 }) * R):sum()
-  end, { q = gq, k = gk, v = gv }, "GNA")
-end
+check_as_mask("GNA L=7 k=4 s=2", { variant = "strided_neighborhood", kernel_size = 4, stride = 2 },
+  rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 2 }, gna_mask(7, 4, 2, false), true)
 check.fails(function() lab.attention(q9, k9, v9, { variant = "strided_neighborhood", kernel_size = 3 }) end, "needs stride >= 1")
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 3, stride = 2 }) end, "takes no stride")
 
