@@ -104,6 +104,10 @@ void al_trim_cache(void) {
 
 int64_t al_bytes_in_use(void) { return bytes_live + bytes_cached; }
 int64_t al_bytes_peak(void) { return bytes_peak; }
+void al_reset_peak(void) {
+    al_trim_cache();
+    bytes_peak = bytes_live;
+}
 int64_t al_take_allocation_count(void) {
     int64_t n = bytes_since_take;
     bytes_since_take = 0;

@@ -104,6 +104,22 @@ void al_accumulate_input(al_node *node, int i, const al_tensor *g) {
     al_release(fitted);
 }
 
+/* As al_accumulate_input, but takes the caller's reference to g: a leaf with no gradient yet adopts
+ * g itself when nothing else can see it (contiguous, sole owner of its storage, the leaf's shape
+ * and dtype) instead of copying it -- at long sequence lengths those copies of dq, dk, dv were as
+ * large as the gradients themselves. */
+void al_accumulate_input_take(al_node *node, int i, al_tensor *g) {
+    if (!g) return;
+    al_tensor *x = al_input_needs_grad(node, i) ? node->inputs[i] : NULL;
+    if (x && !x->grad_fn && !x->grad && g->refcount == 1 && g->storage->refcount == 1 && !g->grad_fn &&
+        g->dtype == x->dtype && al_shape_equal(g->ndim, g->shape, x->ndim, x->shape) && al_is_contiguous(g)) {
+        x->grad = g;
+        return;
+    }
+    al_accumulate_input(node, i, g);
+    al_release(g);
+}
+
 typedef struct { al_node **items; int64_t n, cap; } node_list;
 
 static bool list_push(node_list *l, al_node *node) {
@@ -238,6 +254,7 @@ int al_set_requires_grad(al_tensor *t, int flag) {
 
 int al_requires_grad(const al_tensor *t) { return t && t->requires_grad; }
 int al_is_leaf(const al_tensor *t) { return t && !t->grad_fn; }
+const char *al_grad_fn_name(const al_tensor *t) { return t && t->grad_fn ? t->grad_fn->name : NULL; }
 al_tensor *al_grad(const al_tensor *t) { return t ? al_retain(t->grad) : NULL; }
 
 int al_set_grad(al_tensor *t, const al_tensor *grad) {

@@ -132,6 +132,18 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  var->name);
         return NULL;
     }
+    p.kernel = opts ? opts->kernel : 0;
+    if (p.kernel < 0 || p.kernel > 2) {
+        al_error("attention: kernel must be 0 (auto), 1 (dense) or 2 (tiled), got %d", p.kernel);
+        return NULL;
+    }
+    if (p.kernel != 0 && var->forward != attention_softmax_forward &&
+        var->forward != attention_sliding_window_forward && var->forward != attention_neighborhood_forward &&
+        var->forward != attention_strided_neighborhood_forward) {
+        al_error("attention: kernel is an option of the softmax-over-visible-keys variants (softmax, "
+                 "sliding_window, neighborhood, strided_neighborhood), not of '%s'", var->name);
+        return NULL;
+    }
     int64_t map[4] = {p.B, p.H, p.N, p.M};
     al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;
     if (opts && opts->bias && !(bias = broadcast_operand("bias", opts->bias, map, q->dtype))) goto done;

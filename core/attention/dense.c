@@ -29,46 +29,6 @@ typedef struct {
 static int64_t map_limit_bytes = (int64_t)64 << 20;
 void al_attention_set_map_limit(int64_t bytes) { map_limit_bytes = bytes < 0 ? 0 : bytes; }
 
-/* element offsets of a (b, h, i) row of a 4-d tensor whose last stride is 1 */
-static inline int64_t row_offset(const al_tensor *t, int64_t b, int64_t h, int64_t i) {
-    return t->offset + b * t->strides[0] + h * t->strides[1] + i * t->strides[2];
-}
-
-/* Keys visible from query i form a range [lo, end): a prefix under either causal convention, cut
- * to the band |j - diag| <= window around the query's diagonal position with a sliding window
- * (diag = i, or i + M - N for bottom-right alignment), or the k keys of i's neighborhood.  Keys
- * outside the range are never visited. */
-static inline int64_t visible_range(const attention_problem *p, int64_t i, int64_t *lo) {
-    const int64_t N = p->N, M = p->M, diag = i + (p->causal == 2 ? M - N : 0);
-    int64_t e = p->causal ? diag + 1 : M, l = 0;
-    if (p->kernel_size > 0) {   /* (strided) neighborhood, 1-D, dilation 1; N = M >= k checked */
-        /* GNA (NATTEN flex single_dim_tiling_mask): queries in groups of `stride` share the window
-         * of their leader; stride 1 is NATTEN's neighborhood (the window shifted at the borders) */
-        const int64_t k = p->kernel_size, s = p->stride > 0 ? p->stride : 1, L = M;
-        if (p->causal) {                                      /* j <= i and leader - j < k */
-            int64_t leader = i / s * s + s - 1;
-            if (leader > L - 1) leader = L - 1;
-            l = leader - k + 1;
-            e = i + 1;
-        } else {
-            int64_t leader = i / s * s + s / 2;
-            if (leader > L - 1) leader = L - 1;
-            const int64_t left = k / 2, right = k / 2 + k % 2 - 1;
-            int64_t c = leader < left ? left : leader;
-            if (c > L - 1 - right) c = L - 1 - right;
-            l = c - left;
-            e = c + right + 1;
-        }
-    } else if (p->window > 0) {
-        l = diag - p->window;
-        if (!p->causal && diag + p->window + 1 < e) e = diag + p->window + 1;
-    }
-    e = e < 0 ? 0 : (e > M ? M : e);
-    l = l < 0 ? 0 : (l > e ? e : l);
-    *lo = l;
-    return e;
-}
-
 /* out[j] = scale * <x, rows[j]> for j < n, rows[j] = base + j * stride: four rows at a time, so
  * that four independent sums hide the latency of a chain of fused multiply-adds (with heads as
  * short as the toy tasks' 6, one chain per row left the core idle most of the time). */
@@ -466,11 +426,11 @@ static void dense_backward(al_node *node, const al_tensor *g) {
         else
             dense_backward_double(&p, ctx->kind, P, LSE, al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
     }
-    al_accumulate_input(node, 0, dq);
-    al_accumulate_input(node, 1, dk);
-    al_accumulate_input(node, 2, dv);
+    al_accumulate_input_take(node, 0, dq);
+    al_accumulate_input_take(node, 1, dk);
+    al_accumulate_input_take(node, 2, dv);
     al_accumulate_input(node, 3, db); /* folds the broadcast back to the bias's own shape */
-    al_release(gc); al_release(dq); al_release(dk); al_release(dv); al_release(db);
+    al_release(gc); al_release(db);
 }
 
 al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisation kind,

@@ -12,9 +12,10 @@
 #include "attention_internal.h"
 
 al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights) {
-    return attention_dense_forward(p, DENSE_SOFTMAX, "attention_neighborhood", weights);
+    return attention_softmax_over_visible(p, "attention_neighborhood", "attention_neighborhood_tiled", weights);
 }
 
 al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights) {
-    return attention_dense_forward(p, DENSE_SOFTMAX, "attention_strided_neighborhood", weights);
+    return attention_softmax_over_visible(p, "attention_strided_neighborhood",
+                                          "attention_strided_neighborhood_tiled", weights);
 }

@@ -6,5 +6,5 @@
 #include "attention_internal.h"
 
 al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights) {
-    return attention_dense_forward(p, DENSE_SOFTMAX, "attention_sliding_window", weights);
+    return attention_softmax_over_visible(p, "attention_sliding_window", "attention_sliding_window_tiled", weights);
 }

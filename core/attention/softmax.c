@@ -1,7 +1,33 @@
-/* softmax.c -- the "softmax" variant: O = softmax(scale q k^T + bias, masked) v.
- * Dense for now (attention/dense.c); the tiled online-softmax path for long sequences goes here. */
+/* softmax.c -- the "softmax" variant, O = softmax(scale q k^T + bias, masked) v, and the choice of
+ * kernel that every softmax-over-visible-keys variant (softmax, sliding_window, neighborhood,
+ * strided_neighborhood) shares:
+ *   dense (dense.c): the whole map at once; keeps it for the backward while it is small, returns it
+ *     with weights = true, takes a trainable bias.  Its row path suits a few queries per head.
+ *   tiled (tiled.c): online softmax over key tiles, never forms the map: O(N) memory, BLAS-speed
+ *     tiles.
+ * kernel = "auto" takes the tiled one when nothing needs the map (no weights, no trainable bias)
+ * unless a kv head has fewer than TILED_MIN_QUERIES queries (its query heads' rows together): the
+ * dense kernel's row path is made for those (the regression study's single query over 40 keys:
+ * 0.81 ms forward + backward dense, 2.4 ms tiled), while from 8 x 8 maps up the tiled kernel was
+ * 2-14x faster than the dense one (bench/RESULTS.md). */
 #include "attention_internal.h"
 
+enum { TILED_MIN_QUERIES = 8 };
+
+/* dense_name, tiled_name: the graph node's name under each kernel (t:grad_fn() in Lua) */
+al_tensor *attention_softmax_over_visible(const attention_problem *p, const char *dense_name,
+                                          const char *tiled_name, al_tensor **weights) {
+    const bool trainable_bias = p->bias && p->bias->requires_grad;
+    bool tiled = p->kernel == 2;
+    if (p->kernel == 0) tiled = !weights && !trainable_bias && p->N * (p->H / p->Hkv) >= TILED_MIN_QUERIES;
+    if (tiled && weights) {
+        al_error("%s: the tiled kernel never forms the attention map; ask for weights with kernel = 'dense' "
+                 "(or 'auto')", dense_name);
+        return NULL;
+    }
+    return tiled ? attention_tiled_forward(p, tiled_name) : attention_dense_forward(p, DENSE_SOFTMAX, dense_name, weights);
+}
+
 al_tensor *attention_softmax_forward(const attention_problem *p, al_tensor **weights) {
-    return attention_dense_forward(p, DENSE_SOFTMAX, "attention_softmax", weights);
+    return attention_softmax_over_visible(p, "attention_softmax", "attention_softmax_tiled", weights);
 }

@@ -63,6 +63,9 @@ char *al_shape_string(const al_tensor *t, char *buf, size_t bufsize);
 /* Bytes of tensor storage now allocated (live and cached), and the peak since start. */
 int64_t al_bytes_in_use(void);
 int64_t al_bytes_peak(void);
+/* Empties the cache and restarts the peak from the bytes live now, so that the next peak reading is
+ * what the computations in between needed. */
+void al_reset_peak(void);
 /* Bytes handed out (fresh or from the cache) since the last call: the Lua layer paces its garbage
  * collector by it, so that dead tensors return to the cache before it runs dry. */
 int64_t al_take_allocation_count(void);
@@ -198,6 +201,8 @@ typedef struct al_attention_opts {
     int64_t window;           /* "sliding_window": keys within this distance of the diagonal (> 0) */
     int64_t kernel_size;      /* "neighborhood": keys per query (odd unless causal; N = M >= it) */
     int64_t stride;           /* "strided_neighborhood": queries sharing one window (>= 1) */
+    int kernel;               /* softmax over visible keys: 0 auto, 1 dense (keeps the map),
+                                 2 tiled (online softmax, O(N) memory; see attention/tiled.c) */
 } al_attention_opts;
 /* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
 al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,
@@ -212,6 +217,8 @@ const char *al_attention_variant_name(int i);
 int al_set_requires_grad(al_tensor *t, int flag);  /* only leaves; returns 0 or -1 */
 int al_requires_grad(const al_tensor *t);
 int al_is_leaf(const al_tensor *t);
+/* The name of the op that produced t on the graph (e.g. "matmul"), or NULL for a leaf. */
+const char *al_grad_fn_name(const al_tensor *t);
 al_tensor *al_grad(const al_tensor *t);            /* new reference, or NULL when none */
 int al_set_grad(al_tensor *t, const al_tensor *grad); /* NULL clears */
 int al_zero_grad(al_tensor *t);                    /* drops .grad */

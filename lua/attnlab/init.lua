@@ -540,6 +540,11 @@ function Tensor.requires_grad(t, flag)
   return t
 end
 function Tensor.is_leaf(t) return C.al_is_leaf(t) ~= 0 end
+-- the name of the op that made t on the graph ("matmul", "attention_softmax_tiled", ...), or nil
+function Tensor.grad_fn(t)
+  local name = C.al_grad_fn_name(t)
+  return name ~= nil and ffi.string(name) or nil
+end
 function Tensor.backward(t, grad)
   if grad ~= nil then expect_tensor(grad, "backward", "grad") end
   check_status(C.al_backward(t, opt_tensor(grad)))
@@ -672,6 +677,7 @@ end
 
 -- lab.attention(q, k, v [, opts]) and lab.attention.variants()
 local causal_modes = { [false] = 0, [true] = 1, top_left = 1, bottom_right = 2, none = 0 }
+local kernel_kinds = { auto = 0, dense = 1, tiled = 2 }
 local attention_opts = ffi.typeof("al_attention_opts")
 local weights_out = ref_array(1)
 local attention = setmetatable({}, {
@@ -705,6 +711,9 @@ local attention = setmetatable({}, {
       raise("attention: opts.stride must be an integer >= 1 (got " .. tostring(opts.stride) .. ")")
     end
     o.stride = opts.stride or 0
+    local kernel = kernel_kinds[opts.kernel or "auto"]
+    if kernel == nil then raise("attention: opts.kernel must be 'auto', 'dense' or 'tiled' (got " .. tostring(opts.kernel) .. ")") end
+    o.kernel = kernel
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
     if want then return out, wrap_slot(weights_out[0]) end
@@ -818,6 +827,8 @@ function lab.memory()
            limit = tonumber(C.al_get_memory_limit()),
            tensors = tonumber(C.al_live_tensors()), nodes = tonumber(C.al_live_nodes()) }
 end
+-- empties the allocator's cache and restarts lab.memory().peak from the bytes live now
+function lab.reset_memory_peak() C.al_reset_peak() end
 function lab.set_memory_limit(bytes)
   if type(bytes) ~= "number" or bytes <= 0 then raise("set_memory_limit: expects a positive number of bytes") end
   C.al_set_memory_limit(bytes)

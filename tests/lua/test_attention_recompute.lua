@@ -1,7 +1,8 @@
 -- test_attention_recompute.lua -- attention maps too large to keep (lab.attention.set_map_limit) are
 -- recomputed row by row in the backward from the saved row log-sum-exp: the gradients must equal
--- the ones computed from the kept map, for every softmax-family variant and both kernel paths, and
--- a long causal sequence must train without its N x N map in memory.
+-- the ones computed from the kept map, for every softmax-family variant and both paths of the dense
+-- kernel (pinned with kernel = "dense": "auto" takes the tiled kernel, which never keeps a map), and
+-- a long causal sequence must train without its N x N map in memory, in either kernel.
 local check = dofile("tests/lua/check.lua")("attention_recompute")
 local lab = lab or require "attnlab"
 
@@ -31,11 +32,11 @@ local function max_abs_diff(a, b) return (a - b):abs():max():item() end
 
 for _, case in ipairs{
   { name = "softmax, rows path", shape = { 2, 2, 3, 5 }, M = 7, opts = { variant = "softmax" } },
-  { name = "softmax causal, transposed path", shape = { 1, 2, 12, 4 }, M = 12, opts = { variant = "softmax", causal = true } },
-  { name = "softmax with mask and trainable bias", shape = { 1, 2, 9, 4 }, M = 9, opts = { variant = "softmax" }, bias = true, mask = true },
+  { name = "softmax causal, transposed path", shape = { 1, 2, 12, 4 }, M = 12, opts = { variant = "softmax", causal = true, kernel = "dense" } },
+  { name = "softmax with mask and trainable bias", shape = { 1, 2, 9, 4 }, M = 9, opts = { variant = "softmax", kernel = "dense" }, bias = true, mask = true },
   { name = "lsa", shape = { 2, 1, 10, 3 }, M = 10, opts = { variant = "lsa", causal = true } },
-  { name = "sliding_window", shape = { 1, 2, 11, 4 }, M = 11, opts = { variant = "sliding_window", window = 2 } },
-  { name = "neighborhood", shape = { 1, 1, 9, 4 }, M = 9, opts = { variant = "neighborhood", kernel_size = 3 } },
+  { name = "sliding_window", shape = { 1, 2, 11, 4 }, M = 11, opts = { variant = "sliding_window", window = 2, kernel = "dense" } },
+  { name = "neighborhood", shape = { 1, 1, 9, 4 }, M = 9, opts = { variant = "neighborhood", kernel_size = 3, kernel = "dense" } },
 } do
   local s = case.shape
   local q, k, v = rnd(s), rnd{ s[1], s[2], case.M, s[4] }, rnd{ s[1], s[2], case.M, 3 }
@@ -57,21 +58,24 @@ for _, case in ipairs{
   check.ok(worst < 1e-12, case.name .. ": recomputed gradients equal the kept-map gradients", tostring(worst))
 end
 
--- N = 6144, causal, one head of width 16, float32: the map would be 144 MiB; with the default limit
--- (64 MiB) it is not kept, and forward + backward stay far below that
+-- N = 6144, causal, one head of width 16, float32: the map would be 144 MiB; the dense kernel does
+-- not keep it above the default limit (64 MiB), the tiled one never forms it, and forward +
+-- backward stay far below that
 local N = 6144
-local q = lab.randn{ 1, 1, N, 16 }:requires_grad(true)
-local k = lab.randn{ 1, 1, N, 16 }:requires_grad(true)
-local v = lab.randn{ 1, 1, N, 16 }:requires_grad(true)
-collectgarbage()
-local before = lab.memory().in_use
-local peak_before = lab.memory().peak
-local out = lab.attention(q, k, v, { causal = true })
-out:sum():backward()
-local grew = lab.memory().peak - math.max(peak_before, before)
-check.ok(q.grad ~= nil and k.grad ~= nil and v.grad ~= nil, "long causal attention trains")
-check.ok(grew < 16 * 1024 * 1024, "and holds no N x N map", string.format("peak grew by %.1f MiB", grew / 1048576))
-print(string.format("attention_recompute: N = %d causal forward + backward: peak memory grew by %.1f MiB (the map: %d MiB)",
-  N, grew / 1048576, N * N * 4 / 1048576))
+for _, kernel in ipairs{ "dense", "tiled" } do
+  local q = lab.randn{ 1, 1, N, 16 }:requires_grad(true)
+  local k = lab.randn{ 1, 1, N, 16 }:requires_grad(true)
+  local v = lab.randn{ 1, 1, N, 16 }:requires_grad(true)
+  collectgarbage()
+  lab.reset_memory_peak()
+  local before = lab.memory().in_use
+  local out = lab.attention(q, k, v, { causal = true, kernel = kernel })
+  out:sum():backward()
+  local grew = lab.memory().peak - before
+  check.ok(q.grad ~= nil and k.grad ~= nil and v.grad ~= nil, kernel .. ": long causal attention trains")
+  check.ok(grew < 16 * 1024 * 1024, kernel .. ": and holds no N x N map", string.format("peak grew by %.1f MiB", grew / 1048576))
+  print(string.format("attention_recompute: %s kernel, N = %d causal forward + backward: peak memory grew by %.1f MiB (the map: %d MiB)",
+    kernel, N, grew / 1048576, N * N * 4 / 1048576))
+end
 
 os.exit(check.report(), true)
