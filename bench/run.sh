@@ -1,19 +1,29 @@
 #!/bin/sh
 # bench/run.sh -- `make bench`: attnlab against the PyTorch reference, side by side, in one run.
+#   sh bench/run.sh [icl] [attention] [variants]     (default: all three)
 #
-# The in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads; attnlab also
-# with 1 thread, which is as fast at this size on a 2-vCPU VM) is timed by
-# bench/icl_step.lua and by ../shared/bench/torch_ref/icl_regression.py --time-only in three
-# PyTorch environments (../shared/bench/RESULTS.md): "default" (as installed), "tuned" (passive
-# OpenMP waiting, malloc keeping big blocks) and "omp" (the OpenMP build of OpenBLAS; the fastest
-# PyTorch here).  Each is run ROUNDS times in separate processes, interleaved, and the median of
-# the per-process medians is reported.  Results: bench/out/*.jsonl and a table printed and written
-# to bench/out/icl_step.md (copy it into bench/RESULTS.md with the date).
+# icl: the in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads; attnlab
+#   also with 1 thread, which is as fast at this size on a 2-vCPU VM) timed by bench/icl_step.lua
+#   and by ../shared/bench/torch_ref/icl_regression.py --time-only in three PyTorch environments
+#   (../shared/bench/RESULTS.md): "default" (as installed), "tuned" (passive OpenMP waiting,
+#   malloc keeping big blocks) and "omp" (the OpenMP build of OpenBLAS; the fastest PyTorch here).
+#   Each is run ROUNDS times in separate processes, interleaved; the median of the per-process
+#   medians is reported -> bench/out/icl_step.md.
+# attention: softmax attention forward and forward + backward on (8, 4, N, 32), causal and not
+#   (workload (c)): bench/attention_kernels.lua against ../shared/bench/torch_ref/attn_kernels.py
+#   (naive and sdpa) in the "omp" and "default" environments, interleaved, ATTN_ROUNDS rounds ->
+#   bench/out/attention_kernels.md.
+# variants: every variant of the catalogue at N = 256 ... 16,384 (bench/attention_variants.lua)
+#   -> bench/out/attention_variants.md.
+# Copy the tables into bench/RESULTS.md with the date.
 set -eu
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-1000}
+ATTN_ROUNDS=${ATTN_ROUNDS:-2}
+ATTN_NS=${ATTN_NS:-"512 1024 2048"}
 REF=${REF:-../shared/bench/torch_ref}
+PARTS=${*:-icl attention variants}
 mkdir -p bench/out
 
 # PyTorch and the OpenMP OpenBLAS come from Debian; only the benchmark needs them.
@@ -28,37 +38,67 @@ PY=/usr/bin/python3     # Debian's torch is visible to the system interpreter on
 OMPLIB=$(dpkg -L libopenblas0-openmp 2>/dev/null | grep 'libopenblas.so.0$' | head -n 1)
 MALLOC="MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=100000000000"
 
-out=bench/out/icl_step.jsonl
-: > "$out"
-for round in $(seq "$ROUNDS"); do
-    echo "round $round/$ROUNDS"
-    ./attnlab --threads 2 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab\", /" >> "$out"
-    ./attnlab --threads 1 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab-1-thread\", /" >> "$out"
-    env "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 | tail -n 1 \
-        | sed "s/^{/{\"env\": \"torch-default\", /" >> "$out"
-    env OMP_WAIT_POLICY=PASSIVE $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 \
-        | tail -n 1 | sed "s/^{/{\"env\": \"torch-tuned\", /" >> "$out"
-    if [ -n "$OMPLIB" ]; then
-        env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" \
-            --threads 2 | tail -n 1 | sed "s/^{/{\"env\": \"torch-omp\", /" >> "$out"
-    fi
-done
+icl() {
+    out=bench/out/icl_step.jsonl
+    : > "$out"
+    for round in $(seq "$ROUNDS"); do
+        echo "round $round/$ROUNDS"
+        ./attnlab --threads 2 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab\", /" >> "$out"
+        ./attnlab --threads 1 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab-1-thread\", /" >> "$out"
+        env "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 | tail -n 1 \
+            | sed "s/^{/{\"env\": \"torch-default\", /" >> "$out"
+        env OMP_WAIT_POLICY=PASSIVE $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 \
+            | tail -n 1 | sed "s/^{/{\"env\": \"torch-tuned\", /" >> "$out"
+        if [ -n "$OMPLIB" ]; then
+            env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" \
+                --threads 2 | tail -n 1 | sed "s/^{/{\"env\": \"torch-omp\", /" >> "$out"
+        fi
+    done
 
-# median of the per-process medians, per environment; the ratio against attnlab
-awk -v rounds="$ROUNDS" -v steps="$STEPS" '
-    function median(list, n,   i, j, t) {
-        for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j] < list[j-1]; j--) { t = list[j]; list[j] = list[j-1]; list[j-1] = t }
-        return n % 2 ? list[(n+1)/2] : (list[n/2] + list[n/2+1]) / 2
-    }
-    {
-        match($0, /"env": "[^"]*"/); env = substr($0, RSTART + 8, RLENGTH - 9)
-        match($0, /"ms_per_step_median": [0-9.]+/); ms = substr($0, RSTART + 22, RLENGTH - 22) + 0
-        n[env]++; v[env, n[env]] = ms
-        if (!(env in seen)) { seen[env] = 1; order[++k] = env }
-    }
-    END {
-        for (e in n) { for (i = 1; i <= n[e]; i++) l[i] = v[e, i]; med[e] = median(l, n[e]) }
-        printf "| implementation | ms/step (median of %d processes, %d steps each) | attnlab speed-up |\n", rounds, steps
-        printf "|---|---|---|\n"
-        for (i = 1; i <= k; i++) { e = order[i]; printf "| %s | %.3f | %.2fx |\n", e, med[e], med[e] / med["attnlab"] }
-    }' "$out" | tee bench/out/icl_step.md
+    # median of the per-process medians, per environment; the ratio against attnlab
+    awk -v rounds="$ROUNDS" -v steps="$STEPS" '
+        function median(list, n,   i, j, t) {
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j] < list[j-1]; j--) { t = list[j]; list[j] = list[j-1]; list[j-1] = t }
+            return n % 2 ? list[(n+1)/2] : (list[n/2] + list[n/2+1]) / 2
+        }
+        {
+            match($0, /"env": "[^"]*"/); env = substr($0, RSTART + 8, RLENGTH - 9)
+            match($0, /"ms_per_step_median": [0-9.]+/); ms = substr($0, RSTART + 22, RLENGTH - 22) + 0
+            n[env]++; v[env, n[env]] = ms
+            if (!(env in seen)) { seen[env] = 1; order[++k] = env }
+        }
+        END {
+            for (e in n) { for (i = 1; i <= n[e]; i++) l[i] = v[e, i]; med[e] = median(l, n[e]) }
+            printf "| implementation | ms/step (median of %d processes, %d steps each) | attnlab speed-up |\n", rounds, steps
+            printf "|---|---|---|\n"
+            for (i = 1; i <= k; i++) { e = order[i]; printf "| %s | %.3f | %.2fx |\n", e, med[e], med[e] / med["attnlab"] }
+        }' "$out" | tee bench/out/icl_step.md
+}
+
+attention() {
+    out=bench/out/attention_kernels.jsonl
+    : > "$out"
+    for round in $(seq "$ATTN_ROUNDS"); do
+        echo "attention round $round/$ATTN_ROUNDS"
+        ns=$(echo $ATTN_NS | tr ' ' ,)
+        ./attnlab --threads 2 bench/attention_kernels.lua Ns="$ns" | sed 's/^{/{"setup": "attnlab", /' >> "$out"
+        if [ -n "$OMPLIB" ]; then
+            env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" "$REF/attn_kernels.py" --Ns $ATTN_NS --threads 2 \
+                --json /dev/stdout | grep '^{' | sed 's/^{/{"setup": "torch-omp", /' >> "$out"
+        fi
+        "$PY" "$REF/attn_kernels.py" --Ns $ATTN_NS --threads 2 --json /dev/stdout | grep '^{' \
+            | sed 's/^{/{"setup": "torch-default", /' >> "$out"
+    done
+    ./attnlab bench/attention_table.lua file="$out" | tee bench/out/attention_kernels.md
+}
+
+variants() {
+    ./attnlab --threads 2 bench/attention_variants.lua out=bench/out/attention_variants.md 2> bench/out/attention_variants.jsonl
+}
+
+for part in $PARTS; do
+    case $part in
+        icl|attention|variants) $part ;;
+        *) echo "bench/run.sh: unknown part '$part' (icl, attention, variants)" >&2; exit 2 ;;
+    esac
+done
