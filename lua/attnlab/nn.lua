@@ -230,7 +230,13 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 --   or from x (self-attention).  Analysis hooks, per module:
 --     m.record = true        keep the last attention map in m.weights (B, H, N, M), detached
 --     m:set_head_scale(h, s) scale head h's output (0 ablates it); m:reset_head_scale()
---     m.logit_bias = tensor  added to the logits (broadcast to (B, H, N, M))
+--     m.logit_bias = tensor  added to the logits (broadcast to (B, H, N, M)); a tensor that requires
+--                            grad gets its gradient (the logit hook of Attention AT)
+--     m.logit_probe = true   adds a zero (B, H, N, M) tensor that requires grad to the logits and keeps
+--                            it in m.logit_probe_tensor: after backward its .grad is dL/dlogits
+--     m.logit_extra = tensor a second additive term (Attention AT's perturbation), beside logit_bias
+--     m.map_hook = fn        fn(map) -> map: replaces the (B, H, N, M) map before it weighs the values,
+--                            differentiably (SoftPAG's identity interpolation, ACT's calibration, ...)
 ---------------------------------------------------------------------------------------------------
 local MHA = nn.class("MultiHeadAttention")
 nn.MultiHeadAttention = MHA
@@ -278,13 +284,62 @@ function MHA:forward(x, context)
   local q = split_heads(self.q(x), self.heads, self.head_dim)
   local k = split_heads(self.k(context), self.kv_heads, self.head_dim)
   local v = split_heads(self.v(context), self.kv_heads, self.head_dim)
-  local out, weights = lab.attention(q, k, v, { variant = self.variant, causal = self.causal, scale = self.scale,
-                                                norm = self.norm, bias = self.logit_bias, weights = self.record })
+  local bias = self.logit_bias
+  if self.logit_extra then bias = bias and bias + self.logit_extra or self.logit_extra end
+  if self.logit_probe then
+    local probe = lab.zeros({ x:size(1), self.heads, x:size(2), context:size(2) }, q:dtype()):requires_grad(true)
+    self.logit_probe_tensor = probe
+    bias = bias and bias + probe or probe
+  end
+  local out, weights
+  if self.map_hook then
+    -- the map itself, differentiable (softmax of the logits), edited by the hook, then applied
+    local map = self:attention_map(q, k, bias)
+    map = self.map_hook(map)
+    if not lab.is_tensor(map) or map:dim() ~= 4 then
+      raise("MultiHeadAttention: map_hook must return a (B, H, N, M) tensor (got " .. (lab.is_tensor(map) and map:shape_string() or type(map)) .. ")")
+    end
+    if self.kv_heads ~= self.heads then
+      local s = v:shape()
+      v = v:reshape{ s[1], s[2], 1, s[3], s[4] }:expand{ s[1], s[2], self.heads / self.kv_heads, s[3], s[4] }:reshape{ s[1], self.heads, s[3], s[4] }
+    end
+    out, weights = map:matmul(v), map:detach()
+  else
+    out, weights = lab.attention(q, k, v, { variant = self.variant, causal = self.causal, scale = self.scale,
+                                            norm = self.norm, bias = bias, weights = self.record })
+  end
   if self.record then self.weights = weights end
   if self.head_scale then out = out * self.head_scale end
   local s = out:shape()
   out = out:permute(1, 3, 2, 4):reshape{ s[1], s[3], s[2] * s[4] }
   return self.o(out)
+end
+
+-- The attention map of queries q and keys k under this module's options, differentiable: the dense
+-- softmax of the logits as a composed op (for map_hook; only the softmax and lsa variants have it).
+function MHA:attention_map(q, k, bias)
+  if self.variant ~= "softmax" and self.variant ~= "lsa" then
+    raise("MultiHeadAttention: map_hook needs the softmax or lsa variant (this module is '" .. self.variant .. "')")
+  end
+  local scale = self.scale or 1 / math.sqrt(self.head_dim)
+  if self.kv_heads ~= self.heads then
+    local s = k:shape()
+    k = k:reshape{ s[1], s[2], 1, s[3], s[4] }:expand{ s[1], s[2], self.heads / self.kv_heads, s[3], s[4] }:reshape{ s[1], self.heads, s[3], s[4] }
+  end
+  local logits = q:matmul(k:transpose(3, 4)) * scale
+  if bias then logits = logits + bias end
+  local N, M = logits:size(3), logits:size(4)
+  local allowed
+  if self.causal then
+    local offset = self.causal == "bottom_right" and M - N or 0
+    allowed = lab.arange(M):reshape{ 1, M }:le(lab.arange(N):reshape{ N, 1 } + offset)
+  end
+  if self.variant == "lsa" then
+    local p = logits / (self.norm or M)
+    return allowed and lab.where(allowed, p, 0) or p
+  end
+  if allowed then logits = lab.where(allowed, logits, -math.huge) end
+  return logits:softmax(4)
 end
 
 function MHA:set_head_scale(h, s)
