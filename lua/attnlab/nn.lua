@@ -225,7 +225,10 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 
 ---------------------------------------------------------------------------------------------------
 -- MultiHeadAttention{dim=, heads=, head_dim=dim/heads, kv_heads=heads, out_dim=dim, variant="softmax",
---                    causal=false, bias=true, scale=nil, norm=nil}
+--                    causal=false, bias=true, scale=nil, norm=nil, window=, kernel_size=, stride=,
+--                    kernel=, attention={...}}
+--   The variant's own options (window, kernel_size, stride, kernel, or any lab.attention option in
+--   the table `attention`) go to every lab.attention call.
 --   forward(x [, context]) -> (B, N, out_dim); keys and values come from context (cross-attention)
 --   or from x (self-attention).  Analysis hooks, per module:
 --     m.record = true        keep the last attention map in m.weights (B, H, N, M), detached
@@ -238,6 +241,9 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 --     m.map_hook = fn        fn(map) -> map: replaces the (B, H, N, M) map before it weighs the values,
 --                            differentiably (SoftPAG's identity interpolation, ACT's calibration, ...)
 ---------------------------------------------------------------------------------------------------
+-- the variant options MultiHeadAttention and TransformerBlock take by name and hand to lab.attention
+nn.attention_option_names = { "window", "kernel_size", "stride", "kernel" }
+
 local MHA = nn.class("MultiHeadAttention")
 nn.MultiHeadAttention = MHA
 function MHA:init(opts)
@@ -262,6 +268,14 @@ function MHA:init(opts)
   end
   self.causal = opts.causal or false
   self.scale, self.norm = opts.scale, opts.norm
+  if opts.attention ~= nil and type(opts.attention) ~= "table" then
+    raise("MultiHeadAttention: attention must be a table of lab.attention options (got " .. type(opts.attention) .. ")")
+  end
+  self.attention_opts = {}
+  for key, val in pairs(opts.attention or {}) do self.attention_opts[key] = val end
+  for _, key in ipairs(nn.attention_option_names) do
+    if opts[key] ~= nil then self.attention_opts[key] = opts[key] end
+  end
   local bias = opts.bias ~= false
   self.q = self:add_child("q", Linear(dim, heads * head_dim, { bias = bias }))
   self.k = self:add_child("k", Linear(opts.context_dim or dim, kv_heads * head_dim, { bias = bias }))
@@ -305,8 +319,10 @@ function MHA:forward(x, context)
     end
     out, weights = map:matmul(v), map:detach()
   else
-    out, weights = lab.attention(q, k, v, { variant = self.variant, causal = self.causal, scale = self.scale,
-                                            norm = self.norm, bias = bias, weights = self.record })
+    local call = { variant = self.variant, causal = self.causal, scale = self.scale, norm = self.norm, bias = bias,
+                   weights = self.record }
+    for key, val in pairs(self.attention_opts) do call[key] = val end
+    out, weights = lab.attention(q, k, v, call)
   end
   if self.record then self.weights = weights end
   if self.head_scale then out = out * self.head_scale end
@@ -359,7 +375,8 @@ function MHA:describe()
 end
 
 ---------------------------------------------------------------------------------------------------
--- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0}: pre-LN,
+-- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0, and the variant options
+--                  of MultiHeadAttention}: pre-LN,
 --   x = x + attn(ln1(x)); x = x + mlp(ln2(x)).
 ---------------------------------------------------------------------------------------------------
 local Block = nn.class("TransformerBlock")
@@ -370,8 +387,11 @@ function Block:init(opts)
   self.dim = dim
   self.dropout = opts.dropout or 0
   self.ln1 = self:add_child("ln1", LayerNorm(dim))
-  self.attn = self:add_child("attn", MHA{ dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
-                                         variant = opts.variant, causal = opts.causal, bias = opts.bias })
+  local attn_opts = { dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
+                      variant = opts.variant, causal = opts.causal, bias = opts.bias, scale = opts.scale, norm = opts.norm,
+                      attention = opts.attention }
+  for _, key in ipairs(nn.attention_option_names) do attn_opts[key] = opts[key] end
+  self.attn = self:add_child("attn", MHA(attn_opts))
   self.ln2 = self:add_child("ln2", LayerNorm(dim))
   if type(opts.mlp_ratio or 4) ~= "number" then raise("TransformerBlock: mlp_ratio must be a number (got " .. type(opts.mlp_ratio) .. ")") end
   local hidden = math.floor((opts.mlp_ratio or 4) * dim)
