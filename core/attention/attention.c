@@ -22,6 +22,9 @@ static const attention_variant variants[] = {
      "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"},
     {"linear", attention_linear_forward,
      "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
+    /* linear family and module-level variants (docs/attention-linear-family.md) */
+    {"delta", attention_delta_forward,
+     "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t k_t^T, y = S q"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 
@@ -131,6 +134,10 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
         al_error("attention: kernel_size and stride are options of the neighborhood variants, not of '%s'",
                  var->name);
         return NULL;
+    }
+    if (opts) {   /* the linear-family variants' options; each variant checks its own */
+        p.beta = opts->beta; p.gate = opts->gate; p.agents = opts->agents; p.agent_count = opts->agent_count;
+        p.k2 = opts->k2; p.v2 = opts->v2; p.head_gates = opts->head_gates; p.ridge = opts->ridge;
     }
     int64_t map[4] = {p.B, p.H, p.N, p.M};
     al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;

@@ -22,19 +22,6 @@ static al_tensor *feature_map(const al_tensor *x) {
     return phi;
 }
 
-/* k or v with Hkv heads, repeated to the H query heads (a copy; only for grouped heads) */
-static al_tensor *repeat_heads(const al_tensor *t, int64_t H) {
-    int64_t Hkv = t->shape[1];
-    if (Hkv == H) return al_retain((al_tensor *)t);
-    int64_t s5[5] = {t->shape[0], Hkv, 1, t->shape[2], t->shape[3]};
-    int64_t e5[5] = {t->shape[0], Hkv, H / Hkv, t->shape[2], t->shape[3]};
-    int64_t s4[4] = {t->shape[0], H, t->shape[2], t->shape[3]};
-    al_tensor *a = al_reshape(t, 5, s5), *b = a ? al_expand(a, 5, e5) : NULL;
-    al_tensor *c = b ? al_reshape(b, 4, s4) : NULL;
-    al_release(a); al_release(b);
-    return c;
-}
-
 /* The (B, H, N, M) map the output is a weighted sum with, for lab.attention{weights = true}:
  * A_ij = phi(q_i) . phi(k_j) / den_i, zero above the diagonal when causal.  Detached. */
 static al_tensor *linear_weights(const al_tensor *pq, const al_tensor *pk, const al_tensor *den, int causal) {
@@ -64,7 +51,7 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
                  (long long)p->N, (long long)p->M);
         return NULL;
     }
-    al_tensor *k = repeat_heads(p->k, p->H), *v = k ? repeat_heads(p->v, p->H) : NULL;
+    al_tensor *k = attention_repeat_heads(p->k, p->H), *v = k ? attention_repeat_heads(p->v, p->H) : NULL;
     al_tensor *pq = v ? feature_map(p->q) : NULL, *pk = pq ? feature_map(k) : NULL;
     al_tensor *num = NULL, *den = NULL, *out = NULL;
     if (pk && !p->causal) {
