@@ -23,6 +23,8 @@ static const attention_variant variants[] = {
     {"linear", attention_linear_forward,
      "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
     /* linear family and module-level variants (docs/attention-linear-family.md) */
+    {"flow", attention_flow_forward,
+     "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and competition"},
     {"delta", attention_delta_forward,
      "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t k_t^T, y = S q"},
 };

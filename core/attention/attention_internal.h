@@ -59,6 +59,22 @@ int attention_refuse_bias_mask(const attention_problem *p, const char *variant);
 /* The causal mask as a (N, M) tensor of 1 (j <= i [+ M - N for bottom_right]) and 0, dtype dt. */
 al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt);
 
+/* Temporaries of a variant composed of ops: each result is held until scope_end, and after the
+ * first failure nothing more is computed (the first error message stands).  Use as
+ *     op_scope s = {0};  al_tensor *x = OP(&s, al_exp(q));  ...  out = al_retain(y);  scope_end(&s); */
+enum { OP_SCOPE_MAX = 128 };
+typedef struct { al_tensor *held[OP_SCOPE_MAX]; int n; bool failed; } op_scope;
+static inline al_tensor *scope_keep(op_scope *s, al_tensor *t) {
+    if (t && s->n == OP_SCOPE_MAX) { al_error("attention: internal scope overflow"); al_release(t); t = NULL; }
+    if (!t) { s->failed = true; return NULL; }
+    return s->held[s->n++] = t;
+}
+#define OP(s, expr) ((s)->failed ? NULL : scope_keep((s), (expr)))
+static inline void scope_end(op_scope *s) {
+    for (int i = 0; i < s->n; i++) al_release(s->held[i]);
+    s->n = 0;
+}
+
 /* The dense kernel both use: normalise = softmax over allowed keys, or a fixed 1/norm. */
 typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;
 al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisation kind,
