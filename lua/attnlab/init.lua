@@ -721,7 +721,8 @@ local attention = setmetatable({}, {
     o.ridge = opts.ridge or 0
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
-    if want then return out, wrap_slot(weights_out[0]) end
+    -- a variant without a (B, H, N, M) map (e.g. "tensor") leaves the slot empty: nil
+    if want then return out, weights_out[0].p ~= nil and wrap_slot(weights_out[0]) or nil end
     return out
   end,
 })
