@@ -25,6 +25,8 @@ static const attention_variant variants[] = {
     /* linear family and module-level variants (docs/attention-linear-family.md) */
     {"flow", attention_flow_forward,
      "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and competition"},
+    {"local_linear", attention_local_linear_forward,
+     "local linear attention (LLA): per-query weighted ridge regression on (k, v) with softmax weights, read at q (opts.ridge)"},
     {"tensor", attention_tensor_forward,
      "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 (opts.k2, opts.v2)"},
     {"delta", attention_delta_forward,
