@@ -27,6 +27,8 @@ static const attention_variant variants[] = {
      "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and competition"},
     {"local_linear", attention_local_linear_forward,
      "local linear attention (LLA): per-query weighted ridge regression on (k, v) with softmax weights, read at q (opts.ridge)"},
+    {"agent", attention_agent_forward,
+     "agent attention: n agent tokens (opts.agents, or opts.agent_count pooled from q) gather from k/v, queries read the agents"},
     {"tensor", attention_tensor_forward,
      "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 (opts.k2, opts.v2)"},
     {"delta", attention_delta_forward,
