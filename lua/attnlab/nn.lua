@@ -249,18 +249,24 @@ function MHA:init(opts)
   self.dim, self.heads, self.head_dim, self.kv_heads = dim, heads, head_dim, kv_heads
   self.out_dim = opts.out_dim or dim
   self.variant = opts.variant or "softmax"
-  local known = false
-  for _, v in ipairs(lab.attention.variants()) do if v == self.variant then known = true end end
+  local known, names = nn.attention_variant_modules[self.variant] ~= nil, lab.attention.variants()
+  for _, v in ipairs(names) do if v == self.variant then known = true end end
   if not known then
-    raise("MultiHeadAttention: unknown variant '" .. tostring(self.variant) .. "' (known: " .. table.concat(lab.attention.variants(), ", ") .. ")")
+    for name, m in pairs(nn.attention_variant_modules) do if m.module_only then names[#names + 1] = name end end
+    table.sort(names)
+    raise("MultiHeadAttention: unknown variant '" .. tostring(self.variant) .. "' (known: " .. table.concat(names, ", ") .. ")")
   end
   self.causal = opts.causal or false
   self.scale, self.norm = opts.scale, opts.norm
   local bias = opts.bias ~= false
-  self.q = self:add_child("q", Linear(dim, heads * head_dim, { bias = bias }))
-  self.k = self:add_child("k", Linear(opts.context_dim or dim, kv_heads * head_dim, { bias = bias }))
-  self.v = self:add_child("v", Linear(opts.context_dim or dim, kv_heads * head_dim, { bias = bias }))
-  self.o = self:add_child("o", Linear(heads * head_dim, self.out_dim, { bias = bias }))
+  local o_in = heads * head_dim
+  local variant_init = nn.attention_variant_modules[self.variant]
+  if variant_init and variant_init.init then
+    o_in = variant_init.init(self, opts, bias)
+  else
+    self:standard_projections(opts, bias)
+  end
+  self.o = self:add_child("o", Linear(o_in, self.out_dim, { bias = bias }))
   self.record = opts.record or false
 end
 
@@ -270,16 +276,32 @@ local function split_heads(x, h, hd)
   return x:reshape{ s[1], s[2], h, hd }:permute(1, 3, 2, 4)
 end
 
+-- the q, k, v projections most variants use, and their (B, H, N, hd) outputs
+function MHA:standard_projections(opts, bias)
+  self.q = self:add_child("q", Linear(self.dim, self.heads * self.head_dim, { bias = bias }))
+  self.k = self:add_child("k", Linear(opts.context_dim or self.dim, self.kv_heads * self.head_dim, { bias = bias }))
+  self.v = self:add_child("v", Linear(opts.context_dim or self.dim, self.kv_heads * self.head_dim, { bias = bias }))
+end
+function MHA:standard_qkv(x, context)
+  return split_heads(self.q(x), self.heads, self.head_dim), split_heads(self.k(context), self.kv_heads, self.head_dim),
+    split_heads(self.v(context), self.kv_heads, self.head_dim)
+end
+
 function MHA:forward(x, context)
   if not lab.is_tensor(x) or x:dim() ~= 3 then
     raise("MultiHeadAttention: input must be a 3-d tensor (B, N, dim), got " .. (lab.is_tensor(x) and x:shape_string() or type(x)))
   end
   context = context or x
-  local q = split_heads(self.q(x), self.heads, self.head_dim)
-  local k = split_heads(self.k(context), self.kv_heads, self.head_dim)
-  local v = split_heads(self.v(context), self.kv_heads, self.head_dim)
-  local out, weights = lab.attention(q, k, v, { variant = self.variant, causal = self.causal, scale = self.scale,
-                                                norm = self.norm, bias = self.logit_bias, weights = self.record })
+  local attn_opts = { variant = self.variant, causal = self.causal, scale = self.scale, norm = self.norm,
+                      bias = self.logit_bias, weights = self.record }
+  local q, k, v
+  local variant_forward = nn.attention_variant_modules[self.variant]
+  if variant_forward and variant_forward.forward then
+    q, k, v = variant_forward.forward(self, x, context, attn_opts)
+  else
+    q, k, v = self:standard_qkv(x, context)
+  end
+  local out, weights = lab.attention(q, k, v, attn_opts)
   if self.record then self.weights = weights end
   if self.head_scale then out = out * self.head_scale end
   local s = out:shape()
@@ -302,6 +324,13 @@ function MHA:describe()
   return string.format("MultiHeadAttention(dim=%d, heads=%d, head_dim=%d, variant=%s%s)", self.dim, self.heads,
     self.head_dim, self.variant, self.causal and ", causal" or "")
 end
+
+nn.split_heads = split_heads
+-- The variants whose parameters are the module's own (their init returns the output projection's
+-- input size; their forward returns q, k, v and may add options to attn_opts): see nn_variants.lua.
+nn.attention_variant_modules = {}
+nn.check_positive_int = check_positive_int
+require("attnlab.nn_variants")(nn)
 
 ---------------------------------------------------------------------------------------------------
 -- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0}: pre-LN,
