@@ -147,9 +147,19 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  var->name);
         return NULL;
     }
-    if (opts) {   /* the linear-family variants' options; each variant checks its own */
+    if (opts) {   /* the linear-family variants' options: each belongs to one variant, which checks it */
         p.beta = opts->beta; p.gate = opts->gate; p.agents = opts->agents; p.agent_count = opts->agent_count;
         p.k2 = opts->k2; p.v2 = opts->v2; p.head_gates = opts->head_gates; p.ridge = opts->ridge;
+        static const struct { const char *option, *variant; } owner[] = {
+            {"beta", "delta"}, {"gate", "delta"}, {"agents", "agent"}, {"agent_count", "agent"},
+            {"k2", "tensor"}, {"v2", "tensor"}, {"gates", "moh"}, {"ridge", "local_linear"}};
+        const bool given[] = {p.beta, p.gate, p.agents, p.agent_count != 0, p.k2, p.v2, p.head_gates, p.ridge != 0};
+        for (size_t i = 0; i < sizeof owner / sizeof owner[0]; i++)
+            if (given[i] && strcmp(var->name, owner[i].variant) != 0) {
+                al_error("attention: %s is an option of the '%s' variant, not of '%s'", owner[i].option,
+                         owner[i].variant, var->name);
+                return NULL;
+            }
     }
     int64_t map[4] = {p.B, p.H, p.N, p.M};
     al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;

@@ -45,6 +45,10 @@ static al_tensor *solve_differentiable(const al_tensor *A, const al_tensor *B) {
 }
 
 al_tensor *attention_local_linear_forward(const attention_problem *p, al_tensor **weights) {
+    if (!(p->ridge >= 0) || isinf(p->ridge)) {
+        al_error("attention: variant 'local_linear' needs ridge > 0 (0: the default %g; got %g)", lla_default_ridge, p->ridge);
+        return NULL;
+    }
     const double ridge = p->ridge > 0 ? p->ridge : lla_default_ridge;
     if (p->causal == 2 && p->M < p->N) {
         al_error("attention: variant 'local_linear' causal bottom_right needs M >= N (the first queries would see no key; got q %s, k %s)",
