@@ -63,14 +63,11 @@ al_tensor *attention_agent_forward(const attention_problem *p, al_tensor **weigh
     al_tensor *VA = OP(&s, al_matmul(gather, v));                                      /* (B,H,n,dv) */
     al_tensor *broadcast = OP(&s, al_softmax(OP(&s, al_mul_scalar(OP(&s, al_matmul(p->q, OP(&s, al_transpose(A, 2, 3)))), p->scale)), 3));
     al_tensor *out = OP(&s, al_matmul(broadcast, VA));
+    al_tensor *w = NULL;
     if (out && weights) {
         int prev = al_set_grad_enabled(0);
-        al_tensor *w = OP(&s, al_matmul(broadcast, gather));
+        w = OP(&s, al_matmul(broadcast, gather));
         al_set_grad_enabled(prev);
-        *weights = w ? al_retain(w) : NULL;
     }
-    out = s.failed ? NULL : al_retain(out);
-    scope_end(&s);
-    if (!out && weights && *weights) { al_release(*weights); *weights = NULL; }
-    return out;
+    return scope_return(&s, out, weights, w);
 }

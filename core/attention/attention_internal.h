@@ -74,6 +74,17 @@ static inline void scope_end(op_scope *s) {
     for (int i = 0; i < s->n; i++) al_release(s->held[i]);
     s->n = 0;
 }
+/* The end of a composed variant: out (and, when weights is not NULL, the map) outlive the scope;
+ * after any failure neither does, and the result is NULL. */
+static inline al_tensor *scope_return(op_scope *s, al_tensor *out, al_tensor **weights, al_tensor *map) {
+    bool ok = !s->failed && out && (!weights || map);
+    if (ok) {
+        al_retain(out);
+        if (weights) *weights = al_retain(map);
+    }
+    scope_end(s);
+    return ok ? out : NULL;
+}
 
 /* The dense kernel both use: normalise = softmax over allowed keys, or a fixed 1/norm. */
 typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;

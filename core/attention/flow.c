@@ -70,17 +70,13 @@ al_tensor *attention_flow_forward(const attention_problem *p, al_tensor **weight
         al_tensor *y = OP(&s, attention_state_recurrence(qn, K, OP(&s, al_mul(v, c)), coef, 1.0, 1, false));
         R = OP(&s, al_mul(a, y));
     }
+    al_tensor *A = NULL;
     if (R && weights) {
         int prev = al_set_grad_enabled(0);
-        al_tensor *A = OP(&s, al_matmul(qn, OP(&s, al_transpose(K, 2, 3))));
-        al_tensor *ct = OP(&s, al_transpose(c, 2, 3));
-        A = OP(&s, al_mul(OP(&s, al_mul(A, a)), ct));
+        A = OP(&s, al_matmul(qn, OP(&s, al_transpose(K, 2, 3))));
+        A = OP(&s, al_mul(OP(&s, al_mul(A, a)), OP(&s, al_transpose(c, 2, 3))));
         if (causal) A = OP(&s, al_mul(A, OP(&s, attention_causal_keep(p, p->q->dtype))));
         al_set_grad_enabled(prev);
-        *weights = A ? al_retain(A) : NULL;
     }
-    al_tensor *out = s.failed ? NULL : al_retain(R);
-    scope_end(&s);
-    if (!out && weights && *weights) { al_release(*weights); *weights = NULL; }
-    return out;
+    return scope_return(&s, R, weights, A);
 }

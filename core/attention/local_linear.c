@@ -80,15 +80,12 @@ al_tensor *attention_local_linear_forward(const attention_problem *p, al_tensor 
     al_tensor *vT = OP(&s, al_unsqueeze(OP(&s, al_transpose(v, 2, 3)), 2));          /* (B,H,1,dv,M) */
     al_tensor *Cx = OP(&s, al_matmul(OP(&s, al_matmul(vT, Kw)), x));                  /* (B,H,N,dv,1) */
     al_tensor *out = OP(&s, al_add(vbar, OP(&s, al_squeeze(Cx, 4))));
+    al_tensor *w = NULL;
     if (out && weights) {
         int prev = al_set_grad_enabled(0);
         al_tensor *lever = OP(&s, al_squeeze(OP(&s, al_matmul(Kc, x)), 4));          /* (B,H,N,M) */
-        al_tensor *w = OP(&s, al_mul(P, OP(&s, al_add_scalar(lever, 1))));
+        w = OP(&s, al_mul(P, OP(&s, al_add_scalar(lever, 1))));
         al_set_grad_enabled(prev);
-        *weights = w ? al_retain(w) : NULL;
     }
-    out = s.failed ? NULL : al_retain(out);
-    scope_end(&s);
-    if (!out && weights && *weights) { al_release(*weights); *weights = NULL; }
-    return out;
+    return scope_return(&s, out, weights, w);
 }

@@ -22,13 +22,11 @@ al_tensor *attention_moh_forward(const attention_problem *p, al_tensor **weights
     al_tensor *o = g4 ? OP(&s, attention_dense_forward(p, DENSE_SOFTMAX, "attention_moh", weights ? &map : NULL)) : NULL;
     if (map) OP(&s, map);   /* held by the scope: released at the end */
     al_tensor *out = OP(&s, al_mul(o, g4));
+    al_tensor *w = NULL;
     if (out && weights) {
         int prev = al_set_grad_enabled(0);
-        al_tensor *w = OP(&s, al_mul(map, g4));
+        w = OP(&s, al_mul(map, g4));
         al_set_grad_enabled(prev);
-        *weights = w ? al_retain(w) : NULL;
     }
-    out = s.failed ? NULL : al_retain(out);
-    scope_end(&s);
-    return out;
+    return scope_return(&s, out, weights, w);
 }

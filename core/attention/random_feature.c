@@ -31,8 +31,5 @@ al_tensor *attention_random_feature_forward(const attention_problem *p, al_tenso
         A = OP(&s, al_mul_scalar(A, 1.0 / (double)(p->M > 0 ? p->M : 1)));
     }
     al_tensor *out = OP(&s, al_matmul(A, v));
-    if (out && weights) *weights = al_detach(A);
-    out = s.failed ? NULL : al_retain(out);
-    scope_end(&s);
-    return out;
+    return scope_return(&s, out, weights, weights && out ? OP(&s, al_detach(A)) : NULL);
 }

@@ -61,6 +61,18 @@ static void recurrence_read(const recurrence_problem *r, const double *S, const 
     }
 }
 
+/* Reverse of one readout y = S (scale q): dq = scale S^T dy, and G (dL/dS) += scale dy q^T */
+static void read_backward(const recurrence_problem *r, const double *S, const double *q, const double *dy,
+                          double *dq, double *G) {
+    for (int64_t c = 0; c < r->d; c++) {
+        double s = 0;
+        for (int64_t a = 0; a < r->dv; a++) s += S[a * r->d + c] * dy[a];
+        dq[c] = r->scale * s;
+    }
+    for (int64_t a = 0; a < r->dv; a++)
+        for (int64_t c = 0; c < r->d; c++) G[a * r->d + c] += r->scale * dy[a] * q[c];
+}
+
 /* Pointers of query head (b, h) and its key/value head. */
 #define HEAD_Q(r, b, h) ((r)->q + (((b) * (r)->H + (h)) * (r)->N) * (r)->d)
 #define HEAD_K(r, b, h) ((r)->k + (((b) * (r)->Hkv + (h) / ((r)->H / (r)->Hkv)) * (r)->M) * (r)->d)
@@ -98,16 +110,7 @@ static void backward_head(const recurrence_problem *r, int64_t b, int64_t h, con
         for (int64_t t = t0; t < r->M; t++)
             recurrence_step(r, states, k + t * d, v + t * dv, cf[2 * t], cf[2 * t + 1], us, ws);
         SM = states;
-        for (int64_t i = 0; i < r->N; i++) {
-            const double *dyi = dy + i * dv, *qi = q + i * d;
-            for (int64_t c = 0; c < d; c++) {
-                double s = 0;
-                for (int64_t a = 0; a < dv; a++) s += SM[a * d + c] * dyi[a];
-                dq[i * d + c] = r->scale * s;
-            }
-            for (int64_t a = 0; a < dv; a++)
-                for (int64_t c = 0; c < d; c++) G[a * d + c] += r->scale * dyi[a] * qi[c];
-        }
+        for (int64_t i = 0; i < r->N; i++) read_backward(r, SM, q + i * d, dy + i * dv, dq + i * d, G);
     }
     for (int64_t ch = r->n_chunks - 1; ch >= 0; ch--) {
         int64_t t0 = ch * r->chunk, t1 = t0 + r->chunk < r->M ? t0 + r->chunk : r->M;
@@ -123,16 +126,7 @@ static void backward_head(const recurrence_problem *r, int64_t b, int64_t h, con
             const double *Sprev = states + (t - t0) * sd, *Scur = Sprev + sd;
             const double *u = us + (t - t0) * dv, *w = ws + (t - t0) * dv, *kt = k + t * d, *vt = v + t * dv;
             const double beta = cf[2 * t], alpha = cf[2 * t + 1];
-            if (r->causal) {
-                const double *dyt = dy + t * dv, *qt = q + t * d;
-                for (int64_t c = 0; c < d; c++) {
-                    double s = 0;
-                    for (int64_t a = 0; a < dv; a++) s += Scur[a * d + c] * dyt[a];
-                    dq[t * d + c] = r->scale * s;
-                }
-                for (int64_t a = 0; a < dv; a++)
-                    for (int64_t c = 0; c < d; c++) G[a * d + c] += r->scale * dyt[a] * qt[c];
-            }
+            if (r->causal) read_backward(r, Scur, q + t * d, dy + t * dv, dq + t * d, G);
             double dbeta = 0, dalpha = 0;
             for (int64_t c = 0; c < d; c++) {   /* dk from w k^T: G^T w */
                 double s = 0;

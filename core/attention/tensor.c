@@ -53,8 +53,6 @@ al_tensor *attention_tensor_forward(const attention_problem *p, al_tensor **weig
     al_tensor *vv = OP(&s, al_mul(OP(&s, al_unsqueeze(v1, 3)), OP(&s, al_unsqueeze(v2, 2))));   /* (B,H,M,M,dv) */
     al_tensor *vflat = OP(&s, al_reshape(vv, 4, (int64_t[]){B, H, M * M, p->dv}));
     al_tensor *out = OP(&s, al_matmul(P, vflat));
-    if (weights) *weights = NULL;   /* the map is N x M^2: none in the (B, H, N, M) sense */
-    out = s.failed ? NULL : al_retain(out);
-    scope_end(&s);
-    return out;
+    /* the map is N x M^2: none in the (B, H, N, M) sense, so *weights stays NULL */
+    return scope_return(&s, out, NULL, NULL);
 }
