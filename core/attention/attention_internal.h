@@ -61,7 +61,7 @@ al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt);
 
 /* Temporaries of a variant composed of ops: each result is held until scope_end, and after the
  * first failure nothing more is computed (the first error message stands).  Use as
- *     op_scope s = {0};  al_tensor *x = OP(&s, al_exp(q));  ...  out = al_retain(y);  scope_end(&s); */
+ *     op_scope s = {0};  al_tensor *x = OP(&s, al_exp(q));  ...  return scope_return(&s, y, weights, map); */
 enum { OP_SCOPE_MAX = 128 };
 typedef struct { al_tensor *held[OP_SCOPE_MAX]; int n; bool failed; } op_scope;
 static inline al_tensor *scope_keep(op_scope *s, al_tensor *t) {
