@@ -333,7 +333,7 @@ nn.check_positive_int = check_positive_int
 require("attnlab.nn_variants")(nn)
 
 ---------------------------------------------------------------------------------------------------
--- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0}: pre-LN,
+-- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0, attention={...}}: pre-LN,
 --   x = x + attn(ln1(x)); x = x + mlp(ln2(x)).
 ---------------------------------------------------------------------------------------------------
 local Block = nn.class("TransformerBlock")
@@ -344,8 +344,14 @@ function Block:init(opts)
   self.dim = dim
   self.dropout = opts.dropout or 0
   self.ln1 = self:add_child("ln1", LayerNorm(dim))
-  self.attn = self:add_child("attn", MHA{ dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
-                                         variant = opts.variant, causal = opts.causal, bias = opts.bias })
+  local attn_opts = { dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
+                      variant = opts.variant, causal = opts.causal, bias = opts.bias }
+  -- opts.attention: the variant's own module options (e.g. {shared_heads = 1, active_heads = 2} for moh)
+  if opts.attention ~= nil and type(opts.attention) ~= "table" then
+    raise("TransformerBlock: attention must be a table of MultiHeadAttention options (got " .. type(opts.attention) .. ")")
+  end
+  for key, value in pairs(opts.attention or {}) do attn_opts[key] = value end
+  self.attn = self:add_child("attn", MHA(attn_opts))
   self.ln2 = self:add_child("ln2", LayerNorm(dim))
   if type(opts.mlp_ratio or 4) ~= "number" then raise("TransformerBlock: mlp_ratio must be a number (got " .. type(opts.mlp_ratio) .. ")") end
   local hidden = math.floor((opts.mlp_ratio or 4) * dim)

@@ -131,6 +131,16 @@ do
   check.near(m.q_frozen:mean():item(), 0.1, 0.05, "random_feature: qk_mean shifts the frozen weights")
 end
 
+-- TransformerBlock hands the variant's module options to its attention
+do
+  local block = nn.TransformerBlock{ dim = 8, heads = 4, variant = "moh", attention = { shared_heads = 1, active_heads = 2 } }
+  local y = block(lab.randn{ 2, 3, 8 })
+  check.ok(block.attn.shared_heads == 1 and block.attn.active_heads == 2 and block.attn.aux_loss ~= nil and y:size(3) == 8,
+    "TransformerBlock{attention = {...}} configures the moh router")
+  check.fails(function() nn.TransformerBlock{ dim = 8, heads = 2, attention = 3 } end,
+    "TransformerBlock: attention must be a table of MultiHeadAttention options (got number)")
+end
+
 -- a short training of each module-level variant on a toy target: the loss falls
 for _, var in ipairs{ "flow", "local_linear", "delta", "random_feature", "agent", "moh", "lowrank", "tensor" } do
   lab.seed(1)

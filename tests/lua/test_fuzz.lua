@@ -219,7 +219,7 @@ function random_opts()
                  "eps", "weight_decay", "nesterov", "bias", "dim", "heads", "head_dim", "kv_heads", "dims", "in", "hidden",
                  "out", "activation", "mlp_ratio", "dropout", "context_dim", "out_dim", "record",
                  "beta", "gate", "agents", "agent_count", "k2", "v2", "gates", "ridge", "shared_heads", "active_heads",
-                 "rank", "global_query", "qk_mean", "qk_std", "gated" }
+                 "rank", "global_query", "qk_mean", "qk_std", "gated", "attention" }
   for _ = 1, R(0, 4) do
     local key = pick(keys)
     local v
