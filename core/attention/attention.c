@@ -22,6 +22,21 @@ static const attention_variant variants[] = {
      "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"},
     {"linear", attention_linear_forward,
      "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
+    /* linear family and module-level variants (docs/attention-linear-family.md) */
+    {"flow", attention_flow_forward,
+     "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and competition"},
+    {"local_linear", attention_local_linear_forward,
+     "local linear attention (LLA): per-query weighted ridge regression on (k, v) with softmax weights, read at q (opts.ridge)"},
+    {"agent", attention_agent_forward,
+     "agent attention: n agent tokens (opts.agents, or opts.agent_count pooled from q) gather from k/v, queries read the agents"},
+    {"moh", attention_moh_forward,
+     "mixture-of-head attention: softmax attention with per-token head gates (opts.gates; the router is nn.MultiHeadAttention's)"},
+    {"random_feature", attention_random_feature_forward,
+     "random-feature attention: relu(scale q.k) / key count; frozen random Q/K, trainable V in nn.MultiHeadAttention"},
+    {"tensor", attention_tensor_forward,
+     "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 (opts.k2, opts.v2)"},
+    {"delta", attention_delta_forward,
+     "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t k_t^T, y = S q"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 
@@ -143,6 +158,20 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
         al_error("attention: kernel is an option of the softmax-over-visible-keys variants (softmax, "
                  "sliding_window, neighborhood, strided_neighborhood), not of '%s'", var->name);
         return NULL;
+    }
+    if (opts) {   /* the linear-family variants' options: each belongs to one variant, which checks it */
+        p.beta = opts->beta; p.gate = opts->gate; p.agents = opts->agents; p.agent_count = opts->agent_count;
+        p.k2 = opts->k2; p.v2 = opts->v2; p.head_gates = opts->head_gates; p.ridge = opts->ridge;
+        static const struct { const char *option, *variant; } owner[] = {
+            {"beta", "delta"}, {"gate", "delta"}, {"agents", "agent"}, {"agent_count", "agent"},
+            {"k2", "tensor"}, {"v2", "tensor"}, {"gates", "moh"}, {"ridge", "local_linear"}};
+        const bool given[] = {p.beta, p.gate, p.agents, p.agent_count != 0, p.k2, p.v2, p.head_gates, p.ridge != 0};
+        for (size_t i = 0; i < sizeof owner / sizeof owner[0]; i++)
+            if (given[i] && strcmp(var->name, owner[i].variant) != 0) {
+                al_error("attention: %s is an option of the '%s' variant, not of '%s'", owner[i].option,
+                         owner[i].variant, var->name);
+                return NULL;
+            }
     }
     int64_t map[4] = {p.B, p.H, p.N, p.M};
     al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;

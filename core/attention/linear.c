@@ -1,8 +1,8 @@
 /* linear.c -- the "linear" variant: kernelised linear attention (Katharopoulos et al. 2020,
  * arXiv 2006.16236) with the feature map phi(x) = elu(x) + 1:
  *   O_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps),   S_i = sum_j phi(k_j) v_j^T,   z_i = sum_j phi(k_j)
- * the sums running over every key, or (causal, N = M) over j <= i as prefix sums, so that no N x M
- * map is ever formed: O(N d dv) time and, causal, O(N d dv) memory for the prefix states.
+ * the sums running over every key, or (causal, N = M) over j <= i as prefix states (recurrence.c's
+ * Hebbian recurrence), so that no N x M map is ever formed: O(N d dv) time, O(d dv) state per head.
  * It is composed of the core's differentiable ops, whose backwards make its gradient.  No scale
  * (phi is not scaled); a bias or a mask has no meaning here and is refused. */
 #include "attention_internal.h"
@@ -20,19 +20,6 @@ static al_tensor *feature_map(const al_tensor *x) {
     al_tensor *phi = pos && lin && ex ? al_where(pos, lin, ex) : NULL;
     al_release(zero); al_release(pos); al_release(lin); al_release(neg); al_release(ex);
     return phi;
-}
-
-/* k or v with Hkv heads, repeated to the H query heads (a copy; only for grouped heads) */
-static al_tensor *repeat_heads(const al_tensor *t, int64_t H) {
-    int64_t Hkv = t->shape[1];
-    if (Hkv == H) return al_retain((al_tensor *)t);
-    int64_t s5[5] = {t->shape[0], Hkv, 1, t->shape[2], t->shape[3]};
-    int64_t e5[5] = {t->shape[0], Hkv, H / Hkv, t->shape[2], t->shape[3]};
-    int64_t s4[4] = {t->shape[0], H, t->shape[2], t->shape[3]};
-    al_tensor *a = al_reshape(t, 5, s5), *b = a ? al_expand(a, 5, e5) : NULL;
-    al_tensor *c = b ? al_reshape(b, 4, s4) : NULL;
-    al_release(a); al_release(b);
-    return c;
 }
 
 /* The (B, H, N, M) map the output is a weighted sum with, for lab.attention{weights = true}:
@@ -64,7 +51,7 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
                  (long long)p->N, (long long)p->M);
         return NULL;
     }
-    al_tensor *k = repeat_heads(p->k, p->H), *v = k ? repeat_heads(p->v, p->H) : NULL;
+    al_tensor *k = attention_repeat_heads(p->k, p->H), *v = k ? attention_repeat_heads(p->v, p->H) : NULL;
     al_tensor *pq = v ? feature_map(p->q) : NULL, *pk = pq ? feature_map(k) : NULL;
     al_tensor *num = NULL, *den = NULL, *out = NULL;
     if (pk && !p->causal) {
@@ -76,17 +63,16 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
         den = zt ? al_matmul(pq, zt) : NULL;                            /* (B, H, N, 1) */
         al_release(pkt); al_release(S); al_release(z); al_release(zt);
     } else if (pk) {
-        al_tensor *ku = al_unsqueeze(pk, -1), *vu = al_unsqueeze(v, -2);
-        al_tensor *kv = ku && vu ? al_mul(ku, vu) : NULL;               /* (B, H, M, d, dv) */
-        al_tensor *S = kv ? al_cumsum(kv, 2) : NULL;                    /* prefix states */
-        al_tensor *qu = al_unsqueeze(pq, -2);                           /* (B, H, N, 1, d) */
-        al_tensor *n5 = qu && S ? al_matmul(qu, S) : NULL;              /* (B, H, N, 1, dv) */
-        num = n5 ? al_squeeze(n5, 3) : NULL;
-        al_tensor *z = al_cumsum(pk, 2);                                /* (B, H, M, d) */
-        al_tensor *qz = z ? al_mul(pq, z) : NULL;
-        den = qz ? al_sum(qz, 3, 1) : NULL;                             /* (B, H, N, 1) */
-        al_release(ku); al_release(vu); al_release(kv); al_release(S); al_release(qu);
-        al_release(n5); al_release(z); al_release(qz);
+        /* prefix states S_i = sum_{j<=i} phi(k_j) [v_j, 1]^T by recurrence.c's Hebbian recurrence:
+         * O(d dv) state per head, never the O(N d dv) cumsum of outer products */
+        int64_t one_shape[4] = {p->B, p->H, p->M, 1}, coef_shape[4] = {p->B, p->H, p->M, 2};
+        al_tensor *ones = al_full(4, one_shape, 1, p->q->dtype), *coef = al_full(4, coef_shape, 1, p->q->dtype);
+        al_tensor *parts[2] = {v, ones};
+        al_tensor *v1 = ones ? al_cat(2, parts, 3) : NULL;                   /* (B, H, M, dv + 1) */
+        al_tensor *both = v1 && coef ? attention_state_recurrence(pq, pk, v1, coef, 1.0, 1, false) : NULL;
+        num = both ? al_narrow(both, 3, 0, p->dv) : NULL;                    /* (B, H, N, dv) */
+        den = both ? al_narrow(both, 3, p->dv, 1) : NULL;                    /* (B, H, N, 1) */
+        al_release(ones); al_release(coef); al_release(v1); al_release(both);
     }
     al_tensor *den_eps = den ? al_add_scalar(den, linear_eps) : NULL;
     if (num && den_eps) out = al_div(num, den_eps);

@@ -203,6 +203,15 @@ typedef struct al_attention_opts {
     int64_t stride;           /* "strided_neighborhood": queries sharing one window (>= 1) */
     int kernel;               /* softmax over visible keys: 0 auto, 1 dense (keeps the map),
                                  2 tiled (online softmax, O(N) memory; see attention/tiled.c) */
+    /* options of the linear-family and module-level variants (docs/attention-linear-family.md) */
+    const al_tensor *beta;    /* "delta": write strength per key, broadcast to (B, H, M); NULL = 1 */
+    const al_tensor *gate;    /* "delta": retention alpha per key, broadcast to (B, H, M); NULL = 1 */
+    const al_tensor *agents;  /* "agent": agent tokens (B, H, n, d); NULL = pooled from q */
+    int64_t agent_count;      /* "agent": n agents average-pooled from q when agents is NULL */
+    const al_tensor *k2;      /* "tensor": second key set (B, Hkv, M, d) */
+    const al_tensor *v2;      /* "tensor": second value set (B, Hkv, M, dv) */
+    const al_tensor *head_gates; /* "moh": per-token head gates, broadcast to (B, H, N) */
+    double ridge;             /* "local_linear": ridge lambda > 0 (0 means the default 1e-2) */
 } al_attention_opts;
 /* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
 al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,

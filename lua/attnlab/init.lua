@@ -714,9 +714,24 @@ local attention = setmetatable({}, {
     local kernel = kernel_kinds[opts.kernel or "auto"]
     if kernel == nil then raise("attention: opts.kernel must be 'auto', 'dense' or 'tiled' (got " .. tostring(opts.kernel) .. ")") end
     o.kernel = kernel
+    -- linear-family and module-level variants' options (docs/attention-linear-family.md)
+    for _, name in ipairs{ "beta", "gate", "agents", "k2", "v2" } do
+      if opts[name] ~= nil then o[name] = expect_tensor(opts[name], "attention", "opts." .. name) end
+    end
+    if opts.gates ~= nil then o.head_gates = expect_tensor(opts.gates, "attention", "opts.gates") end
+    if opts.agent_count ~= nil and (type(opts.agent_count) ~= "number" or opts.agent_count ~= math.floor(opts.agent_count)
+        or opts.agent_count < 1 or opts.agent_count >= 2^53) then
+      raise("attention: opts.agent_count must be an integer >= 1 (got " .. tostring(opts.agent_count) .. ")")
+    end
+    o.agent_count = opts.agent_count or 0
+    if opts.ridge ~= nil and (type(opts.ridge) ~= "number" or not (opts.ridge > 0) or opts.ridge == math.huge) then
+      raise("attention: opts.ridge must be a finite number > 0 (got " .. tostring(opts.ridge) .. ")")
+    end
+    o.ridge = opts.ridge or 0
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
-    if want then return out, wrap_slot(weights_out[0]) end
+    -- a variant without a (B, H, N, M) map (e.g. "tensor") leaves the slot empty: nil
+    if want then return out, weights_out[0].p ~= nil and wrap_slot(weights_out[0]) or nil end
     return out
   end,
 })

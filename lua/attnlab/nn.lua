@@ -261,10 +261,12 @@ function MHA:init(opts)
   self.dim, self.heads, self.head_dim, self.kv_heads = dim, heads, head_dim, kv_heads
   self.out_dim = opts.out_dim or dim
   self.variant = opts.variant or "softmax"
-  local known = false
-  for _, v in ipairs(lab.attention.variants()) do if v == self.variant then known = true end end
+  local known, names = nn.attention_variant_modules[self.variant] ~= nil, lab.attention.variants()
+  for _, v in ipairs(names) do if v == self.variant then known = true end end
   if not known then
-    raise("MultiHeadAttention: unknown variant '" .. tostring(self.variant) .. "' (known: " .. table.concat(lab.attention.variants(), ", ") .. ")")
+    for name, m in pairs(nn.attention_variant_modules) do if m.module_only then names[#names + 1] = name end end
+    table.sort(names)
+    raise("MultiHeadAttention: unknown variant '" .. tostring(self.variant) .. "' (known: " .. table.concat(names, ", ") .. ")")
   end
   self.causal = opts.causal or false
   self.scale, self.norm = opts.scale, opts.norm
@@ -277,10 +279,14 @@ function MHA:init(opts)
     if opts[key] ~= nil then self.attention_opts[key] = opts[key] end
   end
   local bias = opts.bias ~= false
-  self.q = self:add_child("q", Linear(dim, heads * head_dim, { bias = bias }))
-  self.k = self:add_child("k", Linear(opts.context_dim or dim, kv_heads * head_dim, { bias = bias }))
-  self.v = self:add_child("v", Linear(opts.context_dim or dim, kv_heads * head_dim, { bias = bias }))
-  self.o = self:add_child("o", Linear(heads * head_dim, self.out_dim, { bias = bias }))
+  local o_in = heads * head_dim
+  local variant_init = nn.attention_variant_modules[self.variant]
+  if variant_init and variant_init.init then
+    o_in = variant_init.init(self, opts, bias)
+  else
+    self:standard_projections(opts, bias)
+  end
+  self.o = self:add_child("o", Linear(o_in, self.out_dim, { bias = bias }))
   self.record = opts.record or false
 end
 
@@ -290,14 +296,31 @@ local function split_heads(x, h, hd)
   return x:reshape{ s[1], s[2], h, hd }:permute(1, 3, 2, 4)
 end
 
+-- the q, k, v projections most variants use, and their (B, H, N, hd) outputs
+function MHA:standard_projections(opts, bias)
+  self.q = self:add_child("q", Linear(self.dim, self.heads * self.head_dim, { bias = bias }))
+  self.k = self:add_child("k", Linear(opts.context_dim or self.dim, self.kv_heads * self.head_dim, { bias = bias }))
+  self.v = self:add_child("v", Linear(opts.context_dim or self.dim, self.kv_heads * self.head_dim, { bias = bias }))
+end
+function MHA:standard_qkv(x, context)
+  return split_heads(self.q(x), self.heads, self.head_dim), split_heads(self.k(context), self.kv_heads, self.head_dim),
+    split_heads(self.v(context), self.kv_heads, self.head_dim)
+end
+
 function MHA:forward(x, context)
   if not lab.is_tensor(x) or x:dim() ~= 3 then
     raise("MultiHeadAttention: input must be a 3-d tensor (B, N, dim), got " .. (lab.is_tensor(x) and x:shape_string() or type(x)))
   end
   context = context or x
-  local q = split_heads(self.q(x), self.heads, self.head_dim)
-  local k = split_heads(self.k(context), self.kv_heads, self.head_dim)
-  local v = split_heads(self.v(context), self.kv_heads, self.head_dim)
+  local q, k, v
+  local call = { variant = self.variant, causal = self.causal, scale = self.scale, norm = self.norm, weights = self.record }
+  for key, val in pairs(self.attention_opts) do call[key] = val end
+  local variant_forward = nn.attention_variant_modules[self.variant]
+  if variant_forward and variant_forward.forward then
+    q, k, v = variant_forward.forward(self, x, context, call)
+  else
+    q, k, v = self:standard_qkv(x, context)
+  end
   local bias = self.logit_bias
   if self.logit_extra then bias = bias and bias + self.logit_extra or self.logit_extra end
   if self.logit_probe then
@@ -305,6 +328,7 @@ function MHA:forward(x, context)
     self.logit_probe_tensor = probe
     bias = bias and bias + probe or probe
   end
+  call.bias = bias
   local out, weights
   if self.map_hook then
     -- the map itself, differentiable (softmax of the logits), edited by the hook, then applied
@@ -319,9 +343,6 @@ function MHA:forward(x, context)
     end
     out, weights = map:matmul(v), map:detach()
   else
-    local call = { variant = self.variant, causal = self.causal, scale = self.scale, norm = self.norm, bias = bias,
-                   weights = self.record }
-    for key, val in pairs(self.attention_opts) do call[key] = val end
     out, weights = lab.attention(q, k, v, call)
   end
   if self.record then self.weights = weights end
@@ -374,9 +395,16 @@ function MHA:describe()
     self.head_dim, self.variant, self.causal and ", causal" or "")
 end
 
+nn.split_heads = split_heads
+-- The variants whose parameters are the module's own (their init returns the output projection's
+-- input size; their forward returns q, k, v and may add options to attn_opts): see nn_variants.lua.
+nn.attention_variant_modules = {}
+nn.check_positive_int = check_positive_int
+require("attnlab.nn_variants")(nn)
+
 ---------------------------------------------------------------------------------------------------
--- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0, and the variant options
---                  of MultiHeadAttention}: pre-LN,
+-- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0, the variant options of
+--                  MultiHeadAttention by name (window, ...), attention={...}}: pre-LN,
 --   x = x + attn(ln1(x)); x = x + mlp(ln2(x)).
 ---------------------------------------------------------------------------------------------------
 local Block = nn.class("TransformerBlock")
@@ -388,9 +416,13 @@ function Block:init(opts)
   self.dropout = opts.dropout or 0
   self.ln1 = self:add_child("ln1", LayerNorm(dim))
   local attn_opts = { dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
-                      variant = opts.variant, causal = opts.causal, bias = opts.bias, scale = opts.scale, norm = opts.norm,
-                      attention = opts.attention }
+                      variant = opts.variant, causal = opts.causal, bias = opts.bias, scale = opts.scale, norm = opts.norm }
   for _, key in ipairs(nn.attention_option_names) do attn_opts[key] = opts[key] end
+  -- opts.attention: more MultiHeadAttention options (e.g. {shared_heads = 1, active_heads = 2} for moh)
+  if opts.attention ~= nil and type(opts.attention) ~= "table" then
+    raise("TransformerBlock: attention must be a table of MultiHeadAttention options (got " .. type(opts.attention) .. ")")
+  end
+  for key, value in pairs(opts.attention or {}) do attn_opts[key] = value end
   self.attn = self:add_child("attn", MHA(attn_opts))
   self.ln2 = self:add_child("ln2", LayerNorm(dim))
   if type(opts.mlp_ratio or 4) ~= "number" then raise("TransformerBlock: mlp_ratio must be a number (got " .. type(opts.mlp_ratio) .. ")") end

@@ -435,7 +435,8 @@ do
 
   -- every variant runs with the standard shapes and gives (B, H, N, dv) (with the options it needs)
   local required = { sliding_window = { window = 2 }, neighborhood = { kernel_size = 1 },
-                     strided_neighborhood = { kernel_size = 2, stride = 2 } }
+                     strided_neighborhood = { kernel_size = 2, stride = 2 },
+                     agent = { agent_count = 2 }, moh = { gates = lab.ones{ B, H, N } }, tensor = { k2 = k, v2 = v } }
   for _, name in ipairs(vs) do
     local o = { variant = name }
     for key, val in pairs(required[name] or {}) do o[key] = val end

@@ -37,6 +37,7 @@ for _, case in ipairs{
   { name = "lsa", shape = { 2, 1, 10, 3 }, M = 10, opts = { variant = "lsa", causal = true } },
   { name = "sliding_window", shape = { 1, 2, 11, 4 }, M = 11, opts = { variant = "sliding_window", window = 2, kernel = "dense" } },
   { name = "neighborhood", shape = { 1, 1, 9, 4 }, M = 9, opts = { variant = "neighborhood", kernel_size = 3, kernel = "dense" } },
+  { name = "moh (gated heads)", shape = { 1, 2, 8, 4 }, M = 8, opts = { variant = "moh", causal = true, gates = rnd{ 1, 2, 8 } } },
 } do
   local s = case.shape
   local q, k, v = rnd(s), rnd{ s[1], s[2], case.M, s[4] }, rnd{ s[1], s[2], case.M, 3 }

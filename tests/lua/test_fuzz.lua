@@ -217,7 +217,9 @@ function random_opts()
   local o = {}
   local keys = { "variant", "causal", "scale", "bias", "mask", "weights", "norm", "ignore", "lr", "momentum", "betas",
                  "eps", "weight_decay", "nesterov", "bias", "dim", "heads", "head_dim", "kv_heads", "dims", "in", "hidden",
-                 "out", "activation", "mlp_ratio", "dropout", "context_dim", "out_dim", "record" }
+                 "out", "activation", "mlp_ratio", "dropout", "context_dim", "out_dim", "record",
+                 "beta", "gate", "agents", "agent_count", "k2", "v2", "gates", "ridge", "shared_heads", "active_heads",
+                 "rank", "global_query", "qk_mean", "qk_std", "gated", "attention" }
   for _ = 1, R(0, 4) do
     local key = pick(keys)
     local v
@@ -227,7 +229,8 @@ function random_opts()
     elseif c == 3 then v = pick(tensors)
     elseif c == 4 then v = R(2) == 1
     elseif c == 5 then v = pick(shapes)
-    else v = ({ "softmax", "lsa", true, 2, 0.1, { 0.9, 0.999 }, { 2, 4, 2 } })[R(7)] end
+    else v = ({ "softmax", "lsa", true, 2, 0.1, { 0.9, 0.999 }, { 2, 4, 2 }, "flow", "local_linear", "delta",
+                "random_feature", "agent", "moh", "tensor", "lowrank" })[R(15)] end
     o[key] = v
   end
   return o

@@ -693,6 +693,25 @@ do
   module_check("MultiHeadAttention cross", function()
     return nn.MultiHeadAttention{ dim = 4, heads = 2, context_dim = 6 }
   end, { 2, 3, 4 }, { context = { 2, 5, 6 } })
+  -- the linear-family and module-level variants (each owns its extra parameters)
+  for _, c in ipairs{
+    { "flow causal", { variant = "flow", causal = true } },
+    { "local_linear", { variant = "local_linear", ridge = 0.5 } },
+    { "delta gated causal", { variant = "delta", gated = true, causal = true } },
+    { "delta cross", { variant = "delta", context_dim = 6 }, { context = { 2, 5, 6 } } },
+    { "tensor", { variant = "tensor" } },
+    { "agent", { variant = "agent", agent_count = 2 } },
+    { "random_feature", { variant = "random_feature" } },
+    { "moh shared 2 active 1", { variant = "moh", heads = 4, shared_heads = 2, active_heads = 1 } },
+    { "moh shared 1", { variant = "moh", heads = 4, shared_heads = 1, active_heads = 2 } },
+    { "moh routed only", { variant = "moh", heads = 4, active_heads = 3 } },
+    { "lowrank causal", { variant = "lowrank", rank = 3, causal = true } },
+    { "lowrank global query", { variant = "lowrank", rank = 2, global_query = true } },
+  } do
+    local o = c[2]
+    o.dim, o.heads = 8, o.heads or 2
+    module_check("MultiHeadAttention " .. c[1], function() return nn.MultiHeadAttention(o) end, { 2, 4, 8 }, c[3])
+  end
   module_check("TransformerBlock", function()
     return nn.TransformerBlock{ dim = 8, heads = 2, mlp_ratio = 2, causal = true }
   end, { 2, 4, 8 })

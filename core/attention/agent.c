@@ -1,0 +1,73 @@
+/* agent.c -- the "agent" variant: Agent attention (Han et al. 2023, arXiv 2312.08874), as
+ * LeapLabTHU/Agent-Attention agent_deit.py's AgentAttention without its extras.  n agent tokens A
+ * (opts.agents, (B, H, n, d) or broadcastable to it, may require grad; or opts.agent_count agents
+ * average-pooled from q over the sequence, the 1-D form of the reference's adaptive pooling of the
+ * query grid) first gather from the keys, then the queries read from the agents:
+ *   V_A = softmax(scale A K^T) V   (n x dv),     O = softmax(scale Q A^T) V_A   (N x dv)
+ * a generalised linear attention of rank <= n: O(N n (d + dv)) time and O(N n) memory per head,
+ * composed of differentiable ops.  Left out: the agent biases B1, B2 and the depthwise-conv term
+ * DWC(V) (image-grid specific).  No causal form (pooled agents mix future tokens; the paper has
+ * none), no bias or mask.  Its map (only when asked, O(N n M)): softmax(scale Q A^T) softmax(scale A K^T). */
+#include "attention_internal.h"
+
+/* (n, N) adaptive average pooling matrix: row a averages positions [floor(a N / n), ceil((a + 1) N / n)) */
+static al_tensor *pooling_matrix(int64_t n, int64_t N, al_dtype dt) {
+    al_tensor *m = al_full(2, (int64_t[]){n, N}, 0, dt);
+    for (int64_t a = 0; m && a < n; a++) {
+        int64_t lo = a * N / n, hi = ((a + 1) * N + n - 1) / n;
+        for (int64_t i = lo; i < hi; i++) {
+            double w = 1.0 / (double)(hi - lo);
+            if (dt == AL_FLOAT32) ((float *)al_ptr(m))[a * N + i] = (float)w;
+            else ((double *)al_ptr(m))[a * N + i] = w;
+        }
+    }
+    return m;
+}
+
+static al_tensor *agent_tokens(const attention_problem *p) {
+    if (p->agents && p->agent_count) {
+        al_error("attention: variant 'agent' takes opts.agents or opts.agent_count, not both");
+        return NULL;
+    }
+    if (p->agents) {
+        const al_tensor *a = p->agents;
+        if (a->ndim != 4 || a->shape[3] != p->d || a->shape[2] < 1) {
+            al_error("attention: variant 'agent' needs agents of shape (B, H, n, d) with d = %lld, n >= 1 (got %s)",
+                     (long long)p->d, TSHAPE(a));
+            return NULL;
+        }
+        int64_t shape[4] = {p->B, p->H, a->shape[2], p->d};
+        return attention_broadcast_option("agent", "agents", a, 4, shape, "(B, H, n, d)", p->q->dtype);
+    }
+    if (p->agent_count < 1 || p->agent_count > p->N) {
+        al_error("attention: variant 'agent' needs opts.agents (B, H, n, d) or opts.agent_count in 1..N = %lld "
+                 "(got agent_count %lld)", (long long)p->N, (long long)p->agent_count);
+        return NULL;
+    }
+    al_tensor *pool = pooling_matrix(p->agent_count, p->N, p->q->dtype);
+    al_tensor *a = pool ? al_matmul(pool, p->q) : NULL;
+    al_release(pool);
+    return a;
+}
+
+al_tensor *attention_agent_forward(const attention_problem *p, al_tensor **weights) {
+    if (!attention_refuse_bias_mask(p, "agent")) return NULL;
+    if (p->causal) {
+        al_error("attention: variant 'agent' has no causal form (agents pooled from q mix future tokens)");
+        return NULL;
+    }
+    op_scope s = {0};
+    al_tensor *A = OP(&s, agent_tokens(p));
+    al_tensor *k = OP(&s, attention_repeat_heads(p->k, p->H)), *v = OP(&s, attention_repeat_heads(p->v, p->H));
+    al_tensor *gather = OP(&s, al_softmax(OP(&s, al_mul_scalar(OP(&s, al_matmul(A, OP(&s, al_transpose(k, 2, 3)))), p->scale)), 3));
+    al_tensor *VA = OP(&s, al_matmul(gather, v));                                      /* (B,H,n,dv) */
+    al_tensor *broadcast = OP(&s, al_softmax(OP(&s, al_mul_scalar(OP(&s, al_matmul(p->q, OP(&s, al_transpose(A, 2, 3)))), p->scale)), 3));
+    al_tensor *out = OP(&s, al_matmul(broadcast, VA));
+    al_tensor *w = NULL;
+    if (out && weights) {
+        int prev = al_set_grad_enabled(0);
+        w = OP(&s, al_matmul(broadcast, gather));
+        al_set_grad_enabled(prev);
+    }
+    return scope_return(&s, out, weights, w);
+}

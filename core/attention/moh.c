@@ -1,0 +1,32 @@
+/* moh.c -- the "moh" variant: the attention half of Mixture-of-Head attention (Jin et al. 2024,
+ * arXiv 2410.11842): softmax attention whose per-head outputs are scaled by per-token gates before
+ * the output projection, O[b, h, i] = gates[b, h, i] softmax(scale q_i k^T + bias, masked) v, with
+ * opts.gates broadcast to (B, H, N) (may require grad; a gate of 0 switches a head off for a token).
+ * The router that makes the gates (top-k routed heads plus shared heads, the two-way balance and the
+ * load-balance loss) is module-level: nn.MultiHeadAttention{variant = "moh", shared_heads =,
+ * active_heads =}.  Every head is computed (the dense kernel; gated-off heads are not skipped), so the
+ * cost is softmax attention's.  Its map is the softmax map scaled by each row's gate. */
+#include "attention_internal.h"
+
+al_tensor *attention_moh_forward(const attention_problem *p, al_tensor **weights) {
+    if (!p->head_gates) {
+        al_error("attention: variant 'moh' needs opts.gates, per-token head gates broadcastable to (B, H, N) = %s",
+                 al_shape_str(3, (int64_t[]){p->B, p->H, p->N}));
+        return NULL;
+    }
+    op_scope s = {0};
+    al_tensor *g = OP(&s, attention_broadcast_option("moh", "gates", p->head_gates, 3, (int64_t[]){p->B, p->H, p->N},
+                                                     "(B, H, N)", p->q->dtype));
+    al_tensor *g4 = OP(&s, al_unsqueeze(g, 3));
+    al_tensor *map = NULL;
+    al_tensor *o = g4 ? OP(&s, attention_dense_forward(p, DENSE_SOFTMAX, "attention_moh", weights ? &map : NULL)) : NULL;
+    if (map) OP(&s, map);   /* held by the scope: released at the end */
+    al_tensor *out = OP(&s, al_mul(o, g4));
+    al_tensor *w = NULL;
+    if (out && weights) {
+        int prev = al_set_grad_enabled(0);
+        w = OP(&s, al_mul(map, g4));
+        al_set_grad_enabled(prev);
+    }
+    return scope_return(&s, out, weights, w);
+}

@@ -1,0 +1,51 @@
+/* variant_options.c -- small helpers the linear-family and module-level variants share: repeating
+ * grouped key/value heads, broadcasting an option tensor to the shape a variant needs (with an
+ * error that names the variant, the option and both shapes), refusing bias/mask where no logits are
+ * formed, and the causal keep-mask as a tensor. */
+#include "attention_internal.h"
+
+al_tensor *attention_repeat_heads(const al_tensor *t, int64_t H) {
+    int64_t Hkv = t->shape[1];
+    if (Hkv == H) return al_retain((al_tensor *)t);
+    int64_t s5[5] = {t->shape[0], Hkv, 1, t->shape[2], t->shape[3]};
+    int64_t e5[5] = {t->shape[0], Hkv, H / Hkv, t->shape[2], t->shape[3]};
+    int64_t s4[4] = {t->shape[0], H, t->shape[2], t->shape[3]};
+    al_tensor *a = al_reshape(t, 5, s5), *b = a ? al_expand(a, 5, e5) : NULL;
+    al_tensor *c = b ? al_reshape(b, 4, s4) : NULL;
+    al_release(a); al_release(b);
+    return c;
+}
+
+al_tensor *attention_broadcast_option(const char *variant, const char *option, const al_tensor *t, int ndim,
+                                      const int64_t *shape, const char *expected, al_dtype dt) {
+    int nd; int64_t out[AL_MAX_DIMS];
+    if (!al_is_float(t->dtype) || t->ndim > ndim || !al_broadcast_shapes("attention", t->ndim, t->shape, ndim, shape, &nd, out) ||
+        !al_shape_equal(nd, out, ndim, shape)) {
+        al_error("attention: variant '%s' needs %s as a float tensor broadcastable to %s = %s (got %s %s)", variant,
+                 option, expected, al_shape_str(ndim, shape), al_dtype_name(t->dtype), TSHAPE(t));
+        return NULL;
+    }
+    al_tensor *c = t->dtype == dt ? al_retain((al_tensor *)t) : al_to_dtype(t, dt);
+    al_tensor *e = c ? al_expand(c, ndim, shape) : NULL;
+    al_release(c);
+    return e;
+}
+
+int attention_refuse_bias_mask(const attention_problem *p, const char *variant) {
+    if (!p->bias && !p->mask) return 1;
+    al_error("attention: variant '%s' takes no bias or mask (it never forms the N x M logits)", variant);
+    return 0;
+}
+
+al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt) {
+    int64_t shape[2] = {p->N, p->M};
+    al_tensor *keep = al_full(2, shape, 0, dt);
+    if (!keep) return NULL;
+    int64_t shift = p->causal == 2 ? p->M - p->N : 0;
+    for (int64_t i = 0; i < p->N; i++)
+        for (int64_t j = 0; j < p->M && j <= i + shift; j++) {
+            if (dt == AL_FLOAT32) ((float *)al_ptr(keep))[i * p->M + j] = 1;
+            else ((double *)al_ptr(keep))[i * p->M + j] = 1;
+        }
+    return keep;
+}
