@@ -22,6 +22,8 @@ static const attention_variant variants[] = {
      "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"},
     {"linear", attention_linear_forward,
      "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
+    {"power", attention_power_forward,
+     "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen et al. 2025)"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 
@@ -78,7 +80,8 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  al_dtype_name(k->dtype), al_dtype_name(v->dtype));
         return NULL;
     }
-    attention_problem p = {0};
+    static const al_attention_opts no_options = {0};
+    attention_problem p = {.opts = opts ? opts : &no_options};
     p.B = q->shape[0]; p.H = q->shape[1]; p.N = q->shape[2]; p.d = q->shape[3];
     p.Hkv = k->shape[1]; p.M = k->shape[2]; p.dv = v->shape[3];
     if (k->shape[0] != p.B || v->shape[0] != p.B || k->shape[3] != p.d || v->shape[1] != p.Hkv ||

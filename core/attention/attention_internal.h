@@ -16,6 +16,7 @@ typedef struct {
     int64_t window;      /* > 0: keys within this distance of the query's diagonal (sliding window) */
     int64_t kernel_size; /* > 0: the query's neighborhood of this many keys (neighborhood) */
     int64_t stride;      /* strided_neighborhood: queries per shared window (1: plain neighborhood) */
+    const al_attention_opts *opts; /* the caller's options, for the variants' own (never NULL) */
 } attention_problem;
 
 typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor **weights);
@@ -27,10 +28,28 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
 al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights);
 
 /* The dense kernel both use: normalise = softmax over allowed keys, or a fixed 1/norm. */
 typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;
 al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisation kind,
                                    const char *name, al_tensor **weights);
+
+/* Softmax attention over an explicit list of keys per query (sparse.c), for the patterns that
+ * are not a range: rows are the B*H*N queries in order (b, h, i); each row's keys are pushed, then
+ * the row is ended.  offsets (optional) are constants added to each entry's logit. */
+typedef struct {
+    int64_t rows, row, nnz, cap;
+    int64_t *start, *keys;
+    double *offsets;
+} key_list_builder;
+bool key_lists_init(key_list_builder *kb, int64_t rows, bool with_offsets);
+bool key_lists_push(key_list_builder *kb, int64_t key, double offset);
+void key_lists_end_row(key_list_builder *kb);
+void key_lists_free(key_list_builder *kb);
+/* Runs the kernel and frees the builder.  key_bias (B, Hkv, M) (may be NULL) is added to every
+ * query's logit for key j and is differentiable. */
+al_tensor *attention_sparse_forward(const attention_problem *p, key_list_builder *kb,
+                                    const al_tensor *key_bias, const char *name, al_tensor **weights);
 
 #endif

@@ -198,6 +198,24 @@ typedef struct al_attention_opts {
     int64_t window;           /* "sliding_window": keys within this distance of the diagonal (> 0) */
     int64_t kernel_size;      /* "neighborhood": keys per query (odd unless causal; N = M >= it) */
     int64_t stride;           /* "strided_neighborhood": queries sharing one window (>= 1) */
+    /* -- options of power, dynamic_mask, landmark, routing, hyper, relative, flashbias, pointer -- */
+    int64_t block_size;       /* "power": tokens per block (default 1); "hyper": sortLSH block (default 64) */
+    int64_t local_blocks;     /* "power": blocks of the local window before the power-of-2 jumps (default 1) */
+    int64_t top_k;            /* "dynamic_mask": keys kept per query (keep_window_size; >= 1) */
+    const al_tensor *dt_proj; /* "dynamic_mask": W_dt (Hkv*dv, Hkv), the value-to-score projection */
+    const al_tensor *dt_a;    /* "dynamic_mask": A (Hkv), the per-head score gain */
+    const al_tensor *landmarks; /* "landmark": (M) or (B, M), nonzero where key j is a landmark token */
+    const al_tensor *centroids; /* "routing": (H, c, d) cluster centroids (unit rows), a buffer */
+    int64_t cluster_size;     /* "routing": queries and keys taken per cluster (w, >= 1) */
+    int64_t samples;          /* "hyper": residual keys sampled per (batch, head) (m; 0: block_size; -1: none) */
+    int64_t lsh_bits;         /* "hyper": random hyperplanes of the angular LSH (default 7; -1: one bucket) */
+    const al_tensor *rel_key;   /* "relative": a^K (2k+1, d) or (H, 2k+1, d), clip distance k */
+    const al_tensor *rel_value; /* "relative": a^V (2k+1, dv) or (H, 2k+1, dv), may be NULL */
+    const al_tensor *bias_q;  /* "flashbias": phi_q (B, H, N, r) (broadcastable); bias = phi_q phi_k^T */
+    const al_tensor *bias_k;  /* "flashbias": phi_k (B, Hkv, M, r) (broadcastable) */
+    const al_tensor *pointer_w1; /* "pointer": W1 (h, d) applied to the keys (encoder states) */
+    const al_tensor *pointer_w2; /* "pointer": W2 (h, d) applied to the queries (decoder states) */
+    const al_tensor *pointer_v;  /* "pointer": v (h); all three absent: dot-product scores */
 } al_attention_opts;
 /* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
 al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,

@@ -673,6 +673,26 @@ end
 -- lab.attention(q, k, v [, opts]) and lab.attention.variants()
 local causal_modes = { [false] = 0, [true] = 1, top_left = 1, bottom_right = 2, none = 0 }
 local attention_opts = ffi.typeof("al_attention_opts")
+-- The options of power, dynamic_mask, landmark, routing, hyper, relative, flashbias and pointer:
+-- integers (with their least value) and tensors; which variant takes which is checked in C.
+local variant_int_options = { block_size = 1, local_blocks = 1, top_k = 1, cluster_size = 1, samples = 0, lsh_bits = -1 }
+local variant_tensor_options = { "dt_proj", "dt_a", "landmarks", "centroids", "rel_key", "rel_value", "bias_q", "bias_k",
+                                 "pointer_w1", "pointer_w2", "pointer_v" }
+local function set_variant_options(o, opts)
+  for name, least in pairs(variant_int_options) do
+    local x = opts[name]
+    if x ~= nil then
+      if type(x) ~= "number" or x ~= math.floor(x) or x < least or x >= 2^53 or (name == "lsh_bits" and x == 0) then
+        raise(string.format("attention: opts.%s must be an integer >= %d%s (got %s)", name, least,
+          name == "lsh_bits" and ", not 0 (-1: one bucket)" or "", tostring(x)))
+      end
+      o[name] = (name == "samples" and x == 0) and -1 or x   -- C: samples 0 is the default, -1 none
+    end
+  end
+  for _, name in ipairs(variant_tensor_options) do
+    if opts[name] ~= nil then o[name] = expect_tensor(opts[name], "attention", "opts." .. name) end
+  end
+end
 local weights_out = ref_array(1)
 local attention = setmetatable({}, {
   __call = function(_, q, k, v, opts)
@@ -705,6 +725,7 @@ local attention = setmetatable({}, {
       raise("attention: opts.stride must be an integer >= 1 (got " .. tostring(opts.stride) .. ")")
     end
     o.stride = opts.stride or 0
+    set_variant_options(o, opts)
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
     if want then return out, wrap_slot(weights_out[0]) end
