@@ -24,6 +24,8 @@ static const attention_variant variants[] = {
      "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
     {"power", attention_power_forward,
      "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen et al. 2025)"},
+    {"dynamic_mask", attention_dynamic_mask_forward,
+     "dynamic mask attention (DMA): per query the top_k keys by a value-derived score z, which is also the bias"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 
@@ -95,6 +97,7 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  (long long)p.Hkv, TSHAPE(q), TSHAPE(k));
         return NULL;
     }
+    if (!attention_check_variant_options(var->name, p.opts)) return NULL;
     p.causal = opts ? opts->causal : 0;
     if (p.causal < 0 || p.causal > 2) {
         al_error("attention: causal must be 0 (none), 1 (top_left) or 2 (bottom_right), got %d", p.causal);

@@ -29,6 +29,10 @@ al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tenso
 al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights);
+
+/* An error naming the option when o holds an option of power ... pointer that `variant` does not take. */
+bool attention_check_variant_options(const char *variant, const al_attention_opts *o);
 
 /* The dense kernel both use: normalise = softmax over allowed keys, or a fixed 1/norm. */
 typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;
