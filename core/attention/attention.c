@@ -26,6 +26,10 @@ static const attention_variant variants[] = {
      "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen et al. 2025)"},
     {"dynamic_mask", attention_dynamic_mask_forward,
      "dynamic mask attention (DMA): per query the top_k keys by a value-derived score z, which is also the bias"},
+    {"flashbias", attention_flashbias_forward,
+     "FlashBias: softmax attention plus a low-rank bias bias_q bias_k^T, exact, by concatenating the factors to q and k"},
+    {"relative", attention_relative_forward,
+     "relative position representations (Shaw et al. 2018): clipped-distance embeddings rel_key, rel_value"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 

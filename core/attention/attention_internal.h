@@ -30,6 +30,11 @@ al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor 
 al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **weights);
+
+/* k or v (B, Hkv, M, .) with its heads repeated to H query heads (differentiable; linear.c) */
+al_tensor *attention_repeat_kv_heads(const al_tensor *t, int64_t H);
 
 /* An error naming the option when o holds an option of power ... pointer that `variant` does not take. */
 bool attention_check_variant_options(const char *variant, const al_attention_opts *o);

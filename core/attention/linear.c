@@ -23,7 +23,7 @@ static al_tensor *feature_map(const al_tensor *x) {
 }
 
 /* k or v with Hkv heads, repeated to the H query heads (a copy; only for grouped heads) */
-static al_tensor *repeat_heads(const al_tensor *t, int64_t H) {
+al_tensor *attention_repeat_kv_heads(const al_tensor *t, int64_t H) {
     int64_t Hkv = t->shape[1];
     if (Hkv == H) return al_retain((al_tensor *)t);
     int64_t s5[5] = {t->shape[0], Hkv, 1, t->shape[2], t->shape[3]};
@@ -64,7 +64,7 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
                  (long long)p->N, (long long)p->M);
         return NULL;
     }
-    al_tensor *k = repeat_heads(p->k, p->H), *v = k ? repeat_heads(p->v, p->H) : NULL;
+    al_tensor *k = attention_repeat_kv_heads(p->k, p->H), *v = k ? attention_repeat_kv_heads(p->v, p->H) : NULL;
     al_tensor *pq = v ? feature_map(p->q) : NULL, *pk = pq ? feature_map(k) : NULL;
     al_tensor *num = NULL, *den = NULL, *out = NULL;
     if (pk && !p->causal) {

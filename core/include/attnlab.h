@@ -225,6 +225,25 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
 void al_attention_set_map_limit(int64_t bytes);
 int al_attention_variant_count(void);
 const char *al_attention_variant_name(int i);
+/* Primitives of the attention variants (each differentiable):
+ * relative_gather: r (..., N, 2k+1) -> (..., N, M), out[i, j] = r[i, clip(j - i - shift, -k, k) + k];
+ * relative_scatter: its adjoint, g (..., N, M) -> (..., N, width) summing g by clipped distance;
+ * relative_skew: x (..., L, L) -> s with s[i, j] = x[i, j - i + L - 1] for j <= i (Music Transformer;
+ * entries above the diagonal are garbage to be masked); relative_unskew: its inverse on j <= i. */
+al_tensor *al_relative_gather(const al_tensor *r, int64_t M, int64_t shift);
+al_tensor *al_relative_scatter(const al_tensor *g, int64_t width, int64_t shift);
+al_tensor *al_relative_skew(const al_tensor *x);
+al_tensor *al_relative_unskew(const al_tensor *x);
+/* The log-sum-exp merge of two partial attentions over disjoint key sets: o = c o1 + (1 - c) o2,
+ * c = 1 / (1 + exp(lse2 - lse1)), *lse_out = logaddexp(lse1, lse2) (-inf: an empty part).
+ * o1, o2 (..., dv); lse1, lse2 (...). */
+al_tensor *al_attention_merge(const al_tensor *o1, const al_tensor *lse1, const al_tensor *o2,
+                              const al_tensor *lse2, al_tensor **lse_out);
+/* Softmax along dim within the groups of equal int64 label (groups broadcast to x). */
+al_tensor *al_grouped_softmax(const al_tensor *x, const al_tensor *groups, int dim);
+/* scores with all but the k largest along dim set to -inf (ties to the lower index); *keep_out
+ * (may be NULL) the 0/1 mask.  The gradient reaches the kept scores; the selection is constant. */
+al_tensor *al_topk_mask(const al_tensor *scores, int64_t k, int dim, al_tensor **keep_out);
 
 /* ---- autograd ------------------------------------------------------------------------- */
 int al_set_requires_grad(al_tensor *t, int flag);  /* only leaves; returns 0 or -1 */

@@ -742,6 +742,34 @@ function attention.variants()
   for i = 0, C.al_attention_variant_count() - 1 do names[#names + 1] = ffi.string(C.al_attention_variant_name(i)) end
   return names
 end
+-- The primitives of the variants (see attnlab.h); dims 1-based or negative, as everywhere.
+local second_out = ref_array(1)
+function attention.merge(o1, lse1, o2, lse2)
+  local o = wrap(C.al_attention_merge(expect_tensor(o1, "attention.merge", "o1"), expect_tensor(lse1, "attention.merge", "lse1"),
+    expect_tensor(o2, "attention.merge", "o2"), expect_tensor(lse2, "attention.merge", "lse2"), second_out))
+  return o, wrap_slot(second_out[0])
+end
+function attention.topk_mask(scores, k, d)
+  expect_tensor(scores, "attention.topk_mask", "scores")
+  local kk = check_int(k, "attention.topk_mask", "k")
+  local masked = wrap(C.al_topk_mask(scores, kk, cdim(d or -1, "attention.topk_mask", scores:dim()), second_out))
+  return masked, wrap_slot(second_out[0])
+end
+function attention.grouped_softmax(x, groups, d)
+  expect_tensor(x, "attention.grouped_softmax", "x"); expect_tensor(groups, "attention.grouped_softmax", "groups")
+  return wrap(C.al_grouped_softmax(x, groups, cdim(d or -1, "attention.grouped_softmax", x:dim())))
+end
+function attention.skew(x) return wrap(C.al_relative_skew(expect_tensor(x, "attention.skew", "x"))) end
+function attention.unskew(x) return wrap(C.al_relative_unskew(expect_tensor(x, "attention.unskew", "x"))) end
+-- out[i][j] = r[i][clip(j - i - shift, -k, k) + k + 1] over M keys (r (..., N, 2k+1)); scatter is its adjoint
+function attention.relative_gather(r, M, shift)
+  return wrap(C.al_relative_gather(expect_tensor(r, "attention.relative_gather", "r"),
+    check_int(M, "attention.relative_gather", "M"), check_int(shift or 0, "attention.relative_gather", "shift")))
+end
+function attention.relative_scatter(g, width, shift)
+  return wrap(C.al_relative_scatter(expect_tensor(g, "attention.relative_scatter", "g"),
+    check_int(width, "attention.relative_scatter", "width"), check_int(shift or 0, "attention.relative_scatter", "shift")))
+end
 lab.attention = attention
 
 ---------------------------------------------------------------------------------------------------
