@@ -30,6 +30,10 @@ static const attention_variant variants[] = {
      "FlashBias: softmax attention plus a low-rank bias bias_q bias_k^T, exact, by concatenating the factors to q and k"},
     {"relative", attention_relative_forward,
      "relative position representations (Shaw et al. 2018): clipped-distance embeddings rel_key, rel_value"},
+    {"pointer", attention_pointer_forward,
+     "pointer network: the output is the (B, H, N, M) log-distribution over the keys (additive or dot scores); v unused"},
+    {"landmark", attention_landmark_forward,
+     "landmark attention: grouped softmax over the current block and earlier blocks' landmarks, then within blocks"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 

@@ -32,9 +32,14 @@ al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weigh
 al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_pointer_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_landmark_forward(const attention_problem *p, al_tensor **weights);
 
 /* k or v (B, Hkv, M, .) with its heads repeated to H query heads (differentiable; linear.c) */
 al_tensor *attention_repeat_kv_heads(const al_tensor *t, int64_t H);
+
+/* S (B, H, N, M) with -inf where causal or opts.mask forbids (masked_logits.c); differentiable in S */
+al_tensor *attention_mask_logits(const attention_problem *p, const al_tensor *S);
 
 /* An error naming the option when o holds an option of power ... pointer that `variant` does not take. */
 bool attention_check_variant_options(const char *variant, const al_attention_opts *o);

@@ -147,35 +147,6 @@ static bool relative_table(const char *name, const al_tensor *t, const attention
     return true;
 }
 
-/* (N, M) 1/0 in dtype: may query i see key j under the causal convention */
-static al_tensor *causal_allowed(const attention_problem *p) {
-    int64_t shape[2] = {p->N, p->M};
-    al_tensor *m = al_new_tensor(2, shape, p->q->dtype);
-    if (!m) return NULL;
-    for (int64_t i = 0; i < p->N; i++)
-        for (int64_t j = 0; j < p->M; j++) {
-            const bool ok = j <= i + (p->causal == 2 ? p->M - p->N : 0);
-            if (m->dtype == AL_FLOAT32) ((float *)al_ptr(m))[i * p->M + j] = ok;
-            else ((double *)al_ptr(m))[i * p->M + j] = ok;
-        }
-    return m;
-}
-
-/* softmax over the allowed entries of S (B, H, N, M); masked entries -inf (a row with none: 0) */
-static al_tensor *masked_softmax(const attention_problem *p, al_tensor *S) {
-    al_tensor *ninf = al_full(0, NULL, -INFINITY, S->dtype), *cur = al_retain(S);
-    al_tensor *allowed[2] = {p->causal ? causal_allowed(p) : NULL, (al_tensor *)p->mask};
-    for (int m = 0; m < 2 && cur; m++) {
-        if (!allowed[m]) continue;
-        al_tensor *next = ninf ? al_where(allowed[m], cur, ninf) : NULL;
-        al_release(cur);
-        cur = next;
-    }
-    al_tensor *P = cur ? al_softmax(cur, 3) : NULL;
-    al_release(cur); al_release(ninf); al_release(allowed[0]);
-    return P;
-}
-
 al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **weights) {
     const al_tensor *ak = p->opts->rel_key, *av = p->opts->rel_value;
     if (!ak) {
@@ -196,7 +167,8 @@ al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **we
     al_tensor *relm = rel ? al_relative_gather(rel, p->M, shift) : NULL;      /* (B, H, N, M) */
     al_tensor *sum = relm ? al_add(qk, relm) : NULL, *S = sum ? al_mul_scalar(sum, p->scale) : NULL;
     al_tensor *Sb = S && p->bias ? al_add(S, p->bias) : (S ? al_retain(S) : NULL);
-    al_tensor *P = Sb ? masked_softmax(p, Sb) : NULL, *out = P ? al_matmul(P, v) : NULL;
+    al_tensor *Sm = Sb ? attention_mask_logits(p, Sb) : NULL, *P = Sm ? al_softmax(Sm, 3) : NULL;
+    al_tensor *out = P ? al_matmul(P, v) : NULL;
     if (out && av) {   /* + sum_j P_ij a^V[c(j - i)] = (P bucket-summed by distance) a^V */
         al_tensor *buckets = al_relative_scatter(P, W, shift), *pv = buckets ? al_matmul(buckets, av) : NULL;
         al_tensor *total = pv ? al_add(out, pv) : NULL;
@@ -205,6 +177,6 @@ al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **we
     }
     if (out && weights) *weights = al_detach(P);
     al_release(k); al_release(v); al_release(kt); al_release(qk); al_release(akt); al_release(rel);
-    al_release(relm); al_release(sum); al_release(S); al_release(Sb); al_release(P);
+    al_release(relm); al_release(sum); al_release(S); al_release(Sb); al_release(Sm); al_release(P);
     return out;
 }
