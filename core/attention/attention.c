@@ -34,6 +34,10 @@ static const attention_variant variants[] = {
      "pointer network: the output is the (B, H, N, M) log-distribution over the keys (additive or dot scores); v unused"},
     {"landmark", attention_landmark_forward,
      "landmark attention: grouped softmax over the current block and earlier blocks' landmarks, then within blocks"},
+    {"hyper", attention_hyper_forward,
+     "HyperAttention (estimator): sortLSH blocks plus sampled residual keys weighted M/m, merged by log-sum-exp"},
+    {"routing", attention_routing_forward,
+     "Routing Transformer: queries and keys routed to k-means centroids (top cluster_size each), attention within clusters"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 

@@ -34,6 +34,8 @@ al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **w
 al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_pointer_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_landmark_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_hyper_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **weights);
 
 /* k or v (B, Hkv, M, .) with its heads repeated to H query heads (differentiable; linear.c) */
 al_tensor *attention_repeat_kv_heads(const al_tensor *t, int64_t H);

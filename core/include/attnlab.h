@@ -244,6 +244,9 @@ al_tensor *al_grouped_softmax(const al_tensor *x, const al_tensor *groups, int d
 /* scores with all but the k largest along dim set to -inf (ties to the lower index); *keep_out
  * (may be NULL) the 0/1 mask.  The gradient reaches the kept scores; the selection is constant. */
 al_tensor *al_topk_mask(const al_tensor *scores, int64_t k, int dim, al_tensor **keep_out);
+/* One EMA step of spherical k-means for the "routing" centroids (H, c, d) from q (B, H, N, d) and
+ * k (B, Hkv, M, d): mu <- decay mu + (1 - decay) normalize(sum of the rows nearest to mu).  No grad. */
+al_tensor *al_routing_update(const al_tensor *centroids, const al_tensor *q, const al_tensor *k, double decay);
 
 /* ---- autograd ------------------------------------------------------------------------- */
 int al_set_requires_grad(al_tensor *t, int flag);  /* only leaves; returns 0 or -1 */

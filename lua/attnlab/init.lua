@@ -770,6 +770,12 @@ function attention.relative_scatter(g, width, shift)
   return wrap(C.al_relative_scatter(expect_tensor(g, "attention.relative_scatter", "g"),
     check_int(width, "attention.relative_scatter", "width"), check_int(shift or 0, "attention.relative_scatter", "shift")))
 end
+-- the "routing" variant's centroids after one EMA k-means step on q and k (decay default 0.999)
+function attention.routing_update(centroids, q, k, decay)
+  if decay ~= nil and type(decay) ~= "number" then raise("attention.routing_update: decay must be a number") end
+  return wrap(C.al_routing_update(expect_tensor(centroids, "attention.routing_update", "centroids"),
+    expect_tensor(q, "attention.routing_update", "q"), expect_tensor(k, "attention.routing_update", "k"), decay or 0.999))
+end
 lab.attention = attention
 
 ---------------------------------------------------------------------------------------------------
