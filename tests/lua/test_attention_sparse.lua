@@ -1,5 +1,7 @@
--- test_attention_sparse.lua -- the variants on the sparse key-list kernel: "power" (PowerAttention)
--- and "dynamic_mask" (DMA).  Each against the float64 dense reference with an explicit mask built
+-- test_attention_sparse.lua -- the variants on the sparse key-list kernel: "power" (PowerAttention),
+-- "dynamic_mask" (DMA), "hyper" (HyperAttention, an estimator: its error bound, exactness when
+-- one block holds everything, equality with the log-sum-exp merge of its two parts) and "routing"
+-- (Routing Transformer, against per-cluster masked softmax).  Each against the float64 dense reference with an explicit mask built
 -- here (attention_reference.lua), in float64 (1e-12) and float32 (1e-5); maps; gradients against
 -- central differences; the identity cases; the errors.
 --   ./attnlab tests/lua/test_attention_sparse.lua
@@ -177,6 +179,231 @@ do
     "top_k >= 1", "dynamic_mask without top_k")
   check.fails(function() return lab.attention(q, q, q, { variant = "softmax", top_k = 2 }) end,
     "top_k is an option of", "top_k given to softmax")
+end
+
+---------------------------------------------------------------------------------------------------
+-- hyper
+---------------------------------------------------------------------------------------------------
+local function relative_error(o, exact) return ((o - exact) ^ 2):sum():sqrt():item() / (exact ^ 2):sum():sqrt():item() end
+
+-- exact when one block holds every key (the sampled keys then all fall inside it and are dropped)
+for _, c in ipairs{
+  { name = "self", B = 2, H = 2, Hkv = 2, N = 10, M = 10 },
+  { name = "cross, grouped heads", B = 1, H = 4, Hkv = 2, N = 6, M = 11 },
+  { name = "causal", B = 1, H = 2, Hkv = 2, N = 9, M = 9, causal = true },
+  { name = "causal bottom_right", B = 1, H = 2, Hkv = 1, N = 5, M = 9, causal = "bottom_right" },
+} do
+  local q, k, v = rnd{ c.B, c.H, c.N, 4 }, rnd{ c.B, c.Hkv, c.M, 4 }, rnd{ c.B, c.Hkv, c.M, 3 }
+  local mask = c.causal and ref.mask(c.B, c.H, c.N, c.M, ref.causal(c.N, c.M, c.causal)) or nil
+  compare("hyper block_size >= M, " .. c.name, q, k, v,
+    { variant = "hyper", causal = c.causal, block_size = c.M, samples = 5 }, mask)
+end
+
+-- one bucket, no samples: blocks of consecutive positions (query rank r in block floor(r nb / N))
+do
+  local N, M, b = 12, 12, 4
+  local q, k, v = rnd{ 1, 2, N, 3 }, rnd{ 1, 2, M, 3 }, rnd{ 1, 2, M, 2 }
+  local nb = math.ceil(M / b)
+  local mask = ref.mask(1, 2, N, M, function(_, _, i, j)
+    return math.floor((i - 1) * nb / N) == math.floor((j - 1) * nb / M)
+  end)
+  compare("hyper one bucket, no samples: block-diagonal", q, k, v,
+    { variant = "hyper", lsh_bits = -1, block_size = b, samples = 0 }, mask)
+end
+
+-- the estimator is the log-sum-exp merge of the block part and the sampled part (weight M / m);
+-- one bucket, so the blocks are known; the samples are the same draws from the same seed
+do
+  local B, H, N, M, b, m = 1, 2, 8, 8, 4, 6
+  local q, k, v = rnd{ B, H, N, 3 }, rnd{ B, H, M, 3 }, rnd{ B, H, M, 2 }
+  lab.seed(99)
+  local out = lab.attention(q, k, v, { variant = "hyper", lsh_bits = -1, block_size = b, samples = m })
+  lab.seed(99)
+  local drawn = lab.randint(0, M, { B, H, m }):totable()
+  local nb = math.ceil(M / b)
+  local function block(i, n) return math.floor((i - 1) * nb / n) end
+  local counts = {}   -- counts[1][h][i][j]: how often key j was drawn and lies outside i's block
+  counts[1] = {}
+  for h = 1, H do
+    counts[1][h] = {}
+    for i = 1, N do
+      local row = {}
+      for j = 1, M do row[j] = 0 end
+      for _, j0 in ipairs(drawn[1][h]) do
+        if block(j0 + 1, M) ~= block(i, N) then row[j0 + 1] = row[j0 + 1] + 1 end
+      end
+      counts[1][h][i] = row
+    end
+  end
+  local C = lab.tensor(counts, "float64")
+  local S = q:matmul(k:transpose(3, 4)) / math.sqrt(3)
+  local in_block = ref.mask(B, H, N, M, function(_, _, i, j) return block(i, N) == block(j, M) end)
+  local S1 = lab.where(in_block, S, -math.huge)
+  local S2 = lab.where(C:gt(0), S + math.log(M / m) + C:log(), -math.huge)
+  local merged, lse = lab.attention.merge(S1:softmax(4):matmul(v), S1:logsumexp(4), S2:softmax(4):matmul(v), S2:logsumexp(4))
+  check.ok(ref.max_abs_diff(out, merged) < 1e-12, "hyper equals lab.attention.merge of its block and sample parts",
+    tostring(ref.max_abs_diff(out, merged)))
+  check.ok(lse:shape()[3] == N, "merge returns the merged log-sum-exp per row")
+end
+
+-- the error bound: the output's relative Frobenius error falls as the samples grow (mean of 6 seeds)
+do
+  local N = 64
+  local q, k, v = rnd{ 1, 2, N, 8 }, rnd{ 1, 2, N, 8 }, rnd{ 1, 2, N, 4 }
+  local exact = lab.attention(q, k, v)
+  local errors = {}
+  for n, m in ipairs{ 8, 64, 512 } do
+    local total = 0
+    for s = 1, 6 do
+      lab.seed(s)
+      total = total + relative_error(lab.attention(q, k, v, { variant = "hyper", block_size = 8, lsh_bits = 3, samples = m }), exact)
+    end
+    errors[n] = total / 6
+  end
+  check.ok(errors[1] > errors[2] and errors[2] > errors[3], "hyper: the error falls with more samples",
+    string.format("%.3g, %.3g, %.3g", errors[1], errors[2], errors[3]))
+  check.ok(errors[3] < 0.5 * errors[1], "hyper: 64x the samples at least halves the error",
+    string.format("%.3g vs %.3g", errors[3], errors[1]))
+  local _, w = lab.attention(q, k, v, { variant = "hyper", block_size = 8, samples = 16, weights = true })
+  check.ok((w:sum(4) - 1):abs():max():item() < 1e-12, "hyper: its map's rows sum to 1")
+  lab.seed(4)
+  local o64 = lab.attention(q, k, v, { variant = "hyper", block_size = 8, lsh_bits = 3, samples = 16 })
+  lab.seed(4)
+  local o32 = lab.attention(q:to("float32"), k:to("float32"), v:to("float32"),
+    { variant = "hyper", block_size = 8, lsh_bits = 3, samples = 16 })
+  check.ok(ref.max_abs_diff(o32:to("float64"), o64) < 1e-5, "hyper: float32 within 1e-5 of float64 (same seed)")
+end
+
+do   -- gradients: the seed fixed inside the loss, so every evaluation draws the same estimator
+  local q, k, v = rnd{ 1, 2, 8, 3 }:requires_grad(true), rnd{ 1, 1, 8, 3 }:requires_grad(true),
+                  rnd{ 1, 1, 8, 2 }:requires_grad(true)
+  check.gradients(function()
+    lab.seed(5)
+    return (lab.attention(q, k, v, { variant = "hyper", block_size = 3, lsh_bits = 2, samples = 4, causal = true }) ^ 2):sum()
+  end, { q = q, k = k, v = v }, "hyper")
+  check.fails(function() return lab.attention(q, k, v, { variant = "hyper", lsh_bits = 0 }) end,
+    "opts.lsh_bits must be an integer >= -1, not 0", "hyper lsh_bits 0")
+  check.fails(function() return lab.attention(q, k, v, { variant = "hyper", lsh_bits = 31 }) end,
+    "lsh_bits in -1 (one bucket), 1..30", "hyper lsh_bits 31")
+end
+
+---------------------------------------------------------------------------------------------------
+-- routing
+---------------------------------------------------------------------------------------------------
+-- the clusters of (b, h) as Lua sets: top-w rows of x by cosine with each centroid, ties to the lower index
+local function clusters(x, mu, w)
+  local xn = x / x:pow(2):sum(4, true):sqrt()
+  local scores = xn:matmul(mu:transpose(2, 3)):totable()   -- (B, Hx, n, c) with Hx = H of mu
+  local out = {}
+  for b = 1, #scores do
+    out[b] = {}
+    for h = 1, #scores[b] do
+      out[b][h] = {}
+      local n, c = #scores[b][h], #scores[b][h][1]
+      for cl = 1, c do
+        local order = {}
+        for i = 1, n do order[i] = i end
+        table.sort(order, function(a, z)
+          local sa, sz = scores[b][h][a][cl], scores[b][h][z][cl]
+          if sa ~= sz then return sa > sz end
+          return a < z
+        end)
+        local set = {}
+        for r = 1, math.min(w, n) do set[order[r]] = true end
+        out[b][h][cl] = set
+      end
+    end
+  end
+  return out
+end
+
+-- the reference: per cluster, dense softmax with the cluster's key mask; each query the mean over
+-- the clusters that took it (0 if none)
+local function routing_reference(q, k, v, mu, w, causal)
+  local B, H, N, M, c = q:size(1), q:size(2), q:size(3), k:size(3), mu:size(2)
+  local kr = ref.repeat_heads(k, H)
+  local qc, kc = clusters(q, mu, w), clusters(kr, mu, w)
+  local visible = causal and ref.causal(N, M, causal) or function() return true end
+  local total, count
+  for cl = 1, c do
+    local mask = ref.mask(B, H, N, M, function(b, h, i, j) return kc[b][h][cl][j] and visible(b, h, i, j) or false end)
+    local taken = ref.mask(B, H, N, 1, function(b, h, i) return qc[b][h][cl][i] or false end)
+    local o = ref.attention(q, k, v, { mask = mask }) * taken
+    total, count = total and total + o or o, count and count + taken or taken
+  end
+  return total / lab.maximum(count, lab.ones({ 1 }, "float64"))
+end
+
+for _, c in ipairs{
+  { name = "self", B = 1, H = 2, Hkv = 2, N = 12, M = 12, c = 3, w = 4 },
+  { name = "overlapping clusters", B = 2, H = 2, Hkv = 2, N = 8, M = 8, c = 3, w = 5 },
+  { name = "causal, grouped heads", B = 1, H = 4, Hkv = 2, N = 10, M = 10, c = 2, w = 6, causal = true },
+  { name = "cross", B = 1, H = 2, Hkv = 2, N = 6, M = 9, c = 3, w = 3 },
+} do
+  local q, k, v = rnd{ c.B, c.H, c.N, 4 }, rnd{ c.B, c.Hkv, c.M, 4 }, rnd{ c.B, c.Hkv, c.M, 3 }
+  local mu = rnd{ c.H, c.c, 4 }
+  local out = lab.attention(q, k, v, { variant = "routing", centroids = mu, cluster_size = c.w, causal = c.causal })
+  local r = routing_reference(q, k, v, mu, c.w, c.causal)
+  check.ok(ref.max_abs_diff(out, r) < 1e-12, "routing " .. c.name .. ": the mean of per-cluster masked softmax",
+    tostring(ref.max_abs_diff(out, r)))
+  local out32 = lab.attention(q:to("float32"), k:to("float32"), v:to("float32"),
+    { variant = "routing", centroids = mu:to("float32"), cluster_size = c.w, causal = c.causal })
+  check.ok(ref.max_abs_diff(out32:to("float64"), r) < 1e-5, "routing " .. c.name .. ": float32 within 1e-5")
+end
+
+do   -- one cluster holding everything is dense attention (the reference's identity case)
+  local q, k, v = rnd{ 2, 2, 7, 3 }, rnd{ 2, 2, 7, 3 }, rnd{ 2, 2, 7, 2 }
+  local mu = rnd{ 2, 1, 3 }
+  for _, causal in ipairs{ false, true } do
+    local out, w = lab.attention(q, k, v, { variant = "routing", centroids = mu, causal = causal, weights = true })
+    local r, rw = lab.attention(q, k, v, { causal = causal, weights = true })
+    check.ok(ref.max_abs_diff(out, r) < 1e-12, "routing, one cluster of every token, causal " .. tostring(causal) .. ": dense")
+    check.ok(ref.max_abs_diff(w, rw) < 1e-12, "routing, one cluster: the map is the dense map")
+  end
+end
+
+do
+  local q, k, v = rnd{ 1, 2, 6, 3 }:requires_grad(true), rnd{ 1, 2, 6, 3 }:requires_grad(true),
+                  rnd{ 1, 2, 6, 2 }:requires_grad(true)
+  local mu = rnd{ 2, 2, 3 }
+  check.gradients(function()
+    return (lab.attention(q, k, v, { variant = "routing", centroids = mu, cluster_size = 4, causal = true }) ^ 2):sum()
+  end, { q = q, k = k, v = v }, "routing")
+  check.fails(function() return lab.attention(q, k, v, { variant = "routing" }) end,
+    "variant 'routing' needs centroids of shape (H, c, d) = (2, c, 3)", "routing without centroids")
+  check.fails(function() return lab.attention(q, k, v, { variant = "routing", centroids = rnd{ 2, 2, 4 } }) end,
+    "(got {2,2,4})", "routing with centroids of the wrong width")
+  check.fails(function() return lab.attention(q, k, v, { variant = "routing", centroids = mu, bias = rnd{ 6, 6 } }) end,
+    "variant 'routing' takes no bias or mask", "routing with a bias")
+end
+
+-- the centroid update: decay 0 is one spherical k-means step (assign by largest cosine, sum the
+-- normalised rows, normalise); a cluster nobody chose keeps its centroid; decay 1 changes nothing
+do
+  local q, k = rnd{ 1, 1, 9, 2 }, rnd{ 1, 1, 9, 2 }
+  local mu = lab.tensor({ { { 1, 0 }, { 0, 1 }, { -1e-3, -1 } } }, "float64")
+  mu = mu / mu:pow(2):sum(3, true):sqrt()
+  local new = lab.attention.routing_update(mu, q, k, 0)
+  local rows = lab.cat({ q, k }, 3):reshape{ 18, 2 }
+  rows = rows / rows:pow(2):sum(2, true):sqrt()
+  local sc, mut, sums, hits = rows:matmul(mu:reshape{ 3, 2 }:t()):totable(), mu:reshape{ 3, 2 }:totable(), {}, {}
+  for cl = 1, 3 do sums[cl], hits[cl] = { 0, 0 }, 0 end
+  local rt = rows:totable()
+  for r = 1, 18 do
+    local best = 1
+    for cl = 2, 3 do if sc[r][cl] > sc[r][best] then best = cl end end
+    hits[best] = hits[best] + 1
+    sums[best][1], sums[best][2] = sums[best][1] + rt[r][1], sums[best][2] + rt[r][2]
+  end
+  local expect = {}
+  for cl = 1, 3 do
+    local n = math.sqrt(sums[cl][1] ^ 2 + sums[cl][2] ^ 2)
+    expect[cl] = hits[cl] > 0 and { sums[cl][1] / n, sums[cl][2] / n } or mut[cl]
+  end
+  check.ok(ref.max_abs_diff(new:reshape{ 3, 2 }, lab.tensor(expect, "float64")) < 1e-12,
+    "routing_update with decay 0 is one spherical k-means step")
+  check.ok(ref.max_abs_diff(lab.attention.routing_update(mu, q, k, 1), mu) == 0, "routing_update with decay 1 keeps the centroids")
+  check.fails(function() return lab.attention.routing_update(mu, q, k, 2) end, "0 <= decay <= 1", "routing_update decay 2")
 end
 
 os.exit(check.report())
