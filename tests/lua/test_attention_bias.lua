@@ -203,4 +203,4 @@ do
     "does not broadcast", "flashbias bias_q of the wrong length")
 end
 
-os.exit(check.report())
+os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)

@@ -188,4 +188,4 @@ do
     "attention_merge: needs o1, o2 of one shape (..., dv) and lse1, lse2 of shape (...)", "merge with mismatched lse")
 end
 
-os.exit(check.report())
+os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)

@@ -406,4 +406,4 @@ do
   check.fails(function() return lab.attention.routing_update(mu, q, k, 2) end, "0 <= decay <= 1", "routing_update decay 2")
 end
 
-os.exit(check.report())
+os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)

@@ -217,7 +217,10 @@ function random_opts()
   local o = {}
   local keys = { "variant", "causal", "scale", "bias", "mask", "weights", "norm", "ignore", "lr", "momentum", "betas",
                  "eps", "weight_decay", "nesterov", "bias", "dim", "heads", "head_dim", "kv_heads", "dims", "in", "hidden",
-                 "out", "activation", "mlp_ratio", "dropout", "context_dim", "out_dim", "record" }
+                 "out", "activation", "mlp_ratio", "dropout", "context_dim", "out_dim", "record",
+                 -- the options of the variants power ... pointer
+                 "block_size", "local_blocks", "top_k", "dt_proj", "dt_a", "landmarks", "centroids", "cluster_size",
+                 "samples", "lsh_bits", "rel_key", "rel_value", "bias_q", "bias_k", "pointer_w1", "pointer_w2", "pointer_v" }
   for _ = 1, R(0, 4) do
     local key = pick(keys)
     local v
@@ -227,6 +230,8 @@ function random_opts()
     elseif c == 3 then v = pick(tensors)
     elseif c == 4 then v = R(2) == 1
     elseif c == 5 then v = pick(shapes)
+    elseif c == 6 and key == "variant" then
+      v = ({ "power", "dynamic_mask", "landmark", "routing", "hyper", "relative", "flashbias", "pointer" })[R(8)]
     else v = ({ "softmax", "lsa", true, 2, 0.1, { 0.9, 0.999 }, { 2, 4, 2 } })[R(7)] end
     o[key] = v
   end
