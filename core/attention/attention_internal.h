@@ -37,6 +37,11 @@ al_tensor *attention_landmark_forward(const attention_problem *p, al_tensor **we
 al_tensor *attention_hyper_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **weights);
 
+/* Ranking for the top-k selections (topk_mask, dynamic_mask, routing): sorts n scored positions
+ * by score, largest first, ties to the lower position, NaN last (topk_mask.c). */
+typedef struct { double score; int64_t pos; } scored_position;
+void rank_descending(scored_position *items, int64_t n);
+
 /* k or v (B, Hkv, M, .) with its heads repeated to H query heads (differentiable; linear.c) */
 al_tensor *attention_repeat_kv_heads(const al_tensor *t, int64_t H);
 

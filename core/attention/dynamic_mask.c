@@ -33,14 +33,6 @@ static al_tensor *dma_key_scores(const al_tensor *v, const al_tensor *w_dt, cons
     return zt;
 }
 
-/* the key order of one (batch, kv head): by z descending, ties to the lower index */
-typedef struct { double score; int64_t key; } scored_key;
-static int by_score_then_index(const void *a, const void *b) {
-    const scored_key *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return x->key < y->key ? -1 : (x->key > y->key);
-}
-
 static bool mask_allows(const attention_problem *p, int64_t b, int64_t h, int64_t i, int64_t j) {
     if (!p->mask) return true;
     const al_tensor *m = p->mask;
@@ -53,19 +45,19 @@ static bool mask_allows(const attention_problem *p, int64_t b, int64_t h, int64_
 static bool dma_key_lists(const attention_problem *p, const al_tensor *z, int64_t top_k, key_list_builder *kb) {
     const int64_t M = p->M, group = p->H / p->Hkv;
     al_tensor *z64 = al_to_dtype_nograd(z, AL_FLOAT64), *zc = z64 ? al_contiguous_nograd(z64) : NULL;
-    scored_key *order = malloc(sizeof(scored_key) * (size_t)(M + 1));
+    scored_position *order = malloc(sizeof(scored_position) * (size_t)(M + 1));
     bool ok = zc && order && key_lists_init(kb, p->B * p->H * p->N, false);
     for (int64_t bk = 0; ok && bk < p->B * p->Hkv; bk++) {
         const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;
         const double *zr = (const double *)al_ptr(zc) + bk * M;
-        for (int64_t j = 0; j < M; j++) order[j] = (scored_key){zr[j], j};
-        qsort(order, (size_t)M, sizeof *order, by_score_then_index);
+        for (int64_t j = 0; j < M; j++) order[j] = (scored_position){zr[j], j};
+        rank_descending(order, M);   /* by z, largest first, ties to the lower index */
         for (int64_t h = hk * group; ok && h < (hk + 1) * group; h++)
             for (int64_t i = 0; ok && i < p->N; i++) {
                 const int64_t last = !p->causal ? M - 1 : i + (p->causal == 2 ? M - p->N : 0);
                 int64_t kept = 0;
                 for (int64_t r = 0; ok && r < M && kept < top_k; r++) {
-                    const int64_t j = order[r].key;
+                    const int64_t j = order[r].pos;
                     if (j > last || !mask_allows(p, b, h, i, j)) continue;
                     ok = key_lists_push(kb, j, 0);
                     kept++;

@@ -92,22 +92,16 @@ static al_tensor *scatter_mean(const al_tensor *x, const al_tensor *index, const
 
 /* ---- routing -------------------------------------------------------------------------------- */
 
-typedef struct { double score; int64_t pos; } scored;
-static int by_score_desc(const void *a, const void *b) {
-    const scored *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return x->pos < y->pos ? -1 : (x->pos > y->pos);
-}
 static int by_pos(const void *a, const void *b) {
-    const scored *x = a, *y = b;
+    const scored_position *x = a, *y = b;
     return x->pos < y->pos ? -1 : (x->pos > y->pos);
 }
 
 /* the top-w rows of x (at b, h) by score with centroid cl of head hc, in position order, into out */
 static void cluster_members(const al_tensor *x, int64_t b, int64_t h, int64_t n, const al_tensor *mu, int64_t hc,
-                            int64_t cl, int64_t w, scored *tmp, int64_t *out) {
-    for (int64_t i = 0; i < n; i++) tmp[i] = (scored){routing_score(x, b, h, i, mu, hc, cl), i};
-    qsort(tmp, (size_t)n, sizeof *tmp, by_score_desc);
+                            int64_t cl, int64_t w, scored_position *tmp, int64_t *out) {
+    for (int64_t i = 0; i < n; i++) tmp[i] = (scored_position){routing_score(x, b, h, i, mu, hc, cl), i};
+    rank_descending(tmp, n);
     qsort(tmp, (size_t)w, sizeof *tmp, by_pos);
     for (int64_t r = 0; r < w; r++) out[r] = tmp[r].pos;
 }
@@ -129,7 +123,7 @@ al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **wei
     int64_t is[4] = {B, H, S, d}, cs[3] = {B, H, N}, xs[3] = {B, H, S};
     al_tensor *gidx = al_new_tensor(4, is, AL_INT64), *index = al_new_tensor(3, xs, AL_INT64);
     al_tensor *count = al_full(3, cs, 0, AL_FLOAT64);
-    scored *tmp = malloc(sizeof(scored) * (size_t)(N + M + 1));
+    scored_position *tmp = malloc(sizeof(scored_position) * (size_t)(N + M + 1));
     int64_t *qsel = malloc(sizeof(int64_t) * (size_t)(S + 1)), *ksel = malloc(sizeof(int64_t) * (size_t)(c * wk + 1));
     key_list_builder kb = {0};
     bool ok = gidx && index && count && tmp && qsel && ksel && key_lists_init(&kb, B * H * S, false);

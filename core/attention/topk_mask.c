@@ -7,20 +7,21 @@
 #include <math.h>
 #include <stdlib.h>
 
-typedef struct { double score; int64_t pos; } ranked;
 static int by_score_desc(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
+    const scored_position *x = a, *y = b;
     const bool xn = isnan(x->score), yn = isnan(y->score);
     if (xn != yn) return xn ? 1 : -1;
     if (!xn && x->score != y->score) return x->score > y->score ? -1 : 1;
     return x->pos < y->pos ? -1 : (x->pos > y->pos);
 }
 
+void rank_descending(scored_position *items, int64_t n) { qsort(items, (size_t)n, sizeof *items, by_score_desc); }
+
 /* 0/1 of scores' shape and dtype, contiguous, with dim last (the caller transposes) */
 static al_tensor *keep_last_dim(const al_tensor *s, int64_t k) {
     al_tensor *sc = al_contiguous_nograd(s), *keep = sc ? al_new_like(sc) : NULL;
     const int64_t n = s->shape[s->ndim - 1], lines = n ? al_numel(s) / n : 0;
-    ranked *order = malloc(sizeof(ranked) * (size_t)(n + 1));
+    scored_position *order = malloc(sizeof(scored_position) * (size_t)(n + 1));
     if (!sc || !keep || !order) {
         free(order); al_release(sc); al_release(keep);
         al_error("topk_mask: out of memory for %s", TSHAPE(s));
@@ -29,9 +30,9 @@ static al_tensor *keep_last_dim(const al_tensor *s, int64_t k) {
     for (int64_t l = 0; l < lines; l++) {
         for (int64_t j = 0; j < n; j++) {
             const int64_t e = l * n + j;
-            order[j] = (ranked){s->dtype == AL_FLOAT32 ? ((float *)al_ptr(sc))[e] : ((double *)al_ptr(sc))[e], j};
+            order[j] = (scored_position){s->dtype == AL_FLOAT32 ? ((float *)al_ptr(sc))[e] : ((double *)al_ptr(sc))[e], j};
         }
-        qsort(order, (size_t)n, sizeof *order, by_score_desc);
+        rank_descending(order, n);
         for (int64_t r = 0; r < n; r++) {
             const int64_t e = l * n + order[r].pos;
             if (s->dtype == AL_FLOAT32) ((float *)al_ptr(keep))[e] = r < k;

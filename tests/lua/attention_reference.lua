@@ -48,6 +48,21 @@ end
 
 function ref.max_abs_diff(a, b) return (a - b):abs():max():item() end
 
+-- Runs a variant (opts, float64 inputs) and checks its output and map against the reference
+-- (r, rw) within 1e-12, then in float32 (every tensor option converted) within 1e-5.  Returns the map.
+function ref.check_variant(check, label, q, k, v, opts, r, rw)
+  opts.weights = true
+  local out, w = lab.attention(q, k, v, opts)
+  check.ok(ref.max_abs_diff(out, r) < 1e-12, label .. ": output equals the float64 reference", tostring(ref.max_abs_diff(out, r)))
+  check.ok(ref.max_abs_diff(w, rw) < 1e-12, label .. ": map equals the reference map", tostring(ref.max_abs_diff(w, rw)))
+  local o32 = {}
+  for key, val in pairs(opts) do o32[key] = lab.is_tensor(val) and val:dtype() == "float64" and val:to("float32") or val end
+  local out32 = lab.attention(q:to("float32"), k:to("float32"), v:to("float32"), o32)
+  check.ok(ref.max_abs_diff(out32:to("float64"), r) < 1e-5, label .. ": float32 within 1e-5",
+    tostring(ref.max_abs_diff(out32:to("float64"), r)))
+  return w
+end
+
 -- causal predicate for N queries over M keys: top_left j <= i, bottom_right j <= i + M - N
 function ref.causal(N, M, mode)
   local shift = mode == "bottom_right" and M - N or 0

@@ -12,20 +12,10 @@ local lab = lab or require "attnlab"
 lab.seed(11)
 local function rnd(shape, dt) return lab.randn(shape, dt or "float64") end
 
--- compares the variant's output and map with the reference, in float64 and float32
+-- the variant against masked dense softmax (with a bias), in float64 and float32; returns the map
 local function compare(label, q, k, v, opts, mask, bias)
-  opts.weights = true
-  local out, w = lab.attention(q, k, v, opts)
   local r, rw = ref.attention(q, k, v, { mask = mask, bias = bias })
-  check.ok(ref.max_abs_diff(out, r) < 1e-12, label .. ": output equals masked dense softmax (float64)",
-    tostring(ref.max_abs_diff(out, r)))
-  check.ok(ref.max_abs_diff(w, rw) < 1e-12, label .. ": map equals the reference map")
-  local o32 = {}
-  for key, val in pairs(opts) do o32[key] = lab.is_tensor(val) and val:to("float32") or val end
-  local out32 = lab.attention(q:to("float32"), k:to("float32"), v:to("float32"), o32)
-  check.ok(ref.max_abs_diff(out32:to("float64"), r) < 1e-5, label .. ": float32 within 1e-5",
-    tostring(ref.max_abs_diff(out32:to("float64"), r)))
-  return w
+  return ref.check_variant(check, label, q, k, v, opts, r, rw)
 end
 
 ---------------------------------------------------------------------------------------------------
