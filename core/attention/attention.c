@@ -37,6 +37,22 @@ static const attention_variant variants[] = {
      "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 (opts.k2, opts.v2)"},
     {"delta", attention_delta_forward,
      "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t k_t^T, y = S q"},
+    {"power", attention_power_forward,
+     "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen et al. 2025)"},
+    {"dynamic_mask", attention_dynamic_mask_forward,
+     "dynamic mask attention (DMA): per query the top_k keys by a value-derived score z, which is also the bias"},
+    {"flashbias", attention_flashbias_forward,
+     "FlashBias: softmax attention plus a low-rank bias bias_q bias_k^T, exact, by concatenating the factors to q and k"},
+    {"relative", attention_relative_forward,
+     "relative position representations (Shaw et al. 2018): clipped-distance embeddings rel_key, rel_value"},
+    {"pointer", attention_pointer_forward,
+     "pointer network: the output is the (B, H, N, M) log-distribution over the keys (additive or dot scores); v unused"},
+    {"landmark", attention_landmark_forward,
+     "landmark attention: grouped softmax over the current block and earlier blocks' landmarks, then within blocks"},
+    {"hyper", attention_hyper_forward,
+     "HyperAttention (estimator): sortLSH blocks plus sampled residual keys weighted M/m, merged by log-sum-exp"},
+    {"routing", attention_routing_forward,
+     "Routing Transformer: queries and keys routed to k-means centroids (top cluster_size each), attention within clusters"},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 
@@ -93,7 +109,8 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  al_dtype_name(k->dtype), al_dtype_name(v->dtype));
         return NULL;
     }
-    attention_problem p = {0};
+    static const al_attention_opts no_options = {0};
+    attention_problem p = {.opts = opts ? opts : &no_options};
     p.B = q->shape[0]; p.H = q->shape[1]; p.N = q->shape[2]; p.d = q->shape[3];
     p.Hkv = k->shape[1]; p.M = k->shape[2]; p.dv = v->shape[3];
     if (k->shape[0] != p.B || v->shape[0] != p.B || k->shape[3] != p.d || v->shape[1] != p.Hkv ||
@@ -107,6 +124,7 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  (long long)p.Hkv, TSHAPE(q), TSHAPE(k));
         return NULL;
     }
+    if (!attention_check_variant_options(var->name, p.opts)) return NULL;
     p.causal = opts ? opts->causal : 0;
     if (p.causal < 0 || p.causal > 2) {
         al_error("attention: causal must be 0 (none), 1 (top_left) or 2 (bottom_right), got %d", p.causal);
@@ -159,19 +177,9 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  "sliding_window, neighborhood, strided_neighborhood), not of '%s'", var->name);
         return NULL;
     }
-    if (opts) {   /* the linear-family variants' options: each belongs to one variant, which checks it */
+    if (opts) {   /* the linear-family variants' options (option_owners.c checked who takes them) */
         p.beta = opts->beta; p.gate = opts->gate; p.agents = opts->agents; p.agent_count = opts->agent_count;
         p.k2 = opts->k2; p.v2 = opts->v2; p.head_gates = opts->head_gates; p.ridge = opts->ridge;
-        static const struct { const char *option, *variant; } owner[] = {
-            {"beta", "delta"}, {"gate", "delta"}, {"agents", "agent"}, {"agent_count", "agent"},
-            {"k2", "tensor"}, {"v2", "tensor"}, {"gates", "moh"}, {"ridge", "local_linear"}};
-        const bool given[] = {p.beta, p.gate, p.agents, p.agent_count != 0, p.k2, p.v2, p.head_gates, p.ridge != 0};
-        for (size_t i = 0; i < sizeof owner / sizeof owner[0]; i++)
-            if (given[i] && strcmp(var->name, owner[i].variant) != 0) {
-                al_error("attention: %s is an option of the '%s' variant, not of '%s'", owner[i].option,
-                         owner[i].variant, var->name);
-                return NULL;
-            }
     }
     int64_t map[4] = {p.B, p.H, p.N, p.M};
     al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;

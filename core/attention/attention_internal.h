@@ -21,6 +21,7 @@ typedef struct {
     const al_tensor *beta, *gate, *agents, *k2, *v2, *head_gates;
     int64_t agent_count;
     double ridge;
+    const al_attention_opts *opts; /* the caller's options, for the variants' own (never NULL) */
 } attention_problem;
 
 typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor **weights);
@@ -72,6 +73,26 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
 al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_pointer_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_landmark_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_hyper_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **weights);
+
+/* Ranking for the top-k selections (topk_mask, dynamic_mask, routing): sorts n scored positions
+ * by score, largest first, ties to the lower position, NaN last (topk_mask.c). */
+typedef struct { double score; int64_t pos; } scored_position;
+void rank_descending(scored_position *items, int64_t n);
+
+
+/* S (B, H, N, M) with -inf where causal or opts.mask forbids (masked_logits.c); differentiable in S */
+al_tensor *attention_mask_logits(const attention_problem *p, const al_tensor *S);
+
+/* An error naming the option when o holds an option of power ... pointer that `variant` does not take. */
+bool attention_check_variant_options(const char *variant, const al_attention_opts *o);
 
 /* Softmax attention over the visible keys (softmax, sliding_window, neighborhood variants): picks
  * the tiled kernel or the dense one (softmax.c). */
@@ -138,5 +159,22 @@ static inline al_tensor *scope_return(op_scope *s, al_tensor *out, al_tensor **w
 typedef enum { DENSE_SOFTMAX, DENSE_FIXED_NORM } dense_normalisation;
 al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisation kind,
                                    const char *name, al_tensor **weights);
+
+/* Softmax attention over an explicit list of keys per query (sparse.c), for the patterns that
+ * are not a range: rows are the B*H*N queries in order (b, h, i); each row's keys are pushed, then
+ * the row is ended.  offsets (optional) are constants added to each entry's logit. */
+typedef struct {
+    int64_t rows, row, nnz, cap;
+    int64_t *start, *keys;
+    double *offsets;
+} key_list_builder;
+bool key_lists_init(key_list_builder *kb, int64_t rows, bool with_offsets);
+bool key_lists_push(key_list_builder *kb, int64_t key, double offset);
+void key_lists_end_row(key_list_builder *kb);
+void key_lists_free(key_list_builder *kb);
+/* Runs the kernel and frees the builder.  key_bias (B, Hkv, M) (may be NULL) is added to every
+ * query's logit for key j and is differentiable. */
+al_tensor *attention_sparse_forward(const attention_problem *p, key_list_builder *kb,
+                                    const al_tensor *key_bias, const char *name, al_tensor **weights);
 
 #endif

@@ -212,6 +212,24 @@ typedef struct al_attention_opts {
     const al_tensor *v2;      /* "tensor": second value set (B, Hkv, M, dv) */
     const al_tensor *head_gates; /* "moh": per-token head gates, broadcast to (B, H, N) */
     double ridge;             /* "local_linear": ridge lambda > 0 (0 means the default 1e-2) */
+    /* -- options of power, dynamic_mask, landmark, routing, hyper, relative, flashbias, pointer -- */
+    int64_t block_size;       /* "power": tokens per block (default 1); "hyper": sortLSH block (default 64) */
+    int64_t local_blocks;     /* "power": blocks of the local window before the power-of-2 jumps (default 1) */
+    int64_t top_k;            /* "dynamic_mask": keys kept per query (keep_window_size; >= 1) */
+    const al_tensor *dt_proj; /* "dynamic_mask": W_dt (Hkv*dv, Hkv), the value-to-score projection */
+    const al_tensor *dt_a;    /* "dynamic_mask": A (Hkv), the per-head score gain */
+    const al_tensor *landmarks; /* "landmark": (M) or (B, M), nonzero where key j is a landmark token */
+    const al_tensor *centroids; /* "routing": (H, c, d) cluster centroids (unit rows), a buffer */
+    int64_t cluster_size;     /* "routing": queries and keys taken per cluster (w, >= 1) */
+    int64_t samples;          /* "hyper": residual keys sampled per (batch, head) (m; 0: block_size; -1: none) */
+    int64_t lsh_bits;         /* "hyper": random hyperplanes of the angular LSH (default 7; -1: one bucket) */
+    const al_tensor *rel_key;   /* "relative": a^K (2k+1, d) or (H, 2k+1, d), clip distance k */
+    const al_tensor *rel_value; /* "relative": a^V (2k+1, dv) or (H, 2k+1, dv), may be NULL */
+    const al_tensor *bias_q;  /* "flashbias": phi_q (B, H, N, r) (broadcastable); bias = phi_q phi_k^T */
+    const al_tensor *bias_k;  /* "flashbias": phi_k (B, Hkv, M, r) (broadcastable) */
+    const al_tensor *pointer_w1; /* "pointer": W1 (h, d) applied to the keys (encoder states) */
+    const al_tensor *pointer_w2; /* "pointer": W2 (h, d) applied to the queries (decoder states) */
+    const al_tensor *pointer_v;  /* "pointer": v (h); all three absent: dot-product scores */
 } al_attention_opts;
 /* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
 al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,
@@ -221,6 +239,28 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
 void al_attention_set_map_limit(int64_t bytes);
 int al_attention_variant_count(void);
 const char *al_attention_variant_name(int i);
+/* Primitives of the attention variants (each differentiable):
+ * relative_gather: r (..., N, 2k+1) -> (..., N, M), out[i, j] = r[i, clip(j - i - shift, -k, k) + k];
+ * relative_scatter: its adjoint, g (..., N, M) -> (..., N, width) summing g by clipped distance;
+ * relative_skew: x (..., L, L) -> s with s[i, j] = x[i, j - i + L - 1] for j <= i (Music Transformer;
+ * entries above the diagonal are garbage to be masked); relative_unskew: its inverse on j <= i. */
+al_tensor *al_relative_gather(const al_tensor *r, int64_t M, int64_t shift);
+al_tensor *al_relative_scatter(const al_tensor *g, int64_t width, int64_t shift);
+al_tensor *al_relative_skew(const al_tensor *x);
+al_tensor *al_relative_unskew(const al_tensor *x);
+/* The log-sum-exp merge of two partial attentions over disjoint key sets: o = c o1 + (1 - c) o2,
+ * c = 1 / (1 + exp(lse2 - lse1)), *lse_out = logaddexp(lse1, lse2) (-inf: an empty part).
+ * o1, o2 (..., dv); lse1, lse2 (...). */
+al_tensor *al_attention_merge(const al_tensor *o1, const al_tensor *lse1, const al_tensor *o2,
+                              const al_tensor *lse2, al_tensor **lse_out);
+/* Softmax along dim within the groups of equal int64 label (groups broadcast to x). */
+al_tensor *al_grouped_softmax(const al_tensor *x, const al_tensor *groups, int dim);
+/* scores with all but the k largest along dim set to -inf (ties to the lower index); *keep_out
+ * (may be NULL) the 0/1 mask.  The gradient reaches the kept scores; the selection is constant. */
+al_tensor *al_topk_mask(const al_tensor *scores, int64_t k, int dim, al_tensor **keep_out);
+/* One EMA step of spherical k-means for the "routing" centroids (H, c, d) from q (B, H, N, d) and
+ * k (B, Hkv, M, d): mu <- decay mu + (1 - decay) normalize(sum of the rows nearest to mu).  No grad. */
+al_tensor *al_routing_update(const al_tensor *centroids, const al_tensor *q, const al_tensor *k, double decay);
 
 /* ---- autograd ------------------------------------------------------------------------- */
 int al_set_requires_grad(al_tensor *t, int flag);  /* only leaves; returns 0 or -1 */

@@ -679,6 +679,26 @@ end
 local causal_modes = { [false] = 0, [true] = 1, top_left = 1, bottom_right = 2, none = 0 }
 local kernel_kinds = { auto = 0, dense = 1, tiled = 2 }
 local attention_opts = ffi.typeof("al_attention_opts")
+-- The options of power, dynamic_mask, landmark, routing, hyper, relative, flashbias and pointer:
+-- integers (with their least value) and tensors; which variant takes which is checked in C.
+local variant_int_options = { block_size = 1, local_blocks = 1, top_k = 1, cluster_size = 1, samples = 0, lsh_bits = -1 }
+local variant_tensor_options = { "dt_proj", "dt_a", "landmarks", "centroids", "rel_key", "rel_value", "bias_q", "bias_k",
+                                 "pointer_w1", "pointer_w2", "pointer_v" }
+local function set_variant_options(o, opts)
+  for name, least in pairs(variant_int_options) do
+    local x = opts[name]
+    if x ~= nil then
+      if type(x) ~= "number" or x ~= math.floor(x) or x < least or x >= 2^53 or (name == "lsh_bits" and x == 0) then
+        raise(string.format("attention: opts.%s must be an integer >= %d%s (got %s)", name, least,
+          name == "lsh_bits" and ", not 0 (-1: one bucket)" or "", tostring(x)))
+      end
+      o[name] = (name == "samples" and x == 0) and -1 or x   -- C: samples 0 is the default, -1 none
+    end
+  end
+  for _, name in ipairs(variant_tensor_options) do
+    if opts[name] ~= nil then o[name] = expect_tensor(opts[name], "attention", "opts." .. name) end
+  end
+end
 local weights_out = ref_array(1)
 local attention = setmetatable({}, {
   __call = function(_, q, k, v, opts)
@@ -728,6 +748,7 @@ local attention = setmetatable({}, {
       raise("attention: opts.ridge must be a finite number > 0 (got " .. tostring(opts.ridge) .. ")")
     end
     o.ridge = opts.ridge or 0
+    set_variant_options(o, opts)
     local want = opts.weights and true or false
     local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
     -- a variant without a (B, H, N, M) map (e.g. "tensor") leaves the slot empty: nil
@@ -744,6 +765,40 @@ function attention.variants()
   local names = {}
   for i = 0, C.al_attention_variant_count() - 1 do names[#names + 1] = ffi.string(C.al_attention_variant_name(i)) end
   return names
+end
+-- The primitives of the variants (see attnlab.h); dims 1-based or negative, as everywhere.
+local second_out = ref_array(1)
+function attention.merge(o1, lse1, o2, lse2)
+  local o = wrap(C.al_attention_merge(expect_tensor(o1, "attention.merge", "o1"), expect_tensor(lse1, "attention.merge", "lse1"),
+    expect_tensor(o2, "attention.merge", "o2"), expect_tensor(lse2, "attention.merge", "lse2"), second_out))
+  return o, wrap_slot(second_out[0])
+end
+function attention.topk_mask(scores, k, d)
+  expect_tensor(scores, "attention.topk_mask", "scores")
+  local kk = check_int(k, "attention.topk_mask", "k")
+  local masked = wrap(C.al_topk_mask(scores, kk, cdim(d or -1, "attention.topk_mask", scores:dim()), second_out))
+  return masked, wrap_slot(second_out[0])
+end
+function attention.grouped_softmax(x, groups, d)
+  expect_tensor(x, "attention.grouped_softmax", "x"); expect_tensor(groups, "attention.grouped_softmax", "groups")
+  return wrap(C.al_grouped_softmax(x, groups, cdim(d or -1, "attention.grouped_softmax", x:dim())))
+end
+function attention.skew(x) return wrap(C.al_relative_skew(expect_tensor(x, "attention.skew", "x"))) end
+function attention.unskew(x) return wrap(C.al_relative_unskew(expect_tensor(x, "attention.unskew", "x"))) end
+-- out[i][j] = r[i][clip(j - i - shift, -k, k) + k + 1] over M keys (r (..., N, 2k+1)); scatter is its adjoint
+function attention.relative_gather(r, M, shift)
+  return wrap(C.al_relative_gather(expect_tensor(r, "attention.relative_gather", "r"),
+    check_int(M, "attention.relative_gather", "M"), check_int(shift or 0, "attention.relative_gather", "shift")))
+end
+function attention.relative_scatter(g, width, shift)
+  return wrap(C.al_relative_scatter(expect_tensor(g, "attention.relative_scatter", "g"),
+    check_int(width, "attention.relative_scatter", "width"), check_int(shift or 0, "attention.relative_scatter", "shift")))
+end
+-- the "routing" variant's centroids after one EMA k-means step on q and k (decay default 0.999)
+function attention.routing_update(centroids, q, k, decay)
+  if decay ~= nil and type(decay) ~= "number" then raise("attention.routing_update: decay must be a number") end
+  return wrap(C.al_routing_update(expect_tensor(centroids, "attention.routing_update", "centroids"),
+    expect_tensor(q, "attention.routing_update", "q"), expect_tensor(k, "attention.routing_update", "k"), decay or 0.999))
 end
 lab.attention = attention
 

@@ -288,6 +288,59 @@ function MHA:init(opts)
   end
   self.o = self:add_child("o", Linear(o_in, self.out_dim, { bias = bias }))
   self.record = opts.record or false
+  self:init_variant(opts)
+end
+
+-- The options and parameters of the variants power ... pointer (see lab.attention):
+--   power: block_size, local_blocks;  hyper: block_size, samples, lsh_bits
+--   dynamic_mask: top_k (required); owns dt_proj (kv_heads*head_dim, kv_heads) and dt_a (kv_heads)
+--   relative: max_relative (the clip distance k, required); owns rel_key, rel_value (2k+1, head_dim)
+--   routing: clusters (required), cluster_size, routing_decay (0.999); owns the centroids
+--     (heads, clusters, head_dim), a buffer (not a parameter, not in the state dict) that each
+--     training forward moves one EMA k-means step towards its queries and keys
+--   pointer: pointer_hidden (h: additive scores; absent: dot scores); owns pointer_w1, pointer_w2
+--     (h, head_dim), pointer_v (h); forward returns the (B, heads, N, M) log-distribution over the
+--     context positions (no value or output projection)
+--   landmark (m.landmarks, (M) or (B, M)) and flashbias (m.bias_q, m.bias_k) read per-call tensors
+--     the caller sets on the module (they depend on the tokens or positions), or give them in opts
+local variant_ints = { "block_size", "local_blocks", "top_k", "cluster_size", "samples", "lsh_bits" }
+function MHA:init_variant(opts)
+  local v, hd, kvh = self.variant, self.head_dim, self.kv_heads
+  self.variant_opts = {}
+  for _, name in ipairs(variant_ints) do self.variant_opts[name] = opts[name] end
+  self.landmarks, self.bias_q, self.bias_k = opts.landmarks, opts.bias_q, opts.bias_k
+  if v == "dynamic_mask" then
+    check_positive_int(opts.top_k, "MultiHeadAttention", "top_k (variant dynamic_mask)")
+    self:add_param("dt_proj", lab.randn{ kvh * hd, kvh } * (1 / math.sqrt(kvh * hd)))
+    self:add_param("dt_a", lab.full({ kvh }, -0.5))   -- negative, so z = exp(A softplus(.)) starts in (0, 1]
+  elseif v == "relative" then
+    local k = opts.max_relative
+    if type(k) ~= "number" or k ~= math.floor(k) or k < 0 then
+      raise("MultiHeadAttention: variant relative needs max_relative, the clip distance, an integer >= 0 (got " .. tostring(k) .. ")")
+    end
+    self:add_param("rel_key", lab.randn{ 2 * k + 1, hd } * 0.02)
+    self:add_param("rel_value", lab.randn{ 2 * k + 1, hd } * 0.02)
+  elseif v == "routing" then
+    local c = check_positive_int(opts.clusters, "MultiHeadAttention", "clusters (variant routing)")
+    local mu = lab.randn{ self.heads, c, hd }
+    self.centroids = mu / mu:pow(2):sum(3, true):sqrt()
+    self.routing_decay = opts.routing_decay or 0.999
+  elseif v == "pointer" and opts.pointer_hidden then
+    local h = check_positive_int(opts.pointer_hidden, "MultiHeadAttention", "pointer_hidden")
+    self:add_param("pointer_w1", uniform({ h, hd }, 1 / math.sqrt(hd)))
+    self:add_param("pointer_w2", uniform({ h, hd }, 1 / math.sqrt(hd)))
+    self:add_param("pointer_v", uniform({ h }, 1 / math.sqrt(h)))
+  end
+end
+
+-- the variant's entries of lab.attention's opts for one call
+function MHA:variant_call_opts(o)
+  for name, val in pairs(self.variant_opts) do o[name] = val end
+  for _, name in ipairs{ "dt_proj", "dt_a", "rel_key", "rel_value", "pointer_w1", "pointer_w2", "pointer_v" } do
+    o[name] = self.params[name]
+  end
+  o.centroids, o.landmarks, o.bias_q, o.bias_k = self.centroids, self.landmarks, self.bias_q, self.bias_k
+  return o
 end
 
 -- (B, N, H*hd) -> (B, H, N, hd)
@@ -315,6 +368,7 @@ function MHA:forward(x, context)
   local q, k, v
   local call = { variant = self.variant, causal = self.causal, scale = self.scale, norm = self.norm, weights = self.record }
   for key, val in pairs(self.attention_opts) do call[key] = val end
+  self:variant_call_opts(call)
   local variant_forward = nn.attention_variant_modules[self.variant]
   if variant_forward and variant_forward.forward then
     q, k, v = variant_forward.forward(self, x, context, call)
@@ -346,6 +400,10 @@ function MHA:forward(x, context)
     out, weights = lab.attention(q, k, v, call)
   end
   if self.record then self.weights = weights end
+  if self.centroids and self.training then
+    self.centroids = lab.attention.routing_update(self.centroids, q:detach(), k:detach(), self.routing_decay)
+  end
+  if self.variant == "pointer" then return out end   -- the log-distribution over the context positions
   if self.head_scale then out = out * self.head_scale end
   local s = out:shape()
   out = out:permute(1, 3, 2, 4):reshape{ s[1], s[3], s[2] * s[4] }

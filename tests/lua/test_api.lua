@@ -436,7 +436,16 @@ do
   -- every variant runs with the standard shapes and gives (B, H, N, dv) (with the options it needs)
   local required = { sliding_window = { window = 2 }, neighborhood = { kernel_size = 1 },
                      strided_neighborhood = { kernel_size = 2, stride = 2 },
-                     agent = { agent_count = 2 }, moh = { gates = lab.ones{ B, H, N } }, tensor = { k2 = k, v2 = v } }
+                     agent = { agent_count = 2 }, moh = { gates = lab.ones{ B, H, N } }, tensor = { k2 = k, v2 = v },
+                     power = { causal = "bottom_right" },
+                     dynamic_mask = { top_k = 2, dt_proj = lab.randn{ H * dv, H }, dt_a = lab.randn{ H } },
+                     landmark = { causal = "bottom_right", landmarks = lab.tensor{ 0, 1, 0, 1, 0 } },
+                     routing = { centroids = lab.randn{ H, 2, d } },
+                     hyper = { block_size = 2, samples = 2 },
+                     relative = { rel_key = lab.randn{ 3, d }, rel_value = lab.randn{ 3, dv } },
+                     flashbias = { bias_q = lab.randn{ N, 2 }, bias_k = lab.randn{ M, 2 } } }
+  -- pointer's output is the log-distribution over the M keys, not a mix of values
+  local out_shape = { pointer = { B, H, N, M } }
   for _, name in ipairs(vs) do
     local o = { variant = name }
     for key, val in pairs(required[name] or {}) do o[key] = val end
@@ -444,7 +453,7 @@ do
     if name:find("neighborhood") then kk, vv = k:narrow(3, 1, N), v:narrow(3, 1, N) end   -- self-attention only
     local ok, r = pcall(lab.attention, q, kk, vv, o)
     check.ok(ok and lab.is_tensor(r), "variant " .. name .. " runs", tostring(r))
-    if ok then same_shape(r, { B, H, N, dv }, "variant " .. name .. " shape") end
+    if ok then same_shape(r, out_shape[name] or { B, H, N, dv }, "variant " .. name .. " shape") end
   end
   -- lsa (linear self-attention): (scale q k^T) v / M
   local has_lsa = false

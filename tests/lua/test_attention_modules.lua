@@ -41,7 +41,7 @@ do
   check.fails(function() lab.attention(q, q, q, { variant = "moh", gates = rnd{ 1, 3, 3 } }) end,
     "needs gates as a float tensor broadcastable to (B, H, N) = {1,2,3} (got float64 {1,3,3})")
   check.fails(function() lab.attention(q, q, q, { gates = rnd{ 1, 2, 3 } }) end,
-    "gates is an option of the 'moh' variant, not of 'softmax'")
+    "gates is an option of the variant(s) moh, not of 'softmax'")
 end
 
 -- random_feature, functional: relu(scale q k^T + bias) over the allowed keys, divided by their count

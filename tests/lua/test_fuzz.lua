@@ -219,7 +219,10 @@ function random_opts()
                  "eps", "weight_decay", "nesterov", "bias", "dim", "heads", "head_dim", "kv_heads", "dims", "in", "hidden",
                  "out", "activation", "mlp_ratio", "dropout", "context_dim", "out_dim", "record",
                  "beta", "gate", "agents", "agent_count", "k2", "v2", "gates", "ridge", "shared_heads", "active_heads",
-                 "rank", "global_query", "qk_mean", "qk_std", "gated", "attention" }
+                 "rank", "global_query", "qk_mean", "qk_std", "gated", "attention",
+                 -- the options of the variants power ... pointer
+                 "block_size", "local_blocks", "top_k", "dt_proj", "dt_a", "landmarks", "centroids", "cluster_size",
+                 "samples", "lsh_bits", "rel_key", "rel_value", "bias_q", "bias_k", "pointer_w1", "pointer_w2", "pointer_v" }
   for _ = 1, R(0, 4) do
     local key = pick(keys)
     local v
@@ -229,6 +232,8 @@ function random_opts()
     elseif c == 3 then v = pick(tensors)
     elseif c == 4 then v = R(2) == 1
     elseif c == 5 then v = pick(shapes)
+    elseif c == 6 and key == "variant" then
+      v = ({ "power", "dynamic_mask", "landmark", "routing", "hyper", "relative", "flashbias", "pointer" })[R(8)]
     else v = ({ "softmax", "lsa", true, 2, 0.1, { 0.9, 0.999 }, { 2, 4, 2 }, "flow", "local_linear", "delta",
                 "random_feature", "agent", "moh", "tensor", "lowrank" })[R(15)] end
     o[key] = v

@@ -1,0 +1,230 @@
+/* routing.c -- the "routing" variant: Routing Transformer attention (Roy, Saffar, Vaswani,
+ * Grangier 2020, arXiv 2003.05997; lucidrains/routing-transformer KmeansAttention):
+ *   routing: q~ = q / |q|, k~ = k / |k|; centroids mu (H, c, d) (opts.centroids, a buffer);
+ *            each cluster takes its top-w queries by q~ . mu and its top-w keys by k~ . mu
+ *            (w = cluster_size, default ceil(M / c); balanced clusters; ties to the lower index)
+ *   attention within each cluster: softmax(scale q_i . k_j) over the cluster's keys (causal: the
+ *            keys j <= t by original position, t = i or i + M - N); a token may be in several
+ *   output: the mean of a query's cluster outputs (the reference's scatter_mean, without its 1e-5
+ *           in the denominator); a query no cluster took gets 0.
+ * Each (cluster, query) pair is one row of the sparse kernel (the queries gathered, differentiable)
+ * and the rows are averaged back by scatter_mean below.  The routing (normalisation, top-w) is a
+ * constant; the attention uses q and k as given (the reference's routed heads share Q = K and
+ * attend with the normalised keys).  Cost O(N c d) routing plus O(c w^2 (d + dv)) attention:
+ * O(N^1.5 d) with c = w = sqrt(N).
+ * The centroids are trained outside the gradient by al_routing_update (lab.attention.routing_update):
+ * an exponential moving average of spherical k-means steps, as the reference (update below). */
+#include "attention_internal.h"
+#include <math.h>
+#include <stdlib.h>
+
+/* element c of row i of the 4-d tensor t at (b, h), as a double */
+static inline double elem4(const al_tensor *t, int64_t b, int64_t h, int64_t i, int64_t c) {
+    const int64_t off = t->offset + b * t->strides[0] + h * t->strides[1] + i * t->strides[2] + c * t->strides[3];
+    return t->dtype == AL_FLOAT32 ? ((const float *)t->storage->data)[off] : ((const double *)t->storage->data)[off];
+}
+static inline double centroid(const al_tensor *mu, int64_t h, int64_t cl, int64_t c) {
+    const int64_t off = mu->offset + h * mu->strides[0] + cl * mu->strides[1] + c * mu->strides[2];
+    return mu->dtype == AL_FLOAT32 ? ((const float *)mu->storage->data)[off] : ((const double *)mu->storage->data)[off];
+}
+
+/* cosine of row i of x (at b, h) with centroid cl of head hc (the centroid's norm not divided out) */
+static double routing_score(const al_tensor *x, int64_t b, int64_t h, int64_t i, const al_tensor *mu, int64_t hc,
+                            int64_t cl) {
+    double dot = 0, norm = 0;
+    for (int64_t c = 0; c < x->shape[3]; c++) {
+        const double xc = elem4(x, b, h, i, c);
+        dot += xc * centroid(mu, hc, cl, c);
+        norm += xc * xc;
+    }
+    return norm > 0 ? dot / sqrt(norm) : 0;
+}
+
+/* ---- scatter_mean over the (cluster, query) rows ------------------------------------------- */
+
+/* forward: out (B, H, N, w) += src (B, H, S, w) / count per slot's query; backward (gather): out
+ * (B, H, S, w) = src (B, H, N, w) / count at the slot's query.  index (B, H, S), count (B, H, N). */
+#define SCATTER_MEAN(T)                                                                         \
+static void scatter_mean_##T(const T *src, T *out, const int64_t *index, const double *count, int64_t BH, \
+                             int64_t N, int64_t S, int64_t w, bool gather) {                    \
+    for (int64_t bh = 0; bh < BH; bh++)                                                         \
+        for (int64_t s = 0; s < S; s++) {                                                       \
+            const int64_t row = bh * N + index[bh * S + s], slot = bh * S + s;                   \
+            const T inv = (T)(1.0 / count[row]);                                                \
+            for (int64_t c = 0; c < w; c++) {                                                   \
+                if (gather) out[slot * w + c] = inv * src[row * w + c];                         \
+                else out[row * w + c] += inv * src[slot * w + c];                               \
+            }                                                                                   \
+        }                                                                                       \
+}
+SCATTER_MEAN(float)
+SCATTER_MEAN(double)
+
+/* x (B, H, S or N, w) contiguous -> (B, H, N or S, w) */
+static al_tensor *scatter_mean_run(const al_tensor *x, const al_tensor *index, const al_tensor *count, bool gather) {
+    const int64_t B = x->shape[0], H = x->shape[1], w = x->shape[3];
+    const int64_t S = index->shape[2], N = count->shape[2];
+    int64_t shape[4] = {B, H, gather ? S : N, w};
+    al_tensor *out = al_full(4, shape, 0, x->dtype);
+    if (!out) return NULL;
+    if (x->dtype == AL_FLOAT32)
+        scatter_mean_float(al_ptr(x), al_ptr(out), al_ptr(index), al_ptr(count), B * H, N, S, w, gather);
+    else
+        scatter_mean_double(al_ptr(x), al_ptr(out), al_ptr(index), al_ptr(count), B * H, N, S, w, gather);
+    return out;
+}
+
+static void scatter_mean_backward(al_node *node, const al_tensor *g) {
+    al_tensor *gc = al_contiguous_nograd(g), *d = gc ? scatter_mean_run(gc, node->saved[0], node->saved[1], true) : NULL;
+    al_accumulate_input(node, 0, d);
+    al_release(gc); al_release(d);
+}
+
+static al_tensor *scatter_mean(const al_tensor *x, const al_tensor *index, const al_tensor *count) {
+    al_tensor *xc = al_contiguous_nograd(x), *out = xc ? scatter_mean_run(xc, index, count, false) : NULL;
+    if (out && al_grad_needed1(x)) {
+        al_node *node = al_record(out, "routing_scatter_mean", scatter_mean_backward, 1, &x);
+        if (node) { al_node_save(node, 0, index); al_node_save(node, 1, count); }
+    }
+    al_release(xc);
+    return out;
+}
+
+/* ---- routing -------------------------------------------------------------------------------- */
+
+static int by_pos(const void *a, const void *b) {
+    const scored_position *x = a, *y = b;
+    return x->pos < y->pos ? -1 : (x->pos > y->pos);
+}
+
+/* the top-w rows of x (at b, h) by score with centroid cl of head hc, in position order, into out */
+static void cluster_members(const al_tensor *x, int64_t b, int64_t h, int64_t n, const al_tensor *mu, int64_t hc,
+                            int64_t cl, int64_t w, scored_position *tmp, int64_t *out) {
+    for (int64_t i = 0; i < n; i++) tmp[i] = (scored_position){routing_score(x, b, h, i, mu, hc, cl), i};
+    rank_descending(tmp, n);
+    qsort(tmp, (size_t)w, sizeof *tmp, by_pos);
+    for (int64_t r = 0; r < w; r++) out[r] = tmp[r].pos;
+}
+
+al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **weights) {
+    const al_tensor *mu = p->opts->centroids;
+    if (!mu || mu->ndim != 3 || mu->shape[0] != p->H || mu->shape[1] < 1 || mu->shape[2] != p->d) {
+        al_error("attention: variant 'routing' needs centroids of shape (H, c, d) = (%lld, c, %lld), c >= 1 (got %s)",
+                 (long long)p->H, (long long)p->d, mu ? TSHAPE(mu) : "nil");
+        return NULL;
+    }
+    if (p->bias || p->mask) {
+        al_error("attention: variant 'routing' takes no bias or mask (its rows are (cluster, query) pairs)");
+        return NULL;
+    }
+    const int64_t B = p->B, H = p->H, N = p->N, M = p->M, c = mu->shape[1], d = p->d, group = H / p->Hkv;
+    const int64_t w = p->opts->cluster_size ? p->opts->cluster_size : (M + c - 1) / c;
+    const int64_t wq = w < N ? w : N, wk = w < M ? w : M, S = c * wq;
+    int64_t is[4] = {B, H, S, d}, cs[3] = {B, H, N}, xs[3] = {B, H, S};
+    al_tensor *gidx = al_new_tensor(4, is, AL_INT64), *index = al_new_tensor(3, xs, AL_INT64);
+    al_tensor *count = al_full(3, cs, 0, AL_FLOAT64);
+    scored_position *tmp = malloc(sizeof(scored_position) * (size_t)(N + M + 1));
+    int64_t *qsel = malloc(sizeof(int64_t) * (size_t)(S + 1)), *ksel = malloc(sizeof(int64_t) * (size_t)(c * wk + 1));
+    key_list_builder kb = {0};
+    bool ok = gidx && index && count && tmp && qsel && ksel && key_lists_init(&kb, B * H * S, false);
+    for (int64_t bh = 0; ok && bh < B * H; bh++) {
+        const int64_t b = bh / H, h = bh % H, hk = h / group;
+        for (int64_t cl = 0; cl < c; cl++) {
+            cluster_members(p->q, b, h, N, mu, h, cl, wq, tmp, qsel + cl * wq);
+            cluster_members(p->k, b, hk, M, mu, h, cl, wk, tmp, ksel + cl * wk);
+        }
+        for (int64_t s = 0; ok && s < S; s++) {
+            const int64_t i = qsel[s], cl = s / wq, t = !p->causal ? M - 1 : i + (p->causal == 2 ? M - N : 0);
+            ((int64_t *)al_ptr(index))[bh * S + s] = i;
+            ((double *)al_ptr(count))[bh * N + i] += 1;
+            for (int64_t e = 0; e < d; e++) ((int64_t *)al_ptr(gidx))[(bh * S + s) * d + e] = i;
+            for (int64_t r = 0; ok && r < wk; r++)
+                if (ksel[cl * wk + r] <= t) ok = key_lists_push(&kb, ksel[cl * wk + r], 0);
+            key_lists_end_row(&kb);
+        }
+    }
+    if (!ok) al_error("attention: out of memory routing %lld queries into %lld clusters", (long long)N, (long long)c);
+    free(tmp); free(qsel); free(ksel);
+    al_tensor *qr = ok ? al_gather(p->q, 2, gidx) : NULL, *rows = NULL, *out = NULL, *slot_map = NULL;
+    if (qr) {
+        attention_problem rp = *p;   /* the (cluster, query) rows; causality is in the lists */
+        rp.q = qr; rp.N = S; rp.causal = 0;
+        rows = attention_sparse_forward(&rp, &kb, NULL, "attention_routing", weights ? &slot_map : NULL);
+    } else {
+        key_lists_free(&kb);
+    }
+    if (rows) out = scatter_mean(rows, index, count);
+    if (out && weights && slot_map) *weights = scatter_mean_run(slot_map, index, count, false);
+    al_release(gidx); al_release(index); al_release(count); al_release(qr); al_release(rows); al_release(slot_map);
+    return out;
+}
+
+/* ---- the centroid update ------------------------------------------------------------------- */
+
+/* One EMA step of spherical k-means per head: each row of q (B, H, N, d) and of k (B, Hkv, M, d)
+ * (normalised; a kv head's keys count for each of its query heads) is assigned to its nearest centroid of head h (largest dot product; ties to the
+ * lower index); a cluster that got rows moves to decay mu + (1 - decay) normalize(sum of its
+ * rows), one that got none keeps mu (lucidrains' Kmeans.update; the paper's form weighs the q and
+ * k sums by halves, here they are summed together).  decay 0 is one plain spherical k-means step.
+ * Returns the new centroids; no gradient. */
+al_tensor *al_routing_update(const al_tensor *centroids, const al_tensor *q, const al_tensor *k, double decay) {
+    CHECK_TENSOR("routing_update", centroids, "centroids");
+    CHECK_TENSOR("routing_update", q, "q");
+    CHECK_TENSOR("routing_update", k, "k");
+    if (centroids->ndim != 3 || q->ndim != 4 || k->ndim != 4 || q->shape[1] != centroids->shape[0] ||
+        q->shape[3] != centroids->shape[2] || k->shape[3] != centroids->shape[2] || k->shape[0] != q->shape[0] ||
+        k->shape[1] < 1 || q->shape[1] % k->shape[1] != 0 || !al_is_float(centroids->dtype) ||
+        !al_is_float(q->dtype) || !al_is_float(k->dtype) || !(decay >= 0 && decay <= 1)) {
+        al_error("routing_update: needs centroids (H, c, d), q (B, H, N, d), k (B, Hkv, M, d) with Hkv dividing H, "
+                 "floats, and 0 <= decay <= 1 (got %s, %s, %s, decay %g)", TSHAPE(centroids), TSHAPE(q), TSHAPE(k), decay);
+        return NULL;
+    }
+    const int64_t H = centroids->shape[0], c = centroids->shape[1], d = centroids->shape[2];
+    double *sums = calloc((size_t)(H * c * d + 1), sizeof(double));
+    int64_t *hits = calloc((size_t)(H * c + 1), sizeof(int64_t));
+    al_tensor *nograd = al_new_tensor(3, centroids->shape, centroids->dtype);
+    if (nograd && al_copy_(nograd, centroids) != 0) { al_release(nograd); nograd = NULL; }
+    if (!sums || !hits || !nograd) {
+        free(sums); free(hits); al_release(nograd);
+        al_error("routing_update: out of memory");
+        return NULL;
+    }
+    const al_tensor *sides[2] = {q, k};
+    for (int side = 0; side < 2; side++) {
+        const al_tensor *x = sides[side];
+        const int64_t group = H / x->shape[1];
+        for (int64_t b = 0; b < x->shape[0]; b++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < x->shape[2]; i++) {
+                    const int64_t hx = side == 0 ? h : h / group;
+                    int64_t best = 0;
+                    double best_score = -INFINITY, norm = 0;
+                    for (int64_t e = 0; e < d; e++) norm += elem4(x, b, hx, i, e) * elem4(x, b, hx, i, e);
+                    for (int64_t cl = 0; cl < c; cl++) {
+                        const double s = routing_score(x, b, hx, i, centroids, h, cl);
+                        if (s > best_score) { best_score = s; best = cl; }
+                    }
+                    if (norm == 0) continue;
+                    hits[h * c + best]++;
+                    for (int64_t e = 0; e < d; e++) sums[(h * c + best) * d + e] += elem4(x, b, hx, i, e) / sqrt(norm);
+                }
+    }
+    for (int64_t hc = 0; hc < H * c; hc++) {
+        if (!hits[hc]) continue;
+        double norm = 0;
+        for (int64_t e = 0; e < d; e++) norm += sums[hc * d + e] * sums[hc * d + e];
+        norm = norm > 0 ? sqrt(norm) : 1;
+        for (int64_t e = 0; e < d; e++) {
+            const int64_t at = hc * d + e;
+            if (nograd->dtype == AL_FLOAT32) {
+                float *m = al_ptr(nograd);
+                m[at] = (float)(decay * m[at] + (1 - decay) * sums[at] / norm);
+            } else {
+                double *m = al_ptr(nograd);
+                m[at] = decay * m[at] + (1 - decay) * sums[at] / norm;
+            }
+        }
+    }
+    free(sums); free(hits);
+    return nograd;
+}
