@@ -8,6 +8,8 @@
 -- state), not the inputs.
 --   ./attnlab --threads 2 bench/attention_variants.lua [Ns=256,...,16384] [only=softmax,linear] [out=FILE.md]
 -- Prints a markdown table (also written to `out`) and one JSON object per measurement (to stderr).
+-- A setup's max_N caps the sizes where a variant's own cost (cubic, or N M d memory) or the dense
+-- map would make one call take minutes.
 local lab = lab or require "attnlab"
 local json = require "attnlab.json"
 
@@ -21,6 +23,9 @@ local function list(s) local t = {} for x in tostring(s):gmatch("[^,]+") do t[#t
 
 -- How each variant is run here, and the cost it claims (the slope to expect).  A variant of the
 -- catalogue missing from this table is listed at the end as not benchmarked.
+local H, d = cfg.H, cfg.d
+local function randn(shape) return lab.randn(shape) end
+local function unit_rows(t) return t / t:pow(2):sum(-1, true):sqrt() end
 local setups = {
   { name = "softmax", opts = { causal = true }, claim = "quadratic" },
   { name = "softmax (dense kernel)", variant = "softmax", opts = { causal = true, kernel = "dense" }, claim = "quadratic", max_N = 4096 },
@@ -28,8 +33,29 @@ local setups = {
   { name = "sliding_window (w = 256)", variant = "sliding_window", opts = { causal = true, window = 256 }, claim = "linear" },
   { name = "neighborhood (k = 255)", variant = "neighborhood", opts = { kernel_size = 255 }, claim = "linear" },
   { name = "strided_neighborhood (k = 256, s = 64)", variant = "strided_neighborhood", opts = { kernel_size = 256, stride = 64 }, claim = "linear" },
+  { name = "power (causal)", variant = "power", opts = { causal = true }, claim = "N log N" },
+  { name = "dynamic_mask (top_k = 256)", variant = "dynamic_mask", claim = "N^2 selection, linear attention",
+    opts = function() return { causal = true, top_k = 256, dt_proj = randn{ H * d, H } * 0.1, dt_a = lab.full({ H }, -0.5) } end },
+  { name = "landmark (every 64th key)", variant = "landmark", claim = "quadratic", max_N = 4096,
+    opts = function(N) local m = {} for j = 1, N do m[j] = j % 64 == 0 and 1 or 0 end return { causal = true, landmarks = lab.tensor(m) } end },
+  { name = "routing (N/128 clusters of 128)", variant = "routing", claim = "N^2/128 routing + linear",
+    opts = function(N) return { centroids = unit_rows(randn{ H, math.max(1, N / 128), d }), cluster_size = 128 } end },
+  { name = "hyper (blocks 64, 64 samples)", variant = "hyper", opts = { block_size = 64, samples = 64 }, claim = "N log N" },
+  { name = "relative (clip 16)", variant = "relative", claim = "quadratic", max_N = 4096,
+    opts = function() return { causal = true, rel_key = randn{ 33, d } * 0.1, rel_value = randn{ 33, d } * 0.1 } end },
+  { name = "flashbias (rank 2)", variant = "flashbias", claim = "quadratic",
+    opts = function(N) return { causal = true, bias_q = randn{ 1, H, N, 2 }, bias_k = randn{ 1, H, N, 2 } } end },
+  { name = "pointer (dot scores)", variant = "pointer", opts = {}, claim = "quadratic", max_N = 4096 },
   { name = "linear (elu+1), causal", variant = "linear", opts = { causal = true }, claim = "linear" },
   { name = "linear (elu+1)", variant = "linear", opts = {}, claim = "linear" },
+  { name = "flow, causal", variant = "flow", opts = { causal = true }, claim = "linear" },
+  { name = "delta, causal", variant = "delta", opts = { causal = true }, claim = "linear" },
+  { name = "agent (16 agents)", variant = "agent", opts = { agent_count = 16 }, claim = "linear" },
+  { name = "random_feature", variant = "random_feature", opts = {}, claim = "quadratic", max_N = 4096 },
+  { name = "moh (all heads on)", variant = "moh", claim = "quadratic", opts = function(N) return { causal = true, gates = lab.ones{ 1, H, N } } end },
+  { name = "local_linear", variant = "local_linear", opts = { causal = true }, claim = "quadratic (N M d memory)", max_N = 512 },
+  { name = "tensor (two key sets)", variant = "tensor", claim = "cubic", max_N = 256,
+    opts = function(N) return { k2 = randn{ 1, H, N, d }, v2 = randn{ 1, H, N, d } } end },
   { name = "lsa", variant = "lsa", opts = { causal = true }, claim = "quadratic", max_N = 4096 },
 }
 
@@ -39,13 +65,17 @@ local function calls_for(one) return math.max(1, math.min(7, math.floor(cfg.budg
 
 local function measure(setup, N)
   local shape = { 1, cfg.H, N, cfg.d }
-  local q, k, v, dO = lab.randn(shape), lab.randn(shape), lab.randn(shape), lab.randn(shape)
+  local q, k, v, dO = lab.randn(shape), lab.randn(shape), lab.randn(shape), nil
   local opts = { variant = setup.variant or setup.name }
-  for key, val in pairs(setup.opts) do opts[key] = val end
+  local own = type(setup.opts) == "function" and setup.opts(N) or setup.opts
+  for key, val in pairs(own) do opts[key] = val end
   local function fwd() lab.no_grad(function() lab.attention(q, k, v, opts) end) end
   local function fwdbwd()
     q:zero_grad() k:zero_grad() v:zero_grad()
-    lab.attention(q, k, v, opts):backward(dO)
+    local out = lab.attention(q, k, v, opts)
+    -- the upstream gradient: random, of the output's shape (pointer's output is (B, H, N, M))
+    if not dO or dO:numel() ~= out:numel() then dO = lab.randn(out:shape()) end
+    out:backward(dO)
   end
   local result = {}
   for _, mode in ipairs{ "fwd", "fwdbwd" } do

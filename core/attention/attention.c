@@ -11,7 +11,7 @@ typedef struct {
 } attention_variant;
 
 static const attention_variant variants[] = {
-    {"softmax", attention_softmax_forward, "scaled dot-product softmax attention (dense)"},
+    {"softmax", attention_softmax_forward, "scaled dot-product softmax attention (tiled online softmax, or dense when the map is wanted)"},
     {"lsa", attention_lsa_forward,
      "linear self-attention: the softmax replaced by a fixed 1/norm (norm = key count by default)"},
     {"sliding_window", attention_sliding_window_forward,
@@ -172,9 +172,10 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     }
     if (p.kernel != 0 && var->forward != attention_softmax_forward &&
         var->forward != attention_sliding_window_forward && var->forward != attention_neighborhood_forward &&
-        var->forward != attention_strided_neighborhood_forward) {
+        var->forward != attention_strided_neighborhood_forward && var->forward != attention_flashbias_forward &&
+        var->forward != attention_moh_forward) {
         al_error("attention: kernel is an option of the softmax-over-visible-keys variants (softmax, "
-                 "sliding_window, neighborhood, strided_neighborhood), not of '%s'", var->name);
+                 "sliding_window, neighborhood, strided_neighborhood, flashbias, moh), not of '%s'", var->name);
         return NULL;
     }
     if (opts) {   /* the linear-family variants' options (option_owners.c checked who takes them) */

@@ -49,7 +49,7 @@ al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **w
         if (kk) {
             attention_problem aug = *p;
             aug.q = qq; aug.k = kk; aug.d = p->d + fq->shape[3]; aug.scale = 1;
-            out = attention_dense_forward(&aug, DENSE_SOFTMAX, "attention_flashbias", weights);
+            out = attention_softmax_over_visible(&aug, "attention_flashbias", "attention_flashbias_tiled", weights);
         }
     }
     al_release(fq); al_release(fk); al_release(sq); al_release(qq); al_release(kk);

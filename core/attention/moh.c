@@ -19,7 +19,7 @@ al_tensor *attention_moh_forward(const attention_problem *p, al_tensor **weights
                                                      "(B, H, N)", p->q->dtype));
     al_tensor *g4 = OP(&s, al_unsqueeze(g, 3));
     al_tensor *map = NULL;
-    al_tensor *o = g4 ? OP(&s, attention_dense_forward(p, DENSE_SOFTMAX, "attention_moh", weights ? &map : NULL)) : NULL;
+    al_tensor *o = g4 ? OP(&s, attention_softmax_over_visible(p, "attention_moh", "attention_moh_tiled", weights ? &map : NULL)) : NULL;
     if (map) OP(&s, map);   /* held by the scope: released at the end */
     al_tensor *out = OP(&s, al_mul(o, g4));
     al_tensor *w = NULL;
