@@ -29,15 +29,32 @@ local run = lab.run.start{
 local cfg = run.config
 local function list(s) local t = {} for x in tostring(s):gmatch("[^,]+") do t[#t + 1] = tonumber(x) or x end return t end
 
--- How each variant runs in this model (its own options); a variant of the catalogue not listed
--- runs with none.
+-- How each variant runs in this model: its MultiHeadAttention options (opts), a causal override for
+-- variants without a causal form, and the tasks it cannot take part in honestly (skip, with why).
+-- A variant of the catalogue not listed runs with no options.
 local setups = {
-  sliding_window = { window = 8 },
-  neighborhood = { kernel_size = 9 },
-  strided_neighborhood = { kernel_size = 8, stride = 4 },
+  sliding_window = { opts = { window = 8 } },
+  neighborhood = { opts = { kernel_size = 9 } },
+  strided_neighborhood = { opts = { kernel_size = 8, stride = 4 } },
+  dynamic_mask = { opts = { top_k = 8 } },
+  routing = { opts = { clusters = 4 } },
+  hyper = { opts = { block_size = 8, samples = 8 } },
+  relative = { opts = { max_relative = 8 } },
+  moh = { opts = { shared_heads = 1, active_heads = 2 } },
+  lowrank = { opts = { rank = 16 } },
+  agent = { opts = { agent_count = 4 }, causal = false,
+            skip = { mqar = "no causal form: the answers would be visible to the queries" } },
+  landmark = { skip = { icl = "needs landmark tokens in the data", mqar = "needs landmark tokens in the data" } },
+  flashbias = { skip = { icl = "its bias factors come from the caller, not from the model", mqar = "its bias factors come from the caller, not from the model" } },
+  pointer = { skip = { icl = "its output is a distribution over the inputs, not a mix of values (a pointer network's head)",
+                       mqar = "its output is a distribution over the inputs, not a mix of values (a pointer network's head)" } },
 }
 
-local variants = cfg.variants == "all" and lab.attention.variants() or list(cfg.variants)
+local variants = list(cfg.variants)
+if cfg.variants == "all" then
+  variants = lab.attention.variants()
+  for name, m in pairs(lab.nn.attention_variant_modules) do if m.module_only then variants[#variants + 1] = name end end
+end
 
 -- the regression model: tokens in, one number out at the last position
 local Regressor = lab.nn.class("ICLRegressor")
@@ -45,9 +62,8 @@ function Regressor:init(opts)
   self.inp = self:add_child("inp", lab.nn.Linear(opts.d + 1, opts.dim))
   self.blocks = {}
   for i = 1, opts.layers do
-    local block = { dim = opts.dim, heads = opts.heads, variant = opts.variant, causal = true }
-    for key, val in pairs(opts.attention or {}) do block[key] = val end
-    self.blocks[i] = self:add_child("block" .. i, lab.nn.TransformerBlock(block))
+    self.blocks[i] = self:add_child("block" .. i, lab.nn.TransformerBlock{ dim = opts.dim, heads = opts.heads,
+      variant = opts.variant, causal = opts.causal ~= false, attention = opts.attention })
   end
   self.ln = self:add_child("ln", lab.nn.LayerNorm(opts.dim))
   self.out = self:add_child("out", lab.nn.Linear(opts.dim, 1))
@@ -86,12 +102,14 @@ local results, rows = {}, {}
 local tasks = {}
 for _, t in ipairs(list(cfg.tasks)) do tasks[t] = true end
 for _, variant in ipairs(variants) do
-  local r = { variant = variant, options = setups[variant] or {} }
+  local setup = setups[variant] or {}
+  local r = { variant = variant, options = setup.opts or {}, causal = setup.causal ~= false, skipped = setup.skip }
   io.stderr:write(string.format("== %s\n", variant))
   local ok, err = pcall(function()
-    if tasks.icl then
+    if tasks.icl and not (setup.skip and setup.skip.icl) then
       lab.seed(cfg.seed)
-      local model = Regressor{ d = cfg.d, dim = cfg.dim, heads = cfg.heads, layers = cfg.layers, variant = variant, attention = setups[variant] }
+      local model = Regressor{ d = cfg.d, dim = cfg.dim, heads = cfg.heads, layers = cfg.layers, variant = variant,
+                               attention = setup.opts, causal = setup.causal }
       local loss, ms, peak = train(model, function() return icl.batch(cfg.batch, cfg.icl_L, cfg.d, cfg.sigma2) end,
         function(m, b) return lab.mse(m(icl_tokens(b)), b.yq) end, variant .. "/icl")
       r.icl = { train_loss = loss, ms_per_step = ms, peak_MiB = peak, mse = {}, ridge = {} }
@@ -103,10 +121,11 @@ for _, variant in ipairs(variants) do
         end
       end)
     end
-    if tasks.mqar then
+    if tasks.mqar and not (setup.skip and setup.skip.mqar) then
       lab.seed(cfg.seed)
       math.randomseed(cfg.seed)
-      local model = mqar.Model{ vocab = cfg.mqar_vocab, dim = cfg.dim, heads = cfg.heads, layers = cfg.layers, variant = variant, attention = setups[variant] }
+      local model = mqar.Model{ vocab = cfg.mqar_vocab, dim = cfg.dim, heads = cfg.heads, layers = cfg.layers, variant = variant,
+                                attention = setup.opts }
       local loss, ms, peak = train(model, function() return { mqar.batch(cfg.batch, cfg.mqar_pairs, cfg.mqar_vocab) } end,
         function(m, b) return lab.cross_entropy(m(b[1]), b[2], { ignore = mqar.ignore }) end, variant .. "/mqar")
       r.mqar = { train_loss = loss, ms_per_step = ms, peak_MiB = peak, accuracy = {} }
@@ -146,14 +165,20 @@ local function opts_string(o)
   return #parts > 0 and table.concat(parts, ", ") or "-"
 end
 for _, r in ipairs(results) do
-  local cells = { string.format("| %s | %s |", r.variant, opts_string(r.options)) }
+  local cells = { string.format("| %s | %s%s |", r.variant, opts_string(r.options), r.causal and "" or " (not causal)") }
   if r.error then
     cells[#cells + 1] = " failed: " .. r.error:gsub("|", "/"):gsub("\n", " ") .. " |"
   else
+    if tasks.icl and not r.icl then
+      cells[#cells + 1] = " not run: " .. r.skipped.icl .. " | | |"
+    end
     if r.icl then
       local m = {}
       for i, e in ipairs(r.icl.mse) do m[i] = string.format("%.3f (%.3f)", e.model, e.ridge) end
       cells[#cells + 1] = string.format(" %s | %.2f | %.1f |", table.concat(m, " / "), r.icl.ms_per_step, r.icl.peak_MiB)
+    end
+    if tasks.mqar and not r.mqar then
+      cells[#cells + 1] = " not run: " .. r.skipped.mqar .. " | | |"
     end
     if r.mqar then
       local a = {}

@@ -197,7 +197,7 @@ static void unary_row(char **p, int64_t n, const int64_t *s, void *varg) {
     const unary_arg *arg = varg;
     if (arg->dtype == AL_FLOAT32) {
         const float s0 = (float)arg->s0, s1 = (float)arg->s1;
-        UNARY_CASES(float, expf, logf, sqrtf, tanhf, powf, fabsf)
+        UNARY_CASES(float, al_expf, logf, sqrtf, al_tanhf, powf, fabsf)
     } else {
         const double s0 = arg->s0, s1 = arg->s1;
         UNARY_CASES(double, exp, log, sqrt, tanh, pow, fabs)
@@ -244,7 +244,7 @@ typedef struct { unary_op op; al_dtype dtype; double s0, s1; } dfactor_arg;
 
 static void dfactor_row(char **p, int64_t n, const int64_t *s, void *varg) {
     const dfactor_arg *arg = varg;
-    if (arg->dtype == AL_FLOAT32) { const float s0 = (float)arg->s0, s1 = (float)arg->s1; (void)s1; DFACTOR_CASES(float, expf, tanhf, powf) }
+    if (arg->dtype == AL_FLOAT32) { const float s0 = (float)arg->s0, s1 = (float)arg->s1; (void)s1; DFACTOR_CASES(float, al_expf, al_tanhf, powf) }
     else { const double s0 = arg->s0, s1 = arg->s1; (void)s1; DFACTOR_CASES(double, exp, tanh, pow) }
 }
 

@@ -63,8 +63,8 @@ end
 -- A small causal transformer for token tasks: each position's input is the embedding of its token
 -- plus a second embedding of the token before it (a one-step shift, as the short convolutions of
 -- the recall papers' models provide), so that no position embedding is needed and a model trained
--- on short sequences runs on longer ones.  opts: vocab, dim, heads, layers, variant, and the
--- variant's options (passed to every TransformerBlock).
+-- on short sequences runs on longer ones.  opts: vocab, dim, heads, layers, variant, and attention:
+-- the variant's MultiHeadAttention options (passed to every TransformerBlock).
 local Model = nn.class("MQARModel")
 mqar.Model = Model
 function Model:init(opts)
@@ -73,9 +73,8 @@ function Model:init(opts)
   self.vocab = opts.vocab
   self.blocks = {}
   for i = 1, opts.layers do
-    local block = { dim = opts.dim, heads = opts.heads, variant = opts.variant, causal = true }
-    for key, val in pairs(opts.attention or {}) do block[key] = val end
-    self.blocks[i] = self:add_child("block" .. i, nn.TransformerBlock(block))
+    self.blocks[i] = self:add_child("block" .. i, nn.TransformerBlock{ dim = opts.dim, heads = opts.heads,
+      variant = opts.variant, causal = true, attention = opts.attention })
   end
   self.ln = self:add_child("ln", nn.LayerNorm(opts.dim))
   self.head = self:add_child("head", nn.Linear(opts.dim, opts.vocab))
