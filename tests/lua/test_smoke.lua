@@ -178,5 +178,20 @@ local table_md = read(sweep_dir .. "/table.md") or ""
 check.ok(table_md:find("| softmax | 2 |", 1, true) and table_md:find("| linear | 1 |", 1, true),
   "icl_sweep.lua writes its table")
 
+-- every variant of the catalogue through both tasks of experiments/variants.lua, a few steps each
+local variants, variants_dir = run_experiment("experiments/variants.lua",
+  "steps=3 test_tasks=50 mqar_test=20 icl_eval=20 mqar_eval=8 dim=16 layers=1", "variants")
+local expected = lab.attention.variants()
+for name, m in pairs(lab.nn.attention_variant_modules) do if m.module_only then expected[#expected + 1] = name end end
+local by_name = {}
+for _, r in ipairs(variants and variants.results or {}) do by_name[r.variant] = r end
+for _, name in ipairs(expected) do
+  local r = by_name[name]
+  check.ok(r and not r.error and (r.icl or r.skipped.icl) and (r.mqar or r.skipped.mqar),
+    "variants.lua: " .. name .. " trains on both tasks or says why not", r and r.error)
+end
+local variants_md = read(variants_dir .. "/table.md") or ""
+check.ok(variants_md:find("| softmax |", 1, true) and variants_md:find("MQAR accuracy", 1, true), "variants.lua writes its table")
+
 os.execute("rm -rf '" .. dir .. "'")
 os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)
