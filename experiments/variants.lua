@@ -21,7 +21,7 @@ local mqar = require "attnlab.tasks.mqar"
 local run = lab.run.start{
   name = "variants",
   config = {
-    variants = "all", tasks = "icl,mqar", steps = 1500, batch = 64, lr = 3e-3, seed = 7, dim = 64, heads = 4, layers = 2,
+    variants = "all", tasks = "icl,mqar", steps = 800, batch = 64, lr = 3e-3, seed = 7, dim = 32, heads = 4, layers = 2,
     d = 5, icl_L = 20, icl_eval = "10,20,40", sigma2 = 0.1, test_tasks = 2000,
     mqar_pairs = 8, mqar_vocab = 64, mqar_eval = "4,8,16", mqar_test = 1000, log_every = 100,
   },
