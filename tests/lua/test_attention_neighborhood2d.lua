@@ -1,7 +1,7 @@
 -- test_attention_neighborhood2d.lua -- the neighborhood variants on a grid (opts.grid, 2-D and
 -- 3-D) with dilation, causal per axis and GNA strides, against dense softmax attention with the
--- same keys as an explicit mask built here from NATTEN's definitions (attention-variants.md
--- section 5): get_window_start of NATTEN's CPU kernels (with its closed form for dilation) for the
+-- same keys as an explicit mask built from NATTEN's definitions (neighborhood_reference.lua;
+-- attention-variants.md section 5): get_window_start of NATTEN's CPU kernels (with its closed form for dilation) for the
 -- plain neighborhood, and the mask predicate of NATTEN's flex backend (single_dim_tiling_mask,
 -- dilation groups with its shape correction) for causal axes and strides; the two agree where
 -- both apply (checked).  Output and map to 1e-12 in float64 and 1e-5 in float32; gradients against
@@ -13,48 +13,12 @@ local lab = lab or require "attnlab"
 local nn = lab.nn or require "attnlab.nn"
 
 lab.seed(23)
-local floor = math.floor
 local function rnd(shape, dtype) return lab.randn(shape, dtype or "float64") end
 local function max_abs_diff(a, b) return (a - b):abs():max():item() end
-
--- NATTEN get_window_start (odd k; the closed form it uses for dilation > 1)
-local function natten_window_start(i, L, k, dil)
-  local r = floor(k / 2)
-  if dil <= 1 then return math.max(i - r, 0) + ((i + r >= L) and (L - i - r - 1) or 0) end
-  if i - r * dil < 0 then return i % dil end
-  if i + r * dil >= L then
-    local imodd, a = i % dil, floor(L / dil) * dil
-    local b = L - a
-    if imodd < b then return L - b + imodd - 2 * r * dil end
-    return a + imodd - k * dil
-  end
-  return i - r * dil
-end
-local function cpu_allowed(x, y, L, k, dil)
-  local start = natten_window_start(x, L, k, dil)
-  return y % dil == x % dil and y >= start and y <= start + (k - 1) * dil
-end
-
--- NATTEN flex single_dim_tiling_mask on one axis
-local function flex_allowed(x, y, L, k, s, dil, causal)
-  if x % dil ~= y % dil then return false end
-  local group = x % dil
-  local group_length = floor(L / dil) + 1 - floor((group + (dil - L % dil)) / dil)
-  local xi, yi = floor(x / dil), floor(y / dil)
-  if causal then
-    local leader = math.min(floor(xi / s) * s + s - 1, group_length - 1)
-    return xi - yi >= 0 and leader - yi < k
-  end
-  local leader = math.min(floor(xi / s) * s + floor(s / 2), group_length - 1)
-  local left, right = floor(k / 2), floor(k / 2) + k % 2 - 1
-  local c = math.max(left, math.min(leader, group_length - 1 - right))
-  return yi >= c - left and yi <= c + right
-end
-
-local function axis_allowed(x, y, L, k, s, dil, causal)
-  if s == 1 and not causal and k % 2 == 1 then return cpu_allowed(x, y, L, k, dil) end
-  return flex_allowed(x, y, L, k, s, dil, causal)
-end
+local nref = dofile("tests/lua/neighborhood_reference.lua")
+local cpu_allowed, flex_allowed, per_axis, grid_mask, cells = nref.cpu_allowed, nref.flex_allowed, nref.per_axis,
+  nref.grid_mask, nref.cells
+local function check_as_mask(...) return nref.check_as_mask(check, ...) end
 
 -- the two definitions agree on the plain dilated neighborhood
 do
@@ -66,61 +30,6 @@ do
     end end
   end
   check.ok(agree, "NATTEN's get_window_start (dilated closed form) and its flex mask agree at stride 1")
-end
-
-local function per_axis(x, n)
-  if type(x) == "table" then return x end
-  local t = {}
-  for a = 1, n do t[a] = x end
-  return t
-end
-
--- the (N, N) keep-mask of a neighborhood on grid: the product of the axes' rules, row-major tokens
-local function grid_mask(grid, ks, stride, dil, causal)
-  local n = #grid
-  ks, stride, dil = per_axis(ks, n), per_axis(stride or 1, n), per_axis(dil or 1, n)
-  causal = per_axis(causal or false, n)
-  local N = 1
-  for a = 1, n do N = N * grid[a] end
-  local function coords(t)
-    local c = {}
-    for a = n, 1, -1 do c[a] = t % grid[a]; t = floor(t / grid[a]) end
-    return c
-  end
-  local m = {}
-  for i = 0, N - 1 do
-    local ci, row = coords(i), {}
-    for j = 0, N - 1 do
-      local cj, ok = coords(j), true
-      for a = 1, n do ok = ok and axis_allowed(ci[a], cj[a], grid[a], ks[a], stride[a], dil[a], causal[a]) end
-      row[j + 1] = ok and 1 or 0
-    end
-    m[i + 1] = row
-  end
-  return lab.tensor(m, "float64")
-end
-
-local function cells(grid)
-  local N = 1
-  for _, g in ipairs(grid) do N = N * g end
-  return N
-end
-
--- The variant on the grid against softmax with the mask: output and map; with grads, gradients.
-local function check_as_mask(label, opts, q, k, v, mask, grads)
-  local with_map = { weights = true }
-  for key, val in pairs(opts) do with_map[key] = val end
-  local out, w = lab.attention(q, k, v, with_map)
-  local ref, ref_w = lab.attention(q, k, v, { mask = mask, weights = true })
-  check.ok(max_abs_diff(out, ref) < 1e-12, label .. ": equals softmax with the same keys as a mask",
-    tostring(max_abs_diff(out, ref)))
-  check.ok(max_abs_diff(w, ref_w) < 1e-12, label .. ": the same map")
-  if grads then
-    local R = rnd(out:shape())
-    for _, x in ipairs{ q, k, v } do x:requires_grad(true) end
-    check.gradients(function() return (lab.attention(q, k, v, opts) * R):sum() end, { q = q, k = k, v = v }, label)
-  end
-  return w
 end
 
 local cases = {
