@@ -19,8 +19,17 @@ for _, a in ipairs(arg or {}) do
 end
 local function list(s) local t = {} for x in tostring(s):gmatch("[^,]+") do t[#t + 1] = tonumber(x) or x end return t end
 
--- How each variant is run here, and the cost it claims (the slope to expect).  A variant of the
--- catalogue missing from this table is listed at the end as not benchmarked.
+-- the squarest power-of-two grid {H, W} of N tokens (16 x 16 at N = 256 ... 128 x 128 at 16,384)
+local function square_grid(N)
+  local h = 1
+  while h * h * 4 <= N do h = h * 2 end
+  if N % h ~= 0 then error("attention_variants.lua: the 2-D neighborhood needs N a multiple of " .. h .. " (got " .. N .. ")") end
+  return { h, N / h }
+end
+
+-- How each variant is run here, and the cost it claims (the slope to expect); opts may be a
+-- function of N.  A variant of the catalogue missing from this table is listed at the end as not
+-- benchmarked.
 local setups = {
   { name = "softmax", opts = { causal = true }, claim = "quadratic" },
   { name = "softmax (dense kernel)", variant = "softmax", opts = { causal = true, kernel = "dense" }, claim = "quadratic", max_N = 4096 },
@@ -28,6 +37,8 @@ local setups = {
   { name = "sliding_window (w = 256)", variant = "sliding_window", opts = { causal = true, window = 256 }, claim = "linear" },
   { name = "neighborhood (k = 255)", variant = "neighborhood", opts = { kernel_size = 255 }, claim = "linear" },
   { name = "strided_neighborhood (k = 256, s = 64)", variant = "strided_neighborhood", opts = { kernel_size = 256, stride = 64 }, claim = "linear" },
+  { name = "neighborhood 2-D (square grid, k = 7 x 7)", variant = "neighborhood",
+    opts = function(N) return { grid = square_grid(N), kernel_size = 7 } end, claim = "linear" },
   { name = "linear (elu+1), causal", variant = "linear", opts = { causal = true }, claim = "linear" },
   { name = "linear (elu+1)", variant = "linear", opts = {}, claim = "linear" },
   { name = "lsa", variant = "lsa", opts = { causal = true }, claim = "quadratic", max_N = 4096 },
@@ -41,7 +52,7 @@ local function measure(setup, N)
   local shape = { 1, cfg.H, N, cfg.d }
   local q, k, v, dO = lab.randn(shape), lab.randn(shape), lab.randn(shape), lab.randn(shape)
   local opts = { variant = setup.variant or setup.name }
-  for key, val in pairs(setup.opts) do opts[key] = val end
+  for key, val in pairs(type(setup.opts) == "function" and setup.opts(N) or setup.opts) do opts[key] = val end
   local function fwd() lab.no_grad(function() lab.attention(q, k, v, opts) end) end
   local function fwdbwd()
     q:zero_grad() k:zero_grad() v:zero_grad()
