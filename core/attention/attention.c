@@ -146,7 +146,7 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     }
     const bool strided = var->forward == attention_strided_neighborhood_forward;
     if (var->forward == attention_neighborhood_forward || strided) {
-        if (!neighborhood_resolve_layout(&p, var->name, strided, p.opts)) return NULL;
+        if (!neighborhood_resolve_layout(&p, var->name, strided)) return NULL;
     } else if (p.opts->kernel_size != 0 || p.opts->stride != 0) {
         al_error("attention: kernel_size and stride are options of the neighborhood variants, not of '%s'",
                  var->name);

@@ -95,10 +95,9 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
 al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
-/* Checks the neighborhood options of opts against N = M and fills p->nbhd (neighborhood_layout.c);
- * false with an error naming the option and the shapes. */
-bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided,
-                                 const al_attention_opts *opts);
+/* Checks the neighborhood options of p->opts against N = M and fills p->nbhd
+ * (neighborhood_layout.c); false with an error naming the option and the shapes. */
+bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided);
 al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **weights);

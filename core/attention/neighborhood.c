@@ -22,9 +22,11 @@ static bool is_one_range(const neighborhood_layout *l) { return l->ndim == 1 && 
 
 /* The keys of coordinate x on axis a: count of them, the first at *first, then every dilation. */
 static int64_t axis_keys(const neighborhood_layout *l, int a, int64_t x, int64_t *first) {
-    const int64_t dil = l->dilation[a], group = x % dil, group_length = (l->length[a] - group + dil - 1) / dil;
+    const int64_t dil = l->dilation[a], group = x % dil;
+    const int64_t group_length = (l->length[a] - group + dil - 1) / dil;
     int64_t lo;
-    const int64_t end = neighborhood_axis_window(x / dil, group_length, l->kernel[a], l->stride[a], l->causal[a], &lo);
+    const int64_t end =
+        neighborhood_axis_window(x / dil, group_length, l->kernel[a], l->stride[a], l->causal[a], &lo);
     *first = group + lo * dil;
     return end - lo;
 }
@@ -46,7 +48,8 @@ static bool push_neighborhood(key_list_builder *kb, const neighborhood_layout *l
     for (int64_t t0 = 0; t0 < count[0]; t0++)
         for (int64_t t1 = 0; t1 < count[1]; t1++)
             for (int64_t t2 = 0; t2 < count[2]; t2++)
-                if (!key_lists_push(kb, first[0] + t0 * step[0] + first[1] + t1 * step[1] + first[2] + t2 * step[2], 0))
+                if (!key_lists_push(kb, first[0] + t0 * step[0] + first[1] + t1 * step[1] +
+                                            first[2] + t2 * step[2], 0))
                     return false;
     return true;
 }

@@ -14,7 +14,7 @@ static bool any_given(const int64_t *per_axis) {
     return false;
 }
 
-/* ", for N = M = 9" for a sequence, ", on grid axis 2 of length 8 in grid {4,8}" for a grid, for the errors */
+/* ", for N = M = 9" for a sequence, ", on grid axis 2 of length 8 in grid {4,8}" for a grid (errors) */
 static void describe_axis(const neighborhood_layout *l, int a, bool grid, char *out, size_t size) {
     if (grid)
         snprintf(out, size, ", on grid axis %d of length %lld in grid %s", a + 1, (long long)l->length[a],
@@ -48,17 +48,17 @@ static bool resolve_grid(attention_problem *p, const char *variant, const al_att
         positive = positive && o->grid[a] >= 1;
         if (positive) cells = cells > INT64_MAX / o->grid[a] ? INT64_MAX : cells * o->grid[a];
     }
-    if (!positive || cells != p->N || p->N != p->M) {
+    if (!positive || cells != p->N) {
         al_error("attention: variant '%s' needs a grid of positive lengths whose product is N = M; %s has "
-                 "%lld cells, q has N = %lld and k M = %lld tokens (q %s, k %s)", variant, al_shape_str(l->ndim, l->length),
-                 positive ? (long long)cells : 0LL, (long long)p->N, (long long)p->M, TSHAPE(p->q), TSHAPE(p->k));
+                 "%lld cells, q has N = %lld tokens (q %s)", variant, al_shape_str(l->ndim, l->length),
+                 positive ? (long long)cells : 0LL, (long long)p->N, TSHAPE(p->q));
         return false;
     }
     return true;
 }
 
-bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided,
-                                 const al_attention_opts *o) {
+bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided) {
+    const al_attention_opts *o = p->opts;
     neighborhood_layout *l = &p->nbhd;
     if (p->N != p->M) {
         al_error("attention: variant '%s' needs N = M (self-attention over one layout); got N = %lld, M = %lld "

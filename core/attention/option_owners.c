@@ -18,11 +18,13 @@ GIVEN(beta) GIVEN(gate) GIVEN(agents) GIVEN(agent_count) GIVEN(k2) GIVEN(v2) GIV
 #undef GIVEN
 /* the neighborhood variants' layout (kernel_size and stride themselves are checked in attention.c) */
 static bool given_dilation(const al_attention_opts *o) {
-    return o->dilation != 0 || o->axis_dilation[0] != 0 || o->axis_dilation[1] != 0 || o->axis_dilation[2] != 0;
+    for (int a = 0; a < NEIGHBORHOOD_MAX_AXES; a++)
+        if (o->axis_dilation[a]) return true;
+    return o->dilation != 0;
 }
 static bool given_grid(const al_attention_opts *o) { return o->grid_ndim != 0; }
 static bool given_axis_options(const al_attention_opts *o) {
-    for (int a = 0; a < 3; a++)
+    for (int a = 0; a < NEIGHBORHOOD_MAX_AXES; a++)
         if (o->axis_kernel_size[a] || o->axis_stride[a] || o->axis_causal[a]) return true;
     return false;
 }
