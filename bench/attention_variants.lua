@@ -21,8 +21,17 @@ for _, a in ipairs(arg or {}) do
 end
 local function list(s) local t = {} for x in tostring(s):gmatch("[^,]+") do t[#t + 1] = tonumber(x) or x end return t end
 
--- How each variant is run here, and the cost it claims (the slope to expect).  A variant of the
--- catalogue missing from this table is listed at the end as not benchmarked.
+-- the squarest power-of-two grid {H, W} of N tokens (16 x 16 at N = 256 ... 128 x 128 at 16,384)
+local function square_grid(N)
+  local h = 1
+  while h * h * 4 <= N do h = h * 2 end
+  if N % h ~= 0 then error("attention_variants.lua: the 2-D neighborhood needs N a multiple of " .. h .. " (got " .. N .. ")") end
+  return { h, N / h }
+end
+
+-- How each variant is run here, and the cost it claims (the slope to expect); opts may be a
+-- function of N.  A variant of the catalogue missing from this table is listed at the end as not
+-- benchmarked.
 local H, d = cfg.H, cfg.d
 local function randn(shape) return lab.randn(shape) end
 local function unit_rows(t) return t / t:pow(2):sum(-1, true):sqrt() end
@@ -33,6 +42,8 @@ local setups = {
   { name = "sliding_window (w = 256)", variant = "sliding_window", opts = { causal = true, window = 256 }, claim = "linear" },
   { name = "neighborhood (k = 255)", variant = "neighborhood", opts = { kernel_size = 255 }, claim = "linear" },
   { name = "strided_neighborhood (k = 256, s = 64)", variant = "strided_neighborhood", opts = { kernel_size = 256, stride = 64 }, claim = "linear" },
+  { name = "neighborhood 2-D (square grid, k = 7 x 7)", variant = "neighborhood",
+    opts = function(N) return { grid = square_grid(N), kernel_size = 7 } end, claim = "linear" },
   { name = "power (causal)", variant = "power", opts = { causal = true }, claim = "N log N" },
   { name = "dynamic_mask (top_k = 256)", variant = "dynamic_mask", claim = "N^2 selection, linear attention",
     opts = function() return { causal = true, top_k = 256, dt_proj = randn{ H * d, H } * 0.1, dt_a = lab.full({ H }, -0.5) } end },

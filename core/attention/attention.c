@@ -17,7 +17,8 @@ static const attention_variant variants[] = {
     {"sliding_window", attention_sliding_window_forward,
      "softmax attention over the keys within `window` positions of the query's diagonal; the rest are never visited"},
     {"neighborhood", attention_neighborhood_forward,
-     "1-D neighborhood attention (NATTEN): each query sees kernel_size keys around it, shifted at the borders"},
+     "neighborhood attention (NATTEN), 1-D or on a grid (opts.grid), dilated: each query sees kernel_size keys "
+     "around it per axis, shifted at the borders"},
     {"strided_neighborhood", attention_strided_neighborhood_forward,
      "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"},
     {"linear", attention_linear_forward,
@@ -110,7 +111,8 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
         return NULL;
     }
     static const al_attention_opts no_options = {0};
-    attention_problem p = {.opts = opts ? opts : &no_options};
+    /* q, k, v as given, for the checks' messages; replaced below by their unit-last-stride forms */
+    attention_problem p = {.opts = opts ? opts : &no_options, .q = q, .k = k, .v = v};
     p.B = q->shape[0]; p.H = q->shape[1]; p.N = q->shape[2]; p.d = q->shape[3];
     p.Hkv = k->shape[1]; p.M = k->shape[2]; p.dv = v->shape[3];
     if (k->shape[0] != p.B || v->shape[0] != p.B || k->shape[3] != p.d || v->shape[1] != p.Hkv ||
@@ -142,25 +144,10 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
         al_error("attention: window is an option of the 'sliding_window' variant, not of '%s'", var->name);
         return NULL;
     }
-    p.kernel_size = opts ? opts->kernel_size : 0;
-    p.stride = opts ? opts->stride : 0;
     const bool strided = var->forward == attention_strided_neighborhood_forward;
     if (var->forward == attention_neighborhood_forward || strided) {
-        if (p.kernel_size < 1 || p.N != p.M || p.kernel_size > p.N ||
-            (!strided && !p.causal && p.kernel_size % 2 == 0)) {
-            al_error("attention: variant '%s' needs N = M >= kernel_size >= 1%s (got kernel_size %lld, "
-                     "N = %lld, M = %lld)", var->name, strided ? "" : ", odd unless causal",
-                     (long long)p.kernel_size, (long long)p.N, (long long)p.M);
-            return NULL;
-        }
-        if (strided ? p.stride < 1 : p.stride != 0) {
-            al_error("attention: variant '%s' %s (got stride %lld)", var->name,
-                     strided ? "needs stride >= 1" : "takes no stride (see strided_neighborhood)",
-                     (long long)p.stride);
-            return NULL;
-        }
-        if (p.causal == 2) p.causal = 1;   /* N = M: the two conventions coincide */
-    } else if (p.kernel_size != 0 || p.stride != 0) {
+        if (!neighborhood_resolve_layout(&p, var->name, strided)) return NULL;
+    } else if (p.opts->kernel_size != 0 || p.opts->stride != 0) {
         al_error("attention: kernel_size and stride are options of the neighborhood variants, not of '%s'",
                  var->name);
         return NULL;

@@ -4,6 +4,19 @@
 #define ATTNLAB_ATTENTION_INTERNAL_H
 #include "../internal.h"
 
+/* The neighborhood variants' pattern, resolved per axis (neighborhood_layout.c): the N = M tokens
+ * are a row-major grid of ndim axes (ndim 1: a sequence).  On axis a, coordinate x belongs to the
+ * dilation group x mod dilation[a] (of length ceil((length[a] - group) / dilation[a])) and, within
+ * it, sees the keys of neighborhood_axis_window; a query sees the Cartesian product over the axes.
+ * ndim 0: not a neighborhood variant. */
+enum { NEIGHBORHOOD_MAX_AXES = 3 };
+typedef struct {
+    int ndim;
+    int64_t length[NEIGHBORHOOD_MAX_AXES], kernel[NEIGHBORHOOD_MAX_AXES];
+    int64_t stride[NEIGHBORHOOD_MAX_AXES], dilation[NEIGHBORHOOD_MAX_AXES];
+    bool causal[NEIGHBORHOOD_MAX_AXES];
+} neighborhood_layout;
+
 /* One attention call, after validation: q (B, H, N, d), k (B, Hkv, M, d), v (B, Hkv, M, dv), with
  * H a multiple of Hkv (grouped KV heads: query head h reads kv head h / (H / Hkv)).  bias and mask
  * are already expanded (as stride-0 views) to (B, H, N, M) and converted to q's dtype. */
@@ -14,8 +27,7 @@ typedef struct {
     double scale;
     double norm;         /* fixed normaliser of the "lsa" variant */
     int64_t window;      /* > 0: keys within this distance of the query's diagonal (sliding window) */
-    int64_t kernel_size; /* > 0: the query's neighborhood of this many keys (neighborhood) */
-    int64_t stride;      /* strided_neighborhood: queries per shared window (1: plain neighborhood) */
+    neighborhood_layout nbhd; /* (strided_)neighborhood: the window rule per axis (else ndim 0) */
     int kernel;          /* 0 auto, 1 dense, 2 tiled (softmax over visible keys only) */
     /* linear-family and module-level variants' own options, as given (see al_attention_opts) */
     const al_tensor *beta, *gate, *agents, *k2, *v2, *head_gates;
@@ -31,31 +43,41 @@ static inline int64_t row_offset(const al_tensor *t, int64_t b, int64_t h, int64
     return t->offset + b * t->strides[0] + h * t->strides[1] + i * t->strides[2];
 }
 
+/* NATTEN's window on one axis, in the coordinates of one dilation group of length L: query x sees
+ * the keys [*lo, end).  This is GNA (NATTEN flex single_dim_tiling_mask): queries in groups of
+ * `stride` share the window of their leader, the group's centre query (the right one of the two
+ * for even stride; the last one when causal).  Non-causal, the window of k keys around the leader
+ * is shifted at the borders instead of shrunk (left = k / 2 keys before it, k / 2 + k % 2 - 1
+ * after); stride 1 is NATTEN's neighborhood, get_window_start.  Causal: j <= x and leader - j < k,
+ * no shift, so early queries see fewer keys.  Needs L >= k. */
+static inline int64_t neighborhood_axis_window(int64_t x, int64_t L, int64_t k, int64_t stride, bool causal,
+                                               int64_t *lo) {
+    const int64_t s = stride > 0 ? stride : 1;
+    if (causal) {
+        int64_t leader = x / s * s + s - 1;
+        if (leader > L - 1) leader = L - 1;
+        *lo = leader - k + 1 < 0 ? 0 : leader - k + 1;
+        return x + 1;
+    }
+    int64_t leader = x / s * s + s / 2;
+    if (leader > L - 1) leader = L - 1;
+    const int64_t left = k / 2, right = k / 2 + k % 2 - 1;
+    int64_t c = leader < left ? left : leader;
+    if (c > L - 1 - right) c = L - 1 - right;
+    *lo = c - left;
+    return c + right + 1;
+}
+
 /* Keys visible from query i form a range [lo, end): a prefix under either causal convention, cut
  * to the band |j - diag| <= window around the query's diagonal position with a sliding window
- * (diag = i, or i + M - N for bottom-right alignment), or the k keys of i's neighborhood.  Keys
- * outside the range are never visited. */
+ * (diag = i, or i + M - N for bottom-right alignment), or the k keys of i's neighborhood (only a
+ * 1-D undilated neighborhood is a range; the others take the key-list kernel).  Keys outside the
+ * range are never visited. */
 static inline int64_t visible_range(const attention_problem *p, int64_t i, int64_t *lo) {
     const int64_t N = p->N, M = p->M, diag = i + (p->causal == 2 ? M - N : 0);
     int64_t e = p->causal ? diag + 1 : M, l = 0;
-    if (p->kernel_size > 0) {   /* (strided) neighborhood, 1-D, dilation 1; N = M >= k checked */
-        /* GNA (NATTEN flex single_dim_tiling_mask): queries in groups of `stride` share the window
-         * of their leader; stride 1 is NATTEN's neighborhood (the window shifted at the borders) */
-        const int64_t k = p->kernel_size, s = p->stride > 0 ? p->stride : 1, L = M;
-        if (p->causal) {                                      /* j <= i and leader - j < k */
-            int64_t leader = i / s * s + s - 1;
-            if (leader > L - 1) leader = L - 1;
-            l = leader - k + 1;
-            e = i + 1;
-        } else {
-            int64_t leader = i / s * s + s / 2;
-            if (leader > L - 1) leader = L - 1;
-            const int64_t left = k / 2, right = k / 2 + k % 2 - 1;
-            int64_t c = leader < left ? left : leader;
-            if (c > L - 1 - right) c = L - 1 - right;
-            l = c - left;
-            e = c + right + 1;
-        }
+    if (p->nbhd.ndim > 0) {   /* one axis of length N = M, dilation 1 */
+        e = neighborhood_axis_window(i, M, p->nbhd.kernel[0], p->nbhd.stride[0], p->nbhd.causal[0], &l);
     } else if (p->window > 0) {
         l = diag - p->window;
         if (!p->causal && diag + p->window + 1 < e) e = diag + p->window + 1;
@@ -73,6 +95,9 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
 al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
+/* Checks the neighborhood options of p->opts against N = M and fills p->nbhd
+ * (neighborhood_layout.c); false with an error naming the option and the shapes. */
+bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided);
 al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **weights);

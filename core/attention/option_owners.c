@@ -1,6 +1,6 @@
 /* option_owners.c -- which variant takes which of the variants' own options (al_attention_opts
- * below `stride`): an option given to a variant that does not read it is an error (a silently
- * ignored option is a wrong experiment). */
+ * below `kernel`, and the neighborhood layout): an option given to a variant that does not read it
+ * is an error (a silently ignored option is a wrong experiment). */
 #include "attention_internal.h"
 #include <string.h>
 
@@ -16,6 +16,18 @@ GIVEN(centroids) GIVEN(cluster_size) GIVEN(samples) GIVEN(lsh_bits) GIVEN(rel_ke
 GIVEN(bias_q) GIVEN(bias_k) GIVEN(pointer_w1) GIVEN(pointer_w2) GIVEN(pointer_v)
 GIVEN(beta) GIVEN(gate) GIVEN(agents) GIVEN(agent_count) GIVEN(k2) GIVEN(v2) GIVEN(head_gates) GIVEN(ridge)
 #undef GIVEN
+/* the neighborhood variants' layout (kernel_size and stride themselves are checked in attention.c) */
+static bool given_dilation(const al_attention_opts *o) {
+    for (int a = 0; a < NEIGHBORHOOD_MAX_AXES; a++)
+        if (o->axis_dilation[a]) return true;
+    return o->dilation != 0;
+}
+static bool given_grid(const al_attention_opts *o) { return o->grid_ndim != 0; }
+static bool given_axis_options(const al_attention_opts *o) {
+    for (int a = 0; a < NEIGHBORHOOD_MAX_AXES; a++)
+        if (o->axis_kernel_size[a] || o->axis_stride[a] || o->axis_causal[a]) return true;
+    return false;
+}
 
 static const variant_option options[] = {
     {"block_size", given_block_size, "power hyper"},
@@ -43,6 +55,9 @@ static const variant_option options[] = {
     {"v2", given_v2, "tensor"},
     {"gates", given_head_gates, "moh"},
     {"ridge", given_ridge, "local_linear"},
+    {"dilation", given_dilation, "neighborhood strided_neighborhood"},
+    {"grid", given_grid, "neighborhood strided_neighborhood"},
+    {"per-axis kernel_size, stride or causal", given_axis_options, "neighborhood strided_neighborhood"},
 };
 
 static bool word_in(const char *word, const char *list) {

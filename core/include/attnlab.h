@@ -201,6 +201,18 @@ typedef struct al_attention_opts {
     int64_t window;           /* "sliding_window": keys within this distance of the diagonal (> 0) */
     int64_t kernel_size;      /* "neighborhood": keys per query (odd unless causal; N = M >= it) */
     int64_t stride;           /* "strided_neighborhood": queries sharing one window (>= 1) */
+    /* the neighborhood variants' layout (docs/attention.md, "Neighborhood attention"): the N = M
+     * tokens as a row-major grid of grid_ndim (1..3) axes, or a sequence (grid_ndim 0); dilation
+     * (0 or 1: none) splits each axis into interleaved groups.  The axis_ arrays give one value per
+     * grid axis; where they are 0 the scalar kernel_size / stride / dilation applies to every axis,
+     * and axis_causal (nonzero: causal along that axis) is read only when causal is 0. */
+    int64_t dilation;
+    int grid_ndim;
+    int64_t grid[3];
+    int64_t axis_kernel_size[3];
+    int64_t axis_stride[3];
+    int64_t axis_dilation[3];
+    int axis_causal[3];
     int kernel;               /* softmax over visible keys: 0 auto, 1 dense (keeps the map),
                                  2 tiled (online softmax, O(N) memory; see attention/tiled.c) */
     /* options of the linear-family and module-level variants (docs/attention-linear-family.md) */

@@ -699,6 +699,60 @@ local function set_variant_options(o, opts)
     if opts[name] ~= nil then o[name] = expect_tensor(opts[name], "attention", "opts." .. name) end
   end
 end
+-- The neighborhood variants' layout: opts.grid = {H, W} (1 to 3 axes, row-major, product N = M);
+-- kernel_size, stride and dilation each an integer >= 1 for every axis or, with a grid, a table of
+-- one per axis; causal, with a grid, may be a table of booleans, one per axis.
+local function positive_int(x) return type(x) == "number" and x == math.floor(x) and x >= 1 and x < 2^53 end
+local function set_neighborhood_options(o, opts)
+  local grid = opts.grid
+  if grid ~= nil then
+    if type(grid) ~= "table" or #grid < 1 or #grid > 3 then
+      raise("attention: opts.grid must be a table of 1 to 3 axis lengths {H, W} (got " .. typename(grid) ..
+        (type(grid) == "table" and " of " .. #grid .. " entries" or "") .. ")")
+    end
+    for a = 1, #grid do
+      if not positive_int(grid[a]) then
+        raise(string.format("attention: opts.grid[%d] must be an integer >= 1 (got %s)", a, tostring(grid[a])))
+      end
+      o.grid[a - 1] = grid[a]
+    end
+    o.grid_ndim = #grid
+  end
+  for _, name in ipairs{ "kernel_size", "stride", "dilation" } do
+    local x = opts[name]
+    if type(x) == "table" then
+      if grid == nil or #x ~= #grid then
+        raise(string.format("attention: opts.%s as a table needs opts.grid with as many axes (got %d entries, grid %s)",
+          name, #x, grid and "of " .. #grid .. " axes" or "not given"))
+      end
+      for a = 1, #x do
+        if not positive_int(x[a]) then
+          raise(string.format("attention: opts.%s[%d] must be an integer >= 1 (got %s)", name, a, tostring(x[a])))
+        end
+        o["axis_" .. name][a - 1] = x[a]
+      end
+    elseif x ~= nil then
+      if not positive_int(x) then
+        raise("attention: opts." .. name .. " must be an integer >= 1" .. (grid and " or a table of one per grid axis" or "") ..
+          " (got " .. tostring(x) .. ")")
+      end
+      o[name] = x
+    end
+  end
+end
+-- causal per axis (a neighborhood on a grid): {true, false}
+local function set_axis_causal(o, causal, grid)
+  if type(grid) ~= "table" or #causal ~= #grid then
+    raise(string.format("attention: opts.causal as a table (one boolean per axis) needs opts.grid with as many axes "
+      .. "(got %d entries, grid %s)", #causal, type(grid) == "table" and "of " .. #grid .. " axes" or "not given"))
+  end
+  for a = 1, #causal do
+    if type(causal[a]) ~= "boolean" then
+      raise(string.format("attention: opts.causal[%d] must be true or false (got %s)", a, tostring(causal[a])))
+    end
+    o.axis_causal[a - 1] = causal[a] and 1 or 0
+  end
+end
 local weights_out = ref_array(1)
 local attention = setmetatable({}, {
   __call = function(_, q, k, v, opts)
@@ -708,9 +762,16 @@ local attention = setmetatable({}, {
     local o = attention_opts()
     if type(opts.variant or "") ~= "string" then raise("attention: opts.variant must be a string (got " .. typename(opts.variant) .. ")") end
     o.variant = opts.variant or "softmax"
-    local causal = causal_modes[opts.causal or false]
-    if causal == nil then raise("attention: opts.causal must be true, false, 'top_left' or 'bottom_right' (got " .. tostring(opts.causal) .. ")") end
-    o.causal = causal
+    if type(opts.causal) == "table" then
+      set_axis_causal(o, opts.causal, opts.grid)
+    else
+      local causal = causal_modes[opts.causal or false]
+      if causal == nil then
+        raise("attention: opts.causal must be true, false, 'top_left', 'bottom_right' or, with opts.grid, a table of "
+          .. "booleans per axis (got " .. tostring(opts.causal) .. ")")
+      end
+      o.causal = causal
+    end
     if opts.scale ~= nil and type(opts.scale) ~= "number" then raise("attention: opts.scale must be a number") end
     o.scale = opts.scale or 0
     if opts.bias ~= nil then o.bias = expect_tensor(opts.bias, "attention", "opts.bias") end
@@ -721,16 +782,7 @@ local attention = setmetatable({}, {
       raise("attention: opts.window must be an integer >= 1 (got " .. tostring(opts.window) .. ")")
     end
     o.window = opts.window or 0
-    if opts.kernel_size ~= nil and (type(opts.kernel_size) ~= "number" or opts.kernel_size ~= math.floor(opts.kernel_size)
-        or opts.kernel_size < 1 or opts.kernel_size >= 2^53) then
-      raise("attention: opts.kernel_size must be an integer >= 1 (got " .. tostring(opts.kernel_size) .. ")")
-    end
-    o.kernel_size = opts.kernel_size or 0
-    if opts.stride ~= nil and (type(opts.stride) ~= "number" or opts.stride ~= math.floor(opts.stride)
-        or opts.stride < 1 or opts.stride >= 2^53) then
-      raise("attention: opts.stride must be an integer >= 1 (got " .. tostring(opts.stride) .. ")")
-    end
-    o.stride = opts.stride or 0
+    set_neighborhood_options(o, opts)
     local kernel = kernel_kinds[opts.kernel or "auto"]
     if kernel == nil then raise("attention: opts.kernel must be 'auto', 'dense' or 'tiled' (got " .. tostring(opts.kernel) .. ")") end
     o.kernel = kernel

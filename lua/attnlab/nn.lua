@@ -226,9 +226,10 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 ---------------------------------------------------------------------------------------------------
 -- MultiHeadAttention{dim=, heads=, head_dim=dim/heads, kv_heads=heads, out_dim=dim, variant="softmax",
 --                    causal=false, bias=true, scale=nil, norm=nil, window=, kernel_size=, stride=,
---                    kernel=, attention={...}}
---   The variant's own options (window, kernel_size, stride, kernel, or any lab.attention option in
---   the table `attention`) go to every lab.attention call.
+--                    dilation=, grid=, kernel=, attention={...}}
+--   The variant's own options (window, kernel_size, stride, dilation, grid, kernel, or any
+--   lab.attention option in the table `attention`) go to every lab.attention call; with a grid
+--   (neighborhood variants) N must equal the grid's product.
 --   forward(x [, context]) -> (B, N, out_dim); keys and values come from context (cross-attention)
 --   or from x (self-attention).  Analysis hooks, per module:
 --     m.record = true        keep the last attention map in m.weights (B, H, N, M), detached
@@ -242,7 +243,7 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 --                            differentiably (SoftPAG's identity interpolation, ACT's calibration, ...)
 ---------------------------------------------------------------------------------------------------
 -- the variant options MultiHeadAttention and TransformerBlock take by name and hand to lab.attention
-nn.attention_option_names = { "window", "kernel_size", "stride", "kernel" }
+nn.attention_option_names = { "window", "kernel_size", "stride", "dilation", "grid", "kernel" }
 
 local MHA = nn.class("MultiHeadAttention")
 nn.MultiHeadAttention = MHA

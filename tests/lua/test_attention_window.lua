@@ -2,7 +2,8 @@
 -- "sliding_window", "neighborhood" and "strided_neighborhood", against dense softmax attention
 -- with the same keys given as an explicit mask (float64), in both kernel paths (few queries per kv head: rows walked in place;
 -- many: transposed), causal both ways, and their gradients against central differences.  A window
--- as wide as the sequence must equal plain softmax attention.
+-- as wide as the sequence must equal plain softmax attention.  The neighborhood variants also with
+-- dilation (1-D; the key-list kernel), against NATTEN's dilated rules.
 --   ./build/attnlab tests/lua/test_attention_window.lua
 local check = dofile("tests/lua/check.lua")("attention_window")
 local lab = lab or require "attnlab"
@@ -14,21 +15,8 @@ local function max_abs_diff(a, b) return (a - b):abs():max():item() end
 -- The variant given by opts against softmax attention with the same keys as an explicit mask:
 -- output and map equal to 1e-12 and, with grads, its gradients against central differences.
 -- Returns the variant's map.
-local function check_as_mask(label, opts, q, k, v, mask, grads)
-  local with_map = { weights = true }
-  for key, val in pairs(opts) do with_map[key] = val end
-  local out, w = lab.attention(q, k, v, with_map)
-  local ref, ref_w = lab.attention(q, k, v, { mask = mask, weights = true })
-  check.ok(max_abs_diff(out, ref) < 1e-12, label .. ": equals softmax with the same keys as a mask",
-    tostring(max_abs_diff(out, ref)))
-  check.ok(max_abs_diff(w, ref_w) < 1e-12, label .. ": the same map")
-  if grads then
-    local R = rnd(out:shape())
-    for _, x in ipairs{ q, k, v } do x:requires_grad(true) end
-    check.gradients(function() return (lab.attention(q, k, v, opts) * R):sum() end, { q = q, k = k, v = v }, label)
-  end
-  return w
-end
+local nref = dofile("tests/lua/neighborhood_reference.lua")
+local function check_as_mask(...) return nref.check_as_mask(check, ...) end
 
 -- the band as a (N, M) mask: |j - diag| <= w, with diag = i (+ M - N for bottom-right), j <= diag when causal
 local function band(N, M, w, causal)
@@ -67,25 +55,9 @@ check.ok(max_abs_diff(lab.attention(q, k, v, { variant = "sliding_window", windo
   lab.attention(q, k, v, { causal = true })) < 1e-12, "causal window >= N equals causal softmax")
 
 ---------------------------------------------------------------------------------------------------
--- neighborhood (NATTEN, 1-D): the window rule written out independently here
+-- neighborhood (NATTEN, 1-D): the window rule written out independently (neighborhood_reference.lua)
 ---------------------------------------------------------------------------------------------------
-local function natten_mask(L, ks, causal)
-  local m, r = {}, math.floor(ks / 2)
-  for i = 0, L - 1 do
-    local row = {}
-    for j = 0, L - 1 do
-      local ok
-      if causal then ok = i - j >= 0 and i - j < ks
-      else
-        local start = math.max(i - r, 0) + ((i + r >= L) and (L - i - r - 1) or 0)
-        ok = j >= start and j < start + ks
-      end
-      row[j + 1] = ok and 1 or 0
-    end
-    m[i + 1] = row
-  end
-  return lab.tensor(m, "float64")
-end
+local function natten_mask(L, ks, causal) return nref.grid_mask({ L }, ks, 1, 1, causal) end
 
 for _, case in ipairs{
   { name = "neighborhood k=3", B = 2, H = 2, L = 9, ks = 3, causal = false },
@@ -110,29 +82,9 @@ check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", ker
 check.fails(function() lab.attention(q9, k9, v9, { kernel_size = 3 }) end, "kernel_size and stride are options of the neighborhood variants")
 
 ---------------------------------------------------------------------------------------------------
--- strided neighborhood (GNA): the rule of NATTEN's flex backend written out here
+-- strided neighborhood (GNA): the rule of NATTEN's flex backend (neighborhood_reference.lua)
 ---------------------------------------------------------------------------------------------------
-local function gna_mask(L, ks, stride, causal)
-  local m = {}
-  for i = 0, L - 1 do
-    local row = {}
-    for j = 0, L - 1 do
-      local ok
-      if causal then
-        local leader = math.min(math.floor(i / stride) * stride + stride - 1, L - 1)
-        ok = j <= i and leader - j < ks
-      else
-        local leader = math.min(math.floor(i / stride) * stride + math.floor(stride / 2), L - 1)
-        local left, right = math.floor(ks / 2), math.floor(ks / 2) + ks % 2 - 1
-        local c = math.max(left, math.min(leader, L - 1 - right))
-        ok = j >= c - left and j <= c + right
-      end
-      row[j + 1] = ok and 1 or 0
-    end
-    m[i + 1] = row
-  end
-  return lab.tensor(m, "float64")
-end
+local function gna_mask(L, ks, stride, causal) return nref.grid_mask({ L }, ks, stride, 1, causal) end
 for _, case in ipairs{ { L = 12, ks = 4, s = 2, causal = false }, { L = 11, ks = 5, s = 3, causal = false },
                        { L = 12, ks = 4, s = 3, causal = true }, { L = 9, ks = 3, s = 1, causal = false } } do
   local gq, gk, gv = rnd{ 1, 2, case.L, 4 }, rnd{ 1, 2, case.L, 4 }, rnd{ 1, 2, case.L, 3 }
@@ -151,6 +103,49 @@ check_as_mask("GNA L=7 k=4 s=2", { variant = "strided_neighborhood", kernel_size
   rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 3 }, rnd{ 1, 1, 7, 2 }, gna_mask(7, 4, 2, false), true)
 check.fails(function() lab.attention(q9, k9, v9, { variant = "strided_neighborhood", kernel_size = 3 }) end, "needs stride >= 1")
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 3, stride = 2 }) end, "takes no stride")
+
+---------------------------------------------------------------------------------------------------
+-- dilated neighborhood and GNA (1-D): NATTEN's rules for dilation (neighborhood_reference.lua)
+---------------------------------------------------------------------------------------------------
+for _, case in ipairs{
+  { L = 12, ks = 3, dil = 2, grads = true }, { L = 11, ks = 3, dil = 3 }, { L = 10, ks = 5, dil = 2 },
+  { L = 11, ks = 3, dil = 3, causal = true }, { L = 9, ks = 4, dil = 2, causal = true, grads = true },
+  { L = 13, ks = 4, dil = 3, s = 2 }, { L = 12, ks = 3, dil = 2, s = 2, causal = true },
+} do
+  local dq, dk, dv = rnd{ 1, 2, case.L, 4 }, rnd{ 1, 2, case.L, 4 }, rnd{ 1, 2, case.L, 3 }
+  local name = string.format("dilated %s L=%d k=%d dilation=%d%s%s", case.s and "GNA" or "neighborhood", case.L, case.ks,
+    case.dil, case.s and (" s=" .. case.s) or "", case.causal and " causal" or "")
+  local w = check_as_mask(name, { variant = case.s and "strided_neighborhood" or "neighborhood", kernel_size = case.ks,
+    stride = case.s, dilation = case.dil, causal = case.causal }, dq, dk, dv,
+    nref.grid_mask({ case.L }, case.ks, case.s, case.dil, case.causal), case.grads)
+  if not case.causal then
+    local keys = w:gt(0):sum(4)
+    check.ok(keys:min():item() == case.ks and keys:max():item() == case.ks, name .. ": every query sees exactly k keys")
+  end
+end
+-- with L a multiple of the dilation, each dilation group is an undilated neighborhood on its own
+do
+  local L, dil, ks = 12, 3, 3
+  local dq, dk, dv = rnd{ 1, 2, L, 4 }, rnd{ 1, 2, L, 4 }, rnd{ 1, 2, L, 3 }
+  local out = lab.attention(dq, dk, dv, { variant = "neighborhood", kernel_size = ks, dilation = dil })
+  local worst = 0
+  for g = 1, dil do
+    local function group(t)
+      local rows = {}
+      for i = g, L, dil do rows[#rows + 1] = t:narrow(3, i, 1) end
+      return lab.cat(rows, 3)
+    end
+    local sub = lab.attention(group(dq), group(dk), group(dv), { variant = "neighborhood", kernel_size = ks })
+    worst = math.max(worst, max_abs_diff(group(out), sub))
+  end
+  check.ok(worst < 1e-12, "dilation 3 on L = 12: each group equals the undilated neighborhood on it", tostring(worst))
+  check.ok(max_abs_diff(lab.attention(dq, dk, dv, { variant = "neighborhood", kernel_size = ks, dilation = 1 }),
+    lab.attention(dq, dk, dv, { variant = "neighborhood", kernel_size = ks })) < 1e-12, "dilation 1 is the undilated neighborhood")
+end
+check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 5, dilation = 2 }) end,
+  "needs N = M >= kernel_size * dilation")
+check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 3, dilation = 1.5 }) end,
+  "opts.dilation must be an integer >= 1")
 
 -- refusals
 check.fails(function() lab.attention(q, k, v, { variant = "sliding_window" }) end, "needs window >= 1")
