@@ -95,9 +95,6 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
 al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
-/* Checks the neighborhood options of p->opts against N = M and fills p->nbhd
- * (neighborhood_layout.c); false with an error naming the option and the shapes. */
-bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided);
 al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **weights);
@@ -106,12 +103,22 @@ al_tensor *attention_pointer_forward(const attention_problem *p, al_tensor **wei
 al_tensor *attention_landmark_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_hyper_forward(const attention_problem *p, al_tensor **weights);
 al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_flow_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_local_linear_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_delta_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_random_feature_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_agent_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_moh_forward(const attention_problem *p, al_tensor **weights);
+al_tensor *attention_tensor_forward(const attention_problem *p, al_tensor **weights);
+
+/* Checks the neighborhood options of p->opts against N = M and fills p->nbhd
+ * (neighborhood_layout.c); false with an error naming the option and the shapes. */
+bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided);
 
 /* Ranking for the top-k selections (topk_mask, dynamic_mask, routing): sorts n scored positions
  * by score, largest first, ties to the lower position, NaN last (topk_mask.c). */
 typedef struct { double score; int64_t pos; } scored_position;
 void rank_descending(scored_position *items, int64_t n);
-
 
 /* S (B, H, N, M) with -inf where causal or opts.mask forbids (masked_logits.c); differentiable in S */
 al_tensor *attention_mask_logits(const attention_problem *p, const al_tensor *S);
@@ -125,14 +132,6 @@ al_tensor *attention_softmax_over_visible(const attention_problem *p, const char
                                           const char *tiled_name, al_tensor **weights);
 /* The tiled online-softmax kernel (tiled.c): no map, O(N) memory beyond inputs and outputs. */
 al_tensor *attention_tiled_forward(const attention_problem *p, const char *name);
-
-al_tensor *attention_flow_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_local_linear_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_delta_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_random_feature_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_agent_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_moh_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_tensor_forward(const attention_problem *p, al_tensor **weights);
 
 /* The prefix-state recurrence (recurrence.c): S_t = alpha_t S_{t-1} + w_t k_t^T with
  * w_t = beta_t (v_t - [delta] alpha_t S_{t-1} k_t), read as y_i = S_i (scale q_i) when causal (N = M)
