@@ -103,15 +103,16 @@ al_tensor *al_sum_to_shape(const al_tensor *g, int ndim, const int64_t *shape);
 void al_rng_normal_fill(float *f32, double *f64, int64_t n);
 
 /* ---- strided iteration ------------------------------------------------------------------- */
-/* Calls fn(row_ptrs, inner_len, inner_strides, arg) for every innermost row of up to 3 operands
- * laid over a common shape; strides are in elements. */
+/* Calls fn(row_ptrs, inner_len, inner_strides, arg) for every innermost row of up to
+ * AL_ITER_MAX_OPERANDS operands laid over a common shape; strides are in elements. */
+enum { AL_ITER_MAX_OPERANDS = 4 };
 typedef struct {
     int ndim;
     int64_t shape[AL_MAX_DIMS];
     int n;
-    char *base[3];
-    int64_t strides[3][AL_MAX_DIMS]; /* in elements */
-    size_t esize[3];
+    char *base[AL_ITER_MAX_OPERANDS];
+    int64_t strides[AL_ITER_MAX_OPERANDS][AL_MAX_DIMS]; /* in elements */
+    size_t esize[AL_ITER_MAX_OPERANDS];
 } al_iter;
 void al_iter_init(al_iter *it, int ndim, const int64_t *shape);
 void al_iter_add(al_iter *it, void *base, const int64_t *strides, size_t esize);

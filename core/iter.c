@@ -1,4 +1,4 @@
-/* iter.c -- strided iteration over up to three operands laid over one shape.
+/* iter.c -- strided iteration over up to AL_ITER_MAX_OPERANDS operands laid over one shape.
  *
  * Dimensions that every operand walks contiguously are merged first, so a contiguous or a plain
  * broadcast op becomes a few long rows; the rows (cut into blocks of at most `block` elements) are
@@ -51,14 +51,14 @@ static void coalesce(al_iter *it) {
 static void run_rows(const al_iter *it, int64_t first, int64_t last, int64_t len, al_row_fn fn, void *arg) {
     const int nd = it->ndim;
     int64_t idx[AL_MAX_DIMS] = {0}, r = first;
-    char *ptrs[3];
+    char *ptrs[AL_ITER_MAX_OPERANDS];
     for (int d = nd - 2; d >= 0; d--) { idx[d] = r % it->shape[d]; r /= it->shape[d]; }
     for (int k = 0; k < it->n; k++) {
         int64_t off = 0;
         for (int d = 0; d < nd - 1; d++) off += idx[d] * it->strides[k][d];
         ptrs[k] = it->base[k] + off * (int64_t)it->esize[k];
     }
-    int64_t inner[3];
+    int64_t inner[AL_ITER_MAX_OPERANDS];
     for (int k = 0; k < it->n; k++) inner[k] = it->strides[k][nd - 1];
     for (int64_t row = first; row < last; row++) {
         fn(ptrs, len, inner, arg);
@@ -90,8 +90,8 @@ void al_iter_run(al_iter *it, al_row_fn fn, void *arg) {
             int64_t start, end;
             al_thread_share(len, &start, &end);
             if (start < end) {
-                char *ptrs[3];
-                int64_t inner[3];
+                char *ptrs[AL_ITER_MAX_OPERANDS];
+                int64_t inner[AL_ITER_MAX_OPERANDS];
                 for (int k = 0; k < it->n; k++) {
                     inner[k] = it->strides[k][0];
                     ptrs[k] = it->base[k] + start * inner[k] * (int64_t)it->esize[k];

@@ -344,10 +344,16 @@ al_tensor *al_clamp(const al_tensor *a, double lo, double hi) {
 
 typedef struct { al_compare_op op; al_dtype in, out; } compare_arg;
 
+/* contiguous and against-one-value rows get loops of their own, which vectorise */
 #define CMP_LOOP(TI, TO, EXPR)                                                                  \
     do {                                                                                        \
         TO *o = (TO *)p[0]; const TI *x = (const TI *)p[1], *y = (const TI *)p[2];              \
-        for (int64_t i = 0; i < n; i++) { TI a = x[i * s[1]], b = y[i * s[2]]; o[i * s[0]] = (TO)(EXPR); } \
+        if (s[0] == 1 && s[1] == 1 && s[2] == 1)                                                \
+            for (int64_t i = 0; i < n; i++) { TI a = x[i], b = y[i]; o[i] = (TO)(EXPR); }       \
+        else if (s[0] == 1 && s[1] == 1 && s[2] == 0)                                           \
+            for (int64_t i = 0; i < n; i++) { TI a = x[i], b = y[0]; o[i] = (TO)(EXPR); }       \
+        else                                                                                    \
+            for (int64_t i = 0; i < n; i++) { TI a = x[i * s[1]], b = y[i * s[2]]; o[i * s[0]] = (TO)(EXPR); } \
     } while (0)
 #define CMP_CASES(TI, TO)                                                                       \
     switch (arg->op) {                                                                          \
@@ -422,6 +428,23 @@ static void where_backward(al_node *node, const al_tensor *g) {
 }
 
 /* where = cond01 * a + (1 - cond01) * b would turn inf * 0 into NaN; select instead. */
+/* out = keep != 0 ? a : b, all of one dtype (keep is cond as 0/1 in that dtype) */
+#define WHERE_LOOP(T)                                                                           \
+    do {                                                                                        \
+        T *o = (T *)p[0]; const T *c = (const T *)p[1], *x = (const T *)p[2], *y = (const T *)p[3]; \
+        if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1)                                   \
+            for (int64_t i = 0; i < n; i++) o[i] = c[i] != 0 ? x[i] : y[i];                     \
+        else                                                                                    \
+            for (int64_t i = 0; i < n; i++) o[i * s[0]] = c[i * s[1]] != 0 ? x[i * s[2]] : y[i * s[3]]; \
+    } while (0)
+static void where_row(char **p, int64_t n, const int64_t *s, void *varg) {
+    switch (*(const al_dtype *)varg) {
+    case AL_FLOAT32: WHERE_LOOP(float); break;
+    case AL_FLOAT64: WHERE_LOOP(double); break;
+    default: WHERE_LOOP(int64_t); break;
+    }
+}
+
 al_tensor *al_where(const al_tensor *cond, const al_tensor *a, const al_tensor *b) {
     CHECK_TENSOR("where", cond, "cond");
     CHECK_TENSOR("where", a, "a");
@@ -430,30 +453,35 @@ al_tensor *al_where(const al_tensor *cond, const al_tensor *a, const al_tensor *
     if (!al_broadcast_shapes("where", a->ndim, a->shape, b->ndim, b->shape, &n1, s1)) return NULL;
     if (!al_broadcast_shapes("where", cond->ndim, cond->shape, n1, s1, &nd, shape)) return NULL;
     al_dtype dt = promote(a->dtype, b->dtype);
+    /* cf: cond as 0/1 in the values' dtype (float64 for int64 values); the backward keeps it */
     al_tensor *c01 = al_compare_scalar(cond, 0, AL_NE);
-    al_tensor *cf = c01 ? al_to_dtype_nograd(c01, dt == AL_INT64 ? AL_FLOAT64 : dt) : NULL;
-    al_tensor *out = cf ? al_new_tensor(nd, shape, dt) : NULL;
+    al_dtype cdt = dt == AL_INT64 ? AL_FLOAT64 : dt;
+    al_tensor *cf = c01 ? (c01->dtype == cdt ? al_retain(c01) : al_to_dtype_nograd(c01, cdt)) : NULL;
+    al_tensor *keep = cf && dt == AL_INT64 ? al_to_dtype_nograd(cf, AL_INT64) : al_retain(cf);
+    al_tensor *out = keep ? al_new_tensor(nd, shape, dt) : NULL;
     if (out) {
-        al_tensor *ca = al_to_dtype_nograd(a, dt), *cb = al_to_dtype_nograd(b, dt), *cc = al_to_dtype_nograd(cf, AL_FLOAT64);
-        if (ca && cb && cc) {
-            int64_t sa[AL_MAX_DIMS], sb[AL_MAX_DIMS], sc[AL_MAX_DIMS], idx[AL_MAX_DIMS] = {0};
+        al_tensor *ca = a->dtype == dt ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, dt);
+        al_tensor *cb = b->dtype == dt ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, dt);
+        if (ca && cb) {
+            int64_t sc[AL_MAX_DIMS], sa[AL_MAX_DIMS], sb[AL_MAX_DIMS];
+            al_broadcast_strides(keep, nd, shape, sc);
             al_broadcast_strides(ca, nd, shape, sa);
             al_broadcast_strides(cb, nd, shape, sb);
-            al_broadcast_strides(cc, nd, shape, sc);
-            int64_t total = al_numel(out);
-            size_t es = al_dtype_size(dt);
-            char *o = al_ptr(out);
-            for (int64_t k = 0; k < total; k++) {
-                int64_t oa = 0, ob = 0, oc = 0;
-                for (int d = 0; d < nd; d++) { oa += idx[d] * sa[d]; ob += idx[d] * sb[d]; oc += idx[d] * sc[d]; }
-                const char *src = ((const double *)al_ptr(cc))[oc] != 0 ? (const char *)al_ptr(ca) + oa * (int64_t)es
-                                                                        : (const char *)al_ptr(cb) + ob * (int64_t)es;
-                for (size_t byte = 0; byte < es; byte++) o[(size_t)k * es + byte] = src[byte];
-                for (int d = nd - 1; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
-            }
+            const size_t es = al_dtype_size(dt);
+            al_iter it;
+            al_iter_init(&it, nd, shape);
+            al_iter_add(&it, al_ptr(out), out->strides, es);
+            al_iter_add(&it, al_ptr(keep), sc, es);
+            al_iter_add(&it, al_ptr(ca), sa, es);
+            al_iter_add(&it, al_ptr(cb), sb, es);
+            al_iter_run(&it, where_row, &dt);
+        } else {
+            al_release(out);
+            out = NULL;
         }
-        al_release(ca); al_release(cb); al_release(cc);
+        al_release(ca); al_release(cb);
     }
+    al_release(keep);
     if (out && al_grad_needed2(a, b) && al_is_float(dt)) {
         const al_tensor *in[2] = {a, b};
         al_node *node = al_record(out, "where", where_backward, 2, in);
