@@ -86,8 +86,9 @@ typedef struct {
     T mx = -INFINITY;                                                                           \
     for (int64_t e = e0; e < e1; e++) {                                                         \
         const int64_t j = L->keys[e];                                                           \
-        const T *kr = K + row_offset(p->k, b, hk, j);                                           \
+        const T *restrict kr = K + row_offset(p->k, b, hk, j);                                  \
         T s = 0;                                                                                \
+        _Pragma("omp simd reduction(+:s)")                                                      \
         for (int64_t c = 0; c < d; c++) s += q[c] * kr[c];                                      \
         s *= scale;                                                                             \
         if (L->offsets) s += (T)L->offsets[e];                                                  \
@@ -117,12 +118,17 @@ static void sparse_forward_##T(const attention_problem *p, const sparse_lists *L
             for (int64_t i = 0; i < p->N; i++) {                                                \
                 const int64_t r = (b * p->H + h) * p->N + i;                                    \
                 SPARSE_LOGITS(T, EXP)                                                           \
-                T *o = O + r * dv;                                                              \
-                for (int64_t c = 0; c < dv; c++) o[c] = 0;                                      \
+                /* the sum in a local row (no store per key: o may alias nothing, but the      \
+                 * compiler cannot know that of a pointer) */                                   \
+                T acc[dv > 0 ? dv : 1];                                                         \
+                for (int64_t c = 0; c < dv; c++) acc[c] = 0;                                    \
                 for (int64_t e = e0; e < e1; e++) {                                             \
-                    const T *vr = V + row_offset(p->v, b, hk, L->keys[e]), w = P[e];            \
-                    for (int64_t c = 0; c < dv; c++) o[c] += w * vr[c];                         \
+                    const T *restrict vr = V + row_offset(p->v, b, hk, L->keys[e]), w = P[e];   \
+                    _Pragma("omp simd")                                                         \
+                    for (int64_t c = 0; c < dv; c++) acc[c] += w * vr[c];                       \
                 }                                                                               \
+                T *o = O + r * dv;                                                              \
+                for (int64_t c = 0; c < dv; c++) o[c] = acc[c];                                 \
             }                                                                                   \
     }                                                                                           \
 }
@@ -146,24 +152,38 @@ static void sparse_backward_##T(const attention_problem *p, const sparse_lists *
                 const T *go = dO + r * dv, *q = Q + row_offset(p->q, b, h, i);                  \
                 T delta = 0;                                                                    \
                 for (int64_t e = e0; e < e1; e++) {                                             \
-                    const T *vr = V + row_offset(p->v, b, hk, L->keys[e]);                      \
+                    const T *restrict vr = V + row_offset(p->v, b, hk, L->keys[e]);             \
                     T dp = 0;                                                                   \
+                    _Pragma("omp simd reduction(+:dp)")                                         \
                     for (int64_t c = 0; c < dv; c++) dp += go[c] * vr[c];                       \
                     delta += P[e] * dp;                                                         \
                 }                                                                               \
-                T *dq = dQ ? dQ + r * d : NULL;                                                 \
+                T dq_row[d > 0 ? d : 1];   /* summed locally, written once */                   \
+                for (int64_t c = 0; c < d; c++) dq_row[c] = 0;                                  \
                 for (int64_t e = e0; e < e1; e++) {                                             \
                     const int64_t j = L->keys[e], kv_row = (b * p->Hkv + hk) * M + j;            \
-                    const T *vr = V + row_offset(p->v, b, hk, j), *kr = K + row_offset(p->k, b, hk, j); \
+                    const T *restrict vr = V + row_offset(p->v, b, hk, j);                      \
+                    const T *restrict kr = K + row_offset(p->k, b, hk, j);                      \
                     T dp = 0;                                                                   \
+                    _Pragma("omp simd reduction(+:dp)")                                         \
                     for (int64_t c = 0; c < dv; c++) dp += go[c] * vr[c];                       \
-                    const T ds = P[e] * (dp - delta);                                           \
-                    if (dV) for (int64_t c = 0; c < dv; c++) dV[kv_row * dv + c] += P[e] * go[c]; \
-                    if (dq) for (int64_t c = 0; c < d; c++) dq[c] += scale * ds * kr[c];        \
-                    if (dK) for (int64_t c = 0; c < d; c++) dK[kv_row * d + c] += scale * ds * q[c]; \
+                    const T ds = P[e] * (dp - delta), pe = P[e], sds = scale * ds;              \
+                    if (dV) {                                                                   \
+                        T *restrict dvr = dV + kv_row * dv;                                     \
+                        _Pragma("omp simd")                                                     \
+                        for (int64_t c = 0; c < dv; c++) dvr[c] += pe * go[c];                  \
+                    }                                                                           \
+                    _Pragma("omp simd")                                                         \
+                    for (int64_t c = 0; c < d; c++) dq_row[c] += sds * kr[c];                   \
+                    if (dK) {                                                                   \
+                        T *restrict dkr = dK + kv_row * d;                                      \
+                        _Pragma("omp simd")                                                     \
+                        for (int64_t c = 0; c < d; c++) dkr[c] += sds * q[c];                   \
+                    }                                                                           \
                     if (dKB) dKB[kv_row] += ds;                                                 \
                     if (dBias) dBias[r * M + j] += ds;                                          \
                 }                                                                               \
+                if (dQ) for (int64_t c = 0; c < d; c++) dQ[r * d + c] += dq_row[c];            \
             }                                                                                   \
     }                                                                                           \
 }
