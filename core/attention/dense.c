@@ -97,15 +97,27 @@ SCALED_ROWS(double)
     case 8: CALL(8); return;   case 16: CALL(16); return; case 21: CALL(21); return;            \
     case 32: CALL(32); return; case 64: CALL(64); return; default: CALL(width); return;         \
     }
+/* Float rows of at most 8 elements go to the masked-vector kernels where the target has them: the
+ * ICL step (heads of 6) went from 0.80 to 0.71 ms (with the two-range zero fill below). */
+#if defined(__AVX512VL__)
+#include "short_rows_avx512.h"
+#define SHORT_ROWS_float(CALL) if (width <= SHORT_ROW_MAX) { CALL; return; }
+#else
+#define SHORT_ROWS_float(CALL)
+#endif
+#define SHORT_ROWS_double(CALL)
 #define WIDTH_DISPATCH(T)                                                                       \
 static void dots_##T(const T *x, const T *base, int64_t stride, int64_t width, int64_t n, T scale, T *out) { \
+    SHORT_ROWS_##T(dots_short_##T(x, base, stride, width, n, scale, out))                       \
     WIDTH_CASES(DOTS_CALL_##T)                                                                  \
 }                                                                                               \
 static void weighted_rows_##T(const T *w, const T *base, int64_t stride, int64_t width, int64_t n, T *out) { \
+    SHORT_ROWS_##T(weighted_rows_short_##T(w, base, stride, width, n, out))                     \
     WIDTH_CASES(WEIGHTED_CALL_##T)                                                              \
 }                                                                                               \
 static void scaled_rows_##T(T *base, int64_t stride, int64_t width, int64_t n, const T *w, T scale, \
                             const T *x, int accumulate) {                                       \
+    SHORT_ROWS_##T(scaled_rows_short_##T(base, stride, width, n, w, scale, x, accumulate))      \
     WIDTH_CASES(SCALED_CALL_##T)                                                                \
 }
 #define DOTS_CALL_float(W) dots_impl_float(x, base, stride, W, n, scale, out)
@@ -270,12 +282,16 @@ static void dense_backward_rows_##T(const attention_problem *p, dense_normalisat
     /* with a single query per (batch, kv head), each row of dk and dv gets exactly one
      * contribution: assign it, with no zero fill and no read-modify-write */                   \
     const int accumulate = N * group > 1;                                                       \
-    int64_t lo0;                                                                                \
-    const int64_t end0 = visible_range(p, 0, &lo0);                                             \
-    for (int64_t j = 0; j < M; j++) {   /* rows no single query writes start at 0 */            \
-        if (!accumulate && j >= lo0 && j < end0) continue;                                      \
-        if (dkb) for (int64_t c = 0; c < d; c++) dkb[j * dks + c] = 0;                          \
-        if (dvb) for (int64_t c = 0; c < dv; c++) dvb[j * dvs + c] = 0;                         \
+    int64_t lo0 = 0, end0 = 0;   /* rows no single query writes start at 0: [0, lo0), [end0, M) */ \
+    if (!accumulate) end0 = visible_range(p, 0, &lo0);                                          \
+    /* two ranges, not one loop over M that skips the written rows: that loop's tests cost 2.5%  \
+     * of the ICL step when it zeroed nothing */                                                \
+    for (int part = 0; part < 2; part++) {                                                      \
+        const int64_t from = part ? end0 : 0, to = part ? M : lo0;                              \
+        for (int64_t j = from; j < to; j++) {                                                   \
+            if (dkb) for (int64_t c = 0; c < d; c++) dkb[j * dks + c] = 0;                      \
+            if (dvb) for (int64_t c = 0; c < dv; c++) dvb[j * dvs + c] = 0;                     \
+        }                                                                                       \
     }                                                                                           \
     for (int64_t h = hk * group; h < (hk + 1) * group; h++) {                                   \
         const int64_t bh = b * p->H + h;                                                        \
