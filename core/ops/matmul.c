@@ -5,17 +5,16 @@
  *     a BLAS call costs more than the arithmetic here;
  *   - many rows against a small right operand (k <= 32, a few widths m): a register-blocked
  *     panel kernel (measured 90 us faster than OpenBLAS on the toy tasks' three projections);
+ *     for float with k <= 8, m <= 32 on AVX-512, B held in registers (matmul_avx512.h: ICL step
+ *     0.49-0.55 -> 0.45-0.48 ms);
  *   - few rows and columns summed over a long k with A transposed (a linear map's weight
- *     gradient), float on AVX-512: a sum of outer products in registers (ICL step 0.67-0.73 ->
- *     0.57-0.61 ms against OpenBLAS, which packs the transposed operand first);
+ *     gradient), float on AVX-512: a sum of outer products in registers (matmul_avx512.h: ICL
+ *     step 0.67-0.73 -> 0.57-0.61 ms against OpenBLAS, which packs the transposed operand first);
  *   - many medium matrices: one BLAS call per matrix, batches shared among threads;
  *   - large matrices: the rows of each product split among threads, one BLAS call per slice.
  * OpenBLAS itself always runs single-threaded (see threads.c). */
 #include "../internal.h"
 #include <cblas.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +78,8 @@ SMALL_KERNEL(double)
  * the projections split over 2 threads, 0.95 ms on one). */
 enum { SPLIT_WORK = 1 << 22 };
 
+#include "matmul_avx512.h"
+
 /* Many rows against a small B (k <= SMALL_K, m one of a few widths): the toy tasks' projections,
  * (10240 x 6) x (6 x 24).  With m a compile-time constant a row of C lives in registers for the whole
  * sum over k and is stored once; OpenBLAS, built for large k, reaches a third of this here. */
@@ -103,13 +104,17 @@ PANEL_WIDTHS(PANEL_KERNEL, float)
 PANEL_WIDTHS(PANEL_KERNEL, double)
 
 /* Runs the panel kernel when m is one of its widths (B packed contiguous first); false otherwise. */
+/* float: the AVX-512 panel kernel first (matmul_avx512.h; it declines shapes it does not take) */
+#define PANEL_AVX512_float if (panel_rows_avx512(j, packed)) return true;
+#define PANEL_AVX512_double
 #define PANEL_DISPATCH(T)                                                                       \
     static bool panel_matmul_##T(const matrix_job *j) {                                         \
         if (j->k > SMALL_K || j->k < 1) return false;                                           \
-        T packed[SMALL_K * SMALL_M];                                                            \
+        T packed[SMALL_K * SMALL_M] = {0};  /* zeros: the vector kernel loads whole rows, masked */ \
         const T *B = (const T *)j->b;                                                           \
         for (int64_t p = 0; p < j->k; p++)                                                      \
             for (int64_t q = 0; q < j->m && q < SMALL_M; q++) packed[p * j->m + q] = B[p * j->bs0 + q * j->bs1]; \
+        PANEL_AVX512_##T                                                                        \
         switch (j->m) {                                                                         \
         case 4: panel_matmul_##T##_4(j, packed); return true;                                   \
         case 6: panel_matmul_##T##_6(j, packed); return true;                                   \
@@ -126,66 +131,6 @@ PANEL_WIDTHS(PANEL_KERNEL, double)
 PANEL_DISPATCH(float)
 PANEL_DISPATCH(double)
 
-/* Few rows and columns of C summed over a long k, with A's columns contiguous: the weight gradient
- * of a linear map, dW = g^T x, (24 x 10240) x (10240 x 6) for the toy tasks' projections.  C is a
- * sum of k outer products of A's column p (contiguous, up to OUTER_N lanes in two vectors) and B's
- * row p; the (up to) 2 x OUTER_M accumulators stay in registers for the whole pass over k, which
- * reads A and B once.  OpenBLAS packs the transposed operand first for this shape. */
-#if defined(__AVX512F__)
-enum { OUTER_N = 32, OUTER_M = 8, OUTER_MIN_K = 256 };
-/* One block of up to OUTER_N rows of C; mm (<= OUTER_M) is a constant at every call, so the
- * accumulators the block does not use vanish.  They are named variables, not an array: with an
- * array GCC stored every accumulator to the stack on each step of the sum over k. */
-#define OUTER_STEP(q) if ((q) < mm) { const __m512 bq = _mm512_set1_ps(b[q]);                 \
-        c##q##a = _mm512_fmadd_ps(a0, bq, c##q##a); c##q##b = _mm512_fmadd_ps(a1, bq, c##q##b); }
-#define OUTER_STORE(q) if ((q) < mm) { _mm512_storeu_ps(col, c##q##a); _mm512_storeu_ps(col + 16, c##q##b); \
-        for (int64_t i = 0; i < rows; i++) C[(i0 + i) * mm + (q)] = col[i]; }
-static inline __attribute__((always_inline)) void outer_sum_block(const matrix_job *j, int64_t i0, int64_t rows,
-                                                                  __mmask16 m0, __mmask16 m1, const int mm) {
-    const float *A = (const float *)j->a + i0, *B = (const float *)j->b;
-    float *C = (float *)j->c;
-    const int64_t k = j->k, as1 = j->as1, bs0 = j->bs0;
-    __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a;
-    __m512 c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
-    for (int64_t p = 0; p < k; p++) {
-        const float *a = A + p * as1, *b = B + p * bs0;
-        const __m512 a0 = _mm512_maskz_loadu_ps(m0, a), a1 = _mm512_maskz_loadu_ps(m1, a + 16);
-        OUTER_STEP(0) OUTER_STEP(1) OUTER_STEP(2) OUTER_STEP(3)
-        OUTER_STEP(4) OUTER_STEP(5) OUTER_STEP(6) OUTER_STEP(7)
-    }
-    float col[OUTER_N];   /* column q of this block of C */
-    OUTER_STORE(0) OUTER_STORE(1) OUTER_STORE(2) OUTER_STORE(3)
-    OUTER_STORE(4) OUTER_STORE(5) OUTER_STORE(6) OUTER_STORE(7)
-}
-#undef OUTER_STEP
-#undef OUTER_STORE
-
-/* The outer-product kernel when the product has its shape (float, A's columns and B's rows
- * contiguous, m <= OUTER_M, a long k, one thread's worth of work); false otherwise. */
-static bool outer_sum_matmul(const matrix_job *j, al_dtype dt) {
-    if (dt != AL_FLOAT32 || j->as0 != 1 || j->bs1 != 1 || j->m > OUTER_M || j->k < OUTER_MIN_K ||
-        j->n * j->k * j->m >= SPLIT_WORK)
-        return false;
-    for (int64_t i0 = 0; i0 < j->n; i0 += OUTER_N) {
-        const int64_t rows = j->n - i0 < OUTER_N ? j->n - i0 : OUTER_N;
-        const __mmask16 m0 = (__mmask16)(rows >= 16 ? 0xffff : (1u << rows) - 1u);
-        const __mmask16 m1 = (__mmask16)(rows <= 16 ? 0 : rows >= 32 ? 0xffff : (1u << (rows - 16)) - 1u);
-        switch (j->m) {
-        case 1: outer_sum_block(j, i0, rows, m0, m1, 1); break;
-        case 2: outer_sum_block(j, i0, rows, m0, m1, 2); break;
-        case 3: outer_sum_block(j, i0, rows, m0, m1, 3); break;
-        case 4: outer_sum_block(j, i0, rows, m0, m1, 4); break;
-        case 5: outer_sum_block(j, i0, rows, m0, m1, 5); break;
-        case 6: outer_sum_block(j, i0, rows, m0, m1, 6); break;
-        case 7: outer_sum_block(j, i0, rows, m0, m1, 7); break;
-        default: outer_sum_block(j, i0, rows, m0, m1, 8); break;
-        }
-    }
-    return true;
-}
-#else
-static bool outer_sum_matmul(const matrix_job *j, al_dtype dt) { (void)j; (void)dt; return false; }
-#endif
 
 /* Runs a kernel on a product, split by rows among the threads when the product is large enough to
  * pay for waking them (SPLIT_WORK) and the caller is not already splitting a batch. */
