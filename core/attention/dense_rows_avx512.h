@@ -1,6 +1,7 @@
 /* dense_rows_avx512.h -- dense.c's float kernels on AVX-512: the three kernels over short rows (dot
  * products with many rows, weighted sums of rows, outer products into rows) for rows of at most 8
- * elements, with one masked 8-lane vector per row; and the softmax of one row of logits.
+ * elements, with one masked 8-lane vector per row; the softmax of one row of logits and the dot
+ * product of two rows, with masked tails and tree reductions.
  *
  * The rows path of the dense kernel (few queries per (batch, kv head)) walks keys and values as
  * rows of the head size, which is short in the toy tasks (6).  Compiled from plain loops, each row
@@ -9,8 +10,9 @@
  * and eight dot products are reduced together by a transposing tree of horizontal adds.
  *
  * Included by dense.c only, where __AVX512VL__ is defined (AVX-512 masks on 256-bit vectors). */
-#include "../internal.h"
 #include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
 
 enum { SHORT_ROW_MAX = 8 };
 
