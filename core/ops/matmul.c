@@ -1,10 +1,15 @@
 /* matmul.c -- batched matrix products with broadcasting, and small linear solves.
  *
- * Three paths, chosen by size (bench/RESULTS.md has the measurements behind the thresholds):
+ * The paths, chosen by shape and size (bench/RESULTS.md has the measurements behind the thresholds):
  *   - tiny matrices (the toy tasks' 6x6 heads): a plain C kernel, batches shared among threads;
  *     a BLAS call costs more than the arithmetic here;
  *   - many rows against a small right operand (k <= 32, a few widths m): a register-blocked
  *     panel kernel (measured 90 us faster than OpenBLAS on the toy tasks' three projections);
+ *     for float with k <= 8, m <= 32 on AVX-512, B held in registers (matmul_avx512.h: ICL step
+ *     0.49-0.55 -> 0.45-0.48 ms);
+ *   - few rows and columns summed over a long k with A transposed (a linear map's weight
+ *     gradient), float on AVX-512: a sum of outer products in registers (matmul_avx512.h: ICL
+ *     step 0.67-0.73 -> 0.57-0.61 ms against OpenBLAS, which packs the transposed operand first);
  *   - many medium matrices: one BLAS call per matrix, batches shared among threads;
  *   - large matrices: the rows of each product split among threads, one BLAS call per slice.
  * OpenBLAS itself always runs single-threaded (see threads.c). */
@@ -73,6 +78,8 @@ SMALL_KERNEL(double)
  * the projections split over 2 threads, 0.95 ms on one). */
 enum { SPLIT_WORK = 1 << 22 };
 
+#include "matmul_avx512.h"
+
 /* Many rows against a small B (k <= SMALL_K, m one of a few widths): the toy tasks' projections,
  * (10240 x 6) x (6 x 24).  With m a compile-time constant a row of C lives in registers for the whole
  * sum over k and is stored once; OpenBLAS, built for large k, reaches a third of this here. */
@@ -97,13 +104,17 @@ PANEL_WIDTHS(PANEL_KERNEL, float)
 PANEL_WIDTHS(PANEL_KERNEL, double)
 
 /* Runs the panel kernel when m is one of its widths (B packed contiguous first); false otherwise. */
+/* float: the AVX-512 panel kernel first (matmul_avx512.h; it declines shapes it does not take) */
+#define PANEL_AVX512_float if (panel_rows_avx512(j, packed)) return true;
+#define PANEL_AVX512_double
 #define PANEL_DISPATCH(T)                                                                       \
     static bool panel_matmul_##T(const matrix_job *j) {                                         \
         if (j->k > SMALL_K || j->k < 1) return false;                                           \
-        T packed[SMALL_K * SMALL_M];                                                            \
+        T packed[SMALL_K * SMALL_M] = {0};  /* zeros: the vector kernel loads whole rows, masked */ \
         const T *B = (const T *)j->b;                                                           \
         for (int64_t p = 0; p < j->k; p++)                                                      \
             for (int64_t q = 0; q < j->m && q < SMALL_M; q++) packed[p * j->m + q] = B[p * j->bs0 + q * j->bs1]; \
+        PANEL_AVX512_##T                                                                        \
         switch (j->m) {                                                                         \
         case 4: panel_matmul_##T##_4(j, packed); return true;                                   \
         case 6: panel_matmul_##T##_6(j, packed); return true;                                   \
@@ -119,6 +130,7 @@ PANEL_WIDTHS(PANEL_KERNEL, double)
     }
 PANEL_DISPATCH(float)
 PANEL_DISPATCH(double)
+
 
 /* Runs a kernel on a product, split by rows among the threads when the product is large enough to
  * pay for waking them (SPLIT_WORK) and the caller is not already splitting a batch. */
@@ -305,7 +317,7 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
         if (k == 0) { memset(j.c, 0, (size_t)(n * m) * es); continue; }
         if (tiny) {
             if (a->dtype == AL_FLOAT32) small_matmul_float(&j); else small_matmul_double(&j);
-        } else if (!panel_matmul(&j, a->dtype, !batch_parallel)) {
+        } else if (!outer_sum_matmul(&j, a->dtype) && !panel_matmul(&j, a->dtype, !batch_parallel)) {
             blas_matmul(&j, a->dtype, !batch_parallel);
         }
     }
