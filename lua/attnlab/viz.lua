@@ -198,7 +198,8 @@ end
 function viz.matrix(name, w, opts)
   check_name("matrix", name)
   opts = check_opts("matrix", opts)
-  if not viz.due(name, opts) then return false end
+  -- one rate per (name, layer, head): the heads of one name are published by separate calls
+  if not viz.due(string.format("%s\0%s\0%s", name, tostring(opts.layer), tostring(opts.head)), opts) then return false end
   local t = as_tensor("matrix", value_of("matrix", w), "w")
   if t:dim() < 1 or t:dim() > 2 then fail("matrix", "w must be 1-d or 2-d (got shape " .. t:shape_string() .. ")") end
   write(KIND.matrix, name, t:detach(), check_index("matrix", opts.layer, "opts.layer"), check_index("matrix", opts.head, "opts.head"))

@@ -1,0 +1,649 @@
+/* viewer.c -- the attnlab viewer program (build/attnlab-view; `attnlab view` runs it).
+ *
+ *   attnlab-view RUN_DIR [--follow] [--layout L] [--step N] [--diff A] [--layer L --head H]
+ *                        [--log-y] [--scale S] [--size WxH] [--font FILE.ttf]
+ *   attnlab-view RUN_DIR --screenshot FILE.png [...]   one frame, no display needed, then exit
+ *   test and measurement options: --events FILE (scripted input, see run_event_script),
+ *   --bench-frames N (draw N frames, print the mean frame time)
+ *
+ * It reads the run directory (records.bin and metrics.jsonl, followed while they grow), draws into
+ * a memory canvas, shows the canvas in an SDL2 window, and writes the user's commands for the
+ * running script as lines appended to RUN_DIR/commands.  It redraws only when something changed
+ * or on input, and otherwise sleeps in SDL_WaitEventTimeout, so it does not take CPU from the
+ * training it watches.  Layouts: overview (default), grid, map, heads, matrices, curves, images. */
+#define _GNU_SOURCE
+#include "viewer.h"
+#include <SDL.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *layout_names[LAYOUT_COUNT] = {"overview", "grid", "map", "heads", "matrices", "curves", "images"};
+static const char *layout_keys[LAYOUT_COUNT] = {"0", "1", "2", "3", "4", "5", "6"};
+
+typedef struct {
+    const char *run_dir, *screenshot, *layout, *events, *font;
+    long step, diff, layer, head, bench_frames;
+    int width, height;
+    float scale;
+    bool log_y;
+} viewer_options;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void set_status(viewer_state *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_status(viewer_state *v, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->status, sizeof v->status, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- commands to the script ------------------------------------------------------------------ */
+
+/* One line appended with one write() on O_APPEND: the script never reads half a command. */
+static void send_command(viewer_state *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void send_command(viewer_state *v, const char *fmt, ...) {
+    char line[200], path[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= (int)sizeof line - 1) return;
+    line[n++] = '\n';
+    snprintf(path, sizeof path, "%s/commands", v->run.dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, line, (size_t)n) != n) set_status(v, "cannot write '%s': %s", path, strerror(errno));
+    else set_status(v, "sent: %.*s", n - 1, line);
+    if (fd >= 0) close(fd);
+}
+
+/* what the script said it is doing, from the last pause/resume/step event it logged */
+static const char *script_state(const viewer_state *v) {
+    for (int i = v->run.n_events - 1; i >= 0; i--) {
+        const char *t = v->run.events[i].text;
+        if (!strcmp(t, "pause") || !strcmp(t, "single step")) return "paused";
+        if (!strcmp(t, "resume")) return "running";
+    }
+    return NULL;
+}
+
+/* ---- steps ----------------------------------------------------------------------------------- */
+
+static int snapshot_index(const viewer_state *v) {
+    int64_t s = viewer_shown_step(v);
+    int idx = -1;
+    for (int i = 0; i < v->run.n_snapshots && v->run.snapshots[i] <= s; i++) idx = i;
+    return idx;
+}
+
+static void go_to_snapshot(viewer_state *v, int idx) {
+    if (v->run.n_snapshots == 0) return;
+    if (idx >= v->run.n_snapshots - 1) { v->step = -1; return; }   /* the newest: follow it live */
+    if (idx < 0) idx = 0;
+    v->step = v->run.snapshots[idx];
+}
+
+/* ---- drawing the frame ----------------------------------------------------------------------- */
+
+static const char *help_lines[] = {
+    "space      pause / resume the training",
+    "n          run a single training step (then pause)",
+    "left/right step back / forward through the recorded history",
+    "home/end   first recorded step / follow the newest",
+    "d          difference mode: the shown step minus this one (d again: off)",
+    "up/down    choose the layer (grid row)",
+    "tab, h/l   choose the head (shift-tab, h: previous)",
+    "a          ablate the chosen head (again: restore it)",
+    "+ / -      scale the chosen head's output by 2 / by 1/2",
+    "r          restore every head",
+    "0 .. 6     overview, grid, map, heads, matrices, curves, images",
+    "g          log y axis on curves",
+    "[ / ]      less / more curve smoothing",
+    "s          save a PNG of the view (in the run directory)",
+    "mouse      click a thumbnail to enlarge it (click again: back),",
+    "           hover for values, click head colours to hide heads,",
+    "           click or drag the step bar",
+    "?          this help;  q or escape: quit (the training goes on)",
+};
+
+static void draw_help(viewer_state *v) {
+    const int n = (int)(sizeof help_lines / sizeof *help_lines), th = viewer_text_height(VIEWER_FONT_NORMAL);
+    int w = 0;
+    for (int i = 0; i < n; i++) { int tw = viewer_text_width(VIEWER_FONT_NORMAL, help_lines[i]); if (tw > w) w = tw; }
+    const int pad = viewer_px(v, 16);
+    viewer_rect r = {(v->canvas.w - w) / 2 - pad, (v->canvas.h - n * th) / 2 - pad - th, w + 2 * pad, n * th + 2 * pad + th};
+    viewer_fill(&v->canvas, r, 0xFF0E1014);
+    viewer_outline(&v->canvas, r, viewer_px(v, 2), VIEWER_ACCENT);
+    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + pad / 2, VIEWER_ACCENT, "keys");
+    for (int i = 0; i < n; i++) viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + pad / 2 + (i + 1) * th, VIEWER_FG, help_lines[i]);
+}
+
+static void draw_top_bar(viewer_state *v, viewer_rect r) {
+    viewer_fill(&v->canvas, r, 0xFF0E1014);
+    const int pad = viewer_px(v, 8), th = viewer_text_height(VIEWER_FONT_NORMAL), y = r.y + (r.h - th) / 2;
+    int x = r.x + pad;
+    x += viewer_text(&v->canvas, VIEWER_FONT_NORMAL, x, y, VIEWER_ACCENT, "attnlab") + pad;
+    viewer_clip(&v->canvas, (viewer_rect){x, r.y, r.w / 3, r.h});
+    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, x, y, VIEWER_FG, v->run.name);
+    viewer_unclip(&v->canvas);
+    x += r.w / 3 + pad;
+    for (int i = 0; i < LAYOUT_COUNT; i++) {
+        char label[40];
+        snprintf(label, sizeof label, "%s %s", layout_keys[i], layout_names[i]);
+        int w = viewer_text_width(VIEWER_FONT_SMALL, label) + pad;
+        v->tabs[i] = (viewer_rect){x, r.y + viewer_px(v, 3), w, r.h - viewer_px(v, 6)};
+        if ((int)v->layout == i) viewer_fill(&v->canvas, v->tabs[i], VIEWER_GRID);
+        viewer_text(&v->canvas, VIEWER_FONT_SMALL, x + pad / 2, r.y + (r.h - viewer_text_height(VIEWER_FONT_SMALL)) / 2,
+                    (int)v->layout == i ? VIEWER_ACCENT : VIEWER_DIM, label);
+        x += w + viewer_px(v, 2);
+    }
+    const char *state = script_state(v);
+    char right[120];
+    snprintf(right, sizeof right, "%s%s   ? help", state ? "script " : "", state ? state : "");
+    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + r.w - viewer_text_width(VIEWER_FONT_NORMAL, right) - pad, y,
+                state && !strcmp(state, "paused") ? VIEWER_BAD : VIEWER_DIM, right);
+}
+
+static void draw_step_bar(viewer_state *v, viewer_rect r) {
+    viewer_fill(&v->canvas, r, 0xFF0E1014);
+    const int pad = viewer_px(v, 8), th = viewer_text_height(VIEWER_FONT_NORMAL);
+    char label[200];
+    int64_t shown = viewer_shown_step(v);
+    if (v->diff_base >= 0)
+        snprintf(label, sizeof label, "step %lld minus step %lld", (long long)shown, (long long)v->diff_base);
+    else
+        snprintf(label, sizeof label, "step %lld%s", (long long)shown, v->step < 0 ? " (newest, live)" : "");
+    int lw = viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + viewer_px(v, 4), VIEWER_FG, label);
+    const int sx = r.x + pad + (lw > viewer_px(v, 230) ? lw : viewer_px(v, 230)) + pad;
+    v->slider_rect = (viewer_rect){sx, r.y + viewer_px(v, 6), r.x + r.w - sx - pad, viewer_px(v, 12)};
+    viewer_fill(&v->canvas, v->slider_rect, VIEWER_GRID);
+    const int n = v->run.n_snapshots;
+    if (n > 0) {
+        int idx = snapshot_index(v);
+        int kx = v->slider_rect.x + (n > 1 ? (idx < 0 ? 0 : idx) * (v->slider_rect.w - 1) / (n - 1) : v->slider_rect.w - 1);
+        if (v->diff_base >= 0) {
+            int b = 0;
+            while (b < n - 1 && v->run.snapshots[b + 1] <= v->diff_base) b++;
+            int bx = v->slider_rect.x + (n > 1 ? b * (v->slider_rect.w - 1) / (n - 1) : 0);
+            viewer_fill(&v->canvas, (viewer_rect){bx - 1, v->slider_rect.y - 3, 3, v->slider_rect.h + 6}, 0xFF4393C3);
+        }
+        viewer_fill(&v->canvas, (viewer_rect){kx - viewer_px(v, 3), v->slider_rect.y - 3, viewer_px(v, 6), v->slider_rect.h + 6}, VIEWER_ACCENT);
+    }
+    char info[600];
+    if (v->run.error[0]) snprintf(info, sizeof info, "%s", v->run.error);
+    else snprintf(info, sizeof info, "%d snapshots, newest step %lld%s%s%s", n, (long long)v->run.latest_step,
+                  v->run.malformed_lines ? "; malformed metrics lines skipped" : "", v->status[0] ? "   " : "", v->status);
+    viewer_clip(&v->canvas, r);
+    viewer_text(&v->canvas, VIEWER_FONT_SMALL, r.x + pad, r.y + r.h - th + viewer_px(v, 1), v->run.error[0] ? VIEWER_BAD : VIEWER_DIM, info);
+    viewer_unclip(&v->canvas);
+}
+
+static void render(viewer_state *v) {
+    viewer_collect_rows(v);
+    viewer_fill(&v->canvas, (viewer_rect){0, 0, v->canvas.w, v->canvas.h}, VIEWER_BG);
+    const int top = viewer_px(v, 30), bottom = viewer_px(v, 44), gap = viewer_px(v, 6);
+    draw_top_bar(v, (viewer_rect){0, 0, v->canvas.w, top});
+    viewer_rect m = {gap, top + gap, v->canvas.w - 2 * gap, v->canvas.h - top - bottom - 2 * gap};
+    const int hw = (m.w - gap) / 2, hh = (m.h - gap) / 2;
+    viewer_rect q[4] = {{m.x, m.y, hw, hh}, {m.x + hw + gap, m.y, m.w - hw - gap, hh},
+                        {m.x, m.y + hh + gap, hw, m.h - hh - gap}, {m.x + hw + gap, m.y + hh + gap, m.w - hw - gap, m.h - hh - gap}};
+    memset(v->grid_cells, 0, sizeof v->grid_cells);
+    v->map_rect = v->head_view_rect = (viewer_rect){0, 0, 0, 0};
+    switch (v->layout) {
+    case LAYOUT_OVERVIEW: {
+        bool images = false;
+        for (int i = 0; i < v->run.n_series; i++) if (v->run.series[i].kind == AL_RECORD_IMAGE) images = true;
+        viewer_draw_grid(v, q[0]);
+        viewer_draw_matrices(v, q[1]);
+        viewer_draw_curves(v, q[2]);
+        if (images) viewer_draw_images(v, q[3]);
+        else viewer_draw_heads(v, q[3]);
+        break;
+    }
+    case LAYOUT_GRID: viewer_draw_grid(v, m); break;
+    case LAYOUT_MAP: viewer_draw_map(v, m); break;
+    case LAYOUT_HEADS: viewer_draw_heads(v, m); break;
+    case LAYOUT_MATRICES: viewer_draw_matrices(v, m); break;
+    case LAYOUT_CURVES: viewer_draw_curves(v, m); break;
+    case LAYOUT_IMAGES: viewer_draw_images(v, m); break;
+    default: break;
+    }
+    draw_step_bar(v, (viewer_rect){0, v->canvas.h - bottom, v->canvas.w, bottom});
+    if (v->help) draw_help(v);
+}
+
+/* ---- input ----------------------------------------------------------------------------------- */
+
+static int chosen_layer(const viewer_state *v) { return v->n_rows ? v->rows[v->row].layer : 0; }
+
+static void set_head_scale(viewer_state *v, float s) {
+    int layer = chosen_layer(v);
+    if (layer < 1 || layer > VIEWER_MAX_ROWS || v->head < 1) { set_status(v, "no head chosen (the grid has no maps)"); return; }
+    v->head_scale[layer][v->head] = s;
+    if (s == 0) send_command(v, "ablate %d %d", layer, v->head);
+    else if (s == 1) send_command(v, "restore %d %d", layer, v->head);
+    else send_command(v, "scale %d %d %g", layer, v->head, (double)s);
+}
+
+static void save_png(viewer_state *v) {
+    char path[4300], err[300];
+    snprintf(path, sizeof path, "%s/view-%s-step%lld.png", v->run.dir, layout_names[v->layout], (long long)viewer_shown_step(v));
+    if (viewer_write_png(&v->canvas, path, err, sizeof err) == 0) set_status(v, "saved %s", path);
+    else set_status(v, "%s", err);
+}
+
+static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
+    const char *text = SDL_GetKeyName(key);
+    if (v->help && key != SDLK_q) { v->help = false; if (key == SDLK_ESCAPE) return true; }
+    switch (key) {
+    case SDLK_q: case SDLK_ESCAPE: return false;
+    case SDLK_SPACE: v->paused = !v->paused; send_command(v, v->paused ? "pause" : "resume"); break;
+    case SDLK_n: case SDLK_PERIOD: v->paused = true; send_command(v, "step"); break;
+    case SDLK_LEFT: go_to_snapshot(v, snapshot_index(v) - 1); break;
+    case SDLK_RIGHT: go_to_snapshot(v, snapshot_index(v) + 1); break;
+    case SDLK_HOME: go_to_snapshot(v, 0); break;
+    case SDLK_END: v->step = -1; break;
+    case SDLK_d:
+        v->diff_base = v->diff_base >= 0 ? -1 : viewer_shown_step(v);
+        set_status(v, v->diff_base >= 0 ? "difference mode: scrub to another step" : "difference mode off");
+        break;
+    case SDLK_UP: if (v->row > 0) v->row--; break;
+    case SDLK_DOWN: if (v->row + 1 < v->n_rows) v->row++; break;
+    case SDLK_TAB: case SDLK_l: case SDLK_h: {
+        int n = v->n_rows ? v->rows[v->row].n_heads : 1;
+        bool back = key == SDLK_h || (key == SDLK_TAB && (mod & KMOD_SHIFT));
+        v->head = back ? (v->head > 1 ? v->head - 1 : n) : (v->head < n ? v->head + 1 : 1);
+        break;
+    }
+    case SDLK_a: {
+        int layer = chosen_layer(v);
+        bool off = layer >= 1 && layer <= VIEWER_MAX_ROWS && v->head >= 1 && v->head_scale[layer][v->head] == 0;
+        set_head_scale(v, off ? 1 : 0);
+        break;
+    }
+    case SDLK_PLUS: case SDLK_EQUALS: case SDLK_KP_PLUS: case SDLK_MINUS: case SDLK_KP_MINUS: {
+        int layer = chosen_layer(v);
+        if (layer >= 1 && layer <= VIEWER_MAX_ROWS && v->head >= 1) {
+            float s = v->head_scale[layer][v->head];
+            set_head_scale(v, (key == SDLK_MINUS || key == SDLK_KP_MINUS) ? s / 2 : (s == 0 ? 1 : s * 2));
+        }
+        break;
+    }
+    case SDLK_r:
+        for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) v->head_scale[l][h] = 1;
+        send_command(v, "restore");
+        break;
+    case SDLK_g: v->log_y = !v->log_y; break;
+    case SDLK_LEFTBRACKET: v->smoothing = v->smoothing > 0.1f ? v->smoothing - 0.1f : 0; break;
+    case SDLK_RIGHTBRACKET: v->smoothing = v->smoothing < 0.89f ? v->smoothing + 0.1f : 0.99f; break;
+    case SDLK_s: save_png(v); break;
+    case SDLK_QUESTION: case SDLK_SLASH: v->help = true; break;
+    default:
+        for (int i = 0; i < LAYOUT_COUNT; i++)
+            if (text && !strcmp(text, layout_keys[i])) v->layout = (viewer_layout)i;
+        break;
+    }
+    return true;
+}
+
+static void slider_to(viewer_state *v, int x) {
+    const int n = v->run.n_snapshots;
+    if (n == 0 || v->slider_rect.w < 2) return;
+    int idx = (int)((float)(x - v->slider_rect.x) * (float)(n - 1) / (float)(v->slider_rect.w - 1) + 0.5f);
+    go_to_snapshot(v, idx < 0 ? 0 : idx);
+}
+
+static void handle_click(viewer_state *v, int x, int y) {
+    for (int i = 0; i < LAYOUT_COUNT; i++)
+        if (viewer_inside(v->tabs[i], x, y)) { v->layout = (viewer_layout)i; return; }
+    if (viewer_inside((viewer_rect){v->slider_rect.x - 4, v->slider_rect.y - 6, v->slider_rect.w + 8, v->slider_rect.h + 12}, x, y)) {
+        slider_to(v, x);
+        return;
+    }
+    for (int r = 0; r < v->n_rows; r++)
+        for (int h = 1; h <= v->rows[r].n_heads; h++)
+            if (viewer_inside(v->grid_cells[r][h], x, y)) {   /* a thumbnail: focus it, enlarged */
+                v->row = r;
+                v->head = h;
+                v->layout = LAYOUT_MAP;
+                return;
+            }
+    if (v->layout == LAYOUT_MAP && viewer_inside(v->map_rect, x, y)) { v->layout = LAYOUT_GRID; return; }
+    for (int h = 1; h <= VIEWER_MAX_HEADS; h++)
+        if (viewer_inside(v->head_boxes[h], x, y)) { v->head_hidden[h] = !v->head_hidden[h]; return; }
+}
+
+static void handle_motion(viewer_state *v, int x, int y, bool dragging) {
+    v->hover_x = x;
+    v->hover_y = y;
+    if (dragging && viewer_inside((viewer_rect){v->slider_rect.x - 4, v->slider_rect.y - 20, v->slider_rect.w + 8, v->slider_rect.h + 40}, x, y))
+        slider_to(v, x);
+    /* head view: the query token under the mouse focuses its lines */
+    v->focus_token = -1;
+    if (v->head_tokens[0] > 0 && viewer_inside(v->head_view_rect, x, y) && x < v->head_col_x[0] + viewer_px(v, 8)) {
+        float best = 1e9f;
+        for (int i = 0; i < v->head_tokens[0]; i++) {
+            float d = y > v->head_token_y[0][i] ? (float)y - v->head_token_y[0][i] : v->head_token_y[0][i] - (float)y;
+            if (d < best && d < (float)viewer_text_height(VIEWER_FONT_SMALL)) { best = d; v->focus_token = i; }
+        }
+    }
+}
+
+/* ---- the window ------------------------------------------------------------------------------ */
+
+typedef struct { SDL_Window *window; int pixel_w, pixel_h; } viewer_window;
+
+static bool present(viewer_state *v, viewer_window *w) {
+    SDL_Surface *dst = SDL_GetWindowSurface(w->window);
+    if (!dst) return false;
+    if (dst->w != v->canvas.w || dst->h != v->canvas.h) {
+        if (!viewer_canvas_resize(&v->canvas, dst->w, dst->h)) return false;
+        render(v);
+    }
+    SDL_Surface *src = SDL_CreateRGBSurfaceWithFormatFrom(v->canvas.px, v->canvas.w, v->canvas.h, 32, v->canvas.w * 4,
+                                                          SDL_PIXELFORMAT_ARGB8888);
+    if (!src) return false;
+    SDL_BlitSurface(src, NULL, dst, NULL);
+    SDL_FreeSurface(src);
+    return SDL_UpdateWindowSurface(w->window) == 0;
+}
+
+/* The test event script, one command a line (# comments):
+ *   key NAME           a key press and release (SDL key names: space, a, Left, 2 ...)
+ *   click X Y          move there, press and release the left button (canvas pixels)
+ *   move X Y           move the mouse
+ *   wait MS            let the loop run (follow the run, redraw) for MS milliseconds
+ *   wait_step N [S]    until the run's newest step is >= N (fail after S seconds, default 60)
+ *   wait_event TEXT [S]  until the script logged an event containing TEXT
+ *   screenshot FILE    write the current frame
+ *   quit
+ * Events go through SDL_PushEvent into the same loop the user's input takes. */
+typedef struct { FILE *f; double wait_until; long wait_step; char wait_event[120]; double deadline; int line; } event_script;
+
+static void push_key(SDL_Keycode key) {
+    SDL_Event e = {0};
+    e.type = SDL_KEYDOWN;
+    e.key.keysym.sym = key;
+    e.key.state = SDL_PRESSED;
+    SDL_PushEvent(&e);
+    e.type = SDL_KEYUP;
+    e.key.state = SDL_RELEASED;
+    SDL_PushEvent(&e);
+}
+
+static void push_mouse(Uint32 type, int x, int y) {
+    SDL_Event e = {0};
+    e.type = type;
+    if (type == SDL_MOUSEMOTION) { e.motion.x = x; e.motion.y = y; }
+    else { e.button.x = x; e.button.y = y; e.button.button = SDL_BUTTON_LEFT; e.button.clicks = 1; }
+    SDL_PushEvent(&e);
+}
+
+static bool event_has(const viewer_run *run, const char *needle) {
+    for (int i = 0; i < run->n_events; i++) if (strstr(run->events[i].text, needle)) return true;
+    return false;
+}
+
+/* Runs script lines until one has to wait; returns 0 to go on, 1 when done (quit), -1 on failure. */
+static int run_event_script(viewer_state *v, event_script *s) {
+    const double t = now_seconds();
+    if (s->wait_until > t) return 0;
+    if (s->wait_step >= 0 || s->wait_event[0]) {
+        bool done = s->wait_step >= 0 ? v->run.latest_step >= s->wait_step : event_has(&v->run, s->wait_event);
+        if (!done && t > s->deadline) {
+            fprintf(stderr, "attnlab view: --events line %d: timed out waiting\n", s->line);
+            return -1;
+        }
+        if (!done) return 0;
+        s->wait_step = -1;
+        s->wait_event[0] = 0;
+    }
+    char line[512];
+    while (fgets(line, sizeof line, s->f)) {
+        s->line++;
+        char cmd[32] = "", arg[400] = "";
+        double secs = 60;
+        int x = 0, y = 0;
+        if (sscanf(line, "%31s", cmd) != 1 || cmd[0] == '#') continue;
+        if (!strcmp(cmd, "key") && sscanf(line, "%*s %399s", arg) == 1) {
+            SDL_Keycode k = SDL_GetKeyFromName(arg);
+            if (k == SDLK_UNKNOWN) { fprintf(stderr, "attnlab view: --events line %d: unknown key '%s'\n", s->line, arg); return -1; }
+            push_key(k);
+            return 0;   /* handled before the next line */
+        } else if (!strcmp(cmd, "click") && sscanf(line, "%*s %d %d", &x, &y) == 2) {
+            push_mouse(SDL_MOUSEMOTION, x, y);
+            push_mouse(SDL_MOUSEBUTTONDOWN, x, y);
+            push_mouse(SDL_MOUSEBUTTONUP, x, y);
+            return 0;
+        } else if (!strcmp(cmd, "move") && sscanf(line, "%*s %d %d", &x, &y) == 2) {
+            push_mouse(SDL_MOUSEMOTION, x, y);
+            return 0;
+        } else if (!strcmp(cmd, "wait") && sscanf(line, "%*s %d", &x) == 1) {
+            s->wait_until = t + x / 1000.0;
+            return 0;
+        } else if (!strcmp(cmd, "wait_step") && sscanf(line, "%*s %d %lf", &x, &secs) >= 1) {
+            s->wait_step = x;
+            s->deadline = t + secs;
+            return 0;
+        } else if (!strcmp(cmd, "wait_event") && sscanf(line, "%*s %119s %lf", s->wait_event, &secs) >= 1) {
+            s->deadline = t + secs;
+            return 0;
+        } else if (!strcmp(cmd, "screenshot") && sscanf(line, "%*s %399s", arg) == 1) {
+            char err[300];
+            render(v);
+            if (viewer_write_png(&v->canvas, arg, err, sizeof err) != 0) { fprintf(stderr, "attnlab view: %s\n", err); return -1; }
+        } else if (!strcmp(cmd, "quit")) {
+            return 1;
+        } else {
+            fprintf(stderr, "attnlab view: --events line %d: cannot read '%s'\n", s->line, strtok(line, "\n"));
+            return -1;
+        }
+    }
+    return 1;
+}
+
+static float display_scale(void) {
+    const char *env = getenv("ATTNLAB_VIEW_SCALE");
+    if (env && atof(env) > 0) return (float)atof(env);
+    float ddpi = 0;
+    if (SDL_GetDisplayDPI(0, &ddpi, NULL, NULL) != 0 || ddpi <= 0) return 1;
+    float s = (float)((int)(ddpi / 96.0f * 4 + 0.5f)) / 4;   /* quarter steps */
+    return s < 1 ? 1 : s > 3 ? 3 : s;
+}
+
+static int run_window(viewer_state *v, const viewer_options *o) {
+    if (SDL_Init(SDL_INIT_VIDEO) != 0) {
+        fprintf(stderr, "attnlab view: cannot open a window: %s (use --screenshot FILE.png without a display)\n", SDL_GetError());
+        return 1;
+    }
+    if (o->scale <= 0) v->scale = display_scale();
+    viewer_font_init(v->scale, o->font);
+    viewer_window w = {0};
+    char title[400];
+    snprintf(title, sizeof title, "attnlab view: %s", v->run.name);
+    w.window = SDL_CreateWindow(title, SDL_WINDOWPOS_UNDEFINED, SDL_WINDOWPOS_UNDEFINED, (int)((float)o->width * v->scale),
+                                (int)((float)o->height * v->scale), SDL_WINDOW_RESIZABLE | SDL_WINDOW_ALLOW_HIGHDPI);
+    if (!w.window) {
+        fprintf(stderr, "attnlab view: cannot open a window: %s\n", SDL_GetError());
+        SDL_Quit();
+        return 1;
+    }
+    event_script script = {.wait_step = -1};
+    if (o->events && !(script.f = fopen(o->events, "r"))) {
+        fprintf(stderr, "attnlab view: --events: cannot open '%s': %s\n", o->events, strerror(errno));
+        SDL_DestroyWindow(w.window);
+        SDL_Quit();
+        return 1;
+    }
+    int status = 0;
+    bool running = true, dirty = true, dragging = false;
+    double last_poll = 0;
+    while (running) {
+        SDL_Event e;
+        /* sleep until input, or until it is time to look at the run again */
+        int got = SDL_WaitEventTimeout(&e, dirty ? 0 : script.f ? 10 : 100);
+        while (got) {
+            switch (e.type) {
+            case SDL_QUIT: running = false; break;
+            case SDL_KEYDOWN: running = handle_key(v, e.key.keysym.sym, e.key.keysym.mod) && running; dirty = true; break;
+            case SDL_MOUSEBUTTONDOWN: dragging = true; handle_click(v, e.button.x, e.button.y); dirty = true; break;
+            case SDL_MOUSEBUTTONUP: dragging = false; break;
+            case SDL_MOUSEMOTION: handle_motion(v, e.motion.x, e.motion.y, dragging); dirty = true; break;
+            case SDL_WINDOWEVENT: dirty = true; break;
+            default: break;
+            }
+            got = SDL_PollEvent(&e);
+        }
+        double t = now_seconds();
+        if (t - last_poll >= 0.1) {
+            last_poll = t;
+            if (viewer_run_poll(&v->run)) dirty = true;
+        }
+        if (dirty) {
+            SDL_Surface *dst = SDL_GetWindowSurface(w.window);
+            if (dst && (dst->w != v->canvas.w || dst->h != v->canvas.h)) viewer_canvas_resize(&v->canvas, dst->w, dst->h);
+            render(v);
+            present(v, &w);
+            dirty = false;
+        }
+        if (script.f && running) {
+            int rc = run_event_script(v, &script);
+            if (rc != 0) { running = false; status = rc < 0 ? 1 : 0; }
+        }
+    }
+    if (script.f) fclose(script.f);
+    SDL_DestroyWindow(w.window);
+    SDL_Quit();
+    return status;
+}
+
+/* ---- the command line ------------------------------------------------------------------------ */
+
+static int usage(const char *fmt, const char *arg) {
+    fputs("attnlab view: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs(" (usage: attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout overview|grid|map|heads|matrices|"
+          "curves|images] [--diff STEP] [--layer L] [--head H] [--log-y] [--scale S] [--size WxH])\n", stderr);
+    return 2;
+}
+
+static bool parse_long(const char *s, long *out) {
+    char *end;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (!*s || *end || errno || n < 0) return false;
+    *out = n;
+    return true;
+}
+
+static int parse_options(int argc, char **argv, viewer_options *o) {
+    memset(o, 0, sizeof *o);
+    o->step = o->diff = o->layer = o->head = -1;
+    o->width = 1280;
+    o->height = 800;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const bool has_value = i + 1 < argc;
+        if (a[0] != '-') {
+            if (o->run_dir) return usage("unexpected argument '%s'", a);
+            o->run_dir = a;
+        } else if (!strcmp(a, "--follow")) {
+            /* always on: kept so that `--view` and scripts may say it */
+        } else if (!strcmp(a, "--log-y")) {
+            o->log_y = true;
+        } else if (!has_value) {
+            return usage("%s needs a value", a);
+        } else if (!strcmp(a, "--screenshot")) o->screenshot = argv[++i];
+        else if (!strcmp(a, "--layout")) o->layout = argv[++i];
+        else if (!strcmp(a, "--events")) o->events = argv[++i];
+        else if (!strcmp(a, "--font")) o->font = argv[++i];
+        else if (!strcmp(a, "--scale")) {
+            o->scale = (float)atof(argv[++i]);
+            if (o->scale < 0.5f || o->scale > 4) return usage("--scale must be between 0.5 and 4, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--size")) {
+            if (sscanf(argv[++i], "%dx%d", &o->width, &o->height) != 2 || o->width < 200 || o->height < 150 ||
+                o->width > 8192 || o->height > 8192)
+                return usage("--size must be WIDTHxHEIGHT (200x150 .. 8192x8192), not '%s'", argv[i]);
+        } else {
+            long *target = !strcmp(a, "--step") ? &o->step : !strcmp(a, "--diff") ? &o->diff : !strcmp(a, "--layer") ? &o->layer
+                         : !strcmp(a, "--head") ? &o->head : !strcmp(a, "--bench-frames") ? &o->bench_frames : NULL;
+            if (!target) return usage("unknown option '%s'", a);
+            if (!parse_long(argv[++i], target)) return usage("%s needs a non-negative integer", a);
+        }
+    }
+    if (!o->run_dir) return usage("%s", "which run directory?");
+    return 0;
+}
+
+static void apply_options(viewer_state *v, const viewer_options *o) {
+    v->layout = LAYOUT_OVERVIEW;
+    for (int i = 0; o->layout && i < LAYOUT_COUNT; i++) if (!strcmp(o->layout, layout_names[i])) v->layout = (viewer_layout)i;
+    v->step = o->step;
+    v->diff_base = o->diff;
+    v->log_y = o->log_y;
+    v->smoothing = 0.6f;
+    v->focus_token = -1;
+    v->scale = o->scale > 0 ? o->scale : 1;
+    v->head = o->head > 0 ? (int)o->head : 1;
+    for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) v->head_scale[l][h] = 1;
+    viewer_collect_rows(v);
+    for (int r = 0; o->layer > 0 && r < v->n_rows; r++) if (v->rows[r].layer == o->layer) { v->row = r; break; }
+}
+
+static void bench_frames(viewer_state *v, long n) {
+    double t0 = now_seconds();
+    for (long i = 0; i < n; i++) render(v);
+    double ms = (now_seconds() - t0) * 1000.0 / (double)n;
+    printf("frame time: %.3f ms mean over %ld frames (%.0f fps), %dx%d canvas\n", ms, n, 1000.0 / ms, v->canvas.w, v->canvas.h);
+}
+
+int main(int argc, char **argv) {
+    viewer_options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc) return rc;
+    if (o.layout) {
+        bool known = false;
+        for (int i = 0; i < LAYOUT_COUNT; i++) known |= !strcmp(o.layout, layout_names[i]);
+        if (!known) return usage("unknown layout '%s'", o.layout);
+    }
+    static viewer_state v;
+    char err[700];
+    if (!viewer_run_open(&v.run, o.run_dir, err, sizeof err)) {
+        fprintf(stderr, "attnlab view: %s\n", err);
+        return 1;
+    }
+    apply_options(&v, &o);
+    if (o.step >= 0 && v.run.n_snapshots > 0 && o.step < v.run.snapshots[0])
+        fprintf(stderr, "attnlab view: note: no snapshot at or before step %ld (the first is at step %lld)\n", o.step,
+                (long long)v.run.snapshots[0]);
+    if (o.screenshot || (o.bench_frames > 0 && !o.events)) {
+        /* no display: the canvas alone */
+        viewer_font_init(v.scale, o.font);
+        if (!viewer_canvas_resize(&v.canvas, (int)((float)o.width * v.scale), (int)((float)o.height * v.scale))) {
+            fprintf(stderr, "attnlab view: out of memory for a %dx%d frame\n", o.width, o.height);
+            return 1;
+        }
+        render(&v);
+        if (o.bench_frames > 0) bench_frames(&v, o.bench_frames);
+        if (o.screenshot && viewer_write_png(&v.canvas, o.screenshot, err, sizeof err) != 0) {
+            fprintf(stderr, "attnlab view: %s\n", err);
+            rc = 1;
+        }
+    } else {
+        rc = run_window(&v, &o);
+    }
+    viewer_canvas_free(&v.canvas);
+    viewer_font_free();
+    viewer_run_close(&v.run);
+    return rc;
+}
