@@ -137,11 +137,30 @@ uint32_t viewer_head_colour(int head) {
     return palette[(head - 1 + 1000) % 10];
 }
 
+/* The maps are drawn through tables of the colour maps: a frame of an 8 x 8 grid of thumbnails
+ * colours half a million pixels, and the piecewise-linear maps cost ten times a lookup. */
+enum { LUT = 1024 };
+static uint32_t sequential_lut[LUT + 1], diverging_lut[LUT + 1];
+
+static void build_luts(void) {
+    if (sequential_lut[LUT]) return;
+    for (int i = 0; i <= LUT; i++) {
+        sequential_lut[i] = viewer_sequential((float)i / LUT);
+        diverging_lut[i] = viewer_diverging(2.0f * (float)i / LUT - 1);
+    }
+}
+
+static inline int lut_index(float t) {   /* t in [0, 1]; NaN maps to 0 */
+    return t > 0 ? (t < 1 ? (int)(t * LUT + 0.5f) : LUT) : 0;
+}
+
 void viewer_heatmap(viewer_canvas *c, viewer_rect r, const float *v, int rows, int cols, float lo, float hi,
                     bool diverging, bool grey_causal) {
     if (rows < 1 || cols < 1 || r.w < 1 || r.h < 1) return;
+    build_luts();
     const float span = hi - lo > 1e-30f ? hi - lo : 1e-30f;
     const float range = fabsf(hi) > fabsf(lo) ? fabsf(hi) : fabsf(lo);
+    const float inv_span = 1 / span, inv_range = range > 0 ? 0.5f / range : 0;
     const viewer_rect k = c->clip;
     for (int y = r.y; y < r.y + r.h; y++) {
         if (y < k.y || y >= k.y + k.h) continue;
@@ -152,7 +171,7 @@ void viewer_heatmap(viewer_canvas *c, viewer_rect r, const float *v, int rows, i
             const int j = (int)((int64_t)(x - r.x) * cols / r.w);
             const float val = v[(size_t)i * (size_t)cols + (size_t)j];
             if (grey_causal && j > i) row[x] = VIEWER_MASKED;
-            else row[x] = diverging ? viewer_diverging(range > 0 ? val / range : 0) : viewer_sequential((val - lo) / span);
+            else row[x] = diverging ? diverging_lut[lut_index(val * inv_range + 0.5f)] : sequential_lut[lut_index((val - lo) * inv_span)];
         }
     }
 }

@@ -4,7 +4,8 @@
  *                        [--log-y] [--scale S] [--size WxH] [--font FILE.ttf]
  *   attnlab-view RUN_DIR --screenshot FILE.png [...]   one frame, no display needed, then exit
  *   test and measurement options: --events FILE (scripted input, see run_event_script),
- *   --bench-frames N (draw N frames, print the mean frame time)
+ *   --bench-frames N (draw N frames, print the mean frame time), --print-layout (where the last
+ *   frame put its maps, thumbnails and step bar, so tests can look at known pixels)
  *
  * It reads the run directory (records.bin and metrics.jsonl, followed while they grow), draws into
  * a memory canvas, shows the canvas in an SDL2 window, and writes the user's commands for the
@@ -31,7 +32,7 @@ typedef struct {
     long step, diff, layer, head, bench_frames;
     int width, height;
     float scale;
-    bool log_y;
+    bool log_y, print_layout;
 } viewer_options;
 
 static double now_seconds(void) {
@@ -358,6 +359,30 @@ static bool present(viewer_state *v, viewer_window *w) {
     return SDL_UpdateWindowSurface(w->window) == 0;
 }
 
+/* Draws n frames (and shows them, with a window) and prints the mean time of one. */
+static void bench_frames(viewer_state *v, long n, viewer_window *w) {
+    double t0 = now_seconds();
+    for (long i = 0; i < n; i++) {
+        render(v);
+        if (w) present(v, w);
+    }
+    double ms = (now_seconds() - t0) * 1000.0 / (double)n;
+    printf("frame time: %.3f ms mean over %ld frames (%.0f fps), %dx%d %s\n", ms, n, 1000.0 / ms, v->canvas.w, v->canvas.h,
+           w ? "window (render + present)" : "canvas (render only)");
+}
+
+static void print_layout(const viewer_state *v) {
+    printf("canvas %d %d\n", v->canvas.w, v->canvas.h);
+    if (v->map_rect.w) printf("map %d %d %d %d %d %d\n", v->map_rect.x, v->map_rect.y, v->map_rect.w, v->map_rect.h, v->map_rows, v->map_cols);
+    for (int r = 0; r < v->n_rows; r++)
+        for (int h = 1; h <= v->rows[r].n_heads; h++) {
+            viewer_rect c = v->grid_cells[r][h];
+            if (c.w) printf("cell %d %d %d %d %d %d\n", v->rows[r].layer, h, c.x, c.y, c.w, c.h);
+        }
+    printf("slider %d %d %d %d\n", v->slider_rect.x, v->slider_rect.y, v->slider_rect.w, v->slider_rect.h);
+    fflush(stdout);
+}
+
 /* The test event script, one command a line (# comments):
  *   key NAME           a key press and release (SDL key names: space, a, Left, 2 ...)
  *   click X Y          move there, press and release the left button (canvas pixels)
@@ -366,6 +391,7 @@ static bool present(viewer_state *v, viewer_window *w) {
  *   wait_step N [S]    until the run's newest step is >= N (fail after S seconds, default 60)
  *   wait_event TEXT [S]  until the script logged an event containing TEXT
  *   screenshot FILE    write the current frame
+ *   print_layout       print where the frame's maps, thumbnails and step bar are (stdout)
  *   quit
  * Events go through SDL_PushEvent into the same loop the user's input takes. */
 typedef struct { FILE *f; double wait_until; long wait_step; char wait_event[120]; double deadline; int line; } event_script;
@@ -442,6 +468,9 @@ static int run_event_script(viewer_state *v, event_script *s) {
             char err[300];
             render(v);
             if (viewer_write_png(&v->canvas, arg, err, sizeof err) != 0) { fprintf(stderr, "attnlab view: %s\n", err); return -1; }
+        } else if (!strcmp(cmd, "print_layout")) {
+            render(v);
+            print_layout(v);
         } else if (!strcmp(cmd, "quit")) {
             return 1;
         } else {
@@ -484,6 +513,16 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         SDL_DestroyWindow(w.window);
         SDL_Quit();
         return 1;
+    }
+    if (o->bench_frames > 0) {
+        SDL_Surface *dst = SDL_GetWindowSurface(w.window);
+        if (dst) viewer_canvas_resize(&v->canvas, dst->w, dst->h);
+        bench_frames(v, o->bench_frames, &w);
+        if (!script.f) {
+            SDL_DestroyWindow(w.window);
+            SDL_Quit();
+            return 0;
+        }
     }
     int status = 0;
     bool running = true, dirty = true, dragging = false;
@@ -561,6 +600,8 @@ static int parse_options(int argc, char **argv, viewer_options *o) {
             /* always on: kept so that `--view` and scripts may say it */
         } else if (!strcmp(a, "--log-y")) {
             o->log_y = true;
+        } else if (!strcmp(a, "--print-layout")) {
+            o->print_layout = true;
         } else if (!has_value) {
             return usage("%s needs a value", a);
         } else if (!strcmp(a, "--screenshot")) o->screenshot = argv[++i];
@@ -600,13 +641,6 @@ static void apply_options(viewer_state *v, const viewer_options *o) {
     for (int r = 0; o->layer > 0 && r < v->n_rows; r++) if (v->rows[r].layer == o->layer) { v->row = r; break; }
 }
 
-static void bench_frames(viewer_state *v, long n) {
-    double t0 = now_seconds();
-    for (long i = 0; i < n; i++) render(v);
-    double ms = (now_seconds() - t0) * 1000.0 / (double)n;
-    printf("frame time: %.3f ms mean over %ld frames (%.0f fps), %dx%d canvas\n", ms, n, 1000.0 / ms, v->canvas.w, v->canvas.h);
-}
-
 int main(int argc, char **argv) {
     viewer_options o;
     int rc = parse_options(argc, argv, &o);
@@ -626,7 +660,7 @@ int main(int argc, char **argv) {
     if (o.step >= 0 && v.run.n_snapshots > 0 && o.step < v.run.snapshots[0])
         fprintf(stderr, "attnlab view: note: no snapshot at or before step %ld (the first is at step %lld)\n", o.step,
                 (long long)v.run.snapshots[0]);
-    if (o.screenshot || (o.bench_frames > 0 && !o.events)) {
+    if (o.screenshot) {
         /* no display: the canvas alone */
         viewer_font_init(v.scale, o.font);
         if (!viewer_canvas_resize(&v.canvas, (int)((float)o.width * v.scale), (int)((float)o.height * v.scale))) {
@@ -634,7 +668,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         render(&v);
-        if (o.bench_frames > 0) bench_frames(&v, o.bench_frames);
+        if (o.print_layout) print_layout(&v);
+        if (o.bench_frames > 0) bench_frames(&v, o.bench_frames, NULL);
         if (o.screenshot && viewer_write_png(&v.canvas, o.screenshot, err, sizeof err) != 0) {
             fprintf(stderr, "attnlab view: %s\n", err);
             rc = 1;
