@@ -134,13 +134,24 @@ static void draw_top_bar(viewer_state *v, viewer_rect r) {
     const int pad = viewer_px(v, 8), th = viewer_text_height(VIEWER_FONT_NORMAL), y = r.y + (r.h - th) / 2;
     int x = r.x + pad;
     x += viewer_text(&v->canvas, VIEWER_FONT_NORMAL, x, y, VIEWER_ACCENT, "attnlab") + pad;
-    viewer_clip(&v->canvas, (viewer_rect){x, r.y, r.w / 3, r.h});
-    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, x, y, VIEWER_FG, v->run.name);
-    viewer_unclip(&v->canvas);
-    x += r.w / 3 + pad;
+    const int title_x = x;
+    const char *state = script_state(v);
+    char right[120];
+    snprintf(right, sizeof right, "%s%s   ? help", state ? "script " : "", state ? state : "");
+    const int right_w = viewer_text_width(VIEWER_FONT_NORMAL, right) + 2 * pad;
+    /* the tabs take what is left; in a narrow window they shrink to their keys' digits */
+    int tabs_w = 0;
     for (int i = 0; i < LAYOUT_COUNT; i++) {
         char label[40];
         snprintf(label, sizeof label, "%s %s", layout_keys[i], layout_names[i]);
+        tabs_w += viewer_text_width(VIEWER_FONT_SMALL, label) + pad + viewer_px(v, 2);
+    }
+    const bool short_tabs = x + viewer_px(v, 120) + tabs_w + right_w > r.x + r.w;
+    x = short_tabs ? r.x + r.w - right_w - LAYOUT_COUNT * (viewer_px(v, 24) + pad) : r.x + r.w - right_w - tabs_w;
+    for (int i = 0; i < LAYOUT_COUNT; i++) {
+        char label[40];
+        if (short_tabs) snprintf(label, sizeof label, "%s", layout_keys[i]);
+        else snprintf(label, sizeof label, "%s %s", layout_keys[i], layout_names[i]);
         int w = viewer_text_width(VIEWER_FONT_SMALL, label) + pad;
         v->tabs[i] = (viewer_rect){x, r.y + viewer_px(v, 3), w, r.h - viewer_px(v, 6)};
         if ((int)v->layout == i) viewer_fill(&v->canvas, v->tabs[i], VIEWER_GRID);
@@ -148,9 +159,10 @@ static void draw_top_bar(viewer_state *v, viewer_rect r) {
                     (int)v->layout == i ? VIEWER_ACCENT : VIEWER_DIM, label);
         x += w + viewer_px(v, 2);
     }
-    const char *state = script_state(v);
-    char right[120];
-    snprintf(right, sizeof right, "%s%s   ? help", state ? "script " : "", state ? state : "");
+    /* the run's name in the room left between the logo and the tabs */
+    viewer_clip(&v->canvas, (viewer_rect){title_x, r.y, v->tabs[0].x - title_x - pad, r.h});
+    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, title_x, y, VIEWER_FG, v->run.name);
+    viewer_unclip(&v->canvas);
     viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + r.w - viewer_text_width(VIEWER_FONT_NORMAL, right) - pad, y,
                 state && !strcmp(state, "paused") ? VIEWER_BAD : VIEWER_DIM, right);
 }
@@ -199,7 +211,7 @@ static void render(viewer_state *v) {
     viewer_rect q[4] = {{m.x, m.y, hw, hh}, {m.x + hw + gap, m.y, m.w - hw - gap, hh},
                         {m.x, m.y + hh + gap, hw, m.h - hh - gap}, {m.x + hw + gap, m.y + hh + gap, m.w - hw - gap, m.h - hh - gap}};
     memset(v->grid_cells, 0, sizeof v->grid_cells);
-    v->map_rect = v->head_view_rect = (viewer_rect){0, 0, 0, 0};
+    v->map_rect = v->head_view_rect = v->legend_rect = (viewer_rect){0, 0, 0, 0};
     switch (v->layout) {
     case LAYOUT_OVERVIEW: {
         bool images = false;
@@ -373,6 +385,7 @@ static void bench_frames(viewer_state *v, long n, viewer_window *w) {
 
 static void print_layout(const viewer_state *v) {
     printf("canvas %d %d\n", v->canvas.w, v->canvas.h);
+    if (v->legend_rect.w) printf("legend %d %d %d %d\n", v->legend_rect.x, v->legend_rect.y, v->legend_rect.w, v->legend_rect.h);
     if (v->map_rect.w) printf("map %d %d %d %d %d %d\n", v->map_rect.x, v->map_rect.y, v->map_rect.w, v->map_rect.h, v->map_rows, v->map_cols);
     for (int r = 0; r < v->n_rows; r++)
         for (int h = 1; h <= v->rows[r].n_heads; h++) {

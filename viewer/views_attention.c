@@ -81,13 +81,18 @@ static void map_range(const float *m, int n, bool diff, float *lo, float *hi) {
     *hi = b;
 }
 
-/* a square map whose cells above the diagonal are all exactly 0 was made with a causal mask */
+/* A square map whose cells above the diagonal are all exactly 0 while some below it are not was
+ * made with a causal mask (an identity map is not: nothing below its diagonal). */
 static bool is_causal(const float *m, int rows, int cols) {
     if (rows != cols || rows < 2) return false;
+    bool below = false;
     for (int i = 0; i < rows; i++)
-        for (int j = i + 1; j < cols; j++)
-            if (m[(size_t)i * (size_t)cols + (size_t)j] != 0) return false;
-    return true;
+        for (int j = 0; j < cols; j++) {
+            float x = m[(size_t)i * (size_t)cols + (size_t)j];
+            if (j > i && x != 0) return false;
+            if (j < i && x != 0) below = true;
+        }
+    return below;
 }
 
 /* "L2 attn", or just "L2" when that is the name already */
@@ -194,7 +199,9 @@ void viewer_draw_map(viewer_state *v, viewer_rect r) {
     float lo, hi;
     map_range(m, rows * cols, v->diff_base >= 0, &lo, &hi);
     viewer_heatmap(&v->canvas, mr, m, rows, cols, lo, hi, v->diff_base >= 0, v->diff_base < 0 && is_causal(m, rows, cols));
-    viewer_legend(v, (viewer_rect){mr.x + mr.w + pad * 2, mr.y, legend_w - pad * 2, mr.h}, lo, hi, v->diff_base >= 0);
+    /* a legend at least 120 px tall, even beside a one-row map */
+    const int legend_h = mr.h > viewer_px(v, 120) ? mr.h : (viewer_px(v, 120) < in.h - top - info_h ? viewer_px(v, 120) : in.h - top - info_h);
+    viewer_legend(v, (viewer_rect){mr.x + mr.w + pad * 2, mr.y, legend_w - pad * 2, legend_h}, lo, hi, v->diff_base >= 0);
     /* labels, every k-th when the cells are smaller than the text */
     int every = cell >= (float)th ? 1 : (int)ceilf((float)th / cell);
     for (int i = 0; i < nq; i += every) {

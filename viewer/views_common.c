@@ -30,6 +30,7 @@ void viewer_legend(viewer_state *v, viewer_rect r, float lo, float hi, bool dive
     const int bar_w = viewer_px(v, 12), th = viewer_text_height(VIEWER_FONT_SMALL);
     viewer_rect bar = {r.x, r.y + th / 2, bar_w, r.h - th};
     if (bar.h < 4) return;
+    v->legend_rect = bar;
     for (int y = 0; y < bar.h; y++) {
         float t = 1 - (float)y / (float)(bar.h - 1);
         uint32_t c = diverging ? viewer_diverging(2 * t - 1) : viewer_sequential(t);
