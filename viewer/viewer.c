@@ -537,13 +537,21 @@ static int run_window(viewer_state *v, const viewer_options *o) {
             return 0;
         }
     }
+    /* SDL's X11, Wayland, Windows and Cocoa drivers sleep in SDL_WaitEventTimeout; the others
+     * (offscreen, KMSDRM ...) would spin on 1 ms polls there, so those sleep 15 ms between polls */
+    const char *driver = SDL_GetCurrentVideoDriver();
+    const bool blocking_wait = driver && (!strcmp(driver, "x11") || !strcmp(driver, "wayland") ||
+                                          !strcmp(driver, "windows") || !strcmp(driver, "cocoa"));
     int status = 0;
-    bool running = true, dirty = true, dragging = false;
-    double last_poll = 0;
+    bool running = true, dirty = true, data_dirty = false, dragging = false;
+    double last_poll = 0, last_data_draw = 0;
     while (running) {
         SDL_Event e;
         /* sleep until input, or until it is time to look at the run again */
-        int got = SDL_WaitEventTimeout(&e, dirty ? 0 : script.f ? 10 : 100);
+        const int wait_ms = dirty ? 0 : script.f ? 10 : 100;
+        int got;
+        if (blocking_wait || wait_ms == 0) got = SDL_WaitEventTimeout(&e, wait_ms);
+        else if (!(got = SDL_PollEvent(&e))) SDL_Delay(15);
         while (got) {
             switch (e.type) {
             case SDL_QUIT: running = false; break;
@@ -559,7 +567,13 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         double t = now_seconds();
         if (t - last_poll >= 0.1) {
             last_poll = t;
-            if (viewer_run_poll(&v->run)) dirty = true;
+            if (viewer_run_poll(&v->run)) data_dirty = true;
+        }
+        /* new records redraw at most twice a second (input at once): the training keeps the CPU */
+        if (data_dirty && t - last_data_draw >= 0.5) {
+            dirty = true;
+            data_dirty = false;
+            last_data_draw = t;
         }
         if (dirty) {
             SDL_Surface *dst = SDL_GetWindowSurface(w.window);

@@ -278,19 +278,39 @@ void viewer_draw_heads(viewer_state *v, viewer_rect r) {
     for (int j = 0; j < cols; j++) yr[j] = (float)area.y + ((float)j + 0.5f) * (float)area.h / (float)(rows > cols ? rows : cols);
     /* a single query is centred against its keys, as in the regression study */
     if (rows < cols) for (int i = 0; i < rows; i++) yl[i] += (yr[cols - 1] - yl[rows - 1]) / 2;
+    /* Lines fainter than a threshold are left out; the threshold rises until at most LINE_BUDGET
+     * remain over all heads, so long sequences (128 x 128 x 8 heads) still draw in milliseconds. */
+    enum { LINE_BUDGET = 3000 };
+    float head_max[VIEWER_MAX_HEADS + 1] = {0}, threshold = 0.02f;
+    for (int pass = 0; pass < 30; pass++) {
+        long lines = 0;
+        for (int h = 1; h <= row->n_heads; h++) {
+            if (v->head_hidden[h] || !row->heads[h]) continue;
+            int hr = 0, hc = 0;
+            const float *m = viewer_values(v, row->heads[h], &hr, &hc, diff_buf, MAX_MAP);
+            if (!m || hr != rows || hc != cols) continue;
+            float mx = 0;
+            for (int i = 0; i < rows * cols; i++) mx = fmaxf(mx, fabsf(m[i]));
+            head_max[h] = mx;
+            for (int i = 0; i < rows && mx > 0; i++) {
+                if (v->focus_token >= 0 && v->focus_token != i) continue;
+                for (int j = 0; j < cols; j++) lines += fabsf(m[(size_t)i * (size_t)cols + (size_t)j]) / mx >= threshold;
+            }
+        }
+        if (lines <= LINE_BUDGET) break;
+        threshold = fminf(1, threshold * 1.2f);
+    }
     for (int h = 1; h <= row->n_heads; h++) {
-        if (v->head_hidden[h] || !row->heads[h]) continue;
+        if (v->head_hidden[h] || !row->heads[h] || head_max[h] <= 0) continue;
         int hr = 0, hc = 0;
         const float *m = viewer_values(v, row->heads[h], &hr, &hc, diff_buf, MAX_MAP);
         if (!m || hr != rows || hc != cols) continue;
-        float mx = 0;
-        for (int i = 0; i < rows * cols; i++) mx = fmaxf(mx, fabsf(m[i]));
-        if (mx <= 0) continue;
+        const float mx = head_max[h];
         for (int i = 0; i < rows; i++) {
             if (v->focus_token >= 0 && v->focus_token != i) continue;
             for (int j = 0; j < cols; j++) {
                 float a = fabsf(m[(size_t)i * (size_t)cols + (size_t)j]) / mx;
-                if (a < 0.02f) continue;
+                if (a < threshold) continue;
                 viewer_line(&v->canvas, xl + (float)pad, yl[i], xr - (float)pad, yr[j], viewer_head_colour(h), a * 0.9f,
                             viewer_px(v, 1.5f));
             }
