@@ -1,13 +1,15 @@
-#!/bin/sh
-# viewer_cost.sh -- what watching costs the training: steps/s of the regression study headless
-# without publishing (viz=false), headless publishing (the default), and with `--view` (the viewer
+#!/bin/bash
+# viewer_cost.sh -- what watching costs the training: the regression study headless without
+# publishing (viz=false), headless publishing (the default), and with `--view` (the viewer
 # following the run in SDL's offscreen driver, drawing every update as it would on a screen).
-# Rounds interleave the three so that drift on a shared machine hits each alike.
-#   sh bench/viewer_cost.sh [STEPS] [ROUNDS]      (default 15000 steps, 2 rounds)
+# For each run: wall-clock steps/s, and the training's own CPU seconds per 1,000 steps (user +
+# system, from bash's `time`), which other processes on a shared machine disturb far less; for
+# --view runs, the viewer's CPU seconds.  Rounds interleave the three modes.
+#   bash bench/viewer_cost.sh [STEPS] [ROUNDS]      (default 5000 steps, 5 rounds)
 # Then the viewer's frame time on an 8 x 8 grid of 128 x 128 maps.
 cd "$(dirname "$0")/.." || exit 2
-STEPS=${1:-15000}
-ROUNDS=${2:-2}
+STEPS=${1:-5000}
+ROUNDS=${2:-5}
 BUILD=${BUILD:-build}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -21,18 +23,28 @@ EOF
 chmod +x "$out/viewer.sh"
 
 rate() { sed -n 's/.*  \([0-9.]*\) steps\/s .*took.*/\1/p' "$1" | tail -n 1; }
+TIMEFORMAT='%U %S'
 
+echo "mode	round	steps/s (wall)	training CPU s / 1000 steps	viewer CPU s	records.bin bytes"
 for r in $(seq "$ROUNDS"); do
     for mode in off headless view; do
         dir="$out/$mode-$r"
+        args=(run experiments/icl_regression.lua steps="$STEPS" test_tasks=100 eval_lengths=40 --out "$dir")
+        viewer_cpu=-
         case $mode in
-            off) ./attnlab run experiments/icl_regression.lua steps="$STEPS" test_tasks=1000 viz=false --out "$dir" 2>"$dir.err" ;;
-            headless) ./attnlab run experiments/icl_regression.lua steps="$STEPS" test_tasks=1000 --out "$dir" 2>"$dir.err" ;;
-            view) SDL_VIDEODRIVER=offscreen ATTNLAB_VIEWER="$out/viewer.sh" \
-                  ./attnlab run experiments/icl_regression.lua steps="$STEPS" test_tasks=1000 --out "$dir" --view 2>"$dir.err"
-                  [ -f "$out/viewer.pid" ] && kill "$(cat "$out/viewer.pid")" && rm -f "$out/viewer.pid" ;;
+            off) { time ./attnlab "${args[@]}" viz=false 2>"$dir.err"; } 2>"$dir.time" ;;
+            headless) { time ./attnlab "${args[@]}" 2>"$dir.err"; } 2>"$dir.time" ;;
+            view) { time SDL_VIDEODRIVER=offscreen ATTNLAB_VIEWER="$out/viewer.sh" ./attnlab "${args[@]}" --view 2>"$dir.err"; } 2>"$dir.time"
+                  if [ -f "$out/viewer.pid" ]; then
+                      vpid=$(cat "$out/viewer.pid")
+                      # user + system ticks (1/100 s) of the viewer while it followed the run
+                      viewer_cpu=$(awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$vpid/stat")
+                      kill "$vpid"
+                      rm -f "$out/viewer.pid"
+                  fi ;;
         esac
-        printf '%s\tround %d\t%s steps/s\t%s records\n' "$mode" "$r" "$(rate "$dir.err")" \
+        cpu=$(awk -v n="$STEPS" '{printf "%.3f", ($1 + $2) * 1000 / n}' "$dir.time")
+        printf '%s\t%d\t%s\t%s\t%s\t%s\n' "$mode" "$r" "$(rate "$dir.err")" "$cpu" "$viewer_cpu" \
             "$(wc -c <"$dir/records.bin" 2>/dev/null || echo 0)"
     done
 done

@@ -127,6 +127,21 @@ local function write(kind, name, t, layer, head)
   check_status(C.al_runlog_write(state.log, kind, name, state.step, layer or 0, head or 0, t))
 end
 
+-- The start every tensor-valued call shares: argument checks, the rate limit (by rate_key), and
+-- the value as a tensor (computed only when due).  Returns the tensor and the options, or nil.
+local function due_tensor(fn, name, value, opts, what, rate_key)
+  check_name(fn, name)
+  opts = check_opts(fn, opts)
+  if not viz.due(rate_key and rate_key(opts) or name, opts) then return nil, opts end
+  return as_tensor(fn, value_of(fn, value), what), opts
+end
+
+-- one float32 (a scalar or a reference line)
+local function write_number(kind, name, v)
+  local shape = ffi.new("int64_t[1]", 1)
+  check_status(C.al_runlog_write_floats(state.log, kind, name, state.step, 0, 0, 0, shape, ffi.new("float[1]", v)))
+end
+
 local function check_index(fn, v, what)
   if v == nil then return 0 end
   if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then fail(fn, what .. " must be a positive integer (got " .. tostring(v) .. ")") end
@@ -151,30 +166,25 @@ function viz.tokens(name, list)
     end
     return out
   end
-  local text, shape
+  local text, ndim, shape
   if list.queries or list.keys then
     local q, k = strings(list.queries or {}, "queries"), strings(list.keys or {}, "keys")
-    text = table.concat(q, "\n") .. "\n" .. table.concat(k, "\n")
-    shape = ffi.new("int64_t[2]", #q, #k)
-    if state.tokens[name] == text then return false end
-    check_status(C.al_runlog_write_text(state.log, KIND.tokens, name, state.step, 2, shape, text, #text))
+    text, ndim, shape = table.concat(q, "\n") .. "\n" .. table.concat(k, "\n"), 2, ffi.new("int64_t[2]", #q, #k)
   else
     local l = strings(list, "token")
-    text = table.concat(l, "\n")
-    if state.tokens[name] == text then return false end
-    shape = ffi.new("int64_t[1]", #l)
-    check_status(C.al_runlog_write_text(state.log, KIND.tokens, name, state.step, 1, shape, text, #text))
+    text, ndim, shape = table.concat(l, "\n"), 1, ffi.new("int64_t[1]", #l)
   end
+  if state.tokens[name] == text then return false end
+  check_status(C.al_runlog_write_text(state.log, KIND.tokens, name, state.step, ndim, shape, text, #text))
   state.tokens[name] = text
   return true
 end
 
 -- map (N, M): one head; (H, N, M): heads 1..H; (B, H, N, M): batch element opts.batch (default 1).
 function viz.attention(name, map, opts)
-  check_name("attention", name)
-  opts = check_opts("attention", opts)
-  if not viz.due(name, opts) then return false end
-  local t = as_tensor("attention", value_of("attention", map), "map")
+  local t
+  t, opts = due_tensor("attention", name, map, opts, "map")
+  if not t then return false end
   local nd = t:dim()
   if nd == 4 then
     local b = check_index("attention", opts.batch or 1, "opts.batch")
@@ -196,11 +206,12 @@ function viz.attention(name, map, opts)
 end
 
 function viz.matrix(name, w, opts)
-  check_name("matrix", name)
-  opts = check_opts("matrix", opts)
+  local t
   -- one rate per (name, layer, head): the heads of one name are published by separate calls
-  if not viz.due(string.format("%s\0%s\0%s", name, tostring(opts.layer), tostring(opts.head)), opts) then return false end
-  local t = as_tensor("matrix", value_of("matrix", w), "w")
+  t, opts = due_tensor("matrix", name, w, opts, "w", function(o)
+    return string.format("%s\0%s\0%s", name, tostring(o.layer), tostring(o.head))
+  end)
+  if not t then return false end
   if t:dim() < 1 or t:dim() > 2 then fail("matrix", "w must be 1-d or 2-d (got shape " .. t:shape_string() .. ")") end
   write(KIND.matrix, name, t:detach(), check_index("matrix", opts.layer, "opts.layer"), check_index("matrix", opts.head, "opts.head"))
   return true
@@ -213,8 +224,7 @@ function viz.scalar(name, v, opts)
   v = value_of("scalar", v)
   if lab.is_tensor(v) then v = v:item() end
   if type(v) ~= "number" then fail("scalar", "value must be a number (got " .. type(v) .. ")") end
-  local shape = ffi.new("int64_t[1]", 1)
-  check_status(C.al_runlog_write_floats(state.log, KIND.scalar, name, state.step, 0, 0, 0, shape, ffi.new("float[1]", v)))
+  write_number(KIND.scalar, name, v)
   return true
 end
 
@@ -227,18 +237,16 @@ function viz.reference(curve, label, v)
   if not state.log then return false end
   local name = curve .. ":" .. label
   check_name("reference", name)
-  local shape = ffi.new("int64_t[1]", 1)
-  check_status(C.al_runlog_write_floats(state.log, KIND.reference, name, state.step, 0, 0, 0, shape, ffi.new("float[1]", v)))
+  write_number(KIND.reference, name, v)
   return true
 end
 
 -- img (H, W) or (H, W, C) in [0, 1] (lab.image.load's format); opts.points (K, 2) pixel x, y (a
 -- scanpath, drawn joined in order); opts.heat (h, w) attention laid over the image, stretched.
 function viz.image(name, img, opts)
-  check_name("image", name)
-  opts = check_opts("image", opts)
-  if not viz.due(name, opts) then return false end
-  local t = as_tensor("image", value_of("image", img), "img")
+  local t
+  t, opts = due_tensor("image", name, img, opts, "img")
+  if not t then return false end
   local nd = t:dim()
   if nd ~= 2 and nd ~= 3 then fail("image", "img must be (H, W) or (H, W, C) (got shape " .. t:shape_string() .. ")") end
   if nd == 3 and (t:shape()[3] < 1 or t:shape()[3] > 4) then fail("image", "img must have 1 to 4 channels (got shape " .. t:shape_string() .. ")") end

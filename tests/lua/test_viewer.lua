@@ -12,27 +12,10 @@ local viz = lab.viz
 local BUILD = os.getenv("BUILD") or "build"
 local VIEWER = BUILD .. "/attnlab-view"
 local ATTNLAB = os.getenv("ATTNLAB") or (BUILD .. "/attnlab")
-local tmp = os.tmpname()
-os.remove(tmp)
-local function fresh_dir(name)
-  local d = tmp .. "-" .. name
-  os.execute("rm -rf '" .. d .. "' && mkdir -p '" .. d .. "'")
-  return d
-end
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local fresh_dir, read_file, write_file = check.tmpdir, check.read_file, check.write_file
+local tmp = fresh_dir("scratch") .. "/"   -- a folder for the files that are not run directories
 local function sh(cmd)   -- -> exit status, stdout, stderr
-  local out, err = tmp .. "-out", tmp .. "-err"
+  local out, err = tmp .. "out", tmp .. "err"
   local status = os.execute(cmd .. " >'" .. out .. "' 2>'" .. err .. "'")
   return math.floor(status / 256), read_file(out) or "", read_file(err) or ""   -- LuaJIT: the wait() status
 end
@@ -97,7 +80,7 @@ metrics[#metrics + 1] = "this line is not JSON"
 write_file(run_dir .. "/metrics.jsonl", table.concat(metrics, "\n") .. "\n")
 
 -- ---- the identity map at known pixels ------------------------------------------------------------------
-local shot = tmp .. "-identity.png"
+local shot = tmp .. "identity.png"
 local rc, out, err = view(run_dir, "--layout map --head 1 --print-layout --screenshot '" .. shot .. "'")
 check.ok(rc == 0, "screenshot of the map view", err)
 local L = layout_of(out)
@@ -210,7 +193,7 @@ check.ok(events > 50, "the ablation event is marked on the curve", events)
 
 -- ---- damaged or missing run directories: one clear line, no crash, no half-written PNG ------------------------
 local function one_line(e) return select(2, e:gsub("\n", "")) == 1 end
-rc, out, err = view(tmp .. "-nothere", "--screenshot '" .. shot .. "'")
+rc, out, err = view(tmp .. "nothere", "--screenshot '" .. shot .. "'")
 check.ok(rc == 1 and one_line(err) and err:find("is not a directory", 1, true), "a missing directory", err)
 local empty = fresh_dir("empty")
 rc, out, err = view(empty, "--screenshot '" .. shot .. "'")
@@ -225,7 +208,7 @@ write_file(cut .. "/records.bin", good:sub(1, #good - 100))
 os.remove(shot)
 rc, out, err = view(cut, "--layout grid --screenshot '" .. shot .. "'")
 check.ok(rc == 0 and read_file(shot) ~= nil, "a truncated records.bin (a run being written) still renders", err)
-rc, out, err = view(run_dir, "--screenshot '" .. tmp .. "-nodir/x/shot.png'")
+rc, out, err = view(run_dir, "--screenshot '" .. tmp .. "nodir/x/shot.png'")
 check.ok(rc == 1 and one_line(err) and err:find("cannot write", 1, true), "an unwritable screenshot path", err)
 rc, out, err = view(run_dir, "--layout sideways")
 check.ok(rc == 2 and err:find("unknown layout 'sideways'", 1, true), "an unknown layout", err)
@@ -272,17 +255,17 @@ else
   local c2 = layout_of(out).cells["1,2"]
   check.ok(rc == 0 and c2 ~= nil, "the study publishes the query's attention for each head", out .. err)
   c2 = c2 or { x = 0, y = 0, w = 2, h = 2 }
-  local ev = tmp .. "-events"
+  local ev = tmp .. "events"
   write_file(ev, table.concat({
-    "wait 300", "screenshot " .. tmp .. "-A.png",
-    string.format("click %d %d", c2.x + math.floor(c2.w / 2), c2.y + math.floor(c2.h / 2)), "wait 200", "screenshot " .. tmp .. "-B.png",
+    "wait 300", "screenshot " .. tmp .. "A.png",
+    string.format("click %d %d", c2.x + math.floor(c2.w / 2), c2.y + math.floor(c2.h / 2)), "wait 200", "screenshot " .. tmp .. "B.png",
     "key 1", "key space", "wait_event pause 30", "wait 1500", "key space", "wait_event resume 30", "wait 500",
-    "key a", "wait_event ablate 30", "wait 2000", "screenshot " .. tmp .. "-C.png", "quit" }, "\n") .. "\n")
+    "key a", "wait_event ablate 30", "wait 2000", "screenshot " .. tmp .. "C.png", "quit" }, "\n") .. "\n")
   rc, out, err = sh(string.format("SDL_VIDEODRIVER=offscreen '%s' '%s' --layout grid --size 640x480 --scale 1 --events '%s'", VIEWER, live, ev))
   check.ok(rc == 0, "the scripted session runs to its end", err)
   check.ok(os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0, "closing the viewer leaves the training running")
   os.execute("kill " .. pid .. " 2>/dev/null")
-  local A, B, C = lab.image.load(tmp .. "-A.png"), lab.image.load(tmp .. "-B.png"), lab.image.load(tmp .. "-C.png")
+  local A, B, C = lab.image.load(tmp .. "A.png"), lab.image.load(tmp .. "B.png"), lab.image.load(tmp .. "C.png")
   local changed = ((A - B):abs():sum(3):gt(0.02)):sum():item()
   check.ok(changed > 640 * 480 / 10, "clicking a thumbnail changes the frame (the map enlarged)", changed)
   check.ok(near(C, c2.x + 1, c2.y + math.floor(c2.h / 2), 0xFF5555, 8), "the ablated head is outlined in the grid")
@@ -313,10 +296,10 @@ else
 
   -- run --view: the program starts the viewer on the run directory; it may close early
   local vdir = fresh_dir("view")
-  local wrapper = tmp .. "-viewer.sh"
-  write_file(tmp .. "-quit", "wait_step 100 60\nscreenshot " .. vdir .. "/live.png\nquit\n")
+  local wrapper = tmp .. "viewer.sh"
+  write_file(tmp .. "quit", "wait_step 100 60\nscreenshot " .. vdir .. "/live.png\nquit\n")
   write_file(wrapper, string.format("#!/bin/sh\necho \"$@\" >'%s/viewer-args'\nexec '%s' \"$@\" --size 320x240 --scale 1 --events '%s'\n",
-    vdir, VIEWER, tmp .. "-quit"))
+    vdir, VIEWER, tmp .. "quit"))
   os.execute("chmod +x '" .. wrapper .. "'")
   rc, out, err = sh(string.format("ATTNLAB_VIEWER='%s' SDL_VIDEODRIVER=offscreen '%s' run experiments/icl_regression.lua steps=2000 " ..
     "batch=64 L=20 test_tasks=100 --out '%s/run' --view", wrapper, ATTNLAB, vdir))
@@ -327,5 +310,5 @@ else
   check.ok(read_file(vdir .. "/live.png") ~= nil, "the viewer drew the live run and closed")
 end
 
-os.execute("rm -rf '" .. tmp .. "'-*")
+check.cleanup()
 os.exit(check.report())

@@ -5,25 +5,8 @@ local check = dofile("tests/lua/check.lua")("viz")
 local lab = require "attnlab"
 local viz = lab.viz
 
-local tmp = os.tmpname()
-os.remove(tmp)
-local function fresh_dir(name)
-  local d = tmp .. "-" .. name
-  os.execute("rm -rf '" .. d .. "' && mkdir -p '" .. d .. "'")
-  return d
-end
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local fresh_dir, read_file, write_file = check.tmpdir, check.read_file, check.write_file
+local tmp = fresh_dir("scratch") .. "/"   -- a folder for the files that are not run directories
 
 -- ---- no run: every call is a cheap no-op -------------------------------------------------------
 viz.close()
@@ -195,7 +178,7 @@ write_file(bad .. "/records.bin", damaged)
 check.fails(function() viz.read(bad) end, "garbled at byte " .. first_len .. ": bad record length", "a bad length is named with its offset")
 write_file(bad .. "/records.bin", good:sub(1, first_len) .. "ALR1" .. string.rep("\0", 60))
 check.fails(function() viz.read(bad) end, "unknown record kind", "a zeroed header is garbled")
-check.fails(function() viz.read(tmp .. "-nothere") end, "cannot open")
+check.fails(function() viz.read(tmp .. "nothere") end, "cannot open")
 
-os.execute("rm -rf '" .. tmp .. "'-*")
+check.cleanup()
 os.exit(check.report())
