@@ -2,8 +2,8 @@
 # viewer_cost.sh -- what watching costs the training: the regression study headless without
 # publishing (viz=false), headless publishing (the default), and with `--view` (the viewer
 # following the run in SDL's offscreen driver, drawing every update as it would on a screen).
-# For each run: wall-clock steps/s, and the training's own CPU seconds per 1,000 steps (user +
-# system, from bash's `time`), which other processes on a shared machine disturb far less; for
+# For each run: steps per wall-clock second of the whole process (start, training, a small
+# evaluation), and the training's own CPU seconds per 1,000 steps (user + system, bash's `time`), which other processes on a shared machine disturb far less; for
 # --view runs, the viewer's CPU seconds.  Rounds interleave the three modes.
 #   bash bench/viewer_cost.sh [STEPS] [ROUNDS]      (default 5000 steps, 5 rounds)
 # Then the viewer's frame time on an 8 x 8 grid of 128 x 128 maps.
@@ -22,8 +22,7 @@ exec "$PWD/$BUILD/attnlab-view" "\$@"
 EOF
 chmod +x "$out/viewer.sh"
 
-rate() { sed -n 's/.*  \([0-9.]*\) steps\/s .*took.*/\1/p' "$1" | tail -n 1; }
-TIMEFORMAT='%U %S'
+TIMEFORMAT='%R %U %S'
 
 echo "mode	round	steps/s (wall)	training CPU s / 1000 steps	viewer CPU s	records.bin bytes"
 for r in $(seq "$ROUNDS"); do
@@ -43,8 +42,9 @@ for r in $(seq "$ROUNDS"); do
                       rm -f "$out/viewer.pid"
                   fi ;;
         esac
-        cpu=$(awk -v n="$STEPS" '{printf "%.3f", ($1 + $2) * 1000 / n}' "$dir.time")
-        printf '%s\t%d\t%s\t%s\t%s\t%s\n' "$mode" "$r" "$(rate "$dir.err")" "$cpu" "$viewer_cpu" \
+        wall=$(awk -v n="$STEPS" '{printf "%.1f", n / $1}' "$dir.time")
+        cpu=$(awk -v n="$STEPS" '{printf "%.3f", ($2 + $3) * 1000 / n}' "$dir.time")
+        printf '%s\t%d\t%s\t%s\t%s\t%s\n' "$mode" "$r" "$wall" "$cpu" "$viewer_cpu" \
             "$(wc -c <"$dir/records.bin" 2>/dev/null || echo 0)"
     done
 done

@@ -78,6 +78,27 @@ static const char *script_state(const viewer_state *v) {
     return NULL;
 }
 
+/* The heads' scales as of the shown step, replayed from the script's events (lua/attnlab/run.lua
+ * words them), so that a replay shows which heads were ablated when. */
+static void replay_head_scales(viewer_state *v) {
+    for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) v->head_scale[l][h] = 1;
+    const int64_t shown = viewer_shown_step(v);
+    for (int i = 0; i < v->run.n_events && v->run.events[i].step <= shown; i++) {
+        const char *t = v->run.events[i].text;
+        int layer, head;
+        float s = 1;
+        if (!strcmp(t, "restore all heads")) {
+            for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) v->head_scale[l][h] = 1;
+            continue;
+        }
+        if (sscanf(t, "ablate layer %d head %d", &layer, &head) == 2) s = 0;
+        else if (sscanf(t, "scale layer %d head %d by %f", &layer, &head, &s) == 3) {}
+        else if (sscanf(t, "restore layer %d head %d", &layer, &head) == 2) s = 1;
+        else continue;
+        if (layer >= 0 && layer <= VIEWER_MAX_ROWS && head >= 0 && head <= VIEWER_MAX_HEADS) v->head_scale[layer][head] = s;
+    }
+}
+
 /* ---- steps ----------------------------------------------------------------------------------- */
 
 static int snapshot_index(const viewer_state *v) {
@@ -203,6 +224,7 @@ static void draw_step_bar(viewer_state *v, viewer_rect r) {
 
 static void render(viewer_state *v) {
     viewer_collect_rows(v);
+    replay_head_scales(v);
     viewer_fill(&v->canvas, (viewer_rect){0, 0, v->canvas.w, v->canvas.h}, VIEWER_BG);
     const int top = viewer_px(v, 30), bottom = viewer_px(v, 44), gap = viewer_px(v, 6);
     draw_top_bar(v, (viewer_rect){0, 0, v->canvas.w, top});
@@ -242,7 +264,6 @@ static int chosen_layer(const viewer_state *v) { return v->n_rows ? v->rows[v->r
 static void set_head_scale(viewer_state *v, float s) {
     int layer = chosen_layer(v);
     if (layer < 1 || layer > VIEWER_MAX_ROWS || v->head < 1) { set_status(v, "no head chosen (the grid has no maps)"); return; }
-    v->head_scale[layer][v->head] = s;
     if (s == 0) send_command(v, "ablate %d %d", layer, v->head);
     else if (s == 1) send_command(v, "restore %d %d", layer, v->head);
     else send_command(v, "scale %d %d %g", layer, v->head, (double)s);
@@ -260,8 +281,12 @@ static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
     if (v->help && key != SDLK_q) { v->help = false; if (key == SDLK_ESCAPE) return true; }
     switch (key) {
     case SDLK_q: case SDLK_ESCAPE: return false;
-    case SDLK_SPACE: v->paused = !v->paused; send_command(v, v->paused ? "pause" : "resume"); break;
-    case SDLK_n: case SDLK_PERIOD: v->paused = true; send_command(v, "step"); break;
+    case SDLK_SPACE: {   /* the opposite of what the script last said it was doing */
+        const char *state = script_state(v);
+        send_command(v, state && !strcmp(state, "paused") ? "resume" : "pause");
+        break;
+    }
+    case SDLK_n: case SDLK_PERIOD: send_command(v, "step"); break;
     case SDLK_LEFT: go_to_snapshot(v, snapshot_index(v) - 1); break;
     case SDLK_RIGHT: go_to_snapshot(v, snapshot_index(v) + 1); break;
     case SDLK_HOME: go_to_snapshot(v, 0); break;
@@ -292,10 +317,7 @@ static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
         }
         break;
     }
-    case SDLK_r:
-        for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) v->head_scale[l][h] = 1;
-        send_command(v, "restore");
-        break;
+    case SDLK_r: send_command(v, "restore"); break;
     case SDLK_g: v->log_y = !v->log_y; break;
     case SDLK_LEFTBRACKET: v->smoothing = v->smoothing > 0.1f ? v->smoothing - 0.1f : 0; break;
     case SDLK_RIGHTBRACKET: v->smoothing = v->smoothing < 0.89f ? v->smoothing + 0.1f : 0.99f; break;
@@ -663,7 +685,6 @@ static void apply_options(viewer_state *v, const viewer_options *o) {
     v->focus_token = -1;
     v->scale = o->scale > 0 ? o->scale : 1;
     v->head = o->head > 0 ? (int)o->head : 1;
-    for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) v->head_scale[l][h] = 1;
     viewer_collect_rows(v);
     for (int r = 0; o->layer > 0 && r < v->n_rows; r++) if (v->rows[r].layer == o->layer) { v->row = r; break; }
 }

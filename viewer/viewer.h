@@ -134,8 +134,9 @@ typedef struct {
     bool log_y;
     float smoothing;        /* EMA weight, 0 .. 0.99 */
     bool help;
-    bool paused;            /* what this viewer asked the script for */
-    float head_scale[VIEWER_MAX_ROWS + 1][VIEWER_MAX_HEADS + 1];  /* what it sent, by layer, head */
+    /* each head's output scale as the script reported applying it (its events) up to the shown
+     * step, by layer and head; render() recomputes it */
+    float head_scale[VIEWER_MAX_ROWS + 1][VIEWER_MAX_HEADS + 1];
     char status[300];       /* the last message (a saved PNG, a sent command) */
     viewer_attention_row rows[VIEWER_MAX_ROWS];
     int n_rows;

@@ -363,8 +363,10 @@ function Run:_apply(cmd)
   end
   local m = layers[cmd.layer]
   if not m then return string.format("ignored '%s': no attention layer %d (the run has %d)", cmd.text, cmd.layer, #layers) end
-  if cmd.head > m.heads then return string.format("ignored '%s': layer %d has %d heads", cmd.text, cmd.layer, m.heads) end
-  m:set_head_scale(cmd.head, cmd.scale)
+  if m.heads and cmd.head > m.heads then return string.format("ignored '%s': layer %d has %d heads", cmd.text, cmd.layer, m.heads) end
+  -- a command from outside never stops the training: a hook's error becomes the logged event
+  local ok, err = pcall(m.set_head_scale, m, cmd.head, cmd.scale)
+  if not ok then return string.format("ignored '%s': %s", cmd.text, tostring(err)) end
   if cmd.op == "ablate" then return string.format("ablate layer %d head %d", cmd.layer, cmd.head) end
   if cmd.op == "restore" then return string.format("restore layer %d head %d", cmd.layer, cmd.head) end
   return string.format("scale layer %d head %d by %g", cmd.layer, cmd.head, cmd.scale)
