@@ -117,37 +117,47 @@ static void go_to_snapshot(viewer_state *v, int idx) {
 
 /* ---- drawing the frame ----------------------------------------------------------------------- */
 
-static const char *help_lines[] = {
-    "space      pause / resume the training",
-    "n          run a single training step (then pause)",
-    "left/right step back / forward through the recorded history",
-    "home/end   first recorded step / follow the newest",
-    "d          difference mode: the shown step minus this one (d again: off)",
-    "up/down    choose the layer (grid row)",
-    "tab, h/l   choose the head (shift-tab, h: previous)",
-    "a          ablate the chosen head (again: restore it)",
-    "+ / -      scale the chosen head's output by 2 / by 1/2",
-    "r          restore every head",
-    "0 .. 6     overview, grid, map, heads, matrices, curves, images",
-    "g          log y axis on curves",
-    "[ / ]      less / more curve smoothing",
-    "s          save a PNG of the view (in the run directory)",
-    "mouse      click a thumbnail to enlarge it (click again: back),",
-    "           hover for values, click head colours to hide heads,",
-    "           click or drag the step bar",
-    "?          this help;  q or escape: quit (the training goes on)",
+static const char *help_lines[][2] = {   /* key, what it does */
+    {"space", "pause / resume the training"},
+    {"n or .", "run a single training step (then pause)"},
+    {"left/right", "step back / forward through the recorded history"},
+    {"home/end", "first recorded step / follow the newest"},
+    {"d", "difference mode: the shown step minus this one (d again: off)"},
+    {"up/down", "choose the layer (grid row)"},
+    {"tab, h/l", "choose the head (shift-tab, h: previous)"},
+    {"a", "ablate the chosen head (again: restore it)"},
+    {"+ / -", "scale the chosen head's output by 2 / by 1/2"},
+    {"r", "restore every head"},
+    {"0 .. 6", "overview, grid, map, heads, matrices, curves, images"},
+    {"g", "log y axis on curves"},
+    {"[ / ]", "less / more curve smoothing"},
+    {"s", "save a PNG of the view (in the run directory)"},
+    {"mouse", "click a thumbnail to enlarge it (click again: back),"},
+    {"", "hover for values, click head colours to hide heads,"},
+    {"", "click or drag the step bar"},
+    {"?", "this help"},
+    {"q, escape", "quit (the training goes on)"},
 };
 
 static void draw_help(viewer_state *v) {
     const int n = (int)(sizeof help_lines / sizeof *help_lines), th = viewer_text_height(VIEWER_FONT_NORMAL);
-    int w = 0;
-    for (int i = 0; i < n; i++) { int tw = viewer_text_width(VIEWER_FONT_NORMAL, help_lines[i]); if (tw > w) w = tw; }
     const int pad = viewer_px(v, 16);
+    int kw = 0, w = 0;
+    for (int i = 0; i < n; i++) {
+        int a = viewer_text_width(VIEWER_FONT_NORMAL, help_lines[i][0]), b = viewer_text_width(VIEWER_FONT_NORMAL, help_lines[i][1]);
+        if (a > kw) kw = a;
+        if (b > w) w = b;
+    }
+    w += kw + pad;
     viewer_rect r = {(v->canvas.w - w) / 2 - pad, (v->canvas.h - n * th) / 2 - pad - th, w + 2 * pad, n * th + 2 * pad + th};
     viewer_fill(&v->canvas, r, 0xFF0E1014);
     viewer_outline(&v->canvas, r, viewer_px(v, 2), VIEWER_ACCENT);
     viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + pad / 2, VIEWER_ACCENT, "keys");
-    for (int i = 0; i < n; i++) viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + pad / 2 + (i + 1) * th, VIEWER_FG, help_lines[i]);
+    for (int i = 0; i < n; i++) {
+        const int y = r.y + pad / 2 + (i + 1) * th;
+        viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, y, VIEWER_ACCENT, help_lines[i][0]);
+        viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + 2 * pad + kw, y, VIEWER_FG, help_lines[i][1]);
+    }
 }
 
 static void draw_top_bar(viewer_state *v, viewer_rect r) {
@@ -278,7 +288,7 @@ static void save_png(viewer_state *v) {
 
 static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
     const char *text = SDL_GetKeyName(key);
-    if (v->help && key != SDLK_q) { v->help = false; if (key == SDLK_ESCAPE) return true; }
+    if (v->help && key != SDLK_q) { v->help = false; return true; }   /* any key closes the help first */
     switch (key) {
     case SDLK_q: case SDLK_ESCAPE: return false;
     case SDLK_SPACE: {   /* the opposite of what the script last said it was doing */
@@ -566,7 +576,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
                                           !strcmp(driver, "windows") || !strcmp(driver, "cocoa"));
     int status = 0;
     bool running = true, dirty = true, data_dirty = false, dragging = false;
-    double last_poll = 0, last_data_draw = 0;
+    double last_poll = 0, last_data_draw = 0, first_frame = 0;
     while (running) {
         SDL_Event e;
         /* sleep until input, or until it is time to look at the run again */
@@ -603,8 +613,11 @@ static int run_window(viewer_state *v, const viewer_options *o) {
             render(v);
             present(v, &w);
             dirty = false;
+            if (first_frame == 0) first_frame = t;
         }
-        if (script.f && running) {
+        /* scripted input starts once the window is up: SDL drops key events pushed while the
+         * window is still being shown (seen with the offscreen driver) */
+        if (script.f && running && first_frame > 0 && t - first_frame >= 0.2) {
             int rc = run_event_script(v, &script);
             if (rc != 0) { running = false; status = rc < 0 ? 1 : 0; }
         }

@@ -221,8 +221,8 @@ void viewer_draw_map(viewer_state *v, viewer_rect r) {
                  i + 1, nq ? " '" : "", nq ? q[i] : "", nq ? "'" : "", j + 1, nk ? " '" : "", nk ? k[j] : "", nk ? "'" : "",
                  v->diff_base >= 0 ? "change" : "weight", (double)m[(size_t)i * (size_t)cols + (size_t)j]);
     } else {
-        snprintf(info, sizeof info, "%d queries x %d keys, colours 0 .. %.3g; hover for values; click to go back to the grid",
-                 rows, cols, (double)hi);
+        snprintf(info, sizeof info, "%d %s x %d %s, colours %.3g .. %.3g; hover for values; click to go back to the grid",
+                 rows, rows == 1 ? "query" : "queries", cols, cols == 1 ? "key" : "keys", (double)lo, (double)hi);
     }
     viewer_text(&v->canvas, VIEWER_FONT_SMALL, in.x, in.y + in.h - th, VIEWER_FG, info);
 }

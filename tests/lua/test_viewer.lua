@@ -236,6 +236,23 @@ local offscreen = sh(string.format("SDL_VIDEODRIVER=offscreen '%s' '%s' --size 3
 if not offscreen then
   io.stderr:write("viewer: SDL's offscreen video driver is not available; the live tests are skipped\n")
 else
+  -- keys: ? opens the key list, any key closes it, 4 shows the matrices
+  local ev = tmp .. "keys"
+  write_file(ev, "key ?\nwait 50\nscreenshot " .. tmp .. "help.png\nkey ?\nwait 50\nscreenshot " .. tmp ..
+    "nohelp.png\nkey 4\nwait 50\nscreenshot " .. tmp .. "matrices.png\nquit\n")
+  rc, out, err = sh(string.format("SDL_VIDEODRIVER=offscreen '%s' '%s' --layout grid --size 640x480 --scale 1 --events '%s'", VIEWER, run_dir, ev))
+  local function accent(path)   -- pixels of the accent colour (the key list's frame and keys) below the top bar
+    local im, n = lab.image.load(path), 0
+    for y = 40, 430 do for x = 0, 639 do if near(im, x, y, 0xFFB020, 6) then n = n + 1 end end end
+    return n
+  end
+  local with_help, without = accent(tmp .. "help.png"), accent(tmp .. "nohelp.png")
+  check.ok(rc == 0 and with_help > without + 1000, "? draws the key list over the view and a key closes it",
+    string.format("%d accent pixels with, %d without; %s", with_help, without, err))
+  rc, out, err = view(run_dir, "--layout matrices --screenshot '" .. shot .. "'")
+  local want, got = lab.image.load(shot), lab.image.load(tmp .. "matrices.png")
+  check.ok(((want - got):abs():sum(3):gt(0.02)):sum():item() < 2000, "key 4 shows the matrices view (as --layout matrices draws it)")
+
   local live = fresh_dir("live")
   local train_cmd = string.format("nice '%s' run experiments/icl_regression.lua heads=2 steps=1000000 batch=64 L=20 lr=0.003 " ..
     "log_every=20 test_tasks=100 --out '%s' >'%s/stdout' 2>'%s/stderr' & echo $!", ATTNLAB, live, live, live)
@@ -255,7 +272,7 @@ else
   local c2 = layout_of(out).cells["1,2"]
   check.ok(rc == 0 and c2 ~= nil, "the study publishes the query's attention for each head", out .. err)
   c2 = c2 or { x = 0, y = 0, w = 2, h = 2 }
-  local ev = tmp .. "events"
+  ev = tmp .. "events"
   write_file(ev, table.concat({
     "wait 300", "screenshot " .. tmp .. "A.png",
     string.format("click %d %d", c2.x + math.floor(c2.w / 2), c2.y + math.floor(c2.h / 2)), "wait 200", "screenshot " .. tmp .. "B.png",
