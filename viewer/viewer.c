@@ -243,7 +243,7 @@ static void render(viewer_state *v) {
     viewer_rect q[4] = {{m.x, m.y, hw, hh}, {m.x + hw + gap, m.y, m.w - hw - gap, hh},
                         {m.x, m.y + hh + gap, hw, m.h - hh - gap}, {m.x + hw + gap, m.y + hh + gap, m.w - hw - gap, m.h - hh - gap}};
     memset(v->grid_cells, 0, sizeof v->grid_cells);
-    v->map_rect = v->head_view_rect = v->legend_rect = (viewer_rect){0, 0, 0, 0};
+    v->map_rect = v->head_view_rect = v->legend_rect = v->image_rect = (viewer_rect){0, 0, 0, 0};
     switch (v->layout) {
     case LAYOUT_OVERVIEW: {
         bool images = false;
@@ -417,6 +417,8 @@ static void bench_frames(viewer_state *v, long n, viewer_window *w) {
 
 static void print_layout(const viewer_state *v) {
     printf("canvas %d %d\n", v->canvas.w, v->canvas.h);
+    if (v->image_rect.w) printf("image %d %d %d %d %d\n", v->image_rect.x, v->image_rect.y, v->image_rect.w, v->image_rect.h,
+                                (int)(v->image_zoom * 1000 + 0.5f));
     if (v->legend_rect.w) printf("legend %d %d %d %d\n", v->legend_rect.x, v->legend_rect.y, v->legend_rect.w, v->legend_rect.h);
     if (v->map_rect.w) printf("map %d %d %d %d %d %d\n", v->map_rect.x, v->map_rect.y, v->map_rect.w, v->map_rect.h, v->map_rows, v->map_cols);
     for (int r = 0; r < v->n_rows; r++)

@@ -142,6 +142,8 @@ typedef struct {
     int n_rows;
     /* where things were drawn in the last frame, for the mouse */
     viewer_rect grid_cells[VIEWER_MAX_ROWS][VIEWER_MAX_HEADS + 1];
+    viewer_rect image_rect;  /* the first image drawn, and its zoom (canvas pixels per image pixel) */
+    float image_zoom;
     viewer_rect map_rect, legend_rect, slider_rect, tabs[LAYOUT_COUNT], head_boxes[VIEWER_MAX_HEADS + 1];
     int map_rows, map_cols;
     float head_token_y[2][512]; int head_tokens[2]; float head_col_x[2];

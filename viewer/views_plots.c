@@ -217,6 +217,7 @@ static void draw_image(viewer_state *v, viewer_series *img, viewer_rect r) {
     const int ih = en->shape[0], iw = en->shape[1], ch = en->ndim == 3 ? en->shape[2] : 1;
     float z = fminf((float)in.w / (float)iw, (float)in.h / (float)ih);
     viewer_rect ir = {in.x, in.y, (int)((float)iw * z), (int)((float)ih * z)};
+    if (!v->image_rect.w) { v->image_rect = ir; v->image_zoom = z; }
     for (int y = 0; y < ir.h; y++)
         for (int x = 0; x < ir.w; x++) {
             int sy = (int)((float)y / z), sx = (int)((float)x / z);

@@ -195,6 +195,33 @@ local events = 0
 for y = 60, 440 do for x = 60, 600 do if near(img, x, y, 0xFF5555, 8) then events = events + 1 end end end
 check.ok(events > 50, "the ablation event is marked on the curve", events)
 
+-- ---- an image with its attention heatmap and a scanpath -----------------------------------------------------
+local imdir = fresh_dir("image")
+viz.open(imdir, { interval = 0 })
+viz.set_step(5)
+local heat = lab.zeros{ 2, 2 }
+heat:set(1, 1, 1)                                    -- all the attention on the top-left quarter
+viz.image("scene", lab.full({ 40, 60, 3 }, 0.5), { heat = heat, points = { { 45, 10 }, { 50, 30 } } })
+viz.close()
+rc, out, err = view(imdir, "--layout images --print-layout --screenshot '" .. shot .. "'")
+img = lab.image.load(shot)
+local ir = layout_of(out).image
+check.ok(rc == 0 and ir and math.abs(ir.w / ir.h - 1.5) < 0.02, "the image keeps its aspect ratio", out .. err)
+ir = ir or { x = 0, y = 0, w = 60, h = 40, rows = 1000 }
+local z = ir.rows / 1000                              -- the zoom printed as an integer x 1000
+local function at(px, py) return ir.x + math.floor(px * z), ir.y + math.floor(py * z) end
+local hx, hy = at(8, 8)
+local cx, cy = at(25, 35)
+local r1, g1, b1 = pixel(img, hx, hy)
+check.ok(r1 > 150 and g1 > 150 and b1 < 110, "the heatmap tints the attended quarter towards the top colour",
+  string.format("(%d,%d,%d)", r1, g1, b1))
+check.ok(near(img, cx, cy, 0x808080, 2), "the unattended quarter keeps the image's grey")
+local p1x, p1y = at(45, 10)
+local p2x, p2y = at(50, 30)
+check.ok(near(img, p1x + 4, p1y, 0xFFEB3B, 30) and near(img, p2x + 4, p2y, 0xFFEB3B, 30), "the points are drawn where they are")
+local mx, my = at(47.5, 20)
+check.ok(near(img, mx, my, 0xFFEB3B, 40), "and joined in order")
+
 -- ---- damaged or missing run directories: one clear line, no crash, no half-written PNG ------------------------
 local function one_line(e) return select(2, e:gsub("\n", "")) == 1 end
 rc, out, err = view(tmp .. "nothere", "--screenshot '" .. shot .. "'")
@@ -243,7 +270,7 @@ else
   -- keys: ? opens the key list, any key closes it, 4 shows the matrices
   local ev = tmp .. "keys"
   write_file(ev, "key ?\nwait 50\nscreenshot " .. tmp .. "help.png\nkey ?\nwait 50\nscreenshot " .. tmp ..
-    "nohelp.png\nkey 4\nwait 50\nscreenshot " .. tmp .. "matrices.png\nquit\n")
+    "nohelp.png\nkey 4\nwait 50\nscreenshot " .. tmp .. "matrices.png\nkey s\nwait 50\nquit\n")
   rc, out, err = sh(string.format(SDL_ENV .. " '%s' '%s' --layout grid --size 640x480 --scale 1 --events '%s'", VIEWER, run_dir, ev))
   local function accent(path)   -- pixels of the accent colour (the key list's frame and keys) below the top bar
     local im, n = lab.image.load(path), 0
@@ -256,6 +283,8 @@ else
   rc, out, err = view(run_dir, "--layout matrices --screenshot '" .. shot .. "'")
   local want, got = lab.image.load(shot), lab.image.load(tmp .. "matrices.png")
   check.ok(((want - got):abs():sum(3):gt(0.02)):sum():item() < 2000, "key 4 shows the matrices view (as --layout matrices draws it)")
+  local saved = run_dir .. "/view-matrices-step40.png"
+  check.ok(read_file(saved) ~= nil and lab.image.load(saved):shape()[2] == 640, "key s saves the view as a PNG in the run directory")
 
   local live = fresh_dir("live")
   local train_cmd = string.format("nice '%s' run experiments/icl_regression.lua heads=2 steps=1000000 batch=64 L=20 lr=0.003 " ..
