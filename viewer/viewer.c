@@ -132,6 +132,7 @@ static const char *help_lines[][2] = {   /* key, what it does */
     {"g", "log y axis on curves"},
     {"[ / ]", "less / more curve smoothing"},
     {"s", "save a PNG of the view (in the run directory)"},
+    {"c", "save the chosen map as CSV (in the run directory)"},
     {"mouse", "click a thumbnail to enlarge it (click again: back),"},
     {"", "hover for values, click head colours to hide heads,"},
     {"", "click or drag the step bar"},
@@ -286,6 +287,30 @@ static void save_png(viewer_state *v) {
     else set_status(v, "%s", err);
 }
 
+/* The focused map (as shown: in difference mode, the difference) as CSV, one row per query. */
+static void save_csv(viewer_state *v) {
+    viewer_attention_row *row = v->n_rows ? &v->rows[v->row] : NULL;
+    viewer_series *s = row && v->head <= row->n_heads ? row->heads[v->head] : NULL;
+    static float buf[1 << 20];
+    int rows = 0, cols = 0;
+    const float *m = s ? viewer_values(v, s, &rows, &cols, buf, 1 << 20) : NULL;
+    if (!m) { set_status(v, "no map to save at this step"); return; }
+    char path[4400], tmp[4500], safe[64];
+    size_t n = 0;
+    for (const char *p = row->name; *p && n < sizeof safe - 1; p++) safe[n++] = (*p == '/' || *p == ' ') ? '_' : *p;
+    safe[n] = 0;
+    snprintf(path, sizeof path, "%s/%s-L%d-H%d-step%lld%s.csv", v->run.dir, safe, row->layer, v->head,
+             (long long)viewer_shown_step(v), v->diff_base >= 0 ? "-diff" : "");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f != NULL;
+    for (int i = 0; ok && i < rows; i++)
+        for (int j = 0; j < cols; j++) ok = fprintf(f, j + 1 < cols ? "%.9g," : "%.9g\n", (double)m[(size_t)i * (size_t)cols + (size_t)j]) > 0;
+    if (f && fclose(f) != 0) ok = false;
+    if (ok && rename(tmp, path) == 0) set_status(v, "saved %s", path);
+    else { unlink(tmp); set_status(v, "cannot write '%s': %s", path, strerror(errno)); }
+}
+
 static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
     const char *text = SDL_GetKeyName(key);
     if (v->help && key != SDLK_q) { v->help = false; return true; }   /* any key closes the help first */
@@ -332,6 +357,7 @@ static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
     case SDLK_LEFTBRACKET: v->smoothing = v->smoothing > 0.1f ? v->smoothing - 0.1f : 0; break;
     case SDLK_RIGHTBRACKET: v->smoothing = v->smoothing < 0.89f ? v->smoothing + 0.1f : 0.99f; break;
     case SDLK_s: save_png(v); break;
+    case SDLK_c: save_csv(v); break;
     case SDLK_QUESTION: case SDLK_SLASH: v->help = true; break;
     default:
         for (int i = 0; i < LAYOUT_COUNT; i++)

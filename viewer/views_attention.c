@@ -221,8 +221,24 @@ void viewer_draw_map(viewer_state *v, viewer_rect r) {
                  i + 1, nq ? " '" : "", nq ? q[i] : "", nq ? "'" : "", j + 1, nk ? " '" : "", nk ? k[j] : "", nk ? "'" : "",
                  v->diff_base >= 0 ? "change" : "weight", (double)m[(size_t)i * (size_t)cols + (size_t)j]);
     } else {
-        snprintf(info, sizeof info, "%d %s x %d %s, colours %.3g .. %.3g; hover for values; click to go back to the grid",
-                 rows, rows == 1 ? "query" : "queries", cols, cols == 1 ? "key" : "keys", (double)lo, (double)hi);
+        /* the head's summary, as head detectors report it: how spread its rows are (entropy in
+         * nats, log M for uniform attention) and how peaked (the mean of the row maxima) */
+        double entropy = 0, peak = 0;
+        for (int i = 0; i < rows && v->diff_base < 0; i++) {
+            float row_max = 0;
+            for (int j = 0; j < cols; j++) {
+                float p = m[(size_t)i * (size_t)cols + (size_t)j];
+                if (p > 0) entropy -= (double)p * log((double)p);
+                if (p > row_max) row_max = p;
+            }
+            peak += row_max;
+        }
+        char summary[120] = "";
+        if (v->diff_base < 0)
+            snprintf(summary, sizeof summary, "mean entropy %.3g nats (uniform %.3g), mean max weight %.3g; ", entropy / rows,
+                     log((double)cols), peak / rows);
+        snprintf(info, sizeof info, "%d %s x %d %s, colours %.3g .. %.3g; %shover for values; c saves it as CSV",
+                 rows, rows == 1 ? "query" : "queries", cols, cols == 1 ? "key" : "keys", (double)lo, (double)hi, summary);
     }
     viewer_text(&v->canvas, VIEWER_FONT_SMALL, in.x, in.y + in.h - th, VIEWER_FG, info);
 }

@@ -270,7 +270,7 @@ else
   -- keys: ? opens the key list, any key closes it, 4 shows the matrices
   local ev = tmp .. "keys"
   write_file(ev, "key ?\nwait 50\nscreenshot " .. tmp .. "help.png\nkey ?\nwait 50\nscreenshot " .. tmp ..
-    "nohelp.png\nkey 4\nwait 50\nscreenshot " .. tmp .. "matrices.png\nkey s\nwait 50\nquit\n")
+    "nohelp.png\nkey 4\nwait 50\nscreenshot " .. tmp .. "matrices.png\nkey s\nkey c\nwait 50\nquit\n")
   rc, out, err = sh(string.format(SDL_ENV .. " '%s' '%s' --layout grid --size 640x480 --scale 1 --events '%s'", VIEWER, run_dir, ev))
   local function accent(path)   -- pixels of the accent colour (the key list's frame and keys) below the top bar
     local im, n = lab.image.load(path), 0
@@ -285,6 +285,14 @@ else
   check.ok(((want - got):abs():sum(3):gt(0.02)):sum():item() < 2000, "key 4 shows the matrices view (as --layout matrices draws it)")
   local saved = run_dir .. "/view-matrices-step40.png"
   check.ok(read_file(saved) ~= nil and lab.image.load(saved):shape()[2] == 640, "key s saves the view as a PNG in the run directory")
+  local csv = read_file(run_dir .. "/L1-L1-H1-step40.csv") or ""
+  local csv_rows, diagonal = 0, 0
+  for line in csv:gmatch("[^\n]+") do
+    csv_rows = csv_rows + 1
+    local j = 0
+    for x in line:gmatch("[^,]+") do j = j + 1 if j == csv_rows and tonumber(x) == 1 then diagonal = diagonal + 1 end end
+  end
+  check.ok(csv_rows == N and diagonal == N, "key c saves the chosen map (the identity) as CSV", csv:sub(1, 80))
 
   local live = fresh_dir("live")
   local train_cmd = string.format("nice '%s' run experiments/icl_regression.lua heads=2 steps=1000000 batch=64 L=20 lr=0.003 " ..
