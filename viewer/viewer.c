@@ -3,7 +3,7 @@
  *   attnlab-view RUN_DIR [--follow] [--layout L] [--step N] [--diff A] [--layer L --head H]
  *                        [--log-y] [--scale S] [--size WxH] [--font FILE.ttf]
  *   attnlab-view RUN_DIR --screenshot FILE.png [...]   one frame, no display needed, then exit
- *   test and measurement options: --events FILE (scripted input, see run_event_script),
+ *   test and measurement options: --events FILE (scripted input, viewer/events.c),
  *   --bench-frames N (draw N frames, print the mean frame time), --print-layout (where the last
  *   frame put its maps, thumbnails and step bar, so tests can look at known pixels)
  *
@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *layout_names[LAYOUT_COUNT] = {"overview", "grid", "map", "heads", "matrices", "curves", "images"};
@@ -34,12 +33,6 @@ typedef struct {
     float scale;
     bool log_y, print_layout;
 } viewer_options;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void set_status(viewer_state *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_status(viewer_state *v, const char *fmt, ...) {
@@ -233,7 +226,7 @@ static void draw_step_bar(viewer_state *v, viewer_rect r) {
     viewer_unclip(&v->canvas);
 }
 
-static void render(viewer_state *v) {
+void viewer_render(viewer_state *v) {
     viewer_collect_rows(v);
     replay_head_scales(v);
     viewer_fill(&v->canvas, (viewer_rect){0, 0, v->canvas.w, v->canvas.h}, VIEWER_BG);
@@ -419,7 +412,7 @@ static bool present(viewer_state *v, viewer_window *w) {
     if (!dst) return false;
     if (dst->w != v->canvas.w || dst->h != v->canvas.h) {
         if (!viewer_canvas_resize(&v->canvas, dst->w, dst->h)) return false;
-        render(v);
+        viewer_render(v);
     }
     SDL_Surface *src = SDL_CreateRGBSurfaceWithFormatFrom(v->canvas.px, v->canvas.w, v->canvas.h, 32, v->canvas.w * 4,
                                                           SDL_PIXELFORMAT_ARGB8888);
@@ -431,17 +424,17 @@ static bool present(viewer_state *v, viewer_window *w) {
 
 /* Draws n frames (and shows them, with a window) and prints the mean time of one. */
 static void bench_frames(viewer_state *v, long n, viewer_window *w) {
-    double t0 = now_seconds();
+    double t0 = viewer_now();
     for (long i = 0; i < n; i++) {
-        render(v);
+        viewer_render(v);
         if (w) present(v, w);
     }
-    double ms = (now_seconds() - t0) * 1000.0 / (double)n;
+    double ms = (viewer_now() - t0) * 1000.0 / (double)n;
     printf("frame time: %.3f ms mean over %ld frames (%.0f fps), %dx%d %s\n", ms, n, 1000.0 / ms, v->canvas.w, v->canvas.h,
            w ? "window (render + present)" : "canvas (render only)");
 }
 
-static void print_layout(const viewer_state *v) {
+void viewer_print_layout(const viewer_state *v) {
     printf("canvas %d %d\n", v->canvas.w, v->canvas.h);
     if (v->image_rect.w) printf("image %d %d %d %d %d\n", v->image_rect.x, v->image_rect.y, v->image_rect.w, v->image_rect.h,
                                 (int)(v->image_zoom * 1000 + 0.5f));
@@ -454,104 +447,6 @@ static void print_layout(const viewer_state *v) {
         }
     printf("slider %d %d %d %d\n", v->slider_rect.x, v->slider_rect.y, v->slider_rect.w, v->slider_rect.h);
     fflush(stdout);
-}
-
-/* The test event script, one command a line (# comments):
- *   key NAME           a key press and release (SDL key names: space, a, Left, 2 ...)
- *   click X Y          move there, press and release the left button (canvas pixels)
- *   move X Y           move the mouse
- *   wait MS            let the loop run (follow the run, redraw) for MS milliseconds
- *   wait_step N [S]    until the run's newest step is >= N (fail after S seconds, default 60)
- *   wait_event TEXT [S]  until the script logged an event containing TEXT
- *   screenshot FILE    write the current frame
- *   print_layout       print where the frame's maps, thumbnails and step bar are (stdout)
- *   quit
- * Events go through SDL_PushEvent into the same loop the user's input takes. */
-typedef struct { FILE *f; double wait_until; long wait_step; char wait_event[120]; double deadline; int line; } event_script;
-
-static void push_key(SDL_Keycode key) {
-    SDL_Event e = {0};
-    e.type = SDL_KEYDOWN;
-    e.key.keysym.sym = key;
-    e.key.state = SDL_PRESSED;
-    SDL_PushEvent(&e);
-    e.type = SDL_KEYUP;
-    e.key.state = SDL_RELEASED;
-    SDL_PushEvent(&e);
-}
-
-static void push_mouse(Uint32 type, int x, int y) {
-    SDL_Event e = {0};
-    e.type = type;
-    if (type == SDL_MOUSEMOTION) { e.motion.x = x; e.motion.y = y; }
-    else { e.button.x = x; e.button.y = y; e.button.button = SDL_BUTTON_LEFT; e.button.clicks = 1; }
-    SDL_PushEvent(&e);
-}
-
-static bool event_has(const viewer_run *run, const char *needle) {
-    for (int i = 0; i < run->n_events; i++) if (strstr(run->events[i].text, needle)) return true;
-    return false;
-}
-
-/* Runs script lines until one has to wait; returns 0 to go on, 1 when done (quit), -1 on failure. */
-static int run_event_script(viewer_state *v, event_script *s) {
-    const double t = now_seconds();
-    if (s->wait_until > t) return 0;
-    if (s->wait_step >= 0 || s->wait_event[0]) {
-        bool done = s->wait_step >= 0 ? v->run.latest_step >= s->wait_step : event_has(&v->run, s->wait_event);
-        if (!done && t > s->deadline) {
-            fprintf(stderr, "attnlab view: --events line %d: timed out waiting\n", s->line);
-            return -1;
-        }
-        if (!done) return 0;
-        s->wait_step = -1;
-        s->wait_event[0] = 0;
-    }
-    char line[512];
-    while (fgets(line, sizeof line, s->f)) {
-        s->line++;
-        char cmd[32] = "", arg[400] = "";
-        double secs = 60;
-        int x = 0, y = 0;
-        if (sscanf(line, "%31s", cmd) != 1 || cmd[0] == '#') continue;
-        if (!strcmp(cmd, "key") && sscanf(line, "%*s %399s", arg) == 1) {
-            SDL_Keycode k = SDL_GetKeyFromName(arg);
-            if (k == SDLK_UNKNOWN) { fprintf(stderr, "attnlab view: --events line %d: unknown key '%s'\n", s->line, arg); return -1; }
-            push_key(k);
-            return 0;   /* handled before the next line */
-        } else if (!strcmp(cmd, "click") && sscanf(line, "%*s %d %d", &x, &y) == 2) {
-            push_mouse(SDL_MOUSEMOTION, x, y);
-            push_mouse(SDL_MOUSEBUTTONDOWN, x, y);
-            push_mouse(SDL_MOUSEBUTTONUP, x, y);
-            return 0;
-        } else if (!strcmp(cmd, "move") && sscanf(line, "%*s %d %d", &x, &y) == 2) {
-            push_mouse(SDL_MOUSEMOTION, x, y);
-            return 0;
-        } else if (!strcmp(cmd, "wait") && sscanf(line, "%*s %d", &x) == 1) {
-            s->wait_until = t + x / 1000.0;
-            return 0;
-        } else if (!strcmp(cmd, "wait_step") && sscanf(line, "%*s %d %lf", &x, &secs) >= 1) {
-            s->wait_step = x;
-            s->deadline = t + secs;
-            return 0;
-        } else if (!strcmp(cmd, "wait_event") && sscanf(line, "%*s %119s %lf", s->wait_event, &secs) >= 1) {
-            s->deadline = t + secs;
-            return 0;
-        } else if (!strcmp(cmd, "screenshot") && sscanf(line, "%*s %399s", arg) == 1) {
-            char err[300];
-            render(v);
-            if (viewer_write_png(&v->canvas, arg, err, sizeof err) != 0) { fprintf(stderr, "attnlab view: %s\n", err); return -1; }
-        } else if (!strcmp(cmd, "print_layout")) {
-            render(v);
-            print_layout(v);
-        } else if (!strcmp(cmd, "quit")) {
-            return 1;
-        } else {
-            fprintf(stderr, "attnlab view: --events line %d: cannot read '%s'\n", s->line, strtok(line, "\n"));
-            return -1;
-        }
-    }
-    return 1;
 }
 
 static float display_scale(void) {
@@ -580,7 +475,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         SDL_Quit();
         return 1;
     }
-    event_script script = {.wait_step = -1};
+    viewer_event_script script = {.wait_step = -1};
     if (o->events && !(script.f = fopen(o->events, "r"))) {
         fprintf(stderr, "attnlab view: --events: cannot open '%s': %s\n", o->events, strerror(errno));
         SDL_DestroyWindow(w.window);
@@ -624,7 +519,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
             }
             got = SDL_PollEvent(&e);
         }
-        double t = now_seconds();
+        double t = viewer_now();
         if (t - last_poll >= 0.1) {
             last_poll = t;
             if (viewer_run_poll(&v->run)) data_dirty = true;
@@ -638,7 +533,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         if (dirty) {
             SDL_Surface *dst = SDL_GetWindowSurface(w.window);
             if (dst && (dst->w != v->canvas.w || dst->h != v->canvas.h)) viewer_canvas_resize(&v->canvas, dst->w, dst->h);
-            render(v);
+            viewer_render(v);
             present(v, &w);
             dirty = false;
             if (first_frame == 0) first_frame = t;
@@ -646,7 +541,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         /* scripted input starts once the window is up: SDL drops key events pushed while the
          * window is still being shown (seen with the offscreen driver) */
         if (script.f && running && first_frame > 0 && t - first_frame >= 0.2) {
-            int rc = run_event_script(v, &script);
+            int rc = viewer_run_event_script(v, &script);
             if (rc != 0) { running = false; status = rc < 0 ? 1 : 0; }
         }
     }
@@ -756,8 +651,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "attnlab view: out of memory for a %dx%d frame\n", o.width, o.height);
             return 1;
         }
-        render(&v);
-        if (o.print_layout) print_layout(&v);
+        viewer_render(&v);
+        if (o.print_layout) viewer_print_layout(&v);
         if (o.bench_frames > 0) bench_frames(&v, o.bench_frames, NULL);
         if (o.screenshot && viewer_write_png(&v.canvas, o.screenshot, err, sizeof err) != 0) {
             fprintf(stderr, "attnlab view: %s\n", err);

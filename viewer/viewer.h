@@ -6,12 +6,14 @@
  *   run.c      a run directory: the record index, curves from metrics.jsonl, followed as it grows
  *   views_attention.c   the layers x heads grid, one map large, the head view
  *   views_plots.c       weight matrices, curves, images
- *   viewer.c   the command line, layout, input, commands to the script, screenshots, test events */
+ *   viewer.c   the command line, layout, input, commands to the script, screenshots
+ *   events.c   scripted input for the tests (--events FILE) */
 #ifndef ATTNLAB_VIEWER_H
 #define ATTNLAB_VIEWER_H
 
 #include "attnlab.h"
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* ---- canvas (canvas.c) -------------------------------------------------------------------- */
@@ -168,5 +170,21 @@ int viewer_px(const viewer_state *v, float logical);   /* logical pixels -> canv
 /* the values of series s at the shown step (in difference mode: minus those at the base step);
  * NULL when it has none.  buf must hold rows*cols floats. */
 const float *viewer_values(viewer_state *v, viewer_series *s, int *rows, int *cols, float *buf, int bufcount);
+
+/* viewer.c: a whole frame into v->canvas, and where its parts went (for tests) */
+void viewer_render(viewer_state *v);
+void viewer_print_layout(const viewer_state *v);
+
+/* events.c */
+double viewer_now(void);   /* monotonic seconds */
+typedef struct {
+    FILE *f;
+    double wait_until, deadline;
+    long wait_step;
+    char wait_event[120];
+    int line;
+} viewer_event_script;
+/* Runs script lines until one has to wait: 0 to go on, 1 when done (quit), -1 on a failure (said on stderr). */
+int viewer_run_event_script(viewer_state *v, viewer_event_script *s);
 
 #endif
