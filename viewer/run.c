@@ -276,12 +276,15 @@ static bool poll_metrics(viewer_run *run) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size <= run->metrics_offset) {
-        /* a resumed run rewrites the file shorter: start again */
-        if (st.st_size < run->metrics_offset) run->metrics_offset = 0;
-        close(fd);
-        return false;
+    if (fstat(fd, &st) != 0) { close(fd); return false; }
+    if (st.st_size < run->metrics_offset) {
+        /* a resumed run rewrote the file shorter (without the steps after its checkpoint): read it
+         * again from the start */
+        for (int i = 0; i < run->n_curves; i++) run->curves[i].n = 0;
+        run->n_events = 0;
+        run->metrics_offset = 0;
     }
+    if (st.st_size == run->metrics_offset) { close(fd); return false; }
     size_t want = (size_t)(st.st_size - run->metrics_offset);
     char *buf = malloc(want + 1);
     ssize_t got = buf ? pread(fd, buf, want, run->metrics_offset) : -1;

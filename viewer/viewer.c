@@ -305,6 +305,7 @@ static void save_csv(viewer_state *v) {
 }
 
 static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
+    viewer_collect_rows(v);   /* records may have arrived since the last frame (and moved the series) */
     const char *text = SDL_GetKeyName(key);
     if (v->help && key != SDLK_q) { v->help = false; return true; }   /* any key closes the help first */
     switch (key) {
@@ -368,6 +369,7 @@ static void slider_to(viewer_state *v, int x) {
 }
 
 static void handle_click(viewer_state *v, int x, int y) {
+    viewer_collect_rows(v);
     for (int i = 0; i < LAYOUT_COUNT; i++)
         if (viewer_inside(v->tabs[i], x, y)) { v->layout = (viewer_layout)i; return; }
     if (viewer_inside((viewer_rect){v->slider_rect.x - 4, v->slider_rect.y - 6, v->slider_rect.w + 8, v->slider_rect.h + 12}, x, y)) {
