@@ -6,9 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
-#include <unistd.h>
-#include <stb/stb_image_write.h>
 
 bool viewer_canvas_resize(viewer_canvas *c, int w, int h) {
     if (w < 1) w = 1;
@@ -176,23 +173,8 @@ void viewer_heatmap(viewer_canvas *c, viewer_rect r, const float *v, int rows, i
     }
 }
 
-typedef struct { unsigned char *data; size_t len, cap; bool failed; } png_buffer;
-
-static void png_append(void *ctx, void *data, int n) {
-    png_buffer *b = ctx;
-    if (b->failed || n <= 0) return;
-    if (b->len + (size_t)n > b->cap) {
-        size_t cap = (b->cap ? b->cap * 2 : 1 << 16) + (size_t)n;
-        unsigned char *p = realloc(b->data, cap);
-        if (!p) { b->failed = true; return; }
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, (size_t)n);
-    b->len += (size_t)n;
-}
-
-/* Encodes in memory, writes to a temporary name and renames: never half a PNG. */
+/* Through the core's PNG writer: encoded in memory, written to a temporary name and renamed, so
+ * there is never half a PNG. */
 int viewer_write_png(const viewer_canvas *c, const char *path, char *err, size_t errsize) {
     unsigned char *rgb = malloc((size_t)c->w * (size_t)c->h * 3);
     if (!rgb) { snprintf(err, errsize, "out of memory for a %dx%d PNG", c->w, c->h); return -1; }
@@ -201,20 +183,8 @@ int viewer_write_png(const viewer_canvas *c, const char *path, char *err, size_t
         rgb[3 * i + 1] = (unsigned char)(c->px[i] >> 8);
         rgb[3 * i + 2] = (unsigned char)c->px[i];
     }
-    png_buffer png = {0};
-    int encoded = stbi_write_png_to_func(png_append, &png, c->w, c->h, 3, rgb, c->w * 3);
+    int rc = al_png_write(path, rgb, c->w, c->h, 3);
     free(rgb);
-    if (!encoded || png.failed) { free(png.data); snprintf(err, errsize, "cannot encode the PNG"); return -1; }
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && fwrite(png.data, 1, png.len, f) == png.len;
-    if (f && fclose(f) != 0) ok = 0;
-    free(png.data);
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, errsize, "cannot write '%s': %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    if (rc != 0) snprintf(err, errsize, "%s", al_last_error());
+    return rc;
 }

@@ -248,6 +248,9 @@ void al_tensor_file_close(al_tensor_file *f);
 /* Images: float32 (H, W, C) in [0, 1]; save takes (H, W, C) or (H, W) and writes a PNG. */
 al_tensor *al_image_load(const char *path);
 int al_image_save_png(const char *path, const al_tensor *t);
+/* Encodes h x w 8-bit pixels of c channels (row-major, 1..4 channels) as PNG and writes the file
+ * atomically (what al_image_save_png does after converting; the viewer's screenshots too). */
+int al_png_write(const char *path, const unsigned char *pixels, int w, int h, int c);
 /* Writes a whole file atomically (temporary name in the same folder, fsync, rename). */
 int al_write_file_atomic(const char *path, const void *data, size_t n);
 
