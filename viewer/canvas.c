@@ -47,7 +47,7 @@ void viewer_fill(viewer_canvas *c, viewer_rect r, uint32_t argb) {
 }
 
 void viewer_blend(viewer_canvas *c, int x, int y, uint32_t rgb, float alpha) {
-    if (!viewer_inside(c->clip, x, y) || alpha <= 0) return;
+    if (!viewer_inside(c->clip, x, y) || !(alpha > 0)) return;   /* NaN too */
     if (alpha > 1) alpha = 1;
     uint32_t *p = c->px + (size_t)y * (size_t)c->w + x;
     const uint32_t d = *p;

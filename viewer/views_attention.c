@@ -326,7 +326,7 @@ void viewer_draw_heads(viewer_state *v, viewer_rect r) {
             if (v->focus_token >= 0 && v->focus_token != i) continue;
             for (int j = 0; j < cols; j++) {
                 float a = fabsf(m[(size_t)i * (size_t)cols + (size_t)j]) / mx;
-                if (a < threshold) continue;
+                if (!(a >= threshold)) continue;   /* NaN weights draw nothing */
                 viewer_line(&v->canvas, xl + (float)pad, yl[i], xr - (float)pad, yr[j], viewer_head_colour(h), a * 0.9f,
                             viewer_px(v, 1.5f));
             }

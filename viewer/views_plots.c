@@ -103,7 +103,7 @@ static void draw_curve(viewer_state *v, viewer_curve *c, viewer_rect r) {
         viewer_series *s = &v->run.series[i];
         if (s->kind != AL_RECORD_REFERENCE || strncmp(s->name, c->name, nlen) || s->name[nlen] != ':') continue;
         const float *val = viewer_series_load(&v->run, s, s->n - 1);
-        if (val && (!v->log_y || *val > 0)) { lo = fmin(lo, to_y(v, *val)); hi = fmax(hi, to_y(v, *val)); }
+        if (val && isfinite(*val) && (!v->log_y || *val > 0)) { lo = fmin(lo, to_y(v, *val)); hi = fmax(hi, to_y(v, *val)); }
     }
     if (!(hi >= lo)) return;
     if (hi - lo < 1e-12) { hi += 0.5; lo -= 0.5; }
@@ -145,7 +145,7 @@ static void draw_curve(viewer_state *v, viewer_curve *c, viewer_rect r) {
         if (x != col && col >= 0)
             viewer_fill(&v->canvas, (viewer_rect){col, col_hi, 1, col_lo - col_hi + 1}, 0xFF5A6E8C);
         if (i == c->n) break;
-        if (v->log_y && c->values[i] <= 0) continue;
+        if (!isfinite(c->values[i]) || (v->log_y && c->values[i] <= 0)) continue;
         int y = PX_Y(to_y(v, c->values[i]));
         if (x != col) { col = x; col_lo = col_hi = y; }
         else { if (y > col_lo) col_lo = y; if (y < col_hi) col_hi = y; }
@@ -169,7 +169,7 @@ static void draw_curve(viewer_state *v, viewer_curve *c, viewer_rect r) {
         viewer_series *s = &v->run.series[i];
         if (s->kind != AL_RECORD_REFERENCE || strncmp(s->name, c->name, nlen) || s->name[nlen] != ':') continue;
         const float *val = viewer_series_load(&v->run, s, s->n - 1);
-        if (!val || (v->log_y && *val <= 0)) continue;
+        if (!val || !isfinite(*val) || (v->log_y && *val <= 0)) continue;
         int py = PX_Y(to_y(v, *val));
         viewer_dashed_hline(&v->canvas, p.x, p.x + p.w, py, 0xFFC8C8C8, viewer_px(v, 4));
         char label[300];
