@@ -242,6 +242,18 @@ check.ok(rc == 0 and read_file(shot) ~= nil, "a truncated records.bin (a run bei
 rc, out, err = view(run_dir, "--screenshot '" .. tmp .. "nodir/x/shot.png'")
 check.ok(rc == 1 and one_line(err) and err:find("cannot create a temporary file next to '" .. tmp .. "nodir/x/shot.png'", 1, true),
   "an unwritable screenshot path is named", err)
+local nan = fresh_dir("nan")
+viz.open(nan, { interval = 0 })
+viz.attention("A", lab.tensor{ { 0 / 0, 1 }, { 1 / 0, 0 } })
+viz.matrix("W", lab.tensor{ { 0 / 0, 1 / 0 }, { -1 / 0, 1 } })
+viz.reference("loss", "nan", 0 / 0)
+viz.close()
+write_file(nan .. "/metrics.jsonl", '{"step":1,"loss":NaN}\n{"step":2,"loss":1e400}\n{"step":3,"loss":0.5}\n')
+local nan_ok = 0
+for _, layout in ipairs{ "overview", "map", "heads", "matrices", "curves" } do
+  if view(nan, "--layout " .. layout .. " --log-y --screenshot '" .. shot .. "'") == 0 then nan_ok = nan_ok + 1 end
+end
+check.ok(nan_ok == 5, "NaN and infinite values draw (as nothing or the scale's end) in every view", nan_ok)
 rc, out, err = view(run_dir, "--layout sideways")
 check.ok(rc == 2 and err:find("unknown layout 'sideways'", 1, true), "an unknown layout", err)
 rc, out, err = view(run_dir, "--step minus")
