@@ -19,15 +19,17 @@ static float diff_buf[MAX_MATRIX];
 void viewer_draw_matrices(viewer_state *v, viewer_rect r) {
     viewer_rect in;
     viewer_panel(v, r, v->diff_base >= 0 ? "weight matrices (difference)" : "weight matrices", &in);
+    /* rows: one per (name, layer); columns: heads */
     const char *names[MAX_NAMES];
+    int layers[MAX_NAMES];
     int n_names = 0, max_head = 0;
     float range = 0;
     for (int i = 0; i < v->run.n_series; i++) {
         viewer_series *s = &v->run.series[i];
         if (s->kind != AL_RECORD_MATRIX) continue;
         int k = 0;
-        while (k < n_names && strcmp(names[k], s->name)) k++;
-        if (k == n_names && n_names < MAX_NAMES) names[n_names++] = s->name;
+        while (k < n_names && (strcmp(names[k], s->name) || layers[k] != s->layer)) k++;
+        if (k == n_names && n_names < MAX_NAMES) { names[n_names] = s->name; layers[n_names++] = s->layer; }
         if (s->head > max_head) max_head = s->head;
         int rows, cols;
         const float *m = viewer_values(v, s, &rows, &cols, diff_buf, MAX_MATRIX);
@@ -44,13 +46,14 @@ void viewer_draw_matrices(viewer_state *v, viewer_rect r) {
             viewer_series *s = NULL;
             for (int i = 0; i < v->run.n_series && !s; i++) {
                 viewer_series *t = &v->run.series[i];
-                if (t->kind == AL_RECORD_MATRIX && t->head == h && !strcmp(t->name, names[k])) s = t;
+                if (t->kind == AL_RECORD_MATRIX && t->head == h && t->layer == layers[k] && !strcmp(t->name, names[k])) s = t;
             }
             if (!s) continue;
             viewer_rect cell = {in.x + (h > 0 ? h - 1 : 0) * cw, in.y + k * ch, cw - pad, ch - pad};
-            char title[300];
-            if (h > 0) snprintf(title, sizeof title, "%s h%d", names[k], h);
-            else snprintf(title, sizeof title, "%s", names[k]);
+            char title[300], layer[24] = "", head[24] = "";
+            if (layers[k] > 0) snprintf(layer, sizeof layer, " L%d", layers[k]);
+            if (h > 0) snprintf(head, sizeof head, " h%d", h);
+            snprintf(title, sizeof title, "%.200s%s%s", names[k], layer, head);
             viewer_clip(&v->canvas, cell);
             viewer_text(&v->canvas, VIEWER_FONT_SMALL, cell.x, cell.y, VIEWER_DIM, title);
             viewer_unclip(&v->canvas);
