@@ -2,7 +2,8 @@
 #   make              libattnlab.a, libattnlab.so and the attnlab program
 #   make test         every test (C unit tests, Lua tests, gradient checks, fixtures, fuzz, smoke)
 #   make test SANITIZE=1   the same under ASan/UBSan (separate build folder)
-#   make run          the in-context regression study, headless (README's first command)
+#   make run          the in-context regression study, headless (README's first command);
+#                     make run VIEW=1 opens the viewer on it while it trains
 #   make bench        side-by-side timings against the PyTorch reference -> bench/RESULTS.md
 #   (the CUDA backend, `make CUDA=1`, is not written yet)
 CC       ?= cc
@@ -94,7 +95,7 @@ test: deps
 
 run: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all
-	./attnlab run experiments/icl_regression.lua
+	./attnlab run experiments/icl_regression.lua $(if $(filter 1,$(VIEW)),--view)
 
 bench: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all

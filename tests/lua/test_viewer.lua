@@ -330,7 +330,8 @@ else
   write_file(ev, table.concat({
     "wait 300", "screenshot " .. tmp .. "A.png",
     string.format("click %d %d", c2.x + math.floor(c2.w / 2), c2.y + math.floor(c2.h / 2)), "wait 200", "screenshot " .. tmp .. "B.png",
-    "key 1", "key space", "wait_event pause 30", "wait 1500", "key space", "wait_event resume 30", "wait 500",
+    "key 1", "key space", "wait_event pause 30", "wait 1500", "key n", "wait_event single 30", "wait 800",
+    "key space", "wait_event resume 30", "wait 500",
     "key a", "wait_event ablate 30", "wait 2000", "screenshot " .. tmp .. "C.png", "quit" }, "\n") .. "\n")
   rc, out, err = sh(string.format(SDL_ENV .. " '%s' '%s' --layout grid --size 640x480 --scale 1 --events '%s'", VIEWER, live, ev))
   check.ok(rc == 0, "the scripted session runs to its end", err)
@@ -340,21 +341,24 @@ else
   local changed = ((A - B):abs():sum(3):gt(0.02)):sum():item()
   check.ok(changed > 640 * 480 / 10, "clicking a thumbnail changes the frame (the map enlarged)", changed)
   check.ok(near(C, c2.x + 1, c2.y + math.floor(c2.h / 2), 0xFF5555, 8), "the ablated head is outlined in the grid")
-  local events_seen, pause_step, resume_step, ablate_step = {}, nil, nil, nil
+  local events_seen, pause_step, single_step, resume_step, ablate_step = {}, nil, nil, nil, nil
   local losses = {}
   for line in (read_file(live .. "/metrics.jsonl") or ""):gmatch("[^\n]+") do
     local step, e = tonumber(line:match('"step":(%d+)')), line:match('"event":"([^"]*)"')
     if e then
       events_seen[#events_seen + 1] = e
       if e == "pause" then pause_step = step elseif e == "resume" then resume_step = step
+      elseif e == "single step" then single_step = step
       elseif e == "ablate layer 1 head 2" then ablate_step = step end
     end
     local loss = tonumber(line:match('"loss":([%d.e+-]+)'))
     if loss then losses[#losses + 1] = { step = step, loss = loss } end
   end
-  check.ok(table.concat(events_seen, "|") == "pause|resume|ablate layer 1 head 2", "the script logged pause, resume, ablate",
-    table.concat(events_seen, "|"))
-  check.ok(pause_step and pause_step == resume_step, "no step ran while paused (1.5 s)", tostring(pause_step) .. " " .. tostring(resume_step))
+  check.ok(table.concat(events_seen, "|") == "pause|single step|resume|ablate layer 1 head 2",
+    "the script logged pause, single step, resume, ablate", table.concat(events_seen, "|"))
+  check.ok(pause_step and pause_step == single_step, "no step ran while paused (1.5 s)", tostring(pause_step) .. " " .. tostring(single_step))
+  check.ok(single_step and resume_step == single_step + 1, "a single step ran exactly one step, then held (0.8 s)",
+    tostring(single_step) .. " " .. tostring(resume_step))
   check.ok((read_file(live .. "/stderr") or ""):find("ablate layer 1 head 2", 1, true), "the script says on stderr that head 2 was ablated")
   local before, after, nb, na = 0, 0, 0, 0
   for _, r in ipairs(losses) do
