@@ -5,6 +5,7 @@
  * One command a line (# starts a comment):
  *   key NAME             a key press and release (SDL key names: space, a, Left, 2, ? ...)
  *   click X Y            move there, press and release the left button (canvas pixels)
+ *   dclick X Y           the same twice, the second as a double click
  *   move X Y             move the mouse
  *   wait MS              let the loop run (follow the run, redraw) for MS milliseconds
  *   wait_step N [S]      until the run's newest step is >= N (fail after S seconds, default 60)
@@ -35,12 +36,18 @@ static void push_key(SDL_Keycode key) {
     SDL_PushEvent(&e);
 }
 
-static void push_mouse(Uint32 type, int x, int y) {
+static void push_mouse(Uint32 type, int x, int y, int clicks) {
     SDL_Event e = {0};
     e.type = type;
     if (type == SDL_MOUSEMOTION) { e.motion.x = x; e.motion.y = y; }
-    else { e.button.x = x; e.button.y = y; e.button.button = SDL_BUTTON_LEFT; e.button.clicks = 1; }
+    else { e.button.x = x; e.button.y = y; e.button.button = SDL_BUTTON_LEFT; e.button.clicks = (Uint8)clicks; }
     SDL_PushEvent(&e);
+}
+
+static void push_click(int x, int y, int clicks) {
+    push_mouse(SDL_MOUSEMOTION, x, y, 0);
+    push_mouse(SDL_MOUSEBUTTONDOWN, x, y, clicks);
+    push_mouse(SDL_MOUSEBUTTONUP, x, y, clicks);
 }
 
 static bool event_has(const viewer_run *run, const char *needle) {
@@ -75,12 +82,14 @@ int viewer_run_event_script(viewer_state *v, viewer_event_script *s) {
             push_key(k);
             return 0;   /* handled before the next line */
         } else if (!strcmp(cmd, "click") && sscanf(line, "%*s %d %d", &x, &y) == 2) {
-            push_mouse(SDL_MOUSEMOTION, x, y);
-            push_mouse(SDL_MOUSEBUTTONDOWN, x, y);
-            push_mouse(SDL_MOUSEBUTTONUP, x, y);
+            push_click(x, y, 1);
+            return 0;
+        } else if (!strcmp(cmd, "dclick") && sscanf(line, "%*s %d %d", &x, &y) == 2) {
+            push_click(x, y, 1);
+            push_click(x, y, 2);
             return 0;
         } else if (!strcmp(cmd, "move") && sscanf(line, "%*s %d %d", &x, &y) == 2) {
-            push_mouse(SDL_MOUSEMOTION, x, y);
+            push_mouse(SDL_MOUSEMOTION, x, y, 0);
             return 0;
         } else if (!strcmp(cmd, "wait") && sscanf(line, "%*s %d", &x) == 1) {
             s->wait_until = t + x / 1000.0;

@@ -122,12 +122,14 @@ static const char *help_lines[][2] = {   /* key, what it does */
     {"+ / -", "scale the chosen head's output by 2 / by 1/2"},
     {"r", "restore every head"},
     {"0 .. 6", "overview, grid, map, heads, matrices, curves, images"},
+    {"f", "attention colours over 0 .. 1, or 0 .. each map's largest"},
     {"g", "log y axis on curves"},
     {"[ / ]", "less / more curve smoothing"},
     {"s", "save a PNG of the view (in the run directory)"},
     {"c", "save the chosen map as CSV (in the run directory)"},
     {"mouse", "click a thumbnail to enlarge it (click again: back),"},
-    {"", "hover for values, click head colours to hide heads,"},
+    {"", "hover for values, click a head's colour to hide it,"},
+    {"", "double-click it to show that head alone (again: all),"},
     {"", "click or drag the step bar"},
     {"?", "this help"},
     {"q, escape", "quit (the training goes on)"},
@@ -348,6 +350,7 @@ static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
     }
     case SDLK_r: send_command(v, "restore"); break;
     case SDLK_g: v->log_y = !v->log_y; break;
+    case SDLK_f: v->fixed_range = !v->fixed_range; set_status(v, v->fixed_range ? "attention colours over 0 .. 1" : "attention colours over 0 .. each map's largest"); break;
     case SDLK_LEFTBRACKET: v->smoothing = v->smoothing > 0.1f ? v->smoothing - 0.1f : 0; break;
     case SDLK_RIGHTBRACKET: v->smoothing = v->smoothing < 0.89f ? v->smoothing + 0.1f : 0.99f; break;
     case SDLK_s: save_png(v); break;
@@ -368,7 +371,7 @@ static void slider_to(viewer_state *v, int x) {
     go_to_snapshot(v, idx < 0 ? 0 : idx);
 }
 
-static void handle_click(viewer_state *v, int x, int y) {
+static void handle_click(viewer_state *v, int x, int y, int clicks) {
     viewer_collect_rows(v);
     for (int i = 0; i < LAYOUT_COUNT; i++)
         if (viewer_inside(v->tabs[i], x, y)) { v->layout = (viewer_layout)i; return; }
@@ -385,8 +388,15 @@ static void handle_click(viewer_state *v, int x, int y) {
                 return;
             }
     if (v->layout == LAYOUT_MAP && viewer_inside(v->map_rect, x, y)) { v->layout = LAYOUT_GRID; return; }
-    for (int h = 1; h <= VIEWER_MAX_HEADS; h++)
-        if (viewer_inside(v->head_boxes[h], x, y)) { v->head_hidden[h] = !v->head_hidden[h]; return; }
+    for (int h = 1; h <= VIEWER_MAX_HEADS; h++) {
+        if (!viewer_inside(v->head_boxes[h], x, y)) continue;
+        if (clicks < 2) { v->head_hidden[h] = !v->head_hidden[h]; return; }
+        /* double-click: this head alone, or all heads when it is alone already (as BertViz) */
+        bool alone = true;
+        for (int k = 1; k <= VIEWER_MAX_HEADS; k++) if (k != h && v->head_boxes[k].w && !v->head_hidden[k]) alone = false;
+        for (int k = 1; k <= VIEWER_MAX_HEADS; k++) v->head_hidden[k] = !alone && k != h;
+        return;
+    }
 }
 
 static void handle_motion(viewer_state *v, int x, int y, bool dragging) {
@@ -416,11 +426,20 @@ static bool present(viewer_state *v, viewer_window *w) {
         if (!viewer_canvas_resize(&v->canvas, dst->w, dst->h)) return false;
         viewer_render(v);
     }
-    SDL_Surface *src = SDL_CreateRGBSurfaceWithFormatFrom(v->canvas.px, v->canvas.w, v->canvas.h, 32, v->canvas.w * 4,
-                                                          SDL_PIXELFORMAT_ARGB8888);
-    if (!src) return false;
-    SDL_BlitSurface(src, NULL, dst, NULL);
-    SDL_FreeSurface(src);
+    if (dst->format->format == SDL_PIXELFORMAT_ARGB8888 || dst->format->format == SDL_PIXELFORMAT_RGB888) {
+        /* the canvas's own layout (X11's usual window format): rows copied as they are */
+        if (SDL_MUSTLOCK(dst) && SDL_LockSurface(dst) != 0) return false;
+        for (int y = 0; y < dst->h; y++)
+            memcpy((char *)dst->pixels + (size_t)y * (size_t)dst->pitch, v->canvas.px + (size_t)y * (size_t)v->canvas.w,
+                   (size_t)v->canvas.w * 4);
+        if (SDL_MUSTLOCK(dst)) SDL_UnlockSurface(dst);
+    } else {
+        SDL_Surface *src = SDL_CreateRGBSurfaceWithFormatFrom(v->canvas.px, v->canvas.w, v->canvas.h, 32, v->canvas.w * 4,
+                                                              SDL_PIXELFORMAT_ARGB8888);
+        if (!src) return false;
+        SDL_BlitSurface(src, NULL, dst, NULL);
+        SDL_FreeSurface(src);
+    }
     return SDL_UpdateWindowSurface(w->window) == 0;
 }
 
@@ -447,6 +466,10 @@ void viewer_print_layout(const viewer_state *v) {
             viewer_rect c = v->grid_cells[r][h];
             if (c.w) printf("cell %d %d %d %d %d %d\n", v->rows[r].layer, h, c.x, c.y, c.w, c.h);
         }
+    for (int h = 1; h <= VIEWER_MAX_HEADS; h++) {
+        viewer_rect b = v->head_boxes[h];
+        if (b.w) printf("headbox %d %d %d %d %d\n", h, b.x, b.y, b.w, b.h);
+    }
     printf("slider %d %d %d %d\n", v->slider_rect.x, v->slider_rect.y, v->slider_rect.w, v->slider_rect.h);
     fflush(stdout);
 }
@@ -513,7 +536,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
             switch (e.type) {
             case SDL_QUIT: running = false; break;
             case SDL_KEYDOWN: running = handle_key(v, e.key.keysym.sym, e.key.keysym.mod) && running; dirty = true; break;
-            case SDL_MOUSEBUTTONDOWN: dragging = true; handle_click(v, e.button.x, e.button.y); dirty = true; break;
+            case SDL_MOUSEBUTTONDOWN: dragging = true; handle_click(v, e.button.x, e.button.y, e.button.clicks); dirty = true; break;
             case SDL_MOUSEBUTTONUP: dragging = false; break;
             case SDL_MOUSEMOTION: handle_motion(v, e.motion.x, e.motion.y, dragging); dirty = true; break;
             case SDL_WINDOWEVENT: dirty = true; break;

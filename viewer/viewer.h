@@ -72,6 +72,8 @@ typedef struct {            /* the records of one (kind, name, layer, head), in 
     viewer_entry *entries;
     int n, cap;
     int cached;             /* index of the entry in cache, -1 none */
+    int entropy_entry;      /* the entry whose mean row entropy is in `entropy` (+1; 0 none) */
+    double entropy;
     void *cache;
     size_t cache_bytes;
 } viewer_series;
@@ -134,6 +136,7 @@ typedef struct {
     int hover_x, hover_y;   /* mouse, canvas pixels */
     int focus_token;        /* head view: query token under the mouse, -1 none */
     bool log_y;
+    bool fixed_range;       /* attention colours over [0, 1] rather than [0, the map's largest] */
     float smoothing;        /* EMA weight, 0 .. 0.99 */
     bool help;
     /* each head's output scale as the script reported applying it (its events) up to the shown

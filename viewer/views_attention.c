@@ -71,14 +71,38 @@ static int row_tokens(viewer_state *v, const char *name, const char **q, int *nq
     return 1;
 }
 
-static void map_range(const float *m, int n, bool diff, float *lo, float *hi) {
+/* The colour range of a map: [0, its largest weight], or [0, 1] when fixed; symmetric around 0
+ * for a difference. */
+static void map_range(const viewer_state *v, const float *m, int n, float *lo, float *hi) {
     float a = 0, b = 0;
     for (int i = 0; i < n; i++) { if (m[i] < a) a = m[i]; if (m[i] > b) b = m[i]; }
-    if (diff) { float r = fmaxf(fabsf(a), fabsf(b)); a = -r; b = r; }
-    else a = 0;
+    if (v->diff_base >= 0) { float r = fmaxf(fabsf(a), fabsf(b)); a = -r; b = r; }
+    else { a = 0; if (v->fixed_range) b = 1; }
     if (b - a < 1e-12f) b = a + 1e-12f;
     *lo = a;
     *hi = b;
+}
+
+/* What head detectors report about a map: the mean entropy of its rows (nats; log M when
+ * uniform), the mean of the row maxima, and for a square map the previous-token score (the mean
+ * weight on key i-1 from query i). */
+typedef struct { double entropy, peak, previous; bool square; } head_stats;
+
+static head_stats stats_of(const float *m, int rows, int cols) {
+    head_stats st = {0, 0, 0, rows == cols && rows > 1};
+    for (int i = 0; i < rows; i++) {
+        float row_max = 0;
+        for (int j = 0; j < cols; j++) {
+            float p = m[(size_t)i * (size_t)cols + (size_t)j];
+            if (p > 0) st.entropy -= (double)p * log((double)p);
+            if (p > row_max) row_max = p;
+        }
+        st.peak += row_max;
+        if (st.square && i > 0) st.previous += m[(size_t)i * (size_t)cols + (size_t)(i - 1)];
+    }
+    if (rows > 0) { st.entropy /= rows; st.peak /= rows; }
+    if (st.square) st.previous /= rows - 1;
+    return st;
 }
 
 /* A square map whose cells above the diagonal are all exactly 0 while some below it are not was
@@ -149,8 +173,19 @@ void viewer_draw_grid(viewer_state *v, viewer_rect r) {
             const float *m = row->heads[h] ? viewer_values(v, row->heads[h], &rows, &cols, diff_buf, MAX_MAP) : NULL;
             if (!m) { viewer_fill(&v->canvas, c, VIEWER_MASKED); continue; }
             float lo, hi;
-            map_range(m, rows * cols, v->diff_base >= 0, &lo, &hi);
+            map_range(v, m, rows * cols, &lo, &hi);
             viewer_heatmap(&v->canvas, c, m, rows, cols, lo, hi, v->diff_base >= 0, v->diff_base < 0 && is_causal(m, rows, cols));
+            if (v->diff_base < 0 && c.h >= 5 * th) {   /* the head's entropy, on a dark strip */
+                char entropy[32];
+                /* once per record: the logs of an 8 x 8 grid of 128 x 128 maps would cost 10 ms a frame */
+                viewer_series *hs = row->heads[h];
+                const int e = viewer_series_at(hs, viewer_shown_step(v)) + 1;
+                if (hs->entropy_entry != e) { hs->entropy = stats_of(m, rows, cols).entropy; hs->entropy_entry = e; }
+                snprintf(entropy, sizeof entropy, "H %.2f", hs->entropy);
+                int lw = viewer_text_width(VIEWER_FONT_SMALL, entropy);
+                viewer_fill(&v->canvas, (viewer_rect){c.x, c.y + c.h - th, lw + gap, th}, 0xFF0E1014);
+                viewer_text(&v->canvas, VIEWER_FONT_SMALL, c.x + gap / 2, c.y + c.h - th, VIEWER_FG, entropy);
+            }
             if (head_ablated(v, row->layer, h)) {
                 viewer_outline(&v->canvas, c, viewer_px(v, 2), VIEWER_BAD);
                 char s[32];
@@ -197,7 +232,7 @@ void viewer_draw_map(viewer_state *v, viewer_rect r) {
     v->map_rows = rows;
     v->map_cols = cols;
     float lo, hi;
-    map_range(m, rows * cols, v->diff_base >= 0, &lo, &hi);
+    map_range(v, m, rows * cols, &lo, &hi);
     viewer_heatmap(&v->canvas, mr, m, rows, cols, lo, hi, v->diff_base >= 0, v->diff_base < 0 && is_causal(m, rows, cols));
     /* a legend at least 120 px tall, even beside a one-row map */
     const int legend_h = mr.h > viewer_px(v, 120) ? mr.h : (viewer_px(v, 120) < in.h - top - info_h ? viewer_px(v, 120) : in.h - top - info_h);
@@ -221,22 +256,14 @@ void viewer_draw_map(viewer_state *v, viewer_rect r) {
                  i + 1, nq ? " '" : "", nq ? q[i] : "", nq ? "'" : "", j + 1, nk ? " '" : "", nk ? k[j] : "", nk ? "'" : "",
                  v->diff_base >= 0 ? "change" : "weight", (double)m[(size_t)i * (size_t)cols + (size_t)j]);
     } else {
-        /* the head's summary, as head detectors report it: how spread its rows are (entropy in
-         * nats, log M for uniform attention) and how peaked (the mean of the row maxima) */
-        double entropy = 0, peak = 0;
-        for (int i = 0; i < rows && v->diff_base < 0; i++) {
-            float row_max = 0;
-            for (int j = 0; j < cols; j++) {
-                float p = m[(size_t)i * (size_t)cols + (size_t)j];
-                if (p > 0) entropy -= (double)p * log((double)p);
-                if (p > row_max) row_max = p;
-            }
-            peak += row_max;
+        char summary[160] = "";
+        if (v->diff_base < 0) {
+            head_stats st = stats_of(m, rows, cols);
+            int n = snprintf(summary, sizeof summary, "entropy %.3g nats (uniform %.3g), mean max %.3g", st.entropy,
+                             log((double)cols), st.peak);
+            if (st.square) snprintf(summary + n, sizeof summary - (size_t)n, ", previous-token %.3g", st.previous);
+            strncat(summary, "; ", sizeof summary - strlen(summary) - 1);
         }
-        char summary[120] = "";
-        if (v->diff_base < 0)
-            snprintf(summary, sizeof summary, "mean entropy %.3g nats (uniform %.3g), mean max weight %.3g; ", entropy / rows,
-                     log((double)cols), peak / rows);
         snprintf(info, sizeof info, "%d %s x %d %s, colours %.3g .. %.3g; %shover for values; c saves it as CSV",
                  rows, rows == 1 ? "query" : "queries", cols, cols == 1 ? "key" : "keys", (double)lo, (double)hi, summary);
     }

@@ -31,6 +31,7 @@ local function layout_of(text)   -- the --print-layout lines, by name
     local nums = {}
     for n in (rest or ""):gmatch("%-?%d+") do nums[#nums + 1] = tonumber(n) end
     if name == "cell" then L.cells[nums[1] .. "," .. nums[2]] = { x = nums[3], y = nums[4], w = nums[5], h = nums[6] }
+    elseif name == "headbox" then L.headboxes = L.headboxes or {}; L.headboxes[nums[1]] = { x = nums[2], y = nums[3], w = nums[4], h = nums[5] }
     elseif name then L[name] = { x = nums[1], y = nums[2], w = nums[3], h = nums[4], rows = nums[5], cols = nums[6] } end
   end
   return L
@@ -306,6 +307,24 @@ else
     for x in line:gmatch("[^,]+") do j = j + 1 if j == csv_rows and tonumber(x) == 1 then diagonal = diagonal + 1 end end
   end
   check.ok(csv_rows == N and diagonal == N, "key c saves the chosen map (the identity) as CSV", csv:sub(1, 80))
+
+  -- the head view: a double-click on a head's colour shows that head alone, another shows all
+  rc, out = view(run_dir, "--layout heads --print-layout --screenshot '" .. shot .. "'")
+  local boxes = layout_of(out).headboxes or {}
+  local b3 = boxes[3] or { x = 0, y = 0, w = 2, h = 2 }
+  ev = tmp .. "solo"
+  local bx, by = b3.x + math.floor(b3.w / 2), b3.y + math.floor(b3.h / 2)
+  write_file(ev, string.format("screenshot %sall.png\ndclick %d %d\nwait 50\nscreenshot %ssolo.png\n" ..
+    "dclick %d %d\nwait 50\nscreenshot %sall2.png\nquit\n", tmp, bx, by, tmp, bx, by, tmp))
+  rc, out, err = sh(string.format(SDL_ENV .. " '%s' '%s' --layout heads --size 640x480 --scale 1 --events '%s'", VIEWER, run_dir, ev))
+  local function line_ink(path)   -- pixels off the panel colour below the head boxes
+    local im, n = lab.image.load(path), 0
+    for y = b3.y + 3 * b3.h, 420, 2 do for x = 0, 639, 2 do if not near(im, x, y, PANEL, 6) then n = n + 1 end end end
+    return n
+  end
+  local all, solo, all2 = line_ink(tmp .. "all.png"), line_ink(tmp .. "solo.png"), line_ink(tmp .. "all2.png")
+  check.ok(rc == 0 and boxes[3] and solo < 0.7 * all and math.abs(all2 - all) <= all / 100,
+    "a double-click solos a head in the head view, another brings all back", string.format("%d, %d, %d; %s", all, solo, all2, err))
 
   local live = fresh_dir("live")
   local train_cmd = string.format("nice '%s' run experiments/icl_regression.lua heads=2 steps=1000000 batch=64 L=20 lr=0.003 " ..
