@@ -1,7 +1,8 @@
 /* viewer.c -- the attnlab viewer program (build/attnlab-view; `attnlab view` runs it).
  *
  *   attnlab-view RUN_DIR [--follow] [--layout L] [--step N] [--diff A] [--layer L --head H]
- *                        [--log-y] [--scale S] [--size WxH] [--font FILE.ttf]
+ *                        [--log-y] [--scale S] [--size WxH] [--font FILE.ttf] [--compare RUN_DIR2]
+ *   (--compare draws a second run's curves beside this run's, on the same axes)
  *   attnlab-view RUN_DIR --screenshot FILE.png [...]   one frame, no display needed, then exit
  *   test and measurement options: --events FILE (scripted input, viewer/events.c),
  *   --bench-frames N (draw N frames, print the mean frame time), --print-layout (where the last
@@ -27,7 +28,7 @@ static const char *layout_names[LAYOUT_COUNT] = {"overview", "grid", "map", "hea
 static const char *layout_keys[LAYOUT_COUNT] = {"0", "1", "2", "3", "4", "5", "6"};
 
 typedef struct {
-    const char *run_dir, *screenshot, *layout, *events, *font;
+    const char *run_dir, *screenshot, *layout, *events, *font, *compare;
     long step, diff, layer, head, bench_frames;
     int width, height;
     float scale;
@@ -548,6 +549,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         if (t - last_poll >= 0.1) {
             last_poll = t;
             if (viewer_run_poll(&v->run)) data_dirty = true;
+            if (v->compare && viewer_run_poll(v->compare)) data_dirty = true;
         }
         /* new records redraw at most twice a second (input at once): the training keeps the CPU */
         if (data_dirty && t - last_data_draw >= 0.5) {
@@ -582,7 +584,7 @@ static int usage(const char *fmt, const char *arg) {
     fputs("attnlab view: ", stderr);
     fprintf(stderr, fmt, arg);
     fputs(" (usage: attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout overview|grid|map|heads|matrices|"
-          "curves|images] [--diff STEP] [--layer L] [--head H] [--log-y] [--scale S] [--size WxH])\n", stderr);
+          "curves|images] [--diff STEP] [--layer L] [--head H] [--log-y] [--scale S] [--size WxH] [--compare RUN_DIR2])\n", stderr);
     return 2;
 }
 
@@ -618,6 +620,7 @@ static int parse_options(int argc, char **argv, viewer_options *o) {
         else if (!strcmp(a, "--layout")) o->layout = argv[++i];
         else if (!strcmp(a, "--events")) o->events = argv[++i];
         else if (!strcmp(a, "--font")) o->font = argv[++i];
+        else if (!strcmp(a, "--compare")) o->compare = argv[++i];
         else if (!strcmp(a, "--scale")) {
             o->scale = (float)atof(argv[++i]);
             if (o->scale < 0.5f || o->scale > 4) return usage("--scale must be between 0.5 and 4, not '%s'", argv[i]);
@@ -665,6 +668,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "attnlab view: %s\n", err);
         return 1;
     }
+    static viewer_run compare;
+    if (o.compare) {
+        if (!viewer_run_open(&compare, o.compare, err, sizeof err)) {
+            fprintf(stderr, "attnlab view: --compare: %s\n", err);
+            viewer_run_close(&v.run);
+            return 1;
+        }
+        v.compare = &compare;
+    }
     apply_options(&v, &o);
     if (o.step >= 0 && v.run.n_snapshots > 0 && o.step < v.run.snapshots[0])
         fprintf(stderr, "attnlab view: note: no snapshot at or before step %ld (the first is at step %lld)\n", o.step,
@@ -689,5 +701,6 @@ int main(int argc, char **argv) {
     viewer_canvas_free(&v.canvas);
     viewer_font_free();
     viewer_run_close(&v.run);
+    if (v.compare) viewer_run_close(v.compare);
     return rc;
 }

@@ -126,6 +126,7 @@ typedef struct {            /* a row of the attention grid: one (name, layer) */
 
 typedef struct {
     viewer_run run;
+    viewer_run *compare;    /* --compare: a second run whose curves are drawn beside (or NULL) */
     viewer_canvas canvas;
     float scale;            /* UI scale (HiDPI) */
     viewer_layout layout;

@@ -82,53 +82,95 @@ void viewer_draw_matrices(viewer_state *v, viewer_rect r) {
 
 static double to_y(const viewer_state *v, double val) { return v->log_y ? log10(val > 1e-30 ? val : 1e-30) : val; }
 
-static void draw_curve(viewer_state *v, viewer_curve *c, viewer_rect r) {
-    viewer_rect in;
-    char title[200];
-    snprintf(title, sizeof title, "%s%s%s", c->name, v->log_y ? "  (log y)" : "",
-             v->smoothing > 0 ? "  smoothed" : "");
-    viewer_panel(v, r, title, &in);
-    if (c->n == 0) return;
-    const int th = viewer_text_height(VIEWER_FONT_SMALL), axis_w = viewer_px(v, 52);
-    viewer_rect p = {in.x + axis_w, in.y, in.w - axis_w - viewer_px(v, 90), in.h - th - viewer_px(v, 4)};
-    if (p.w < 10 || p.h < 10) return;
-    int64_t x0 = c->steps[0], x1 = c->steps[c->n - 1];
-    if (x1 <= x0) x1 = x0 + 1;
-    double lo = INFINITY, hi = -INFINITY;
+/* A plot's frame: its pixel rectangle and the data range it shows. */
+typedef struct { viewer_rect p; int64_t x0, x1; double lo, hi; } plot_frame;
+
+static int px_x(const plot_frame *f, int64_t step) {
+    return f->p.x + (int)((double)(step - f->x0) * (f->p.w - 1) / (double)(f->x1 - f->x0));
+}
+static int px_y(const plot_frame *f, double y) { return f->p.y + (int)((f->hi - y) * (f->p.h - 1) / (f->hi - f->lo)); }
+
+static void extend(const viewer_state *v, const viewer_curve *c, plot_frame *f) {
+    if (!c || c->n == 0) return;
+    if (c->steps[0] < f->x0) f->x0 = c->steps[0];
+    if (c->steps[c->n - 1] > f->x1) f->x1 = c->steps[c->n - 1];
     for (int i = 0; i < c->n; i++) {
         if (v->log_y && c->values[i] <= 0) continue;
         double y = to_y(v, c->values[i]);
-        if (isfinite(y)) { lo = fmin(lo, y); hi = fmax(hi, y); }
+        if (isfinite(y)) { f->lo = fmin(f->lo, y); f->hi = fmax(f->hi, y); }
     }
+}
+
+/* One curve: per pixel column the range of its raw points (faint), then the EMA, debiased as
+ * TensorBoard's, in `colour`. */
+static void plot_curve(viewer_state *v, const viewer_curve *c, const plot_frame *f, uint32_t raw, uint32_t colour) {
+    int col_lo = 0, col_hi = 0, col = -1;
+    for (int i = 0; i <= c->n; i++) {
+        int x = i < c->n ? px_x(f, c->steps[i]) : -2;
+        if (x != col && col >= 0) viewer_fill(&v->canvas, (viewer_rect){col, col_hi, 1, col_lo - col_hi + 1}, raw);
+        if (i == c->n) break;
+        if (!isfinite(c->values[i]) || (v->log_y && c->values[i] <= 0)) continue;
+        int y = px_y(f, to_y(v, c->values[i]));
+        if (x != col) { col = x; col_lo = col_hi = y; }
+        else { if (y > col_lo) col_lo = y; if (y < col_hi) col_hi = y; }
+    }
+    double ema = 0, weight = 0;
+    float px_prev = -1, py_prev = -1;
+    for (int i = 0; i < c->n; i++) {
+        if (!isfinite(c->values[i]) || (v->log_y && c->values[i] <= 0)) continue;
+        ema = ema * v->smoothing + (1 - v->smoothing) * to_y(v, c->values[i]);
+        weight = weight * v->smoothing + (1 - v->smoothing);
+        float px = (float)px_x(f, c->steps[i]), py = (float)px_y(f, ema / weight);
+        if (px_prev >= 0 && (px - px_prev >= 1 || i == c->n - 1))
+            viewer_line(&v->canvas, px_prev, py_prev, px, py, colour, 1, viewer_px(v, 1.5f));
+        if (px_prev < 0 || px - px_prev >= 1) { px_prev = px; py_prev = py; }
+    }
+}
+
+enum { CURVE_COLOUR = 0x4FC3F7, COMPARE_COLOUR = 0xFFB74D };
+
+/* c: this run's curve (or NULL); other: the compared run's curve of the same name (or NULL). */
+static void draw_curve(viewer_state *v, const char *name, viewer_curve *c, viewer_curve *other, viewer_rect r) {
+    viewer_rect in;
+    char title[200];
+    snprintf(title, sizeof title, "%s%s%s", name, v->log_y ? "  (log y)" : "", v->smoothing > 0 ? "  smoothed" : "");
+    viewer_panel(v, r, title, &in);
+    const int th = viewer_text_height(VIEWER_FONT_SMALL), axis_w = viewer_px(v, 52);
+    plot_frame f = {{in.x + axis_w, in.y, in.w - axis_w - viewer_px(v, 90), in.h - th - viewer_px(v, 4)}, INT64_MAX, INT64_MIN,
+                    INFINITY, -INFINITY};
+    const viewer_rect p = f.p;
+    if (p.w < 10 || p.h < 10) return;
+    extend(v, c, &f);
+    extend(v, other, &f);
+    if (f.x0 > f.x1) return;
+    if (f.x1 <= f.x0) f.x1 = f.x0 + 1;
     /* the baselines of this curve: "curve:label" reference records */
-    size_t nlen = strlen(c->name);
+    size_t nlen = strlen(name);
     for (int i = 0; i < v->run.n_series; i++) {
         viewer_series *s = &v->run.series[i];
-        if (s->kind != AL_RECORD_REFERENCE || strncmp(s->name, c->name, nlen) || s->name[nlen] != ':') continue;
+        if (s->kind != AL_RECORD_REFERENCE || strncmp(s->name, name, nlen) || s->name[nlen] != ':') continue;
         const float *val = viewer_series_load(&v->run, s, s->n - 1);
-        if (val && isfinite(*val) && (!v->log_y || *val > 0)) { lo = fmin(lo, to_y(v, *val)); hi = fmax(hi, to_y(v, *val)); }
+        if (val && isfinite(*val) && (!v->log_y || *val > 0)) { f.lo = fmin(f.lo, to_y(v, *val)); f.hi = fmax(f.hi, to_y(v, *val)); }
     }
-    if (!(hi >= lo)) return;
-    if (hi - lo < 1e-12) { hi += 0.5; lo -= 0.5; }
-    const double margin = (hi - lo) * 0.05;
-    lo -= margin;
-    hi += margin;
-#define PX_X(step_) (p.x + (int)((double)((step_) - x0) * (p.w - 1) / (double)(x1 - x0)))
-#define PX_Y(val_) (p.y + (int)((hi - (val_)) * (p.h - 1) / (hi - lo)))
+    if (!(f.hi >= f.lo)) return;
+    if (f.hi - f.lo < 1e-12) { f.hi += 0.5; f.lo -= 0.5; }
+    const double margin = (f.hi - f.lo) * 0.05;
+    f.lo -= margin;
+    f.hi += margin;
     viewer_outline(&v->canvas, p, 1, VIEWER_GRID);
     for (int k = 0; k <= 4; k++) {
-        double y = hi - (hi - lo) * k / 4;
+        double y = f.hi - (f.hi - f.lo) * k / 4;
         char label[32];
         snprintf(label, sizeof label, "%.3g", v->log_y ? pow(10, y) : y);
-        int py = PX_Y(y);
+        int py = px_y(&f, y);
         viewer_fill(&v->canvas, (viewer_rect){p.x, py, p.w, 1}, VIEWER_GRID);
         viewer_text(&v->canvas, VIEWER_FONT_SMALL, p.x - viewer_text_width(VIEWER_FONT_SMALL, label) - viewer_px(v, 4), py - th / 2, VIEWER_DIM, label);
     }
     for (int k = 0; k <= 4; k++) {
-        int64_t s = x0 + (x1 - x0) * k / 4;
+        int64_t s = f.x0 + (f.x1 - f.x0) * k / 4;
         char label[32];
         snprintf(label, sizeof label, "%lld", (long long)s);
-        int w = viewer_text_width(VIEWER_FONT_SMALL, label), px = PX_X(s) - w / 2;
+        int w = viewer_text_width(VIEWER_FONT_SMALL, label), px = px_x(&f, s) - w / 2;
         if (px + w > p.x + p.w) px = p.x + p.w - w;
         viewer_text(&v->canvas, VIEWER_FONT_SMALL, px, p.y + p.h + viewer_px(v, 2), VIEWER_DIM, label);
     }
@@ -136,51 +178,38 @@ static void draw_curve(viewer_state *v, viewer_curve *c, viewer_rect r) {
     /* events from the script (ablate, pause ...) */
     for (int i = 0; i < v->run.n_events; i++) {
         int64_t s = v->run.events[i].step;
-        if (s < x0 || s > x1) continue;
-        viewer_fill(&v->canvas, (viewer_rect){PX_X(s), p.y, 1, p.h}, VIEWER_BAD);
-        viewer_text(&v->canvas, VIEWER_FONT_SMALL, PX_X(s) + viewer_px(v, 3), p.y + viewer_px(v, 2) + (i % 3) * th, VIEWER_BAD,
+        if (s < f.x0 || s > f.x1) continue;
+        viewer_fill(&v->canvas, (viewer_rect){px_x(&f, s), p.y, 1, p.h}, VIEWER_BAD);
+        viewer_text(&v->canvas, VIEWER_FONT_SMALL, px_x(&f, s) + viewer_px(v, 3), p.y + viewer_px(v, 2) + (i % 3) * th, VIEWER_BAD,
                     v->run.events[i].text);
     }
-    /* raw values: per pixel column, the range of the points that fall in it */
-    int col_lo = 0, col_hi = 0, col = -1;
-    for (int i = 0; i <= c->n; i++) {
-        int x = i < c->n ? PX_X(c->steps[i]) : -2;
-        if (x != col && col >= 0)
-            viewer_fill(&v->canvas, (viewer_rect){col, col_hi, 1, col_lo - col_hi + 1}, 0xFF5A6E8C);
-        if (i == c->n) break;
-        if (!isfinite(c->values[i]) || (v->log_y && c->values[i] <= 0)) continue;
-        int y = PX_Y(to_y(v, c->values[i]));
-        if (x != col) { col = x; col_lo = col_hi = y; }
-        else { if (y > col_lo) col_lo = y; if (y < col_hi) col_hi = y; }
-    }
-    /* the EMA, debiased as TensorBoard's */
-    double ema = 0, weight = 0;
-    float px_prev = -1, py_prev = -1;
-    for (int i = 0; i < c->n; i++) {
-        if (!isfinite(c->values[i]) || (v->log_y && c->values[i] <= 0)) continue;
-        ema = ema * v->smoothing + (1 - v->smoothing) * to_y(v, c->values[i]);
-        weight = weight * v->smoothing + (1 - v->smoothing);
-        float px = (float)PX_X(c->steps[i]), py = (float)PX_Y(ema / weight);
-        if (px_prev >= 0 && (px - px_prev >= 1 || i == c->n - 1))
-            viewer_line(&v->canvas, px_prev, py_prev, px, py, 0x4FC3F7, 1, viewer_px(v, 1.5f));
-        if (px_prev < 0 || px - px_prev >= 1) { px_prev = px; py_prev = py; }
-    }
+    if (other) plot_curve(v, other, &f, 0xFF7A6A50, COMPARE_COLOUR);
+    if (c) plot_curve(v, c, &f, 0xFF5A6E8C, CURVE_COLOUR);
     int64_t shown = viewer_shown_step(v);
-    if (shown >= x0 && shown <= x1) viewer_fill(&v->canvas, (viewer_rect){PX_X(shown), p.y, 1, p.h}, VIEWER_ACCENT);
+    if (shown >= f.x0 && shown <= f.x1) viewer_fill(&v->canvas, (viewer_rect){px_x(&f, shown), p.y, 1, p.h}, VIEWER_ACCENT);
     viewer_unclip(&v->canvas);
     for (int i = 0; i < v->run.n_series; i++) {
         viewer_series *s = &v->run.series[i];
-        if (s->kind != AL_RECORD_REFERENCE || strncmp(s->name, c->name, nlen) || s->name[nlen] != ':') continue;
+        if (s->kind != AL_RECORD_REFERENCE || strncmp(s->name, name, nlen) || s->name[nlen] != ':') continue;
         const float *val = viewer_series_load(&v->run, s, s->n - 1);
         if (!val || !isfinite(*val) || (v->log_y && *val <= 0)) continue;
-        int py = PX_Y(to_y(v, *val));
+        int py = px_y(&f, to_y(v, *val));
         viewer_dashed_hline(&v->canvas, p.x, p.x + p.w, py, 0xFFC8C8C8, viewer_px(v, 4));
         char label[300];
         snprintf(label, sizeof label, "%s %.3g", s->name + nlen + 1, (double)*val);
         viewer_text(&v->canvas, VIEWER_FONT_SMALL, p.x + p.w + viewer_px(v, 4), py - th / 2, 0xFFC8C8C8, label);
     }
-    if (viewer_inside(p, v->hover_x, v->hover_y)) {
-        int64_t s = x0 + (int64_t)((double)(v->hover_x - p.x) * (double)(x1 - x0) / (p.w - 1));
+    if (other) {   /* which colour is which run */
+        char label[300];
+        snprintf(label, sizeof label, "%.120s", v->compare->name);
+        int w = viewer_text_width(VIEWER_FONT_SMALL, label), x = in.x + in.w - w;
+        viewer_text(&v->canvas, VIEWER_FONT_SMALL, x, r.y + viewer_px(v, 4), COMPARE_COLOUR, label);
+        snprintf(label, sizeof label, "%.120s", v->run.name);
+        viewer_text(&v->canvas, VIEWER_FONT_SMALL, x - viewer_text_width(VIEWER_FONT_SMALL, label) - viewer_px(v, 12),
+                    r.y + viewer_px(v, 4), CURVE_COLOUR, label);
+    }
+    if (c && viewer_inside(p, v->hover_x, v->hover_y)) {
+        int64_t s = f.x0 + (int64_t)((double)(v->hover_x - p.x) * (double)(f.x1 - f.x0) / (p.w - 1));
         int lo_i = 0, hi_i = c->n - 1;
         while (lo_i < hi_i) { int mid = (lo_i + hi_i) / 2; if (c->steps[mid] < s) lo_i = mid + 1; else hi_i = mid; }
         char label[160];
@@ -188,15 +217,26 @@ static void draw_curve(viewer_state *v, viewer_curve *c, viewer_rect r) {
         viewer_fill(&v->canvas, (viewer_rect){v->hover_x, p.y, 1, p.h}, 0xFF9E9E9E);
         viewer_text(&v->canvas, VIEWER_FONT_SMALL, p.x + viewer_px(v, 4), p.y + p.h - th - viewer_px(v, 2), VIEWER_FG, label);
     }
-#undef PX_X
-#undef PX_Y
 }
 
+static viewer_curve *find_curve(viewer_run *run, const char *name) {
+    for (int i = 0; run && i < run->n_curves; i++)
+        if (run->curves[i].n > 0 && !strcmp(run->curves[i].name, name)) return &run->curves[i];
+    return NULL;
+}
+
+/* One plot per scalar name of this run, then of the compared run's that this one lacks. */
 void viewer_draw_curves(viewer_state *v, viewer_rect r) {
-    viewer_curve *shown[MAX_PLOTS];
+    const char *names[MAX_PLOTS];
     int n = 0;
-    for (int i = 0; i < v->run.n_curves && n < MAX_PLOTS; i++)
-        if (v->run.curves[i].n > 0) shown[n++] = &v->run.curves[i];
+    viewer_run *runs[2] = {&v->run, v->compare};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; runs[k] && i < runs[k]->n_curves && n < MAX_PLOTS; i++) {
+            const viewer_curve *c = &runs[k]->curves[i];
+            bool seen = c->n == 0;
+            for (int j = 0; j < n && !seen; j++) seen = !strcmp(names[j], c->name);
+            if (!seen) names[n++] = c->name;
+        }
     if (n == 0) {
         viewer_rect in;
         viewer_panel(v, r, "curves", &in);
@@ -204,7 +244,9 @@ void viewer_draw_curves(viewer_state *v, viewer_rect r) {
         return;
     }
     const int gap = viewer_px(v, 4), h = (r.h - gap * (n - 1)) / n;
-    for (int i = 0; i < n; i++) draw_curve(v, shown[i], (viewer_rect){r.x, r.y + i * (h + gap), r.w, h});
+    for (int i = 0; i < n; i++)
+        draw_curve(v, names[i], find_curve(&v->run, names[i]), find_curve(v->compare, names[i]),
+                   (viewer_rect){r.x, r.y + i * (h + gap), r.w, h});
 }
 
 /* ---- images ---------------------------------------------------------------------------------- */

@@ -223,6 +223,19 @@ check.ok(near(img, p1x + 4, p1y, 0xFFEB3B, 30) and near(img, p2x + 4, p2y, 0xFFE
 local mx, my = at(47.5, 20)
 check.ok(near(img, mx, my, 0xFFEB3B, 40), "and joined in order")
 
+-- ---- two runs' curves on the same axes ----------------------------------------------------------------------------
+local other = fresh_dir("other")
+local lines = {}
+for s = 1, 40 do lines[#lines + 1] = string.format('{"step":%d,"loss":%.6f}', s, 0.5 + 0.01 * s) end
+write_file(other .. "/metrics.jsonl", table.concat(lines, "\n") .. "\n")
+rc, out, err = view(run_dir, "--layout curves --compare '" .. other .. "' --screenshot '" .. shot .. "'")
+img = lab.image.load(shot)
+local orange = 0
+for y = 60, 440 do for x = 60, 560 do if near(img, x, y, 0xFFB74D, 40) then orange = orange + 1 end end end
+check.ok(rc == 0 and orange > 100, "--compare draws the second run's curve in its own colour", orange .. " " .. err)
+rc, out, err = view(run_dir, "--compare '" .. tmp .. "nothere' --screenshot '" .. shot .. "'")
+check.ok(rc == 1 and err:find("--compare: '", 1, true), "--compare names a missing run", err)
+
 -- ---- damaged or missing run directories: one clear line, no crash, no half-written PNG ------------------------
 local function one_line(e) return select(2, e:gsub("\n", "")) == 1 end
 rc, out, err = view(tmp .. "nothere", "--screenshot '" .. shot .. "'")
