@@ -308,7 +308,9 @@ static bool poll_metrics(viewer_run *run) {
 bool viewer_run_poll(viewer_run *run) {
     bool a = poll_records(run);
     bool b = poll_metrics(run);
-    return a || b;
+    bool was = run->finished;
+    run->finished = exists_in(run->dir, "final.safetensors");
+    return a || b || was != run->finished;
 }
 
 int viewer_series_at(const viewer_series *s, int64_t step) {

@@ -203,7 +203,8 @@ static void draw_step_bar(viewer_state *v, viewer_rect r) {
     if (v->diff_base >= 0)
         snprintf(label, sizeof label, "step %lld minus step %lld", (long long)shown, (long long)v->diff_base);
     else
-        snprintf(label, sizeof label, "step %lld%s", (long long)shown, v->step < 0 ? " (newest, live)" : "");
+        snprintf(label, sizeof label, "step %lld%s", (long long)shown,
+                 v->step >= 0 ? "" : v->run.finished ? " (the last; run finished)" : " (newest, live)");
     int lw = viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + viewer_px(v, 4), VIEWER_FG, label);
     const int sx = r.x + pad + (lw > viewer_px(v, 230) ? lw : viewer_px(v, 230)) + pad;
     v->slider_rect = (viewer_rect){sx, r.y + viewer_px(v, 6), r.x + r.w - sx - pad, viewer_px(v, 12)};

@@ -95,6 +95,7 @@ typedef struct {
     int64_t metrics_offset;
     int64_t latest_step;    /* the newest step seen anywhere */
     int malformed_lines;
+    bool finished;          /* the script called run:finish (final.safetensors exists) */
     char error[600];        /* a garbled record stream: reading stopped, shown in the status bar */
     char name[256];         /* the experiment's name from config.json, else the folder's */
 } viewer_run;
