@@ -18,7 +18,8 @@ local ffi = require "ffi"
 local C = lab.C
 
 local viz = {}
-local state = { interval = 0.25, last_time = {}, last_step = {}, tokens = {}, step = 0, cmd_offset = 0 }
+local DEFAULT_INTERVAL = 0.25   -- seconds between two records of one name
+local state = { interval = DEFAULT_INTERVAL, last_time = {}, last_step = {}, tokens = {}, step = 0, cmd_offset = 0 }
 
 local KIND = { attention = C.AL_RECORD_ATTENTION, matrix = C.AL_RECORD_MATRIX, scalar = C.AL_RECORD_SCALAR,
                image = C.AL_RECORD_IMAGE, tokens = C.AL_RECORD_TOKENS, points = C.AL_RECORD_POINTS,
@@ -44,7 +45,8 @@ end
 -- the stream
 ---------------------------------------------------------------------------------------------------
 
--- opts: interval (seconds between records of one name; 0 = every call), every (steps instead).
+-- opts: interval (seconds between records of one name, default 0.25; 0 = every call), every
+-- (steps instead).
 function viz.open(dir, opts)
   if type(dir) ~= "string" or dir == "" then fail("open", "expects a run directory") end
   opts = check_opts("open", opts)
@@ -57,6 +59,7 @@ function viz.open(dir, opts)
   -- commands written before this run started (a resumed run's old ones) are not replayed
   state.cmd_offset = math.max(0, tonumber(C.al_file_size(state.commands_path)))
   state.last_time, state.last_step, state.tokens = {}, {}, {}
+  state.interval, state.every = DEFAULT_INTERVAL, nil
   if opts.interval ~= nil then viz.set_rate{ interval = opts.interval } end
   if opts.every ~= nil then viz.set_rate{ every = opts.every } end
   return viz
@@ -111,7 +114,7 @@ function viz.due(name, opts)
 end
 
 -- the value, calling it when it is a function (computed only when due)
-local function value_of(fn, v)
+local function value_of(v)
   if type(v) == "function" then v = v() end
   return v
 end
@@ -133,7 +136,7 @@ local function due_tensor(fn, name, value, opts, what, rate_key)
   check_name(fn, name)
   opts = check_opts(fn, opts)
   if not viz.due(rate_key and rate_key(opts) or name, opts) then return nil, opts end
-  return as_tensor(fn, value_of(fn, value), what), opts
+  return as_tensor(fn, value_of(value), what), opts
 end
 
 -- one float32 (a scalar or a reference line)
@@ -221,7 +224,7 @@ function viz.scalar(name, v, opts)
   check_name("scalar", name)
   opts = check_opts("scalar", opts)
   if not viz.due(name, opts) then return false end
-  v = value_of("scalar", v)
+  v = value_of(v)
   if lab.is_tensor(v) then v = v:item() end
   if type(v) ~= "number" then fail("scalar", "value must be a number (got " .. type(v) .. ")") end
   write_number(KIND.scalar, name, v)
@@ -250,11 +253,11 @@ function viz.image(name, img, opts)
   local nd = t:dim()
   if nd ~= 2 and nd ~= 3 then fail("image", "img must be (H, W) or (H, W, C) (got shape " .. t:shape_string() .. ")") end
   if nd == 3 and (t:shape()[3] < 1 or t:shape()[3] > 4) then fail("image", "img must have 1 to 4 channels (got shape " .. t:shape_string() .. ")") end
-  local points = opts.points and as_tensor("image", value_of("image", opts.points), "opts.points")
+  local points = opts.points and as_tensor("image", value_of(opts.points), "opts.points")
   if points and (points:dim() ~= 2 or points:shape()[2] ~= 2) then
     fail("image", "opts.points must be (K, 2) x, y pairs (got shape " .. points:shape_string() .. ")")
   end
-  local heat = opts.heat and as_tensor("image", value_of("image", opts.heat), "opts.heat")
+  local heat = opts.heat and as_tensor("image", value_of(opts.heat), "opts.heat")
   if heat and heat:dim() ~= 2 then fail("image", "opts.heat must be 2-d (got shape " .. heat:shape_string() .. ")") end
   write(KIND.image, name, t:detach())
   if points then write(KIND.points, name, points:detach()) end
