@@ -9,7 +9,9 @@
  *        4    4  u32 total length of the record in bytes (header + name + payload)
  *        8    2  u16 kind: 1 attention, 2 matrix, 3 scalar, 4 image, 5 tokens, 6 points,
  *                          7 heat (an attention heatmap laid over the image of the same name),
- *                          8 reference (a horizontal line on a curve; name "curve:label")
+ *                          8 reference (a horizontal line on a curve; name "curve:label"),
+ *                          9 query, 10 key (the q and k vectors, (N, d) and (M, d), behind the
+ *                          attention map of the same name, layer and head)
  *       10    2  u16 dtype: 0 float32 payload, 1 UTF-8 text payload
  *       12    2  u16 ndim, 0..4
  *       14    2  u16 name length in bytes (1..255, no NUL)
@@ -79,7 +81,7 @@ static int write_record(al_runlog *log, const char *fn, int kind, int dtype, con
                         int layer, int head, int ndim, const int64_t *shape, const void *payload,
                         size_t payload_bytes) {
     if (!log) { al_error("%s: the record stream is not open", fn); return -1; }
-    if (kind < AL_RECORD_ATTENTION || kind > AL_RECORD_REFERENCE) { al_error("%s: unknown record kind %d", fn, kind); return -1; }
+    if (kind < AL_RECORD_ATTENTION || kind > AL_RECORD_LAST_KIND) { al_error("%s: unknown record kind %d", fn, kind); return -1; }
     size_t name_len = name ? strlen(name) : 0;
     if (name_len == 0 || name_len > AL_RECORD_NAME_MAX) {
         al_error("%s: the name must be 1..%d bytes (got %zu)", fn, AL_RECORD_NAME_MAX, name_len);

@@ -85,7 +85,7 @@ int al_runlog_next(al_runlog_reader *r, al_record_info *info) {
     memcpy(&info->time, &bits, 8);
     info->layer = (int32_t)get_u32(h + 48);
     info->head = (int32_t)get_u32(h + 52);
-    if (info->kind < AL_RECORD_ATTENTION || info->kind > AL_RECORD_REFERENCE) return garbled(r, "unknown record kind");
+    if (info->kind < AL_RECORD_ATTENTION || info->kind > AL_RECORD_LAST_KIND) return garbled(r, "unknown record kind");
     if (info->dtype != AL_RECORD_FLOAT32 && info->dtype != AL_RECORD_TEXT) return garbled(r, "unknown payload type");
     if (info->ndim > 4) return garbled(r, "more than 4 dimensions");
     if (name_len == 0 || name_len > AL_RECORD_NAME_MAX) return garbled(r, "bad name length");

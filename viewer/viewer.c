@@ -1,6 +1,6 @@
 /* viewer.c -- the attnlab viewer program (build/attnlab-view; `attnlab view` runs it).
  *
- *   attnlab-view RUN_DIR [--follow] [--layout L] [--step N] [--diff A] [--layer L --head H]
+ *   attnlab-view RUN_DIR [--follow] [--layout L] [--step N] [--diff A] [--layer L --head H] [--query Q]
  *                        [--log-y] [--scale S] [--size WxH] [--font FILE.ttf] [--compare RUN_DIR2]
  *   (--compare draws a second run's curves beside this run's, on the same axes)
  *   attnlab-view RUN_DIR --screenshot FILE.png [...]   one frame, no display needed, then exit
@@ -12,7 +12,8 @@
  * a memory canvas, shows the canvas in an SDL2 window, and writes the user's commands for the
  * running script as lines appended to RUN_DIR/commands.  It redraws only when something changed
  * or on input, and otherwise sleeps in SDL_WaitEventTimeout, so it does not take CPU from the
- * training it watches.  Layouts: overview (default), grid, map, heads, matrices, curves, images. */
+ * training it watches.  Layouts: overview (default), grid, map, heads, matrices, curves, images,
+ * neuron. */
 #define _GNU_SOURCE
 #include "viewer.h"
 #include <SDL.h>
@@ -24,12 +25,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *layout_names[LAYOUT_COUNT] = {"overview", "grid", "map", "heads", "matrices", "curves", "images"};
-static const char *layout_keys[LAYOUT_COUNT] = {"0", "1", "2", "3", "4", "5", "6"};
+static const char *layout_names[LAYOUT_COUNT] = {"overview", "grid", "map", "heads", "matrices", "curves", "images", "neuron"};
+static const char *layout_keys[LAYOUT_COUNT] = {"0", "1", "2", "3", "4", "5", "6", "7"};
 
 typedef struct {
     const char *run_dir, *screenshot, *layout, *events, *font, *compare;
-    long step, diff, layer, head, bench_frames;
+    long step, diff, layer, head, query, bench_frames;
     int width, height;
     float scale;
     bool log_y, print_layout;
@@ -122,7 +123,8 @@ static const char *help_lines[][2] = {   /* key, what it does */
     {"a", "ablate the chosen head (again: restore it)"},
     {"+ / -", "scale the chosen head's output by 2 / by 1/2"},
     {"r", "restore every head"},
-    {"0 .. 6", "overview, grid, map, heads, matrices, curves, images"},
+    {"0 .. 7", "overview, grid, map, heads, matrices, curves, images, neuron"},
+    {"pgup/pgdn", "the neuron view's query"},
     {"f", "attention colours over 0 .. 1, or 0 .. each map's largest"},
     {"g", "log y axis on curves"},
     {"[ / ]", "less / more curve smoothing"},
@@ -242,6 +244,7 @@ void viewer_render(viewer_state *v) {
                         {m.x, m.y + hh + gap, hw, m.h - hh - gap}, {m.x + hw + gap, m.y + hh + gap, m.w - hw - gap, m.h - hh - gap}};
     memset(v->grid_cells, 0, sizeof v->grid_cells);
     v->map_rect = v->head_view_rect = v->legend_rect = v->image_rect = (viewer_rect){0, 0, 0, 0};
+    v->neuron_query_rows = v->neuron_cell = 0;
     switch (v->layout) {
     case LAYOUT_OVERVIEW: {
         bool images = false;
@@ -259,6 +262,7 @@ void viewer_render(viewer_state *v) {
     case LAYOUT_MATRICES: viewer_draw_matrices(v, m); break;
     case LAYOUT_CURVES: viewer_draw_curves(v, m); break;
     case LAYOUT_IMAGES: viewer_draw_images(v, m); break;
+    case LAYOUT_NEURON: viewer_draw_neuron(v, m); break;
     default: break;
     }
     draw_step_bar(v, (viewer_rect){0, v->canvas.h - bottom, v->canvas.w, bottom});
@@ -352,6 +356,8 @@ static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
     }
     case SDLK_r: send_command(v, "restore"); break;
     case SDLK_g: v->log_y = !v->log_y; break;
+    case SDLK_PAGEUP: if (v->neuron_query > 0) v->neuron_query--; break;
+    case SDLK_PAGEDOWN: v->neuron_query++; break;   /* clamped to the map when drawn */
     case SDLK_f: v->fixed_range = !v->fixed_range; set_status(v, v->fixed_range ? "attention colours over 0 .. 1" : "attention colours over 0 .. each map's largest"); break;
     case SDLK_LEFTBRACKET: v->smoothing = v->smoothing > 0.1f ? v->smoothing - 0.1f : 0; break;
     case SDLK_RIGHTBRACKET: v->smoothing = v->smoothing < 0.89f ? v->smoothing + 0.1f : 0.99f; break;
@@ -390,6 +396,11 @@ static void handle_click(viewer_state *v, int x, int y, int clicks) {
                 return;
             }
     if (v->layout == LAYOUT_MAP && viewer_inside(v->map_rect, x, y)) { v->layout = LAYOUT_GRID; return; }
+    if (v->neuron_query_rows && viewer_inside(v->neuron_queries, x, y)) {
+        int q = (y - v->neuron_queries.y) / (v->neuron_row_h > 0 ? v->neuron_row_h : 1);
+        if (q < v->neuron_query_rows) v->neuron_query = q;
+        return;
+    }
     for (int h = 1; h <= VIEWER_MAX_HEADS; h++) {
         if (!viewer_inside(v->head_boxes[h], x, y)) continue;
         if (clicks < 2) { v->head_hidden[h] = !v->head_hidden[h]; return; }
@@ -472,6 +483,7 @@ void viewer_print_layout(const viewer_state *v) {
         viewer_rect b = v->head_boxes[h];
         if (b.w) printf("headbox %d %d %d %d %d\n", h, b.x, b.y, b.w, b.h);
     }
+    if (v->neuron_cell) printf("neuron %d %d %d %d %d\n", v->neuron_x, v->neuron_y, v->neuron_cell, v->neuron_dim, v->neuron_query);
     printf("slider %d %d %d %d\n", v->slider_rect.x, v->slider_rect.y, v->slider_rect.w, v->slider_rect.h);
     fflush(stdout);
 }
@@ -585,7 +597,7 @@ static int usage(const char *fmt, const char *arg) {
     fputs("attnlab view: ", stderr);
     fprintf(stderr, fmt, arg);
     fputs(" (usage: attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout overview|grid|map|heads|matrices|"
-          "curves|images] [--diff STEP] [--layer L] [--head H] [--log-y] [--scale S] [--size WxH] [--compare RUN_DIR2])\n", stderr);
+          "curves|images|neuron] [--diff STEP] [--layer L] [--head H] [--query Q] [--log-y] [--scale S] [--size WxH] [--compare RUN_DIR2])\n", stderr);
     return 2;
 }
 
@@ -600,7 +612,7 @@ static bool parse_long(const char *s, long *out) {
 
 static int parse_options(int argc, char **argv, viewer_options *o) {
     memset(o, 0, sizeof *o);
-    o->step = o->diff = o->layer = o->head = -1;
+    o->step = o->diff = o->layer = o->head = o->query = -1;
     o->width = 1280;
     o->height = 800;
     for (int i = 1; i < argc; i++) {
@@ -631,7 +643,8 @@ static int parse_options(int argc, char **argv, viewer_options *o) {
                 return usage("--size must be WIDTHxHEIGHT (200x150 .. 8192x8192), not '%s'", argv[i]);
         } else {
             long *target = !strcmp(a, "--step") ? &o->step : !strcmp(a, "--diff") ? &o->diff : !strcmp(a, "--layer") ? &o->layer
-                         : !strcmp(a, "--head") ? &o->head : !strcmp(a, "--bench-frames") ? &o->bench_frames : NULL;
+                         : !strcmp(a, "--head") ? &o->head : !strcmp(a, "--query") ? &o->query
+                         : !strcmp(a, "--bench-frames") ? &o->bench_frames : NULL;
             if (!target) return usage("unknown option '%s'", a);
             if (!parse_long(argv[++i], target)) return usage("%s needs a non-negative integer", a);
         }
@@ -650,6 +663,7 @@ static void apply_options(viewer_state *v, const viewer_options *o) {
     v->focus_token = -1;
     v->scale = o->scale > 0 ? o->scale : 1;
     v->head = o->head > 0 ? (int)o->head : 1;
+    v->neuron_query = o->query > 0 ? (int)o->query - 1 : 0;
     viewer_collect_rows(v);
     for (int r = 0; o->layer > 0 && r < v->n_rows; r++) if (v->rows[r].layer == o->layer) { v->row = r; break; }
 }

@@ -114,7 +114,7 @@ viewer_curve *viewer_run_curve(viewer_run *run, const char *name);
 
 /* ---- the view state (viewer.c) ------------------------------------------------------------ */
 typedef enum { LAYOUT_OVERVIEW, LAYOUT_GRID, LAYOUT_MAP, LAYOUT_HEADS, LAYOUT_MATRICES, LAYOUT_CURVES,
-               LAYOUT_IMAGES, LAYOUT_COUNT } viewer_layout;
+               LAYOUT_IMAGES, LAYOUT_NEURON, LAYOUT_COUNT } viewer_layout;
 
 enum { VIEWER_MAX_ROWS = 32, VIEWER_MAX_HEADS = 32 };
 
@@ -155,6 +155,10 @@ typedef struct {
     int map_rows, map_cols;
     float head_token_y[2][512]; int head_tokens[2]; float head_col_x[2];
     viewer_rect head_view_rect;
+    int neuron_query;               /* the neuron view's query (0-based) */
+    viewer_rect neuron_queries;     /* where its query list was drawn, one row per query */
+    int neuron_query_rows, neuron_row_h;
+    int neuron_x, neuron_y, neuron_cell, neuron_dim;   /* its table: origin, cell size, d */
 } viewer_state;
 
 /* views_attention.c */
@@ -162,6 +166,7 @@ void viewer_collect_rows(viewer_state *v);
 void viewer_draw_grid(viewer_state *v, viewer_rect r);
 void viewer_draw_map(viewer_state *v, viewer_rect r);
 void viewer_draw_heads(viewer_state *v, viewer_rect r);
+void viewer_draw_neuron(viewer_state *v, viewer_rect r);
 /* views_plots.c */
 void viewer_draw_matrices(viewer_state *v, viewer_rect r);
 void viewer_draw_curves(viewer_state *v, viewer_rect r);

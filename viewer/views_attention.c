@@ -3,7 +3,10 @@
  *   the map: the focused head large, query tokens down the side, key tokens along the top, the
  *            value under the mouse, a causal mask greyed;
  *   the head view: query and key tokens in two columns joined by lines whose opacity is the
- *            weight, one colour per head, hover a query token to see only its lines.
+ *            weight, one colour per head, hover a query token to see only its lines;
+ *   the neuron view (BertViz's): for one query, its vector q, each key's k, the products q*k
+ *            element by element, the dot products q.k and the weights the map holds, so one
+ *            sees why a weight is large (needs the script to publish q and k).
  * Sequential colours run from 0 to the map's largest weight (auto range, written on the legend);
  * in difference mode the colours diverge around 0 with a symmetric range. */
 #include "viewer.h"
@@ -372,5 +375,110 @@ void viewer_draw_heads(viewer_state *v, viewer_rect r) {
         char num[16];
         snprintf(num, sizeof num, "k%d", j + 1);
         viewer_text(&v->canvas, VIEWER_FONT_SMALL, (int)xr, (int)yr[j] - th / 2, VIEWER_FG, nk == cols ? k[j] : num);
+    }
+}
+
+/* ---- the neuron view ---------------------------------------------------------------------- */
+
+void viewer_draw_neuron(viewer_state *v, viewer_rect r) {
+    viewer_rect in;
+    viewer_attention_row *row = v->n_rows ? &v->rows[v->row] : NULL;
+    char title[400];
+    snprintf(title, sizeof title, "neuron view: %s, layer %d, head %d (click a query; page up/down)", row ? row->name : "-",
+             row ? row->layer : 0, v->head);
+    viewer_panel(v, r, title, &in);
+    v->neuron_query_rows = v->neuron_cell = 0;
+    viewer_series *ms = row && v->head <= row->n_heads ? row->heads[v->head] : NULL;
+    viewer_series *qs = ms ? viewer_run_find(&v->run, AL_RECORD_QUERY, row->name, row->layer, v->head) : NULL;
+    viewer_series *ks = ms ? viewer_run_find(&v->run, AL_RECORD_KEY, row->name, row->layer, v->head) : NULL;
+    if (!qs || !ks) { viewer_note(v, in, "no q and k published (lab.viz.attention(name, map, {q = q, k = k}))"); return; }
+    const int64_t step = viewer_shown_step(v);
+    const int em = viewer_series_at(ms, step), eq = viewer_series_at(qs, step), ek = viewer_series_at(ks, step);
+    if (em < 0 || eq < 0 || ek < 0) { viewer_note(v, in, "no q and k at this step"); return; }
+    const viewer_entry *me = &ms->entries[em], *qe = &qs->entries[eq], *ke = &ks->entries[ek];
+    const int rows = me->ndim == 2 ? me->shape[0] : 1, cols = me->ndim == 2 ? me->shape[1] : me->shape[0];
+    const int d = qe->ndim == 2 ? qe->shape[1] : 0;
+    if (qe->ndim != 2 || ke->ndim != 2 || qe->shape[0] != rows || ke->shape[0] != cols || ke->shape[1] != d || d < 1 ||
+        rows < 1 || cols < 1 || (size_t)rows * (size_t)cols > (size_t)MAX_MAP) {
+        viewer_note(v, in, "q, k and the map do not agree in shape at this step");
+        return;
+    }
+    /* three payloads: the map is copied out, as each series keeps one record in its cache */
+    const float *mp = viewer_series_load(&v->run, ms, em);
+    if (!mp) return;
+    memcpy(diff_buf, mp, (size_t)rows * (size_t)cols * sizeof *diff_buf);
+    const float *q = viewer_series_load(&v->run, qs, eq), *k = viewer_series_load(&v->run, ks, ek);
+    if (!q || !k) return;
+    if (v->neuron_query >= rows) v->neuron_query = rows - 1;
+    if (v->neuron_query < 0) v->neuron_query = 0;
+    const int i = v->neuron_query;
+    const char *qt[MAX_TOKENS], *kt[MAX_TOKENS];
+    int nq = 0, nk = 0;
+    row_tokens(v, row->name, qt, &nq, kt, &nk);
+    const int th = viewer_text_height(VIEWER_FONT_SMALL), pad = viewer_px(v, 6);
+    /* the query list, left */
+    int list_w = viewer_px(v, 40);
+    for (int a = 0; a < rows && nq == rows; a++) { int w = viewer_text_width(VIEWER_FONT_SMALL, qt[a]); if (w + pad > list_w) list_w = w + pad; }
+    const int row_h = th + viewer_px(v, 2);
+    v->neuron_queries = (viewer_rect){in.x, in.y + th + pad, list_w, in.h - th - pad};
+    v->neuron_query_rows = rows;
+    v->neuron_row_h = row_h;
+    viewer_text(&v->canvas, VIEWER_FONT_SMALL, in.x, in.y, VIEWER_DIM, "queries");
+    for (int a = 0; a < rows && (a + 1) * row_h <= v->neuron_queries.h; a++) {
+        char num[16];
+        snprintf(num, sizeof num, "q%d", a + 1);
+        int y = v->neuron_queries.y + a * row_h;
+        if (a == i) viewer_fill(&v->canvas, (viewer_rect){in.x, y, list_w - pad / 2, row_h}, VIEWER_GRID);
+        viewer_text(&v->canvas, VIEWER_FONT_SMALL, in.x + 2, y + 1, a == i ? VIEWER_ACCENT : VIEWER_FG, nq == rows ? qt[a] : num);
+    }
+    /* the table: a row for q_i, then one per key: k_j | q_i * k_j | q.k | the weight */
+    float vr = 0, pr = 0, wmax = 0;
+    for (int c = 0; c < d; c++) vr = fmaxf(vr, fabsf(q[(size_t)i * (size_t)d + (size_t)c]));
+    for (int j = 0; j < cols; j++)
+        for (int c = 0; c < d; c++) {
+            float kv = k[(size_t)j * (size_t)d + (size_t)c];
+            vr = fmaxf(vr, fabsf(kv));
+            pr = fmaxf(pr, fabsf(kv * q[(size_t)i * (size_t)d + (size_t)c]));
+        }
+    for (int j = 0; j < cols; j++) wmax = fmaxf(wmax, diff_buf[(size_t)i * (size_t)cols + (size_t)j]);
+    const int x0 = in.x + list_w + pad + viewer_px(v, 40), text_w = viewer_px(v, 150);
+    int cell = (in.x + in.w - x0 - text_w) / (2 * d + 2);
+    const int cell_h = (in.h - 2 * th) / (cols + 1);
+    if (cell_h < cell) cell = cell_h;
+    if (cell > viewer_px(v, 28)) cell = viewer_px(v, 28);
+    if (cell < 2) { viewer_note(v, in, "too many keys or dimensions to draw here"); return; }
+    const int y0 = in.y + th + pad;
+    v->neuron_x = x0;
+    v->neuron_y = y0;
+    v->neuron_cell = cell;
+    v->neuron_dim = d;
+    const int xp = x0 + (d + 1) * cell, xt = xp + d * cell + pad;
+    viewer_text(&v->canvas, VIEWER_FONT_SMALL, x0, in.y, VIEWER_DIM, "k (q on top)");
+    viewer_text(&v->canvas, VIEWER_FONT_SMALL, xp, in.y, VIEWER_DIM, "q * k");
+    viewer_text(&v->canvas, VIEWER_FONT_SMALL, xt, in.y, VIEWER_DIM, "q.k   weight");
+    const float *qi = q + (size_t)i * (size_t)d;
+    viewer_heatmap(&v->canvas, (viewer_rect){x0, y0, d * cell, cell}, qi, 1, d, -vr, vr, true, false);
+    viewer_text(&v->canvas, VIEWER_FONT_SMALL, x0 - viewer_px(v, 36), y0 + (cell - th) / 2, VIEWER_ACCENT, "q");
+    float prod[4096];
+    for (int j = 0; j < cols; j++) {
+        const int y = y0 + (j + 1) * cell;
+        const float *kj = k + (size_t)j * (size_t)d;
+        double dot = 0;
+        for (int c = 0; c < d && c < 4096; c++) { prod[c] = qi[c] * kj[c]; dot += prod[c]; }
+        viewer_heatmap(&v->canvas, (viewer_rect){x0, y, d * cell, cell}, kj, 1, d, -vr, vr, true, false);
+        if (d <= 4096) viewer_heatmap(&v->canvas, (viewer_rect){xp, y, d * cell, cell}, prod, 1, d, -pr, pr, true, false);
+        char label[64];
+        snprintf(label, sizeof label, "%.3g", dot);
+        if (cell >= th * 0.8f) {
+            char num[16];
+            snprintf(num, sizeof num, "k%d", j + 1);
+            const char *name = nk == cols ? kt[j] : num;
+            viewer_text(&v->canvas, VIEWER_FONT_SMALL, x0 - viewer_text_width(VIEWER_FONT_SMALL, name) - pad, y + (cell - th) / 2, VIEWER_DIM, name);
+            viewer_text(&v->canvas, VIEWER_FONT_SMALL, xt, y + (cell - th) / 2, VIEWER_FG, label);
+        }
+        const float w = diff_buf[(size_t)i * (size_t)cols + (size_t)j];
+        const int bar_x = xt + viewer_px(v, 50), bar_w = in.x + in.w - bar_x;
+        if (bar_w > 0 && wmax > 0)
+            viewer_fill(&v->canvas, (viewer_rect){bar_x, y + 1, (int)((float)bar_w * w / wmax), cell > 2 ? cell - 2 : 1}, viewer_sequential(w / wmax));
     }
 }

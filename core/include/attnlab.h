@@ -257,7 +257,8 @@ int al_write_file_atomic(const char *path, const void *data, size_t n);
 /* ---- the run record stream (runlog.c has the file format) ------------------------------ */
 enum {
     AL_RECORD_ATTENTION = 1, AL_RECORD_MATRIX = 2, AL_RECORD_SCALAR = 3, AL_RECORD_IMAGE = 4,
-    AL_RECORD_TOKENS = 5, AL_RECORD_POINTS = 6, AL_RECORD_HEAT = 7, AL_RECORD_REFERENCE = 8
+    AL_RECORD_TOKENS = 5, AL_RECORD_POINTS = 6, AL_RECORD_HEAT = 7, AL_RECORD_REFERENCE = 8,
+    AL_RECORD_QUERY = 9, AL_RECORD_KEY = 10, AL_RECORD_LAST_KIND = 10
 };
 enum { AL_RECORD_FLOAT32 = 0, AL_RECORD_TEXT = 1 };
 enum { AL_RECORD_HEADER_BYTES = 64, AL_RECORD_NAME_MAX = 255, AL_RECORD_MAX_BYTES = 268435456 };

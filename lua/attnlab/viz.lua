@@ -1,6 +1,7 @@
 -- attnlab.viz: what a script shows in the viewer, in a line or two, and the commands it sends back.
 --
---   lab.viz.attention("L1", map [, {layer=, head=, tokens=, batch=}])  map (N, M), (H, N, M) or (B, H, N, M)
+--   lab.viz.attention("L1", map [, {layer=, head=, tokens=, batch=, q=, k=}])  map (N, M), (H, N, M) or (B, H, N, M);
+--                                                                   q, k: the vectors behind it, (N, d) / (M, d) laid out alike
 --   lab.viz.matrix("KQ head 1", w [, {layer=, head=}])                 a 1-d or 2-d weight (diverging colours)
 --   lab.viz.scalar("loss", v)                                           a point of a curve
 --   lab.viz.reference("loss", "ridge", v)                               a horizontal line on that curve
@@ -23,7 +24,8 @@ local state = { interval = DEFAULT_INTERVAL, last_time = {}, last_step = {}, tok
 
 local KIND = { attention = C.AL_RECORD_ATTENTION, matrix = C.AL_RECORD_MATRIX, scalar = C.AL_RECORD_SCALAR,
                image = C.AL_RECORD_IMAGE, tokens = C.AL_RECORD_TOKENS, points = C.AL_RECORD_POINTS,
-               heat = C.AL_RECORD_HEAT, reference = C.AL_RECORD_REFERENCE }
+               heat = C.AL_RECORD_HEAT, reference = C.AL_RECORD_REFERENCE, query = C.AL_RECORD_QUERY,
+               key = C.AL_RECORD_KEY }
 viz.KIND = KIND
 
 local function fail(fn, msg) lab.raise("viz." .. fn .. ": " .. msg) end
@@ -198,12 +200,29 @@ function viz.attention(name, map, opts)
     fail("attention", "map must be (N, M), (H, N, M) or (B, H, N, M) (got shape " .. t:shape_string() .. ")")
   end
   local layer = check_index("attention", opts.layer or 1, "opts.layer")
+  -- the query and key vectors (the neuron view): laid out as the map, with a last dimension d
+  local vectors = {}
+  for _, which in ipairs{ "q", "k" } do
+    local v = opts[which] ~= nil and as_tensor("attention", value_of(opts[which]), "opts." .. which) or nil
+    if v then
+      if v:dim() == 4 then v = v:narrow(1, opts.batch or 1, 1):squeeze(1) end
+      local s, ms = v:shape(), t:shape()
+      local rows = which == "q" and ms[nd - 1] or ms[nd]
+      if v:dim() ~= nd or s[nd - 1] ~= rows or (nd == 3 and s[1] ~= ms[1]) then
+        fail("attention", string.format("opts.%s must be laid out as the map with %d %s and a last dimension d (got shape %s for a map of %s)",
+          which, rows, which == "q" and "queries" or "keys", v:shape_string(), t:shape_string()))
+      end
+      vectors[#vectors + 1] = { kind = which == "q" and KIND.query or KIND.key, t = v:detach() }
+    end
+  end
   if opts.tokens then viz.tokens(name, opts.tokens) end
   t = t:detach()
-  if nd == 2 then
-    write(KIND.attention, name, t, layer, check_index("attention", opts.head or 1, "opts.head"))
-  else
-    for h = 1, t:shape()[1] do write(KIND.attention, name, t:narrow(1, h, 1):squeeze(1), layer, h) end
+  local heads = nd == 2 and 1 or t:shape()[1]
+  local head_of = nd == 2 and check_index("attention", opts.head or 1, "opts.head") or nil
+  for h = 1, heads do
+    local function pick(x) return nd == 2 and x or x:narrow(1, h, 1):squeeze(1) end
+    write(KIND.attention, name, pick(t), layer, head_of or h)
+    for _, v in ipairs(vectors) do write(v.kind, name, pick(v.t), layer, head_of or h) end
   end
   return true
 end

@@ -74,7 +74,8 @@ causal = lab.tensor(causal)
 local metrics = {}
 for s = 10, 40, 10 do
   viz.set_step(s)
-  viz.attention("L1", lab.stack({ lab.eye(N), causal, shifted(s / 10) }, 1), { layer = 1, tokens = tokens })
+  local onehot = lab.stack({ lab.eye(N), lab.eye(N), lab.eye(N) }, 1)   -- q_i = e_i, k_j = e_j for every head
+  viz.attention("L1", lab.stack({ lab.eye(N), causal, shifted(s / 10) }, 1), { layer = 1, tokens = tokens, q = onehot, k = onehot })
   viz.matrix("KQ", lab.tensor{ { 1, -1 }, { 0, 0.5 } }, { head = 1 })
 end
 viz.reference("loss", "ridge", 0.1)
@@ -172,6 +173,27 @@ for i = 0, N - 1 do
   end
 end
 check.ok(diff_ok == N * N, "difference: gained weight red, lost weight blue, unchanged white", diff_ok)
+
+-- ---- the neuron view: q, k, q * k for one query ------------------------------------------------------------
+rc, out, err = view(run_dir, "--layout neuron --head 1 --query 3 --print-layout --screenshot '" .. shot .. "'")
+img = lab.image.load(shot)
+-- "neuron X Y CELL D QUERY" reads as x, y, w = the cell size, h = d, rows = the query (0-based)
+local nv = layout_of(out).neuron
+check.ok(rc == 0 and nv and nv.h == N and nv.rows == 2, "the neuron view draws a table for query 3 of d = 8", out .. err)
+nv = nv or { x = 0, y = 0, w = 1, h = 1 }
+local cellpx = nv.w
+nv.d = nv.h
+local function table_cell(part, j, c)   -- part 0: k (row j = 0 is q), part 1: q * k; j, c 0-based
+  local x = nv.x + (part == 1 and (nv.d + 1) * cellpx or 0) + c * cellpx + math.floor(cellpx / 2)
+  return x, nv.y + j * cellpx + math.floor(cellpx / 2)
+end
+local function cell_is(part, j, c, rgb)
+  local x, y = table_cell(part, j, c)
+  return near(img, x, y, rgb, 6)
+end
+check.ok(cell_is(0, 0, 2, RED) and cell_is(0, 0, 3, WHITE), "the q row: q_3 = e_3")
+check.ok(cell_is(0, 3, 2, RED) and cell_is(0, 3, 3, WHITE), "the k rows: k_3 = e_3")
+check.ok(cell_is(1, 3, 2, RED) and cell_is(1, 3, 3, WHITE) and cell_is(1, 1, 0, WHITE), "q * k: nonzero only for key 3 in dimension 3")
 
 -- ---- the grid, the matrices, the curves ---------------------------------------------------------------------
 rc, out = view(run_dir, "--layout grid --print-layout --screenshot '" .. shot .. "'")

@@ -53,6 +53,15 @@ check.ok(recs[10].values[1] == 0.125 and #recs[10].shape == 0, "a scalar")
 check.ok(recs[11].values[1] == 0.0625, "a reference line")
 check.ok(recs[12].shape[3] == 3 and recs[13].values[3] == 3 and recs[14].shape[1] == 2, "an image, its points, its heat map")
 
+viz.set_step(9)
+viz.attention("QK", lab.ones{ 2, 3, 4 }, { q = lab.ones{ 2, 3, 6 } * 2, k = lab.ones{ 2, 4, 6 } * 3 })
+local qk = {}
+for _, r in ipairs(viz.read(dir)) do
+  if r.name == "QK" then qk[#qk + 1] = string.format("%d:%d:%s:%g", r.kind, r.head, table.concat(r.shape, "x"), r.values[1]) end
+end
+check.ok(table.concat(qk, " ") == "1:1:3x4:1 9:1:3x6:2 10:1:4x6:3 1:2:3x4:1 9:2:3x6:2 10:2:4x6:3",
+  "q and k go beside each head's map", table.concat(qk, " "))
+
 -- ---- rate limits ----------------------------------------------------------------------------------
 viz.set_rate{ interval = 3600 }
 check.ok(viz.scalar("slow", 1) == true, "first record of a name is due")
@@ -156,6 +165,9 @@ check.fails(function() viz.image("i", lab.ones{ 2, 2, 7 }) end, "viz.image: img 
 check.fails(function() viz.image("i", lab.ones{ 2, 2 }, { points = lab.ones{ 3 } }) end, "opts.points must be (K, 2)")
 check.fails(function() viz.tokens("t", { {} }) end, "viz.tokens: token 1 is a table")
 check.fails(function() viz.attention("L1", lab.eye(2), 5) end, "opts must be a table")
+check.fails(function() viz.attention("L1", lab.eye(2), { q = lab.ones{ 3, 4 } }) end,
+  "opts.q must be laid out as the map with 2 queries and a last dimension d (got shape {3,4} for a map of {2,2})")
+check.fails(function() viz.attention("L1", lab.ones{ 2, 3, 5 }, { k = lab.ones{ 2, 4, 7 } }) end, "opts.k must be laid out as the map with 5 keys")
 check.fails(function() viz.set_rate{ every = 0 } end, "viz.set_rate: every must be a positive integer")
 check.fails(function() viz.open(dir .. "/missing/deeper") end, "runlog_open: cannot open")
 viz.close()

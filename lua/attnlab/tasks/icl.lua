@@ -255,7 +255,12 @@ function icl.train(model, opt, cfg, steps, on_log)
     model.record = show
     local loss = lab.mse(icl.predict(model, b), b.yq)
     if show then
-      viz.attention("query attention", model.weights, { layer = 1, tokens = tokens, force = true })
+      -- with the query's and the examples' projections, for the neuron view: (B, H, 1 or L, D)
+      local H, D = model.heads, cfg.d + 1
+      local q, k = lab.no_grad(function()
+        return model.q(b.zq):reshape{ b.B, 1, H, D }:permute(1, 3, 2, 4), model.k(b.Z):reshape{ b.B, b.L, H, D }:permute(1, 3, 2, 4)
+      end)
+      viz.attention("query attention", model.weights, { layer = 1, tokens = tokens, force = true, q = q, k = k })
       model.weights, model.record = nil, false
     end
     if publish then icl.publish_circuits(model, cfg.d) end
