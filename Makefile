@@ -2,7 +2,8 @@
 #   make              libattnlab.a, libattnlab.so and the attnlab program
 #   make test         every test (C unit tests, Lua tests, gradient checks, fixtures, fuzz, smoke)
 #   make test SANITIZE=1   the same under ASan/UBSan (separate build folder)
-#   make run          the in-context regression study, headless (README's first command)
+#   make run          the in-context regression study, headless (README's first command);
+#                     make run VIEW=1 opens the viewer on it while it trains
 #   make bench        side-by-side timings against the PyTorch reference -> bench/RESULTS.md
 #   (the CUDA backend, `make CUDA=1`, is not written yet)
 CC       ?= cc
@@ -20,6 +21,8 @@ CFLAGS   := -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -fopenmp -fno-math-errno -Ico
 LDLIBS   := -lopenblas -lstb -lm -lpthread
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
+SDL_CFLAGS    := $(shell pkg-config --cflags sdl2 2>/dev/null || echo -I/usr/include/SDL2 -D_REENTRANT)
+SDL_LIBS      := $(shell pkg-config --libs sdl2 2>/dev/null || echo -lSDL2)
 
 
 CORE_SRC := $(wildcard core/*.c core/ops/*.c core/attention/*.c)
@@ -27,16 +30,22 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 LIB_A    := $(BUILD)/libattnlab.a
 LIB_SO   := $(BUILD)/libattnlab.so
 PROGRAM  := $(BUILD)/attnlab
+# the viewer is its own program: the training process never loads SDL, and `attnlab view` and
+# `attnlab run --view` start it (lua/main.c)
+VIEWER_SRC := $(wildcard viewer/*.c)
+VIEWER_OBJ := $(VIEWER_SRC:%.c=$(BUILD)/%.o)
+VIEWER     := $(BUILD)/attnlab-view
 C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
 # What the build and the tests need from Debian; `make deps` installs the missing ones (apt-get,
 # through sudo when not root).  `make run` and `make test` start with it, so on a fresh Debian
 # machine each is the one command to type.
-DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev
+DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev libsdl2-dev \
+                   fonts-dejavu-core
 
 .PHONY: all deps test run bench clean
 # (./attnlab always points at the normal build, never at the sanitizer one)
-all: $(LIB_A) $(LIB_SO) $(PROGRAM) $(if $(filter 1,$(SANITIZE)),,attnlab)
+all: $(LIB_A) $(LIB_SO) $(PROGRAM) $(VIEWER) $(if $(filter 1,$(SANITIZE)),,attnlab)
 
 $(BUILD)/%.o: %.c core/include/attnlab.h core/internal.h
 	@mkdir -p $(dir $@)
@@ -55,6 +64,13 @@ $(LIB_SO): $(CORE_OBJ)
 $(PROGRAM): lua/main.c $(LIB_A)
 	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -o $@.tmp lua/main.c -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive \
 	    $(LDFLAGS) -Wl,-E $(LUAJIT_LIBS) $(LDLIBS) -ldl && mv -f $@.tmp $@
+
+$(BUILD)/viewer/%.o: viewer/%.c viewer/viewer.h core/include/attnlab.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SDL_CFLAGS) -MMD -c -o $@ $<
+
+$(VIEWER): $(VIEWER_OBJ) $(LIB_A)
+	$(CC) $(CFLAGS) -o $@.tmp $(VIEWER_OBJ) $(LIB_A) $(LDFLAGS) $(SDL_LIBS) $(LDLIBS) && mv -f $@.tmp $@
 
 # the program at the top of the tree finds lua/ beside itself
 attnlab: $(PROGRAM)
@@ -79,7 +95,7 @@ test: deps
 
 run: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all
-	./attnlab run experiments/icl_regression.lua
+	./attnlab run experiments/icl_regression.lua $(if $(filter 1,$(VIEW)),--view)
 
 bench: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all
@@ -88,4 +104,4 @@ bench: deps
 clean:
 	rm -rf build build-san attnlab
 
--include $(CORE_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(VIEWER_OBJ:.o=.d)

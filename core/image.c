@@ -90,12 +90,21 @@ int al_image_save_png(const char *path, const al_tensor *t) {
         px[i] = (unsigned char)(x * 255.0 + 0.5);
     }
     al_release(d);
-    png_buffer out = {0};
-    int ok = stbi_write_png_to_func(png_append, &out, (int)w, (int)h, (int)c, px, (int)(w * c));
+    int rc = al_png_write(path, px, (int)w, (int)h, (int)c);
     free(px);
+    return rc;
+}
+
+int al_png_write(const char *path, const unsigned char *pixels, int w, int h, int c) {
+    if (!path || !*path || !pixels || w < 1 || h < 1 || c < 1 || c > 4) {
+        al_error("png_write: '%s': needs a path and %dx%d pixels of 1..4 channels", path ? path : "", w, h);
+        return -1;
+    }
+    png_buffer out = {0};
+    int ok = stbi_write_png_to_func(png_append, &out, w, h, c, pixels, w * c);
     int rc = -1;
     if (!ok || out.oom)
-        al_error("image_save_png: '%s': PNG encoding failed%s", path, out.oom ? " (out of memory)" : "");
+        al_error("png_write: '%s': PNG encoding failed%s", path, out.oom ? " (out of memory)" : "");
     else rc = al_write_file_atomic(path, out.data, out.len);
     free(out.data);
     return rc;

@@ -12,6 +12,7 @@
 --   attnlab run experiments/icl_regression.lua                    H = 4, softmax, d = 5, L = 40
 --   attnlab run experiments/icl_regression.lua heads=1 steps=30000
 --   attnlab run experiments/icl_regression.lua attention=linear   the same model without softmax
+--   attnlab run experiments/icl_regression.lua --view             watch the circuits form (attnlab view RUN_DIR later)
 --
 -- Setup (toy-tasks.md A.2-A.4): x ~ N(0, I_d), beta ~ N(0, I_d/d), noise variance 0.1, a fresh
 -- batch of 256 tasks every step, Adam lr 1e-3, PyTorch-default initialisation, seed 1029.
@@ -29,6 +30,7 @@ local run = lab.run.start{
     test_tasks = 10000,          -- fresh tasks for each test MSE
     eval_lengths = "10,20,40,60,80,100",
     log_every = 100,
+    viz = true,                  -- publish the circuits, the query's attention and the baselines (attnlab view)
   },
 }
 local cfg = run.config

@@ -29,6 +29,7 @@ for _, attention in ipairs(list(base.attentions)) do
     local cfg = {}
     for k, v in pairs(base) do cfg[k] = v end
     cfg.heads, cfg.attention = tonumber(heads), attention
+    cfg.viz = false -- several models share this run's step numbers: their maps would mix in the viewer
     local tag = string.format("%s_h%d", attention, cfg.heads)
     io.stderr:write(string.format("== %s: %d steps\n", tag, cfg.steps))
     lab.seed(cfg.seed)

@@ -2,7 +2,7 @@
  *
  *   attnlab run SCRIPT.lua [key=value ...] [--out DIR] [--view] [--device cpu|cuda] [--threads N]
  *   attnlab SCRIPT.lua ...            same as run
- *   attnlab view RUN_DIR [--screenshot FILE.png] [--step N]
+ *   attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [...]   (attnlab-view)
  *   attnlab -e 'lua code'             a chunk, with the module as the global `lab`
  *   attnlab                           an interactive prompt
  *   attnlab --help | --version
@@ -10,6 +10,12 @@
  * The program links libattnlab statically and exports its symbols (-Wl,-E), so lua/attnlab finds
  * the al_* functions through ffi.C.  What the command line said reaches Lua as the global table
  * ATTNLAB_CLI, which lua/attnlab/run.lua reads (overrides, --out, device, threads).
+ *
+ * The viewer is a separate program, attnlab-view beside this one (or $ATTNLAB_VIEWER): `attnlab
+ * view ...` becomes it (exec, all arguments passed on), and `attnlab run --view` starts it as a
+ * child in its own process group once run.lua knows the run directory (ATTNLAB_CLI.open_viewer), so
+ * the training never waits on drawing, closing the window leaves the training running, and Ctrl-C
+ * on the training leaves the window open on the finished record.
  *
  * Exit status: 0 success, 1 a script or module error, 2 a usage error (bad flag, missing
  * argument, missing script).  Every error is one line on stderr; ATTNLAB_TRACEBACK=1 adds the
@@ -25,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,7 +64,7 @@ static const char *usage_text =
     "usage:\n"
     "  attnlab run SCRIPT.lua [key=value ...] [--out DIR] [--view] [--device cpu|cuda] [--threads N]\n"
     "  attnlab SCRIPT.lua [...]        same as run\n"
-    "  attnlab view RUN_DIR [--screenshot FILE.png] [--step N]\n"
+    "  attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [--size WxH] [--scale S]\n"
     "  attnlab -e 'lua code'           run a chunk with the module loaded as `lab`\n"
     "  attnlab                         interactive prompt with the module loaded as `lab`\n"
     "  attnlab --help | --version\n"
@@ -322,6 +329,59 @@ static void push_override_value(lua_State *L, const char *v) {
     }
 }
 
+/* ---- the viewer ------------------------------------------------------------------------- */
+
+extern char **environ;
+
+/* $ATTNLAB_VIEWER, else attnlab-view in the folder of the running program (symlinks resolved). */
+static void viewer_path(char *out, size_t outsize) {
+    const char *env = getenv("ATTNLAB_VIEWER");
+    if (env && *env) { snprintf(out, outsize, "%s", env); return; }
+    char exe[PATH_MAX];
+    if (!realpath("/proc/self/exe", exe)) { snprintf(out, outsize, "attnlab-view"); return; }
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(out, outsize, "%s/attnlab-view", exe);
+}
+
+/* `attnlab view ARGS...` is `attnlab-view ARGS...` (argv[first] onwards); returns only when the
+ * exec failed. */
+static int exec_viewer(int first, int argc, char **argv) {
+    char path[PATH_MAX + 32];
+    viewer_path(path, sizeof path);
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args) return EXIT_SCRIPT_ERROR;
+    args[0] = path;
+    for (int i = first; i < argc; i++) args[i - first + 1] = argv[i];
+    execv(path, args);
+    fprintf(stderr, "attnlab: view: cannot start the viewer '%s': %s (run `make`)\n", path, strerror(errno));
+    free(args);
+    return EXIT_SCRIPT_ERROR;
+}
+
+/* ATTNLAB_CLI.open_viewer(run_dir) -> true, or nil and a message.  posix_spawn, not fork: this
+ * process has OpenMP and BLAS threads, and a forked copy of it must not run any of their code. */
+static int lua_open_viewer(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    char path[PATH_MAX + 32];
+    viewer_path(path, sizeof path);
+    char *args[] = {path, (char *)dir, "--follow", NULL};
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setpgroup(&attr, 0);   /* its own group: Ctrl-C on the training does not close it */
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    pid_t pid;
+    int rc = posix_spawn(&pid, path, NULL, &attr, args, environ);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot start the viewer '%s': %s", path, strerror(rc));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static void set_field_string(lua_State *L, const char *k, const char *v) {
     if (!v) return;
     lua_pushstring(L, v);
@@ -349,6 +409,8 @@ static void push_cli_table(lua_State *L, const cli *c) {
     set_field_string(L, "out", c->out);
     lua_pushboolean(L, c->view);
     lua_setfield(L, -2, "view");
+    lua_pushcfunction(L, lua_open_viewer);
+    lua_setfield(L, -2, "open_viewer");
     set_field_string(L, "device", c->device);
     if (c->threads > 0) {
         lua_pushinteger(L, c->threads);
@@ -537,19 +599,16 @@ static int attnlab_main(int argc, char **argv, cli *cp) {
     if (status) return status;
     if (want_help) { fputs(usage_text, stdout); return 0; }
     if (want_version) { printf("attnlab %s (%s)\n", al_version(), LUAJIT_VERSION); return 0; }
-    if (c.mode == MODE_VIEW) {
-        /* The viewer is not part of the build yet; the arguments above are parsed already so that
-         * wiring it in is a call here: viewer_main(c.run_dir, c.screenshot, c.view_step). */
-        fprintf(stderr, "attnlab: view: the viewer is not built yet (cannot open '%s')\n", c.run_dir);
-        return EXIT_USAGE;
+    if (c.mode == MODE_VIEW) {   /* flags came before `view` (main() handles `attnlab view ...`) */
+        int first = 1;
+        while (first < argc && strcmp(argv[first], "view")) first++;
+        return exec_viewer(first + 1, argc, argv);
     }
     if (c.device && !strcmp(c.device, "cuda") && !al_cuda_available()) {
         fprintf(stderr, "attnlab: --device cuda: CUDA is not available (build with `make CUDA=1` on a "
                         "machine with a GPU)\n");
         return EXIT_USAGE;
     }
-    if (c.view)
-        fprintf(stderr, "attnlab: --view: the viewer is not built yet; running without a window\n");
     /* before the module loads, so that anything it sets up sees the right thread count */
     if (c.threads > 0) al_set_num_threads(c.threads);
 
@@ -599,6 +658,8 @@ static void tame_openmp_spinning(char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* the viewer takes its own options (--layout, --size ...): hand them over unparsed */
+    if (argc >= 2 && !strcmp(argv[1], "view")) return exec_viewer(2, argc, argv);
     tame_openmp_spinning(argv);
     cli c;
     int status = attnlab_main(argc, argv, &c);

@@ -316,13 +316,62 @@ void al_tensor_file_close(al_tensor_file *f);
 /* Images: float32 (H, W, C) in [0, 1]; save takes (H, W, C) or (H, W) and writes a PNG. */
 al_tensor *al_image_load(const char *path);
 int al_image_save_png(const char *path, const al_tensor *t);
+/* Encodes h x w 8-bit pixels of c channels (row-major, 1..4 channels) as PNG and writes the file
+ * atomically (what al_image_save_png does after converting; the viewer's screenshots too). */
+int al_png_write(const char *path, const unsigned char *pixels, int w, int h, int c);
 /* Writes a whole file atomically (temporary name in the same folder, fsync, rename). */
 int al_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* ---- the run record stream (runlog.c has the file format) ------------------------------ */
+enum {
+    AL_RECORD_ATTENTION = 1, AL_RECORD_MATRIX = 2, AL_RECORD_SCALAR = 3, AL_RECORD_IMAGE = 4,
+    AL_RECORD_TOKENS = 5, AL_RECORD_POINTS = 6, AL_RECORD_HEAT = 7, AL_RECORD_REFERENCE = 8,
+    AL_RECORD_QUERY = 9, AL_RECORD_KEY = 10, AL_RECORD_LAST_KIND = 10
+};
+enum { AL_RECORD_FLOAT32 = 0, AL_RECORD_TEXT = 1 };
+enum { AL_RECORD_HEADER_BYTES = 64, AL_RECORD_NAME_MAX = 255, AL_RECORD_MAX_BYTES = 268435456 };
+typedef struct al_runlog al_runlog;
+/* Opens (creating) DIR/records.bin for appending; NULL with an error when it cannot. */
+al_runlog *al_runlog_open(const char *dir);
+void al_runlog_close(al_runlog *log);
+int64_t al_runlog_count(const al_runlog *log);  /* records written through this handle */
+/* Appends one record (one write()); t is converted to contiguous float32, at most 4-d.  layer and
+ * head are 1-based, 0 for none.  0 on success, -1 with an error. */
+int al_runlog_write(al_runlog *log, int kind, const char *name, int64_t step, int layer, int head,
+                    const al_tensor *t);
+int al_runlog_write_floats(al_runlog *log, int kind, const char *name, int64_t step, int layer, int head,
+                           int ndim, const int64_t *shape, const float *values);
+int al_runlog_write_text(al_runlog *log, int kind, const char *name, int64_t step, int ndim,
+                         const int64_t *shape, const char *text, size_t n);
+/* One record's header, as the reader found it. */
+typedef struct al_record_info {
+    int kind, dtype, ndim, layer, head;
+    int64_t step;
+    double time;
+    int64_t shape[4];
+    int64_t numel;
+    int64_t offset, payload_offset, payload_bytes;
+    char name[256];
+} al_record_info;
+typedef struct al_runlog_reader al_runlog_reader;
+al_runlog_reader *al_runlog_reader_open(const char *path);
+void al_runlog_reader_close(al_runlog_reader *r);
+/* 1: the next whole record is in *info; 0: none yet (end of file or a record still being
+ * written: call again later); -1: the file is garbled here (the error names file and offset). */
+int al_runlog_next(al_runlog_reader *r, al_record_info *info);
+int64_t al_runlog_reader_offset(const al_runlog_reader *r);
+int al_runlog_read_payload(al_runlog_reader *r, const al_record_info *info, void *dst, size_t n);
+/* Size of a file in bytes, -1 when it does not exist (the training loop's cheap command poll). */
+int64_t al_file_size(const char *path);
 
 /* ---- interrupts ---- */
 void al_catch_interrupts(int on);
 int al_interrupted(void);
 /* AL_FFI_END */
+
+/* the run record stream's file name in a run directory, and the magic that opens each record */
+#define AL_RUNLOG_FILE "records.bin"
+#define AL_RECORD_MAGIC "ALR1"
 
 #ifdef __cplusplus
 }

@@ -809,7 +809,7 @@ end
 setmetatable(lab, {
   __index = function(t, k)
     local sub = ({ nn = "attnlab.nn", optim = "attnlab.optim", run = "attnlab.run", json = "attnlab.json",
-                   analysis = "attnlab.analysis" })[k]
+                   analysis = "attnlab.analysis", viz = "attnlab.viz" })[k]
     if sub then
       local m = require(sub)
       rawset(t, k, m)

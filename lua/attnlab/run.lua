@@ -6,6 +6,13 @@
 --   for step in run:steps(run.config.steps) do ... run:log(step, { loss = l }) end
 --   run:summary{ ... }; run:finish()
 --
+-- The viewer: start opens the run's record stream (lab.viz) and, under `attnlab run --view`, starts
+-- the viewer window on the run directory.  Each step of run:steps sets the records' step and polls
+-- the viewer's commands (one stat() when there are none): pause / resume / step hold or release the
+-- loop; ablate / scale / restore set a head's output scale on the attention layers (tracked modules
+-- with set_head_scale, in the order found, or the list given to run:attention_layers); every
+-- applied command is logged in metrics.jsonl as {"step": N, "event": "..."}.
+--
 -- Resume is bit-identical to an uninterrupted run: a checkpoint holds every tracked tensor exactly
 -- (float32 stays float32), the numbers of the tracked state (optimiser step counters, ...) and the
 -- RNG's {seed, counter}; all are put back before the loop yields its first step.  The script must
@@ -280,6 +287,18 @@ function M.start(opts)
     device = self.device, threads = threads, script = script,
     started = os.date("!%Y-%m-%dT%H:%M:%SZ"), resumed_from = self.resumed_from,
   }, 2) .. "\n")
+  if opts.viz ~= false then
+    lab.viz.open(dir)
+    lab.viz.set_step(self.step)
+  end
+  if self.view then
+    if type(cli.open_viewer) ~= "function" then
+      io.stderr:write("attnlab: --view: the viewer can only be started by the attnlab program\n")
+    else
+      local ok, err = cli.open_viewer(dir)
+      if not ok then io.stderr:write("attnlab: --view: " .. tostring(err) .. "; training without a window\n") end
+    end
+  end
   return self
 end
 
@@ -300,6 +319,79 @@ function Run:track(objects)
   end
   table.sort(self.tracked_names)
   return self
+end
+
+-- The modules the viewer's ablate/scale commands address as layers 1, 2, ...: by default every
+-- module with set_head_scale among the tracked objects (depth-first, tracked names sorted).
+function Run:attention_layers(list)
+  if type(list) ~= "table" then fail("attention_layers expects a list of modules with set_head_scale") end
+  for i, m in ipairs(list) do
+    if type(m) ~= "table" or type(m.set_head_scale) ~= "function" then
+      fail("attention_layers: entry " .. i .. " has no set_head_scale")
+    end
+  end
+  self.layers = list
+  return self
+end
+
+local function find_attention(obj, out, seen)
+  if type(obj) ~= "table" or seen[obj] then return end
+  seen[obj] = true
+  if type(obj.set_head_scale) == "function" then out[#out + 1] = obj end
+  for _, name in ipairs(obj.child_order or {}) do find_attention(obj.children[name], out, seen) end
+end
+
+function Run:_attention_layers()
+  if not self.layers then
+    local out, seen = {}, {}
+    for _, k in ipairs(self.tracked_names) do find_attention(self.tracked[k], out, seen) end
+    self.layers = out
+  end
+  return self.layers
+end
+
+-- Applies one command from the viewer; returns the event text for the log.
+function Run:_apply(cmd)
+  if cmd.op == "pause" then self.paused = true return "pause"
+  elseif cmd.op == "resume" then self.paused, self.single = false, false return "resume"
+  elseif cmd.op == "step" then self.paused, self.single = true, true return "single step"
+  elseif cmd.op == "invalid" then return "ignored command '" .. cmd.text .. "'" end
+  local layers = self:_attention_layers()
+  if cmd.op == "restore" and not cmd.layer then
+    for _, m in ipairs(layers) do m:reset_head_scale() end
+    return "restore all heads"
+  end
+  local m = layers[cmd.layer]
+  if not m then return string.format("ignored '%s': no attention layer %d (the run has %d)", cmd.text, cmd.layer, #layers) end
+  if m.heads and cmd.head > m.heads then return string.format("ignored '%s': layer %d has %d heads", cmd.text, cmd.layer, m.heads) end
+  -- a command from outside never stops the training: a hook's error becomes the logged event
+  local ok, err = pcall(m.set_head_scale, m, cmd.head, cmd.scale)
+  if not ok then return string.format("ignored '%s': %s", cmd.text, tostring(err)) end
+  if cmd.op == "ablate" then return string.format("ablate layer %d head %d", cmd.layer, cmd.head) end
+  if cmd.op == "restore" then return string.format("restore layer %d head %d", cmd.layer, cmd.head) end
+  return string.format("scale layer %d head %d by %g", cmd.layer, cmd.head, cmd.scale)
+end
+
+pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+
+-- Called before each step: applies the viewer's commands, and while paused waits for the next
+-- (polling every 50 ms, Ctrl-C still honoured).  A single step runs one step and pauses again.
+function Run:_commands()
+  local viz = lab.viz
+  if self.single then self.single = false; self.paused = true end
+  repeat
+    for _, cmd in ipairs(viz.poll()) do
+      local event = self:_apply(cmd)
+      self:log(self.step, { event = event })
+      self:_flush()
+      self:_clear_progress()
+      io.stderr:write(string.format("attnlab: step %d: %s\n", self.step, event))
+    end
+    if self.paused and not self.single then
+      if lab.interrupted() then self:_interrupted() end
+      ffi.C.poll(nil, 0, 50)
+    end
+  until not self.paused or self.single
 end
 
 function Run:_restore()
@@ -467,7 +559,9 @@ function Run:steps(n)
       return nil
     end
     if self.step >= self.loop_first then self:_progress(false) end
+    if lab.viz.enabled() then self:_commands() end
     self.step = self.step + 1
+    lab.viz.set_step(self.step)
     return self.step
   end
 end
@@ -480,6 +574,7 @@ function Run:finish()
   self:_clear_progress()
   if self.metrics then self.metrics:close() self.metrics = nil end
   self:checkpoint("final")
+  lab.viz.close()
   io.stderr:write("attnlab: run saved in " .. self.dir .. "\n")
   io.stderr:flush()
   return self.dir

@@ -2,6 +2,7 @@
 --   local check = dofile("tests/lua/check.lua")("gradcheck")
 --   check.ok(cond, "what")  check.near(a, b, tol, "what")  check.fails(fn, "needle", "what")
 --   check.gradients(loss_fn, {name = tensor}, "what")  (float64 central differences)
+--   check.tmpdir(tag), check.read_file(path), check.write_file(path, s), check.cleanup()
 --   os.exit(check.report())
 -- and ends with one line "<name>: N passed, N failed".
 return function(name)
@@ -54,6 +55,29 @@ return function(name)
       check.ok(worst / scale < 1e-6, string.format("%s: d loss / d %s matches central differences", label, name),
         string.format("relative error %.3g", worst / scale))
     end
+  end
+
+  -- files for tests that write run directories: check.tmpdir(tag) is a fresh, empty folder
+  -- (under one os.tmpname() prefix per test file, removed by check.cleanup())
+  local prefix
+  function check.tmpdir(tag)
+    if not prefix then prefix = os.tmpname() os.remove(prefix) end
+    local d = prefix .. "-" .. tag
+    os.execute("rm -rf '" .. d .. "' && mkdir -p '" .. d .. "'")
+    return d
+  end
+  function check.cleanup() if prefix then os.execute("rm -rf '" .. prefix .. "'-*") end end
+  function check.read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("*a")
+    f:close()
+    return s
+  end
+  function check.write_file(path, s)
+    local f = assert(io.open(path, "wb"))
+    f:write(s)
+    f:close()
   end
 
   function check.report()

@@ -49,7 +49,7 @@ expect_out "$(printf 'table\tfunction\tcpu')" "-e has lab and ATTNLAB_CLI"
 run "$PROG" --threads=2 -e 'print(ATTNLAB_CLI.threads, lab.num_threads())'
 expect_out "$(printf '2\t2')" "--threads=N sets the core's thread count"
 
-for bad in "--bogus" "--threads 0" "--threads=x" "--device tpu" "-e" "run" "view" "--out d -e 1" "view d" "run nothere.lua"; do
+for bad in "--bogus" "--threads 0" "--threads=x" "--device tpu" "-e" "run" "view" "--out d -e 1" "run nothere.lua"; do
   # shellcheck disable=SC2086
   run "$PROG" $bad
   expect_rc 2 "usage error '$bad'"
@@ -57,6 +57,10 @@ for bad in "--bogus" "--threads 0" "--threads=x" "--device tpu" "-e" "run" "view
 done
 run "$PROG" --bogus
 expect_err "'--bogus'" "a bad flag is named"
+run "$PROG" view d
+expect_rc 1 "view of a missing run directory"
+one_line "view of a missing run directory"
+expect_err "'d' is not a directory" "view names the missing run directory"
 
 # ---- script errors ----------------------------------------------------------------------------
 printf 'local x = 1\n\nlocal y = nil\nprint(y.field)\n' >err.lua

@@ -13,13 +13,7 @@ local STEPS = tonumber(os.getenv("ATTNLAB_SMOKE_STEPS") or "") or 400
 local TASKS = tonumber(os.getenv("ATTNLAB_SMOKE_TASKS") or "") or 2000
 local HEADS = 4
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = check.read_file
 local function exited_ok(a, b, c)       -- os.execute: 0 (Lua 5.1) or true, "exit", 0 (5.2 compat)
   if type(a) == "number" then return a == 0 end
   return a == true and (c == nil or c == 0)

@@ -190,13 +190,80 @@ function icl.evaluate(model, cfg)
   end)
 end
 
+---------------------------------------------------------------------------------------------------
+-- What the viewer shows (lab.viz; nothing happens without a run): the KQ and OV circuits of every
+-- head, the query's attention over the context, and the baselines' test MSE as reference lines on
+-- the loss curve.  Rate limited by lab.viz (default 4 snapshots a second), so it costs the
+-- training a clock read and a stat() per step.
+---------------------------------------------------------------------------------------------------
+
+-- Baseline MSEs on fresh tasks, drawn with the generator's state saved and put back, so that the
+-- training sees the same batches as without the viewer.
+function icl.publish_references(cfg, tasks)
+  local viz = lab.viz
+  if not viz.enabled() then return end
+  local rng = lab.rng_state()
+  lab.no_grad(function()
+    local b = icl.batch(tasks or 2000, cfg.L, cfg.d, cfg.sigma2)
+    local dgd = baselines.debiased_gd(b, 1)
+    viz.reference("loss", "ridge", icl.mse(baselines.ridge(b, cfg.sigma2), b.yq))
+    viz.reference("loss", "debiased GD", icl.mse(dgd * icl.best_coefficient(dgd, b.yq), b.yq))
+    viz.reference("loss", "single head", icl.mse(baselines.single_head(b, cfg.sigma2), b.yq))
+    viz.reference("loss", "zero", icl.mse(b.yq * 0, b.yq))
+  end)
+  lab.set_rng_state(rng)
+end
+
+-- KQ_h (D x D) and OV_h (D) of every head, as icl.circuits defines them.
+function icl.publish_circuits(model, d)
+  local viz = lab.viz
+  if not viz.due("icl circuits") then return end
+  lab.no_grad(function()
+    local D, H = d + 1, model.heads
+    local Wq = model.q.weight:detach():reshape{ H, D, D }
+    local Wk = model.k.weight:detach():reshape{ H, D, D }
+    local Wv = model.v.weight:detach():reshape{ H, D, D }
+    local Wo = model.o.weight:detach():reshape{ 1, H, D }:permute(2, 1, 3)
+    local KQ = Wq:transpose(2, 3):matmul(Wk)
+    local OV = Wo:matmul(Wv)
+    for h = 1, H do
+      viz.matrix("KQ", KQ:narrow(1, h, 1):reshape{ D, D }, { head = h, force = true })
+      viz.matrix("OV", OV:narrow(1, h, 1):reshape{ D }, { head = h, force = true })
+    end
+  end)
+end
+
+local function context_tokens(L)
+  local keys = {}
+  for i = 1, L do keys[i] = "z" .. i end
+  return { queries = { "query" }, keys = keys }
+end
+
 -- The study's training loop, shared by the sweep: steps of Adam on fresh batches; calls
--- on_log(step, mean loss since the last call) every log_every steps.
+-- on_log(step, mean loss since the last call) every log_every steps.  With a run open, publishes
+-- the views above (cfg.viz = false turns that off).
 function icl.train(model, opt, cfg, steps, on_log)
   local window, n = 0, 0
+  local viz = lab.viz
+  local publish = cfg.viz ~= false and viz.enabled()
+  if publish then icl.publish_references(cfg) end
+  local tokens = context_tokens(cfg.L)
   for step in steps do
     local b = icl.batch(cfg.batch, cfg.L, cfg.d, cfg.sigma2)
+    -- the attention map is kept only on the steps that publish it
+    local show = publish and viz.due("query attention")
+    model.record = show
     local loss = lab.mse(icl.predict(model, b), b.yq)
+    if show then
+      -- with the query's and the examples' projections, for the neuron view: (B, H, 1 or L, D)
+      local H, D = model.heads, cfg.d + 1
+      local q, k = lab.no_grad(function()
+        return model.q(b.zq):reshape{ b.B, 1, H, D }:permute(1, 3, 2, 4), model.k(b.Z):reshape{ b.B, b.L, H, D }:permute(1, 3, 2, 4)
+      end)
+      viz.attention("query attention", model.weights, { layer = 1, tokens = tokens, force = true, q = q, k = k })
+      model.weights, model.record = nil, false
+    end
+    if publish then icl.publish_circuits(model, cfg.d) end
     opt:zero_grad()
     loss:backward()
     opt:step()
