@@ -119,6 +119,8 @@ bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool
  * by score, largest first, ties to the lower position, NaN last (topk_mask.c). */
 typedef struct { double score; int64_t pos; } scored_position;
 void rank_descending(scored_position *items, int64_t n);
+/* the k first in rank order (the rest after them, unordered): O(n + k log k) */
+void rank_top(scored_position *items, int64_t n, int64_t k);
 
 /* S (B, H, N, M) with -inf where causal or opts.mask forbids (masked_logits.c); differentiable in S */
 al_tensor *attention_mask_logits(const attention_problem *p, const al_tensor *S);

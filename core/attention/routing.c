@@ -101,7 +101,7 @@ static int by_pos(const void *a, const void *b) {
 static void cluster_members(const al_tensor *x, int64_t b, int64_t h, int64_t n, const al_tensor *mu, int64_t hc,
                             int64_t cl, int64_t w, scored_position *tmp, int64_t *out) {
     for (int64_t i = 0; i < n; i++) tmp[i] = (scored_position){routing_score(x, b, h, i, mu, hc, cl), i};
-    rank_descending(tmp, n);
+    rank_top(tmp, n, w);
     qsort(tmp, (size_t)w, sizeof *tmp, by_pos);
     for (int64_t r = 0; r < w; r++) out[r] = tmp[r].pos;
 }
