@@ -38,6 +38,24 @@ function Module:add_param(name, t)
   return t
 end
 
+-- A buffer: state that is saved and loaded with the module but not trained (no gradient, not in
+-- :parameters()), e.g. routing attention's centroids.  Calling it again replaces the tensor.
+function Module:add_buffer(name, t)
+  if not self.buffers then self.buffers, self.buffer_order = {}, {} end
+  if self.buffers[name] == nil then self.buffer_order[#self.buffer_order + 1] = name end
+  self.buffers[name] = t
+  return t
+end
+
+-- (name, tensor) pairs of the buffers, own first, then children depth-first.
+function Module:named_buffers(prefix, out)
+  out = out or {}
+  prefix = prefix or ""
+  for _, name in ipairs(self.buffer_order or {}) do out[#out + 1] = { prefix .. name, self.buffers[name] } end
+  for _, name in ipairs(self.child_order) do self.children[name]:named_buffers(prefix .. name .. ".", out) end
+  return out
+end
+
 function Module:add_child(name, m)
   if self.children[name] == nil then self.child_order[#self.child_order + 1] = name end
   self.children[name] = m
@@ -68,6 +86,7 @@ end
 function Module:state_dict()
   local sd = {}
   for _, pair in ipairs(self:named_parameters()) do sd[pair[1]] = pair[2] end
+  for _, pair in ipairs(self:named_buffers()) do sd[pair[1]] = pair[2] end
   return sd
 end
 
@@ -83,6 +102,16 @@ function Module:load_state_dict(sd)
       raise(string.format("load_state_dict: parameter '%s' has shape %s, the state has %s", name, p:shape_string(), t:shape_string()))
     end
     p:copy_(t)
+  end
+  for _, pair in ipairs(self:named_buffers()) do
+    local name, b = pair[1], pair[2]
+    local t = sd[name]
+    if t == nil then raise("load_state_dict: missing buffer '" .. name .. "'") end
+    if not lab.is_tensor(t) or t:shape_string() ~= b:shape_string() then
+      raise(string.format("load_state_dict: buffer '%s' has shape %s, the state has %s", name, b:shape_string(),
+        lab.is_tensor(t) and t:shape_string() or type(t)))
+    end
+    b:copy_(t)
   end
   return self
 end
@@ -297,7 +326,7 @@ end
 --   dynamic_mask: top_k (required); owns dt_proj (kv_heads*head_dim, kv_heads) and dt_a (kv_heads)
 --   relative: max_relative (the clip distance k, required); owns rel_key, rel_value (2k+1, head_dim)
 --   routing: clusters (required), cluster_size, routing_decay (0.999); owns the centroids
---     (heads, clusters, head_dim), a buffer (not a parameter, not in the state dict) that each
+--     (heads, clusters, head_dim), a buffer (in the state dict, not a parameter) that each
 --     training forward moves one EMA k-means step towards its queries and keys
 --   pointer: pointer_hidden (h: additive scores; absent: dot scores); owns pointer_w1, pointer_w2
 --     (h, head_dim), pointer_v (h); forward returns the (B, heads, N, M) log-distribution over the
@@ -324,7 +353,7 @@ function MHA:init_variant(opts)
   elseif v == "routing" then
     local c = check_positive_int(opts.clusters, "MultiHeadAttention", "clusters (variant routing)")
     local mu = lab.randn{ self.heads, c, hd }
-    self.centroids = mu / mu:pow(2):sum(3, true):sqrt()
+    self.centroids = self:add_buffer("centroids", mu / mu:pow(2):sum(3, true):sqrt())
     self.routing_decay = opts.routing_decay or 0.999
   elseif v == "pointer" and opts.pointer_hidden then
     local h = check_positive_int(opts.pointer_hidden, "MultiHeadAttention", "pointer_hidden")
@@ -402,7 +431,8 @@ function MHA:forward(x, context)
   end
   if self.record then self.weights = weights end
   if self.centroids and self.training then
-    self.centroids = lab.attention.routing_update(self.centroids, q:detach(), k:detach(), self.routing_decay)
+    -- in place, so that the state dict (and a checkpoint) always holds the current centroids
+    self.centroids:copy_(lab.attention.routing_update(self.centroids, q:detach(), k:detach(), self.routing_decay))
   end
   if self.variant == "pointer" then return out end   -- the log-distribution over the context positions
   if self.head_scale then out = out * self.head_scale end

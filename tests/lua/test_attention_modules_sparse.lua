@@ -58,6 +58,14 @@ do   -- routing's centroids: one EMA step per training forward, none in eval
   local now = m.centroids:clone()
   m(x)
   check.ok((m.centroids - now):abs():max():item() == 0, "routing: an eval forward leaves them")
+  -- a buffer: in the state dict (so in checkpoints), not a parameter, restored by load_state_dict
+  local sd = m:state_dict()
+  check.ok(sd.centroids ~= nil and (sd.centroids - m.centroids):abs():max():item() == 0, "routing: the centroids are in the state dict")
+  for _, p in ipairs(m:parameters()) do check.ok(p ~= m.centroids, "routing: the centroids are not a parameter") end
+  local fresh = nn.MultiHeadAttention{ dim = dim, heads = 2, variant = "routing", clusters = 2 }
+  fresh:load_state_dict(sd)
+  check.ok((fresh.centroids - m.centroids):abs():max():item() == 0, "routing: load_state_dict restores the centroids")
+  check.fails(function() fresh:load_state_dict{} end, "missing parameter", "a state without the module's tensors is refused")
 end
 
 do   -- pointer: the module returns the log-distribution over the context and learns to point
