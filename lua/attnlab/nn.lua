@@ -47,14 +47,16 @@ function Module:add_buffer(name, t)
   return t
 end
 
--- (name, tensor) pairs of the buffers, own first, then children depth-first.
-function Module:named_buffers(prefix, out)
-  out = out or {}
-  prefix = prefix or ""
-  for _, name in ipairs(self.buffer_order or {}) do out[#out + 1] = { prefix .. name, self.buffers[name] } end
-  for _, name in ipairs(self.child_order) do self.children[name]:named_buffers(prefix .. name .. ".", out) end
+-- (name, tensor) pairs of one kind of a module's tensors ("params" or "buffers"), in a fixed order:
+-- its own first, then its children's depth-first.
+local function named_tensors(m, kind, prefix, out)
+  local map, order = m[kind], kind == "params" and m.param_order or m.buffer_order
+  for _, name in ipairs(order or {}) do out[#out + 1] = { prefix .. name, map[name] } end
+  for _, name in ipairs(m.child_order) do named_tensors(m.children[name], kind, prefix .. name .. ".", out) end
   return out
 end
+
+function Module:named_buffers(prefix, out) return named_tensors(self, "buffers", prefix or "", out or {}) end
 
 function Module:add_child(name, m)
   if self.children[name] == nil then self.child_order[#self.child_order + 1] = name end
@@ -62,14 +64,7 @@ function Module:add_child(name, m)
   return m
 end
 
--- (name, tensor) pairs in a fixed order: own parameters first, then children depth-first.
-function Module:named_parameters(prefix, out)
-  out = out or {}
-  prefix = prefix or ""
-  for _, name in ipairs(self.param_order) do out[#out + 1] = { prefix .. name, self.params[name] } end
-  for _, name in ipairs(self.child_order) do self.children[name]:named_parameters(prefix .. name .. ".", out) end
-  return out
-end
+function Module:named_parameters(prefix, out) return named_tensors(self, "params", prefix or "", out or {}) end
 
 function Module:parameters()
   local list = {}
