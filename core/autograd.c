@@ -213,7 +213,16 @@ int al_backward(al_tensor *loss, const al_tensor *grad) {
         }
         while (rc == 0 && ready.n > 0) {
             al_node *node = ready.items[--ready.n];
+            const int64_t errors_before = al_error_count();
             if (node->grad_accum) node->backward(node, node->grad_accum);
+            if (al_error_count() != errors_before) {
+                /* a backward that failed (out of memory, say) leaves gradients missing: stop and say
+                 * where, rather than return gradients that are silently incomplete */
+                char why[512];
+                snprintf(why, sizeof why, "%s", al_last_error());
+                al_error("backward: the gradient of '%s' failed: %s", node->name, why);
+                rc = -1;
+            }
             for (int i = 0; i < node->n_inputs; i++) {
                 al_tensor *x = node->inputs[i];
                 if (!x || !x->requires_grad || !x->grad_fn) continue;

@@ -4,8 +4,12 @@
 #include <string.h>
 
 static _Thread_local char last_error[1024];
+static _Thread_local int64_t errors_raised;   /* lets a caller see that something it called failed */
+
+int64_t al_error_count(void) { return errors_raised; }
 
 void al_error(const char *fmt, ...) {
+    errors_raised++;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);

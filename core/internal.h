@@ -66,6 +66,9 @@ struct al_node {
 
 /* ---- errors ------------------------------------------------------------------------------ */
 void al_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* How many errors this thread has raised: a caller that cannot see a callee's status (a backward
+ * returns nothing) compares it before and after. */
+int64_t al_error_count(void);
 /* "{2,3,4}" for a shape, into a rotating set of static buffers (good for one message) */
 const char *al_shape_str(int ndim, const int64_t *shape);
 #define TSHAPE(t) al_shape_str((t)->ndim, (t)->shape)

@@ -84,16 +84,20 @@ static void finish_logits_##T(const attention_problem *p, int64_t b, int64_t h, 
 FINISH_LOGITS(float)
 FINISH_LOGITS(double)
 
+/* Each thread's scratch is its own malloc; a thread that cannot get it marks the call failed (the
+ * error is raised after the parallel region, by the calling thread, which owns the message). */
 #define TILED_FORWARD(T, EXP)                                                                   \
-static void tiled_forward_##T(const attention_problem *p, T *O, T *LSE) {                       \
+static bool tiled_forward_##T(const attention_problem *p, T *O, T *LSE) {                       \
     const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
     const int64_t group = p->H / p->Hkv, N = p->N, d = p->d, dv = p->dv;                       \
     const int64_t ldq = p->q->strides[2], ldk = p->k->strides[2], ldv = p->v->strides[2];       \
     const int64_t tiles_q = (N + TILE_Q - 1) / TILE_Q, units = p->B * p->H * tiles_q;           \
     const bool parallel = units > 1 && p->B * p->H * N * p->M * (d + dv) >= TILED_PARALLEL_WORK; \
+    bool failed = false;                                                                        \
     _Pragma("omp parallel if (parallel)")                                                       \
     {                                                                                           \
         T *s = malloc(sizeof(T) * (size_t)(TILE_Q * TILE_K + TILE_Q * dv + 2 * TILE_Q));        \
+        if (!s) { _Pragma("omp atomic write") failed = true; }                                  \
         T *acc = s ? s + TILE_Q * TILE_K : NULL, *m = acc ? acc + TILE_Q * dv : NULL, *l = m ? m + TILE_Q : NULL; \
         int64_t lo[TILE_Q], end[TILE_Q];                                                        \
         _Pragma("omp for schedule(dynamic)")                                                    \
@@ -145,6 +149,7 @@ static void tiled_forward_##T(const attention_problem *p, T *O, T *LSE) {       
         }                                                                                       \
         free(s);                                                                                \
     }                                                                                           \
+    return !failed;                                                                             \
 }
 TILED_FORWARD(float, al_expf)
 TILED_FORWARD(double, exp)
@@ -152,7 +157,7 @@ TILED_FORWARD(double, exp)
 /* dq, dk, dv: zero-filled gradients in their inputs' layouts (unit last stride), or NULL when
  * not wanted.  O and dO are contiguous (B, H, N, dv). */
 #define TILED_BACKWARD(T, EXP)                                                                  \
-static void tiled_backward_##T(const attention_problem *p, const T *O, const T *LSE, const T *dO, \
+static bool tiled_backward_##T(const attention_problem *p, const T *O, const T *LSE, const T *dO, \
                                al_tensor *gq, al_tensor *gk, al_tensor *gv) {                   \
     const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
     T *dQ = gq ? (T *)gq->storage->data : NULL, *dK = gk ? (T *)gk->storage->data : NULL;     \
@@ -162,9 +167,11 @@ static void tiled_backward_##T(const attention_problem *p, const T *O, const T *
     const T scale = (T)p->scale;                                                                \
     const int64_t units = p->B * p->Hkv;                                                        \
     const bool parallel = units > 1 && p->B * p->H * N * M * (d + dv) >= TILED_PARALLEL_WORK;   \
+    bool failed = false;                                                                        \
     _Pragma("omp parallel if (parallel)")                                                       \
     {                                                                                           \
         T *s = malloc(sizeof(T) * (size_t)(2 * TILE_Q * TILE_K + N));                           \
+        if (!s) { _Pragma("omp atomic write") failed = true; }                                  \
         T *dp = s ? s + TILE_Q * TILE_K : NULL, *D = dp ? dp + TILE_Q * TILE_K : NULL;          \
         int64_t lo[TILE_Q], end[TILE_Q];                                                        \
         _Pragma("omp for schedule(dynamic)")                                                    \
@@ -222,6 +229,7 @@ static void tiled_backward_##T(const attention_problem *p, const T *O, const T *
         }                                                                                       \
         free(s);                                                                                \
     }                                                                                           \
+    return !failed;                                                                             \
 }
 TILED_BACKWARD(float, al_expf)
 TILED_BACKWARD(double, exp)
@@ -242,9 +250,20 @@ static void tiled_backward(al_node *node, const al_tensor *g) {
     al_tensor *dq = al_input_needs_grad(node, 0) ? zeros_like_layout(p.q) : NULL;
     al_tensor *dk = al_input_needs_grad(node, 1) ? zeros_like_layout(p.k) : NULL;
     al_tensor *dv = al_input_needs_grad(node, 2) ? zeros_like_layout(p.v) : NULL;
-    if (gc) {
-        if (p.q->dtype == AL_FLOAT32) tiled_backward_float(&p, al_ptr(O), al_ptr(LSE), al_ptr(gc), dq, dk, dv);
-        else tiled_backward_double(&p, al_ptr(O), al_ptr(LSE), al_ptr(gc), dq, dk, dv);
+    const bool wanted = (dq || !al_input_needs_grad(node, 0)) && (dk || !al_input_needs_grad(node, 1)) &&
+                        (dv || !al_input_needs_grad(node, 2));
+    if (gc && wanted) {
+        const bool done = p.q->dtype == AL_FLOAT32
+                              ? tiled_backward_float(&p, al_ptr(O), al_ptr(LSE), al_ptr(gc), dq, dk, dv)
+                              : tiled_backward_double(&p, al_ptr(O), al_ptr(LSE), al_ptr(gc), dq, dk, dv);
+        if (!done) {
+            al_error("%s: backward: out of memory for the tiles of %s", node->name, TSHAPE(p.q));
+            al_release(dq); al_release(dk); al_release(dv);
+            dq = dk = dv = NULL;
+        }
+    } else {   /* an allocation failed and said so: hand back nothing rather than partial gradients */
+        al_release(dq); al_release(dk); al_release(dv);
+        dq = dk = dv = NULL;
     }
     al_accumulate_input_take(node, 0, dq);
     al_accumulate_input_take(node, 1, dk);
@@ -262,8 +281,13 @@ al_tensor *attention_tiled_forward(const attention_problem *p, const char *name)
     al_dtype dt = p->q->dtype;
     al_tensor *out = al_new_tensor(4, os, dt), *lse = al_new_tensor(3, ls, dt);
     if (!out || !lse) { al_release(out); al_release(lse); return NULL; }
-    if (dt == AL_FLOAT32) tiled_forward_float(p, al_ptr(out), al_ptr(lse));
-    else tiled_forward_double(p, al_ptr(out), al_ptr(lse));
+    const bool done = dt == AL_FLOAT32 ? tiled_forward_float(p, al_ptr(out), al_ptr(lse))
+                                       : tiled_forward_double(p, al_ptr(out), al_ptr(lse));
+    if (!done) {
+        al_error("%s: out of memory for the tiles of q %s", name, TSHAPE(p->q));
+        al_release(out); al_release(lse);
+        return NULL;
+    }
     if (al_grad_needed2(p->q, p->k) || al_grad_needed2(p->v, NULL)) {
         tiled_ctx *ctx = malloc(sizeof *ctx);
         const al_tensor *in[3] = {p->q, p->k, p->v};

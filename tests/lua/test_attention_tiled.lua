@@ -125,4 +125,21 @@ do
     string.format("%.2f MiB", grew / 1048576))
 end
 
+-- a backward that runs out of memory says so (naming the op), instead of leaving gradients missing
+do
+  local N = 2048
+  local q = lab.randn{ 1, 2, N, 32 }:requires_grad(true)
+  local k, v = lab.randn{ 1, 2, N, 32 }:requires_grad(true), lab.randn{ 1, 2, N, 32 }:requires_grad(true)
+  local out = lab.attention(q, k, v, { causal = true, kernel = "tiled" })
+  local dO = lab.randn{ 1, 2, N, 32 }
+  collectgarbage()
+  lab.reset_memory_peak()                        -- empties the cache: the limit counts live bytes
+  local limit = lab.memory().limit
+  lab.set_memory_limit(lab.memory().in_use + 256 * 1024)   -- less than one of dq, dk, dv (512 KiB)
+  check.fails(function() out:backward(dO) end, "backward: the gradient of 'attention_softmax_tiled' failed",
+    "a backward out of memory names the op")
+  lab.set_memory_limit(limit)
+  check.ok(q.grad == nil, "and leaves no partial gradient on q")
+end
+
 os.exit(check.report(), true)
