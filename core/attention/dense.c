@@ -182,7 +182,7 @@ enum { ROWS_PATH_QUERIES = 8 };
     }
 
 #define DENSE_FORWARD(T)                                                                        \
-static void dense_forward_##T(const attention_problem *p, dense_normalisation kind, T *P, T *O,  \
+static bool dense_forward_##T(const attention_problem *p, dense_normalisation kind, T *P, T *O,  \
                               T *LSE) {                                                         \
     const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
     const T *Bias = p->bias ? (const T *)p->bias->storage->data : NULL;                         \
@@ -191,6 +191,7 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
     const T scale = (T)p->scale, inv_norm = (T)(1.0 / p->norm);                                 \
     const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= ATTENTION_PARALLEL_WORK; \
     const bool rows = N * group < ROWS_PATH_QUERIES;                                            \
+    bool failed = false;   /* a thread without scratch: raised by the caller */                  \
     _Pragma("omp parallel if (parallel)")                                                       \
     {                                                                                           \
         /* kt, vt: transposed keys and values; row: the probabilities when P is not kept */       \
@@ -198,7 +199,7 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
         T *row = kt ? vt + dv * M : NULL;                                                       \
         _Pragma("omp for schedule(static)")                                                     \
         for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                        \
-            if (!kt) continue;                                                                  \
+            if (!kt) { _Pragma("omp atomic write") failed = true; continue; }                    \
             const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;                                    \
             if (!rows) {                                                                        \
                 LOAD_TRANSPOSED(T, kt, p->k, K, d)                                              \
@@ -256,6 +257,7 @@ static void dense_forward_##T(const attention_problem *p, dense_normalisation ki
         }                                                                                       \
         free(kt);                                                                               \
     }                                                                                           \
+    return !failed;                                                                             \
 }
 DENSE_FORWARD(float)
 DENSE_FORWARD(double)
@@ -360,7 +362,7 @@ DENSE_BACKWARD_ROWS(double)
  * query heads) are accumulated by one thread, transposed in scratch, and written once at the end:
  * no zero fill and no atomics.  dS goes to dbias when the bias is trainable. */
 #define DENSE_BACKWARD(T)                                                                       \
-static void dense_backward_##T(const attention_problem *p, dense_normalisation kind, const T *P, \
+static bool dense_backward_##T(const attention_problem *p, dense_normalisation kind, const T *P, \
                                const T *LSE, const T *dO, al_tensor *gq, al_tensor *gk,         \
                                al_tensor *gv, T *dBias) {                                       \
     const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
@@ -371,6 +373,7 @@ static void dense_backward_##T(const attention_problem *p, dense_normalisation k
     const T scale = (T)p->scale, inv_norm = (T)(1.0 / p->norm);                                 \
     const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= ATTENTION_PARALLEL_WORK; \
     const bool rows = N * group < ROWS_PATH_QUERIES;                                            \
+    bool failed = false;   /* a thread without scratch: raised by the caller */                  \
     _Pragma("omp parallel if (parallel)")                                                       \
     {                                                                                           \
         T *kt = malloc(sizeof(T) * (size_t)(2 * (d + dv) * M + 2 * M + 1));                     \
@@ -378,7 +381,7 @@ static void dense_backward_##T(const attention_problem *p, dense_normalisation k
         T *row = ds + M;   /* the recomputed probabilities when P is not kept */                \
         _Pragma("omp for schedule(static)")                                                     \
         for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                        \
-            if (!kt) continue;                                                                  \
+            if (!kt) { _Pragma("omp atomic write") failed = true; continue; }                    \
             const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;                                    \
             if (rows) {                                                                         \
                 dense_backward_rows_##T(p, kind, P, LSE, dO, gq, gk, gv, dBias, b, hk, ds, row); \
@@ -443,6 +446,7 @@ static void dense_backward_##T(const attention_problem *p, dense_normalisation k
         }                                                                                       \
         free(kt);                                                                               \
     }                                                                                           \
+    return !failed;                                                                             \
 }
 DENSE_BACKWARD(float)
 DENSE_BACKWARD(double)
@@ -463,11 +467,16 @@ static void dense_backward(al_node *node, const al_tensor *g) {
     al_tensor *dk = al_input_needs_grad(node, 1) ? al_new_like_layout(p.k) : NULL;
     al_tensor *dv = al_input_needs_grad(node, 2) ? al_new_like_layout(p.v) : NULL;
     al_tensor *db = want_bias ? al_new_tensor(4, ps, dt) : NULL;
+    bool done = false;
     if (gc) {
-        if (dt == AL_FLOAT32)
-            dense_backward_float(&p, ctx->kind, P, LSE, al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
-        else
-            dense_backward_double(&p, ctx->kind, P, LSE, al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
+        done = dt == AL_FLOAT32
+                   ? dense_backward_float(&p, ctx->kind, P, LSE, al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL)
+                   : dense_backward_double(&p, ctx->kind, P, LSE, al_ptr(gc), dq, dk, dv, db ? al_ptr(db) : NULL);
+        if (!done) al_error("%s: backward: out of memory for the scratch rows of %s", node->name, TSHAPE(p.q));
+    }
+    if (!done) {   /* hand back nothing rather than partial gradients (the error is raised) */
+        al_release(dq); al_release(dk); al_release(dv); al_release(db);
+        dq = dk = dv = db = NULL;
     }
     al_accumulate_input_take(node, 0, dq);
     al_accumulate_input_take(node, 1, dk);
@@ -491,10 +500,14 @@ al_tensor *attention_dense_forward(const attention_problem *p, dense_normalisati
     al_tensor *P = keep_map ? al_new_tensor(4, ps, dt) : NULL;
     al_tensor *LSE = recompute ? al_new_tensor(3, ps, dt) : NULL;
     if (!out || (keep_map && !P) || (recompute && !LSE)) { al_release(out); al_release(P); al_release(LSE); return NULL; }
-    if (dt == AL_FLOAT32)
-        dense_forward_float(p, kind, P ? al_ptr(P) : NULL, al_ptr(out), LSE ? al_ptr(LSE) : NULL);
-    else
-        dense_forward_double(p, kind, P ? al_ptr(P) : NULL, al_ptr(out), LSE ? al_ptr(LSE) : NULL);
+    const bool done = dt == AL_FLOAT32
+                          ? dense_forward_float(p, kind, P ? al_ptr(P) : NULL, al_ptr(out), LSE ? al_ptr(LSE) : NULL)
+                          : dense_forward_double(p, kind, P ? al_ptr(P) : NULL, al_ptr(out), LSE ? al_ptr(LSE) : NULL);
+    if (!done) {
+        al_error("%s: out of memory for the scratch rows of q %s", name, TSHAPE(p->q));
+        al_release(out); al_release(P); al_release(LSE);
+        return NULL;
+    }
     if (need_grad) {
         dense_ctx *ctx = malloc(sizeof *ctx);
         const al_tensor *in[4] = {p->q, p->k, p->v, raw_bias};
