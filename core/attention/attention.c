@@ -140,29 +140,13 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
         al_error("attention: variant '%s' needs window >= 1 (got %lld)", var->name, (long long)p.window);
         return NULL;
     }
-    if (p.window > 0 && var->forward != attention_sliding_window_forward) {
-        al_error("attention: window is an option of the 'sliding_window' variant, not of '%s'", var->name);
-        return NULL;
-    }
     const bool strided = var->forward == attention_strided_neighborhood_forward;
-    if (var->forward == attention_neighborhood_forward || strided) {
-        if (!neighborhood_resolve_layout(&p, var->name, strided)) return NULL;
-    } else if (p.opts->kernel_size != 0 || p.opts->stride != 0) {
-        al_error("attention: kernel_size and stride are options of the neighborhood variants, not of '%s'",
-                 var->name);
+    if ((var->forward == attention_neighborhood_forward || strided) &&
+        !neighborhood_resolve_layout(&p, var->name, strided))
         return NULL;
-    }
     p.kernel = opts ? opts->kernel : 0;
     if (p.kernel < 0 || p.kernel > 2) {
         al_error("attention: kernel must be 0 (auto), 1 (dense) or 2 (tiled), got %d", p.kernel);
-        return NULL;
-    }
-    if (p.kernel != 0 && var->forward != attention_softmax_forward &&
-        var->forward != attention_sliding_window_forward && var->forward != attention_neighborhood_forward &&
-        var->forward != attention_strided_neighborhood_forward && var->forward != attention_flashbias_forward &&
-        var->forward != attention_moh_forward) {
-        al_error("attention: kernel is an option of the softmax-over-visible-keys variants (softmax, "
-                 "sliding_window, neighborhood, strided_neighborhood, flashbias, moh), not of '%s'", var->name);
         return NULL;
     }
     if (opts) {   /* the linear-family variants' options (option_owners.c checked who takes them) */

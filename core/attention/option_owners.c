@@ -1,6 +1,6 @@
-/* option_owners.c -- which variant takes which of the variants' own options (al_attention_opts
- * below `kernel`, and the neighborhood layout): an option given to a variant that does not read it
- * is an error (a silently ignored option is a wrong experiment). */
+/* option_owners.c -- which variant takes which of the variants' own options (every field of
+ * al_attention_opts below `weights`, and the neighborhood layout): an option given to a variant that
+ * does not read it is an error (a silently ignored option is a wrong experiment). */
 #include "attention_internal.h"
 #include <string.h>
 
@@ -15,8 +15,9 @@ GIVEN(block_size) GIVEN(local_blocks) GIVEN(top_k) GIVEN(dt_proj) GIVEN(dt_a) GI
 GIVEN(centroids) GIVEN(cluster_size) GIVEN(samples) GIVEN(lsh_bits) GIVEN(rel_key) GIVEN(rel_value)
 GIVEN(bias_q) GIVEN(bias_k) GIVEN(pointer_w1) GIVEN(pointer_w2) GIVEN(pointer_v)
 GIVEN(beta) GIVEN(gate) GIVEN(agents) GIVEN(agent_count) GIVEN(k2) GIVEN(v2) GIVEN(head_gates) GIVEN(ridge)
+GIVEN(window) GIVEN(kernel_size) GIVEN(stride) GIVEN(kernel)
 #undef GIVEN
-/* the neighborhood variants' layout (kernel_size and stride themselves are checked in attention.c) */
+/* the neighborhood variants' layout */
 static bool given_dilation(const al_attention_opts *o) {
     for (int a = 0; a < NEIGHBORHOOD_MAX_AXES; a++)
         if (o->axis_dilation[a]) return true;
@@ -30,6 +31,10 @@ static bool given_axis_options(const al_attention_opts *o) {
 }
 
 static const variant_option options[] = {
+    {"window", given_window, "sliding_window"},
+    {"kernel_size", given_kernel_size, "neighborhood strided_neighborhood"},
+    {"stride", given_stride, "neighborhood strided_neighborhood"},
+    {"kernel", given_kernel, "softmax sliding_window neighborhood strided_neighborhood flashbias moh"},
     {"block_size", given_block_size, "power hyper"},
     {"local_blocks", given_local_blocks, "power"},
     {"top_k", given_top_k, "dynamic_mask"},

@@ -79,7 +79,7 @@ check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "neighborhood", kern
   lab.attention(q9, k9, v9, { causal = true })) < 1e-12, "causal neighborhood with k = L equals causal softmax")
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 4 }) end, "odd unless causal")
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 11 }) end, "N = M >= kernel_size")
-check.fails(function() lab.attention(q9, k9, v9, { kernel_size = 3 }) end, "kernel_size and stride are options of the neighborhood variants")
+check.fails(function() lab.attention(q9, k9, v9, { kernel_size = 3 }) end, "kernel_size is an option of the variant(s) neighborhood strided_neighborhood, not of 'softmax'")
 
 ---------------------------------------------------------------------------------------------------
 -- strided neighborhood (GNA): the rule of NATTEN's flex backend (neighborhood_reference.lua)
@@ -149,7 +149,7 @@ check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", ker
 
 -- refusals
 check.fails(function() lab.attention(q, k, v, { variant = "sliding_window" }) end, "needs window >= 1")
-check.fails(function() lab.attention(q, k, v, { window = 3 }) end, "window is an option of the 'sliding_window' variant")
+check.fails(function() lab.attention(q, k, v, { window = 3 }) end, "window is an option of the variant(s) sliding_window, not of 'softmax'")
 check.fails(function() lab.attention(q, k, v, { variant = "sliding_window", window = 1.5 }) end, "opts.window must be an integer")
 
 os.exit(check.report(), true)
