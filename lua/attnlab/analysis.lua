@@ -110,10 +110,11 @@ function analysis.calibrate_sinks(w, opts)
   local on_sinks = (w * sinks):sum(4, true)                      -- (B, H, N, 1)
   local rest = w * keep
   local rest_sum = rest:sum(4, true)
-  local share = lab.where(rest_sum:gt(0), rest / lab.where(rest_sum:gt(0), rest_sum, 1), 0)
+  local has_rest = rest_sum:gt(0)
+  local share = lab.where(has_rest, rest / lab.where(has_rest, rest_sum, 1), 0)
   -- rows with nothing outside the sinks keep their mass where it is
-  local freed = lab.where(rest_sum:gt(0), on_sinks * (1 - beta), 0)
-  local kept = lab.where(rest_sum:gt(0), w * sinks * beta, w * sinks)
+  local freed = lab.where(has_rest, on_sinks * (1 - beta), 0)
+  local kept = lab.where(has_rest, w * sinks * beta, w * sinks)
   return rest + kept + share * freed, sinks
 end
 

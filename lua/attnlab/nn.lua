@@ -385,6 +385,13 @@ function MHA:standard_qkv(x, context)
     split_heads(self.v(context), self.kv_heads, self.head_dim)
 end
 
+-- k or v (B, Hkv, M, d) with each kv head repeated for the query heads that share it: (B, H, M, d)
+local function repeat_kv_heads(t, heads)
+  local s = t:shape()
+  if s[2] == heads then return t end
+  return t:reshape{ s[1], s[2], 1, s[3], s[4] }:expand{ s[1], s[2], heads / s[2], s[3], s[4] }:reshape{ s[1], heads, s[3], s[4] }
+end
+
 function MHA:forward(x, context)
   if not lab.is_tensor(x) or x:dim() ~= 3 then
     raise("MultiHeadAttention: input must be a 3-d tensor (B, N, dim), got " .. (lab.is_tensor(x) and x:shape_string() or type(x)))
@@ -416,11 +423,7 @@ function MHA:forward(x, context)
     if not lab.is_tensor(map) or map:dim() ~= 4 then
       raise("MultiHeadAttention: map_hook must return a (B, H, N, M) tensor (got " .. (lab.is_tensor(map) and map:shape_string() or type(map)) .. ")")
     end
-    if self.kv_heads ~= self.heads then
-      local s = v:shape()
-      v = v:reshape{ s[1], s[2], 1, s[3], s[4] }:expand{ s[1], s[2], self.heads / self.kv_heads, s[3], s[4] }:reshape{ s[1], self.heads, s[3], s[4] }
-    end
-    out, weights = map:matmul(v), map:detach()
+    out, weights = map:matmul(repeat_kv_heads(v, self.heads)), map:detach()
   else
     out, weights = lab.attention(q, k, v, call)
   end
@@ -443,11 +446,7 @@ function MHA:attention_map(q, k, bias)
     raise("MultiHeadAttention: map_hook needs the softmax or lsa variant (this module is '" .. self.variant .. "')")
   end
   local scale = self.scale or 1 / math.sqrt(self.head_dim)
-  if self.kv_heads ~= self.heads then
-    local s = k:shape()
-    k = k:reshape{ s[1], s[2], 1, s[3], s[4] }:expand{ s[1], s[2], self.heads / self.kv_heads, s[3], s[4] }:reshape{ s[1], self.heads, s[3], s[4] }
-  end
-  local logits = q:matmul(k:transpose(3, 4)) * scale
+  local logits = q:matmul(repeat_kv_heads(k, self.heads):transpose(3, 4)) * scale
   if bias then logits = logits + bias end
   local N, M = logits:size(3), logits:size(4)
   local allowed
