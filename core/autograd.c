@@ -214,7 +214,7 @@ int al_backward(al_tensor *loss, const al_tensor *grad) {
         while (rc == 0 && ready.n > 0) {
             al_node *node = ready.items[--ready.n];
             const int64_t errors_before = al_error_count();
-            if (node->grad_accum) node->backward(node, node->grad_accum);
+            if (node->grad_accum) al_profile_backward(node);
             if (al_error_count() != errors_before) {
                 /* a backward that failed (out of memory, say) leaves gradients missing: stop and say
                  * where, rather than return gradients that are silently incomplete */

@@ -135,6 +135,19 @@ void al_accumulate_input_take(al_node *node, int i, al_tensor *g); /* hands g ov
 bool al_input_needs_grad(const al_node *node, int i);
 void al_node_release(al_node *node);
 
+/* ---- the profiler (profile.c) ----------------------------------------------------------------- */
+extern int al_profiling;
+extern double al_profile_flops;
+/* Counts floating-point operations for the op being timed; safe inside parallel regions. */
+static inline void al_count_flops(double flops) {
+    if (al_profiling) {
+        #pragma omp atomic
+        al_profile_flops += flops;
+    }
+}
+/* Backward of one node, timed under its name when the profiler is on (autograd.c calls it). */
+void al_profile_backward(al_node *node);
+
 /* ---- fast math ------------------------------------------------------------------------------ */
 /* exp for float32 that vectorises (libm's expf is a call per element): 2^k * p(r) with
  * k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2] and p the degree-6 Taylor polynomial

@@ -367,6 +367,18 @@ int64_t al_file_size(const char *path);
 /* ---- interrupts ---- */
 void al_catch_interrupts(int on);
 int al_interrupted(void);
+
+/* ---- the op profiler (lab.profile): off by default, and then it costs one branch per backward
+ * node.  On, each node's backward is timed under the op's name, and the products count their
+ * floating-point operations, which the caller collects op by op. ---- */
+void al_profile_enable(int on);
+/* Floating-point operations counted since the last call (the Lua layer calls it after each op). */
+double al_profile_take_flops(void);
+/* The backward entries gathered since the last reset: how many, then each one's op name, calls,
+ * seconds and counted floating-point operations (0 where the op does not count them). */
+int al_profile_backward_count(void);
+int al_profile_backward_entry(int i, const char **name, int64_t *calls, double *seconds, double *flops);
+void al_profile_reset(void);
 /* AL_FFI_END */
 
 /* the run record stream's file name in a run directory, and the magic that opens each record */

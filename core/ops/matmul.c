@@ -321,6 +321,7 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
             blas_matmul(&j, a->dtype, !batch_parallel);
         }
     }
+    al_count_flops(2.0 * (double)nbatch * (double)work);
     al_release(ca);
     al_release(cb);
     if (al_grad_needed2(a, b)) {

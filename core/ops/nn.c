@@ -6,72 +6,155 @@
 
 /* ---- layer norm over the last dimension ---------------------------------------------------------
  * y = (x - mean) * rstd * w + b.  Backward (per row of D, xhat = (x - mean) * rstd, gy = g * w):
- *   dx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat));  dw = sum_rows g * xhat;  db = sum_rows g */
+ *   dx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat));  dw = sum_rows g * xhat;  db = sum_rows g
+ * The float kernels keep each row's sums in float (D terms, as PyTorch does) so that they vectorise;
+ * the sums over rows for dw and db run in double, per thread, and the threads' partial sums are
+ * added in thread order, so a thread count always gives the same bits.  The double kernels are the
+ * reference the gradient checks run against.  stats holds (mean, rstd) per row, in double. */
+typedef struct {
+    int64_t rows, D;
+    double eps;
+    const void *x, *w, *b;     /* w and b may be NULL */
+    void *y;
+    double *stats;
+} layer_norm_forward_job;
 
-#define LN_FORWARD(T)                                                                           \
-    do {                                                                                        \
-        const T *X = al_ptr(xc); T *Y = al_ptr(out); double *ST = al_ptr(stats);                \
-        const T *W = wc ? (const T *)al_ptr(wc) : NULL, *Bv = bc ? (const T *)al_ptr(bc) : NULL; \
-        _Pragma("omp parallel for schedule(static) if (rows * D >= AL_PARALLEL_GRAIN)")         \
-        for (int64_t r = 0; r < rows; r++) {                                                    \
-            const T *xr = X + r * D; T *yr = Y + r * D;                                           \
-            double mean = 0, var = 0;                                                           \
-            for (int64_t i = 0; i < D; i++) mean += xr[i];                                       \
-            mean /= (double)D;                                                                  \
-            for (int64_t i = 0; i < D; i++) { double c = xr[i] - mean; var += c * c; }           \
-            double rstd = 1.0 / sqrt(var / (double)D + eps);                                    \
-            ST[2 * r] = mean; ST[2 * r + 1] = rstd;                                             \
-            for (int64_t i = 0; i < D; i++) {                                                   \
-                T v = (T)((xr[i] - mean) * rstd);                                                \
-                if (W) v *= W[i];                                                               \
-                if (Bv) v += Bv[i];                                                             \
-                yr[i] = v;                                                                      \
-            }                                                                                   \
-        }                                                                                       \
-    } while (0)
+static void layer_norm_forward_float(const layer_norm_forward_job *j, int64_t first, int64_t last) {
+    const int64_t D = j->D;
+    const float *restrict W = j->w, *restrict B = j->b;
+    for (int64_t r = first; r < last; r++) {
+        const float *restrict xr = (const float *)j->x + r * D;
+        float *restrict yr = (float *)j->y + r * D;
+        float sum = 0, var = 0;
+        for (int64_t i = 0; i < D; i++) sum += xr[i];
+        const float mean = sum / (float)D;
+        for (int64_t i = 0; i < D; i++) var += (xr[i] - mean) * (xr[i] - mean);
+        const float rstd = (float)(1.0 / sqrt((double)var / (double)D + j->eps));
+        j->stats[2 * r] = mean;
+        j->stats[2 * r + 1] = rstd;
+        if (W && B) for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - mean) * rstd * W[i] + B[i];
+        else if (W) for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - mean) * rstd * W[i];
+        else for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - mean) * rstd + (B ? B[i] : 0.0f);
+    }
+}
 
-#define LN_BACKWARD(T)                                                                          \
-    do {                                                                                        \
-        const T *X = al_ptr(xc), *G = al_ptr(gc); const double *ST = al_ptr(stats);             \
-        const T *W = wc ? (const T *)al_ptr(wc) : NULL;                                         \
-        T *DX = dx ? (T *)al_ptr(dx) : NULL;                                                    \
-        double *DW = dwacc ? (double *)al_ptr(dwacc) : NULL, *DB = dbacc ? (double *)al_ptr(dbacc) : NULL; \
-        for (int64_t r = 0; r < rows; r++) {                                                    \
-            const T *xr = X + r * D, *gr = G + r * D;                                             \
-            double mean = ST[2 * r], rstd = ST[2 * r + 1], mg = 0, mgx = 0;                     \
-            for (int64_t i = 0; i < D; i++) {                                                   \
-                double xh = (xr[i] - mean) * rstd, gy = W ? (double)gr[i] * W[i] : gr[i];          \
-                mg += gy; mgx += gy * xh;                                                       \
-                if (DW) DW[i] += (double)gr[i] * xh;                                             \
-                if (DB) DB[i] += gr[i];                                                          \
-            }                                                                                   \
-            mg /= (double)D; mgx /= (double)D;                                                  \
-            if (DX) for (int64_t i = 0; i < D; i++) {                                           \
-                double xh = (xr[i] - mean) * rstd, gy = W ? (double)gr[i] * W[i] : gr[i];          \
-                DX[r * D + i] = (T)(rstd * (gy - mg - xh * mgx));                               \
-            }                                                                                   \
-        }                                                                                       \
-    } while (0)
+static void layer_norm_forward_double(const layer_norm_forward_job *j, int64_t first, int64_t last) {
+    const int64_t D = j->D;
+    const double *W = j->w, *B = j->b;
+    for (int64_t r = first; r < last; r++) {
+        const double *xr = (const double *)j->x + r * D;
+        double *yr = (double *)j->y + r * D;
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < D; i++) mean += xr[i];
+        mean /= (double)D;
+        for (int64_t i = 0; i < D; i++) var += (xr[i] - mean) * (xr[i] - mean);
+        const double rstd = 1.0 / sqrt(var / (double)D + j->eps);
+        j->stats[2 * r] = mean;
+        j->stats[2 * r + 1] = rstd;
+        for (int64_t i = 0; i < D; i++) yr[i] = (xr[i] - mean) * rstd * (W ? W[i] : 1.0) + (B ? B[i] : 0.0);
+    }
+}
+
+typedef struct {
+    int64_t rows, D;
+    const void *x, *g, *w;     /* w may be NULL */
+    const double *stats;
+    void *dx;                  /* NULL when x needs no gradient */
+} layer_norm_backward_job;
+
+/* Rows [first, last): dx, and g * xhat and g summed over these rows into dw and db (either NULL). */
+static void layer_norm_backward_float(const layer_norm_backward_job *j, int64_t first, int64_t last,
+                                      double *restrict dw, double *restrict db) {
+    const int64_t D = j->D;
+    const float *restrict W = j->w;
+    for (int64_t r = first; r < last; r++) {
+        const float *restrict xr = (const float *)j->x + r * D, *restrict gr = (const float *)j->g + r * D;
+        const float mean = (float)j->stats[2 * r], rstd = (float)j->stats[2 * r + 1];
+        float mg = 0, mgx = 0;
+        for (int64_t i = 0; i < D; i++) {
+            const float xh = (xr[i] - mean) * rstd, gy = W ? gr[i] * W[i] : gr[i];
+            mg += gy;
+            mgx += gy * xh;
+        }
+        mg /= (float)D;
+        mgx /= (float)D;
+        if (j->dx) {
+            float *restrict dxr = (float *)j->dx + r * D;
+            for (int64_t i = 0; i < D; i++) {
+                const float xh = (xr[i] - mean) * rstd, gy = W ? gr[i] * W[i] : gr[i];
+                dxr[i] = rstd * (gy - mg - xh * mgx);
+            }
+        }
+        if (dw) for (int64_t i = 0; i < D; i++) dw[i] += (double)(gr[i] * ((xr[i] - mean) * rstd));
+        if (db) for (int64_t i = 0; i < D; i++) db[i] += (double)gr[i];
+    }
+}
+
+static void layer_norm_backward_double(const layer_norm_backward_job *j, int64_t first, int64_t last,
+                                       double *dw, double *db) {
+    const int64_t D = j->D;
+    const double *W = j->w;
+    for (int64_t r = first; r < last; r++) {
+        const double *xr = (const double *)j->x + r * D, *gr = (const double *)j->g + r * D;
+        const double mean = j->stats[2 * r], rstd = j->stats[2 * r + 1];
+        double mg = 0, mgx = 0;
+        for (int64_t i = 0; i < D; i++) {
+            const double xh = (xr[i] - mean) * rstd, gy = W ? gr[i] * W[i] : gr[i];
+            mg += gy;
+            mgx += gy * xh;
+        }
+        mg /= (double)D;
+        mgx /= (double)D;
+        for (int64_t i = 0; i < D; i++) {
+            const double xh = (xr[i] - mean) * rstd, gy = W ? gr[i] * W[i] : gr[i];
+            if (j->dx) ((double *)j->dx)[r * D + i] = rstd * (gy - mg - xh * mgx);
+            if (dw) dw[i] += gr[i] * xh;
+            if (db) db[i] += gr[i];
+        }
+    }
+}
 
 static void layer_norm_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0];
     al_tensor *xc = al_contiguous_nograd(x), *gc = al_contiguous_nograd(g);
     al_tensor *wc = node->inputs[1] ? al_contiguous_nograd(node->inputs[1]) : NULL;
-    const al_tensor *stats = node->saved[0];
-    int64_t D = x->shape[x->ndim - 1], rows = D ? al_numel(x) / D : 0;
-    double eps = node->scalars[0];
-    (void)eps;
+    const int64_t D = x->shape[x->ndim - 1], rows = D ? al_numel(x) / D : 0;
+    const bool want_dw = al_input_needs_grad(node, 1), want_db = al_input_needs_grad(node, 2);
     al_tensor *dx = al_input_needs_grad(node, 0) ? al_new_like(x) : NULL;
-    al_tensor *dwacc = al_input_needs_grad(node, 1) ? al_full(1, &D, 0, AL_FLOAT64) : NULL;
-    al_tensor *dbacc = al_input_needs_grad(node, 2) ? al_full(1, &D, 0, AL_FLOAT64) : NULL;
-    if (xc && gc) {
-        if (x->dtype == AL_FLOAT32) LN_BACKWARD(float);
-        else LN_BACKWARD(double);
+    /* per thread: dw then db partial sums over its rows, in double */
+    const int threads = rows * D >= AL_PARALLEL_GRAIN ? al_get_num_threads() : 1;
+    int64_t pshape[2] = {threads, 2 * D};
+    al_tensor *partial = want_dw || want_db ? al_full(2, pshape, 0, AL_FLOAT64) : NULL;
+    if (xc && gc && (!node->inputs[1] || wc) && (!al_input_needs_grad(node, 0) || dx) && (!(want_dw || want_db) || partial)) {
+        const layer_norm_backward_job job = {rows, D, al_ptr(xc), al_ptr(gc), wc ? al_ptr(wc) : NULL,
+                                             al_ptr(node->saved[0]), dx ? al_ptr(dx) : NULL};
+        double *sums = partial ? al_ptr(partial) : NULL;
+        #pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            int64_t first, last;
+            al_thread_share(rows, &first, &last);
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            double *dw = want_dw ? sums + (int64_t)tid * 2 * D : NULL, *db = want_db ? sums + (int64_t)tid * 2 * D + D : NULL;
+            if (x->dtype == AL_FLOAT32) layer_norm_backward_float(&job, first, last, dw, db);
+            else layer_norm_backward_double(&job, first, last, dw, db);
+        }
+        for (int t = 1; t < threads; t++)
+            for (int64_t i = 0; i < 2 * D; i++) sums[i] += sums[(int64_t)t * 2 * D + i];
+        al_accumulate_input(node, 0, dx);
+        for (int k = 0; k < 2; k++) {
+            if (!(k == 0 ? want_dw : want_db)) continue;
+            al_tensor *total = al_view_of(partial, 1, &D, (int64_t[]){1}, (int64_t)k * D);
+            al_tensor *cast = total ? al_to_dtype_nograd(total, x->dtype) : NULL;
+            al_accumulate_input(node, 1 + k, cast);
+            al_release(total); al_release(cast);
+        }
+    } else {
+        al_error("layer_norm: out of memory in the backward");
     }
-    al_accumulate_input(node, 0, dx);
-    if (dwacc) { al_tensor *c = al_to_dtype_nograd(dwacc, x->dtype); al_accumulate_input(node, 1, c); al_release(c); }
-    if (dbacc) { al_tensor *c = al_to_dtype_nograd(dbacc, x->dtype); al_accumulate_input(node, 2, c); al_release(c); }
-    al_release(xc); al_release(gc); al_release(wc); al_release(dx); al_release(dwacc); al_release(dbacc);
+    al_release(xc); al_release(gc); al_release(wc); al_release(dx); al_release(partial);
 }
 
 al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_tensor *bias, double eps) {
@@ -99,9 +182,16 @@ al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_t
     al_tensor *wc = weight ? al_contiguous_nograd(weight) : NULL;
     al_tensor *bc = bias ? al_contiguous_nograd(bias) : NULL;
     al_tensor *out = al_new_like(x), *stats = al_new_tensor(2, sshape, AL_FLOAT64);
-    if (xc && out && stats) {
-        if (x->dtype == AL_FLOAT32) LN_FORWARD(float);
-        else LN_FORWARD(double);
+    if (xc && out && stats && (!weight || wc) && (!bias || bc)) {
+        const layer_norm_forward_job job = {rows, D, eps, al_ptr(xc), wc ? al_ptr(wc) : NULL, bc ? al_ptr(bc) : NULL,
+                                            al_ptr(out), al_ptr(stats)};
+        #pragma omp parallel if (rows * D >= AL_PARALLEL_GRAIN)
+        {
+            int64_t first, last;
+            al_thread_share(rows, &first, &last);
+            if (x->dtype == AL_FLOAT32) layer_norm_forward_float(&job, first, last);
+            else layer_norm_forward_double(&job, first, last);
+        }
     }
     al_release(xc); al_release(wc); al_release(bc);
     if (!out || !stats) { al_release(out); al_release(stats); return NULL; }

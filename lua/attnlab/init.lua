@@ -70,7 +70,17 @@ else
   end
   if not C then error("attnlab: cannot load libattnlab (tried " .. table.concat(tried, ", ") .. "); run `make` first") end
 end
+-- Every module calls the core through this table rather than through the FFI namespace itself, so
+-- that the profiler (lab.profile) can put a timing wrapper in front of any function for a while.
+-- Each function is looked up in the namespace once, on first use.
+local ffi_namespace = C
+C = setmetatable({}, { __index = function(t, name)
+  local f = ffi_namespace[name]
+  rawset(t, name, f)
+  return f
+end })
 lab.C = C
+lab.ffi_declarations = ffi_decls
 lab.root = root
 lab.version = ffi.string(C.al_version())
 
@@ -446,8 +456,8 @@ function Tensor.expand_as(t, other) return t:expand(expect_tensor(other, "expand
 -- Math -----------------------------------------------------------------------------------------
 
 for _, name in ipairs{ "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "neg" } do
-  local f = C["al_" .. name]
-  Tensor[name] = function(t) return wrap(f(expect_tensor(t, name, "self"))) end
+  local cname = "al_" .. name     -- looked up at each call, so that lab.profile can time it
+  Tensor[name] = function(t) return wrap(C[cname](expect_tensor(t, name, "self"))) end
 end
 function Tensor.pow(t, p)
   if type(p) ~= "number" then raise("pow: exponent must be a number (got " .. typename(p) .. ")") end
@@ -467,21 +477,27 @@ local function binary(name, cfun, scalar_fun, rscalar_fun)
     return wrap(cfun(expect_tensor(a, name, "a"), expect_tensor(b, name, "b")))
   end
 end
-Tensor.add = binary("add", C.al_add, C.al_add_scalar, function(s, t) return C.al_add_scalar(t, s) end)
-Tensor.sub = binary("sub", C.al_sub, function(t, s) return C.al_add_scalar(t, -s) end, C.al_rsub_scalar)
-Tensor.mul = binary("mul", C.al_mul, C.al_mul_scalar, function(s, t) return C.al_mul_scalar(t, s) end)
+-- (the core functions are named at each call rather than captured, so that lab.profile can time them)
+Tensor.add = binary("add", function(a, b) return C.al_add(a, b) end, function(t, s) return C.al_add_scalar(t, s) end,
+  function(s, t) return C.al_add_scalar(t, s) end)
+Tensor.sub = binary("sub", function(a, b) return C.al_sub(a, b) end, function(t, s) return C.al_add_scalar(t, -s) end,
+  function(s, t) return C.al_rsub_scalar(s, t) end)
+Tensor.mul = binary("mul", function(a, b) return C.al_mul(a, b) end, function(t, s) return C.al_mul_scalar(t, s) end,
+  function(s, t) return C.al_mul_scalar(t, s) end)
 -- t / s divides (as t / tensor does, not multiplies by 1/s: one rounding, and int64 / number is a
 -- true division in float32 like int64 / int64)
-Tensor.div = binary("div", C.al_div, function(t, s)
+Tensor.div = binary("div", function(a, b) return C.al_div(a, b) end, function(t, s)
   local dt = tonumber(C.al_dtype_of(t))
   return C.al_div(t, scalar_tensor(s, dt == 2 and 0 or dt))
-end, C.al_rdiv_scalar)
+end, function(s, t) return C.al_rdiv_scalar(s, t) end)
 local function scalar_as_tensor(fun)
   return function(t, s) local st = scalar_tensor(s, tonumber(C.al_dtype_of(t))) return fun(t, st) end
 end
-Tensor.maximum = binary("maximum", C.al_maximum, scalar_as_tensor(C.al_maximum),
+Tensor.maximum = binary("maximum", function(a, b) return C.al_maximum(a, b) end,
+  scalar_as_tensor(function(a, b) return C.al_maximum(a, b) end),
   function(s, t) return C.al_maximum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)))) end)
-Tensor.minimum = binary("minimum", C.al_minimum, scalar_as_tensor(C.al_minimum),
+Tensor.minimum = binary("minimum", function(a, b) return C.al_minimum(a, b) end,
+  scalar_as_tensor(function(a, b) return C.al_minimum(a, b) end),
   function(s, t) return C.al_minimum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)))) end)
 
 local compare_ops = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
@@ -513,8 +529,8 @@ local function argbest(cfun, fn)
   end
   return best
 end
-Tensor.max = argbest(C.al_max, "max")
-Tensor.min = argbest(C.al_min, "min")
+Tensor.max = argbest(function(...) return C.al_max(...) end, "max")
+Tensor.min = argbest(function(...) return C.al_min(...) end, "min")
 function Tensor.argmax(t, d, keepdim)
   if d == nil then return wrap(C.al_argmax(t:reshape{ -1 }, 0, 0)):add(1) end
   return wrap(C.al_argmax(t, cdim(d, "argmax", C.al_ndim(t)), keepdim and 1 or 0)):add(1)
@@ -809,7 +825,7 @@ end
 setmetatable(lab, {
   __index = function(t, k)
     local sub = ({ nn = "attnlab.nn", optim = "attnlab.optim", run = "attnlab.run", json = "attnlab.json",
-                   analysis = "attnlab.analysis", viz = "attnlab.viz" })[k]
+                   analysis = "attnlab.analysis", viz = "attnlab.viz", profile = "attnlab.profile" })[k]
     if sub then
       local m = require(sub)
       rawset(t, k, m)
