@@ -5,6 +5,7 @@
 #   make run          the in-context regression study, headless (README's first command);
 #                     make run VIEW=1 opens the viewer on it while it trains
 #   make bench        side-by-side timings against the PyTorch reference -> bench/RESULTS.md
+#                     (make bench PARTS="gpt attention": some parts only)
 #   (the CUDA backend, `make CUDA=1`, is not written yet)
 CC       ?= cc
 OPT      ?= -O3 -march=native
@@ -99,7 +100,7 @@ run: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all
-	sh bench/run.sh
+	bash bench/run.sh $(PARTS)
 
 clean:
 	rm -rf build build-san attnlab

@@ -45,8 +45,17 @@ local function make_batch(batch)
   return lab.tensor(x, "int64"), lab.tensor(y, "int64")
 end
 
+-- the process's peak resident memory (VmHWM), in MiB: compared with PyTorch's ru_maxrss
+local function rss_peak_mb()
+  local f = io.open("/proc/self/status")
+  local kb = f and f:read("*a"):match("VmHWM:%s*(%d+)")
+  if f then f:close() end
+  return kb and tonumber(kb) / 1024 or 0
+end
+
 lab.seed(cfg.seed)
 math.randomseed(cfg.seed + 1)
+local rss_before = rss_peak_mb()
 local nn = lab.nn
 local GPT = nn.class("GPT")
 function GPT:init()
@@ -54,7 +63,7 @@ function GPT:init()
   self.wpe = self:add_child("wpe", nn.Embedding(T, width))
   self.blocks = {}
   for i = 1, layers do
-    self.blocks[i] = self:add_child("h" .. i, nn.TransformerBlock{ dim = width, heads = heads, causal = true, kernel = os.getenv("KERN") })
+    self.blocks[i] = self:add_child("h" .. i, nn.TransformerBlock{ dim = width, heads = heads, causal = true })
   end
   self.ln_f = self:add_child("ln_f", nn.LayerNorm(width))
   self.positions = lab.arange(1, T + 1):reshape{ 1, T }:to("int64")
@@ -115,6 +124,7 @@ if cfg.profile > 0 then
 end
 
 print(string.format('{"workload": "gpt_step", "impl": "attnlab", "config": "%s", "batch": %d, "T": %d, "params": %d, ' ..
-  '"threads": %d, "steps": %d, "ms_per_step_median": %.3f, "ms_min": %.3f, "final_loss": %.4f, "peak_mb": %.1f}',
+  '"threads": %d, "steps": %d, "ms_per_step_median": %.3f, "ms_min": %.3f, "final_loss": %.4f, "tensor_peak_mb": %.1f, ' ..
+  '"rss_peak_mb": %.1f, "rss_before_model_mb": %.1f}',
   cfg.config, cfg.batch, T, model:num_parameters(), lab.num_threads(), cfg.steps, median, times[1], loss:item(),
-  mem.peak / 2 ^ 20))
+  mem.peak / 2 ^ 20, rss_peak_mb(), rss_before))

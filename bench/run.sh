@@ -1,6 +1,6 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # bench/run.sh -- `make bench`: attnlab against the PyTorch reference, side by side, in one run.
-#   sh bench/run.sh [icl] [attention] [variants]     (default: all three)
+#   bash bench/run.sh [icl] [attention] [variants] [gpt]     (default: all four)
 #
 # icl: the in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads; attnlab
 #   also with 1 thread, which is as fast at this size on a 2-vCPU VM) timed by bench/icl_step.lua
@@ -15,15 +15,22 @@
 #   bench/out/attention_kernels.md.
 # variants: every variant of the catalogue at N = 256 ... 16,384 (bench/attention_variants.lua)
 #   -> bench/out/attention_variants.md.
+# gpt: a GPT-2-style training step (the multiplication study's model: token and position
+#   embeddings, pre-LN blocks, causal attention, GELU MLP, tied head, AdamW; batch 64 x 40 tokens)
+#   at GPT_CONFIGS (default 2x128x4 and 4x256x4), bench/gpt_step.lua against
+#   bench/torch_ref/gpt_step.py (manual and sdpa attention) in the "omp" and "default" PyTorch
+#   environments, GPT_ROUNDS rounds interleaved -> bench/out/gpt_step.md.
 # Copy the tables into bench/RESULTS.md with the date.
-set -eu
+set -euo pipefail   # a failing reference script fails the benchmark instead of losing its rows
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-1000}
 ATTN_ROUNDS=${ATTN_ROUNDS:-2}
 ATTN_NS=${ATTN_NS:-"512 1024 2048"}
+GPT_ROUNDS=${GPT_ROUNDS:-3}
+GPT_CONFIGS=${GPT_CONFIGS:-"2x128x4 4x256x4"}
 REF=${REF:-../shared/bench/torch_ref}
-PARTS=${*:-icl attention variants}
+PARTS=${*:-icl attention variants gpt}
 mkdir -p bench/out
 
 # PyTorch and the OpenMP OpenBLAS come from Debian; only the benchmark needs them.
@@ -96,9 +103,28 @@ variants() {
     ./attnlab --threads 2 bench/attention_variants.lua out=bench/out/attention_variants.md 2> bench/out/attention_variants.jsonl
 }
 
+gpt() {
+    out=bench/out/gpt_step.jsonl
+    : > "$out"
+    for round in $(seq "$GPT_ROUNDS"); do
+        for cfg in $GPT_CONFIGS; do
+            echo "gpt round $round/$GPT_ROUNDS, $cfg"
+            ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" | sed 's/^{/{"env": "attnlab", /' >> "$out"
+            for attn in manual sdpa; do
+                if [ -n "$OMPLIB" ]; then
+                    env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" bench/torch_ref/gpt_step.py --config "$cfg" \
+                        --attn "$attn" | sed 's/^{/{"env": "torch-omp", /' >> "$out"
+                fi
+                "$PY" bench/torch_ref/gpt_step.py --config "$cfg" --attn "$attn" | sed 's/^{/{"env": "torch-default", /' >> "$out"
+            done
+        done
+    done
+    ./attnlab bench/gpt_table.lua file="$out" | tee bench/out/gpt_step.md
+}
+
 for part in $PARTS; do
     case $part in
-        icl|attention|variants) $part ;;
-        *) echo "bench/run.sh: unknown part '$part' (icl, attention, variants)" >&2; exit 2 ;;
+        icl|attention|variants|gpt) $part ;;
+        *) echo "bench/run.sh: unknown part '$part' (icl, attention, variants, gpt)" >&2; exit 2 ;;
     esac
 done
