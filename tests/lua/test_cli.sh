@@ -164,6 +164,8 @@ cp "$T/int.err" "$T/err"
 expect_rc 130 "Ctrl-C exits with 130"
 [ -s int/checkpoint.safetensors ] && pass || fail "Ctrl-C writes checkpoint.safetensors"
 expect_err "resume=int/checkpoint.safetensors" "Ctrl-C says how to resume"
+expect_file int/status.json '"status": "interrupted"' "Ctrl-C: status.json says interrupted"
+expect_file int/status.json '"checkpoint": "int/checkpoint.safetensors"' "Ctrl-C: status.json names the checkpoint"
 
 run "$PROG" -e 'local _, m = lab.load("int/checkpoint.safetensors"); print(tonumber(m.step) > 0 and tonumber(m.step) < 300)'
 expect_out "true" "the checkpoint is from the middle of the run"
