@@ -1,6 +1,6 @@
 /* main.c -- the `attnlab` program: LuaJIT with the attnlab module preloaded.
  *
- *   attnlab run SCRIPT.lua [key=value ...] [--out DIR] [--view] [--device cpu|cuda] [--threads N]
+ *   attnlab run SCRIPT.lua [key=value ...] [--out DIR [--force]] [--view] [--device cpu|cuda] [--threads N]
  *   attnlab SCRIPT.lua ...            same as run
  *   attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [...]   (attnlab-view)
  *   attnlab -e 'lua code'             a chunk, with the module as the global `lab`
@@ -16,6 +16,9 @@
  * child in its own process group once run.lua knows the run directory (ATTNLAB_CLI.open_viewer), so
  * the training never waits on drawing, closing the window leaves the training running, and Ctrl-C
  * on the training leaves the window open on the finished record.
+ *
+ * A script error after lab.run.start is also recorded in the run directory: run_script hands the
+ * message to attnlab.run's script_failed, which writes status.json {"status": "failed", ...}.
  *
  * Exit status: 0 success, 1 a script or module error, 2 a usage error (bad flag, missing
  * argument, missing script).  Every error is one line on stderr; ATTNLAB_TRACEBACK=1 adds the
@@ -53,6 +56,7 @@ typedef struct cli {
     const char *screenshot;  /* view --screenshot */
     long view_step;          /* view --step, -1 when absent */
     const char *out;         /* run --out */
+    int force;               /* run --force: --out DIR may hold a run, whose files are deleted */
     int view;                /* run --view */
     const char *device;      /* "cpu" (default) or "cuda" */
     int threads;             /* 0 when absent */
@@ -62,7 +66,7 @@ typedef struct cli {
 
 static const char *usage_text =
     "usage:\n"
-    "  attnlab run SCRIPT.lua [key=value ...] [--out DIR] [--view] [--device cpu|cuda] [--threads N]\n"
+    "  attnlab run SCRIPT.lua [key=value ...] [--out DIR [--force]] [--view] [--device cpu|cuda] [--threads N]\n"
     "  attnlab SCRIPT.lua [...]        same as run\n"
     "  attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [--size WxH] [--scale S]\n"
     "  attnlab -e 'lua code'           run a chunk with the module loaded as `lab`\n"
@@ -70,7 +74,10 @@ static const char *usage_text =
     "  attnlab --help | --version\n"
     "\n"
     "key=value overrides a key of the script's config (numbers, true/false and strings);\n"
-    "resume=RUN_DIR/checkpoint.safetensors continues an interrupted run.\n"
+    "resume=RUN_DIR/checkpoint.safetensors continues an interrupted or killed run in place\n"
+    "(checkpoints are written on Ctrl-C and every checkpoint_every=MINUTES, default 10, 0 = off).\n"
+    "--out DIR refuses a directory that already holds a run; --force deletes that run's files and\n"
+    "starts afresh there.\n"
     "Environment: ATTNLAB_HOME (where lua/ lives), ATTNLAB_TRACEBACK=1 (tracebacks on errors).\n";
 
 /* One line on stderr and the usage exit status. */
@@ -129,6 +136,7 @@ static int parse_command_line(int argc, char **argv, cli *c, int *want_help, int
             if (!strcmp(name, "--help") || !strcmp(name, "-h")) *want_help = 1;
             else if (!strcmp(name, "--version") || !strcmp(name, "-v")) *want_version = 1;
             else if (!strcmp(name, "--view")) c->view = 1;
+            else if (!strcmp(name, "--force")) c->force = 1;
             else if (!strcmp(name, "--out")) {
                 if (!*value) return usage_error("--out needs a directory");
                 c->out = value;
@@ -180,8 +188,8 @@ static int parse_command_line(int argc, char **argv, cli *c, int *want_help, int
     if (*want_help || *want_version) return 0;
     if (c->mode == MODE_RUN && !c->script) return usage_error("run: which script? (attnlab run SCRIPT.lua)");
     if (c->mode == MODE_VIEW && !c->run_dir) return usage_error("view: which run directory?");
-    if (c->mode != MODE_RUN && (c->out || c->view))
-        return usage_error("%s applies to `attnlab run` only", c->out ? "--out" : "--view");
+    if (c->mode != MODE_RUN && (c->out || c->view || c->force))
+        return usage_error("%s applies to `attnlab run` only", c->out ? "--out" : c->view ? "--view" : "--force");
     if (c->mode != MODE_VIEW && (c->screenshot || c->view_step >= 0))
         return usage_error("%s applies to `attnlab view` only", c->screenshot ? "--screenshot" : "--step");
     return 0;
@@ -297,20 +305,48 @@ static int message_handler(lua_State *L) {
     return 1;
 }
 
-/* Calls the function below `nargs` arguments with the message handler; prints a failure. */
-static int call_protected(lua_State *L, int nargs, int nresults) {
+/* The script failed: attnlab.run (when the script loaded it) records the error in the directory
+ * of each run it started and did not finish (status.json).  The message's first line only (the
+ * rest is the traceback).  An error of its own is dropped: the script's error is the one to report. */
+static void record_run_failure(lua_State *L, const char *msg) {
+    int top = lua_gettop(L);
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "loaded");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "attnlab.run");
+            if (lua_istable(L, -1)) {
+                lua_getfield(L, -1, "script_failed");
+                if (lua_isfunction(L, -1)) {
+                    lua_pushlstring(L, msg, strcspn(msg, "\n"));
+                    lua_pcall(L, 1, 0, 0);
+                }
+            }
+        }
+    }
+    lua_settop(L, top);
+}
+
+/* Calls the function below `nargs` arguments with the message handler; prints a failure (and with
+ * record_failure, records it in the script's run directories first). */
+static int call_protected_ex(lua_State *L, int nargs, int nresults, int record_failure) {
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, message_handler);
     lua_insert(L, base);
     int status = lua_pcall(L, nargs, nresults, base);
     lua_remove(L, base);
     if (status != 0) {
+        if (record_failure && lua_tostring(L, -1)) record_run_failure(L, lua_tostring(L, -1));
         fflush(stdout);
         fprintf(stderr, "attnlab: %s\n", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
         fflush(stderr);
         lua_pop(L, 1);
     }
     return status;
+}
+
+static int call_protected(lua_State *L, int nargs, int nresults) {
+    return call_protected_ex(L, nargs, nresults, 0);
 }
 
 /* ---- the Lua state ---------------------------------------------------------------------- */
@@ -388,7 +424,7 @@ static void set_field_string(lua_State *L, const char *k, const char *v) {
     lua_setfield(L, -2, k);
 }
 
-/* ATTNLAB_CLI = {script=, overrides={}, raw_overrides={}, out=, view=, device=, threads=,
+/* ATTNLAB_CLI = {script=, overrides={}, raw_overrides={}, out=, force=, view=, device=, threads=,
  *                lua_dir=, stderr_tty=}  (raw_overrides keeps the text, for string-typed keys) */
 static void push_cli_table(lua_State *L, const cli *c) {
     lua_newtable(L);
@@ -407,6 +443,8 @@ static void push_cli_table(lua_State *L, const cli *c) {
     lua_setfield(L, -3, "raw_overrides");
     lua_setfield(L, -2, "overrides");
     set_field_string(L, "out", c->out);
+    lua_pushboolean(L, c->force);
+    lua_setfield(L, -2, "force");
     lua_pushboolean(L, c->view);
     lua_setfield(L, -2, "view");
     lua_pushcfunction(L, lua_open_viewer);
@@ -588,7 +626,7 @@ static int run_script(lua_State *L, const cli *c, int argc, char **argv) {
     /* the script gets the arguments after it as `...`, like lua.c */
     int nargs = argc - c->script_index - 1;
     for (int i = c->script_index + 1; i < argc; i++) lua_pushstring(L, argv[i]);
-    return call_protected(L, nargs, 0) ? EXIT_SCRIPT_ERROR : 0;
+    return call_protected_ex(L, nargs, 0, 1) ? EXIT_SCRIPT_ERROR : 0;
 }
 
 static int attnlab_main(int argc, char **argv, cli *cp) {
@@ -635,7 +673,7 @@ static int attnlab_main(int argc, char **argv, cli *cp) {
             fprintf(stderr, "attnlab: %s\n", lua_tostring(L, -1));
             status = EXIT_SCRIPT_ERROR;
         } else {
-            status = call_protected(L, 0, 0) ? EXIT_SCRIPT_ERROR : 0;
+            status = call_protected_ex(L, 0, 0, 1) ? EXIT_SCRIPT_ERROR : 0;
         }
     } else {
         status = run_prompt(L);

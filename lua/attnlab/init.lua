@@ -262,20 +262,32 @@ local function shape_and_dtype(fn, ...)
   return n, arr, parse_dtype(dtype, fn)
 end
 
-function lab.zeros(...) local n, a, dt = shape_and_dtype("zeros", ...) return wrap(C.al_full(n, a, 0, dt)) end
-function lab.ones(...) local n, a, dt = shape_and_dtype("ones", ...) return wrap(C.al_full(n, a, 1, dt)) end
-function lab.empty(...) local n, a, dt = shape_and_dtype("empty", ...) return wrap(C.al_empty(n, a, dt)) end
+-- The core names its own function in an error (al_full says "full: ..."), but lab.zeros and
+-- lab.ones call al_full: the user must read the name they called, so a failure of the core call
+-- is re-prefixed with it ("zeros: negative size -1 in dimension 1 of shape {-1,3}").
+local function wrap_as(fn, core_fn, ref)
+  if ref.p == nil then
+    local msg = ffi.string(C.al_last_error())
+    if msg:sub(1, #core_fn + 2) == core_fn .. ": " then msg = fn .. msg:sub(#core_fn + 1) end
+    raise(msg)
+  end
+  return wrap(ref)
+end
+
+function lab.zeros(...) local n, a, dt = shape_and_dtype("zeros", ...) return wrap_as("zeros", "full", C.al_full(n, a, 0, dt)) end
+function lab.ones(...) local n, a, dt = shape_and_dtype("ones", ...) return wrap_as("ones", "full", C.al_full(n, a, 1, dt)) end
+function lab.empty(...) local n, a, dt = shape_and_dtype("empty", ...) return wrap_as("empty", "empty", C.al_empty(n, a, dt)) end
 function lab.full(shape, value, dtype)
   if type(value) ~= "number" then raise("full: value must be a number (got " .. typename(value) .. ")") end
   local n, a = parse_shape("full", shape)
-  return wrap(C.al_full(n, a, value, parse_dtype(dtype, "full")))
+  return wrap_as("full", "full", C.al_full(n, a, value, parse_dtype(dtype, "full")))
 end
-function lab.randn(...) local n, a, dt = shape_and_dtype("randn", ...) return wrap(C.al_randn(n, a, dt)) end
-function lab.rand(...) local n, a, dt = shape_and_dtype("rand", ...) return wrap(C.al_rand(n, a, dt)) end
+function lab.randn(...) local n, a, dt = shape_and_dtype("randn", ...) return wrap_as("randn", "randn", C.al_randn(n, a, dt)) end
+function lab.rand(...) local n, a, dt = shape_and_dtype("rand", ...) return wrap_as("rand", "rand", C.al_rand(n, a, dt)) end
 function lab.randint(low, high, shape)
   check_int(low, "randint", "low"); check_int(high, "randint", "high")
   local n, a = parse_shape("randint", shape)
-  return wrap(C.al_randint(low, high, n, a))
+  return wrap_as("randint", "randint", C.al_randint(low, high, n, a))
 end
 function lab.arange(a, b, step, dtype)
   if type(step) == "string" then dtype, step = step, nil end

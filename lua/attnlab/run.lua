@@ -13,6 +13,24 @@
 -- with set_head_scale, in the order found, or the list given to run:attention_layers); every
 -- applied command is logged in metrics.jsonl as {"step": N, "event": "..."}.
 --
+-- The run directory (README's table): config.json, metrics.jsonl, summary.json, records.bin,
+-- checkpoint.safetensors and final.safetensors, status.json.  A directory that already holds a run
+-- is never written into by accident: start refuses it (naming the ways out) unless the run resumes
+-- from a checkpoint in that same directory (it continues in place), or --force (opts.force) says to
+-- start afresh, which first deletes the old run's files (only those: anything else stays), so no
+-- second run's lines are ever appended to the first one's metrics.jsonl or records.bin.
+--
+-- status.json says what became of the run, always written atomically: {"status": "running", ...}
+-- from start (it stays so if the process is killed outright: kill -9, power loss), "finished" from
+-- finish, "interrupted" on Ctrl-C (with the checkpoint), "failed" with the error and the step when
+-- the script raises an error after start (the attnlab program calls M.script_failed).
+--
+-- Checkpoints: on Ctrl-C, and every checkpoint_every minutes (a config key every run accepts,
+-- default 10, 0 = never) to the same checkpoint.safetensors, so that kill -9 loses at most that much
+-- and resume= continues bit-identically from the last one.  The loop reads the monotonic clock once
+-- per step anyway (progress); the periodic checkpoint reuses that reading, so it costs nothing
+-- between checkpoints.
+--
 -- Resume is bit-identical to an uninterrupted run: a checkpoint holds every tracked tensor exactly
 -- (float32 stays float32), the numbers of the tracked state (optimiser step counters, ...) and the
 -- RNG's {seed, counter}; all are put back before the loop yields its first step.  The script must
@@ -37,7 +55,14 @@ Run.__index = Run
 
 local CHECKPOINT_FORMAT = "attnlab-checkpoint-1"
 -- keys every run accepts on the command line, with their types, whether or not the config has them
-local RESERVED = { resume = "string", log_every = "number", seed = "number" }
+local RESERVED = { resume = "string", log_every = "number", seed = "number", checkpoint_every = "number" }
+local DEFAULT_CHECKPOINT_EVERY = 10 -- minutes
+-- what a run writes into its directory: a directory holding any of these holds a run, and --force
+-- deletes exactly these (a script's own files, a table.md say, are overwritten by the new run or left)
+local RUN_FILES = { "config.json", "metrics.jsonl", "records.bin", "summary.json", "status.json",
+                    "checkpoint.safetensors", "final.safetensors", "commands" }
+-- the runs started and not yet finished: a script error marks them failed (M.script_failed)
+local open_runs = {}
 
 local function fail(msg)
   if lab.raise then lab.raise("run: " .. msg) end
@@ -68,6 +93,8 @@ end
 ---------------------------------------------------------------------------------------------------
 
 pcall(ffi.cdef, "int mkdir(const char *path, unsigned int mode);")
+pcall(ffi.cdef, "char *realpath(const char *path, char *resolved_path);")
+pcall(ffi.cdef, "int getpid(void);")
 
 local function mkdir_p(dir)
   local prefix = dir:sub(1, 1) == "/" and "/" or ""
@@ -84,6 +111,22 @@ local function exists(path)
   local f = io.open(path, "rb")
   if f then f:close() return true end
   return false
+end
+
+-- The canonical path of an existing directory (symlinks, "." and ".." resolved), else the path.
+local function canonical(path)
+  local buf = ffi.new("char[?]", 4097)
+  if ffi.C.realpath(path, buf) == nil then return path end
+  return ffi.string(buf)
+end
+
+-- The run files present in dir, in RUN_FILES order ({} when none).
+local function run_files_in(dir)
+  local found = {}
+  for _, f in ipairs(RUN_FILES) do
+    if f ~= "commands" and exists(dir .. "/" .. f) then found[#found + 1] = f end
+  end
+  return found
 end
 
 local function random_hex4()
@@ -230,7 +273,32 @@ local function truncate_metrics(path, last_step)
   write_atomic(path, table.concat(kept))
 end
 
--- opts: name, config (the defaults), and for use outside the program, overrides/out (else
+-- Refuses a directory that already holds a run, unless this run resumes from a checkpoint in it
+-- (it continues in place) or force says to start afresh (the old run's files are deleted first).
+local function claim_dir(dir, force, resume_dir)
+  local found = run_files_in(dir)
+  if #found == 0 then return end
+  local in_place = resume_dir ~= nil and canonical(dir) == canonical(resume_dir)
+  if in_place and force then
+    fail(string.format("--force starts afresh, but resume= continues the run in '%s': give one of them", dir))
+  end
+  if in_place then return end
+  if not force then
+    local has_ckpt = exists(dir .. "/checkpoint.safetensors")
+    fail(string.format("'%s' already holds a run (%s): give another --out, %sor --force to delete that run's files and start afresh",
+      dir, found[1] .. (#found > 1 and " and more" or ""),
+      has_ckpt and "continue it with resume=" .. dir .. "/checkpoint.safetensors, " or ""))
+  end
+  for _, f in ipairs(RUN_FILES) do
+    local path = dir .. "/" .. f
+    if exists(path) then
+      local ok, err = os.remove(path)
+      if not ok then fail("--force: cannot delete '" .. path .. "': " .. tostring(err)) end
+    end
+  end
+end
+
+-- opts: name, config (the defaults), and for use outside the program, overrides/out/force (else
 -- ATTNLAB_CLI's).
 function M.start(opts)
   opts = opts or {}
@@ -265,6 +333,12 @@ function M.start(opts)
   self.config = config
   self.seed = type(config.seed) == "number" and config.seed or 0
   self.log_every = type(config.log_every) == "number" and config.log_every or 100
+  local every = config.checkpoint_every
+  if every == nil then every = DEFAULT_CHECKPOINT_EVERY end
+  if type(every) ~= "number" or every ~= every or every < 0 then
+    fail("config key 'checkpoint_every' is in minutes and must be >= 0 (0: no periodic checkpoints), got " .. describe(every))
+  end
+  self.checkpoint_every = every
   lab.seed(self.seed)
 
   -- the directory: --out, else the checkpoint's own when resuming, else a fresh one
@@ -276,6 +350,9 @@ function M.start(opts)
   end
   dir = dir:gsub("/+$", "")
   if dir == "" then dir = "/" end
+  local force = opts.force
+  if force == nil then force = cli.force end
+  claim_dir(dir, force, resume and (resume:match("^(.*)/[^/]*$") or "."))
   mkdir_p(dir)
   self.dir = dir
   self.metrics_path = dir .. "/metrics.jsonl"
@@ -284,9 +361,11 @@ function M.start(opts)
   local threads = cli.threads or (lab.num_threads and lab.num_threads()) or nil
   write_atomic(dir .. "/config.json", json.encode({
     name = name, config = config, seed = self.seed, attnlab_version = lab.version,
-    device = self.device, threads = threads, script = script,
+    device = self.device, threads = threads, script = script, checkpoint_every = self.checkpoint_every,
     started = os.date("!%Y-%m-%dT%H:%M:%SZ"), resumed_from = self.resumed_from,
   }, 2) .. "\n")
+  self:_status("running", { pid = ffi.C.getpid(), resumed_from = self.resumed_from })
+  open_runs[#open_runs + 1] = self
   if opts.viz ~= false then
     lab.viz.open(dir)
     lab.viz.set_step(self.step)
@@ -305,6 +384,34 @@ end
 ---------------------------------------------------------------------------------------------------
 -- the run object
 ---------------------------------------------------------------------------------------------------
+
+-- Writes status.json (atomically): {"status": status, "step": the last completed step, "time":
+-- UTC, "checkpoint_step": the step of the last checkpoint written, when there was one} plus extra.
+function Run:_status(status, extra)
+  local rec = { status = status, step = self.step, time = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+                checkpoint_step = self.checkpoint_step }
+  for k, v in pairs(extra or {}) do rec[k] = v end
+  write_atomic(self.dir .. "/status.json", json.encode(rec, 2) .. "\n")
+end
+
+local function close_run(run)
+  for i = #open_runs, 1, -1 do
+    if open_runs[i] == run then table.remove(open_runs, i) end
+  end
+end
+
+-- Called by the attnlab program when the script raised an error: every run started and not finished
+-- records {"status": "failed", "error": message, "step": N} in its status.json (and flushes its
+-- metrics).  Never raises: the error being reported matters more than this one.
+function M.script_failed(message)
+  for _, run in ipairs(open_runs) do
+    pcall(function()
+      if run.metrics then run.metrics:close() run.metrics = nil end
+      run:_status("failed", { error = tostring(message) })
+    end)
+  end
+  open_runs = {}
+end
 
 -- objects = {name = obj}: obj has :state_dict() and :load_state_dict(t), or is a tensor.
 function Run:track(objects)
@@ -411,9 +518,12 @@ function Run:_restore()
 end
 
 -- Writes <dir>/<name>.safetensors (default "checkpoint") with everything tracked, the step and
--- the RNG state, as of now: call it after a step's update.  Returns the path.
+-- the RNG state, as of now: call it after a step's update.  Returns the path.  The metrics logged so
+-- far are flushed first, so that after kill -9 metrics.jsonl holds every line up to the checkpoint
+-- (a resume drops the ones after it, and the result equals the uninterrupted run's).
 function Run:checkpoint(name)
   name = (name or "checkpoint"):gsub("%.safetensors$", "")
+  if self.metrics then self:_flush() end
   local path = self.dir .. "/" .. name .. ".safetensors"
   local tensors, state = {}, {}
   for _, k in ipairs(self.tracked_names) do state[k] = skeleton(state_of(self.tracked[k]), k, tensors) end
@@ -424,6 +534,7 @@ function Run:checkpoint(name)
     state = json.encode(state), config = json.encode(self.config), name = self.name,
     script = self.script or "",
   })
+  if name == "checkpoint" then self.checkpoint_step = self.step end
   return path
 end
 
@@ -504,8 +615,8 @@ local function stderr_tty()
   return stderr_is_tty
 end
 
-function Run:_progress(final)
-  local t = now()
+function Run:_progress(final, t)
+  t = t or now()
   local tty = stderr_tty()
   if not final and t - self.last_draw < (tty and 0.25 or 10) then return end
   self.last_draw = t
@@ -534,6 +645,8 @@ function Run:_interrupted()
   self:_clear_progress()
   local path = self:checkpoint("checkpoint")
   if self.metrics then self.metrics:close() self.metrics = nil end
+  self:_status("interrupted", { checkpoint = path })
+  close_run(self)
   io.stderr:write(string.format("\nattnlab: interrupted after step %d; state saved in %s\n", self.step, path))
   io.stderr:write(string.format("attnlab: resume with: attnlab run %s resume=%s\n", self.script or "SCRIPT.lua", path))
   io.stderr:flush()
@@ -541,8 +654,17 @@ function Run:_interrupted()
   os.exit(130, true) -- true: close the Lua state first, so tensors are freed (quiet sanitizers)
 end
 
+-- Writes the periodic checkpoint and notes it in status.json (the clock was read by the caller).
+function Run:_periodic_checkpoint()
+  self:checkpoint("checkpoint")
+  self:_status("running", { pid = ffi.C.getpid(), resumed_from = self.resumed_from })
+  self.next_checkpoint = now() + self.checkpoint_every * 60
+end
+
 -- for step in run:steps(n): steps first..n, first = 1 or the checkpoint's step + 1.  Each call of
--- the iterator means the previous step is complete, so that is where Ctrl-C is honoured.
+-- the iterator means the previous step is complete, so that is where Ctrl-C is honoured and where
+-- the periodic checkpoint is written (once checkpoint_every minutes have passed since the loop
+-- started or since the last one; never after the last step: finish writes final.safetensors).
 function Run:steps(n)
   if type(n) ~= "number" then fail("steps expects the number of steps") end
   if self.ckpt then self:_restore() end
@@ -550,15 +672,20 @@ function Run:steps(n)
   self.loop_first = self.step + 1
   self.loop_start = now()
   self.last_draw = self.loop_start
+  self.next_checkpoint = self.checkpoint_every > 0 and self.loop_start + self.checkpoint_every * 60 or math.huge
   lab.catch_interrupts(true)
   return function()
     if lab.interrupted() then self:_interrupted() end
+    local t = now() -- one clock read per step (a vDSO call), shared by the progress and the checkpoint
     if self.step >= n then
       lab.catch_interrupts(false)
-      if self.step >= self.loop_first and (stderr_tty() or now() - self.loop_start >= 10) then self:_progress(true) end
+      if self.step >= self.loop_first and (stderr_tty() or t - self.loop_start >= 10) then self:_progress(true, t) end
       return nil
     end
-    if self.step >= self.loop_first then self:_progress(false) end
+    if self.step >= self.loop_first then
+      if t >= self.next_checkpoint then self:_periodic_checkpoint() end
+      self:_progress(false, t)
+    end
     if lab.viz.enabled() then self:_commands() end
     self.step = self.step + 1
     lab.viz.set_step(self.step)
@@ -575,6 +702,8 @@ function Run:finish()
   if self.metrics then self.metrics:close() self.metrics = nil end
   self:checkpoint("final")
   lab.viz.close()
+  self:_status("finished")
+  close_run(self)
   io.stderr:write("attnlab: run saved in " .. self.dir .. "\n")
   io.stderr:flush()
   return self.dir

@@ -757,6 +757,16 @@ do
   fails_with(function() return lab.nn.Embedding(5, 2)(lab.tensor({ 6 }, "int64")) end, { "embedding", "6" }, "Embedding id out of range")
   fails_with(function() return lab.nn.Embedding(5, 2)(lab.ones{ 2 }) end, { "embedding", "int64" }, "Embedding float ids")
   fails_with(function() return lab.zeros{ 2, -3 } end, { "zeros", "-3" }, "negative size")
+  -- -1 passes the Lua shape check (reshape's "infer") and fails in the core, whose al_full says
+  -- "full": the message must still name the function the user called (issue 10)
+  for _, fn in ipairs{ "zeros", "ones", "empty", "randn", "rand" } do
+    fails_with(function() return lab[fn]{ -1, 3 } end, { fn .. ": negative size -1", "{-1,3}" },
+      fn .. "{-1, 3} names " .. fn)
+    fails_with(function() return lab[fn]{ 2^30, 2^30 } end, { fn .. ": shape {1073741824,1073741824} is too large" },
+      fn .. " of a huge shape names " .. fn)
+  end
+  fails_with(function() return lab.full({ -1, 3 }, 2) end, { "full: negative size -1" }, "full{-1, 3} names full")
+  fails_with(function() return lab.randint(0, 3, { -1, 3 }) end, { "randint: negative size -1" }, "randint{-1, 3} names randint")
   fails_with(function() return lab.zeros{ 2.5 } end, { "zeros", "2.5" }, "fractional size")
   fails_with(function() return lab.tensor{ { 1, 2 }, { 3 } } end, { "tensor", "ragged" }, "ragged table")
   fails_with(function() return lab.tensor({ 1 }, "float16") end, { "tensor", "float16" }, "unknown dtype")

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_cli.sh -- the `attnlab` program from the outside: flags, exit statuses, one-line errors,
-# config overrides, the prompt, and Ctrl-C followed by resume (which must reproduce an
-# uninterrupted run bit for bit).  Ends with "N passed, N failed"; exits 1 on any failure.
+# config overrides, the prompt, Ctrl-C followed by resume (which must reproduce an uninterrupted
+# run bit for bit), and the run directory's safety: a reused --out refused unless resume= or
+# --force, periodic checkpoints that survive kill -9, status.json for finished and failed runs.  Ends with "N passed, N failed"; exits 1 on any failure.
 #
 # The program: $ATTNLAB if set, else $BUILD/attnlab (build-san under SANITIZE), else ./attnlab.
 # shellcheck disable=SC2015  # pass never fails, so "A && pass || fail" is an if-else
@@ -34,6 +35,7 @@ run "$PROG" --help
 expect_rc 0 "--help"
 [ ! -s "$T/err" ] && pass || fail "--help writes nothing on stderr"
 grep -q "attnlab run SCRIPT.lua" "$T/out" && pass || fail "--help shows the run usage"
+grep -q -- "--force" "$T/out" && pass || fail "--help lists --force"
 
 run "$PROG" --version
 expect_rc 0 "--version"
@@ -49,7 +51,8 @@ expect_out "$(printf 'table\tfunction\tcpu')" "-e has lab and ATTNLAB_CLI"
 run "$PROG" --threads=2 -e 'print(ATTNLAB_CLI.threads, lab.num_threads())'
 expect_out "$(printf '2\t2')" "--threads=N sets the core's thread count"
 
-for bad in "--bogus" "--threads 0" "--threads=x" "--device tpu" "-e" "run" "view" "--out d -e 1" "run nothere.lua"; do
+for bad in "--bogus" "--threads 0" "--threads=x" "--device tpu" "-e" "run" "view" "--out d -e 1" "--force -e 1" \
+           "--force=yes run x.lua" "run nothere.lua"; do
   # shellcheck disable=SC2086
   run "$PROG" $bad
   expect_rc 2 "usage error '$bad'"
@@ -161,6 +164,8 @@ cp "$T/int.err" "$T/err"
 expect_rc 130 "Ctrl-C exits with 130"
 [ -s int/checkpoint.safetensors ] && pass || fail "Ctrl-C writes checkpoint.safetensors"
 expect_err "resume=int/checkpoint.safetensors" "Ctrl-C says how to resume"
+expect_file int/status.json '"status": "interrupted"' "Ctrl-C: status.json says interrupted"
+expect_file int/status.json '"checkpoint": "int/checkpoint.safetensors"' "Ctrl-C: status.json names the checkpoint"
 
 run "$PROG" -e 'local _, m = lab.load("int/checkpoint.safetensors"); print(tonumber(m.step) > 0 and tonumber(m.step) < 300)'
 expect_out "true" "the checkpoint is from the middle of the run"
@@ -191,6 +196,82 @@ expect_out "true" "resumed final state equals the uninterrupted run's, bit for b
 run "$PROG" run tiny.lua resume=nowhere.safetensors
 expect_rc 1 "resume from a missing checkpoint"
 one_line "resume from a missing checkpoint"
+
+# ---- the run directory's safety -----------------------------------------------------------------
+# status.json of a finished run (o1 above ran to its end)
+expect_file o1/status.json '"status": "finished"' "a finished run's status.json"
+expect_file o1/status.json '"step": 30' "status.json has the last step"
+
+# --out on a directory that holds a run: refused, and the old run is left exactly as it was
+cp o1/metrics.jsonl "$T/o1.metrics"; cp o1/config.json "$T/o1.config"; cp o1/status.json "$T/o1.status"
+run "$PROG" run tiny.lua steps=20 --out o1
+expect_rc 1 "a reused --out is refused"
+one_line "a reused --out is refused"
+expect_err "'o1' already holds a run" "the refusal names the directory"
+expect_err "another --out.*--force" "the refusal names the ways out"
+cmp -s o1/metrics.jsonl "$T/o1.metrics" && cmp -s o1/config.json "$T/o1.config" && cmp -s o1/status.json "$T/o1.status" \
+  && pass || fail "a refused run leaves the old run's files untouched"
+# the interrupted run's directory (it has a checkpoint) suggests resume=
+run "$PROG" run tiny.lua --out int
+expect_rc 1 "a reused --out with a checkpoint is refused"
+expect_err "resume=int/checkpoint.safetensors" "the refusal offers resume= when there is a checkpoint"
+
+# --force starts afresh: only the new run's lines in metrics.jsonl (20 steps, log_every 10: 2)
+run "$PROG" run tiny.lua steps=20 --out o1 --force
+expect_rc 0 "--force on a reused --out"
+[ "$(wc -l <o1/metrics.jsonl)" -eq 2 ] && pass || fail "--force: metrics.jsonl has only the new run's lines ($(wc -l <o1/metrics.jsonl))"
+expect_file o1/config.json '"steps": 20' "--force: config.json is the new run's"
+run "$PROG" -e 'local _, m = lab.load("o1/final.safetensors"); io.write(m.step)'
+expect_out "20" "--force: final.safetensors holds the new run's step"
+# --force with resume= of that same directory contradicts itself
+run "$PROG" run tiny.lua resume=int/checkpoint.safetensors --force
+expect_rc 1 "--force with resume= in place"
+expect_err "give one of them" "--force with resume= in place is explained"
+
+run "$PROG" run tiny.lua checkpoint_every=-1 --out neg
+expect_rc 1 "a negative checkpoint_every"
+one_line "a negative checkpoint_every"
+expect_err "checkpoint_every" "a bad checkpoint_every is named"
+
+# A script error after the run started: status.json says failed, with the error and the step
+cat >failing.lua <<'LUA'
+local run = lab.run.start{ name = "failing", config = { steps = 50, fail_at = 7, seed = 1 } }
+for step in run:steps(run.config.steps) do
+  if step == run.config.fail_at then local t = nil; print(t.field) end
+end
+run:finish()
+LUA
+run "$PROG" run failing.lua --out failed
+expect_rc 1 "a failing run"
+one_line "a failing run"
+expect_file failed/status.json '"status": "failed"' "a failed run's status.json says failed"
+expect_file failed/status.json '"error": "failing.lua:3: attempt to index' "status.json carries the error and its line"
+expect_file failed/status.json '"step": 7' "status.json has the step that failed"
+
+# Periodic checkpoints: kill -9 after one (every 0.01 min = 0.6 s; 10 ms a step), then resume=
+# continues from it and reproduces an uninterrupted reference exactly.  1000 steps (10 s unkilled)
+# so that a loaded machine still kills it in the middle.
+run "$PROG" run tiny.lua steps=1000 --out ref1k
+expect_rc 0 "reference run of 1000 steps"
+"$PROG" run tiny.lua steps=1000 sleep_ms=10 checkpoint_every=0.01 --out k9 >"$T/k9.out" 2>"$T/k9.err" &
+pid=$!
+i=0
+while [ $i -lt 400 ] && [ ! -f k9/checkpoint.safetensors ]; do sleep 0.05; i=$((i + 1)); done
+sleep 0.2
+kill -9 $pid
+wait $pid
+rc=$?
+expect_rc 137 "kill -9 of a running run"
+expect_file k9/status.json '"status": "running"' "a killed run's status.json still says running"
+expect_file k9/status.json '"checkpoint_step": [1-9]' "status.json names the last periodic checkpoint's step"
+run "$PROG" -e 'local _, m = lab.load("k9/checkpoint.safetensors"); print(tonumber(m.step) > 0 and tonumber(m.step) < 1000)'
+expect_out "true" "the periodic checkpoint is from the middle of the run"
+[ ! -f k9/summary.json ] && pass || fail "the killed run did not reach its end"
+run "$PROG" run tiny.lua resume=k9/checkpoint.safetensors sleep_ms=0
+expect_rc 0 "resume after kill -9"
+cmp -s k9/metrics.jsonl ref1k/metrics.jsonl && pass || fail "resumed-after-kill metrics.jsonl equals the uninterrupted one"
+cmp -s k9/summary.json ref1k/summary.json && pass || fail "resumed-after-kill summary.json equals the uninterrupted one"
+expect_file k9/status.json '"status": "finished"' "the resumed run's status.json says finished"
 
 # ---- the prompt -------------------------------------------------------------------------------
 printf '1+2\n=lab.version\nx = 5\nx * 2\nerror("boom")\nfor i = 1, 2 do\nprint(i)\nend\nprint("after")\n' >lines.txt
