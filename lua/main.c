@@ -57,6 +57,7 @@ typedef struct cli {
     long view_step;          /* view --step, -1 when absent */
     const char *out;         /* run --out */
     int force;               /* run --force: --out DIR may hold a run, whose files are deleted */
+    int profile;             /* run --profile: the op profiler's table at the end (lab.profile) */
     int view;                /* run --view */
     const char *device;      /* "cpu" (default) or "cuda" */
     int threads;             /* 0 when absent */
@@ -66,7 +67,8 @@ typedef struct cli {
 
 static const char *usage_text =
     "usage:\n"
-    "  attnlab run SCRIPT.lua [key=value ...] [--out DIR [--force]] [--view] [--device cpu|cuda] [--threads N]\n"
+    "  attnlab run SCRIPT.lua [key=value ...] [--out DIR [--force]] [--view] [--profile] [--device cpu|cuda]\n"
+    "              [--threads N]\n"
     "  attnlab SCRIPT.lua [...]        same as run\n"
     "  attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [--size WxH] [--scale S]\n"
     "  attnlab -e 'lua code'           run a chunk with the module loaded as `lab`\n"
@@ -78,6 +80,8 @@ static const char *usage_text =
     "(checkpoints are written on Ctrl-C and every checkpoint_every=MINUTES, default 10, 0 = off).\n"
     "--out DIR refuses a directory that already holds a run; --force deletes that run's files and\n"
     "starts afresh there.\n"
+    "--profile times every op forward and backward while the script runs and prints the table\n"
+    "(calls, total and self time, GFLOP/s) at the end, also into RUN_DIR/profile.txt.\n"
     "Environment: ATTNLAB_HOME (where lua/ lives), ATTNLAB_TRACEBACK=1 (tracebacks on errors).\n";
 
 /* One line on stderr and the usage exit status. */
@@ -137,6 +141,7 @@ static int parse_command_line(int argc, char **argv, cli *c, int *want_help, int
             else if (!strcmp(name, "--version") || !strcmp(name, "-v")) *want_version = 1;
             else if (!strcmp(name, "--view")) c->view = 1;
             else if (!strcmp(name, "--force")) c->force = 1;
+            else if (!strcmp(name, "--profile")) c->profile = 1;
             else if (!strcmp(name, "--out")) {
                 if (!*value) return usage_error("--out needs a directory");
                 c->out = value;
@@ -188,8 +193,9 @@ static int parse_command_line(int argc, char **argv, cli *c, int *want_help, int
     if (*want_help || *want_version) return 0;
     if (c->mode == MODE_RUN && !c->script) return usage_error("run: which script? (attnlab run SCRIPT.lua)");
     if (c->mode == MODE_VIEW && !c->run_dir) return usage_error("view: which run directory?");
-    if (c->mode != MODE_RUN && (c->out || c->view || c->force))
-        return usage_error("%s applies to `attnlab run` only", c->out ? "--out" : c->view ? "--view" : "--force");
+    if (c->mode != MODE_RUN && (c->out || c->view || c->force || c->profile))
+        return usage_error("%s applies to `attnlab run` only",
+                           c->out ? "--out" : c->view ? "--view" : c->force ? "--force" : "--profile");
     if (c->mode != MODE_VIEW && (c->screenshot || c->view_step >= 0))
         return usage_error("%s applies to `attnlab view` only", c->screenshot ? "--screenshot" : "--step");
     return 0;
@@ -625,6 +631,18 @@ static int run_script(lua_State *L, const cli *c, int argc, char **argv) {
     }
     /* the script gets the arguments after it as `...`, like lua.c */
     int nargs = argc - c->script_index - 1;
+    if (c->profile) {   /* attnlab.profile.script(chunk, ...) runs the chunk under the profiler */
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "attnlab.profile");
+        if (lua_pcall(L, 1, 1, 0) != 0) {
+            fprintf(stderr, "attnlab: --profile: %s\n", lua_tostring(L, -1));
+            return EXIT_SCRIPT_ERROR;
+        }
+        lua_getfield(L, -1, "script");
+        lua_remove(L, -2);
+        lua_insert(L, -2);
+        nargs++;
+    }
     for (int i = c->script_index + 1; i < argc; i++) lua_pushstring(L, argv[i]);
     return call_protected_ex(L, nargs, 0, 1) ? EXIT_SCRIPT_ERROR : 0;
 }

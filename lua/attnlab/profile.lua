@@ -109,4 +109,16 @@ local function profile(fn, calls)
   return setmetatable({ rows = rows, seconds = seconds, calls = calls }, Profile)
 end
 
-return setmetatable({ Profile = Profile }, { __call = function(_, fn, calls) return profile(fn, calls) end })
+-- `attnlab run --profile`: the whole script under the profiler; the table (its 40 costliest rows)
+-- goes to stderr and into the directory of the run the script started, as profile.txt.
+local function script(chunk, ...)
+  local args, n = { ... }, select("#", ...)
+  local prof = profile(function() chunk(unpack(args, 1, n)) end)
+  local text = prof:report(40) .. "\n"
+  io.stderr:write(text)
+  local dir = package.loaded["attnlab.run"] and package.loaded["attnlab.run"].last_dir
+  if dir then lab.write_file_atomic(dir .. "/profile.txt", text) end
+end
+
+return setmetatable({ Profile = Profile, script = script },
+  { __call = function(_, fn, calls) return profile(fn, calls) end })

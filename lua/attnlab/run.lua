@@ -355,6 +355,7 @@ function M.start(opts)
   claim_dir(dir, force, resume and (resume:match("^(.*)/[^/]*$") or "."))
   mkdir_p(dir)
   self.dir = dir
+  M.last_dir = dir   -- where `attnlab run --profile` leaves its table
   self.metrics_path = dir .. "/metrics.jsonl"
   if self.ckpt then truncate_metrics(self.metrics_path, self.ckpt.step) end
 
