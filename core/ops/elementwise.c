@@ -248,10 +248,38 @@ static void dfactor_row(char **p, int64_t n, const int64_t *s, void *varg) {
     else { const double s0 = arg->s0, s1 = arg->s1; (void)s1; DFACTOR_CASES(double, exp, tanh, pow) }
 }
 
+/* gelu's gradient in one pass, g * gelu'(x), for contiguous float32 g and x (the MLP's hidden layer):
+ * the general path below forms the derivative as a tensor first and then multiplies, two passes
+ * over the largest activation of a transformer block and one more allocation. */
+static al_tensor *gelu_backward_float(const al_tensor *g, const al_tensor *x) {
+    al_tensor *ga = al_new_like(x);
+    if (!ga) return NULL;
+    const float *restrict G = al_ptr(g), *restrict X = al_ptr(x);
+    float *restrict out = al_ptr(ga);
+    const int64_t n = al_numel(x);
+    const float c = (float)GELU_C;
+    #pragma omp parallel if (n >= AL_PARALLEL_GRAIN)
+    {
+        int64_t first, last;
+        al_thread_share(n, &first, &last);
+        for (int64_t i = first; i < last; i++) {
+            const float a = X[i], th = al_tanhf(c * (a + 0.044715f * a * a * a));
+            out[i] = G[i] * (0.5f * (1 + th) + 0.5f * a * (1 - th * th) * c * (1 + 0.134145f * a * a));
+        }
+    }
+    return ga;
+}
+
 static void unary_backward(al_node *node, const al_tensor *g) {
     unary_op op = (unary_op)node->ints[0];
     double s0 = node->scalars[0], s1 = node->scalars[1];
     al_tensor *ga = NULL;
+    const al_tensor *x0 = node->inputs[0];
+    if (op == U_GELU && x0->dtype == AL_FLOAT32 && g->dtype == AL_FLOAT32 && al_is_contiguous(x0) &&
+        al_is_contiguous(g) && al_shape_equal(g->ndim, g->shape, x0->ndim, x0->shape)) {
+        al_accumulate_input_take(node, 0, gelu_backward_float(g, x0));
+        return;
+    }
     switch (op) {
     case U_NEG: ga = al_neg(g); break;
     case U_ADD_S: ga = al_retain((al_tensor *)g); break;
