@@ -247,14 +247,14 @@ end
 
 -- The token sequence of one problem: input || cot' #### answer <end>, where cot' is the full CoT
 -- (mode "cot"), the CoT without its first `remove` tokens (mode "icot"; remove >= the CoT length
--- leaves none), or nothing (mode "sft").  Returns the ids and the number of CoT tokens removed.
-function mult.sequence(p, mode, remove)
-  local fn = "multiplication.sequence"
+-- leaves none), or nothing (mode "sft").  Returns a Lua array of ids.
+local function sequence(fn, p, mode, remove)
   if type(p) ~= "table" or not p.input then raise(fn, "expected a problem from multiplication.problem") end
   mode = check_mode(fn, mode or "cot")
   local k = 0
   if mode == "sft" then k = #p.cot
-  elseif mode == "icot" then k = math.min(check_remove(fn, remove or 0), #p.cot) end
+  elseif mode == "icot" then k = math.min(check_remove(fn, remove or 0), #p.cot)
+  elseif remove ~= nil and remove ~= 0 then raise(fn, "remove is for mode 'icot' (mode is " .. show(mode) .. ")") end
   local ids = {}
   for _, t in ipairs(p.input) do ids[#ids + 1] = t end
   ids[#ids + 1] = mult.SEP
@@ -262,14 +262,17 @@ function mult.sequence(p, mode, remove)
   ids[#ids + 1] = mult.ANS
   for _, t in ipairs(p.answer_ids) do ids[#ids + 1] = t end
   ids[#ids + 1] = mult.END
-  return ids, k
+  return ids, k                                       -- and the number of CoT tokens removed
+end
+function mult.sequence(p, mode, remove)
+  return (sequence("multiplication.sequence", p, mode, remove))
 end
 
 -- Names for the positions of a sequence (for attention maps and plots): a0.. * b0.. || then the
 -- CoT tokens as p<j>.<i> (digit i of partial product j), +, (, s<j>.<i> (running sum), ), then
 -- ####, c0 .. c<2d-1>, <end>.  Same arguments as mult.sequence; the CoT names follow the removal.
 function mult.position_names(p, mode, remove)
-  local ids, k = mult.sequence(p, mode, remove)
+  local ids, k = sequence("multiplication.position_names", p, mode, remove)
   local d = p.digits
   local names = {}
   for i = 0, d - 1 do names[#names + 1] = "a" .. i end
@@ -346,7 +349,7 @@ function mult.batch(problems, opts)
     digits = digits or q.digits
     if q.digits ~= digits then raise(fn, string.format("problems[%d] has %d digits, problems[1] %d", i, q.digits, digits)) end
     local k = type(remove) == "table" and remove[i] or remove
-    seqs[i], removed[i] = mult.sequence(q, mode, k)
+    seqs[i], removed[i] = sequence(fn, q, mode, k)
     cot_left[i] = #q.cot - removed[i]
     full[i] = q
     n_max = math.max(n_max, #seqs[i])
