@@ -327,6 +327,9 @@ function mult.batch(problems, opts)
   if type(problems) ~= "table" or #problems == 0 then raise(fn, "problems must be a non-empty list of problems") end
   opts = opts or {}
   if type(opts) ~= "table" then raise(fn, "opts must be a table {mode =, remove =} (got " .. type(opts) .. ")") end
+  for key in pairs(opts) do
+    if key ~= "mode" and key ~= "remove" then raise(fn, "unknown option " .. show(key) .. " (mode, remove)") end
+  end
   local mode = check_mode(fn, opts.mode or "cot")
   local remove = opts.remove or 0
   if mode ~= "icot" and opts.remove ~= nil and opts.remove ~= 0 then
@@ -593,6 +596,10 @@ function Generator:batch(B, opts)
   if not is_int(B) or B < 1 then raise(fn, "B must be a positive integer (got " .. show(B) .. ")") end
   opts = opts or {}
   if type(opts) ~= "table" then raise(fn, "opts must be a table {mode =, remove =, smoothing =} (got " .. type(opts) .. ")") end
+  for key in pairs(opts) do
+    if key ~= "mode" and key ~= "remove" and key ~= "smoothing" then raise(fn, "unknown option " .. show(key) .. " (mode, remove, smoothing)") end
+  end
+  check_mode(fn, opts.mode or "cot")
   local first = self.counter
   local problems = self:problems(B)
   local o = opts
