@@ -70,6 +70,39 @@ bool al_input_needs_grad(const al_node *node, int i) {
     return i < node->n_inputs && node->inputs[i] && node->inputs[i]->requires_grad;
 }
 
+/* Whether a gradient slot's tensor can take a sum in place: nothing but the slot holds it or its
+ * storage (the backward that produced it has let go), it is dense and g matches it.  The residual
+ * stream of a transformer gathers several gradients per block, and summing in place saves a fresh
+ * tensor and a pass over it each time. */
+static bool sole_owner(const al_tensor *slot, const al_tensor *g) {
+    return slot->refcount == 1 && slot->storage->refcount == 1 && !slot->grad_fn && al_is_contiguous(slot) &&
+           slot->dtype == g->dtype && al_shape_equal(slot->ndim, slot->shape, g->ndim, g->shape);
+}
+
+/* dst += g: contiguous float operands of one shape in one pass, anything else through add_. */
+static void add_in_place(al_tensor *dst, const al_tensor *g) {
+    if (!al_is_contiguous(dst) || !al_is_contiguous(g) || dst->dtype != g->dtype || !al_is_float(dst->dtype) ||
+        !al_shape_equal(dst->ndim, dst->shape, g->ndim, g->shape)) {
+        al_add_scaled_(dst, g, 1.0);
+        return;
+    }
+    const int64_t n = al_numel(dst);
+    #pragma omp parallel if (n >= AL_PARALLEL_GRAIN)
+    {
+        int64_t first, last;
+        al_thread_share(n, &first, &last);
+        if (dst->dtype == AL_FLOAT32) {
+            float *restrict d = al_ptr(dst);
+            const float *restrict s = al_ptr(g);
+            for (int64_t i = first; i < last; i++) d[i] += s[i];
+        } else {
+            double *restrict d = al_ptr(dst);
+            const double *restrict s = al_ptr(g);
+            for (int64_t i = first; i < last; i++) d[i] += s[i];
+        }
+    }
+}
+
 /* Adds g into dst (a gradient slot), creating it when empty.  Leaf gradients are always fresh,
  * contiguous tensors of their own, because optimisers and clipping change them in place. */
 static void accumulate_into(al_tensor **slot, const al_tensor *g, al_dtype dtype, bool own) {
@@ -81,8 +114,8 @@ static void accumulate_into(al_tensor **slot, const al_tensor *g, al_dtype dtype
         } else {
             *slot = al_retain((al_tensor *)g);
         }
-    } else if (own) {
-        al_add_scaled_(*slot, g, 1.0);
+    } else if (own || sole_owner(*slot, g)) {
+        add_in_place(*slot, g);
     } else {
         al_tensor *sum = al_add(*slot, g);
         if (sum) { al_release(*slot); *slot = sum; }
