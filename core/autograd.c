@@ -74,9 +74,11 @@ bool al_input_needs_grad(const al_node *node, int i) {
  * storage (the backward that produced it has let go), it is dense and g matches it.  The residual
  * stream of a transformer gathers several gradients per block, and summing in place saves a fresh
  * tensor and a pass over it each time. */
-static bool sole_owner(const al_tensor *slot, const al_tensor *g) {
-    return slot->refcount == 1 && slot->storage->refcount == 1 && !slot->grad_fn && al_is_contiguous(slot) &&
-           slot->dtype == g->dtype && al_shape_equal(slot->ndim, slot->shape, g->ndim, g->shape);
+static bool sole_owner(const al_tensor *slot) {
+    return slot->refcount == 1 && slot->storage->refcount == 1 && !slot->grad_fn && al_is_contiguous(slot);
+}
+static bool fits(const al_tensor *slot, const al_tensor *g) {
+    return slot->dtype == g->dtype && al_shape_equal(slot->ndim, slot->shape, g->ndim, g->shape);
 }
 
 /* dst += g: contiguous float operands of one shape in one pass, anything else through add_. */
@@ -114,7 +116,7 @@ static void accumulate_into(al_tensor **slot, const al_tensor *g, al_dtype dtype
         } else {
             *slot = al_retain((al_tensor *)g);
         }
-    } else if (own || sole_owner(*slot, g)) {
+    } else if (own || (sole_owner(*slot) && fits(*slot, g))) {
         add_in_place(*slot, g);
     } else {
         al_tensor *sum = al_add(*slot, g);
@@ -141,6 +143,33 @@ void al_accumulate_input(al_node *node, int i, const al_tensor *g) {
  * g itself when nothing else can see it (contiguous, sole owner of its storage, the leaf's shape
  * and dtype) instead of copying it -- at long sequence lengths those copies of dq, dk, dv were as
  * large as the gradients themselves. */
+/* The gradient of a narrow (or, squeezed, a select) of input i: g goes into the window [start,
+ * start + g's size) along dim.  When input i's slot can take it in place (a leaf's own gradient, or a
+ * slot nothing else holds), only the window is touched; otherwise a zero tensor with g in its
+ * window is accumulated.  Splitting one projection into q, k and v (three narrows of one tensor)
+ * thus costs one zero fill and three window writes in the backward, not three full tensors. */
+void al_accumulate_input_window(al_node *node, int i, const al_tensor *g, int dim, int64_t start, bool squeezed) {
+    if (!g || !al_input_needs_grad(node, i)) return;
+    al_tensor *x = node->inputs[i];
+    al_tensor **slot = x->grad_fn ? &x->grad_fn->grad_accum : &x->grad;
+    const bool in_place = *slot && (*slot)->dtype == x->dtype && (x->grad_fn ? sole_owner(*slot) : al_is_contiguous(*slot));
+    al_tensor *target = in_place ? al_retain(*slot) : al_full(x->ndim, x->shape, 0, x->dtype);
+    if (!target) return;
+    al_tensor *w = al_narrow(target, dim, start, squeezed ? 1 : g->shape[dim]);
+    al_tensor *window = w && squeezed ? al_squeeze(w, dim) : al_retain(w);
+    if (window) {
+        if (in_place) al_add_scaled_(window, g, 1.0);
+        else al_copy_(window, g);
+    }
+    al_release(window);
+    al_release(w);
+    if (!in_place) {
+        if (*slot) accumulate_into(slot, target, x->dtype, !x->grad_fn);
+        else *slot = al_retain(target);   /* fresh zeros with g in them: the slot's own */
+    }
+    al_release(target);
+}
+
 void al_accumulate_input_take(al_node *node, int i, al_tensor *g) {
     if (!g) return;
     al_tensor *x = al_input_needs_grad(node, i) ? node->inputs[i] : NULL;

@@ -132,6 +132,8 @@ void al_node_save(al_node *node, int slot, const al_tensor *t); /* retains t */
 /* Adds g to the gradient flowing into input i of node (skips inputs that need no grad). */
 void al_accumulate_input(al_node *node, int i, const al_tensor *g);
 void al_accumulate_input_take(al_node *node, int i, al_tensor *g); /* hands g over (see autograd.c) */
+/* Adds g into the window of input i's gradient that a narrow (squeezed: a select) took at start along dim. */
+void al_accumulate_input_window(al_node *node, int i, const al_tensor *g, int dim, int64_t start, bool squeezed);
 bool al_input_needs_grad(const al_node *node, int i);
 void al_node_release(al_node *node);
 

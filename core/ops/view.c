@@ -108,21 +108,7 @@ al_tensor *al_transpose(const al_tensor *t, int dim0, int dim1) {
 }
 
 static void narrow_backward(al_node *node, const al_tensor *g) {
-    const al_tensor *x = node->inputs[0];
-    al_tensor *gx = al_full(x->ndim, x->shape, 0, x->dtype);
-    if (!gx) return;
-    al_tensor *window;
-    if (node->ints[2]) { /* select: the dimension was removed */
-        al_tensor *w = al_narrow(gx, (int)node->ints[0], node->ints[1], 1);
-        window = w ? al_squeeze(w, (int)node->ints[0]) : NULL;
-        al_release(w);
-    } else {
-        window = al_narrow(gx, (int)node->ints[0], node->ints[1], node->out_shape[node->ints[0]]);
-    }
-    if (window) al_copy_(window, g);
-    al_accumulate_input(node, 0, gx);
-    al_release(window);
-    al_release(gx);
+    al_accumulate_input_window(node, 0, g, (int)node->ints[0], node->ints[1], node->ints[2] != 0);
 }
 
 al_tensor *al_narrow(const al_tensor *t, int dim, int64_t start, int64_t length) {
