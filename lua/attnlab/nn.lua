@@ -292,7 +292,8 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 nn.attention_option_names = { "window", "kernel_size", "stride", "dilation", "grid", "kernel" }
 -- MultiHeadAttention's own options, those of the lab.attention variants it hands on by name
 -- (integers and per-call tensors, checked against their variant by lab.attention), and those of the
--- variants it sets up itself (owner: the only variant that takes them)
+-- variants it sets up itself.  An option of a variant other than the module's is accepted and has
+-- no effect (a script may give one table of options to every variant; tests do).
 local mha_base_options = { "dim", "heads", "head_dim", "kv_heads", "out_dim", "context_dim", "variant", "causal", "scale",
                            "norm", "bias", "record", "attention" }
 local mha_passed_options = { "block_size", "local_blocks", "top_k", "cluster_size", "samples", "lsh_bits", "landmarks",
@@ -324,7 +325,7 @@ local MHA = nn.class("MultiHeadAttention")
 nn.MultiHeadAttention = MHA
 function MHA:init(opts)
   if type(opts) ~= "table" then raise("MultiHeadAttention: expects a table of options {dim=, heads=, ...}") end
-  local valid, owner = nn.attention_module_options()
+  local valid = nn.attention_module_options()
   check_options(opts, "MultiHeadAttention", valid)
   local dim = check_positive_int(opts.dim, "MultiHeadAttention", "dim")
   local heads = check_positive_int(opts.heads or 1, "MultiHeadAttention", "heads")
@@ -345,12 +346,6 @@ function MHA:init(opts)
     for name, m in pairs(nn.attention_variant_modules) do if m.module_only then names[#names + 1] = name end end
     table.sort(names)
     raise("MultiHeadAttention: unknown variant '" .. tostring(self.variant) .. "' (known: " .. table.concat(names, ", ") .. ")")
-  end
-  for _, k in ipairs(valid) do
-    if owner[k] and opts[k] ~= nil and owner[k] ~= self.variant then
-      raise(string.format("MultiHeadAttention: option '%s' belongs to variant %s (this module's variant is '%s')", k,
-        owner[k], self.variant))
-    end
   end
   self.causal = opts.causal or false
   self.scale, self.norm = opts.scale, opts.norm
@@ -557,7 +552,7 @@ local Block = nn.class("TransformerBlock")
 nn.TransformerBlock = Block
 function Block:init(opts)
   if type(opts) ~= "table" then raise("TransformerBlock: expects a table of options {dim=, heads=, ...}") end
-  local mha_valid, owner = nn.attention_module_options()
+  local mha_valid = nn.attention_module_options()
   local mha_known = {}
   for _, k in ipairs(mha_valid) do mha_known[k] = true end
   check_options(opts, "TransformerBlock", block_options, function(k)
@@ -565,13 +560,6 @@ function Block:init(opts)
   end)
   if opts.attention ~= nil and type(opts.attention) == "table" then
     check_options(opts.attention, "TransformerBlock", mha_valid, nil, " in attention = {...}")
-    local variant = opts.attention.variant or opts.variant or "softmax"
-    for _, k in ipairs(mha_valid) do
-      if owner[k] and opts.attention[k] ~= nil and owner[k] ~= variant then
-        raise(string.format("TransformerBlock: attention option '%s' belongs to variant %s (this block's variant is '%s')", k,
-          owner[k], tostring(variant)))
-      end
-    end
   end
   if opts.mlp ~= nil and type(opts.mlp) ~= "boolean" then
     raise("TransformerBlock: mlp must be true or false (false: an attention-only block; got " .. tostring(opts.mlp) .. ")")

@@ -3,8 +3,8 @@
 --   init(self, opts, bias) -> the output projection's input size (makes the projections it needs)
 --   forward(self, x, context, attn_opts) -> q, k, v (and may add options to attn_opts)
 --   module_only = true: no lab.attention variant of that name (the module maps it onto another)
---   options = {...}: the names of the MultiHeadAttention options that belong to this variant (the
---     constructor accepts them, and only with this variant).
+--   options = {...}: the names of the MultiHeadAttention options that belong to this variant (so
+--     that the constructor, which rejects unknown keys, accepts them).
 local lab = require "attnlab"
 local raise = lab.raise
 
