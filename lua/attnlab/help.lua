@@ -105,10 +105,12 @@ end
 local function reference_path() return (lab.root:gsub("/lua/attnlab/%.%./%.%.$", "")) .. "/docs/reference.md" end
 M.reference_path = reference_path
 
--- the lookup form of a name: lower case, no "lab."/"attnlab." in front, "." before a method
-local function key_of(name)
-  local k = name:lower():gsub(":", ".")
-  k = k:gsub("^attnlab%.", ""):gsub("^lab%.", "")
+-- the lookup form of a name: no "lab."/"attnlab." in front, "." before a method; lower case too
+-- unless exact is true
+local function key_of(name, exact)
+  local k = name:gsub(":", ".")
+  if not exact then k = k:lower() end
+  k = k:gsub("^attnlab%.", ""):gsub("^lab%.", ""):gsub("^Lab%.", "")
   return k
 end
 
@@ -120,7 +122,7 @@ local function load_reference()
   if not f then return nil, "help: cannot read " .. reference_path() .. " (the reference ships in docs/)" end
   local text = f:read("*a")
   f:close()
-  local entries, by_key = {}, {}
+  local entries, by_key, by_exact = {}, {}, {}
   local current, section
   local function finish()
     if current then current.text = table.concat(current.lines, "\n"):gsub("%s+$", "") end
@@ -135,25 +137,26 @@ local function load_reference()
       elseif section then section.children[#section.children + 1] = current end
       entries[#entries + 1] = current
       for _, name in ipairs(current.names) do
-        local k = key_of(name)
+        local k, e = key_of(name), key_of(name, true)
         if not by_key[k] then by_key[k] = current end
+        if not by_exact[e] then by_exact[e] = current end
       end
     elseif current then
       current.lines[#current.lines + 1] = line
     end
   end
   finish()
-  cache = { entries = entries, by_key = by_key }
+  cache = { entries = entries, by_key = by_key, by_exact = by_exact }
   return cache
 end
 M.load_reference = load_reference
 
--- Every name the reference documents (lookup form -> true).
+-- Every name the reference documents (its exact lookup form, key_of(name, true) -> true).
 function M.documented()
   local ref, err = load_reference()
   if not ref then return nil, err end
   local out = {}
-  for k in pairs(ref.by_key) do out[k] = true end
+  for k in pairs(ref.by_exact) do out[k] = true end
   return out
 end
 M.key_of = key_of
@@ -212,26 +215,40 @@ function M.text(x)
     name = name_of_value(x)
     if not name then return nil, "help: no entry for this " .. type(x) .. " (give a name: help(\"nn.Linear\"))" end
   end
-  local k = key_of(name)
-  if ref.by_key[k] then return render(ref.by_key[k]) end
-  -- by the last part, when it is unique
-  local matches, seen = {}, {}
-  local tail = "." .. k
-  for key, entry in pairs(ref.by_key) do
-    if key:sub(-#tail) == tail and not seen[entry] then
-      seen[entry] = true
-      matches[#matches + 1] = { key = key, entry = entry }
+  -- the whole name, then its last part when that is unique ("Linear" is lab.nn.Linear, while
+  -- "linear" is lab.linear): first as written, then without regard to case
+  local function by_tail(map, k)
+    local matches, seen = {}, {}
+    local tail = "." .. k
+    for key, entry in pairs(map) do
+      if key:sub(-#tail) == tail and not seen[entry] then
+        seen[entry] = true
+        matches[#matches + 1] = { key = key, entry = entry }
+      end
     end
+    table.sort(matches, function(a, b) return a.key < b.key end)
+    return matches
   end
-  if #matches == 1 then return render(matches[1].entry) end
-  table.sort(matches, function(a, b) return a.key < b.key end)
-  if #matches > 1 then
+  local several
+  for _, exact in ipairs{ true, false } do
+    local map, k = exact and ref.by_exact or ref.by_key, key_of(name, exact)
+    if map[k] then return render(map[k]) end
+    local matches = by_tail(map, k)
+    if #matches == 1 then return render(matches[1].entry) end
+    if #matches > 1 and not several then several = matches end
+  end
+  if several then
     local names = {}
-    for i, m in ipairs(matches) do names[i] = m.entry.names[1] end
+    for i, m in ipairs(several) do
+      names[i] = m.entry.names[1]
+      for _, n in ipairs(m.entry.names) do
+        if key_of(n) == m.key or key_of(n, true) == m.key then names[i] = n end
+      end
+    end
     return nil, "help: '" .. name .. "' names several entries: " .. table.concat(names, ", ") .. " (give one of them)"
   end
   -- near names: those containing the query
-  local near = {}
+  local k, near, seen = key_of(name), {}, {}
   for key, entry in pairs(ref.by_key) do
     if key:find(k, 1, true) and not seen[entry] then seen[entry] = true near[#near + 1] = entry.names[1] end
   end
