@@ -146,6 +146,14 @@ local function load_reference()
     end
   end
   finish()
+  -- a section without a name in backticks answers to its title up to a colon, in lower case
+  -- ("conventions", "autograd"), unless an entry has that name ("attention" is lab.attention)
+  for _, e in ipairs(entries) do
+    if e.level <= 2 and #e.names == 0 then
+      local k = e.title:match("^([^:]+)"):lower():gsub("%s+$", "")
+      if not by_key[k] then by_key[k] = e end
+    end
+  end
   cache = { entries = entries, by_key = by_key, by_exact = by_exact }
   return cache
 end
@@ -174,14 +182,15 @@ local function name_of_value(x)
   end
   if type(x) == "table" then
     local mt = getmetatable(x)
-    if mt and is_class(mt) then   -- a module: its class
-      local cls = rawget(mt, "name")
-      if lab.nn[cls] == mt then return "lab.nn." .. cls end
-      return cls
+    if mt and is_class(mt) then   -- a module: its class's name
+      for _, entry in ipairs(M.public_tables()) do
+        for _, pair in ipairs(M.names_of(entry)) do if pair[2] == mt then return pair[1] end end
+      end
+      return rawget(mt, "name")
     end
     if mt == lab.run.Run then return "lab.run.start" end
     if mt == lab.profile.Profile then return "lab.profile" end
-    if rawget(x, "params") and rawget(x, "hyper") then return "Optimizer" end
+    if rawget(x, "params") and rawget(x, "hyper") then return "lab.optim" end   -- an optimiser
   end
   return nil
 end
@@ -208,7 +217,7 @@ function M.text(x)
       if e.level == 2 then sections[#sections + 1] = "  " .. e.title:gsub("`", "") end
     end
     return "attnlab reference (" .. reference_path() .. "): help(NAME) or help(value), e.g. help(\"nn.TransformerBlock\"),\n" ..
-      "help(lab.randn), help(\"Tensor:narrow\"); `attnlab help NAME` from the shell.  Sections:\n" .. table.concat(sections, "\n")
+      "help(lab.randn), help(\"Tensor:narrow\"), help(\"conventions\"); `attnlab help NAME` from the shell.  Sections:\n" .. table.concat(sections, "\n")
   end
   local name = x
   if type(x) ~= "string" then

@@ -99,6 +99,10 @@ check.ok(lab.help_text(lab.nn.TransformerBlock) == block, "help_text(lab.nn.Tran
 check.ok(lab.help_text("TransformerBlock") == block, "help_text('TransformerBlock'): by the last part of the name")
 check.ok(lab.help_text("lab.nn.TransformerBlock") == block, "help_text('lab.nn.TransformerBlock'): with the prefix")
 check.ok(lab.help_text(lab.nn.TransformerBlock{ dim = 8, heads = 2 }) == block, "help_text(a block): its class's entry")
+check.ok((lab.help_text(lab.optim.Adam(nn.Linear(2, 2))) or ""):find("^## `lab.optim`"), "help_text(an optimiser): lab.optim")
+local mqar = require "attnlab.tasks.mqar"
+check.ok((lab.help_text(mqar.Model{ vocab = 8, dim = 8, heads = 2, layers = 1 }) or ""):find("^### `attnlab.tasks.mqar.Model`"),
+  "help_text(a task's model): its class's entry")
 local linear = lab.help_text("Linear")
 check.ok(linear and linear:find("^### `lab.nn.Linear`"), "help_text('Linear') is nn.Linear (the case decides first)", tostring(linear))
 local flinear = lab.help_text("linear")
@@ -129,6 +133,10 @@ check.ok(near and near:find("MultiHeadAttention:set_head_scale", 1, true), "an u
 local several, which = lab.help_text("load_state_dict")
 check.ok(several == nil and which and which:find("Module:load_state_dict", 1, true) and which:find("Optimizer:load_state_dict", 1, true),
   "a last part that names several entries: they are listed", tostring(which))
+local conv = lab.help_text("conventions")
+check.ok(conv and conv:find("^## Conventions") and conv:find("randint", 1, true), "help_text('conventions'): a section by its title")
+check.ok(lab.help_text("attention") == lab.help_text(lab.attention) and lab.help_text("attention"):find("^### `lab.attention`"),
+  "help_text('attention') is the function lab.attention, not the section of that title")
 local index = lab.help_text()
 check.ok(index and index:find("Sections", 1, true) and index:find("lab.nn", 1, true), "help_text(): the index of sections")
 local _, not_found = lab.help_text(function() end)
@@ -234,6 +242,8 @@ for k, v in pairs(nn) do
     check.ok(helpers[k] or without_options[k], "lab.nn." .. k .. " is known to this test (a helper, not a constructor)")
   end
 end
+check.fails(function() mqar.Model{ vocab = 8, dim = 8, heads = 2, layers = 1, layer = 2 } end,
+  "mqar.Model: unknown option 'layer' (valid: vocab, dim, heads, layers, variant, attention)")
 -- the message lists the valid keys
 check.fails(function() nn.Linear(4, 3, { bais = false }) end, "Linear: unknown option 'bais' (valid: bias)")
 check.fails(function() nn.LayerNorm(4, { epsilon = 1e-6 }) end, "LayerNorm: unknown option 'epsilon' (valid: eps, bias)")
