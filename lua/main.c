@@ -4,6 +4,7 @@
  *   attnlab SCRIPT.lua ...            same as run
  *   attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [...]   (attnlab-view)
  *   attnlab -e 'lua code'             a chunk, with the module as the global `lab`
+ *   attnlab help [NAME]               the entry of docs/reference.md for NAME (lab.help_text)
  *   attnlab                           an interactive prompt
  *   attnlab --help | --version
  *
@@ -44,7 +45,7 @@
 #include <luajit.h>
 
 enum { EXIT_SCRIPT_ERROR = 1, EXIT_USAGE = 2 };
-typedef enum { MODE_NONE, MODE_RUN, MODE_VIEW, MODE_EVAL } cli_mode;
+typedef enum { MODE_NONE, MODE_RUN, MODE_VIEW, MODE_EVAL, MODE_HELP } cli_mode;
 
 /* Everything the command line said, as parsed; pointers point into argv. */
 typedef struct cli {
@@ -53,6 +54,7 @@ typedef struct cli {
     int script_index;        /* argv index of the script, for the `arg` table */
     const char *code;        /* -e */
     const char *run_dir;     /* view */
+    const char *help_name;   /* help NAME (NULL: the index) */
     const char *screenshot;  /* view --screenshot */
     long view_step;          /* view --step, -1 when absent */
     const char *out;         /* run --out */
@@ -70,10 +72,15 @@ static const char *usage_text =
     "  attnlab run SCRIPT.lua [key=value ...] [--out DIR [--force]] [--view] [--profile] [--device cpu|cuda]\n"
     "              [--threads N]\n"
     "  attnlab SCRIPT.lua [...]        same as run\n"
-    "  attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [--size WxH] [--scale S]\n"
+    "  attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [--diff STEP] [--layer L]\n"
+    "               [--head H] [--query Q] [--log-y] [--size WxH] [--scale S] [--compare RUN_DIR2]\n"
+    "               [--font FILE.ttf] [--follow]   (attnlab view --help describes each; for tests:\n"
+    "               --events FILE, --print-layout, --bench-frames N)\n"
+    "  attnlab help [NAME]             the reference entry for NAME, e.g. attnlab help nn.TransformerBlock\n"
+    "                                  (docs/reference.md; help(NAME) or help(value) in scripts and the prompt)\n"
     "  attnlab -e 'lua code'           run a chunk with the module loaded as `lab`\n"
     "  attnlab                         interactive prompt with the module loaded as `lab`\n"
-    "  attnlab --help | --version\n"
+    "  attnlab --help | -h | --version | -v\n"
     "\n"
     "key=value overrides a key of the script's config (numbers, true/false and strings);\n"
     "resume=RUN_DIR/checkpoint.safetensors continues an interrupted or killed run in place\n"
@@ -176,12 +183,15 @@ static int parse_command_line(int argc, char **argv, cli *c, int *want_help, int
         if (c->mode == MODE_NONE) {
             if (!strcmp(a, "run")) c->mode = MODE_RUN;
             else if (!strcmp(a, "view")) c->mode = MODE_VIEW;
+            else if (!strcmp(a, "help")) c->mode = MODE_HELP;
             else { c->mode = MODE_RUN; c->script = a; c->script_index = i; }
         } else if (c->mode == MODE_RUN && !c->script) {
             c->script = a;
             c->script_index = i;
         } else if (c->mode == MODE_VIEW && !c->run_dir) {
             c->run_dir = a;
+        } else if (c->mode == MODE_HELP && !c->help_name) {
+            c->help_name = a;
         } else if (c->mode == MODE_RUN && is_override(a)) {
             c->overrides[c->n_overrides++] = a;
         } else if (c->mode == MODE_RUN) {
@@ -490,7 +500,32 @@ static int load_module(lua_State *L) {
     lua_pushstring(L, "attnlab");
     if (call_protected(L, 1, 1) != 0) return -1;
     lua_setglobal(L, "lab");
+    /* help(x): the reference entry for x, in scripts, -e chunks and the prompt (a script's own
+     * global of that name wins, as it is set later) */
+    lua_getglobal(L, "lab");
+    lua_getfield(L, -1, "help");
+    lua_setglobal(L, "help");
+    lua_pop(L, 1);
     return 0;
+}
+
+/* `attnlab help [NAME]`: prints the entry on stdout, or the reason there is none on stderr (status 1). */
+static int print_help_entry(lua_State *L, const char *name) {
+    lua_getglobal(L, "lab");
+    lua_getfield(L, -1, "help_text");
+    lua_remove(L, -2);
+    if (name) lua_pushstring(L, name);
+    else lua_pushnil(L);
+    if (call_protected(L, 1, 2) != 0) return EXIT_SCRIPT_ERROR;
+    int status = 0;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+        puts(lua_tostring(L, -2));
+    } else {
+        fprintf(stderr, "attnlab: %s\n", lua_tostring(L, -1) ? lua_tostring(L, -1) : "help: no entry");
+        status = EXIT_SCRIPT_ERROR;
+    }
+    lua_pop(L, 2);
+    return status;
 }
 
 /* ---- the prompt ------------------------------------------------------------------------- */
@@ -684,6 +719,7 @@ static int attnlab_main(int argc, char **argv, cli *cp) {
     }
 
     if (c.mode == MODE_RUN) status = run_script(L, &c, argc, argv);
+    else if (c.mode == MODE_HELP) status = print_help_entry(L, c.help_name);
     else if (c.mode == MODE_EVAL) {
         push_arg_table(L, argc, argv, 0);
         lua_setglobal(L, "arg");

@@ -593,11 +593,33 @@ static int run_window(viewer_state *v, const viewer_options *o) {
 
 /* ---- the command line ------------------------------------------------------------------------ */
 
+static const char *usage_line =
+    "attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout overview|grid|map|heads|matrices|"
+    "curves|images|neuron] [--diff STEP] [--layer L] [--head H] [--query Q] [--log-y] [--scale S] [--size WxH] [--compare RUN_DIR2]";
+
+/* `attnlab view --help`: the usage, on stdout */
+static const char *help_text =
+    "usage: attnlab view RUN_DIR [options]   (a run, finished or still running, followed as it grows)\n"
+    "  --screenshot FILE.png   render one frame to a PNG without a display, then exit\n"
+    "  --step N                show each series' latest record at or before step N\n"
+    "  --layout L              overview (default), grid, map, heads, matrices, curves, images, neuron\n"
+    "  --diff STEP             difference mode: the shown step minus STEP\n"
+    "  --layer L, --head H     the layer and head first shown (1-based)\n"
+    "  --query Q               the query of the neuron view (1-based)\n"
+    "  --log-y                 curves on a log y axis\n"
+    "  --scale S               UI scale, 0.5 to 4 (default: the display's DPI / 96, or ATTNLAB_VIEW_SCALE)\n"
+    "  --size WxH              window or screenshot size (default 1280x800)\n"
+    "  --compare RUN_DIR2      draw a second run's curves beside this run's, on the same axes\n"
+    "  --font FILE.ttf         the UI font (default DejaVu Sans)\n"
+    "  --follow                accepted and ignored (the viewer always follows the run)\n"
+    "  for tests: --events FILE (scripted input), --print-layout, --bench-frames N (viewer/viewer.c)\n"
+    "  -h, --help              this text\n"
+    "Keys in the window: ? lists them.  More: docs/viewer.md.\n";
+
 static int usage(const char *fmt, const char *arg) {
     fputs("attnlab view: ", stderr);
     fprintf(stderr, fmt, arg);
-    fputs(" (usage: attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout overview|grid|map|heads|matrices|"
-          "curves|images|neuron] [--diff STEP] [--layer L] [--head H] [--query Q] [--log-y] [--scale S] [--size WxH] [--compare RUN_DIR2])\n", stderr);
+    fprintf(stderr, " (usage: %s; attnlab view --help)\n", usage_line);
     return 2;
 }
 
@@ -621,6 +643,9 @@ static int parse_options(int argc, char **argv, viewer_options *o) {
         if (a[0] != '-') {
             if (o->run_dir) return usage("unexpected argument '%s'", a);
             o->run_dir = a;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(help_text, stdout);
+            return -1;
         } else if (!strcmp(a, "--follow")) {
             /* always on: kept so that `--view` and scripts may say it */
         } else if (!strcmp(a, "--log-y")) {
@@ -671,7 +696,7 @@ static void apply_options(viewer_state *v, const viewer_options *o) {
 int main(int argc, char **argv) {
     viewer_options o;
     int rc = parse_options(argc, argv, &o);
-    if (rc) return rc;
+    if (rc) return rc < 0 ? 0 : rc;   /* -1: --help, printed */
     if (o.layout) {
         bool known = false;
         for (int i = 0; i < LAYOUT_COUNT; i++) known |= !strcmp(o.layout, layout_names[i]);

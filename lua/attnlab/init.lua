@@ -833,6 +833,11 @@ function lab.time()
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
 
+-- The reference (docs/reference.md) from a script or the prompt: help(lab.nn.Linear), help("Tensor:narrow");
+-- help_text returns the entry's text instead (or nil and why).  See lua/attnlab/help.lua.
+function lab.help(x) return require("attnlab.help").help(x) end
+function lab.help_text(x) return require("attnlab.help").text(x) end
+
 -- Submodules, loaded on first use so that `require "attnlab"` stays cheap.
 setmetatable(lab, {
   __index = function(t, k)

@@ -129,6 +129,25 @@ local function check_positive_int(v, fn, what)
   return v
 end
 
+-- Every constructor that takes an options table rejects a key it does not know, naming itself and
+-- the valid keys: "TransformerBlock: unknown option 'bogus' (valid: dim, heads, ...)".  valid is a
+-- list (the order of the message); hint, when given, is hint(key) -> extra text or nil; where, when
+-- given, says which table (" in attention = {...}").
+local function check_options(opts, fn, valid, hint, where)
+  local known = {}
+  for _, k in ipairs(valid) do known[k] = true end
+  local unknown = {}
+  for k in pairs(opts) do if not known[k] then unknown[#unknown + 1] = k end end
+  if #unknown == 0 then return opts end
+  table.sort(unknown, function(a, b) return tostring(a) < tostring(b) end)
+  local names = {}
+  for i, k in ipairs(unknown) do names[i] = type(k) == "string" and "'" .. k .. "'" or "[" .. tostring(k) .. "]" end
+  local extra = hint and hint(unknown[1]) or nil
+  raise(string.format("%s: unknown option%s %s%s (valid: %s)%s", fn, #unknown > 1 and "s" or "", table.concat(names, ", "),
+    where or "", table.concat(valid, ", "), extra and "; " .. extra or ""))
+end
+nn.check_options = check_options
+
 local function uniform(shape, bound)
   return lab.rand(shape) * (2 * bound) - bound
 end
@@ -144,6 +163,7 @@ function Linear:init(nin, nout, opts)
   check_positive_int(nout, "Linear", "out_features")
   opts = opts or {}
   if type(opts) ~= "table" then raise("Linear: options must be a table {bias=} (got " .. type(opts) .. ")") end
+  check_options(opts, "Linear", { "bias" })
   self.nin, self.nout = nin, nout
   local bound = 1 / math.sqrt(nin)
   self.weight = self:add_param("weight", uniform({ nout, nin }, bound))
@@ -182,6 +202,7 @@ function LayerNorm:init(dim, opts)
   check_positive_int(dim, "LayerNorm", "dim")
   opts = opts or {}
   if type(opts) ~= "table" then raise("LayerNorm: options must be a table {eps=, bias=} (got " .. type(opts) .. ")") end
+  check_options(opts, "LayerNorm", { "eps", "bias" })
   self.dim, self.eps = dim, opts.eps or 1e-5
   self.weight = self:add_param("weight", lab.ones{ dim })
   if opts.bias ~= false then self.bias = self:add_param("bias", lab.zeros{ dim }) end
@@ -229,6 +250,7 @@ local MLP = nn.class("MLP")
 nn.MLP = MLP
 function MLP:init(opts)
   if type(opts) ~= "table" then raise("MLP: expects a table of options {dims = {...}} or {in=, hidden=, out=}") end
+  check_options(opts, "MLP", { "dims", "in", "hidden", "out", "activation", "bias" })
   local dims = opts.dims or { opts["in"], opts.hidden, opts.out }
   if type(dims) ~= "table" then raise("MLP: dims must be a list of sizes (got " .. type(dims) .. ")") end
   if #dims < 2 then raise("MLP: needs at least two sizes in dims") end
@@ -268,11 +290,43 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 ---------------------------------------------------------------------------------------------------
 -- the variant options MultiHeadAttention and TransformerBlock take by name and hand to lab.attention
 nn.attention_option_names = { "window", "kernel_size", "stride", "dilation", "grid", "kernel" }
+-- MultiHeadAttention's own options, those of the lab.attention variants it hands on by name
+-- (integers and per-call tensors, checked against their variant by lab.attention), and those of the
+-- variants it sets up itself.  An option of a variant other than the module's is accepted and has
+-- no effect (a script may give one table of options to every variant; tests do).
+local mha_base_options = { "dim", "heads", "head_dim", "kv_heads", "out_dim", "context_dim", "variant", "causal", "scale",
+                           "norm", "bias", "record", "attention" }
+local mha_passed_options = { "block_size", "local_blocks", "top_k", "cluster_size", "samples", "lsh_bits", "landmarks",
+                             "bias_q", "bias_k" }
+local mha_owned_options = { { "max_relative", "relative" }, { "clusters", "routing" }, { "routing_decay", "routing" },
+                            { "pointer_hidden", "pointer" } }
+
+-- Every option name MultiHeadAttention accepts (in the order of its error messages), and the variant
+-- owning each variant-specific one (including the options = {...} of nn.attention_variant_modules).
+function nn.attention_module_options()
+  local list, owner = {}, {}
+  for _, k in ipairs(mha_base_options) do list[#list + 1] = k end
+  for _, k in ipairs(nn.attention_option_names) do list[#list + 1] = k end
+  for _, k in ipairs(mha_passed_options) do list[#list + 1] = k end
+  for _, pair in ipairs(mha_owned_options) do list[#list + 1] = pair[1]; owner[pair[1]] = pair[2] end
+  local variants = {}
+  for name in pairs(nn.attention_variant_modules) do variants[#variants + 1] = name end
+  table.sort(variants)
+  for _, v in ipairs(variants) do
+    for _, k in ipairs(nn.attention_variant_modules[v].options or {}) do
+      if not owner[k] then list[#list + 1] = k end
+      owner[k] = v
+    end
+  end
+  return list, owner
+end
 
 local MHA = nn.class("MultiHeadAttention")
 nn.MultiHeadAttention = MHA
 function MHA:init(opts)
   if type(opts) ~= "table" then raise("MultiHeadAttention: expects a table of options {dim=, heads=, ...}") end
+  local valid = nn.attention_module_options()
+  check_options(opts, "MultiHeadAttention", valid)
   local dim = check_positive_int(opts.dim, "MultiHeadAttention", "dim")
   local heads = check_positive_int(opts.heads or 1, "MultiHeadAttention", "heads")
   local head_dim = opts.head_dim
@@ -486,14 +540,30 @@ nn.check_positive_int = check_positive_int
 require("attnlab.nn_variants")(nn)
 
 ---------------------------------------------------------------------------------------------------
--- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0, the variant options of
---                  MultiHeadAttention by name (window, ...), attention={...}}: pre-LN,
---   x = x + attn(ln1(x)); x = x + mlp(ln2(x)).
+-- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0, mlp=true, the variant
+--                  options of MultiHeadAttention by name (window, ...), attention={...}}: pre-LN,
+--   x = x + attn(ln1(x)); x = x + mlp(ln2(x)).  mlp = false: an attention-only block (no ln2, no
+--   mlp; x = x + attn(ln1(x))).
 ---------------------------------------------------------------------------------------------------
+local block_options = { "dim", "heads", "head_dim", "kv_heads", "variant", "causal", "bias", "scale", "norm", "attention",
+                        "mlp", "mlp_ratio", "activation", "dropout" }
+for _, k in ipairs(nn.attention_option_names) do block_options[#block_options + 1] = k end
 local Block = nn.class("TransformerBlock")
 nn.TransformerBlock = Block
 function Block:init(opts)
   if type(opts) ~= "table" then raise("TransformerBlock: expects a table of options {dim=, heads=, ...}") end
+  local mha_valid = nn.attention_module_options()
+  local mha_known = {}
+  for _, k in ipairs(mha_valid) do mha_known[k] = true end
+  check_options(opts, "TransformerBlock", block_options, function(k)
+    if mha_known[k] then return "MultiHeadAttention's option " .. k .. " goes in attention = {" .. k .. " = ...}" end
+  end)
+  if opts.attention ~= nil and type(opts.attention) == "table" then
+    check_options(opts.attention, "TransformerBlock", mha_valid, nil, " in attention = {...}")
+  end
+  if opts.mlp ~= nil and type(opts.mlp) ~= "boolean" then
+    raise("TransformerBlock: mlp must be true or false (false: an attention-only block; got " .. tostring(opts.mlp) .. ")")
+  end
   local dim = check_positive_int(opts.dim, "TransformerBlock", "dim")
   self.dim = dim
   self.dropout = opts.dropout or 0
@@ -507,8 +577,9 @@ function Block:init(opts)
   end
   for key, value in pairs(opts.attention or {}) do attn_opts[key] = value end
   self.attn = self:add_child("attn", MHA(attn_opts))
-  self.ln2 = self:add_child("ln2", LayerNorm(dim))
   if type(opts.mlp_ratio or 4) ~= "number" then raise("TransformerBlock: mlp_ratio must be a number (got " .. type(opts.mlp_ratio) .. ")") end
+  if opts.mlp == false then return end   -- attention only
+  self.ln2 = self:add_child("ln2", LayerNorm(dim))
   local hidden = math.floor((opts.mlp_ratio or 4) * dim)
   self.mlp = self:add_child("mlp", MLP{ dims = { dim, hidden, dim }, activation = opts.activation or "gelu", bias = opts.bias })
 end
@@ -516,10 +587,13 @@ function Block:forward(x)
   local a = self.attn(self.ln1(x))
   if self.dropout > 0 then a = lab.dropout(a, self.dropout, self.training) end
   x = x + a
+  if not self.mlp then return x end
   local m = self.mlp(self.ln2(x))
   if self.dropout > 0 then m = lab.dropout(m, self.dropout, self.training) end
   return x + m
 end
-function Block:describe() return string.format("TransformerBlock(dim=%d, %s)", self.dim, self.attn:describe()) end
+function Block:describe()
+  return string.format("TransformerBlock(dim=%d, %s%s)", self.dim, self.attn:describe(), self.mlp and "" or ", attention only")
+end
 
 return nn

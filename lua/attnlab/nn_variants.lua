@@ -2,7 +2,9 @@
 -- their own (docs/attention-linear-family.md).  Each entry of nn.attention_variant_modules may have
 --   init(self, opts, bias) -> the output projection's input size (makes the projections it needs)
 --   forward(self, x, context, attn_opts) -> q, k, v (and may add options to attn_opts)
---   module_only = true: no lab.attention variant of that name (the module maps it onto another).
+--   module_only = true: no lab.attention variant of that name (the module maps it onto another)
+--   options = {...}: the names of the MultiHeadAttention options that belong to this variant (so
+--     that the constructor, which rejects unknown keys, accepts them).
 local lab = require "attnlab"
 local raise = lab.raise
 
@@ -25,6 +27,7 @@ return function(nn)
   -- delta: DeltaNet-style, beta_t = sigmoid(w_beta . x_t) per head, keys L2-normalised (so that
   -- beta |k|^2 <= 1 keeps the rule stable); gated = true adds the retention alpha_t = sigmoid(w_alpha . x_t).
   V.delta = {
+    options = { "gated" },   -- its MultiHeadAttention options
     init = function(self, opts, bias)
       local cdim = opts.context_dim or self.dim
       self.beta_proj = self:add_child("beta", Linear(cdim, self.heads, { bias = bias }))
@@ -57,6 +60,7 @@ return function(nn)
 
   -- local_linear: the ridge lambda as a module option
   V.local_linear = {
+    options = { "ridge" },   -- its MultiHeadAttention options
     init = function(self, opts, bias)
       self.ridge = check_number(opts.ridge, "ridge", nil)
       return standard(self, opts, bias)
@@ -69,6 +73,7 @@ return function(nn)
 
   -- agent: agent_count agents pooled from the queries (default 4, at most the sequence length)
   V.agent = {
+    options = { "agent_count" },   -- its MultiHeadAttention options
     init = function(self, opts, bias)
       self.agent_count = check_positive_int(opts.agent_count or 4, "MultiHeadAttention", "agent_count")
       return standard(self, opts, bias)
@@ -83,6 +88,7 @@ return function(nn)
   -- default 1/sqrt(dim)), frozen: plain tensors, never in :parameters() (a checkpoint does not hold
   -- them; the seed recreates them); W_V and W_O trained.
   V.random_feature = {
+    options = { "qk_mean", "qk_std" },   -- its MultiHeadAttention options
     init = function(self, opts, bias)
       local cdim = opts.context_dim or self.dim
       local mean = check_number(opts.qk_mean, "qk_mean", 0)
@@ -107,6 +113,7 @@ return function(nn)
   -- output (B, 1, out_dim), O(N r (D + H))).  Parameters U (rank x context_dim), W (rank x dim),
   -- P (rank x heads) [+ c (dim)]; the output projection reads heads * context_dim.
   V.lowrank = {
+    options = { "rank", "global_query" },   -- its MultiHeadAttention options
     module_only = true,
     init = function(self, opts, bias)
       local cdim = opts.context_dim or self.dim
@@ -137,6 +144,7 @@ return function(nn)
   -- E sum_i f_i P_i (f: fraction of tokens routed to head i, no gradient; P: mean router probability),
   -- for a script to add with a weight of its choice.
   V.moh = {
+    options = { "shared_heads", "active_heads" },   -- its MultiHeadAttention options
     init = function(self, opts, bias)
       local shared = opts.shared_heads or 0
       if type(shared) ~= "number" or shared ~= math.floor(shared) or shared < 0 or shared >= self.heads then

@@ -68,6 +68,8 @@ end
 local Model = nn.class("MQARModel")
 mqar.Model = Model
 function Model:init(opts)
+  if type(opts) ~= "table" then lab.raise("mqar.Model: expects a table of options {vocab=, dim=, heads=, layers=, ...}") end
+  nn.check_options(opts, "mqar.Model", { "vocab", "dim", "heads", "layers", "variant", "attention" })
   self.tok = self:add_child("tok", nn.Embedding(opts.vocab + 1, opts.dim))     -- id vocab + 1: "no previous token"
   self.prev = self:add_child("prev", nn.Embedding(opts.vocab + 1, opts.dim))
   self.vocab = opts.vocab
