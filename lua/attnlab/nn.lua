@@ -434,9 +434,23 @@ function MHA:standard_projections(opts, bias)
   self.k = self:add_child("k", Linear(opts.context_dim or self.dim, self.kv_heads * self.head_dim, { bias = bias }))
   self.v = self:add_child("v", Linear(opts.context_dim or self.dim, self.kv_heads * self.head_dim, { bias = bias }))
 end
+-- Self-attention computes q, k and v in one product against the three weights stacked: one GEMM of
+-- three times the width runs faster than three, and the backward takes one product for x's gradient
+-- instead of three and their sum.  The heads are views into that one output (no copy either way:
+-- the attention kernels take any row stride, and the narrows' gradients go into one tensor in place).
 function MHA:standard_qkv(x, context)
-  return split_heads(self.q(x), self.heads, self.head_dim), split_heads(self.k(context), self.kv_heads, self.head_dim),
-    split_heads(self.v(context), self.kv_heads, self.head_dim)
+  local q, k, v = self.q, self.k, self.v
+  if rawequal(x, context) and (q.bias == nil) == (k.bias == nil) and (k.bias == nil) == (v.bias == nil) then
+    local H, Hkv = self.heads, self.kv_heads
+    local w = lab.cat({ q.weight, k.weight, v.weight }, 1)
+    local b = q.bias and lab.cat({ q.bias, k.bias, v.bias }, 1)
+    local s = x:shape()
+    local all = lab.linear(x, w, b):reshape{ s[1], s[2], H + 2 * Hkv, self.head_dim }
+    return all:narrow(3, 1, H):permute(1, 3, 2, 4), all:narrow(3, H + 1, Hkv):permute(1, 3, 2, 4),
+      all:narrow(3, H + Hkv + 1, Hkv):permute(1, 3, 2, 4)
+  end
+  return split_heads(q(x), self.heads, self.head_dim), split_heads(k(context), self.kv_heads, self.head_dim),
+    split_heads(v(context), self.kv_heads, self.head_dim)
 end
 
 -- k or v (B, Hkv, M, d) with each kv head repeated for the query heads that share it: (B, H, M, d)
@@ -449,6 +463,9 @@ end
 function MHA:forward(x, context)
   if not lab.is_tensor(x) or x:dim() ~= 3 then
     raise("MultiHeadAttention: input must be a 3-d tensor (B, N, dim), got " .. (lab.is_tensor(x) and x:shape_string() or type(x)))
+  end
+  if x:size(3) ~= self.dim then
+    raise(string.format("MultiHeadAttention(dim=%d): input of shape %s does not end in %d", self.dim, x:shape_string(), self.dim))
   end
   context = context or x
   local q, k, v
