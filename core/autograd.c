@@ -158,7 +158,7 @@ void al_accumulate_input_window(al_node *node, int i, const al_tensor *g, int di
     al_tensor *w = al_narrow(target, dim, start, squeezed ? 1 : g->shape[dim]);
     al_tensor *window = w && squeezed ? al_squeeze(w, dim) : al_retain(w);
     if (window) {
-        if (in_place) al_add_scaled_(window, g, 1.0);
+        if (in_place) al_add_into_(window, g);
         else al_copy_(window, g);
     }
     al_release(window);

@@ -100,6 +100,7 @@ static inline void *al_ptr(const al_tensor *t) {
     return (char *)t->storage->data + (size_t)t->offset * al_dtype_size(t->dtype);
 }
 al_tensor *al_contiguous_nograd(const al_tensor *t); /* t itself (retained) when contiguous */
+int al_add_into_(al_tensor *dst, const al_tensor *src);  /* dst += src in place, no graph (copy.c) */
 al_tensor *al_to_dtype_nograd(const al_tensor *t, al_dtype dtype);
 /* Sum a gradient of shape g down to (ndim, shape), undoing broadcasting. */
 al_tensor *al_sum_to_shape(const al_tensor *g, int ndim, const int64_t *shape);
@@ -121,6 +122,8 @@ void al_iter_init(al_iter *it, int ndim, const int64_t *shape);
 void al_iter_add(al_iter *it, void *base, const int64_t *strides, size_t esize);
 typedef void (*al_row_fn)(char **ptrs, int64_t len, const int64_t *strides, void *arg);
 void al_iter_run(al_iter *it, al_row_fn fn, void *arg);
+/* Merges the dimensions every operand walks contiguously (al_iter_run does it first). */
+void al_iter_coalesce(al_iter *it);
 
 /* ---- autograd recording -------------------------------------------------------------------- */
 bool al_grad_needed1(const al_tensor *a);

@@ -20,7 +20,7 @@ void al_iter_add(al_iter *it, void *base, const int64_t *strides, size_t esize) 
 }
 
 /* Drops size-1 dimensions and merges dimension i into i+1 where every operand allows it. */
-static void coalesce(al_iter *it) {
+void al_iter_coalesce(al_iter *it) {
     int out = 0;
     for (int i = 0; i < it->ndim; i++) {
         if (it->shape[i] == 1) continue;
@@ -74,7 +74,7 @@ static void run_rows(const al_iter *it, int64_t first, int64_t last, int64_t len
 void al_iter_run(al_iter *it, al_row_fn fn, void *arg) {
     for (int i = 0; i < it->ndim; i++)
         if (it->shape[i] == 0) return;
-    coalesce(it);
+    al_iter_coalesce(it);
     const int nd = it->ndim;
     const int64_t len = it->shape[nd - 1];
     int64_t nrows = 1;

@@ -28,6 +28,69 @@ static void convert_row(char **p, int64_t n, const int64_t *s, void *varg) {
 #undef CONVERT
 }
 
+/* dst = src (or dst += src) for operands of one dtype, every row of the coalesced iteration walked
+ * in this one loop.  Copies of permuted views (a head split or merge) come in rows as short as a
+ * head, 32 floats, and through al_iter_run's call per row the call cost as much as the copy. */
+#define ROWS_LOOP(T, OP)                                                                          \
+    for (int64_t row = first; row < last; row++) {                                              \
+        T *restrict d = (T *)pd; const T *restrict x = (const T *)px;                             \
+        if (sd == 1 && sx == 1) for (int64_t i = 0; i < len; i++) d[i] OP x[i];                  \
+        else for (int64_t i = 0; i < len; i++) d[i * sd] OP x[i * sx];                           \
+        for (int k = nd - 2; k >= 0; k--) {   /* the odometer over the outer dimensions */      \
+            pd += it->strides[0][k] * (int64_t)sizeof(T);                                        \
+            px += it->strides[1][k] * (int64_t)sizeof(T);                                        \
+            if (++idx[k] < it->shape[k]) break;                                                  \
+            pd -= it->strides[0][k] * it->shape[k] * (int64_t)sizeof(T);                         \
+            px -= it->strides[1][k] * it->shape[k] * (int64_t)sizeof(T);                         \
+            idx[k] = 0;                                                                          \
+        }                                                                                        \
+    }
+static void copy_rows(const al_iter *it, al_dtype dtype, bool add, int64_t first, int64_t last) {
+    const int nd = it->ndim;
+    const int64_t len = it->shape[nd - 1], sd = it->strides[0][nd - 1], sx = it->strides[1][nd - 1];
+    const size_t es = al_dtype_size(dtype);
+    int64_t idx[AL_MAX_DIMS] = {0}, r = first, od = 0, ox = 0;
+    for (int k = nd - 2; k >= 0; k--) { idx[k] = r % it->shape[k]; r /= it->shape[k]; }
+    for (int k = 0; k < nd - 1; k++) { od += idx[k] * it->strides[0][k]; ox += idx[k] * it->strides[1][k]; }
+    char *pd = it->base[0] + od * (int64_t)es;
+    const char *px = it->base[1] + ox * (int64_t)es;
+    if (dtype == AL_FLOAT32) { if (add) { ROWS_LOOP(float, +=) } else { ROWS_LOOP(float, =) } }
+    else if (dtype == AL_FLOAT64) { if (add) { ROWS_LOOP(double, +=) } else { ROWS_LOOP(double, =) } }
+    else { if (add) { ROWS_LOOP(int64_t, +=) } else { ROWS_LOOP(int64_t, =) } }
+}
+#undef ROWS_LOOP
+
+/* dst = src or dst += src, same shape and dtype, any strides; the rows shared among threads. */
+static void same_dtype_rows(al_tensor *dst, const al_tensor *src, const int64_t *src_strides, bool add) {
+    al_iter it;
+    al_iter_init(&it, dst->ndim, dst->shape);
+    al_iter_add(&it, al_ptr(dst), dst->strides, al_dtype_size(dst->dtype));
+    al_iter_add(&it, al_ptr(src), src_strides, al_dtype_size(src->dtype));
+    for (int i = 0; i < it.ndim; i++)
+        if (it.shape[i] == 0) return;
+    al_iter_coalesce(&it);
+    int64_t rows = 1;
+    for (int i = 0; i < it.ndim - 1; i++) rows *= it.shape[i];
+    const bool parallel = rows > 1 && rows * it.shape[it.ndim - 1] >= AL_PARALLEL_GRAIN;
+    #pragma omp parallel if (parallel)
+    {
+        int64_t first, last;
+        al_thread_share(rows, &first, &last);
+        if (first < last) copy_rows(&it, dst->dtype, add, first, last);
+    }
+}
+
+/* dst += src in place, src broadcast to dst's shape and of dst's dtype (gradient windows). */
+int al_add_into_(al_tensor *dst, const al_tensor *src) {
+    int n; int64_t shape[AL_MAX_DIMS];
+    if (!al_broadcast_shapes("add_", dst->ndim, dst->shape, src->ndim, src->shape, &n, shape)) return -1;
+    if (dst->dtype != src->dtype || !al_shape_equal(n, shape, dst->ndim, dst->shape)) return al_add_scaled_(dst, src, 1.0);
+    int64_t sstrides[AL_MAX_DIMS];
+    al_broadcast_strides(src, dst->ndim, dst->shape, sstrides);
+    same_dtype_rows(dst, src, sstrides, true);
+    return 0;
+}
+
 /* dst (any layout) = src broadcast to dst's shape, converted to dst's dtype. */
 static int copy_into(const char *fn, al_tensor *dst, const al_tensor *src) {
     int n; int64_t shape[AL_MAX_DIMS];
@@ -39,6 +102,7 @@ static int copy_into(const char *fn, al_tensor *dst, const al_tensor *src) {
     }
     int64_t sstrides[AL_MAX_DIMS];
     al_broadcast_strides(src, dst->ndim, dst->shape, sstrides);
+    if (dst->dtype == src->dtype) { same_dtype_rows(dst, src, sstrides, false); return 0; }
     al_iter it;
     al_iter_init(&it, dst->ndim, dst->shape);
     al_iter_add(&it, al_ptr(dst), dst->strides, al_dtype_size(dst->dtype));
