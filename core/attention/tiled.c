@@ -18,6 +18,7 @@
  * and a sliding window O(N window).  The bias is read-only here (a trainable bias needs dS for every
  * entry: the dense kernel does that). */
 #include "attention_internal.h"
+#include "small_gemm_avx512.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@ static inline void gemm_float(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m,
                               float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                               float beta, float *c, int64_t ldc) {
     al_count_flops(2.0 * (double)m * (double)n * (double)k);
+    if (tile_gemm_float(ta == CblasTrans, tb == CblasTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
     cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 static inline void gemm_double(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,

@@ -66,6 +66,27 @@ do
   check.ok(diff < 1e-5, "float32 tiled output within 1e-5 of float64", tostring(diff))
 end
 
+-- float32 forward and backward against float64, at the shapes whose tile products run in registers
+-- (small_gemm_avx512.h: at most 64 columns, k at most 128) and beside them (130 and 300 rows: full
+-- 128-tiles through the BLAS, ragged ones in registers)
+for _, case in ipairs{ { 2, 4, 40, 32, true }, { 2, 4, 40, 32, false }, { 1, 2, 130, 64, true }, { 1, 2, 70, 16, false },
+                       { 3, 1, 5, 8, true }, { 1, 1, 300, 48, false }, { 1, 2, 33, 80, true } } do
+  local B, H, N, d, causal = unpack(case)
+  local leaves64 = {}
+  for i = 1, 3 do leaves64[i] = lab.randn({ B, H, N, d }, "float64"):requires_grad(true) end
+  local g = lab.randn({ B, H, N, d }, "float64")
+  lab.attention(leaves64[1], leaves64[2], leaves64[3], { causal = causal, kernel = "tiled" }):backward(g)
+  local leaves32 = {}
+  for i = 1, 3 do leaves32[i] = leaves64[i]:detach():to("float32"):requires_grad(true) end
+  local o32 = lab.attention(leaves32[1], leaves32[2], leaves32[3], { causal = causal, kernel = "tiled" })
+  o32:backward(g:to("float32"))
+  local o64 = lab.attention(leaves64[1]:detach(), leaves64[2]:detach(), leaves64[3]:detach(), { causal = causal, kernel = "tiled" })
+  local worst = max_abs_diff(o32:to("float64"), o64)
+  for i = 1, 3 do worst = math.max(worst, max_abs_diff(leaves32[i].grad:to("float64"), leaves64[i].grad)) end
+  check.ok(worst < 2e-5, string.format("float32 tiled forward and backward within 2e-5 of float64 (N %d, d %d, causal %s)",
+    N, d, tostring(causal)), tostring(worst))
+end
+
 -- its own gradients against central differences (a single tile, causal, grouped heads, a mask)
 do
   local q = lab.randn({ 1, 2, 9, 4 }, "float64"):requires_grad(true)
