@@ -522,4 +522,6 @@ function Block:forward(x)
 end
 function Block:describe() return string.format("TransformerBlock(dim=%d, %s)", self.dim, self.attn:describe()) end
 
+nn.GPT = require("attnlab.gpt")(nn)   -- GPT: a decoder with an activation cache and hook points (gpt.lua)
+
 return nn
