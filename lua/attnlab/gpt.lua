@@ -411,5 +411,37 @@ return function(nn)
     return logits, cache
   end
 
+  -- GPT.replace_heads(t, heads, src): t (B, H, ...) with the heads listed (a number or a list)
+  -- taken from src (a tensor of t's shape) or set to 0 (src nil or 0), as t * keep + src * take with
+  -- (1, H, 1, ...) masks: differentiable in t and src, and a head zeroed this way gives the same bits
+  -- as MultiHeadAttention:set_head_scale(h, 0).  For hooks on attn.q/k/v/pattern/head_out.
+  function GPT.replace_heads(t, heads, src)
+    if not lab.is_tensor(t) or t:dim() < 2 then
+      raise("GPT.replace_heads: t must be a tensor (B, H, ...) (got " .. (lab.is_tensor(t) and t:shape_string() or type(t)) .. ")")
+    end
+    local H = t:size(2)
+    if type(heads) == "number" then heads = { heads } end
+    if type(heads) ~= "table" then raise("GPT.replace_heads: heads must be a head number or a list of them (got " .. type(heads) .. ")") end
+    local take = {}
+    for h = 1, H do take[h] = 0 end
+    for _, h in ipairs(heads) do
+      if type(h) ~= "number" or h ~= math.floor(h) or h < 1 or h > H then
+        raise(string.format("GPT.replace_heads: head %s is out of range 1..%d", tostring(h), H))
+      end
+      take[h] = 1
+    end
+    local mshape = { 1, H }
+    for _ = 3, t:dim() do mshape[#mshape + 1] = 1 end
+    local keep = {}
+    for h = 1, H do keep[h] = 1 - take[h] end
+    local out = t * lab.tensor(keep, t:dtype()):reshape(mshape)
+    if src == nil or src == 0 then return out end
+    if not lab.is_tensor(src) or src:shape_string() ~= t:shape_string() then
+      raise(string.format("GPT.replace_heads: src must be a tensor of t's shape %s or 0 (got %s)", t:shape_string(),
+        lab.is_tensor(src) and src:shape_string() or tostring(src)))
+    end
+    return out + src * lab.tensor(take, t:dtype()):reshape(mshape)
+  end
+
   return GPT
 end
