@@ -613,4 +613,6 @@ function Block:describe()
   return string.format("TransformerBlock(dim=%d, %s%s)", self.dim, self.attn:describe(), self.mlp and "" or ", attention only")
 end
 
+nn.GPT = require("attnlab.gpt")(nn)   -- GPT: a decoder with an activation cache and hook points (gpt.lua)
+
 return nn
