@@ -41,7 +41,8 @@ for _, k in ipairs(keys) do
   check.ok(tables_walked[lab[k]], "the walk enters lab." .. k, "add it to public_tables in lua/attnlab/help.lua")
 end
 -- and every file of the module: a table the walk enters, or one of the module's internals
-local internal = { init = lab, nn_variants = true, attention = lab.attention, help = true }
+local internal = { init = lab, nn_variants = true, attention = lab.attention, help = true,
+                   gpt = true }   -- gpt.lua defines lab.nn.GPT, walked with the nn classes
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
 for f in p:lines() do
@@ -214,6 +215,10 @@ local with_options = {
   MLP = function(o) o.dims = o.dims or { 4, 8, 2 } return nn.MLP(o) end,
   MultiHeadAttention = function(o) o.dim, o.heads = o.dim or 8, o.heads or 2 return nn.MultiHeadAttention(o) end,
   TransformerBlock = function(o) o.dim, o.heads = o.dim or 8, o.heads or 2 return nn.TransformerBlock(o) end,
+  GPT = function(o)
+    o.vocab, o.context, o.layers, o.width, o.heads = o.vocab or 10, o.context or 8, o.layers or 1, o.width or 8, o.heads or 2
+    return nn.GPT(o)
+  end,
 }
 local without_options = { Embedding = true, Sequential = true, ReLU = true, GELU = true, Tanh = true, Sigmoid = true,
                           Module = true, class = true }
