@@ -1,5 +1,5 @@
 -- bench/attention_kernels.lua -- attnlab's side of the reference workload (c),
--- ../shared/bench/torch_ref/attn_kernels.py: softmax attention on q, k, v of (B=8, H=4, N, d=32),
+-- bench/torch_ref/attn_kernels.py: softmax attention on q, k, v of (B=8, H=4, N, d=32),
 -- float32, forward only (no graph) and forward + backward (q, k, v require grad; O.backward(dO)),
 -- causal and not.  Timed as the reference times: `warmup` calls, then `repeats` windows of k calls
 -- (k chosen so that a window lasts about `window` seconds); ms per call = the window's mean; min and

@@ -1,5 +1,5 @@
 -- bench/icl_step.lua -- ms per training step of the in-context regression study, timed exactly as
--- ../shared/bench/torch_ref/icl_regression.py times PyTorch: a fresh batch is drawn outside the
+-- bench/torch_ref/icl_step.py times PyTorch: a fresh batch is drawn outside the
 -- timed region; forward, loss, zero_grad, backward and the Adam step are inside; the figure is
 -- the median of the per-step times after the first 50 steps.
 --   attnlab bench/icl_step.lua [steps=N] [heads=H] [attention=softmax|linear]

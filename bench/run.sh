@@ -4,13 +4,13 @@
 #
 # icl: the in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads; attnlab
 #   also with 1 thread, which is as fast at this size on a 2-vCPU VM) timed by bench/icl_step.lua
-#   and by ../shared/bench/torch_ref/icl_regression.py --time-only in three PyTorch environments
-#   (../shared/bench/RESULTS.md): "default" (as installed), "tuned" (passive OpenMP waiting,
-#   malloc keeping big blocks) and "omp" (the OpenMP build of OpenBLAS; the fastest PyTorch here).
+#   and by bench/torch_ref/icl_step.py --time-only in three PyTorch environments: "default" (as
+#   installed), "tuned" (passive OpenMP waiting, malloc keeping big blocks) and "omp" (the OpenMP
+#   build of OpenBLAS; the fastest PyTorch here).
 #   Each is run ROUNDS times in separate processes, interleaved; the median of the per-process
 #   medians is reported -> bench/out/icl_step.md.
 # attention: softmax attention forward and forward + backward on (8, 4, N, 32), causal and not
-#   (workload (c)): bench/attention_kernels.lua against ../shared/bench/torch_ref/attn_kernels.py
+#   (workload (c)): bench/attention_kernels.lua against bench/torch_ref/attn_kernels.py
 #   (naive and sdpa) in the "omp" and "default" environments, interleaved, ATTN_ROUNDS rounds ->
 #   bench/out/attention_kernels.md.
 # variants: every variant of the catalogue at N = 256 ... 16,384 (bench/attention_variants.lua)
@@ -20,6 +20,7 @@
 #   at GPT_CONFIGS (default 2x128x4 and 4x256x4), bench/gpt_step.lua against
 #   bench/torch_ref/gpt_step.py (manual and sdpa attention) in the "omp" and "default" PyTorch
 #   environments, GPT_ROUNDS rounds interleaved -> bench/out/gpt_step.md.
+# REF names the folder of the icl and attention reference scripts (default bench/torch_ref).
 # Copy the tables into bench/RESULTS.md with the date.
 set -euo pipefail   # a failing reference script fails the benchmark instead of losing its rows
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ ATTN_ROUNDS=${ATTN_ROUNDS:-2}
 ATTN_NS=${ATTN_NS:-"512 1024 2048"}
 GPT_ROUNDS=${GPT_ROUNDS:-3}
 GPT_CONFIGS=${GPT_CONFIGS:-"2x128x4 4x256x4"}
-REF=${REF:-../shared/bench/torch_ref}
+REF=${REF:-bench/torch_ref}
 PARTS=${*:-icl attention variants gpt}
 mkdir -p bench/out
 
@@ -52,12 +53,12 @@ icl() {
         echo "round $round/$ROUNDS"
         ./attnlab --threads 2 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab\", /" >> "$out"
         ./attnlab --threads 1 bench/icl_step.lua steps="$STEPS" | sed "s/^{/{\"env\": \"attnlab-1-thread\", /" >> "$out"
-        env "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 | tail -n 1 \
+        env "$PY" "$REF/icl_step.py" --time-only --steps "$STEPS" --threads 2 | tail -n 1 \
             | sed "s/^{/{\"env\": \"torch-default\", /" >> "$out"
-        env OMP_WAIT_POLICY=PASSIVE $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" --threads 2 \
+        env OMP_WAIT_POLICY=PASSIVE $MALLOC "$PY" "$REF/icl_step.py" --time-only --steps "$STEPS" --threads 2 \
             | tail -n 1 | sed "s/^{/{\"env\": \"torch-tuned\", /" >> "$out"
         if [ -n "$OMPLIB" ]; then
-            env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" "$REF/icl_regression.py" --time-only --steps "$STEPS" \
+            env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" "$REF/icl_step.py" --time-only --steps "$STEPS" \
                 --threads 2 | tail -n 1 | sed "s/^{/{\"env\": \"torch-omp\", /" >> "$out"
         fi
     done
