@@ -15,7 +15,7 @@ local icl = {}
 -- x (B, L+1, d), y (B, L+1) for the baselines.
 -- Every token is drawn at once as one (B, L+1, d+1) normal tensor: the first d columns are x, and
 -- the last column, before y overwrites it, is the noise eps (scaled by sqrt(sigma2)).  Z and zq are
--- then views of that one tensor, with the query's y zeroed in place: no concatenation, which cost
+-- then cut from that one tensor, with the query's y zeroed in place: no concatenation, which cost
 -- half of the study's data time (a copy in rows of 5 floats).
 function icl.batch(B, L, d, sigma2)
   local tokens = lab.randn{ B, L + 1, d + 1 }
@@ -25,7 +25,8 @@ function icl.batch(B, L, d, sigma2)
   local yq = y:narrow(2, L + 1, 1):reshape{ B }
   tokens:narrow(3, d + 1, 1):copy_(y)
   tokens:narrow(2, L + 1, 1):narrow(3, d + 1, 1):fill_(0)                              -- the query's y
-  return { Z = tokens:narrow(2, 1, L), zq = tokens:narrow(2, L + 1, 1), yq = yq, x = x, y = y:reshape{ B, L + 1 },
+  -- Z made contiguous once here, rather than by each of the products that read it
+  return { Z = tokens:narrow(2, 1, L):contiguous(), zq = tokens:narrow(2, L + 1, 1), yq = yq, x = x, y = y:reshape{ B, L + 1 },
            B = B, L = L, d = d }
 end
 
