@@ -76,14 +76,23 @@ local run = lab.run.start{
 }
 local cfg = run.config
 
--- quick = true: a run of a minute or two.  Keys given on the command line keep their values.
+-- quick = true: a run of a minute or two.  Keys given on the command line keep their values.  The
+-- resolved values are what config.json and the checkpoints hold, so a resumed run (whose config
+-- comes from its checkpoint) does not apply them again.
 local QUICK = { steps = 600, digits = 3, width = 64, batch = 64, test_size = 300, eval_every = 200, log_every = 20,
-                probe_size = 512, attribution_size = 64, icot_epoch_steps = 100, lr = 2e-3 }
-if cfg.quick then
+                probe_size = 512, attribution_size = 64, icot_epoch_steps = 96, lr = 2e-3 }
+if cfg.quick and not run.resumed_from then
   local cli = rawget(_G, "ATTNLAB_CLI") or {}
   local given = cli.overrides or {}
   for k, v in pairs(QUICK) do if given[k] == nil then cfg[k] = v end end
   run.log_every = cfg.log_every          -- run:should_log reads it
+  local path = run.dir .. "/config.json"
+  local f = io.open(path, "rb")
+  if f then
+    local ok, c = pcall(json.decode, f:read("*a"))
+    f:close()
+    if ok and type(c) == "table" then c.config = cfg; lab.write_file_atomic(path, json.encode(c, 2) .. "\n") end
+  end
 end
 
 local function config_error(msg) error("multiplication: " .. msg, 0) end
