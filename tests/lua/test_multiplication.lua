@@ -198,5 +198,26 @@ do
   check.ok(ok, "icot: summary numbers after kill -9 and resume equal the uninterrupted one's", key)
 end
 
+---------------------------------------------------------------------------------------------------
+-- experiments/multiplication_compare.lua: the modes as child runs, one table beside the paper's
+---------------------------------------------------------------------------------------------------
+do
+  local dir = tmp .. "/compare"
+  local rc, err = sh(string.format("'%s' run experiments/multiplication_compare.lua quick=true steps=60 test_size=50 modes=sft,aux " ..
+    "extra='width=32 batch=32 probe_size=200 attribution_size=20 eval_every=30 log_every=10' --threads 1 --out '%s'", ATTNLAB, dir))
+  check.ok(rc == 0, "compare: runs and exits 0", err:sub(-1500))
+  local t = read(dir .. "/table.md") or ""
+  check.ok(t:find("| sft | ", 1, true) and t:find("| aux | ", 1, true) and not t:find("| icot | ", 1, true), "compare: one row per mode asked for", t)
+  check.ok(t:find("99%", 1, true) and t:find("< 1%", 1, true) and t:find("28-113", 1, true), "compare: the paper's numbers beside ours")
+  local s = summary(dir)
+  check.ok(s and #s.runs == 2 and s.runs[1].mode == "sft" and is_number(s.runs[2].exact_match), "compare: summary.json lists the runs")
+  local a = summary(dir .. "/aux")
+  check.ok(a and a.config.width == 32 and a.config.steps == 60 and a.config.seed == 1, "compare: the children get the shared config and extra")
+  local ok, img = pcall(lab.image.load, dir .. "/loss_per_position.png")
+  check.ok(ok and img:size(2) == 2 * 720, "compare: the loss curves side by side")
+  rc, err = sh(string.format("'%s' run experiments/multiplication_compare.lua modes=sft,sfx --out '%s'", ATTNLAB, tmp .. "/compare_bad"))
+  check.ok(rc ~= 0 and err:find("sfx", 1, true), "compare: a mistyped mode is refused", err)
+end
+
 check.cleanup()
 check.report()
