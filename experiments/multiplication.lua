@@ -390,7 +390,7 @@ local function publish(step, matrix)
     local first = b.answer_pos:get(1, 1)
     for l = 1, cfg.layers do
       local map = cache[names[l]]:narrow(3, first, D2)         -- (1, H, 2d, T): c_k's query row
-      viz.attention("L" .. l .. " answer attention", map, { layer = l, force = true,
+      viz.attention("answer attention", map, { layer = l, force = true,
         tokens = { queries = ANSWERS, keys = keys } })
     end
     if matrix then viz.matrix("logit attribution (operand x c_k)", lab.tensor(matrix), { force = true }) end
@@ -566,7 +566,7 @@ do
   local function fmt_num(v)
     if v >= 1000 then return string.format("%dk", math.floor(v / 1000 + 0.5)) end
     if v == math.floor(v) then return string.format("%d", v) end
-    return string.format("%.1f", v)
+    return (string.format("%.2f", v):gsub("0+$", ""))
   end
   -- series = {{xs =, ys =, colour =, thick =}}; hlines = {{y =, colour =}}
   function Plot.lines(path, o)
@@ -644,6 +644,7 @@ end
 
 local function write_report()
   local dir = run.dir
+  if run.metrics then run.metrics:flush() end         -- the last lines are still buffered
   local recs = read_metrics(dir .. "/metrics.jsonl")
   local loss_series, xs_eval, em_ys = {}, {}, {}
   local acc_series = {}
