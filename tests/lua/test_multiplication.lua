@@ -1,0 +1,223 @@
+-- test_multiplication.lua -- experiments/multiplication.lua (issue 10) through the program: a short
+-- run of each mode (3 x 3 digits, a tiny model, a few hundred steps) in which the training loss
+-- falls; summary.json with every key the study reports; the c_hat targets aligned with the
+-- positions the aux loss and the probe read; resume= after an interrupted run (a run stopped at a
+-- log boundary and continued from final.safetensors, and a kill -9 after a periodic checkpoint in
+-- the middle of a log window and of the ICoT removal schedule) reproducing the uninterrupted run's
+-- metrics; a mistyped mode refused before any run directory is made; report.md and its PNGs.
+--   ./build/attnlab tests/lua/test_multiplication.lua
+local check = dofile("tests/lua/check.lua")("multiplication")
+local lab = lab or require "attnlab"
+local json = lab.json
+local mult = require "attnlab.tasks.multiplication"
+
+local ATTNLAB = os.getenv("ATTNLAB") or "./build/attnlab"
+local SCRIPT = "experiments/multiplication.lua"
+local TINY = "quick=true digits=3 width=32 batch=32 test_size=100 eval_every=50 log_every=10 probe_size=200 " ..
+             "attribution_size=20 icot_epoch_steps=24"
+local read = check.read_file
+local tmp = check.tmpdir("mult")
+
+local function sh(cmd)   -- -> exit status, stderr text
+  local err = tmp .. "/err.txt"
+  local status = os.execute(cmd .. " >'" .. tmp .. "/out.txt' 2>'" .. err .. "'")
+  if type(status) ~= "number" then status = status and 0 or 1 else status = math.floor(status / 256) end
+  return status, read(err) or ""
+end
+local function attnlab_run(args, out)
+  return sh(string.format("'%s' run %s %s --threads 1 --out '%s'", ATTNLAB, SCRIPT, args, out))
+end
+local function metrics(dir)
+  local out = {}
+  for line in (read(dir .. "/metrics.jsonl") or ""):gmatch("[^\n]+") do out[#out + 1] = json.decode(line) end
+  return out
+end
+local function summary(dir)
+  local ok, s = pcall(json.decode, read(dir .. "/summary.json") or "")
+  return ok and type(s) == "table" and s or nil
+end
+local function is_number(v) return type(v) == "number" and v == v end
+
+---------------------------------------------------------------------------------------------------
+-- the positions the aux loss and the probe read: answer_pos[k] predicts c_k, c_hat_k mod 10 = c_k
+---------------------------------------------------------------------------------------------------
+do
+  local gen = mult.generator{ digits = 3, seed = 5 }
+  for _, mode in ipairs{ "sft", "icot" } do
+    local b = mode == "sft" and gen:batch(16, { mode = "sft" }) or gen:batch(16, { mode = "icot", remove = 3, smoothing = 4 })
+    local at = b.targets:gather(2, b.answer_pos)
+    check.ok(at:eq(b.answer):float():sum():item() == b.B * 6, mode .. ": the target at answer_pos[k] is c_k")
+    local inp = b.inputs:gather(2, b.answer_input_pos)
+    check.ok(inp:eq(b.answer):float():sum():item() == b.B * 6, mode .. ": the input at answer_input_pos[k] is c_k")
+    local ok = true
+    for i = 1, b.B do
+      for k = 1, 6 do
+        if b.c_hat:get(i, k) % 10 ~= mult.id_digit(b.answer:get(i, k)) then ok = false end
+      end
+    end
+    check.ok(ok, mode .. ": c_hat_k mod 10 is the answer digit at the same index k")
+  end
+  local b = mult.batch({ mult.problem(123, 456, 3) }, { mode = "sft" })
+  local chat = mult.c_hat(123, 456, 3)
+  check.ok(b.c_hat:get(1, 1) == chat[1] and b.c_hat:get(1, 6) == chat[6], "the batch's c_hat is mult.c_hat, c_hat_0 first")
+end
+
+---------------------------------------------------------------------------------------------------
+-- a mistyped mode: one clear line, no run directory
+---------------------------------------------------------------------------------------------------
+do
+  local rc, err = attnlab_run(TINY .. " mode=sfft", tmp .. "/typo")
+  check.ok(rc ~= 0, "mode=sfft exits non-zero")
+  check.ok(err:find("mode must be one of sft, icot, aux (got 'sfft')", 1, true) ~= nil, "the error names the modes", err)
+  check.ok(read(tmp .. "/typo/config.json") == nil, "no run directory is made for a mistyped mode")
+  rc, err = attnlab_run(TINY .. " mode=aux aux_heads=9", tmp .. "/badheads")
+  check.ok(rc ~= 0 and err:find("aux_heads", 1, true) ~= nil, "aux_heads beyond heads is refused", err)
+end
+
+---------------------------------------------------------------------------------------------------
+-- each mode: the loss falls; summary.json has every key
+---------------------------------------------------------------------------------------------------
+local SUMMARY_KEYS = { "mode", "digits", "steps", "exact_match", "eval_method", "test_size", "digit_accuracy", "digit_loss",
+                       "probe_mae", "probe_mae_input_pos", "attribution", "wall_time_s", "train_time_s", "steps_per_s",
+                       "parameters", "config" }
+for _, mode in ipairs{ "sft", "aux", "icot" } do
+  local dir = tmp .. "/" .. mode
+  local t0 = lab.time()
+  local rc, err = attnlab_run(TINY .. " steps=200 mode=" .. mode .. (mode == "sft" and "" or " report=false"), dir)
+  check.ok(rc == 0, mode .. ": the run exits 0", err:sub(-1500))
+  print(string.format("%s: 200 steps in %.1f s", mode, lab.time() - t0))
+  local m = metrics(dir)
+  local first, last
+  for _, r in ipairs(m) do
+    if r.loss then first = first or r; last = r end
+  end
+  check.ok(first and last and last.step == 200 and last.loss < first.loss - 0.3,
+    mode .. ": the training loss falls", first and last and string.format("%.3f at %d -> %.3f at %d", first.loss, first.step, last.loss, last.step))
+  local all_c = last ~= nil
+  for k = 0, 5 do all_c = all_c and is_number(last["loss_c" .. k]) end
+  check.ok(all_c and last.loss_c6 == nil, mode .. ": metrics.jsonl has loss_c0 .. loss_c5")
+  check.ok(last and is_number(last.exact_match) and is_number(last.acc_c3) and is_number(last.test_loss_c3), mode .. ": the final eval is logged")
+  if mode == "aux" then check.ok(last and is_number(last.aux_loss), "aux: aux_loss is logged") end
+  if mode == "icot" then
+    local removed = {}
+    for _, r in ipairs(m) do if r.removed then removed[#removed + 1] = r.removed end end
+    check.ok(removed[1] == 3 and removed[#removed] == 24, "icot: the removal count grows to the whole CoT (24 tokens at 3 x 3)",
+      table.concat(removed, ","))
+    local greedy = false
+    for _, r in ipairs(m) do if r.exact_match_teacher_forced then greedy = true end end
+    check.ok(greedy, "icot: evaluations with CoT left decode greedily (and log the teacher-forced figure)")
+  end
+  local s = summary(dir)
+  check.ok(s ~= nil, mode .. ": summary.json is JSON")
+  if s then
+    local missing = {}
+    for _, k in ipairs(SUMMARY_KEYS) do if s[k] == nil then missing[#missing + 1] = k end end
+    check.ok(#missing == 0, mode .. ": summary.json has every key", table.concat(missing, ", "))
+    local per_ok = true
+    for _, key in ipairs{ "digit_accuracy", "digit_loss", "probe_mae", "probe_mae_input_pos" } do
+      for k = 0, 5 do per_ok = per_ok and type(s[key]) == "table" and is_number(s[key]["c" .. k]) end
+    end
+    check.ok(per_ok, mode .. ": digit accuracy, digit loss and probe MAE for c0 .. c5")
+    local A = s.attribution or {}
+    check.ok(type(A.matrix) == "table" and #A.matrix == 6 and #A.matrix[1] == 6 and A.rows[1] == "a0" and A.rows[4] == "b0"
+      and A.cols[6] == "c5", mode .. ": the attribution matrix is operand digit x answer digit (6 x 6)")
+    check.ok(s.mode == mode and s.digits == 3 and s.test_size == 100 and s.config and s.config.width == 32, mode .. ": mode and config")
+    check.ok(s.exact_match >= 0 and s.exact_match <= 1 and s.steps_per_s > 0 and s.wall_time_s > 0, mode .. ": exact match and times")
+  end
+  check.ok((read(dir .. "/records.bin") or ""):find("answer attention", 1, true) ~= nil, mode .. ": the answer attention is published for the viewer")
+end
+
+-- report.md and its PNGs (the sft run wrote them)
+do
+  local dir = tmp .. "/sft"
+  local report = read(dir .. "/report.md") or ""
+  check.ok(report:find("Exact match on 100 held-out problems", 1, true) and report:find("loss_per_position.png", 1, true)
+    and report:find("attribution.png", 1, true) and report:find("exact_match.png", 1, true), "report.md names its numbers and plots")
+  for _, png in ipairs{ "loss_per_position.png", "exact_match.png", "attribution.png" } do
+    local ok, img = pcall(lab.image.load, dir .. "/" .. png)
+    check.ok(ok and img:size(1) > 100 and img:size(2) > 100, "report PNG " .. png .. " reads back as an image")
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- resume: stop at step 30, continue to 60 from final.safetensors = 60 steps uninterrupted (aux:
+-- the regression heads are in the checkpoint)
+---------------------------------------------------------------------------------------------------
+local function same_metrics(a, b)
+  local x, y = read(a .. "/metrics.jsonl"), read(b .. "/metrics.jsonl")
+  return x ~= nil and x == y
+end
+local function same_summary(a, b)
+  local x, y = summary(a), summary(b)
+  if not (x and y) then return false end
+  for _, k in ipairs{ "exact_match", "digit_accuracy", "digit_loss", "probe_mae", "attribution", "steps" } do
+    if json.encode(x[k]) ~= json.encode(y[k]) then return false, k end
+  end
+  return true
+end
+do
+  local args = TINY .. " mode=aux eval_every=30 report=false"
+  local ref, part = tmp .. "/aux_ref", tmp .. "/aux_part"
+  local rc1 = attnlab_run(args .. " steps=60", ref)
+  local rc2 = attnlab_run(args .. " steps=30", part)
+  local rc3, err = sh(string.format("'%s' run %s resume='%s/final.safetensors' steps=60 --threads 1", ATTNLAB, SCRIPT, part))
+  check.ok(rc1 == 0 and rc2 == 0 and rc3 == 0, "aux: 60 steps; 30 steps then resume= to 60", err:sub(-800))
+  check.ok(same_metrics(ref, part), "aux: the resumed run's metrics.jsonl equals the uninterrupted one's")
+  local ok, key = same_summary(ref, part)
+  check.ok(ok, "aux: the resumed run's summary numbers equal the uninterrupted one's", key)
+end
+
+---------------------------------------------------------------------------------------------------
+-- kill -9 after a periodic checkpoint (every 0.12 s), in the middle of a log window and of the
+-- ICoT schedule (optimiser resets, removal smoothing); resume= reproduces the uninterrupted run
+---------------------------------------------------------------------------------------------------
+do
+  local args = TINY .. " mode=icot steps=1200 icot_epoch_steps=240 log_every=7 eval_every=400 report=false"
+  local ref, k9 = tmp .. "/icot_ref", tmp .. "/icot_k9"
+  local rc = attnlab_run(args, ref)
+  check.ok(rc == 0, "icot: the uninterrupted reference run")
+  os.execute(string.format("'%s' run %s %s checkpoint_every=0.002 --threads 1 --out '%s' >'%s/k9.out' 2>&1 & echo $! >'%s/k9.pid'",
+    ATTNLAB, SCRIPT, args, k9, tmp, tmp))
+  local pid = tonumber((read(tmp .. "/k9.pid") or ""):match("%d+"))
+  local t0 = lab.time()
+  while lab.time() - t0 < 30 and not read(k9 .. "/checkpoint.safetensors") do os.execute("sleep 0.05") end
+  os.execute("sleep 0.3")
+  local killed = pid and os.execute("kill -9 " .. pid .. " 2>/dev/null")
+  while pid and lab.time() - t0 < 40 and (os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0) do os.execute("sleep 0.05") end
+  local status = read(k9 .. "/status.json") or ""
+  check.ok(killed and status:find('"status": "running"', 1, true) and not read(k9 .. "/summary.json"),
+    "icot: killed in the middle of the run", status)
+  local _, meta = lab.load(k9 .. "/checkpoint.safetensors")
+  local at = tonumber(meta.step)
+  print(string.format("icot: killed after the checkpoint of step %d", at or -1))
+  check.ok(at and at > 0 and at < 1200, "icot: the periodic checkpoint is from the middle of the run", at)
+  local rc2, err = sh(string.format("'%s' run %s resume='%s/checkpoint.safetensors' --threads 1", ATTNLAB, SCRIPT, k9))
+  check.ok(rc2 == 0, "icot: resume after kill -9", err:sub(-800))
+  check.ok(same_metrics(ref, k9), "icot: metrics.jsonl after kill -9 and resume equals the uninterrupted one's")
+  local ok, key = same_summary(ref, k9)
+  check.ok(ok, "icot: summary numbers after kill -9 and resume equal the uninterrupted one's", key)
+end
+
+---------------------------------------------------------------------------------------------------
+-- experiments/multiplication_compare.lua: the modes as child runs, one table beside the paper's
+---------------------------------------------------------------------------------------------------
+do
+  local dir = tmp .. "/compare"
+  local rc, err = sh(string.format("'%s' run experiments/multiplication_compare.lua quick=true steps=60 test_size=50 modes=sft,aux " ..
+    "extra='width=32 batch=32 probe_size=200 attribution_size=20 eval_every=30 log_every=10' --threads 1 --out '%s'", ATTNLAB, dir))
+  check.ok(rc == 0, "compare: runs and exits 0", err:sub(-1500))
+  local t = read(dir .. "/table.md") or ""
+  check.ok(t:find("| sft | ", 1, true) and t:find("| aux | ", 1, true) and not t:find("| icot | ", 1, true), "compare: one row per mode asked for", t)
+  check.ok(t:find("99%", 1, true) and t:find("< 1%", 1, true) and t:find("28-113", 1, true), "compare: the paper's numbers beside ours")
+  local s = summary(dir)
+  check.ok(s and #s.runs == 2 and s.runs[1].mode == "sft" and is_number(s.runs[2].exact_match), "compare: summary.json lists the runs")
+  local a = summary(dir .. "/aux")
+  check.ok(a and a.config.width == 32 and a.config.steps == 60 and a.config.seed == 1, "compare: the children get the shared config and extra")
+  local ok, img = pcall(lab.image.load, dir .. "/loss_per_position.png")
+  check.ok(ok and img:size(2) == 2 * 720, "compare: the loss curves side by side")
+  rc, err = sh(string.format("'%s' run experiments/multiplication_compare.lua modes=sft,sfx --out '%s'", ATTNLAB, tmp .. "/compare_bad"))
+  check.ok(rc ~= 0 and err:find("sfx", 1, true), "compare: a mistyped mode is refused", err)
+end
+
+check.cleanup()
+check.report()
