@@ -89,7 +89,7 @@ static void add_in_place(al_tensor *dst, const al_tensor *g) {
         return;
     }
     const int64_t n = al_numel(dst);
-    #pragma omp parallel if (n >= AL_PARALLEL_GRAIN)
+    #pragma omp parallel if (n >= AL_PARALLEL_GRAIN)   /* (the small sums are rare: leaves use add_) */
     {
         int64_t first, last;
         al_thread_share(n, &first, &last);
