@@ -155,23 +155,18 @@ local function side_by_side(name, out)
   return true
 end
 local order = table.concat(modes, ", ")
-if side_by_side("loss_per_position.png", "loss_per_position.png") then
-  add("Per-position training loss, left to right " .. order .. " (colours c0 blue, c1 orange, c2 green, c3 red, c4 purple, c5 brown, c6 pink, c7 grey; dashed: ln 10):")
-  add("")
-  add("![per-position loss](loss_per_position.png)")
-  add("")
-end
-if side_by_side("exact_match.png", "exact_match.png") then
-  add("Held-out exact match (black) and digit accuracies over training, left to right " .. order .. ":")
-  add("")
-  add("![exact match](exact_match.png)")
-  add("")
-end
-if side_by_side("attribution.png", "attribution.png") then
-  add("Logit attribution (operand digit x answer digit), left to right " .. order .. " (each scaled to its own maximum):")
-  add("")
-  add("![attribution](attribution.png)")
-  add("")
+-- each report figure of the runs, side by side: {file, caption, alt text}
+for _, fig in ipairs{
+  { "loss_per_position.png", "Per-position training loss, left to right " .. order .. " (colours c0 blue, c1 orange, c2 green, c3 red, c4 purple, c5 brown, c6 pink, c7 grey; dashed: ln 10):", "per-position loss" },
+  { "exact_match.png", "Held-out exact match (black) and digit accuracies over training, left to right " .. order .. ":", "exact match" },
+  { "attribution.png", "Logit attribution (operand digit x answer digit), left to right " .. order .. " (each scaled to its own maximum):", "attribution" },
+} do
+  if side_by_side(fig[1], fig[1]) then
+    add(fig[2])
+    add("")
+    add("![" .. fig[3] .. "](" .. fig[1] .. ")")
+    add("")
+  end
 end
 for _, s in ipairs(results) do add(string.format("- %s: %s (report.md there)", s.mode, s.dir)) end
 lab.write_file_atomic(run.dir .. "/table.md", table.concat(L, "\n") .. "\n")

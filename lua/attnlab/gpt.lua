@@ -88,13 +88,7 @@ return function(nn)
       q, k, v = m:standard_qkv(x, x)
     end
     q, k, v = point(prefix .. "q", q), point(prefix .. "k", k), point(prefix .. "v", v)
-    local bias = m.logit_bias
-    if m.logit_extra then bias = bias and bias + m.logit_extra or m.logit_extra end
-    if m.logit_probe then
-      local probe = lab.zeros({ x:size(1), m.heads, x:size(2), x:size(2) }, q:dtype()):requires_grad(true)
-      m.logit_probe_tensor = probe
-      bias = bias and bias + probe or probe
-    end
+    local bias = m:logit_hooks_bias(x:size(1), x:size(2), x:size(2), q:dtype())
     call.bias = bias
     local out, weights
     local pattern = prefix .. "pattern"

@@ -478,13 +478,7 @@ function MHA:forward(x, context)
   else
     q, k, v = self:standard_qkv(x, context)
   end
-  local bias = self.logit_bias
-  if self.logit_extra then bias = bias and bias + self.logit_extra or self.logit_extra end
-  if self.logit_probe then
-    local probe = lab.zeros({ x:size(1), self.heads, x:size(2), context:size(2) }, q:dtype()):requires_grad(true)
-    self.logit_probe_tensor = probe
-    bias = bias and bias + probe or probe
-  end
+  local bias = self:logit_hooks_bias(x:size(1), x:size(2), context:size(2), q:dtype())
   call.bias = bias
   local out, weights
   if self.map_hook then
@@ -508,6 +502,19 @@ function MHA:forward(x, context)
   local s = out:shape()
   out = out:permute(1, 3, 2, 4):reshape{ s[1], s[3], s[2] * s[4] }
   return self.o(out)
+end
+
+-- What the logit hooks add to the logits (B, H, N, M): logit_bias, logit_extra, and with logit_probe
+-- a fresh zero tensor that requires grad (kept in logit_probe_tensor); nil when no hook is set.
+function MHA:logit_hooks_bias(B, N, M, dtype)
+  local bias = self.logit_bias
+  if self.logit_extra then bias = bias and bias + self.logit_extra or self.logit_extra end
+  if self.logit_probe then
+    local probe = lab.zeros({ B, self.heads, N, M }, dtype):requires_grad(true)
+    self.logit_probe_tensor = probe
+    bias = bias and bias + probe or probe
+  end
+  return bias
 end
 
 -- The attention map of queries q and keys k under this module's options, differentiable: the dense
