@@ -440,7 +440,9 @@ end
 -- the attention kernels take any row stride, and the narrows' gradients go into one tensor in place).
 function MHA:standard_qkv(x, context)
   local q, k, v = self.q, self.k, self.v
-  if rawequal(x, context) and (q.bias == nil) == (k.bias == nil) and (k.bias == nil) == (v.bias == nil) then
+  -- (only for plain Linear projections: a script that swapped one for its own module keeps it)
+  if rawequal(x, context) and getmetatable(q) == Linear and getmetatable(k) == Linear and getmetatable(v) == Linear
+     and (q.bias == nil) == (k.bias == nil) and (k.bias == nil) == (v.bias == nil) then
     local H, Hkv = self.heads, self.kv_heads
     local w = lab.cat({ q.weight, k.weight, v.weight }, 1)
     local b = q.bias and lab.cat({ q.bias, k.bias, v.bias }, 1)

@@ -162,4 +162,38 @@ for _, var in ipairs{ "flow", "local_linear", "delta", "random_feature", "agent"
     string.format("%.4g -> %.4g", first, last))
 end
 
+-- Self-attention projects q, k and v in one product against the stacked weights; the same module
+-- with its q projection wrapped in a Sequential takes the three separate products.  In float64 the
+-- two agree in the output and in every parameter's gradient.
+for _, opts in ipairs{ { dim = 24, heads = 3, causal = true }, { dim = 24, heads = 4, kv_heads = 2 },
+                       { dim = 24, heads = 2, bias = false } } do
+  local function grads(m, x, g)
+    m:zero_grad()
+    local y = m(x)
+    y:backward(g)
+    local out = {}
+    for _, pair in ipairs(m:named_parameters()) do out[pair[1]:gsub("%.1%.", ".")] = pair[2].grad end
+    return y:detach(), out
+  end
+  local fused = lab.nn.MultiHeadAttention(opts)
+  local params64 = {}
+  for _, pair in ipairs(fused:named_parameters()) do params64[#params64 + 1] = pair end
+  local x, g = lab.randn({ 2, 7, 24 }, "float64"), lab.randn({ 2, 7, 24 }, "float64")
+  -- the module in float64: every parameter replaced by a float64 copy
+  for _, pair in ipairs(params64) do
+    local owner, name = fused, pair[1]
+    for part in pair[1]:gmatch("([^.]+)%.") do owner = owner.children[part] end
+    name = pair[1]:match("([^.]+)$")
+    owner.params[name] = pair[2]:to("float64"):detach():requires_grad(true)
+    owner[name] = owner.params[name]
+  end
+  local y1, g1 = grads(fused, x, g)
+  fused.q = fused:add_child("q", lab.nn.Sequential(fused.q))
+  local y2, g2 = grads(fused, x, g)
+  local worst = (y1 - y2):abs():max():item()
+  for name, t in pairs(g1) do worst = math.max(worst, (t - g2[name]):abs():max():item()) end
+  check.ok(worst < 1e-12, "q, k, v from one product equal three products, output and gradients (heads "
+    .. opts.heads .. ")", tostring(worst))
+end
+
 os.exit(check.report(), true)
