@@ -34,6 +34,7 @@ local run = lab.run.start{
     p_min = 8,                -- shortest repeated prefix
     p_max = 24,               -- longest; sequence length T = 2 p_max
     layers = 2, heads = 4, width = 64,
+    init = "gpt2",            -- lab.nn.GPT's init: "gpt2" (N(0, 0.02^2)) or "default" (the modules' own)
     steps = 1500,
     batch = 32,
     lr = 1e-3,
@@ -111,7 +112,7 @@ end
 -- models
 ---------------------------------------------------------------------------------------------------
 local function new_model()
-  return lab.nn.GPT{ vocab = V, context = T, layers = L, heads = H, width = cfg.width, mlp = false }
+  return lab.nn.GPT{ vocab = V, context = T, layers = L, heads = H, width = cfg.width, mlp = false, init = cfg.init }
 end
 local model = new_model()
 local opt = lab.optim.AdamW(model, { lr = cfg.lr, weight_decay = cfg.weight_decay })
