@@ -31,20 +31,20 @@ local run = lab.run.start{
   name = "induction",
   config = {
     vocab = 64,               -- token ids 1 .. vocab (vocab >= 2 p_max - p_min: tokens are distinct)
-    p_min = 8,                -- shortest repeated prefix
-    p_max = 24,               -- longest; sequence length T = 2 p_max
+    p_min = 4,                -- shortest repeated prefix
+    p_max = 16,               -- longest; sequence length T = 2 p_max
     layers = 2, heads = 4, width = 64,
     init = "gpt2",            -- lab.nn.GPT's init: "gpt2" (N(0, 0.02^2)) or "default" (the modules' own)
-    steps = 1500,
+    steps = 8000,
     batch = 32,
-    lr = 1e-3,
-    weight_decay = 0.01,
+    lr = 3e-3,
+    weight_decay = 0,
     grad_clip = 1.0,
     control = true,           -- also train the fixed-offset control model
     control_steps = 400,
-    control_offset = 24,      -- the control's fixed prefix length P (offset of the copy)
+    control_offset = 16,      -- the control's fixed prefix length P (offset of the copy)
     eval_size = 512,          -- held-out sequences each score is measured on
-    log_every = 50,
+    log_every = 100,
     seed = 1,
     viz = true,
   },
