@@ -206,6 +206,11 @@ return function(nn)
     end
     local hidden = math.floor(ratio * width)
     if mlp and hidden < 1 then raise(string.format("GPT: mlp_ratio %g gives an MLP of %d hidden units", ratio, hidden)) end
+    if not mlp then   -- the MLP's options would be silently ignored
+      for _, key in ipairs{ "mlp_ratio", "activation" } do
+        if opts[key] ~= nil then raise("GPT: " .. key .. " shapes the MLP, and mlp = false builds none") end
+      end
+    end
     local tied = opts.tied
     if tied == nil then tied = true end
     if type(tied) ~= "boolean" then raise("GPT: tied must be true or false (got " .. show(opts.tied) .. ")") end

@@ -604,7 +604,12 @@ function Block:init(opts)
   for key, value in pairs(opts.attention or {}) do attn_opts[key] = value end
   self.attn = self:add_child("attn", MHA(attn_opts))
   if type(opts.mlp_ratio or 4) ~= "number" then raise("TransformerBlock: mlp_ratio must be a number (got " .. type(opts.mlp_ratio) .. ")") end
-  if opts.mlp == false then return end   -- attention only
+  if opts.mlp == false then   -- attention only: the MLP's options would be silently ignored, so they are errors
+    for _, key in ipairs{ "mlp_ratio", "activation" } do
+      if opts[key] ~= nil then raise("TransformerBlock: " .. key .. " shapes the MLP, and mlp = false builds none") end
+    end
+    return
+  end
   self.ln2 = self:add_child("ln2", LayerNorm(dim))
   local hidden = math.floor((opts.mlp_ratio or 4) * dim)
   self.mlp = self:add_child("mlp", MLP{ dims = { dim, hidden, dim }, activation = opts.activation or "gelu", bias = opts.bias })
