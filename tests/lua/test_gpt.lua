@@ -93,8 +93,8 @@ end
 do
   lab.seed(3)
   for _, cfg in ipairs{ { tied = true, mlp = true }, { tied = false, mlp = false } } do
-    local m = GPT{ vocab = 5, context = 4, layers = 2, heads = 2, width = 4, mlp_ratio = 2, dtype = "float64",
-                   tied = cfg.tied, mlp = cfg.mlp, init = "default" }
+    local m = GPT{ vocab = 5, context = 4, layers = 2, heads = 2, width = 4, mlp_ratio = cfg.mlp and 2 or nil,
+                   dtype = "float64", tied = cfg.tied, mlp = cfg.mlp, init = "default" }
     lab.no_grad(function() for _, p in ipairs(m:parameters()) do p:add_(lab.randn(p:shape(), "float64") * 0.1) end end)
     local ids = ids_of{ { 1, 3, 5, 2 }, { 4, 4, 1, 3 } }
     local W = lab.randn({ 2, 4, 5 }, "float64")
@@ -449,5 +449,8 @@ do
   check.fails(function() GPT.replace_heads(lab.zeros{ 1, 2, 3, 4 }, 3) end, "GPT.replace_heads: head 3 is out of range 1..2", "replace_heads range")
   check.fails(function() GPT.replace_heads(lab.zeros{ 1, 2, 3, 4 }, 1, lab.zeros{ 1, 2, 3, 5 }) end, "src must be a tensor of t's shape", "replace_heads src")
 end
+
+check.fails(function() GPT{ vocab = 5, context = 4, layers = 1, width = 4, mlp = false, activation = "relu" } end,
+  "GPT: activation shapes the MLP, and mlp = false builds none", "an MLP option without an MLP is an error")
 
 os.exit(check.report(), true)
