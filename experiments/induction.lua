@@ -121,11 +121,7 @@ local copt = control and lab.optim.AdamW(control, { lr = cfg.lr, weight_decay = 
 local tracked = { model = model, optim = opt }
 if control then tracked.control = control; tracked.control_optim = copt end
 run:track(tracked)
-run:attention_layers((function()
-  local l = {}
-  for i, blk in ipairs(model.blocks) do l[i] = blk.attn end
-  return l
-end)())
+run:attention_layers(model:attention_modules())
 
 ---------------------------------------------------------------------------------------------------
 -- scores

@@ -177,11 +177,7 @@ local study = {
 local tracked = { model = model, optim = opt, study = study }
 if aux then tracked.aux = aux end
 run:track(tracked)
-run:attention_layers((function()
-  local l = {}
-  for i, blk in ipairs(model.blocks) do l[i] = blk.attn end
-  return l
-end)())
+run:attention_layers(model:attention_modules())
 
 -- ICoT: CoT tokens removed at a step (before smoothing)
 local steps_per_token = cfg.icot_epoch_steps / cfg.icot_per_epoch

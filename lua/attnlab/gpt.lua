@@ -308,6 +308,14 @@ return function(nn)
   end
 
   -- the names of this model's hook points, in the order the forward reaches them
+  -- The blocks' MultiHeadAttention modules, layer by layer (what run:attention_layers takes, so that
+  -- the viewer's ablate command reaches them).
+  function GPT:attention_modules()
+    local list = {}
+    for i, block in ipairs(self.blocks) do list[i] = block.attn end
+    return list
+  end
+
   function GPT:hook_names()
     local names = { "embed", "pos_embed" }
     for l = 1, self.layers do
