@@ -29,19 +29,13 @@ local mult = require "attnlab.tasks.multiplication"
 local json = lab.json
 local ffi = require "ffi"
 
-local MODES = { "sft", "icot", "aux" }
-local function check_mode(mode)
-  for _, m in ipairs(MODES) do if mode == m then return end end
-  error(string.format("multiplication: mode must be one of %s (got '%s')", table.concat(MODES, ", "), tostring(mode)), 0)
-end
--- a mistyped mode is refused before the run directory is made
-do
-  local cli = rawget(_G, "ATTNLAB_CLI")
-  if cli and cli.overrides and cli.overrides.mode ~= nil then check_mode(cli.raw_overrides and cli.raw_overrides.mode or cli.overrides.mode) end
-end
-
 local run = lab.run.start{
   name = "multiplication",
+  -- checked before the run directory is made: a mistyped mode is one clear line and no directory
+  kinds = { mode = { "sft", "icot", "aux" }, digits = "integer", layers = "integer", heads = "integer",
+            width = "integer", aux_heads = "integer", aux_layer = "integer", test_size = "integer",
+            icot_epoch_steps = "integer", icot_per_epoch = "integer", probe_size = "integer",
+            attribution_size = "integer", train_size = "integer" },
   config = {
     mode = "aux",               -- sft | icot | aux
     digits = 4,                 -- operand digits (3 and 5 work too)
@@ -97,7 +91,6 @@ end
 
 local function config_error(msg) error("multiplication: " .. msg, 0) end
 do
-  check_mode(cfg.mode)
   if cfg.digits ~= math.floor(cfg.digits) or cfg.digits < 2 or cfg.digits > 9 then config_error("digits must be an integer from 2 to 9") end
   for _, k in ipairs{ "steps", "batch", "layers", "heads", "width", "test_size", "eval_every", "log_every",
                       "icot_epoch_steps", "icot_per_epoch", "probe_size", "attribution_size" } do

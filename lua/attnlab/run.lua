@@ -154,6 +154,28 @@ local function describe(v)
   return type(v) == "string" and string.format("'%s'", v) or tostring(v)
 end
 
+-- Counts that are integers in every script: a fractional override of these is an error even when
+-- the script declares nothing (steps=1.5 would otherwise run 2 steps, or 1, silently).
+local INTEGER_KEYS = { steps = true, batch = true, seed = true, log_every = true, eval_every = true }
+
+-- A declared kind of a config key (opts.kinds of start): "integer", or a list of the strings the key
+-- may take.  Checked against the resolved value, so a default that breaks it is caught too.
+local function check_kind(k, v, kind, default)
+  if kind == "integer" then
+    if type(v) ~= "number" or v ~= math.floor(v) or v ~= v or math.abs(v) == math.huge then
+      fail(string.format("config key '%s' expects an integer (default %s), got %s", k, describe(default), describe(v)))
+    end
+  elseif type(kind) == "table" then
+    for _, choice in ipairs(kind) do if v == choice then return end end
+    local shown = {}
+    for i, choice in ipairs(kind) do shown[i] = describe(choice) end
+    fail(string.format("config key '%s' must be one of %s, got %s", k, table.concat(shown, ", "), describe(v)))
+  else
+    fail(string.format("start: kinds.%s must be \"integer\" or a list of the values it may take (got %s)", k,
+      describe(kind)))
+  end
+end
+
 -- An override must name a key of the defaults (or a reserved one) and match its type.  Strings
 -- take the text as typed (raw), so name=007 stays "007" when the default is a string.
 local function apply_overrides(config, defaults, overrides, raw)
@@ -180,6 +202,7 @@ local function apply_overrides(config, defaults, overrides, raw)
       fail(string.format("config key '%s' expects a %s (default %s), got %s", k, want,
            describe(default), describe(raw and raw[k] or v)))
     end
+    if want == "number" and INTEGER_KEYS[k] and v ~= math.floor(v) then check_kind(k, v, "integer", default) end
     if k ~= "resume" then config[k] = v end
   end
 end
@@ -303,6 +326,12 @@ end
 function M.start(opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail("start expects a table {name=, config=}") end
+  local START_OPTIONS = { name = true, config = true, kinds = true, overrides = true, out = true, force = true, viz = true }
+  for k in pairs(opts) do
+    if not START_OPTIONS[k] then
+      fail(string.format("start: unknown option '%s' (valid: config, force, kinds, name, out, overrides, viz)", tostring(k)))
+    end
+  end
   local cli = rawget(_G, "ATTNLAB_CLI") or {}
   local defaults = opts.config or {}
   if type(defaults) ~= "table" then fail("start: config must be a table") end
@@ -330,6 +359,11 @@ function M.start(opts)
     self.step = self.ckpt.step
   end
   apply_overrides(config, defaults, overrides, raw)
+  if opts.kinds ~= nil and type(opts.kinds) ~= "table" then fail("start: kinds must be a table {key = kind}") end
+  for k, kind in pairs(opts.kinds or {}) do
+    if defaults[k] == nil then fail(string.format("start: kinds names '%s', which is not a config key", tostring(k))) end
+    check_kind(k, config[k], kind, defaults[k])
+  end
   self.config = config
   self.seed = type(config.seed) == "number" and config.seed or 0
   self.log_every = type(config.log_every) == "number" and config.log_every or 100

@@ -145,6 +145,34 @@ expect_err "'lr' expects a number" "wrong type is explained"
 run "$PROG" run tiny.lua flag=1 --out o2
 expect_rc 1 "number for a boolean"
 
+run "$PROG" run tiny.lua steps=1.5 --out o2
+expect_rc 1 "fractional steps"
+expect_err "config key 'steps' expects an integer .default 200., got 1.5" "steps must be an integer, even undeclared"
+[ ! -e o2/config.json ] && pass || fail "no run directory for a refused override"
+
+# declared kinds: an integer key and a string key with its choices
+cat >kinds.lua <<'EOF2'
+local run = lab.run.start{ name = "kinds", config = { steps = 3, mode = "sft", width = 8, lr = 1 },
+                           kinds = { mode = { "sft", "aux" }, width = "integer" } }
+for step in run:steps(run.config.steps) do end
+run:summary{ mode = run.config.mode, width = run.config.width, lr = run.config.lr }
+run:finish()
+EOF2
+run "$PROG" run kinds.lua mode=aux width=16 lr=2.5 --out k1
+expect_rc 0 "declared kinds accept their values (and an undeclared number key a fraction)"
+expect_file k1/summary.json '"lr": 2.5' "lr=2.5 taken though its default is a whole number"
+run "$PROG" run kinds.lua mode=auxx --out k2
+expect_rc 1 "a string outside its choices"
+one_line "a string outside its choices"
+expect_err "config key 'mode' must be one of 'sft', 'aux', got 'auxx'" "the choices are named"
+[ ! -e k2/config.json ] && pass || fail "no run directory for a value outside the choices"
+run "$PROG" run kinds.lua width=2.5 --out k3
+expect_rc 1 "a declared integer given a fraction"
+expect_err "config key 'width' expects an integer .default 8., got 2.5" "the integer key is named"
+run "$PROG" -e 'lab.run.start{ name = "x", config = {}, bogus = 1 }'
+expect_rc 1 "start with an unknown option"
+expect_err "start: unknown option 'bogus'" "start names the unknown option"
+
 # The uninterrupted reference, then the same run stopped with SIGINT and resumed.
 run "$PROG" run tiny.lua steps=300 --out ref
 expect_rc 0 "reference run"

@@ -68,7 +68,7 @@ end
 do
   local rc, err = attnlab_run(TINY .. " mode=sfft", tmp .. "/typo")
   check.ok(rc ~= 0, "mode=sfft exits non-zero")
-  check.ok(err:find("mode must be one of sft, icot, aux (got 'sfft')", 1, true) ~= nil, "the error names the modes", err)
+  check.ok(err:find("config key 'mode' must be one of 'sft', 'icot', 'aux', got 'sfft'", 1, true) ~= nil, "the error names the modes", err)
   check.ok(read(tmp .. "/typo/config.json") == nil, "no run directory is made for a mistyped mode")
   rc, err = attnlab_run(TINY .. " mode=aux aux_heads=9", tmp .. "/badheads")
   check.ok(rc ~= 0 and err:find("aux_heads", 1, true) ~= nil, "aux_heads beyond heads is refused", err)
