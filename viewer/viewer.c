@@ -497,10 +497,29 @@ static float display_scale(void) {
     return s < 1 ? 1 : s > 3 ? 3 : s;
 }
 
+static int no_display(const char *why) {
+    fprintf(stderr, "attnlab view: no display here (%s): use --screenshot FILE.png for a picture of the run, or run "
+                    "under xvfb-run\n", why);
+    return 2;
+}
+
 static int run_window(viewer_state *v, const viewer_options *o) {
+    /* no X11 or Wayland display named and no driver chosen: say so before SDL probes (and prints
+     * its own complaints about XDG_RUNTIME_DIR) */
+    if (!getenv("DISPLAY") && !getenv("WAYLAND_DISPLAY") && !getenv("SDL_VIDEODRIVER") && !o->events)
+        return no_display("neither DISPLAY nor WAYLAND_DISPLAY is set");
     if (SDL_Init(SDL_INIT_VIDEO) != 0) {
         fprintf(stderr, "attnlab view: cannot open a window: %s (use --screenshot FILE.png without a display)\n", SDL_GetError());
         return 1;
+    }
+    /* Without a display SDL may still "open a window" on a driver that shows nothing (offscreen,
+     * dummy), and the viewer would then follow the run forever with nobody watching (and keep a
+     * pipe of `attnlab run ... --view | tail` open).  Unless the user chose such a driver on
+     * purpose (SDL_VIDEODRIVER, as the tests do), say so in one line and leave. */
+    const char *picked = SDL_GetCurrentVideoDriver();
+    if (picked && (!strcmp(picked, "offscreen") || !strcmp(picked, "dummy")) && !getenv("SDL_VIDEODRIVER") && !o->events) {
+        SDL_Quit();
+        return no_display("SDL found only a driver that shows nothing");
     }
     if (o->scale <= 0) v->scale = display_scale();
     viewer_font_init(v->scale, o->font);

@@ -319,5 +319,25 @@ run "$PROG" -e '
   print(ok)'
 expect_out "true" "json encodes deterministically and decodes strictly"
 
+# ---- the viewer without a display ---------------------------------------------------------------
+# one line naming the ways out, exit status 2, and nothing left running: `run --view | tail` returns
+run env -u DISPLAY -u WAYLAND_DISPLAY -u SDL_VIDEODRIVER "$PROG" view o1
+expect_rc 2 "view without a display"
+one_line "view without a display"
+expect_err "no display here .*--screenshot FILE.png.*xvfb-run" "view without a display names the ways out"
+env -u DISPLAY -u WAYLAND_DISPLAY -u SDL_VIDEODRIVER timeout 60 "$PROG" run tiny.lua steps=20 --view --out nodisplay \
+    2>"$T/err" | cat >/dev/null
+rc=$?
+expect_rc 0 "run --view without a display finishes (through a pipe)"
+expect_err "no display here" "run --view without a display says so"
+expect_file nodisplay/status.json '"finished"' "the training went on headless"
+sleep 0.2
+# (through /proc: pgrep is not on every machine)
+if for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f" 2>/dev/null; echo; done | grep -q "attnlab-vie[w] nodisplay"; then   # (the bracket: not this grep itself)
+    fail "no viewer left running"
+else
+    pass
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
