@@ -27,6 +27,17 @@ end
 
 local function check(rc) if rc < 0 then raise(require("ffi").string(C.al_last_error())) end end
 
+-- An option the optimiser would ignore is an error (a silently ignored option is a wrong experiment).
+local function check_option_keys(opts, fn, valid)
+  for k in pairs(opts) do
+    local known = false
+    for _, v in ipairs(valid) do if k == v then known = true end end
+    if not known then
+      raise(string.format("%s: unknown option '%s' (valid: %s)", fn, tostring(k), table.concat(valid, ", ")))
+    end
+  end
+end
+
 local Optimizer = {}
 Optimizer.__index = Optimizer
 
@@ -65,6 +76,7 @@ SGD.__index = SGD
 function optim.SGD(params, opts)
   opts = opts or {}
   if type(opts) ~= "table" then raise("SGD: options must be a table {lr=, momentum=, ...} (got " .. type(opts) .. ")") end
+  check_option_keys(opts, "SGD", { "lr", "momentum", "weight_decay", "nesterov" })
   params = param_list(params, "SGD")
   return new(SGD, params, {
     lr = number_opt(opts, "lr", 1e-2, "SGD", 0),
@@ -93,6 +105,7 @@ local function make_adam(name, decoupled, default_wd)
   return function(params, opts)
     opts = opts or {}
     if type(opts) ~= "table" then raise(name .. ": options must be a table {lr=, betas=, ...} (got " .. type(opts) .. ")") end
+    check_option_keys(opts, name, { "lr", "betas", "eps", "weight_decay" })
     params = param_list(params, name)
     local betas = opts.betas or { 0.9, 0.999 }
     if type(betas) ~= "table" or type(betas[1]) ~= "number" or type(betas[2]) ~= "number" then

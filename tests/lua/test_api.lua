@@ -786,6 +786,18 @@ do
   check.ok(not ok and err:find("test_api.lua:", 1, true) ~= nil, "error position is the user's line", tostring(err))
 end
 
+-- optimisers: an option they would ignore is an error naming the optimiser and the valid keys
+do
+  local p = lab.zeros{ 2 }:requires_grad(true)
+  for _, case in ipairs{ { "SGD", { lr = 0.1, mom = 0.9 }, "mom" }, { "Adam", { lr = 1e-3, beta = { 0.9, 0.99 } }, "beta" },
+                         { "AdamW", { lr = 1e-3, weightdecay = 0.1 }, "weightdecay" } } do
+    check.fails(function() lab.optim[case[1]]({ p }, case[2]) end,
+      case[1] .. ": unknown option '" .. case[3] .. "' (valid: ", "lab.optim." .. case[1] .. " rejects an unknown option")
+  end
+  check.ok(pcall(lab.optim.AdamW, { p }, { lr = 1e-3, betas = { 0.9, 0.95 }, eps = 1e-8, weight_decay = 0.1 }),
+    "AdamW takes its valid options")
+end
+
 os.execute("rm -rf '" .. tmpdir .. "'")
 collectgarbage("collect")
 check.ok(lab.memory().nodes == 0, "no graph nodes left", tostring(lab.memory().nodes))
