@@ -81,30 +81,6 @@ static bool fits(const al_tensor *slot, const al_tensor *g) {
     return slot->dtype == g->dtype && al_shape_equal(slot->ndim, slot->shape, g->ndim, g->shape);
 }
 
-/* dst += g: contiguous float operands of one shape in one pass, anything else through add_. */
-static void add_in_place(al_tensor *dst, const al_tensor *g) {
-    if (!al_is_contiguous(dst) || !al_is_contiguous(g) || dst->dtype != g->dtype || !al_is_float(dst->dtype) ||
-        !al_shape_equal(dst->ndim, dst->shape, g->ndim, g->shape)) {
-        al_add_scaled_(dst, g, 1.0);
-        return;
-    }
-    const int64_t n = al_numel(dst);
-    #pragma omp parallel if (n >= AL_PARALLEL_GRAIN)   /* (the small sums are rare: leaves use add_) */
-    {
-        int64_t first, last;
-        al_thread_share(n, &first, &last);
-        if (dst->dtype == AL_FLOAT32) {
-            float *restrict d = al_ptr(dst);
-            const float *restrict s = al_ptr(g);
-            for (int64_t i = first; i < last; i++) d[i] += s[i];
-        } else {
-            double *restrict d = al_ptr(dst);
-            const double *restrict s = al_ptr(g);
-            for (int64_t i = first; i < last; i++) d[i] += s[i];
-        }
-    }
-}
-
 /* Adds g into dst (a gradient slot), creating it when empty.  Leaf gradients are always fresh,
  * contiguous tensors of their own, because optimisers and clipping change them in place. */
 static void accumulate_into(al_tensor **slot, const al_tensor *g, al_dtype dtype, bool own) {
@@ -117,7 +93,7 @@ static void accumulate_into(al_tensor **slot, const al_tensor *g, al_dtype dtype
             *slot = al_retain((al_tensor *)g);
         }
     } else if (own || (sole_owner(*slot) && fits(*slot, g))) {
-        add_in_place(*slot, g);
+        al_add_into_(*slot, g);
     } else {
         al_tensor *sum = al_add(*slot, g);
         if (sum) { al_release(*slot); *slot = sum; }
@@ -139,10 +115,6 @@ void al_accumulate_input(al_node *node, int i, const al_tensor *g) {
     al_release(fitted);
 }
 
-/* As al_accumulate_input, but takes the caller's reference to g: a leaf with no gradient yet adopts
- * g itself when nothing else can see it (contiguous, sole owner of its storage, the leaf's shape
- * and dtype) instead of copying it -- at long sequence lengths those copies of dq, dk, dv were as
- * large as the gradients themselves. */
 /* The gradient of a narrow (or, squeezed, a select) of input i: g goes into the window [start,
  * start + g's size) along dim.  When input i's slot can take it in place (a leaf's own gradient, or a
  * slot nothing else holds), only the window is touched; otherwise a zero tensor with g in its
@@ -170,6 +142,10 @@ void al_accumulate_input_window(al_node *node, int i, const al_tensor *g, int di
     al_release(target);
 }
 
+/* As al_accumulate_input, but takes the caller's reference to g: a leaf with no gradient yet adopts
+ * g itself when nothing else can see it (contiguous, sole owner of its storage, the leaf's shape
+ * and dtype) instead of copying it -- at long sequence lengths those copies of dq, dk, dv were as
+ * large as the gradients themselves. */
 void al_accumulate_input_take(al_node *node, int i, al_tensor *g) {
     if (!g) return;
     al_tensor *x = al_input_needs_grad(node, i) ? node->inputs[i] : NULL;

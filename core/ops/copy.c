@@ -82,7 +82,7 @@ static void same_dtype_rows(al_tensor *dst, const al_tensor *src, const int64_t 
     }
 }
 
-/* dst += src in place, src broadcast to dst's shape and of dst's dtype (gradient windows). */
+/* dst += src in place, src broadcast to dst's shape and of dst's dtype (gradient slots and their windows). */
 int al_add_into_(al_tensor *dst, const al_tensor *src) {
     int n; int64_t shape[AL_MAX_DIMS];
     if (!al_broadcast_shapes("add_", dst->ndim, dst->shape, src->ndim, src->shape, &n, shape)) return -1;
