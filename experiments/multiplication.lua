@@ -32,7 +32,7 @@ local ffi = require "ffi"
 local run = lab.run.start{
   name = "multiplication",
   -- checked before the run directory is made: a mistyped mode is one clear line and no directory
-  kinds = { mode = { "sft", "icot", "aux" }, digits = "integer", layers = "integer", heads = "integer",
+  kinds = { mode = { "sft", "icot", "aux" }, init = { "gpt2", "default" }, loss_on = { "all", "answer" }, digits = "integer", layers = "integer", heads = "integer",
             width = "integer", aux_heads = "integer", aux_layer = "integer", test_size = "integer",
             icot_epoch_steps = "integer", icot_per_epoch = "integer", probe_size = "integer",
             attribution_size = "integer", train_size = "integer" },
@@ -51,6 +51,8 @@ local run = lab.run.start{
     aux_scale = 100,            -- target c_hat / aux_scale
     layers = 2, heads = 4, width = 128, mlp_ratio = 4,
     tied = true,                -- tied unembedding
+    init = "gpt2",              -- gpt2: N(0, 0.02^2) weights; default: the modules' own (PyTorch's) initialisation
+    loss_on = "all",            -- all: every token after ||; answer: only the 2d answer digits (mult_aux.py's loss)
     train_size = 0,             -- 0: a fresh problem every draw; N: a fixed set of N, in epochs
     seed = 1,
     test_size = 1000,           -- held-out problems (never drawn for training)
@@ -97,6 +99,9 @@ do
     if cfg[k] ~= math.floor(cfg[k]) or cfg[k] < 1 then config_error(k .. " must be a positive integer (got " .. tostring(cfg[k]) .. ")") end
   end
   if cfg.width % cfg.heads ~= 0 then config_error(string.format("width (%d) must be a multiple of heads (%d)", cfg.width, cfg.heads)) end
+  if cfg.loss_on == "answer" and cfg.mode == "icot" then
+    config_error("loss_on=answer drops the chain of thought's loss, which mode=icot trains on; use loss_on=all")
+  end
   if cfg.mode == "aux" then
     if cfg.aux_heads < 1 or cfg.aux_heads > cfg.heads then config_error("aux_heads must be from 1 to heads") end
     if cfg.aux_layer < 1 or cfg.aux_layer > cfg.layers then config_error("aux_layer must be from 1 to layers") end
@@ -119,7 +124,7 @@ local t_start = lab.time()
 -- model, auxiliary regressions, optimiser, data
 ---------------------------------------------------------------------------------------------------
 local model = lab.nn.GPT{ vocab = V, context = CONTEXT, layers = cfg.layers, heads = cfg.heads, width = cfg.width,
-                          mlp_ratio = cfg.mlp_ratio, tied = cfg.tied }
+                          mlp_ratio = cfg.mlp_ratio, tied = cfg.tied, init = cfg.init }
 local head_dim = cfg.width / cfg.heads
 
 local Aux = lab.nn.class("AuxRegressions")
@@ -408,7 +413,12 @@ for step in run:steps(cfg.steps) do
   else
     logits = model(b.inputs)
   end
-  local lm = lab.cross_entropy(logits:reshape{ b.B * b.T, V }, b.targets:reshape{ -1 }, { ignore = mult.ignore })
+  local lm
+  if cfg.loss_on == "answer" then
+    lm = lab.cross_entropy(mult.at_answers(logits, b):reshape{ b.B * D2, V }, b.answer:reshape{ -1 })
+  else
+    lm = lab.cross_entropy(logits:reshape{ b.B * b.T, V }, b.targets:reshape{ -1 }, { ignore = mult.ignore })
+  end
   local loss, aux_loss = lm, nil
   if aux then
     aux_loss = aux(z, b, cfg.aux_scale)
