@@ -67,56 +67,7 @@ static al_tensor *grad_for(const char *fn, const al_tensor *p, int *rc) {
     return c;
 }
 
-/* ---- SGD ------------------------------------------------------------------------------------ */
-
-/* d = g + wd p; buf = momentum buf + d; d = nesterov ? d + momentum buf : buf; p -= lr d.
- * PyTorch starts buf as a copy of d on the first step; a zero-filled buf gives the same numbers. */
-#define SGD_LOOP(T)                                                                             \
-    do {                                                                                        \
-        T *restrict pp = al_ptr(param);                                                         \
-        const T *restrict gp = al_ptr(grad);                                                    \
-        T *restrict bp = buf ? (T *)al_ptr(buf) : NULL;                                         \
-        const T lr_ = (T)lr, mom = (T)momentum, wd = (T)weight_decay;                           \
-        if (!bp) {                                                                              \
-            _Pragma("omp parallel for schedule(static) if (n >= AL_PARALLEL_GRAIN)")           \
-            for (int64_t i = 0; i < n; i++) pp[i] -= lr_ * (gp[i] + wd * pp[i]);                \
-        } else {                                                                                \
-            _Pragma("omp parallel for schedule(static) if (n >= AL_PARALLEL_GRAIN)")           \
-            for (int64_t i = 0; i < n; i++) {                                                   \
-                T d = gp[i] + wd * pp[i];                                                       \
-                T b = mom * bp[i] + d;                                                          \
-                bp[i] = b;                                                                      \
-                pp[i] -= lr_ * (nesterov ? d + mom * b : b);                                    \
-            }                                                                                   \
-        }                                                                                       \
-    } while (0)
-
-int al_sgd_step(al_tensor *param, al_tensor *momentum_buf, double lr, double momentum,
-                double weight_decay, int nesterov) {
-    const char *fn = "sgd_step";
-    if (!check_param(fn, param)) return -1;
-    if (!(lr >= 0) || !(momentum >= 0) || !(weight_decay >= 0) || !isfinite(lr + momentum + weight_decay)) {
-        al_error("%s: lr %g, momentum %g and weight_decay %g must be finite and >= 0 (param shape %s)",
-                 fn, lr, momentum, weight_decay, TSHAPE(param));
-        return -1;
-    }
-    if (nesterov && momentum == 0) {
-        al_error("%s: nesterov needs momentum > 0 (param shape %s)", fn, TSHAPE(param));
-        return -1;
-    }
-    if (momentum != 0 && !check_state(fn, "momentum_buf", param, momentum_buf)) return -1;
-    int rc;
-    al_tensor *grad = grad_for(fn, param, &rc);
-    if (!grad) return rc;
-    al_tensor *buf = momentum != 0 ? momentum_buf : NULL;
-    const int64_t n = al_numel(param);
-    if (param->dtype == AL_FLOAT32) SGD_LOOP(float);
-    else SGD_LOOP(double);
-    al_release(grad);
-    return 0;
-}
-
-/* ---- Adam ----------------------------------------------------------------------------------- */
+/* ---- the update kernels ------------------------------------------------------------------- */
 
 /* out[i] = sqrt(in[i]), correctly rounded, vectorised by hand (see the top of the file). */
 static void sqrt_f32(float *restrict out, const float *restrict in, int64_t n) {
@@ -145,39 +96,51 @@ static void sqrt_f64(double *restrict out, const double *restrict in, int64_t n)
 
 enum { ADAM_CHUNK = 1024 }; /* elements per pass; the sqrt scratch stays in L1 */
 
-/* PyTorch's multi-tensor Adam, per element:
- *   g = grad (+ wd p when coupled);  p *= 1 - lr wd (when decoupled, AdamW)
- *   m = lerp(m, g, 1 - b1);  v = b2 v + (1 - b2) g g
- *   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps),   bc_k = 1 - b_k^step
- * in three passes over a chunk: update m, v (and p's decay), sqrt(v), update p.  The division by
- * sqrt(bc2) is a multiplication by its inverse (one rounding apart; the divider is the bottleneck). */
-#define ADAM_LOOP(T, SQRT)                                                                      \
-    do {                                                                                        \
-        T *restrict pp = al_ptr(param), *restrict mp = al_ptr(m), *restrict vp = al_ptr(v);     \
-        const T *restrict gp = al_ptr(grad);                                                    \
-        const T w = (T)(1 - beta1), b2 = (T)beta2, c2 = (T)(1 - beta2), wd = (T)weight_decay;   \
-        const T decay = (T)(1 - lr * weight_decay), step_size = (T)(lr / bc1);                  \
-        const T inv_bc2_sqrt = (T)(1 / sqrt(bc2)), eps_ = (T)eps;                               \
-        const bool coupled = !decoupled && weight_decay != 0, decay_p = decoupled && weight_decay != 0; \
-        const int64_t nchunks = (n + ADAM_CHUNK - 1) / ADAM_CHUNK;                              \
-        _Pragma("omp parallel for schedule(static) if (n >= AL_PARALLEL_GRAIN)")               \
-        for (int64_t c = 0; c < nchunks; c++) {                                                 \
-            T den[ADAM_CHUNK];                                                                  \
-            const int64_t i0 = c * ADAM_CHUNK;                                                  \
-            const int64_t len = n - i0 < ADAM_CHUNK ? n - i0 : ADAM_CHUNK;                       \
-            T *restrict p = pp + i0, *restrict mm = mp + i0, *restrict vv = vp + i0;            \
-            const T *restrict g = gp + i0;                                                      \
-            for (int64_t i = 0; i < len; i++) {                                                 \
-                T gi = coupled ? g[i] + wd * p[i] : g[i];                                       \
-                if (decay_p) p[i] *= decay;                                                     \
-                T mi = mm[i];                                                                   \
-                mm[i] = w < (T)0.5 ? mi + w * (gi - mi) : gi - (gi - mi) * ((T)1 - w);          \
-                vv[i] = vv[i] * b2 + c2 * gi * gi;                                              \
-            }                                                                                   \
-            SQRT(den, vv, len);                                                                 \
-            for (int64_t i = 0; i < len; i++) p[i] -= step_size * mm[i] / (den[i] * inv_bc2_sqrt + eps_); \
-        }                                                                                       \
-    } while (0)
+/* The update loops, once per float dtype: sgd_update_float, adam_update_double, ... */
+#define real float
+#define SFX(name) name##_float
+#define SQRT_ROWS sqrt_f32
+#include "generic/optim_steps.h"
+#undef real
+#undef SFX
+#undef SQRT_ROWS
+#define real double
+#define SFX(name) name##_double
+#define SQRT_ROWS sqrt_f64
+#include "generic/optim_steps.h"
+#undef real
+#undef SFX
+#undef SQRT_ROWS
+
+/* ---- SGD ------------------------------------------------------------------------------------ */
+
+int al_sgd_step(al_tensor *param, al_tensor *momentum_buf, double lr, double momentum,
+                double weight_decay, int nesterov) {
+    const char *fn = "sgd_step";
+    if (!check_param(fn, param)) return -1;
+    if (!(lr >= 0) || !(momentum >= 0) || !(weight_decay >= 0) || !isfinite(lr + momentum + weight_decay)) {
+        al_error("%s: lr %g, momentum %g and weight_decay %g must be finite and >= 0 (param shape %s)",
+                 fn, lr, momentum, weight_decay, TSHAPE(param));
+        return -1;
+    }
+    if (nesterov && momentum == 0) {
+        al_error("%s: nesterov needs momentum > 0 (param shape %s)", fn, TSHAPE(param));
+        return -1;
+    }
+    if (momentum != 0 && !check_state(fn, "momentum_buf", param, momentum_buf)) return -1;
+    int rc;
+    al_tensor *grad = grad_for(fn, param, &rc);
+    if (!grad) return rc;
+    al_tensor *buf = momentum != 0 ? momentum_buf : NULL;
+    const int64_t n = al_numel(param);
+    if (param->dtype == AL_FLOAT32)
+        sgd_update_float(al_ptr(param), al_ptr(grad), buf ? al_ptr(buf) : NULL, n, lr, momentum, weight_decay, nesterov);
+    else sgd_update_double(al_ptr(param), al_ptr(grad), buf ? al_ptr(buf) : NULL, n, lr, momentum, weight_decay, nesterov);
+    al_release(grad);
+    return 0;
+}
+
+/* ---- Adam ----------------------------------------------------------------------------------- */
 
 int al_adam_step(al_tensor *param, al_tensor *m, al_tensor *v, double lr, double beta1,
                  double beta2, double eps, double weight_decay, int decoupled, int64_t step) {
@@ -205,8 +168,11 @@ int al_adam_step(al_tensor *param, al_tensor *m, al_tensor *v, double lr, double
     if (!grad) return rc;
     const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
     const int64_t n = al_numel(param);
-    if (param->dtype == AL_FLOAT32) ADAM_LOOP(float, sqrt_f32);
-    else ADAM_LOOP(double, sqrt_f64);
+    if (param->dtype == AL_FLOAT32)
+        adam_update_float(al_ptr(param), al_ptr(m), al_ptr(v), al_ptr(grad), n, lr, beta1, beta2, eps, weight_decay,
+                          decoupled, bc1, bc2);
+    else adam_update_double(al_ptr(param), al_ptr(m), al_ptr(v), al_ptr(grad), n, lr, beta1, beta2, eps, weight_decay,
+                            decoupled, bc1, bc2);
     al_release(grad);
     return 0;
 }

@@ -19,24 +19,23 @@ al_tensor *al_mse(const al_tensor *pred, const al_tensor *target) {
     return out;
 }
 
-/* Cross-entropy of rows of logits against ids: loss = mean over counted rows of lse(row) - row[id].
- * Backward: (softmax(row) - onehot(id)) / count on counted rows, 0 on ignored ones. */
-#define CE_ROWS(T, EXP)                                                                         \
-    do {                                                                                        \
-        const T *X = al_ptr(lc); const int64_t *Y = al_ptr(ic); T *P = al_ptr(prob);            \
-        for (int64_t r = 0; r < rows; r++) {                                                    \
-            const T *x = X + r * C; T *p = P + r * C;                                           \
-            if (Y[r] == ignore) { for (int64_t c = 0; c < C; c++) p[c] = 0; continue; }         \
-            T m = x[0];                                                                         \
-            for (int64_t c = 1; c < C; c++) if (x[c] > m) m = x[c];                             \
-            double z = 0;                                                                       \
-            for (int64_t c = 0; c < C; c++) { p[c] = EXP(x[c] - m); z += p[c]; }                \
-            total += m + log(z) - x[Y[r]];                                                      \
-            for (int64_t c = 0; c < C; c++) p[c] = (T)(p[c] / z);                               \
-            p[Y[r]] -= 1;                                                                       \
-            count++;                                                                            \
-        }                                                                                       \
-    } while (0)
+/* Cross-entropy: loss = mean over counted rows of lse(row) - row[id].
+ * Backward: (softmax(row) - onehot(id)) / count on counted rows, 0 on ignored ones.
+ * The row kernel, once per float dtype: cross_entropy_rows_float, cross_entropy_rows_double. */
+#define real float
+#define SFX(name) name##_float
+#define EXP expf
+#include "../generic/loss_rows.h"
+#undef real
+#undef SFX
+#undef EXP
+#define real double
+#define SFX(name) name##_double
+#define EXP exp
+#include "../generic/loss_rows.h"
+#undef real
+#undef SFX
+#undef EXP
 
 static void cross_entropy_backward(al_node *node, const al_tensor *g) {
     double scale = al_item(g) * node->scalars[0];
@@ -80,10 +79,10 @@ al_tensor *al_cross_entropy(const al_tensor *logits, const al_tensor *target, in
     al_tensor *prob = lc ? al_new_tensor(2, pshape, logits->dtype) : NULL;
     double total = 0;
     int64_t count = 0;
-    const int64_t ignore = ignore_index;
     if (prob) {
-        if (logits->dtype == AL_FLOAT32) CE_ROWS(float, expf);
-        else CE_ROWS(double, exp);
+        if (logits->dtype == AL_FLOAT32)
+            total = cross_entropy_rows_float(al_ptr(lc), al_ptr(ic), al_ptr(prob), rows, C, ignore_index, &count);
+        else total = cross_entropy_rows_double(al_ptr(lc), al_ptr(ic), al_ptr(prob), rows, C, ignore_index, &count);
     }
     al_tensor *out = prob ? al_full(0, NULL, count ? total / (double)count : 0.0, logits->dtype) : NULL;
     if (out && al_grad_needed1(logits)) {

@@ -25,6 +25,24 @@ static void reduced_shape(const al_tensor *t, int d, int keepdim, int *nd, int64
     *nd = k;
 }
 
+typedef enum { SM_SOFTMAX, SM_LOG_SOFTMAX, SM_LOGSUMEXP } softmax_kind;
+
+/* The kernels, once per float dtype: sum_lines_float, sum_lines_double, ... */
+#define real float
+#define SFX(name) name##_float
+#define EXP expf
+#include "../generic/reduce_lines.h"
+#undef real
+#undef SFX
+#undef EXP
+#define real double
+#define SFX(name) name##_double
+#define EXP exp
+#include "../generic/reduce_lines.h"
+#undef real
+#undef SFX
+#undef EXP
+
 /* A float view of t, contiguous: int64 inputs are reduced as float64. */
 static al_tensor *float_contiguous(const al_tensor *t) {
     return al_to_dtype_nograd(t, t->dtype == AL_INT64 ? AL_FLOAT64 : t->dtype);
@@ -32,29 +50,6 @@ static al_tensor *float_contiguous(const al_tensor *t) {
 
 /* ---- sum and mean --------------------------------------------------------------------------- */
 
-#define SUM_LINES(T)                                                                            \
-    do {                                                                                        \
-        const T *x = (const T *)al_ptr(c); T *o = (T *)al_ptr(out);                             \
-        if (l.inner == 1) {                                                                     \
-            _Pragma("omp parallel for schedule(static) if (l.outer * l.R >= AL_PARALLEL_GRAIN)") \
-            for (int64_t a = 0; a < l.outer; a++) {                                             \
-                double acc = 0;                                                                 \
-                for (int64_t r = 0; r < l.R; r++) acc += x[a * l.R + r];                        \
-                o[a] = (T)(acc * scale);                                                        \
-            }                                                                                   \
-        } else {                                                                                \
-            _Pragma("omp parallel for schedule(static) if (l.outer * l.R * l.inner >= AL_PARALLEL_GRAIN)") \
-            for (int64_t a = 0; a < l.outer; a++) {                                             \
-                T *orow = o + a * l.inner;                                                      \
-                for (int64_t i = 0; i < l.inner; i++) orow[i] = 0;                              \
-                for (int64_t r = 0; r < l.R; r++) {                                             \
-                    const T *xrow = x + (a * l.R + r) * l.inner;                                \
-                    for (int64_t i = 0; i < l.inner; i++) orow[i] += xrow[i];                   \
-                }                                                                               \
-                for (int64_t i = 0; i < l.inner; i++) orow[i] = (T)(orow[i] * scale);           \
-            }                                                                                   \
-        }                                                                                       \
-    } while (0)
 
 static void sum_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0];
@@ -95,8 +90,8 @@ static al_tensor *sum_impl(const char *fn, const al_tensor *t, int dim, int keep
     double scale = mean ? 1.0 / (double)l.R : 1.0;
     al_tensor *out = al_new_tensor(nd, shape, c->dtype);
     if (out && al_numel(out) > 0) {   /* no elements out: skip the (possibly 2^40) empty lines */
-        if (c->dtype == AL_FLOAT32) SUM_LINES(float);
-        else SUM_LINES(double);
+        if (c->dtype == AL_FLOAT32) sum_lines_float(al_ptr(c), al_ptr(out), l, scale);
+        else sum_lines_double(al_ptr(c), al_ptr(out), l, scale);
     }
     al_release(c);
     if (out && al_grad_needed1(t)) {
@@ -142,21 +137,6 @@ al_tensor *al_sum_to_shape(const al_tensor *g, int ndim, const int64_t *shape) {
 
 /* ---- max, min, argmax ------------------------------------------------------------------------ */
 
-#define ARGBEST_LINES(T, BETTER)                                                                \
-    do {                                                                                        \
-        const T *x = (const T *)al_ptr(c);                                                      \
-        T *vo = (T *)al_ptr(vals); int64_t *io = (int64_t *)al_ptr(idx);                        \
-        for (int64_t a = 0; a < l.outer; a++)                                                   \
-            for (int64_t i = 0; i < l.inner; i++) {                                             \
-                const T *line = x + a * l.R * l.inner + i;                                      \
-                T best = line[0]; int64_t bi = 0;                                               \
-                for (int64_t r = 1; r < l.R; r++) {                                             \
-                    T v = line[r * l.inner];                                                    \
-                    if ((BETTER) || (v != v && best == best)) { best = v; bi = r; }             \
-                }                                                                               \
-                vo[a * l.inner + i] = best; io[a * l.inner + i] = bi;                           \
-            }                                                                                   \
-    } while (0)
 
 static void max_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0], *idx = node->saved[0];
@@ -196,11 +176,8 @@ static al_tensor *argbest(const char *fn, const al_tensor *t, int dim, int keepd
     al_tensor *vals = al_new_tensor(nd, shape, c->dtype);
     al_tensor *idx = al_new_tensor(nd, shape, AL_INT64);
     if (vals && idx) {
-        if (c->dtype == AL_FLOAT32) {
-            if (want_max) ARGBEST_LINES(float, v > best); else ARGBEST_LINES(float, v < best);
-        } else {
-            if (want_max) ARGBEST_LINES(double, v > best); else ARGBEST_LINES(double, v < best);
-        }
+        if (c->dtype == AL_FLOAT32) argbest_lines_float(al_ptr(c), al_ptr(vals), al_ptr(idx), l, want_max);
+        else argbest_lines_double(al_ptr(c), al_ptr(vals), al_ptr(idx), l, want_max);
     }
     al_release(c);
     if (vals && t->dtype == AL_INT64) {   /* compared as float64 (exact below 2^53); given back as int64 */
@@ -238,63 +215,7 @@ al_tensor *al_argmax(const al_tensor *t, int dim, int keepdim) {
 
 /* ---- softmax family ------------------------------------------------------------------------ */
 
-typedef enum { SM_SOFTMAX, SM_LOG_SOFTMAX, SM_LOGSUMEXP } softmax_kind;
 
-/* One line x[0], x[inner], ... of length R: the max-subtracted softmax, log-softmax or the
- * log-sum-exp.  A line of -inf gives softmax 0, log-softmax -inf and logsumexp -inf (not NaN). */
-#define SOFTMAX_LINES(T, EXP, LOG)                                                              \
-    do {                                                                                        \
-        const T *x = (const T *)al_ptr(c); T *o = (T *)al_ptr(out);                             \
-        _Pragma("omp parallel for schedule(static) if (l.outer * l.R * l.inner >= AL_PARALLEL_GRAIN)") \
-        for (int64_t a = 0; a < l.outer; a++)                                                   \
-            for (int64_t i = 0; i < l.inner; i++) {                                             \
-                const T *line = x + a * l.R * l.inner + i;                                      \
-                T m = -INFINITY;                                                                \
-                for (int64_t r = 0; r < l.R; r++) if (line[r * l.inner] > m) m = line[r * l.inner]; \
-                T ref = isinf(m) ? (T)0 : m;                                                    \
-                double z = 0;                                                                   \
-                for (int64_t r = 0; r < l.R; r++) z += EXP(line[r * l.inner] - ref);            \
-                T lse = ref + (T)log(z);                                                        \
-                if (kind == SM_LOGSUMEXP) { o[a * l.inner + i] = lse; continue; }              \
-                T *orow = o + a * l.R * l.inner + i;                                            \
-                if (kind == SM_SOFTMAX) {                                                       \
-                    T inv = z > 0 ? (T)(1.0 / z) : (T)0;                                        \
-                    for (int64_t r = 0; r < l.R; r++) orow[r * l.inner] = EXP(line[r * l.inner] - ref) * inv; \
-                } else {                                                                        \
-                    for (int64_t r = 0; r < l.R; r++) orow[r * l.inner] = line[r * l.inner] - lse; \
-                }                                                                               \
-            }                                                                                   \
-    } while (0)
-
-/* softmax:     dx = y * (g - sum(g * y))
- * log_softmax: dx = g - exp(y) * sum(g)
- * logsumexp:   dx = g * exp(x - y)  (y broadcast back along the line) */
-#define SOFTMAX_BACKWARD_LINES(T, EXP)                                                          \
-    do {                                                                                        \
-        const T *y = (const T *)al_ptr(yc), *gg = (const T *)al_ptr(gc);                        \
-        const T *xx = xc ? (const T *)al_ptr(xc) : NULL; T *dx = (T *)al_ptr(gin);              \
-        _Pragma("omp parallel for schedule(static) if (l.outer * l.R * l.inner >= AL_PARALLEL_GRAIN)") \
-        for (int64_t a = 0; a < l.outer; a++)                                                   \
-            for (int64_t i = 0; i < l.inner; i++) {                                             \
-                int64_t base = a * l.R * l.inner + i;                                           \
-                if (kind == SM_LOGSUMEXP) {                                                     \
-                    T yy = y[a * l.inner + i], g1 = gg[a * l.inner + i];                        \
-                    for (int64_t r = 0; r < l.R; r++) {                                         \
-                        T xv = xx[base + r * l.inner];                                          \
-                        dx[base + r * l.inner] = isinf(yy) ? (T)0 : g1 * EXP(xv - yy);          \
-                    }                                                                           \
-                    continue;                                                                   \
-                }                                                                               \
-                double acc = 0;                                                                 \
-                for (int64_t r = 0; r < l.R; r++)                                               \
-                    acc += kind == SM_SOFTMAX ? (double)gg[base + r * l.inner] * y[base + r * l.inner] \
-                                              : (double)gg[base + r * l.inner];                 \
-                for (int64_t r = 0; r < l.R; r++) {                                             \
-                    int64_t k = base + r * l.inner;                                             \
-                    dx[k] = kind == SM_SOFTMAX ? y[k] * (gg[k] - (T)acc) : gg[k] - EXP(y[k]) * (T)acc; \
-                }                                                                               \
-            }                                                                                   \
-    } while (0)
 
 static void softmax_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0];
@@ -307,8 +228,9 @@ static void softmax_backward(al_node *node, const al_tensor *g) {
     if (gin && gc && yc && (xc || kind != SM_LOGSUMEXP)) {
         lines l = lines_of(x, d);
         if (al_numel(x) == 0) {}   /* no elements: skip the (possibly 2^40) empty lines */
-        else if (x->dtype == AL_FLOAT32) SOFTMAX_BACKWARD_LINES(float, expf);
-        else SOFTMAX_BACKWARD_LINES(double, exp);
+        else if (x->dtype == AL_FLOAT32)
+            softmax_backward_lines_float(al_ptr(yc), al_ptr(gc), xc ? al_ptr(xc) : NULL, al_ptr(gin), l, kind);
+        else softmax_backward_lines_double(al_ptr(yc), al_ptr(gc), xc ? al_ptr(xc) : NULL, al_ptr(gin), l, kind);
         al_accumulate_input(node, 0, gin);
     }
     al_release(gin); al_release(gc); al_release(yc); al_release(xc);
@@ -326,8 +248,8 @@ static al_tensor *softmax_impl(const char *fn, softmax_kind kind, const al_tenso
     if (kind == SM_LOGSUMEXP) reduced_shape(c, d, 1, &nd, shape);
     al_tensor *out = al_new_tensor(nd, shape, c->dtype);
     if (out && al_numel(out) > 0) {   /* no elements: skip the (possibly 2^40) empty lines */
-        if (c->dtype == AL_FLOAT32) SOFTMAX_LINES(float, expf, logf);
-        else SOFTMAX_LINES(double, exp, log);
+        if (c->dtype == AL_FLOAT32) softmax_lines_float(al_ptr(c), al_ptr(out), l, kind);
+        else softmax_lines_double(al_ptr(c), al_ptr(out), l, kind);
     }
     al_release(c);
     if (out && al_grad_needed1(t)) {
@@ -356,27 +278,14 @@ al_tensor *al_logsumexp(const al_tensor *t, int dim, int keepdim) { return softm
  * y_r = sum_{s <= r} x_s along dim; backward: dx_r = sum_{s >= r} g_s (the reverse cumulative sum).
  * Accumulated in double, so long prefixes of float32 keep their precision. */
 
-#define CUMSUM_LINES(T)                                                                         \
-    do {                                                                                        \
-        const T *x = (const T *)al_ptr(c); T *o = (T *)al_ptr(out);                             \
-        for (int64_t a = 0; a < l.outer; a++)                                                   \
-            for (int64_t i = 0; i < l.inner; i++) {                                             \
-                double acc = 0;                                                                 \
-                for (int64_t k = 0; k < l.R; k++) {                                             \
-                    int64_t r = reverse ? l.R - 1 - k : k, at = (a * l.R + r) * l.inner + i;    \
-                    acc += x[at];                                                               \
-                    o[at] = (T)acc;                                                             \
-                }                                                                               \
-            }                                                                                   \
-    } while (0)
 
 static al_tensor *cumsum_impl(const al_tensor *t, int d, bool reverse) {
     al_tensor *c = float_contiguous(t);
     al_tensor *out = c ? al_new_like(c) : NULL;
     if (out && al_numel(out) > 0) {
         lines l = lines_of(c, d);
-        if (c->dtype == AL_FLOAT32) CUMSUM_LINES(float);
-        else CUMSUM_LINES(double);
+        if (c->dtype == AL_FLOAT32) cumsum_lines_float(al_ptr(c), al_ptr(out), l, reverse);
+        else cumsum_lines_double(al_ptr(c), al_ptr(out), l, reverse);
     }
     al_release(c);
     return out;
