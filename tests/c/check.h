@@ -1,5 +1,6 @@
 /* check.h -- the C unit tests' few macros.  Each test file is one program; it prints one line per
- * failed check and ends with "N passed, N failed" (the line CI reads), exiting 1 on any failure. */
+ * failed check and ends with "N passed, N failed, 0 skipped; N compare numbers" (the line
+ * tests/run_all.sh reads; "compare numbers" counts the passed CHECK_NEARs), exiting 1 on any failure. */
 #ifndef ATTNLAB_CHECK_H
 #define ATTNLAB_CHECK_H
 #include "attnlab.h"
@@ -7,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int check_passed, check_failed;
+static int check_passed, check_failed, check_numeric;   /* numeric: passed CHECK_NEARs */
 
 #define CHECK(cond)                                                                          \
     do {                                                                                     \
@@ -18,7 +19,7 @@ static int check_passed, check_failed;
 #define CHECK_NEAR(a, b, tol)                                                                \
     do {                                                                                     \
         double check_a_ = (a), check_b_ = (b);                                               \
-        if (fabs(check_a_ - check_b_) <= (tol)) check_passed++;                              \
+        if (fabs(check_a_ - check_b_) <= (tol)) { check_passed++; check_numeric++; }         \
         else { check_failed++; fprintf(stderr, "%s:%d: %s = %.9g, expected %s = %.9g (tol %g)\n", \
                                        __FILE__, __LINE__, #a, check_a_, #b, check_b_, (double)(tol)); } \
     } while (0)
@@ -35,7 +36,7 @@ static int check_passed, check_failed;
     } while (0)
 
 static int check_report(const char *name) {
-    printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);
+    printf("%s: %d passed, %d failed, 0 skipped; %d compare numbers\n", name, check_passed, check_failed, check_numeric);
     return check_failed ? 1 : 0;
 }
 #endif

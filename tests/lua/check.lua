@@ -1,12 +1,16 @@
 -- check.lua -- the Lua tests' few helpers (the twin of tests/c/check.h).  A test file does
 --   local check = dofile("tests/lua/check.lua")("gradcheck")
 --   check.ok(cond, "what")  check.near(a, b, tol, "what")  check.fails(fn, "needle", "what")
+--   check.value(cond, "what")  (an ok that compares computed numbers with reference ones)
 --   check.gradients(loss_fn, {name = tensor}, "what")  (float64 central differences)
+--   check.skip(n, "why")  (n checks that could not run here, and why: counted and printed, never silent)
 --   check.tmpdir(tag), check.read_file(path), check.write_file(path, s), check.cleanup()
 --   os.exit(check.report())
--- and ends with one line "<name>: N passed, N failed".
+-- and ends with one line "<name>: N passed, N failed, N skipped; N compare numbers".  The last
+-- figure counts the passed checks that compared numbers (near, value, gradients): a reader of the
+-- total can tell them from bookkeeping checks (a forward ran, a shape, a dtype).
 return function(name)
-  local check = { passed = 0, failed = 0 }
+  local check = { passed = 0, failed = 0, skipped = 0, numeric = 0 }
   local function fail(what, detail)
     check.failed = check.failed + 1
     local info = debug.getinfo(3, "Sl")
@@ -19,9 +23,17 @@ return function(name)
   end
   function check.near(a, b, tol, what)
     local ok = type(a) == "number" and type(b) == "number" and math.abs(a - b) <= tol
-    if ok then check.passed = check.passed + 1
+    if ok then check.passed, check.numeric = check.passed + 1, check.numeric + 1
     else fail(what, string.format("%s vs %s, tol %g", tostring(a), tostring(b), tol)) end
     return ok
+  end
+  function check.value(cond, what, detail)
+    if cond then check.passed, check.numeric = check.passed + 1, check.numeric + 1 else fail(what, detail) end
+    return cond
+  end
+  function check.skip(n, why)
+    check.skipped = check.skipped + n
+    print(string.format("SKIP %d checks: %s", n, why))
   end
   -- fn must raise a Lua error whose message contains needle (plain text)
   function check.fails(fn, needle, what)
@@ -52,7 +64,7 @@ return function(name)
         local numeric = (up - down) / 2e-6
         worst, scale = math.max(worst, math.abs(numeric - g[idx])), math.max(scale, math.abs(numeric))
       end
-      check.ok(worst / scale < 1e-6, string.format("%s: d loss / d %s matches central differences", label, name),
+      check.value(worst / scale < 1e-6, string.format("%s: d loss / d %s matches central differences", label, name),
         string.format("relative error %.3g", worst / scale))
     end
   end
@@ -81,7 +93,8 @@ return function(name)
   end
 
   function check.report()
-    print(string.format("%s: %d passed, %d failed", name, check.passed, check.failed))
+    print(string.format("%s: %d passed, %d failed, %d skipped; %d compare numbers", name, check.passed, check.failed,
+      check.skipped, check.numeric))
     return check.failed == 0 and 0 or 1
   end
   return check

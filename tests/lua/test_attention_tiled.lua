@@ -36,7 +36,7 @@ local function compare(label, shape, opts)
   local names = { "output", "dq", "dk", "dv" }
   for i = 1, 4 do
     local diff = max_abs_diff(dense[i], tiled[i])
-    check.ok(diff < 1e-12, label .. ": tiled " .. names[i] .. " equals dense", tostring(diff))
+    check.value(diff < 1e-12, label .. ": tiled " .. names[i] .. " equals dense", tostring(diff))
   end
   return q, k, v
 end
@@ -63,7 +63,7 @@ do
   local o64 = lab.attention(q64, k64, v64, { causal = true, kernel = "tiled" })
   local o32 = lab.attention(q64:to("float32"), k64:to("float32"), v64:to("float32"), { causal = true, kernel = "tiled" })
   local diff = max_abs_diff(o32:to("float64"), o64)
-  check.ok(diff < 1e-5, "float32 tiled output within 1e-5 of float64", tostring(diff))
+  check.value(diff < 1e-5, "float32 tiled output within 1e-5 of float64", tostring(diff))
 end
 
 -- float32 forward and backward against float64, at the shapes whose tile products run in registers

@@ -41,7 +41,7 @@ local function compare(what, got, want, tol)
   local err = (got:to(F64) - w):abs():max():item()
   local scale = w:abs():max():item()
   local rel = err / math.max(scale, 1e-30)
-  check.ok(rel < tol, what, string.format("rel err %.3g (max abs err %.3g, max |torch| %.3g, tol %g)", rel, err, scale, tol))
+  check.value(rel < tol, what, string.format("rel err %.3g (max abs err %.3g, max |torch| %.3g, tol %g)", rel, err, scale, tol))
 end
 
 -- Runs one case: the named inputs become leaves (fresh copies), fn(inputs...) gives y, compared
@@ -190,7 +190,7 @@ for _, c in ipairs{ "clip", "clip_noop" } do
   p2:set_grad(get(c .. ".g2"):clone())
   local norm = lab.optim.clip_grad_norm({ p1, p2 }, tonumber(meta[c .. ".max_norm"]))
   local want = get(c .. ".norm"):item()
-  check.ok(math.abs(norm - want) <= TOL64 * want, c .. ": returned norm", string.format("%.17g vs %.17g", norm, want))
+  check.value(math.abs(norm - want) <= TOL64 * want, c .. ": returned norm", string.format("%.17g vs %.17g", norm, want))
   compare(c .. ": grad 1", p1.grad, get(c .. ".g1_out"))
   compare(c .. ": grad 2", p2.grad, get(c .. ".g2_out"))
 end

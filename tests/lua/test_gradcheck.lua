@@ -143,7 +143,7 @@ local function gradcheck(name, f, leaves, opts)
         maxnum = math.max(maxnum, math.abs(num[li][k]))
       end
       local rel = maxerr / math.max(1, maxnum)
-      check.ok(rel < tol, what, string.format("rel err %.3g at element %d: analytic %.10g numeric %.10g",
+      check.value(rel < tol, what, string.format("rel err %.3g at element %d: analytic %.10g numeric %.10g",
         rel, at + 1, a[at], num[li][at]))
     end
   end
@@ -261,6 +261,14 @@ do
     gradcheck("logsumexp dim " .. dd, function() return x:logsumexp(dd) end, { x })
   end
   gradcheck("logsumexp keepdim", function() return x:logsumexp(2, true) end, { x })
+  for _, dd in ipairs{ 1, 2, 3, -1 } do
+    gradcheck("cumsum dim " .. dd, function() return x:cumsum(dd) end, { x })
+  end
+  gradcheck("cumsum transposed", function() return x:transpose(2, 3):cumsum(3) end, { x })
+  -- and its values, against prefix sums written out
+  local v = lab.tensor({ { 1, 2, 3 }, { 4, 5, 6 } }, F64)
+  check.value(v:cumsum(2):totable()[1][3] == 6 and v:cumsum(2):totable()[2][2] == 9 and v:cumsum(1):totable()[2][3] == 9,
+    "cumsum: prefix sums along each dimension", lab.json.encode(v:cumsum(2):totable()))
   gradcheck("softmax transposed", function() return x:transpose(2, 3):softmax(-1) end, { x })
   gradcheck("log_softmax narrow", function() return x:narrow(3, 2, 3):log_softmax(-1) end, { x })
   gradcheck("softmax large logits", function() return (x * 30):softmax(-1) end, { x })
@@ -330,7 +338,7 @@ do
       local tol = dt == F64 and 1e-12 or 1e-4
       local function close(what, a, b2)
         local err = (a - b2):abs():max():item() / math.max(1, b2:abs():max():item())
-        check.ok(err < tol, string.format("linear BLAS path %s %s (%d,%d,%d)->%d: rel err %.2e", dt, what, B, N, nin, nout, err))
+        check.value(err < tol, string.format("linear BLAS path %s %s (%d,%d,%d)->%d: rel err %.2e", dt, what, B, N, nin, nout, err))
       end
       close("output", y1, y2); close("dx", gx1, gx2); close("dW", gw1, gw2)
       if bb then close("db", gb1, gb2) end
@@ -403,7 +411,7 @@ do
   check.ok(g ~= nil and g:dtype() == "float32", "to(float64) from float32: grad is float32")
   if g then
     local err = (g:to(F64) - W:to("float32"):to(F64)):abs():max():item()
-    check.ok(err == 0, "to(float64) from float32: grad is W", "max err " .. err)
+    check.value(err == 0, "to(float64) from float32: grad is W", "max err " .. err)
   end
   local x64 = L{ 2, 3 }
   local W32 = lab.randn{ 2, 3 }
@@ -700,7 +708,7 @@ local function module_check(name, make, input_shape, opts)
         maxnum = math.max(maxnum, math.abs(num[i][k]))
       end
       local rel = maxerr / math.max(1, maxnum)
-      check.ok(rel < 1e-3, what, string.format("rel err %.3g", rel))
+      check.value(rel < 1e-3, what, string.format("rel err %.3g", rel))
     end
   end
 end
