@@ -15,47 +15,75 @@ static al_dtype promote(al_dtype a, al_dtype b) {
     return AL_INT64;
 }
 
-#define BINARY_LOOP(T, EXPR)                                                                    \
-    do {                                                                                        \
-        T *o = (T *)p[0]; const T *x = (const T *)p[1], *y = (const T *)p[2];                   \
-        if (s[0] == 1 && s[1] == 1 && s[2] == 1)                                                \
-            for (int64_t i = 0; i < n; i++) { T a = x[i], b = y[i]; (void)a; (void)b; o[i] = (EXPR); }            \
-        else if (s[0] == 1 && s[1] == 1 && s[2] == 0)                                           \
-            for (int64_t i = 0; i < n; i++) { T a = x[i], b = y[0]; (void)a; (void)b; o[i] = (EXPR); }            \
-        else if (s[0] == 1 && s[1] == 0 && s[2] == 1)                                           \
-            for (int64_t i = 0; i < n; i++) { T a = x[0], b = y[i]; (void)a; (void)b; o[i] = (EXPR); }            \
-        else                                                                                    \
-            for (int64_t i = 0; i < n; i++) {                                                   \
-                T a = x[i * s[1]], b = y[i * s[2]]; (void)a; (void)b; o[i * s[0]] = (EXPR);                       \
-            }                                                                                   \
-    } while (0)
+typedef enum {
+    U_NEG, U_EXP, U_LOG, U_SQRT, U_TANH, U_SIGMOID, U_RELU, U_GELU, U_ABS,
+    U_ADD_S, U_MUL_S, U_RSUB_S, U_RDIV_S, U_POW_S, U_CLAMP,
+    U_SQUARE   /* pow with exponent 2, chosen inside the kernel: never recorded, no name */
+} unary_op;
+static const char *unary_names[] = {"neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu",
+                                    "abs", "add", "mul", "sub", "div", "pow", "clamp"};
 
-#define BINARY_CASES(T)                                                                         \
-    switch (op) {                                                                               \
-    case OP_ADD: BINARY_LOOP(T, a + b); break;                                                  \
-    case OP_SUB: BINARY_LOOP(T, a - b); break;                                                  \
-    case OP_MUL: BINARY_LOOP(T, a * b); break;                                                  \
-    case OP_DIV: BINARY_LOOP(T, a / b); break;                                                  \
-    case OP_MAX: BINARY_LOOP(T, a > b || a != a ? a : b); break;                                \
-    case OP_MIN: BINARY_LOOP(T, a < b || a != a ? a : b); break;                                \
-    }
+/* gelu, tanh form: 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi) */
+#define GELU_C 0.7978845608028654
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* a comparison's 1 or 0 into a float32 or float64 output (out_double is a constant where inlined) */
+ALWAYS_INLINE void store01(char *out, int64_t i, bool out_double, int v) {
+    if (out_double) ((double *)out)[i] = (double)v;
+    else ((float *)out)[i] = (float)v;
+}
+
+/* The row kernels, once per dtype: binary_row_float, compare_row_int64, unary_row_double, ... */
+#define REAL_IS_FLOAT
+#define real float
+#define SFX(name) name##_float
+#define EXP al_expf
+#define LOG logf
+#define SQRT sqrtf
+#define TANH al_tanhf
+#define POW powf
+#define FABS fabsf
+#include "../generic/elementwise_rows.h"
+#undef real
+#undef SFX
+#undef EXP
+#undef LOG
+#undef SQRT
+#undef TANH
+#undef POW
+#undef FABS
+#define real double
+#define SFX(name) name##_double
+#define EXP exp
+#define LOG log
+#define SQRT sqrt
+#define TANH tanh
+#define POW pow
+#define FABS fabs
+#include "../generic/elementwise_rows.h"
+#undef real
+#undef SFX
+#undef EXP
+#undef LOG
+#undef SQRT
+#undef TANH
+#undef POW
+#undef FABS
+#undef REAL_IS_FLOAT
+#define real int64_t
+#define SFX(name) name##_int64
+#include "../generic/elementwise_rows.h"
+#undef real
+#undef SFX
 
 typedef struct { binary_op op; al_dtype dtype; } binary_arg;
 
 static void binary_row(char **p, int64_t n, const int64_t *s, void *varg) {
     const binary_arg *arg = varg;
-    binary_op op = arg->op;
-    if (arg->dtype == AL_FLOAT32) { BINARY_CASES(float) }
-    else if (arg->dtype == AL_FLOAT64) { BINARY_CASES(double) }
-    else {
-        /* (no int64 division: `/` computes in float, see binary_compute) int64 +, -, * wrap
-         * around, in unsigned arithmetic since signed overflow is undefined */
-        if (op == OP_DIV) return;
-        if (op == OP_ADD) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a + (uint64_t)b));
-        else if (op == OP_SUB) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a - (uint64_t)b));
-        else if (op == OP_MUL) BINARY_LOOP(int64_t, (int64_t)((uint64_t)a * (uint64_t)b));
-        else { BINARY_CASES(int64_t) }
-    }
+    if (arg->dtype == AL_FLOAT32) binary_row_float(arg->op, p, n, s);
+    else if (arg->dtype == AL_FLOAT64) binary_row_double(arg->op, p, n, s);
+    else binary_row_int64(arg->op, p, n, s);
 }
 
 /* out = a op b over the broadcast shape, in the promoted dtype; no graph. */
@@ -152,56 +180,14 @@ al_tensor *al_minimum(const al_tensor *a, const al_tensor *b) { return binary(OP
 
 /* ---- unary ---------------------------------------------------------------------------------- */
 
-typedef enum {
-    U_NEG, U_EXP, U_LOG, U_SQRT, U_TANH, U_SIGMOID, U_RELU, U_GELU, U_ABS,
-    U_ADD_S, U_MUL_S, U_RSUB_S, U_RDIV_S, U_POW_S, U_CLAMP
-} unary_op;
-static const char *unary_names[] = {"neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu",
-                                    "abs", "add", "mul", "sub", "div", "pow", "clamp"};
 
-/* gelu, tanh form: 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi) */
-#define GELU_C 0.7978845608028654
 
 typedef struct { unary_op op; al_dtype dtype; double s0, s1; } unary_arg;
 
-#define UNARY_LOOP(T, EXPR)                                                                     \
-    do {                                                                                        \
-        T *o = (T *)p[0]; const T *x = (const T *)p[1];                                         \
-        if (s[0] == 1 && s[1] == 1) for (int64_t i = 0; i < n; i++) { T a = x[i]; o[i] = (EXPR); } \
-        else for (int64_t i = 0; i < n; i++) { T a = x[i * s[1]]; o[i * s[0]] = (EXPR); }       \
-    } while (0)
-
-#define UNARY_CASES(T, EXP, LOG, SQRT, TANH, POW, FABS)                                        \
-    switch (arg->op) {                                                                          \
-    case U_NEG: UNARY_LOOP(T, -a); break;                                                       \
-    case U_EXP: UNARY_LOOP(T, EXP(a)); break;                                                   \
-    case U_LOG: UNARY_LOOP(T, LOG(a)); break;                                                   \
-    case U_SQRT: UNARY_LOOP(T, SQRT(a)); break;                                                 \
-    case U_TANH: UNARY_LOOP(T, TANH(a)); break;                                                 \
-    case U_SIGMOID: UNARY_LOOP(T, (T)1 / ((T)1 + EXP(-a))); break;                              \
-    case U_RELU: UNARY_LOOP(T, a > 0 ? a : (T)0); break;                                        \
-    case U_GELU: UNARY_LOOP(T, (T)0.5 * a * ((T)1 + TANH((T)GELU_C * (a + (T)0.044715 * a * a * a)))); break; \
-    case U_ABS: UNARY_LOOP(T, FABS(a)); break;                                                  \
-    case U_ADD_S: UNARY_LOOP(T, a + s0); break;                                                 \
-    case U_MUL_S: UNARY_LOOP(T, a * s0); break;                                                 \
-    case U_RSUB_S: UNARY_LOOP(T, s0 - a); break;                                                \
-    case U_RDIV_S: UNARY_LOOP(T, s0 / a); break;                                                \
-    case U_POW_S:                                                                               \
-        if (s0 == 2) UNARY_LOOP(T, a * a);                                                      \
-        else UNARY_LOOP(T, POW(a, s0));                                                         \
-        break;                                                                                  \
-    case U_CLAMP: UNARY_LOOP(T, a < s0 ? s0 : (a > s1 ? s1 : a)); break;                        \
-    }
-
 static void unary_row(char **p, int64_t n, const int64_t *s, void *varg) {
     const unary_arg *arg = varg;
-    if (arg->dtype == AL_FLOAT32) {
-        const float s0 = (float)arg->s0, s1 = (float)arg->s1;
-        UNARY_CASES(float, al_expf, logf, sqrtf, al_tanhf, powf, fabsf)
-    } else {
-        const double s0 = arg->s0, s1 = arg->s1;
-        UNARY_CASES(double, exp, log, sqrt, tanh, pow, fabs)
-    }
+    if (arg->dtype == AL_FLOAT32) unary_row_float(arg->op, p, n, s, (float)arg->s0, (float)arg->s1);
+    else unary_row_double(arg->op, p, n, s, arg->s0, arg->s1);
 }
 
 static al_tensor *unary_compute(unary_op op, const al_tensor *a, double s0, double s1) {
@@ -223,29 +209,10 @@ static al_tensor *unary_compute(unary_op op, const al_tensor *a, double s0, doub
 /* Derivative factor d out / d a, as a tensor, from the saved input x and the saved output y. */
 typedef struct { unary_op op; al_dtype dtype; double s0, s1; } dfactor_arg;
 
-#define DFACTOR_CASES(T, EXP, TANH, POW)                                                        \
-    switch (arg->op) {                                                                          \
-    case U_SIGMOID: BINARY_LOOP(T, b * ((T)1 - b)); break;                                      \
-    case U_TANH: BINARY_LOOP(T, (T)1 - b * b); break;                                           \
-    case U_EXP: BINARY_LOOP(T, b); break;                                                       \
-    case U_SQRT: BINARY_LOOP(T, (T)0.5 / b); break;                                             \
-    case U_LOG: BINARY_LOOP(T, (T)1 / a); break;                                                \
-    case U_RELU: BINARY_LOOP(T, a > 0 ? (T)1 : (T)0); break;                                    \
-    case U_ABS: BINARY_LOOP(T, a > 0 ? (T)1 : (a < 0 ? (T)-1 : (T)0)); break;                  \
-    case U_RDIV_S: BINARY_LOOP(T, -b / a); break;                                               \
-    case U_POW_S: BINARY_LOOP(T, s0 == 0 ? (T)0 : s0 * POW(a, s0 - 1)); break;                  \
-    case U_CLAMP: BINARY_LOOP(T, a >= s0 && a <= s1 ? (T)1 : (T)0); break;                      \
-    case U_GELU: BINARY_LOOP(T, ({                                                              \
-        T u = (T)GELU_C * (a + (T)0.044715 * a * a * a), th = TANH(u);                          \
-        (T)0.5 * ((T)1 + th) + (T)0.5 * a * ((T)1 - th * th) * (T)GELU_C * ((T)1 + (T)0.134145 * a * a); })); \
-        break;                                                                                  \
-    default: break;                                                                             \
-    }
-
 static void dfactor_row(char **p, int64_t n, const int64_t *s, void *varg) {
     const dfactor_arg *arg = varg;
-    if (arg->dtype == AL_FLOAT32) { const float s0 = (float)arg->s0, s1 = (float)arg->s1; (void)s1; DFACTOR_CASES(float, al_expf, al_tanhf, powf) }
-    else { const double s0 = arg->s0, s1 = arg->s1; (void)s1; DFACTOR_CASES(double, exp, tanh, pow) }
+    if (arg->dtype == AL_FLOAT32) dfactor_row_float(arg->op, p, n, s, (float)arg->s0, (float)arg->s1);
+    else dfactor_row_double(arg->op, p, n, s, arg->s0, arg->s1);
 }
 
 /* gelu's gradient in one pass, g * gelu'(x), for contiguous float32 g and x (the MLP's hidden layer):
@@ -372,36 +339,12 @@ al_tensor *al_clamp(const al_tensor *a, double lo, double hi) {
 
 typedef struct { al_compare_op op; al_dtype in, out; } compare_arg;
 
-/* contiguous and against-one-value rows get loops of their own, which vectorise */
-#define CMP_LOOP(TI, TO, EXPR)                                                                  \
-    do {                                                                                        \
-        TO *o = (TO *)p[0]; const TI *x = (const TI *)p[1], *y = (const TI *)p[2];              \
-        if (s[0] == 1 && s[1] == 1 && s[2] == 1)                                                \
-            for (int64_t i = 0; i < n; i++) { TI a = x[i], b = y[i]; o[i] = (TO)(EXPR); }       \
-        else if (s[0] == 1 && s[1] == 1 && s[2] == 0)                                           \
-            for (int64_t i = 0; i < n; i++) { TI a = x[i], b = y[0]; o[i] = (TO)(EXPR); }       \
-        else                                                                                    \
-            for (int64_t i = 0; i < n; i++) { TI a = x[i * s[1]], b = y[i * s[2]]; o[i * s[0]] = (TO)(EXPR); } \
-    } while (0)
-#define CMP_CASES(TI, TO)                                                                       \
-    switch (arg->op) {                                                                          \
-    case AL_EQ: CMP_LOOP(TI, TO, a == b); break;                                                \
-    case AL_NE: CMP_LOOP(TI, TO, a != b); break;                                                \
-    case AL_LT: CMP_LOOP(TI, TO, a < b); break;                                                 \
-    case AL_LE: CMP_LOOP(TI, TO, a <= b); break;                                                \
-    case AL_GT: CMP_LOOP(TI, TO, a > b); break;                                                 \
-    case AL_GE: CMP_LOOP(TI, TO, a >= b); break;                                                \
-    }
-
 static void compare_row(char **p, int64_t n, const int64_t *s, void *varg) {
     const compare_arg *arg = varg;
-    if (arg->in == AL_FLOAT32) {
-        if (arg->out == AL_FLOAT32) { CMP_CASES(float, float) } else { CMP_CASES(float, double) }
-    } else if (arg->in == AL_FLOAT64) {
-        if (arg->out == AL_FLOAT32) { CMP_CASES(double, float) } else { CMP_CASES(double, double) }
-    } else {
-        if (arg->out == AL_FLOAT32) { CMP_CASES(int64_t, float) } else { CMP_CASES(int64_t, double) }
-    }
+    const bool out_double = arg->out == AL_FLOAT64;
+    if (arg->in == AL_FLOAT32) compare_row_float(arg->op, out_double, p, n, s);
+    else if (arg->in == AL_FLOAT64) compare_row_double(arg->op, out_double, p, n, s);
+    else compare_row_int64(arg->op, out_double, p, n, s);
 }
 
 al_tensor *al_compare(const al_tensor *a, const al_tensor *b, al_compare_op op) {
@@ -456,20 +399,11 @@ static void where_backward(al_node *node, const al_tensor *g) {
 }
 
 /* where = cond01 * a + (1 - cond01) * b would turn inf * 0 into NaN; select instead. */
-/* out = keep != 0 ? a : b, all of one dtype (keep is cond as 0/1 in that dtype) */
-#define WHERE_LOOP(T)                                                                           \
-    do {                                                                                        \
-        T *o = (T *)p[0]; const T *c = (const T *)p[1], *x = (const T *)p[2], *y = (const T *)p[3]; \
-        if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1)                                   \
-            for (int64_t i = 0; i < n; i++) o[i] = c[i] != 0 ? x[i] : y[i];                     \
-        else                                                                                    \
-            for (int64_t i = 0; i < n; i++) o[i * s[0]] = c[i * s[1]] != 0 ? x[i * s[2]] : y[i * s[3]]; \
-    } while (0)
 static void where_row(char **p, int64_t n, const int64_t *s, void *varg) {
     switch (*(const al_dtype *)varg) {
-    case AL_FLOAT32: WHERE_LOOP(float); break;
-    case AL_FLOAT64: WHERE_LOOP(double); break;
-    default: WHERE_LOOP(int64_t); break;
+    case AL_FLOAT32: where_row_float(p, n, s); break;
+    case AL_FLOAT64: where_row_double(p, n, s); break;
+    default: where_row_int64(p, n, s); break;
     }
 }
 
