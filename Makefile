@@ -41,7 +41,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c)
 # What the build and the tests need from Debian; `make deps` installs the missing ones (apt-get,
 # through sudo when not root).  `make run` and `make test` start with it, so on a fresh Debian
 # machine each is the one command to type.
-DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev libsdl2-dev \
+DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev libsdl2-dev openmpi-bin \
                    fonts-dejavu-core
 
 .PHONY: all deps test run bench clean

@@ -343,6 +343,27 @@ static void record_run_failure(lua_State *L, const char *msg) {
     lua_settop(L, top);
 }
 
+/* The script failed on one rank of a data-parallel run (attnlab.dist loaded): end every rank now,
+ * since the others would wait forever in their next all-reduce.  A no-op on one process. */
+static void abort_other_ranks(lua_State *L) {
+    int top = lua_gettop(L);
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "loaded");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "attnlab.dist");
+            if (lua_istable(L, -1)) {
+                lua_getfield(L, -1, "abort");
+                if (lua_isfunction(L, -1)) {
+                    lua_pushinteger(L, 1);
+                    lua_pcall(L, 1, 0, 0);
+                }
+            }
+        }
+    }
+    lua_settop(L, top);
+}
+
 /* Calls the function below `nargs` arguments with the message handler; prints a failure (and with
  * record_failure, records it in the script's run directories first). */
 static int call_protected_ex(lua_State *L, int nargs, int nresults, int record_failure) {
@@ -357,6 +378,7 @@ static int call_protected_ex(lua_State *L, int nargs, int nresults, int record_f
         fprintf(stderr, "attnlab: %s\n", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
         fflush(stderr);
         lua_pop(L, 1);
+        if (record_failure) abort_other_ranks(L);
     }
     return status;
 }

@@ -842,7 +842,8 @@ function lab.help_text(x) return require("attnlab.help").text(x) end
 setmetatable(lab, {
   __index = function(t, k)
     local sub = ({ nn = "attnlab.nn", optim = "attnlab.optim", run = "attnlab.run", json = "attnlab.json",
-                   analysis = "attnlab.analysis", viz = "attnlab.viz", profile = "attnlab.profile" })[k]
+                   analysis = "attnlab.analysis", viz = "attnlab.viz", profile = "attnlab.profile",
+                   dist = "attnlab.dist" })[k]
     if sub then
       local m = require(sub)
       rawset(t, k, m)

@@ -386,7 +386,17 @@ function M.start(opts)
   if dir == "" then dir = "/" end
   local force = opts.force
   if force == nil then force = cli.force end
-  claim_dir(dir, force, resume and (resume:match("^(.*)/[^/]*$") or "."))
+  -- data-parallel (mpirun, attnlab.dist): rank 0 writes the run directory; the other ranks run the
+  -- same script with a scratch folder of their own, removed when they finish
+  local dist = require "attnlab.dist"
+  if dist.is_main() then
+    claim_dir(dir, force, resume and (resume:match("^(.*)/[^/]*$") or "."))
+  else
+    local unique = os.tmpname()
+    os.remove(unique)
+    dir = unique .. "-attnlab-rank" .. dist.rank()
+    self.scratch = true
+  end
   mkdir_p(dir)
   self.dir = dir
   M.last_dir = dir   -- where `attnlab run --profile` leaves its table
@@ -401,11 +411,11 @@ function M.start(opts)
   }, 2) .. "\n")
   self:_status("running", { pid = ffi.C.getpid(), resumed_from = self.resumed_from })
   open_runs[#open_runs + 1] = self
-  if opts.viz ~= false then
+  if opts.viz ~= false and not self.scratch then
     lab.viz.open(dir)
     lab.viz.set_step(self.step)
   end
-  if self.view then
+  if self.view and not self.scratch then
     if type(cli.open_viewer) ~= "function" then
       io.stderr:write("attnlab: --view: the viewer can only be started by the attnlab program\n")
     else
@@ -651,6 +661,7 @@ local function stderr_tty()
 end
 
 function Run:_progress(final, t)
+  if self.scratch then return end   -- one progress line: rank 0's
   t = t or now()
   local tty = stderr_tty()
   if not final and t - self.last_draw < (tty and 0.25 or 10) then return end
@@ -739,6 +750,7 @@ function Run:finish()
   lab.viz.close()
   self:_status("finished")
   close_run(self)
+  if self.scratch then os.execute("rm -rf '" .. self.dir .. "'") return self.dir end
   io.stderr:write("attnlab: run saved in " .. self.dir .. "\n")
   io.stderr:flush()
   return self.dir
