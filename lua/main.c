@@ -321,47 +321,45 @@ static int message_handler(lua_State *L) {
     return 1;
 }
 
-/* The script failed: attnlab.run (when the script loaded it) records the error in the directory
- * of each run it started and did not finish (status.json).  The message's first line only (the
- * rest is the traceback).  An error of its own is dropped: the script's error is the one to report. */
-static void record_run_failure(lua_State *L, const char *msg) {
+/* Pushes package.loaded[module][name] when the script loaded that module and it has such a
+ * function, and returns 1; else pushes nothing and returns 0.  For the calls after a script error
+ * into modules that may or may not be there. */
+static int push_loaded_function(lua_State *L, const char *module, const char *name) {
     int top = lua_gettop(L);
     lua_getglobal(L, "package");
     if (lua_istable(L, -1)) {
         lua_getfield(L, -1, "loaded");
         if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "attnlab.run");
+            lua_getfield(L, -1, module);
             if (lua_istable(L, -1)) {
-                lua_getfield(L, -1, "script_failed");
+                lua_getfield(L, -1, name);
                 if (lua_isfunction(L, -1)) {
-                    lua_pushlstring(L, msg, strcspn(msg, "\n"));
-                    lua_pcall(L, 1, 0, 0);
+                    lua_replace(L, top + 1);
+                    lua_settop(L, top + 1);
+                    return 1;
                 }
             }
         }
     }
     lua_settop(L, top);
+    return 0;
+}
+
+/* The script failed: attnlab.run (when the script loaded it) records the error in the directory
+ * of each run it started and did not finish (status.json).  The message's first line only (the
+ * rest is the traceback).  An error of its own is dropped: the script's error is the one to report. */
+static void record_run_failure(lua_State *L, const char *msg) {
+    if (!push_loaded_function(L, "attnlab.run", "script_failed")) return;
+    lua_pushlstring(L, msg, strcspn(msg, "\n"));
+    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
 }
 
 /* The script failed on one rank of a data-parallel run (attnlab.dist loaded): end every rank now,
  * since the others would wait forever in their next all-reduce.  A no-op on one process. */
 static void abort_other_ranks(lua_State *L) {
-    int top = lua_gettop(L);
-    lua_getglobal(L, "package");
-    if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, "loaded");
-        if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "attnlab.dist");
-            if (lua_istable(L, -1)) {
-                lua_getfield(L, -1, "abort");
-                if (lua_isfunction(L, -1)) {
-                    lua_pushinteger(L, 1);
-                    lua_pcall(L, 1, 0, 0);
-                }
-            }
-        }
-    }
-    lua_settop(L, top);
+    if (!push_loaded_function(L, "attnlab.dist", "abort")) return;
+    lua_pushinteger(L, 1);
+    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
 }
 
 /* Calls the function below `nargs` arguments with the message handler; prints a failure (and with
