@@ -140,13 +140,9 @@ local function random_hex4()
   return string.format("%04x", math.floor((now() * 1e6) % 65536))
 end
 
-local function write_atomic(path, text)
-  if lab.write_file_atomic then return lab.write_file_atomic(path, text) end
-  local f = assert(io.open(path .. ".tmp", "wb"))
-  f:write(text)
-  f:close()
-  assert(os.rename(path .. ".tmp", path))
-end
+-- every whole file of the run directory is replaced this way, never rewritten in place
+-- (docs/run-directory.md): a temporary file, fsync, rename (core/io.c)
+local function write_atomic(path, text) lab.write_file_atomic(path, text) end
 
 ---------------------------------------------------------------------------------------------------
 -- config
