@@ -14,7 +14,7 @@
  * over the text make that possible without reallocating: the first checks it and counts values and
  * string bytes, the second fills the block. */
 #include "internal.h"
-#include <math.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -333,6 +333,11 @@ al_json *al_json_parse(const char *text, size_t len, const char *what, al_json_e
     if (!text && len) {
         snprintf(err->message, sizeof err->message, "no text");
         al_error("json: no text");
+        return NULL;
+    }
+    if (len > (size_t)INT_MAX) {   /* every value takes a byte at least, so the counts stay ints */
+        snprintf(err->message, sizeof err->message, "over 2 GiB of text");
+        al_error("json: the %s is over 2 GiB", what);
         return NULL;
     }
     parser p = {.s = text ? text : "", .len = len, .what = what, .err = err};

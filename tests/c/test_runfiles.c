@@ -4,11 +4,6 @@
  * a bad line is skipped, a rewritten file starts over); metrics lines read by their grammar; and
  * random corruptions that must never crash (run under ASan for the real check). */
 #include "check.h"
-#include <dirent.h>
-#include <math.h>
-#include <stdbool.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 static char dir[256], path[512];
 
@@ -313,27 +308,14 @@ static void test_metrics_lines(void) {
     CHECK(al_metrics_line_read(NULL, &m) == -1 && al_metrics_line_read(NULL, NULL) == -1);
 }
 
-static void remove_all(void) {
-    DIR *d = opendir(dir);
-    char p[600];
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 int main(void) {
-    snprintf(dir, sizeof dir, "%s/attnlab_test_runfiles.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
+    if (!check_make_tmpdir(dir, sizeof dir, "test_runfiles")) return 1;
     test_values();
     test_malformed();
     test_corruptions();
     test_read_file();
     test_follow();
     test_metrics_lines();
-    remove_all();
+    check_remove_tmpdir(dir);
     return check_report("test_runfiles");
 }
