@@ -11,10 +11,12 @@
 -- the viewer's commands (one stat() when there are none): pause / resume / step hold or release the
 -- loop; ablate / scale / restore set a head's output scale on the attention layers (tracked modules
 -- with set_head_scale, in the order found, or the list given to run:attention_layers); every
--- applied command is logged in metrics.jsonl as {"step": N, "event": "..."}.
+-- command is logged in metrics.jsonl as an event, e.g. {"step": N, "event": "ablate", "layer": 1,
+-- "head": 2, "scale": 0, "text": "ablate layer 1 head 2"}: fields for the viewer, text for people.
 --
--- The run directory (README's table): config.json, metrics.jsonl, summary.json, records.bin,
--- checkpoint.safetensors and final.safetensors, status.json.  A directory that already holds a run
+-- The run directory: config.json, metrics.jsonl, summary.json, records.bin, checkpoint.safetensors
+-- and final.safetensors, status.json, commands; docs/run-directory.md states each file's grammar,
+-- who writes it and who reads it.  A directory that already holds a run
 -- is never written into by accident: start refuses it (naming the ways out) unless the run resumes
 -- from a checkpoint in that same directory (it continues in place), or --force (opts.force) says to
 -- start afresh, which first deletes the old run's files (only those: anything else stays), so no
@@ -138,13 +140,9 @@ local function random_hex4()
   return string.format("%04x", math.floor((now() * 1e6) % 65536))
 end
 
-local function write_atomic(path, text)
-  if lab.write_file_atomic then return lab.write_file_atomic(path, text) end
-  local f = assert(io.open(path .. ".tmp", "wb"))
-  f:write(text)
-  f:close()
-  assert(os.rename(path .. ".tmp", path))
-end
+-- every whole file of the run directory is replaced this way, never rewritten in place
+-- (docs/run-directory.md): a temporary file, fsync, rename (core/io.c)
+local function write_atomic(path, text) lab.write_file_atomic(path, text) end
 
 ---------------------------------------------------------------------------------------------------
 -- config
@@ -502,26 +500,41 @@ function Run:_attention_layers()
   return self.layers
 end
 
--- Applies one command from the viewer; returns the event text for the log.
+-- An event for metrics.jsonl: its name and machine fields, which the viewer and any replay read, and
+-- a text for people, which nothing parses (docs/run-directory.md has the grammar).
+local function event(name, text, fields)
+  local e = fields or {}
+  e.event, e.text = name, text
+  return e
+end
+
+-- Applies one command from the viewer; returns the event to log.
 function Run:_apply(cmd)
-  if cmd.op == "pause" then self.paused = true return "pause"
-  elseif cmd.op == "resume" then self.paused, self.single = false, false return "resume"
-  elseif cmd.op == "step" then self.paused, self.single = true, true return "single step"
-  elseif cmd.op == "invalid" then return "ignored command '" .. cmd.text .. "'" end
+  if cmd.op == "pause" then self.paused = true return event("pause", "pause")
+  elseif cmd.op == "resume" then self.paused, self.single = false, false return event("resume", "resume")
+  elseif cmd.op == "step" then self.paused, self.single = true, true return event("single_step", "single step")
+  elseif cmd.op == "invalid" then
+    return event("ignored", "ignored command '" .. cmd.text .. "'", { command = cmd.text, reason = "not a command" })
+  end
+  local function ignored(reason)
+    return event("ignored", string.format("ignored '%s': %s", cmd.text, reason), { command = cmd.text, reason = reason })
+  end
   local layers = self:_attention_layers()
   if cmd.op == "restore" and not cmd.layer then
     for _, m in ipairs(layers) do m:reset_head_scale() end
-    return "restore all heads"
+    return event("restore_all", "restore all heads")
   end
   local m = layers[cmd.layer]
-  if not m then return string.format("ignored '%s': no attention layer %d (the run has %d)", cmd.text, cmd.layer, #layers) end
-  if m.heads and cmd.head > m.heads then return string.format("ignored '%s': layer %d has %d heads", cmd.text, cmd.layer, m.heads) end
+  if not m then return ignored(string.format("no attention layer %d (the run has %d)", cmd.layer, #layers)) end
+  if m.heads and cmd.head > m.heads then return ignored(string.format("layer %d has %d heads", cmd.layer, m.heads)) end
   -- a command from outside never stops the training: a hook's error becomes the logged event
   local ok, err = pcall(m.set_head_scale, m, cmd.head, cmd.scale)
-  if not ok then return string.format("ignored '%s': %s", cmd.text, tostring(err)) end
-  if cmd.op == "ablate" then return string.format("ablate layer %d head %d", cmd.layer, cmd.head) end
-  if cmd.op == "restore" then return string.format("restore layer %d head %d", cmd.layer, cmd.head) end
-  return string.format("scale layer %d head %d by %g", cmd.layer, cmd.head, cmd.scale)
+  if not ok then return ignored(tostring(err)) end
+  -- every head event carries the head's scale from now on, so a replay needs no table of names
+  local head = { layer = cmd.layer, head = cmd.head, scale = cmd.scale }
+  if cmd.op == "ablate" then return event("ablate", string.format("ablate layer %d head %d", cmd.layer, cmd.head), head) end
+  if cmd.op == "restore" then return event("restore", string.format("restore layer %d head %d", cmd.layer, cmd.head), head) end
+  return event("scale", string.format("scale layer %d head %d by %g", cmd.layer, cmd.head, cmd.scale), head)
 end
 
 pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
@@ -533,11 +546,11 @@ function Run:_commands()
   if self.single then self.single = false; self.paused = true end
   repeat
     for _, cmd in ipairs(viz.poll()) do
-      local event = self:_apply(cmd)
-      self:log(self.step, { event = event })
+      local e = self:_apply(cmd)
+      self:log(self.step, e)
       self:_flush()
       self:_clear_progress()
-      io.stderr:write(string.format("attnlab: step %d: %s\n", self.step, event))
+      io.stderr:write(string.format("attnlab: step %d: %s\n", self.step, e.text))
     end
     if self.paused and not self.single then
       if lab.interrupted() then self:_interrupted() end
