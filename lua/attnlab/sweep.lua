@@ -211,7 +211,7 @@ function M.create(opts)
     elseif type(a) == "table" then
       local values = {}
       for j, v in ipairs(a.values or {}) do values[j] = tostring(v) end
-      axes[i] = { key = a.key, values = values, text = a.text }
+      axes[i] = { key = a.key, values = values, text = a.text or (tostring(a.key) .. "=" .. table.concat(values, ",")) }
     else fail("create: axis " .. i .. " must be 'key=values' or {key =, values = {...}}") end
   end
   if #axes == 0 then fail("no axes: a sweep needs at least one key=values (e.g. seed=1..8)") end
@@ -226,7 +226,7 @@ function M.create(opts)
     table.sort(keys)
     for _, k in ipairs(keys) do fixed[#fixed + 1] = grid.axis(k .. "=" .. tostring(set[k]), true) end
   end
-  for _, ax in ipairs(fixed) do ax.text = "--set " .. ax.text; axes[#axes + 1] = ax end
+  for _, ax in ipairs(fixed) do ax.text, ax.fixed = "--set " .. ax.text, true; axes[#axes + 1] = ax end
   for _, ax in ipairs(axes) do
     if ax.key == "resume" then
       fail("resume= cannot be swept: the sweep resumes its own points (attnlab sweep --resume DIR)")
@@ -264,7 +264,7 @@ function M.create(opts)
     axes = {}, points = {},
   }
   for i, ax in ipairs(axes) do
-    manifest.axes[i] = { key = ax.key, values = ax.values, text = ax.text, fixed = ax.text:sub(1, 6) == "--set " or nil }
+    manifest.axes[i] = { key = ax.key, values = ax.values, text = ax.text, fixed = ax.fixed }
   end
   for i, p in ipairs(points) do
     local args, overrides = {}, {}

@@ -135,7 +135,7 @@ function M.collect(manifest, dir, opts)
   local over_axis = false
   for _, ax in ipairs(manifest.axes) do if ax.key == over and #ax.values > 1 then over_axis = true end end
   md[#md + 1] = string.format("Sweep of %s: %d points, %d with a summary; %s.",
-    manifest.script_name or manifest.script, #manifest.points, #manifest.points - #missing,
+    manifest.experiment or manifest.script, #manifest.points, #manifest.points - #missing,
     over_axis and ("mean ± sample sd over " .. over .. " per setting") or ("no " .. over .. " axis, so one point per setting"))
   if #missing > 0 then md[#md + 1] = "No summary: " .. table.concat(missing, ", ") .. "." end
   md[#md + 1] = ""
