@@ -597,7 +597,7 @@ function M.submit(dir, opts)
   -- a point sent again starts with no record of the attempt before (which would read as killed)
   local job = slurm.submit(manifest, abs, indices, options)
   if job.test_only then return manifest, nil, job.message end
-  manifest.runner = { kind = "slurm", options = options, threads = threads }
+  manifest.runner = { kind = "slurm", options = #options > 0 and options or json.empty_array, threads = threads }
   manifest.slurm = manifest.slurm or { script = slurm.SCRIPT, jobs = {} }
   manifest.slurm.jobs[#manifest.slurm.jobs + 1] = job
   for _, i in ipairs(indices) do manifest.points[i].status = "queued" end

@@ -251,7 +251,9 @@ local function dispatch(o)
     say(string.format("sweep: %s: running points %s again", o.dir, slurm.array_spec(to_run)))
     local use_slurm = o.flags["--slurm"] or (not o.flags["--local"] and runner.kind == "slurm")
     if use_slurm then
-      return run_slurm(o.dir, o.slurm or runner.options or {}, o.threads or runner.threads)
+      -- sbatch's options: those after --slurm, else the last submission's
+      local options = (o.slurm and #o.slurm > 0) and o.slurm or runner.options or {}
+      return run_slurm(o.dir, options, o.threads or runner.threads)
     end
     return run_local(o.dir, manifest, o.parallel or runner.parallel or 1, o.threads or (not o.parallel and runner.threads) or nil)
   end

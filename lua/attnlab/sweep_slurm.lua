@@ -11,6 +11,7 @@
 -- replaces the default), and the job id goes into sweep.json.  Whether a point is still queued or
 -- running is Slurm's to say: squeue, asked for the array tasks of the sweep's jobs.
 local process = require "attnlab.sweep_process"
+local json = require "attnlab.json"
 
 local M = {}
 
@@ -98,7 +99,7 @@ function M.submit(manifest, dir, indices, options)
   end
   local id = out:match("^%s*(%d+)")
   if not id then fail("sbatch said '" .. out:gsub("%s+$", "") .. "', not a job id") end
-  return { id = id, array = M.array_spec(indices), options = options, submitted = os.date("!%Y-%m-%dT%H:%M:%SZ") }
+  return { id = id, array = M.array_spec(indices), options = #options > 0 and options or json.empty_array, submitted = os.date("!%Y-%m-%dT%H:%M:%SZ") }
 end
 
 -- The states squeue shows for jobs that are done: anything else is queued or running.
