@@ -460,7 +460,7 @@ function Progress:close()
   if self.drawn then io.stderr:write("\r\27[K") self.drawn = false end
 end
 
-local RUN_OPTIONS = { parallel = true, threads = true, points = true, quiet = true }
+local RUN_OPTIONS = { parallel = true, threads = true, points = true }
 
 -- Runs the points of the sweep in dir that are pending, failed, interrupted or killed (or those of
 -- opts.points, a list of indices) on this machine, opts.parallel at a time (default 1), each with
@@ -471,7 +471,7 @@ function M.run(dir, opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail("run expects (dir, {parallel =, threads =})") end
   for k in pairs(opts) do
-    if not RUN_OPTIONS[k] then fail(string.format("run: unknown option '%s' (valid: parallel, points, quiet, threads)", tostring(k))) end
+    if not RUN_OPTIONS[k] then fail(string.format("run: unknown option '%s' (valid: parallel, points, threads)", tostring(k))) end
   end
   local parallel = opts.parallel or 1
   if type(parallel) ~= "number" or parallel < 1 or parallel ~= math.floor(parallel) then
@@ -499,8 +499,7 @@ function M.run(dir, opts)
   if #queue == 0 then return manifest, false end
 
   local progress = new_progress(#queue)
-  local say = opts.quiet and function() end or function(line) progress:say(line) end
-  if opts.quiet then progress.tty = false end
+  local function say(line) progress:say(line) end
   local running = {}
   lab.catch_interrupts(true)
   while (#queue > 0 and not lab.interrupted()) or #running > 0 do

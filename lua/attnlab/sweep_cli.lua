@@ -55,7 +55,7 @@ local ALLOWED = {
 local NAMES = { new = "a new sweep (attnlab sweep SCRIPT.lua ...)", resume = "--resume", collect = "--collect",
                 status = "--status", run_point = "--run-point" }
 
-local function whole(flag, text, min)
+local function whole(text, min)
   local n = tonumber(text)
   if not n or n ~= math.floor(n) or n < min or not tostring(text):match("^%s*%d+%s*$") then
     return nil
@@ -86,7 +86,7 @@ function M.parse(args)
       elseif PLAIN_FLAGS[name] then
         if value ~= nil then usage(name .. " takes no value") end
         value = true
-      elseif name:match("^%-%-slurm=") or a:match("^%-%-slurm=") then
+      elseif name == "--slurm" then
         usage("--slurm takes no value: sbatch's options follow it as separate words (--slurm --partition=cpu)")
       else
         usage(string.format("unknown flag '%s'", a))
@@ -115,7 +115,7 @@ function M.parse(args)
     if o.dir == "" then usage(named[1] .. " needs a sweep directory") end
     if o.mode == "run_point" then
       if #o.positional ~= 1 then usage("--run-point DIR INDEX: which point? (1 to the number of points)") end
-      o.index = whole("--run-point", o.positional[1], 1)
+      o.index = whole(o.positional[1], 1)
       if not o.index then usage(string.format("--run-point: the point is a number from 1, not '%s'", o.positional[1])) end
     elseif #o.positional > 0 then
       usage(string.format("unexpected argument '%s' (%s DIR takes no script or key=values)", o.positional[1], named[1]))
@@ -140,13 +140,13 @@ function M.parse(args)
   end
   if o.flags["--local"] and o.flags["--slurm"] then usage("--local and --slurm: give one (where the points run)") end
   if o.flags["--local"] then
-    o.parallel = whole("--local", o.flags["--local"], 1)
+    o.parallel = whole(o.flags["--local"], 1)
     if not o.parallel then
       usage(string.format("--local needs how many points run at a time, a whole number >= 1, not '%s'", o.flags["--local"]))
     end
   end
   if o.flags["--threads"] then
-    o.threads = whole("--threads", o.flags["--threads"], 1)
+    o.threads = whole(o.flags["--threads"], 1)
     if not o.threads then usage(string.format("--threads must be a whole number >= 1, not '%s'", o.flags["--threads"])) end
   end
   if o.flags["--metrics"] then
@@ -183,7 +183,7 @@ local function report(dir, manifest, interrupted)
   return 0
 end
 
-local function run_local(dir, manifest_before, parallel, threads)
+local function run_local(dir, parallel, threads)
   local manifest, interrupted = sweep.run(dir, { parallel = parallel, threads = threads })
   return report(dir, manifest, interrupted)
 end
@@ -255,7 +255,7 @@ local function dispatch(o)
       local options = (o.slurm and #o.slurm > 0) and o.slurm or runner.options or {}
       return run_slurm(o.dir, options, o.threads or runner.threads)
     end
-    return run_local(o.dir, manifest, o.parallel or runner.parallel or 1, o.threads or (not o.parallel and runner.threads) or nil)
+    return run_local(o.dir, o.parallel or runner.parallel or 1, o.threads or (not o.parallel and runner.threads) or nil)
   end
   return nil
 end
@@ -304,7 +304,7 @@ function M.main(args)
     local threads = o.threads or math.max(1, math.floor(require("attnlab.sweep_process").cores() / parallel))
     say(string.format("sweep: %d points of %s in %s, %d at a time, %d thread%s each", #manifest.points, o.script, dir,
       parallel, threads, threads == 1 and "" or "s"))
-    return run_local(dir, manifest, parallel, threads)
+    return run_local(dir, parallel, threads)
   end)
   if okr then return status end
   io.stderr:write("attnlab: ", message(status), "; the sweep is in ", dir, " (attnlab sweep --resume ", dir,
