@@ -319,6 +319,38 @@ local function claim_dir(dir, force, resume_dir)
   end
 end
 
+-- The config a run gets: the defaults, then (when resuming) the checkpoint's config (a resumed run
+-- is the same experiment), then the overrides on top (steps=, to run longer); every override and
+-- every declared kind checked.  Raises on the first bad key or value.
+local function resolve(defaults, kinds, overrides, raw, checkpoint_config)
+  local config = {}
+  for k, v in pairs(defaults) do config[k] = v end
+  for k, v in pairs(checkpoint_config or {}) do
+    if defaults[k] ~= nil or RESERVED[k] then config[k] = v end
+  end
+  apply_overrides(config, defaults, overrides, raw)
+  if kinds ~= nil and type(kinds) ~= "table" then fail("start: kinds must be a table {key = kind}") end
+  for k, kind in pairs(kinds or {}) do
+    if defaults[k] == nil then fail(string.format("start: kinds names '%s', which is not a config key", tostring(k))) end
+    check_kind(k, config[k], kind, defaults[k])
+  end
+  return config
+end
+
+-- What start would make of these overrides, without starting anything: `attnlab sweep` checks
+-- every point of a grid with it before the first one runs.  opts: config (the defaults), kinds,
+-- overrides ({key = value}), raw ({key = text as typed}, for string keys).
+function M.resolve_config(opts)
+  if type(opts) ~= "table" then fail("resolve_config expects a table {config=, kinds=, overrides=, raw=}") end
+  for k in pairs(opts) do
+    if k ~= "config" and k ~= "kinds" and k ~= "overrides" and k ~= "raw" then
+      fail(string.format("resolve_config: unknown option '%s' (valid: config, kinds, overrides, raw)", tostring(k)))
+    end
+  end
+  if type(opts.config or {}) ~= "table" then fail("resolve_config: config must be a table") end
+  return resolve(opts.config or {}, opts.kinds, opts.overrides or {}, opts.raw or {})
+end
+
 -- opts: name, config (the defaults), and for use outside the program, overrides/out/force (else
 -- ATTNLAB_CLI's).
 function M.start(opts)
@@ -341,27 +373,15 @@ function M.start(opts)
   local self = setmetatable({ name = name, tracked = {}, tracked_names = {}, step = 0,
                               device = cli.device or "cpu", view = cli.view or false,
                               script = script }, Run)
-  local config = {}
-  for k, v in pairs(defaults) do config[k] = v end
 
   local resume = overrides.resume
   if resume ~= nil then
     resume = raw.resume or tostring(resume)
     self.ckpt = read_checkpoint(resume)
     self.resumed_from = resume
-    -- the checkpoint's config first (a resumed run is the same experiment), then what this
-    -- command line changes on top (steps=, to run longer)
-    for k, v in pairs(self.ckpt.config or {}) do
-      if defaults[k] ~= nil or RESERVED[k] then config[k] = v end
-    end
     self.step = self.ckpt.step
   end
-  apply_overrides(config, defaults, overrides, raw)
-  if opts.kinds ~= nil and type(opts.kinds) ~= "table" then fail("start: kinds must be a table {key = kind}") end
-  for k, kind in pairs(opts.kinds or {}) do
-    if defaults[k] == nil then fail(string.format("start: kinds names '%s', which is not a config key", tostring(k))) end
-    check_kind(k, config[k], kind, defaults[k])
-  end
+  local config = resolve(defaults, opts.kinds, overrides, raw, self.ckpt and self.ckpt.config)
   self.config = config
   self.seed = type(config.seed) == "number" and config.seed or 0
   self.log_every = type(config.log_every) == "number" and config.log_every or 100

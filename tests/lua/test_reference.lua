@@ -42,7 +42,9 @@ for _, k in ipairs(keys) do
 end
 -- and every file of the module: a table the walk enters, or one of the module's internals
 local internal = { init = lab, nn_variants = true, attention = lab.attention, help = true,
-                   gpt = true }   -- gpt.lua defines lab.nn.GPT, walked with the nn classes
+                   gpt = true,    -- gpt.lua defines lab.nn.GPT, walked with the nn classes
+                   -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
+                   sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true }
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
 for f in p:lines() do
