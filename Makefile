@@ -42,11 +42,12 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c)
 # What the build and the tests need from Debian; `make deps` installs the missing ones (apt-get,
 # through sudo when not root).  `make run` and `make test` start with it, so on a fresh Debian
 # machine each is the one command to type.
-DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev libsdl2-dev openmpi-bin \
+DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev libsdl2-dev \
                    fonts-dejavu-core
 # and what `make test` needs besides: tests/lua/test_sweep_slurm.sh starts a real Slurm on localhost
-# (its own munged, slurmctld and slurmd, in a temporary directory; nothing of /etc is used)
-TEST_PACKAGES   := slurmctld slurmd slurm-client munge
+# (its own munged, slurmctld and slurmd, in a temporary directory; nothing of /etc is used), and
+# tests/lua/test_dist.lua runs two ranks under Open MPI's mpirun
+TEST_PACKAGES   := slurmctld slurmd slurm-client munge openmpi-bin
 
 .PHONY: all deps test-deps test run bench clean
 # (./attnlab always points at the normal build, never at the sanitizer one)
