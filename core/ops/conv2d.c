@@ -43,17 +43,23 @@ static void gemm(al_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
         cblas_dgemm(CblasRowMajor, ta_, tb_, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
-/* The slice's columns [q0, q1) as runs along one output row: runs the body (the last argument) with n, oy, ox0 (the run's
- * first output column), len and j (the run's first column within the slice); `continue` in it
- * goes on to the next run. */
-#define FOR_RUNS(g, q0, q1, ...)                                                                   \
-    for (int64_t q_ = (q0), len_ = 0; q_ < (q1); q_ += len_) {                                     \
-        const int64_t n = q_ / (g)->P, p_ = q_ % (g)->P, oy = p_ / (g)->Wo, ox0 = p_ % (g)->Wo;    \
-        const int64_t len = (g)->Wo - ox0 < (q1) - q_ ? (g)->Wo - ox0 : (q1) - q_;                  \
-        const int64_t j = q_ - (q0);                                                               \
-        len_ = len;                                                                                \
-        __VA_ARGS__                                                                                \
-    }
+/* The slice [q0, q1) walked in runs along one output row: image n, output row oy, first output
+ * column ox0, len columns, starting at column j of the slice.  len = 0 ends the walk. */
+typedef struct { int64_t n, oy, ox0, len, j; } column_run;
+static inline column_run run_at(const conv_geometry *g, int64_t q, int64_t q0, int64_t q1) {
+    column_run r = {0, 0, 0, 0, q - q0};
+    if (q >= q1) return r;
+    const int64_t p = q % g->P;
+    r.n = q / g->P;
+    r.oy = p / g->Wo;
+    r.ox0 = p % g->Wo;
+    r.len = g->Wo - r.ox0 < q1 - q ? g->Wo - r.ox0 : q1 - q;
+    return r;
+}
+static inline column_run first_run(const conv_geometry *g, int64_t q0, int64_t q1) { return run_at(g, q0, q0, q1); }
+static inline column_run next_run(const conv_geometry *g, column_run r, int64_t q0, int64_t q1) {
+    return run_at(g, q0 + r.j + r.len, q0, q1);
+}
 
 /* The output columns [*lo, *hi) of a run of len starting at ox0 whose input column ox sw + off lies
  * inside [0, W). */
@@ -66,54 +72,17 @@ static inline void inside_columns(int64_t ox0, int64_t len, int64_t sw, int64_t 
     if (*hi < *lo) *hi = *lo;
 }
 
-/* im2col for channels [c0, c1) and the slice [q0, q1): col rows c kh kw .. (c + 1) kh kw - 1, row
- * stride `width`.  col2im is its adjoint: dx += the same windows of dcol. */
-#define IM2COL(T)                                                                                  \
-    static void im2col_##T(const conv_geometry *g, const T *restrict x, T *restrict col, int64_t width, \
-                           int64_t q0, int64_t q1, int64_t c0, int64_t c1) {                       \
-        for (int64_t c = c0; c < c1; c++)                                                          \
-            for (int64_t ki = 0; ki < g->kh; ki++)                                                 \
-                for (int64_t kj = 0; kj < g->kw; kj++) {                                           \
-                    T *restrict row = col + ((c * g->kh + ki) * g->kw + kj) * width;               \
-                    const int64_t off = kj * g->dw - g->pl;                                        \
-                    FOR_RUNS(g, q0, q1, {                                                          \
-                        const int64_t iy = oy * g->sh - g->pt + ki * g->dh;                        \
-                        T *restrict dst = row + j;   /* dst[i]: output column ox0 + i */           \
-                        if (iy < 0 || iy >= g->H) {                                                \
-                            memset(dst, 0, (size_t)len * sizeof(T));                               \
-                            continue;                                                              \
-                        }                                                                          \
-                        const T *restrict src = x + ((n * g->Cin + c) * g->H + iy) * g->W;         \
-                        int64_t lo, hi;                                                            \
-                        inside_columns(ox0, len, g->sw, off, g->W, &lo, &hi);                      \
-                        for (int64_t ox = ox0; ox < lo; ox++) dst[ox - ox0] = 0;                   \
-                        if (g->sw == 1 && hi > lo)                                                 \
-                            memcpy(dst + (lo - ox0), src + (lo + off), (size_t)(hi - lo) * sizeof(T)); \
-                        else for (int64_t ox = lo; ox < hi; ox++) dst[ox - ox0] = src[ox * g->sw + off]; \
-                        for (int64_t ox = hi; ox < ox0 + len; ox++) dst[ox - ox0] = 0;             \
-                    })                                                                             \
-                }                                                                                  \
-    }                                                                                              \
-    static void col2im_##T(const conv_geometry *g, const T *restrict col, T *restrict dx, int64_t width, \
-                           int64_t q0, int64_t q1, int64_t c0, int64_t c1) {                       \
-        for (int64_t c = c0; c < c1; c++)                                                          \
-            for (int64_t ki = 0; ki < g->kh; ki++)                                                 \
-                for (int64_t kj = 0; kj < g->kw; kj++) {                                           \
-                    const T *restrict row = col + ((c * g->kh + ki) * g->kw + kj) * width;         \
-                    const int64_t off = kj * g->dw - g->pl;                                        \
-                    FOR_RUNS(g, q0, q1, {                                                          \
-                        const int64_t iy = oy * g->sh - g->pt + ki * g->dh;                        \
-                        if (iy < 0 || iy >= g->H) continue;                                        \
-                        const T *restrict src = row + j;   /* src[i]: output column ox0 + i */      \
-                        T *restrict dst = dx + ((n * g->Cin + c) * g->H + iy) * g->W;              \
-                        int64_t lo, hi;                                                            \
-                        inside_columns(ox0, len, g->sw, off, g->W, &lo, &hi);                      \
-                        for (int64_t ox = lo; ox < hi; ox++) dst[ox * g->sw + off] += src[ox - ox0]; \
-                    })                                                                             \
-                }                                                                                  \
-    }
-IM2COL(float)
-IM2COL(double)
+/* The column kernels, once per float dtype: im2col_float, im2col_double, col2im_..., move_slice_... */
+#define real float
+#define SFX(name) name##_float
+#include "../generic/conv2d_columns.h"
+#undef real
+#undef SFX
+#define real double
+#define SFX(name) name##_double
+#include "../generic/conv2d_columns.h"
+#undef real
+#undef SFX
 
 static void im2col(al_dtype dt, const conv_geometry *g, const void *x, void *col, int64_t width, int64_t q0,
                    int64_t q1, int64_t c0, int64_t c1) {
@@ -125,29 +94,6 @@ static void col2im(al_dtype dt, const conv_geometry *g, const void *col, void *d
     if (dt == AL_FLOAT32) col2im_float(g, col, dx, width, q0, q1, c0, c1);
     else col2im_double(g, col, dx, width, q0, q1, c0, c1);
 }
-
-/* Between the slice buffer buf (Cout, width) and an NCHW tensor t's channels [o0, o1):
- * to_tensor: t = buf + bias (bias may be NULL); else buf = t (gathering dy). */
-#define MOVE_SLICE(T)                                                                              \
-    static void move_slice_##T(const conv_geometry *g, T *restrict buf, T *restrict t, const T *restrict bias, \
-                               int64_t width, int64_t q0, int64_t q1, int64_t o0, int64_t o1, bool to_tensor) { \
-        for (int64_t o = o0; o < o1; o++) {                                                        \
-            const T b = bias ? bias[o] : 0;                                                        \
-            T *restrict brow = buf + o * width;                                                    \
-            for (int64_t q = q0; q < q1;) {                                                        \
-                const int64_t n = q / g->P, p = q % g->P;                                          \
-                const int64_t len = g->P - p < q1 - q ? g->P - p : q1 - q;                         \
-                T *restrict trow = t + (n * g->Cout + o) * g->P + p;                               \
-                T *restrict bq = brow + (q - q0);                                                  \
-                if (to_tensor) for (int64_t i = 0; i < len; i++) trow[i] = bq[i] + b;              \
-                else memcpy(bq, trow, (size_t)len * sizeof(T));                                    \
-                q += len;                                                                          \
-            }                                                                                      \
-        }                                                                                          \
-    }
-MOVE_SLICE(float)
-MOVE_SLICE(double)
-
 static void move_slice(al_dtype dt, const conv_geometry *g, void *buf, void *t, const void *bias, int64_t width,
                        int64_t q0, int64_t q1, int64_t o0, int64_t o1, bool to_tensor) {
     if (dt == AL_FLOAT32) move_slice_float(g, buf, t, bias, width, q0, q1, o0, o1, to_tensor);

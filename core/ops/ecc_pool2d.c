@@ -85,96 +85,17 @@ static inline void window_of(const ecc_geometry *g, int64_t oy, int64_t ox, int6
     *h1 = hs + k < g->H ? hs + k : g->H; *w1 = ws + k < g->W ? ws + k : g->W;
 }
 
-/* ---- average: a summed-area table per plane ------------------------------------------------------ */
-
-#define ECC_AVG(T)                                                                                 \
-    static void ecc_avg_forward_##T(const ecc_geometry *g, const T *x, T *y, const int64_t *sizes, int64_t per_fix, \
-                                    int64_t n_fix, double *sat, int64_t first, int64_t last) {     \
-        const int64_t W1 = g->W + 1;                                                               \
-        for (int64_t plane = first; plane < last; plane++) {                                       \
-            const T *xp = x + plane * g->H * g->W;                                                 \
-            const int64_t *k = sizes + (n_fix == 1 ? 0 : plane / g->C) * per_fix;                  \
-            for (int64_t ix = 0; ix <= g->W; ix++) sat[ix] = 0;                                    \
-            for (int64_t iy = 0; iy < g->H; iy++) {                                                \
-                double row = 0;                                                                    \
-                sat[(iy + 1) * W1] = 0;                                                            \
-                for (int64_t ix = 0; ix < g->W; ix++) {                                            \
-                    row += xp[iy * g->W + ix];                                                     \
-                    sat[(iy + 1) * W1 + ix + 1] = sat[iy * W1 + ix + 1] + row;                     \
-                }                                                                                  \
-            }                                                                                      \
-            for (int64_t oy = 0; oy < g->Ho; oy++)                                                 \
-                for (int64_t ox = 0; ox < g->Wo; ox++) {                                           \
-                    int64_t h0, h1, w0, w1;                                                        \
-                    window_of(g, oy, ox, k[oy * g->Wo + ox], &h0, &h1, &w0, &w1);                  \
-                    const double sum = sat[h1 * W1 + w1] - sat[h0 * W1 + w1] - sat[h1 * W1 + w0] + sat[h0 * W1 + w0]; \
-                    y[(plane * g->Ho + oy) * g->Wo + ox] = (T)(sum / (double)((h1 - h0) * (w1 - w0))); \
-                }                                                                                  \
-        }                                                                                          \
-    }                                                                                              \
-    /* each cell's share of the gradient goes to its window's four corners of the difference table */ \
-    /* diff; the prefix sums of diff are then dx */                                                \
-    static void ecc_avg_backward_##T(const ecc_geometry *g, const T *gy, T *dx, const int64_t *sizes, int64_t per_fix, \
-                                     int64_t n_fix, double *diff, int64_t first, int64_t last) {   \
-        const int64_t W1 = g->W + 1;                                                               \
-        for (int64_t plane = first; plane < last; plane++) {                                       \
-            const int64_t *k = sizes + (n_fix == 1 ? 0 : plane / g->C) * per_fix;                  \
-            memset(diff, 0, sizeof(double) * (size_t)((g->H + 1) * W1));                           \
-            for (int64_t oy = 0; oy < g->Ho; oy++)                                                 \
-                for (int64_t ox = 0; ox < g->Wo; ox++) {                                           \
-                    int64_t h0, h1, w0, w1;                                                        \
-                    window_of(g, oy, ox, k[oy * g->Wo + ox], &h0, &h1, &w0, &w1);                  \
-                    const double v = (double)gy[(plane * g->Ho + oy) * g->Wo + ox] / (double)((h1 - h0) * (w1 - w0)); \
-                    diff[h0 * W1 + w0] += v; diff[h0 * W1 + w1] -= v;                              \
-                    diff[h1 * W1 + w0] -= v; diff[h1 * W1 + w1] += v;                              \
-                }                                                                                  \
-            /* 2-d prefix sums in place: along each row, then down each column */                 \
-            for (int64_t iy = 0; iy < g->H; iy++)                                                  \
-                for (int64_t ix = 1; ix < g->W; ix++) diff[iy * W1 + ix] += diff[iy * W1 + ix - 1];  \
-            for (int64_t iy = 1; iy < g->H; iy++)                                                  \
-                for (int64_t ix = 0; ix < g->W; ix++) diff[iy * W1 + ix] += diff[(iy - 1) * W1 + ix]; \
-            T *dp = dx + plane * g->H * g->W;                                                      \
-            for (int64_t iy = 0; iy < g->H; iy++)                                                  \
-                for (int64_t ix = 0; ix < g->W; ix++) dp[iy * g->W + ix] = (T)diff[iy * W1 + ix];  \
-        }                                                                                          \
-    }
-ECC_AVG(float)
-ECC_AVG(double)
-
-/* ---- maximum: a scan of each window, the argmax kept ------------------------------------------- */
-
-#define ECC_MAX(T)                                                                                 \
-    static void ecc_max_forward_##T(const ecc_geometry *g, const T *x, T *y, int64_t *idx, const int64_t *sizes, \
-                                    int64_t per_fix, int64_t n_fix, int64_t first, int64_t last) { \
-        for (int64_t plane = first; plane < last; plane++) {                                       \
-            const T *xp = x + plane * g->H * g->W;                                                 \
-            const int64_t *k = sizes + (n_fix == 1 ? 0 : plane / g->C) * per_fix;                  \
-            for (int64_t oy = 0; oy < g->Ho; oy++)                                                 \
-                for (int64_t ox = 0; ox < g->Wo; ox++) {                                           \
-                    int64_t h0, h1, w0, w1;                                                        \
-                    window_of(g, oy, ox, k[oy * g->Wo + ox], &h0, &h1, &w0, &w1);                  \
-                    /* (never empty: the window holds the cell's own first input row and column) */ \
-                    int64_t arg = h0 * g->W + w0;                                                  \
-                    T best = xp[arg];                                                              \
-                    for (int64_t iy = h0; iy < h1; iy++)                                           \
-                        for (int64_t ix = w0; ix < w1; ix++) {                                     \
-                            const T v = xp[iy * g->W + ix];                                        \
-                            if (v > best || isnan(v)) { best = v; arg = iy * g->W + ix; }   /* NaN wins, as in max_pool2d */ \
-                        }                                                                          \
-                    const int64_t o = (plane * g->Ho + oy) * g->Wo + ox;                           \
-                    y[o] = best;                                                                   \
-                    idx[o] = arg;                                                                  \
-                }                                                                                  \
-        }                                                                                          \
-    }                                                                                              \
-    static void ecc_max_backward_##T(const ecc_geometry *g, const T *gy, const int64_t *idx, T *dx, int64_t first, \
-                                     int64_t last) {                                               \
-        const int64_t per_out = g->Ho * g->Wo, per_in = g->H * g->W;                               \
-        for (int64_t plane = first; plane < last; plane++)                                         \
-            for (int64_t o = 0; o < per_out; o++) dx[plane * per_in + idx[plane * per_out + o]] += gy[plane * per_out + o]; \
-    }
-ECC_MAX(float)
-ECC_MAX(double)
+/* The kernels, once per float dtype: ecc_avg_forward_float, ..., ecc_max_backward_double */
+#define real float
+#define SFX(name) name##_float
+#include "../generic/ecc_pool2d_windows.h"
+#undef real
+#undef SFX
+#define real double
+#define SFX(name) name##_double
+#include "../generic/ecc_pool2d_windows.h"
+#undef real
+#undef SFX
 
 static int ecc_threads(const ecc_geometry *g) {
     return g->planes * g->H * g->W >= AL_PARALLEL_GRAIN / 4 ? al_get_num_threads() : 1;

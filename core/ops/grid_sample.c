@@ -50,67 +50,17 @@ static inline sample_point point_at(const sample_geometry *g, double gx, double 
 
 static inline bool inside(const sample_geometry *g, int64_t y, int64_t x) { return y >= 0 && y < g->H && x >= 0 && x < g->W; }
 
-/* the plane's value at (y, x), 0 outside */
-#define AT(plane, y, x) (inside(g, (y), (x)) ? (double)(plane)[(y) * g->W + (x)] : 0.0)
-
-#define SAMPLE(T)                                                                                  \
-    static void sample_forward_##T(const sample_geometry *g, const T *x, const T *grid, T *y, int64_t first, int64_t last) { \
-        for (int64_t r = first; r < last; r++) {                                                   \
-            const int64_t n = r / g->Ho, oy = r % g->Ho;                                           \
-            for (int64_t ox = 0; ox < g->Wo; ox++) {                                               \
-                const T *gp = grid + ((n * g->Ho + oy) * g->Wo + ox) * 2;                          \
-                const sample_point p = point_at(g, gp[0], gp[1]);                                  \
-                for (int64_t c = 0; c < g->C; c++) {                                               \
-                    const T *plane = x + (n * g->C + c) * g->H * g->W;                             \
-                    const double v = (1 - p.fy) * ((1 - p.fx) * AT(plane, p.y0, p.x0) + p.fx * AT(plane, p.y0, p.x0 + 1)) + \
-                                     p.fy * ((1 - p.fx) * AT(plane, p.y0 + 1, p.x0) + p.fx * AT(plane, p.y0 + 1, p.x0 + 1)); \
-                    y[((n * g->C + c) * g->Ho + oy) * g->Wo + ox] = (T)v;                          \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    }                                                                                              \
-    /* dgrid for the (n, oy) rows [first, last): the slope of the bilinear surface, summed over channels */ \
-    static void sample_backward_grid_##T(const sample_geometry *g, const T *x, const T *grid, const T *gy, T *dgrid, \
-                                         int64_t first, int64_t last) {                            \
-        for (int64_t r = first; r < last; r++) {                                                   \
-            const int64_t n = r / g->Ho, oy = r % g->Ho;                                           \
-            for (int64_t ox = 0; ox < g->Wo; ox++) {                                               \
-                const int64_t at = (n * g->Ho + oy) * g->Wo + ox;                                  \
-                const sample_point p = point_at(g, grid[at * 2], grid[at * 2 + 1]);                \
-                double dx = 0, dy = 0;                                                             \
-                for (int64_t c = 0; c < g->C; c++) {                                               \
-                    const T *plane = x + (n * g->C + c) * g->H * g->W;                             \
-                    const double go = gy[((n * g->C + c) * g->Ho + oy) * g->Wo + ox];              \
-                    const double nw = AT(plane, p.y0, p.x0), ne = AT(plane, p.y0, p.x0 + 1);        \
-                    const double sw = AT(plane, p.y0 + 1, p.x0), se = AT(plane, p.y0 + 1, p.x0 + 1); \
-                    dx += go * ((1 - p.fy) * (ne - nw) + p.fy * (se - sw));                        \
-                    dy += go * ((1 - p.fx) * (sw - nw) + p.fx * (se - ne));                        \
-                }                                                                                  \
-                dgrid[at * 2] = (T)(dx * p.sx);                                                    \
-                dgrid[at * 2 + 1] = (T)(dy * p.sy);                                                \
-            }                                                                                      \
-        }                                                                                          \
-    }                                                                                              \
-    /* dx for the planes [first, last): each point's gradient to its four neighbours inside */     \
-    static void sample_backward_input_##T(const sample_geometry *g, const T *grid, const T *gy, T *dx, int64_t first, \
-                                          int64_t last) {                                          \
-        for (int64_t pl = first; pl < last; pl++) {                                                \
-            const int64_t n = pl / g->C;                                                           \
-            T *plane = dx + pl * g->H * g->W;                                                      \
-            for (int64_t o = 0; o < g->Ho * g->Wo; o++) {                                          \
-                const T *gp = grid + (n * g->Ho * g->Wo + o) * 2;                                  \
-                const sample_point p = point_at(g, gp[0], gp[1]);                                  \
-                const double go = gy[pl * g->Ho * g->Wo + o];                                      \
-                const double w[4] = {(1 - p.fy) * (1 - p.fx), (1 - p.fy) * p.fx, p.fy * (1 - p.fx), p.fy * p.fx}; \
-                for (int k = 0; k < 4; k++) {                                                      \
-                    const int64_t yy = p.y0 + (k >> 1), xx = p.x0 + (k & 1);                       \
-                    if (inside(g, yy, xx)) plane[yy * g->W + xx] += (T)(w[k] * go);                \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    }
-SAMPLE(float)
-SAMPLE(double)
+/* The kernels, once per float dtype: sample_forward_float, ..., sample_backward_input_double */
+#define real float
+#define SFX(name) name##_float
+#include "../generic/grid_sample_points.h"
+#undef real
+#undef SFX
+#define real double
+#define SFX(name) name##_double
+#include "../generic/grid_sample_points.h"
+#undef real
+#undef SFX
 
 static int sample_threads(const sample_geometry *g) {
     return g->N * g->C * g->Ho * g->Wo >= AL_PARALLEL_GRAIN / 8 ? al_get_num_threads() : 1;

@@ -56,36 +56,17 @@ typedef struct {
     const source_1d *rows, *cols;
 } resample_geometry;
 
-#define RESAMPLE(T)                                                                                \
-    static void resample_forward_##T(const resample_geometry *g, const T *x, T *y, int64_t first, int64_t last) { \
-        for (int64_t r = first; r < last; r++) {                                                   \
-            const int64_t plane = r / g->Ho, oy = r % g->Ho;                                       \
-            const source_1d sy = g->rows[oy];                                                      \
-            const T *row0 = x + (plane * g->H + sy.src0) * g->W, *row1 = x + (plane * g->H + sy.src1) * g->W; \
-            T *out = y + r * g->Wo;                                                                \
-            for (int64_t ox = 0; ox < g->Wo; ox++) {                                               \
-                const source_1d sx = g->cols[ox];                                                  \
-                out[ox] = (T)(sy.w0 * (sx.w0 * row0[sx.src0] + sx.w1 * row0[sx.src1]) +            \
-                              sy.w1 * (sx.w0 * row1[sx.src0] + sx.w1 * row1[sx.src1]));             \
-            }                                                                                      \
-        }                                                                                          \
-    }                                                                                              \
-    static void resample_backward_##T(const resample_geometry *g, const T *gy, T *dx, int64_t first, int64_t last) { \
-        for (int64_t plane = first; plane < last; plane++)                                         \
-            for (int64_t oy = 0; oy < g->Ho; oy++) {                                               \
-                const source_1d sy = g->rows[oy];                                                  \
-                T *row0 = dx + (plane * g->H + sy.src0) * g->W, *row1 = dx + (plane * g->H + sy.src1) * g->W; \
-                const T *gr = gy + (plane * g->Ho + oy) * g->Wo;                                   \
-                for (int64_t ox = 0; ox < g->Wo; ox++) {                                           \
-                    const source_1d sx = g->cols[ox];                                              \
-                    const double v = gr[ox];                                                       \
-                    row0[sx.src0] += (T)(sy.w0 * sx.w0 * v); row0[sx.src1] += (T)(sy.w0 * sx.w1 * v); \
-                    row1[sx.src0] += (T)(sy.w1 * sx.w0 * v); row1[sx.src1] += (T)(sy.w1 * sx.w1 * v); \
-                }                                                                                  \
-            }                                                                                      \
-    }
-RESAMPLE(float)
-RESAMPLE(double)
+/* The kernels, once per float dtype: resample_forward_float, ..., resample_backward_double */
+#define real float
+#define SFX(name) name##_float
+#include "../generic/interpolate_rows.h"
+#undef real
+#undef SFX
+#define real double
+#define SFX(name) name##_double
+#include "../generic/interpolate_rows.h"
+#undef real
+#undef SFX
 
 /* the per-axis sources for a node's or a call's geometry; false (error set) when out of memory */
 static bool make_sources(resample_geometry *g, int mode, bool align_corners, double scale_h, double scale_w) {

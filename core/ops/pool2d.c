@@ -89,45 +89,33 @@ static int pool_threads(const pool_geometry *g) {
     return g->planes * g->Ho * g->Wo * g->kh * g->kw >= AL_PARALLEL_GRAIN ? al_get_num_threads() : 1;
 }
 
-/* ---- max ------------------------------------------------------------------------------------ */
+/* The window of output (oy, ox) clipped to the input, [*h0, *h1) x [*w0, *w1), and its divisor:
+ * PyTorch's, the window clipped to the padded input when count_include_pad, else the cells inside. */
+static inline double avg_window(const pool_geometry *g, int64_t oy, int64_t ox, int64_t *h0, int64_t *h1, int64_t *w0,
+                                int64_t *w1) {
+    int64_t hs = oy * g->sh - g->ph, ws = ox * g->sw - g->pw;
+    int64_t he = hs + g->kh < g->H + g->ph ? hs + g->kh : g->H + g->ph;
+    int64_t we = ws + g->kw < g->W + g->pw ? ws + g->kw : g->W + g->pw;
+    const int64_t padded = (he - hs) * (we - ws);
+    *h0 = hs > 0 ? hs : 0; *w0 = ws > 0 ? ws : 0;
+    *h1 = he < g->H ? he : g->H; *w1 = we < g->W ? we : g->W;
+    const int64_t inside = (*h1 - *h0) * (*w1 - *w0);
+    return (double)(g->count_include_pad ? padded : inside);
+}
 
-/* rows [first, last) of the (plane, oy) pairs; a window with no cell inside the input (possible only
- * with dilation) gives -inf and index -1 */
-#define MAX_POOL_FORWARD(T)                                                                        \
-    static void max_pool_forward_##T(const pool_geometry *g, const T *x, T *y, int64_t *idx, int64_t first, int64_t last) { \
-        for (int64_t r = first; r < last; r++) {                                                   \
-            const int64_t plane = r / g->Ho, oy = r % g->Ho;                                       \
-            const T *xp = x + plane * g->H * g->W;                                                 \
-            for (int64_t ox = 0; ox < g->Wo; ox++) {                                               \
-                const int64_t h0 = oy * g->sh - g->ph, w0 = ox * g->sw - g->pw;                    \
-                T best = -INFINITY;                                                                \
-                int64_t arg = -1;                                                                  \
-                for (int64_t i = 0; i < g->kh; i++) {                                              \
-                    const int64_t iy = h0 + i * g->dh;                                             \
-                    if (iy < 0 || iy >= g->H) continue;                                            \
-                    for (int64_t j = 0; j < g->kw; j++) {                                          \
-                        const int64_t ix = w0 + j * g->dw;                                         \
-                        if (ix < 0 || ix >= g->W) continue;                                        \
-                        const T v = xp[iy * g->W + ix];                                            \
-                        if (arg < 0 || v > best || isnan(v)) { best = v; arg = iy * g->W + ix; }   \
-                    }                                                                              \
-                }                                                                                  \
-                y[r * g->Wo + ox] = best;                                                          \
-                idx[r * g->Wo + ox] = arg;                                                         \
-            }                                                                                      \
-        }                                                                                          \
-    }                                                                                              \
-    static void max_pool_backward_##T(const pool_geometry *g, const T *gy, const int64_t *idx, T *dx, int64_t first, \
-                                      int64_t last) {                                              \
-        const int64_t per_out = g->Ho * g->Wo, per_in = g->H * g->W;                               \
-        for (int64_t plane = first; plane < last; plane++)                                         \
-            for (int64_t o = 0; o < per_out; o++) {                                                \
-                const int64_t at = idx[plane * per_out + o];                                       \
-                if (at >= 0) dx[plane * per_in + at] += gy[plane * per_out + o];                   \
-            }                                                                                      \
-    }
-MAX_POOL_FORWARD(float)
-MAX_POOL_FORWARD(double)
+/* The window kernels, once per float dtype: max_pool_forward_float, ..., avg_pool_backward_double */
+#define real float
+#define SFX(name) name##_float
+#include "../generic/pool2d_windows.h"
+#undef real
+#undef SFX
+#define real double
+#define SFX(name) name##_double
+#include "../generic/pool2d_windows.h"
+#undef real
+#undef SFX
+
+/* ---- max ------------------------------------------------------------------------------------ */
 
 static void max_pool2d_backward(al_node *node, const al_tensor *grad) {
     pool_geometry g;
@@ -180,52 +168,6 @@ al_tensor *al_max_pool2d(const al_tensor *x, const al_pool2d_opts *opts, al_tens
 }
 
 /* ---- average ----------------------------------------------------------------------------------- */
-
-/* The window of output (oy, ox) clipped to the input, [*h0, *h1) x [*w0, *w1), and its divisor:
- * PyTorch's, the window clipped to the padded input when count_include_pad, else the cells inside. */
-static inline double avg_window(const pool_geometry *g, int64_t oy, int64_t ox, int64_t *h0, int64_t *h1, int64_t *w0,
-                                int64_t *w1) {
-    int64_t hs = oy * g->sh - g->ph, ws = ox * g->sw - g->pw;
-    int64_t he = hs + g->kh < g->H + g->ph ? hs + g->kh : g->H + g->ph;
-    int64_t we = ws + g->kw < g->W + g->pw ? ws + g->kw : g->W + g->pw;
-    const int64_t padded = (he - hs) * (we - ws);
-    *h0 = hs > 0 ? hs : 0; *w0 = ws > 0 ? ws : 0;
-    *h1 = he < g->H ? he : g->H; *w1 = we < g->W ? we : g->W;
-    const int64_t inside = (*h1 - *h0) * (*w1 - *w0);
-    return (double)(g->count_include_pad ? padded : inside);
-}
-
-#define AVG_POOL(T)                                                                                \
-    static void avg_pool_forward_##T(const pool_geometry *g, const T *x, T *y, int64_t first, int64_t last) { \
-        for (int64_t r = first; r < last; r++) {                                                   \
-            const int64_t plane = r / g->Ho, oy = r % g->Ho;                                       \
-            const T *xp = x + plane * g->H * g->W;                                                 \
-            for (int64_t ox = 0; ox < g->Wo; ox++) {                                               \
-                int64_t h0, h1, w0, w1;                                                            \
-                const double div = avg_window(g, oy, ox, &h0, &h1, &w0, &w1);                      \
-                double sum = 0;                                                                    \
-                for (int64_t iy = h0; iy < h1; iy++)                                               \
-                    for (int64_t ix = w0; ix < w1; ix++) sum += xp[iy * g->W + ix];                \
-                y[r * g->Wo + ox] = (T)(div > 0 ? sum / div : 0);                                  \
-            }                                                                                      \
-        }                                                                                          \
-    }                                                                                              \
-    static void avg_pool_backward_##T(const pool_geometry *g, const T *gy, T *dx, int64_t first, int64_t last) { \
-        for (int64_t plane = first; plane < last; plane++) {                                       \
-            T *dp = dx + plane * g->H * g->W;                                                      \
-            for (int64_t oy = 0; oy < g->Ho; oy++)                                                 \
-                for (int64_t ox = 0; ox < g->Wo; ox++) {                                           \
-                    int64_t h0, h1, w0, w1;                                                        \
-                    const double div = avg_window(g, oy, ox, &h0, &h1, &w0, &w1);                  \
-                    if (div <= 0) continue;                                                        \
-                    const T share = (T)(gy[(plane * g->Ho + oy) * g->Wo + ox] / div);              \
-                    for (int64_t iy = h0; iy < h1; iy++)                                           \
-                        for (int64_t ix = w0; ix < w1; ix++) dp[iy * g->W + ix] += share;          \
-                }                                                                                  \
-        }                                                                                          \
-    }
-AVG_POOL(float)
-AVG_POOL(double)
 
 static void avg_pool2d_backward(al_node *node, const al_tensor *grad) {
     pool_geometry g;

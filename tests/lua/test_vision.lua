@@ -127,14 +127,14 @@ do
   gradcheck("nn.Conv2d (float64 copy)", function() return lab.conv2d(x, w64, b64, m.conv_opts) end, { x = x, w = w64, b = b64 })
   local y32 = m(x:detach():to("float32"))
   local y64 = lab.conv2d(x:detach(), w64:detach(), b64:detach(), m.conv_opts)
-  check.ok(max_abs(y32:to(F64) - y64) < 1e-5, "nn.Conv2d's float32 forward matches its float64 copy")
+  check.value(max_abs(y32:to(F64) - y64) < 1e-5, "nn.Conv2d's float32 forward matches its float64 copy")
 
   -- PyTorch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in/groups * kh * kw
   local big = nn.Conv2d(16, 64, 3)
   local bound = 1 / math.sqrt(16 * 9)
   local wmax, bmax = max_abs(big.weight), max_abs(big.bias)
-  check.ok(wmax <= bound and wmax > 0.95 * bound, "Conv2d: weights within 1/sqrt(fan_in) and filling it", string.format("%g vs %g", wmax, bound))
-  check.ok(bmax <= bound, "Conv2d: biases within 1/sqrt(fan_in)")
+  check.value(wmax <= bound and wmax > 0.95 * bound, "Conv2d: weights within 1/sqrt(fan_in) and filling it", string.format("%g vs %g", wmax, bound))
+  check.value(bmax <= bound, "Conv2d: biases within 1/sqrt(fan_in)")
   local std = (big.weight:to(F64):pow(2):mean():item()) ^ 0.5
   check.near(std, bound / math.sqrt(3), 0.05 * bound, "Conv2d: weights uniform (std bound / sqrt(3))")
   check.ok(nn.Conv2d(3, 4, 3, { bias = false }).bias == nil, "Conv2d{bias = false} has no bias")
@@ -167,21 +167,21 @@ do
     if step == 1 then first = loss:item() end
     last = loss:item()
   end
-  check.ok(last < 0.5 * first, "a small CNN (Conv2d, MaxPool2d, AvgPool2d) trains", string.format("loss %.3f -> %.3f", first, last))
+  check.value(last < 0.5 * first, "a small CNN (Conv2d, MaxPool2d, AvgPool2d) trains", string.format("loss %.3f -> %.3f", first, last))
   -- its state round-trips
   local net2 = nn.Sequential(nn.Conv2d(1, 8, 3, { padding = 1 }), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, { padding = "same" }),
     nn.ReLU(), nn.AvgPool2d(2))
   net2:load_state_dict(net:state_dict())
-  check.ok(max_abs(net2(imgs) - net(imgs)) == 0, "Conv2d's state dict loads into another network")
+  check.value(max_abs(net2(imgs) - net(imgs)) == 0, "Conv2d's state dict loads into another network")
   check.ok(tostring(net):find("Conv2d(1, 8, 3, padding=1)", 1, true) and tostring(net):find("MaxPool2d(2)", 1, true),
     "describe() names the layers", tostring(net))
 
   local ep = nn.EccPool2d{ slope = 0.16, deg2px = 4 }
   local img = lab.randn{ 1, 2, 12, 12 }
-  check.ok(max_abs(ep(img, { 3, 4 }) - lab.ecc_pool2d(img, { fixation = { 3, 4 }, slope = 0.16, deg2px = 4 })) == 0,
+  check.value(max_abs(ep(img, { 3, 4 }) - lab.ecc_pool2d(img, { fixation = { 3, 4 }, slope = 0.16, deg2px = 4 })) == 0,
     "EccPool2d(x, fixation) is lab.ecc_pool2d")
   ep.fixation = { 9, 2 }
-  check.ok(max_abs(ep(img) - lab.ecc_pool2d(img, { fixation = { 9, 2 }, slope = 0.16, deg2px = 4 })) == 0,
+  check.value(max_abs(ep(img) - lab.ecc_pool2d(img, { fixation = { 9, 2 }, slope = 0.16, deg2px = 4 })) == 0,
     "EccPool2d uses m.fixation when forward gets none")
 end
 
@@ -194,42 +194,42 @@ do
   -- a centred one-hot kernel per channel (depthwise) returns its input
   local k = lab.zeros({ 3, 1, 3, 3 }, F64)
   for c = 1, 3 do k:set(c, 1, 2, 2, 1) end
-  check.ok(max_abs(lab.conv2d(x, k, { groups = 3, padding = 1 }) - x) == 0, "conv2d with an identity kernel is the identity")
+  check.value(max_abs(lab.conv2d(x, k, { groups = 3, padding = 1 }) - x) == 0, "conv2d with an identity kernel is the identity")
   -- a box kernel of ones over each channel alone, divided by 4, is average pooling
   local box = lab.zeros({ 3, 1, 2, 2 }, F64) + 0.25
-  check.ok(max_abs(lab.conv2d(x, box, { groups = 3, stride = 2 }) - lab.avg_pool2d(x, 2)) < 1e-15,
+  check.value(max_abs(lab.conv2d(x, box, { groups = 3, stride = 2 }) - lab.avg_pool2d(x, 2)) < 1e-15,
     "conv2d with a 2x2 box kernel, stride 2, is avg_pool2d(2)")
   -- eccentricity pooling with no growth is plain pooling (even sizes: every window inside)
   local flat = { fixation = { 3, 3 }, slope = 0, deg2px = 2 }
-  check.ok(max_abs(lab.ecc_pool2d(x, flat) - lab.avg_pool2d(x, 2)) < 1e-14, "ecc_pool2d with slope 0 is avg_pool2d(2)")
+  check.value(max_abs(lab.ecc_pool2d(x, flat) - lab.avg_pool2d(x, 2)) < 1e-14, "ecc_pool2d with slope 0 is avg_pool2d(2)")
   flat.mode = "max"
-  check.ok(max_abs(lab.ecc_pool2d(x, flat) - lab.max_pool2d(x, 2)) == 0, "ecc_pool2d{mode = 'max'} with slope 0 is max_pool2d(2)")
-  check.ok(max_abs(lab.ecc_pool2d(x, { fixation = { 0, 0 }, slope = 0, deg2px = 2, stride = 1, rf_min = 1 }) - x) < 1e-13,
+  check.value(max_abs(lab.ecc_pool2d(x, flat) - lab.max_pool2d(x, 2)) == 0, "ecc_pool2d{mode = 'max'} with slope 0 is max_pool2d(2)")
+  check.value(max_abs(lab.ecc_pool2d(x, { fixation = { 0, 0 }, slope = 0, deg2px = 2, stride = 1, rf_min = 1 }) - x) < 1e-13,
     "ecc_pool2d with stride 1, rf_min 1 and slope 0 is the identity (up to the summed-area table's rounding)")
   -- halving by bilinear resampling (align_corners = false) averages each 2x2 block
-  check.ok(max_abs(lab.interpolate(x, { size = { 4, 5 } }) - lab.avg_pool2d(x, 2)) < 1e-15,
+  check.value(max_abs(lab.interpolate(x, { size = { 4, 5 } }) - lab.avg_pool2d(x, 2)) < 1e-15,
     "interpolate to half the size (bilinear) is avg_pool2d(2)")
-  check.ok(max_abs(lab.interpolate(x, { size = { 8, 10 } }) - x) == 0, "interpolate to the same size is the identity")
+  check.value(max_abs(lab.interpolate(x, { size = { 8, 10 } }) - x) == 0, "interpolate to the same size is the identity")
   -- sampling at the pixel centres returns the image; a shifted grid of whole pixels is a crop
   local H, W = 8, 10
   local gx = (lab.arange(W, F64) * 2 + 1) / W - 1
   local gy = (lab.arange(H, F64) * 2 + 1) / H - 1
   local grid = lab.stack({ gx:reshape{ 1, W }:expand{ H, W }, gy:reshape{ H, 1 }:expand{ H, W } }, 3):reshape{ 1, H, W, 2 }:expand{ 2, H, W, 2 }
-  check.ok(max_abs(lab.grid_sample(x, grid:contiguous()) - x) < 1e-14, "grid_sample at the pixel centres is the identity")
+  check.value(max_abs(lab.grid_sample(x, grid:contiguous()) - x) < 1e-14, "grid_sample at the pixel centres is the identity")
   local shifted = (grid + lab.tensor({ 2 * 3 / W, 2 * 2 / H }, F64)):contiguous()   -- 3 pixels right, 2 down
   local crop = lab.pad(x, { -3, 3, -2, 2 })   -- the same window, zeros where it leaves the image
-  check.ok(max_abs(lab.grid_sample(x, shifted) - crop) < 1e-14, "grid_sample on a grid shifted by whole pixels is a crop")
-  check.ok(max_abs(lab.pad(x, { -1, -2, -3, 0 }) - x:narrow(4, 2, 7):narrow(3, 4, 5)) == 0, "negative pads crop as narrow does")
+  check.value(max_abs(lab.grid_sample(x, shifted) - crop) < 1e-14, "grid_sample on a grid shifted by whole pixels is a crop")
+  check.value(max_abs(lab.pad(x, { -1, -2, -3, 0 }) - x:narrow(4, 2, 7):narrow(3, 4, 5)) == 0, "negative pads crop as narrow does")
   -- max_pool2d's indices point at the maxima (1-based, (iy - 1) W + ix within the plane)
   local y, idx = lab.max_pool2d(x, 3, { stride = 2, padding = 1, indices = true })
-  check.ok(idx:dtype() == "int64" and idx:min():item() >= 1 and idx:max():item() <= H * W, "max_pool2d indices are 1-based positions")
+  check.value(idx:dtype() == "int64" and idx:min():item() >= 1 and idx:max():item() <= H * W, "max_pool2d indices are 1-based positions")
   local picked = lab.gather(x:reshape{ 2, 3, H * W }, 3, idx:reshape{ 2, 3, -1 }):reshape(y:shape())
-  check.ok(max_abs(picked - y) == 0, "x at max_pool2d's indices is its output")
+  check.value(max_abs(picked - y) == 0, "x at max_pool2d's indices is its output")
   -- NaN wins the max, as in PyTorch
   local xn = lab.zeros{ 1, 1, 2, 2 }
   xn:set(1, 1, 2, 1, 0 / 0)
   local yn = lab.max_pool2d(xn, 2):item()
-  check.ok(yn ~= yn, "max_pool2d propagates NaN")
+  check.value(yn ~= yn, "max_pool2d propagates NaN")
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -244,12 +244,12 @@ do
   check.ok(sizes:shape_string() == "{50,50}", "ecc_pool2d_sizes: (ceil(H / stride), ceil(W / stride))")
   local function at(d) return sizes:get(1, d + 1) end   -- the cell d cells to the right of the fixation's
   local expect = { [0] = 2, [15] = 2, [16] = 3, [19] = 3, [20] = 3, [23] = 3, [24] = 4, [31] = 4, [32] = 5, [35] = 5, [36] = 5, [40] = 6 }
-  for d, k in pairs(expect) do check.ok(at(d) == k, string.format("pool3 window at eccentricity %d cells is %d", d, k), tostring(at(d))) end
+  for d, k in pairs(expect) do check.value(at(d) == k, string.format("pool3 window at eccentricity %d cells is %d", d, k), tostring(at(d))) end
   -- rounding is half to even, as Python's round: slope 0.125 on ring 1 of width 2 with r0 = 2 (fovea 2, deg2px 2):
   -- 2 + round(0.125 (2 * 3 - 4)) = 2 + round(0.25) = 2; slope 0.25 -> round(0.5) = 0 (even) -> 2; slope 0.75 -> round(1.5) = 2 -> 4
   for _, c in ipairs{ { 0.25, 2 }, { 0.75, 4 }, { 1.25, 4 } } do
     local s = lab.ecc_pool2d_sizes(20, 20, { fixation = { 1, 1 }, slope = c[1], deg2px = 2, fovea = 2, stride = 2 })
-    check.ok(s:get(1, 3) == c[2], string.format("slope %g: round half to even gives %d", c[1], c[2]), tostring(s:get(1, 3)))
+    check.value(s:get(1, 3) == c[2], string.format("slope %g: round half to even gives %d", c[1], c[2]), tostring(s:get(1, 3)))
   end
   -- a central fixation: symmetric, growing outward, rf_min inside the fovea
   local c = lab.ecc_pool2d_sizes(64, 64, { fixation = { 32, 32 }, slope = 0.32, deg2px = 2, fovea = 4 })
@@ -261,18 +261,18 @@ do
       if i < 16 and t[i][j] < t[i + 1][j] then growing = false end
     end
   end
-  check.ok(symmetric, "sizes around a central fixation are symmetric")
-  check.ok(growing, "sizes do not shrink towards the fixation")
-  check.ok(t[16][16] == 2 and t[1][1] > 2, "rf_min at the fixation, larger windows at the corners", t[1][1])
+  check.value(symmetric, "sizes around a central fixation are symmetric")
+  check.value(growing, "sizes do not shrink towards the fixation")
+  check.value(t[16][16] == 2 and t[1][1] > 2, "rf_min at the fixation, larger windows at the corners", t[1][1])
   -- pooling follows the fixation: moving it moves where the output is sharp
   lab.seed(4)
   local img = lab.randn({ 1, 1, 40, 40 }, F64)
   local plain = lab.avg_pool2d(img, 2)
   local near = lab.ecc_pool2d(img, { fixation = { 6, 6 }, slope = 0.5, deg2px = 2, fovea = 2 })
   -- (the fixation is output cell (3, 3)'s corner; the fovea's radius is 2 cells: cells 3..4, 1-based, lie inside)
-  check.ok(max_abs(near:narrow(3, 3, 2):narrow(4, 3, 2) - plain:narrow(3, 3, 2):narrow(4, 3, 2)) < 1e-14,
+  check.value(max_abs(near:narrow(3, 3, 2):narrow(4, 3, 2) - plain:narrow(3, 3, 2):narrow(4, 3, 2)) < 1e-14,
     "at the fixation the output is the 2x2 average")
-  check.ok(max_abs(near:narrow(3, 18, 3):narrow(4, 18, 3) - plain:narrow(3, 18, 3):narrow(4, 18, 3)) > 0.1,
+  check.value(max_abs(near:narrow(3, 18, 3):narrow(4, 18, 3) - plain:narrow(3, 18, 3):narrow(4, 18, 3)) > 0.1,
     "far from it the windows are larger")
 end
 
@@ -300,11 +300,11 @@ do
     end
   end
   ref = ref:reshape{ 2, 8, 20, 20 }
-  check.ok(max_abs(y - ref) < 1e-12, "conv2d across column slices equals the composed reference", max_abs(y - ref))
+  check.value(max_abs(y - ref) < 1e-12, "conv2d across column slices equals the composed reference", max_abs(y - ref))
   ;(ref * gy):sum():backward()
-  check.ok(max_abs(dx - x.grad) < 1e-12, "its dx equals the reference's")
-  check.ok(max_abs(dw - w.grad) < 1e-10, "its dW equals the reference's", max_abs(dw - w.grad))
-  check.ok(max_abs(db - b.grad) < 1e-10, "its db equals the reference's")
+  check.value(max_abs(dx - x.grad) < 1e-12, "its dx equals the reference's")
+  check.value(max_abs(dw - w.grad) < 1e-10, "its dW equals the reference's", max_abs(dw - w.grad))
+  check.value(max_abs(db - b.grad) < 1e-10, "its db equals the reference's")
 
   -- one thread and two: the same values (the threads split channels, columns and rows of col)
   local function run(threads)
@@ -323,10 +323,10 @@ do
   lab.seed(1); local y1, dx1, dw1, p1 = run(1)
   lab.seed(1); local y2, dx2, dw2, p2 = run(2)
   lab.set_num_threads(before)
-  check.ok(max_abs(y1 - y2) <= 1e-5 * max_abs(y1), "conv2d: one thread and two agree (forward)")
-  check.ok(max_abs(dx1 - dx2) <= 1e-5 * max_abs(dx1), "conv2d: one thread and two agree (dx)")
-  check.ok(max_abs(dw1 - dw2) <= 1e-5 * max_abs(dw1), "conv2d: one thread and two agree (dW)")
-  for i = 1, #p1 do check.ok(max_abs(p1[i] - p2[i]) == 0, "pooling / resampling op " .. i .. ": one thread and two agree") end
+  check.value(max_abs(y1 - y2) <= 1e-5 * max_abs(y1), "conv2d: one thread and two agree (forward)")
+  check.value(max_abs(dx1 - dx2) <= 1e-5 * max_abs(dx1), "conv2d: one thread and two agree (dx)")
+  check.value(max_abs(dw1 - dw2) <= 1e-5 * max_abs(dw1), "conv2d: one thread and two agree (dW)")
+  for i = 1, #p1 do check.value(max_abs(p1[i] - p2[i]) == 0, "pooling / resampling op " .. i .. ": one thread and two agree") end
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ local function compare(what, got, want)
   local w = want:to("float64")
   local err = (got:to("float64") - w):abs():max():item()
   local scale = w:abs():max():item()
-  check.ok(err / math.max(scale, 1e-30) < tol, what,
+  check.value(err / math.max(scale, 1e-30) < tol, what,
     string.format("rel err %.3g (max abs err %.3g, max |torch| %.3g, tol %g)", err / math.max(scale, 1e-30), err, scale, tol))
 end
 
@@ -46,7 +46,7 @@ local function exactly(what, got, want)
   if not check.ok(got:shape_string() == want:shape_string(), what .. ": shape", got:shape_string() .. " vs " .. want:shape_string()) then
     return
   end
-  check.ok((got:to("float64") - want:to("float64")):abs():max():item() == 0, what)
+  check.value((got:to("float64") - want:to("float64")):abs():max():item() == 0, what)
 end
 
 -- the call of each op, given the case's leaves (in the generator's order) and options
