@@ -8,8 +8,9 @@
  *   forward:  out_g (Cout_g, width) = W_g (Cout_g, K_g) col_g, written into y with the bias;
  *   backward: dW_g += dy_g col_g^T;  dcol_g = W_g^T dy_g, added back into dx by col2im;
  * and db is the sum of dy over images and positions.  A slice may span several images, so that small
- * images still make wide products; the slice width is set so that col stays near COL_ELEMENTS
- * (a few MiB) whatever the image size, and col is rebuilt in the backward rather than kept.
+ * images still make wide products; the slice width is set so that col and the output slice stay
+ * near COL_ELEMENTS (a few MiB) whatever the image size, and col is rebuilt in the backward rather
+ * than kept.
  *
  * Threads: one parallel region walks the slices; in each, im2col and col2im split the input channels
  * (channel c's rows of col read and write only channel c of x or dx, so no two threads add into one
@@ -100,8 +101,10 @@ static void move_slice(al_dtype dt, const conv_geometry *g, void *buf, void *t, 
     else move_slice_double(g, buf, t, bias, width, q0, q1, o0, o1, to_tensor);
 }
 
+/* col (K rows) and the output slice (Cout rows) stay near COL_ELEMENTS each */
 static int64_t slice_width(const conv_geometry *g) {
-    int64_t width = COL_ELEMENTS / (g->K > 0 ? g->K : 1);
+    const int64_t rows = g->K > g->Cout ? g->K : g->Cout;
+    int64_t width = COL_ELEMENTS / (rows > 0 ? rows : 1);
     if (width < MIN_SLICE) width = MIN_SLICE;
     const int64_t total = g->N * g->P;
     return width < total ? width : total;
