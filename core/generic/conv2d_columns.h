@@ -1,6 +1,6 @@
 /* generic/conv2d_columns.h -- the column kernels of ops/conv2d.c, written once for a scalar type
- * `real`; conv2d.c includes it once per floating dtype with `real` and `SFX(name)` defined (see
- * reduce_lines.h for why plain functions rather than macros).
+ * `real`; conv2d.c includes it once per float dtype through float_types.h (see reduce_lines.h for
+ * why plain functions rather than macros).
  *
  * A slice is the output columns [q0, q1) of all images' N * P positions, walked in runs along one
  * output row (column_run, conv2d.c); col's rows have stride `width`. */

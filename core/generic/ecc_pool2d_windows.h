@@ -1,6 +1,6 @@
 /* generic/ecc_pool2d_windows.h -- the kernels of ops/ecc_pool2d.c, written once for a scalar type
- * `real`; ecc_pool2d.c includes it once per floating dtype with `real` and `SFX(name)` defined (see
- * reduce_lines.h for why plain functions rather than macros).
+ * `real`; ecc_pool2d.c includes it once per float dtype through float_types.h (see reduce_lines.h
+ * for why plain functions rather than macros).
  *
  * Each takes the planes (n, c) [first, last); sizes holds one (Ho, Wo) map of window sizes per
  * fixation (n_fix of them: 1 for every image, or one per image). */

@@ -1,7 +1,7 @@
 /* generic/grid_sample_points.h -- the kernels of ops/grid_sample.c, written once for a scalar type
- * `real`; grid_sample.c includes it once per floating dtype with `real` and `SFX(name)` defined (see
- * reduce_lines.h for why plain functions rather than macros).  point_at (grid_sample.c) turns a grid
- * entry into its north-west neighbour and offsets; a neighbour outside the image reads as 0. */
+ * `real`; grid_sample.c includes it once per float dtype through float_types.h (see reduce_lines.h
+ * for why plain functions rather than macros).  point_at (grid_sample.c) turns a grid entry into its
+ * north-west neighbour and offsets; a neighbour outside the image reads as 0. */
 
 /* a plane's value at (y, x), 0 outside */
 static inline double SFX(value_at)(const sample_geometry *g, const real *plane, int64_t y, int64_t x) {

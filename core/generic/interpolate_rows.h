@@ -1,7 +1,7 @@
 /* generic/interpolate_rows.h -- the kernels of ops/interpolate.c, written once for a scalar type
- * `real`; interpolate.c includes it once per floating dtype with `real` and `SFX(name)` defined (see
- * reduce_lines.h for why plain functions rather than macros).  Every output mixes two source rows
- * and two source columns (g->rows, g->cols; nearest has weights 1 and 0). */
+ * `real`; interpolate.c includes it once per float dtype through float_types.h (see reduce_lines.h
+ * for why plain functions rather than macros).  Every output mixes two source rows and two source
+ * columns (g->rows, g->cols; nearest has weights 1 and 0). */
 
 /* the (plane, output row) pairs [first, last) */
 static void SFX(resample_forward)(const resample_geometry *g, const real *x, real *y, int64_t first, int64_t last) {

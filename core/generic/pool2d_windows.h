@@ -1,6 +1,6 @@
 /* generic/pool2d_windows.h -- the window kernels of ops/pool2d.c (max and average pooling), written
- * once for a scalar type `real`; pool2d.c includes it once per floating dtype with `real` and
- * `SFX(name)` defined (see reduce_lines.h for why plain functions rather than macros).
+ * once for a scalar type `real`; pool2d.c includes it once per float dtype through float_types.h
+ * (see reduce_lines.h for why plain functions rather than macros).
  *
  * The forwards take the (plane, output row) pairs [first, last); the backwards whole planes
  * [first, last), since neighbouring rows' windows may share input cells. */

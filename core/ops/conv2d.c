@@ -74,16 +74,8 @@ static inline void inside_columns(int64_t ox0, int64_t len, int64_t sw, int64_t 
 }
 
 /* The column kernels, once per float dtype: im2col_float, im2col_double, col2im_..., move_slice_... */
-#define real float
-#define SFX(name) name##_float
-#include "../generic/conv2d_columns.h"
-#undef real
-#undef SFX
-#define real double
-#define SFX(name) name##_double
-#include "../generic/conv2d_columns.h"
-#undef real
-#undef SFX
+#define GENERIC_FILE "../generic/conv2d_columns.h"
+#include "../generic/float_types.h"
 
 static void im2col(al_dtype dt, const conv_geometry *g, const void *x, void *col, int64_t width, int64_t q0,
                    int64_t q1, int64_t c0, int64_t c1) {

@@ -86,16 +86,8 @@ static inline void window_of(const ecc_geometry *g, int64_t oy, int64_t ox, int6
 }
 
 /* The kernels, once per float dtype: ecc_avg_forward_float, ..., ecc_max_backward_double */
-#define real float
-#define SFX(name) name##_float
-#include "../generic/ecc_pool2d_windows.h"
-#undef real
-#undef SFX
-#define real double
-#define SFX(name) name##_double
-#include "../generic/ecc_pool2d_windows.h"
-#undef real
-#undef SFX
+#define GENERIC_FILE "../generic/ecc_pool2d_windows.h"
+#include "../generic/float_types.h"
 
 static int ecc_threads(const ecc_geometry *g) {
     return g->planes * g->H * g->W >= AL_PARALLEL_GRAIN / 4 ? al_get_num_threads() : 1;

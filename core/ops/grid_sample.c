@@ -51,16 +51,8 @@ static inline sample_point point_at(const sample_geometry *g, double gx, double 
 static inline bool inside(const sample_geometry *g, int64_t y, int64_t x) { return y >= 0 && y < g->H && x >= 0 && x < g->W; }
 
 /* The kernels, once per float dtype: sample_forward_float, ..., sample_backward_input_double */
-#define real float
-#define SFX(name) name##_float
-#include "../generic/grid_sample_points.h"
-#undef real
-#undef SFX
-#define real double
-#define SFX(name) name##_double
-#include "../generic/grid_sample_points.h"
-#undef real
-#undef SFX
+#define GENERIC_FILE "../generic/grid_sample_points.h"
+#include "../generic/float_types.h"
 
 static int sample_threads(const sample_geometry *g) {
     return g->N * g->C * g->Ho * g->Wo >= AL_PARALLEL_GRAIN / 8 ? al_get_num_threads() : 1;

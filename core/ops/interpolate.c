@@ -57,16 +57,8 @@ typedef struct {
 } resample_geometry;
 
 /* The kernels, once per float dtype: resample_forward_float, ..., resample_backward_double */
-#define real float
-#define SFX(name) name##_float
-#include "../generic/interpolate_rows.h"
-#undef real
-#undef SFX
-#define real double
-#define SFX(name) name##_double
-#include "../generic/interpolate_rows.h"
-#undef real
-#undef SFX
+#define GENERIC_FILE "../generic/interpolate_rows.h"
+#include "../generic/float_types.h"
 
 /* the per-axis sources for a node's or a call's geometry; false (error set) when out of memory */
 static bool make_sources(resample_geometry *g, int mode, bool align_corners, double scale_h, double scale_w) {

@@ -104,16 +104,8 @@ static inline double avg_window(const pool_geometry *g, int64_t oy, int64_t ox, 
 }
 
 /* The window kernels, once per float dtype: max_pool_forward_float, ..., avg_pool_backward_double */
-#define real float
-#define SFX(name) name##_float
-#include "../generic/pool2d_windows.h"
-#undef real
-#undef SFX
-#define real double
-#define SFX(name) name##_double
-#include "../generic/pool2d_windows.h"
-#undef real
-#undef SFX
+#define GENERIC_FILE "../generic/pool2d_windows.h"
+#include "../generic/float_types.h"
 
 /* ---- max ------------------------------------------------------------------------------------ */
 
