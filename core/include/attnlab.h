@@ -184,6 +184,70 @@ al_tensor *al_embedding(const al_tensor *weight, const al_tensor *ids);
 al_tensor *al_gather(const al_tensor *t, int dim, const al_tensor *indices);
 al_tensor *al_dropout(const al_tensor *x, double p, int training);
 
+/* ---- vision: convolution, pooling, resampling (images NCHW: (N, C, H, W)) ------------------ */
+/* Each option that is 0 takes its default (stride 1, dilation 1, groups 1); padding is per side. */
+typedef struct al_conv2d_opts {
+    int64_t stride[2];        /* (h, w) */
+    int64_t padding[4];       /* top, bottom, left, right: zeros added around the input */
+    int64_t dilation[2];      /* (h, w) */
+    int64_t groups;
+} al_conv2d_opts;
+/* x (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw), bias (Cout) or NULL -> (N, Cout, Ho, Wo),
+ * Ho = (H + top + bottom - dilation_h (kh - 1) - 1) / stride_h + 1 (PyTorch's conv2d). */
+al_tensor *al_conv2d(const al_tensor *x, const al_tensor *weight, const al_tensor *bias, const al_conv2d_opts *opts);
+/* kernel (h, w) >= 1; stride 0 means the kernel; padding (h, w) on both sides, at most half the
+ * kernel; dilation 0 means 1 (max only); ceil_mode as PyTorch's; count_include_pad (avg only)
+ * divides by the window's size including padding, else by the cells inside the input. */
+typedef struct al_pool2d_opts {
+    int64_t kernel[2];
+    int64_t stride[2];
+    int64_t padding[2];
+    int64_t dilation[2];
+    int ceil_mode;
+    int count_include_pad;
+} al_pool2d_opts;
+/* x (N, C, H, W) -> (N, C, Ho, Wo); *indices (may be NULL): int64 (N, C, Ho, Wo), the 0-based
+ * position iy * W + ix of each window's maximum (the first one on ties; NaN wins, as in PyTorch). */
+al_tensor *al_max_pool2d(const al_tensor *x, const al_pool2d_opts *opts, al_tensor **indices);
+al_tensor *al_avg_pool2d(const al_tensor *x, const al_pool2d_opts *opts);
+/* Eccentricity-dependent pooling (eccNET's CentreDependentPooling2D, with the fixation anywhere):
+ * output cell (oy, ox) pools a k x k window, k growing in rings with the cell's distance e from the
+ * fixation, e measured in output cells between the cell's centre (ox + 1/2, oy + 1/2) and the
+ * fixation / stride.  Radii r_0 = round(fovea deg2px / 2), r_i = r_0 + i round(ring deg2px / 2)
+ * (round half to even, as Python's); e < r_0: k = rf_min; r_{i-1} <= e < r_i:
+ * k = rf_min + round(slope (2 r_i - fovea deg2px)), at least 1.  The window covers rows
+ * oy stride - max(k - stride, 0) / 2 ... + k - 1 (TensorFlow's 'same' placement), clipped to the
+ * input; average: the mean of the cells inside, max: their maximum.  Ho = ceil(H / stride). */
+typedef struct al_ecc_pool2d_opts {
+    const double *fixation;   /* (x, y) pairs in input pixels from the top-left corner (pixel (i, j),
+                                 0-based, covers [j, j+1) x [i, i+1)): one pair for every image, or one per image */
+    int64_t n_fixations;      /* 1 or N */
+    int64_t stride;           /* >= 1 */
+    int64_t rf_min;           /* the fovea's window, >= 1 */
+    double slope;             /* >= 0 */
+    double deg2px;            /* pixels per degree (> 0) */
+    double fovea;             /* fovea diameter in degrees (>= 0) */
+    double ring;              /* ring width in degrees; round(ring deg2px / 2) must be >= 1 */
+    int max_pool;             /* 0: average (eccNET's choice), 1: maximum */
+} al_ecc_pool2d_opts;
+/* x (N, C, H, W) -> (N, C, ceil(H / stride), ceil(W / stride)) */
+al_tensor *al_ecc_pool2d(const al_tensor *x, const al_ecc_pool2d_opts *opts);
+/* The window size k of every output cell for an input of height x width and the first fixation:
+ * int64 (ceil(height / stride), ceil(width / stride)). */
+al_tensor *al_ecc_pool2d_sizes(int64_t height, int64_t width, const al_ecc_pool2d_opts *opts);
+/* Resampling to (out_h, out_w), PyTorch's F.interpolate: mode 0 bilinear, 1 nearest (the legacy
+ * 'nearest', floor(dst * scale)).  scale_h, scale_w: 0 computes the source scale from the sizes,
+ * > 0 is PyTorch's scale_factor (the source scale is then 1 / scale_factor).  align_corners:
+ * bilinear only. */
+al_tensor *al_interpolate(const al_tensor *x, int64_t out_h, int64_t out_w, int mode, int align_corners,
+                          double scale_h, double scale_w);
+/* PyTorch's F.grid_sample, bilinear: x (N, C, H, W), grid (N, Ho, Wo, 2) of (x, y) in [-1, 1] ->
+ * (N, C, Ho, Wo).  padding_mode 0: zeros outside, 1: border (coordinates clamped). */
+al_tensor *al_grid_sample(const al_tensor *x, const al_tensor *grid, int align_corners, int padding_mode);
+/* Constant padding of the last n_pairs dimensions, PyTorch's F.pad order: pads = (before, after)
+ * of the last dimension, then of the one before it, ...; a negative pad crops. */
+al_tensor *al_pad(const al_tensor *x, int n_pairs, const int64_t *pads, double value);
+
 /* ---- losses --------------------------------------------------------------------------- */
 al_tensor *al_mse(const al_tensor *pred, const al_tensor *target);
 /* logits (..., C), target 0-based int64 ids (...); mean over positions whose id != ignore_index */

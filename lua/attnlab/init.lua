@@ -726,6 +726,13 @@ lab.attention = require("attnlab.attention")(lab, {
   check_int = check_int, cdim = cdim, ref_array = ref_array,
 })
 
+-- the image ops (conv2d, pooling, eccentricity pooling, interpolate, grid_sample, pad):
+-- lua/attnlab/vision.lua
+require("attnlab.vision")(lab, {
+  C = C, raise = raise, wrap = wrap, wrap_slot = wrap_slot, typename = typename, expect_tensor = expect_tensor,
+  is_tensor = is_tensor, opt_tensor = opt_tensor, ref_array = ref_array,
+})
+
 ---------------------------------------------------------------------------------------------------
 -- Autograd scopes, parameters
 ---------------------------------------------------------------------------------------------------

@@ -564,6 +564,8 @@ nn.split_heads = split_heads
 nn.attention_variant_modules = {}
 nn.check_positive_int = check_positive_int
 require("attnlab.nn_variants")(nn)
+-- Conv2d, MaxPool2d, AvgPool2d, EccPool2d: see nn_vision.lua
+require("attnlab.nn_vision")(nn)
 
 ---------------------------------------------------------------------------------------------------
 -- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0, mlp=true, the variant

@@ -43,6 +43,7 @@ end
 -- and every file of the module: a table the walk enters, or one of the module's internals
 local internal = { init = lab, nn_variants = true, attention = lab.attention, help = true,
                    gpt = true,    -- gpt.lua defines lab.nn.GPT, walked with the nn classes
+                   vision = lab, nn_vision = true,   -- lab.conv2d ... and nn.Conv2d ..., walked with lab and lab.nn
                    -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
                    sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true }
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
@@ -217,6 +218,10 @@ local with_options = {
   MLP = function(o) o.dims = o.dims or { 4, 8, 2 } return nn.MLP(o) end,
   MultiHeadAttention = function(o) o.dim, o.heads = o.dim or 8, o.heads or 2 return nn.MultiHeadAttention(o) end,
   TransformerBlock = function(o) o.dim, o.heads = o.dim or 8, o.heads or 2 return nn.TransformerBlock(o) end,
+  Conv2d = function(o) return nn.Conv2d(3, 4, 3, o) end,
+  MaxPool2d = function(o) return nn.MaxPool2d(2, o) end,
+  AvgPool2d = function(o) return nn.AvgPool2d(2, o) end,
+  EccPool2d = function(o) o.slope, o.deg2px = o.slope or 0.07, o.deg2px or 8 return nn.EccPool2d(o) end,
   GPT = function(o)
     o.vocab, o.context, o.layers, o.width, o.heads = o.vocab or 10, o.context or 8, o.layers or 1, o.width or 8, o.heads or 2
     return nn.GPT(o)
