@@ -209,8 +209,10 @@ return function(nn)
     local dtype = opts.dtype or "float32"
     if dtype ~= "float32" and dtype ~= "float64" then raise("GPT: dtype must be \"float32\" or \"float64\" (got " .. show(opts.dtype) .. ")") end
     local variant = opts.variant or "softmax"
-    if variant == "pointer" then
-      raise("GPT: variant 'pointer' returns a distribution over positions, not token states: it has no place in a GPT")
+    local entry = nn.attention_variant_modules[variant]
+    if entry and entry.raw_output then   -- pointer: a distribution over the positions
+      raise("GPT: variant '" .. tostring(variant) .. "' returns its attention output itself (pointer: a distribution over "
+        .. "positions), not token states: it has no place in a GPT")
     end
     if opts.activation ~= nil and type(opts.activation) ~= "string" then
       raise("GPT: activation must be a string (got " .. show(opts.activation) .. ")")
