@@ -3,7 +3,7 @@
  *   1. sortLSH: angular LSH with r = lsh_bits random hyperplanes (drawn from the global generator,
  *      so lab.seed fixes them), code = sum_t 2^t [x . w_t > 0], bucket = the code's position in the
  *      Gray-code order (adjacent buckets differ in one bit); queries and keys sorted by bucket,
- *      stably.  lsh_bits = -1: one bucket (the sort keeps the original order).
+ *      stably.  lsh_bits 0 (or -1): no hyperplane, one bucket (the sort keeps the original order).
  *   2. blocks: the sorted keys cut into nb = ceil(M / block_size) blocks, the sorted queries into
  *      as many (sorted rank r goes to block floor(r nb / count)); each query attends exactly to the
  *      keys of its block.
