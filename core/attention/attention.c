@@ -8,13 +8,33 @@
 #include <string.h>
 
 /* The catalogue, in the order lab.attention.variants() lists it: X(name) for the descriptor
- * attention_<name> that <name>.c (or a file of its family) defines. */
-#define CATALOGUE(X)                                                                                \
-    X(softmax) X(lsa) X(sliding_window) X(neighborhood) X(strided_neighborhood) X(linear)            \
-    /* the linear family and module-level variants (docs/attention-linear-family.md) */              \
-    X(flow) X(local_linear) X(agent) X(moh) X(random_feature) X(tensor) X(delta)                     \
-    /* sparse, biased and routed variants */                                                         \
-    X(power) X(dynamic_mask) X(flashbias) X(relative) X(pointer) X(landmark) X(hyper) X(routing)
+ * attention_<name> that <name>.c (or a file of its family) defines.  One variant a line, and a
+ * comment last, so that adding one is adding one line. */
+#define CATALOGUE(X)                                                                     \
+    X(softmax)                                                                           \
+    X(lsa)                                                                               \
+    X(sliding_window)                                                                    \
+    X(neighborhood)                                                                      \
+    X(strided_neighborhood)                                                              \
+    X(linear)                                                                            \
+    /* the linear family and module-level variants (docs/attention-linear-family.md) */  \
+    X(flow)                                                                              \
+    X(local_linear)                                                                      \
+    X(agent)                                                                             \
+    X(moh)                                                                               \
+    X(random_feature)                                                                    \
+    X(tensor)                                                                            \
+    X(delta)                                                                             \
+    /* sparse, biased and routed variants */                                             \
+    X(power)                                                                             \
+    X(dynamic_mask)                                                                      \
+    X(flashbias)                                                                         \
+    X(relative)                                                                          \
+    X(pointer)                                                                           \
+    X(landmark)                                                                          \
+    X(hyper)                                                                             \
+    X(routing)                                                                           \
+    /* a new variant: X(its_name) above this line */
 
 #define DECLARE(name) extern const attention_variant attention_##name;
 CATALOGUE(DECLARE)
