@@ -25,7 +25,7 @@ static al_tensor *pooling_matrix(int64_t n, int64_t N, al_dtype dt) {
 }
 
 typedef struct { const al_tensor *agents; int64_t agent_count; } agent_options;
-static const attention_option agent_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(agent_options, agents), .kind = OPTION_TENSOR,
      .summary = "the agent tokens (B, H, n, d), broadcastable; or else agent_count"},
     {OPTION_FIELD(agent_options, agent_count), .kind = OPTION_INTEGER, .least = 1,
@@ -82,10 +82,7 @@ static al_tensor *agent_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_agent = {
-    .name = "agent",
-    .forward = agent_forward,
-    .summary = "agent attention: n agent tokens (opts.agents, or opts.agent_count pooled from q) gather from k/v, queries read the agents",
-    .options = agent_option_list,
-    .options_size = sizeof(agent_options),
-    .flags = ATTENTION_NO_LOGITS,
-};
+    .name = "agent", .forward = agent_forward, .flags = ATTENTION_NO_LOGITS,
+    .options = options, .options_size = sizeof(agent_options),
+    .summary = "agent attention: n agent tokens (opts.agents, or opts.agent_count pooled from q) gather from k/v, "
+               "queries read the agents"};

@@ -14,7 +14,7 @@
 
 /* [beta, alpha] per (b, h, key) as one (B, H, M, 2) tensor, differentiable in both */
 typedef struct { const al_tensor *beta, *gate; } delta_options;
-static const attention_option delta_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(delta_options, beta), .kind = OPTION_TENSOR,
      .summary = "the write strength per key, broadcast to (B, H, M) (default 1)"},
     {OPTION_FIELD(delta_options, gate), .kind = OPTION_TENSOR,
@@ -57,10 +57,7 @@ static al_tensor *delta_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_delta = {
-    .name = "delta",
-    .forward = delta_forward,
-    .summary = "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t k_t^T, y = S q",
-    .options = delta_option_list,
-    .options_size = sizeof(delta_options),
-    .flags = ATTENTION_NO_LOGITS,
-};
+    .name = "delta", .forward = delta_forward, .flags = ATTENTION_NO_LOGITS,
+    .options = options, .options_size = sizeof(delta_options),
+    .summary = "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t "
+               "k_t^T, y = S q"};

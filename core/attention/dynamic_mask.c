@@ -72,7 +72,7 @@ static bool dma_key_lists(const attention_problem *p, const al_tensor *z, int64_
 }
 
 typedef struct { int64_t top_k; const al_tensor *dt_proj, *dt_a; } dynamic_mask_options;
-static const attention_option dynamic_mask_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(dynamic_mask_options, top_k), .kind = OPTION_INTEGER, .least = 1,
      .summary = "the keys kept per query (keep_window_size)"},
     {OPTION_FIELD(dynamic_mask_options, dt_proj), .kind = OPTION_TENSOR,
@@ -111,9 +111,7 @@ static al_tensor *dynamic_mask_forward(attention_problem *p, al_tensor **weights
 }
 
 const attention_variant attention_dynamic_mask = {
-    .name = "dynamic_mask",
-    .forward = dynamic_mask_forward,
-    .summary = "dynamic mask attention (DMA): per query the top_k keys by a value-derived score z, which is also the bias",
-    .options = dynamic_mask_option_list,
+    .name = "dynamic_mask", .forward = dynamic_mask_forward, .options = options,
     .options_size = sizeof(dynamic_mask_options),
-};
+    .summary = "dynamic mask attention (DMA): per query the top_k keys by a value-derived score z, which is also "
+               "the bias"};

@@ -29,7 +29,7 @@ static al_tensor *factor_of(const char *name, const char *dims, const al_tensor 
 }
 
 typedef struct { const al_tensor *bias_q, *bias_k; int kernel; } flashbias_options;
-static const attention_option flashbias_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(flashbias_options, bias_q), .kind = OPTION_TENSOR,
      .summary = "phi_q (B, H, N, r), broadcastable: the bias is phi_q phi_k^T"},
     {OPTION_FIELD(flashbias_options, bias_k), .kind = OPTION_TENSOR, .summary = "phi_k (B, Hkv, M, r), broadcastable"},
@@ -67,9 +67,6 @@ static al_tensor *flashbias_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_flashbias = {
-    .name = "flashbias",
-    .forward = flashbias_forward,
-    .summary = "FlashBias: softmax attention plus a low-rank bias bias_q bias_k^T, exact, by concatenating the factors to q and k",
-    .options = flashbias_option_list,
-    .options_size = sizeof(flashbias_options),
-};
+    .name = "flashbias", .forward = flashbias_forward, .options = options, .options_size = sizeof(flashbias_options),
+    .summary = "FlashBias: softmax attention plus a low-rank bias bias_q bias_k^T, exact, by concatenating the "
+               "factors to q and k"};

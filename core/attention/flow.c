@@ -81,8 +81,6 @@ static al_tensor *flow_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_flow = {
-    .name = "flow",
-    .forward = flow_forward,
-    .summary = "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and competition",
-    .flags = ATTENTION_NO_LOGITS,
-};
+    .name = "flow", .forward = flow_forward, .flags = ATTENTION_NO_LOGITS,
+    .summary = "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and "
+               "competition"};

@@ -61,7 +61,7 @@ static void sort_into_blocks(const al_tensor *x, int64_t b, int64_t h, int64_t n
 }
 
 typedef struct { int64_t block_size, samples, lsh_bits; } hyper_options;
-static const attention_option hyper_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(hyper_options, block_size), .kind = OPTION_INTEGER, .least = 1, .fallback = 64,
      .summary = "the sortLSH block: keys per block (default 64)"},
     {OPTION_FIELD(hyper_options, samples), .kind = OPTION_INTEGER, .least = 0, .fallback = -1,
@@ -116,9 +116,6 @@ static al_tensor *hyper_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_hyper = {
-    .name = "hyper",
-    .forward = hyper_forward,
-    .summary = "HyperAttention (estimator): sortLSH blocks plus sampled residual keys weighted M/m, merged by log-sum-exp",
-    .options = hyper_option_list,
-    .options_size = sizeof(hyper_options),
-};
+    .name = "hyper", .forward = hyper_forward, .options = options, .options_size = sizeof(hyper_options),
+    .summary = "HyperAttention (estimator): sortLSH blocks plus sampled residual keys weighted M/m, merged by "
+               "log-sum-exp"};

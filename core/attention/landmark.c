@@ -84,7 +84,7 @@ static bool landmark_layout_build(const attention_problem *p, const al_tensor *l
 }
 
 typedef struct { const al_tensor *landmarks; } landmark_options;
-static const attention_option landmark_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(landmark_options, landmarks), .kind = OPTION_TENSOR,
      .summary = "(M) or (B, M), nonzero where key j is a landmark token (the one that closes its block)"},
     {0},
@@ -129,9 +129,6 @@ done:
 }
 
 const attention_variant attention_landmark = {
-    .name = "landmark",
-    .forward = landmark_forward,
-    .summary = "landmark attention: grouped softmax over the current block and earlier blocks' landmarks, then within blocks",
-    .options = landmark_option_list,
-    .options_size = sizeof(landmark_options),
-};
+    .name = "landmark", .forward = landmark_forward, .options = options, .options_size = sizeof(landmark_options),
+    .summary = "landmark attention: grouped softmax over the current block and earlier blocks' landmarks, then "
+               "within blocks"};

@@ -128,8 +128,5 @@ static al_tensor *linear_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_linear = {
-    .name = "linear",
-    .forward = linear_forward,
-    .summary = "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)",
-    .flags = ATTENTION_NO_LOGITS,
-};
+    .name = "linear", .forward = linear_forward, .flags = ATTENTION_NO_LOGITS,
+    .summary = "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"};

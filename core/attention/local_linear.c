@@ -16,7 +16,7 @@
 #include <math.h>
 
 typedef struct { double ridge; } local_linear_options;
-static const attention_option local_linear_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(local_linear_options, ridge), .kind = OPTION_NUMBER, .least = 0, .above_least = true,
      .fallback = 1e-2, .summary = "the ridge lambda of each query's regression (default 1e-2)"},
     {0},
@@ -92,9 +92,7 @@ static al_tensor *local_linear_forward(attention_problem *p, al_tensor **weights
 }
 
 const attention_variant attention_local_linear = {
-    .name = "local_linear",
-    .forward = local_linear_forward,
-    .summary = "local linear attention (LLA): per-query weighted ridge regression on (k, v) with softmax weights, read at q (opts.ridge)",
-    .options = local_linear_option_list,
+    .name = "local_linear", .forward = local_linear_forward, .options = options,
     .options_size = sizeof(local_linear_options),
-};
+    .summary = "local linear attention (LLA): per-query weighted ridge regression on (k, v) with softmax weights, "
+               "read at q (opts.ridge)"};

@@ -6,7 +6,7 @@
 #include "attention_internal.h"
 
 typedef struct { double norm; } lsa_options;
-static const attention_option lsa_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(lsa_options, norm), .kind = OPTION_NUMBER, .least = 0, .above_least = true,
      .summary = "the divisor instead of the key count (e.g. the training context length)"},
     {0},
@@ -19,9 +19,5 @@ static al_tensor *lsa_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_lsa = {
-    .name = "lsa",
-    .forward = lsa_forward,
-    .summary = "linear self-attention: the softmax replaced by a fixed 1/norm (norm = key count by default)",
-    .options = lsa_option_list,
-    .options_size = sizeof(lsa_options),
-};
+    .name = "lsa", .forward = lsa_forward, .options = options, .options_size = sizeof(lsa_options),
+    .summary = "linear self-attention: the softmax replaced by a fixed 1/norm (norm = key count by default)"};

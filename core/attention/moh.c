@@ -9,7 +9,7 @@
 #include "attention_internal.h"
 
 typedef struct { const al_tensor *gates; int kernel; } moh_options;
-static const attention_option moh_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(moh_options, gates), .kind = OPTION_TENSOR,
      .summary = "per-token head gates, broadcast to (B, H, N) (the module's router makes them)"},
     KERNEL_OPTION(moh_options),
@@ -42,9 +42,6 @@ static al_tensor *moh_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_moh = {
-    .name = "moh",
-    .forward = moh_forward,
-    .summary = "mixture-of-head attention: softmax attention with per-token head gates (opts.gates; the router is nn.MultiHeadAttention's)",
-    .options = moh_option_list,
-    .options_size = sizeof(moh_options),
-};
+    .name = "moh", .forward = moh_forward, .options = options, .options_size = sizeof(moh_options),
+    .summary = "mixture-of-head attention: softmax attention with per-token head gates (opts.gates; the router is "
+               "nn.MultiHeadAttention's)"};

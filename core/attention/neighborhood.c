@@ -88,18 +88,12 @@ static al_tensor *strided_forward(attention_problem *p, al_tensor **weights) {
 
 /* the two share their options (neighborhood_layout.c); the plain one refuses a stride, naming GNA */
 const attention_variant attention_neighborhood = {
-    .name = "neighborhood",
-    .forward = plain_forward,
-    .summary = "neighborhood attention (NATTEN), 1-D or on a grid (opts.grid), dilated: each query sees kernel_size keys "
-               "around it per axis, shifted at the borders",
-    .options = neighborhood_option_list,
+    .name = "neighborhood", .forward = plain_forward, .options = neighborhood_option_list,
     .options_size = sizeof(neighborhood_options),
-};
+    .summary = "neighborhood attention (NATTEN), 1-D or on a grid (opts.grid), dilated: each query sees "
+               "kernel_size keys around it per axis, shifted at the borders"};
 
 const attention_variant attention_strided_neighborhood = {
-    .name = "strided_neighborhood",
-    .forward = strided_forward,
-    .summary = "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window",
-    .options = neighborhood_option_list,
+    .name = "strided_neighborhood", .forward = strided_forward, .options = neighborhood_option_list,
     .options_size = sizeof(neighborhood_options),
-};
+    .summary = "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"};

@@ -39,7 +39,7 @@ static al_tensor *dot_scores(const attention_problem *p) {
 }
 
 typedef struct { const al_tensor *pointer_w1, *pointer_w2, *pointer_v; } pointer_options;
-static const attention_option pointer_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(pointer_options, pointer_w1), .kind = OPTION_TENSOR,
      .summary = "W1 (h, d), applied to the keys (encoder states)"},
     {OPTION_FIELD(pointer_options, pointer_w2), .kind = OPTION_TENSOR,
@@ -78,9 +78,6 @@ static al_tensor *pointer_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_pointer = {
-    .name = "pointer",
-    .forward = pointer_forward,
-    .summary = "pointer network: the output is the (B, H, N, M) log-distribution over the keys (additive or dot scores); v unused",
-    .options = pointer_option_list,
-    .options_size = sizeof(pointer_options),
-};
+    .name = "pointer", .forward = pointer_forward, .options = options, .options_size = sizeof(pointer_options),
+    .summary = "pointer network: the output is the (B, H, N, M) log-distribution over the keys (additive or dot "
+               "scores); v unused"};

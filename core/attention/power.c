@@ -21,7 +21,7 @@ static int power_blocks(int64_t I, int64_t local_blocks, int64_t *out) {
 }
 
 typedef struct { int64_t block_size, local_blocks; } power_options;
-static const attention_option power_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(power_options, block_size), .kind = OPTION_INTEGER, .least = 1, .fallback = 1,
      .summary = "tokens per block (default 1)"},
     {OPTION_FIELD(power_options, local_blocks), .kind = OPTION_INTEGER, .least = 1, .most = 4096, .fallback = 1,
@@ -62,9 +62,6 @@ static al_tensor *power_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_power = {
-    .name = "power",
-    .forward = power_forward,
-    .summary = "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen et al. 2025)",
-    .options = power_option_list,
-    .options_size = sizeof(power_options),
-};
+    .name = "power", .forward = power_forward, .options = options, .options_size = sizeof(power_options),
+    .summary = "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen "
+               "et al. 2025)"};

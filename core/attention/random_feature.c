@@ -35,7 +35,6 @@ static al_tensor *random_feature_forward(attention_problem *p, al_tensor **weigh
 }
 
 const attention_variant attention_random_feature = {
-    .name = "random_feature",
-    .forward = random_feature_forward,
-    .summary = "random-feature attention: relu(scale q.k) / key count; frozen random Q/K, trainable V in nn.MultiHeadAttention",
-};
+    .name = "random_feature", .forward = random_feature_forward,
+    .summary = "random-feature attention: relu(scale q.k) / key count; frozen random Q/K, trainable V in "
+               "nn.MultiHeadAttention"};

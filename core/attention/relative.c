@@ -148,7 +148,7 @@ static bool relative_table(const char *name, const al_tensor *t, const attention
 }
 
 typedef struct { const al_tensor *rel_key, *rel_value; } relative_options;
-static const attention_option relative_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(relative_options, rel_key), .kind = OPTION_TENSOR,
      .summary = "a^K (2k+1, d) or (H, 2k+1, d): the key embeddings of the clipped distances -k..k"},
     {OPTION_FIELD(relative_options, rel_value), .kind = OPTION_TENSOR,
@@ -192,9 +192,6 @@ static al_tensor *relative_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_relative = {
-    .name = "relative",
-    .forward = relative_forward,
-    .summary = "relative position representations (Shaw et al. 2018): clipped-distance embeddings rel_key, rel_value",
-    .options = relative_option_list,
-    .options_size = sizeof(relative_options),
-};
+    .name = "relative", .forward = relative_forward, .options = options, .options_size = sizeof(relative_options),
+    .summary = "relative position representations (Shaw et al. 2018): clipped-distance embeddings rel_key, "
+               "rel_value"};

@@ -128,7 +128,7 @@ static void cluster_members(const double *scores, int64_t n, int64_t c, int64_t 
 }
 
 typedef struct { const al_tensor *centroids; int64_t cluster_size; } routing_options;
-static const attention_option routing_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(routing_options, centroids), .kind = OPTION_TENSOR,
      .summary = "(H, c, d) cluster centroids, unit rows (the module keeps them as a buffer)"},
     {OPTION_FIELD(routing_options, cluster_size), .kind = OPTION_INTEGER, .least = 1,
@@ -194,13 +194,10 @@ static al_tensor *routing_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_routing = {
-    .name = "routing",
-    .forward = routing_forward,
-    .summary = "Routing Transformer: queries and keys routed to k-means centroids (top cluster_size each), attention within clusters",
-    .options = routing_option_list,
-    .options_size = sizeof(routing_options),
-    .flags = ATTENTION_NO_LOGITS,
-};
+    .name = "routing", .forward = routing_forward, .flags = ATTENTION_NO_LOGITS,
+    .options = options, .options_size = sizeof(routing_options),
+    .summary = "Routing Transformer: queries and keys routed to k-means centroids (top cluster_size each), "
+               "attention within clusters"};
 
 /* ---- the centroid update ------------------------------------------------------------------- */
 

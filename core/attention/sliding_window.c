@@ -6,7 +6,7 @@
 #include "attention_internal.h"
 
 typedef struct { int64_t window; int kernel; } sliding_window_options;
-static const attention_option sliding_window_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(sliding_window_options, window), .kind = OPTION_INTEGER, .least = 1, .required = true,
      .summary = "the keys within this distance of the query's diagonal"},
     KERNEL_OPTION(sliding_window_options),
@@ -21,9 +21,7 @@ static al_tensor *sliding_window_forward(attention_problem *p, al_tensor **weigh
 }
 
 const attention_variant attention_sliding_window = {
-    .name = "sliding_window",
-    .forward = sliding_window_forward,
-    .summary = "softmax attention over the keys within `window` positions of the query's diagonal; the rest are never visited",
-    .options = sliding_window_option_list,
+    .name = "sliding_window", .forward = sliding_window_forward, .options = options,
     .options_size = sizeof(sliding_window_options),
-};
+    .summary = "softmax attention over the keys within `window` positions of the query's diagonal; the rest are "
+               "never visited"};

@@ -29,7 +29,7 @@ al_tensor *attention_softmax_over_visible(const attention_problem *p, const char
 }
 
 typedef struct { int kernel; } softmax_options;
-static const attention_option softmax_option_list[] = {KERNEL_OPTION(softmax_options), {0}};
+static const attention_option options[] = {KERNEL_OPTION(softmax_options), {0}};
 
 static al_tensor *softmax_forward(attention_problem *p, al_tensor **weights) {
     p->kernel = ((const softmax_options *)p->options)->kernel;
@@ -37,9 +37,5 @@ static al_tensor *softmax_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_softmax = {
-    .name = "softmax",
-    .forward = softmax_forward,
-    .summary = "scaled dot-product softmax attention (tiled online softmax, or dense when the map is wanted)",
-    .options = softmax_option_list,
-    .options_size = sizeof(softmax_options),
-};
+    .name = "softmax", .forward = softmax_forward, .options = options, .options_size = sizeof(softmax_options),
+    .summary = "scaled dot-product softmax attention (tiled online softmax, or dense when the map is wanted)"};

@@ -25,7 +25,7 @@ static bool tensor_operand(const attention_problem *p, const char *name, const a
 }
 
 typedef struct { const al_tensor *k2, *v2; } tensor_options;
-static const attention_option tensor_option_list[] = {
+static const attention_option options[] = {
     {OPTION_FIELD(tensor_options, k2), .kind = OPTION_TENSOR, .summary = "the second key set, of k's shape (B, Hkv, M, d)"},
     {OPTION_FIELD(tensor_options, v2), .kind = OPTION_TENSOR, .summary = "the second value set, of v's shape (B, Hkv, M, dv)"},
     {0},
@@ -65,10 +65,7 @@ static al_tensor *tensor_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_tensor = {
-    .name = "tensor",
-    .forward = tensor_forward,
-    .summary = "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 (opts.k2, opts.v2)",
-    .options = tensor_option_list,
-    .options_size = sizeof(tensor_options),
-    .flags = ATTENTION_NO_LOGITS,
-};
+    .name = "tensor", .forward = tensor_forward, .flags = ATTENTION_NO_LOGITS,
+    .options = options, .options_size = sizeof(tensor_options),
+    .summary = "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 "
+               "(opts.k2, opts.v2)"};

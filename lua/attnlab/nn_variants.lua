@@ -35,6 +35,19 @@ return function(nn)
   end
   -- (B, L, H) per-token, per-head values -> (B, H, L)
   local function per_head(t) return t:permute(1, 3, 2) end
+  -- A forward with the standard q, k, v that hands lab.attention the module's tensors of these names:
+  -- its parameters, or else its own fields (buffers, tensors the caller sets), nil where it has none.
+  local function passing(...)
+    local names = { ... }
+    return function(self, x, context, call)
+      for _, name in ipairs(names) do
+        local t = self.params[name]
+        if t == nil then t = rawget(self, name) end
+        call[name] = t
+      end
+      return self:standard_qkv(x, context)
+    end
+  end
 
   -- softmax and lsa: their maps as composed ops, for map_hook
   V.softmax = {
@@ -59,10 +72,7 @@ return function(nn)
       self:add_param("dt_proj", lab.randn{ kvh * hd, kvh } * (1 / math.sqrt(kvh * hd)))
       self:add_param("dt_a", lab.full({ kvh }, -0.5))   -- negative, so z = exp(A softplus(.)) starts in (0, 1]
     end,
-    forward = function(self, x, context, call)
-      call.dt_proj, call.dt_a = self.params.dt_proj, self.params.dt_a
-      return self:standard_qkv(x, context)
-    end,
+    forward = passing("dt_proj", "dt_a"),
   }
 
   -- relative: max_relative, the clip distance k (required); owns rel_key, rel_value (2k+1, head_dim)
@@ -76,10 +86,7 @@ return function(nn)
       self:add_param("rel_key", lab.randn{ 2 * k + 1, self.head_dim } * 0.02)
       self:add_param("rel_value", lab.randn{ 2 * k + 1, self.head_dim } * 0.02)
     end,
-    forward = function(self, x, context, call)
-      call.rel_key, call.rel_value = self.params.rel_key, self.params.rel_value
-      return self:standard_qkv(x, context)
-    end,
+    forward = passing("rel_key", "rel_value"),
   }
 
   -- routing: clusters (required), routing_decay (0.999); owns the centroids (heads, clusters,
@@ -93,10 +100,7 @@ return function(nn)
       self.centroids = self:add_buffer("centroids", mu / mu:pow(2):sum(3, true):sqrt())
       self.routing_decay = opts.routing_decay or 0.999
     end,
-    forward = function(self, x, context, call)
-      call.centroids = self.centroids
-      return self:standard_qkv(x, context)
-    end,
+    forward = passing("centroids"),
     after = function(self, q, k)
       if not self.training then return end
       -- in place, so that the state dict (and a checkpoint) always holds the current centroids
@@ -117,10 +121,7 @@ return function(nn)
       self:add_param("pointer_w2", uniform({ h, hd }, 1 / math.sqrt(hd)))
       self:add_param("pointer_v", uniform({ h }, 1 / math.sqrt(h)))
     end,
-    forward = function(self, x, context, call)
-      call.pointer_w1, call.pointer_w2, call.pointer_v = self.params.pointer_w1, self.params.pointer_w2, self.params.pointer_v
-      return self:standard_qkv(x, context)
-    end,
+    forward = passing("pointer_w1", "pointer_w2", "pointer_v"),
   }
 
   -- landmark (m.landmarks, (M) or (B, M)) and flashbias (m.bias_q, m.bias_k) read per-call tensors
@@ -128,18 +129,12 @@ return function(nn)
   V.landmark = {
     options = { "landmarks" },
     setup = function(self, opts) self.landmarks = opts.landmarks end,
-    forward = function(self, x, context, call)
-      call.landmarks = self.landmarks
-      return self:standard_qkv(x, context)
-    end,
+    forward = passing("landmarks"),
   }
   V.flashbias = {
     options = { "bias_q", "bias_k" },
     setup = function(self, opts) self.bias_q, self.bias_k = opts.bias_q, opts.bias_k end,
-    forward = function(self, x, context, call)
-      call.bias_q, call.bias_k = self.bias_q, self.bias_k
-      return self:standard_qkv(x, context)
-    end,
+    forward = passing("bias_q", "bias_k"),
   }
 
   -- delta: DeltaNet-style, beta_t = sigmoid(w_beta . x_t) per head, keys L2-normalised (so that
