@@ -114,16 +114,16 @@ fails({ variant = "hyper", block_size = 0, window = 3 }, "window is an option of
 local k, v = lab.randn({ 1, 1, 12, 2 }, "float64"), lab.randn({ 1, 1, 12, 3 }, "float64")
 local q12 = lab.randn({ 1, 1, 12, 2 }, "float64")
 local function seeded(opts) lab.seed(17) return lab.attention(q12, k, v, opts) end
-check.ok(max_abs_diff(seeded{ variant = "power", causal = true },
-  seeded{ variant = "power", causal = true, block_size = 1, local_blocks = 1 }) == 0, "power's defaults: block_size 1, local_blocks 1")
-check.ok(max_abs_diff(seeded{ variant = "hyper", block_size = 4 },
-  seeded{ variant = "hyper", block_size = 4, samples = 4, lsh_bits = 7 }) == 0, "hyper's defaults: samples = block_size, lsh_bits 7")
-check.ok(max_abs_diff(seeded{ variant = "hyper" }, seeded{ variant = "hyper", block_size = 64 }) == 0, "hyper's block_size 64")
-check.ok(max_abs_diff(seeded{ variant = "local_linear" }, seeded{ variant = "local_linear", ridge = 1e-2 }) == 0,
+check.near(max_abs_diff(seeded{ variant = "power", causal = true },
+  seeded{ variant = "power", causal = true, block_size = 1, local_blocks = 1 }), 0, 0, "power's defaults: block_size 1, local_blocks 1")
+check.near(max_abs_diff(seeded{ variant = "hyper", block_size = 4 },
+  seeded{ variant = "hyper", block_size = 4, samples = 4, lsh_bits = 7 }), 0, 0, "hyper's defaults: samples = block_size, lsh_bits 7")
+check.near(max_abs_diff(seeded{ variant = "hyper" }, seeded{ variant = "hyper", block_size = 64 }), 0, 0, "hyper's block_size 64")
+check.near(max_abs_diff(seeded{ variant = "local_linear" }, seeded{ variant = "local_linear", ridge = 1e-2 }), 0, 0,
   "local_linear's ridge 1e-2")
 -- lsa: norm divides instead of the key count M = 12
 local plain, normed = lab.attention(q12, k, v, { variant = "lsa" }), lab.attention(q12, k, v, { variant = "lsa", norm = 3 })
-check.ok(max_abs_diff(normed, plain * (12 / 3)) < 1e-12, "lsa's norm 3 is the key count's output times 12 / 3")
+check.near(max_abs_diff(normed, plain * (12 / 3)), 0, 1e-12, "lsa's norm 3 is the key count's output times 12 / 3")
 fails({ norm = 3 }, "norm is an option of the variant(s) lsa, not of 'softmax'")
 
 ---------------------------------------------------------------------------------------------------
