@@ -57,9 +57,10 @@ $(BUILD)/%.o: %.c core/include/attnlab.h core/internal.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
 
+# made afresh: `ar rcs` alone keeps the objects of renamed or deleted sources (duplicate symbols)
 $(LIB_A): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # -z nodelete: LuaJIT unloads libraries at exit, which would pull the code from under live OpenMP
 # worker threads (a crash at exit)

@@ -24,13 +24,23 @@ static al_tensor *pooling_matrix(int64_t n, int64_t N, al_dtype dt) {
     return m;
 }
 
+typedef struct { const al_tensor *agents; int64_t agent_count; } agent_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(agent_options, agents), .kind = OPTION_TENSOR,
+     .summary = "the agent tokens (B, H, n, d), broadcastable; or else agent_count"},
+    {OPTION_FIELD(agent_options, agent_count), .kind = OPTION_INTEGER, .least = 1,
+     .summary = "n agents average-pooled from q over the sequence (at most N), when agents is not given"},
+    {0},
+};
+
 static al_tensor *agent_tokens(const attention_problem *p) {
-    if (p->agents && p->agent_count) {
+    const agent_options *o = p->options;
+    if (o->agents && o->agent_count) {
         al_error("attention: variant 'agent' takes opts.agents or opts.agent_count, not both");
         return NULL;
     }
-    if (p->agents) {
-        const al_tensor *a = p->agents;
+    if (o->agents) {
+        const al_tensor *a = o->agents;
         if (a->ndim != 4 || a->shape[3] != p->d || a->shape[2] < 1) {
             al_error("attention: variant 'agent' needs agents of shape (B, H, n, d) with d = %lld, n >= 1 (got %s)",
                      (long long)p->d, TSHAPE(a));
@@ -39,19 +49,18 @@ static al_tensor *agent_tokens(const attention_problem *p) {
         int64_t shape[4] = {p->B, p->H, a->shape[2], p->d};
         return attention_broadcast_option("agent", "agents", a, 4, shape, "(B, H, n, d)", p->q->dtype);
     }
-    if (p->agent_count < 1 || p->agent_count > p->N) {
+    if (o->agent_count < 1 || o->agent_count > p->N) {
         al_error("attention: variant 'agent' needs opts.agents (B, H, n, d) or opts.agent_count in 1..N = %lld "
-                 "(got agent_count %lld)", (long long)p->N, (long long)p->agent_count);
+                 "(got agent_count %lld)", (long long)p->N, (long long)o->agent_count);
         return NULL;
     }
-    al_tensor *pool = pooling_matrix(p->agent_count, p->N, p->q->dtype);
+    al_tensor *pool = pooling_matrix(o->agent_count, p->N, p->q->dtype);
     al_tensor *a = pool ? al_matmul(pool, p->q) : NULL;
     al_release(pool);
     return a;
 }
 
-al_tensor *attention_agent_forward(const attention_problem *p, al_tensor **weights) {
-    if (!attention_refuse_bias_mask(p, "agent")) return NULL;
+static al_tensor *agent_forward(attention_problem *p, al_tensor **weights) {
     if (p->causal) {
         al_error("attention: variant 'agent' has no causal form (agents pooled from q mix future tokens)");
         return NULL;
@@ -71,3 +80,9 @@ al_tensor *attention_agent_forward(const attention_problem *p, al_tensor **weigh
     }
     return scope_return(&s, out, weights, w);
 }
+
+const attention_variant attention_agent = {
+    .name = "agent", .forward = agent_forward, .flags = ATTENTION_NO_LOGITS,
+    .options = options, .options_size = sizeof(agent_options),
+    .summary = "agent attention: n agent tokens (opts.agents, or opts.agent_count pooled from q) gather from k/v, "
+               "queries read the agents"};

@@ -1,64 +1,84 @@
-/* attention.c -- al_attention: argument checks shared by every variant, then dispatch by name.
- * The catalogue is the table below; each variant lives in a file of its own. */
+/* attention.c -- al_attention: the argument checks every variant shares, then dispatch by name.
+ * The catalogue is the list below: each variant's file defines its descriptor (name, forward,
+ * summary, the options it owns; attention_internal.h), and this file knows nothing else about any
+ * variant.  A new variant is its own file plus one line here (docs/adding-a-variant.md). */
 #include "attention_internal.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const char *name;
-    attention_forward_fn forward;
-    const char *summary;
-} attention_variant;
+/* The catalogue, in the order lab.attention.variants() lists it: X(name) for the descriptor
+ * attention_<name> that <name>.c (or a file of its family) defines.  One variant a line, and a
+ * comment last, so that adding one is adding one line. */
+#define CATALOGUE(X)                                                                     \
+    X(softmax)                                                                           \
+    X(lsa)                                                                               \
+    X(sliding_window)                                                                    \
+    X(neighborhood)                                                                      \
+    X(strided_neighborhood)                                                              \
+    X(linear)                                                                            \
+    /* the linear family and module-level variants (docs/attention-linear-family.md) */  \
+    X(flow)                                                                              \
+    X(local_linear)                                                                      \
+    X(agent)                                                                             \
+    X(moh)                                                                               \
+    X(random_feature)                                                                    \
+    X(tensor)                                                                            \
+    X(delta)                                                                             \
+    /* sparse, biased and routed variants */                                             \
+    X(power)                                                                             \
+    X(dynamic_mask)                                                                      \
+    X(flashbias)                                                                         \
+    X(relative)                                                                          \
+    X(pointer)                                                                           \
+    X(landmark)                                                                          \
+    X(hyper)                                                                             \
+    X(routing)                                                                           \
+    /* a new variant: X(its_name) above this line */
 
-static const attention_variant variants[] = {
-    {"softmax", attention_softmax_forward, "scaled dot-product softmax attention (tiled online softmax, or dense when the map is wanted)"},
-    {"lsa", attention_lsa_forward,
-     "linear self-attention: the softmax replaced by a fixed 1/norm (norm = key count by default)"},
-    {"sliding_window", attention_sliding_window_forward,
-     "softmax attention over the keys within `window` positions of the query's diagonal; the rest are never visited"},
-    {"neighborhood", attention_neighborhood_forward,
-     "neighborhood attention (NATTEN), 1-D or on a grid (opts.grid), dilated: each query sees kernel_size keys "
-     "around it per axis, shifted at the borders"},
-    {"strided_neighborhood", attention_strided_neighborhood_forward,
-     "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"},
-    {"linear", attention_linear_forward,
-     "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"},
-    /* linear family and module-level variants (docs/attention-linear-family.md) */
-    {"flow", attention_flow_forward,
-     "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and competition"},
-    {"local_linear", attention_local_linear_forward,
-     "local linear attention (LLA): per-query weighted ridge regression on (k, v) with softmax weights, read at q (opts.ridge)"},
-    {"agent", attention_agent_forward,
-     "agent attention: n agent tokens (opts.agents, or opts.agent_count pooled from q) gather from k/v, queries read the agents"},
-    {"moh", attention_moh_forward,
-     "mixture-of-head attention: softmax attention with per-token head gates (opts.gates; the router is nn.MultiHeadAttention's)"},
-    {"random_feature", attention_random_feature_forward,
-     "random-feature attention: relu(scale q.k) / key count; frozen random Q/K, trainable V in nn.MultiHeadAttention"},
-    {"tensor", attention_tensor_forward,
-     "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 (opts.k2, opts.v2)"},
-    {"delta", attention_delta_forward,
-     "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t k_t^T, y = S q"},
-    {"power", attention_power_forward,
-     "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen et al. 2025)"},
-    {"dynamic_mask", attention_dynamic_mask_forward,
-     "dynamic mask attention (DMA): per query the top_k keys by a value-derived score z, which is also the bias"},
-    {"flashbias", attention_flashbias_forward,
-     "FlashBias: softmax attention plus a low-rank bias bias_q bias_k^T, exact, by concatenating the factors to q and k"},
-    {"relative", attention_relative_forward,
-     "relative position representations (Shaw et al. 2018): clipped-distance embeddings rel_key, rel_value"},
-    {"pointer", attention_pointer_forward,
-     "pointer network: the output is the (B, H, N, M) log-distribution over the keys (additive or dot scores); v unused"},
-    {"landmark", attention_landmark_forward,
-     "landmark attention: grouped softmax over the current block and earlier blocks' landmarks, then within blocks"},
-    {"hyper", attention_hyper_forward,
-     "HyperAttention (estimator): sortLSH blocks plus sampled residual keys weighted M/m, merged by log-sum-exp"},
-    {"routing", attention_routing_forward,
-     "Routing Transformer: queries and keys routed to k-means centroids (top cluster_size each), attention within clusters"},
-};
+#define DECLARE(name) extern const attention_variant attention_##name;
+CATALOGUE(DECLARE)
+#undef DECLARE
+#define ENTRY(name) &attention_##name,
+static const attention_variant *const variants[] = {CATALOGUE(ENTRY)};
+#undef ENTRY
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 
+int attention_catalogue_size(void) { return N_VARIANTS; }
+const attention_variant *attention_catalogue(int i) { return i >= 0 && i < N_VARIANTS ? variants[i] : NULL; }
+
 int al_attention_variant_count(void) { return N_VARIANTS; }
-const char *al_attention_variant_name(int i) { return i >= 0 && i < N_VARIANTS ? variants[i].name : NULL; }
+const char *al_attention_variant_name(int i) { return i >= 0 && i < N_VARIANTS ? variants[i]->name : NULL; }
+
+static int option_count(const attention_variant *var) {
+    int n = 0;
+    for (const attention_option *o = var->options; o && o->name; o++) n++;
+    return n;
+}
+
+int al_attention_describe(int variant, al_attention_variant_info *info) {
+    const attention_variant *var = attention_catalogue(variant);
+    if (!var || !info) {
+        al_error("attention: no variant %d (the catalogue has %d)", variant, N_VARIANTS);
+        return -1;
+    }
+    *info = (al_attention_variant_info){.name = var->name, .summary = var->summary, .n_options = option_count(var),
+                                        .takes_bias = !(var->flags & ATTENTION_NO_LOGITS)};
+    return 0;
+}
+
+int al_attention_describe_option(int variant, int option, al_attention_option_info *info) {
+    const attention_variant *var = attention_catalogue(variant);
+    if (!var || !info || option < 0 || option >= option_count(var)) {
+        al_error("attention: no option %d of variant %d", option, variant);
+        return -1;
+    }
+    const attention_option *o = &var->options[option];
+    *info = (al_attention_option_info){.name = o->name, .kind = attention_option_kind_name(o->kind),
+                                       .summary = o->summary, .required = o->required};
+    attention_option_expects(o, info->expects, sizeof info->expects);
+    return 0;
+}
 
 /* bias or mask: broadcast to (B, H, N, M) as a view, in the dtype of q */
 static al_tensor *broadcast_operand(const char *what, const al_tensor *t, const int64_t *shape, al_dtype dt) {
@@ -90,12 +110,12 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     const char *name = opts && opts->variant ? opts->variant : "softmax";
     const attention_variant *var = NULL;
     for (int i = 0; i < N_VARIANTS; i++)
-        if (strcmp(variants[i].name, name) == 0) var = &variants[i];
+        if (strcmp(variants[i]->name, name) == 0) var = variants[i];
     if (!var) {
         char list[256] = "";
         for (int i = 0; i < N_VARIANTS; i++) {
             strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-            strncat(list, variants[i].name, sizeof list - strlen(list) - 1);
+            strncat(list, variants[i]->name, sizeof list - strlen(list) - 1);
         }
         al_error("attention: unknown variant '%s' (known: %s)", name, list);
         return NULL;
@@ -110,9 +130,8 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  al_dtype_name(k->dtype), al_dtype_name(v->dtype));
         return NULL;
     }
-    static const al_attention_opts no_options = {0};
     /* q, k, v as given, for the checks' messages; replaced below by their unit-last-stride forms */
-    attention_problem p = {.opts = opts ? opts : &no_options, .q = q, .k = k, .v = v};
+    attention_problem p = {.q = q, .k = k, .v = v};
     p.B = q->shape[0]; p.H = q->shape[1]; p.N = q->shape[2]; p.d = q->shape[3];
     p.Hkv = k->shape[1]; p.M = k->shape[2]; p.dv = v->shape[3];
     if (k->shape[0] != p.B || v->shape[0] != p.B || k->shape[3] != p.d || v->shape[1] != p.Hkv ||
@@ -126,7 +145,6 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  (long long)p.Hkv, TSHAPE(q), TSHAPE(k));
         return NULL;
     }
-    if (!attention_check_variant_options(var->name, p.opts)) return NULL;
     p.causal = opts ? opts->causal : 0;
     if (p.causal < 0 || p.causal > 2) {
         al_error("attention: causal must be 0 (none), 1 (top_left) or 2 (bottom_right), got %d", p.causal);
@@ -134,27 +152,19 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     }
     p.scale = opts && opts->scale != 0 ? opts->scale : (p.d > 0 ? 1.0 / sqrt((double)p.d) : 1.0);
     if (!isfinite(p.scale)) { al_error("attention: scale %g is not finite", p.scale); return NULL; }
-    p.norm = opts && opts->linear_norm > 0 ? opts->linear_norm : (double)(p.M > 0 ? p.M : 1);
-    p.window = opts ? opts->window : 0;
-    if (p.window < 0 || (var->forward == attention_sliding_window_forward && p.window == 0)) {
-        al_error("attention: variant '%s' needs window >= 1 (got %lld)", var->name, (long long)p.window);
-        return NULL;
-    }
-    const bool strided = var->forward == attention_strided_neighborhood_forward;
-    if ((var->forward == attention_neighborhood_forward || strided) &&
-        !neighborhood_resolve_layout(&p, var->name, strided))
-        return NULL;
-    p.kernel = opts ? opts->kernel : 0;
-    if (p.kernel < 0 || p.kernel > 2) {
-        al_error("attention: kernel must be 0 (auto), 1 (dense) or 2 (tiled), got %d", p.kernel);
-        return NULL;
-    }
-    if (opts) {   /* the linear-family variants' options (option_owners.c checked who takes them) */
-        p.beta = opts->beta; p.gate = opts->gate; p.agents = opts->agents; p.agent_count = opts->agent_count;
-        p.k2 = opts->k2; p.v2 = opts->v2; p.head_gates = opts->head_gates; p.ridge = opts->ridge;
+    p.norm = (double)(p.M > 0 ? p.M : 1);
+    /* the variant's own options, checked into its struct (freed at the end: kernels copy what the
+     * backward needs) */
+    void *options = calloc(1, var->options_size ? var->options_size : 1);
+    if (!options) { al_error("attention: out of memory"); return NULL; }
+    p.options = options;
+    al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;
+    if (!attention_read_options(var, opts, options)) goto done;
+    if ((var->flags & ATTENTION_NO_LOGITS) && opts && (opts->bias || opts->mask)) {
+        al_error("attention: variant '%s' takes no bias or mask (it never forms the N x M logits)", var->name);
+        goto done;
     }
     int64_t map[4] = {p.B, p.H, p.N, p.M};
-    al_tensor *bias = NULL, *mask = NULL, *qc = NULL, *kc = NULL, *vc = NULL, *out = NULL;
     if (opts && opts->bias && !(bias = broadcast_operand("bias", opts->bias, map, q->dtype))) goto done;
     if (opts && opts->mask) {
         al_tensor *m = al_detach(opts->mask);
@@ -168,5 +178,6 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     out = var->forward(&p, weights);
 done:
     al_release(bias); al_release(mask); al_release(qc); al_release(kc); al_release(vc);
+    free(options);
     return out;
 }

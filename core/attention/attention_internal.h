@@ -19,24 +19,86 @@ typedef struct {
 
 /* One attention call, after validation: q (B, H, N, d), k (B, Hkv, M, d), v (B, Hkv, M, dv), with
  * H a multiple of Hkv (grouped KV heads: query head h reads kv head h / (H / Hkv)).  bias and mask
- * are already expanded (as stride-0 views) to (B, H, N, M) and converted to q's dtype. */
+ * are already expanded (as stride-0 views) to (B, H, N, M) and converted to q's dtype.  attention.c
+ * fills the common part; a variant finishes it from its own options (window, nbhd, kernel, norm)
+ * before it calls the shared kernels, which read those fields. */
 typedef struct {
     const al_tensor *q, *k, *v, *bias, *mask;
     int64_t B, H, Hkv, N, M, d, dv;
     int causal;          /* 0 none, 1 top-left, 2 bottom-right */
     double scale;
-    double norm;         /* fixed normaliser of the "lsa" variant */
+    double norm;         /* DENSE_FIXED_NORM's divisor: the key count unless the variant sets it ("lsa") */
     int64_t window;      /* > 0: keys within this distance of the query's diagonal (sliding window) */
     neighborhood_layout nbhd; /* (strided_)neighborhood: the window rule per axis (else ndim 0) */
     int kernel;          /* 0 auto, 1 dense, 2 tiled (softmax over visible keys only) */
-    /* linear-family and module-level variants' own options, as given (see al_attention_opts) */
-    const al_tensor *beta, *gate, *agents, *k2, *v2, *head_gates;
-    int64_t agent_count;
-    double ridge;
-    const al_attention_opts *opts; /* the caller's options, for the variants' own (never NULL) */
+    const void *options; /* the variant's own options, checked into its struct (attention_variant) */
 } attention_problem;
 
-typedef al_tensor *(*attention_forward_fn)(const attention_problem *p, al_tensor **weights);
+/* A variant's forward: records its own backward on the autograd graph, returns a new reference. */
+typedef al_tensor *(*attention_forward_fn)(attention_problem *p, al_tensor **weights);
+
+/* ---- the descriptors (in the manner of Lua's luaL_Reg) --------------------------------------
+ * Each variant's file defines one `const attention_variant attention_<name>`: its name, forward,
+ * summary and the options it owns, each with its kind, range and default.  attention.c lists the
+ * descriptors and knows nothing else about any variant; option_check.c checks every call's options
+ * against them, and al_attention_describe_option hands them to Lua.  docs/adding-a-variant.md walks
+ * through adding one. */
+typedef enum {
+    OPTION_INTEGER,     /* int64_t: a whole number in [least, most] */
+    OPTION_NUMBER,      /* double: a finite number in [least, most] (> least with above_least) */
+    OPTION_TENSOR,      /* const al_tensor *: any tensor (the variant checks its shape, naming it) */
+    OPTION_CHOICE,      /* int: the index of the word given among `choices` (not given: 0) */
+    OPTION_AXES,        /* attention_axes: an integer in [least, most] for every axis, or a table of one
+                           per axis of the variant's OPTION_GRID (which must then be given) */
+    OPTION_GRID,        /* attention_axes: a table of 1 to ATTENTION_MAX_AXES axis lengths >= 1 */
+    OPTION_AXIS_FLAGS,  /* attention_axes: a table of booleans (1 or 0), one per axis of the grid */
+} attention_option_kind;
+
+enum { ATTENTION_MAX_AXES = NEIGHBORHOOD_MAX_AXES };
+/* count: the axes a table gave (0: a single value, or nothing, which holds for every axis) */
+typedef struct { int count; int64_t value[ATTENTION_MAX_AXES]; } attention_axes;
+
+typedef struct {
+    const char *name;           /* the key in lab.attention's opts, and the field in the struct */
+    attention_option_kind kind;
+    size_t offset;              /* where the checked value goes in the variant's options struct */
+    const char *summary;        /* what it means, and its default (lab.attention.describe) */
+    double least, most;         /* INTEGER, NUMBER, AXES: the range (most 0: no upper bound) */
+    bool above_least;           /* NUMBER: least itself is refused */
+    double fallback;            /* INTEGER, NUMBER, AXES (every axis): the value when not given */
+    const char *choices;        /* CHOICE: the words, space-separated */
+    bool required;              /* not given is an error naming the option */
+} attention_option;
+/* .name and .offset of the option stored in field `field` of the variant's struct `type` */
+#define OPTION_FIELD(type, field) .name = #field, .offset = offsetof(type, field)
+/* opts.kernel, of the variants that run on the softmax-over-visible-keys kernels (softmax.c) */
+#define KERNEL_OPTION(type)                                                                         \
+    {OPTION_FIELD(type, kernel), .kind = OPTION_CHOICE, .choices = "auto dense tiled",               \
+     .summary = "the kernel: auto (default), dense (keeps the map) or tiled (online softmax, O(N) memory)"}
+
+enum {
+    ATTENTION_NO_LOGITS = 1,    /* never forms the N x M logits: bias and mask are refused */
+};
+
+typedef struct {
+    const char *name;                 /* opts.variant */
+    attention_forward_fn forward;     /* the CPU kernel (its backward is recorded by the forward) */
+    const char *summary;              /* one line: method, source, cost */
+    const attention_option *options;  /* its own options, ended by a row without name (NULL: none) */
+    size_t options_size;              /* sizeof the struct they are checked into (p->options) */
+    unsigned flags;                   /* ATTENTION_NO_LOGITS */
+    attention_forward_fn cuda_forward;/* the CUDA backend's kernel, once written (NULL: none yet) */
+} attention_variant;
+
+/* Checks opts' variant options against var (option_check.c) into `block` (var->options_size
+ * bytes, zeroed): defaults first, then each given value; false with an error naming the option. */
+bool attention_read_options(const attention_variant *var, const al_attention_opts *opts, void *block);
+/* The catalogue (attention.c): count, and the i-th descriptor (NULL out of range). */
+int attention_catalogue_size(void);
+const attention_variant *attention_catalogue(int i);
+/* An option's expected value as the errors say it ("an integer >= 1") into buf (option_check.c). */
+void attention_option_expects(const attention_option *o, char *buf, size_t size);
+const char *attention_option_kind_name(attention_option_kind kind);
 
 /* element offsets of a (b, h, i) row of a 4-d tensor whose last stride is 1 */
 static inline int64_t row_offset(const al_tensor *t, int64_t b, int64_t h, int64_t i) {
@@ -88,31 +150,13 @@ static inline int64_t visible_range(const attention_problem *p, int64_t i, int64
     return e;
 }
 
-/* The variants (one file each). */
-al_tensor *attention_softmax_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_lsa_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_sliding_window_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_pointer_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_landmark_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_hyper_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_flow_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_local_linear_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_delta_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_random_feature_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_agent_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_moh_forward(const attention_problem *p, al_tensor **weights);
-al_tensor *attention_tensor_forward(const attention_problem *p, al_tensor **weights);
-
-/* Checks the neighborhood options of p->opts against N = M and fills p->nbhd
- * (neighborhood_layout.c); false with an error naming the option and the shapes. */
+/* The options of the two neighborhood variants (one list, neighborhood_layout.c), and their
+ * layout resolved against N = M into p->nbhd; false with an error naming the option and the shapes. */
+typedef struct {
+    attention_axes kernel_size, stride, dilation, grid, causal;
+    int kernel;
+} neighborhood_options;
+extern const attention_option neighborhood_option_list[];
 bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided);
 
 /* Ranking for the top-k selections (topk_mask, dynamic_mask, routing): sorts n scored positions
@@ -124,9 +168,6 @@ void rank_top(scored_position *items, int64_t n, int64_t k);
 
 /* S (B, H, N, M) with -inf where causal or opts.mask forbids (masked_logits.c); differentiable in S */
 al_tensor *attention_mask_logits(const attention_problem *p, const al_tensor *S);
-
-/* An error naming the option when o holds an option of power ... pointer that `variant` does not take. */
-bool attention_check_variant_options(const char *variant, const al_attention_opts *o);
 
 /* Softmax attention over the visible keys (softmax, sliding_window, neighborhood variants): picks
  * the tiled kernel or the dense one (softmax.c). */
@@ -142,15 +183,13 @@ al_tensor *attention_tiled_forward(const attention_problem *p, const char *name)
 al_tensor *attention_state_recurrence(const al_tensor *q, const al_tensor *k, const al_tensor *v,
                                       const al_tensor *coef, double scale, int causal, bool delta);
 
-/* Helpers the variants share (variant_options.c). */
+/* Helpers the variants share (variant_helpers.c). */
 /* k or v with Hkv heads repeated to H query heads (differentiable; t itself when Hkv == H) */
 al_tensor *attention_repeat_heads(const al_tensor *t, int64_t H);
 /* An option tensor broadcast (differentiably) to ndim/shape in dtype dt, or an error naming the
  * variant, the option, its shape and the expected one (`expected` spells it, e.g. "(B, H, M)"). */
 al_tensor *attention_broadcast_option(const char *variant, const char *option, const al_tensor *t, int ndim,
                                       const int64_t *shape, const char *expected, al_dtype dt);
-/* Refuses a bias or a mask for variants that never form the logits: 0 (with an error) or 1. */
-int attention_refuse_bias_mask(const attention_problem *p, const char *variant);
 /* The causal mask as a (N, M) tensor of 1 (j <= i [+ M - N for bottom_right]) and 0, dtype dt. */
 al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt);
 

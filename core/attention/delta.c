@@ -13,10 +13,20 @@
 #include "attention_internal.h"
 
 /* [beta, alpha] per (b, h, key) as one (B, H, M, 2) tensor, differentiable in both */
+typedef struct { const al_tensor *beta, *gate; } delta_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(delta_options, beta), .kind = OPTION_TENSOR,
+     .summary = "the write strength per key, broadcast to (B, H, M) (default 1)"},
+    {OPTION_FIELD(delta_options, gate), .kind = OPTION_TENSOR,
+     .summary = "the retention alpha per key, broadcast to (B, H, M) (default 1)"},
+    {0},
+};
+
 static al_tensor *delta_coefficients(const attention_problem *p) {
+    const delta_options *o = p->options;
     int64_t shape[3] = {p->B, p->H, p->M};
     al_tensor *parts[2] = {NULL, NULL}, *coef = NULL;
-    const al_tensor *given[2] = {p->beta, p->gate};
+    const al_tensor *given[2] = {o->beta, o->gate};
     const char *names[2] = {"beta", "gate"};
     for (int i = 0; i < 2; i++)
         parts[i] = given[i] ? attention_broadcast_option("delta", names[i], given[i], 3, shape, "(B, H, M)", p->q->dtype)
@@ -26,8 +36,7 @@ static al_tensor *delta_coefficients(const attention_problem *p) {
     return coef;
 }
 
-al_tensor *attention_delta_forward(const attention_problem *p, al_tensor **weights) {
-    if (!attention_refuse_bias_mask(p, "delta")) return NULL;
+static al_tensor *delta_forward(attention_problem *p, al_tensor **weights) {
     if (p->causal && p->N != p->M) {
         al_error("attention: variant 'delta' is causal only for N == M (got q %s, k %s)", TSHAPE(p->q), TSHAPE(p->k));
         return NULL;
@@ -46,3 +55,9 @@ al_tensor *attention_delta_forward(const attention_problem *p, al_tensor **weigh
     al_release(coef);
     return out;
 }
+
+const attention_variant attention_delta = {
+    .name = "delta", .forward = delta_forward, .flags = ATTENTION_NO_LOGITS,
+    .options = options, .options_size = sizeof(delta_options),
+    .summary = "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t "
+               "k_t^T, y = S q"};

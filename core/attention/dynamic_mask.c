@@ -71,8 +71,18 @@ static bool dma_key_lists(const attention_problem *p, const al_tensor *z, int64_
     return ok;
 }
 
-al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor **weights) {
-    const al_attention_opts *o = p->opts;
+typedef struct { int64_t top_k; const al_tensor *dt_proj, *dt_a; } dynamic_mask_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(dynamic_mask_options, top_k), .kind = OPTION_INTEGER, .least = 1,
+     .summary = "the keys kept per query (keep_window_size)"},
+    {OPTION_FIELD(dynamic_mask_options, dt_proj), .kind = OPTION_TENSOR,
+     .summary = "W_dt (Hkv*dv, Hkv), the value-to-score projection"},
+    {OPTION_FIELD(dynamic_mask_options, dt_a), .kind = OPTION_TENSOR, .summary = "A (Hkv), the per-head score gain"},
+    {0},
+};
+
+static al_tensor *dynamic_mask_forward(attention_problem *p, al_tensor **weights) {
+    const dynamic_mask_options *o = p->options;
     const al_tensor *w_dt = o->dt_proj, *a = o->dt_a;
     if (!w_dt || !a || o->top_k < 1) {
         al_error("attention: variant 'dynamic_mask' needs dt_proj (Hkv*dv, Hkv), dt_a (Hkv) and top_k >= 1 "
@@ -99,3 +109,9 @@ al_tensor *attention_dynamic_mask_forward(const attention_problem *p, al_tensor 
     al_release(z);
     return out;
 }
+
+const attention_variant attention_dynamic_mask = {
+    .name = "dynamic_mask", .forward = dynamic_mask_forward, .options = options,
+    .options_size = sizeof(dynamic_mask_options),
+    .summary = "dynamic mask attention (DMA): per query the top_k keys by a value-derived score z, which is also "
+               "the bias"};

@@ -28,8 +28,18 @@ static al_tensor *factor_of(const char *name, const char *dims, const al_tensor 
     return e;
 }
 
-al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **weights) {
-    const al_attention_opts *o = p->opts;
+typedef struct { const al_tensor *bias_q, *bias_k; int kernel; } flashbias_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(flashbias_options, bias_q), .kind = OPTION_TENSOR,
+     .summary = "phi_q (B, H, N, r), broadcastable: the bias is phi_q phi_k^T"},
+    {OPTION_FIELD(flashbias_options, bias_k), .kind = OPTION_TENSOR, .summary = "phi_k (B, Hkv, M, r), broadcastable"},
+    KERNEL_OPTION(flashbias_options),
+    {0},
+};
+
+static al_tensor *flashbias_forward(attention_problem *p, al_tensor **weights) {
+    const flashbias_options *o = p->options;
+    p->kernel = o->kernel;
     if (!o->bias_q || !o->bias_k) {
         al_error("attention: variant 'flashbias' needs the bias factors bias_q (B, H, N, r) and bias_k (B, Hkv, M, r) "
                  "(got %s and %s)", o->bias_q ? TSHAPE(o->bias_q) : "nil", o->bias_k ? TSHAPE(o->bias_k) : "nil");
@@ -55,3 +65,8 @@ al_tensor *attention_flashbias_forward(const attention_problem *p, al_tensor **w
     al_release(fq); al_release(fk); al_release(sq); al_release(qq); al_release(kk);
     return out;
 }
+
+const attention_variant attention_flashbias = {
+    .name = "flashbias", .forward = flashbias_forward, .options = options, .options_size = sizeof(flashbias_options),
+    .summary = "FlashBias: softmax attention plus a low-rank bias bias_q bias_k^T, exact, by concatenating the "
+               "factors to q and k"};

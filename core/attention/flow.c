@@ -27,8 +27,7 @@ static al_tensor *flow_sum(op_scope *s, const al_tensor *x, bool causal) {
     return causal ? OP(s, al_cumsum(x, 2)) : OP(s, al_sum(x, 2, 1));
 }
 
-al_tensor *attention_flow_forward(const attention_problem *p, al_tensor **weights) {
-    if (!attention_refuse_bias_mask(p, "flow")) return NULL;
+static al_tensor *flow_forward(attention_problem *p, al_tensor **weights) {
     if (p->causal && p->N != p->M) {
         al_error("attention: variant 'flow' is causal only for N == M (got q %s, k %s)", TSHAPE(p->q), TSHAPE(p->k));
         return NULL;
@@ -80,3 +79,8 @@ al_tensor *attention_flow_forward(const attention_problem *p, al_tensor **weight
     }
     return scope_return(&s, R, weights, A);
 }
+
+const attention_variant attention_flow = {
+    .name = "flow", .forward = flow_forward, .flags = ATTENTION_NO_LOGITS,
+    .summary = "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and "
+               "competition"};

@@ -3,7 +3,7 @@
  *   1. sortLSH: angular LSH with r = lsh_bits random hyperplanes (drawn from the global generator,
  *      so lab.seed fixes them), code = sum_t 2^t [x . w_t > 0], bucket = the code's position in the
  *      Gray-code order (adjacent buckets differ in one bit); queries and keys sorted by bucket,
- *      stably.  lsh_bits = -1: one bucket (the sort keeps the original order).
+ *      stably.  lsh_bits 0 (or -1): no hyperplane, one bucket (the sort keeps the original order).
  *   2. blocks: the sorted keys cut into nb = ceil(M / block_size) blocks, the sorted queries into
  *      as many (sorted rank r goes to block floor(r nb / count)); each query attends exactly to the
  *      keys of its block.
@@ -60,17 +60,23 @@ static void sort_into_blocks(const al_tensor *x, int64_t b, int64_t h, int64_t n
     for (int64_t rank = 0; rank < n; rank++) block_of[order[rank].pos] = rank * nb / n;
 }
 
-al_tensor *attention_hyper_forward(const attention_problem *p, al_tensor **weights) {
-    const al_attention_opts *o = p->opts;
+typedef struct { int64_t block_size, samples, lsh_bits; } hyper_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(hyper_options, block_size), .kind = OPTION_INTEGER, .least = 1, .fallback = 64,
+     .summary = "the sortLSH block: keys per block (default 64)"},
+    {OPTION_FIELD(hyper_options, samples), .kind = OPTION_INTEGER, .least = 0, .fallback = -1,
+     .summary = "residual keys sampled per (batch, head) (default block_size; 0: none)"},
+    {OPTION_FIELD(hyper_options, lsh_bits), .kind = OPTION_INTEGER, .least = -1, .most = 30, .fallback = 7,
+     .summary = "random hyperplanes of the angular LSH (default 7; 0 or -1: one bucket)"},
+    {0},
+};
+
+static al_tensor *hyper_forward(attention_problem *p, al_tensor **weights) {
+    const hyper_options *o = p->options;
     const int64_t N = p->N, M = p->M, d = p->d, group = p->H / p->Hkv;
-    const int64_t bsize = o->block_size ? o->block_size : 64;
-    const int64_t r = o->lsh_bits == 0 ? 7 : (o->lsh_bits < 0 ? 0 : o->lsh_bits);
-    const int64_t m = o->samples == 0 ? bsize : (o->samples < 0 ? 0 : o->samples);
-    if (bsize < 1 || r > 30 || o->lsh_bits < -1) {
-        al_error("attention: variant 'hyper' needs block_size >= 1 and lsh_bits in -1 (one bucket), 1..30 (got "
-                 "block_size %lld, lsh_bits %lld)", (long long)bsize, (long long)o->lsh_bits);
-        return NULL;
-    }
+    const int64_t bsize = o->block_size;
+    const int64_t r = o->lsh_bits < 0 ? 0 : o->lsh_bits;
+    const int64_t m = o->samples < 0 ? bsize : o->samples;   /* -1: not given */
     const int64_t nb = M > 0 ? (M + bsize - 1) / bsize : 1;
     int64_t ps[2] = {d, r > 0 ? r : 1}, ss[3] = {p->B, p->H, m};
     al_tensor *proj = r > 0 ? al_randn(2, ps, AL_FLOAT64) : NULL;
@@ -108,3 +114,8 @@ al_tensor *attention_hyper_forward(const attention_problem *p, al_tensor **weigh
     if (!ok) { key_lists_free(&kb); return NULL; }
     return attention_sparse_forward(p, &kb, NULL, "attention_hyper", weights);
 }
+
+const attention_variant attention_hyper = {
+    .name = "hyper", .forward = hyper_forward, .options = options, .options_size = sizeof(hyper_options),
+    .summary = "HyperAttention (estimator): sortLSH blocks plus sampled residual keys weighted M/m, merged by "
+               "log-sum-exp"};

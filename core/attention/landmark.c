@@ -83,8 +83,15 @@ static bool landmark_layout_build(const attention_problem *p, const al_tensor *l
     return true;
 }
 
-al_tensor *attention_landmark_forward(const attention_problem *p, al_tensor **weights) {
-    const al_tensor *lm = p->opts->landmarks;
+typedef struct { const al_tensor *landmarks; } landmark_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(landmark_options, landmarks), .kind = OPTION_TENSOR,
+     .summary = "(M) or (B, M), nonzero where key j is a landmark token (the one that closes its block)"},
+    {0},
+};
+
+static al_tensor *landmark_forward(attention_problem *p, al_tensor **weights) {
+    const al_tensor *lm = ((const landmark_options *)p->options)->landmarks;
     if (!lm || !(lm->ndim == 1 || (lm->ndim == 2 && lm->shape[0] == p->B)) || lm->shape[lm->ndim - 1] != p->M) {
         al_error("attention: variant 'landmark' needs landmarks of shape (M) or (B, M) = (%lld, %lld), nonzero at the "
                  "landmark tokens (got %s)", (long long)p->B, (long long)p->M, lm ? TSHAPE(lm) : "nil");
@@ -120,3 +127,8 @@ done:
     al_release(Sm); al_release(P); al_release(G); al_release(eg); al_release(mult); al_release(w); al_release(ninf);
     return out;
 }
+
+const attention_variant attention_landmark = {
+    .name = "landmark", .forward = landmark_forward, .options = options, .options_size = sizeof(landmark_options),
+    .summary = "landmark attention: grouped softmax over the current block and earlier blocks' landmarks, then "
+               "within blocks"};

@@ -91,11 +91,7 @@ static al_tensor *causal_prefix_products(const al_tensor *a, const al_tensor *b,
     return scope_return(&s, out, NULL, NULL);
 }
 
-al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weights) {
-    if (p->bias || p->mask) {
-        al_error("attention: variant 'linear' takes no bias or mask (its map is never formed)");
-        return NULL;
-    }
+static al_tensor *linear_forward(attention_problem *p, al_tensor **weights) {
     if (p->causal && p->N != p->M) {
         al_error("attention: variant 'linear' is causal only for N == M (got N = %lld, M = %lld)",
                  (long long)p->N, (long long)p->M);
@@ -130,3 +126,7 @@ al_tensor *attention_linear_forward(const attention_problem *p, al_tensor **weig
     al_release(num); al_release(den); al_release(den_eps);
     return out;
 }
+
+const attention_variant attention_linear = {
+    .name = "linear", .forward = linear_forward, .flags = ATTENTION_NO_LOGITS,
+    .summary = "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"};

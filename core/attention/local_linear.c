@@ -15,7 +15,12 @@
 #include "attention_internal.h"
 #include <math.h>
 
-static const double lla_default_ridge = 1e-2;
+typedef struct { double ridge; } local_linear_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(local_linear_options, ridge), .kind = OPTION_NUMBER, .least = 0, .above_least = true,
+     .fallback = 1e-2, .summary = "the ridge lambda of each query's regression (default 1e-2)"},
+    {0},
+};
 
 /* X = A^-1 B for batches of small systems, with gradients: dB = A^-T dX, dA = -dB X^T */
 static void solve_backward(al_node *node, const al_tensor *g) {
@@ -44,12 +49,8 @@ static al_tensor *solve_differentiable(const al_tensor *A, const al_tensor *B) {
     return X;
 }
 
-al_tensor *attention_local_linear_forward(const attention_problem *p, al_tensor **weights) {
-    if (!(p->ridge >= 0) || isinf(p->ridge)) {
-        al_error("attention: variant 'local_linear' needs ridge > 0 (0: the default %g; got %g)", lla_default_ridge, p->ridge);
-        return NULL;
-    }
-    const double ridge = p->ridge > 0 ? p->ridge : lla_default_ridge;
+static al_tensor *local_linear_forward(attention_problem *p, al_tensor **weights) {
+    const double ridge = ((const local_linear_options *)p->options)->ridge;
     if (p->causal == 2 && p->M < p->N) {
         al_error("attention: variant 'local_linear' causal bottom_right needs M >= N (the first queries would see no key; got q %s, k %s)",
                  TSHAPE(p->q), TSHAPE(p->k));
@@ -89,3 +90,9 @@ al_tensor *attention_local_linear_forward(const attention_problem *p, al_tensor 
     }
     return scope_return(&s, out, weights, w);
 }
+
+const attention_variant attention_local_linear = {
+    .name = "local_linear", .forward = local_linear_forward, .options = options,
+    .options_size = sizeof(local_linear_options),
+    .summary = "local linear attention (LLA): per-query weighted ridge regression on (k, v) with softmax weights, "
+               "read at q (opts.ridge)"};

@@ -8,14 +8,24 @@
  * cost is softmax attention's.  Its map is the softmax map scaled by each row's gate. */
 #include "attention_internal.h"
 
-al_tensor *attention_moh_forward(const attention_problem *p, al_tensor **weights) {
-    if (!p->head_gates) {
+typedef struct { const al_tensor *gates; int kernel; } moh_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(moh_options, gates), .kind = OPTION_TENSOR,
+     .summary = "per-token head gates, broadcast to (B, H, N) (the module's router makes them)"},
+    KERNEL_OPTION(moh_options),
+    {0},
+};
+
+static al_tensor *moh_forward(attention_problem *p, al_tensor **weights) {
+    const moh_options *opt = p->options;
+    p->kernel = opt->kernel;
+    if (!opt->gates) {
         al_error("attention: variant 'moh' needs opts.gates, per-token head gates broadcastable to (B, H, N) = %s",
                  al_shape_str(3, (int64_t[]){p->B, p->H, p->N}));
         return NULL;
     }
     op_scope s = {0};
-    al_tensor *g = OP(&s, attention_broadcast_option("moh", "gates", p->head_gates, 3, (int64_t[]){p->B, p->H, p->N},
+    al_tensor *g = OP(&s, attention_broadcast_option("moh", "gates", opt->gates, 3, (int64_t[]){p->B, p->H, p->N},
                                                      "(B, H, N)", p->q->dtype));
     al_tensor *g4 = OP(&s, al_unsqueeze(g, 3));
     al_tensor *map = NULL;
@@ -30,3 +40,8 @@ al_tensor *attention_moh_forward(const attention_problem *p, al_tensor **weights
     }
     return scope_return(&s, out, weights, w);
 }
+
+const attention_variant attention_moh = {
+    .name = "moh", .forward = moh_forward, .options = options, .options_size = sizeof(moh_options),
+    .summary = "mixture-of-head attention: softmax attention with per-token head gates (opts.gates; the router is "
+               "nn.MultiHeadAttention's)"};

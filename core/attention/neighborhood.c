@@ -54,8 +54,11 @@ static bool push_neighborhood(key_list_builder *kb, const neighborhood_layout *l
     return true;
 }
 
-static al_tensor *neighborhood_forward(const attention_problem *p, const char *dense_name, const char *tiled_name,
-                                       const char *list_name, al_tensor **weights) {
+static al_tensor *neighborhood_forward(attention_problem *p, const char *variant, bool strided,
+                                       const char *dense_name, const char *tiled_name, const char *list_name,
+                                       al_tensor **weights) {
+    if (!neighborhood_resolve_layout(p, variant, strided)) return NULL;
+    p->kernel = ((const neighborhood_options *)p->options)->kernel;
     if (is_one_range(&p->nbhd)) return attention_softmax_over_visible(p, dense_name, tiled_name, weights);
     if (p->kernel != 0) {
         al_error("%s: a grid or dilated neighborhood runs on the key-list kernel; opts.kernel ('dense' or "
@@ -73,12 +76,24 @@ static al_tensor *neighborhood_forward(const attention_problem *p, const char *d
     return attention_sparse_forward(p, &kb, NULL, list_name, weights);
 }
 
-al_tensor *attention_neighborhood_forward(const attention_problem *p, al_tensor **weights) {
-    return neighborhood_forward(p, "attention_neighborhood", "attention_neighborhood_tiled",
+static al_tensor *plain_forward(attention_problem *p, al_tensor **weights) {
+    return neighborhood_forward(p, "neighborhood", false, "attention_neighborhood", "attention_neighborhood_tiled",
                                 "attention_neighborhood_lists", weights);
 }
 
-al_tensor *attention_strided_neighborhood_forward(const attention_problem *p, al_tensor **weights) {
-    return neighborhood_forward(p, "attention_strided_neighborhood", "attention_strided_neighborhood_tiled",
-                                "attention_strided_neighborhood_lists", weights);
+static al_tensor *strided_forward(attention_problem *p, al_tensor **weights) {
+    return neighborhood_forward(p, "strided_neighborhood", true, "attention_strided_neighborhood",
+                                "attention_strided_neighborhood_tiled", "attention_strided_neighborhood_lists", weights);
 }
+
+/* the two share their options (neighborhood_layout.c); the plain one refuses a stride, naming GNA */
+const attention_variant attention_neighborhood = {
+    .name = "neighborhood", .forward = plain_forward, .options = neighborhood_option_list,
+    .options_size = sizeof(neighborhood_options),
+    .summary = "neighborhood attention (NATTEN), 1-D or on a grid (opts.grid), dilated: each query sees "
+               "kernel_size keys around it per axis, shifted at the borders"};
+
+const attention_variant attention_strided_neighborhood = {
+    .name = "strided_neighborhood", .forward = strided_forward, .options = neighborhood_option_list,
+    .options_size = sizeof(neighborhood_options),
+    .summary = "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"};

@@ -1,18 +1,28 @@
 /* neighborhood_layout.c -- the options of the neighborhood variants, checked and resolved into one
  * window rule per axis (neighborhood_layout): the layout (a sequence, or a grid of 1 to 3 axes
  * whose product is N = M), and per axis kernel_size, stride (GNA), dilation and causality.  A
- * scalar option applies to every axis; opts.axis_* (a Lua table {kh, kw}) gives one per axis.
+ * scalar option applies to every axis; a table ({kh, kw} in Lua) gives one per grid axis.
  * NATTEN's conditions: kernel_size * dilation <= the axis length (so every dilation group is at
  * least kernel_size long), and odd kernel_size for the plain neighborhood unless the axis is
  * causal (NATTEN's own centred window); GNA takes any kernel_size. */
 #include "attention_internal.h"
 #include <stdio.h>
 
-static bool any_given(const int64_t *per_axis) {
-    for (int a = 0; a < NEIGHBORHOOD_MAX_AXES; a++)
-        if (per_axis[a] != 0) return true;
-    return false;
-}
+/* One list for both variants: the plain neighborhood takes stride only to refuse it by name. */
+const attention_option neighborhood_option_list[] = {
+    {OPTION_FIELD(neighborhood_options, kernel_size), .kind = OPTION_AXES, .least = 1, .required = true,
+     .summary = "the keys per query along each axis (odd unless causal, for the plain neighborhood)"},
+    {OPTION_FIELD(neighborhood_options, stride), .kind = OPTION_AXES, .least = 1,
+     .summary = "strided_neighborhood: the queries (per axis) that share their leader's window"},
+    {OPTION_FIELD(neighborhood_options, dilation), .kind = OPTION_AXES, .least = 1, .fallback = 1,
+     .summary = "the interleaved groups each axis is split into (default 1: none)"},
+    {OPTION_FIELD(neighborhood_options, grid), .kind = OPTION_GRID,
+     .summary = "the N = M tokens as a row-major grid of these axis lengths (default: a sequence)"},
+    {OPTION_FIELD(neighborhood_options, causal), .kind = OPTION_AXIS_FLAGS,
+     .summary = "opts.causal as a table, with a grid: causal along the axes marked true"},
+    KERNEL_OPTION(neighborhood_options),
+    {0},
+};
 
 /* ", for N = M = 9" for a sequence, ", on grid axis 2 of length 8 in grid {4,8}" for a grid (errors) */
 static void describe_axis(const neighborhood_layout *l, int a, bool grid, char *out, size_t size) {
@@ -22,43 +32,32 @@ static void describe_axis(const neighborhood_layout *l, int a, bool grid, char *
     else snprintf(out, size, ", for N = M = %lld", (long long)l->length[0]);
 }
 
-static bool resolve_grid(attention_problem *p, const char *variant, const al_attention_opts *o) {
+/* The axes (a sequence: one of length N; a grid: its product must be N).  option_check.c has checked
+ * the grid's lengths and that every per-axis table has one entry per grid axis. */
+static bool resolve_grid(attention_problem *p, const char *variant, const neighborhood_options *o) {
     neighborhood_layout *l = &p->nbhd;
-    if (o->grid_ndim < 0 || o->grid_ndim > NEIGHBORHOOD_MAX_AXES) {
-        al_error("attention: variant '%s' takes a grid of 1 to %d axes (got grid_ndim %d)", variant,
-                 NEIGHBORHOOD_MAX_AXES, o->grid_ndim);
-        return false;
-    }
-    if (o->grid_ndim == 0) {
-        if (any_given(o->axis_kernel_size) || any_given(o->axis_stride) || any_given(o->axis_dilation) ||
-            o->axis_causal[0] || o->axis_causal[1] || o->axis_causal[2]) {
-            al_error("attention: variant '%s' takes per-axis kernel_size, stride, dilation or causal only with "
-                     "a grid (opts.grid = {H, W}); N = %lld", variant, (long long)p->N);
-            return false;
-        }
+    if (o->grid.count == 0) {
         l->ndim = 1;
         l->length[0] = p->N;
         return true;
     }
-    l->ndim = o->grid_ndim;
+    l->ndim = o->grid.count;
     int64_t cells = 1;
-    bool positive = true;
     for (int a = 0; a < l->ndim; a++) {
-        l->length[a] = o->grid[a];
-        positive = positive && o->grid[a] >= 1;
-        if (positive) cells = cells > INT64_MAX / o->grid[a] ? INT64_MAX : cells * o->grid[a];
+        l->length[a] = o->grid.value[a];
+        cells = cells > INT64_MAX / l->length[a] ? INT64_MAX : cells * l->length[a];
     }
-    if (!positive || cells != p->N) {
+    if (cells != p->N) {
         al_error("attention: variant '%s' needs a grid of positive lengths whose product is N = M; %s has "
                  "%lld cells, q has N = %lld tokens (q %s)", variant, al_shape_str(l->ndim, l->length),
-                 positive ? (long long)cells : 0LL, (long long)p->N, TSHAPE(p->q));
+                 (long long)cells, (long long)p->N, TSHAPE(p->q));
         return false;
     }
     return true;
 }
 
 bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool strided) {
-    const al_attention_opts *o = p->opts;
+    const neighborhood_options *o = p->options;
     neighborhood_layout *l = &p->nbhd;
     if (p->N != p->M) {
         al_error("attention: variant '%s' needs N = M (self-attention over one layout); got N = %lld, M = %lld "
@@ -66,13 +65,13 @@ bool neighborhood_resolve_layout(attention_problem *p, const char *variant, bool
         return false;
     }
     if (!resolve_grid(p, variant, o)) return false;
-    const bool grid = o->grid_ndim > 0;
+    const bool grid = o->grid.count > 0;
     if (p->causal == 2) p->causal = 1;   /* N = M: the two conventions coincide */
     for (int a = 0; a < l->ndim; a++) {
-        l->kernel[a] = o->axis_kernel_size[a] ? o->axis_kernel_size[a] : o->kernel_size;
-        l->stride[a] = o->axis_stride[a] ? o->axis_stride[a] : o->stride;
-        l->dilation[a] = o->axis_dilation[a] ? o->axis_dilation[a] : (o->dilation ? o->dilation : 1);
-        l->causal[a] = p->causal != 0 || o->axis_causal[a] != 0;
+        l->kernel[a] = o->kernel_size.value[a];
+        l->stride[a] = o->stride.value[a];
+        l->dilation[a] = o->dilation.value[a];
+        l->causal[a] = p->causal != 0 || o->causal.value[a] != 0;
         char where[160];
         describe_axis(l, a, grid, where, sizeof where);
         const int64_t k = l->kernel[a], dil = l->dilation[a];

@@ -38,8 +38,20 @@ static al_tensor *dot_scores(const attention_problem *p) {
     return u;
 }
 
-al_tensor *attention_pointer_forward(const attention_problem *p, al_tensor **weights) {
-    const al_tensor *w1 = p->opts->pointer_w1, *w2 = p->opts->pointer_w2, *v = p->opts->pointer_v;
+typedef struct { const al_tensor *pointer_w1, *pointer_w2, *pointer_v; } pointer_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(pointer_options, pointer_w1), .kind = OPTION_TENSOR,
+     .summary = "W1 (h, d), applied to the keys (encoder states)"},
+    {OPTION_FIELD(pointer_options, pointer_w2), .kind = OPTION_TENSOR,
+     .summary = "W2 (h, d), applied to the queries (decoder states)"},
+    {OPTION_FIELD(pointer_options, pointer_v), .kind = OPTION_TENSOR,
+     .summary = "v (h); all three: additive scores, none: dot-product scores"},
+    {0},
+};
+
+static al_tensor *pointer_forward(attention_problem *p, al_tensor **weights) {
+    const pointer_options *o = p->options;
+    const al_tensor *w1 = o->pointer_w1, *w2 = o->pointer_w2, *v = o->pointer_v;
     const int given = (w1 != NULL) + (w2 != NULL) + (v != NULL);
     if (given != 0 && given != 3) {
         al_error("attention: variant 'pointer' needs all of pointer_w1, pointer_w2, pointer_v (additive scores) or "
@@ -64,3 +76,8 @@ al_tensor *attention_pointer_forward(const attention_problem *p, al_tensor **wei
     al_release(u); al_release(ub); al_release(um);
     return out;
 }
+
+const attention_variant attention_pointer = {
+    .name = "pointer", .forward = pointer_forward, .options = options, .options_size = sizeof(pointer_options),
+    .summary = "pointer network: the output is the (B, H, N, M) log-distribution over the keys (additive or dot "
+               "scores); v unused"};

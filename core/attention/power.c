@@ -20,16 +20,20 @@ static int power_blocks(int64_t I, int64_t local_blocks, int64_t *out) {
     return n;
 }
 
-al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weights) {
-    const al_attention_opts *o = p->opts;
-    const int64_t b = o->block_size ? o->block_size : 1, w = o->local_blocks ? o->local_blocks : 1;
+typedef struct { int64_t block_size, local_blocks; } power_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(power_options, block_size), .kind = OPTION_INTEGER, .least = 1, .fallback = 1,
+     .summary = "tokens per block (default 1)"},
+    {OPTION_FIELD(power_options, local_blocks), .kind = OPTION_INTEGER, .least = 1, .most = 4096, .fallback = 1,
+     .summary = "blocks of the local window before the power-of-2 jumps (default 1)"},
+    {0},
+};
+
+static al_tensor *power_forward(attention_problem *p, al_tensor **weights) {
+    const power_options *o = p->options;
+    const int64_t b = o->block_size, w = o->local_blocks;
     if (!p->causal) {
         al_error("attention: variant 'power' is causal by definition: pass causal = true (or 'bottom_right')");
-        return NULL;
-    }
-    if (b < 1 || w < 1 || w > 4096) {
-        al_error("attention: variant 'power' needs block_size >= 1 and 1 <= local_blocks <= 4096 (got "
-                 "block_size %lld, local_blocks %lld)", (long long)b, (long long)w);
         return NULL;
     }
     key_list_builder kb;
@@ -56,3 +60,8 @@ al_tensor *attention_power_forward(const attention_problem *p, al_tensor **weigh
     free(blocks);
     return attention_sparse_forward(p, &kb, NULL, "attention_power", weights);
 }
+
+const attention_variant attention_power = {
+    .name = "power", .forward = power_forward, .options = options, .options_size = sizeof(power_options),
+    .summary = "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen "
+               "et al. 2025)"};

@@ -9,7 +9,7 @@
  * the (B, H, N, M) relu weights / n_i. */
 #include "attention_internal.h"
 
-al_tensor *attention_random_feature_forward(const attention_problem *p, al_tensor **weights) {
+static al_tensor *random_feature_forward(attention_problem *p, al_tensor **weights) {
     op_scope s = {0};
     al_tensor *k = OP(&s, attention_repeat_heads(p->k, p->H)), *v = OP(&s, attention_repeat_heads(p->v, p->H));
     al_tensor *logits = OP(&s, al_mul_scalar(OP(&s, al_matmul(p->q, OP(&s, al_transpose(k, 2, 3)))), p->scale));
@@ -33,3 +33,8 @@ al_tensor *attention_random_feature_forward(const attention_problem *p, al_tenso
     al_tensor *out = OP(&s, al_matmul(A, v));
     return scope_return(&s, out, weights, weights && out ? OP(&s, al_detach(A)) : NULL);
 }
+
+const attention_variant attention_random_feature = {
+    .name = "random_feature", .forward = random_feature_forward,
+    .summary = "random-feature attention: relu(scale q.k) / key count; frozen random Q/K, trainable V in "
+               "nn.MultiHeadAttention"};

@@ -147,8 +147,18 @@ static bool relative_table(const char *name, const al_tensor *t, const attention
     return true;
 }
 
-al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **weights) {
-    const al_tensor *ak = p->opts->rel_key, *av = p->opts->rel_value;
+typedef struct { const al_tensor *rel_key, *rel_value; } relative_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(relative_options, rel_key), .kind = OPTION_TENSOR,
+     .summary = "a^K (2k+1, d) or (H, 2k+1, d): the key embeddings of the clipped distances -k..k"},
+    {OPTION_FIELD(relative_options, rel_value), .kind = OPTION_TENSOR,
+     .summary = "a^V (2k+1, dv) or (H, 2k+1, dv), optional"},
+    {0},
+};
+
+static al_tensor *relative_forward(attention_problem *p, al_tensor **weights) {
+    const relative_options *o = p->options;
+    const al_tensor *ak = o->rel_key, *av = o->rel_value;
     if (!ak) {
         al_error("attention: variant 'relative' needs rel_key (2k+1, d) or (H, 2k+1, d) (got nil)");
         return NULL;
@@ -180,3 +190,8 @@ al_tensor *attention_relative_forward(const attention_problem *p, al_tensor **we
     al_release(relm); al_release(sum); al_release(S); al_release(Sb); al_release(Sm); al_release(P);
     return out;
 }
+
+const attention_variant attention_relative = {
+    .name = "relative", .forward = relative_forward, .options = options, .options_size = sizeof(relative_options),
+    .summary = "relative position representations (Shaw et al. 2018): clipped-distance embeddings rel_key, "
+               "rel_value"};

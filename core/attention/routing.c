@@ -127,19 +127,25 @@ static void cluster_members(const double *scores, int64_t n, int64_t c, int64_t 
     for (int64_t r = 0; r < w; r++) out[r] = tmp[r].pos;
 }
 
-al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **weights) {
-    const al_tensor *mu = p->opts->centroids;
+typedef struct { const al_tensor *centroids; int64_t cluster_size; } routing_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(routing_options, centroids), .kind = OPTION_TENSOR,
+     .summary = "(H, c, d) cluster centroids, unit rows (the module keeps them as a buffer)"},
+    {OPTION_FIELD(routing_options, cluster_size), .kind = OPTION_INTEGER, .least = 1,
+     .summary = "queries and keys taken per cluster (default ceil(M / c))"},
+    {0},
+};
+
+static al_tensor *routing_forward(attention_problem *p, al_tensor **weights) {
+    const routing_options *o = p->options;
+    const al_tensor *mu = o->centroids;
     if (!mu || mu->ndim != 3 || mu->shape[0] != p->H || mu->shape[1] < 1 || mu->shape[2] != p->d) {
         al_error("attention: variant 'routing' needs centroids of shape (H, c, d) = (%lld, c, %lld), c >= 1 (got %s)",
                  (long long)p->H, (long long)p->d, mu ? TSHAPE(mu) : "nil");
         return NULL;
     }
-    if (p->bias || p->mask) {
-        al_error("attention: variant 'routing' takes no bias or mask (its rows are (cluster, query) pairs)");
-        return NULL;
-    }
     const int64_t B = p->B, H = p->H, N = p->N, M = p->M, c = mu->shape[1], d = p->d, group = H / p->Hkv;
-    const int64_t w = p->opts->cluster_size ? p->opts->cluster_size : (M + c - 1) / c;
+    const int64_t w = o->cluster_size ? o->cluster_size : (M + c - 1) / c;
     const int64_t wq = w < N ? w : N, wk = w < M ? w : M, S = c * wq;
     int64_t is[4] = {B, H, S, d}, cs[3] = {B, H, N}, xs[3] = {B, H, S};
     al_tensor *gidx = al_new_tensor(4, is, AL_INT64), *index = al_new_tensor(3, xs, AL_INT64);
@@ -186,6 +192,12 @@ al_tensor *attention_routing_forward(const attention_problem *p, al_tensor **wei
     al_release(gidx); al_release(index); al_release(count); al_release(qr); al_release(rows); al_release(slot_map);
     return out;
 }
+
+const attention_variant attention_routing = {
+    .name = "routing", .forward = routing_forward, .flags = ATTENTION_NO_LOGITS,
+    .options = options, .options_size = sizeof(routing_options),
+    .summary = "Routing Transformer: queries and keys routed to k-means centroids (top cluster_size each), "
+               "attention within clusters"};
 
 /* ---- the centroid update ------------------------------------------------------------------- */
 

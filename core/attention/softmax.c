@@ -28,6 +28,14 @@ al_tensor *attention_softmax_over_visible(const attention_problem *p, const char
     return tiled ? attention_tiled_forward(p, tiled_name) : attention_dense_forward(p, DENSE_SOFTMAX, dense_name, weights);
 }
 
-al_tensor *attention_softmax_forward(const attention_problem *p, al_tensor **weights) {
+typedef struct { int kernel; } softmax_options;
+static const attention_option options[] = {KERNEL_OPTION(softmax_options), {0}};
+
+static al_tensor *softmax_forward(attention_problem *p, al_tensor **weights) {
+    p->kernel = ((const softmax_options *)p->options)->kernel;
     return attention_softmax_over_visible(p, "attention_softmax", "attention_softmax_tiled", weights);
 }
+
+const attention_variant attention_softmax = {
+    .name = "softmax", .forward = softmax_forward, .options = options, .options_size = sizeof(softmax_options),
+    .summary = "scaled dot-product softmax attention (tiled online softmax, or dense when the map is wanted)"};

@@ -24,9 +24,16 @@ static bool tensor_operand(const attention_problem *p, const char *name, const a
     return true;
 }
 
-al_tensor *attention_tensor_forward(const attention_problem *p, al_tensor **weights) {
-    if (!attention_refuse_bias_mask(p, "tensor")) return NULL;
-    if (!tensor_operand(p, "k2", p->k2, p->k) || !tensor_operand(p, "v2", p->v2, p->v)) return NULL;
+typedef struct { const al_tensor *k2, *v2; } tensor_options;
+static const attention_option options[] = {
+    {OPTION_FIELD(tensor_options, k2), .kind = OPTION_TENSOR, .summary = "the second key set, of k's shape (B, Hkv, M, d)"},
+    {OPTION_FIELD(tensor_options, v2), .kind = OPTION_TENSOR, .summary = "the second value set, of v's shape (B, Hkv, M, dv)"},
+    {0},
+};
+
+static al_tensor *tensor_forward(attention_problem *p, al_tensor **weights) {
+    const tensor_options *o = p->options;
+    if (!tensor_operand(p, "k2", o->k2, p->k) || !tensor_operand(p, "v2", o->v2, p->v)) return NULL;
     if (p->causal && p->M < p->N) {
         al_error("attention: variant 'tensor' causal needs M >= N (some queries would see no key; got q %s, k %s)",
                  TSHAPE(p->q), TSHAPE(p->k));
@@ -34,8 +41,8 @@ al_tensor *attention_tensor_forward(const attention_problem *p, al_tensor **weig
     }
     const int64_t B = p->B, H = p->H, N = p->N, M = p->M;
     op_scope s = {0};
-    al_tensor *k1 = OP(&s, attention_repeat_heads(p->k, H)), *k2 = OP(&s, attention_repeat_heads(p->k2, H));
-    al_tensor *v1 = OP(&s, attention_repeat_heads(p->v, H)), *v2 = OP(&s, attention_repeat_heads(p->v2, H));
+    al_tensor *k1 = OP(&s, attention_repeat_heads(p->k, H)), *k2 = OP(&s, attention_repeat_heads(o->k2, H));
+    al_tensor *v1 = OP(&s, attention_repeat_heads(p->v, H)), *v2 = OP(&s, attention_repeat_heads(o->v2, H));
     /* (q_i o k1_j1) as (B, H, N M, d), times k2^T: logits (B, H, N, M, M) */
     al_tensor *qk = OP(&s, al_mul(OP(&s, al_unsqueeze(p->q, 3)), OP(&s, al_unsqueeze(k1, 2))));
     al_tensor *qk2 = OP(&s, al_reshape(qk, 4, (int64_t[]){B, H, N * M, p->d}));
@@ -56,3 +63,9 @@ al_tensor *attention_tensor_forward(const attention_problem *p, al_tensor **weig
     /* the map is N x M^2: none in the (B, H, N, M) sense, so *weights stays NULL */
     return scope_return(&s, out, NULL, NULL);
 }
+
+const attention_variant attention_tensor = {
+    .name = "tensor", .forward = tensor_forward, .flags = ATTENTION_NO_LOGITS,
+    .options = options, .options_size = sizeof(tensor_options),
+    .summary = "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 "
+               "(opts.k2, opts.v2)"};

@@ -254,67 +254,64 @@ al_tensor *al_mse(const al_tensor *pred, const al_tensor *target);
 al_tensor *al_cross_entropy(const al_tensor *logits, const al_tensor *target, int64_t ignore_index);
 
 /* ---- attention ------------------------------------------------------------------------ */
+/* A value given for one of a variant's own options, tagged with the type the caller gave (the Lua
+ * layer passes its table entries as they come).  al_attention checks it against the option's kind
+ * and range in the variant's descriptor (core/attention/<variant>.c), so every variant's options are
+ * checked in one place and fail in one shape: "attention: opts.window must be an integer >= 1 (got 1.5)". */
+typedef enum {
+    AL_VALUE_NUMBER = 1, AL_VALUE_BOOLEAN = 2, AL_VALUE_STRING = 3, AL_VALUE_TENSOR = 4, AL_VALUE_LIST = 5,
+    AL_VALUE_OTHER = 6        /* anything else (a function, ...): always refused, by its spelling */
+} al_value_type;
+typedef struct al_value {
+    al_value_type type;
+    double number;            /* NUMBER; BOOLEAN: 1 (true) or 0 */
+    const char *string;       /* STRING */
+    const al_tensor *tensor;  /* TENSOR */
+    int count;                /* LIST: entries items[0 .. count - 1] */
+    const struct al_value *items;
+    const char *spelling;     /* how the caller writes the value, for messages; may be NULL */
+} al_value;
+typedef struct al_attention_option {
+    const char *name;         /* e.g. "window"; al_attention_describe_option lists each variant's */
+    al_value value;
+} al_attention_option;
 typedef struct al_attention_opts {
-    const char *variant;      /* "softmax" (default when NULL), "lsa", "linear" (see variants) */
+    const char *variant;      /* "softmax" (default when NULL); al_attention_describe names them */
     int causal;               /* 0: none, 1: top-left (j <= i), 2: bottom-right (j <= i + M - N) */
     double scale;             /* 0 means 1/sqrt(d) */
     const al_tensor *bias;    /* added to the logits, broadcast to (B, H, N, M); may be NULL */
     const al_tensor *mask;    /* nonzero = may attend, broadcast to (B, H, N, M); may be NULL */
-    int want_weights;         /* also return the (B, H, N, M) map (detached) */
-    double linear_norm;       /* "lsa": divide by this instead of the key count when > 0 */
-    int64_t window;           /* "sliding_window": keys within this distance of the diagonal (> 0) */
-    int64_t kernel_size;      /* "neighborhood": keys per query (odd unless causal; N = M >= it) */
-    int64_t stride;           /* "strided_neighborhood": queries sharing one window (>= 1) */
-    /* the neighborhood variants' layout (docs/attention.md, "Neighborhood attention"): the N = M
-     * tokens as a row-major grid of grid_ndim (1..3) axes, or a sequence (grid_ndim 0); dilation
-     * (0 or 1: none) splits each axis into interleaved groups.  The axis_ arrays give one value per
-     * grid axis; where they are 0 the scalar kernel_size / stride / dilation applies to every axis,
-     * and axis_causal (nonzero: causal along that axis) is read only when causal is 0. */
-    int64_t dilation;
-    int grid_ndim;
-    int64_t grid[3];
-    int64_t axis_kernel_size[3];
-    int64_t axis_stride[3];
-    int64_t axis_dilation[3];
-    int axis_causal[3];
-    int kernel;               /* softmax over visible keys: 0 auto, 1 dense (keeps the map),
-                                 2 tiled (online softmax, O(N) memory; see attention/tiled.c) */
-    /* options of the linear-family and module-level variants (docs/attention-linear-family.md) */
-    const al_tensor *beta;    /* "delta": write strength per key, broadcast to (B, H, M); NULL = 1 */
-    const al_tensor *gate;    /* "delta": retention alpha per key, broadcast to (B, H, M); NULL = 1 */
-    const al_tensor *agents;  /* "agent": agent tokens (B, H, n, d); NULL = pooled from q */
-    int64_t agent_count;      /* "agent": n agents average-pooled from q when agents is NULL */
-    const al_tensor *k2;      /* "tensor": second key set (B, Hkv, M, d) */
-    const al_tensor *v2;      /* "tensor": second value set (B, Hkv, M, dv) */
-    const al_tensor *head_gates; /* "moh": per-token head gates, broadcast to (B, H, N) */
-    double ridge;             /* "local_linear": ridge lambda > 0 (0 means the default 1e-2) */
-    /* -- options of power, dynamic_mask, landmark, routing, hyper, relative, flashbias, pointer -- */
-    int64_t block_size;       /* "power": tokens per block (default 1); "hyper": sortLSH block (default 64) */
-    int64_t local_blocks;     /* "power": blocks of the local window before the power-of-2 jumps (default 1) */
-    int64_t top_k;            /* "dynamic_mask": keys kept per query (keep_window_size; >= 1) */
-    const al_tensor *dt_proj; /* "dynamic_mask": W_dt (Hkv*dv, Hkv), the value-to-score projection */
-    const al_tensor *dt_a;    /* "dynamic_mask": A (Hkv), the per-head score gain */
-    const al_tensor *landmarks; /* "landmark": (M) or (B, M), nonzero where key j is a landmark token */
-    const al_tensor *centroids; /* "routing": (H, c, d) cluster centroids (unit rows), a buffer */
-    int64_t cluster_size;     /* "routing": queries and keys taken per cluster (w, >= 1) */
-    int64_t samples;          /* "hyper": residual keys sampled per (batch, head) (m; 0: block_size; -1: none) */
-    int64_t lsh_bits;         /* "hyper": random hyperplanes of the angular LSH (default 7; -1: one bucket) */
-    const al_tensor *rel_key;   /* "relative": a^K (2k+1, d) or (H, 2k+1, d), clip distance k */
-    const al_tensor *rel_value; /* "relative": a^V (2k+1, dv) or (H, 2k+1, dv), may be NULL */
-    const al_tensor *bias_q;  /* "flashbias": phi_q (B, H, N, r) (broadcastable); bias = phi_q phi_k^T */
-    const al_tensor *bias_k;  /* "flashbias": phi_k (B, Hkv, M, r) (broadcastable) */
-    const al_tensor *pointer_w1; /* "pointer": W1 (h, d) applied to the keys (encoder states) */
-    const al_tensor *pointer_w2; /* "pointer": W2 (h, d) applied to the queries (decoder states) */
-    const al_tensor *pointer_v;  /* "pointer": v (h); all three absent: dot-product scores */
+    int n_options;            /* the variant's own options (window, kernel_size, top_k, ...), each */
+    const al_attention_option *options; /* name at most once; an option of another variant is an error */
 } al_attention_opts;
-/* q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) -> (B, H, N, dv) */
+/* q (B, H, N, d), k (B, Hkv, M, d), v (B, Hkv, M, dv) -> (B, H, N, dv).  weights, when not NULL,
+ * also receives the (B, H, N, M) map, detached (NULL for a variant that has none). */
 al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor *v,
                         const al_attention_opts *opts, al_tensor **weights);
 /* Attention maps (B, H, N, M) larger than this many bytes (default 64 MiB) are not kept for the
  * backward: the forward keeps each row's log-sum-exp and the backward recomputes the row. */
 void al_attention_set_map_limit(int64_t bytes);
+/* The catalogue, for help texts and for callers that build options (Lua asks here rather than
+ * keeping its own lists).  Variants are numbered 0 .. count - 1 in catalogue order; the info calls
+ * return 0, or -1 (with an error) for an index out of range.  Strings are static. */
 int al_attention_variant_count(void);
 const char *al_attention_variant_name(int i);
+typedef struct al_attention_variant_info {
+    const char *name;
+    const char *summary;      /* one line: the method, its source, its cost */
+    int n_options;
+    int takes_bias;           /* 0: it never forms the N x M logits, and refuses bias and mask */
+} al_attention_variant_info;
+typedef struct al_attention_option_info {
+    const char *name;
+    const char *kind;         /* "integer", "number", "tensor", "choice", "per-axis integer", "grid",
+                                 "per-axis booleans" */
+    const char *summary;      /* what it means, and its default */
+    int required;
+    char expects[160];        /* what a value must be, as the errors say it: "an integer >= 1" */
+} al_attention_option_info;
+int al_attention_describe(int variant, al_attention_variant_info *info);
+int al_attention_describe_option(int variant, int option, al_attention_option_info *info);
 /* Primitives of the attention variants (each differentiable):
  * relative_gather: r (..., N, 2k+1) -> (..., N, M), out[i, j] = r[i, clip(j - i - shift, -k, k) + k];
  * relative_scatter: its adjoint, g (..., N, M) -> (..., N, width) summing g by clipped distance;

@@ -1,7 +1,10 @@
--- attnlab.attention: lab.attention(q, k, v [, opts]), its options (checked here for type, in C for
--- meaning: which variant takes which, shapes), lab.attention.variants() and the catalogue's
--- primitives (merge, topk_mask, grouped_softmax, skew/unskew, relative_gather/scatter,
--- routing_update).  init.lua loads it with the helpers the two share.
+-- attnlab.attention: lab.attention(q, k, v [, opts]), lab.attention.variants() and .describe(name),
+-- and the catalogue's primitives (merge, topk_mask, grouped_softmax, skew/unskew,
+-- relative_gather/scatter, routing_update).  The options every variant shares (variant, causal,
+-- scale, bias, mask, weights) are checked here; every other key goes to C as it is, tagged with its
+-- type, and the C core checks it against the variant's descriptor (which variant takes it, its kind,
+-- its range), so this file keeps no list of any variant's options.  init.lua loads it with the
+-- helpers the two share.
 local ffi = require "ffi"
 
 return function(lab, helpers)
@@ -11,82 +14,39 @@ return function(lab, helpers)
 
   -- lab.attention(q, k, v [, opts]) and lab.attention.variants()
   local causal_modes = { [false] = 0, [true] = 1, top_left = 1, bottom_right = 2, none = 0 }
-  local kernel_kinds = { auto = 0, dense = 1, tiled = 2 }
   local attention_opts = ffi.typeof("al_attention_opts")
-  -- The options of power, dynamic_mask, landmark, routing, hyper, relative, flashbias and pointer:
-  -- integers (with their least value) and tensors; which variant takes which is checked in C.
-  local variant_int_options = { block_size = 1, local_blocks = 1, top_k = 1, cluster_size = 1, samples = 0, lsh_bits = -1 }
-  local variant_tensor_options = { "dt_proj", "dt_a", "landmarks", "centroids", "rel_key", "rel_value", "bias_q", "bias_k",
-                                   "pointer_w1", "pointer_w2", "pointer_v" }
-  local function set_variant_options(o, opts)
-    for name, least in pairs(variant_int_options) do
-      local x = opts[name]
-      if x ~= nil then
-        if type(x) ~= "number" or x ~= math.floor(x) or x < least or x >= 2^53 or (name == "lsh_bits" and x == 0) then
-          raise(string.format("attention: opts.%s must be an integer >= %d%s (got %s)", name, least,
-            name == "lsh_bits" and ", not 0 (-1: one bucket)" or "", tostring(x)))
-        end
-        o[name] = (name == "samples" and x == 0) and -1 or x   -- C: samples 0 is the default, -1 none
-      end
+  local option_array, value_array = ffi.typeof("al_attention_option[?]"), ffi.typeof("al_value[?]")
+  -- the keys every variant takes; causal as a table (one boolean per grid axis) is a variant's own
+  local shared = { variant = true, causal = true, scale = true, bias = true, mask = true, weights = true }
+
+  -- x as an al_value in slot, the way the caller gave it: the C core decides whether it fits.  keep
+  -- holds what the slot points at (strings, entry arrays) until the call returns.
+  local function encode(slot, x, keep, nested)
+    local kind = type(x)
+    if kind == "number" then
+      slot.type, slot.number = C.AL_VALUE_NUMBER, x
+    elseif kind == "boolean" then
+      slot.type, slot.number = C.AL_VALUE_BOOLEAN, x and 1 or 0
+    elseif kind == "string" then
+      slot.type, slot.string = C.AL_VALUE_STRING, x
+    elseif lab.is_tensor(x) then
+      slot.type, slot.tensor = C.AL_VALUE_TENSOR, x
+      return                                  -- the core spells a tensor by its shape
+    elseif kind == "table" and not nested then
+      local n = #x
+      local items = value_array(math.max(n, 1))
+      keep[#keep + 1] = items
+      for i = 1, n do encode(items[i - 1], x[i], keep, true) end
+      slot.type, slot.count, slot.items = C.AL_VALUE_LIST, n, items
+      return                                  -- ... and a table by its length
+    else
+      slot.type = C.AL_VALUE_OTHER
     end
-    for _, name in ipairs(variant_tensor_options) do
-      if opts[name] ~= nil then o[name] = expect_tensor(opts[name], "attention", "opts." .. name) end
-    end
+    local spelling = tostring(x)
+    keep[#keep + 1] = spelling
+    slot.spelling = spelling
   end
-  -- The neighborhood variants' layout: opts.grid = {H, W} (1 to 3 axes, row-major, product N = M);
-  -- kernel_size, stride and dilation each an integer >= 1 for every axis or, with a grid, a table of
-  -- one per axis; causal, with a grid, may be a table of booleans, one per axis.
-  local function positive_int(x) return type(x) == "number" and x == math.floor(x) and x >= 1 and x < 2^53 end
-  local function set_neighborhood_options(o, opts)
-    local grid = opts.grid
-    if grid ~= nil then
-      if type(grid) ~= "table" or #grid < 1 or #grid > 3 then
-        raise("attention: opts.grid must be a table of 1 to 3 axis lengths {H, W} (got " .. typename(grid) ..
-          (type(grid) == "table" and " of " .. #grid .. " entries" or "") .. ")")
-      end
-      for a = 1, #grid do
-        if not positive_int(grid[a]) then
-          raise(string.format("attention: opts.grid[%d] must be an integer >= 1 (got %s)", a, tostring(grid[a])))
-        end
-        o.grid[a - 1] = grid[a]
-      end
-      o.grid_ndim = #grid
-    end
-    for _, name in ipairs{ "kernel_size", "stride", "dilation" } do
-      local x = opts[name]
-      if type(x) == "table" then
-        if grid == nil or #x ~= #grid then
-          raise(string.format("attention: opts.%s as a table needs opts.grid with as many axes (got %d entries, grid %s)",
-            name, #x, grid and "of " .. #grid .. " axes" or "not given"))
-        end
-        for a = 1, #x do
-          if not positive_int(x[a]) then
-            raise(string.format("attention: opts.%s[%d] must be an integer >= 1 (got %s)", name, a, tostring(x[a])))
-          end
-          o["axis_" .. name][a - 1] = x[a]
-        end
-      elseif x ~= nil then
-        if not positive_int(x) then
-          raise("attention: opts." .. name .. " must be an integer >= 1" .. (grid and " or a table of one per grid axis" or "") ..
-            " (got " .. tostring(x) .. ")")
-        end
-        o[name] = x
-      end
-    end
-  end
-  -- causal per axis (a neighborhood on a grid): {true, false}
-  local function set_axis_causal(o, causal, grid)
-    if type(grid) ~= "table" or #causal ~= #grid then
-      raise(string.format("attention: opts.causal as a table (one boolean per axis) needs opts.grid with as many axes "
-        .. "(got %d entries, grid %s)", #causal, type(grid) == "table" and "of " .. #grid .. " axes" or "not given"))
-    end
-    for a = 1, #causal do
-      if type(causal[a]) ~= "boolean" then
-        raise(string.format("attention: opts.causal[%d] must be true or false (got %s)", a, tostring(causal[a])))
-      end
-      o.axis_causal[a - 1] = causal[a] and 1 or 0
-    end
-  end
+
   local weights_out = ref_array(1)
   local attention = setmetatable({}, {
     __call = function(_, q, k, v, opts)
@@ -96,9 +56,7 @@ return function(lab, helpers)
       local o = attention_opts()
       if type(opts.variant or "") ~= "string" then raise("attention: opts.variant must be a string (got " .. typename(opts.variant) .. ")") end
       o.variant = opts.variant or "softmax"
-      if type(opts.causal) == "table" then
-        set_axis_causal(o, opts.causal, opts.grid)
-      else
+      if type(opts.causal) ~= "table" then
         local causal = causal_modes[opts.causal or false]
         if causal == nil then
           raise("attention: opts.causal must be true, false, 'top_left', 'bottom_right' or, with opts.grid, a table of "
@@ -110,33 +68,27 @@ return function(lab, helpers)
       o.scale = opts.scale or 0
       if opts.bias ~= nil then o.bias = expect_tensor(opts.bias, "attention", "opts.bias") end
       if opts.mask ~= nil then o.mask = expect_tensor(opts.mask, "attention", "opts.mask") end
-      if opts.norm ~= nil and type(opts.norm) ~= "number" then raise("attention: opts.norm must be a number") end
-      o.linear_norm = opts.norm or 0
-      if opts.window ~= nil and (type(opts.window) ~= "number" or opts.window ~= math.floor(opts.window) or opts.window < 1 or opts.window >= 2^53) then
-        raise("attention: opts.window must be an integer >= 1 (got " .. tostring(opts.window) .. ")")
+      -- the variant's own options, in a fixed order (so that the first error is always the same one)
+      local names = {}
+      for key, x in pairs(opts) do
+        if not shared[key] or (key == "causal" and type(x) == "table") then names[#names + 1] = tostring(key) end
       end
-      o.window = opts.window or 0
-      set_neighborhood_options(o, opts)
-      local kernel = kernel_kinds[opts.kernel or "auto"]
-      if kernel == nil then raise("attention: opts.kernel must be 'auto', 'dense' or 'tiled' (got " .. tostring(opts.kernel) .. ")") end
-      o.kernel = kernel
-      -- linear-family and module-level variants' options (docs/attention-linear-family.md)
-      for _, name in ipairs{ "beta", "gate", "agents", "k2", "v2" } do
-        if opts[name] ~= nil then o[name] = expect_tensor(opts[name], "attention", "opts." .. name) end
+      local keep = {}
+      if #names > 0 then
+        table.sort(names)
+        local options = option_array(#names)
+        for i, name in ipairs(names) do
+          options[i - 1].name = name
+          local x = opts[name]
+          if x == nil then x = opts[tonumber(name)] end   -- a numeric key, spelled as a string
+          encode(options[i - 1].value, x, keep)
+        end
+        o.n_options, o.options = #names, options
+        keep[#keep + 1] = options
       end
-      if opts.gates ~= nil then o.head_gates = expect_tensor(opts.gates, "attention", "opts.gates") end
-      if opts.agent_count ~= nil and (type(opts.agent_count) ~= "number" or opts.agent_count ~= math.floor(opts.agent_count)
-          or opts.agent_count < 1 or opts.agent_count >= 2^53) then
-        raise("attention: opts.agent_count must be an integer >= 1 (got " .. tostring(opts.agent_count) .. ")")
-      end
-      o.agent_count = opts.agent_count or 0
-      if opts.ridge ~= nil and (type(opts.ridge) ~= "number" or not (opts.ridge > 0) or opts.ridge == math.huge) then
-        raise("attention: opts.ridge must be a finite number > 0 (got " .. tostring(opts.ridge) .. ")")
-      end
-      o.ridge = opts.ridge or 0
-      set_variant_options(o, opts)
       local want = opts.weights and true or false
       local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
+      keep = nil
       -- a variant without a (B, H, N, M) map (e.g. "tensor") leaves the slot empty: nil
       if want then return out, weights_out[0].p ~= nil and wrap_slot(weights_out[0]) or nil end
       return out
@@ -151,6 +103,27 @@ return function(lab, helpers)
     local names = {}
     for i = 0, C.al_attention_variant_count() - 1 do names[#names + 1] = ffi.string(C.al_attention_variant_name(i)) end
     return names
+  end
+  -- What the C core's descriptor says of a variant: {name, summary, takes_bias, options = {{name,
+  -- kind, expects, summary, required}, ...}} (the options in the descriptor's order).
+  local variant_info, option_info = ffi.new("al_attention_variant_info"), ffi.new("al_attention_option_info")
+  function attention.describe(name)
+    if type(name) ~= "string" then raise("attention.describe: name must be a variant's name (got " .. typename(name) .. ")") end
+    for i = 0, C.al_attention_variant_count() - 1 do
+      if ffi.string(C.al_attention_variant_name(i)) == name then
+        C.al_attention_describe(i, variant_info)
+        local d = { name = name, summary = ffi.string(variant_info.summary), takes_bias = variant_info.takes_bias ~= 0,
+                    options = {} }
+        for j = 0, variant_info.n_options - 1 do
+          C.al_attention_describe_option(i, j, option_info)
+          d.options[j + 1] = { name = ffi.string(option_info.name), kind = ffi.string(option_info.kind),
+                               expects = ffi.string(option_info.expects), summary = ffi.string(option_info.summary),
+                               required = option_info.required ~= 0 }
+        end
+        return d
+      end
+    end
+    raise("attention.describe: unknown variant '" .. name .. "' (known: " .. table.concat(attention.variants(), ", ") .. ")")
   end
   -- The primitives of the variants (see attnlab.h); dims 1-based or negative, as everywhere.
   local second_out = ref_array(1)

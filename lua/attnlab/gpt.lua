@@ -30,13 +30,13 @@ local raise = lab.raise
 return function(nn)
   local check_positive_int = nn.check_positive_int
 
-  -- GPT's own options, then the variant options it hands to MultiHeadAttention by name
+  -- GPT's own options, then the variant options it hands to MultiHeadAttention by name: every
+  -- variant-specific one the module takes (lab.attention's and its variants' module options)
   local own_keys = { "vocab", "context", "layers", "heads", "width", "head_dim", "kv_heads", "mlp", "mlp_ratio",
                      "activation", "variant", "causal", "tied", "bias", "init", "dtype", "scale", "norm", "attention" }
-  local variant_keys = { "window", "kernel_size", "stride", "dilation", "grid", "kernel", "block_size", "local_blocks",
-                         "top_k", "cluster_size", "samples", "lsh_bits", "max_relative", "clusters", "routing_decay",
-                         "ridge", "agent_count", "qk_mean", "qk_std", "rank", "shared_heads", "active_heads", "gated",
-                         "landmarks", "bias_q", "bias_k" }
+  local variant_keys = {}
+  for key in pairs(select(2, nn.attention_module_options())) do variant_keys[#variant_keys + 1] = key end
+  table.sort(variant_keys)
   local valid_keys, valid_list = {}, {}
   for _, k in ipairs(own_keys) do valid_keys[k] = true; valid_list[#valid_list + 1] = k end
   for _, k in ipairs(variant_keys) do valid_keys[k] = true; valid_list[#valid_list + 1] = k end
@@ -77,16 +77,7 @@ return function(nn)
   -- MultiHeadAttention:forward for self-attention, step by step, with hook points under `prefix`
   -- (q, k, v, pattern, head_out).  point(name, t) -> t (the hook's replacement, cached).
   local function attention_steps(m, x, point, prefix, wants)
-    local call = { variant = m.variant, causal = m.causal, scale = m.scale, norm = m.norm, weights = m.record }
-    for key, val in pairs(m.attention_opts) do call[key] = val end
-    m:variant_call_opts(call)
-    local variant_forward = nn.attention_variant_modules[m.variant]
-    local q, k, v
-    if variant_forward and variant_forward.forward then
-      q, k, v = variant_forward.forward(m, x, x, call)
-    else
-      q, k, v = m:standard_qkv(x, x)
-    end
+    local q, k, v, call = m:attention_inputs(x, x)
     q, k, v = point(prefix .. "q", q), point(prefix .. "k", k), point(prefix .. "v", v)
     local bias = m:logit_hooks_bias(x:size(1), x:size(2), x:size(2), q:dtype())
     call.bias = bias
@@ -121,9 +112,7 @@ return function(nn)
       end
     end
     if m.record then m.weights = weights end
-    if m.centroids and m.training then
-      m.centroids:copy_(lab.attention.routing_update(m.centroids, q:detach(), k:detach(), m.routing_decay))
-    end
+    m:after_attention(q, k)
     if m.head_scale then out = out * m.head_scale end
     out = point(prefix .. "head_out", out)
     local s = out:shape()
@@ -220,8 +209,10 @@ return function(nn)
     local dtype = opts.dtype or "float32"
     if dtype ~= "float32" and dtype ~= "float64" then raise("GPT: dtype must be \"float32\" or \"float64\" (got " .. show(opts.dtype) .. ")") end
     local variant = opts.variant or "softmax"
-    if variant == "pointer" then
-      raise("GPT: variant 'pointer' returns a distribution over positions, not token states: it has no place in a GPT")
+    local entry = nn.attention_variant_modules[variant]
+    if entry and entry.raw_output then   -- pointer: a distribution over the positions
+      raise("GPT: variant '" .. tostring(variant) .. "' returns its attention output itself (pointer: a distribution over "
+        .. "positions), not token states: it has no place in a GPT")
     end
     if opts.activation ~= nil and type(opts.activation) ~= "string" then
       raise("GPT: activation must be a string (got " .. show(opts.activation) .. ")")

@@ -271,11 +271,13 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 
 ---------------------------------------------------------------------------------------------------
 -- MultiHeadAttention{dim=, heads=, head_dim=dim/heads, kv_heads=heads, out_dim=dim, variant="softmax",
---                    causal=false, bias=true, scale=nil, norm=nil, window=, kernel_size=, stride=,
---                    dilation=, grid=, kernel=, attention={...}}
---   The variant's own options (window, kernel_size, stride, dilation, grid, kernel, or any
---   lab.attention option in the table `attention`) go to every lab.attention call; with a grid
---   (neighborhood variants) N must equal the grid's product.
+--                    causal=false, bias=true, scale=nil, norm=nil, window=, kernel_size=, top_k=, ...,
+--                    attention={...}}
+--   The lab.attention options of any variant (window, kernel_size, ..., block_size, top_k, ...: see
+--   nn.attention_option_names), given by name or in the table `attention`, go to every lab.attention
+--   call; with a grid (neighborhood variants) N must equal the grid's product.  What a variant's
+--   module does beyond that (its parameters, its own options) is its entry in
+--   nn.attention_variant_modules (nn_variants.lua).
 --   forward(x [, context]) -> (B, N, out_dim); keys and values come from context (cross-attention)
 --   or from x (self-attention).  Analysis hooks, per module:
 --     m.record = true        keep the last attention map in m.weights (B, H, N, M), detached
@@ -288,27 +290,42 @@ function MLP:describe() return "MLP(" .. table.concat(self.dims, "-") .. ", " ..
 --     m.map_hook = fn        fn(map) -> map: replaces the (B, H, N, M) map before it weighs the values,
 --                            differentiably (SoftPAG's identity interpolation, ACT's calibration, ...)
 ---------------------------------------------------------------------------------------------------
--- the variant options MultiHeadAttention and TransformerBlock take by name and hand to lab.attention
-nn.attention_option_names = { "window", "kernel_size", "stride", "dilation", "grid", "kernel" }
--- MultiHeadAttention's own options, those of the lab.attention variants it hands on by name
--- (integers and per-call tensors, checked against their variant by lab.attention), and those of the
--- variants it sets up itself.  An option of a variant other than the module's is accepted and has
--- no effect (a script may give one table of options to every variant; tests do).
+-- MultiHeadAttention's own options
 local mha_base_options = { "dim", "heads", "head_dim", "kv_heads", "out_dim", "context_dim", "variant", "causal", "scale",
                            "norm", "bias", "record", "attention" }
-local mha_passed_options = { "block_size", "local_blocks", "top_k", "cluster_size", "samples", "lsh_bits", "landmarks",
-                             "bias_q", "bias_k" }
-local mha_owned_options = { { "max_relative", "relative" }, { "clusters", "routing" }, { "routing_decay", "routing" },
-                            { "pointer_hidden", "pointer" } }
 
--- Every option name MultiHeadAttention accepts (in the order of its error messages), and the variant
--- owning each variant-specific one (including the options = {...} of nn.attention_variant_modules).
+-- The lab.attention options the module takes by name and hands to every call, and the variants owning
+-- each: every option of the C core's descriptors that is not a tensor (tensors are the variants'
+-- parameters or per-call values, which their entries in nn.attention_variant_modules make or take),
+-- that no entry takes as a module option of its own, and that is not one of the module's own.
+-- Made once, after nn_variants.lua has filled the entries (the end of this section).
+local function attention_call_options()
+  local names, owners, taken = {}, {}, {}
+  for _, k in ipairs(mha_base_options) do taken[k] = true end
+  for _, entry in pairs(nn.attention_variant_modules) do
+    for _, k in ipairs(entry.options or {}) do taken[k] = true end
+  end
+  for _, variant in ipairs(lab.attention.variants()) do
+    for _, o in ipairs(lab.attention.describe(variant).options) do
+      if o.kind ~= "tensor" and not taken[o.name] then
+        if not owners[o.name] then names[#names + 1] = o.name end
+        owners[o.name] = (owners[o.name] and owners[o.name] .. " " or "") .. variant
+      end
+    end
+  end
+  return names, owners
+end
+
+-- Every option name MultiHeadAttention accepts (in the order of its error messages), and the
+-- variant(s) owning each variant-specific one: nn.attention_option_names (lab.attention's, owned as
+-- the C core says), then the options = {...} of nn.attention_variant_modules.  An option of a variant
+-- other than the module's is accepted; the module's entry never reads it (a script may give one table
+-- of options to every variant; tests do), and lab.attention refuses one it would be handed.
 function nn.attention_module_options()
   local list, owner = {}, {}
   for _, k in ipairs(mha_base_options) do list[#list + 1] = k end
-  for _, k in ipairs(nn.attention_option_names) do list[#list + 1] = k end
-  for _, k in ipairs(mha_passed_options) do list[#list + 1] = k end
-  for _, pair in ipairs(mha_owned_options) do list[#list + 1] = pair[1]; owner[pair[1]] = pair[2] end
+  local names, owners = attention_call_options()
+  for _, k in ipairs(names) do list[#list + 1] = k; owner[k] = owners[k] end
   local variants = {}
   for name in pairs(nn.attention_variant_modules) do variants[#variants + 1] = name end
   table.sort(variants)
@@ -340,13 +357,15 @@ function MHA:init(opts)
   self.dim, self.heads, self.head_dim, self.kv_heads = dim, heads, head_dim, kv_heads
   self.out_dim = opts.out_dim or dim
   self.variant = opts.variant or "softmax"
-  local known, names = nn.attention_variant_modules[self.variant] ~= nil, lab.attention.variants()
+  local entry = nn.attention_variant_modules[self.variant]
+  local known, names = entry ~= nil, lab.attention.variants()
   for _, v in ipairs(names) do if v == self.variant then known = true end end
   if not known then
     for name, m in pairs(nn.attention_variant_modules) do if m.module_only then names[#names + 1] = name end end
     table.sort(names)
     raise("MultiHeadAttention: unknown variant '" .. tostring(self.variant) .. "' (known: " .. table.concat(names, ", ") .. ")")
   end
+  entry = entry or {}
   self.causal = opts.causal or false
   self.scale, self.norm = opts.scale, opts.norm
   if opts.attention ~= nil and type(opts.attention) ~= "table" then
@@ -359,67 +378,14 @@ function MHA:init(opts)
   end
   local bias = opts.bias ~= false
   local o_in = heads * head_dim
-  local variant_init = nn.attention_variant_modules[self.variant]
-  if variant_init and variant_init.init then
-    o_in = variant_init.init(self, opts, bias)
+  if entry.init then
+    o_in = entry.init(self, opts, bias)
   else
     self:standard_projections(opts, bias)
   end
   self.o = self:add_child("o", Linear(o_in, self.out_dim, { bias = bias }))
   self.record = opts.record or false
-  self:init_variant(opts)
-end
-
--- The options and parameters of the variants power ... pointer (see lab.attention):
---   power: block_size, local_blocks;  hyper: block_size, samples, lsh_bits
---   dynamic_mask: top_k (required); owns dt_proj (kv_heads*head_dim, kv_heads) and dt_a (kv_heads)
---   relative: max_relative (the clip distance k, required); owns rel_key, rel_value (2k+1, head_dim)
---   routing: clusters (required), cluster_size, routing_decay (0.999); owns the centroids
---     (heads, clusters, head_dim), a buffer (in the state dict, not a parameter) that each
---     training forward moves one EMA k-means step towards its queries and keys
---   pointer: pointer_hidden (h: additive scores; absent: dot scores); owns pointer_w1, pointer_w2
---     (h, head_dim), pointer_v (h); forward returns the (B, heads, N, M) log-distribution over the
---     context positions (no value or output projection)
---   landmark (m.landmarks, (M) or (B, M)) and flashbias (m.bias_q, m.bias_k) read per-call tensors
---     the caller sets on the module (they depend on the tokens or positions), or give them in opts
-local variant_ints = { "block_size", "local_blocks", "top_k", "cluster_size", "samples", "lsh_bits" }
-function MHA:init_variant(opts)
-  local v, hd, kvh = self.variant, self.head_dim, self.kv_heads
-  self.variant_opts = {}
-  for _, name in ipairs(variant_ints) do self.variant_opts[name] = opts[name] end
-  self.landmarks, self.bias_q, self.bias_k = opts.landmarks, opts.bias_q, opts.bias_k
-  if v == "dynamic_mask" then
-    check_positive_int(opts.top_k, "MultiHeadAttention", "top_k (variant dynamic_mask)")
-    self:add_param("dt_proj", lab.randn{ kvh * hd, kvh } * (1 / math.sqrt(kvh * hd)))
-    self:add_param("dt_a", lab.full({ kvh }, -0.5))   -- negative, so z = exp(A softplus(.)) starts in (0, 1]
-  elseif v == "relative" then
-    local k = opts.max_relative
-    if type(k) ~= "number" or k ~= math.floor(k) or k < 0 then
-      raise("MultiHeadAttention: variant relative needs max_relative, the clip distance, an integer >= 0 (got " .. tostring(k) .. ")")
-    end
-    self:add_param("rel_key", lab.randn{ 2 * k + 1, hd } * 0.02)
-    self:add_param("rel_value", lab.randn{ 2 * k + 1, hd } * 0.02)
-  elseif v == "routing" then
-    local c = check_positive_int(opts.clusters, "MultiHeadAttention", "clusters (variant routing)")
-    local mu = lab.randn{ self.heads, c, hd }
-    self.centroids = self:add_buffer("centroids", mu / mu:pow(2):sum(3, true):sqrt())
-    self.routing_decay = opts.routing_decay or 0.999
-  elseif v == "pointer" and opts.pointer_hidden then
-    local h = check_positive_int(opts.pointer_hidden, "MultiHeadAttention", "pointer_hidden")
-    self:add_param("pointer_w1", uniform({ h, hd }, 1 / math.sqrt(hd)))
-    self:add_param("pointer_w2", uniform({ h, hd }, 1 / math.sqrt(hd)))
-    self:add_param("pointer_v", uniform({ h }, 1 / math.sqrt(h)))
-  end
-end
-
--- the variant's entries of lab.attention's opts for one call
-function MHA:variant_call_opts(o)
-  for name, val in pairs(self.variant_opts) do o[name] = val end
-  for _, name in ipairs{ "dt_proj", "dt_a", "rel_key", "rel_value", "pointer_w1", "pointer_w2", "pointer_v" } do
-    o[name] = self.params[name]
-  end
-  o.centroids, o.landmarks, o.bias_q, o.bias_k = self.centroids, self.landmarks, self.bias_q, self.bias_k
-  return o
+  if entry.setup then entry.setup(self, opts) end
 end
 
 -- (B, N, H*hd) -> (B, H, N, hd)
@@ -462,6 +428,27 @@ local function repeat_kv_heads(t, heads)
   return t:reshape{ s[1], s[2], 1, s[3], s[4] }:expand{ s[1], s[2], heads / s[2], s[3], s[4] }:reshape{ s[1], heads, s[3], s[4] }
 end
 
+-- q, k, v (B, H, N, hd), (B, Hkv, M, hd) for queries x and keys and values from context, and the
+-- lab.attention options of the call: the module's, then what its variant's entry adds.
+function MHA:attention_inputs(x, context)
+  local call = { variant = self.variant, causal = self.causal, scale = self.scale, norm = self.norm, weights = self.record }
+  for key, val in pairs(self.attention_opts) do call[key] = val end
+  local entry = nn.attention_variant_modules[self.variant]
+  local q, k, v
+  if entry and entry.forward then
+    q, k, v = entry.forward(self, x, context, call)
+  else
+    q, k, v = self:standard_qkv(x, context)
+  end
+  return q, k, v, call
+end
+
+-- After the attention of one forward: the variant's own step (routing's centroids move).
+function MHA:after_attention(q, k)
+  local entry = nn.attention_variant_modules[self.variant]
+  if entry and entry.after then entry.after(self, q, k) end
+end
+
 function MHA:forward(x, context)
   if not lab.is_tensor(x) or x:dim() ~= 3 then
     raise("MultiHeadAttention: input must be a 3-d tensor (B, N, dim), got " .. (lab.is_tensor(x) and x:shape_string() or type(x)))
@@ -470,16 +457,7 @@ function MHA:forward(x, context)
     raise(string.format("MultiHeadAttention(dim=%d): input of shape %s does not end in %d", self.dim, x:shape_string(), self.dim))
   end
   context = context or x
-  local q, k, v
-  local call = { variant = self.variant, causal = self.causal, scale = self.scale, norm = self.norm, weights = self.record }
-  for key, val in pairs(self.attention_opts) do call[key] = val end
-  self:variant_call_opts(call)
-  local variant_forward = nn.attention_variant_modules[self.variant]
-  if variant_forward and variant_forward.forward then
-    q, k, v = variant_forward.forward(self, x, context, call)
-  else
-    q, k, v = self:standard_qkv(x, context)
-  end
+  local q, k, v, call = self:attention_inputs(x, context)
   local bias = self:logit_hooks_bias(x:size(1), x:size(2), context:size(2), q:dtype())
   call.bias = bias
   local out, weights
@@ -495,11 +473,9 @@ function MHA:forward(x, context)
     out, weights = lab.attention(q, k, v, call)
   end
   if self.record then self.weights = weights end
-  if self.centroids and self.training then
-    -- in place, so that the state dict (and a checkpoint) always holds the current centroids
-    self.centroids:copy_(lab.attention.routing_update(self.centroids, q:detach(), k:detach(), self.routing_decay))
-  end
-  if self.variant == "pointer" then return out end   -- the log-distribution over the context positions
+  self:after_attention(q, k)
+  local entry = nn.attention_variant_modules[self.variant]
+  if entry and entry.raw_output then return out end   -- e.g. pointer: the log-distribution itself
   if self.head_scale then out = out * self.head_scale end
   local s = out:shape()
   out = out:permute(1, 3, 2, 4):reshape{ s[1], s[3], s[2] * s[4] }
@@ -519,11 +495,17 @@ function MHA:logit_hooks_bias(B, N, M, dtype)
   return bias
 end
 
--- The attention map of queries q and keys k under this module's options, differentiable: the dense
--- softmax of the logits as a composed op (for map_hook; only the softmax and lsa variants have it).
+-- The attention map of queries q and keys k under this module's options, differentiable: the logits
+-- as a composed op, made a map by the variant's entry (its map = fn; softmax and lsa have one), for
+-- map_hook.
 function MHA:attention_map(q, k, bias)
-  if self.variant ~= "softmax" and self.variant ~= "lsa" then
-    raise("MultiHeadAttention: map_hook needs the softmax or lsa variant (this module is '" .. self.variant .. "')")
+  local entry = nn.attention_variant_modules[self.variant]
+  if not (entry and entry.map) then
+    local with = {}
+    for name, e in pairs(nn.attention_variant_modules) do if e.map then with[#with + 1] = name end end
+    table.sort(with)
+    raise("MultiHeadAttention: map_hook needs a variant whose map it can form (" .. table.concat(with, ", ") ..
+      "; this module is '" .. self.variant .. "')")
   end
   local scale = self.scale or 1 / math.sqrt(self.head_dim)
   local logits = q:matmul(repeat_kv_heads(k, self.heads):transpose(3, 4)) * scale
@@ -534,12 +516,7 @@ function MHA:attention_map(q, k, bias)
     local offset = self.causal == "bottom_right" and M - N or 0
     allowed = lab.arange(M):reshape{ 1, M }:le(lab.arange(N):reshape{ N, 1 } + offset)
   end
-  if self.variant == "lsa" then
-    local p = logits / (self.norm or M)
-    return allowed and lab.where(allowed, p, 0) or p
-  end
-  if allowed then logits = lab.where(allowed, logits, -math.huge) end
-  return logits:softmax(4)
+  return entry.map(self, logits, allowed)
 end
 
 function MHA:set_head_scale(h, s)
@@ -559,13 +536,15 @@ function MHA:describe()
 end
 
 nn.split_heads = split_heads
--- The variants whose parameters are the module's own (their init returns the output projection's
--- input size; their forward returns q, k, v and may add options to attn_opts): see nn_variants.lua.
+-- What each variant's module does beyond the standard projections and lab.attention: one entry per
+-- variant that needs any (its parameters, its own options, its map for map_hook): nn_variants.lua.
 nn.attention_variant_modules = {}
 nn.check_positive_int = check_positive_int
 require("attnlab.nn_variants")(nn)
 -- Conv2d, MaxPool2d, AvgPool2d, EccPool2d: see nn_vision.lua
 require("attnlab.nn_vision")(nn)
+-- the lab.attention options MultiHeadAttention and TransformerBlock take by name (see above)
+nn.attention_option_names = attention_call_options()
 
 ---------------------------------------------------------------------------------------------------
 -- TransformerBlock{dim=, heads=, mlp_ratio=4, variant=, causal=, dropout=0, mlp=true, the variant

@@ -1,16 +1,28 @@
--- nn_variants.lua -- nn.MultiHeadAttention's attention variants that own parameters or options of
--- their own (docs/attention-linear-family.md).  Each entry of nn.attention_variant_modules may have
---   init(self, opts, bias) -> the output projection's input size (makes the projections it needs)
---   forward(self, x, context, attn_opts) -> q, k, v (and may add options to attn_opts)
+-- nn_variants.lua -- what nn.MultiHeadAttention does for each attention variant beyond the standard
+-- q, k, v projections and one lab.attention call: one entry of nn.attention_variant_modules per
+-- variant that needs anything (docs/attention-linear-family.md, docs/adding-a-variant.md).  The
+-- module reads only this table, never a variant's name.  An entry may have
+--   options = {...}: the MultiHeadAttention options that belong to this variant's module (so that
+--     the constructor, which rejects unknown keys, accepts them; another variant's module ignores them)
+--   init(self, opts, bias) -> the output projection's input size (makes the projections it needs;
+--     default: the standard q, k, v, and heads * head_dim)
+--   setup(self, opts): its own parameters, buffers and settings, made after the output projection
+--     (so that the order of the random draws, and of :parameters(), is the one checkpoints know)
+--   forward(self, x, context, call) -> q, k, v (default: the standard ones); may add options to
+--     call, the lab.attention options of this forward
+--   after(self, q, k): run after the attention of each forward (routing moves its centroids)
+--   raw_output = true: forward returns lab.attention's output as it is (no head scale, no output
+--     projection)
+--   map(self, logits, allowed) -> the differentiable (B, H, N, M) map, for map_hook (allowed: the
+--     causal keep-mask, or nil)
 --   module_only = true: no lab.attention variant of that name (the module maps it onto another)
---   options = {...}: the names of the MultiHeadAttention options that belong to this variant (so
---     that the constructor, which rejects unknown keys, accepts them).
+-- lab.attention's own options (window, top_k, ...) need no entry: the module hands them on by name.
 local lab = require "attnlab"
 local raise = lab.raise
 
 return function(nn)
   local V, Linear, split_heads = nn.attention_variant_modules, nn.Linear, nn.split_heads
-  local check_positive_int = nn.check_positive_int
+  local check_positive_int, uniform = nn.check_positive_int, nn.uniform
 
   local function check_number(v, what, default)
     if v == nil then return default end
@@ -23,6 +35,107 @@ return function(nn)
   end
   -- (B, L, H) per-token, per-head values -> (B, H, L)
   local function per_head(t) return t:permute(1, 3, 2) end
+  -- A forward with the standard q, k, v that hands lab.attention the module's tensors of these names:
+  -- its parameters, or else its own fields (buffers, tensors the caller sets), nil where it has none.
+  local function passing(...)
+    local names = { ... }
+    return function(self, x, context, call)
+      for _, name in ipairs(names) do
+        local t = self.params[name]
+        if t == nil then t = rawget(self, name) end
+        call[name] = t
+      end
+      return self:standard_qkv(x, context)
+    end
+  end
+
+  -- softmax and lsa: their maps as composed ops, for map_hook
+  V.softmax = {
+    map = function(self, logits, allowed)
+      if allowed then logits = lab.where(allowed, logits, -math.huge) end
+      return logits:softmax(4)
+    end,
+  }
+  V.lsa = {
+    map = function(self, logits, allowed)
+      local p = logits / (self.norm or logits:size(4))
+      return allowed and lab.where(allowed, p, 0) or p
+    end,
+  }
+
+  -- dynamic_mask: top_k (a lab.attention option, required here); owns dt_proj (kv_heads*head_dim,
+  -- kv_heads) and dt_a (kv_heads)
+  V.dynamic_mask = {
+    setup = function(self, opts)
+      check_positive_int(opts.top_k, "MultiHeadAttention", "top_k (variant dynamic_mask)")
+      local kvh, hd = self.kv_heads, self.head_dim
+      self:add_param("dt_proj", lab.randn{ kvh * hd, kvh } * (1 / math.sqrt(kvh * hd)))
+      self:add_param("dt_a", lab.full({ kvh }, -0.5))   -- negative, so z = exp(A softplus(.)) starts in (0, 1]
+    end,
+    forward = passing("dt_proj", "dt_a"),
+  }
+
+  -- relative: max_relative, the clip distance k (required); owns rel_key, rel_value (2k+1, head_dim)
+  V.relative = {
+    options = { "max_relative" },
+    setup = function(self, opts)
+      local k = opts.max_relative
+      if type(k) ~= "number" or k ~= math.floor(k) or k < 0 then
+        raise("MultiHeadAttention: variant relative needs max_relative, the clip distance, an integer >= 0 (got " .. tostring(k) .. ")")
+      end
+      self:add_param("rel_key", lab.randn{ 2 * k + 1, self.head_dim } * 0.02)
+      self:add_param("rel_value", lab.randn{ 2 * k + 1, self.head_dim } * 0.02)
+    end,
+    forward = passing("rel_key", "rel_value"),
+  }
+
+  -- routing: clusters (required), routing_decay (0.999); owns the centroids (heads, clusters,
+  -- head_dim), a buffer (in the state dict, not a parameter) that each training forward moves one EMA
+  -- k-means step towards its queries and keys
+  V.routing = {
+    options = { "clusters", "routing_decay" },
+    setup = function(self, opts)
+      local c = check_positive_int(opts.clusters, "MultiHeadAttention", "clusters (variant routing)")
+      local mu = lab.randn{ self.heads, c, self.head_dim }
+      self.centroids = self:add_buffer("centroids", mu / mu:pow(2):sum(3, true):sqrt())
+      self.routing_decay = opts.routing_decay or 0.999
+    end,
+    forward = passing("centroids"),
+    after = function(self, q, k)
+      if not self.training then return end
+      -- in place, so that the state dict (and a checkpoint) always holds the current centroids
+      self.centroids:copy_(lab.attention.routing_update(self.centroids, q:detach(), k:detach(), self.routing_decay))
+    end,
+  }
+
+  -- pointer: pointer_hidden (h: additive scores; absent: dot scores); owns pointer_w1, pointer_w2
+  -- (h, head_dim), pointer_v (h); forward returns the (B, heads, N, M) log-distribution over the
+  -- context positions (no value or output projection)
+  V.pointer = {
+    options = { "pointer_hidden" },
+    raw_output = true,
+    setup = function(self, opts)
+      if not opts.pointer_hidden then return end
+      local h, hd = check_positive_int(opts.pointer_hidden, "MultiHeadAttention", "pointer_hidden"), self.head_dim
+      self:add_param("pointer_w1", uniform({ h, hd }, 1 / math.sqrt(hd)))
+      self:add_param("pointer_w2", uniform({ h, hd }, 1 / math.sqrt(hd)))
+      self:add_param("pointer_v", uniform({ h }, 1 / math.sqrt(h)))
+    end,
+    forward = passing("pointer_w1", "pointer_w2", "pointer_v"),
+  }
+
+  -- landmark (m.landmarks, (M) or (B, M)) and flashbias (m.bias_q, m.bias_k) read per-call tensors
+  -- that the caller sets on the module (they depend on the tokens or positions), or gives in opts
+  V.landmark = {
+    options = { "landmarks" },
+    setup = function(self, opts) self.landmarks = opts.landmarks end,
+    forward = passing("landmarks"),
+  }
+  V.flashbias = {
+    options = { "bias_q", "bias_k" },
+    setup = function(self, opts) self.bias_q, self.bias_k = opts.bias_q, opts.bias_k end,
+    forward = passing("bias_q", "bias_k"),
+  }
 
   -- delta: DeltaNet-style, beta_t = sigmoid(w_beta . x_t) per head, keys L2-normalised (so that
   -- beta |k|^2 <= 1 keeps the rule stable); gated = true adds the retention alpha_t = sigmoid(w_alpha . x_t).

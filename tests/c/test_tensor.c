@@ -120,6 +120,57 @@ static void test_attention_matches_manual_softmax(void) {
     al_release(q); al_release(k); al_release(v); al_release(o); al_release(w);
 }
 
+/* A C caller names a variant's options with tagged values; the descriptor checks them (no Lua spelling:
+ * the messages spell the values themselves). */
+static void test_attention_named_options(void) {
+    int64_t shape[4] = {1, 1, 5, 2};
+    float x[10] = {1, 0, 0, 1, 1, 1, -1, 0, 0, -1};
+    al_tensor *q = from(4, shape, x);
+    al_attention_option window = {.name = "window", .value = {.type = AL_VALUE_NUMBER, .number = 1}};
+    al_attention_opts opts = {.variant = "sliding_window", .n_options = 1, .options = &window};
+    al_tensor *banded = al_attention(q, q, q, &opts, NULL);
+    CHECK(banded != NULL);
+    /* window 1 on 5 keys: a mask of |i - j| <= 1 gives the same output through the softmax variant */
+    float keep[25];
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 5; j++) keep[i * 5 + j] = (i - j <= 1 && j - i <= 1);
+    int64_t ms[2] = {5, 5};
+    al_tensor *mask = al_from_buffer(2, ms, AL_FLOAT32, keep);
+    al_attention_opts masked = {.mask = mask};
+    al_tensor *reference = al_attention(q, q, q, &masked, NULL);
+    double a, b, worst = 0;
+    for (int64_t i = 0; i < 5; i++)
+        for (int64_t c = 0; c < 2; c++) {
+            int64_t at[4] = {0, 0, i, c};
+            al_get(banded, at, &a);
+            al_get(reference, at, &b);
+            worst = fabs(a - b) > worst ? fabs(a - b) : worst;
+        }
+    CHECK_NEAR(worst, 0, 1e-6);
+    window.value.number = 1.5;
+    CHECK_FAILS(al_attention(q, q, q, &opts, NULL), "opts.window must be an integer >= 1 (got 1.5)");
+    opts.n_options = 0;
+    CHECK_FAILS(al_attention(q, q, q, &opts, NULL), "variant 'sliding_window' needs opts.window: an integer >= 1");
+    al_attention_option twice[2] = {window, window};
+    twice[0].value.number = twice[1].value.number = 2;
+    opts.n_options = 2; opts.options = twice;
+    CHECK_FAILS(al_attention(q, q, q, &opts, NULL), "option 'window' given twice");
+    opts.variant = "linear"; opts.n_options = 1;
+    CHECK_FAILS(al_attention(q, q, q, &opts, NULL), "window is an option of the variant(s) sliding_window, not of 'linear'");
+    al_attention_option kernel = {.name = "kernel", .value = {.type = AL_VALUE_STRING, .string = "fast"}};
+    opts.variant = "softmax"; opts.options = &kernel;
+    CHECK_FAILS(al_attention(q, q, q, &opts, NULL), "opts.kernel must be 'auto', 'dense' or 'tiled' (got fast)");
+    /* the catalogue as the descriptors give it */
+    al_attention_variant_info info;
+    al_attention_option_info option;
+    CHECK(al_attention_describe(2, &info) == 0 && strcmp(info.name, "sliding_window") == 0 && info.n_options == 2);
+    CHECK(al_attention_describe_option(2, 0, &option) == 0 && strcmp(option.name, "window") == 0 && option.required &&
+          strcmp(option.kind, "integer") == 0 && strcmp(option.expects, "an integer >= 1") == 0);
+    CHECK(al_attention_describe(al_attention_variant_count(), &info) == -1);
+    CHECK(al_attention_describe_option(2, 2, &option) == -1);
+    al_release(q); al_release(banded); al_release(mask); al_release(reference);
+}
+
 int main(void) {
     test_views_share_storage();
     test_broadcast_and_errors();
@@ -127,5 +178,6 @@ int main(void) {
     test_no_grad_records_nothing();
     test_int64_arithmetic_stays_integer();
     test_attention_matches_manual_softmax();
+    test_attention_named_options();
     return check_report("test_tensor");
 }

@@ -271,10 +271,16 @@ do   -- gradients: the seed fixed inside the loss, so every evaluation draws the
     lab.seed(5)
     return (lab.attention(q, k, v, { variant = "hyper", block_size = 3, lsh_bits = 2, samples = 4, causal = true }) ^ 2):sum()
   end, { q = q, k = k, v = v }, "hyper")
-  check.fails(function() return lab.attention(q, k, v, { variant = "hyper", lsh_bits = 0 }) end,
-    "opts.lsh_bits must be an integer >= -1, not 0", "hyper lsh_bits 0")
+  -- no hyperplane is one bucket: lsh_bits 0 and -1 are the same estimator (the same draws)
+  local function one_bucket(bits)
+    lab.seed(8)
+    return lab.attention(q, k, v, { variant = "hyper", block_size = 3, lsh_bits = bits, samples = 4 })
+  end
+  check.near(ref.max_abs_diff(one_bucket(0), one_bucket(-1)), 0, 0, "hyper lsh_bits 0 is one bucket, as -1")
+  check.fails(function() return lab.attention(q, k, v, { variant = "hyper", lsh_bits = -2 }) end,
+    "opts.lsh_bits must be an integer >= -1 and <= 30 (got -2)", "hyper lsh_bits -2")
   check.fails(function() return lab.attention(q, k, v, { variant = "hyper", lsh_bits = 31 }) end,
-    "lsh_bits in -1 (one bucket), 1..30", "hyper lsh_bits 31")
+    "opts.lsh_bits must be an integer >= -1 and <= 30 (got 31)", "hyper lsh_bits 31")
 end
 
 ---------------------------------------------------------------------------------------------------

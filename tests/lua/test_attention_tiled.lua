@@ -125,7 +125,7 @@ do
     "trainable bias needs kernel = 'dense'", "trainable bias on the tiled kernel")
   check.fails(function() lab.attention(q, k, v, { kernel = "fast" }) end, "opts.kernel must be 'auto', 'dense' or 'tiled'")
   check.fails(function() lab.attention(q, k, v, { variant = "linear", kernel = "tiled" }) end,
-    "kernel is an option of the variant(s) softmax sliding_window neighborhood strided_neighborhood flashbias moh, not of 'linear'")
+    "kernel is an option of the variant(s) softmax sliding_window neighborhood strided_neighborhood moh flashbias, not of 'linear'")
   -- a trainable bias under "auto" goes to the dense kernel and gets its gradient
   local bias = lab.zeros{ 16, 16 }:requires_grad(true)
   lab.attention(q, k, v, { bias = bias }):sum():backward()

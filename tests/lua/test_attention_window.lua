@@ -148,7 +148,7 @@ check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", ker
   "opts.dilation must be an integer >= 1")
 
 -- refusals
-check.fails(function() lab.attention(q, k, v, { variant = "sliding_window" }) end, "needs window >= 1")
+check.fails(function() lab.attention(q, k, v, { variant = "sliding_window" }) end, "variant 'sliding_window' needs opts.window: an integer >= 1")
 check.fails(function() lab.attention(q, k, v, { window = 3 }) end, "window is an option of the variant(s) sliding_window, not of 'softmax'")
 check.fails(function() lab.attention(q, k, v, { variant = "sliding_window", window = 1.5 }) end, "opts.window must be an integer")
 

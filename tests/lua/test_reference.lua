@@ -264,8 +264,11 @@ check.fails(function() nn.TransformerBlock{ dim = 8, heads = 2, mlp = false, bog
   "TransformerBlock: unknown option 'bogus_option' (valid: dim, heads, head_dim, kv_heads, variant, causal, bias, scale, norm, attention, mlp,")
 check.fails(function() nn.MultiHeadAttention{ dim = 8, zzz = 1, aaa = 2 } end, "MultiHeadAttention: unknown options 'aaa', 'zzz' (valid: dim, heads,")
 -- a MultiHeadAttention option given to the block by name: where it goes
-check.fails(function() nn.TransformerBlock{ dim = 8, heads = 2, variant = "dynamic_mask", top_k = 4 } end,
-  "MultiHeadAttention's option top_k goes in attention = {top_k = ...}")
+check.fails(function() nn.TransformerBlock{ dim = 8, heads = 2, variant = "relative", max_relative = 4 } end,
+  "MultiHeadAttention's option max_relative goes in attention = {max_relative = ...}")
+-- lab.attention's options, though, the block takes by name (the C core's descriptors list them)
+check.ok(pcall(nn.TransformerBlock, { dim = 8, heads = 2, variant = "dynamic_mask", top_k = 4 }),
+  "TransformerBlock takes lab.attention's top_k by name")
 check.fails(function() nn.TransformerBlock{ dim = 8, heads = 2, attention = { bogus_option = 1 } } end,
   "TransformerBlock: unknown option 'bogus_option' in attention = {...} (valid: dim, heads,")
 
@@ -288,7 +291,7 @@ for _, key in ipairs{ "dim", "heads", "head_dim", "kv_heads", "out_dim", "contex
 end
 for _, key in ipairs{ "dim", "heads", "head_dim", "kv_heads", "variant", "causal", "bias", "scale", "norm", "attention",
                       "mlp", "mlp_ratio", "activation", "dropout", "window", "kernel_size", "stride", "dilation", "grid",
-                      "kernel" } do
+                      "kernel", "block_size", "local_blocks", "top_k", "cluster_size", "samples", "lsh_bits" } do
   not_unknown(with_options.TransformerBlock, key, "TransformerBlock")
 end
 -- options of a variant other than the module's are still accepted (one table for every variant)

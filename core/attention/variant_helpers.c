@@ -1,7 +1,6 @@
-/* variant_options.c -- small helpers the linear-family and module-level variants share: repeating
+/* variant_helpers.c -- small helpers the linear-family and module-level variants share: repeating
  * grouped key/value heads, broadcasting an option tensor to the shape a variant needs (with an
- * error that names the variant, the option and both shapes), refusing bias/mask where no logits are
- * formed, and the causal keep-mask as a tensor. */
+ * error that names the variant, the option and both shapes), and the causal keep-mask as a tensor. */
 #include "attention_internal.h"
 
 al_tensor *attention_repeat_heads(const al_tensor *t, int64_t H) {
@@ -29,12 +28,6 @@ al_tensor *attention_broadcast_option(const char *variant, const char *option, c
     al_tensor *e = c ? al_expand(c, ndim, shape) : NULL;
     al_release(c);
     return e;
-}
-
-int attention_refuse_bias_mask(const attention_problem *p, const char *variant) {
-    if (!p->bias && !p->mask) return 1;
-    al_error("attention: variant '%s' takes no bias or mask (it never forms the N x M logits)", variant);
-    return 0;
 }
 
 al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt) {
