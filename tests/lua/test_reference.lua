@@ -42,7 +42,8 @@ for _, k in ipairs(keys) do
 end
 -- and every file of the module: a table the walk enters, or one of the module's internals
 local internal = { init = lab, nn_variants = true, attention = lab.attention, help = true,
-                   gpt = true }   -- gpt.lua defines lab.nn.GPT, walked with the nn classes
+                   gpt = true,    -- gpt.lua defines lab.nn.GPT, walked with the nn classes
+                   raster = true } -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
 for f in p:lines() do
