@@ -9,15 +9,18 @@
 -- centre sits at integer (x, y).  Rectangles are half-open ranges as numpy slices are:
 -- fill_rect(x0, y0, x1, y1) paints columns x0 .. x1-1 of rows y0 .. y1-1.
 --
--- Why emulate OpenCV at all: the stimuli's items were rotated with cv2.warpAffine (bilinear,
--- fixed-point weights in 1/32 px, black border), which softens the edges of a rotated bar in a
--- particular way; Canvas:rotate reproduces that arithmetic step for step, so a bar tilted by -20
--- degrees is the same grey ramp the model saw in the paper.  Strokes (segments, arcs, rings) are
--- drawn from their distance to the pixel centre: aliased, a pixel is painted when it lies within
--- half the width (cv2's LINE_8 strokes to within a pixel); anti-aliased, its coverage falls off
--- linearly over one pixel at the edge (what cv2's LINE_AA looks like).
+-- Why emulate OpenCV at all: the stimuli's items were drawn with cv2.ellipse and rotated with
+-- cv2.warpAffine (bilinear, fixed-point weights in 1/32 px, black border), which gives a curve its
+-- width (thickness 5 paints 7 px) and softens the edges of a rotated bar in a particular way.
+-- Canvas:cv_ellipse, Canvas:cv_line and Canvas:rotate follow OpenCV's arithmetic step for step, so
+-- a bar tilted by -20 degrees is the same grey ramp the model saw in the paper
+-- (tests/lua/test_stimuli.lua compares them with the authors' own figures).  The other strokes
+-- (segment, arc, ring), for shapes of our own, are drawn from their distance to the pixel centre:
+-- aliased, a pixel is painted when it lies within half the width; anti-aliased (aa), its coverage
+-- falls off linearly over one pixel at the edge.
 local lab = require "attnlab"
 local ffi = require "ffi"
+local bit = require "bit"
 
 local floor, sqrt, atan2, min, max = math.floor, math.sqrt, math.atan2, math.min, math.max
 local pi = math.pi
@@ -183,6 +186,203 @@ local function cvround(v)
   local r = floor(v + 0.5)
   if r - v == 0.5 and r % 2 ~= 0 then r = r - 1 end
   return r
+end
+
+---------------------------------------------------------------------------------------------------
+-- OpenCV's own thick lines and elliptic arcs (modules/imgproc/src/drawing.cpp, LINE_8, as in the
+-- 4.1 release eccNET's generators ran on): points in 16-bit fixed point (XY_SHIFT), a thick
+-- segment filled as a convex quadrilateral of half-width thickness/2 (+ 1/2 px when the thickness
+-- is odd) with its edges drawn by Line2, filled discs of radius (thickness + 1) / 2 at the joints
+-- (the midpoint circle), an arc as a polyline through points every 5 degrees of a sine table
+-- rounded to 7 decimals.  cv2 strokes come out wider than their thickness: thickness 5 paints
+-- 7 px across, which is what the curvature stimuli show.  Arithmetic shifts on the fixed-point
+-- values are floor divisions by 2^16 here; C's integer division truncates toward zero (idiv).
+---------------------------------------------------------------------------------------------------
+local XY_SHIFT, XY_ONE = 16, 65536
+local HALF = XY_ONE / 2
+local function shr(v) return floor(v / XY_ONE) end
+local function idiv(a, b) local q = a / b return q >= 0 and floor(q) or -floor(-q) end
+
+local SIN_TABLE = {}                       -- SinTable[0 .. 450], float literals of 7 decimals
+do
+  local f = ffi.new("float[1]")
+  for k = 0, 450 do
+    f[0] = tonumber(string.format("%.7f", math.sin(k * pi / 180)))
+    SIN_TABLE[k] = f[0]
+  end
+end
+
+local function put(self, x, y, v)
+  if x >= 0 and y >= 0 and x < self.w and y < self.h then self.p[y * self.w + x] = v end
+end
+local function hline(self, y, x1, x2, v)
+  if y < 0 or y >= self.h then return end
+  for x = max(x1, 0), min(x2, self.w - 1) do self.p[y * self.w + x] = v end
+end
+
+-- Line2: a 1-px line between fixed-point points, one pixel per step of the major axis
+local function line2(self, x1, y1, x2, y2, v)
+  local dx, dy = x2 - x1, y2 - y1
+  local ax, ay = math.abs(dx), math.abs(dy)
+  local xstep, ystep, ecount
+  if ax > ay then
+    if dx < 0 then x1, x2, y1, y2 = x2, x1, y2, y1 end
+    xstep, ystep = XY_ONE, idiv((y2 - y1) * XY_ONE, bit.bor(ax, 1))
+    ecount = shr(x2 - x1)
+  else
+    if dy < 0 then x1, x2, y1, y2 = x2, x1, y2, y1 end
+    xstep, ystep = idiv((x2 - x1) * XY_ONE, bit.bor(ay, 1)), XY_ONE
+    ecount = shr(y2 - y1)
+  end
+  x1, y1 = x1 + HALF, y1 + HALF
+  put(self, shr(x2 + HALF), shr(y2 + HALF), v)
+  if ax > ay then
+    x1 = shr(x1)
+    while ecount >= 0 do put(self, x1, shr(y1), v); x1 = x1 + 1; y1 = y1 + ystep; ecount = ecount - 1 end
+  else
+    y1 = shr(y1)
+    while ecount >= 0 do put(self, shr(x1), y1, v); x1 = x1 + xstep; y1 = y1 + 1; ecount = ecount - 1 end
+  end
+end
+
+-- FillConvexPoly with shift XY_SHIFT: the outline by line2, then scanlines between two edges
+-- walked from the top vertex, x rounded to the nearest pixel at both ends
+local function fill_convex(self, vx, vy, v)
+  local n = #vx
+  local imin, xmin, xmax, ymin, ymax = 1, vx[1], vx[1], vy[1], vy[1]
+  local px, py = vx[n], vy[n]
+  for i = 1, n do
+    if vy[i] < ymin then ymin, imin = vy[i], i end
+    ymax, xmax, xmin = max(ymax, vy[i]), max(xmax, vx[i]), min(xmin, vx[i])
+    line2(self, px, py, vx[i], vy[i], v)
+    px, py = vx[i], vy[i]
+  end
+  xmin, xmax, ymin, ymax = shr(xmin + HALF), shr(xmax + HALF), shr(ymin + HALF), shr(ymax + HALF)
+  if n < 3 or xmax < 0 or ymax < 0 or xmin >= self.w or ymin >= self.h then return end
+  ymax = min(ymax, self.h - 1)
+  local edge = { { idx = imin, di = 1, x = -XY_ONE, dx = 0, ye = ymin }, { idx = imin, di = n - 1, x = -XY_ONE, dx = 0, ye = ymin } }
+  local edges, y = n, ymin
+  repeat
+    for i = 1, 2 do
+      local e = edge[i]
+      if y >= e.ye then
+        local idx0 = e.idx
+        local idx = idx0 + e.di
+        if idx > n then idx = idx - n end
+        while true do
+          local more = edges > 0
+          edges = edges - 1
+          if not more then break end
+          local ty = shr(vy[idx] + HALF)
+          if ty > y then
+            local xs, xe = vx[idx0], vx[idx]
+            e.ye, e.dx, e.x, e.idx = ty, idiv((xe - xs) * 2 + (ty - y), 2 * (ty - y)), xs, idx
+            break
+          end
+          idx0 = idx
+          idx = idx + e.di
+          if idx > n then idx = idx - n end
+        end
+      end
+    end
+    if edges < 0 then break end
+    if y >= 0 then
+      local l, r = edge[1], edge[2]
+      if l.x > r.x then l, r = r, l end
+      local xx1, xx2 = shr(l.x + HALF), shr(r.x + HALF)
+      if xx2 >= 0 and xx1 < self.w then hline(self, y, xx1, xx2, v) end
+    end
+    edge[1].x, edge[2].x = edge[1].x + edge[1].dx, edge[2].x + edge[2].dx
+    y = y + 1
+  until y > ymax
+end
+
+-- Circle(..., fill = 1): the midpoint circle, filled by horizontal runs
+local function fill_circle(self, cx, cy, radius, v)
+  local err, dx, dy, plus, minus = 0, radius, 0, 1, radius * 2 - 1
+  while dx >= dy do
+    hline(self, cy - dy, cx - dx, cx + dx, v); hline(self, cy + dy, cx - dx, cx + dx, v)
+    hline(self, cy - dx, cx - dy, cx + dy, v); hline(self, cy + dx, cx - dy, cx + dy, v)
+    dy = dy + 1
+    err = err + plus
+    plus = plus + 2
+    local mask = err <= 0 and 0 or -1
+    if mask ~= 0 then err = err - minus; dx = dx - 1; minus = minus - 2 end
+  end
+end
+
+-- ThickLine (LINE_8) between fixed-point points; flags: 1 = a disc at the start, 2 = at the end
+local function thick_line(self, x0, y0, x1, y1, thickness, flags, v)
+  if thickness <= 1 then return line2(self, x0, y0, x1, y1, v) end
+  local dx, dy = (x0 - x1) / XY_ONE, (y1 - y0) / XY_ONE
+  local r = dx * dx + dy * dy
+  local odd = thickness % 2
+  local t = thickness * XY_ONE / 2
+  if r > 2.220446049250313e-16 then
+    r = (t + odd * XY_ONE * 0.5) / sqrt(r)
+    local dpx, dpy = cvround(dy * r), cvround(dx * r)
+    fill_convex(self, { x0 + dpx, x0 - dpx, x1 - dpx, x1 + dpx }, { y0 + dpy, y0 - dpy, y1 - dpy, y1 + dpy }, v)
+  end
+  for i = 0, 1 do
+    if bit.band(flags, i + 1) ~= 0 then
+      fill_circle(self, shr(x0 + HALF), shr(y0 + HALF), shr(t + HALF), v)
+    end
+    x0, y0 = x1, y1
+  end
+end
+
+local function check_cv(fn, thickness, v)
+  if not is_int(thickness) or thickness < 1 then raise(fn, "thickness must be a positive integer (got " .. tostring(thickness) .. ")") end
+  check_value(fn, v)
+end
+
+-- Canvas:cv_line(x0, y0, x1, y1, value, thickness): cv2.line(img, (x0, y0), (x1, y1), value,
+-- thickness) with integer end points, LINE_8.
+function Canvas:cv_line(x0, y0, x1, y1, v, thickness)
+  check_cv("cv_line", thickness, v)
+  thick_line(self, x0 * XY_ONE, y0 * XY_ONE, x1 * XY_ONE, y1 * XY_ONE, thickness, 3, v)
+  return self
+end
+
+-- Canvas:cv_ellipse(cx, cy, ax, ay, angle, a0, a1, value, thickness): cv2.ellipse(img, (cx, cy),
+-- (ax, ay), angle, a0, a1, value, thickness), integer centre and axes, angles rounded to whole
+-- degrees as OpenCV does, LINE_8.
+function Canvas:cv_ellipse(cx, cy, ax, ay, angle, a0, a1, v, thickness)
+  check_cv("cv_ellipse", thickness, v)
+  angle, a0, a1 = cvround(angle), cvround(a0), cvround(a1)
+  ax, ay = math.abs(ax) * XY_ONE, math.abs(ay) * XY_ONE
+  cx, cy = cx * XY_ONE, cy * XY_ONE
+  local delta = shr(max(ax, ay) + HALF)
+  delta = delta < 3 and 90 or delta < 10 and 30 or delta < 15 and 18 or 5
+  -- ellipse2Poly
+  while angle < 0 do angle = angle + 360 end
+  while angle > 360 do angle = angle - 360 end
+  if a0 > a1 then a0, a1 = a1, a0 end
+  while a0 < 0 do a0, a1 = a0 + 360, a1 + 360 end
+  while a1 > 360 do a0, a1 = a0 - 360, a1 - 360 end
+  if a1 - a0 > 360 then a0, a1 = 0, 360 end
+  local beta = SIN_TABLE[angle + (angle < 0 and 360 or 0)]
+  local alpha = SIN_TABLE[450 - angle - (angle < 0 and 360 or 0)]
+  local xs, ys = {}, {}
+  local px, py
+  for i = a0, a1 + delta - 1, delta do
+    local a = min(i, a1)
+    if a < 0 then a = a + 360 end
+    local x, y = ax * SIN_TABLE[450 - a], ay * SIN_TABLE[a]
+    local fx, fy = cx + x * alpha - y * beta, cy + x * beta + y * alpha
+    -- EllipseEx: to fixed point, the whole pixels rounded first, then the fraction
+    local qx, qy = cvround(fx / XY_ONE) * XY_ONE, cvround(fy / XY_ONE) * XY_ONE
+    qx, qy = qx + cvround(fx - qx), qy + cvround(fy - qy)
+    if qx ~= px or qy ~= py then xs[#xs + 1], ys[#ys + 1] = qx, qy; px, py = qx, qy end
+  end
+  if #xs == 1 then xs[2], ys[2] = cx, cy; xs[1], ys[1] = cx, cy end
+  -- PolyLine, open: a disc at both ends of the first segment, at the end of every other
+  local flags = 3
+  for i = 2, #xs do
+    thick_line(self, xs[i - 1], ys[i - 1], xs[i], ys[i], thickness, flags, v)
+    flags = 2
+  end
+  return self
 end
 
 -- Canvas:rotate(angle, cx, cy): a new canvas, this one rotated by `angle` degrees about (cx, cy)

@@ -168,11 +168,11 @@ for y = 0, 47 do for x = 0, 47 do
   if curv.curve_180:get(x, y) > 0.5 then
     local r = math.sqrt((x - 24) ^ 2 + (y - 50) ^ 2)
     n_ink, sum_r = n_ink + 1, sum_r + r
-    if math.abs(r - 30) > 3 then far = far + 1 end
+    if math.abs(r - 30) > 3.6 then far = far + 1 end
   end
 end end
 check.near(sum_r / n_ink, 30, 0.5, "the curve's pixels lie at 1 deg (30 px) from its centre on average")
-check.ok(far == 0 and n_ink > 150, "every pixel of the curve is within its 5 px stroke of the arc", far .. " far of " .. n_ink)
+check.ok(far == 0 and n_ink > 250, "every pixel of the curve is within its 7 px stroke of the arc", far .. " far of " .. n_ink)
 -- the line is 36 x 6 px: rotated by 180 (an exact pixel move) it keeps its area
 local line_area = 0
 for y = 0, 47 do for x = 0, 47 do line_area = line_area + curv.line_180:get(x, y) end end
@@ -194,8 +194,55 @@ for y = 0, 68 do for x = 0, 68 do local v = qo.O:get(x, y) if v > 0.02 and v < 0
 check.ok(aa_levels > 50, "the Q and O strokes are anti-aliased (grey edge pixels)", aa_levels .. " grey pixels")
 
 ---------------------------------------------------------------------------------------------------
--- raster: OpenCV's rotation on hand-worked cases
+-- the authors' own patches (tests/fixtures/eccnet_patches.json: the notebooks' figures of their
+-- items, one colour code per pixel): each grey level drawn here shows as one code there, and
+-- brighter levels as brighter codes, so the two pictures are the same up to the colour map
 ---------------------------------------------------------------------------------------------------
+local fixture = json.decode(assert(check.read_file("tests/fixtures/eccnet_patches.json"), "tests/fixtures/eccnet_patches.json is missing"))
+local names = {}
+for key in pairs(fixture.patches) do names[#names + 1] = key end
+table.sort(names)
+check.ok(#names == 10, "the fixture holds 10 of the authors' patches")
+for _, key in ipairs(names) do
+  local f = fixture.patches[key]
+  local exp, pkey = key:match("^(.-)/(.+)$")
+  local patch = vs._patches(exp)[pkey]
+  local code_of, why = {}, nil
+  if patch.w ~= f.n or patch.h ~= f.n then why = "size " .. patch.w .. " vs " .. f.n end
+  for y = 0, f.n - 1 do
+    for x = 0, f.n - 1 do
+      local k = y * f.n + x
+      local code = tonumber(f.codes:sub(2 * k + 1, 2 * k + 2), 16)
+      local level = math.floor(patch:get(x, y) * 255 + 0.5)
+      if code_of[level] and code_of[level] ~= code and not why then
+        why = string.format("level %d shows as codes %d and %d (pixel %d, %d)", level, code_of[level], code, x, y)
+      end
+      code_of[level] = code
+    end
+  end
+  local levels = {}
+  for l in pairs(code_of) do levels[#levels + 1] = l end
+  table.sort(levels)
+  for i = 2, #levels do
+    if code_of[levels[i]] < code_of[levels[i - 1]] and not why then why = "level " .. levels[i] .. " is darker there than level " .. levels[i - 1] end
+  end
+  check.value(why == nil and #levels >= 2, key .. ": every pixel as the authors drew it (" .. #levels .. " grey levels)", why)
+end
+
+---------------------------------------------------------------------------------------------------
+-- raster: OpenCV's drawing and rotation on hand-worked cases
+---------------------------------------------------------------------------------------------------
+-- cv2.line of thickness 5: the quadrilateral's half width is 2.5 + 0.5 (odd thickness) = 3 px and
+-- both its edges are painted, so a horizontal line covers 7 rows; the end caps are the midpoint
+-- circle of radius 3, whose outermost column holds a single pixel
+local cl = raster.canvas(21, 31):cv_line(5, 10, 25, 10, 1, 5)
+local col_rows, cap = 0, 0
+for y = 0, 20 do
+  if cl:get(15, y) == 1 then col_rows = col_rows + 1 end
+  if cl:get(2, y) == 1 then cap = cap + 1 end
+end
+check.ok(col_rows == 7 and cl:get(15, 7) == 1 and cl:get(15, 13) == 1 and cl:get(15, 6) == 0, "cv_line: thickness 5 paints rows 7..13")
+check.ok(cap == 1 and cl:get(2, 10) == 1 and cl:get(1, 10) == 0, "cv_line: the round cap reaches 3 px past the end, one pixel wide there")
 -- 1 x 2 image [0, 255] turned 180 degrees about (0.25, 0): destination x samples source 0.5 - x;
 -- x = 0 falls halfway between the two pixels: (255 * 16 * 32 * 32 + 2^14) >> 15 = 128
 local c = raster.canvas(1, 2)
@@ -219,6 +266,10 @@ c = raster.canvas(11, 21):segment(3, 5, 17, 5, { width = 4, aa = true })
 check.near(c:get(10, 4), 1, 1e-6, "anti-aliased segment: full coverage inside")
 check.near(c:get(10, 3), 0.5, 1e-6, "anti-aliased segment: half coverage for a pixel centred on the edge")
 check.near(c:get(10, 2), 0, 1e-6, "anti-aliased segment: none a pixel beyond")
+-- an arc from 0 to 90 degrees (cv2's angles: clockwise on the screen, from +x toward +y)
+c = raster.canvas(41, 41):arc(20, 20, 15, 0, 90, { width = 3 })
+check.ok(c:get(35, 20) == 1 and c:get(20, 35) == 1 and c:get(31, 31) == 1 and c:get(20, 5) == 0 and c:get(5, 20) == 0 and c:get(20, 20) == 0,
+  "arc: drawn from +x to +y only, at its radius")
 
 ---------------------------------------------------------------------------------------------------
 -- every display's geometry, for every experiment, condition and set size (displays 1 and 2)

@@ -119,16 +119,16 @@ local WHITE, BLACK = 1, 0
 
 -- Exp 1 (gen_curvature.ipynb): white strokes on black.  The curve is cv2.ellipse's arc of a circle
 -- of radius 1 deg over 1.3 rad, centred so that the arc's chord-to-apex span sits in the middle of
--- the 1.6 deg patch, stroke 1/6 deg (5 px); the line a 1.2 x 0.2 deg rectangle.  Both are rotated
+-- the 1.6 deg patch, thickness 1/6 deg (5 px, which cv2 paints 7 px wide); the line a
+-- 1.2 x 0.2 deg rectangle.  Both are rotated
 -- by -45, -90, -135 and 180 degrees (cv2 angles: negative is clockwise) about the patch centre.
 local CURVE_ANGLES = { -45, -90, -135, 180 }
 local function curvature_patches()
   local n = int(1.6 * D)
   local radius, seg, weight = 1, 1.3, 1 / 6
   local curve = raster.canvas(n, n, BLACK)
-  curve:arc(int(1.6 * D / 2), int((1.6 - (radius * math.cos(seg / 2) + radius)) * D / 2), int(radius * D),
-    int((1 / 4 - seg / (4 * math.pi)) * 360), int((1 / 4 + seg / (4 * math.pi)) * 360),
-    { width = int(weight * D), value = WHITE })
+  curve:cv_ellipse(int(1.6 * D / 2), int((1.6 - (radius * math.cos(seg / 2) + radius)) * D / 2), int(radius * D), int(radius * D),
+    0, int((1 / 4 - seg / (4 * math.pi)) * 360), int((1 / 4 + seg / (4 * math.pi)) * 360), WHITE, int(weight * D))
   local line = raster.canvas(n, n, BLACK)
   local lh, lw = 1 / 6 + 1 / 30, 1.2
   line:fill_rect(int((1.6 - lw) * D / 2), int((1.6 - lh) * D / 2), int((1.6 + lw) * D / 2), int((1.6 + lh) * D / 2), WHITE)
