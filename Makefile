@@ -1,6 +1,7 @@
 # attnlab -- build, test, run, bench.
 #   make              libattnlab.a, libattnlab.so and the attnlab program
-#   make test         every test (C unit tests, Lua tests, gradient checks, fixtures, fuzz, smoke)
+#   make test         every test (C unit tests, Lua tests, gradient checks, fixtures, fuzz, smoke,
+#                     sweeps on a real Slurm started on localhost)
 #   make test SANITIZE=1   the same under ASan/UBSan (separate build folder)
 #   make run          the in-context regression study, headless (README's first command);
 #                     make run VIEW=1 opens the viewer on it while it trains
@@ -43,8 +44,12 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c)
 # machine each is the one command to type.
 DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev libsdl2-dev \
                    fonts-dejavu-core
+# and what `make test` needs besides: tests/lua/test_sweep_slurm.sh starts a real Slurm on localhost
+# (its own munged, slurmctld and slurmd, in a temporary directory; nothing of /etc is used), and
+# tests/lua/test_dist.lua runs two ranks under Open MPI's mpirun
+TEST_PACKAGES   := slurmctld slurmd slurm-client munge openmpi-bin
 
-.PHONY: all deps test run bench clean
+.PHONY: all deps test-deps test run bench clean
 # (./attnlab always points at the normal build, never at the sanitizer one)
 all: $(LIB_A) $(LIB_SO) $(PROGRAM) $(VIEWER) $(if $(filter 1,$(SANITIZE)),,attnlab)
 
@@ -81,16 +86,23 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
 
-deps:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+define install_missing
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:" $$missing; \
 	    sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEBIAN_PACKAGES))
+
+test-deps:
+	$(call install_missing,$(DEBIAN_PACKAGES) $(TEST_PACKAGES))
 
 # the recursive makes keep `deps` strictly before any compilation, even under -j
-test: deps
+test: test-deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all $(C_TESTS)
 	@BUILD=$(BUILD) sh tests/run_all.sh
 

@@ -75,6 +75,11 @@ const char *al_shape_str(int ndim, const int64_t *shape);
 #define CHECK_TENSOR(fn, t, argname)                                                \
     do { if (!(t)) { al_error("%s: argument '%s' is missing (nil)", fn, argname); return NULL; } } while (0)
 
+/* ---- text (json_read.c) ---------------------------------------------------------------------- */
+/* Length of the valid UTF-8 sequence at p (at most avail bytes), or 0 when it is not valid
+ * (overlong forms, surrogates and code points over U+10FFFF are not). */
+int al_utf8_length(const unsigned char *p, size_t avail);
+
 /* ---- storage and construction -------------------------------------------------------------- */
 size_t al_dtype_size(al_dtype dtype);
 bool al_is_float(al_dtype dtype);

@@ -7,10 +7,11 @@
  *   {"__metadata__": {"key": "value", ...}, "name": {"dtype": "F32", "shape": [2, 3],
  *    "data_offsets": [begin, end]}, ...}
  * padded with spaces, then the tensors' raw little-endian bytes (offsets count from the end of
- * the header).  Loading reads files from anywhere, so it trusts nothing: the header is parsed by a
- * small schema-driven JSON parser (no recursion, no DOM), every number and string is checked, and
- * the tensors must tile the data exactly, as the reference implementation requires.  Any defect
- * gives an error naming the path and the header byte or the tensor, never a crash. */
+ * the header).  Loading reads files from anywhere, so it trusts nothing: the header is read by the
+ * core's strict JSON reader (json_read.c) and then checked against the schema above (every field
+ * once, every size and offset a plain non-negative integer), and the tensors must tile the data
+ * exactly, as the reference implementation requires.  Any defect gives an error naming the path
+ * and the header byte or the tensor, never a crash. */
 #include "internal.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -88,135 +89,6 @@ int al_write_file_atomic(const char *path, const void *data, size_t n) {
     return atomic_commit(&af);
 }
 
-/* ---- a strict JSON reader for the few shapes a header has ------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (at most avail bytes), or 0 when it is not valid. */
-static int utf8_len(const unsigned char *p, size_t avail) {
-    unsigned c = p[0];
-    int n = c < 0x80 ? 1 : c < 0xC2 ? 0 : c <= 0xDF ? 2 : c <= 0xEF ? 3 : c <= 0xF4 ? 4 : 0;
-    if (n == 0 || (size_t)n > avail) return 0;
-    for (int i = 1; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) ||  /* overlong; surrogates */
-        (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] > 0x8F))    /* overlong; > U+10FFFF */
-        return 0;
-    return n;
-}
-
-typedef struct { const char *s; size_t len, pos; char msg[200]; } jparser;
-
-static bool jfail(jparser *jp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool jfail(jparser *jp, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(jp->msg, sizeof jp->msg, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-/* The next non-blank character (0 at the end), left unconsumed. */
-static char jpeek(jparser *jp) {
-    while (jp->pos < jp->len && jp->s[jp->pos] && strchr(" \t\n\r", jp->s[jp->pos])) jp->pos++;
-    return jp->pos < jp->len ? jp->s[jp->pos] : 0;
-}
-
-static bool jexpect(jparser *jp, char c, const char *where) {
-    if (jpeek(jp) == c) { jp->pos++; return true; }
-    return jfail(jp, jp->pos < jp->len ? "expected '%c' %s" : "the header ends where '%c' %s was expected",
-                 c, where);
-}
-
-static int hex4(const char *p) {
-    int v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0) return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/* A JSON string; when out is not NULL, its decoded UTF-8 text (malloc'd, without NUL inside). */
-static bool jstring(jparser *jp, char **out) {
-    if (!jexpect(jp, '"', "(a string)")) return false;
-    size_t raw = jp->pos; /* the closing quote bounds the decoded length: escapes only shrink */
-    while (raw < jp->len && jp->s[raw] != '"') raw += jp->s[raw] == '\\' ? 2 : 1;
-    char *buf = out ? malloc(raw - jp->pos + 1) : NULL, u[4];
-    if (out && !buf) return jfail(jp, "out of memory");
-    size_t n = 0;
-    for (;;) {
-        const unsigned char c = jp->pos < jp->len ? (unsigned char)jp->s[jp->pos] : 0;
-        int k = 0, cp = -1;
-        if (jp->pos >= jp->len) { free(buf); return jfail(jp, "a string is not closed"); }
-        if (c == '"') { jp->pos++; break; }
-        if (c < 0x20) { free(buf); return jfail(jp, "control character 0x%02x in a string", c); }
-        if (c != '\\') { /* raw text: copied as it is, once known to be UTF-8 */
-            if (!(k = utf8_len((const unsigned char *)jp->s + jp->pos, jp->len - jp->pos))) {
-                free(buf);
-                return jfail(jp, "invalid UTF-8 in a string");
-            }
-            if (buf) memcpy(buf + n, jp->s + jp->pos, (size_t)k);
-            n += (size_t)k;
-            jp->pos += (size_t)k;
-            continue;
-        }
-        const char e = jp->pos + 1 < jp->len ? jp->s[jp->pos + 1] : 0;
-        const char *simple = e ? strchr("\"\\/bfnrt", e) : NULL;
-        if (simple) { u[0] = "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"]; k = 1; jp->pos += 2; }
-        else if (e == 'u' && jp->pos + 6 <= jp->len && (cp = hex4(jp->s + jp->pos + 2)) >= 0) {
-            jp->pos += 6;
-            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair */
-                int lo = jp->pos + 6 <= jp->len && jp->s[jp->pos] == '\\' && jp->s[jp->pos + 1] == 'u'
-                             ? hex4(jp->s + jp->pos + 2) : -1;
-                cp = lo >= 0xDC00 && lo <= 0xDFFF ? 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00) : -1;
-                jp->pos += cp >= 0 ? 6 : 0;
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) cp = -1;
-            if (cp <= 0) {
-                free(buf);
-                return jfail(jp, cp ? "unpaired surrogate in a string" : "\\u0000 in a string");
-            }
-            k = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-            for (int i = k - 1; i > 0; i--, cp >>= 6) u[i] = (char)(0x80 | (cp & 0x3F));
-            u[0] = (char)(k == 1 ? cp : (k == 2 ? 0xC0 : k == 3 ? 0xE0 : 0xF0) | cp);
-        } else { free(buf); return jfail(jp, "bad escape in a string"); }
-        if (buf) memcpy(buf + n, u, (size_t)k);
-        n += (size_t)k;
-    }
-    if (buf) { buf[n] = 0; *out = buf; }
-    return true;
-}
-
-/* A non-negative integer without sign, fraction or exponent, at most 2^62. */
-static bool juint(jparser *jp, uint64_t *out, const char *what) {
-    char c = jpeek(jp);
-    const size_t start = jp->pos;
-    uint64_t v = 0;
-    while (c >= '0' && c <= '9') {
-        if ((v = v * 10 + (uint64_t)(c - '0')) > ((uint64_t)1 << 62))
-            return jfail(jp, "%s is too large", what);
-        c = ++jp->pos < jp->len ? jp->s[jp->pos] : 0;
-    }
-    if (jp->pos == start || (c && strchr(".eE-+", c)) || (jp->s[start] == '0' && jp->pos - start > 1))
-        return jfail(jp, "%s must be a non-negative integer (no sign, fraction or leading zero)", what);
-    *out = v;
-    return true;
-}
-
-/* {"key": "value", ...}: the only shape "__metadata__" may have. */
-static bool jmetadata(jparser *jp) {
-    if (!jexpect(jp, '{', "to open __metadata__")) return false;
-    if (jpeek(jp) == '}') { jp->pos++; return true; }
-    for (;;) {
-        if (!jstring(jp, NULL) || !jexpect(jp, ':', "after a metadata key")) return false;
-        if (jpeek(jp) != '"') return jfail(jp, "metadata values must be strings");
-        if (!jstring(jp, NULL)) return false;
-        if (jpeek(jp) == '}') { jp->pos++; return true; }
-        if (!jexpect(jp, ',', "or '}' in __metadata__")) return false;
-    }
-}
-
 /* ---- safetensors: the header ------------------------------------------------------------------ */
 
 /* The dtypes a file may hold: ours are read as they are, the others widened on reading. */
@@ -238,56 +110,76 @@ typedef struct {
     bool have_offsets;
 } entry;
 
-/* {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, each field once, in any order. */
-static bool parse_entry(jparser *jp, entry *e) {
-    if (!jexpect(jp, '{', "to open a tensor's description")) return false;
-    e->dtype = e->ndim = -1;
-    for (bool ok = jpeek(jp) != '}'; ok;) {
-        char *key = NULL, *d = NULL;
-        if (!jstring(jp, &key)) return false;
-        ok = jexpect(jp, ':', "after a key");
-        if (ok && !strcmp(key, "dtype") && e->dtype < 0) {
-            ok = jstring(jp, &d);
-            for (int i = 0; ok && i < N_FILE_DTYPES; i++)
-                if (!strcmp(d, file_dtypes[i].name)) e->dtype = i;
-            if (ok && e->dtype < 0)
-                ok = jfail(jp, "tensor '%.60s' has dtype '%.20s', which attnlab cannot read", e->name, d);
-        } else if (ok && !strcmp(key, "shape") && e->ndim < 0) {
-            ok = jexpect(jp, '[', "to open a shape");
-            for (e->ndim = 0; ok && jpeek(jp) != ']';) {
-                uint64_t v;
-                if (e->ndim == AL_MAX_DIMS)
-                    ok = jfail(jp, "tensor '%.60s' has over %d dimensions", e->name, AL_MAX_DIMS);
-                else if ((ok = juint(jp, &v, "a size in a shape")))
-                    e->shape[e->ndim++] = (int64_t)v;
-                if (ok && jpeek(jp) != ']') /* a ',' and then not ']' */
-                    ok = jexpect(jp, ',', "between sizes in a shape") && jpeek(jp) != ']';
-            }
-            jp->pos += ok;
-            if (!ok && !jp->msg[0]) jfail(jp, "a shape ends with ','");
-        } else if (ok && !strcmp(key, "data_offsets") && !e->have_offsets) {
-            ok = jexpect(jp, '[', "to open data_offsets") && juint(jp, &e->begin, "a data offset") &&
-                 jexpect(jp, ',', "in data_offsets") && juint(jp, &e->end, "a data offset") &&
-                 jexpect(jp, ']', "to close data_offsets (two offsets)");
-            e->have_offsets = true;
-        } else if (ok) {
-            bool known = !strcmp(key, "dtype") || !strcmp(key, "shape") || !strcmp(key, "data_offsets");
-            ok = jfail(jp, "tensor '%.60s': %s field '%.40s'", e->name, known ? "repeated" : "unknown", key);
-        }
-        free(key);
-        free(d);
-        if (!ok) return false;
-        ok = jpeek(jp) != '}';
-        if (ok && !jexpect(jp, ',', "or '}' in a tensor's description")) return false;
-    }
-    jp->pos++;
-    if (e->dtype < 0 || e->ndim < 0 || !e->have_offsets)
-        return jfail(jp, "tensor '%.60s' has no %s", e->name,
-                     e->dtype < 0 ? "dtype" : e->ndim < 0 ? "shape" : "data_offsets");
+/* A schema error at value v: its byte, and the reason. */
+static bool bad(al_json_error *err, const al_json *v, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool bad(al_json_error *err, const al_json *v, const char *fmt, ...) {
+    err->offset = v->begin;
+    err->where[0] = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* A non-negative integer without sign, fraction or exponent, at most 2^62. */
+static bool header_uint(const char *text, const al_json *v, uint64_t *out, const char *what, al_json_error *err) {
+    const uint64_t limit = (uint64_t)1 << 62;
+    if (v->type == AL_JSON_NUMBER && (v->is_integer ? v->integer > (int64_t)limit : v->number > (double)limit))
+        return bad(err, v, "%s is too large", what);
+    if (v->type != AL_JSON_NUMBER || !v->is_integer || v->integer < 0 || text[v->begin] == '-')
+        return bad(err, v, "%s must be a non-negative integer (no sign, fraction or exponent)", what);
+    *out = (uint64_t)v->integer;
     return true;
 }
 
-typedef struct { entry *e; int n, cap; char *metadata; } header;
+/* {"key": "value", ...}: the only shape "__metadata__" may have. */
+static bool metadata_ok(const al_json *m, al_json_error *err) {
+    if (m->type != AL_JSON_OBJECT) return bad(err, m, "expected '{' to open __metadata__");
+    for (const al_json *v = al_json_first(m); v; v = al_json_next(m, v))
+        if (v->type != AL_JSON_STRING) return bad(err, v, "metadata values must be strings");
+    return true;
+}
+
+/* {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, each field once, in any order. */
+static bool parse_entry(const char *text, const al_json *d, entry *e, al_json_error *err) {
+    e->dtype = e->ndim = -1;
+    if (d->type != AL_JSON_OBJECT) return bad(err, d, "tensor '%.60s': expected '{' to open its description", e->name);
+    for (const al_json *m = al_json_first(d); m; m = al_json_next(d, m)) {
+        if (!strcmp(m->key, "dtype") && e->dtype < 0) {
+            if (m->type != AL_JSON_STRING) return bad(err, m, "tensor '%.60s': dtype must be a string", e->name);
+            for (int i = 0; i < N_FILE_DTYPES; i++)
+                if (!strcmp(m->string, file_dtypes[i].name)) e->dtype = i;
+            if (e->dtype < 0)
+                return bad(err, m, "tensor '%.60s' has dtype '%.20s', which attnlab cannot read", e->name, m->string);
+        } else if (!strcmp(m->key, "shape") && e->ndim < 0) {
+            if (m->type != AL_JSON_ARRAY) return bad(err, m, "tensor '%.60s': shape must be an array of sizes", e->name);
+            e->ndim = 0;
+            for (const al_json *x = al_json_first(m); x; x = al_json_next(m, x)) {
+                uint64_t v = 0;
+                if (e->ndim == AL_MAX_DIMS) return bad(err, x, "tensor '%.60s' has over %d dimensions", e->name, AL_MAX_DIMS);
+                if (!header_uint(text, x, &v, "a size in a shape", err)) return false;
+                e->shape[e->ndim++] = (int64_t)v;
+            }
+        } else if (!strcmp(m->key, "data_offsets") && !e->have_offsets) {
+            if (m->type != AL_JSON_ARRAY || m->count != 2)
+                return bad(err, m, "tensor '%.60s': data_offsets must hold two offsets [begin, end]", e->name);
+            const al_json *first = al_json_first(m);
+            if (!header_uint(text, first, &e->begin, "a data offset", err) ||
+                !header_uint(text, al_json_next(m, first), &e->end, "a data offset", err)) return false;
+            e->have_offsets = true;
+        } else {
+            bool known = !strcmp(m->key, "dtype") || !strcmp(m->key, "shape") || !strcmp(m->key, "data_offsets");
+            return bad(err, m, "tensor '%.60s': %s field '%.40s'", e->name, known ? "repeated" : "unknown", m->key);
+        }
+    }
+    if (e->dtype < 0 || e->ndim < 0 || !e->have_offsets)
+        return bad(err, d, "tensor '%.60s' has no %s", e->name,
+                   e->dtype < 0 ? "dtype" : e->ndim < 0 ? "shape" : "data_offsets");
+    return true;
+}
+
+typedef struct { entry *e; int n; char *metadata; } header;
 
 static void header_free(header *h) {
     for (int i = 0; i < h->n; i++) free(h->e[i].name);
@@ -295,34 +187,26 @@ static void header_free(header *h) {
     free(h->metadata);
 }
 
-static bool parse_header(jparser *jp, header *h) {
-    if (!jexpect(jp, '{', "at the start of the header")) return false;
-    for (bool more = jpeek(jp) != '}'; more;) {
-        char *key = NULL;
-        if (!jstring(jp, &key)) return false;
-        if (!jexpect(jp, ':', "after a key")) { free(key); return false; }
-        if (!strcmp(key, "__metadata__")) {
-            free(key);
-            if (h->metadata) return jfail(jp, "__metadata__ appears twice");
-            jpeek(jp);
-            const size_t start = jp->pos;
-            if (!jmetadata(jp)) return false;
-            if (!(h->metadata = strndup(jp->s + start, jp->pos - start))) return jfail(jp, "out of memory");
+/* The header's JSON (json_read.c), then its schema: an object of tensor descriptions and at most
+ * one "__metadata__", kept as its raw text. */
+static bool parse_header(const char *text, size_t len, header *h, al_json_error *err) {
+    al_json *doc = al_json_parse(text, len, "header", err);
+    if (!doc) return false;
+    bool ok = doc->type == AL_JSON_OBJECT || bad(err, doc, "expected '{' at the start of the header");
+    if (ok && !(h->e = calloc((size_t)doc->count + 1, sizeof *h->e))) ok = bad(err, doc, "out of memory");
+    for (const al_json *m = ok ? al_json_first(doc) : NULL; m && ok; m = al_json_next(doc, m)) {
+        if (!strcmp(m->key, "__metadata__")) {
+            if (h->metadata) ok = bad(err, m, "__metadata__ appears twice");
+            else if ((ok = metadata_ok(m, err)) && !(h->metadata = strndup(text + m->begin, m->end - m->begin)))
+                ok = bad(err, m, "out of memory");
         } else {
-            if (h->n == h->cap) {
-                entry *grown = realloc(h->e, sizeof *grown * (size_t)(h->cap = h->cap ? 2 * h->cap : 16));
-                if (!grown) { free(key); return jfail(jp, "out of memory"); }
-                h->e = grown;
-            }
-            h->e[h->n] = (entry){.name = key};
-            if (!parse_entry(jp, &h->e[h->n++])) return false;
+            entry *e = &h->e[h->n++];
+            if (!(e->name = strdup(m->key))) ok = bad(err, m, "out of memory");
+            else ok = parse_entry(text, m, e, err);
         }
-        more = jpeek(jp) != '}';
-        if (more && !jexpect(jp, ',', "or '}' after a tensor")) return false;
     }
-    jp->pos++;
-    if (jpeek(jp), jp->pos != jp->len) return jfail(jp, "unexpected text after the header's closing '}'");
-    return true;
+    al_json_free(doc);
+    return ok;
 }
 
 static int by_name(const void *a, const void *b) {
@@ -474,10 +358,10 @@ al_tensor_file *al_load_safetensors(const char *path) {
              ? "truncated, or not a safetensors file" : "over the 100 MiB limit");
     if (!(text = malloc((size_t)n)) || read_at(fd, text, (size_t)n, 8) < 0)
         FAIL("%s: cannot read the header of '%s': %s", fn, path, text ? strerror(errno) : "out of memory");
-    jparser jp = {.s = text, .len = (size_t)n};
-    if (!parse_header(&jp, &h))
-        FAIL("%s: '%s': bad header at byte %zu: %s", fn, path, 8 + (jp.pos < jp.len ? jp.pos : jp.len),
-             jp.msg);
+    al_json_error err;
+    if (!parse_header(text, (size_t)n, &h, &err))
+        FAIL("%s: '%s': bad header at byte %zu%s%s%s: %s", fn, path, 8 + (size_t)err.offset,
+             err.where[0] ? " (in " : "", err.where, err.where[0] ? ")" : "", err.message);
     if (!check_layout(path, &h, size - 8 - n)) goto done;
     if (!(f = calloc(1, sizeof *f)) || !(f->names = calloc((size_t)h.n + 1, sizeof(char *))) ||
         !(f->tensors = calloc((size_t)h.n + 1, sizeof(al_tensor *)))) {
@@ -540,7 +424,7 @@ void al_tensor_file_close(al_tensor_file *f) {
 
 static bool utf8_valid(const char *s) {
     for (size_t i = 0, len = strlen(s), k; i < len; i += k)
-        if (!(k = (size_t)utf8_len((const unsigned char *)s + i, len - i))) return false;
+        if (!(k = (size_t)al_utf8_length((const unsigned char *)s + i, len - i))) return false;
     return true;
 }
 
@@ -565,10 +449,13 @@ int al_save_safetensors(const char *path, int n, const char *const *names, al_te
         }
     }
     if (metadata_json) {
-        jparser jp = {.s = metadata_json, .len = strlen(metadata_json)};
-        if (!jmetadata(&jp) || (jpeek(&jp) && !jfail(&jp, "unexpected text after the object"))) {
+        al_json_error err;
+        al_json *doc = al_json_parse(metadata_json, strlen(metadata_json), "metadata", &err);
+        const bool ok = doc && metadata_ok(doc, &err);
+        al_json_free(doc);
+        if (!ok) {
             al_error("%s: '%s': metadata_json is not a JSON object of string values (byte %zu: %s)", fn,
-                     path, jp.pos, jp.msg);
+                     path, err.offset, err.message);
             return -1;
         }
     }

@@ -70,7 +70,7 @@ static al_tensor *grad_for(const char *fn, const al_tensor *p, int *rc) {
 /* ---- the update kernels ------------------------------------------------------------------- */
 
 /* out[i] = sqrt(in[i]), correctly rounded, vectorised by hand (see the top of the file). */
-static void sqrt_f32(float *restrict out, const float *restrict in, int64_t n) {
+static void sqrt_rows_float(float *restrict out, const float *restrict in, int64_t n) {
     int64_t i = 0;
 #if defined(__AVX512F__)
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_sqrt_ps(_mm512_loadu_ps(in + i)));
@@ -82,7 +82,7 @@ static void sqrt_f32(float *restrict out, const float *restrict in, int64_t n) {
     for (; i < n; i++) out[i] = sqrtf(in[i]);
 }
 
-static void sqrt_f64(double *restrict out, const double *restrict in, int64_t n) {
+static void sqrt_rows_double(double *restrict out, const double *restrict in, int64_t n) {
     int64_t i = 0;
 #if defined(__AVX512F__)
     for (; i + 8 <= n; i += 8) _mm512_storeu_pd(out + i, _mm512_sqrt_pd(_mm512_loadu_pd(in + i)));
@@ -97,20 +97,8 @@ static void sqrt_f64(double *restrict out, const double *restrict in, int64_t n)
 enum { ADAM_CHUNK = 1024 }; /* elements per pass; the sqrt scratch stays in L1 */
 
 /* The update loops, once per float dtype: sgd_update_float, adam_update_double, ... */
-#define real float
-#define SFX(name) name##_float
-#define SQRT_ROWS sqrt_f32
-#include "generic/optim_steps.h"
-#undef real
-#undef SFX
-#undef SQRT_ROWS
-#define real double
-#define SFX(name) name##_double
-#define SQRT_ROWS sqrt_f64
-#include "generic/optim_steps.h"
-#undef real
-#undef SFX
-#undef SQRT_ROWS
+#define GENERIC_FILE "generic/optim_steps.h"
+#include "generic/float_types.h"
 
 /* ---- SGD ------------------------------------------------------------------------------------ */
 

@@ -27,7 +27,6 @@
 local lab = require "attnlab"
 local mult = require "attnlab.tasks.multiplication"
 local json = lab.json
-local ffi = require "ffi"
 
 local run = lab.run.start{
   name = "multiplication",
@@ -499,135 +498,9 @@ io.stderr:write(string.format("%s %dx%d: exact match %.3f (%s, %d held-out) | di
   cfg.mode, D, D, e.exact, e.method, #test_problems, D2 - 1, table.concat(accs, " "), summary.steps_per_s))
 
 ---------------------------------------------------------------------------------------------------
--- report.md with PNG plots drawn here (a tiny raster: lines, a heatmap, a 3 x 5 pixel font)
+-- report.md with PNG plots (lab.plot: drawn by the workbench itself)
 ---------------------------------------------------------------------------------------------------
-local Plot = {}
-do
-  local FONT = {
-    ["0"] = "111101101101111", ["1"] = "010110010010111", ["2"] = "111001111100111", ["3"] = "111001111001111",
-    ["4"] = "101101111001001", ["5"] = "111100111001111", ["6"] = "111100111101111", ["7"] = "111001010010010",
-    ["8"] = "111101111101111", ["9"] = "111101111001111", ["."] = "000000000000010", ["-"] = "000000111000000",
-    ["a"] = "000011101101011", ["b"] = "100100111101111", ["c"] = "000111100100111", ["k"] = "100101110101101",
-    ["%"] = "101001010100101", [" "] = "000000000000000", ["l"] = "110010010010111", ["n"] = "000110101101101",
-    ["e"] = "111101111100111", ["x"] = "000101010101000", ["m"] = "000111111101101", ["s"] = "011100010001110",
-    ["t"] = "010111010010011", ["p"] = "111101111100100",
-  }
-  local Canvas = {}
-  Canvas.__index = Canvas
-  function Plot.canvas(w, h)
-    local c = setmetatable({ w = w, h = h, px = ffi.new("float[?]", w * h * 3) }, Canvas)
-    for i = 0, w * h * 3 - 1 do c.px[i] = 1 end
-    return c
-  end
-  function Canvas:set(x, y, rgb)
-    x, y = math.floor(x + 0.5), math.floor(y + 0.5)
-    if x < 0 or y < 0 or x >= self.w or y >= self.h then return end
-    local i = (y * self.w + x) * 3
-    self.px[i], self.px[i + 1], self.px[i + 2] = rgb[1], rgb[2], rgb[3]
-  end
-  function Canvas:rect(x, y, w, h, rgb)
-    for yy = math.floor(y), math.floor(y + h) - 1 do for xx = math.floor(x), math.floor(x + w) - 1 do self:set(xx, yy, rgb) end end
-  end
-  function Canvas:line(x0, y0, x1, y1, rgb, thick)
-    local n = math.max(1, math.ceil(math.max(math.abs(x1 - x0), math.abs(y1 - y0))))
-    for i = 0, n do
-      local x, y = x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n
-      if thick and thick > 1 then self:rect(x - 1, y - 1, 2, 2, rgb) else self:set(x, y, rgb) end
-    end
-  end
-  function Canvas:text(x, y, s, rgb, scale)
-    scale = scale or 2
-    for ci = 1, #s do
-      local g = FONT[s:sub(ci, ci)] or FONT[" "]
-      for r = 0, 4 do for col = 0, 2 do
-        if g:sub(r * 3 + col + 1, r * 3 + col + 1) == "1" then
-          self:rect(x + (ci - 1) * 4 * scale + col * scale, y + r * scale, scale, scale, rgb)
-        end
-      end end
-    end
-  end
-  function Canvas:save(path)
-    local rows = {}
-    for y = 0, self.h - 1 do
-      local row = {}
-      for x = 0, self.w - 1 do
-        local i = (y * self.w + x) * 3
-        row[x + 1] = { self.px[i], self.px[i + 1], self.px[i + 2] }
-      end
-      rows[y + 1] = row
-    end
-    lab.image.save(path, lab.tensor(rows, "float32"))
-  end
-  Plot.PALETTE = { { 0.12, 0.47, 0.71 }, { 1.0, 0.5, 0.05 }, { 0.17, 0.63, 0.17 }, { 0.84, 0.15, 0.16 },
-                   { 0.58, 0.4, 0.74 }, { 0.55, 0.34, 0.29 }, { 0.89, 0.47, 0.76 }, { 0.5, 0.5, 0.5 },
-                   { 0.74, 0.74, 0.13 }, { 0.09, 0.75, 0.81 } }
-  local GREY, BLACK = { 0.75, 0.75, 0.75 }, { 0, 0, 0 }
-  local function fmt_num(v)
-    if v >= 1000 then return string.format("%dk", math.floor(v / 1000 + 0.5)) end
-    if v == math.floor(v) then return string.format("%d", v) end
-    return (string.format("%.2f", v):gsub("0+$", ""))
-  end
-  -- series = {{xs =, ys =, colour =, thick =}}; hlines = {{y =, colour =}}
-  function Plot.lines(path, o)
-    local W, H, L, R, T, B = 720, 420, 60, 20, 20, 40
-    local c = Plot.canvas(W, H)
-    local xmax, ymax, ymin = o.xmax or 1, o.ymax or 1, o.ymin or 0
-    local function px(x) return L + (W - L - R) * x / xmax end
-    local function py(y) return H - B - (H - T - B) * (math.min(math.max(y, ymin), ymax) - ymin) / (ymax - ymin) end
-    for i = 0, 4 do
-      local yv = ymin + (ymax - ymin) * i / 4
-      c:line(L, py(yv), W - R, py(yv), GREY)
-      c:text(4, py(yv) - 5, fmt_num(yv), BLACK)
-      local xv = xmax * i / 4
-      c:line(px(xv), H - B, px(xv), H - B + 5, BLACK)
-      c:text(px(xv) - 10, H - B + 10, fmt_num(xv), BLACK)
-    end
-    c:line(L, H - B, W - R, H - B, BLACK); c:line(L, T, L, H - B, BLACK)
-    for _, hl in ipairs(o.hlines or {}) do
-      for x = L, W - R, 8 do c:line(x, py(hl.y), math.min(x + 4, W - R), py(hl.y), hl.colour or BLACK) end
-    end
-    for _, s in ipairs(o.series) do
-      for i = 2, #s.xs do c:line(px(s.xs[i - 1]), py(s.ys[i - 1]), px(s.xs[i]), py(s.ys[i]), s.colour, s.thick or 2) end
-      if #s.xs == 1 then c:rect(px(s.xs[1]) - 2, py(s.ys[1]) - 2, 5, 5, s.colour) end
-    end
-    local lx = L + 10
-    for _, s in ipairs(o.series) do
-      if s.label then
-        c:rect(lx, T + 4, 14, 8, s.colour)
-        c:text(lx + 18, T + 3, s.label, BLACK)
-        lx = lx + 26 + #s.label * 8
-      end
-    end
-    c:save(path)
-  end
-  -- viridis, piecewise linear through five anchors
-  local VIRIDIS = { { 0.267, 0.005, 0.329 }, { 0.231, 0.322, 0.545 }, { 0.129, 0.569, 0.549 }, { 0.369, 0.788, 0.384 },
-                    { 0.992, 0.906, 0.145 } }
-  local function viridis(u)
-    u = math.min(math.max(u, 0), 1) * 4
-    local i = math.min(3, math.floor(u))
-    local f = u - i
-    local a, b = VIRIDIS[i + 1], VIRIDIS[i + 2]
-    return { a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f, a[3] + (b[3] - a[3]) * f }
-  end
-  function Plot.heatmap(path, M, rows, cols)
-    local cell, L, T = 40, 50, 40
-    local nr, nc = #M, #M[1]
-    local c = Plot.canvas(L + nc * cell + 70, T + nr * cell + 20)
-    local mx = 1e-12
-    for i = 1, nr do for j = 1, nc do mx = math.max(mx, M[i][j]) end end
-    for i = 1, nr do
-      c:text(8, T + (i - 1) * cell + cell / 2 - 5, rows[i], { 0, 0, 0 })
-      for j = 1, nc do c:rect(L + (j - 1) * cell, T + (i - 1) * cell, cell - 1, cell - 1, viridis(M[i][j] / mx)) end
-    end
-    for j = 1, nc do c:text(L + (j - 1) * cell + 8, 14, cols[j], { 0, 0, 0 }) end
-    local bx = L + nc * cell + 15
-    for y = 0, nr * cell - 1 do c:rect(bx, T + y, 14, 1, viridis(1 - y / (nr * cell - 1))) end
-    c:text(bx - 4, T - 14, fmt_num(tonumber(string.format("%.1f", mx))), { 0, 0, 0 })
-    c:text(bx + 2, T + nr * cell + 4, "0", { 0, 0, 0 })
-    c:save(path)
-  end
-end
+local Plot = lab.plot
 
 local function read_metrics(path)
   local out = {}
@@ -670,12 +543,12 @@ local function write_report()
     end
   end
   local xmax = math.max(1, final_step)
-  Plot.lines(dir .. "/loss_per_position.png", { series = loss_series, xmax = xmax, ymin = 0, ymax = ymax,
+  Plot.lines(dir .. "/loss_per_position.png", { series = loss_series, xmin = 0, xmax = xmax, ymin = 0, ymax = ymax,
     hlines = { { y = math.log(10), colour = { 0.8, 0, 0 } } } })
   local em_series = {}
   for k = 1, D2 do em_series[k] = acc_series[k] end
   em_series[#em_series + 1] = { xs = xs_eval, ys = em_ys, colour = { 0, 0, 0 }, label = "exact", thick = 3 }
-  Plot.lines(dir .. "/exact_match.png", { series = em_series, xmax = xmax, ymin = 0, ymax = 1 })
+  Plot.lines(dir .. "/exact_match.png", { series = em_series, xmin = 0, xmax = xmax, ymin = 0, ymax = 1 })
   Plot.heatmap(dir .. "/attribution.png", M, OPERANDS, ANSWERS)
 
   local L = {}

@@ -3,6 +3,8 @@
  *   attnlab run SCRIPT.lua [key=value ...] [--out DIR [--force]] [--view] [--device cpu|cuda] [--threads N]
  *   attnlab SCRIPT.lua ...            same as run
  *   attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout L] [...]   (attnlab-view)
+ *   attnlab sweep SCRIPT.lua key=a,b seed=1..8 [--local N | --slurm ...]   a grid of runs
+ *                                     (lua/attnlab/sweep.lua; its arguments are passed on unparsed)
  *   attnlab -e 'lua code'             a chunk, with the module as the global `lab`
  *   attnlab help [NAME]               the entry of docs/reference.md for NAME (lab.help_text)
  *   attnlab                           an interactive prompt
@@ -45,7 +47,7 @@
 #include <luajit.h>
 
 enum { EXIT_SCRIPT_ERROR = 1, EXIT_USAGE = 2 };
-typedef enum { MODE_NONE, MODE_RUN, MODE_VIEW, MODE_EVAL, MODE_HELP } cli_mode;
+typedef enum { MODE_NONE, MODE_RUN, MODE_VIEW, MODE_EVAL, MODE_HELP, MODE_SWEEP } cli_mode;
 
 /* Everything the command line said, as parsed; pointers point into argv. */
 typedef struct cli {
@@ -55,6 +57,7 @@ typedef struct cli {
     const char *code;        /* -e */
     const char *run_dir;     /* view */
     const char *help_name;   /* help NAME (NULL: the index) */
+    int sweep_index;         /* sweep: argv index of the word `sweep`; what follows is attnlab.sweep's */
     const char *screenshot;  /* view --screenshot */
     long view_step;          /* view --step, -1 when absent */
     const char *out;         /* run --out */
@@ -76,6 +79,10 @@ static const char *usage_text =
     "               [--head H] [--query Q] [--log-y] [--size WxH] [--scale S] [--compare RUN_DIR2]\n"
     "               [--font FILE.ttf] [--follow]   (attnlab view --help describes each; for tests:\n"
     "               --events FILE, --print-layout, --bench-frames N)\n"
+    "  attnlab sweep SCRIPT.lua key=a,b,c seed=1..8 [--zip] [--out DIR] [--local N | --slurm [sbatch options]]\n"
+    "  attnlab sweep --resume DIR | --collect DIR | --status DIR\n"
+    "                                  a grid of runs, one run directory per point (attnlab sweep --help;\n"
+    "                                  docs/sweeps.md)\n"
     "  attnlab help [NAME]             the reference entry for NAME, e.g. attnlab help nn.TransformerBlock\n"
     "                                  (docs/reference.md; help(NAME) or help(value) in scripts and the prompt)\n"
     "  attnlab -e 'lua code'           run a chunk with the module loaded as `lab`\n"
@@ -184,6 +191,12 @@ static int parse_command_line(int argc, char **argv, cli *c, int *want_help, int
             if (!strcmp(a, "run")) c->mode = MODE_RUN;
             else if (!strcmp(a, "view")) c->mode = MODE_VIEW;
             else if (!strcmp(a, "help")) c->mode = MODE_HELP;
+            else if (!strcmp(a, "sweep")) {
+                /* the sweep parses its own arguments (attnlab.sweep_cli): stop here */
+                c->mode = MODE_SWEEP;
+                c->sweep_index = i;
+                break;
+            }
             else { c->mode = MODE_RUN; c->script = a; c->script_index = i; }
         } else if (c->mode == MODE_RUN && !c->script) {
             c->script = a;
@@ -201,6 +214,9 @@ static int parse_command_line(int argc, char **argv, cli *c, int *want_help, int
         }
     }
     if (*want_help || *want_version) return 0;
+    if (c->mode == MODE_SWEEP && (c->out || c->view || c->force || c->profile || c->threads || c->code ||
+                                  strcmp(c->device, "cpu")))
+        return usage_error("the flags of `attnlab sweep` go after the word sweep (attnlab sweep --help)");
     if (c->mode == MODE_RUN && !c->script) return usage_error("run: which script? (attnlab run SCRIPT.lua)");
     if (c->mode == MODE_VIEW && !c->run_dir) return usage_error("view: which run directory?");
     if (c->mode != MODE_RUN && (c->out || c->view || c->force || c->profile))
@@ -321,26 +337,45 @@ static int message_handler(lua_State *L) {
     return 1;
 }
 
-/* The script failed: attnlab.run (when the script loaded it) records the error in the directory
- * of each run it started and did not finish (status.json).  The message's first line only (the
- * rest is the traceback).  An error of its own is dropped: the script's error is the one to report. */
-static void record_run_failure(lua_State *L, const char *msg) {
+/* Pushes package.loaded[module][name] when the script loaded that module and it has such a
+ * function, and returns 1; else pushes nothing and returns 0.  For the calls after a script error
+ * into modules that may or may not be there. */
+static int push_loaded_function(lua_State *L, const char *module, const char *name) {
     int top = lua_gettop(L);
     lua_getglobal(L, "package");
     if (lua_istable(L, -1)) {
         lua_getfield(L, -1, "loaded");
         if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "attnlab.run");
+            lua_getfield(L, -1, module);
             if (lua_istable(L, -1)) {
-                lua_getfield(L, -1, "script_failed");
+                lua_getfield(L, -1, name);
                 if (lua_isfunction(L, -1)) {
-                    lua_pushlstring(L, msg, strcspn(msg, "\n"));
-                    lua_pcall(L, 1, 0, 0);
+                    lua_replace(L, top + 1);
+                    lua_settop(L, top + 1);
+                    return 1;
                 }
             }
         }
     }
     lua_settop(L, top);
+    return 0;
+}
+
+/* The script failed: attnlab.run (when the script loaded it) records the error in the directory
+ * of each run it started and did not finish (status.json).  The message's first line only (the
+ * rest is the traceback).  An error of its own is dropped: the script's error is the one to report. */
+static void record_run_failure(lua_State *L, const char *msg) {
+    if (!push_loaded_function(L, "attnlab.run", "script_failed")) return;
+    lua_pushlstring(L, msg, strcspn(msg, "\n"));
+    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
+}
+
+/* The script failed on one rank of a data-parallel run (attnlab.dist loaded): end every rank now,
+ * since the others would wait forever in their next all-reduce.  A no-op on one process. */
+static void abort_other_ranks(lua_State *L) {
+    if (!push_loaded_function(L, "attnlab.dist", "abort")) return;
+    lua_pushinteger(L, 1);
+    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
 }
 
 /* Calls the function below `nargs` arguments with the message handler; prints a failure (and with
@@ -357,6 +392,7 @@ static int call_protected_ex(lua_State *L, int nargs, int nresults, int record_f
         fprintf(stderr, "attnlab: %s\n", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
         fflush(stderr);
         lua_pop(L, 1);
+        if (record_failure) abort_other_ranks(L);
     }
     return status;
 }
@@ -441,7 +477,7 @@ static void set_field_string(lua_State *L, const char *k, const char *v) {
 }
 
 /* ATTNLAB_CLI = {script=, overrides={}, raw_overrides={}, out=, force=, view=, device=, threads=,
- *                lua_dir=, stderr_tty=}  (raw_overrides keeps the text, for string-typed keys) */
+ *                lua_dir=, program=, stderr_tty=}  (raw_overrides keeps the text, for string-typed keys) */
 static void push_cli_table(lua_State *L, const cli *c) {
     lua_newtable(L);
     set_field_string(L, "script", c->script);
@@ -471,6 +507,9 @@ static void push_cli_table(lua_State *L, const cli *c) {
         lua_setfield(L, -2, "threads");
     }
     set_field_string(L, "lua_dir", lua_dir[0] ? lua_dir : NULL);
+    /* the program itself, for what starts more of it (attnlab.sweep runs each point as a child) */
+    char program[PATH_MAX];
+    if (realpath("/proc/self/exe", program)) set_field_string(L, "program", program);
     lua_pushboolean(L, isatty(2));
     lua_setfield(L, -2, "stderr_tty");
 }
@@ -682,6 +721,24 @@ static int run_script(lua_State *L, const cli *c, int argc, char **argv) {
     return call_protected_ex(L, nargs, 0, 1) ? EXIT_SCRIPT_ERROR : 0;
 }
 
+/* `attnlab sweep ARGS...`: require("attnlab.sweep").main({ARGS...}) returns the exit status. */
+static int run_sweep(lua_State *L, int first, int argc, char **argv) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "attnlab.sweep");
+    if (call_protected(L, 1, 1) != 0) return EXIT_SCRIPT_ERROR;
+    lua_getfield(L, -1, "main");
+    lua_remove(L, -2);
+    lua_createtable(L, argc - first, 0);
+    for (int i = first; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - first + 1);
+    }
+    if (call_protected(L, 1, 1) != 0) return EXIT_SCRIPT_ERROR;
+    int status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : EXIT_SCRIPT_ERROR;
+    lua_pop(L, 1);
+    return status;
+}
+
 static int attnlab_main(int argc, char **argv, cli *cp) {
     cli c;
     int want_help = 0, want_version = 0;
@@ -719,6 +776,7 @@ static int attnlab_main(int argc, char **argv, cli *cp) {
     }
 
     if (c.mode == MODE_RUN) status = run_script(L, &c, argc, argv);
+    else if (c.mode == MODE_SWEEP) status = run_sweep(L, c.sweep_index + 1, argc, argv);
     else if (c.mode == MODE_HELP) status = print_help_entry(L, c.help_name);
     else if (c.mode == MODE_EVAL) {
         push_arg_table(L, argc, argv, 0);

@@ -34,6 +34,8 @@ run() {
     else
         if [ "${k:-0}" -gt 0 ]; then echo "ok   $name: $p passed, $k skipped"; else echo "ok   $name: $p passed"; fi
         grep '^SKIP ' "$out" | sed 's/^/    /'
+        # what a test wants said even when it passes (how it ran, a fallback it took)
+        grep '^note: ' "$out" | sed 's/^note: /    /'
     fi
 }
 

@@ -9,7 +9,7 @@
  *   move X Y             move the mouse
  *   wait MS              let the loop run (follow the run, redraw) for MS milliseconds
  *   wait_step N [S]      until the run's newest step is >= N (fail after S seconds, default 60)
- *   wait_event TEXT [S]  until the script logged an event containing TEXT
+ *   wait_event NAME [S]  until the script logged an event of that name (its "event" field)
  *   screenshot FILE      write the current frame
  *   print_layout         print where the frame's maps, thumbnails and step bar are (stdout)
  *   quit */
@@ -50,8 +50,8 @@ static void push_click(int x, int y, int clicks) {
     push_mouse(SDL_MOUSEBUTTONUP, x, y, clicks);
 }
 
-static bool event_has(const viewer_run *run, const char *needle) {
-    for (int i = 0; i < run->n_events; i++) if (strstr(run->events[i].text, needle)) return true;
+static bool event_has(const viewer_run *run, const char *name) {
+    for (int i = 0; i < run->n_events; i++) if (!strcmp(run->events[i].name, name)) return true;
     return false;
 }
 

@@ -1,11 +1,14 @@
 /* run.c -- a run directory as the viewer sees it: an index of records.bin (headers only; payloads
  * are read when drawn, one cached per series), curves and events from metrics.jsonl, both followed
- * while the script appends to them.  Only whole records and whole lines are taken; an incomplete
- * tail is looked at again on the next poll.  A garbled records.bin stops the reading of that file
- * with a message naming the byte offset; metrics lines that do not parse are counted and skipped. */
+ * while the script appends to them, and the name in config.json.  Every file is read by the core's
+ * readers (runlog_read.c, runfiles_read.c) by the grammar docs/run-directory.md states; nothing here
+ * scans text.  Only whole records and whole lines are taken; an incomplete tail is looked at again
+ * on the next poll.  A garbled records.bin stops the reading of that file with a message naming the
+ * byte offset; metrics lines that break the grammar are counted and skipped. */
 #include "viewer.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,27 +39,19 @@ static bool exists_in(const char *dir, const char *file) {
     return access(path, F_OK) == 0;
 }
 
-/* "name": "..." from config.json, when there is one (a plain scan: the file is ours) */
+/* "name" from config.json when it has one, beside the folder's name; else the folder's name */
 static void read_name(viewer_run *run) {
     const char *slash = strrchr(run->dir, '/');
-    snprintf(run->name, sizeof run->name, "%.200s", slash && slash[1] ? slash + 1 : run->dir);
+    const char *folder = slash && slash[1] ? slash + 1 : run->dir;
+    snprintf(run->name, sizeof run->name, "%.200s", folder);
     char path[4400];
     snprintf(path, sizeof path, "%s/config.json", run->dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *k = strstr(buf, "\"name\"");
-    if (!k) return;
-    k = strchr(k + 6, '"');
-    const char *e = k ? strchr(k + 1, '"') : NULL;
-    if (k && e && e - k - 1 < (long)sizeof run->name - 64) {
-        char title[256];
-        snprintf(title, sizeof title, "%.*s", (int)(e - k - 1), k + 1);
-        snprintf(run->name, sizeof run->name, "%.120s  (%.120s)", title, slash && slash[1] ? slash + 1 : run->dir);
-    }
+    if (access(path, F_OK) != 0) return;
+    al_json *config = al_json_read_file(path);
+    const al_json *name = al_json_get(config, "name");
+    if (name && name->type == AL_JSON_STRING)
+        snprintf(run->name, sizeof run->name, "%.120s  (%.120s)", name->string, folder);
+    al_json_free(config);
 }
 
 bool viewer_run_open(viewer_run *run, const char *dir, char *err, size_t errsize) {
@@ -72,6 +67,9 @@ bool viewer_run_open(viewer_run *run, const char *dir, char *err, size_t errsize
     }
     snprintf(run->dir, sizeof run->dir, "%s", dir);
     run->latest_step = -1;
+    char metrics[4400];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dir);
+    if (!(run->metrics = al_jsonl_open(metrics))) { snprintf(err, errsize, "%s", al_last_error()); return false; }
     read_name(run);
     viewer_run_poll(run);
     if (run->error[0]) { snprintf(err, errsize, "%s", run->error); viewer_run_close(run); return false; }
@@ -80,6 +78,7 @@ bool viewer_run_open(viewer_run *run, const char *dir, char *err, size_t errsize
 
 void viewer_run_close(viewer_run *run) {
     if (run->reader) al_runlog_reader_close(run->reader);
+    al_jsonl_close(run->metrics);
     for (int i = 0; i < run->n_series; i++) { free(run->series[i].entries); free(run->series[i].cache); }
     for (int i = 0; i < run->n_curves; i++) { free(run->curves[i].steps); free(run->curves[i].values); }
     free(run->series);
@@ -188,121 +187,67 @@ static bool poll_records(viewer_run *run) {
     return any;
 }
 
-/* ---- metrics.jsonl: flat JSON objects; numbers become curve points, "event" strings markers ---- */
+/* ---- metrics.jsonl: numbers become curve points, events markers (and head scales) ---------------- */
 
-static const char *skip_ws(const char *p) { while (*p == ' ' || *p == '\t' || *p == '\r') p++; return p; }
-
-/* A JSON string at p (after the quote) into out; returns the position after the closing quote. */
-static const char *read_string(const char *p, char *out, size_t outsize) {
-    size_t n = 0;
-    while (*p && *p != '"') {
-        char ch = *p++;
-        if (ch == '\\' && *p) {
-            ch = *p++;
-            if (ch == 'n') ch = ' ';
-            else if (ch == 'u') { ch = '?'; for (int i = 0; i < 4 && *p; i++) p++; }
-        }
-        if (n + 1 < outsize) out[n++] = ch;
-    }
-    out[n] = 0;
-    return *p == '"' ? p + 1 : NULL;
+static bool add_event(viewer_run *run, const al_metrics_line *m) {
+    if (!GROW(run->events, run->cap_events, run->n_events + 1)) return false;
+    viewer_event *e = &run->events[run->n_events++];
+    e->step = m->step;
+    e->kind = m->event;
+    e->layer = m->layer;
+    e->head = m->head;
+    e->scale = (float)m->scale;
+    snprintf(e->name, sizeof e->name, "%s", m->event_name);
+    snprintf(e->text, sizeof e->text, "%s", m->text);
+    return true;
 }
 
-/* skips a nested object or array (strings inside may hold brackets) */
-static const char *skip_nested(const char *p) {
-    int depth = 0;
-    do {
-        if (*p == '"') { char tmp[2]; p = read_string(p + 1, tmp, sizeof tmp); if (!p) return NULL; continue; }
-        if (*p == '{' || *p == '[') depth++;
-        else if (*p == '}' || *p == ']') depth--;
-        else if (!*p) return NULL;
-        p++;
-    } while (depth > 0);
-    return p;
-}
-
-static bool parse_metrics_line(viewer_run *run, const char *line) {
-    const char *p = skip_ws(line);
-    if (*p++ != '{') return false;
-    int64_t step = -1;
-    char keys[32][128], event[120] = "";
-    double values[32];
-    int n = 0;
-    for (;;) {
-        p = skip_ws(p);
-        if (*p == '}') break;
-        if (*p++ != '"') return false;
-        char key[128];
-        if (!(p = read_string(p, key, sizeof key))) return false;
-        p = skip_ws(p);
-        if (*p++ != ':') return false;
-        p = skip_ws(p);
-        if (*p == '"') {
-            char text[120];
-            if (!(p = read_string(p + 1, text, sizeof text))) return false;
-            if (!strcmp(key, "event")) snprintf(event, sizeof event, "%s", text);
-        } else if (*p == '{' || *p == '[') {
-            if (!(p = skip_nested(p))) return false;
-        } else {
-            char *end;
-            double v = strtod(p, &end);
-            if (end == p) {   /* true, false, null */
-                while (*p >= 'a' && *p <= 'z') p++;
-            } else {
-                p = end;
-                if (!strcmp(key, "step")) step = (int64_t)v;
-                else if (n < 32) { snprintf(keys[n], sizeof keys[n], "%s", key); values[n++] = v; }
-            }
+/* One line by the grammar (al_metrics_line_read): false when it breaks it. */
+static bool add_metrics_line(viewer_run *run, const al_json *line) {
+    al_metrics_line m;
+    if (al_metrics_line_read(line, &m) != 0) return false;
+    if (m.event != AL_EVENT_NONE) {
+        if (!add_event(run, &m)) return false;
+    } else {
+        for (const al_json *v = al_json_first(line); v; v = al_json_next(line, v)) {
+            if (!strcmp(v->key, "step")) continue;
+            /* null is how json.lua writes a NaN or an infinity: a point the curve does not draw */
+            if (v->type == AL_JSON_NUMBER || v->type == AL_JSON_NULL)
+                curve_add(run, v->key, m.step, v->type == AL_JSON_NUMBER ? v->number : NAN);
         }
-        p = skip_ws(p);
-        if (*p == ',') { p++; continue; }
-        if (*p == '}') break;
-        return false;
     }
-    if (step < 0) return false;
-    for (int i = 0; i < n; i++) curve_add(run, keys[i], step, values[i]);
-    if (event[0] && GROW(run->events, run->cap_events, run->n_events + 1)) {
-        run->events[run->n_events].step = step;
-        snprintf(run->events[run->n_events].text, sizeof run->events[0].text, "%s", event);
-        run->n_events++;
-    }
-    if (step > run->latest_step) run->latest_step = step;
+    if (m.step > run->latest_step) run->latest_step = m.step;
     return true;
 }
 
 static bool poll_metrics(viewer_run *run) {
-    char path[4400];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run->dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    struct stat st;
-    if (fstat(fd, &st) != 0) { close(fd); return false; }
-    if (st.st_size < run->metrics_offset) {
-        /* a resumed run rewrote the file shorter (without the steps after its checkpoint): read it
-         * again from the start */
-        for (int i = 0; i < run->n_curves; i++) run->curves[i].n = 0;
-        run->n_events = 0;
-        run->metrics_offset = 0;
-    }
-    if (st.st_size == run->metrics_offset) { close(fd); return false; }
-    size_t want = (size_t)(st.st_size - run->metrics_offset);
-    char *buf = malloc(want + 1);
-    ssize_t got = buf ? pread(fd, buf, want, run->metrics_offset) : -1;
-    close(fd);
-    if (got <= 0) { free(buf); return false; }
-    buf[got] = 0;
     bool any = false;
-    char *line = buf;
-    for (char *nl; (nl = memchr(line, '\n', (size_t)(buf + got - line))); line = nl + 1) {
-        *nl = 0;
-        if (nl > line) {
-            if (parse_metrics_line(run, line)) any = true;
-            else run->malformed_lines++;
-        }
+    al_json *line;
+    int rc;
+    while ((rc = al_jsonl_next(run->metrics, &line)) > 0) {
+        if (rc == AL_JSONL_RESTART) {
+            /* a resumed run rewrote the file without the steps after its checkpoint: read it again */
+            for (int i = 0; i < run->n_curves; i++) run->curves[i].n = 0;
+            run->n_events = 0;
+            any = true;
+        } else if (rc == AL_JSONL_LINE && add_metrics_line(run, line)) any = true;
+        else run->malformed_lines++;
+        al_json_free(line);
     }
-    run->metrics_offset += line - buf;   /* an unfinished last line waits */
-    free(buf);
     return any;
+}
+
+/* The scale of every head as of step, replayed from the ablate/scale/restore events' fields. */
+void viewer_run_head_scales(const viewer_run *run, int64_t step, float scale[VIEWER_MAX_ROWS + 1][VIEWER_MAX_HEADS + 1]) {
+    for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) scale[l][h] = 1;
+    for (int i = 0; i < run->n_events && run->events[i].step <= step; i++) {
+        const viewer_event *e = &run->events[i];
+        if (e->kind == AL_EVENT_RESTORE_ALL)
+            for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) scale[l][h] = 1;
+        else if ((e->kind == AL_EVENT_ABLATE || e->kind == AL_EVENT_SCALE || e->kind == AL_EVENT_RESTORE) &&
+                 e->layer <= VIEWER_MAX_ROWS && e->head <= VIEWER_MAX_HEADS)
+            scale[e->layer][e->head] = e->scale;
+    }
 }
 
 bool viewer_run_poll(viewer_run *run) {

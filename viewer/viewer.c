@@ -6,7 +6,8 @@
  *   attnlab-view RUN_DIR --screenshot FILE.png [...]   one frame, no display needed, then exit
  *   test and measurement options: --events FILE (scripted input, viewer/events.c),
  *   --bench-frames N (draw N frames, print the mean frame time), --print-layout (where the last
- *   frame put its maps, thumbnails and step bar, so tests can look at known pixels)
+ *   frame put its maps, thumbnails and step bar, so tests can look at known pixels, and the head
+ *   scales replayed from the run's events)
  *
  * It reads the run directory (records.bin and metrics.jsonl, followed while they grow), draws into
  * a memory canvas, shows the canvas in an SDL2 window, and writes the user's commands for the
@@ -63,35 +64,14 @@ static void send_command(viewer_state *v, const char *fmt, ...) {
     if (fd >= 0) close(fd);
 }
 
-/* what the script said it is doing, from the last pause/resume/step event it logged */
+/* what the script said it is doing, from the last pause/resume/single-step event it logged */
 static const char *script_state(const viewer_state *v) {
     for (int i = v->run.n_events - 1; i >= 0; i--) {
-        const char *t = v->run.events[i].text;
-        if (!strcmp(t, "pause") || !strcmp(t, "single step")) return "paused";
-        if (!strcmp(t, "resume")) return "running";
+        const al_event_kind k = v->run.events[i].kind;
+        if (k == AL_EVENT_PAUSE || k == AL_EVENT_SINGLE_STEP) return "paused";
+        if (k == AL_EVENT_RESUME) return "running";
     }
     return NULL;
-}
-
-/* The heads' scales as of the shown step, replayed from the script's events (lua/attnlab/run.lua
- * words them), so that a replay shows which heads were ablated when. */
-static void replay_head_scales(viewer_state *v) {
-    for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) v->head_scale[l][h] = 1;
-    const int64_t shown = viewer_shown_step(v);
-    for (int i = 0; i < v->run.n_events && v->run.events[i].step <= shown; i++) {
-        const char *t = v->run.events[i].text;
-        int layer, head;
-        float s = 1;
-        if (!strcmp(t, "restore all heads")) {
-            for (int l = 0; l <= VIEWER_MAX_ROWS; l++) for (int h = 0; h <= VIEWER_MAX_HEADS; h++) v->head_scale[l][h] = 1;
-            continue;
-        }
-        if (sscanf(t, "ablate layer %d head %d", &layer, &head) == 2) s = 0;
-        else if (sscanf(t, "scale layer %d head %d by %f", &layer, &head, &s) == 3) {}
-        else if (sscanf(t, "restore layer %d head %d", &layer, &head) == 2) s = 1;
-        else continue;
-        if (layer >= 0 && layer <= VIEWER_MAX_ROWS && head >= 0 && head <= VIEWER_MAX_HEADS) v->head_scale[layer][head] = s;
-    }
 }
 
 /* ---- steps ----------------------------------------------------------------------------------- */
@@ -234,7 +214,7 @@ static void draw_step_bar(viewer_state *v, viewer_rect r) {
 
 void viewer_render(viewer_state *v) {
     viewer_collect_rows(v);
-    replay_head_scales(v);
+    viewer_run_head_scales(&v->run, viewer_shown_step(v), v->head_scale);
     viewer_fill(&v->canvas, (viewer_rect){0, 0, v->canvas.w, v->canvas.h}, VIEWER_BG);
     const int top = viewer_px(v, 30), bottom = viewer_px(v, 44), gap = viewer_px(v, 6);
     draw_top_bar(v, (viewer_rect){0, 0, v->canvas.w, top});
@@ -484,6 +464,9 @@ void viewer_print_layout(const viewer_state *v) {
         if (b.w) printf("headbox %d %d %d %d %d\n", h, b.x, b.y, b.w, b.h);
     }
     if (v->neuron_cell) printf("neuron %d %d %d %d %d\n", v->neuron_x, v->neuron_y, v->neuron_cell, v->neuron_dim, v->neuron_query);
+    for (int l = 0; l <= VIEWER_MAX_ROWS; l++)   /* the heads the replayed events scaled */
+        for (int h = 0; h <= VIEWER_MAX_HEADS; h++)
+            if (v->head_scale[l][h] != 1) printf("headscale %d %d %g\n", l, h, (double)v->head_scale[l][h]);
     printf("slider %d %d %d %d\n", v->slider_rect.x, v->slider_rect.y, v->slider_rect.w, v->slider_rect.h);
     fflush(stdout);
 }

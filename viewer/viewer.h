@@ -1,9 +1,11 @@
 /* viewer.h -- the attnlab viewer's shared types: the canvas it draws into, the run it reads, the
- * view state.  The viewer knows records (core/runlog.c) and metrics.jsonl, never Lua or the tape.
+ * view state.  The viewer knows the run directory's files (docs/run-directory.md), read by the core's
+ * readers, never Lua or the tape.
  *
  *   canvas.c   pixels, rectangles, lines, colour maps, legends
  *   font.c     text (stb_truetype with DejaVu Sans; stb_easy_font when no TTF is found)
- *   run.c      a run directory: the record index, curves from metrics.jsonl, followed as it grows
+ *   run.c      a run directory: the record index, curves and events from metrics.jsonl, followed
+ *              as they grow, and which heads the script scaled when
  *   views_attention.c   the layers x heads grid, one map large, the head view
  *   views_plots.c       weight matrices, curves, images
  *   viewer.c   the command line, layout, input, commands to the script, screenshots
@@ -79,7 +81,15 @@ typedef struct {            /* the records of one (kind, name, layer, head), in 
 } viewer_series;
 
 typedef struct { int64_t *steps; double *values; int n, cap; char name[128]; } viewer_curve;
-typedef struct { int64_t step; char text[120]; } viewer_event;
+/* an event of metrics.jsonl: what the viewer acts on is its kind and fields; text is for people */
+typedef struct {
+    int64_t step;
+    al_event_kind kind;
+    int layer, head;        /* ablate, scale, restore: the head, 1-based ... */
+    float scale;            /* ... and its output scale from this step on */
+    char name[32];          /* the "event" field as written */
+    char text[120];
+} viewer_event;
 
 typedef struct {
     char dir[4096];
@@ -92,7 +102,7 @@ typedef struct {
     int n_curves, cap_curves;
     viewer_event *events;
     int n_events, cap_events;
-    int64_t metrics_offset;
+    al_jsonl_reader *metrics;   /* metrics.jsonl, followed */
     int64_t latest_step;    /* the newest step seen anywhere */
     int malformed_lines;
     bool finished;          /* the script called run:finish (final.safetensors exists) */
@@ -117,6 +127,9 @@ typedef enum { LAYOUT_OVERVIEW, LAYOUT_GRID, LAYOUT_MAP, LAYOUT_HEADS, LAYOUT_MA
                LAYOUT_IMAGES, LAYOUT_NEURON, LAYOUT_COUNT } viewer_layout;
 
 enum { VIEWER_MAX_ROWS = 32, VIEWER_MAX_HEADS = 32 };
+
+/* run.c: every head's output scale as of step, replayed from the run's head events' fields */
+void viewer_run_head_scales(const viewer_run *run, int64_t step, float scale[VIEWER_MAX_ROWS + 1][VIEWER_MAX_HEADS + 1]);
 
 typedef struct {            /* a row of the attention grid: one (name, layer) */
     char name[256];

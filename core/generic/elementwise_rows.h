@@ -1,8 +1,7 @@
 /* generic/elementwise_rows.h -- the row kernels of ops/elementwise.c, written once for a scalar
- * type `real`.  elementwise.c includes this file for float, double and (the parts guarded by
- * REAL_IS_FLOAT excluded) int64_t, with `real`, `SFX(name)` and, for the float types, the math
- * functions EXP, LOG, SQRT, TANH, POW and FABS defined; see reduce_lines.h for why plain
- * functions rather than macros.
+ * type `real`.  elementwise.c includes this file for float and double through float_types.h and
+ * once more for int64_t (without REAL_IS_FLOAT: the float-only parts left out); see
+ * reduce_lines.h for why plain functions rather than macros.
  *
  * The pattern: an always-inline `*_apply(op, ...)` says what one element is; an always-inline
  * `*_loop(op, ...)` runs it over a row, with separate loops for the contiguous and the
@@ -87,26 +86,21 @@ ALWAYS_INLINE void SFX(compare_loop)(al_compare_op op, bool out_double, char **p
         for (int64_t i = 0; i < n; i++) store01(o, i * s[0], out_double, SFX(compare_apply)(op, x[i * s[1]], y[i * s[2]]));
 }
 
-static void SFX(compare_row)(al_compare_op op, bool out_double, char **p, int64_t n, const int64_t *s) {
-    if (out_double) {
-        switch (op) {
-        case AL_EQ: SFX(compare_loop)(AL_EQ, true, p, n, s); break;
-        case AL_NE: SFX(compare_loop)(AL_NE, true, p, n, s); break;
-        case AL_LT: SFX(compare_loop)(AL_LT, true, p, n, s); break;
-        case AL_LE: SFX(compare_loop)(AL_LE, true, p, n, s); break;
-        case AL_GT: SFX(compare_loop)(AL_GT, true, p, n, s); break;
-        case AL_GE: SFX(compare_loop)(AL_GE, true, p, n, s); break;
-        }
-    } else {
-        switch (op) {
-        case AL_EQ: SFX(compare_loop)(AL_EQ, false, p, n, s); break;
-        case AL_NE: SFX(compare_loop)(AL_NE, false, p, n, s); break;
-        case AL_LT: SFX(compare_loop)(AL_LT, false, p, n, s); break;
-        case AL_LE: SFX(compare_loop)(AL_LE, false, p, n, s); break;
-        case AL_GT: SFX(compare_loop)(AL_GT, false, p, n, s); break;
-        case AL_GE: SFX(compare_loop)(AL_GE, false, p, n, s); break;
-        }
+ALWAYS_INLINE void SFX(compare_ops)(al_compare_op op, bool out_double, char **p, int64_t n, const int64_t *s) {
+    switch (op) {
+    case AL_EQ: SFX(compare_loop)(AL_EQ, out_double, p, n, s); break;
+    case AL_NE: SFX(compare_loop)(AL_NE, out_double, p, n, s); break;
+    case AL_LT: SFX(compare_loop)(AL_LT, out_double, p, n, s); break;
+    case AL_LE: SFX(compare_loop)(AL_LE, out_double, p, n, s); break;
+    case AL_GT: SFX(compare_loop)(AL_GT, out_double, p, n, s); break;
+    case AL_GE: SFX(compare_loop)(AL_GE, out_double, p, n, s); break;
     }
+}
+
+/* out_double is a constant in each call, so each output type gets loops of its own */
+static void SFX(compare_row)(al_compare_op op, bool out_double, char **p, int64_t n, const int64_t *s) {
+    if (out_double) SFX(compare_ops)(op, true, p, n, s);
+    else SFX(compare_ops)(op, false, p, n, s);
 }
 
 /* ---- where: out = keep != 0 ? a : b, all of one dtype (keep is cond as 0/1 in that dtype) ------ */
@@ -127,13 +121,13 @@ static void SFX(where_row)(char **p, int64_t n, const int64_t *s) {
 ALWAYS_INLINE real SFX(unary_apply)(unary_op op, real a, real s0, real s1) {
     switch (op) {
     case U_NEG: return -a;
-    case U_EXP: return EXP(a);
+    case U_EXP: return FAST_EXP(a);
     case U_LOG: return LOG(a);
     case U_SQRT: return SQRT(a);
-    case U_TANH: return TANH(a);
-    case U_SIGMOID: return (real)1 / ((real)1 + EXP(-a));
+    case U_TANH: return FAST_TANH(a);
+    case U_SIGMOID: return (real)1 / ((real)1 + FAST_EXP(-a));
     case U_RELU: return a > 0 ? a : (real)0;
-    case U_GELU: return (real)0.5 * a * ((real)1 + TANH((real)GELU_C * (a + (real)0.044715 * a * a * a)));
+    case U_GELU: return (real)0.5 * a * ((real)1 + FAST_TANH((real)GELU_C * (a + (real)0.044715 * a * a * a)));
     case U_ABS: return FABS(a);
     case U_ADD_S: return a + s0;
     case U_MUL_S: return a * s0;
@@ -192,7 +186,7 @@ ALWAYS_INLINE real SFX(dfactor_apply)(unary_op op, real a, real b, real s0, real
     case U_POW_S: return s0 == 0 ? (real)0 : s0 * POW(a, s0 - 1);
     case U_CLAMP: return a >= s0 && a <= s1 ? (real)1 : (real)0;
     case U_GELU: {
-        real u = (real)GELU_C * (a + (real)0.044715 * a * a * a), th = TANH(u);
+        real u = (real)GELU_C * (a + (real)0.044715 * a * a * a), th = FAST_TANH(u);
         return (real)0.5 * ((real)1 + th) + (real)0.5 * a * ((real)1 - th * th) * (real)GELU_C * ((real)1 + (real)0.134145 * a * a);
     }
     default: return 0;   /* neg and the scalar ops have no factor: unary_backward forms theirs directly */

@@ -1,6 +1,6 @@
 /* generic/loss_rows.h -- the row kernel of ops/loss.c's cross-entropy, written once for a scalar
- * type `real`; loss.c includes it once per floating dtype with `real`, `SFX(name)` and EXP
- * defined (see reduce_lines.h for why plain functions rather than macros). */
+ * type `real`, included once per float dtype through float_types.h (see reduce_lines.h for why
+ * plain functions rather than macros). */
 
 /* Cross-entropy of `rows` rows of C logits against ids: returns the sum over counted rows of
  * lse(row) - row[id] and sets *count to their number; writes the gradient's numerator,

@@ -1,7 +1,7 @@
 /* generic/optim_steps.h -- the per-element update loops of optim.c, written once for a scalar
- * type `real`.  optim.c includes this file once per floating dtype with `real`, `SFX(name)` and
- * SQRT_ROWS (its hand-vectorised correctly rounded square root) defined: see reduce_lines.h for
- * why these are plain functions rather than macros. */
+ * type `real`, included once per float dtype through float_types.h (see reduce_lines.h for why
+ * plain functions rather than macros).  SFX(sqrt_rows) is optim.c's hand-vectorised, correctly
+ * rounded square root of a row. */
 
 /* d = g + wd p; buf = momentum buf + d; d = nesterov ? d + momentum buf : buf; p -= lr d.
  * PyTorch starts buf as a copy of d on the first step; a zero-filled buf gives the same numbers.
@@ -51,7 +51,7 @@ static void SFX(adam_update)(real *restrict pp, real *restrict mp, real *restric
             mm[i] = w < (real)0.5 ? mi + w * (gi - mi) : gi - (gi - mi) * ((real)1 - w);
             vv[i] = vv[i] * b2 + c2 * gi * gi;
         }
-        SQRT_ROWS(den, vv, len);
+        SFX(sqrt_rows)(den, vv, len);
         for (int64_t i = 0; i < len; i++) p[i] -= step_size * mm[i] / (den[i] * inv_bc2_sqrt + eps_);
     }
 }

@@ -1,9 +1,10 @@
 /* generic/reduce_lines.h -- the line kernels of ops/reduce.c, written once for a scalar type `real`.
  *
- * reduce.c includes this file once per floating dtype (Torch7's generic/ files did the same): it
- * defines `real` (float or double), `SFX(name)` (name_float or name_double) and the math functions
- * EXP and LOG for that type.  The kernels are plain C functions, so compiler errors, a debugger's
- * breakpoints and perf's symbols point at the lines below, not at one macro call site.
+ * reduce.c includes this file once per floating dtype through float_types.h (Torch7's generic/
+ * files did the same), which defines `real` (float or double), `SFX(name)` (name_float or
+ * name_double) and the math functions of that type.  The kernels are plain C functions, so compiler
+ * errors, a debugger's breakpoints and perf's symbols point at the lines below, not at one macro
+ * call site.
  *
  * Every kernel sees its data as contiguous (outer, R, inner) lines, R the reduced size (see
  * `lines` in reduce.c); `inner` is the unit-stride direction. */

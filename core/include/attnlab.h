@@ -385,6 +385,84 @@ void al_profile_reset(void);
 #define AL_RUNLOG_FILE "records.bin"
 #define AL_RECORD_MAGIC "ALR1"
 
+/* ---- JSON, and the run directory's JSON files (for C readers: the viewer, the safetensors
+ * loader; Lua reads and writes them with lua/attnlab/json.lua, so this part is not fed to the FFI).
+ * docs/run-directory.md is the grammar of every file in a run directory. ---- */
+
+/* json_read.c: strict RFC 8259 into one block of memory, values in document order: a container
+ * is followed by everything it holds (span values in all, itself included), so its members are
+ * walked with al_json_first / al_json_next.  Strings are decoded UTF-8 with a NUL after them. */
+enum { AL_JSON_MAX_DEPTH = 64 };
+typedef enum { AL_JSON_NULL, AL_JSON_FALSE, AL_JSON_TRUE, AL_JSON_NUMBER, AL_JSON_STRING, AL_JSON_ARRAY,
+               AL_JSON_OBJECT } al_json_type;
+typedef struct al_json {
+    al_json_type type;
+    int count;              /* an array's elements, an object's members */
+    int span;               /* values from this one to the end of what it holds (1 for a scalar) */
+    const char *key;        /* a member of an object: its name; otherwise NULL */
+    const char *string;     /* a string: its text (length bytes, no NUL inside) */
+    size_t length;
+    double number;          /* a number: its value (+-inf beyond the double range) */
+    int is_integer;         /* ... written without fraction or exponent, and within int64: */
+    int64_t integer;        /* ... then exactly this */
+    size_t begin, end;      /* the bytes of the text it was read from */
+} al_json;
+/* Where and why a text is not JSON: the byte, the path to it ("a.shape[1]"), the reason. */
+typedef struct al_json_error { size_t offset; char where[160]; char message[160]; } al_json_error;
+/* The document (its root is [0]; free it with al_json_free), or NULL with the error in *err (when
+ * not NULL) and in al_last_error().  what names the text in messages ("header", "line", "file"). */
+al_json *al_json_parse(const char *text, size_t len, const char *what, al_json_error *err);
+void al_json_free(al_json *doc);
+/* An object's member of that name (the last, when there are several, as json.lua keeps), an
+ * object's or array's first item and the one after item; NULL when there is none. */
+const al_json *al_json_get(const al_json *object, const char *key);
+const al_json *al_json_first(const al_json *container);
+const al_json *al_json_next(const al_json *container, const al_json *item);
+
+/* runfiles_read.c: a whole JSON file (config.json, status.json, summary.json, written by a rename
+ * so never seen half written); NULL with an error naming the path, the byte and the reason. */
+al_json *al_json_read_file(const char *path);
+
+/* A JSON-lines file followed while it grows (metrics.jsonl): only whole lines are read; a last
+ * line without its newline is the writer in mid-line and is read again on a later call. */
+typedef struct al_jsonl_reader al_jsonl_reader;
+enum {
+    AL_JSONL_NONE = 0,      /* no whole new line yet (the file may not exist yet) */
+    AL_JSONL_LINE = 1,      /* *line holds the next line's value; the caller frees it */
+    AL_JSONL_MALFORMED = 2, /* the next line is not JSON: al_last_error() names file, line, byte */
+    AL_JSONL_RESTART = 3    /* the file was replaced or cut shorter (a resumed run rewrote it):
+                               what was read before is void, and reading starts over */
+};
+al_jsonl_reader *al_jsonl_open(const char *path);
+void al_jsonl_close(al_jsonl_reader *r);
+/* One of the above, or -1 when the file cannot be read (the error says why). */
+int al_jsonl_next(al_jsonl_reader *r, al_json **line);
+int64_t al_jsonl_line_number(const al_jsonl_reader *r);   /* 1-based, of the line last returned */
+
+/* A line of metrics.jsonl read by its grammar: a step, and either numbers (curve points: every
+ * member but "step" whose value is a number, or null for a value that was NaN or infinite) or
+ * an event, whose members are its fields.  The viewer (and any replay) acts on these fields,
+ * never on the text, which is for people. */
+typedef enum {
+    AL_EVENT_NONE,          /* not an event: a line of numbers */
+    AL_EVENT_OTHER,         /* an event of the script's own: shown, no effect */
+    AL_EVENT_PAUSE, AL_EVENT_RESUME, AL_EVENT_SINGLE_STEP,
+    AL_EVENT_ABLATE, AL_EVENT_SCALE, AL_EVENT_RESTORE,   /* layer, head: scale from this step on */
+    AL_EVENT_RESTORE_ALL,   /* every head back to 1 */
+    AL_EVENT_IGNORED        /* a command the run could not apply */
+} al_event_kind;
+typedef struct al_metrics_line {
+    int64_t step;
+    al_event_kind event;
+    const char *event_name; /* the "event" member (NULL when none) */
+    const char *text;       /* the "text" member, else the event's name (NULL when no event) */
+    int layer, head;        /* ablate, scale, restore: 1-based */
+    double scale;           /* ... the head's output scale from this step on */
+} al_metrics_line;
+/* 0 with *out filled (its strings point into line), or -1 when line breaks the grammar (no
+ * integer "step", an event without its fields, ...), with an error that says how. */
+int al_metrics_line_read(const al_json *line, al_metrics_line *out);
+
 #ifdef __cplusplus
 }
 #endif

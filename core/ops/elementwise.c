@@ -35,42 +35,8 @@ ALWAYS_INLINE void store01(char *out, int64_t i, bool out_double, int v) {
 }
 
 /* The row kernels, once per dtype: binary_row_float, compare_row_int64, unary_row_double, ... */
-#define REAL_IS_FLOAT
-#define real float
-#define SFX(name) name##_float
-#define EXP al_expf
-#define LOG logf
-#define SQRT sqrtf
-#define TANH al_tanhf
-#define POW powf
-#define FABS fabsf
-#include "../generic/elementwise_rows.h"
-#undef real
-#undef SFX
-#undef EXP
-#undef LOG
-#undef SQRT
-#undef TANH
-#undef POW
-#undef FABS
-#define real double
-#define SFX(name) name##_double
-#define EXP exp
-#define LOG log
-#define SQRT sqrt
-#define TANH tanh
-#define POW pow
-#define FABS fabs
-#include "../generic/elementwise_rows.h"
-#undef real
-#undef SFX
-#undef EXP
-#undef LOG
-#undef SQRT
-#undef TANH
-#undef POW
-#undef FABS
-#undef REAL_IS_FLOAT
+#define GENERIC_FILE "../generic/elementwise_rows.h"
+#include "../generic/float_types.h"
 #define real int64_t
 #define SFX(name) name##_int64
 #include "../generic/elementwise_rows.h"

@@ -22,20 +22,8 @@ al_tensor *al_mse(const al_tensor *pred, const al_tensor *target) {
 /* Cross-entropy: loss = mean over counted rows of lse(row) - row[id].
  * Backward: (softmax(row) - onehot(id)) / count on counted rows, 0 on ignored ones.
  * The row kernel, once per float dtype: cross_entropy_rows_float, cross_entropy_rows_double. */
-#define real float
-#define SFX(name) name##_float
-#define EXP expf
-#include "../generic/loss_rows.h"
-#undef real
-#undef SFX
-#undef EXP
-#define real double
-#define SFX(name) name##_double
-#define EXP exp
-#include "../generic/loss_rows.h"
-#undef real
-#undef SFX
-#undef EXP
+#define GENERIC_FILE "../generic/loss_rows.h"
+#include "../generic/float_types.h"
 
 static void cross_entropy_backward(al_node *node, const al_tensor *g) {
     double scale = al_item(g) * node->scalars[0];

@@ -28,20 +28,8 @@ static void reduced_shape(const al_tensor *t, int d, int keepdim, int *nd, int64
 typedef enum { SM_SOFTMAX, SM_LOG_SOFTMAX, SM_LOGSUMEXP } softmax_kind;
 
 /* The kernels, once per float dtype: sum_lines_float, sum_lines_double, ... */
-#define real float
-#define SFX(name) name##_float
-#define EXP expf
-#include "../generic/reduce_lines.h"
-#undef real
-#undef SFX
-#undef EXP
-#define real double
-#define SFX(name) name##_double
-#define EXP exp
-#include "../generic/reduce_lines.h"
-#undef real
-#undef SFX
-#undef EXP
+#define GENERIC_FILE "../generic/reduce_lines.h"
+#include "../generic/float_types.h"
 
 /* A float view of t, contiguous: int64 inputs are reduced as float64. */
 static al_tensor *float_contiguous(const al_tensor *t) {

@@ -284,10 +284,17 @@ function lab.full(shape, value, dtype)
 end
 function lab.randn(...) local n, a, dt = shape_and_dtype("randn", ...) return wrap_as("randn", "randn", C.al_randn(n, a, dt)) end
 function lab.rand(...) local n, a, dt = shape_and_dtype("rand", ...) return wrap_as("rand", "rand", C.al_rand(n, a, dt)) end
+-- randint(n, shape): integers 1 .. n (token ids for n symbols); randint(low, high, shape): low ..
+-- high, both ends included, as Lua's math.random(m, n) and the 1-based convention have it.  (The
+-- core's al_randint takes the half-open [low, high + 1).)
 function lab.randint(low, high, shape)
+  if shape == nil and type(high) == "table" then low, high, shape = 1, low, high end
   check_int(low, "randint", "low"); check_int(high, "randint", "high")
+  if high < low then
+    raise(string.format("randint: empty range %d .. %d (both ends are included, as in math.random: high must be >= low)", low, high))
+  end
   local n, a = parse_shape("randint", shape)
-  return wrap_as("randint", "randint", C.al_randint(low, high, n, a))
+  return wrap_as("randint", "randint", C.al_randint(low, high + 1, n, a))
 end
 function lab.arange(a, b, step, dtype)
   if type(step) == "string" then dtype, step = step, nil end
@@ -842,7 +849,8 @@ function lab.help_text(x) return require("attnlab.help").text(x) end
 setmetatable(lab, {
   __index = function(t, k)
     local sub = ({ nn = "attnlab.nn", optim = "attnlab.optim", run = "attnlab.run", json = "attnlab.json",
-                   analysis = "attnlab.analysis", viz = "attnlab.viz", profile = "attnlab.profile" })[k]
+                   analysis = "attnlab.analysis", viz = "attnlab.viz", profile = "attnlab.profile",
+                   dist = "attnlab.dist", plot = "attnlab.plot", sweep = "attnlab.sweep" })[k]
     if sub then
       local m = require(sub)
       rawset(t, k, m)

@@ -11,10 +11,12 @@
 -- the viewer's commands (one stat() when there are none): pause / resume / step hold or release the
 -- loop; ablate / scale / restore set a head's output scale on the attention layers (tracked modules
 -- with set_head_scale, in the order found, or the list given to run:attention_layers); every
--- applied command is logged in metrics.jsonl as {"step": N, "event": "..."}.
+-- command is logged in metrics.jsonl as an event, e.g. {"step": N, "event": "ablate", "layer": 1,
+-- "head": 2, "scale": 0, "text": "ablate layer 1 head 2"}: fields for the viewer, text for people.
 --
--- The run directory (README's table): config.json, metrics.jsonl, summary.json, records.bin,
--- checkpoint.safetensors and final.safetensors, status.json.  A directory that already holds a run
+-- The run directory: config.json, metrics.jsonl, summary.json, records.bin, checkpoint.safetensors
+-- and final.safetensors, status.json, commands; docs/run-directory.md states each file's grammar,
+-- who writes it and who reads it.  A directory that already holds a run
 -- is never written into by accident: start refuses it (naming the ways out) unless the run resumes
 -- from a checkpoint in that same directory (it continues in place), or --force (opts.force) says to
 -- start afresh, which first deletes the old run's files (only those: anything else stays), so no
@@ -138,13 +140,9 @@ local function random_hex4()
   return string.format("%04x", math.floor((now() * 1e6) % 65536))
 end
 
-local function write_atomic(path, text)
-  if lab.write_file_atomic then return lab.write_file_atomic(path, text) end
-  local f = assert(io.open(path .. ".tmp", "wb"))
-  f:write(text)
-  f:close()
-  assert(os.rename(path .. ".tmp", path))
-end
+-- every whole file of the run directory is replaced this way, never rewritten in place
+-- (docs/run-directory.md): a temporary file, fsync, rename (core/io.c)
+local function write_atomic(path, text) lab.write_file_atomic(path, text) end
 
 ---------------------------------------------------------------------------------------------------
 -- config
@@ -321,6 +319,38 @@ local function claim_dir(dir, force, resume_dir)
   end
 end
 
+-- The config a run gets: the defaults, then (when resuming) the checkpoint's config (a resumed run
+-- is the same experiment), then the overrides on top (steps=, to run longer); every override and
+-- every declared kind checked.  Raises on the first bad key or value.
+local function resolve(defaults, kinds, overrides, raw, checkpoint_config)
+  local config = {}
+  for k, v in pairs(defaults) do config[k] = v end
+  for k, v in pairs(checkpoint_config or {}) do
+    if defaults[k] ~= nil or RESERVED[k] then config[k] = v end
+  end
+  apply_overrides(config, defaults, overrides, raw)
+  if kinds ~= nil and type(kinds) ~= "table" then fail("start: kinds must be a table {key = kind}") end
+  for k, kind in pairs(kinds or {}) do
+    if defaults[k] == nil then fail(string.format("start: kinds names '%s', which is not a config key", tostring(k))) end
+    check_kind(k, config[k], kind, defaults[k])
+  end
+  return config
+end
+
+-- What start would make of these overrides, without starting anything: `attnlab sweep` checks
+-- every point of a grid with it before the first one runs.  opts: config (the defaults), kinds,
+-- overrides ({key = value}), raw ({key = text as typed}, for string keys).
+function M.resolve_config(opts)
+  if type(opts) ~= "table" then fail("resolve_config expects a table {config=, kinds=, overrides=, raw=}") end
+  for k in pairs(opts) do
+    if k ~= "config" and k ~= "kinds" and k ~= "overrides" and k ~= "raw" then
+      fail(string.format("resolve_config: unknown option '%s' (valid: config, kinds, overrides, raw)", tostring(k)))
+    end
+  end
+  if type(opts.config or {}) ~= "table" then fail("resolve_config: config must be a table") end
+  return resolve(opts.config or {}, opts.kinds, opts.overrides or {}, opts.raw or {})
+end
+
 -- opts: name, config (the defaults), and for use outside the program, overrides/out/force (else
 -- ATTNLAB_CLI's).
 function M.start(opts)
@@ -343,27 +373,15 @@ function M.start(opts)
   local self = setmetatable({ name = name, tracked = {}, tracked_names = {}, step = 0,
                               device = cli.device or "cpu", view = cli.view or false,
                               script = script }, Run)
-  local config = {}
-  for k, v in pairs(defaults) do config[k] = v end
 
   local resume = overrides.resume
   if resume ~= nil then
     resume = raw.resume or tostring(resume)
     self.ckpt = read_checkpoint(resume)
     self.resumed_from = resume
-    -- the checkpoint's config first (a resumed run is the same experiment), then what this
-    -- command line changes on top (steps=, to run longer)
-    for k, v in pairs(self.ckpt.config or {}) do
-      if defaults[k] ~= nil or RESERVED[k] then config[k] = v end
-    end
     self.step = self.ckpt.step
   end
-  apply_overrides(config, defaults, overrides, raw)
-  if opts.kinds ~= nil and type(opts.kinds) ~= "table" then fail("start: kinds must be a table {key = kind}") end
-  for k, kind in pairs(opts.kinds or {}) do
-    if defaults[k] == nil then fail(string.format("start: kinds names '%s', which is not a config key", tostring(k))) end
-    check_kind(k, config[k], kind, defaults[k])
-  end
+  local config = resolve(defaults, opts.kinds, overrides, raw, self.ckpt and self.ckpt.config)
   self.config = config
   self.seed = type(config.seed) == "number" and config.seed or 0
   self.log_every = type(config.log_every) == "number" and config.log_every or 100
@@ -386,7 +404,17 @@ function M.start(opts)
   if dir == "" then dir = "/" end
   local force = opts.force
   if force == nil then force = cli.force end
-  claim_dir(dir, force, resume and (resume:match("^(.*)/[^/]*$") or "."))
+  -- data-parallel (mpirun, attnlab.dist): rank 0 writes the run directory; the other ranks run the
+  -- same script with a scratch folder of their own, removed when they finish
+  local dist = require "attnlab.dist"
+  if dist.is_main() then
+    claim_dir(dir, force, resume and (resume:match("^(.*)/[^/]*$") or "."))
+  else
+    local unique = os.tmpname()
+    os.remove(unique)
+    dir = unique .. "-attnlab-rank" .. dist.rank()
+    self.scratch = true
+  end
   mkdir_p(dir)
   self.dir = dir
   M.last_dir = dir   -- where `attnlab run --profile` leaves its table
@@ -401,11 +429,11 @@ function M.start(opts)
   }, 2) .. "\n")
   self:_status("running", { pid = ffi.C.getpid(), resumed_from = self.resumed_from })
   open_runs[#open_runs + 1] = self
-  if opts.viz ~= false then
+  if opts.viz ~= false and not self.scratch then
     lab.viz.open(dir)
     lab.viz.set_step(self.step)
   end
-  if self.view then
+  if self.view and not self.scratch then
     if type(cli.open_viewer) ~= "function" then
       io.stderr:write("attnlab: --view: the viewer can only be started by the attnlab program\n")
     else
@@ -492,26 +520,41 @@ function Run:_attention_layers()
   return self.layers
 end
 
--- Applies one command from the viewer; returns the event text for the log.
+-- An event for metrics.jsonl: its name and machine fields, which the viewer and any replay read, and
+-- a text for people, which nothing parses (docs/run-directory.md has the grammar).
+local function event(name, text, fields)
+  local e = fields or {}
+  e.event, e.text = name, text
+  return e
+end
+
+-- Applies one command from the viewer; returns the event to log.
 function Run:_apply(cmd)
-  if cmd.op == "pause" then self.paused = true return "pause"
-  elseif cmd.op == "resume" then self.paused, self.single = false, false return "resume"
-  elseif cmd.op == "step" then self.paused, self.single = true, true return "single step"
-  elseif cmd.op == "invalid" then return "ignored command '" .. cmd.text .. "'" end
+  if cmd.op == "pause" then self.paused = true return event("pause", "pause")
+  elseif cmd.op == "resume" then self.paused, self.single = false, false return event("resume", "resume")
+  elseif cmd.op == "step" then self.paused, self.single = true, true return event("single_step", "single step")
+  elseif cmd.op == "invalid" then
+    return event("ignored", "ignored command '" .. cmd.text .. "'", { command = cmd.text, reason = "not a command" })
+  end
+  local function ignored(reason)
+    return event("ignored", string.format("ignored '%s': %s", cmd.text, reason), { command = cmd.text, reason = reason })
+  end
   local layers = self:_attention_layers()
   if cmd.op == "restore" and not cmd.layer then
     for _, m in ipairs(layers) do m:reset_head_scale() end
-    return "restore all heads"
+    return event("restore_all", "restore all heads")
   end
   local m = layers[cmd.layer]
-  if not m then return string.format("ignored '%s': no attention layer %d (the run has %d)", cmd.text, cmd.layer, #layers) end
-  if m.heads and cmd.head > m.heads then return string.format("ignored '%s': layer %d has %d heads", cmd.text, cmd.layer, m.heads) end
+  if not m then return ignored(string.format("no attention layer %d (the run has %d)", cmd.layer, #layers)) end
+  if m.heads and cmd.head > m.heads then return ignored(string.format("layer %d has %d heads", cmd.layer, m.heads)) end
   -- a command from outside never stops the training: a hook's error becomes the logged event
   local ok, err = pcall(m.set_head_scale, m, cmd.head, cmd.scale)
-  if not ok then return string.format("ignored '%s': %s", cmd.text, tostring(err)) end
-  if cmd.op == "ablate" then return string.format("ablate layer %d head %d", cmd.layer, cmd.head) end
-  if cmd.op == "restore" then return string.format("restore layer %d head %d", cmd.layer, cmd.head) end
-  return string.format("scale layer %d head %d by %g", cmd.layer, cmd.head, cmd.scale)
+  if not ok then return ignored(tostring(err)) end
+  -- every head event carries the head's scale from now on, so a replay needs no table of names
+  local head = { layer = cmd.layer, head = cmd.head, scale = cmd.scale }
+  if cmd.op == "ablate" then return event("ablate", string.format("ablate layer %d head %d", cmd.layer, cmd.head), head) end
+  if cmd.op == "restore" then return event("restore", string.format("restore layer %d head %d", cmd.layer, cmd.head), head) end
+  return event("scale", string.format("scale layer %d head %d by %g", cmd.layer, cmd.head, cmd.scale), head)
 end
 
 pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
@@ -523,11 +566,11 @@ function Run:_commands()
   if self.single then self.single = false; self.paused = true end
   repeat
     for _, cmd in ipairs(viz.poll()) do
-      local event = self:_apply(cmd)
-      self:log(self.step, { event = event })
+      local e = self:_apply(cmd)
+      self:log(self.step, e)
       self:_flush()
       self:_clear_progress()
-      io.stderr:write(string.format("attnlab: step %d: %s\n", self.step, event))
+      io.stderr:write(string.format("attnlab: step %d: %s\n", self.step, e.text))
     end
     if self.paused and not self.single then
       if lab.interrupted() then self:_interrupted() end
@@ -651,6 +694,7 @@ local function stderr_tty()
 end
 
 function Run:_progress(final, t)
+  if self.scratch then return end   -- one progress line: rank 0's
   t = t or now()
   local tty = stderr_tty()
   if not final and t - self.last_draw < (tty and 0.25 or 10) then return end
@@ -739,6 +783,7 @@ function Run:finish()
   lab.viz.close()
   self:_status("finished")
   close_run(self)
+  if self.scratch then os.execute("rm -rf '" .. self.dir .. "'") return self.dir end
   io.stderr:write("attnlab: run saved in " .. self.dir .. "\n")
   io.stderr:flush()
   return self.dir

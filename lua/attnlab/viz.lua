@@ -286,6 +286,7 @@ end
 
 ---------------------------------------------------------------------------------------------------
 -- commands from the viewer: RUN_DIR/commands, one text line each, appended by the viewer
+-- (docs/run-directory.md has the grammar; a scale is a finite number)
 ---------------------------------------------------------------------------------------------------
 
 -- "pause" | "resume" | "step" | "ablate L H" | "scale L H S" | "restore L H" | "restore"
@@ -301,7 +302,7 @@ function viz.parse_command(line)
   elseif op == "ablate" and #words == 3 and int(n[1]) and int(n[2]) then
     cmd.layer, cmd.head, cmd.scale = n[1], n[2], 0
     return cmd
-  elseif op == "scale" and #words == 4 and int(n[1]) and int(n[2]) and n[3] and n[3] == n[3] then
+  elseif op == "scale" and #words == 4 and int(n[1]) and int(n[2]) and n[3] and n[3] == n[3] and math.abs(n[3]) < math.huge then
     cmd.layer, cmd.head, cmd.scale = n[1], n[2], n[3]
     return cmd
   elseif op == "restore" and (#words == 1 or (#words == 3 and int(n[1]) and int(n[2]))) then

@@ -4,9 +4,13 @@
 #ifndef ATTNLAB_CHECK_H
 #define ATTNLAB_CHECK_H
 #include "attnlab.h"
+#include <dirent.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int check_passed, check_failed, check_numeric;   /* numeric: passed CHECK_NEARs */
 
@@ -34,6 +38,27 @@ static int check_passed, check_failed, check_numeric;   /* numeric: passed CHECK
                                        __FILE__, __LINE__, #expr, needle, check_t_ ? "a tensor and" : "", \
                                        al_last_error()); al_release(check_t_); }             \
     } while (0)
+
+/* A fresh folder for a test's files, $TMPDIR/attnlab_<name>.XXXXXX, into dir (n bytes). */
+static inline bool check_make_tmpdir(char *dir, size_t n, const char *name) {
+    snprintf(dir, n, "%s/attnlab_%s.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", name);
+    if (mkdtemp(dir)) return true;
+    perror("mkdtemp");
+    return false;
+}
+
+/* Removes that folder and what it holds (files, and empty folders in it). */
+static inline void check_remove_tmpdir(const char *dir) {
+    DIR *d = opendir(dir);
+    char p[4400];
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (unlink(p) != 0) rmdir(p);
+    }
+    if (d) closedir(d);
+    rmdir(dir);
+}
 
 static int check_report(const char *name) {
     printf("%s: %d passed, %d failed, 0 skipped; %d compare numbers\n", name, check_passed, check_failed, check_numeric);

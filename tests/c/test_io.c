@@ -345,21 +345,8 @@ static void test_png(void) {
     al_release(five); al_release(flat); al_release(zero);
 }
 
-static void remove_all(void) {
-    DIR *d = opendir(dir);
-    char p[600];
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (unlink(p) != 0) rmdir(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 int main(void) {
-    snprintf(dir, sizeof dir, "%s/attnlab_test_io.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
+    if (!check_make_tmpdir(dir, sizeof dir, "test_io")) return 1;
     test_atomic();
     test_roundtrip();
     test_foreign_dtypes();
@@ -367,6 +354,6 @@ int main(void) {
     test_corruptions();
     test_png();
     CHECK(al_live_tensors() == 0);
-    remove_all();
+    check_remove_tmpdir(dir);
     return check_report("test_io");
 }

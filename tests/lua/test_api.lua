@@ -767,6 +767,17 @@ do
   end
   fails_with(function() return lab.full({ -1, 3 }, 2) end, { "full: negative size -1" }, "full{-1, 3} names full")
   fails_with(function() return lab.randint(0, 3, { -1, 3 }) end, { "randint: negative size -1" }, "randint{-1, 3} names randint")
+  -- randint counts as Lua does: randint(n) is 1 .. n, randint(low, high) includes both ends
+  do
+    local seen, lo, hi = {}, math.huge, -math.huge
+    for _, v in ipairs(lab.randint(3, { 3000 }):totable()) do seen[v] = true; lo = math.min(lo, v); hi = math.max(hi, v) end
+    check.ok(lo == 1 and hi == 3 and seen[2], "randint(3, shape) draws 1, 2 and 3", lo .. ".." .. hi)
+    seen, lo, hi = {}, math.huge, -math.huge
+    for _, v in ipairs(lab.randint(-1, 1, { 3000 }):totable()) do seen[v] = true; lo = math.min(lo, v); hi = math.max(hi, v) end
+    check.ok(lo == -1 and hi == 1 and seen[0], "randint(-1, 1, shape) draws -1, 0 and 1 (both ends included)", lo .. ".." .. hi)
+    check.ok(lab.randint(4, 4, { 5 }):eq(4):sum():item() == 5, "randint(4, 4) is always 4")
+    fails_with(function() return lab.randint(5, 4, { 2 }) end, { "randint: empty range 5 .. 4", "high must be >= low" }, "randint with high < low")
+  end
   fails_with(function() return lab.zeros{ 2.5 } end, { "zeros", "2.5" }, "fractional size")
   fails_with(function() return lab.tensor{ { 1, 2 }, { 3 } } end, { "tensor", "ragged" }, "ragged table")
   fails_with(function() return lab.tensor({ 1 }, "float16") end, { "tensor", "float16" }, "unknown dtype")

@@ -209,7 +209,7 @@ do
   lab.seed(99)
   local out = lab.attention(q, k, v, { variant = "hyper", lsh_bits = -1, block_size = b, samples = m })
   lab.seed(99)
-  local drawn = lab.randint(0, M, { B, H, m }):totable()
+  local drawn = lab.randint(0, M - 1, { B, H, m }):totable()
   local nb = math.ceil(M / b)
   local function block(i, n) return math.floor((i - 1) * nb / n) end
   local counts = {}   -- counts[1][h][i][j]: how often key j was drawn and lies outside i's block

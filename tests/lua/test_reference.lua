@@ -43,6 +43,8 @@ end
 -- and every file of the module: a table the walk enters, or one of the module's internals
 local internal = { init = lab, nn_variants = true, attention = lab.attention, help = true,
                    gpt = true,    -- gpt.lua defines lab.nn.GPT, walked with the nn classes
+                   -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
+                   sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true,
                    raster = true } -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
@@ -70,18 +72,18 @@ for k in pairs(documented) do if not walked[k] and not extra[k] then stale[#stal
 table.sort(stale)
 check.ok(#stale == 0, "every name docs/reference.md documents exists", table.concat(stale, ", "))
 
--- the index convention is stated at the top, randint's half-open range among it
+-- the index convention is stated at the top, randint's ids among it
 local ref = check.read_file(lab.root .. "/docs/reference.md")
 local conventions = ref:match("## Conventions.-\n## ")
-check.ok(conventions and conventions:find("count from 1", 1, true) and conventions:find("randint", 1, true)
-  and conventions:find("low <= x < high", 1, true), "the reference states the index convention and randint's exception first")
+check.ok(conventions and conventions:find("count from 1", 1, true) and conventions:find("lab.randint(V, shape)", 1, true)
+  and conventions:find("both ends included", 1, true), "the reference states the index convention, randint's ids included, first")
 check.ok(ref:find("## Conventions", 1, true) < ref:find("### `lab.tensor`", 1, true), "the conventions come before the entries")
--- ... and what it says of randint is what randint does: the numbers given, half-open, not shifted
+-- ... and what it says of randint is what randint does: ids 1 .. V, ranges with both ends
 lab.seed(3)
 local draws = lab.randint(0, 3, { 2000 })
-check.ok(draws:min():item() == 0 and draws:max():item() == 2, "randint(0, 3) draws 0 .. 2, as the reference says")
-local ids = lab.randint(1, 5, { 2000 })
-check.ok(ids:min():item() == 1 and ids:max():item() == 4, "randint(1, V + 1) draws the ids 1 .. V, as the reference says")
+check.ok(draws:min():item() == 0 and draws:max():item() == 3, "randint(0, 3) draws 0 .. 3, as the reference says")
+local ids = lab.randint(4, { 2000 })
+check.ok(ids:min():item() == 1 and ids:max():item() == 4, "randint(V) draws the ids 1 .. V, as the reference says")
 check.fails(function() lab.embedding(lab.randn{ 4, 2 }, lab.tensor({ 0 }, "int64")) end, "out of range",
   "an id 0 into embedding is an error, as the reference says")
 local logits = lab.randn{ 2, 3 }
@@ -116,7 +118,7 @@ check.ok(lab.help_text(lab.Tensor.narrow) == narrow, "help_text(lab.Tensor.narro
 local randn = lab.help_text(lab.randn)
 check.ok(randn and randn:find("`lab.randn`", 1, true) and randn:find("```lua", 1, true), "help_text(lab.randn) has an example")
 local randint = lab.help_text("randint")
-check.ok(randint and randint:find("not shifted", 1, true), "help_text('randint') says the range is not shifted")
+check.ok(randint and randint:find("both ends included", 1, true), "help_text('randint') says both ends are included")
 local tensor_section = lab.help_text(lab.randn{ 2 })
 check.ok(tensor_section and tensor_section:find("`lab.Tensor`", 1, true) and tensor_section:find("Entries", 1, true),
   "help_text(a tensor): the Tensor section and its entries")

@@ -171,6 +171,10 @@ end
 local table_md = read(sweep_dir .. "/table.md") or ""
 check.ok(table_md:find("| softmax | 2 |", 1, true) and table_md:find("| linear | 1 |", 1, true),
   "icl_sweep.lua writes its table")
+local okm, manifest = pcall(json.decode, read(sweep_dir .. "/points/sweep.json") or "")
+check.ok(okm and #manifest.points == 4 and read(sweep_dir .. "/points/" .. manifest.points[4].dir .. "/summary.json")
+  and (read(sweep_dir .. "/points/results.md") or ""):find("| linear | 2 | 1 |", 1, true),
+  "icl_sweep.lua is a sweep: a run directory per point under points/, and the collected table")
 
 -- every variant of the catalogue through both tasks of experiments/variants.lua, a few steps each
 local variants, variants_dir = run_experiment("experiments/variants.lua",

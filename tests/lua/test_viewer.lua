@@ -81,7 +81,7 @@ end
 viz.reference("loss", "ridge", 0.1)
 viz.close()
 for s = 1, 40 do metrics[#metrics + 1] = string.format('{"step":%d,"loss":%.6f}', s, 1 / s + 0.05) end
-metrics[#metrics + 1] = '{"step":20,"event":"ablate layer 1 head 2"}'
+metrics[#metrics + 1] = '{"step":20,"event":"ablate","layer":1,"head":2,"scale":0,"text":"ablate layer 1 head 2"}'
 metrics[#metrics + 1] = "this line is not JSON"
 write_file(run_dir .. "/metrics.jsonl", table.concat(metrics, "\n") .. "\n")
 
@@ -218,6 +218,55 @@ local events = 0
 for y = 60, 440 do for x = 60, 600 do if near(img, x, y, 0xFF5555, 8) then events = events + 1 end end end
 check.ok(events > 50, "the ablation event is marked on the curve", events)
 
+-- ---- replay of the head events: their fields decide, never their text ------------------------------------
+-- A real run logs ablate / scale / restore events (lua/attnlab/run.lua); the viewer replays them as
+-- of a step.  Then every event's text is changed (one even names other heads), the keys reordered:
+-- the replay is the same, because it reads the fields.
+local hdir = fresh_dir("heads")
+local hrun = lab.run.start{ name = "head_events", config = { steps = 7 }, out = hdir }
+local layer1, layer2 = lab.nn.MultiHeadAttention{ dim = 4, heads = 2 }, lab.nn.MultiHeadAttention{ dim = 6, heads = 3 }
+hrun:track{ a = layer1, b = layer2 }
+hrun:attention_layers{ layer1, layer2 }
+local sends = { [2] = "ablate 2 3", [3] = "scale 1 2 0.5", [4] = "ablate 1 1", [5] = "restore 2 3", [6] = "restore" }
+for step in hrun:steps(7) do
+  if sends[step] then viz.send(hdir, sends[step]) end
+  hrun:log(step, { loss = 1 / step })
+end
+hrun:finish()
+local function replayed(dir, step)   -- "L,H=S" for each head the replay scaled, sorted
+  local _, o = view(dir, string.format("--step %d --print-layout --screenshot '%s'", step, shot))
+  local got = {}
+  for l, h, sc in o:gmatch("headscale (%d+) (%d+) (%S+)") do got[#got + 1] = l .. "," .. h .. "=" .. sc end
+  table.sort(got)
+  return table.concat(got, " ")
+end
+local want_scales = { [1] = "", [2] = "2,3=0", [3] = "1,2=0.5 2,3=0", [4] = "1,1=0 1,2=0.5 2,3=0", [5] = "1,1=0 1,2=0.5", [6] = "", [7] = "" }
+local before = {}
+for step = 1, 7 do before[step] = replayed(hdir, step) end
+local replay_ok = 0
+for step = 1, 7 do if before[step] == want_scales[step] then replay_ok = replay_ok + 1 end end
+check.ok(replay_ok == 7, "the viewer replays the run's ablate, scale and restore events step by step",
+  table.concat(before, " | ", 1, 7))
+local reworded = fresh_dir("reworded")
+local lines, n_texts = {}, 0
+for line in read_file(hdir .. "/metrics.jsonl"):gmatch("[^\n]+") do
+  local e = lab.json.decode(line)
+  if e.event then
+    n_texts = n_texts + 1
+    e.text = e.event == "ablate" and "ablate layer 1 head 1" or "something happened to a head (" .. n_texts .. ")"
+  end
+  lines[#lines + 1] = lab.json.encode(e)   -- keys sorted: "step" is no longer first
+end
+lines[#lines + 1] = '{"step":3,"event":"ablate layer 1 head 2"}'   -- a text-only event (the old form): no effect
+lines[#lines + 1] = '{"step":3,"event":"ablate","layer":2,"text":"ablate layer 2 head 2"}'   -- no head: skipped
+write_file(reworded .. "/metrics.jsonl", table.concat(lines, "\n") .. "\n")
+local same = 0
+for step = 1, 7 do if replayed(reworded, step) == before[step] then same = same + 1 end end
+check.ok(n_texts == 5 and same == 7, "with every event's text changed, the replay ablates and scales the same heads",
+  n_texts .. " texts changed, " .. same .. " of 7 steps the same")
+rc, out, err = view(reworded, "--layout curves --screenshot '" .. shot .. "'")
+check.ok(rc == 0 and err == "", "an event line that lacks its fields is skipped, not a failure", err)
+
 -- ---- an image with its attention heatmap and a scanpath -----------------------------------------------------
 local imdir = fresh_dir("image")
 viz.open(imdir, { interval = 0 })
@@ -284,7 +333,8 @@ viz.attention("A", lab.tensor{ { 0 / 0, 1 }, { 1 / 0, 0 } })
 viz.matrix("W", lab.tensor{ { 0 / 0, 1 / 0 }, { -1 / 0, 1 } })
 viz.reference("loss", "nan", 0 / 0)
 viz.close()
-write_file(nan .. "/metrics.jsonl", '{"step":1,"loss":NaN}\n{"step":2,"loss":1e400}\n{"step":3,"loss":0.5}\n')
+-- null is how json.lua writes NaN; a bare NaN is not JSON (a malformed line, skipped)
+write_file(nan .. "/metrics.jsonl", '{"step":1,"loss":null}\n{"step":2,"loss":NaN}\n{"step":3,"loss":1e400}\n{"step":4,"loss":0.5}\n')
 local nan_ok = 0
 for _, layout in ipairs{ "overview", "map", "heads", "matrices", "curves" } do
   if view(nan, "--layout " .. layout .. " --log-y --screenshot '" .. shot .. "'") == 0 then nan_ok = nan_ok + 1 end
@@ -395,7 +445,7 @@ else
   write_file(ev, table.concat({
     "wait 300", "screenshot " .. tmp .. "A.png",
     string.format("click %d %d", c2.x + math.floor(c2.w / 2), c2.y + math.floor(c2.h / 2)), "wait 200", "screenshot " .. tmp .. "B.png",
-    "key 1", "key space", "wait_event pause 30", "wait 1500", "key n", "wait_event single 30", "wait 800",
+    "key 1", "key space", "wait_event pause 30", "wait 1500", "key n", "wait_event single_step 30", "wait 800",
     "key space", "wait_event resume 30", "wait 500",
     "key a", "wait_event ablate 30", "wait 2000", "screenshot " .. tmp .. "C.png", "quit" }, "\n") .. "\n")
   rc, out, err = sh(string.format(SDL_ENV .. " '%s' '%s' --layout grid --size 640x480 --scale 1 --events '%s'", VIEWER, live, ev))
@@ -409,18 +459,19 @@ else
   local events_seen, pause_step, single_step, resume_step, ablate_step = {}, nil, nil, nil, nil
   local losses = {}
   for line in (read_file(live .. "/metrics.jsonl") or ""):gmatch("[^\n]+") do
-    local step, e = tonumber(line:match('"step":(%d+)')), line:match('"event":"([^"]*)"')
+    local ok, rec = pcall(lab.json.decode, line)
+    local step, e = ok and rec.step, ok and rec.event
     if e then
-      events_seen[#events_seen + 1] = e
+      events_seen[#events_seen + 1] = e .. (rec.layer and string.format(" %d %d %g", rec.layer, rec.head, rec.scale) or "")
       if e == "pause" then pause_step = step elseif e == "resume" then resume_step = step
-      elseif e == "single step" then single_step = step
-      elseif e == "ablate layer 1 head 2" then ablate_step = step end
+      elseif e == "single_step" then single_step = step
+      elseif e == "ablate" and rec.layer == 1 and rec.head == 2 then ablate_step = step end
     end
-    local loss = tonumber(line:match('"loss":([%d.e+-]+)'))
-    if loss then losses[#losses + 1] = { step = step, loss = loss } end
+    local loss = ok and rec.loss
+    if type(loss) == "number" then losses[#losses + 1] = { step = step, loss = loss } end
   end
-  check.ok(table.concat(events_seen, "|") == "pause|single step|resume|ablate layer 1 head 2",
-    "the script logged pause, single step, resume, ablate", table.concat(events_seen, "|"))
+  check.ok(table.concat(events_seen, "|") == "pause|single_step|resume|ablate 1 2 0",
+    "the script logged pause, single step, resume, ablate (layer 1, head 2, scale 0)", table.concat(events_seen, "|"))
   check.ok(pause_step and pause_step == single_step, "no step ran while paused (1.5 s)", tostring(pause_step) .. " " .. tostring(single_step))
   check.ok(single_step and resume_step == single_step + 1, "a single step ran exactly one step, then held (0.8 s)",
     tostring(single_step) .. " " .. tostring(resume_step))

@@ -99,7 +99,8 @@ check.ok(op == "scale" and l == 2 and h == 3 and s == 0.5, "scale L H S")
 op, l, h, s = parsed("restore 1 2")
 check.ok(op == "restore" and l == 1 and h == 2 and s == 1, "restore L H")
 check.ok(parsed("restore") == "restore", "restore (all)")
-for _, bad in ipairs{ "ablate", "ablate 0 1", "ablate 1 x", "scale 1 1", "scale 1 1 nan", "pause now", "fly 1 2", "ablate 1.5 2" } do
+for _, bad in ipairs{ "ablate", "ablate 0 1", "ablate 1 x", "scale 1 1", "scale 1 1 nan", "scale 1 1 inf", "pause now", "fly 1 2",
+                     "ablate 1.5 2" } do
   check.ok(parsed(bad) == "invalid", "'" .. bad .. "' is invalid")
 end
 viz.send(dir, "pause")
@@ -138,16 +139,28 @@ check.ok(scales[1] == "none" and scales[2] == "none", "commands sent before the 
 check.ok(scales[3] == "1,0", "ablate 1 2 applied before the next step", scales[3])
 check.ok(scales[4] == "0.5,0", "scale 1 1 0.5 applied", scales[4])
 check.ok(scales[6] == "none", "restore clears every head", scales[6])
-local events = {}
+-- each event: its name and fields (what the viewer reads), and its text for people
+local events, texts = {}, {}
 for line in read_file(rdir .. "/metrics.jsonl"):gmatch("[^\n]+") do
-  local e = line:match('"event":"([^"]*)"')
-  if e then events[#events + 1] = line:match('"step":(%d+)') .. " " .. e end
+  local e = lab.json.decode(line)
+  if e.event then
+    local fields = {}
+    for _, k in ipairs{ "layer", "head", "scale", "command", "reason" } do
+      if e[k] ~= nil then fields[#fields + 1] = k .. "=" .. tostring(e[k]) end
+    end
+    events[#events + 1] = e.step .. " " .. e.event .. (#fields > 0 and " " .. table.concat(fields, " ") or "")
+    texts[#texts + 1] = e.text
+  end
 end
-local want = { "2 ablate layer 1 head 2", "3 pause", "3 resume", "3 scale layer 1 head 1 by 0.5",
-  "4 ignored 'ablate 3 1': no attention layer 3 (the run has 1)", "4 ignored 'ablate 1 9': layer 1 has 2 heads",
-  "4 ignored command 'jump'", "5 restore all heads" }
-check.ok(table.concat(events, "|") == table.concat(want, "|"), "each command is logged in metrics.jsonl as an event",
+local want = { "2 ablate layer=1 head=2 scale=0", "3 pause", "3 resume", "3 scale layer=1 head=1 scale=0.5",
+  "4 ignored command=ablate 3 1 reason=no attention layer 3 (the run has 1)",
+  "4 ignored command=ablate 1 9 reason=layer 1 has 2 heads", "4 ignored command=jump reason=not a command", "5 restore_all" }
+check.ok(table.concat(events, "|") == table.concat(want, "|"), "each command is logged in metrics.jsonl as an event with its fields",
   table.concat(events, "|"))
+local want_texts = { "ablate layer 1 head 2", "pause", "resume", "scale layer 1 head 1 by 0.5",
+  "ignored 'ablate 3 1': no attention layer 3 (the run has 1)", "ignored 'ablate 1 9': layer 1 has 2 heads",
+  "ignored command 'jump'", "restore all heads" }
+check.ok(table.concat(texts, "|") == table.concat(want_texts, "|"), "and with a text for people", table.concat(texts, "|"))
 check.ok(read_file(rdir .. "/records.bin") ~= nil, "a run opens its record stream")
 
 -- ---- misuse: one clear error naming the function ---------------------------------------------------

@@ -249,14 +249,32 @@ end
 -- The study's training loop, shared by the sweep: steps of Adam on fresh batches; calls
 -- on_log(step, mean loss since the last call) every log_every steps.  With a run open, publishes
 -- the views above (cfg.viz = false turns that off).
+-- This rank's share of a batch (data-parallel runs under mpirun: every rank draws the whole batch,
+-- so the data match one process's, and keeps its share; see lua/attnlab/dist.lua).
+function icl.shard(b)
+  local dist = lab.dist
+  local Z, zq, yq, x, y = dist.shard(b.Z, 1), dist.shard(b.zq, 1), dist.shard(b.yq, 1), dist.shard(b.x, 1), dist.shard(b.y, 1)
+  return { Z = Z, zq = zq, yq = yq, x = x, y = y, B = Z:size(1), L = b.L, d = b.d }
+end
+
 function icl.train(model, opt, cfg, steps, on_log)
   local window, n = 0, 0
   local viz = lab.viz
+  local dist = lab.dist
+  local parallel = dist.active()
+  local params = model:parameters()
+  if parallel then
+    if cfg.batch % dist.world_size() ~= 0 then
+      lab.raise(string.format("icl.train: batch %d does not divide by the %d ranks", cfg.batch, dist.world_size()))
+    end
+    dist.broadcast_parameters(params)
+  end
   local publish = cfg.viz ~= false and viz.enabled()
   if publish then icl.publish_references(cfg) end
   local tokens = context_tokens(cfg.L)
   for step in steps do
     local b = icl.batch(cfg.batch, cfg.L, cfg.d, cfg.sigma2)
+    if parallel then b = icl.shard(b) end
     -- the attention map is kept only on the steps that publish it
     local show = publish and viz.due("query attention")
     model.record = show
@@ -273,8 +291,9 @@ function icl.train(model, opt, cfg, steps, on_log)
     if publish then icl.publish_circuits(model, cfg.d) end
     opt:zero_grad()
     loss:backward()
+    if parallel then dist.average_gradients(params) end
     opt:step()
-    window, n = window + loss:item(), n + 1
+    window, n = window + (parallel and dist.mean(loss:item()) or loss:item()), n + 1
     if step % (cfg.log_every or 100) == 0 then
       on_log(step, window / n)
       window, n = 0, 0
