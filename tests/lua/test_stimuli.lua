@@ -449,6 +449,18 @@ check.ok(own_img:dim() == 2 and own_img:size(1) == 20 and own_img:size(2) == 30 
 check.near(own_img:get(7, 12), 1, 1e-6, "load_image: the mean of R, G, B")
 check.ok(vs.item_at(own_index.conditions[1].stimuli[1], 13, 7, { box = "box" }) == 1, "item_at on a user's own metadata")
 
+-- the script: one experiment, one display per set size, and its contact sheet
+local ATTNLAB = os.getenv("ATTNLAB") or "./attnlab"
+local script_root = check.tmpdir("make_stimuli")
+local ok = os.execute(string.format("'%s' run experiments/make_stimuli.lua experiments=q_o per_size=1 root='%s' sheets='%s/sheets' > /dev/null",
+  ATTNLAB, script_root, script_root))
+local script_index = json.decode(check.read_file(script_root .. "/q_o/index.json") or "{}")
+check.ok((ok == 0 or ok == true) and script_index.per_size == 1 and #script_index.conditions == 2 and #script_index.conditions[1].stimuli == 3
+  and check.read_file(script_root .. "/q_o/q_in_os/12_1.png") and check.read_file(script_root .. "/sheets/q_o.png"),
+  "make_stimuli.lua writes the displays, index.json and the contact sheet")
+local bad_rc = os.execute(string.format("'%s' run experiments/make_stimuli.lua colour=1 > /dev/null 2>&1", ATTNLAB))
+check.ok(bad_rc ~= 0 and bad_rc ~= true, "make_stimuli.lua: an unknown option is an error")
+
 -- the contact sheet: RGB, the target's box in red
 local sheet = vs.contact_sheet("q_o")
 check.ok(sheet:dim() == 3 and sheet:size(3) == 3, "contact_sheet: an (H, W, 3) image")
