@@ -158,9 +158,10 @@ end
 -- Exps 3 and 4 (gen_intersection.ipynb): black glyphs of 5.5 deg (165 px), stroke 0.55 deg, on
 -- white, padded by 0.2 deg (6 px) on each side into a 177 px patch.  Four views of each: as drawn,
 -- flipped top to bottom, transposed, transposed and flipped left to right (the notebooks' list).
--- For the T and the crosses these are four rotations; for the L, views 2 and 4 are the same corner
--- (top-left) with strokes one pixel apart in width, so an L shows three orientations, never the
--- bottom-right corner.
+-- For the T and the cross these are four rotations; the non-cross, unchanged by a half turn, shows
+-- two orientations of itself and two of its mirror image; for the L, views 2 and 4 are the same
+-- corner (top-left) with strokes one pixel apart in width, so an L shows three orientations, never
+-- the bottom-right corner.
 local function intersection_patches()
   local lh, w, border = 5.5, 0.55, 0.4
   local g = int(lh * D)
