@@ -45,7 +45,8 @@ local internal = { init = lab, nn_variants = true, attention = lab.attention, he
                    gpt = true,    -- gpt.lua defines lab.nn.GPT, walked with the nn classes
                    vision = lab, nn_vision = true,   -- lab.conv2d ... and nn.Conv2d ..., walked with lab and lab.nn
                    -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
-                   sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true }
+                   sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true,
+                   raster = true } -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
 for f in p:lines() do
