@@ -44,7 +44,8 @@ end
 local internal = { init = lab, nn_variants = true, attention = lab.attention, help = true,
                    gpt = true,    -- gpt.lua defines lab.nn.GPT, walked with the nn classes
                    -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
-                   sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true }
+                   sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true,
+                   args = true }  -- args.lua: the argument checks init.lua shares as lab._args
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
 for f in p:lines() do
@@ -225,7 +226,7 @@ local with_options = {
 local without_options = { Embedding = true, Sequential = true, ReLU = true, GELU = true, Tanh = true, Sigmoid = true,
                           Module = true, class = true }
 local helpers = { check_options = true, check_positive_int = true, uniform = true, split_heads = true, moh_gates = true,
-                  attention_module_options = true }
+                  attention_module_options = true, check_input = true }
 local constructors = {}
 for k, v in pairs(nn) do
   if type(k) == "string" and (H.is_class(v) or (type(v) == "function" and k:match("^%u"))) then constructors[#constructors + 1] = k end
