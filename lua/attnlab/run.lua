@@ -653,7 +653,8 @@ function Run:log(step, values)
   end
   values = plain(values or {}, "log")
   values.step = nil
-  local body = json.encode(values)
+  local ok, body = pcall(json.encode, values)
+  if not ok then fail("log: " .. tostring(body):gsub("^json%.encode: ", "")) end
   if body:sub(1, 1) ~= "{" then fail("log expects a table of values") end
   if not self.metrics then
     self.metrics = assert(io.open(self.metrics_path, "ab"))
@@ -672,7 +673,10 @@ function Run:should_log(step)
 end
 
 function Run:summary(tbl)
-  write_atomic(self.dir .. "/summary.json", json.encode(plain(tbl or {}, "summary"), 2) .. "\n")
+  if tbl ~= nil and (type(tbl) ~= "table" or is_tensor(tbl)) then fail("summary expects a table (got " .. lab._args.typename(tbl) .. ")") end
+  local ok, text = pcall(json.encode, plain(tbl or {}, "summary"), 2)
+  if not ok then fail("summary: " .. tostring(text):gsub("^json%.encode: ", "")) end
+  write_atomic(self.dir .. "/summary.json", text .. "\n")
 end
 
 ---------------------------------------------------------------------------------------------------
