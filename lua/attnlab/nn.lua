@@ -158,8 +158,15 @@ nn.check_options = check_options
 
 -- The input check a module's forward starts with, so that a wrong input is reported by the module
 -- the user called, with the shapes: x must be a tensor of `ndim` dimensions (any when nil; layout
--- names them, e.g. "(B, N, dim)") whose last one is `width`, of the module's float dtype.
+-- names them, e.g. "(B, N, dim)") whose last one is `width`, of the module's float dtype.  label
+-- names the module in the message: a string, or the module itself (its input_label field when it
+-- has one, else its describe()), looked at only when the check fails, so that a forward that
+-- passes it makes no string.
 local function check_input(label, x, what, width, dtype, ndim, layout)
+  if lab.is_tensor(x) and (ndim == nil or x:dim() == ndim) and x:dim() >= 1 and x:size(-1) == width and x:dtype() == dtype then
+    return x
+  end
+  if type(label) == "table" then label = label.input_label or label:describe() end
   if not lab.is_tensor(x) then raise(string.format("%s: %s must be a tensor (got %s)", label, what, args.typename(x))) end
   if ndim and x:dim() ~= ndim then
     raise(string.format("%s: %s must be a %d-d tensor %s (got shape %s)", label, what, ndim, layout or "", x:shape_string()))
@@ -197,7 +204,7 @@ function Linear:init(nin, nout, opts)
   if opts.bias ~= false then self.bias = self:add_param("bias", uniform({ nout }, bound)) end
 end
 function Linear:forward(x)
-  check_input(self:describe(), x, "input", self.nin, self.weight:dtype())
+  check_input(self, x, "input", self.nin, self.weight:dtype())
   return lab.linear(x, self.weight, self.bias)
 end
 function Linear:describe() return string.format("Linear(%d, %d%s)", self.nin, self.nout, self.bias and "" or ", bias=false") end
@@ -237,7 +244,7 @@ function LayerNorm:init(dim, opts)
   if opts.bias ~= false then self.bias = self:add_param("bias", lab.zeros{ dim }) end
 end
 function LayerNorm:forward(x)
-  check_input(self:describe(), x, "input", self.dim, self.weight:dtype())
+  check_input(self, x, "input", self.dim, self.weight:dtype())
   return lab.layer_norm(x, self.weight, self.bias, self.eps)
 end
 function LayerNorm:describe() return string.format("LayerNorm(%d)", self.dim) end
@@ -294,7 +301,7 @@ function MLP:init(opts)
 end
 function MLP:forward(x)
   local first = self.children[self.child_order[1]]
-  if getmetatable(first) == Linear then check_input(self:describe(), x, "input", self.dims[1], first.weight:dtype()) end
+  if getmetatable(first) == Linear then check_input(self, x, "input", self.dims[1], first.weight:dtype()) end
   local n = #self.child_order
   for i, name in ipairs(self.child_order) do
     x = self.children[name]:forward(x)
@@ -373,6 +380,7 @@ function MHA:init(opts)
   local kv_heads = check_positive_int(opts.kv_heads or heads, "MultiHeadAttention", "kv_heads")
   if heads % kv_heads ~= 0 then raise(string.format("MultiHeadAttention: heads %d is not a multiple of kv_heads %d", heads, kv_heads)) end
   self.dim, self.heads, self.head_dim, self.kv_heads = dim, heads, head_dim, kv_heads
+  self.input_label = string.format("MultiHeadAttention(dim=%d)", dim)   -- how its input errors name it
   self.out_dim = check_positive_int(opts.out_dim or dim, "MultiHeadAttention", "out_dim")
   self.context_dim = check_positive_int(opts.context_dim or dim, "MultiHeadAttention", "context_dim")
   if type(opts.variant or "") ~= "string" then
@@ -521,17 +529,18 @@ end
 -- the forward's inputs, checked here so that a wrong one is reported by this module (not by the
 -- projection or the attention op inside it); returns the context (x itself for self-attention)
 local function check_attention_inputs(self, x, context)
-  local label, dtype = string.format("MultiHeadAttention(dim=%d)", self.dim), self.o.weight:dtype()
+  local label, dtype = self, self.o.weight:dtype()
   check_input(label, x, "input", self.dim, dtype, 3, "(B, N, dim)")
   if context == nil then
     if self.context_dim ~= self.dim then
-      raise(string.format("%s: this module attends to a context of width %d (context_dim); give it: m(x, context)", label, self.context_dim))
+      raise(string.format("%s: this module attends to a context of width %d (context_dim); give it: m(x, context)", self.input_label,
+        self.context_dim))
     end
     return x
   end
   check_input(label, context, "context", self.context_dim, dtype, 3, "(B, M, context_dim)")
   if context:size(1) ~= x:size(1) then
-    raise(string.format("%s: input %s and context %s have different batch sizes", label, x:shape_string(), context:shape_string()))
+    raise(string.format("%s: input %s and context %s have different batch sizes", self.input_label, x:shape_string(), context:shape_string()))
   end
   return context
 end
@@ -660,6 +669,7 @@ function Block:init(opts)
   end
   local dim = check_positive_int(opts.dim, "TransformerBlock", "dim")
   self.dim = dim
+  self.input_label = string.format("TransformerBlock(dim=%d)", dim)   -- how its input errors name it
   self.dropout = args.opt_number(opts.dropout, 0, "TransformerBlock", "dropout", { 0, 1, hi_open = true })
   self.ln1 = self:add_child("ln1", LayerNorm(dim))
   local attn_opts = { dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
@@ -687,7 +697,7 @@ function Block:init(opts)
   self.mlp = self:add_child("mlp", MLP{ dims = { dim, hidden, dim }, activation = opts.activation or "gelu", bias = opts.bias })
 end
 function Block:forward(x)
-  check_input(string.format("TransformerBlock(dim=%d)", self.dim), x, "input", self.dim, self.ln1.weight:dtype(), 3, "(B, N, dim)")
+  check_input(self, x, "input", self.dim, self.ln1.weight:dtype(), 3, "(B, N, dim)")
   local a = self.attn(self.ln1(x))
   if self.dropout > 0 then a = lab.dropout(a, self.dropout, self.training) end
   x = x + a
