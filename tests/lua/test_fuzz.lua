@@ -601,6 +601,30 @@ scalar_target("analysis.calibrate_sinks", { "calibrate_sinks" }, function()
   return lab.analysis.calibrate_sinks(map, { [pick{ "tau", "beta" }] = scalar() })
 end)
 
+-- the figures of lab.plot and the one-process lab.dist
+local plot, canvas = lab.plot, lab.plot.canvas(8, 6)
+local colour = function() return R(3) == 1 and scalar() or { scalar(), 0.5, 0.5 } end
+scalar_target("plot.canvas", { "plot.canvas" }, function() return plot.canvas(scalar(), scalar()) end)
+scalar_target("Canvas:set", { "plot.Canvas:set" }, function() return canvas:set(scalar(), scalar(), colour()) end)
+scalar_target("Canvas:get", { "plot.Canvas:get" }, function() return canvas:get(scalar(), scalar()) end)
+scalar_target("Canvas:rect", { "plot.Canvas:rect" }, function() return canvas:rect(scalar(), scalar(), scalar(), scalar(), colour()) end)
+scalar_target("Canvas:line", { "plot.Canvas:line" }, function() return canvas:line(scalar(), scalar(), scalar(), scalar(), colour(), scalar()) end)
+scalar_target("Canvas:text", { "plot.Canvas:text" }, function() return canvas:text(scalar(), scalar(), pick{ "ab", 3, scalar() }, colour(), scalar()) end)
+scalar_target("plot.viridis", { "plot.viridis" }, function() return plot.viridis(scalar()) end)
+scalar_target("plot.lines", { "plot.lines" }, function()
+  return plot.lines("fig.png", { series = { { xs = { 1, scalar() }, ys = { scalar(), 2 }, thick = R(2) == 1 and scalar() or nil } },
+                                 width = 120, height = 90, [pick{ "xmin", "xmax", "ymin", "ymax", "width", "title" }] = scalar() })
+end, 2)
+scalar_target("plot.heatmap", { "plot.heatmap" }, function()
+  return plot.heatmap("heat.png", { { scalar(), 1 } }, nil, nil, { [pick{ "cell", "max", "title" }] = scalar() })
+end, 2)
+scalar_target("dist", { "dist.seed", "dist.shard", "dist.broadcast", "dist.mean", "dist.all_reduce" }, function()
+  local f = pick{ function() return lab.dist.seed(scalar()) end, function() return lab.dist.shard(lab.zeros{ 4, 2 }, scalar()) end,
+                  function() return lab.dist.broadcast(lab.zeros{ 2 }, scalar()) end, function() return lab.dist.mean(scalar()) end,
+                  function() return lab.dist.all_reduce(lab.zeros{ 2 }, scalar()) end }
+  return f()
+end)
+
 ---------------------------------------------------------------------------------------------------
 -- the rule every error must follow
 ---------------------------------------------------------------------------------------------------
