@@ -70,6 +70,7 @@ bool viewer_run_open(viewer_run *run, const char *dir, char *err, size_t errsize
     char metrics[4400];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dir);
     if (!(run->metrics = al_jsonl_open(metrics))) { snprintf(err, errsize, "%s", al_last_error()); return false; }
+    run->status_step = -1;
     read_name(run);
     viewer_run_poll(run);
     if (run->error[0]) { snprintf(err, errsize, "%s", run->error); viewer_run_close(run); return false; }
@@ -250,12 +251,46 @@ void viewer_run_head_scales(const viewer_run *run, int64_t step, float scale[VIE
     }
 }
 
+/* ---- status.json (docs/run-directory.md): "status", "step" and, for a failed run, "error" ---- */
+
+/* Reads status.json again when it changed (its mtime or size); true when what the viewer shows of
+ * it changed.  A status.json that is not JSON (never seen: it is replaced whole) counts as absent. */
+static bool poll_status(viewer_run *run) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/status.json", run->dir);
+    struct stat st;
+    char status[sizeof run->status] = "", failure[sizeof run->failure] = "";
+    int64_t step = -1, stamp = 0;
+    if (stat(path, &st) == 0) {
+        stamp = (int64_t)st.st_mtim.tv_sec * 1000000007LL + (int64_t)st.st_mtim.tv_nsec + (int64_t)st.st_size * 31;
+        if (stamp == run->status_stamp) return false;
+        al_json *doc = al_json_read_file(path);
+        const al_json *s = al_json_get(doc, "status"), *e = al_json_get(doc, "error"), *n = al_json_get(doc, "step");
+        if (s && s->type == AL_JSON_STRING) snprintf(status, sizeof status, "%s", s->string);
+        if (e && e->type == AL_JSON_STRING) snprintf(failure, sizeof failure, "%s", e->string);
+        else if (!strcmp(status, "failed")) snprintf(failure, sizeof failure, "(status.json gives no error)");
+        if (n && n->type == AL_JSON_NUMBER && n->is_integer) step = n->integer;
+        al_json_free(doc);
+    } else if (run->status_stamp == 0 && !run->status[0]) {
+        return false;
+    }
+    /* the message on one line: a traceback's newlines become spaces */
+    for (char *c = failure; *c; c++) if (*c == '\n' || *c == '\r' || *c == '\t') *c = ' ';
+    bool changed = strcmp(status, run->status) || strcmp(failure, run->failure) || step != run->status_step;
+    snprintf(run->status, sizeof run->status, "%s", status);
+    snprintf(run->failure, sizeof run->failure, "%s", failure);
+    run->status_step = step;
+    run->status_stamp = stamp;
+    return changed;
+}
+
 bool viewer_run_poll(viewer_run *run) {
     bool a = poll_records(run);
     bool b = poll_metrics(run);
+    bool c = poll_status(run);
     bool was = run->finished;
     run->finished = exists_in(run->dir, "final.safetensors");
-    return a || b || was != run->finished;
+    return a || b || c || was != run->finished;
 }
 
 int viewer_series_at(const viewer_series *s, int64_t step) {

@@ -6,8 +6,9 @@
  *   attnlab-view RUN_DIR --screenshot FILE.png [...]   one frame, no display needed, then exit
  *   test and measurement options: --events FILE (scripted input, viewer/events.c),
  *   --bench-frames N (draw N frames, print the mean frame time), --print-layout (where the last
- *   frame put its maps, thumbnails and step bar, so tests can look at known pixels, and the head
- *   scales replayed from the run's events)
+ *   frame put its maps, thumbnails and step bar, so tests can look at known pixels, the head
+ *   scales replayed from the run's events, each curve plot's frame and y range, the run's status
+ *   and a failed run's banner and error)
  *
  * It reads the run directory (records.bin and metrics.jsonl, followed while they grow), draws into
  * a memory canvas, shows the canvas in an SDL2 window, and writes the user's commands for the
@@ -186,7 +187,9 @@ static void draw_step_bar(viewer_state *v, viewer_rect r) {
         snprintf(label, sizeof label, "step %lld minus step %lld", (long long)shown, (long long)v->diff_base);
     else
         snprintf(label, sizeof label, "step %lld%s", (long long)shown,
-                 v->step >= 0 ? "" : v->run.finished ? " (the last; run finished)" : " (newest, live)");
+                 v->step >= 0 ? "" : !strcmp(v->run.status, "failed") ? " (the last; run failed)"
+                 : !strcmp(v->run.status, "interrupted") ? " (the last; run interrupted)"
+                 : v->run.finished ? " (the last; run finished)" : " (newest, live)");
     int lw = viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + viewer_px(v, 4), VIEWER_FG, label);
     const int sx = r.x + pad + (lw > viewer_px(v, 230) ? lw : viewer_px(v, 230)) + pad;
     v->slider_rect = (viewer_rect){sx, r.y + viewer_px(v, 6), r.x + r.w - sx - pad, viewer_px(v, 12)};
@@ -212,13 +215,33 @@ static void draw_step_bar(viewer_state *v, viewer_rect r) {
     viewer_unclip(&v->canvas);
 }
 
+/* A failed run (status.json says so): one line across the window with the step and the error the
+ * script raised, so that a run that stopped is never mistaken for one still training. */
+static void draw_failure(viewer_state *v, viewer_rect r) {
+    viewer_fill(&v->canvas, r, VIEWER_FAILURE);
+    const int pad = viewer_px(v, 8), th = viewer_text_height(VIEWER_FONT_NORMAL);
+    char line[800];
+    if (v->run.status_step >= 0)
+        snprintf(line, sizeof line, "run failed at step %lld: %s", (long long)v->run.status_step, v->run.failure);
+    else
+        snprintf(line, sizeof line, "run failed: %s", v->run.failure);
+    viewer_clip(&v->canvas, r);
+    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + (r.h - th) / 2, VIEWER_FG, line);
+    viewer_unclip(&v->canvas);
+    v->failure_rect = r;
+}
+
 void viewer_render(viewer_state *v) {
     viewer_collect_rows(v);
     viewer_run_head_scales(&v->run, viewer_shown_step(v), v->head_scale);
     viewer_fill(&v->canvas, (viewer_rect){0, 0, v->canvas.w, v->canvas.h}, VIEWER_BG);
     const int top = viewer_px(v, 30), bottom = viewer_px(v, 44), gap = viewer_px(v, 6);
+    const int banner = !strcmp(v->run.status, "failed") ? viewer_px(v, 26) : 0;
     draw_top_bar(v, (viewer_rect){0, 0, v->canvas.w, top});
-    viewer_rect m = {gap, top + gap, v->canvas.w - 2 * gap, v->canvas.h - top - bottom - 2 * gap};
+    v->failure_rect = (viewer_rect){0, 0, 0, 0};
+    v->n_plots = 0;
+    if (banner) draw_failure(v, (viewer_rect){0, top, v->canvas.w, banner});
+    viewer_rect m = {gap, top + banner + gap, v->canvas.w - 2 * gap, v->canvas.h - top - banner - bottom - 2 * gap};
     const int hw = (m.w - gap) / 2, hh = (m.h - gap) / 2;
     viewer_rect q[4] = {{m.x, m.y, hw, hh}, {m.x + hw + gap, m.y, m.w - hw - gap, hh},
                         {m.x, m.y + hh + gap, hw, m.h - hh - gap}, {m.x + hw + gap, m.y + hh + gap, m.w - hw - gap, m.h - hh - gap}};
@@ -468,6 +491,14 @@ void viewer_print_layout(const viewer_state *v) {
         for (int h = 0; h <= VIEWER_MAX_HEADS; h++)
             if (v->head_scale[l][h] != 1) printf("headscale %d %d %g\n", l, h, (double)v->head_scale[l][h]);
     printf("slider %d %d %d %d\n", v->slider_rect.x, v->slider_rect.y, v->slider_rect.w, v->slider_rect.h);
+    for (int i = 0; i < v->n_plots; i++)
+        printf("plot %d %d %d %d %lld %lld %.9g %.9g %s\n", v->plots[i].p.x, v->plots[i].p.y, v->plots[i].p.w, v->plots[i].p.h,
+               (long long)v->plots[i].x0, (long long)v->plots[i].x1, v->plots[i].lo, v->plots[i].hi, v->plots[i].name);
+    if (v->run.status[0]) printf("status %s %lld\n", v->run.status, (long long)v->run.status_step);
+    if (v->failure_rect.w) {
+        printf("failure %d %d %d %d\n", v->failure_rect.x, v->failure_rect.y, v->failure_rect.w, v->failure_rect.h);
+        printf("failure_text %s\n", v->run.failure);
+    }
     fflush(stdout);
 }
 

@@ -28,7 +28,7 @@ typedef struct {
 
 enum { VIEWER_BG = 0xFF16181D, VIEWER_PANEL = 0xFF20232A, VIEWER_FG = 0xFFE6E6E6,
        VIEWER_DIM = 0xFF8A8F98, VIEWER_ACCENT = 0xFFFFB020, VIEWER_GRID = 0xFF343842,
-       VIEWER_MASKED = 0xFF2A2D33, VIEWER_BAD = 0xFFFF5555 };
+       VIEWER_MASKED = 0xFF2A2D33, VIEWER_BAD = 0xFFFF5555, VIEWER_FAILURE = 0xFF7A1F1F };
 
 bool viewer_canvas_resize(viewer_canvas *c, int w, int h);
 void viewer_canvas_free(viewer_canvas *c);
@@ -106,6 +106,13 @@ typedef struct {
     int64_t latest_step;    /* the newest step seen anywhere */
     int malformed_lines;
     bool finished;          /* the script called run:finish (final.safetensors exists) */
+    /* status.json (lua/attnlab/run.lua): "running", "finished", "interrupted" or "failed" ("" when
+     * absent), the step it names (-1 none) and, for a failed run, the error the script raised,
+     * shown across the window */
+    char status[16];
+    int64_t status_step;
+    char failure[600];
+    int64_t status_stamp;   /* status.json's mtime and size when last read, so that it is read on change */
     char error[600];        /* a garbled record stream: reading stopped, shown in the status bar */
     char name[256];         /* the experiment's name from config.json, else the folder's */
 } viewer_run;
@@ -126,7 +133,14 @@ viewer_curve *viewer_run_curve(viewer_run *run, const char *name);
 typedef enum { LAYOUT_OVERVIEW, LAYOUT_GRID, LAYOUT_MAP, LAYOUT_HEADS, LAYOUT_MATRICES, LAYOUT_CURVES,
                LAYOUT_IMAGES, LAYOUT_NEURON, LAYOUT_COUNT } viewer_layout;
 
-enum { VIEWER_MAX_ROWS = 32, VIEWER_MAX_HEADS = 32 };
+enum { VIEWER_MAX_ROWS = 32, VIEWER_MAX_HEADS = 32, VIEWER_MAX_PLOTS = 4 };
+
+typedef struct {            /* a curve plot as drawn: its frame and the data range it shows */
+    char name[128];
+    viewer_rect p;
+    int64_t x0, x1;
+    double lo, hi;          /* the y axis (log10 of the values with --log-y) */
+} viewer_plot;
 
 /* run.c: every head's output scale as of step, replayed from the run's head events' fields */
 void viewer_run_head_scales(const viewer_run *run, int64_t step, float scale[VIEWER_MAX_ROWS + 1][VIEWER_MAX_HEADS + 1]);
@@ -165,6 +179,9 @@ typedef struct {
     viewer_rect image_rect;  /* the first image drawn, and its zoom (canvas pixels per image pixel) */
     float image_zoom;
     viewer_rect map_rect, legend_rect, slider_rect, tabs[LAYOUT_COUNT], head_boxes[VIEWER_MAX_HEADS + 1];
+    viewer_rect failure_rect;        /* the failed run's banner (0 wide when the run did not fail) */
+    viewer_plot plots[VIEWER_MAX_PLOTS];   /* each curve plot of the last frame */
+    int n_plots;
     int map_rows, map_cols;
     float head_token_y[2][512]; int head_tokens[2]; float head_col_x[2];
     viewer_rect head_view_rect;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_MATRIX = 1 << 20, MAX_NAMES = 16, MAX_PLOTS = 4 };
+enum { MAX_MATRIX = 1 << 20, MAX_NAMES = 16, MAX_PLOTS = VIEWER_MAX_PLOTS };
 static float diff_buf[MAX_MATRIX];
 
 void viewer_draw_matrices(viewer_state *v, viewer_rect r) {
@@ -153,10 +153,23 @@ static void draw_curve(viewer_state *v, const char *name, viewer_curve *c, viewe
         if (val && isfinite(*val) && (!v->log_y || *val > 0)) { f.lo = fmin(f.lo, to_y(v, *val)); f.hi = fmax(f.hi, to_y(v, *val)); }
     }
     if (!(f.hi >= f.lo)) return;
+    /* a curve that never goes below 0 (a loss, an accuracy, a norm) gets an axis that does not
+     * either: the margins (and a flat curve's half-unit of room) stop at 0 */
+    const bool nonnegative = !v->log_y && f.lo >= 0;
     if (f.hi - f.lo < 1e-12) { f.hi += 0.5; f.lo -= 0.5; }
     const double margin = (f.hi - f.lo) * 0.05;
     f.lo -= margin;
     f.hi += margin;
+    if (nonnegative && f.lo < 0) f.lo = 0;
+    if (v->n_plots < VIEWER_MAX_PLOTS) {
+        viewer_plot *rec = &v->plots[v->n_plots++];
+        snprintf(rec->name, sizeof rec->name, "%s", name);
+        rec->p = p;
+        rec->x0 = f.x0;
+        rec->x1 = f.x1;
+        rec->lo = f.lo;
+        rec->hi = f.hi;
+    }
     viewer_outline(&v->canvas, p, 1, VIEWER_GRID);
     for (int k = 0; k <= 4; k++) {
         double y = f.hi - (f.hi - f.lo) * k / 4;

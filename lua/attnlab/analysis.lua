@@ -3,7 +3,7 @@
 -- e.g. the second result of lab.attention(q, k, v, {weights = true}) or MultiHeadAttention's
 -- m.weights with m.record = true.
 local lab = require "attnlab"
-local raise = lab.raise
+local raise, args = lab.raise, lab._args
 
 local analysis = {}
 
@@ -42,7 +42,7 @@ end
 function analysis.interpolate_identity(w, alpha)
   check_map(w, "interpolate_identity")
   if w:size(3) ~= w:size(4) then raise("interpolate_identity: needs a square map (N = M), got " .. w:shape_string()) end
-  if type(alpha) ~= "number" then raise("interpolate_identity: alpha must be a number") end
+  args.check_number(alpha, "interpolate_identity", "alpha", { finite = true })
   local eye = lab.eye(w:size(3), w:dtype())
   return w * (1 - alpha) + eye * alpha
 end
@@ -87,10 +87,11 @@ end
 -- new map and the sinks as a (B, H, 1, M) 0/1 tensor.
 function analysis.calibrate_sinks(w, opts)
   check_map(w, "calibrate_sinks")
-  opts = opts or {}
+  opts = args.options_table(opts, "calibrate_sinks", "{tau=, beta=}")
+  args.check_options(opts, "calibrate_sinks", { "tau", "beta" })
   local N = w:size(3)
-  local tau, beta = opts.tau or 2 / N, opts.beta or 0
-  if type(tau) ~= "number" or type(beta) ~= "number" then raise("calibrate_sinks: opts.tau and opts.beta must be numbers") end
+  local tau = args.opt_number(opts.tau, 2 / N, "calibrate_sinks", "opts.tau", { -math.huge, math.huge })
+  local beta = args.opt_number(opts.beta, 0, "calibrate_sinks", "opts.beta", { finite = true })
   local scores = lab.no_grad(function() return analysis.sink_scores(w):totable() end)
   local marks = {}
   for b, heads in ipairs(scores) do
@@ -133,7 +134,8 @@ function analysis.retrieval_score(maps, prompt, needle, generated)
   local T, M = maps:size(1), maps:size(-1)
   if type(prompt) ~= "table" or #prompt ~= M then raise(string.format("retrieval_score: prompt must list the %d prompt tokens (got %s)", M, type(prompt) == "table" and #prompt or type(prompt))) end
   if type(generated) ~= "table" or #generated ~= T then raise(string.format("retrieval_score: generated must list the %d generated tokens (got %s)", T, type(generated) == "table" and #generated or type(generated))) end
-  if type(needle) ~= "table" or type(needle[1]) ~= "number" or type(needle[2]) ~= "number" or needle[1] < 1 or needle[2] > M or needle[1] > needle[2] then
+  if type(needle) ~= "table" or type(needle[1]) ~= "number" or type(needle[2]) ~= "number" or needle[1] < 1 or needle[2] > M
+     or needle[1] > needle[2] or needle[1] ~= math.floor(needle[1]) or needle[2] ~= math.floor(needle[2]) then
     raise(string.format("retrieval_score: needle must be {first, last} within 1..%d", M))
   end
   local top = maps:argmax(-1):reshape{ T, -1 }:totable()          -- (T, L*H), 1-based positions
@@ -158,9 +160,9 @@ end
 -- gradients discarded, once perturbed) and returns the perturbed loss (on the graph: add it to the
 -- clean loss and call backward) and the perturbations, one per attention module.
 function analysis.attention_at(model, loss_fn, opts)
-  opts = opts or {}
-  local xi = opts.xi or 1
-  if type(xi) ~= "number" or xi < 0 then raise("attention_at: opts.xi must be a number >= 0") end
+  opts = args.options_table(opts, "attention_at", "{xi=}")
+  args.check_options(opts, "attention_at", { "xi" })
+  local xi = args.opt_number(opts.xi, 1, "attention_at", "opts.xi", { 0, finite = true })
   if type(loss_fn) ~= "function" then raise("attention_at: loss_fn must be a function returning the loss") end
   local layers = analysis.attention_modules(model)
   if #layers == 0 then raise("attention_at: the model has no MultiHeadAttention module") end

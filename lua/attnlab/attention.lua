@@ -9,8 +9,8 @@ local ffi = require "ffi"
 
 return function(lab, helpers)
   local C, raise, wrap, wrap_slot = helpers.C, helpers.raise, helpers.wrap, helpers.wrap_slot
-  local typename, expect_tensor, check_int, cdim = helpers.typename, helpers.expect_tensor, helpers.check_int, helpers.cdim
-  local ref_array = helpers.ref_array
+  local args, cdim, ref_array = helpers.args, helpers.cdim, helpers.ref_array
+  local typename, expect_tensor, check_int, check_number = args.typename, args.expect_tensor, args.check_int, args.check_number
 
   -- lab.attention(q, k, v [, opts]) and lab.attention.variants()
   local causal_modes = { [false] = 0, [true] = 1, top_left = 1, bottom_right = 2, none = 0 }
@@ -47,12 +47,46 @@ return function(lab, helpers)
     slot.spelling = spelling
   end
 
+  -- the scale's range: 0 would mean "the default" to the core, so a 0 given is refused rather than
+  -- silently replaced (leave the option out for the default)
+  local function nonzero_finite(x, what, default_text)
+    if x == nil then return 0 end
+    check_number(x, "attention", "opts." .. what, { finite = true })
+    if x == 0 then raise("attention: opts." .. what .. " must not be 0 (leave it out for the default, " .. default_text .. ")") end
+    return x
+  end
+
+  -- A key that no variant takes (a typo such as `casual`) is refused here, naming the shared keys
+  -- and the variant's own; a key that another variant takes goes on to C, whose error names the
+  -- variants that take it.
+  local every_option
+  local function check_known_keys(opts)
+    if not every_option then
+      every_option = {}
+      for i = 0, C.al_attention_variant_count() - 1 do
+        for _, opt in ipairs(lab.attention.describe(ffi.string(C.al_attention_variant_name(i))).options) do every_option[opt.name] = true end
+      end
+    end
+    local unknown = {}
+    for key in pairs(opts) do
+      if not shared[key] and not every_option[key] then unknown[#unknown + 1] = "'" .. tostring(key) .. "'" end
+    end
+    if #unknown == 0 then return end
+    table.sort(unknown)
+    local own = {}
+    local ok, d = pcall(lab.attention.describe, opts.variant or "softmax")
+    if ok then for _, opt in ipairs(d.options) do own[#own + 1] = opt.name end end
+    raise(string.format("attention: unknown option%s %s (valid: variant, causal, scale, bias, mask, weights%s)",
+      #unknown > 1 and "s" or "", table.concat(unknown, ", "),
+      #own > 0 and ", and variant '" .. (opts.variant or "softmax") .. "''s own: " .. table.concat(own, ", ") or ""))
+  end
+
   local weights_out = ref_array(1)
   local attention = setmetatable({}, {
     __call = function(_, q, k, v, opts)
       expect_tensor(q, "attention", "q"); expect_tensor(k, "attention", "k"); expect_tensor(v, "attention", "v")
-      opts = opts or {}
-      if type(opts) ~= "table" then raise("attention: opts must be a table (got " .. typename(opts) .. ")") end
+      opts = args.options_table(opts, "attention", "{variant=, causal=, ...}")
+      check_known_keys(opts)
       local o = attention_opts()
       if type(opts.variant or "") ~= "string" then raise("attention: opts.variant must be a string (got " .. typename(opts.variant) .. ")") end
       o.variant = opts.variant or "softmax"
@@ -64,8 +98,7 @@ return function(lab, helpers)
         end
         o.causal = causal
       end
-      if opts.scale ~= nil and type(opts.scale) ~= "number" then raise("attention: opts.scale must be a number") end
-      o.scale = opts.scale or 0
+      o.scale = nonzero_finite(opts.scale, "scale", "1/sqrt(d)")
       if opts.bias ~= nil then o.bias = expect_tensor(opts.bias, "attention", "opts.bias") end
       if opts.mask ~= nil then o.mask = expect_tensor(opts.mask, "attention", "opts.mask") end
       -- the variant's own options, in a fixed order (so that the first error is always the same one)
@@ -87,16 +120,16 @@ return function(lab, helpers)
         keep[#keep + 1] = options
       end
       local want = opts.weights and true or false
-      local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil))
+      local out = wrap(C.al_attention(q, k, v, o, want and weights_out or nil), "attention")
       keep = nil
       -- a variant without a (B, H, N, M) map (e.g. "tensor") leaves the slot empty: nil
-      if want then return out, weights_out[0].p ~= nil and wrap_slot(weights_out[0]) or nil end
+      if want then return out, weights_out[0].p ~= nil and wrap_slot(weights_out[0], "attention") or nil end
       return out
     end,
   })
   -- Maps larger than this are recomputed in the backward instead of kept (default 64 MiB).
   function attention.set_map_limit(bytes)
-    if type(bytes) ~= "number" or bytes < 0 then raise("attention.set_map_limit: expects a number of bytes >= 0") end
+    check_number(bytes, "attention.set_map_limit", "bytes", { 0, 2^62 })
     C.al_attention_set_map_limit(bytes)
   end
   function attention.variants()
@@ -129,35 +162,35 @@ return function(lab, helpers)
   local second_out = ref_array(1)
   function attention.merge(o1, lse1, o2, lse2)
     local o = wrap(C.al_attention_merge(expect_tensor(o1, "attention.merge", "o1"), expect_tensor(lse1, "attention.merge", "lse1"),
-      expect_tensor(o2, "attention.merge", "o2"), expect_tensor(lse2, "attention.merge", "lse2"), second_out))
-    return o, wrap_slot(second_out[0])
+      expect_tensor(o2, "attention.merge", "o2"), expect_tensor(lse2, "attention.merge", "lse2"), second_out), "attention.merge")
+    return o, wrap_slot(second_out[0], "attention.merge")
   end
   function attention.topk_mask(scores, k, d)
     expect_tensor(scores, "attention.topk_mask", "scores")
     local kk = check_int(k, "attention.topk_mask", "k")
-    local masked = wrap(C.al_topk_mask(scores, kk, cdim(d or -1, "attention.topk_mask", scores:dim()), second_out))
-    return masked, wrap_slot(second_out[0])
+    local masked = wrap(C.al_topk_mask(scores, kk, cdim(d or -1, "attention.topk_mask", scores:dim()), second_out), "attention.topk_mask")
+    return masked, wrap_slot(second_out[0], "attention.topk_mask")
   end
   function attention.grouped_softmax(x, groups, d)
     expect_tensor(x, "attention.grouped_softmax", "x"); expect_tensor(groups, "attention.grouped_softmax", "groups")
-    return wrap(C.al_grouped_softmax(x, groups, cdim(d or -1, "attention.grouped_softmax", x:dim())))
+    return wrap(C.al_grouped_softmax(x, groups, cdim(d or -1, "attention.grouped_softmax", x:dim())), "attention.grouped_softmax")
   end
-  function attention.skew(x) return wrap(C.al_relative_skew(expect_tensor(x, "attention.skew", "x"))) end
-  function attention.unskew(x) return wrap(C.al_relative_unskew(expect_tensor(x, "attention.unskew", "x"))) end
+  function attention.skew(x) return wrap(C.al_relative_skew(expect_tensor(x, "attention.skew", "x")), "attention.skew") end
+  function attention.unskew(x) return wrap(C.al_relative_unskew(expect_tensor(x, "attention.unskew", "x")), "attention.unskew") end
   -- out[i][j] = r[i][clip(j - i - shift, -k, k) + k + 1] over M keys (r (..., N, 2k+1)); scatter is its adjoint
   function attention.relative_gather(r, M, shift)
     return wrap(C.al_relative_gather(expect_tensor(r, "attention.relative_gather", "r"),
-      check_int(M, "attention.relative_gather", "M"), check_int(shift or 0, "attention.relative_gather", "shift")))
+      check_int(M, "attention.relative_gather", "M"), check_int(shift or 0, "attention.relative_gather", "shift")), "attention.relative_gather")
   end
   function attention.relative_scatter(g, width, shift)
     return wrap(C.al_relative_scatter(expect_tensor(g, "attention.relative_scatter", "g"),
-      check_int(width, "attention.relative_scatter", "width"), check_int(shift or 0, "attention.relative_scatter", "shift")))
+      check_int(width, "attention.relative_scatter", "width"), check_int(shift or 0, "attention.relative_scatter", "shift")), "attention.relative_scatter")
   end
   -- the "routing" variant's centroids after one EMA k-means step on q and k (decay default 0.999)
   function attention.routing_update(centroids, q, k, decay)
-    if decay ~= nil and type(decay) ~= "number" then raise("attention.routing_update: decay must be a number") end
+    decay = args.opt_number(decay, 0.999, "attention.routing_update", "decay", { 0, 1 })
     return wrap(C.al_routing_update(expect_tensor(centroids, "attention.routing_update", "centroids"),
-      expect_tensor(q, "attention.routing_update", "q"), expect_tensor(k, "attention.routing_update", "k"), decay or 0.999))
+      expect_tensor(q, "attention.routing_update", "q"), expect_tensor(k, "attention.routing_update", "k"), decay), "attention.routing_update")
   end
   return attention
 end

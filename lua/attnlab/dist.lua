@@ -100,9 +100,7 @@ function dist.active() init() return size > 1 end
 
 -- A seed for this rank's own data: base + rank (the same on one process as base).
 function dist.seed(base)
-  if type(base) ~= "number" or base ~= math.floor(base) then
-    raise("seed: base must be an integer (got " .. tostring(base) .. ")")
-  end
+  lab._args.check_int(base, "dist.seed", "base")
   init()
   return base + rank
 end
@@ -255,6 +253,7 @@ end
 -- Ends every rank at once with `code` (the attnlab program calls it when a script fails on a rank,
 -- so that the others do not wait forever in an all-reduce).  A no-op on one process.
 function dist.abort(code)
+  if code ~= nil then lab._args.check_int(code, "dist.abort", "code") end
   if not initialised or size == 1 then return end
   io.stderr:flush()
   mpi.MPI_Abort(world, code or 1)

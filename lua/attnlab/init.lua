@@ -130,9 +130,24 @@ local gc_pace_min, gc_pace_max, gc_pace_heap_factor = 4 * 2^20, 64 * 2^20, 16
 local gc_pace_bytes = gc_pace_max
 local fresh_bytes = 0
 
--- Takes ownership of the reference a C function returned (raising its error when it failed).
-local function wrap(ref)
-  if ref.p == nil then raise(ffi.string(C.al_last_error())) end
+-- The core's message for its last failure, named as the user's call.  The core names its own
+-- function ("full: ...", "add_scaled_: ...", and "tensor: cannot allocate ..." for any op whose
+-- output does not fit), which is not always the one the user called (lab.zeros calls al_full,
+-- t:mul_ al_mul_scalar_, lab.stack al_cat): given fn, the core's name is replaced by it
+-- ("zeros: cannot allocate {1000000000000} of float32 ...").
+local function core_message(fn)
+  local msg = ffi.string(C.al_last_error())
+  if fn == nil then return msg end
+  local core_fn, rest = msg:match("^([%w_%.]+): (.*)$")
+  if core_fn == fn then return msg end
+  return fn .. ": " .. (rest or msg)
+end
+lab._core_message = core_message
+
+-- Takes ownership of the reference a C function returned (raising its error, named as fn, when it
+-- failed).
+local function wrap(ref, fn)
+  if ref.p == nil then raise(core_message(fn)) end
   fresh_bytes = fresh_bytes + tonumber(C.al_take_allocation_count())
   if fresh_bytes > gc_pace_bytes then
     fresh_bytes = 0
@@ -144,41 +159,29 @@ local function wrap(ref)
 end
 -- The same for a reference left in an output slot (an element of an al_ref array): copied out first,
 -- since the slot itself is reused.
-local function wrap_slot(slot) return wrap(tensor_t(slot)) end
+local function wrap_slot(slot, fn) return wrap(tensor_t(slot), fn) end
 local function opt_tensor(x) if x == nil then return NO_TENSOR end return x end
 lab._opt_tensor = opt_tensor
 lab._ref_array = ref_array
 lab._wrap = wrap
 
-local function check_status(rc)
-  if rc < 0 then raise(ffi.string(C.al_last_error())) end
+local function check_status(rc, fn)
+  if rc < 0 then raise(core_message(fn)) end
   return rc
 end
 
 local function is_tensor(x) return ffi.istype(tensor_t, x) end
 lab.is_tensor = is_tensor
 
-local function typename(x)
-  if is_tensor(x) then return "tensor" end
-  return type(x)
-end
-
-local function expect_tensor(x, fn, arg)
-  if is_tensor(x) then return x end
-  raise(string.format("%s: argument '%s' must be a tensor (got %s)", fn, arg, typename(x)))
-end
+-- the argument checks (lua/attnlab/args.lua), shared with the other files as lab._args
+local args = require("attnlab.args")(raise, is_tensor)
+lab._args = args
+local typename, expect_tensor, check_int, check_number = args.typename, args.expect_tensor, args.check_int, args.check_number
 
 local function parse_dtype(d, fn)
   if d == nil then return 0 end
   local v = dtypes[d]
   if not v then raise(string.format("%s: unknown dtype %s (use float32, float64 or int64)", fn, tostring(d))) end
-  return v
-end
-
-local function check_int(v, fn, what)
-  if type(v) ~= "number" or v ~= v or v ~= math.floor(v) or v >= 2^53 or v <= -2^53 then
-    raise(string.format("%s: %s must be an integer (got %s)", fn, what, tostring(v)))
-  end
   return v
 end
 
@@ -216,8 +219,9 @@ local function cdim(d, fn, ndim)
   return d > 0 and d - 1 or d
 end
 
-local function scalar_tensor(v, dtype)
-  return wrap(C.al_full(0, nil, v, dtype or 0))
+-- a 0-d tensor holding v (a number: the callers check it), for the function fn
+local function scalar_tensor(v, dtype, fn)
+  return wrap(C.al_full(0, nil, v, dtype or 0), fn)
 end
 
 -- Creation ---------------------------------------------------------------------------------------
@@ -241,9 +245,12 @@ end
 
 function lab.tensor(data, dtype)
   if type(data) == "number" or type(data) == "boolean" then
-    return scalar_tensor(type(data) == "boolean" and (data and 1 or 0) or data, parse_dtype(dtype, "tensor"))
+    return scalar_tensor(type(data) == "boolean" and (data and 1 or 0) or data, parse_dtype(dtype, "tensor"), "tensor")
   end
-  if is_tensor(data) then return dtype and data:to(dtype) or data:clone() end
+  if is_tensor(data) then
+    if dtype == nil then return wrap(C.al_clone(data), "tensor") end
+    return wrap(C.al_to_dtype(data, parse_dtype(dtype, "tensor")), "tensor")
+  end
   if type(data) ~= "table" then raise("tensor: expected a number or a nested table of numbers (got " .. type(data) .. ")") end
   local shape, flat = {}, {}
   flatten(data, shape, 1, flat, "tensor")
@@ -251,7 +258,7 @@ function lab.tensor(data, dtype)
   local n, arr = parse_shape("tensor", shape)
   local buf = ffi.new(dt == 0 and "float[?]" or (dt == 1 and "double[?]" or "int64_t[?]"), math.max(#flat, 1))
   for i = 1, #flat do buf[i - 1] = flat[i] end
-  return wrap(C.al_from_buffer(n, arr, dt, buf))
+  return wrap(C.al_from_buffer(n, arr, dt, buf), "tensor")
 end
 
 local function shape_and_dtype(fn, ...)
@@ -262,28 +269,17 @@ local function shape_and_dtype(fn, ...)
   return n, arr, parse_dtype(dtype, fn)
 end
 
--- The core names its own function in an error (al_full says "full: ..."), but lab.zeros and
--- lab.ones call al_full: the user must read the name they called, so a failure of the core call
--- is re-prefixed with it ("zeros: negative size -1 in dimension 1 of shape {-1,3}").
-local function wrap_as(fn, core_fn, ref)
-  if ref.p == nil then
-    local msg = ffi.string(C.al_last_error())
-    if msg:sub(1, #core_fn + 2) == core_fn .. ": " then msg = fn .. msg:sub(#core_fn + 1) end
-    raise(msg)
-  end
-  return wrap(ref)
-end
-
-function lab.zeros(...) local n, a, dt = shape_and_dtype("zeros", ...) return wrap_as("zeros", "full", C.al_full(n, a, 0, dt)) end
-function lab.ones(...) local n, a, dt = shape_and_dtype("ones", ...) return wrap_as("ones", "full", C.al_full(n, a, 1, dt)) end
-function lab.empty(...) local n, a, dt = shape_and_dtype("empty", ...) return wrap_as("empty", "empty", C.al_empty(n, a, dt)) end
+-- (lab.zeros and lab.ones call al_full, whose errors say "full: ...": wrap renames them)
+function lab.zeros(...) local n, a, dt = shape_and_dtype("zeros", ...) return wrap(C.al_full(n, a, 0, dt), "zeros") end
+function lab.ones(...) local n, a, dt = shape_and_dtype("ones", ...) return wrap(C.al_full(n, a, 1, dt), "ones") end
+function lab.empty(...) local n, a, dt = shape_and_dtype("empty", ...) return wrap(C.al_empty(n, a, dt), "empty") end
 function lab.full(shape, value, dtype)
-  if type(value) ~= "number" then raise("full: value must be a number (got " .. typename(value) .. ")") end
+  check_number(value, "full", "value")
   local n, a = parse_shape("full", shape)
-  return wrap_as("full", "full", C.al_full(n, a, value, parse_dtype(dtype, "full")))
+  return wrap(C.al_full(n, a, value, parse_dtype(dtype, "full")), "full")
 end
-function lab.randn(...) local n, a, dt = shape_and_dtype("randn", ...) return wrap_as("randn", "randn", C.al_randn(n, a, dt)) end
-function lab.rand(...) local n, a, dt = shape_and_dtype("rand", ...) return wrap_as("rand", "rand", C.al_rand(n, a, dt)) end
+function lab.randn(...) local n, a, dt = shape_and_dtype("randn", ...) return wrap(C.al_randn(n, a, dt), "randn") end
+function lab.rand(...) local n, a, dt = shape_and_dtype("rand", ...) return wrap(C.al_rand(n, a, dt), "rand") end
 -- randint(n, shape): integers 1 .. n (token ids for n symbols); randint(low, high, shape): low ..
 -- high, both ends included, as Lua's math.random(m, n) and the 1-based convention have it.  (The
 -- core's al_randint takes the half-open [low, high + 1).)
@@ -294,25 +290,26 @@ function lab.randint(low, high, shape)
     raise(string.format("randint: empty range %d .. %d (both ends are included, as in math.random: high must be >= low)", low, high))
   end
   local n, a = parse_shape("randint", shape)
-  return wrap_as("randint", "randint", C.al_randint(low, high + 1, n, a))
+  return wrap(C.al_randint(low, high + 1, n, a), "randint")
 end
 function lab.arange(a, b, step, dtype)
   if type(step) == "string" then dtype, step = step, nil end
   if b == nil or type(b) == "string" then dtype = dtype or b; a, b = 0, a end
-  if type(a) ~= "number" or type(b) ~= "number" then raise("arange: bounds must be numbers") end
-  step = step or 1
-  if type(step) ~= "number" then raise("arange: step must be a number") end
-  return wrap(C.al_arange(a, b, step, parse_dtype(dtype, "arange")))
+  check_number(a, "arange", "start"); check_number(b, "arange", "end")
+  step = args.opt_number(step, 1, "arange", "step")
+  return wrap(C.al_arange(a, b, step, parse_dtype(dtype, "arange")), "arange")
 end
 function lab.eye(n, dtype)
   check_int(n, "eye", "n")
   if n < 0 then raise("eye: size must be >= 0 (got " .. n .. ")") end
-  return wrap(C.al_eye(n, parse_dtype(dtype, "eye")))
+  return wrap(C.al_eye(n, parse_dtype(dtype, "eye")), "eye")
 end
 
+-- (the core takes the seed as an unsigned integer: a negative one would silently be another)
 function lab.seed(n)
   check_int(n, "seed", "seed")
-  C.al_seed(n < 0 and 0 or n)
+  if n < 0 then raise("seed: seed must be an integer >= 0 (got " .. n .. ")") end
+  C.al_seed(n)
 end
 function lab.rng_state()
   local s, c = ffi.new("uint64_t[1]"), ffi.new("uint64_t[1]")
@@ -322,7 +319,15 @@ function lab.rng_state()
   return { seed, counter }
 end
 function lab.set_rng_state(st)
-  if type(st) ~= "table" or #st ~= 2 then raise("set_rng_state: expected {seed, counter}") end
+  if type(st) ~= "table" or is_tensor(st) or #st ~= 2 then
+    raise("set_rng_state: expected {seed, counter} as lab.rng_state() returns it (got " .. typename(st) .. ")")
+  end
+  for i, what in ipairs{ "seed", "counter" } do
+    local x = st[i]
+    if not ((type(x) == "number" and x >= 0 and x < 2^53 and x == math.floor(x)) or (type(x) == "string" and x:match("^%d+$"))) then
+      raise("set_rng_state: the " .. what .. " must be an integer >= 0 or a string of digits (got " .. args.show(x) .. ")")
+    end
+  end
   local function u64(x)
     if type(x) == "number" then return ffi.new("uint64_t", x) end
     local v = ffi.new("uint64_t", 0ULL)
@@ -354,7 +359,7 @@ function Tensor.shape_string(t) return ffi.string(C.al_shape_string(t, shape_buf
 
 function Tensor.item(t)
   local v = C.al_item(t)
-  if v ~= v and C.al_numel(t) ~= 1 then raise(ffi.string(C.al_last_error())) end
+  if v ~= v and C.al_numel(t) ~= 1 then raise(core_message("item")) end
   return v
 end
 
@@ -375,22 +380,22 @@ end
 
 local get_out = ffi.new("double[1]")
 function Tensor.get(t, ...)
-  check_status(C.al_get(t, index_array(t, "get", ...), get_out))
+  check_status(C.al_get(t, index_array(t, "get", ...), get_out), "get")
   return get_out[0]
 end
 function Tensor.set(t, ...)
   local n = select("#", ...)
   local v = n > 0 and select(n, ...) or nil
-  if type(v) ~= "number" then raise("set: the value (last argument) must be a number") end
+  if type(v) ~= "number" then raise("set: the value (last argument) must be a number (got " .. args.show(v) .. ")") end
   local idx = index_array(t, "set", unpack({ ... }, 1, n - 1))
-  check_status(C.al_set(t, idx, v))
+  check_status(C.al_set(t, idx, v), "set")
   return t
 end
 
 function Tensor.totable(t)
   local n = tonumber(C.al_numel(t))
   local buf = ffi.new("double[?]", math.max(n, 1))
-  check_status(C.al_copy_to_doubles(t, buf, n))
+  check_status(C.al_copy_to_doubles(t, buf, n), "totable")
   local shape = t:shape()
   if #shape == 0 then return buf[0] end
   if n == 0 then -- no elements, but maybe 2^40 empty rows: refuse rather than build them all
@@ -415,85 +420,97 @@ end
 
 -- Views and copies -------------------------------------------------------------------------------
 
-function Tensor.clone(t) return wrap(C.al_clone(t)) end
-function Tensor.contiguous(t) return wrap(C.al_contiguous(t)) end
-function Tensor.detach(t) return wrap(C.al_detach(t)) end
+function Tensor.clone(t) return wrap(C.al_clone(t), "clone") end
+function Tensor.contiguous(t) return wrap(C.al_contiguous(t), "contiguous") end
+function Tensor.detach(t) return wrap(C.al_detach(t), "detach") end
 function Tensor.to(t, what)
   if what == "cpu" then return t end
   if what == "cuda" then
     raise(C.al_cuda_available() ~= 0 and "to: CUDA tensors are not wired into the Lua module yet"
       or "to: this attnlab was built without CUDA (make CUDA=1) or no GPU is present")
   end
-  return wrap(C.al_to_dtype(t, parse_dtype(what, "to")))
+  return wrap(C.al_to_dtype(t, parse_dtype(what, "to")), "to")
 end
-function Tensor.float(t) return t:to("float32") end
-function Tensor.double(t) return t:to("float64") end
-function Tensor.long(t) return t:to("int64") end
+function Tensor.float(t) return wrap(C.al_to_dtype(t, 0), "float") end
+function Tensor.double(t) return wrap(C.al_to_dtype(t, 1), "double") end
+function Tensor.long(t) return wrap(C.al_to_dtype(t, 2), "long") end
 function Tensor.reshape(t, ...)
   local n, a = parse_shape("reshape", ...)
-  return wrap(C.al_reshape(t, n, a))
+  return wrap(C.al_reshape(t, n, a), "reshape")
 end
-Tensor.view = Tensor.reshape
+function Tensor.view(t, ...)
+  local n, a = parse_shape("view", ...)
+  return wrap(C.al_reshape(t, n, a), "view")
+end
 function Tensor.transpose(t, d1, d2)
   local nd = C.al_ndim(t)
-  return wrap(C.al_transpose(t, cdim(d1, "transpose", nd), cdim(d2, "transpose", nd)))
+  return wrap(C.al_transpose(t, cdim(d1, "transpose", nd), cdim(d2, "transpose", nd)), "transpose")
 end
 function Tensor.t(t)
   if C.al_ndim(t) ~= 2 then raise("t: expects a 2-d tensor (got shape " .. t:shape_string() .. "); use transpose") end
-  return wrap(C.al_transpose(t, 0, 1))
+  return wrap(C.al_transpose(t, 0, 1), "t")
 end
 function Tensor.permute(t, ...)
-  local order = type((...)) == "table" and ... or { ... }
+  local order = type((...)) == "table" and not is_tensor((...)) and ... or { ... }
   local nd = C.al_ndim(t)
   if #order ~= nd then raise(string.format("permute: %d dimensions given for a %d-d tensor", #order, nd)) end
   local arr = ffi.new("int[?]", math.max(nd, 1))
   for i = 1, nd do arr[i - 1] = cdim(order[i], "permute", nd) end
-  return wrap(C.al_permute(t, arr))
+  return wrap(C.al_permute(t, arr), "permute")
 end
 function Tensor.narrow(t, d, start, len)
   local nd = C.al_ndim(t)
   d = cdim(d, "narrow", nd)
   check_int(start, "narrow", "start"); check_int(len, "narrow", "length")
-  return wrap(C.al_narrow(t, d, start - 1, len))
+  return wrap(C.al_narrow(t, d, start - 1, len), "narrow")
 end
 function Tensor.select(t, d, index)
   local nd = C.al_ndim(t)
   check_int(index, "select", "index")
-  return wrap(C.al_select(t, cdim(d, "select", nd), index - 1))
+  return wrap(C.al_select(t, cdim(d, "select", nd), index - 1), "select")
 end
-function Tensor.unsqueeze(t, d) return wrap(C.al_unsqueeze(t, cdim(d, "unsqueeze", C.al_ndim(t) + 1))) end
+function Tensor.unsqueeze(t, d) return wrap(C.al_unsqueeze(t, cdim(d, "unsqueeze", C.al_ndim(t) + 1)), "unsqueeze") end
 function Tensor.squeeze(t, d)
-  if d == nil then return wrap(C.al_squeeze(t, 127)) end
-  return wrap(C.al_squeeze(t, cdim(d, "squeeze", C.al_ndim(t))))
+  if d == nil then return wrap(C.al_squeeze(t, 127), "squeeze") end
+  return wrap(C.al_squeeze(t, cdim(d, "squeeze", C.al_ndim(t))), "squeeze")
 end
 function Tensor.expand(t, ...)
   local n, a = parse_shape("expand", ...)
-  return wrap(C.al_expand(t, n, a))
+  return wrap(C.al_expand(t, n, a), "expand")
 end
-function Tensor.expand_as(t, other) return t:expand(expect_tensor(other, "expand_as", "other"):shape()) end
+function Tensor.expand_as(t, other)
+  local n, a = parse_shape("expand_as", expect_tensor(other, "expand_as", "other"):shape())
+  return wrap(C.al_expand(t, n, a), "expand_as")
+end
 
 -- Math -----------------------------------------------------------------------------------------
 
 for _, name in ipairs{ "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "neg" } do
   local cname = "al_" .. name     -- looked up at each call, so that lab.profile can time it
-  Tensor[name] = function(t) return wrap(C[cname](expect_tensor(t, name, "self"))) end
+  Tensor[name] = function(t) return wrap(C[cname](expect_tensor(t, name, "self")), name) end
 end
 function Tensor.pow(t, p)
-  if type(p) ~= "number" then raise("pow: exponent must be a number (got " .. typename(p) .. ")") end
-  return wrap(C.al_pow_scalar(t, p))
+  check_number(p, "pow", "exponent")
+  return wrap(C.al_pow_scalar(t, p), "pow")
 end
-function Tensor.clamp(t, lo, hi) return wrap(C.al_clamp(t, lo or -math.huge, hi or math.huge)) end
+-- (a NaN bound would make every element NaN: refused; nil leaves that side open)
+local any_bound = { -math.huge, math.huge }
+function Tensor.clamp(t, lo, hi)
+  lo = args.opt_number(lo, -math.huge, "clamp", "lo", any_bound)
+  hi = args.opt_number(hi, math.huge, "clamp", "hi", any_bound)
+  return wrap(C.al_clamp(t, lo, hi), "clamp")
+end
 
 local function binary(name, cfun, scalar_fun, rscalar_fun)
   return function(a, b)
     if type(a) == "number" then
       expect_tensor(b, name, "b")
-      return wrap(rscalar_fun(a, b))
+      return wrap(rscalar_fun(a, b), name)
     elseif type(b) == "number" then
       expect_tensor(a, name, "a")
-      return wrap(scalar_fun(a, b))
+      return wrap(scalar_fun(a, b), name)
     end
-    return wrap(cfun(expect_tensor(a, name, "a"), expect_tensor(b, name, "b")))
+    return wrap(cfun(expect_tensor(a, name, "a"), expect_tensor(b, name, "b")), name)
   end
 end
 -- (the core functions are named at each call rather than captured, so that lab.profile can time them)
@@ -507,24 +524,24 @@ Tensor.mul = binary("mul", function(a, b) return C.al_mul(a, b) end, function(t,
 -- true division in float32 like int64 / int64)
 Tensor.div = binary("div", function(a, b) return C.al_div(a, b) end, function(t, s)
   local dt = tonumber(C.al_dtype_of(t))
-  return C.al_div(t, scalar_tensor(s, dt == 2 and 0 or dt))
+  return C.al_div(t, scalar_tensor(s, dt == 2 and 0 or dt, "div"))
 end, function(s, t) return C.al_rdiv_scalar(s, t) end)
-local function scalar_as_tensor(fun)
-  return function(t, s) local st = scalar_tensor(s, tonumber(C.al_dtype_of(t))) return fun(t, st) end
+local function scalar_as_tensor(fun, fn)
+  return function(t, s) local st = scalar_tensor(s, tonumber(C.al_dtype_of(t)), fn) return fun(t, st) end
 end
 Tensor.maximum = binary("maximum", function(a, b) return C.al_maximum(a, b) end,
-  scalar_as_tensor(function(a, b) return C.al_maximum(a, b) end),
-  function(s, t) return C.al_maximum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)))) end)
+  scalar_as_tensor(function(a, b) return C.al_maximum(a, b) end, "maximum"),
+  function(s, t) return C.al_maximum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)), "maximum")) end)
 Tensor.minimum = binary("minimum", function(a, b) return C.al_minimum(a, b) end,
-  scalar_as_tensor(function(a, b) return C.al_minimum(a, b) end),
-  function(s, t) return C.al_minimum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)))) end)
+  scalar_as_tensor(function(a, b) return C.al_minimum(a, b) end, "minimum"),
+  function(s, t) return C.al_minimum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)), "minimum")) end)
 
 local compare_ops = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
 for name, op in pairs(compare_ops) do
   Tensor[name] = function(a, b)
     expect_tensor(a, name, "a")
-    if type(b) == "number" then return wrap(C.al_compare_scalar(a, b, op)) end
-    return wrap(C.al_compare(a, expect_tensor(b, name, "b"), op))
+    if type(b) == "number" then return wrap(C.al_compare_scalar(a, b, op), name) end
+    return wrap(C.al_compare(a, expect_tensor(b, name, "b"), op), name)
   end
 end
 
@@ -535,52 +552,64 @@ local function reduce_dim(t, d, fn)
   if d == nil then return ALL end
   return cdim(d, fn, C.al_ndim(t))
 end
-function Tensor.sum(t, d, keepdim) return wrap(C.al_sum(t, reduce_dim(t, d, "sum"), keepdim and 1 or 0)) end
-function Tensor.mean(t, d, keepdim) return wrap(C.al_mean(t, reduce_dim(t, d, "mean"), keepdim and 1 or 0)) end
+function Tensor.sum(t, d, keepdim) return wrap(C.al_sum(t, reduce_dim(t, d, "sum"), keepdim and 1 or 0), "sum") end
+function Tensor.mean(t, d, keepdim) return wrap(C.al_mean(t, reduce_dim(t, d, "mean"), keepdim and 1 or 0), "mean") end
 local idx_out = ref_array(1)
 local function argbest(cfun, fn)
   local function best(t, d, keepdim)
-    if d == nil then return best(t:reshape{ -1 }, 1) end   -- over everything: flatten first
+    if d == nil then return best(wrap(C.al_reshape(t, 1, i64arr(1, -1)), fn), 1) end   -- over everything: flatten first
     local v = cfun(t, cdim(d, fn, C.al_ndim(t)), keepdim and 1 or 0, idx_out)
-    local values = wrap(v)
-    local indices = wrap_slot(idx_out[0])
-    return values, indices:add(1)
+    local values = wrap(v, fn)
+    local indices = wrap_slot(idx_out[0], fn)
+    return values, wrap(C.al_add_scalar(indices, 1), fn)
   end
   return best
 end
 Tensor.max = argbest(function(...) return C.al_max(...) end, "max")
 Tensor.min = argbest(function(...) return C.al_min(...) end, "min")
 function Tensor.argmax(t, d, keepdim)
-  if d == nil then return wrap(C.al_argmax(t:reshape{ -1 }, 0, 0)):add(1) end
-  return wrap(C.al_argmax(t, cdim(d, "argmax", C.al_ndim(t)), keepdim and 1 or 0)):add(1)
+  local ids
+  if d == nil then ids = wrap(C.al_argmax(wrap(C.al_reshape(t, 1, i64arr(1, -1)), "argmax"), 0, 0), "argmax")
+  else ids = wrap(C.al_argmax(t, cdim(d, "argmax", C.al_ndim(t)), keepdim and 1 or 0), "argmax") end
+  return wrap(C.al_add_scalar(ids, 1), "argmax")
 end
-function Tensor.softmax(t, d) return wrap(C.al_softmax(t, cdim(d or -1, "softmax", C.al_ndim(t)))) end
-function Tensor.log_softmax(t, d) return wrap(C.al_log_softmax(t, cdim(d or -1, "log_softmax", C.al_ndim(t)))) end
+function Tensor.softmax(t, d) return wrap(C.al_softmax(t, cdim(d or -1, "softmax", C.al_ndim(t))), "softmax") end
+function Tensor.log_softmax(t, d) return wrap(C.al_log_softmax(t, cdim(d or -1, "log_softmax", C.al_ndim(t))), "log_softmax") end
 function Tensor.logsumexp(t, d, keepdim)
-  return wrap(C.al_logsumexp(t, cdim(d or -1, "logsumexp", C.al_ndim(t)), keepdim and 1 or 0))
+  return wrap(C.al_logsumexp(t, cdim(d or -1, "logsumexp", C.al_ndim(t)), keepdim and 1 or 0), "logsumexp")
 end
-function Tensor.cumsum(t, d) return wrap(C.al_cumsum(t, cdim(d or -1, "cumsum", C.al_ndim(t)))) end
+function Tensor.cumsum(t, d) return wrap(C.al_cumsum(t, cdim(d or -1, "cumsum", C.al_ndim(t))), "cumsum") end
 function Tensor.matmul(a, b)
-  return wrap(C.al_matmul(expect_tensor(a, "matmul", "a"), expect_tensor(b, "matmul", "b")))
+  return wrap(C.al_matmul(expect_tensor(a, "matmul", "a"), expect_tensor(b, "matmul", "b")), "matmul")
 end
 
 -- In place (never recorded) ----------------------------------------------------------------------
 
-function Tensor.fill_(t, v) check_status(C.al_fill_(t, v)) return t end
-function Tensor.zero_(t) check_status(C.al_fill_(t, 0)) return t end
-function Tensor.copy_(t, src) check_status(C.al_copy_(t, expect_tensor(src, "copy_", "src"))) return t end
-function Tensor.add_(t, src, alpha)
-  if type(src) == "number" then src = scalar_tensor(src, tonumber(C.al_dtype_of(t))) end
-  check_status(C.al_add_scaled_(t, expect_tensor(src, "add_", "src"), alpha or 1))
+function Tensor.fill_(t, v)
+  check_number(v, "fill_", "value")
+  check_status(C.al_fill_(t, v), "fill_")
   return t
 end
-function Tensor.mul_(t, s) check_status(C.al_mul_scalar_(t, s)) return t end
+function Tensor.zero_(t) check_status(C.al_fill_(t, 0), "zero_") return t end
+function Tensor.copy_(t, src) check_status(C.al_copy_(t, expect_tensor(src, "copy_", "src")), "copy_") return t end
+function Tensor.add_(t, src, alpha)
+  if type(src) == "number" then src = scalar_tensor(src, tonumber(C.al_dtype_of(t)), "add_") end
+  expect_tensor(src, "add_", "src")
+  alpha = args.opt_number(alpha, 1, "add_", "alpha")
+  check_status(C.al_add_scaled_(t, src, alpha), "add_")
+  return t
+end
+function Tensor.mul_(t, s)
+  check_number(s, "mul_", "factor")
+  check_status(C.al_mul_scalar_(t, s), "mul_")
+  return t
+end
 
 -- Autograd ---------------------------------------------------------------------------------------
 
 function Tensor.requires_grad(t, flag)
   if flag == nil then return C.al_requires_grad(t) ~= 0 end
-  check_status(C.al_set_requires_grad(t, flag and 1 or 0))
+  check_status(C.al_set_requires_grad(t, flag and 1 or 0), "requires_grad")
   return t
 end
 function Tensor.is_leaf(t) return C.al_is_leaf(t) ~= 0 end
@@ -591,12 +620,12 @@ function Tensor.grad_fn(t)
 end
 function Tensor.backward(t, grad)
   if grad ~= nil then expect_tensor(grad, "backward", "grad") end
-  check_status(C.al_backward(t, opt_tensor(grad)))
+  check_status(C.al_backward(t, opt_tensor(grad)), "backward")
 end
-function Tensor.zero_grad(t) check_status(C.al_zero_grad(t)) return t end
+function Tensor.zero_grad(t) check_status(C.al_zero_grad(t), "zero_grad") return t end
 function Tensor.set_grad(t, g)
   if g ~= nil then expect_tensor(g, "set_grad", "grad") end
-  check_status(C.al_set_grad(t, opt_tensor(g)))
+  check_status(C.al_set_grad(t, opt_tensor(g)), "set_grad")
   return t
 end
 local function get_grad(t)
@@ -640,7 +669,7 @@ local mt = {
   __sub = function(a, b) return Tensor.sub(a, b) end,
   __mul = function(a, b) return Tensor.mul(a, b) end,
   __div = function(a, b) return Tensor.div(a, b) end,
-  __unm = function(a) return wrap(C.al_neg(a)) end,
+  __unm = function(a) return wrap(C.al_neg(a), "neg") end,
   __pow = function(a, p) return Tensor.pow(a, p) end,
   __len = function(t) return C.al_ndim(t) > 0 and tonumber(C.al_size(t, 0)) or 0 end,
   __tostring = function(t) return Tensor.tostring(t) end,
@@ -661,43 +690,50 @@ local function tensor_list(list, fn)
 end
 function lab.cat(list, d)
   local n, arr = tensor_list(list, "cat")
-  return wrap(C.al_cat(n, arr, cdim(d or 1, "cat", C.al_ndim(arr[0]))))
+  return wrap(C.al_cat(n, arr, cdim(d or 1, "cat", C.al_ndim(arr[0]))), "cat")
 end
 function lab.stack(list, d)
   local n, arr = tensor_list(list, "stack")
-  return wrap(C.al_stack(n, arr, cdim(d or 1, "stack", C.al_ndim(arr[0]) + 1)))
+  return wrap(C.al_stack(n, arr, cdim(d or 1, "stack", C.al_ndim(arr[0]) + 1)), "stack")   -- (al_stack's errors say cat or unsqueeze)
 end
 function lab.where(cond, a, b)
   expect_tensor(cond, "where", "cond")
-  if type(a) == "number" then a = scalar_tensor(a, is_tensor(b) and tonumber(C.al_dtype_of(b)) or 0) end
-  if type(b) == "number" then b = scalar_tensor(b, tonumber(C.al_dtype_of(expect_tensor(a, "where", "a")))) end
-  return wrap(C.al_where(cond, expect_tensor(a, "where", "a"), expect_tensor(b, "where", "b")))
+  if type(a) == "number" then a = scalar_tensor(a, is_tensor(b) and tonumber(C.al_dtype_of(b)) or 0, "where") end
+  if type(b) == "number" then b = scalar_tensor(b, tonumber(C.al_dtype_of(expect_tensor(a, "where", "a"))), "where") end
+  return wrap(C.al_where(cond, expect_tensor(a, "where", "a"), expect_tensor(b, "where", "b")), "where")
 end
 function lab.matmul(a, b) return Tensor.matmul(a, b) end
-function lab.solve(a, b) return wrap(C.al_solve(expect_tensor(a, "solve", "A"), expect_tensor(b, "solve", "B"))) end
+function lab.solve(a, b) return wrap(C.al_solve(expect_tensor(a, "solve", "A"), expect_tensor(b, "solve", "B")), "solve") end
 function lab.linear(x, w, b)
   expect_tensor(x, "linear", "x"); expect_tensor(w, "linear", "weight")
   if b ~= nil then expect_tensor(b, "linear", "bias") end
-  return wrap(C.al_linear(x, w, opt_tensor(b)))
+  return wrap(C.al_linear(x, w, opt_tensor(b)), "linear")
 end
+local eps_range = { 0, finite = true }
 function lab.layer_norm(x, w, b, eps)
   if w ~= nil then expect_tensor(w, "layer_norm", "weight") end
   if b ~= nil then expect_tensor(b, "layer_norm", "bias") end
-  return wrap(C.al_layer_norm(expect_tensor(x, "layer_norm", "x"), opt_tensor(w), opt_tensor(b), eps or 1e-5))
+  eps = args.opt_number(eps, 1e-5, "layer_norm", "eps", eps_range)
+  return wrap(C.al_layer_norm(expect_tensor(x, "layer_norm", "x"), opt_tensor(w), opt_tensor(b), eps), "layer_norm")
 end
 function lab.embedding(weight, ids)
   expect_tensor(weight, "embedding", "weight"); expect_tensor(ids, "embedding", "ids")
   if ids:dtype() ~= "int64" then raise("embedding: ids must be int64 (got " .. ids:dtype() .. " of shape " .. ids:shape_string() .. ")") end
-  return wrap(C.al_embedding(weight, ids - 1))
+  return wrap(C.al_embedding(weight, wrap(C.al_add_scalar(ids, -1), "embedding")), "embedding")
 end
 function lab.gather(t, d, idx)
   expect_tensor(t, "gather", "self"); expect_tensor(idx, "gather", "indices")
-  if idx:dtype() ~= "int64" then raise("gather: indices must be int64") end
-  return wrap(C.al_gather(t, cdim(d, "gather", C.al_ndim(t)), idx - 1))
+  if idx:dtype() ~= "int64" then raise("gather: indices must be int64 (got " .. idx:dtype() .. " of shape " .. idx:shape_string() .. ")") end
+  return wrap(C.al_gather(t, cdim(d, "gather", C.al_ndim(t)), wrap(C.al_add_scalar(idx, -1), "gather")), "gather")
 end
 Tensor.gather = lab.gather
+-- p: the probability of dropping an element, in [0, 1); training = false: the identity
+local dropout_p = { 0, 1, hi_open = true }
 function lab.dropout(x, p, training)
-  return wrap(C.al_dropout(expect_tensor(x, "dropout", "x"), p or 0.5, training == false and 0 or 1))
+  expect_tensor(x, "dropout", "x")
+  p = args.opt_number(p, 0.5, "dropout", "p", dropout_p)
+  if C.al_dtype_of(x) == 2 then raise("dropout: x must be a float tensor (got int64 of shape " .. x:shape_string() .. ")") end
+  return wrap(C.al_dropout(x, p, training == false and 0 or 1), "dropout")
 end
 for _, name in ipairs{ "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "softmax", "log_softmax",
                         "sum", "mean", "max", "argmax", "pow", "clamp", "maximum", "minimum", "logsumexp",
@@ -706,24 +742,24 @@ for _, name in ipairs{ "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", 
 end
 
 function lab.mse(pred, target)
-  return wrap(C.al_mse(expect_tensor(pred, "mse", "pred"), expect_tensor(target, "mse", "target")))
+  return wrap(C.al_mse(expect_tensor(pred, "mse", "pred"), expect_tensor(target, "mse", "target")), "mse")
 end
 function lab.cross_entropy(logits, target, opts)
   expect_tensor(logits, "cross_entropy", "logits"); expect_tensor(target, "cross_entropy", "target")
-  if opts ~= nil and type(opts) ~= "table" then raise("cross_entropy: opts must be a table {ignore=} (got " .. typename(opts) .. ")") end
+  opts = args.options_table(opts, "cross_entropy", "{ignore=}")
+  args.check_options(opts, "cross_entropy", { "ignore" })
   if target:dtype() ~= "int64" then
     raise("cross_entropy: target ids must be int64 (got " .. target:dtype() .. " of shape " .. target:shape_string() .. ")")
   end
   local ignore = -2 ^ 52
-  if opts and opts.ignore ~= nil then ignore = check_int(opts.ignore, "cross_entropy", "opts.ignore") - 1 end
-  return wrap(C.al_cross_entropy(logits, target - 1, ignore))
+  if opts.ignore ~= nil then ignore = check_int(opts.ignore, "cross_entropy", "opts.ignore") - 1 end
+  return wrap(C.al_cross_entropy(logits, wrap(C.al_add_scalar(target, -1), "cross_entropy"), ignore), "cross_entropy")
 end
 
 -- lab.attention and its primitives: lua/attnlab/attention.lua (given the helpers it shares with
 -- this file)
 lab.attention = require("attnlab.attention")(lab, {
-  C = C, raise = raise, wrap = wrap, wrap_slot = wrap_slot, typename = typename, expect_tensor = expect_tensor,
-  check_int = check_int, cdim = cdim, ref_array = ref_array,
+  C = C, raise = raise, wrap = wrap, wrap_slot = wrap_slot, args = args, cdim = cdim, ref_array = ref_array,
 })
 
 -- the image ops (conv2d, pooling, eccentricity pooling, interpolate, grid_sample, pad):
@@ -737,7 +773,10 @@ require("attnlab.vision")(lab, {
 -- Autograd scopes, parameters
 ---------------------------------------------------------------------------------------------------
 
-function lab.param(t) return expect_tensor(t, "param", "t"):requires_grad(true) end
+function lab.param(t)
+  check_status(C.al_set_requires_grad(expect_tensor(t, "param", "t"), 1), "param")
+  return t
+end
 function lab.no_grad(fn)
   if type(fn) ~= "function" then raise("no_grad: expects a function") end
   local prev = C.al_set_grad_enabled(0)
@@ -784,17 +823,17 @@ function lab.save(path, tensors, metadata)
     end
     meta = json.encode(strs)
   end
-  check_status(C.al_save_safetensors(path, n, cnames, cts, meta))
+  check_status(C.al_save_safetensors(path, n, cnames, cts, meta), "save")
 end
 
 function lab.load(path)
   if type(path) ~= "string" then raise("load: path must be a string") end
   local f = C.al_load_safetensors(path)
-  if f == nil then raise(ffi.string(C.al_last_error())) end
+  if f == nil then raise(core_message("load")) end
   f = ffi.gc(f, C.al_tensor_file_close)
   local out = {}
   for i = 0, C.al_tensor_file_count(f) - 1 do
-    out[ffi.string(C.al_tensor_file_name(f, i))] = wrap(C.al_tensor_file_tensor(f, i))
+    out[ffi.string(C.al_tensor_file_name(f, i))] = wrap(C.al_tensor_file_tensor(f, i), "load")
   end
   local meta
   local raw = C.al_tensor_file_metadata(f)
@@ -809,19 +848,24 @@ end
 lab.image = {}
 function lab.image.load(path)
   if type(path) ~= "string" then raise("image.load: path must be a string") end
-  return wrap(C.al_image_load(path))
+  return wrap(C.al_image_load(path), "image.load")
 end
 function lab.image.save(path, t)
   if type(path) ~= "string" then raise("image.save: path must be a string") end
-  check_status(C.al_image_save_png(path, expect_tensor(t, "image.save", "t")))
+  check_status(C.al_image_save_png(path, expect_tensor(t, "image.save", "t")), "image.save")
 end
 
 function lab.write_file_atomic(path, s)
   if type(path) ~= "string" or type(s) ~= "string" then raise("write_file_atomic: expects (path, string)") end
-  check_status(C.al_write_file_atomic(path, s, #s))
+  check_status(C.al_write_file_atomic(path, s, #s), "write_file_atomic")
 end
 
-function lab.set_num_threads(n) check_int(n, "set_num_threads", "n") C.al_set_num_threads(n) end
+-- (the core would take n < 1 as 1: refused rather than silently changed)
+function lab.set_num_threads(n)
+  check_int(n, "set_num_threads", "n")
+  if n < 1 then raise("set_num_threads: n must be an integer >= 1 (got " .. n .. ")") end
+  C.al_set_num_threads(n)
+end
 function lab.num_threads() return C.al_get_num_threads() end
 function lab.memory()
   return { in_use = tonumber(C.al_bytes_in_use()), peak = tonumber(C.al_bytes_peak()),
@@ -831,7 +875,7 @@ end
 -- empties the allocator's cache and restarts lab.memory().peak from the bytes live now
 function lab.reset_memory_peak() C.al_reset_peak() end
 function lab.set_memory_limit(bytes)
-  if type(bytes) ~= "number" or bytes <= 0 then raise("set_memory_limit: expects a positive number of bytes") end
+  check_number(bytes, "set_memory_limit", "bytes", { 0, 2^62, lo_open = true })
   C.al_set_memory_limit(bytes)
 end
 function lab.interrupted() return C.al_interrupted() ~= 0 end

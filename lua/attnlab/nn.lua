@@ -3,12 +3,39 @@
 -- in m.children (by name), which is all :parameters(), :state_dict() and :load_state_dict() need.
 local lab = require "attnlab"
 local raise = lab.raise
+local args = lab._args
 
 local nn = {}
 
+-- Errors inside a module name the module the user called.  A constructor or a forward that fails
+-- in an op or in a child module ("linear: ...", "Linear(32, 32): ...", "MultiHeadAttention: ...")
+-- is reported with the called module's class name in front ("TransformerBlock: linear: ..."),
+-- still located at the user's line; a message that already starts with that name is left as it
+-- is.  Only the outermost module call pays for the pcall: the modules it calls run plainly.
+local module_depth = 0
+local function named_error(name, err)
+  if type(err) ~= "string" then error(err, 0) end
+  local loc, body = err:match("^([^\n]-:%d+: )(.*)$")
+  if not loc then loc, body = "", err end
+  local after = body:sub(#name + 1, #name + 1)
+  if body:sub(1, #name) == name and (after == ":" or after == "(") then error(err, 0) end
+  error(loc .. name .. ": " .. body, 0)
+end
+local function finish_named(name, ok, ...)
+  module_depth = module_depth - 1
+  if ok then return ... end
+  named_error(name, (...))
+end
+-- f(...) with its errors named as the module `name` (the outermost module call only)
+local function call_named(name, f, ...)
+  if module_depth > 0 then return f(...) end
+  module_depth = module_depth + 1
+  return finish_named(name, pcall(f, ...))
+end
+
 local Module = {}
 Module.__index = Module
-Module.__call = function(self, ...) return self:forward(...) end
+Module.__call = function(self, ...) return call_named(self.name or "module", self.forward, self, ...) end
 nn.Module = Module
 
 -- A new module class: `local Foo = nn.class("Foo")`, then `function Foo:init(opts) ... end`.
@@ -21,7 +48,7 @@ function nn.class(name)
     __index = Module,
     __call = function(c, ...)
       local self = setmetatable({ params = {}, param_order = {}, children = {}, child_order = {}, training = true }, c)
-      self:init(...)
+      call_named(name or "module", c.init, self, ...)
       return self
     end,
   })
@@ -122,31 +149,38 @@ function Module:train(on)
 end
 function Module:eval() return self:train(false) end
 
-local function check_positive_int(v, fn, what)
-  if type(v) ~= "number" or v ~= math.floor(v) or v < 1 then
-    raise(string.format("%s: %s must be a positive integer (got %s)", fn, what, tostring(v)))
-  end
-  return v
-end
-
+local check_positive_int = args.check_positive_int
 -- Every constructor that takes an options table rejects a key it does not know, naming itself and
--- the valid keys: "TransformerBlock: unknown option 'bogus' (valid: dim, heads, ...)".  valid is a
--- list (the order of the message); hint, when given, is hint(key) -> extra text or nil; where, when
--- given, says which table (" in attention = {...}").
-local function check_options(opts, fn, valid, hint, where)
-  local known = {}
-  for _, k in ipairs(valid) do known[k] = true end
-  local unknown = {}
-  for k in pairs(opts) do if not known[k] then unknown[#unknown + 1] = k end end
-  if #unknown == 0 then return opts end
-  table.sort(unknown, function(a, b) return tostring(a) < tostring(b) end)
-  local names = {}
-  for i, k in ipairs(unknown) do names[i] = type(k) == "string" and "'" .. k .. "'" or "[" .. tostring(k) .. "]" end
-  local extra = hint and hint(unknown[1]) or nil
-  raise(string.format("%s: unknown option%s %s%s (valid: %s)%s", fn, #unknown > 1 and "s" or "", table.concat(names, ", "),
-    where or "", table.concat(valid, ", "), extra and "; " .. extra or ""))
-end
+-- the valid keys: "TransformerBlock: unknown option 'bogus' (valid: dim, heads, ...)" (the checker
+-- every lab function shares, lua/attnlab/args.lua).
+local check_options = args.check_options
 nn.check_options = check_options
+
+-- The input check a module's forward starts with, so that a wrong input is reported by the module
+-- the user called, with the shapes: x must be a tensor of `ndim` dimensions (any when nil; layout
+-- names them, e.g. "(B, N, dim)") whose last one is `width`, of the module's float dtype.  label
+-- names the module in the message: a string, or the module itself (its input_label field when it
+-- has one, else its describe()), looked at only when the check fails, so that a forward that
+-- passes it makes no string.
+local function check_input(label, x, what, width, dtype, ndim, layout)
+  if lab.is_tensor(x) and (ndim == nil or x:dim() == ndim) and x:dim() >= 1 and x:size(-1) == width and x:dtype() == dtype then
+    return x
+  end
+  if type(label) == "table" then label = label.input_label or label:describe() end
+  if not lab.is_tensor(x) then raise(string.format("%s: %s must be a tensor (got %s)", label, what, args.typename(x))) end
+  if ndim and x:dim() ~= ndim then
+    raise(string.format("%s: %s must be a %d-d tensor %s (got shape %s)", label, what, ndim, layout or "", x:shape_string()))
+  end
+  if x:dim() < 1 or x:size(-1) ~= width then
+    raise(string.format("%s: %s of shape %s does not end in %d", label, what, x:shape_string(), width))
+  end
+  if x:dtype() ~= dtype then
+    raise(string.format("%s: %s is %s (shape %s) and the module's parameters are %s (convert with x:to(\"%s\"))", label, what,
+      x:dtype(), x:shape_string(), dtype, dtype))
+  end
+  return x
+end
+nn.check_input = check_input
 
 local function uniform(shape, bound)
   return lab.rand(shape) * (2 * bound) - bound
@@ -170,11 +204,7 @@ function Linear:init(nin, nout, opts)
   if opts.bias ~= false then self.bias = self:add_param("bias", uniform({ nout }, bound)) end
 end
 function Linear:forward(x)
-  if not lab.is_tensor(x) then raise("Linear: input must be a tensor") end
-  local shape = x:shape()
-  if shape[#shape] ~= self.nin then
-    raise(string.format("Linear(%d, %d): input of shape %s does not end in %d", self.nin, self.nout, x:shape_string(), self.nin))
-  end
+  check_input(self, x, "input", self.nin, self.weight:dtype())
   return lab.linear(x, self.weight, self.bias)
 end
 function Linear:describe() return string.format("Linear(%d, %d%s)", self.nin, self.nout, self.bias and "" or ", bias=false") end
@@ -190,7 +220,13 @@ function Embedding:init(n, dim)
   self.n, self.dim = n, dim
   self.weight = self:add_param("weight", lab.randn{ n, dim })
 end
-function Embedding:forward(ids) return lab.embedding(self.weight, ids) end
+function Embedding:forward(ids)
+  if not lab.is_tensor(ids) or ids:dtype() ~= "int64" then
+    raise(string.format("%s: ids must be an int64 tensor of ids from 1 to %d (got %s)", self:describe(), self.n,
+      lab.is_tensor(ids) and ids:dtype() .. " of shape " .. ids:shape_string() or args.typename(ids)))
+  end
+  return lab.embedding(self.weight, ids)
+end
 function Embedding:describe() return string.format("Embedding(%d, %d)", self.n, self.dim) end
 
 ---------------------------------------------------------------------------------------------------
@@ -203,11 +239,14 @@ function LayerNorm:init(dim, opts)
   opts = opts or {}
   if type(opts) ~= "table" then raise("LayerNorm: options must be a table {eps=, bias=} (got " .. type(opts) .. ")") end
   check_options(opts, "LayerNorm", { "eps", "bias" })
-  self.dim, self.eps = dim, opts.eps or 1e-5
+  self.dim, self.eps = dim, args.opt_number(opts.eps, 1e-5, "LayerNorm", "eps", { 0, finite = true })
   self.weight = self:add_param("weight", lab.ones{ dim })
   if opts.bias ~= false then self.bias = self:add_param("bias", lab.zeros{ dim }) end
 end
-function LayerNorm:forward(x) return lab.layer_norm(x, self.weight, self.bias, self.eps) end
+function LayerNorm:forward(x)
+  check_input(self, x, "input", self.dim, self.weight:dtype())
+  return lab.layer_norm(x, self.weight, self.bias, self.eps)
+end
 function LayerNorm:describe() return string.format("LayerNorm(%d)", self.dim) end
 
 ---------------------------------------------------------------------------------------------------
@@ -254,12 +293,15 @@ function MLP:init(opts)
   local dims = opts.dims or { opts["in"], opts.hidden, opts.out }
   if type(dims) ~= "table" then raise("MLP: dims must be a list of sizes (got " .. type(dims) .. ")") end
   if #dims < 2 then raise("MLP: needs at least two sizes in dims") end
+  for i = 1, #dims do check_positive_int(dims[i], "MLP", "dims[" .. i .. "]") end
   self.activation = opts.activation or "gelu"
   if not activations[self.activation] then raise("MLP: unknown activation '" .. tostring(self.activation) .. "'") end
   self.dims = dims
   for i = 1, #dims - 1 do self:add_child("fc" .. i, Linear(dims[i], dims[i + 1], { bias = opts.bias })) end
 end
 function MLP:forward(x)
+  local first = self.children[self.child_order[1]]
+  if getmetatable(first) == Linear then check_input(self, x, "input", self.dims[1], first.weight:dtype()) end
   local n = #self.child_order
   for i, name in ipairs(self.child_order) do
     x = self.children[name]:forward(x)
@@ -355,7 +397,12 @@ function MHA:init(opts)
   local kv_heads = check_positive_int(opts.kv_heads or heads, "MultiHeadAttention", "kv_heads")
   if heads % kv_heads ~= 0 then raise(string.format("MultiHeadAttention: heads %d is not a multiple of kv_heads %d", heads, kv_heads)) end
   self.dim, self.heads, self.head_dim, self.kv_heads = dim, heads, head_dim, kv_heads
-  self.out_dim = opts.out_dim or dim
+  self.input_label = string.format("MultiHeadAttention(dim=%d)", dim)   -- how its input errors name it
+  self.out_dim = check_positive_int(opts.out_dim or dim, "MultiHeadAttention", "out_dim")
+  self.context_dim = check_positive_int(opts.context_dim or dim, "MultiHeadAttention", "context_dim")
+  if type(opts.variant or "") ~= "string" then
+    raise("MultiHeadAttention: variant must be a string (got " .. args.show(opts.variant) .. ")")
+  end
   self.variant = opts.variant or "softmax"
   local entry = nn.attention_variant_modules[self.variant]
   local known, names = entry ~= nil, lab.attention.variants()
@@ -366,10 +413,29 @@ function MHA:init(opts)
     raise("MultiHeadAttention: unknown variant '" .. tostring(self.variant) .. "' (known: " .. table.concat(names, ", ") .. ")")
   end
   entry = entry or {}
-  self.causal = opts.causal or false
+  -- the options every forward hands to lab.attention, checked here rather than at the first forward
+  local causal = opts.causal
+  if not (causal == nil or type(causal) == "boolean" or causal == "top_left" or causal == "bottom_right" or causal == "none"
+          or type(causal) == "table") then
+    raise("MultiHeadAttention: causal must be true, false, 'top_left', 'bottom_right' or, with a grid, a table of booleans "
+      .. "per axis (got " .. args.show(causal) .. ")")
+  end
+  self.causal = causal ~= "none" and causal or false
+  if opts.scale ~= nil then
+    args.check_number(opts.scale, "MultiHeadAttention", "scale", { finite = true })
+    if opts.scale == 0 then raise("MultiHeadAttention: scale must not be 0 (leave it out for the default, 1/sqrt(head_dim))") end
+  end
+  if opts.norm ~= nil then
+    args.check_number(opts.norm, "MultiHeadAttention", "norm", { 0, math.huge, lo_open = true, hi_open = true })
+  end
   self.scale, self.norm = opts.scale, opts.norm
-  if opts.attention ~= nil and type(opts.attention) ~= "table" then
-    raise("MultiHeadAttention: attention must be a table of lab.attention options (got " .. type(opts.attention) .. ")")
+  if opts.attention ~= nil and (type(opts.attention) ~= "table" or lab.is_tensor(opts.attention)) then
+    raise("MultiHeadAttention: attention must be a table of lab.attention options (got " .. args.typename(opts.attention) .. ")")
+  end
+  if opts.attention then
+    local valid = { "variant", "causal", "scale", "bias", "mask", "weights" }   -- lab.attention's shared keys ...
+    for _, k in ipairs(nn.attention_option_names) do valid[#valid + 1] = k end   -- ... and its variants' (descriptors)
+    check_options(opts.attention, "MultiHeadAttention", valid, nil, " in attention = {...} (lab.attention's options)")
   end
   self.attention_opts = {}
   for key, val in pairs(opts.attention or {}) do self.attention_opts[key] = val end
@@ -397,8 +463,8 @@ end
 -- the q, k, v projections most variants use, and their (B, H, N, hd) outputs
 function MHA:standard_projections(opts, bias)
   self.q = self:add_child("q", Linear(self.dim, self.heads * self.head_dim, { bias = bias }))
-  self.k = self:add_child("k", Linear(opts.context_dim or self.dim, self.kv_heads * self.head_dim, { bias = bias }))
-  self.v = self:add_child("v", Linear(opts.context_dim or self.dim, self.kv_heads * self.head_dim, { bias = bias }))
+  self.k = self:add_child("k", Linear(self.context_dim, self.kv_heads * self.head_dim, { bias = bias }))
+  self.v = self:add_child("v", Linear(self.context_dim, self.kv_heads * self.head_dim, { bias = bias }))
 end
 -- Self-attention computes q, k and v in one product against the three weights stacked: one GEMM of
 -- three times the width runs faster than three, and the backward takes one product for x's gradient
@@ -428,6 +494,25 @@ local function repeat_kv_heads(t, heads)
   return t:reshape{ s[1], s[2], 1, s[3], s[4] }:expand{ s[1], s[2], heads / s[2], s[3], s[4] }:reshape{ s[1], heads, s[3], s[4] }
 end
 
+-- the forward's inputs, checked here so that a wrong one is reported by this module (not by the
+-- projection or the attention op inside it); returns the context (x itself for self-attention)
+local function check_attention_inputs(self, x, context)
+  local label, dtype = self, self.o.weight:dtype()
+  check_input(label, x, "input", self.dim, dtype, 3, "(B, N, dim)")
+  if context == nil then
+    if self.context_dim ~= self.dim then
+      raise(string.format("%s: this module attends to a context of width %d (context_dim); give it: m(x, context)", self.input_label,
+        self.context_dim))
+    end
+    return x
+  end
+  check_input(label, context, "context", self.context_dim, dtype, 3, "(B, M, context_dim)")
+  if context:size(1) ~= x:size(1) then
+    raise(string.format("%s: input %s and context %s have different batch sizes", self.input_label, x:shape_string(), context:shape_string()))
+  end
+  return context
+end
+
 -- q, k, v (B, H, N, hd), (B, Hkv, M, hd) for queries x and keys and values from context, and the
 -- lab.attention options of the call: the module's, then what its variant's entry adds.
 function MHA:attention_inputs(x, context)
@@ -450,13 +535,7 @@ function MHA:after_attention(q, k)
 end
 
 function MHA:forward(x, context)
-  if not lab.is_tensor(x) or x:dim() ~= 3 then
-    raise("MultiHeadAttention: input must be a 3-d tensor (B, N, dim), got " .. (lab.is_tensor(x) and x:shape_string() or type(x)))
-  end
-  if x:size(3) ~= self.dim then
-    raise(string.format("MultiHeadAttention(dim=%d): input of shape %s does not end in %d", self.dim, x:shape_string(), self.dim))
-  end
-  context = context or x
+  context = check_attention_inputs(self, x, context)
   local q, k, v, call = self:attention_inputs(x, context)
   local bias = self:logit_hooks_bias(x:size(1), x:size(2), context:size(2), q:dtype())
   call.bias = bias
@@ -523,7 +602,7 @@ function MHA:set_head_scale(h, s)
   if type(h) ~= "number" or h < 1 or h > self.heads or h ~= math.floor(h) then
     raise(string.format("set_head_scale: head %s is out of range 1..%d", tostring(h), self.heads))
   end
-  if type(s) ~= "number" then raise("set_head_scale: scale must be a number") end
+  args.check_number(s, "set_head_scale", "scale", { -math.huge, math.huge })
   local scales = self.head_scale and self.head_scale:reshape{ self.heads }:totable() or {}
   for i = 1, self.heads do scales[i] = scales[i] or 1 end
   scales[h] = s
@@ -573,7 +652,8 @@ function Block:init(opts)
   end
   local dim = check_positive_int(opts.dim, "TransformerBlock", "dim")
   self.dim = dim
-  self.dropout = opts.dropout or 0
+  self.input_label = string.format("TransformerBlock(dim=%d)", dim)   -- how its input errors name it
+  self.dropout = args.opt_number(opts.dropout, 0, "TransformerBlock", "dropout", { 0, 1, hi_open = true })
   self.ln1 = self:add_child("ln1", LayerNorm(dim))
   local attn_opts = { dim = dim, heads = opts.heads, head_dim = opts.head_dim, kv_heads = opts.kv_heads,
                       variant = opts.variant, causal = opts.causal, bias = opts.bias, scale = opts.scale, norm = opts.norm }
@@ -584,7 +664,10 @@ function Block:init(opts)
   end
   for key, value in pairs(opts.attention or {}) do attn_opts[key] = value end
   self.attn = self:add_child("attn", MHA(attn_opts))
-  if type(opts.mlp_ratio or 4) ~= "number" then raise("TransformerBlock: mlp_ratio must be a number (got " .. type(opts.mlp_ratio) .. ")") end
+  args.opt_number(opts.mlp_ratio, 4, "TransformerBlock", "mlp_ratio", { 0, lo_open = true, finite = true })
+  if opts.activation ~= nil and not activations[opts.activation] then
+    raise("TransformerBlock: unknown activation " .. args.show(opts.activation) .. " (relu, gelu, tanh, sigmoid)")
+  end
   if opts.mlp == false then   -- attention only: the MLP's options would be silently ignored, so they are errors
     for _, key in ipairs{ "mlp_ratio", "activation" } do
       if opts[key] ~= nil then raise("TransformerBlock: " .. key .. " shapes the MLP, and mlp = false builds none") end
@@ -593,9 +676,11 @@ function Block:init(opts)
   end
   self.ln2 = self:add_child("ln2", LayerNorm(dim))
   local hidden = math.floor((opts.mlp_ratio or 4) * dim)
+  if hidden < 1 then raise(string.format("TransformerBlock: mlp_ratio %g gives an MLP of %d hidden units", opts.mlp_ratio, hidden)) end
   self.mlp = self:add_child("mlp", MLP{ dims = { dim, hidden, dim }, activation = opts.activation or "gelu", bias = opts.bias })
 end
 function Block:forward(x)
+  check_input(self, x, "input", self.dim, self.ln1.weight:dtype(), 3, "(B, N, dim)")
   local a = self.attn(self.ln1(x))
   if self.dropout > 0 then a = lab.dropout(a, self.dropout, self.training) end
   x = x + a

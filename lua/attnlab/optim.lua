@@ -2,7 +2,7 @@
 -- (one fused loop per parameter, al_sgd_step / al_adam_step).  State is kept per parameter index
 -- and can be saved and restored exactly (for resumable runs).
 local lab = require "attnlab"
-local C, raise = lab.C, lab.raise
+local C, raise, args = lab.C, lab.raise, lab._args
 
 local optim = {}
 
@@ -16,27 +16,16 @@ local function param_list(params, fn)
   return params
 end
 
-local function number_opt(opts, key, default, fn, lo)
-  local v = opts[key]
-  if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or (lo and v < lo) then
-    raise(string.format("%s: option %s must be a number%s (got %s)", fn, key, lo and (" >= " .. lo) or "", tostring(v)))
-  end
-  return v
+-- a hyperparameter: a finite number >= 0 (an infinite or NaN one would make every parameter NaN)
+local function number_opt(opts, key, default, fn)
+  return args.opt_number(opts[key], default, fn, "option " .. key, { 0, finite = true })
 end
 
-local function check(rc) if rc < 0 then raise(require("ffi").string(C.al_last_error())) end end
+-- the core's failure, named as the optimiser's method the user called ("Adam:step: ...")
+local function check(rc, fn) if rc < 0 then raise(lab._core_message(fn)) end end
 
 -- An option the optimiser would ignore is an error (a silently ignored option is a wrong experiment).
-local function check_option_keys(opts, fn, valid)
-  for k in pairs(opts) do
-    local known = false
-    for _, v in ipairs(valid) do if k == v then known = true end end
-    if not known then
-      raise(string.format("%s: unknown option '%s' (valid: %s)", fn, tostring(k), table.concat(valid, ", ")))
-    end
-  end
-end
+local check_option_keys = args.check_options
 
 local Optimizer = {}
 Optimizer.__index = Optimizer
@@ -56,8 +45,18 @@ function Optimizer:state_dict()
 end
 
 function Optimizer:load_state_dict(sd)
-  self.t = sd.numbers and sd.numbers.step or 0
+  if type(sd) ~= "table" or lab.is_tensor(sd) then
+    raise("load_state_dict: expects an optimiser state {tensors = {...}, numbers = {...}} (got " .. args.typename(sd) .. ")")
+  end
+  if sd.tensors ~= nil and type(sd.tensors) ~= "table" then raise("load_state_dict: tensors must be a table of name = tensor") end
+  if sd.numbers ~= nil and type(sd.numbers) ~= "table" then raise("load_state_dict: numbers must be a table of name = number") end
+  local step = sd.numbers and sd.numbers.step or 0
+  if type(step) ~= "number" then raise("load_state_dict: numbers.step must be a number (got " .. args.show(step) .. ")") end
+  self.t = step
   for name, t in pairs(sd.tensors or {}) do
+    if type(name) ~= "string" or not lab.is_tensor(t) then
+      raise("load_state_dict: tensors must be a table of name = tensor (got " .. args.show(name) .. " = " .. args.typename(t) .. ")")
+    end
     local k, i = name:match("^(.-)%.(%d+)$")
     i = tonumber(i)
     if not k or not self.params[i] then raise("load_state_dict: unexpected optimiser state '" .. name .. "'") end
@@ -78,10 +77,13 @@ function optim.SGD(params, opts)
   if type(opts) ~= "table" then raise("SGD: options must be a table {lr=, momentum=, ...} (got " .. type(opts) .. ")") end
   check_option_keys(opts, "SGD", { "lr", "momentum", "weight_decay", "nesterov" })
   params = param_list(params, "SGD")
+  if opts.nesterov ~= nil and type(opts.nesterov) ~= "boolean" then
+    raise("SGD: option nesterov must be true or false (got " .. args.show(opts.nesterov) .. ")")
+  end
   return new(SGD, params, {
-    lr = number_opt(opts, "lr", 1e-2, "SGD", 0),
-    momentum = number_opt(opts, "momentum", 0, "SGD", 0),
-    weight_decay = number_opt(opts, "weight_decay", 0, "SGD", 0),
+    lr = number_opt(opts, "lr", 1e-2, "SGD"),
+    momentum = number_opt(opts, "momentum", 0, "SGD"),
+    weight_decay = number_opt(opts, "weight_decay", 0, "SGD"),
     nesterov = opts.nesterov and 1 or 0,
   })
 end
@@ -94,7 +96,7 @@ function SGD:step()
       self.state[i] = self.state[i] or { momentum = lab.zeros(p:shape(), p:dtype()) }
       buf = self.state[i].momentum
     end
-    check(C.al_sgd_step(p, lab._opt_tensor(buf), h.lr, h.momentum, h.weight_decay, h.nesterov))
+    check(C.al_sgd_step(p, lab._opt_tensor(buf), h.lr, h.momentum, h.weight_decay, h.nesterov), "SGD:step")
   end
 end
 
@@ -108,14 +110,15 @@ local function make_adam(name, decoupled, default_wd)
     check_option_keys(opts, name, { "lr", "betas", "eps", "weight_decay" })
     params = param_list(params, name)
     local betas = opts.betas or { 0.9, 0.999 }
-    if type(betas) ~= "table" or type(betas[1]) ~= "number" or type(betas[2]) ~= "number" then
-      raise(name .. ": betas must be a table of two numbers")
+    if type(betas) ~= "table" or lab.is_tensor(betas) or #betas ~= 2 then
+      raise(name .. ": betas must be a table of two numbers {beta1, beta2} (got " .. args.show(betas) .. ")")
     end
+    for i = 1, 2 do args.check_number(betas[i], name, "betas[" .. i .. "]", { 0, 1, hi_open = true }) end
     return new(Adam, params, {
-      lr = number_opt(opts, "lr", 1e-3, name, 0),
+      lr = number_opt(opts, "lr", 1e-3, name),
       beta1 = betas[1], beta2 = betas[2],
-      eps = number_opt(opts, "eps", 1e-8, name, 0),
-      weight_decay = number_opt(opts, "weight_decay", default_wd, name, 0),
+      eps = number_opt(opts, "eps", 1e-8, name),
+      weight_decay = number_opt(opts, "weight_decay", default_wd, name),
       decoupled = decoupled,
     })
   end
@@ -131,19 +134,19 @@ function Adam:step()
       st = { m = lab.zeros(p:shape(), p:dtype()), v = lab.zeros(p:shape(), p:dtype()) }
       self.state[i] = st
     end
-    check(C.al_adam_step(p, st.m, st.v, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.decoupled, self.t))
+    check(C.al_adam_step(p, st.m, st.v, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.decoupled, self.t),
+      (h.decoupled == 1 and "AdamW" or "Adam") .. ":step")
   end
 end
 
 -- Scales the gradients so that their joint L2 norm is at most max_norm; returns the norm before.
 function optim.clip_grad_norm(params, max_norm)
   params = param_list(params, "clip_grad_norm")
-  if type(max_norm) ~= "number" or max_norm <= 0 then raise("clip_grad_norm: max_norm must be a positive number") end
-  local ffi = require "ffi"
+  args.check_number(max_norm, "clip_grad_norm", "max_norm", { 0, lo_open = true })
   local arr = lab._ref_array(#params)
   for i, p in ipairs(params) do arr[i - 1] = p end
   local norm = C.al_clip_grad_norm(#params, arr, max_norm)
-  if norm < 0 then raise(ffi.string(C.al_last_error())) end
+  if norm < 0 then raise(lab._core_message("clip_grad_norm")) end
   return norm
 end
 

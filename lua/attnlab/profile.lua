@@ -36,6 +36,9 @@ Profile.__index = Profile
 -- A row per (name, phase), sorted by self time, the costliest first.
 function Profile:report(limit)
   local rows, out = self.rows, {}
+  if limit ~= nil and (type(limit) ~= "number" or limit < 0 or limit ~= math.floor(limit)) then
+    lab.raise("Profile:report: limit must be an integer >= 0 (got " .. lab._args.show(limit) .. ")")
+  end
   limit = limit or #rows
   out[1] = string.format("%-28s %-8s %7s %10s %10s %6s %9s", "op", "phase", "calls", "total ms", "self ms",
     "self %", "GFLOP/s")

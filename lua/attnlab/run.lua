@@ -600,6 +600,9 @@ end
 -- far are flushed first, so that after kill -9 metrics.jsonl holds every line up to the checkpoint
 -- (a resume drops the ones after it, and the result equals the uninterrupted run's).
 function Run:checkpoint(name)
+  if name ~= nil and (type(name) ~= "string" or not name:match("^[%w_.-]+$")) then
+    fail("checkpoint: name must be a file name of letters, digits, '_', '.' and '-' (got " .. lab._args.show(name) .. ")")
+  end
   name = (name or "checkpoint"):gsub("%.safetensors$", "")
   if self.metrics then self:_flush() end
   local path = self.dir .. "/" .. name .. ".safetensors"
@@ -642,10 +645,16 @@ end
 -- run:log(step, {loss = ...}) or run:log{...} (the current step): one JSON line, "step" first.
 function Run:log(step, values)
   if type(step) == "table" then step, values = self.step, step end
-  if type(step) ~= "number" then fail("log expects (step, {name = value})") end
+  if type(step) ~= "number" or step ~= math.floor(step) or step < 0 or step >= 2^53 then
+    fail("log expects (step, {name = value}) with step an integer >= 0 (got " .. lab._args.show(step) .. ")")
+  end
+  if values ~= nil and (type(values) ~= "table" or is_tensor(values)) then
+    fail("log expects (step, {name = value}) (got " .. lab._args.typename(values) .. " for the values)")
+  end
   values = plain(values or {}, "log")
   values.step = nil
-  local body = json.encode(values)
+  local ok, body = pcall(json.encode, values)
+  if not ok then fail("log: " .. tostring(body):gsub("^json%.encode: ", "")) end
   if body:sub(1, 1) ~= "{" then fail("log expects a table of values") end
   if not self.metrics then
     self.metrics = assert(io.open(self.metrics_path, "ab"))
@@ -664,7 +673,10 @@ function Run:should_log(step)
 end
 
 function Run:summary(tbl)
-  write_atomic(self.dir .. "/summary.json", json.encode(plain(tbl or {}, "summary"), 2) .. "\n")
+  if tbl ~= nil and (type(tbl) ~= "table" or is_tensor(tbl)) then fail("summary expects a table (got " .. lab._args.typename(tbl) .. ")") end
+  local ok, text = pcall(json.encode, plain(tbl or {}, "summary"), 2)
+  if not ok then fail("summary: " .. tostring(text):gsub("^json%.encode: ", "")) end
+  write_atomic(self.dir .. "/summary.json", text .. "\n")
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -745,7 +757,9 @@ end
 -- the periodic checkpoint is written (once checkpoint_every minutes have passed since the loop
 -- started or since the last one; never after the last step: finish writes final.safetensors).
 function Run:steps(n)
-  if type(n) ~= "number" then fail("steps expects the number of steps") end
+  if type(n) ~= "number" or n ~= math.floor(n) or n < 0 or n >= 2^53 then
+    fail("steps expects the number of steps, an integer >= 0 (got " .. lab._args.show(n) .. ")")
+  end
   if self.ckpt then self:_restore() end
   self.total = n
   self.loop_first = self.step + 1

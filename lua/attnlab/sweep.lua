@@ -549,8 +549,18 @@ end
 -- Runs point `index` of the sweep in dir here, to its end, and records it in the point's
 -- point.json only (what a Slurm array task does: `attnlab sweep --run-point DIR INDEX`).
 -- threads: opts.threads, else $SLURM_CPUS_PER_TASK, else the manifest's.  Returns the exit code.
+-- a number of threads given as an option: a whole number >= 1 (nil: the default)
+local function check_threads(fn, threads)
+  if threads ~= nil and (type(threads) ~= "number" or threads < 1 or threads ~= math.floor(threads) or threads >= 2 ^ 31) then
+    fail(fn .. ": threads must be a whole number >= 1, not " .. lab._args.show(threads))
+  end
+end
+
 function M.run_point(dir, index, opts)
   opts = opts or {}
+  if type(opts) ~= "table" then fail("run_point expects (dir, index [, {threads =}])") end
+  lab._args.check_options(opts, "sweep.run_point", { "threads" })
+  check_threads("run_point", opts.threads)
   local manifest = M.load(dir)
   local p = manifest.points[index]
   if not p then fail(string.format("%s has no point %s (it has %d)", dir, tostring(index), #manifest.points)) end
@@ -579,6 +589,8 @@ local SUBMIT_OPTIONS = { options = true, threads = true }
 -- array =}), or nil and sbatch's answer under --test-only.
 function M.submit(dir, opts)
   opts = opts or {}
+  if type(opts) ~= "table" then fail("submit expects (dir [, {options =, threads =}])") end
+  check_threads("submit", opts.threads)
   for k in pairs(opts) do
     if not SUBMIT_OPTIONS[k] then fail(string.format("submit: unknown option '%s' (valid: options, threads)", tostring(k))) end
   end

@@ -28,8 +28,10 @@ local KIND = { attention = C.AL_RECORD_ATTENTION, matrix = C.AL_RECORD_MATRIX, s
                key = C.AL_RECORD_KEY }
 viz.KIND = KIND
 
+local args = lab._args
 local function fail(fn, msg) lab.raise("viz." .. fn .. ": " .. msg) end
-local function check_status(rc) if rc < 0 then lab.raise(ffi.string(C.al_last_error())) end end
+-- the core's failure, named as the viz function the user called
+local function check_status(rc, fn) if rc < 0 then lab.raise(lab._core_message("viz." .. fn)) end end
 
 local function check_name(fn, name)
   if type(name) ~= "string" or #name == 0 or #name > 255 then
@@ -38,9 +40,30 @@ local function check_name(fn, name)
   if name:find("\0", 1, true) then fail(fn, "name must not contain NUL") end
 end
 
+-- the rate options every publishing call takes (see viz.due), and each call's own
+local rate_options = { "force", "every", "interval" }
+local call_options = {
+  open = { "interval", "every" },
+  attention = { "batch", "layer", "head", "tokens", "q", "k" },
+  matrix = { "layer", "head" },
+  scalar = {},
+  image = { "points", "heat" },
+}
+for fn, list in pairs(call_options) do
+  if fn ~= "open" then for _, k in ipairs(rate_options) do list[#list + 1] = k end end
+end
+-- opts: nil or a table whose keys fn takes (an unknown key is an error naming the valid ones)
 local function check_opts(fn, opts)
-  if opts ~= nil and type(opts) ~= "table" then fail(fn, "opts must be a table (got " .. type(opts) .. ")") end
+  if opts ~= nil and (type(opts) ~= "table" or lab.is_tensor(opts)) then fail(fn, "opts must be a table (got " .. args.typename(opts) .. ")") end
+  if opts and call_options[fn] then args.check_options(opts, "viz." .. fn, call_options[fn]) end
   return opts or {}
+end
+-- a rate: interval in seconds (a finite number >= 0), every in steps (an integer >= 1)
+local function check_rate(fn, interval, every)
+  if interval ~= nil then args.check_number(interval, "viz." .. fn, "interval", { 0, finite = true }) end
+  if every ~= nil and (type(every) ~= "number" or every < 1 or every ~= math.floor(every) or every >= 2^53) then
+    fail(fn, "every must be a positive integer number of steps (got " .. args.show(every) .. ")")
+  end
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -53,8 +76,9 @@ function viz.open(dir, opts)
   if type(dir) ~= "string" or dir == "" then fail("open", "expects a run directory") end
   opts = check_opts("open", opts)
   viz.close()
+  check_rate("open", opts.interval, opts.every)
   local log = C.al_runlog_open(dir)
-  if log == nil then lab.raise(ffi.string(C.al_last_error())) end
+  if log == nil then lab.raise(lab._core_message("viz.open")) end
   state.log = ffi.gc(log, C.al_runlog_close)
   state.dir = dir
   state.commands_path = dir .. "/commands"
@@ -78,29 +102,26 @@ function viz.count() return state.log and tonumber(C.al_runlog_count(state.log))
 
 -- The step stamped on the next records (lab.run's step loop sets it).
 function viz.set_step(step)
-  if type(step) ~= "number" then fail("set_step", "step must be a number") end
+  args.check_int(step, "viz.set_step", "step")
   state.step = step
 end
 
 -- {interval = seconds} or {every = steps}: the default rate for every name.
 function viz.set_rate(r)
-  if type(r) ~= "table" then fail("set_rate", "expects {interval = seconds} or {every = steps}") end
-  if r.interval ~= nil then
-    if type(r.interval) ~= "number" or r.interval < 0 then fail("set_rate", "interval must be a number >= 0") end
-    state.interval, state.every = r.interval, nil
-  end
-  if r.every ~= nil then
-    if type(r.every) ~= "number" or r.every < 1 or r.every ~= math.floor(r.every) then
-      fail("set_rate", "every must be a positive integer number of steps")
-    end
-    state.every = r.every
-  end
+  if type(r) ~= "table" or lab.is_tensor(r) then fail("set_rate", "expects {interval = seconds} or {every = steps}") end
+  args.check_options(r, "viz.set_rate", { "interval", "every" })
+  check_rate("set_rate", r.interval, r.every)
+  if r.interval ~= nil then state.interval, state.every = r.interval, nil end
+  if r.every ~= nil then state.every = r.every end
 end
 
 -- Whether a record named `name` is due now (and, when it is, counts it as published).
-function viz.due(name, opts)
-  if not state.log then return false end
+-- (fn: the viz function the user called, for the errors)
+local function is_due(fn, name, opts)
+  if opts ~= nil and (type(opts) ~= "table" or lab.is_tensor(opts)) then fail(fn, "opts must be a table (got " .. args.typename(opts) .. ")") end
   opts = opts or {}
+  check_rate(fn, opts.interval, opts.every)
+  if not state.log then return false end
   if opts.force then return true end
   local every = opts.every or state.every
   if every then
@@ -114,6 +135,7 @@ function viz.due(name, opts)
   state.last_time[name] = t
   return true
 end
+function viz.due(name, opts) return is_due("due", name, opts) end
 
 -- the value, calling it when it is a function (computed only when due)
 local function value_of(v)
@@ -128,8 +150,8 @@ local function as_tensor(fn, v, what)
   fail(fn, what .. " must be a tensor or a table of numbers (got " .. type(v) .. ")")
 end
 
-local function write(kind, name, t, layer, head)
-  check_status(C.al_runlog_write(state.log, kind, name, state.step, layer or 0, head or 0, t))
+local function write(fn, kind, name, t, layer, head)
+  check_status(C.al_runlog_write(state.log, kind, name, state.step, layer or 0, head or 0, t), fn)
 end
 
 -- The start every tensor-valued call shares: argument checks, the rate limit (by rate_key), and
@@ -137,19 +159,20 @@ end
 local function due_tensor(fn, name, value, opts, what, rate_key)
   check_name(fn, name)
   opts = check_opts(fn, opts)
-  if not viz.due(rate_key and rate_key(opts) or name, opts) then return nil, opts end
+  if not is_due(fn, rate_key and rate_key(opts) or name, opts) then return nil, opts end
   return as_tensor(fn, value_of(value), what), opts
 end
 
 -- one float32 (a scalar or a reference line)
-local function write_number(kind, name, v)
+local function write_number(fn, kind, name, v)
   local shape = ffi.new("int64_t[1]", 1)
-  check_status(C.al_runlog_write_floats(state.log, kind, name, state.step, 0, 0, 0, shape, ffi.new("float[1]", v)))
+  check_status(C.al_runlog_write_floats(state.log, kind, name, state.step, 0, 0, 0, shape, ffi.new("float[1]", v)), fn)
 end
 
+-- a layer, head or batch index: an integer from 1 (the records keep 32 bits)
 local function check_index(fn, v, what)
   if v == nil then return 0 end
-  if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then fail(fn, what .. " must be a positive integer (got " .. tostring(v) .. ")") end
+  if type(v) ~= "number" or v < 1 or v ~= math.floor(v) or v >= 2^31 then fail(fn, what .. " must be a positive integer (got " .. args.show(v) .. ")") end
   return v
 end
 
@@ -180,7 +203,7 @@ function viz.tokens(name, list)
     text, ndim, shape = table.concat(l, "\n"), 1, ffi.new("int64_t[1]", #l)
   end
   if state.tokens[name] == text then return false end
-  check_status(C.al_runlog_write_text(state.log, KIND.tokens, name, state.step, ndim, shape, text, #text))
+  check_status(C.al_runlog_write_text(state.log, KIND.tokens, name, state.step, ndim, shape, text, #text), "tokens")
   state.tokens[name] = text
   return true
 end
@@ -191,8 +214,8 @@ function viz.attention(name, map, opts)
   t, opts = due_tensor("attention", name, map, opts, "map")
   if not t then return false end
   local nd = t:dim()
+  local b = check_index("attention", opts.batch or 1, "opts.batch")
   if nd == 4 then
-    local b = check_index("attention", opts.batch or 1, "opts.batch")
     if b > t:shape()[1] then fail("attention", "opts.batch " .. b .. " is beyond the batch of " .. t:shape()[1]) end
     t, nd = t:narrow(1, b, 1):squeeze(1), 3
   end
@@ -205,7 +228,10 @@ function viz.attention(name, map, opts)
   for _, which in ipairs{ "q", "k" } do
     local v = opts[which] ~= nil and as_tensor("attention", value_of(opts[which]), "opts." .. which) or nil
     if v then
-      if v:dim() == 4 then v = v:narrow(1, opts.batch or 1, 1):squeeze(1) end
+      if v:dim() == 4 then
+        if b > v:size(1) then fail("attention", "opts.batch " .. b .. " is beyond the batch of opts." .. which .. " " .. v:shape_string()) end
+        v = v:narrow(1, b, 1):squeeze(1)
+      end
       local s, ms = v:shape(), t:shape()
       local rows = which == "q" and ms[nd - 1] or ms[nd]
       if v:dim() ~= nd or s[nd - 1] ~= rows or (nd == 3 and s[1] ~= ms[1]) then
@@ -221,8 +247,8 @@ function viz.attention(name, map, opts)
   local head_of = nd == 2 and check_index("attention", opts.head or 1, "opts.head") or nil
   for h = 1, heads do
     local function pick(x) return nd == 2 and x or x:narrow(1, h, 1):squeeze(1) end
-    write(KIND.attention, name, pick(t), layer, head_of or h)
-    for _, v in ipairs(vectors) do write(v.kind, name, pick(v.t), layer, head_of or h) end
+    write("attention", KIND.attention, name, pick(t), layer, head_of or h)
+    for _, v in ipairs(vectors) do write("attention", v.kind, name, pick(v.t), layer, head_of or h) end
   end
   return true
 end
@@ -235,18 +261,21 @@ function viz.matrix(name, w, opts)
   end)
   if not t then return false end
   if t:dim() < 1 or t:dim() > 2 then fail("matrix", "w must be 1-d or 2-d (got shape " .. t:shape_string() .. ")") end
-  write(KIND.matrix, name, t:detach(), check_index("matrix", opts.layer, "opts.layer"), check_index("matrix", opts.head, "opts.head"))
+  write("matrix", KIND.matrix, name, t:detach(), check_index("matrix", opts.layer, "opts.layer"), check_index("matrix", opts.head, "opts.head"))
   return true
 end
 
 function viz.scalar(name, v, opts)
   check_name("scalar", name)
   opts = check_opts("scalar", opts)
-  if not viz.due(name, opts) then return false end
+  if not is_due("scalar", name, opts) then return false end
   v = value_of(v)
-  if lab.is_tensor(v) then v = v:item() end
-  if type(v) ~= "number" then fail("scalar", "value must be a number (got " .. type(v) .. ")") end
-  write_number(KIND.scalar, name, v)
+  if lab.is_tensor(v) then
+    if v:numel() ~= 1 then fail("scalar", "value must be a number or a one-element tensor (got shape " .. v:shape_string() .. ")") end
+    v = v:item()
+  end
+  if type(v) ~= "number" then fail("scalar", "value must be a number (got " .. args.typename(v) .. ")") end
+  write_number("scalar", KIND.scalar, name, v)
   return true
 end
 
@@ -255,11 +284,11 @@ end
 function viz.reference(curve, label, v)
   check_name("reference", curve)
   check_name("reference", label)
-  if type(v) ~= "number" then fail("reference", "value must be a number (got " .. type(v) .. ")") end
+  if type(v) ~= "number" then fail("reference", "value must be a number (got " .. args.typename(v) .. ")") end
   if not state.log then return false end
   local name = curve .. ":" .. label
   check_name("reference", name)
-  write_number(KIND.reference, name, v)
+  write_number("reference", KIND.reference, name, v)
   return true
 end
 
@@ -278,9 +307,9 @@ function viz.image(name, img, opts)
   end
   local heat = opts.heat and as_tensor("image", value_of(opts.heat), "opts.heat")
   if heat and heat:dim() ~= 2 then fail("image", "opts.heat must be 2-d (got shape " .. heat:shape_string() .. ")") end
-  write(KIND.image, name, t:detach())
-  if points then write(KIND.points, name, points:detach()) end
-  if heat then write(KIND.heat, name, heat:detach()) end
+  write("image", KIND.image, name, t:detach())
+  if points then write("image", KIND.points, name, points:detach()) end
+  if heat then write("image", KIND.heat, name, heat:detach()) end
   return true
 end
 
@@ -353,20 +382,20 @@ end
 function viz.read(dir)
   if type(dir) ~= "string" then fail("read", "expects a run directory") end
   local r = C.al_runlog_reader_open(dir .. "/records.bin")
-  if r == nil then lab.raise(ffi.string(C.al_last_error())) end
+  if r == nil then lab.raise(lab._core_message("viz.read")) end
   r = ffi.gc(r, C.al_runlog_reader_close)
   local info = ffi.new("al_record_info")
   local out = {}
   while true do
     local rc = C.al_runlog_next(r, info)
-    if rc < 0 then lab.raise(ffi.string(C.al_last_error())) end
+    if rc < 0 then lab.raise(lab._core_message("viz.read")) end
     if rc == 0 then break end
     local rec = { kind = info.kind, name = ffi.string(info.name), step = tonumber(info.step), layer = info.layer,
                   head = info.head, shape = {}, time = info.time }
     for i = 0, info.ndim - 1 do rec.shape[i + 1] = tonumber(info.shape[i]) end
     local n = tonumber(info.payload_bytes)
     local buf = ffi.new("uint8_t[?]", math.max(n, 1))
-    check_status(C.al_runlog_read_payload(r, info, buf, n))
+    check_status(C.al_runlog_read_payload(r, info, buf, n), "read")
     if info.dtype == C.AL_RECORD_TEXT then
       rec.text = ffi.string(buf, n)
     else

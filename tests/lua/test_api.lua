@@ -755,7 +755,7 @@ do
   fails_with(function() return lab.nn.MultiHeadAttention{ dim = 8, heads = 2 }(lab.zeros{ 2, 8 }) end,
     { "MultiHeadAttention", "{2,8}" }, "MultiHeadAttention wrong input")
   fails_with(function() return lab.nn.Embedding(5, 2)(lab.tensor({ 6 }, "int64")) end, { "embedding", "6" }, "Embedding id out of range")
-  fails_with(function() return lab.nn.Embedding(5, 2)(lab.ones{ 2 }) end, { "embedding", "int64" }, "Embedding float ids")
+  fails_with(function() return lab.nn.Embedding(5, 2)(lab.ones{ 2 }) end, { "Embedding(5, 2)", "int64" }, "Embedding float ids")
   fails_with(function() return lab.zeros{ 2, -3 } end, { "zeros", "-3" }, "negative size")
   -- -1 passes the Lua shape check (reshape's "infer") and fails in the core, whose al_full says
   -- "full": the message must still name the function the user called (issue 10)

@@ -179,7 +179,7 @@ do
     return (mo * wo):sum() + (ml * wl):sum()
   end, { o1 = o1, lse1 = l1, o2 = o2, lse2 = l2 }, "merge")
   check.fails(function() return lab.attention.merge(o1, l1, o2, rnd{ 2 }) end,
-    "attention_merge: needs o1, o2 of one shape (..., dv) and lse1, lse2 of shape (...)", "merge with mismatched lse")
+    "attention.merge: needs o1, o2 of one shape (..., dv) and lse1, lse2 of shape (...)", "merge with mismatched lse")
 end
 
 os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)

@@ -399,7 +399,7 @@ do
   check.ok(ref.max_abs_diff(new:reshape{ 3, 2 }, lab.tensor(expect, "float64")) < 1e-12,
     "routing_update with decay 0 is one spherical k-means step")
   check.ok(ref.max_abs_diff(lab.attention.routing_update(mu, q, k, 1), mu) == 0, "routing_update with decay 1 keeps the centroids")
-  check.fails(function() return lab.attention.routing_update(mu, q, k, 2) end, "0 <= decay <= 1", "routing_update decay 2")
+  check.fails(function() return lab.attention.routing_update(mu, q, k, 2) end, "attention.routing_update: decay must be a number in [0, 1] (got 2)", "routing_update decay 2")
 end
 
 os.exit(check.report(), true)   -- true: close the Lua state, so every tensor is freed (quiet leak checks)

@@ -46,7 +46,8 @@ local internal = { init = lab, nn_variants = true, attention = lab.attention, he
                    vision = lab, nn_vision = true,   -- lab.conv2d ... and nn.Conv2d ..., walked with lab and lab.nn
                    -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
                    sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true,
-                   raster = true } -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
+                   raster = true,  -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
+                   args = true }   -- args.lua: the argument checks init.lua shares as lab._args
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
 for f in p:lines() do
@@ -231,7 +232,7 @@ local with_options = {
 local without_options = { Embedding = true, Sequential = true, ReLU = true, GELU = true, Tanh = true, Sigmoid = true,
                           Module = true, class = true }
 local helpers = { check_options = true, check_positive_int = true, uniform = true, split_heads = true, moh_gates = true,
-                  attention_module_options = true }
+                  attention_module_options = true, check_input = true }
 local constructors = {}
 for k, v in pairs(nn) do
   if type(k) == "string" and (H.is_class(v) or (type(v) == "function" and k:match("^%u"))) then constructors[#constructors + 1] = k end

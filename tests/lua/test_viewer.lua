@@ -266,6 +266,89 @@ check.ok(n_texts == 5 and same == 7, "with every event's text changed, the repla
   n_texts .. " texts changed, " .. same .. " of 7 steps the same")
 rc, out, err = view(reworded, "--layout curves --screenshot '" .. shot .. "'")
 check.ok(rc == 0 and err == "", "an event line that lacks its fields is skipped, not a failure", err)
+-- ---- the y axis of a curve that never goes below 0 stops at 0 (issue 16: a loss's axis went below 0) ----
+-- the plots as the viewer computed them: "plot x y w h x0 x1 lo hi name"
+local function plots_of(text)
+  local P = {}
+  for line in text:gmatch("[^\n]+") do
+    local x, y, w, h, x0, x1, lo, hi, name = line:match("^plot (%-?%d+) (%-?%d+) (%d+) (%d+) (%-?%d+) (%-?%d+) (%S+) (%S+) (.+)$")
+    if name then P[name] = { x = tonumber(x), y = tonumber(y), w = tonumber(w), h = tonumber(h), lo = tonumber(lo), hi = tonumber(hi) } end
+  end
+  return P
+end
+local axes = fresh_dir("axes")
+local axis_lines = {}
+for s = 1, 100 do
+  axis_lines[s] = string.format('{"step":%d,"loss":%.9g,"accuracy":%d,"zero":0,"signed":%.3f}', s, s ^ -1.5, s < 50 and 0 or 1, s / 100 - 0.5)
+end
+write_file(axes .. "/metrics.jsonl", table.concat(axis_lines, "\n") .. "\n")
+rc, out, err = view(axes, "--layout curves --print-layout --screenshot '" .. shot .. "'")
+local P = plots_of(out)
+check.ok(rc == 0 and P.loss and P.accuracy and P.zero and P.signed, "the viewer reports the four plots it drew", out .. err)
+if P.loss then
+  -- the loss falls from 1 to 0.001: the 5% margin below would have put the axis at -0.05
+  check.ok(P.loss.lo == 0 and math.abs(P.loss.hi - (1 + 0.05 * (1 - 0.001))) < 1e-6, "a loss's y axis runs from 0 (not below) to its top plus the margin",
+    P.loss.lo .. " .. " .. P.loss.hi)
+  check.ok(P.accuracy.lo == 0 and P.zero.lo == 0 and P.zero.hi > 0, "an accuracy's axis and a flat curve at 0 stop at 0 too",
+    P.accuracy.lo .. " " .. P.zero.lo .. " .. " .. P.zero.hi)
+  check.ok(P.signed.lo < -0.49 - 0.05 * 0.99 + 1e-9, "a curve that does go below 0 keeps its margin below its least value", P.signed.lo)
+  -- and the pixels: the lowest gridline is labelled 0, so its label has ink left of the plot's bottom
+  img = lab.image.load(shot)
+  local label_ink = 0
+  for y = P.loss.y + P.loss.h - 8, P.loss.y + P.loss.h + 6 do
+    for x = P.loss.x - 30, P.loss.x - 3 do if not near(img, x, y, PANEL, 20) then label_ink = label_ink + 1 end end
+  end
+  check.ok(label_ink > 5, "the axis's bottom label is drawn", label_ink)
+end
+rc, out = view(axes, "--layout curves --log-y --print-layout --screenshot '" .. shot .. "'")
+P = plots_of(out)
+check.ok(P.loss and math.abs(P.loss.lo - (-3 - 0.15)) < 1e-6, "a log y axis is not clipped at 0 (log10 of 0.001 minus the margin)",
+  P.loss and P.loss.lo)
+
+-- ---- a failed run: its status and error in the run directory, and across the viewer's window -----------------
+local failing = fresh_dir("failing-script") .. "/failing.lua"
+write_file(failing, [[
+local run = lab.run.start{ name = "failing", config = { steps = 6 } }
+local attn = lab.nn.MultiHeadAttention{ dim = 8, heads = 2 }
+for step in run:steps(run.config.steps) do
+  run:log(step, { loss = 1 / step })
+  lab.viz.attention("A", lab.eye(3), { force = true })
+  if step == 4 then attn(lab.randn{ 1, 3, 6 }) end
+end
+run:finish()
+]])
+local failed = fresh_dir("failed-run")
+rc, out, err = sh(string.format("'%s' run '%s' --out '%s' --force", ATTNLAB, failing, failed))
+check.ok(rc == 1 and err:find("MultiHeadAttention(dim=8): input of shape {1,3,6} does not end in 8", 1, true), "the script fails at step 4", err)
+local status = lab.json.decode(read_file(failed .. "/status.json") or "null") or {}
+check.ok(status.status == "failed" and status.step == 4, "status.json says failed, at step 4", read_file(failed .. "/status.json"))
+check.ok(type(status.error) == "string" and status.error:find("failing.lua:6: MultiHeadAttention(dim=8): input of shape {1,3,6}", 1, true),
+  "status.json holds the error with the script's line", tostring(status.error))
+check.ok(not read_file(failed .. "/final.safetensors") and not read_file(failed .. "/summary.json"),
+  "a failed run leaves no final.safetensors or summary.json (nothing that says it finished)")
+local config = lab.json.decode(read_file(failed .. "/config.json") or "null") or {}
+check.ok(config.name == "failing" and config.status == nil and config.finished == nil, "config.json is the configuration only, no status")
+local recorded = viz.read(failed)
+check.ok(#recorded == 4 and recorded[4].step == 4, "records.bin holds the records up to the failing step, no more", #recorded)
+rc, out, err = view(failed, "--print-layout --screenshot '" .. shot .. "'")
+local fl = layout_of(out).failure
+check.ok(rc == 0 and out:find("\nstatus failed 4\n", 1, true) and fl and fl.w == 640, "the viewer reads the failed status and draws its banner", out .. err)
+check.ok(out:find("\nfailure_text " .. status.error .. "\n", 1, true), "the banner's text is status.json's error", out)
+if fl then
+  img = lab.image.load(shot)
+  check.ok(near(img, fl.x + 2, fl.y + 2, 0x7A1F1F, 2), "the banner is the failure colour", select(2, near(img, fl.x + 2, fl.y + 2, 0x7A1F1F, 2)))
+  local text_ink = 0
+  for y = fl.y, fl.y + fl.h - 1 do for x = fl.x, fl.x + fl.w - 1 do if not near(img, x, y, 0x7A1F1F, 30) then text_ink = text_ink + 1 end end end
+  check.ok(text_ink > 400, "the banner carries the error line in text", text_ink)
+  check.ok(near(img, 20, fl.y + fl.h + 10, PANEL, 2), "the views start below the banner")
+end
+-- the step bar says so too, and a run that did not fail has no banner
+rc, out = view(run_dir, "--print-layout --screenshot '" .. shot .. "'")
+check.ok(rc == 0 and not out:find("failure", 1, true) and not out:find("\nstatus ", 1, true), "a run without status.json: no banner", out)
+write_file(run_dir .. "/status.json", '{"status": "finished", "step": 40}\n')
+rc, out = view(run_dir, "--print-layout --screenshot '" .. shot .. "'")
+check.ok(rc == 0 and out:find("\nstatus finished 40\n", 1, true) and not out:find("failure", 1, true), "a finished run: no banner", out)
+os.remove(run_dir .. "/status.json")
 
 -- ---- an image with its attention heatmap and a scanpath -----------------------------------------------------
 local imdir = fresh_dir("image")

@@ -182,7 +182,7 @@ check.fails(function() viz.attention("L1", lab.eye(2), { q = lab.ones{ 3, 4 } })
   "opts.q must be laid out as the map with 2 queries and a last dimension d (got shape {3,4} for a map of {2,2})")
 check.fails(function() viz.attention("L1", lab.ones{ 2, 3, 5 }, { k = lab.ones{ 2, 4, 7 } }) end, "opts.k must be laid out as the map with 5 keys")
 check.fails(function() viz.set_rate{ every = 0 } end, "viz.set_rate: every must be a positive integer")
-check.fails(function() viz.open(dir .. "/missing/deeper") end, "runlog_open: cannot open")
+check.fails(function() viz.open(dir .. "/missing/deeper") end, "viz.open: cannot open")
 viz.close()
 
 -- ---- damaged record files ----------------------------------------------------------------------------
