@@ -76,9 +76,11 @@ return function(lab, helpers)
     local own = {}
     local ok, d = pcall(lab.attention.describe, opts.variant or "softmax")
     if ok then for _, opt in ipairs(d.options) do own[#own + 1] = opt.name end end
+    local variant = tostring(opts.variant or "softmax")
     raise(string.format("attention: unknown option%s %s (valid: variant, causal, scale, bias, mask, weights%s)",
       #unknown > 1 and "s" or "", table.concat(unknown, ", "),
-      #own > 0 and ", and variant '" .. (opts.variant or "softmax") .. "''s own: " .. table.concat(own, ", ") or ""))
+      not ok and "" or #own > 0 and "; the options of variant '" .. variant .. "': " .. table.concat(own, ", ")
+        or "; variant '" .. variant .. "' has no options of its own"))
   end
 
   local weights_out = ref_array(1)

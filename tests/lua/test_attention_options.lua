@@ -79,9 +79,9 @@ for _, name in ipairs(variants) do
   check.ok(#wrong == 0, name .. " takes its options and checks their values", table.concat(wrong, "; "))
 end
 check.fails(function() lab.attention(q, q, q, { bogus = 1 }) end,
-  "attention: unknown option 'bogus' (the options of variant 'softmax': kernel)")
+  "attention: unknown option 'bogus' (valid: variant, causal, scale, bias, mask, weights; the options of variant 'softmax': kernel)")
 check.fails(function() lab.attention(q, q, q, { variant = "linear", windw = 3 }) end,
-  "attention: unknown option 'windw' (variant 'linear' has no options of its own)")
+  "attention: unknown option 'windw' (valid: variant, causal, scale, bias, mask, weights; variant 'linear' has no options of its own)")
 
 ---------------------------------------------------------------------------------------------------
 -- kinds, ranges, required options

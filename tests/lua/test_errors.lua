@@ -81,7 +81,7 @@ fails_at_line(function() lab.analysis.interpolate_identity(lab.ones{ 1, 1, 2, 2 
 ---------------------------------------------------------------------------------------------------
 local q = lab.randn{ 1, 2, 3, 4 }
 fails_with_prefix(function() lab.attention(q, q, q, { casual = true }) end,
-  "attention: unknown option 'casual' (valid: variant, causal, scale, bias, mask, weights, and variant 'softmax''s own: kernel)")
+  "attention: unknown option 'casual' (valid: variant, causal, scale, bias, mask, weights; the options of variant 'softmax': kernel)")
 fails_with_prefix(function() lab.attention(q, q, q, { variant = "softmax", wieghts = true, sacle = 2 }) end,
   "attention: unknown options 'sacle', 'wieghts' (valid: variant, causal,")
 -- every option a variant's descriptor lists is taken by that variant (none is refused as unknown)
