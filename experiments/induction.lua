@@ -36,11 +36,13 @@ local run = lab.run.start{
     length = 32,              -- sequence length T: a first half of T/2 tokens and its shuffled copy
     seg_min = 2,              -- shortest copied segment
     seg_max = 5,              -- longest
-    layers = 2, heads = 1, width = 64,
+    layers = 2, width = 64,
+    heads = 1,                -- per layer; with 2 or 4 the previous-token role is shared by several heads
+                              -- (backups), so no single ablation shows it (docs/induction.md)
     init = "gpt2",            -- lab.nn.GPT's init: "gpt2" (N(0, 0.02^2)) or "default" (the modules' own)
     steps = 2000,
     batch = 32,
-    lr = 1e-3,
+    lr = 1e-3,                -- 3e-3 leaves some seeds on a plateau for thousands of steps
     weight_decay = 0,
     grad_clip = 1.0,
     control = true,           -- also train the fixed-offset control model
@@ -62,7 +64,8 @@ end
 if cfg.control_steps < 0 then config_error("control_steps must be >= 0") end
 if cfg.length % 2 ~= 0 or cfg.length < 4 then config_error("length must be even and at least 4 (a first half and its copy)") end
 if cfg.seg_min < 2 or cfg.seg_min > cfg.seg_max or cfg.seg_max > cfg.length / 2 then
-  config_error("need 2 <= seg_min <= seg_max <= length / 2 (a segment of one token has nothing to predict)")
+  config_error(string.format("need 2 <= seg_min <= seg_max <= length / 2 (got seg_min %d, seg_max %d, length %d; "
+    .. "a segment of one token has nothing to predict)", cfg.seg_min, cfg.seg_max, cfg.length))
 end
 if cfg.vocab < cfg.length / 2 then config_error("vocab must be at least length / 2 (the first half's tokens are distinct)") end
 if cfg.width % cfg.heads ~= 0 then config_error("width must be a multiple of heads") end
