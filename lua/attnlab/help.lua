@@ -53,6 +53,7 @@ function M.public_tables()
     { "lab.run.", lab.run }, { "Run:", lab.run.Run }, { "lab.viz.", lab.viz }, { "lab.analysis.", lab.analysis },
     { "lab.profile.", lab.profile }, { "Profile:", lab.profile.Profile }, { "lab.json.", lab.json },
     { "lab.dist.", lab.dist }, { "lab.plot.", lab.plot }, { "Canvas:", lab.plot.Canvas }, { "lab.sweep.", lab.sweep },
+    { "lab.scanpath.", lab.scanpath },
   }
   -- an optimiser's methods: those of its class and of the class they share
   local opt = optim.SGD({ lab.zeros{ 1 }:requires_grad(true) })

@@ -903,7 +903,8 @@ setmetatable(lab, {
   __index = function(t, k)
     local sub = ({ nn = "attnlab.nn", optim = "attnlab.optim", run = "attnlab.run", json = "attnlab.json",
                    analysis = "attnlab.analysis", viz = "attnlab.viz", profile = "attnlab.profile",
-                   dist = "attnlab.dist", plot = "attnlab.plot", sweep = "attnlab.sweep" })[k]
+                   dist = "attnlab.dist", plot = "attnlab.plot", sweep = "attnlab.sweep",
+                   scanpath = "attnlab.scanpath" })[k]
     if sub then
       local m = require(sub)
       rawset(t, k, m)

@@ -258,6 +258,8 @@ for k, v in pairs(nn) do
 end
 check.fails(function() mqar.Model{ vocab = 8, dim = 8, heads = 2, layers = 1, layer = 2 } end,
   "mqar.Model: unknown option 'layer' (valid: vocab, dim, heads, layers, variant, attention)")
+check.fails(function() require("attnlab.tasks.oat").Model{ rows = 2, cols = 3, layer = 2 } end,
+  "oat.Model: unknown option 'layer' (valid: n, rows, cols, patch,")
 -- the message lists the valid keys
 check.fails(function() nn.Linear(4, 3, { bais = false }) end, "Linear: unknown option 'bais' (valid: bias)")
 check.fails(function() nn.LayerNorm(4, { epsilon = 1e-6 }) end, "LayerNorm: unknown option 'epsilon' (valid: eps, bias)")
