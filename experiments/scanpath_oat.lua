@@ -36,11 +36,15 @@ local json = lab.json
 local defaults = {
   quick = false,            -- a smoke run: the keys left at their defaults take the quick values below
   rows = 3, cols = 9, patch = 16,
-  steps = 2500, batch = 16,     -- shelves per step
+  steps = 7000, batch = 16,     -- shelves per step
   paths_per_shelf = 4,      -- reference scanpaths trained on per shelf (the CNN and encoder run once per shelf)
-  lr = 2e-3, warmup = 100, weight_decay = 0.01, grad_clip = 1.0,
-  d_app = 32, d_pos = 32, layers = 2, dec_layers = 2, heads = 4, ffn = 128, pointer_heads = 2,
-  pe = "gaussian", eos = "zero", decoder_input = "token",
+  lr = 2e-3, warmup = 100,  -- then a cosine decay to lr / 10
+  weight_decay = 0.01, grad_clip = 1.0,
+  conv1 = 8, conv2 = 16,    -- the CNN's channels
+  d_app = 32, d_pos = 32, layers = 3, dec_layers = 3, heads = 4, ffn = 128, pointer_heads = 2,
+  pe = "gaussian",
+  eos = "learned",          -- the end-of-search key: "learned", or "zero" (OAT's constant 0 score)
+  decoder_input = "memory", -- the fixated objects' encoder outputs, or "token" (OAT: their input tokens)
   eval_size = 200,          -- held-out shelves
   refs = 5,                 -- reference scanpaths per held-out shelf (the "subjects")
   samples = 10,             -- sampled scanpaths per shelf for the model and the random baseline
@@ -50,12 +54,12 @@ local defaults = {
   seed = 1,
   viz = true, report = true,
 }
-local quick = { steps = 300, eval_size = 40, refs = 3, samples = 3, eval_every = 100, examples = 2 }
+local quick = { steps = 200, eval_size = 30, refs = 3, samples = 3, eval_every = 100, examples = 2 }
 
 local run = lab.run.start{
   name = "scanpath_oat",
   config = defaults,
-  kinds = { rows = "integer", cols = "integer", patch = "integer", d_app = "integer", d_pos = "integer",
+  kinds = { rows = "integer", cols = "integer", patch = "integer", conv1 = "integer", conv2 = "integer", d_app = "integer", d_pos = "integer",
             layers = "integer", dec_layers = "integer", heads = "integer", ffn = "integer", pointer_heads = "integer",
             eval_size = "integer", refs = "integer", paths_per_shelf = "integer", samples = "integer", examples = "integer", warmup = "integer",
             pe = { "gaussian", "trained" }, eos = { "zero", "learned" }, decoder_input = { "token", "memory" } },
@@ -143,7 +147,7 @@ end)()
 ---------------------------------------------------------------------------------------------------
 -- the model
 ---------------------------------------------------------------------------------------------------
-local model = oat.Model{ rows = cfg.rows, cols = cfg.cols, patch = cfg.patch, d_app = cfg.d_app, d_pos = cfg.d_pos,
+local model = oat.Model{ rows = cfg.rows, cols = cfg.cols, patch = cfg.patch, channels = { cfg.conv1, cfg.conv2 }, d_app = cfg.d_app, d_pos = cfg.d_pos,
   layers = cfg.layers, dec_layers = cfg.dec_layers, heads = cfg.heads, ffn = cfg.ffn, pointer_heads = cfg.pointer_heads,
   max_len = MAXLEN, pe = cfg.pe, eos = cfg.eos, decoder_input = cfg.decoder_input }
 local opt = lab.optim.AdamW(model, { lr = cfg.lr, weight_decay = cfg.weight_decay })
@@ -180,7 +184,8 @@ local first_loss, last_loss
 local window, wn = 0, 0
 local t_loop = lab.time()
 for step in run:steps(cfg.steps) do
-  opt.hyper.lr = cfg.warmup > 0 and cfg.lr * math.min(1, step / cfg.warmup) or cfg.lr
+  local progress = (step - 1) / math.max(1, cfg.steps - 1)
+  opt.hyper.lr = cfg.lr * (cfg.warmup > 0 and math.min(1, step / cfg.warmup) or 1) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
   local b = train_batch(step)
   local loss = loss_of(model(b.patches, b.inputs), b.targets)
   opt:zero_grad()
@@ -374,7 +379,16 @@ end
 
 local figures = {}
 local examples = {}
-for e = 1, cfg.examples do
+-- the examples: the first held-out shelves whose first reference scanpath has 4 fixations or more
+-- (a search, not a target found at the first glance), then the first others
+local chosen, taken = {}, {}
+for pass = 1, 2 do
+  for i = 1, cfg.eval_size do
+    if #chosen < cfg.examples and not taken[i] and (pass == 2 or #eval.refs[i][1] >= 4) then chosen[#chosen + 1], taken[i] = i, true end
+  end
+end
+for k, i in ipairs(chosen) do
+  local e = i
   local L = eval.layouts[e]
   local img = shelves.image(shelf, L, eval.patches:select(1, e), SCALE)
   local H, W = img:size(1), img:size(2)
@@ -396,10 +410,10 @@ for e = 1, cfg.examples do
   for k, pnl in ipairs(panels) do
     draw_shelf(c, TW + 24, (k - 1) * (H + pad) + pad, img, L, pnl[1], pnl[2], pnl[3])
   end
-  local name = string.format("shelf_%d.png", e)
+  local name = string.format("shelf_%d.png", k)
   c:save(run.dir .. "/" .. name)
   figures[#figures + 1] = name
-  examples[e] = { index = L.index, target = L.target, target_kind = shelves.describe_kind(shelf, L.target_kind),
+  examples[k] = { shelf = e, index = L.index, target = L.target, target_kind = shelves.describe_kind(shelf, L.target_kind),
                   reference = eval.refs[e], model_greedy = methods[1].paths[e][1], model_sample = methods[2].paths[e][1],
                   figure = name, image = img }
 end
@@ -414,7 +428,8 @@ plot.lines(run.dir .. "/training.png", {
 -- next-fixation distribution over the objects as heat
 ---------------------------------------------------------------------------------------------------
 if cfg.viz and viz.enabled() then
-  for e, ex in ipairs(examples) do
+  for x, ex in ipairs(examples) do
+    local e = ex.shelf
     local L = eval.layouts[e]
     local path = ex.model_greedy
     local inputs = { N + 1 }
@@ -423,17 +438,17 @@ if cfg.viz and viz.enabled() then
       local logits = model(eval.patches:narrow(1, e, 1), lab.tensor({ inputs }, "int64"))
       return logits:softmax(3)
     end)
-    local r0, c0 = search.start(L)
-    local cell = ex.image:size(2) / cfg.cols
-    local pts = { { (c0 - 0.5) * cell, (r0 - 0.5) * cell } }
+    -- record k (step steps + k + 1): the first k fixations (numbered 1 .. k by the viewer) and
+    -- the distribution of fixation k + 1
+    local pts = {}
     for k = 0, #path do
       if k > 0 then
-        local x, y = shelves.cell_centre(shelf, L, path[k], SCALE)
-        pts[#pts + 1] = { x, y }
+        local px, py = shelves.cell_centre(shelf, L, path[k], SCALE)
+        pts[#pts + 1] = { px, py }
       end
       viz.set_step(cfg.steps + k + 1)
       local heat = probs:narrow(2, k + 1, 1):reshape{ N + 1 }:narrow(1, 1, N):reshape{ cfg.rows, cfg.cols }
-      viz.image("shelf " .. e .. " (model)", ex.image, { points = lab.tensor(pts), heat = heat, force = true })
+      viz.image("shelf " .. x .. " (model)", ex.image, { points = k > 0 and lab.tensor(pts) or nil, heat = heat, force = true })
     end
   end
 end
@@ -511,8 +526,9 @@ if cfg.report then
     add(string.format("![shelf %d](%s)", e, ex.figure))
     add("")
     local function ids(p) local s = {} for k, j in ipairs(p) do s[k] = tostring(j) end return "[" .. table.concat(s, " ") .. "]" end
-    add(string.format("Shelf %d: target object %d (%s, outlined).  Reference %s; model greedy %s; one sample %s (object ids count row by row from the top left).",
-      e, ex.target, ex.target_kind, ids(ex.reference[1]), ids(ex.model_greedy), ids(ex.model_sample)))
+    add(string.format("Example %d, held-out shelf %d: target object %d (%s, outlined).  Reference %s; model greedy %s; one sample %s (object ids count row by row from the top left; every search starts at the centre, object %d).",
+      e, ex.index, ex.target, ex.target_kind, ids(ex.reference[1]), ids(ex.model_greedy), ids(ex.model_sample),
+      (math.ceil(cfg.rows / 2) - 1) * cfg.cols + math.ceil(cfg.cols / 2)))
     add("")
   end
   add("The viewer (`attnlab view " .. run.dir .. "`) shows the example shelves with the model's greedy fixations one step at a time and its next-fixation distribution over the objects as heat.")

@@ -208,6 +208,28 @@ do
   local path = search.reference(L, q, shelves.stream(1, 1))
   check.ok(#path == 1 and path[1] == L.target, "a noise-free searcher with a strong similarity weight fixates the unique target first")
 end
+-- the exact likelihood against the frequencies of 20,000 draws on a 1 x 3 shelf (the three
+-- commonest scanpaths, within 4 standard errors)
+do
+  local tiny = shelves.config{ rows = 1, cols = 3 }
+  local Lt = shelves.layout(tiny, 1, "train", 1)
+  local counts, n = {}, 20000
+  for k = 1, n do
+    local key = table.concat(search.reference(Lt, p, shelves.stream(2, k)), " ")
+    counts[key] = (counts[key] or 0) + 1
+  end
+  local keys = {}
+  for key in pairs(counts) do keys[#keys + 1] = key end
+  table.sort(keys, function(a, b) return counts[a] > counts[b] end)
+  for r = 1, 3 do
+    local path = {}
+    for w in keys[r]:gmatch("%d+") do path[#path + 1] = tonumber(w) end
+    local lp, events = search.log_likelihood(Lt, p, path)
+    local prob, freq = math.exp(lp), counts[keys[r]] / n
+    check.value(math.abs(prob - freq) < 4 * math.sqrt(prob * (1 - prob) / n) + 1e-9 and events == #path + 1,
+      "log_likelihood of [" .. keys[r] .. "] matches its frequency in 20,000 draws", string.format("%.4f vs %.4f", prob, freq))
+  end
+end
 check.fails(function() search.params{ p_miss = 2 } end, "shelf_search.params", "a probability above 1")
 check.fails(function() search.params{ noise_scale = 1 } end, "unknown parameter 'noise_scale'", "an unknown parameter")
 

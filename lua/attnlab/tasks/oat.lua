@@ -158,6 +158,10 @@ function Model:init(o)
     nn.Conv2d(ch[1], ch[2], 3), nn.ReLU(), nn.MaxPool2d(2)))
   self.cnn_flat = ch[2] * s2 * s2
   self.fc = self:add_child("fc", nn.Linear(self.cnn_flat, d_app))
+  -- the appearance half normalised, so that it starts on the scale of the position half (unit
+  -- norm codes): a freshly initialised CNN's features are an order of magnitude smaller, and the
+  -- encoder's first LayerNorm would then see mostly position
+  self.app_ln = self:add_child("app_ln", nn.LayerNorm(d_app))
   if pe == "gaussian" then
     local sigma = lab._args.opt_number(o.sigma, 2, fn, "sigma", { 0, lo_open = true, finite = true })
     local rcode, ccode = oat.gaussian_code(rows, d_pos / 2, { sigma = sigma }), oat.gaussian_code(cols, d_pos / 2, { sigma = sigma })
@@ -206,8 +210,9 @@ function Model:encode(patches)
       lab.is_tensor(patches) and patches:shape_string() or type(patches)))
   end
   local B = patches:size(1)
-  local feat = self.cnn(patches:reshape{ B * (n + 1), 3, P, P }):reshape{ B, n + 1, self.cnn_flat }
-  local app = self.fc(feat)                                                     -- (B, n + 1, d_app)
+  -- pixels centred on 0 (they come in [0, 1])
+  local feat = self.cnn(patches:reshape{ B * (n + 1), 3, P, P } - 0.5):reshape{ B, n + 1, self.cnn_flat }
+  local app = self.app_ln(self.fc(feat))                                        -- (B, n + 1, d_app)
   local pos = self.params.pos_code or self.buffers.pos_code
   local codes = lab.cat({ pos:unsqueeze(1), self.params.target_pos }, 2):expand{ B, n + 1, self.d_pos }
   local tokens = lab.cat({ app, codes }, 3)
