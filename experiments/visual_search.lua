@@ -189,6 +189,40 @@ local function mean(list)
   return #list > 0 and s / #list or 0 / 0
 end
 
+-- The spread of an asymmetry index over the displays: the 5th and 95th percentiles of the index
+-- recomputed on BOOTSTRAP resamplings (with replacement) of each condition's displays at each set
+-- size, from a seed of its own (lab's generator is put back).
+local BOOTSTRAP = 1000
+local function bootstrap(res)
+  local state = lab.rng_state()
+  lab.seed(cfg.seed + 424242)
+  local harder, easier
+  for _, c in pairs(res.conditions) do if c.harder then harder = c else easier = c end end
+  local draws = 0
+  for _, c in ipairs{ harder, easier } do for _, counts in ipairs(c.fixations) do draws = draws + #counts end end
+  local u = lab.rand{ BOOTSTRAP, draws }:to("float64"):totable()
+  local ais = {}
+  for b = 1, BOOTSTRAP do
+    local k, ub, sl = 0, u[b], {}
+    for ci, c in ipairs{ harder, easier } do
+      local rt = {}
+      for si, counts in ipairs(c.fixations) do
+        local s = 0
+        for _ = 1, #counts do
+          k = k + 1
+          s = s + counts[math.min(#counts, 1 + math.floor(ub[k] * #counts))]
+        end
+        rt[si] = search.rt(s / #counts)
+      end
+      sl[ci] = search.slope(c.set_sizes, rt)
+    end
+    ais[b] = search.asymmetry_index(sl[1], sl[2])
+  end
+  lab.set_rng_state(state)
+  table.sort(ais)
+  return { ais[math.floor(0.05 * BOOTSTRAP) + 1], ais[math.ceil(0.95 * BOOTSTRAP)] }
+end
+
 -- One searcher over one experiment: per condition, the mean fixations and RT at each set size, the
 -- slope of RT against set size, the found rate; the asymmetry index.  searcher(display) -> result.
 local function evaluate(name, index, conds, searcher, keep)
@@ -197,7 +231,7 @@ local function evaluate(name, index, conds, searcher, keep)
   local res = { conditions = {}, order = {} }
   local slopes = {}
   for _, cond in ipairs(conds) do
-    local sizes, fix, rts, found, n_found, n_all = {}, {}, {}, {}, 0, 0
+    local sizes, fix, rts, found, per_display, n_found, n_all = {}, {}, {}, {}, {}, 0, 0
     for _, n in ipairs(index.set_sizes) do
       local counts = {}
       for _, meta in ipairs(cond.by_size[n] or {}) do
@@ -209,6 +243,7 @@ local function evaluate(name, index, conds, searcher, keep)
       end
       if #counts > 0 then
         sizes[#sizes + 1] = n
+        per_display[#per_display + 1] = counts
         fix[#fix + 1] = mean(counts)
         rts[#rts + 1] = search.rt(fix[#fix])
         found[#found + 1] = #counts
@@ -217,12 +252,14 @@ local function evaluate(name, index, conds, searcher, keep)
     local slope = #sizes >= 2 and search.slope(sizes, rts) or 0 / 0
     res.conditions[cond.name] = { harder = cond.harder, target = cond.target, distractors = cond.distractors, set_sizes = sizes,
                                   mean_fixations = fix, rt_ms = rts, displays = found, rt_slope_ms_per_item = slope,
+                                  fixations = per_display,
                                   found_rate = n_all > 0 and n_found / n_all or 0 }
     res.order[#res.order + 1] = cond.name
     slopes[cond.harder and "harder" or "easier"] = slope
   end
   if slopes.harder == slopes.harder and slopes.easier == slopes.easier then
     res.asymmetry_index = search.asymmetry_index(slopes.harder, slopes.easier)
+    res.asymmetry_index_interval = bootstrap(res)
   end
   local h = search.human[name]
   if h then
@@ -285,16 +322,19 @@ local search_time = lab.time() - t_search
 -- 4: summary
 ---------------------------------------------------------------------------------------------------
 local ECCNET = { "curvature", "lighting", "cross", "tl", "orientation_homo", "orientation_hetero" }
+-- how many of the six indices have the human sign (all human indices are positive), and how many
+-- of them have their whole bootstrap interval above 0
 local function tally(res)
-  local matches, counted = 0, 0
+  local matches, counted, reliable = 0, 0, 0
   for _, name in ipairs(ECCNET) do
     local r = res[name]
     if r and r.asymmetry_index then
       counted = counted + 1
       if r.asymmetry_index > 0 then matches = matches + 1 end
+      if r.asymmetry_index_interval and r.asymmetry_index_interval[1] > 0 then reliable = reliable + 1 end
     end
   end
-  return matches, counted
+  return matches, counted, reliable
 end
 -- the reversal: the polarity flips (the sign changes) or is removed (|AI| <= 0.1), per experiment
 local REMOVED = 0.1
@@ -329,7 +369,7 @@ local summary = {
   train_time_s = train_time,
   search_time_s = search_time,
 }
-summary.human_sign_matches, summary.human_sign_of = tally(results.normal)
+summary.human_sign_matches, summary.human_sign_of, summary.human_sign_interval_above_0 = tally(results.normal)
 if cfg.reversed then summary.reversed_human_sign_matches = tally(results.reversed) end
 if cfg.chance then summary.chance_human_sign_matches = tally(results.chance) end
 summary.reversal = reversal
@@ -364,7 +404,8 @@ local LIGHT_RED, LIGHT_BLUE = { 0.98, 0.6, 0.6 }, { 0.6, 0.78, 0.95 }
 local function display_canvas(img, scale)
   local H, W = img:size(1), img:size(2)
   local h, w = math.floor(H * scale), math.floor(W * scale)
-  local small = scale < 1 and lab.interpolate(img:reshape{ 1, 1, H, W }, { size = { h, w } }):reshape{ h, w } or img
+  local small = scale == 1 and img
+    or lab.interpolate(img:reshape{ 1, 1, H, W }, { size = { h, w }, mode = scale < 1 and "bilinear" or "nearest" }):reshape{ h, w }
   local rows = small:to("float64"):totable()
   local c = plot.canvas(w, h)
   for y = 1, h do
@@ -378,6 +419,12 @@ local function display_canvas(img, scale)
   return c
 end
 
+-- the intersection displays (615 px) at half size, the lighting ones (198 px) at double
+local function figure_scale(img)
+  local n = img:size(1)
+  return n > 400 and 0.5 or n < 250 and 2 or 1
+end
+
 local function box_outline(c, b, s, rgb)
   c:rect(b[1] * s, b[2] * s, b[3] * s, 2, rgb); c:rect(b[1] * s, (b[2] + b[4]) * s - 2, b[3] * s, 2, rgb)
   c:rect(b[1] * s, b[2] * s, 2, b[4] * s, rgb); c:rect((b[1] + b[3]) * s - 2, b[2] * s, 2, b[4] * s, rgb)
@@ -386,7 +433,7 @@ end
 -- the scanpath: numbered dots joined by lines over the display, the target's cell in green
 local function scanpath_figure(path, ex)
   local img = stimuli.load(ex.index, ex.meta)
-  local s = img:size(1) > 400 and 0.5 or 1
+  local s = figure_scale(img)
   local c = display_canvas(img, s)
   box_outline(c, ex.meta.items[ex.meta.target].cell_box, s, GREEN)
   local fx = ex.result.fixations
@@ -403,7 +450,7 @@ end
 -- to the display's size
 local function attention_figure(path, ex)
   local img = stimuli.load(ex.index, ex.meta)
-  local s = img:size(1) > 400 and 0.5 or 1
+  local s = figure_scale(img)
   local left = display_canvas(img, s)
   local map = ex.result.maps[1]
   local lo, hi = map:min():item(), map:max():item()
@@ -543,15 +590,24 @@ add("## Asymmetry index (RT-slope based; positive = the human polarity)")
 add("")
 add("| # | experiment | human | eccNET | this model (diet) | reversed diet | chance |")
 add("|---|---|---|---|---|---|---|")
+-- an index with its bootstrap interval over the displays
+local function with_interval(r)
+  if not r or not r.asymmetry_index then return "-" end
+  local iv = r.asymmetry_index_interval
+  return fmt(r.asymmetry_index) .. (iv and string.format(" [%+.2f, %+.2f]", iv[1], iv[2]) or "")
+end
 for _, name in ipairs(experiments) do
   local e = stimuli.experiment(name)
   local h = search.human[name] or {}
   add(string.format("| %d | %s | %s | %s | %s | %s | %s |", e.number, name, fmt(h.ai), fmt(h.eccnet_ai),
-    fmt(results.normal[name].asymmetry_index), results.reversed and fmt(results.reversed[name].asymmetry_index) or "-",
-    results.chance and fmt(results.chance[name].asymmetry_index) or "-"))
+    with_interval(results.normal[name]), results.reversed and with_interval(results.reversed[name]) or "-",
+    results.chance and with_interval(results.chance[name]) or "-"))
 end
 add("")
-add(string.format("Human polarity in %d of %d eccNET experiments (eccNET: 5 of 6).", summary.human_sign_matches, summary.human_sign_of))
+add("In brackets: the 5th and 95th percentiles of the index over " .. BOOTSTRAP .. " bootstrap resamplings of the displays.")
+add("")
+add(string.format("Human polarity in %d of %d eccNET experiments (eccNET: 5 of 6); in %d of them the whole interval is above 0.",
+  summary.human_sign_matches, summary.human_sign_of, summary.human_sign_interval_above_0))
 if reversal then
   add(string.format("The reversed diet flips or removes (|AI| <= %.1f) the polarity in %d of %d.", REMOVED, reversal.flipped_or_removed, reversal.of))
 end

@@ -258,6 +258,8 @@ for k, v in pairs(nn) do
 end
 check.fails(function() mqar.Model{ vocab = 8, dim = 8, heads = 2, layers = 1, layer = 2 } end,
   "mqar.Model: unknown option 'layer' (valid: vocab, dim, heads, layers, variant, attention)")
+check.fails(function() require("attnlab.tasks.visual_search").Net{ channel = { 4, 8, 8 } } end,
+  "SearchNet: unknown option 'channel' (valid: channels, size, classes)")
 -- the message lists the valid keys
 check.fails(function() nn.Linear(4, 3, { bais = false }) end, "Linear: unknown option 'bais' (valid: bias)")
 check.fails(function() nn.LayerNorm(4, { epsilon = 1e-6 }) end, "LayerNorm: unknown option 'epsilon' (valid: eps, bias)")

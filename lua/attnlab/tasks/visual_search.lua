@@ -118,8 +118,9 @@ end
 ---------------------------------------------------------------------------------------------------
 -- the CNN
 ---------------------------------------------------------------------------------------------------
--- vs.background_level(x): per image of x (N, 1, H, W), its most frequent grey level (of 256 bins
--- over [0, 1]), as an (N, 1, 1, 1) tensor: the background a display or a diet picture is drawn on.
+-- vs.background_level(x): per image of x (N, 1, H, W), its most frequent grey level (the mean of the
+-- pixels in the fullest of 256 bins over [0, 1]), as an (N, 1, 1, 1) tensor: the background a
+-- display or a diet picture is drawn on.
 function vs.background_level(x)
   if not lab.is_tensor(x) or x:dim() ~= 4 or x:size(2) ~= 1 then
     raise("background_level", "x must be grey images (N, 1, H, W) (got " .. (lab.is_tensor(x) and "shape " .. x:shape_string() or typename(x)) .. ")")
@@ -139,7 +140,14 @@ function vs.background_level(x)
     end
     local best = 0
     for b = 1, 255 do if counts[b] > counts[best] then best = b end end
-    out[i + 1] = best / 255
+    -- the mean of the pixels in that bin: exactly the background when it is one value
+    local sum = 0
+    for j = 0, HW - 1 do
+      local v = p[base + j]
+      local b = floor(v * 255 + 0.5)
+      if b == best or (best == 0 and b < 0) or (best == 255 and b > 255) then sum = sum + v end
+    end
+    out[i + 1] = sum / counts[best]
   end
   return lab.tensor(out):reshape{ N, 1, 1, 1 }
 end
