@@ -71,9 +71,13 @@ check.near((flat - 0.3):abs():max():item(), 0, 1e-6, "DoG leaves a constant map 
 local lv = search.ecc_levels(2)
 check.value(lv[1].deg2px == 15 and lv[2].deg2px == 8 and lv[3].deg2px == 4, "deg2px at downscale 2: 15, 8 (7.5 half to even), 4",
   string.format("%d %d %d", lv[1].deg2px, lv[2].deg2px, lv[3].deg2px))
-check.value(lv[1].slope == 0.07 and lv[2].slope == 0.16 and lv[3].slope == 0.32 and lv[1].rf_min == 2 and lv[1].fovea == 4,
-  "eccNET's slopes of pool3..5, rf_min 2, fovea 4")
+check.value(lv[1].slope == 0 and lv[2].slope == 0.07 and lv[3].slope == 0.16 and lv[1].rf_min == 2 and lv[1].fovea == 4,
+  "downscale 2: the levels take the slopes of eccNET's pool2..4 (inputs at strides 2, 4, 8), rf_min 2, fovea 4")
 check.ok(search.ecc_levels(2, false)[3].slope == 0, "ecc = false: slope 0")
+local l4 = search.ecc_levels(4)
+check.value(l4[1].slope == 0.07 and l4[3].slope == 0.32 and l4[3].deg2px == 2, "downscale 4: pool3..5, eccNET's searched levels")
+check.near(search.ecc_levels(3)[1].slope, 0.07 * (math.log(3) / math.log(2) - 1), 1e-12,
+  "downscale 3: a stride between pools takes the slope interpolated in log2 of the stride")
 
 ---------------------------------------------------------------------------------------------------
 -- the diet

@@ -37,10 +37,10 @@ local function is_int(v) return type(v) == "number" and v == floor(v) and v > -2
 ---------------------------------------------------------------------------------------------------
 -- eccNET's constants
 ---------------------------------------------------------------------------------------------------
--- eccParamDefault of vs_model/ecc_net.py for its pool3, pool4, pool5, the three levels whose
--- features it searches with: average pooling, stride 2, smallest window 2, fovea 4 degrees, rings
--- 1 degree wide; the slopes of those three pools go to this model's three levels.
-vs.eccnet = { slopes = { 0.07, 0.16, 0.32 }, rf_min = 2, stride = 2, fovea = 4, ring = 1, deg2px = 30 }
+-- eccParamDefault of vs_model/ecc_net.py: VGG16's five pools are average pools of stride 2,
+-- smallest window 2, fovea 4 degrees, rings 1 degree wide, with these slopes for pool1 .. pool5;
+-- pool p's input is at stride 2^(p-1) of the 30 px-per-degree display.
+vs.eccnet = { slopes = { 0, 0, 0.07, 0.16, 0.32 }, rf_min = 2, stride = 2, fovea = 4, ring = 1, deg2px = 30 }
 
 -- RT = RT_SLOPE x fixations + RT_INTERCEPT ms: eccNET's linear map from fixations to reaction time
 -- (vs_exp/rt_plot.py), fitted there to human data.
@@ -230,23 +230,30 @@ function Net:features(x, opts)
   return out
 end
 
--- vs.ecc_levels(downscale [, ecc = true]): the lab.ecc_pool2d options of the three levels for
--- displays shrunk by `downscale`: eccNET's slopes, rf_min, stride, fovea and rings, and each
--- level's pixels per degree at its input, round(30 / downscale / 2^(l-1)) (half to even, as
--- eccNET's round).  ecc = false: slope 0 everywhere (plain 2 x 2 pooling; eccNET's IVSN ablation
--- without its max pooling).
 local function round_half_even(v)
   local f = floor(v)
   local d = v - f
   if d > 0.5 or (d == 0.5 and f % 2 == 1) then return f + 1 end
   return f
 end
+-- vs.ecc_levels(downscale [, ecc = true]): the lab.ecc_pool2d options of the three levels for
+-- displays shrunk by `downscale`.  Level l pools an input at stride s = downscale 2^(l-1) of the
+-- display, so it takes the slope of the eccNET pool whose input has that stride (pool 1 + log2 s;
+-- interpolated between pools for other strides, pool5's beyond it) and that input's pixels per
+-- degree, round(30 / s) (half to even, as eccNET's round): the window grows by the same degrees
+-- with eccentricity as eccNET's at that scale.  At downscale 2 the levels are eccNET's pool2,
+-- pool3 and pool4: slopes 0, 0.07, 0.16, deg2px 15, 8, 4.  ecc = false: slope 0 everywhere (plain
+-- 2 x 2 pooling; eccNET's IVSN ablation without its max pooling).
 function vs.ecc_levels(downscale, ecc)
   if type(downscale) ~= "number" or downscale <= 0 then raise("ecc_levels", "downscale must be a positive number (got " .. show(downscale) .. ")") end
   local e = vs.eccnet
   local out = {}
   for l = 1, 3 do
-    out[l] = { slope = ecc == false and 0 or e.slopes[l], deg2px = max(1, round_half_even(e.deg2px / downscale / 2 ^ (l - 1))),
+    local stride = downscale * 2 ^ (l - 1)
+    local p = min(#e.slopes, max(1, 1 + math.log(stride) / math.log(2)))
+    local lo = floor(p)
+    local slope = e.slopes[lo] + (p - lo) * ((e.slopes[lo + 1] or e.slopes[lo]) - e.slopes[lo])
+    out[l] = { slope = ecc == false and 0 or slope, deg2px = max(1, round_half_even(e.deg2px / stride)),
                rf_min = e.rf_min, stride = e.stride, fovea = e.fovea, ring = e.ring }
   end
   return out
