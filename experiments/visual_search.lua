@@ -3,9 +3,9 @@
 -- workbench's redrawn stimuli, with a small CNN trained here on a synthetic developmental diet in
 -- place of ImageNet's VGG16.
 --
---   attnlab run experiments/visual_search.lua                  the study (a few minutes, one thread)
---   attnlab run experiments/visual_search.lua quick=true       a test-sized run
---   attnlab run experiments/visual_search.lua per_size=30 steps=2000     the paper's display counts
+--   attnlab run experiments/visual_search.lua                  the study (about 4 minutes, one thread)
+--   attnlab run experiments/visual_search.lua quick=true       a test-sized run (15-30 s)
+--   attnlab run experiments/visual_search.lua per_size=10 seed=2         10 displays per set size, another seed
 --
 -- What it does:
 --   1. trains the CNN (lua/attnlab/tasks/visual_search.lua, SearchNet) to classify the diet's
@@ -33,7 +33,7 @@ local run = lab.run.start{
   config = {
     quick = false,            -- test-sized: per_size 2, steps 80 (unless given)
     experiments = "curvature,lighting,cross,tl,orientation_homo,orientation_hetero,q_o",
-    per_size = 10,            -- displays per condition and set size (the first ones of each set);
+    per_size = 0,             -- displays per condition and set size (the first ones of each set);
                               -- 0: all of them, the paper's 30 or 36
     stimuli = "",             -- the stimuli's root directory ("": assets/stimuli in the tree)
     stimuli_seed = 1,
@@ -441,7 +441,9 @@ local function scanpath_figure(path, ex)
   for k = 1, #fx do
     local x, y = fx[k][1] * s, fx[k][2] * s
     c:rect(x - 3, y - 3, 7, 7, k == 1 and BLUE or RED)
-    c:text(x + 5, y - 12, tostring(k - 1), { 1, 1, 0 }, 2)
+    local label = tostring(k - 1)
+    c:rect(x + 4, y - 13, 8 * #label + 2, 12, { 1, 1, 1 })       -- a white tag, readable on any background
+    c:text(x + 5, y - 12, label, { 0, 0, 0 }, 2)
   end
   c:save(path)
 end
