@@ -235,7 +235,17 @@ for _ = 1, 20 do
   if not r.found or r.count < 1 or r.count > 9 then ok_all = false end
 end
 check.ok(ok_all, "chance_search: no revisits, the target found within the set size")
-check.fails(function() search.search(net, dsp, { strid = 2 }) end, "unknown option", "search refuses an unknown option")
+check.fails(function() search.search(net, dsp, { strid = 2 }) end, "test_visual_search.lua:", "an error points at the caller's line")
+check.fails(function() search.search(net, dsp, { strid = 2 }) end, "visual_search.search: unknown option \"strid\" (valid: downscale,",
+  "search refuses an unknown option, listing the valid ones")
+check.fails(function() search.search({}, dsp) end, "visual_search.search: net must be a visual_search.Net", "search: not a net")
+check.fails(function() search.attention_map(net, lab.zeros{ 1, 1, 32, 32 }, { 1, 2, 3 }, { 1, 1 }) end,
+  "attention_map: kernels must be the three levels'", "attention_map: kernels that are not tensors")
+check.fails(function() net:features(lab.zeros{ 1, 1, 32, 32 }, { levels = search.ecc_levels(2) }) end,
+  "SearchNet:features: levels need a fixation", "features: eccentric pooling without a fixation")
+check.fails(function() search.chance_search(dsp.meta, { 0.5, "x", 1, 1, 1, 1, 1, 1, 1 }) end, "chance_search: u[2] must be a number",
+  "chance_search: a uniform that is not a number")
+check.fails(function() diet.draw({ 1, 2, 3 }) end, "visual_search_diet.draw: u must be a list of 16", "diet.draw: too few uniforms")
 check.fails(function() search.search(net, { image = dsp.image }) end, "visual_search.search: display must be", "search: a display without meta")
 
 ---------------------------------------------------------------------------------------------------

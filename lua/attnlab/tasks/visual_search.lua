@@ -30,7 +30,30 @@ local floor, ceil, max, min, exp = math.floor, math.ceil, math.max, math.min, ma
 
 local vs = {}
 
-local function raise(fn, msg) lab.raise("visual_search." .. fn .. ": " .. msg) end
+-- Errors name the function the user called and point at the user's line: the first frame outside
+-- lua/attnlab/ (lab.raise stops at the first outside attnlab/*.lua, which would be this file, one
+-- folder down).
+local function raise(fn, msg)
+  msg = "visual_search." .. fn .. ": " .. msg
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
+      error(info.short_src .. ":" .. info.currentline .. ": " .. msg, 0)
+    end
+    level = level + 1
+  end
+  error(msg, 0)
+end
+-- an options table whose keys are all in the list valid
+local function check_keys(fn, opts, valid)
+  local ok = {}
+  for _, k in ipairs(valid) do ok[k] = true end
+  for k in pairs(opts) do
+    if not ok[k] then raise(fn, "unknown option " .. lab._args.show(k) .. " (valid: " .. table.concat(valid, ", ") .. ")") end
+  end
+end
 local show, typename = lab._args.show, lab._args.typename
 local function is_int(v) return type(v) == "number" and v == floor(v) and v > -2 ^ 53 and v < 2 ^ 53 end
 
@@ -210,14 +233,22 @@ end
 function Net:features(x, opts)
   check_image("SearchNet:features", x)
   opts = opts or {}
-  lab._args.check_options(opts, "visual_search.SearchNet:features", { "fixation", "levels" })
+  if type(opts) ~= "table" or lab.is_tensor(opts) then raise("SearchNet:features", "options must be a table (got " .. typename(opts) .. ")") end
+  check_keys("SearchNet:features", opts, { "fixation", "levels" })
+  if opts.levels ~= nil then
+    local ok = type(opts.levels) == "table" and #opts.levels == 3
+    for l = 1, 3 do ok = ok and type(opts.levels[l]) == "table" end
+    if not ok then raise("SearchNet:features", "levels must be three lab.ecc_pool2d option tables (visual_search.ecc_levels)") end
+    if type(opts.fixation) ~= "table" or type(opts.fixation[1]) ~= "number" or type(opts.fixation[2]) ~= "number" then
+      raise("SearchNet:features", "levels need a fixation {x, y} (got " .. show(opts.fixation) .. ")")
+    end
+  end
   local convs = { self.conv1, self.conv2, self.conv3 }
   local out, h = {}, x - vs.background_level(x)
   for l = 1, 3 do
     h = convs[l](h):relu()
     local lv = opts.levels and opts.levels[l]
     if lv then
-      if type(opts.fixation) ~= "table" then raise("SearchNet:features", "levels need a fixation {x, y}") end
       local scale = 2 ^ (l - 1)            -- level l's input is at stride 2^(l-1) of x
       local o = { fixation = { opts.fixation[1] / scale, opts.fixation[2] / scale } }
       for k, v in pairs(lv) do o[k] = v end
@@ -351,10 +382,16 @@ end
 ---------------------------------------------------------------------------------------------------
 local SEARCH_KEYS = { "downscale", "map_stride", "dog", "ecc", "max_fixations", "maps", "kernels", "background" }
 
+local function check_net(fn, net)
+  if type(net) ~= "table" or type(net.features) ~= "function" then
+    raise(fn, "net must be a visual_search.Net (got " .. typename(net) .. ")")
+  end
+end
+
 local function search_options(fn, opts)
   if opts ~= nil and (type(opts) ~= "table" or lab.is_tensor(opts)) then raise(fn, "options must be a table (got " .. typename(opts) .. ")") end
   opts = opts or {}
-  lab._args.check_options(opts, "visual_search." .. fn, SEARCH_KEYS)
+  check_keys(fn, opts, SEARCH_KEYS)
   local o = { downscale = opts.downscale or 2, map_stride = opts.map_stride or 16, dog = opts.dog, ecc = opts.ecc ~= false,
               max_fixations = opts.max_fixations, maps = opts.maps or false, kernels = opts.kernels,
               background = opts.background or 0 }
@@ -396,6 +433,7 @@ end
 -- the CNN (fixated at its centre: all of it in the fovea), each level pooled to the map's grid, as
 -- (1, C_l, kh, kw) conv2d weights.  opts as vs.search's (downscale, map_stride, ecc).
 function vs.target_kernels(net, template, opts)
+  check_net("target_kernels", net)
   local o = search_options("target_kernels", opts)
   if not lab.is_tensor(template) or (template:dim() ~= 2 and template:dim() ~= 4) then
     raise("target_kernels", "template must be a grey image (h, w) (got " .. (lab.is_tensor(template) and template:shape_string() or typename(template)) .. ")")
@@ -416,7 +454,10 @@ end
 function vs.attention_map(net, image, kernels, fixation, opts)
   local o = search_options("attention_map", opts)
   check_image("attention_map", image, "image")
-  if type(kernels) ~= "table" or #kernels ~= 3 then raise("attention_map", "kernels must be the three levels' kernels (vs.target_kernels)") end
+  check_net("attention_map", net)
+  local ok = type(kernels) == "table" and #kernels == 3
+  for l = 1, 3 do ok = ok and lab.is_tensor(kernels[l]) and kernels[l]:dim() == 4 end
+  if not ok then raise("attention_map", "kernels must be the three levels' (1, C, kh, kw) kernels (visual_search.target_kernels)") end
   if type(fixation) ~= "table" or type(fixation[1]) ~= "number" or type(fixation[2]) ~= "number" then
     raise("attention_map", "fixation must be {x, y} (got " .. show(fixation) .. ")")
   end
@@ -483,6 +524,7 @@ end
 -- {{x, y}, ...} in display pixels, the centre first, items = the item fixated at each (indices into
 -- meta.items), maps = {(hm, wm), ...} when asked}.
 function vs.search(net, display, opts)
+  check_net("search", net)
   check_display("search", display)
   local o = search_options("search", opts)
   if o.dog == nil then o.dog = vs.dog_params[display.experiment] or vs.dog_params.default end
@@ -550,6 +592,11 @@ function vs.chance_search(meta, u)
   end
   local n = #meta.items
   if type(u) ~= "table" or #u < n then raise("chance_search", "u must be a list of at least " .. n .. " uniforms") end
+  for i = 1, n do
+    if type(u[i]) ~= "number" or not (u[i] >= 0 and u[i] <= 1) then
+      raise("chance_search", string.format("u[%d] must be a number in [0, 1) (got %s)", i, show(u[i])))
+    end
+  end
   local left = {}
   for j = 1, n do left[j] = j end
   local res = { items = {}, found = false }

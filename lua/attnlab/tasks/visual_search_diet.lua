@@ -45,7 +45,30 @@ local DRAWS = 16            -- uniforms each image consumes (a fixed count: imag
 local CATEGORY = {}
 for i, c in ipairs(diet.categories) do CATEGORY[c] = i end
 
-local function raise(fn, msg) lab.raise("visual_search_diet." .. fn .. ": " .. msg) end
+-- Errors name the function the user called and point at the user's line: the first frame outside
+-- lua/attnlab/ (lab.raise stops at the first outside attnlab/*.lua, which would be this file, one
+-- folder down).
+local function raise(fn, msg)
+  msg = "visual_search_diet." .. fn .. ": " .. msg
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
+      error(info.short_src .. ":" .. info.currentline .. ": " .. msg, 0)
+    end
+    level = level + 1
+  end
+  error(msg, 0)
+end
+-- an options table whose keys are all in the list valid
+local function check_keys(fn, opts, valid)
+  local ok = {}
+  for _, k in ipairs(valid) do ok[k] = true end
+  for k in pairs(opts) do
+    if not ok[k] then raise(fn, "unknown option " .. lab._args.show(k) .. " (valid: " .. table.concat(valid, ", ") .. ")") end
+  end
+end
 
 local function check_fraction(fn, k, v)
   if type(v) ~= "number" or v ~= v or v < 0 or v > 1 then
@@ -63,7 +86,8 @@ function diet.options(opts, fn)
   if opts._checked then return opts end
   local keys = {}
   for k in pairs(diet.defaults) do keys[#keys + 1] = k end
-  lab._args.check_options(opts, "visual_search_diet." .. fn, keys)
+  table.sort(keys)
+  check_keys(fn, opts, keys)
   local o = {}
   for k, v in pairs(diet.defaults) do
     if opts[k] == nil then o[k] = v else o[k] = opts[k] end
@@ -95,6 +119,11 @@ end
 function diet.draw(u, opts)
   if not (type(opts) == "table" and opts._checked) then opts = diet.options(opts, "draw") end
   if type(u) ~= "table" or #u < DRAWS then raise("draw", "u must be a list of " .. DRAWS .. " uniforms in [0, 1)") end
+  for i = 1, DRAWS do
+    if type(u[i]) ~= "number" or not (u[i] >= 0 and u[i] <= 1) then
+      raise("draw", string.format("u[%d] must be a number in [0, 1) (got %s)", i, lab._args.show(u[i])))
+    end
+  end
   local P = opts.size
   local S = P / 32                                   -- lengths below are for a 32 px patch
   local curved, crosses = opts.curved, opts.crosses
@@ -208,8 +237,14 @@ end
 function diet.sheet(opts, layout)
   opts = diet.options(opts, "sheet")
   layout = layout or {}
-  lab._args.check_options(layout, "visual_search_diet.sheet", { "rows", "cols" })
+  if type(layout) ~= "table" or lab.is_tensor(layout) then raise("sheet", "layout must be a table {rows =, cols =} (got " .. lab._args.typename(layout) .. ")") end
+  check_keys("sheet", layout, { "rows", "cols" })
   local rows, cols = layout.rows or 6, layout.cols or 12
+  for _, v in ipairs{ { rows, "rows" }, { cols, "cols" } } do
+    if type(v[1]) ~= "number" or v[1] ~= floor(v[1]) or v[1] < 1 or v[1] > 64 then
+      raise("sheet", v[2] .. " must be an integer from 1 to 64 (got " .. lab._args.show(v[1]) .. ")")
+    end
+  end
   local P, gap = opts.size, 2
   local x = diet.batch(rows * cols, opts)
   local out = raster.canvas(rows * (P + gap) + gap, cols * (P + gap) + gap, 0.5)
