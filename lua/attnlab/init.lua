@@ -859,6 +859,18 @@ function lab.image.save(path, t)
   check_status(C.al_image_save_png(path, expect_tensor(t, "image.save", "t")), "image.save")
 end
 
+-- a whole file's bytes, or nil when it cannot be opened (no error: callers test for presence)
+function lab.read_file(path)
+  if type(path) ~= "string" then raise("read_file: path must be a string (got " .. type(path) .. ")") end
+  return read_file(path)
+end
+function lab.file_exists(path)
+  if type(path) ~= "string" then raise("file_exists: path must be a string (got " .. type(path) .. ")") end
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
 function lab.write_file_atomic(path, s)
   if type(path) ~= "string" or type(s) ~= "string" then raise("write_file_atomic: expects (path, string)") end
   check_status(C.al_write_file_atomic(path, s, #s), "write_file_atomic")
