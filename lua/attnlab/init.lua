@@ -88,13 +88,17 @@ lab.version = ffi.string(C.al_version())
 -- Errors: point at the user's line, not at this module.
 ---------------------------------------------------------------------------------------------------
 -- The position is found by walking the stack rather than by an error level, because tail calls
--- (`return wrap(...)`) remove frames and would make any fixed level wrong.
+-- (`return wrap(...)`) remove frames and would make any fixed level wrong.  A frame is the
+-- library's when its file lies in this module's folder or below (lua/attnlab/tasks/ too): every
+-- file of the module is loaded through the same package.path entry, so their sources share this
+-- prefix, while a user's script never does (even one in a folder that happens to be named attnlab).
+local library_prefix = "@" .. module_dir .. "/"
 local function raise(msg)
   local level = 2
   while true do
     local info = debug.getinfo(level, "Sl")
     if not info then break end
-    if info.currentline > 0 and not info.short_src:find("attnlab/[%w_]+%.lua$") then
+    if info.currentline > 0 and info.source:sub(1, #library_prefix) ~= library_prefix then
       error(info.short_src .. ":" .. info.currentline .. ": " .. msg, 0)
     end
     level = level + 1
@@ -855,6 +859,18 @@ function lab.image.save(path, t)
   check_status(C.al_image_save_png(path, expect_tensor(t, "image.save", "t")), "image.save")
 end
 
+-- a whole file's bytes, or nil when it cannot be opened (no error: callers test for presence)
+function lab.read_file(path)
+  if type(path) ~= "string" then raise("read_file: path must be a string (got " .. type(path) .. ")") end
+  return read_file(path)
+end
+function lab.file_exists(path)
+  if type(path) ~= "string" then raise("file_exists: path must be a string (got " .. type(path) .. ")") end
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
 function lab.write_file_atomic(path, s)
   if type(path) ~= "string" or type(s) ~= "string" then raise("write_file_atomic: expects (path, string)") end
   check_status(C.al_write_file_atomic(path, s, #s), "write_file_atomic")
@@ -879,6 +895,8 @@ function lab.set_memory_limit(bytes)
   C.al_set_memory_limit(bytes)
 end
 function lab.interrupted() return C.al_interrupted() ~= 0 end
+-- the signal that asked (2 SIGINT, 15 SIGTERM), or nil
+function lab.interrupt_signal() local sig = C.al_interrupted() return sig ~= 0 and sig or nil end
 function lab.catch_interrupts(on) C.al_catch_interrupts(on == false and 0 or 1) end
 
 ffi.cdef [[

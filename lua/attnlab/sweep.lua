@@ -50,19 +50,7 @@ local function fail(msg) lab.raise("sweep: " .. msg) end
 
 local function utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local read, exists = lab.read_file, lab.file_exists
 
 local function read_json(path)
   local text = read(path)
