@@ -236,7 +236,7 @@ for _ = 1, 20 do
 end
 check.ok(ok_all, "chance_search: no revisits, the target found within the set size")
 check.fails(function() search.search(net, dsp, { strid = 2 }) end, "test_visual_search.lua:", "an error points at the caller's line")
-check.fails(function() search.search(net, dsp, { strid = 2 }) end, "visual_search.search: unknown option \"strid\" (valid: downscale,",
+check.fails(function() search.search(net, dsp, { strid = 2 }) end, "visual_search.search: unknown option 'strid' (valid: downscale,",
   "search refuses an unknown option, listing the valid ones")
 check.fails(function() search.search({}, dsp) end, "visual_search.search: net must be a visual_search.Net", "search: not a net")
 check.fails(function() search.attention_map(net, lab.zeros{ 1, 1, 32, 32 }, { 1, 2, 3 }, { 1, 1 }) end,

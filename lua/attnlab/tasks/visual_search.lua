@@ -30,30 +30,11 @@ local floor, ceil, max, min, exp = math.floor, math.ceil, math.max, math.min, ma
 
 local vs = {}
 
--- Errors name the function the user called and point at the user's line: the first frame outside
--- lua/attnlab/ (lab.raise stops at the first outside attnlab/*.lua, which would be this file, one
--- folder down).
-local function raise(fn, msg)
-  msg = "visual_search." .. fn .. ": " .. msg
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
-      error(info.short_src .. ":" .. info.currentline .. ": " .. msg, 0)
-    end
-    level = level + 1
-  end
-  error(msg, 0)
-end
--- an options table whose keys are all in the list valid
-local function check_keys(fn, opts, valid)
-  local ok = {}
-  for _, k in ipairs(valid) do ok[k] = true end
-  for k in pairs(opts) do
-    if not ok[k] then raise(fn, "unknown option " .. lab._args.show(k) .. " (valid: " .. table.concat(valid, ", ") .. ")") end
-  end
-end
+-- Errors name the function the user called and point at the user's line (lab.raise skips every
+-- frame under lua/attnlab/).
+local function raise(fn, msg) lab.raise("visual_search." .. fn .. ": " .. msg) end
+-- an options table whose keys are all in the list valid (the shared checker, named "visual_search.<fn>")
+local function check_keys(fn, opts, valid) lab._args.check_options(opts, "visual_search." .. fn, valid) end
 local show, typename = lab._args.show, lab._args.typename
 local function is_int(v) return type(v) == "number" and v == floor(v) and v > -2 ^ 53 and v < 2 ^ 53 end
 

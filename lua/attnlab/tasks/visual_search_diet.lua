@@ -45,30 +45,11 @@ local DRAWS = 16            -- uniforms each image consumes (a fixed count: imag
 local CATEGORY = {}
 for i, c in ipairs(diet.categories) do CATEGORY[c] = i end
 
--- Errors name the function the user called and point at the user's line: the first frame outside
--- lua/attnlab/ (lab.raise stops at the first outside attnlab/*.lua, which would be this file, one
--- folder down).
-local function raise(fn, msg)
-  msg = "visual_search_diet." .. fn .. ": " .. msg
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
-      error(info.short_src .. ":" .. info.currentline .. ": " .. msg, 0)
-    end
-    level = level + 1
-  end
-  error(msg, 0)
-end
--- an options table whose keys are all in the list valid
-local function check_keys(fn, opts, valid)
-  local ok = {}
-  for _, k in ipairs(valid) do ok[k] = true end
-  for k in pairs(opts) do
-    if not ok[k] then raise(fn, "unknown option " .. lab._args.show(k) .. " (valid: " .. table.concat(valid, ", ") .. ")") end
-  end
-end
+-- Errors name the function the user called and point at the user's line (lab.raise skips every
+-- frame under lua/attnlab/).
+local function raise(fn, msg) lab.raise("visual_search_diet." .. fn .. ": " .. msg) end
+-- an options table whose keys are all in the list valid (the shared checker, named "visual_search_diet.<fn>")
+local function check_keys(fn, opts, valid) lab._args.check_options(opts, "visual_search_diet." .. fn, valid) end
 
 local function check_fraction(fn, k, v)
   if type(v) ~= "number" or v ~= v or v < 0 or v > 1 then
