@@ -48,6 +48,8 @@
 --             string keys come back as they were; non-finite numbers are {"$number": "inf"}
 --   config    JSON of run.config; name, script
 local lab = require "attnlab"
+local core = require "attnlab.core"
+local args = require "attnlab.args"
 local json = require "attnlab.json"
 local ffi = require "ffi"
 
@@ -67,12 +69,12 @@ local RUN_FILES = { "config.json", "metrics.jsonl", "records.bin", "summary.json
 local open_runs = {}
 
 local function fail(msg)
-  if lab.raise then lab.raise("run: " .. msg) end
+  if core.raise then core.raise("run: " .. msg) end
   error("run: " .. msg, 3)
 end
 
 local function is_tensor(v)
-  if lab.is_tensor then return lab.is_tensor(v) end
+  if core.is_tensor then return core.is_tensor(v) end
   return type(v) == "cdata"
 end
 
@@ -601,7 +603,7 @@ end
 -- (a resume drops the ones after it, and the result equals the uninterrupted run's).
 function Run:checkpoint(name)
   if name ~= nil and (type(name) ~= "string" or not name:match("^[%w_.-]+$")) then
-    fail("checkpoint: name must be a file name of letters, digits, '_', '.' and '-' (got " .. lab._args.show(name) .. ")")
+    fail("checkpoint: name must be a file name of letters, digits, '_', '.' and '-' (got " .. args.show(name) .. ")")
   end
   name = (name or "checkpoint"):gsub("%.safetensors$", "")
   if self.metrics then self:_flush() end
@@ -646,10 +648,10 @@ end
 function Run:log(step, values)
   if type(step) == "table" then step, values = self.step, step end
   if type(step) ~= "number" or step ~= math.floor(step) or step < 0 or step >= 2^53 then
-    fail("log expects (step, {name = value}) with step an integer >= 0 (got " .. lab._args.show(step) .. ")")
+    fail("log expects (step, {name = value}) with step an integer >= 0 (got " .. args.show(step) .. ")")
   end
   if values ~= nil and (type(values) ~= "table" or is_tensor(values)) then
-    fail("log expects (step, {name = value}) (got " .. lab._args.typename(values) .. " for the values)")
+    fail("log expects (step, {name = value}) (got " .. args.typename(values) .. " for the values)")
   end
   values = plain(values or {}, "log")
   values.step = nil
@@ -673,7 +675,7 @@ function Run:should_log(step)
 end
 
 function Run:summary(tbl)
-  if tbl ~= nil and (type(tbl) ~= "table" or is_tensor(tbl)) then fail("summary expects a table (got " .. lab._args.typename(tbl) .. ")") end
+  if tbl ~= nil and (type(tbl) ~= "table" or is_tensor(tbl)) then fail("summary expects a table (got " .. args.typename(tbl) .. ")") end
   local ok, text = pcall(json.encode, plain(tbl or {}, "summary"), 2)
   if not ok then fail("summary: " .. tostring(text):gsub("^json%.encode: ", "")) end
   write_atomic(self.dir .. "/summary.json", text .. "\n")
@@ -758,7 +760,7 @@ end
 -- started or since the last one; never after the last step: finish writes final.safetensors).
 function Run:steps(n)
   if type(n) ~= "number" or n ~= math.floor(n) or n < 0 or n >= 2^53 then
-    fail("steps expects the number of steps, an integer >= 0 (got " .. lab._args.show(n) .. ")")
+    fail("steps expects the number of steps, an integer >= 0 (got " .. args.show(n) .. ")")
   end
   if self.ckpt then self:_restore() end
   self.total = n

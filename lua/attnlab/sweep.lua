@@ -33,6 +33,8 @@
 -- checkpoint.safetensors continues from it (resume=), one that left run files but no checkpoint
 -- starts afresh there (--force).
 local lab = require "attnlab"
+local core = require "attnlab.core"
+local args = require "attnlab.args"
 local json = require "attnlab.json"
 local grid = require "attnlab.sweep_grid"
 local process = require "attnlab.sweep_process"
@@ -46,7 +48,7 @@ local MANIFEST = "sweep.json"
 M.axis = grid.axis
 M.expand = grid.expand
 
-local function fail(msg) lab.raise("sweep: " .. msg) end
+local function fail(msg) core.raise("sweep: " .. msg) end
 
 local function utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
 
@@ -552,14 +554,14 @@ end
 -- a number of threads given as an option: a whole number >= 1 (nil: the default)
 local function check_threads(fn, threads)
   if threads ~= nil and (type(threads) ~= "number" or threads < 1 or threads ~= math.floor(threads) or threads >= 2 ^ 31) then
-    fail(fn .. ": threads must be a whole number >= 1, not " .. lab._args.show(threads))
+    fail(fn .. ": threads must be a whole number >= 1, not " .. args.show(threads))
   end
 end
 
 function M.run_point(dir, index, opts)
   opts = opts or {}
   if type(opts) ~= "table" then fail("run_point expects (dir, index [, {threads =}])") end
-  lab._args.check_options(opts, "sweep.run_point", { "threads" })
+  args.check_options(opts, "sweep.run_point", { "threads" })
   check_threads("run_point", opts.threads)
   local manifest = M.load(dir)
   local p = manifest.points[index]
