@@ -51,7 +51,7 @@ local internal = { init = lab, attention = lab.attention, help = true,
                    nn_module = true, nn_layers = true, nn_attention = true, nn_variants = true, nn_vision = true,
                    gpt = true,
                    -- the parts of lab.run (run.lua keeps what is public of them)
-                   run_config = true, run_checkpoint = true, run_dir = true,
+                   run_config = true, run_checkpoint = true, run_dir = true, run_commands = true,
                    -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
                    sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true,
                    raster = true }  -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
