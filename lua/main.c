@@ -19,7 +19,7 @@
  * This file is main() and the Lua state; program.h lists the other parts (the command line, the
  * error handling, the prompt, the viewer's launch).
  *
- * A script error after lab.run.start is also recorded in the run directory: errors.c hands the
+ * A script error after lab.run.start is also recorded in the run directory: script_errors.c hands the
  * message to attnlab.run's script_failed, which writes status.json {"status": "failed", ...}.
  *
  * Exit status: 0 success, 1 a script or module error, 2 a usage error (bad flag, missing
@@ -77,7 +77,7 @@ static void find_lua_dir(char *out, size_t outsize) {
     }
 }
 
-/* found before the Lua state exists; errors.c tells the module's frames from the user's by it */
+/* found before the Lua state exists; script_errors.c tells the module's frames from the user's by it */
 char lua_dir[PATH_MAX];
 
 /* ---- the Lua state ---------------------------------------------------------------------- */

@@ -3,11 +3,11 @@
  *   main.c          main(): finding lua/, the Lua state with the module loaded, running a script,
  *                   a chunk, `attnlab help` or `attnlab sweep`
  *   command_line.c  the command line, parsed into a `cli`, and its usage text
- *   errors.c        protected calls: a script's error located at the user's line, recorded in its
+ *   script_errors.c protected calls: a script's error located at the user's line, recorded in its
  *                   run directories, the other ranks ended
  *   prompt.c        the interactive prompt
  *   viewer_launch.c starting the viewer program (attnlab-view), in place or beside a run
- * The arrows go one way: main.c calls the others; prompt.c calls errors.c; none calls main.c except
+ * The arrows go one way: main.c calls the others; prompt.c calls script_errors.c; none calls main.c except
  * for lua_dir, which main.c finds before the Lua state exists. */
 #ifndef ATTNLAB_PROGRAM_H
 #define ATTNLAB_PROGRAM_H
@@ -49,7 +49,7 @@ int parse_command_line(int argc, char **argv, cli *c, int *want_help, int *want_
 /* main.c: the lua/ folder the module was found in (canonical; empty when none) */
 extern char lua_dir[PATH_MAX];
 
-/* errors.c: calls the function below nargs arguments with the message handler; a failure is
+/* script_errors.c: calls the function below nargs arguments with the message handler; a failure is
  * printed as one line (status != 0).  record_failure: a script's own call, whose failure is also
  * recorded in the run directories it started (status.json) and ends the other ranks of a
  * data-parallel run. */

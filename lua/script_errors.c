@@ -1,5 +1,5 @@
-/* errors.c -- how a Lua error reaches the user: one line naming the user's own line (not a line of
- * the attnlab module), the traceback only with ATTNLAB_TRACEBACK=1; a script's error is also
+/* script_errors.c -- how a Lua error reaches the user: one line naming the user's own line (not a
+ * line of the attnlab module), the traceback only with ATTNLAB_TRACEBACK=1; a script's error is also
  * recorded in the run directories it started (status.json, through attnlab.run) and ends the other
  * ranks of a data-parallel run (attnlab.dist). */
 #define _GNU_SOURCE
