@@ -19,7 +19,7 @@
 -- the same to float tolerance (the test checks it); a script that would rather draw only its share
 -- seeds its data generator with dist.seed(base) (base + rank).  Only rank 0 writes the run
 -- directory (lab.run.start asks dist.is_main()); a script error on any rank aborts every rank
--- (lua/main.c calls dist.abort), so no rank waits forever in an all-reduce.
+-- (lua/script_errors.c calls dist.abort), so no rank waits forever in an all-reduce.
 --
 -- MPI is reached through the FFI, by the symbols of Debian's Open MPI (libmpi.so.40), so nothing
 -- is linked at build time and the package is needed only where mpirun is: `apt-get install

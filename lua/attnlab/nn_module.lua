@@ -5,7 +5,7 @@
 local lab = require "attnlab"
 local core = require "attnlab.core"
 local args = require "attnlab.args"
-local raise = core.raise
+local raise, is_tensor = core.raise, core.is_tensor
 
 local nn = {}   -- what this file gives lab.nn
 
@@ -121,7 +121,7 @@ function Module:load_state_dict(sd)
     local name, p = pair[1], pair[2]
     local t = sd[name]
     if t == nil then raise("load_state_dict: missing parameter '" .. name .. "'") end
-    if not lab.is_tensor(t) then raise("load_state_dict: '" .. name .. "' is a " .. type(t) .. ", not a tensor") end
+    if not is_tensor(t) then raise("load_state_dict: '" .. name .. "' is a " .. type(t) .. ", not a tensor") end
     if t:shape_string() ~= p:shape_string() then
       raise(string.format("load_state_dict: parameter '%s' has shape %s, the state has %s", name, p:shape_string(), t:shape_string()))
     end
@@ -131,9 +131,9 @@ function Module:load_state_dict(sd)
     local name, b = pair[1], pair[2]
     local t = sd[name]
     if t == nil then raise("load_state_dict: missing buffer '" .. name .. "'") end
-    if not lab.is_tensor(t) or t:shape_string() ~= b:shape_string() then
+    if not is_tensor(t) or t:shape_string() ~= b:shape_string() then
       raise(string.format("load_state_dict: buffer '%s' has shape %s, the state has %s", name, b:shape_string(),
-        lab.is_tensor(t) and t:shape_string() or type(t)))
+        is_tensor(t) and t:shape_string() or type(t)))
     end
     b:copy_(t)
   end
@@ -165,11 +165,11 @@ nn.check_options = check_options
 -- has one, else its describe()), looked at only when the check fails, so that a forward that
 -- passes it makes no string.
 local function check_input(label, x, what, width, dtype, ndim, layout)
-  if lab.is_tensor(x) and (ndim == nil or x:dim() == ndim) and x:dim() >= 1 and x:size(-1) == width and x:dtype() == dtype then
+  if is_tensor(x) and (ndim == nil or x:dim() == ndim) and x:dim() >= 1 and x:size(-1) == width and x:dtype() == dtype then
     return x
   end
   if type(label) == "table" then label = label.input_label or label:describe() end
-  if not lab.is_tensor(x) then raise(string.format("%s: %s must be a tensor (got %s)", label, what, args.typename(x))) end
+  if not is_tensor(x) then raise(string.format("%s: %s must be a tensor (got %s)", label, what, args.typename(x))) end
   if ndim and x:dim() ~= ndim then
     raise(string.format("%s: %s must be a %d-d tensor %s (got shape %s)", label, what, ndim, layout or "", x:shape_string()))
   end
