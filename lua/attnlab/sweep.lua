@@ -36,18 +36,18 @@ local lab = require "attnlab"
 local core = require "attnlab.core"
 local json = require "attnlab.json"
 local grid = require "attnlab.sweep_grid"
-local manifest_files = require "attnlab.sweep_manifest"
+local sweep_manifest = require "attnlab.sweep_manifest"
 local sweep_local = require "attnlab.sweep_local"
 local slurm = require "attnlab.sweep_slurm"
 local collector = require "attnlab.sweep_collect"
 
 local M = {}
 
-M.FORMAT = manifest_files.FORMAT
+M.FORMAT = sweep_manifest.FORMAT
 M.axis = grid.axis
 M.expand = grid.expand
-M.script_config, M.create, M.load, M.status = manifest_files.script_config, manifest_files.create, manifest_files.load,
-  manifest_files.status
+M.script_config, M.create, M.load, M.status = sweep_manifest.script_config, sweep_manifest.create, sweep_manifest.load,
+  sweep_manifest.status
 M.run, M.run_point = sweep_local.run, sweep_local.run_point
 
 local function fail(msg) core.raise("sweep: " .. msg) end
@@ -72,13 +72,13 @@ function M.submit(dir, opts)
   local options = opts.options or {}
   slurm.check_options(options)
   slurm.sbatch()
-  local manifest, why = manifest_files.status(dir)
+  local manifest, why = sweep_manifest.status(dir)
   if why then fail(string.format("cannot ask Slurm which points of %s still run (%s)", dir, why)) end
   local indices = {}
-  for _, p in ipairs(manifest.points) do if manifest_files.RERUN[p.status] then indices[#indices + 1] = p.index end end
+  for _, p in ipairs(manifest.points) do if sweep_manifest.RERUN[p.status] then indices[#indices + 1] = p.index end end
   if #indices == 0 then return manifest, nil end
   local threads = opts.threads or (manifest.runner and manifest.runner.kind == "slurm" and manifest.runner.threads) or 1
-  local abs = manifest_files.absolute(dir)
+  local abs = sweep_manifest.absolute(dir)
   slurm.write_script(manifest, abs, threads)
   -- a point sent again starts with no record of the attempt before (which would read as killed)
   local job = slurm.submit(manifest, abs, indices, options)
@@ -87,7 +87,7 @@ function M.submit(dir, opts)
   manifest.slurm = manifest.slurm or { script = slurm.SCRIPT, jobs = {} }
   manifest.slurm.jobs[#manifest.slurm.jobs + 1] = job
   for _, i in ipairs(indices) do manifest.points[i].status = "queued" end
-  manifest_files.save(dir, manifest)
+  sweep_manifest.save(dir, manifest)
   return manifest, job
 end
 
@@ -107,7 +107,7 @@ function M.collect(dir, opts)
     if not COLLECT_OPTIONS[k] then fail(string.format("collect: unknown option '%s' (valid: metrics, over)", tostring(k))) end
   end
   if opts.metrics ~= nil and type(opts.metrics) ~= "table" then fail("collect: metrics must be a list of names") end
-  local manifest = manifest_files.status(dir)
+  local manifest = sweep_manifest.status(dir)
   local result = collector.collect(manifest, dir, opts)
   lab.write_file_atomic(dir .. "/results.md", result.markdown)
   lab.write_file_atomic(dir .. "/results.csv", result.csv)

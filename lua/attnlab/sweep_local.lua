@@ -7,15 +7,15 @@ local core = require "attnlab.core"
 local args = require "attnlab.args"
 local json = require "attnlab.json"
 local process = require "attnlab.sweep_process"
-local manifest_files = require "attnlab.sweep_manifest"
+local sweep_manifest = require "attnlab.sweep_manifest"
 local ffi = require "ffi"
 
 local M = {}
 
 local function fail(msg) core.raise("sweep: " .. msg) end
 local utc, exists, read_json, mkdir_p, absolute =
-  manifest_files.utc, manifest_files.exists, manifest_files.read_json, manifest_files.mkdir_p, manifest_files.absolute
-local save, point_status, RERUN = manifest_files.save, manifest_files.point_status, manifest_files.RERUN
+  sweep_manifest.utc, sweep_manifest.exists, sweep_manifest.read_json, sweep_manifest.mkdir_p, sweep_manifest.absolute
+local save, point_status, RERUN = sweep_manifest.save, sweep_manifest.point_status, sweep_manifest.RERUN
 
 local RUN_FILES = { "config.json", "metrics.jsonl", "records.bin", "summary.json", "status.json", "final.safetensors" }
 
@@ -157,7 +157,7 @@ function M.run(dir, opts)
   if type(threads) ~= "number" or threads < 1 or threads ~= math.floor(threads) then
     fail("--threads must be a whole number >= 1, not " .. tostring(threads))
   end
-  local manifest, why = manifest_files.status(dir)
+  local manifest, why = sweep_manifest.status(dir)
   if manifest.slurm and manifest.slurm.jobs and #manifest.slurm.jobs > 0 and why then
     fail(string.format("cannot ask Slurm which points of %s still run (%s): run where squeue answers", dir, why))
   end
@@ -218,7 +218,7 @@ function M.run(dir, opts)
   local interrupted = lab.interrupted()
   lab.catch_interrupts(false)
   progress:close()
-  manifest = manifest_files.status(dir)
+  manifest = sweep_manifest.status(dir)
   return manifest, interrupted
 end
 
@@ -237,7 +237,7 @@ function M.run_point(dir, index, opts)
   if type(opts) ~= "table" then fail("run_point expects (dir, index [, {threads =}])") end
   args.check_options(opts, "sweep.run_point", { "threads" })
   M.check_threads("run_point", opts.threads)
-  local manifest = manifest_files.load(dir)
+  local manifest = sweep_manifest.load(dir)
   local p = manifest.points[index]
   if not p then fail(string.format("%s has no point %s (it has %d)", dir, tostring(index), #manifest.points)) end
   local threads = opts.threads or tonumber(os.getenv("SLURM_CPUS_PER_TASK") or "")
