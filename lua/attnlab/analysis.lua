@@ -3,8 +3,7 @@
 -- e.g. the second result of lab.attention(q, k, v, {weights = true}) or MultiHeadAttention's
 -- m.weights with m.record = true.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local raise = core.raise
 
 local analysis = {}

@@ -6,8 +6,7 @@
 -- its range), so this file keeps no list of any variant's options.  init.lua hands this table to
 -- lab as lab.attention.
 local ffi = require "ffi"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 
 local C, raise, wrap, wrap_slot = core.C, core.raise, core.wrap, core.wrap_slot
 local cdim, ref_array = core.cdim, core.ref_array

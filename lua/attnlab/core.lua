@@ -20,12 +20,20 @@ local root_candidates = {}
 if os.getenv("ATTNLAB_HOME") then root_candidates[#root_candidates + 1] = os.getenv("ATTNLAB_HOME") end
 root_candidates[#root_candidates + 1] = module_dir .. "/../.."
 
+-- a file's bytes, or nil when it cannot be read; and whether a file can be opened (used here to find
+-- the header, and by the run's and the sweep's directories)
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
   local s = f:read("*a")
   f:close()
   return s
+end
+core.read_file = read_file
+function core.file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
 end
 
 local header, root

@@ -2,8 +2,7 @@
 -- randn, rand, randint, arange, eye) and the random generator's seed and state.  init.lua hands
 -- what this returns to lab.
 local ffi = require "ffi"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 
 local C, raise, wrap, is_tensor = core.C, core.raise, core.wrap, core.is_tensor
 local parse_shape, parse_dtype, scalar_tensor = core.parse_shape, core.parse_dtype, core.scalar_tensor

@@ -25,8 +25,7 @@
 -- is linked at build time and the package is needed only where mpirun is: `apt-get install
 -- openmpi-bin`.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local ffi = require "ffi"
 
 local dist = {}

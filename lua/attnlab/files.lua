@@ -3,8 +3,7 @@
 -- through stb_image in the core), and lab.write_file_atomic (a temporary file, fsync, rename: how
 -- every whole file of a run directory is written).  init.lua hands what this returns to lab.
 local ffi = require "ffi"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 
 local C, raise, wrap, check_status, ref_array = core.C, core.raise, core.wrap, core.check_status, core.ref_array
 local typename, expect_tensor = args.typename, args.expect_tensor

@@ -2,8 +2,7 @@
 -- stack, where, matmul, solve, linear, layer_norm, embedding, gather, dropout, the losses, the
 -- function forms of the tensor methods (lab.exp(t) for t:exp()) -- and the autograd scopes
 -- (param, no_grad, grad_enabled).  init.lua hands what this returns to lab.
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local Tensor = require "attnlab.tensor"
 
 local C, raise, wrap, is_tensor = core.C, core.raise, core.wrap, core.is_tensor

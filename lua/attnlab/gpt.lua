@@ -26,10 +26,8 @@
 -- as its forward honours them, so that with no hook installed both paths give the same bits.
 local lab = require "attnlab"
 local core = require "attnlab.core"
-local nn_module = require "attnlab.nn_module"
-local nn_layers = require "attnlab.nn_layers"
-local nn_attention = require "attnlab.nn_attention"
-local variant_modules = require("attnlab.nn_variants").modules
+local nn_module, nn_layers = require "attnlab.nn_module", require "attnlab.nn_layers"
+local nn_attention, variant_modules = require "attnlab.nn_attention", require("attnlab.nn_variants").modules
 local raise, is_tensor = core.raise, core.is_tensor
 
 local check_positive_int = nn_module.check_positive_int

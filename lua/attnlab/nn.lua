@@ -10,10 +10,8 @@
 --   nn_variants.lua   what MultiHeadAttention does per attention variant (one table)
 --   nn_vision.lua     Conv2d, MaxPool2d, AvgPool2d, EccPool2d
 --   gpt.lua           GPT: a decoder with an activation cache and hook points
-local nn_module = require "attnlab.nn_module"
-local nn_layers = require "attnlab.nn_layers"
-local nn_attention = require "attnlab.nn_attention"
-local nn_variants = require "attnlab.nn_variants"
+local nn_module, nn_layers = require "attnlab.nn_module", require "attnlab.nn_layers"
+local nn_attention, nn_variants = require "attnlab.nn_attention", require "attnlab.nn_variants"
 local nn_vision = require "attnlab.nn_vision"
 
 local nn = {}

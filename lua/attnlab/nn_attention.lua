@@ -3,10 +3,8 @@
 -- options they take by name.  What a variant's module does beyond the standard projections and one
 -- lab.attention call is its entry in nn_variants.lua.  nn.lua hands what this returns to lab.nn.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
-local nn_module = require "attnlab.nn_module"
-local nn_layers = require "attnlab.nn_layers"
+local core, args = require "attnlab.core", require "attnlab.args"
+local nn_module, nn_layers = require "attnlab.nn_module", require "attnlab.nn_layers"
 local variant_modules = require("attnlab.nn_variants").modules
 
 local raise, is_tensor = core.raise, core.is_tensor

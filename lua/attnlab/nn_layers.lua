@@ -1,8 +1,7 @@
 -- attnlab.nn_layers: the plain layers of lab.nn -- Linear, Embedding, LayerNorm, the activations
 -- (ReLU, GELU, Tanh, Sigmoid), Sequential and MLP.  nn.lua hands them to lab.nn.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local nn_module = require "attnlab.nn_module"
 
 local raise, is_tensor = core.raise, core.is_tensor

@@ -3,8 +3,7 @@
 -- module file shares (check_input, uniform, split_heads, and the option checks of attnlab.args).
 -- nn.lua hands what this returns to lab.nn.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local raise, is_tensor = core.raise, core.is_tensor
 
 local nn = {}   -- what this file gives lab.nn

@@ -18,10 +18,8 @@
 --   module_only = true: no lab.attention variant of that name (the module maps it onto another)
 -- lab.attention's own options (window, top_k, ...) need no entry: the module hands them on by name.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
-local nn_module = require "attnlab.nn_module"
-local nn_layers = require "attnlab.nn_layers"
+local core, args = require "attnlab.core", require "attnlab.args"
+local nn_module, nn_layers = require "attnlab.nn_module", require "attnlab.nn_layers"
 local raise = core.raise
 
 local moh_gates   -- defined at the end, used by moh's entry

@@ -2,8 +2,7 @@
 -- Conv2d, MaxPool2d, AvgPool2d and EccPool2d.  Inputs are (N, C, H, W).  nn.lua hands what this
 -- returns to lab.nn.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local nn_module = require "attnlab.nn_module"
 local vision_options = require "attnlab.vision_options"
 local raise, is_tensor = core.raise, core.is_tensor

@@ -2,8 +2,7 @@
 -- (one fused loop per parameter, al_sgd_step / al_adam_step).  State is kept per parameter index
 -- and can be saved and restored exactly (for resumable runs).
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local C, raise = core.C, core.raise
 
 local optim = {}

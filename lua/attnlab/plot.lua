@@ -10,8 +10,7 @@
 -- The viewer (viewer/) draws the live pictures with a real font; this module is for the files a
 -- run leaves behind, so it stays plain Lua over one float buffer.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local ffi = require "ffi"
 
 local plot = {}

@@ -13,8 +13,7 @@
 -- modules' Lua code, the garbage collector.  Off, the profiler costs nothing: the wrappers exist
 -- only while fn runs.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local ffi = require "ffi"
 local C = core.C
 

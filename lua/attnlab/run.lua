@@ -42,13 +42,10 @@
 -- directory's claiming run_dir.lua's, the viewer's commands run_commands.lua's; this file is the
 -- run object over them.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local json = require "attnlab.json"
-local run_config = require "attnlab.run_config"
-local run_checkpoint = require "attnlab.run_checkpoint"
-local run_dir = require "attnlab.run_dir"
-local run_commands = require "attnlab.run_commands"
+local run_config, run_checkpoint = require "attnlab.run_config", require "attnlab.run_checkpoint"
+local run_dir, run_commands = require "attnlab.run_dir", require "attnlab.run_commands"
 local ffi = require "ffi"
 
 local M = {}

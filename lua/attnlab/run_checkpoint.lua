@@ -18,8 +18,7 @@
 local lab = require "attnlab"
 local core = require "attnlab.core"
 local json = require "attnlab.json"
-local run_config = require "attnlab.run_config"
-local run_dir = require "attnlab.run_dir"
+local run_config, run_dir = require "attnlab.run_config", require "attnlab.run_dir"
 
 local M = {}
 

@@ -29,11 +29,7 @@ local function mkdir_p(dir)
   end
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists = core.file_exists
 
 -- The canonical path of an existing directory (symlinks, "." and ".." resolved), else the path.
 local function canonical(path)

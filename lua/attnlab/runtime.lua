@@ -2,8 +2,7 @@
 -- allocator's counts and limit), Ctrl-C, and the monotonic clock.  init.lua hands what this returns
 -- to lab.
 local ffi = require "ffi"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 
 local C, raise = core.C, core.raise
 local check_int, check_number = args.check_int, args.check_number

@@ -35,10 +35,8 @@
 local lab = require "attnlab"
 local core = require "attnlab.core"
 local json = require "attnlab.json"
-local grid = require "attnlab.sweep_grid"
-local sweep_manifest = require "attnlab.sweep_manifest"
-local sweep_local = require "attnlab.sweep_local"
-local slurm = require "attnlab.sweep_slurm"
+local grid, sweep_manifest = require "attnlab.sweep_grid", require "attnlab.sweep_manifest"
+local sweep_local, slurm = require "attnlab.sweep_local", require "attnlab.sweep_slurm"
 local collector = require "attnlab.sweep_collect"
 
 local M = {}

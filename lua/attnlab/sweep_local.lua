@@ -3,11 +3,9 @@
 -- point to its end, what a Slurm array task does).  Each point is an ordinary `attnlab run` with
 -- --out its directory; what became of it is recorded in its point.json (sweep_manifest.lua reads it).
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local json = require "attnlab.json"
-local process = require "attnlab.sweep_process"
-local sweep_manifest = require "attnlab.sweep_manifest"
+local process, sweep_manifest = require "attnlab.sweep_process", require "attnlab.sweep_manifest"
 local ffi = require "ffi"
 
 local M = {}

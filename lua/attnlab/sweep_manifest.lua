@@ -5,9 +5,7 @@
 local lab = require "attnlab"
 local core = require "attnlab.core"
 local json = require "attnlab.json"
-local grid = require "attnlab.sweep_grid"
-local process = require "attnlab.sweep_process"
-local slurm = require "attnlab.sweep_slurm"
+local grid, process, slurm = require "attnlab.sweep_grid", require "attnlab.sweep_process", require "attnlab.sweep_slurm"
 
 local M = {}
 
@@ -18,19 +16,7 @@ local function fail(msg) core.raise("sweep: " .. msg) end
 
 local function utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local read, exists = core.read_file, core.file_exists
 
 local function read_json(path)
   local text = read(path)

@@ -2,8 +2,7 @@
 -- operators (t + 1, -t, #t) and how it prints.  lab.Tensor is this table.  Methods take and give
 -- 1-based dimensions; the conversions and the ownership of what the core returns are attnlab.core's.
 local ffi = require "ffi"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 
 local C, raise, wrap, wrap_slot = core.C, core.raise, core.wrap, core.wrap_slot
 local check_status, cdim, parse_shape, parse_dtype = core.check_status, core.cdim, core.parse_shape, core.parse_dtype

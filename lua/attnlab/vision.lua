@@ -4,8 +4,7 @@
 -- keys; vision_options.lua makes the C structs), shapes and meaning in C.  init.lua hands what this
 -- returns to lab.
 local ffi = require "ffi"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local O = require "attnlab.vision_options"
 
 local C, raise, wrap, wrap_slot, is_tensor = core.C, core.raise, core.wrap, core.wrap_slot, core.is_tensor

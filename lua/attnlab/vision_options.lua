@@ -3,8 +3,7 @@
 -- function the user called.  lab.conv2d and the pooling ops (vision.lua) and their modules
 -- (nn.Conv2d, nn.MaxPool2d, ..., nn_vision.lua, which check at construction) share them.
 local ffi = require "ffi"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 
 local raise, is_tensor = core.raise, core.is_tensor
 local typename = args.typename

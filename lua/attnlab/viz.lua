@@ -15,8 +15,7 @@
 -- wall time, or opts.every = n steps), and a value may be a function, called only when the record
 -- is due, so that a script can publish every step without computing a map every step.
 local lab = require "attnlab"
-local core = require "attnlab.core"
-local args = require "attnlab.args"
+local core, args = require "attnlab.core", require "attnlab.args"
 local ffi = require "ffi"
 local C = core.C
 
