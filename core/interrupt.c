@@ -1,8 +1,10 @@
-/* interrupt.c -- Ctrl-C as a polite request.
+/* interrupt.c -- Ctrl-C (and SIGTERM) as a polite request.
  *
  * A long training loop should stop at a step boundary and write a checkpoint, not die in the
- * middle of an update.  So while interrupts are caught, SIGINT only raises a flag; the Lua run loop
- * polls al_interrupted() once per step and does the orderly shutdown itself.  Nothing here calls
+ * middle of an update.  So while interrupts are caught, SIGINT and SIGTERM only raise a flag; the Lua
+ * run loop polls al_interrupted() once per step and does the orderly shutdown itself.  SIGTERM is
+ * what Slurm (scancel, the time limit) and `kill` send before SIGKILL, so a run on a cluster keeps
+ * the steps since its last periodic checkpoint too.  Nothing here calls
  * into Lua: the handler touches one sig_atomic_t and, at most, async-signal-safe syscalls.
  *
  * A second Ctrl-C while the first is still pending means "stop now": the handler restores the
@@ -13,11 +15,13 @@
 #include <signal.h>
 #include <string.h>
 
-static volatile sig_atomic_t interrupted_flag;
-static struct sigaction previous_action;
+static volatile sig_atomic_t interrupted_flag;   /* 0, or the signal that asked */
+static const int caught_signals[] = {SIGINT, SIGTERM};
+enum { N_CAUGHT = sizeof caught_signals / sizeof caught_signals[0] };
+static struct sigaction previous_action[N_CAUGHT];
 static int catching;
 
-static void on_sigint(int sig) {
+static void on_signal(int sig) {
     if (interrupted_flag) {
         /* Second press: give the signal its default meaning and deliver it again.  It stays blocked
          * until this handler returns (no SA_NODEFER), then terminates the process. */
@@ -29,26 +33,28 @@ static void on_sigint(int sig) {
         raise(sig);
         return;
     }
-    interrupted_flag = 1;
+    interrupted_flag = sig;
 }
 
-/* on = 1: catch SIGINT from now on (and forget an earlier, already handled interrupt);
- * on = 0: give back whatever action was installed before (the default, usually). */
+/* on = 1: catch SIGINT and SIGTERM from now on (and forget an earlier, already handled interrupt);
+ * on = 0: give back whatever actions were installed before (the defaults, usually). */
 void al_catch_interrupts(int on) {
     if (on) {
         interrupted_flag = 0;
         if (catching) return;
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigint;
+        sa.sa_handler = on_signal;
         sigemptyset(&sa.sa_mask);
         sa.sa_flags = SA_RESTART; /* a blocking read or write resumes; the loop polls the flag */
-        if (sigaction(SIGINT, &sa, &previous_action) == 0) catching = 1;
+        for (int i = 0; i < N_CAUGHT; i++) sigaction(caught_signals[i], &sa, &previous_action[i]);
+        catching = 1;
     } else if (catching) {
-        sigaction(SIGINT, &previous_action, NULL);
+        for (int i = 0; i < N_CAUGHT; i++) sigaction(caught_signals[i], &previous_action[i], NULL);
         catching = 0;
     }
 }
 
-/* 1 once SIGINT arrived while caught; stays 1 until the next al_catch_interrupts(1). */
-int al_interrupted(void) { return interrupted_flag != 0; }
+/* The signal number (SIGINT or SIGTERM) once one arrived while caught, else 0; it stays until the
+ * next al_catch_interrupts(1). */
+int al_interrupted(void) { return interrupted_flag; }

@@ -432,9 +432,9 @@ int al_runlog_read_payload(al_runlog_reader *r, const al_record_info *info, void
 /* Size of a file in bytes, -1 when it does not exist (the training loop's cheap command poll). */
 int64_t al_file_size(const char *path);
 
-/* ---- interrupts ---- */
+/* ---- interrupts: SIGINT and SIGTERM as a request to stop at the next step (interrupt.c) ---- */
 void al_catch_interrupts(int on);
-int al_interrupted(void);
+int al_interrupted(void);   /* 0, or the number of the signal that asked */
 
 /* ---- the op profiler (lab.profile): off by default, and then it costs one branch per backward
  * node.  On, each node's backward is timed under the op's name, and the products count their

@@ -394,11 +394,13 @@ function Run:_interrupted()
   if self.metrics then self.metrics:close() self.metrics = nil end
   self:_status("interrupted", { checkpoint = path })
   close_run(self)
-  io.stderr:write(string.format("\nattnlab: interrupted after step %d; state saved in %s\n", self.step, path))
+  local sig = lab.interrupt_signal() or 2
+  io.stderr:write(string.format("\nattnlab: %s after step %d; state saved in %s\n", sig == 15 and "terminated (SIGTERM)" or "interrupted",
+    self.step, path))
   io.stderr:write(string.format("attnlab: resume with: attnlab run %s resume=%s\n", self.script or "SCRIPT.lua", path))
   io.stderr:flush()
   io.stdout:flush()
-  os.exit(130, true) -- true: close the Lua state first, so tensors are freed (quiet sanitizers)
+  os.exit(128 + sig, true) -- 130 for Ctrl-C, 143 for SIGTERM; true: close the Lua state first (quiet sanitizers)
 end
 
 -- Writes the periodic checkpoint and notes it in status.json (the clock was read by the caller).

@@ -1,5 +1,5 @@
 -- attnlab.runtime: the process the module runs in -- the core's threads, its memory (the
--- allocator's counts and limit), Ctrl-C, and the monotonic clock.  init.lua hands what this returns
+-- allocator's counts and limit), Ctrl-C and SIGTERM, and the monotonic clock.  init.lua hands what this returns
 -- to lab.
 local ffi = require "ffi"
 local core, args = require "attnlab.core", require "attnlab.args"
@@ -28,6 +28,8 @@ function lab.set_memory_limit(bytes)
   C.al_set_memory_limit(bytes)
 end
 function lab.interrupted() return C.al_interrupted() ~= 0 end
+-- the signal that asked (2 SIGINT, 15 SIGTERM), or nil
+function lab.interrupt_signal() local sig = C.al_interrupted() return sig ~= 0 and sig or nil end
 function lab.catch_interrupts(on) C.al_catch_interrupts(on == false and 0 or 1) end
 
 ffi.cdef [[

@@ -221,6 +221,27 @@ run "$PROG" -e '
   print(n > 0 and same)'
 expect_out "true" "resumed final state equals the uninterrupted run's, bit for bit"
 
+# SIGTERM (what Slurm's scancel and time limit send, and kill's default) is handled like Ctrl-C: a
+# checkpoint at the step boundary, status interrupted, exit 143; the resumed run equals the reference.
+"$PROG" run tiny.lua steps=300 sleep_ms=10 --out term >"$T/term.out" 2>"$T/term.err" &
+pid=$!
+i=0
+while [ $i -lt 200 ]; do
+  [ -f term/metrics.jsonl ] && [ "$(wc -l <term/metrics.jsonl)" -ge 3 ] && break
+  sleep 0.05
+  i=$((i + 1))
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+cp "$T/term.err" "$T/err"
+expect_rc 143 "SIGTERM exits with 143 (128 + 15)"
+expect_err "terminated .SIGTERM. after step" "SIGTERM says so"
+expect_file term/status.json '"status": "interrupted"' "SIGTERM: status.json says interrupted"
+run "$PROG" run tiny.lua resume=term/checkpoint.safetensors sleep_ms=0
+expect_rc 0 "resume after SIGTERM"
+cmp -s term/metrics.jsonl ref/metrics.jsonl && pass || fail "resumed-after-SIGTERM metrics.jsonl equals the uninterrupted one"
+
 run "$PROG" run tiny.lua resume=nowhere.safetensors
 expect_rc 1 "resume from a missing checkpoint"
 one_line "resume from a missing checkpoint"
