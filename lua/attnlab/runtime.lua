@@ -1,6 +1,6 @@
 -- attnlab.runtime: the process the module runs in -- the core's threads, its memory (the
--- allocator's counts and limit), Ctrl-C and SIGTERM, and the monotonic clock.  init.lua hands what this returns
--- to lab.
+-- allocator's counts and limit), Ctrl-C and SIGTERM, and the monotonic clock.  init.lua hands what
+-- this returns to lab.
 local ffi = require "ffi"
 local core, args = require "attnlab.core", require "attnlab.args"
 
