@@ -1,4 +1,4 @@
--- attnlab.files: tensors, images and text to and from files -- lab.save and lab.load
+-- attnlab.files: tensors and images to and from files, text to a file -- lab.save and lab.load
 -- (safetensors, with metadata), lab.image.load and lab.image.save (PNG out; PNG, JPEG and more in,
 -- through stb_image in the core), and lab.write_file_atomic (a temporary file, fsync, rename: how
 -- every whole file of a run directory is written).  init.lua hands what this returns to lab.
