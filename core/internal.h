@@ -159,6 +159,11 @@ static inline void al_count_flops(double flops) {
 /* Backward of one node, timed under its name when the profiler is on (autograd.c calls it). */
 void al_profile_backward(al_node *node);
 
+/* A helper that must be inlined at every call, so that a constant argument (an op, a row width)
+ * folds its switch away and each call site compiles to its own loop (generic/elementwise_rows.h,
+ * generic/dense_rows.h). */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 /* ---- fast math ------------------------------------------------------------------------------ */
 /* exp for float32 that vectorises (libm's expf is a call per element): 2^k * p(r) with
  * k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2] and p the degree-6 Taylor polynomial

@@ -21,7 +21,7 @@ if os.getenv("ATTNLAB_HOME") then root_candidates[#root_candidates + 1] = os.get
 root_candidates[#root_candidates + 1] = module_dir .. "/../.."
 
 -- a file's bytes, or nil when it cannot be read; and whether a file can be opened (used here to find
--- the header, and by the run's and the sweep's directories)
+-- the header, by the run's and the sweep's directories, and as lab.read_file and lab.file_exists)
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -98,13 +98,17 @@ core.version = ffi.string(C.al_version())
 -- Errors: point at the user's line, not at this module.
 ---------------------------------------------------------------------------------------------------
 -- The position is found by walking the stack rather than by an error level, because tail calls
--- (`return wrap(...)`) remove frames and would make any fixed level wrong.
+-- (`return wrap(...)`) remove frames and would make any fixed level wrong.  A frame is the
+-- library's when its file lies in this module's folder or below (lua/attnlab/tasks/ too): every
+-- file of the module is loaded through the same package.path entry, so their sources share this
+-- prefix, while a user's script never does (even one in a folder that happens to be named attnlab).
+local library_prefix = "@" .. module_dir .. "/"
 function core.raise(msg)
   local level = 2
   while true do
     local info = debug.getinfo(level, "Sl")
     if not info then break end
-    if info.currentline > 0 and not info.short_src:find("attnlab/[%w_]+%.lua$") then
+    if info.currentline > 0 and info.source:sub(1, #library_prefix) ~= library_prefix then
       error(info.short_src .. ":" .. info.currentline .. ": " .. msg, 0)
     end
     level = level + 1

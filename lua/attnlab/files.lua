@@ -1,7 +1,8 @@
--- attnlab.files: tensors and images to and from files, text to a file -- lab.save and lab.load
+-- attnlab.files: tensors, images and text to and from files -- lab.save and lab.load
 -- (safetensors, with metadata), lab.image.load and lab.image.save (PNG out; PNG, JPEG and more in,
--- through stb_image in the core), and lab.write_file_atomic (a temporary file, fsync, rename: how
--- every whole file of a run directory is written).  init.lua hands what this returns to lab.
+-- through stb_image in the core), lab.read_file and lab.file_exists, and lab.write_file_atomic (a
+-- temporary file, fsync, rename: how every whole file of a run directory is written).  init.lua
+-- hands what this returns to lab.
 local ffi = require "ffi"
 local core, args = require "attnlab.core", require "attnlab.args"
 
@@ -71,6 +72,16 @@ end
 function lab.image.save(path, t)
   if type(path) ~= "string" then raise("image.save: path must be a string") end
   check_status(C.al_image_save_png(path, expect_tensor(t, "image.save", "t")), "image.save")
+end
+
+-- a whole file's bytes, or nil when it cannot be opened (no error: callers test for presence)
+function lab.read_file(path)
+  if type(path) ~= "string" then raise("read_file: path must be a string (got " .. type(path) .. ")") end
+  return core.read_file(path)
+end
+function lab.file_exists(path)
+  if type(path) ~= "string" then raise("file_exists: path must be a string (got " .. type(path) .. ")") end
+  return core.file_exists(path)
 end
 
 function lab.write_file_atomic(path, s)

@@ -31,18 +31,7 @@ local Canvas = {}
 Canvas.__index = Canvas
 raster.Canvas = Canvas
 
-local function raise(fn, msg)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
-      error(info.short_src .. ":" .. info.currentline .. ": raster." .. fn .. ": " .. msg, 0)
-    end
-    level = level + 1
-  end
-  error("raster." .. fn .. ": " .. msg, 0)
-end
+local function raise(fn, msg) lab.raise("raster." .. fn .. ": " .. msg) end
 
 local function is_int(x) return type(x) == "number" and x == floor(x) end
 local function check_value(fn, v)

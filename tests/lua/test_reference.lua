@@ -55,7 +55,8 @@ local internal = { init = lab, attention = lab.attention, help = true,
                    -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
                    sweep_grid = true, sweep_manifest = true, sweep_local = true, sweep_process = true, sweep_slurm = true,
                    sweep_collect = true, sweep_cli = true,
-                   raster = true }  -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
+                   raster = true,  -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
+                   counter_rng = true }  -- the data generators' counter-based hash, not part of lab
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
 for f in p:lines() do
