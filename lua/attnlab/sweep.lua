@@ -28,8 +28,9 @@
 --   running      started and its process is alive (here, or a task Slurm still runs)
 --   finished     exited 0
 --   failed       exited non-zero (the run's error is in status.json, and in sweep.json)
---   interrupted  stopped by Ctrl-C, with a checkpoint
---   killed       started, never recorded an end, and no longer alive (kill -9, scancel, a lost node)
+--   interrupted  stopped by Ctrl-C or SIGTERM (scancel, a time limit), with a checkpoint
+--   killed       started, never recorded an end, and no longer alive (kill -9, a lost node, SIGKILL
+--                after a step outlasted Slurm's KillWait)
 -- --resume runs pending, failed, interrupted and killed points again; a point whose directory has
 -- checkpoint.safetensors continues from it (resume=), one that left run files but no checkpoint
 local lab = require "attnlab"
