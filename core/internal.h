@@ -12,7 +12,8 @@
 #endif
 
 /* Storage: one block of memory shared by every view onto it.
- * Invariant: refcount >= 1 while any tensor points at it; data is owned unless `borrowed`. */
+ * Invariant: refcount >= 1 while any tensor points at it; data is always its own (al_alloc'd by
+ * storage_new, given back to the allocator when the last reference goes: al_from_buffer copies). */
 typedef struct al_storage {
     void *data;
     size_t nbytes;

@@ -10,12 +10,10 @@
 --
 -- Written into the sweep directory as results.md (Markdown, mean ± sd, 4 significant digits) and
 -- results.csv (<axes>, n, then <metric>.mean and <metric>.sd for each metric, numbers in full).
-local lab = require "attnlab"
 local json = require "attnlab.json"
+local read = require("attnlab.core").read_file
 
 local M = {}
-
-local read = lab.read_file
 
 -- Dotted names in natural order: "ov_mu.2" before "ov_mu.10", "a.b" after "a".
 local function name_less(a, b)
