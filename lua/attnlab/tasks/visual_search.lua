@@ -23,6 +23,7 @@
 -- docs/visual_search.md says where this differs from eccNET and why.
 local lab = require "attnlab"
 local nn = require "attnlab.nn"
+local args = require "attnlab.args"
 local ffi = require "ffi"
 local stimuli = require "attnlab.tasks.visual_search_stimuli"
 
@@ -34,8 +35,8 @@ local vs = {}
 -- frame under lua/attnlab/).
 local function raise(fn, msg) lab.raise("visual_search." .. fn .. ": " .. msg) end
 -- an options table whose keys are all in the list valid (the shared checker, named "visual_search.<fn>")
-local function check_keys(fn, opts, valid) lab._args.check_options(opts, "visual_search." .. fn, valid) end
-local show, typename = lab._args.show, lab._args.typename
+local function check_keys(fn, opts, valid) args.check_options(opts, "visual_search." .. fn, valid) end
+local show, typename = args.show, args.typename
 local function is_int(v) return type(v) == "number" and v == floor(v) and v > -2 ^ 53 and v < 2 ^ 53 end
 
 ---------------------------------------------------------------------------------------------------

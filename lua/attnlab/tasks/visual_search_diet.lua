@@ -28,6 +28,7 @@
 -- same images.
 local lab = require "attnlab"
 local raster = require "attnlab.raster"
+local args = require "attnlab.args"
 local ffi = require "ffi"
 
 local floor, sin, cos, rad, min, max = math.floor, math.sin, math.cos, math.rad, math.min, math.max
@@ -49,11 +50,11 @@ for i, c in ipairs(diet.categories) do CATEGORY[c] = i end
 -- frame under lua/attnlab/).
 local function raise(fn, msg) lab.raise("visual_search_diet." .. fn .. ": " .. msg) end
 -- an options table whose keys are all in the list valid (the shared checker, named "visual_search_diet.<fn>")
-local function check_keys(fn, opts, valid) lab._args.check_options(opts, "visual_search_diet." .. fn, valid) end
+local function check_keys(fn, opts, valid) args.check_options(opts, "visual_search_diet." .. fn, valid) end
 
 local function check_fraction(fn, k, v)
   if type(v) ~= "number" or v ~= v or v < 0 or v > 1 then
-    raise(fn, string.format("%s must be a fraction in [0, 1] (got %s)", k, lab._args.show(v)))
+    raise(fn, string.format("%s must be a fraction in [0, 1] (got %s)", k, args.show(v)))
   end
 end
 
@@ -61,7 +62,7 @@ end
 function diet.options(opts, fn)
   fn = fn or "options"
   if opts ~= nil and (type(opts) ~= "table" or lab.is_tensor(opts)) then
-    raise(fn, "options must be a table (got " .. lab._args.typename(opts) .. ")")
+    raise(fn, "options must be a table (got " .. args.typename(opts) .. ")")
   end
   opts = opts or {}
   if opts._checked then return opts end
@@ -74,9 +75,9 @@ function diet.options(opts, fn)
     if opts[k] == nil then o[k] = v else o[k] = opts[k] end
   end
   for _, k in ipairs{ "toplit", "vertical", "curved", "crosses" } do check_fraction(fn, k, o[k]) end
-  if type(o.reversed) ~= "boolean" then raise(fn, "reversed must be true or false (got " .. lab._args.show(o.reversed) .. ")") end
+  if type(o.reversed) ~= "boolean" then raise(fn, "reversed must be true or false (got " .. args.show(o.reversed) .. ")") end
   if type(o.size) ~= "number" or o.size ~= floor(o.size) or o.size < 16 or o.size > 256 then
-    raise(fn, "size must be an integer number of pixels from 16 to 256 (got " .. lab._args.show(o.size) .. ")")
+    raise(fn, "size must be an integer number of pixels from 16 to 256 (got " .. args.show(o.size) .. ")")
   end
   o._checked = true
   return o
@@ -102,7 +103,7 @@ function diet.draw(u, opts)
   if type(u) ~= "table" or #u < DRAWS then raise("draw", "u must be a list of " .. DRAWS .. " uniforms in [0, 1)") end
   for i = 1, DRAWS do
     if type(u[i]) ~= "number" or not (u[i] >= 0 and u[i] <= 1) then
-      raise("draw", string.format("u[%d] must be a number in [0, 1) (got %s)", i, lab._args.show(u[i])))
+      raise("draw", string.format("u[%d] must be a number in [0, 1) (got %s)", i, args.show(u[i])))
     end
   end
   local P = opts.size
@@ -187,7 +188,7 @@ end
 -- diet.batch(n [, opts]): n images (n, 1, size, size) float32 in [0, 1] and their classes (n)
 -- int64 in 1 .. diet.classes, drawn with lab's generator.
 function diet.batch(n, opts)
-  if type(n) ~= "number" or n ~= floor(n) or n < 1 then raise("batch", "n must be a positive integer (got " .. lab._args.show(n) .. ")") end
+  if type(n) ~= "number" or n ~= floor(n) or n < 1 then raise("batch", "n must be a positive integer (got " .. args.show(n) .. ")") end
   opts = diet.options(opts, "batch")
   local P = opts.size
   local u = lab.rand{ n, DRAWS }:to("float64"):totable()
@@ -205,7 +206,7 @@ end
 -- diet.describe_class(class): the category and the pose bin's centre in degrees of a class.
 function diet.describe_class(class)
   if type(class) ~= "number" or class ~= floor(class) or class < 1 or class > diet.classes then
-    raise("describe_class", "class must be an integer from 1 to " .. diet.classes .. " (got " .. lab._args.show(class) .. ")")
+    raise("describe_class", "class must be an integer from 1 to " .. diet.classes .. " (got " .. args.show(class) .. ")")
   end
   local cat = diet.categories[floor((class - 1) / diet.bins) + 1]
   local b = (class - 1) % diet.bins
@@ -218,12 +219,12 @@ end
 function diet.sheet(opts, layout)
   opts = diet.options(opts, "sheet")
   layout = layout or {}
-  if type(layout) ~= "table" or lab.is_tensor(layout) then raise("sheet", "layout must be a table {rows =, cols =} (got " .. lab._args.typename(layout) .. ")") end
+  if type(layout) ~= "table" or lab.is_tensor(layout) then raise("sheet", "layout must be a table {rows =, cols =} (got " .. args.typename(layout) .. ")") end
   check_keys("sheet", layout, { "rows", "cols" })
   local rows, cols = layout.rows or 6, layout.cols or 12
   for _, v in ipairs{ { rows, "rows" }, { cols, "cols" } } do
     if type(v[1]) ~= "number" or v[1] ~= floor(v[1]) or v[1] < 1 or v[1] > 64 then
-      raise("sheet", v[2] .. " must be an integer from 1 to 64 (got " .. lab._args.show(v[1]) .. ")")
+      raise("sheet", v[2] .. " must be an integer from 1 to 64 (got " .. args.show(v[1]) .. ")")
     end
   end
   local P, gap = opts.size, 2
