@@ -32,6 +32,8 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 LIB_A    := $(BUILD)/libattnlab.a
 LIB_SO   := $(BUILD)/libattnlab.so
 PROGRAM  := $(BUILD)/attnlab
+# the program: main.c and its parts (lua/program.h lists them)
+PROGRAM_SRC := $(wildcard lua/*.c)
 # the viewer is its own program: the training process never loads SDL, and `attnlab view` and
 # `attnlab run --view` start it (lua/main.c)
 VIEWER_SRC := $(wildcard viewer/*.c)
@@ -68,8 +70,8 @@ $(LIB_SO): $(CORE_OBJ)
 	$(CC) -shared -fopenmp -Wl,-z,nodelete $(LDFLAGS) -o $@.tmp $^ $(LDLIBS) && mv -f $@.tmp $@
 
 # linked under a temporary name and renamed, so that a running attnlab is never overwritten
-$(PROGRAM): lua/main.c $(LIB_A)
-	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -o $@.tmp lua/main.c -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive \
+$(PROGRAM): $(PROGRAM_SRC) lua/program.h $(LIB_A)
+	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -o $@.tmp $(PROGRAM_SRC) -Wl,--whole-archive $(LIB_A) -Wl,--no-whole-archive \
 	    $(LDFLAGS) -Wl,-E $(LUAJIT_LIBS) $(LDLIBS) -ldl && mv -f $@.tmp $@
 
 $(BUILD)/viewer/%.o: viewer/%.c viewer/viewer.h core/include/attnlab.h

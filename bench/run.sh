@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh -- `make bench`: attnlab against the PyTorch reference, side by side, in one run.
-#   bash bench/run.sh [icl] [attention] [variants] [gpt]     (default: all four)
+#   bash bench/run.sh [icl] [attention] [variants] [gpt] [conv]     (default: all five)
 #
 # icl: the in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads; attnlab
 #   also with 1 thread, which is as fast at this size on a 2-vCPU VM) timed by bench/icl_step.lua
@@ -20,6 +20,9 @@
 #   at GPT_CONFIGS (default 2x128x4 and 4x256x4), bench/gpt_step.lua against
 #   bench/torch_ref/gpt_step.py (manual and sdpa attention) in the "omp" and "default" PyTorch
 #   environments, GPT_ROUNDS rounds interleaved -> bench/out/gpt_step.md.
+# conv: 2-D convolution forward and forward + backward on the visual-search CNN's shapes,
+#   bench/conv_step.lua against bench/torch_ref/conv_step.py (F.conv2d) in the "omp" and "default"
+#   environments, CONV_ROUNDS rounds interleaved -> bench/out/conv_step.md.
 # REF names the folder of the icl and attention reference scripts (default bench/torch_ref).
 # Copy the tables into bench/RESULTS.md with the date.
 set -euo pipefail   # a failing reference script fails the benchmark instead of losing its rows
@@ -30,8 +33,9 @@ ATTN_ROUNDS=${ATTN_ROUNDS:-2}
 ATTN_NS=${ATTN_NS:-"512 1024 2048"}
 GPT_ROUNDS=${GPT_ROUNDS:-3}
 GPT_CONFIGS=${GPT_CONFIGS:-"2x128x4 4x256x4"}
+CONV_ROUNDS=${CONV_ROUNDS:-3}
 REF=${REF:-bench/torch_ref}
-PARTS=${*:-icl attention variants gpt}
+PARTS=${*:-icl attention variants gpt conv}
 mkdir -p bench/out
 
 # PyTorch and the OpenMP OpenBLAS come from Debian; only the benchmark needs them.
@@ -123,9 +127,24 @@ gpt() {
     ./attnlab bench/gpt_table.lua file="$out" | tee bench/out/gpt_step.md
 }
 
+conv() {
+    out=bench/out/conv_step.jsonl
+    : > "$out"
+    for round in $(seq "$CONV_ROUNDS"); do
+        echo "conv round $round/$CONV_ROUNDS"
+        ./attnlab --threads 2 bench/conv_step.lua | sed 's/^{/{"env": "attnlab", /' >> "$out"
+        if [ -n "$OMPLIB" ]; then
+            env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" bench/torch_ref/conv_step.py --threads 2 \
+                | sed 's/^{/{"env": "torch-omp", /' >> "$out"
+        fi
+        "$PY" bench/torch_ref/conv_step.py --threads 2 | sed 's/^{/{"env": "torch-default", /' >> "$out"
+    done
+    ./attnlab bench/conv_table.lua file="$out" | tee bench/out/conv_step.md
+}
+
 for part in $PARTS; do
     case $part in
-        icl|attention|variants|gpt) $part ;;
-        *) echo "bench/run.sh: unknown part '$part' (icl, attention, variants, gpt)" >&2; exit 2 ;;
+        icl|attention|variants|gpt|conv) $part ;;
+        *) echo "bench/run.sh: unknown part '$part' (icl, attention, variants, gpt, conv)" >&2; exit 2 ;;
     esac
 done

@@ -12,7 +12,8 @@
 #endif
 
 /* Storage: one block of memory shared by every view onto it.
- * Invariant: refcount >= 1 while any tensor points at it; data is owned unless `borrowed`. */
+ * Invariant: refcount >= 1 while any tensor points at it; data is always its own (al_alloc'd by
+ * storage_new, given back to the allocator when the last reference goes: al_from_buffer copies). */
 typedef struct al_storage {
     void *data;
     size_t nbytes;
@@ -157,6 +158,11 @@ static inline void al_count_flops(double flops) {
 }
 /* Backward of one node, timed under its name when the profiler is on (autograd.c calls it). */
 void al_profile_backward(al_node *node);
+
+/* A helper that must be inlined at every call, so that a constant argument (an op, a row width)
+ * folds its switch away and each call site compiles to its own loop (generic/elementwise_rows.h,
+ * generic/dense_rows.h). */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* ---- fast math ------------------------------------------------------------------------------ */
 /* exp for float32 that vectorises (libm's expf is a call per element): 2^k * p(r) with

@@ -1,5 +1,5 @@
-/* json_read.c -- the one JSON reader of the C side: the safetensors header (io.c) and every JSON file
- * of a run directory (runfiles_read.c: config.json, status.json, summary.json, metrics.jsonl's
+/* json_read.c -- the one JSON reader of the C side: the safetensors header (safetensors.c) and every
+ * JSON file of a run directory (runfiles_read.c: config.json, status.json, summary.json, metrics.jsonl's
  * lines).  Lua has its own codec, lua/attnlab/json.lua; the two agree on RFC 8259.
  *
  * It reads files from anywhere, so it trusts nothing: strict RFC 8259 (no comments, no trailing

@@ -1,6 +1,8 @@
 /* events.c -- scripted input for tests (`attnlab-view RUN_DIR --events FILE`): the lines of a file
  * become SDL events pushed with SDL_PushEvent into the viewer's own event loop, so a test drives
  * exactly the code a user's keys and clicks drive, and can wait for the running script's answer.
+ * The window loop (viewer.c) calls it between frames; it draws through frame.c for screenshot and
+ * print_layout, and calls nothing in viewer.c (the loop hands it the time).
  *
  * One command a line (# starts a comment):
  *   key NAME             a key press and release (SDL key names: space, a, Left, 2, ? ...)
@@ -17,13 +19,6 @@
 #include <SDL.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-
-double viewer_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void push_key(SDL_Keycode key) {
     SDL_Event e = {0};
@@ -55,9 +50,9 @@ static bool event_has(const viewer_run *run, const char *name) {
     return false;
 }
 
-/* Runs script lines until one has to wait; returns 0 to go on, 1 when done (quit), -1 on failure. */
-int viewer_run_event_script(viewer_state *v, viewer_event_script *s) {
-    const double t = viewer_now();
+/* Runs script lines until one has to wait (t: the loop's clock, viewer_now); returns 0 to go on, 1
+ * when done (quit), -1 on failure. */
+int viewer_run_event_script(viewer_state *v, viewer_event_script *s, double t) {
     if (s->wait_until > t) return 0;
     if (s->wait_step >= 0 || s->wait_event[0]) {
         bool done = s->wait_step >= 0 ? v->run.latest_step >= s->wait_step : event_has(&v->run, s->wait_event);

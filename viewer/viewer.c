@@ -11,8 +11,9 @@
  *   and a failed run's banner and error)
  *
  * It reads the run directory (records.bin and metrics.jsonl, followed while they grow), draws into
- * a memory canvas, shows the canvas in an SDL2 window, and writes the user's commands for the
- * running script as lines appended to RUN_DIR/commands.  It redraws only when something changed
+ * a memory canvas (frame.c), shows the canvas in an SDL2 window, and hands the user's keys and
+ * clicks to input.c, which writes the commands for the running script as lines appended to
+ * RUN_DIR/commands.  This file is the program: its command line and the window loop.  It redraws only when something changed
  * or on input, and otherwise sleeps in SDL_WaitEventTimeout, so it does not take CPU from the
  * training it watches.  Layouts: overview (default), grid, map, heads, matrices, curves, images,
  * neuron. */
@@ -20,16 +21,10 @@
 #include "viewer.h"
 #include <SDL.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-static const char *layout_names[LAYOUT_COUNT] = {"overview", "grid", "map", "heads", "matrices", "curves", "images", "neuron"};
-static const char *layout_keys[LAYOUT_COUNT] = {"0", "1", "2", "3", "4", "5", "6", "7"};
-
+#include <time.h>
 typedef struct {
     const char *run_dir, *screenshot, *layout, *events, *font, *compare;
     long step, diff, layer, head, query, bench_frames;
@@ -38,397 +33,11 @@ typedef struct {
     bool log_y, print_layout;
 } viewer_options;
 
-static void set_status(viewer_state *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_status(viewer_state *v, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(v->status, sizeof v->status, fmt, ap);
-    va_end(ap);
-}
-
-/* ---- commands to the script ------------------------------------------------------------------ */
-
-/* One line appended with one write() on O_APPEND: the script never reads half a command. */
-static void send_command(viewer_state *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void send_command(viewer_state *v, const char *fmt, ...) {
-    char line[200], path[4200];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0 || n >= (int)sizeof line - 1) return;
-    line[n++] = '\n';
-    snprintf(path, sizeof path, "%s/commands", v->run.dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, line, (size_t)n) != n) set_status(v, "cannot write '%s': %s", path, strerror(errno));
-    else set_status(v, "sent: %.*s", n - 1, line);
-    if (fd >= 0) close(fd);
-}
-
-/* what the script said it is doing, from the last pause/resume/single-step event it logged */
-static const char *script_state(const viewer_state *v) {
-    for (int i = v->run.n_events - 1; i >= 0; i--) {
-        const al_event_kind k = v->run.events[i].kind;
-        if (k == AL_EVENT_PAUSE || k == AL_EVENT_SINGLE_STEP) return "paused";
-        if (k == AL_EVENT_RESUME) return "running";
-    }
-    return NULL;
-}
-
-/* ---- steps ----------------------------------------------------------------------------------- */
-
-static int snapshot_index(const viewer_state *v) {
-    int64_t s = viewer_shown_step(v);
-    int idx = -1;
-    for (int i = 0; i < v->run.n_snapshots && v->run.snapshots[i] <= s; i++) idx = i;
-    return idx;
-}
-
-static void go_to_snapshot(viewer_state *v, int idx) {
-    if (v->run.n_snapshots == 0) return;
-    if (idx >= v->run.n_snapshots - 1) { v->step = -1; return; }   /* the newest: follow it live */
-    if (idx < 0) idx = 0;
-    v->step = v->run.snapshots[idx];
-}
-
-/* ---- drawing the frame ----------------------------------------------------------------------- */
-
-static const char *help_lines[][2] = {   /* key, what it does */
-    {"space", "pause / resume the training"},
-    {"n or .", "run a single training step (then pause)"},
-    {"left/right", "step back / forward through the recorded history"},
-    {"home/end", "first recorded step / follow the newest"},
-    {"d", "difference mode: the shown step minus this one (d again: off)"},
-    {"up/down", "choose the layer (grid row)"},
-    {"tab, h/l", "choose the head (shift-tab, h: previous)"},
-    {"a", "ablate the chosen head (again: restore it)"},
-    {"+ / -", "scale the chosen head's output by 2 / by 1/2"},
-    {"r", "restore every head"},
-    {"0 .. 7", "overview, grid, map, heads, matrices, curves, images, neuron"},
-    {"pgup/pgdn", "the neuron view's query"},
-    {"f", "attention colours over 0 .. 1, or 0 .. each map's largest"},
-    {"g", "log y axis on curves"},
-    {"[ / ]", "less / more curve smoothing"},
-    {"s", "save a PNG of the view (in the run directory)"},
-    {"c", "save the chosen map as CSV (in the run directory)"},
-    {"mouse", "click a thumbnail to enlarge it (click again: back),"},
-    {"", "hover for values, click a head's colour to hide it,"},
-    {"", "double-click it to show that head alone (again: all),"},
-    {"", "click or drag the step bar"},
-    {"?", "this help"},
-    {"q, escape", "quit (the training goes on)"},
-};
-
-static void draw_help(viewer_state *v) {
-    const int n = (int)(sizeof help_lines / sizeof *help_lines), th = viewer_text_height(VIEWER_FONT_NORMAL);
-    const int pad = viewer_px(v, 16);
-    int kw = 0, w = 0;
-    for (int i = 0; i < n; i++) {
-        int a = viewer_text_width(VIEWER_FONT_NORMAL, help_lines[i][0]), b = viewer_text_width(VIEWER_FONT_NORMAL, help_lines[i][1]);
-        if (a > kw) kw = a;
-        if (b > w) w = b;
-    }
-    w += kw + pad;
-    viewer_rect r = {(v->canvas.w - w) / 2 - pad, (v->canvas.h - n * th) / 2 - pad - th, w + 2 * pad, n * th + 2 * pad + th};
-    viewer_fill(&v->canvas, r, 0xFF0E1014);
-    viewer_outline(&v->canvas, r, viewer_px(v, 2), VIEWER_ACCENT);
-    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + pad / 2, VIEWER_ACCENT, "keys");
-    for (int i = 0; i < n; i++) {
-        const int y = r.y + pad / 2 + (i + 1) * th;
-        viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, y, VIEWER_ACCENT, help_lines[i][0]);
-        viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + 2 * pad + kw, y, VIEWER_FG, help_lines[i][1]);
-    }
-}
-
-static void draw_top_bar(viewer_state *v, viewer_rect r) {
-    viewer_fill(&v->canvas, r, 0xFF0E1014);
-    const int pad = viewer_px(v, 8), th = viewer_text_height(VIEWER_FONT_NORMAL), y = r.y + (r.h - th) / 2;
-    int x = r.x + pad;
-    x += viewer_text(&v->canvas, VIEWER_FONT_NORMAL, x, y, VIEWER_ACCENT, "attnlab") + pad;
-    const int title_x = x;
-    const char *state = script_state(v);
-    char right[120];
-    snprintf(right, sizeof right, "%s%s   ? help", state ? "script " : "", state ? state : "");
-    const int right_w = viewer_text_width(VIEWER_FONT_NORMAL, right) + 2 * pad;
-    /* the tabs take what is left; in a narrow window they shrink to their keys' digits */
-    int tabs_w = 0;
-    for (int i = 0; i < LAYOUT_COUNT; i++) {
-        char label[40];
-        snprintf(label, sizeof label, "%s %s", layout_keys[i], layout_names[i]);
-        tabs_w += viewer_text_width(VIEWER_FONT_SMALL, label) + pad + viewer_px(v, 2);
-    }
-    const bool short_tabs = x + viewer_px(v, 120) + tabs_w + right_w > r.x + r.w;
-    x = short_tabs ? r.x + r.w - right_w - LAYOUT_COUNT * (viewer_px(v, 24) + pad) : r.x + r.w - right_w - tabs_w;
-    for (int i = 0; i < LAYOUT_COUNT; i++) {
-        char label[40];
-        if (short_tabs) snprintf(label, sizeof label, "%s", layout_keys[i]);
-        else snprintf(label, sizeof label, "%s %s", layout_keys[i], layout_names[i]);
-        int w = viewer_text_width(VIEWER_FONT_SMALL, label) + pad;
-        v->tabs[i] = (viewer_rect){x, r.y + viewer_px(v, 3), w, r.h - viewer_px(v, 6)};
-        if ((int)v->layout == i) viewer_fill(&v->canvas, v->tabs[i], VIEWER_GRID);
-        viewer_text(&v->canvas, VIEWER_FONT_SMALL, x + pad / 2, r.y + (r.h - viewer_text_height(VIEWER_FONT_SMALL)) / 2,
-                    (int)v->layout == i ? VIEWER_ACCENT : VIEWER_DIM, label);
-        x += w + viewer_px(v, 2);
-    }
-    /* the run's name in the room left between the logo and the tabs */
-    viewer_clip(&v->canvas, (viewer_rect){title_x, r.y, v->tabs[0].x - title_x - pad, r.h});
-    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, title_x, y, VIEWER_FG, v->run.name);
-    viewer_unclip(&v->canvas);
-    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + r.w - viewer_text_width(VIEWER_FONT_NORMAL, right) - pad, y,
-                state && !strcmp(state, "paused") ? VIEWER_BAD : VIEWER_DIM, right);
-}
-
-static void draw_step_bar(viewer_state *v, viewer_rect r) {
-    viewer_fill(&v->canvas, r, 0xFF0E1014);
-    const int pad = viewer_px(v, 8), th = viewer_text_height(VIEWER_FONT_NORMAL);
-    char label[200];
-    int64_t shown = viewer_shown_step(v);
-    if (v->diff_base >= 0)
-        snprintf(label, sizeof label, "step %lld minus step %lld", (long long)shown, (long long)v->diff_base);
-    else
-        snprintf(label, sizeof label, "step %lld%s", (long long)shown,
-                 v->step >= 0 ? "" : !strcmp(v->run.status, "failed") ? " (the last; run failed)"
-                 : !strcmp(v->run.status, "interrupted") ? " (the last; run interrupted)"
-                 : v->run.finished ? " (the last; run finished)" : " (newest, live)");
-    int lw = viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + viewer_px(v, 4), VIEWER_FG, label);
-    const int sx = r.x + pad + (lw > viewer_px(v, 230) ? lw : viewer_px(v, 230)) + pad;
-    v->slider_rect = (viewer_rect){sx, r.y + viewer_px(v, 6), r.x + r.w - sx - pad, viewer_px(v, 12)};
-    viewer_fill(&v->canvas, v->slider_rect, VIEWER_GRID);
-    const int n = v->run.n_snapshots;
-    if (n > 0) {
-        int idx = snapshot_index(v);
-        int kx = v->slider_rect.x + (n > 1 ? (idx < 0 ? 0 : idx) * (v->slider_rect.w - 1) / (n - 1) : v->slider_rect.w - 1);
-        if (v->diff_base >= 0) {
-            int b = 0;
-            while (b < n - 1 && v->run.snapshots[b + 1] <= v->diff_base) b++;
-            int bx = v->slider_rect.x + (n > 1 ? b * (v->slider_rect.w - 1) / (n - 1) : 0);
-            viewer_fill(&v->canvas, (viewer_rect){bx - 1, v->slider_rect.y - 3, 3, v->slider_rect.h + 6}, 0xFF4393C3);
-        }
-        viewer_fill(&v->canvas, (viewer_rect){kx - viewer_px(v, 3), v->slider_rect.y - 3, viewer_px(v, 6), v->slider_rect.h + 6}, VIEWER_ACCENT);
-    }
-    char info[600];
-    if (v->run.error[0]) snprintf(info, sizeof info, "%s", v->run.error);
-    else snprintf(info, sizeof info, "%d snapshots, newest step %lld%s%s%s", n, (long long)v->run.latest_step,
-                  v->run.malformed_lines ? "; malformed metrics lines skipped" : "", v->status[0] ? "   " : "", v->status);
-    viewer_clip(&v->canvas, r);
-    viewer_text(&v->canvas, VIEWER_FONT_SMALL, r.x + pad, r.y + r.h - th + viewer_px(v, 1), v->run.error[0] ? VIEWER_BAD : VIEWER_DIM, info);
-    viewer_unclip(&v->canvas);
-}
-
-/* A failed run (status.json says so): one line across the window with the step and the error the
- * script raised, so that a run that stopped is never mistaken for one still training. */
-static void draw_failure(viewer_state *v, viewer_rect r) {
-    viewer_fill(&v->canvas, r, VIEWER_FAILURE);
-    const int pad = viewer_px(v, 8), th = viewer_text_height(VIEWER_FONT_NORMAL);
-    char line[800];
-    if (v->run.status_step >= 0)
-        snprintf(line, sizeof line, "run failed at step %lld: %s", (long long)v->run.status_step, v->run.failure);
-    else
-        snprintf(line, sizeof line, "run failed: %s", v->run.failure);
-    viewer_clip(&v->canvas, r);
-    viewer_text(&v->canvas, VIEWER_FONT_NORMAL, r.x + pad, r.y + (r.h - th) / 2, VIEWER_FG, line);
-    viewer_unclip(&v->canvas);
-    v->failure_rect = r;
-}
-
-void viewer_render(viewer_state *v) {
-    viewer_collect_rows(v);
-    viewer_run_head_scales(&v->run, viewer_shown_step(v), v->head_scale);
-    viewer_fill(&v->canvas, (viewer_rect){0, 0, v->canvas.w, v->canvas.h}, VIEWER_BG);
-    const int top = viewer_px(v, 30), bottom = viewer_px(v, 44), gap = viewer_px(v, 6);
-    const int banner = !strcmp(v->run.status, "failed") ? viewer_px(v, 26) : 0;
-    draw_top_bar(v, (viewer_rect){0, 0, v->canvas.w, top});
-    v->failure_rect = (viewer_rect){0, 0, 0, 0};
-    v->n_plots = 0;
-    if (banner) draw_failure(v, (viewer_rect){0, top, v->canvas.w, banner});
-    viewer_rect m = {gap, top + banner + gap, v->canvas.w - 2 * gap, v->canvas.h - top - banner - bottom - 2 * gap};
-    const int hw = (m.w - gap) / 2, hh = (m.h - gap) / 2;
-    viewer_rect q[4] = {{m.x, m.y, hw, hh}, {m.x + hw + gap, m.y, m.w - hw - gap, hh},
-                        {m.x, m.y + hh + gap, hw, m.h - hh - gap}, {m.x + hw + gap, m.y + hh + gap, m.w - hw - gap, m.h - hh - gap}};
-    memset(v->grid_cells, 0, sizeof v->grid_cells);
-    v->map_rect = v->head_view_rect = v->legend_rect = v->image_rect = (viewer_rect){0, 0, 0, 0};
-    v->neuron_query_rows = v->neuron_cell = 0;
-    switch (v->layout) {
-    case LAYOUT_OVERVIEW: {
-        bool images = false;
-        for (int i = 0; i < v->run.n_series; i++) if (v->run.series[i].kind == AL_RECORD_IMAGE) images = true;
-        viewer_draw_grid(v, q[0]);
-        viewer_draw_matrices(v, q[1]);
-        viewer_draw_curves(v, q[2]);
-        if (images) viewer_draw_images(v, q[3]);
-        else viewer_draw_heads(v, q[3]);
-        break;
-    }
-    case LAYOUT_GRID: viewer_draw_grid(v, m); break;
-    case LAYOUT_MAP: viewer_draw_map(v, m); break;
-    case LAYOUT_HEADS: viewer_draw_heads(v, m); break;
-    case LAYOUT_MATRICES: viewer_draw_matrices(v, m); break;
-    case LAYOUT_CURVES: viewer_draw_curves(v, m); break;
-    case LAYOUT_IMAGES: viewer_draw_images(v, m); break;
-    case LAYOUT_NEURON: viewer_draw_neuron(v, m); break;
-    default: break;
-    }
-    draw_step_bar(v, (viewer_rect){0, v->canvas.h - bottom, v->canvas.w, bottom});
-    if (v->help) draw_help(v);
-}
-
-/* ---- input ----------------------------------------------------------------------------------- */
-
-static int chosen_layer(const viewer_state *v) { return v->n_rows ? v->rows[v->row].layer : 0; }
-
-static void set_head_scale(viewer_state *v, float s) {
-    int layer = chosen_layer(v);
-    if (layer < 1 || layer > VIEWER_MAX_ROWS || v->head < 1) { set_status(v, "no head chosen (the grid has no maps)"); return; }
-    if (s == 0) send_command(v, "ablate %d %d", layer, v->head);
-    else if (s == 1) send_command(v, "restore %d %d", layer, v->head);
-    else send_command(v, "scale %d %d %g", layer, v->head, (double)s);
-}
-
-static void save_png(viewer_state *v) {
-    char path[4300], err[300];
-    snprintf(path, sizeof path, "%s/view-%s-step%lld.png", v->run.dir, layout_names[v->layout], (long long)viewer_shown_step(v));
-    if (viewer_write_png(&v->canvas, path, err, sizeof err) == 0) set_status(v, "saved %s", path);
-    else set_status(v, "%s", err);
-}
-
-/* The focused map (as shown: in difference mode, the difference) as CSV, one row per query. */
-static void save_csv(viewer_state *v) {
-    viewer_attention_row *row = v->n_rows ? &v->rows[v->row] : NULL;
-    viewer_series *s = row && v->head <= row->n_heads ? row->heads[v->head] : NULL;
-    static float buf[1 << 20];
-    int rows = 0, cols = 0;
-    const float *m = s ? viewer_values(v, s, &rows, &cols, buf, 1 << 20) : NULL;
-    if (!m) { set_status(v, "no map to save at this step"); return; }
-    char path[4400], tmp[4500], safe[64];
-    size_t n = 0;
-    for (const char *p = row->name; *p && n < sizeof safe - 1; p++) safe[n++] = (*p == '/' || *p == ' ') ? '_' : *p;
-    safe[n] = 0;
-    snprintf(path, sizeof path, "%s/%s-L%d-H%d-step%lld%s.csv", v->run.dir, safe, row->layer, v->head,
-             (long long)viewer_shown_step(v), v->diff_base >= 0 ? "-diff" : "");
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    bool ok = f != NULL;
-    for (int i = 0; ok && i < rows; i++)
-        for (int j = 0; j < cols; j++) ok = fprintf(f, j + 1 < cols ? "%.9g," : "%.9g\n", (double)m[(size_t)i * (size_t)cols + (size_t)j]) > 0;
-    if (f && fclose(f) != 0) ok = false;
-    if (ok && rename(tmp, path) == 0) set_status(v, "saved %s", path);
-    else { unlink(tmp); set_status(v, "cannot write '%s': %s", path, strerror(errno)); }
-}
-
-static bool handle_key(viewer_state *v, SDL_Keycode key, Uint16 mod) {
-    viewer_collect_rows(v);   /* records may have arrived since the last frame (and moved the series) */
-    const char *text = SDL_GetKeyName(key);
-    if (v->help && key != SDLK_q) { v->help = false; return true; }   /* any key closes the help first */
-    switch (key) {
-    case SDLK_q: case SDLK_ESCAPE: return false;
-    case SDLK_SPACE: {   /* the opposite of what the script last said it was doing */
-        const char *state = script_state(v);
-        send_command(v, state && !strcmp(state, "paused") ? "resume" : "pause");
-        break;
-    }
-    case SDLK_n: case SDLK_PERIOD: send_command(v, "step"); break;
-    case SDLK_LEFT: go_to_snapshot(v, snapshot_index(v) - 1); break;
-    case SDLK_RIGHT: go_to_snapshot(v, snapshot_index(v) + 1); break;
-    case SDLK_HOME: go_to_snapshot(v, 0); break;
-    case SDLK_END: v->step = -1; break;
-    case SDLK_d:
-        v->diff_base = v->diff_base >= 0 ? -1 : viewer_shown_step(v);
-        set_status(v, v->diff_base >= 0 ? "difference mode: scrub to another step" : "difference mode off");
-        break;
-    case SDLK_UP: if (v->row > 0) v->row--; break;
-    case SDLK_DOWN: if (v->row + 1 < v->n_rows) v->row++; break;
-    case SDLK_TAB: case SDLK_l: case SDLK_h: {
-        int n = v->n_rows ? v->rows[v->row].n_heads : 1;
-        bool back = key == SDLK_h || (key == SDLK_TAB && (mod & KMOD_SHIFT));
-        v->head = back ? (v->head > 1 ? v->head - 1 : n) : (v->head < n ? v->head + 1 : 1);
-        break;
-    }
-    case SDLK_a: {
-        int layer = chosen_layer(v);
-        bool off = layer >= 1 && layer <= VIEWER_MAX_ROWS && v->head >= 1 && v->head_scale[layer][v->head] == 0;
-        set_head_scale(v, off ? 1 : 0);
-        break;
-    }
-    case SDLK_PLUS: case SDLK_EQUALS: case SDLK_KP_PLUS: case SDLK_MINUS: case SDLK_KP_MINUS: {
-        int layer = chosen_layer(v);
-        if (layer >= 1 && layer <= VIEWER_MAX_ROWS && v->head >= 1) {
-            float s = v->head_scale[layer][v->head];
-            set_head_scale(v, (key == SDLK_MINUS || key == SDLK_KP_MINUS) ? s / 2 : (s == 0 ? 1 : s * 2));
-        }
-        break;
-    }
-    case SDLK_r: send_command(v, "restore"); break;
-    case SDLK_g: v->log_y = !v->log_y; break;
-    case SDLK_PAGEUP: if (v->neuron_query > 0) v->neuron_query--; break;
-    case SDLK_PAGEDOWN: v->neuron_query++; break;   /* clamped to the map when drawn */
-    case SDLK_f: v->fixed_range = !v->fixed_range; set_status(v, v->fixed_range ? "attention colours over 0 .. 1" : "attention colours over 0 .. each map's largest"); break;
-    case SDLK_LEFTBRACKET: v->smoothing = v->smoothing > 0.1f ? v->smoothing - 0.1f : 0; break;
-    case SDLK_RIGHTBRACKET: v->smoothing = v->smoothing < 0.89f ? v->smoothing + 0.1f : 0.99f; break;
-    case SDLK_s: save_png(v); break;
-    case SDLK_c: save_csv(v); break;
-    case SDLK_QUESTION: case SDLK_SLASH: v->help = true; break;
-    default:
-        for (int i = 0; i < LAYOUT_COUNT; i++)
-            if (text && !strcmp(text, layout_keys[i])) v->layout = (viewer_layout)i;
-        break;
-    }
-    return true;
-}
-
-static void slider_to(viewer_state *v, int x) {
-    const int n = v->run.n_snapshots;
-    if (n == 0 || v->slider_rect.w < 2) return;
-    int idx = (int)((float)(x - v->slider_rect.x) * (float)(n - 1) / (float)(v->slider_rect.w - 1) + 0.5f);
-    go_to_snapshot(v, idx < 0 ? 0 : idx);
-}
-
-static void handle_click(viewer_state *v, int x, int y, int clicks) {
-    viewer_collect_rows(v);
-    for (int i = 0; i < LAYOUT_COUNT; i++)
-        if (viewer_inside(v->tabs[i], x, y)) { v->layout = (viewer_layout)i; return; }
-    if (viewer_inside((viewer_rect){v->slider_rect.x - 4, v->slider_rect.y - 6, v->slider_rect.w + 8, v->slider_rect.h + 12}, x, y)) {
-        slider_to(v, x);
-        return;
-    }
-    for (int r = 0; r < v->n_rows; r++)
-        for (int h = 1; h <= v->rows[r].n_heads; h++)
-            if (viewer_inside(v->grid_cells[r][h], x, y)) {   /* a thumbnail: focus it, enlarged */
-                v->row = r;
-                v->head = h;
-                v->layout = LAYOUT_MAP;
-                return;
-            }
-    if (v->layout == LAYOUT_MAP && viewer_inside(v->map_rect, x, y)) { v->layout = LAYOUT_GRID; return; }
-    if (v->neuron_query_rows && viewer_inside(v->neuron_queries, x, y)) {
-        int q = (y - v->neuron_queries.y) / (v->neuron_row_h > 0 ? v->neuron_row_h : 1);
-        if (q < v->neuron_query_rows) v->neuron_query = q;
-        return;
-    }
-    for (int h = 1; h <= VIEWER_MAX_HEADS; h++) {
-        if (!viewer_inside(v->head_boxes[h], x, y)) continue;
-        if (clicks < 2) { v->head_hidden[h] = !v->head_hidden[h]; return; }
-        /* double-click: this head alone, or all heads when it is alone already (as BertViz) */
-        bool alone = true;
-        for (int k = 1; k <= VIEWER_MAX_HEADS; k++) if (k != h && v->head_boxes[k].w && !v->head_hidden[k]) alone = false;
-        for (int k = 1; k <= VIEWER_MAX_HEADS; k++) v->head_hidden[k] = !alone && k != h;
-        return;
-    }
-}
-
-static void handle_motion(viewer_state *v, int x, int y, bool dragging) {
-    v->hover_x = x;
-    v->hover_y = y;
-    if (dragging && viewer_inside((viewer_rect){v->slider_rect.x - 4, v->slider_rect.y - 20, v->slider_rect.w + 8, v->slider_rect.h + 40}, x, y))
-        slider_to(v, x);
-    /* head view: the query token under the mouse focuses its lines */
-    v->focus_token = -1;
-    if (v->head_tokens[0] > 0 && viewer_inside(v->head_view_rect, x, y) && x < v->head_col_x[0] + viewer_px(v, 8)) {
-        float best = 1e9f;
-        for (int i = 0; i < v->head_tokens[0]; i++) {
-            float d = y > v->head_token_y[0][i] ? (float)y - v->head_token_y[0][i] : v->head_token_y[0][i] - (float)y;
-            if (d < best && d < (float)viewer_text_height(VIEWER_FONT_SMALL)) { best = d; v->focus_token = i; }
-        }
-    }
+/* monotonic seconds: the loop's clock (its polls, redraws and the scripted input's waits) */
+double viewer_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- the window ------------------------------------------------------------------------------ */
@@ -469,37 +78,6 @@ static void bench_frames(viewer_state *v, long n, viewer_window *w) {
     double ms = (viewer_now() - t0) * 1000.0 / (double)n;
     printf("frame time: %.3f ms mean over %ld frames (%.0f fps), %dx%d %s\n", ms, n, 1000.0 / ms, v->canvas.w, v->canvas.h,
            w ? "window (render + present)" : "canvas (render only)");
-}
-
-void viewer_print_layout(const viewer_state *v) {
-    printf("canvas %d %d\n", v->canvas.w, v->canvas.h);
-    if (v->image_rect.w) printf("image %d %d %d %d %d\n", v->image_rect.x, v->image_rect.y, v->image_rect.w, v->image_rect.h,
-                                (int)(v->image_zoom * 1000 + 0.5f));
-    if (v->legend_rect.w) printf("legend %d %d %d %d\n", v->legend_rect.x, v->legend_rect.y, v->legend_rect.w, v->legend_rect.h);
-    if (v->map_rect.w) printf("map %d %d %d %d %d %d\n", v->map_rect.x, v->map_rect.y, v->map_rect.w, v->map_rect.h, v->map_rows, v->map_cols);
-    for (int r = 0; r < v->n_rows; r++)
-        for (int h = 1; h <= v->rows[r].n_heads; h++) {
-            viewer_rect c = v->grid_cells[r][h];
-            if (c.w) printf("cell %d %d %d %d %d %d\n", v->rows[r].layer, h, c.x, c.y, c.w, c.h);
-        }
-    for (int h = 1; h <= VIEWER_MAX_HEADS; h++) {
-        viewer_rect b = v->head_boxes[h];
-        if (b.w) printf("headbox %d %d %d %d %d\n", h, b.x, b.y, b.w, b.h);
-    }
-    if (v->neuron_cell) printf("neuron %d %d %d %d %d\n", v->neuron_x, v->neuron_y, v->neuron_cell, v->neuron_dim, v->neuron_query);
-    for (int l = 0; l <= VIEWER_MAX_ROWS; l++)   /* the heads the replayed events scaled */
-        for (int h = 0; h <= VIEWER_MAX_HEADS; h++)
-            if (v->head_scale[l][h] != 1) printf("headscale %d %d %g\n", l, h, (double)v->head_scale[l][h]);
-    printf("slider %d %d %d %d\n", v->slider_rect.x, v->slider_rect.y, v->slider_rect.w, v->slider_rect.h);
-    for (int i = 0; i < v->n_plots; i++)
-        printf("plot %d %d %d %d %lld %lld %.9g %.9g %s\n", v->plots[i].p.x, v->plots[i].p.y, v->plots[i].p.w, v->plots[i].p.h,
-               (long long)v->plots[i].x0, (long long)v->plots[i].x1, v->plots[i].lo, v->plots[i].hi, v->plots[i].name);
-    if (v->run.status[0]) printf("status %s %lld\n", v->run.status, (long long)v->run.status_step);
-    if (v->failure_rect.w) {
-        printf("failure %d %d %d %d\n", v->failure_rect.x, v->failure_rect.y, v->failure_rect.w, v->failure_rect.h);
-        printf("failure_text %s\n", v->run.failure);
-    }
-    fflush(stdout);
 }
 
 static float display_scale(void) {
@@ -582,10 +160,10 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         while (got) {
             switch (e.type) {
             case SDL_QUIT: running = false; break;
-            case SDL_KEYDOWN: running = handle_key(v, e.key.keysym.sym, e.key.keysym.mod) && running; dirty = true; break;
-            case SDL_MOUSEBUTTONDOWN: dragging = true; handle_click(v, e.button.x, e.button.y, e.button.clicks); dirty = true; break;
+            case SDL_KEYDOWN: running = viewer_handle_key(v, e.key.keysym.sym, e.key.keysym.mod) && running; dirty = true; break;
+            case SDL_MOUSEBUTTONDOWN: dragging = true; viewer_handle_click(v, e.button.x, e.button.y, e.button.clicks); dirty = true; break;
             case SDL_MOUSEBUTTONUP: dragging = false; break;
-            case SDL_MOUSEMOTION: handle_motion(v, e.motion.x, e.motion.y, dragging); dirty = true; break;
+            case SDL_MOUSEMOTION: viewer_handle_motion(v, e.motion.x, e.motion.y, dragging); dirty = true; break;
             case SDL_WINDOWEVENT: dirty = true; break;
             default: break;
             }
@@ -614,7 +192,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         /* scripted input starts once the window is up: SDL drops key events pushed while the
          * window is still being shown (seen with the offscreen driver) */
         if (script.f && running && first_frame > 0 && t - first_frame >= 0.2) {
-            int rc = viewer_run_event_script(v, &script);
+            int rc = viewer_run_event_script(v, &script, t);
             if (rc != 0) { running = false; status = rc < 0 ? 1 : 0; }
         }
     }
@@ -713,7 +291,7 @@ static int parse_options(int argc, char **argv, viewer_options *o) {
 
 static void apply_options(viewer_state *v, const viewer_options *o) {
     v->layout = LAYOUT_OVERVIEW;
-    for (int i = 0; o->layout && i < LAYOUT_COUNT; i++) if (!strcmp(o->layout, layout_names[i])) v->layout = (viewer_layout)i;
+    for (int i = 0; o->layout && i < LAYOUT_COUNT; i++) if (!strcmp(o->layout, viewer_layout_names[i])) v->layout = (viewer_layout)i;
     v->step = o->step;
     v->diff_base = o->diff;
     v->log_y = o->log_y;
@@ -732,7 +310,7 @@ int main(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;   /* -1: --help, printed */
     if (o.layout) {
         bool known = false;
-        for (int i = 0; i < LAYOUT_COUNT; i++) known |= !strcmp(o.layout, layout_names[i]);
+        for (int i = 0; i < LAYOUT_COUNT; i++) known |= !strcmp(o.layout, viewer_layout_names[i]);
         if (!known) return usage("unknown layout '%s'", o.layout);
     }
     static viewer_state v;

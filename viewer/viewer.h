@@ -8,8 +8,12 @@
  *              as they grow, and which heads the script scaled when
  *   views_attention.c   the layers x heads grid, one map large, the head view
  *   views_plots.c       weight matrices, curves, images
- *   viewer.c   the command line, layout, input, commands to the script, screenshots
- *   events.c   scripted input for the tests (--events FILE) */
+ *   frame.c    one frame: the top bar, the layout's views, the step bar, the help; where it put them
+ *   input.c    keys and clicks: steps, layouts, heads, PNG and CSV, commands to the script
+ *   events.c   scripted input for the tests (--events FILE)
+ *   viewer.c   the program: the command line, the window loop, --screenshot
+ * The arrows go one way: viewer.c calls frame.c, input.c and events.c; input.c and events.c call
+ * frame.c; frame.c calls the views, which call canvas.c, font.c and run.c. */
 #ifndef ATTNLAB_VIEWER_H
 #define ATTNLAB_VIEWER_H
 
@@ -129,7 +133,7 @@ const void *viewer_series_load(viewer_run *run, viewer_series *s, int entry);
 viewer_series *viewer_run_find(viewer_run *run, int kind, const char *name, int layer, int head);
 viewer_curve *viewer_run_curve(viewer_run *run, const char *name);
 
-/* ---- the view state (viewer.c) ------------------------------------------------------------ */
+/* ---- the view state (set up in viewer.c) -------------------------------------------------- */
 typedef enum { LAYOUT_OVERVIEW, LAYOUT_GRID, LAYOUT_MAP, LAYOUT_HEADS, LAYOUT_MATRICES, LAYOUT_CURVES,
                LAYOUT_IMAGES, LAYOUT_NEURON, LAYOUT_COUNT } viewer_layout;
 
@@ -211,12 +215,24 @@ int viewer_px(const viewer_state *v, float logical);   /* logical pixels -> canv
  * NULL when it has none.  buf must hold rows*cols floats. */
 const float *viewer_values(viewer_state *v, viewer_series *s, int *rows, int *cols, float *buf, int bufcount);
 
-/* viewer.c: a whole frame into v->canvas, and where its parts went (for tests) */
+/* frame.c: a whole frame into v->canvas, and where its parts went (for tests) */
 void viewer_render(viewer_state *v);
 void viewer_print_layout(const viewer_state *v);
+extern const char *const viewer_layout_names[LAYOUT_COUNT];   /* "overview", "grid", ... */
+extern const char *const viewer_layout_keys[LAYOUT_COUNT];    /* the key that picks each: "0" .. "7" */
+/* what the script last said it is doing ("paused", "running"), NULL before it said anything */
+const char *viewer_script_state(const viewer_state *v);
+int viewer_snapshot_index(const viewer_state *v);   /* the snapshot shown, -1 none */
+
+/* input.c: one key (an SDL_Keycode and its modifiers; false: quit), click or mouse move */
+bool viewer_handle_key(viewer_state *v, int key, unsigned mod);
+void viewer_handle_click(viewer_state *v, int x, int y, int clicks);
+void viewer_handle_motion(viewer_state *v, int x, int y, bool dragging);
+
+/* viewer.c */
+double viewer_now(void);   /* monotonic seconds */
 
 /* events.c */
-double viewer_now(void);   /* monotonic seconds */
 typedef struct {
     FILE *f;
     double wait_until, deadline;
@@ -224,7 +240,8 @@ typedef struct {
     char wait_event[120];
     int line;
 } viewer_event_script;
-/* Runs script lines until one has to wait: 0 to go on, 1 when done (quit), -1 on a failure (said on stderr). */
-int viewer_run_event_script(viewer_state *v, viewer_event_script *s);
+/* Runs script lines until one has to wait (now: viewer_now()): 0 to go on, 1 when done (quit), -1 on a
+ * failure (said on stderr). */
+int viewer_run_event_script(viewer_state *v, viewer_event_script *s, double now);
 
 #endif

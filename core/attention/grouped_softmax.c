@@ -17,40 +17,9 @@ static int by_label_then_pos(const void *a, const void *b) {
     return x->pos < y->pos ? -1 : (x->pos > y->pos);
 }
 
-#define GROUPED_LINES(T)                                                                        \
-static void grouped_lines_##T(const T *x, const int64_t *labels, const T *g, T *y, int64_t lines, \
-                              int64_t n, bool backward, labelled *order) {                      \
-    for (int64_t l = 0; l < lines; l++) {                                                       \
-        const T *xl = x + l * n, *gl = backward ? g + l * n : NULL;                             \
-        T *yl = y + l * n;                                                                      \
-        for (int64_t j = 0; j < n; j++) order[j] = (labelled){labels[l * n + j], j};            \
-        qsort(order, (size_t)n, sizeof *order, by_label_then_pos);                              \
-        for (int64_t g0 = 0, g1; g0 < n; g0 = g1) {   /* [g0, g1): one group's run of order */ \
-            for (g1 = g0 + 1; g1 < n && order[g1].label == order[g0].label; g1++) {}            \
-            if (backward) {   /* x holds y here */                                              \
-                T dot = 0;                                                                      \
-                for (int64_t e = g0; e < g1; e++) dot += gl[order[e].pos] * xl[order[e].pos];    \
-                for (int64_t e = g0; e < g1; e++) {                                             \
-                    const int64_t j = order[e].pos;                                             \
-                    yl[j] = xl[j] * (gl[j] - dot);                                              \
-                }                                                                               \
-            } else {                                                                            \
-                T mx = -INFINITY, z = 0;                                                        \
-                for (int64_t e = g0; e < g1; e++) if (xl[order[e].pos] > mx) mx = xl[order[e].pos]; \
-                if (mx == -INFINITY) mx = 0;                                                    \
-                for (int64_t e = g0; e < g1; e++) {                                             \
-                    const int64_t j = order[e].pos;                                             \
-                    yl[j] = (T)exp((double)(xl[j] - mx));                                       \
-                    z += yl[j];                                                                 \
-                }                                                                               \
-                const T inv = z > 0 ? (T)1 / z : (T)0;                                          \
-                for (int64_t e = g0; e < g1; e++) yl[order[e].pos] *= inv;                      \
-            }                                                                                   \
-        }                                                                                       \
-    }                                                                                           \
-}
-GROUPED_LINES(float)
-GROUPED_LINES(double)
+/* the line kernel, once per dtype: grouped_lines_float, grouped_lines_double */
+#define GENERIC_FILE "../generic/grouped_softmax_lines.h"
+#include "../generic/float_types.h"
 
 /* y = grouped softmax of x (contiguous, groups along the last dim) into a new tensor;
  * backward: g given, x holds the saved y */

@@ -20,25 +20,9 @@
 
 /* ---- gather / scatter by clipped relative distance ---------------------------------------- */
 
-/* out (rows, M) from R (rows, W): out[n, j] = R[n, c(j - i - shift)], i = n mod N; or the adjoint,
- * R[n, c] += G[n, j] (scatter).  Both contiguous. */
-#define RELATIVE_INDEX(T)                                                                       \
-static void relative_index_##T(const T *src, T *dst, int64_t rows, int64_t N, int64_t M, int64_t W, \
-                               int64_t shift, bool scatter) {                                   \
-    const int64_t k = (W - 1) / 2;                                                              \
-    for (int64_t n = 0; n < rows; n++) {                                                        \
-        const int64_t i = n % N;                                                                \
-        if (scatter) for (int64_t c = 0; c < W; c++) dst[n * W + c] = 0;                        \
-        for (int64_t j = 0; j < M; j++) {                                                       \
-            int64_t x = j - i - shift;                                                          \
-            x = (x < -k ? -k : (x > k ? k : x)) + k;                                            \
-            if (scatter) dst[n * W + x] += src[n * M + j];                                      \
-            else dst[n * M + j] = src[n * W + x];                                               \
-        }                                                                                       \
-    }                                                                                           \
-}
-RELATIVE_INDEX(float)
-RELATIVE_INDEX(double)
+/* the kernel, once per dtype: relative_index_float, relative_index_double */
+#define GENERIC_FILE "../generic/relative_index_rows.h"
+#include "../generic/float_types.h"
 
 static al_tensor *relative_index(const al_tensor *t, int64_t N, int64_t M, int64_t W, int64_t shift, bool scatter);
 

@@ -42,23 +42,9 @@ static double routing_score(const al_tensor *x, int64_t b, int64_t h, int64_t i,
 
 /* ---- scatter_mean over the (cluster, query) rows ------------------------------------------- */
 
-/* forward: out (B, H, N, w) += src (B, H, S, w) / count per slot's query; backward (gather): out
- * (B, H, S, w) = src (B, H, N, w) / count at the slot's query.  index (B, H, S), count (B, H, N). */
-#define SCATTER_MEAN(T)                                                                         \
-static void scatter_mean_##T(const T *src, T *out, const int64_t *index, const double *count, int64_t BH, \
-                             int64_t N, int64_t S, int64_t w, bool gather) {                    \
-    for (int64_t bh = 0; bh < BH; bh++)                                                         \
-        for (int64_t s = 0; s < S; s++) {                                                       \
-            const int64_t row = bh * N + index[bh * S + s], slot = bh * S + s;                   \
-            const T inv = (T)(1.0 / count[row]);                                                \
-            for (int64_t c = 0; c < w; c++) {                                                   \
-                if (gather) out[slot * w + c] = inv * src[row * w + c];                         \
-                else out[row * w + c] += inv * src[slot * w + c];                               \
-            }                                                                                   \
-        }                                                                                       \
-}
-SCATTER_MEAN(float)
-SCATTER_MEAN(double)
+/* the kernel, once per dtype: scatter_mean_float, scatter_mean_double */
+#define GENERIC_FILE "../generic/scatter_mean_rows.h"
+#include "../generic/float_types.h"
 
 /* x (B, H, S or N, w) contiguous -> (B, H, N or S, w) */
 static al_tensor *scatter_mean_run(const al_tensor *x, const al_tensor *index, const al_tensor *count, bool gather) {

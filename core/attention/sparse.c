@@ -13,7 +13,9 @@
  *   dP_e = dO_i . v_{j_e};  delta_i = sum_e P_e dP_e;  dS_e = P_e (dP_e - delta_i)
  *   dq_i += scale dS_e k_{j_e};  dk_{j_e} += scale dS_e q_i;  dv_{j_e} += P_e dO_i;
  *   dkey_bias[b, hk, j_e] += dS_e;  dbias[b, h, i, j_e] += dS_e.
- * One (batch, kv head) per thread, so the dk, dv and dkey_bias rows it writes are its own. */
+ * One (batch, kv head) per thread, so the dk, dv and dkey_bias rows it writes are its own.
+ * The kernels are plain functions in generic/sparse_kernel.h, included below once per float
+ * dtype; this file holds the list builder and the op around them. */
 #include "attention_internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -77,118 +79,9 @@ typedef struct {
     const void *key_bias;   /* contiguous (B, Hkv, M) or NULL */
 } sparse_lists;
 
-#define SPARSE_LOGITS(T, EXP)                                                                       \
-    const T *q = Q + row_offset(p->q, b, h, i);                                                 \
-    const T *br = p->bias ? (const T *)p->bias->storage->data + row_offset(p->bias, b, h, i) : NULL; \
-    const T *mr = p->mask ? (const T *)p->mask->storage->data + row_offset(p->mask, b, h, i) : NULL; \
-    const T *kbr = KB ? KB + (b * p->Hkv + hk) * p->M : NULL;                                    \
-    const int64_t e0 = L->start[r], e1 = L->start[r + 1];                                       \
-    T mx = -INFINITY;                                                                           \
-    for (int64_t e = e0; e < e1; e++) {                                                         \
-        const int64_t j = L->keys[e];                                                           \
-        const T *restrict kr = K + row_offset(p->k, b, hk, j);                                  \
-        T s = 0;                                                                                \
-        _Pragma("omp simd reduction(+:s)")                                                      \
-        for (int64_t c = 0; c < d; c++) s += q[c] * kr[c];                                      \
-        s *= scale;                                                                             \
-        if (L->offsets) s += (T)L->offsets[e];                                                  \
-        if (kbr) s += kbr[j];                                                                   \
-        if (br) s += br[j * p->bias->strides[3]];                                               \
-        if (mr && mr[j * p->mask->strides[3]] == 0) s = -INFINITY;                              \
-        P[e] = s;                                                                               \
-        if (s > mx) mx = s;                                                                     \
-    }                                                                                           \
-    if (mx == -INFINITY) mx = 0;    /* nothing visible: the row stays 0 */                      \
-    T z = 0;                                                                                    \
-    for (int64_t e = e0; e < e1; e++) { P[e] = EXP(P[e] - mx); z += P[e]; }                     \
-    const T inv = z > 0 ? (T)1 / z : (T)0;                                                      \
-    for (int64_t e = e0; e < e1; e++) P[e] *= inv;
-
-#define SPARSE_FORWARD(T, EXP)                                                                  \
-static void sparse_forward_##T(const attention_problem *p, const sparse_lists *L, T *P, T *O) { \
-    const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
-    const T *KB = L->key_bias;                                                                  \
-    const int64_t group = p->H / p->Hkv, d = p->d, dv = p->dv;                                  \
-    const T scale = (T)p->scale;                                                                \
-    const bool parallel = p->B * p->Hkv > 1 && L->start[p->B * p->H * p->N] * (d + dv) >= (1 << 18); \
-    _Pragma("omp parallel for schedule(static) if (parallel)")                                  \
-    for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                            \
-        const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;                                        \
-        for (int64_t h = hk * group; h < (hk + 1) * group; h++)                                 \
-            for (int64_t i = 0; i < p->N; i++) {                                                \
-                const int64_t r = (b * p->H + h) * p->N + i;                                    \
-                SPARSE_LOGITS(T, EXP)                                                           \
-                /* the sum in a local row (no store per key: o may alias nothing, but the      \
-                 * compiler cannot know that of a pointer) */                                   \
-                T acc[dv > 0 ? dv : 1];                                                         \
-                for (int64_t c = 0; c < dv; c++) acc[c] = 0;                                    \
-                for (int64_t e = e0; e < e1; e++) {                                             \
-                    const T *restrict vr = V + row_offset(p->v, b, hk, L->keys[e]), w = P[e];   \
-                    _Pragma("omp simd")                                                         \
-                    for (int64_t c = 0; c < dv; c++) acc[c] += w * vr[c];                       \
-                }                                                                               \
-                T *o = O + r * dv;                                                              \
-                for (int64_t c = 0; c < dv; c++) o[c] = acc[c];                                 \
-            }                                                                                   \
-    }                                                                                           \
-}
-SPARSE_FORWARD(float, al_expf)
-SPARSE_FORWARD(double, exp)
-
-/* dQ, dK, dV, dKB (B, Hkv, M) and dBias (B, H, N, M) are contiguous and zeroed, or NULL. */
-#define SPARSE_BACKWARD(T)                                                                      \
-static void sparse_backward_##T(const attention_problem *p, const sparse_lists *L, const T *P,  \
-                                const T *dO, T *dQ, T *dK, T *dV, T *dKB, T *dBias) {           \
-    const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
-    const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;              \
-    const T scale = (T)p->scale;                                                                \
-    const bool parallel = p->B * p->Hkv > 1 && L->start[p->B * p->H * N] * (d + dv) >= (1 << 18); \
-    _Pragma("omp parallel for schedule(static) if (parallel)")                                  \
-    for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {                                            \
-        const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;                                        \
-        for (int64_t h = hk * group; h < (hk + 1) * group; h++)                                 \
-            for (int64_t i = 0; i < N; i++) {                                                   \
-                const int64_t r = (b * p->H + h) * N + i, e0 = L->start[r], e1 = L->start[r + 1]; \
-                const T *go = dO + r * dv, *q = Q + row_offset(p->q, b, h, i);                  \
-                T delta = 0;                                                                    \
-                for (int64_t e = e0; e < e1; e++) {                                             \
-                    const T *restrict vr = V + row_offset(p->v, b, hk, L->keys[e]);             \
-                    T dp = 0;                                                                   \
-                    _Pragma("omp simd reduction(+:dp)")                                         \
-                    for (int64_t c = 0; c < dv; c++) dp += go[c] * vr[c];                       \
-                    delta += P[e] * dp;                                                         \
-                }                                                                               \
-                T dq_row[d > 0 ? d : 1];   /* summed locally, written once */                   \
-                for (int64_t c = 0; c < d; c++) dq_row[c] = 0;                                  \
-                for (int64_t e = e0; e < e1; e++) {                                             \
-                    const int64_t j = L->keys[e], kv_row = (b * p->Hkv + hk) * M + j;            \
-                    const T *restrict vr = V + row_offset(p->v, b, hk, j);                      \
-                    const T *restrict kr = K + row_offset(p->k, b, hk, j);                      \
-                    T dp = 0;                                                                   \
-                    _Pragma("omp simd reduction(+:dp)")                                         \
-                    for (int64_t c = 0; c < dv; c++) dp += go[c] * vr[c];                       \
-                    const T ds = P[e] * (dp - delta), pe = P[e], sds = scale * ds;              \
-                    if (dV) {                                                                   \
-                        T *restrict dvr = dV + kv_row * dv;                                     \
-                        _Pragma("omp simd")                                                     \
-                        for (int64_t c = 0; c < dv; c++) dvr[c] += pe * go[c];                  \
-                    }                                                                           \
-                    _Pragma("omp simd")                                                         \
-                    for (int64_t c = 0; c < d; c++) dq_row[c] += sds * kr[c];                   \
-                    if (dK) {                                                                   \
-                        T *restrict dkr = dK + kv_row * d;                                      \
-                        _Pragma("omp simd")                                                     \
-                        for (int64_t c = 0; c < d; c++) dkr[c] += sds * q[c];                   \
-                    }                                                                           \
-                    if (dKB) dKB[kv_row] += ds;                                                 \
-                    if (dBias) dBias[r * M + j] += ds;                                          \
-                }                                                                               \
-                if (dQ) for (int64_t c = 0; c < d; c++) dQ[r * d + c] += dq_row[c];            \
-            }                                                                                   \
-    }                                                                                           \
-}
-SPARSE_BACKWARD(float)
-SPARSE_BACKWARD(double)
+/* The kernels, once per dtype: sparse_forward_float, sparse_backward_double, ... */
+#define GENERIC_FILE "../generic/sparse_kernel.h"
+#include "../generic/float_types.h"
 
 static al_tensor *zeros_shaped(int ndim, const int64_t *shape, al_dtype dt, bool want) {
     return want ? al_full(ndim, shape, 0, dt) : NULL;
@@ -213,12 +106,11 @@ static void sparse_backward(al_node *node, const al_tensor *g) {
     al_tensor *dv = zeros_shaped(4, vs, dt, al_input_needs_grad(node, 2));
     al_tensor *dkb = zeros_shaped(3, kbs, dt, want_kb);
     al_tensor *db = zeros_shaped(4, bs, dt, want_bias);
-#define SPARSE_BWD_CALL(T)                                                                      \
-    sparse_backward_##T(&p, &L, al_ptr(node->saved[0]), al_ptr(gc), dq ? al_ptr(dq) : NULL,      \
-                        dk ? al_ptr(dk) : NULL, dv ? al_ptr(dv) : NULL, dkb ? al_ptr(dkb) : NULL, \
-                        db ? al_ptr(db) : NULL)
-    if (gc) { if (dt == AL_FLOAT32) SPARSE_BWD_CALL(float); else SPARSE_BWD_CALL(double); }
-#undef SPARSE_BWD_CALL
+    const void *P = al_ptr(node->saved[0]);
+    void *dqp = dq ? al_ptr(dq) : NULL, *dkp = dk ? al_ptr(dk) : NULL, *dvp = dv ? al_ptr(dv) : NULL;
+    void *dkbp = dkb ? al_ptr(dkb) : NULL, *dbp = db ? al_ptr(db) : NULL;
+    if (gc && dt == AL_FLOAT32) sparse_backward_float(&p, &L, P, al_ptr(gc), dqp, dkp, dvp, dkbp, dbp);
+    else if (gc) sparse_backward_double(&p, &L, P, al_ptr(gc), dqp, dkp, dvp, dkbp, dbp);
     al_accumulate_input(node, 0, dq);
     al_accumulate_input(node, 1, dk);
     al_accumulate_input(node, 2, dv);

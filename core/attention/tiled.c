@@ -16,7 +16,9 @@
  * Keys a query may see are the range of visible_range (causal, sliding window, neighborhood) and
  * the mask; tiles outside every row's range are skipped, which makes causal attention half the work
  * and a sliding window O(N window).  The bias is read-only here (a trainable bias needs dS for every
- * entry: the dense kernel does that). */
+ * entry: the dense kernel does that).
+ * The kernels are plain functions in generic/tiled_kernel.h, included below once per float dtype;
+ * this file holds the tile products, the visible ranges and the op around them. */
 #include "attention_internal.h"
 #include "small_gemm_avx512.h"
 #include <cblas.h>
@@ -34,6 +36,8 @@ enum { TILED_PARALLEL_WORK = 1 << 22 };
 
 typedef struct { attention_problem p; } tiled_ctx;
 
+/* The tile products of generic/tiled_kernel.h: C = alpha op(A) op(B) + beta C, counted for the
+ * profiler; float tiles in registers where small_gemm_avx512.h takes them, else the BLAS. */
 static inline void gemm_float(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
                               float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                               float beta, float *c, int64_t ldc) {
@@ -59,184 +63,9 @@ static inline bool tile_visible(const int64_t *lo, const int64_t *end, int64_t r
     return false;
 }
 
-/* The logits of a tile as they leave the product: entries out of a row's range or masked become
- * -inf, the bias is added.  s is rows x cols with row stride TILE_K. */
-#define FINISH_LOGITS(T)                                                                        \
-static void finish_logits_##T(const attention_problem *p, int64_t b, int64_t h, int64_t i0, int64_t rows, \
-                              int64_t j0, int64_t cols, const int64_t *lo, const int64_t *end, T *s) { \
-    const T *Bias = p->bias ? (const T *)p->bias->storage->data : NULL;                         \
-    const T *Mask = p->mask ? (const T *)p->mask->storage->data : NULL;                         \
-    for (int64_t r = 0; r < rows; r++) {                                                        \
-        T *sr = s + r * TILE_K;                                                                 \
-        int64_t a = lo[r] - j0, e = end[r] - j0;                                                \
-        a = a < 0 ? 0 : (a > cols ? cols : a);                                                  \
-        e = e < a ? a : (e > cols ? cols : e);                                                  \
-        for (int64_t c = 0; c < a; c++) sr[c] = -INFINITY;                                      \
-        for (int64_t c = e; c < cols; c++) sr[c] = -INFINITY;                                   \
-        if (Bias) {                                                                             \
-            const T *br = Bias + row_offset(p->bias, b, h, i0 + r) + j0 * p->bias->strides[3];   \
-            const int64_t bs = p->bias->strides[3];                                             \
-            for (int64_t c = a; c < e; c++) sr[c] += br[c * bs];                                \
-        }                                                                                       \
-        if (Mask) {                                                                             \
-            const T *mr = Mask + row_offset(p->mask, b, h, i0 + r) + j0 * p->mask->strides[3];  \
-            const int64_t ms = p->mask->strides[3];                                             \
-            for (int64_t c = a; c < e; c++) if (mr[c * ms] == 0) sr[c] = -INFINITY;             \
-        }                                                                                       \
-    }                                                                                           \
-}
-FINISH_LOGITS(float)
-FINISH_LOGITS(double)
-
-/* Each thread's scratch is its own malloc; a thread that cannot get it marks the call failed (the
- * error is raised after the parallel region, by the calling thread, which owns the message). */
-#define TILED_FORWARD(T, EXP)                                                                   \
-static bool tiled_forward_##T(const attention_problem *p, T *O, T *LSE) {                       \
-    const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
-    const int64_t group = p->H / p->Hkv, N = p->N, d = p->d, dv = p->dv;                       \
-    const int64_t ldq = p->q->strides[2], ldk = p->k->strides[2], ldv = p->v->strides[2];       \
-    const int64_t tiles_q = (N + TILE_Q - 1) / TILE_Q, units = p->B * p->H * tiles_q;           \
-    const bool parallel = units > 1 && p->B * p->H * N * p->M * (d + dv) >= TILED_PARALLEL_WORK; \
-    bool failed = false;                                                                        \
-    _Pragma("omp parallel if (parallel)")                                                       \
-    {                                                                                           \
-        T *s = malloc(sizeof(T) * (size_t)(TILE_Q * TILE_K + TILE_Q * dv + 2 * TILE_Q));        \
-        if (!s) { _Pragma("omp atomic write") failed = true; }                                  \
-        T *acc = s ? s + TILE_Q * TILE_K : NULL, *m = acc ? acc + TILE_Q * dv : NULL, *l = m ? m + TILE_Q : NULL; \
-        int64_t lo[TILE_Q], end[TILE_Q];                                                        \
-        _Pragma("omp for schedule(dynamic)")                                                    \
-        for (int64_t u = 0; u < units; u++) {                                                   \
-            if (!s) continue;                                                                   \
-            const int64_t b = u / (p->H * tiles_q), h = u / tiles_q % p->H, hk = h / group;     \
-            const int64_t i0 = u % tiles_q * TILE_Q, rows = N - i0 < TILE_Q ? N - i0 : TILE_Q;   \
-            tile_ranges(p, i0, rows, lo, end);                                                  \
-            int64_t jlo = p->M, jhi = 0;                                                        \
-            for (int64_t r = 0; r < rows; r++)                                                  \
-                if (lo[r] < end[r]) { jlo = lo[r] < jlo ? lo[r] : jlo; jhi = end[r] > jhi ? end[r] : jhi; } \
-            for (int64_t r = 0; r < rows; r++) { m[r] = -INFINITY; l[r] = 0; }                  \
-            memset(acc, 0, sizeof(T) * (size_t)(rows * dv));                                    \
-            const T *q = Q + row_offset(p->q, b, h, i0);                                        \
-            for (int64_t j0 = jlo; j0 < jhi; j0 += TILE_K) {                                    \
-                const int64_t cols = jhi - j0 < TILE_K ? jhi - j0 : TILE_K;                     \
-                if (!tile_visible(lo, end, rows, j0, cols)) continue;                           \
-                gemm_##T(CblasNoTrans, CblasTrans, rows, cols, d, (T)p->scale, q, ldq,          \
-                         K + row_offset(p->k, b, hk, j0), ldk, 0, s, TILE_K);                   \
-                finish_logits_##T(p, b, h, i0, rows, j0, cols, lo, end, s);                     \
-                for (int64_t r = 0; r < rows; r++) {                                            \
-                    T *sr = s + r * TILE_K, mx = -INFINITY;                                     \
-                    _Pragma("omp simd reduction(max:mx)")                                       \
-                    for (int64_t c = 0; c < cols; c++) mx = sr[c] > mx ? sr[c] : mx;            \
-                    const T mnew = mx > m[r] ? mx : m[r];                                       \
-                    if (mnew == -INFINITY) { for (int64_t c = 0; c < cols; c++) sr[c] = 0; continue; } \
-                    T z = 0;                                                                    \
-                    _Pragma("omp simd reduction(+:z)")                                          \
-                    for (int64_t c = 0; c < cols; c++) { sr[c] = EXP(sr[c] - mnew); z += sr[c]; } \
-                    if (mnew > m[r]) {        /* rescale what was summed under the old maximum */ \
-                        const T alpha = m[r] == -INFINITY ? (T)0 : EXP(m[r] - mnew);            \
-                        T *ar = acc + r * dv;                                                   \
-                        for (int64_t c = 0; c < dv; c++) ar[c] *= alpha;                        \
-                        l[r] *= alpha;                                                          \
-                        m[r] = mnew;                                                            \
-                    }                                                                           \
-                    l[r] += z;                                                                  \
-                }                                                                               \
-                gemm_##T(CblasNoTrans, CblasNoTrans, rows, dv, cols, 1, s, TILE_K,              \
-                         V + row_offset(p->v, b, hk, j0), ldv, 1, acc, dv);                     \
-            }                                                                                   \
-            const int64_t bh = b * p->H + h;                                                    \
-            for (int64_t r = 0; r < rows; r++) {                                                \
-                const T inv = l[r] > 0 ? (T)1 / l[r] : (T)0;                                    \
-                T *o = O + (bh * N + i0 + r) * dv, *ar = acc + r * dv;                          \
-                for (int64_t c = 0; c < dv; c++) o[c] = ar[c] * inv;                            \
-                LSE[bh * N + i0 + r] = l[r] > 0 ? m[r] + (T)log((double)l[r]) : (T)INFINITY;    \
-            }                                                                                   \
-        }                                                                                       \
-        free(s);                                                                                \
-    }                                                                                           \
-    return !failed;                                                                             \
-}
-TILED_FORWARD(float, al_expf)
-TILED_FORWARD(double, exp)
-
-/* dq, dk, dv: zero-filled gradients in their inputs' layouts (unit last stride), or NULL when
- * not wanted.  O and dO are contiguous (B, H, N, dv). */
-#define TILED_BACKWARD(T, EXP)                                                                  \
-static bool tiled_backward_##T(const attention_problem *p, const T *O, const T *LSE, const T *dO, \
-                               al_tensor *gq, al_tensor *gk, al_tensor *gv) {                   \
-    const T *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;       \
-    T *dQ = gq ? (T *)gq->storage->data : NULL, *dK = gk ? (T *)gk->storage->data : NULL;     \
-    T *dV = gv ? (T *)gv->storage->data : NULL;                                                 \
-    const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;              \
-    const int64_t ldq = p->q->strides[2], ldk = p->k->strides[2], ldv = p->v->strides[2];       \
-    const T scale = (T)p->scale;                                                                \
-    const int64_t units = p->B * p->Hkv;                                                        \
-    const bool parallel = units > 1 && p->B * p->H * N * M * (d + dv) >= TILED_PARALLEL_WORK;   \
-    bool failed = false;                                                                        \
-    _Pragma("omp parallel if (parallel)")                                                       \
-    {                                                                                           \
-        T *s = malloc(sizeof(T) * (size_t)(2 * TILE_Q * TILE_K + N));                           \
-        if (!s) { _Pragma("omp atomic write") failed = true; }                                  \
-        T *dp = s ? s + TILE_Q * TILE_K : NULL, *D = dp ? dp + TILE_Q * TILE_K : NULL;          \
-        int64_t lo[TILE_Q], end[TILE_Q];                                                        \
-        _Pragma("omp for schedule(dynamic)")                                                    \
-        for (int64_t u = 0; u < units; u++) {                                                   \
-            if (!s) continue;                                                                   \
-            const int64_t b = u / p->Hkv, hk = u % p->Hkv;                                      \
-            const T *k = K + row_offset(p->k, b, hk, 0), *v = V + row_offset(p->v, b, hk, 0);   \
-            T *dk = dK ? dK + row_offset(gk, b, hk, 0) : NULL, *dvp = dV ? dV + row_offset(gv, b, hk, 0) : NULL; \
-            const int64_t lddk = gk ? gk->strides[2] : 0, lddv = gv ? gv->strides[2] : 0;        \
-            for (int64_t h = hk * group; h < (hk + 1) * group; h++) {                           \
-                const int64_t bh = b * p->H + h;                                                \
-                const T *go = dO + bh * N * dv, *o = O + bh * N * dv, *lse = LSE + bh * N;      \
-                const T *q = Q + row_offset(p->q, b, h, 0);                                     \
-                T *dq = dQ ? dQ + row_offset(gq, b, h, 0) : NULL;                               \
-                const int64_t lddq = gq ? gq->strides[2] : 0;                                    \
-                for (int64_t i = 0; i < N; i++) {                                               \
-                    T acc = 0;                                                                  \
-                    for (int64_t c = 0; c < dv; c++) acc += go[i * dv + c] * o[i * dv + c];     \
-                    D[i] = acc;                                                                 \
-                }                                                                               \
-                for (int64_t j0 = 0; j0 < M; j0 += TILE_K) {                                    \
-                    const int64_t cols = M - j0 < TILE_K ? M - j0 : TILE_K;                     \
-                    for (int64_t i0 = 0; i0 < N; i0 += TILE_Q) {                                \
-                        const int64_t rows = N - i0 < TILE_Q ? N - i0 : TILE_Q;                 \
-                        tile_ranges(p, i0, rows, lo, end);                                      \
-                        if (!tile_visible(lo, end, rows, j0, cols)) continue;                   \
-                        gemm_##T(CblasNoTrans, CblasTrans, rows, cols, d, scale, q + i0 * ldq, ldq, \
-                                 k + j0 * ldk, ldk, 0, s, TILE_K);                              \
-                        finish_logits_##T(p, b, h, i0, rows, j0, cols, lo, end, s);             \
-                        for (int64_t r = 0; r < rows; r++) {     /* P = exp(S - LSE) */         \
-                            T *sr = s + r * TILE_K;                                             \
-                            const T lr = lse[i0 + r];                                           \
-                            for (int64_t c = 0; c < cols; c++) sr[c] = EXP(sr[c] - lr);         \
-                        }                                                                       \
-                        if (dvp)                                           /* dV_J += P^T dO_I */ \
-                            gemm_##T(CblasTrans, CblasNoTrans, cols, dv, rows, 1, s, TILE_K,     \
-                                     go + i0 * dv, dv, 1, dvp + j0 * lddv, lddv);               \
-                        if (!dq && !dk) continue;                                               \
-                        gemm_##T(CblasNoTrans, CblasTrans, rows, cols, dv, 1, go + i0 * dv, dv,  \
-                                 v + j0 * ldv, ldv, 0, dp, TILE_K);        /* dP = dO_I V_J^T */ \
-                        for (int64_t r = 0; r < rows; r++) {     /* dS = P (dP - D) */          \
-                            T *dr = dp + r * TILE_K;                                            \
-                            const T *sr = s + r * TILE_K, Dr = D[i0 + r];                       \
-                            for (int64_t c = 0; c < cols; c++) dr[c] = sr[c] * (dr[c] - Dr);    \
-                        }                                                                       \
-                        if (dq)                                     /* dQ_I += scale dS K_J */  \
-                            gemm_##T(CblasNoTrans, CblasNoTrans, rows, d, cols, scale, dp, TILE_K, \
-                                     k + j0 * ldk, ldk, 1, dq + i0 * lddq, lddq);               \
-                        if (dk)                                     /* dK_J += scale dS^T Q_I */ \
-                            gemm_##T(CblasTrans, CblasNoTrans, cols, d, rows, scale, dp, TILE_K, \
-                                     q + i0 * ldq, ldq, 1, dk + j0 * lddk, lddk);               \
-                    }                                                                           \
-                }                                                                               \
-            }                                                                                   \
-        }                                                                                       \
-        free(s);                                                                                \
-    }                                                                                           \
-    return !failed;                                                                             \
-}
-TILED_BACKWARD(float, al_expf)
-TILED_BACKWARD(double, exp)
+/* The kernels, once per dtype: tiled_forward_float, tiled_backward_double, ... */
+#define GENERIC_FILE "../generic/tiled_kernel.h"
+#include "../generic/float_types.h"
 
 static al_tensor *zeros_like_layout(const al_tensor *t) {
     al_tensor *z = al_new_like_layout(t);

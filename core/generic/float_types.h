@@ -8,6 +8,8 @@
  *   real            float, then double
  *   SFX(name)       name##_float, then name##_double
  *   REAL_IS_FLOAT   defined (the file can be included for int64_t too, without it)
+ *   REAL_IS_FLOAT32 defined on the float pass only (for kernels written for float alone: the
+ *                   AVX-512 ones that the dense kernel calls from that pass)
  *   EXP, LOG, SQRT, TANH, POW, FABS     libm's function of the argument's type (expf or exp, ...)
  *   FAST_EXP, FAST_TANH                 the vectorisable al_expf / al_tanhf on float (internal.h;
  *                                       about one ulp), libm's on double (the gradient checks)
@@ -27,11 +29,13 @@
 #define FAST_TANH(x) _Generic((x), float: al_tanhf, default: tanh)(x)
 
 #define REAL_IS_FLOAT
+#define REAL_IS_FLOAT32
 #define real float
 #define SFX(name) name##_float
 #include GENERIC_FILE
 #undef real
 #undef SFX
+#undef REAL_IS_FLOAT32
 
 #define real double
 #define SFX(name) name##_double

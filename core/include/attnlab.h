@@ -1,7 +1,14 @@
 /* attnlab.h -- the one public header of libattnlab, the attnlab C core.
  *
- * Everything the Lua side may call is declared here; lua/attnlab/init.lua feeds the part between
+ * Everything the Lua side may call is declared here; lua/attnlab/core.lua feeds the part between
  * the AL_FFI_BEGIN/AL_FFI_END markers to ffi.cdef, so keep that part free of preprocessor lines.
+ *
+ * Why one header of over 500 lines: it is the core's whole contract with its users (the Lua module,
+ * the viewer, the C tests), read in one place, with the conventions below stated once for all of
+ * it, and its FFI part is one block that the Lua module takes as it is.  Split into one header per
+ * source file it would need the markers and the conventions in each, and a new op would have to
+ * find its header; the sections below (errors, creation, ops by family, attention, files, the run
+ * log) are its rooms.
  *
  * Conventions (stated once, true for every function below):
  *   - A tensor is a strided view (shape, strides in elements, offset, dtype, device) onto a

@@ -26,8 +26,6 @@ static const char *unary_names[] = {"neg", "exp", "log", "sqrt", "tanh", "sigmoi
 /* gelu, tanh form: 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi) */
 #define GELU_C 0.7978845608028654
 
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-
 /* a comparison's 1 or 0 into a float32 or float64 output (out_double is a constant where inlined) */
 ALWAYS_INLINE void store01(char *out, int64_t i, bool out_double, int v) {
     if (out_double) ((double *)out)[i] = (double)v;

@@ -3,13 +3,14 @@
 -- e.g. the second result of lab.attention(q, k, v, {weights = true}) or MultiHeadAttention's
 -- m.weights with m.record = true.
 local lab = require "attnlab"
-local raise, args = lab.raise, lab._args
+local core, args = require "attnlab.core", require "attnlab.args"
+local raise = core.raise
 
 local analysis = {}
 
 local function check_map(w, fn)
-  if not lab.is_tensor(w) or w:dim() ~= 4 then
-    raise(fn .. ": expects a (B, H, N, M) attention map (got " .. (lab.is_tensor(w) and w:shape_string() or type(w)) .. ")")
+  if not core.is_tensor(w) or w:dim() ~= 4 then
+    raise(fn .. ": expects a (B, H, N, M) attention map (got " .. (core.is_tensor(w) and w:shape_string() or type(w)) .. ")")
   end
   return w
 end
@@ -128,8 +129,8 @@ end
 --   prompt: M token ids; needle = {first, last} prompt positions (1-based, inclusive);
 --   generated: T token ids.  Returns (H) or (L, H) scores, 1 for a head that copied every token.
 function analysis.retrieval_score(maps, prompt, needle, generated)
-  if not lab.is_tensor(maps) or (maps:dim() ~= 3 and maps:dim() ~= 4) then
-    raise("retrieval_score: maps must be (T, H, M) or (T, L, H, M) (got " .. (lab.is_tensor(maps) and maps:shape_string() or type(maps)) .. ")")
+  if not core.is_tensor(maps) or (maps:dim() ~= 3 and maps:dim() ~= 4) then
+    raise("retrieval_score: maps must be (T, H, M) or (T, L, H, M) (got " .. (core.is_tensor(maps) and maps:shape_string() or type(maps)) .. ")")
   end
   local T, M = maps:size(1), maps:size(-1)
   if type(prompt) ~= "table" or #prompt ~= M then raise(string.format("retrieval_score: prompt must list the %d prompt tokens (got %s)", M, type(prompt) == "table" and #prompt or type(prompt))) end

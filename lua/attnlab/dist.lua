@@ -19,12 +19,13 @@
 -- the same to float tolerance (the test checks it); a script that would rather draw only its share
 -- seeds its data generator with dist.seed(base) (base + rank).  Only rank 0 writes the run
 -- directory (lab.run.start asks dist.is_main()); a script error on any rank aborts every rank
--- (lua/main.c calls dist.abort), so no rank waits forever in an all-reduce.
+-- (lua/script_errors.c calls dist.abort), so no rank waits forever in an all-reduce.
 --
 -- MPI is reached through the FFI, by the symbols of Debian's Open MPI (libmpi.so.40), so nothing
 -- is linked at build time and the package is needed only where mpirun is: `apt-get install
 -- openmpi-bin`.
 local lab = require "attnlab"
+local core, args = require "attnlab.core", require "attnlab.args"
 local ffi = require "ffi"
 
 local dist = {}
@@ -34,7 +35,7 @@ local world          -- MPI_COMM_WORLD
 local rank, size = 0, 1
 local finalizer      -- a userdata whose __gc finalises MPI when the Lua state closes
 
-local function raise(msg) lab.raise("dist." .. msg) end
+local function raise(msg) core.raise("dist." .. msg) end
 
 -- Open MPI's predefined handles are the addresses of global objects (MPI_FLOAT is
 -- &ompi_mpi_float): declared as char arrays, LuaJIT hands back their addresses.
@@ -100,7 +101,7 @@ function dist.active() init() return size > 1 end
 
 -- A seed for this rank's own data: base + rank (the same on one process as base).
 function dist.seed(base)
-  lab._args.check_int(base, "dist.seed", "base")
+  args.check_int(base, "dist.seed", "base")
   init()
   return base + rank
 end
@@ -111,7 +112,7 @@ end
 
 -- checked on one process too, so that a script fails the same way before it goes to mpirun
 local function check_tensor(t, fn, what)
-  if not lab.is_tensor(t) then raise(fn .. ": " .. what .. " must be a tensor (got " .. type(t) .. ")") end
+  if not core.is_tensor(t) then raise(fn .. ": " .. what .. " must be a tensor (got " .. type(t) .. ")") end
   if t:dtype() ~= "float32" and t:dtype() ~= "float64" then
     raise(fn .. ": " .. what .. " must be float32 or float64 (got " .. t:dtype() .. " of shape " .. t:shape_string() .. ")")
   end
@@ -125,7 +126,7 @@ local MAX_COUNT = 2 ^ 30
 
 local function each_piece(t, f)
   local n, esize = t:numel(), t:dtype() == "float32" and 4 or 8
-  local base = ffi.cast("char *", lab.C.al_data(t))
+  local base = ffi.cast("char *", core.C.al_data(t))
   local done = 0
   while done < n do
     local count = math.min(n - done, MAX_COUNT)
@@ -188,7 +189,7 @@ function dist.average_gradients(params)
   if size == 1 then return end
   local by_dtype = {}
   for i, p in ipairs(params) do
-    if not lab.is_tensor(p) then raise("average_gradients: params[" .. i .. "] is a " .. type(p) .. ", not a tensor") end
+    if not core.is_tensor(p) then raise("average_gradients: params[" .. i .. "] is a " .. type(p) .. ", not a tensor") end
     local dt = p:dtype()
     by_dtype[dt] = by_dtype[dt] or {}
     table.insert(by_dtype[dt], p)
@@ -230,7 +231,7 @@ end
 -- that dimension must divide by the number of ranks (so every rank's loss is a mean over as
 -- many examples, and their mean is the whole batch's).
 function dist.shard(t, dim)
-  if not lab.is_tensor(t) then raise("shard: t must be a tensor (got " .. type(t) .. ")") end
+  if not core.is_tensor(t) then raise("shard: t must be a tensor (got " .. type(t) .. ")") end
   dim = dim or 1
   if type(dim) ~= "number" or dim ~= math.floor(dim) or dim < 1 or dim > t:dim() then
     raise("shard: dim must be a dimension of t, 1 to " .. t:dim() .. " (got " .. tostring(dim) .. " for shape " .. t:shape_string() .. ")")
@@ -253,7 +254,7 @@ end
 -- Ends every rank at once with `code` (the attnlab program calls it when a script fails on a rank,
 -- so that the others do not wait forever in an all-reduce).  A no-op on one process.
 function dist.abort(code)
-  if code ~= nil then lab._args.check_int(code, "dist.abort", "code") end
+  if code ~= nil then args.check_int(code, "dist.abort", "code") end
   if not initialised or size == 1 then return end
   io.stderr:flush()
   mpi.MPI_Abort(world, code or 1)

@@ -11,6 +11,7 @@
 -- is unique ("TransformerBlock", "narrow").  help(value) finds the value's name by walking the public
 -- tables (public_tables below, which tests/lua/test_reference.lua walks too).
 local lab = require "attnlab"
+local core = require "attnlab.core"
 
 local M = {}
 
@@ -173,7 +174,7 @@ M.key_of = key_of
 
 -- the value's public name, found by walking the public tables
 local function name_of_value(x)
-  if lab.is_tensor(x) then return "Tensor" end
+  if core.is_tensor(x) then return "Tensor" end
   for _, entry in ipairs(M.public_tables()) do
     for _, pair in ipairs(M.names_of(entry)) do
       if pair[2] == x and (type(x) == "function" or type(x) == "table") then return pair[1] end

@@ -2,15 +2,16 @@
 -- (one fused loop per parameter, al_sgd_step / al_adam_step).  State is kept per parameter index
 -- and can be saved and restored exactly (for resumable runs).
 local lab = require "attnlab"
-local C, raise, args = lab.C, lab.raise, lab._args
+local core, args = require "attnlab.core", require "attnlab.args"
+local C, raise = core.C, core.raise
 
 local optim = {}
 
 local function param_list(params, fn)
-  if type(params) == "table" and params.parameters and not lab.is_tensor(params) then params = params:parameters() end
+  if type(params) == "table" and params.parameters and not core.is_tensor(params) then params = params:parameters() end
   if type(params) ~= "table" or #params == 0 then raise(fn .. ": expects a non-empty list of parameters (or a module)") end
   for i, p in ipairs(params) do
-    if not lab.is_tensor(p) then raise(string.format("%s: parameter %d is not a tensor", fn, i)) end
+    if not core.is_tensor(p) then raise(string.format("%s: parameter %d is not a tensor", fn, i)) end
     if not p:requires_grad() then raise(string.format("%s: parameter %d (shape %s) does not require grad", fn, i, p:shape_string())) end
   end
   return params
@@ -22,7 +23,7 @@ local function number_opt(opts, key, default, fn)
 end
 
 -- the core's failure, named as the optimiser's method the user called ("Adam:step: ...")
-local function check(rc, fn) if rc < 0 then raise(lab._core_message(fn)) end end
+local check_status = core.check_status
 
 -- An option the optimiser would ignore is an error (a silently ignored option is a wrong experiment).
 local check_option_keys = args.check_options
@@ -45,7 +46,7 @@ function Optimizer:state_dict()
 end
 
 function Optimizer:load_state_dict(sd)
-  if type(sd) ~= "table" or lab.is_tensor(sd) then
+  if type(sd) ~= "table" or core.is_tensor(sd) then
     raise("load_state_dict: expects an optimiser state {tensors = {...}, numbers = {...}} (got " .. args.typename(sd) .. ")")
   end
   if sd.tensors ~= nil and type(sd.tensors) ~= "table" then raise("load_state_dict: tensors must be a table of name = tensor") end
@@ -54,7 +55,7 @@ function Optimizer:load_state_dict(sd)
   if type(step) ~= "number" then raise("load_state_dict: numbers.step must be a number (got " .. args.show(step) .. ")") end
   self.t = step
   for name, t in pairs(sd.tensors or {}) do
-    if type(name) ~= "string" or not lab.is_tensor(t) then
+    if type(name) ~= "string" or not core.is_tensor(t) then
       raise("load_state_dict: tensors must be a table of name = tensor (got " .. args.show(name) .. " = " .. args.typename(t) .. ")")
     end
     local k, i = name:match("^(.-)%.(%d+)$")
@@ -96,7 +97,7 @@ function SGD:step()
       self.state[i] = self.state[i] or { momentum = lab.zeros(p:shape(), p:dtype()) }
       buf = self.state[i].momentum
     end
-    check(C.al_sgd_step(p, lab._opt_tensor(buf), h.lr, h.momentum, h.weight_decay, h.nesterov), "SGD:step")
+    check_status(C.al_sgd_step(p, core.opt_tensor(buf), h.lr, h.momentum, h.weight_decay, h.nesterov), "SGD:step")
   end
 end
 
@@ -110,7 +111,7 @@ local function make_adam(name, decoupled, default_wd)
     check_option_keys(opts, name, { "lr", "betas", "eps", "weight_decay" })
     params = param_list(params, name)
     local betas = opts.betas or { 0.9, 0.999 }
-    if type(betas) ~= "table" or lab.is_tensor(betas) or #betas ~= 2 then
+    if type(betas) ~= "table" or core.is_tensor(betas) or #betas ~= 2 then
       raise(name .. ": betas must be a table of two numbers {beta1, beta2} (got " .. args.show(betas) .. ")")
     end
     for i = 1, 2 do args.check_number(betas[i], name, "betas[" .. i .. "]", { 0, 1, hi_open = true }) end
@@ -134,7 +135,7 @@ function Adam:step()
       st = { m = lab.zeros(p:shape(), p:dtype()), v = lab.zeros(p:shape(), p:dtype()) }
       self.state[i] = st
     end
-    check(C.al_adam_step(p, st.m, st.v, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.decoupled, self.t),
+    check_status(C.al_adam_step(p, st.m, st.v, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.decoupled, self.t),
       (h.decoupled == 1 and "AdamW" or "Adam") .. ":step")
   end
 end
@@ -143,10 +144,10 @@ end
 function optim.clip_grad_norm(params, max_norm)
   params = param_list(params, "clip_grad_norm")
   args.check_number(max_norm, "clip_grad_norm", "max_norm", { 0, lo_open = true })
-  local arr = lab._ref_array(#params)
+  local arr = core.ref_array(#params)
   for i, p in ipairs(params) do arr[i - 1] = p end
   local norm = C.al_clip_grad_norm(#params, arr, max_norm)
-  if norm < 0 then raise(lab._core_message("clip_grad_norm")) end
+  check_status(norm, "clip_grad_norm")
   return norm
 end
 

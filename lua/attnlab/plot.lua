@@ -10,19 +10,19 @@
 -- The viewer (viewer/) draws the live pictures with a real font; this module is for the files a
 -- run leaves behind, so it stays plain Lua over one float buffer.
 local lab = require "attnlab"
+local core, args = require "attnlab.core", require "attnlab.args"
 local ffi = require "ffi"
 
 local plot = {}
-local args = lab._args
 
-local function raise(msg) lab.raise("plot." .. msg) end
+local function raise(msg) core.raise("plot." .. msg) end
 -- the argument checks every lab function shares (lua/attnlab/args.lua), named "plot.<fn>"
 local function number(v, fn, what, range) return args.check_number(v, "plot." .. fn, what, range) end
 local FINITE = { finite = true }
 -- a colour: {r, g, b}, each a number in [0, 1]
 local UNIT = { 0, 1 }
 local function check_rgb(rgb, fn, what)
-  if type(rgb) ~= "table" or lab.is_tensor(rgb) or #rgb ~= 3 then
+  if type(rgb) ~= "table" or core.is_tensor(rgb) or #rgb ~= 3 then
     raise(string.format("%s: %s must be a colour {r, g, b} of numbers in [0, 1] (got %s)", fn, what, args.show(rgb)))
   end
   for i = 1, 3 do number(rgb[i], fn, what .. "[" .. i .. "]", UNIT) end
@@ -169,7 +169,7 @@ end
 -- the canvas as a (h, w, 3) float32 tensor in [0, 1], the layout lab.image.save takes
 function Canvas:tensor()
   local t = lab.zeros{ self.h, self.w, 3 }
-  ffi.copy(lab.C.al_data(t), self.px, self.w * self.h * 3 * 4)
+  ffi.copy(core.C.al_data(t), self.px, self.w * self.h * 3 * 4)
   return t
 end
 
@@ -187,7 +187,7 @@ end
 
 -- an options table of the chart fn: a table whose keys are all in valid (the shared checker)
 local function check_options(fn, o, valid)
-  if type(o) ~= "table" or lab.is_tensor(o) then raise(fn .. ": options must be a table (got " .. args.typename(o) .. ")") end
+  if type(o) ~= "table" or core.is_tensor(o) then raise(fn .. ": options must be a table (got " .. args.typename(o) .. ")") end
   args.check_options(o, "plot." .. fn, valid)
 end
 
@@ -202,7 +202,7 @@ local SERIES_KEYS = { "colour", "label", "thick", "xs", "ys" }
 function plot.lines(path, o)
   if type(path) ~= "string" then raise("lines: path must be a string (got " .. type(path) .. ")") end
   check_options("lines", o, LINES_OPTIONS)
-  if type(o.series) ~= "table" or lab.is_tensor(o.series) then raise("lines: series must be a list of {xs =, ys =} tables") end
+  if type(o.series) ~= "table" or core.is_tensor(o.series) then raise("lines: series must be a list of {xs =, ys =} tables") end
   local lo_x, hi_x, lo_y, hi_y = math.huge, -math.huge, math.huge, -math.huge
   for i, s in ipairs(o.series) do
     if type(s) ~= "table" or type(s.xs) ~= "table" or type(s.ys) ~= "table" or #s.xs ~= #s.ys then
@@ -225,11 +225,11 @@ function plot.lines(path, o)
   end
   for _, k in ipairs{ "xmin", "xmax", "ymin", "ymax" } do if o[k] ~= nil then number(o[k], "lines", k, FINITE) end end
   if o.title ~= nil and type(o.title) ~= "string" then raise("lines: title must be a string (got " .. args.typename(o.title) .. ")") end
-  if o.hlines ~= nil and (type(o.hlines) ~= "table" or lab.is_tensor(o.hlines)) then
+  if o.hlines ~= nil and (type(o.hlines) ~= "table" or core.is_tensor(o.hlines)) then
     raise("lines: hlines must be a list of {y =, colour =} (got " .. args.typename(o.hlines) .. ")")
   end
   for i, hl in ipairs(o.hlines or {}) do
-    if type(hl) ~= "table" or lab.is_tensor(hl) then raise(string.format("lines: hlines[%d] must be a table {y =, colour =}", i)) end
+    if type(hl) ~= "table" or core.is_tensor(hl) then raise(string.format("lines: hlines[%d] must be a table {y =, colour =}", i)) end
     args.check_options(hl, string.format("plot.lines: hlines[%d]", i), { "colour", "y" })
     number(hl.y, "lines", string.format("hlines[%d].y", i), FINITE)
     if hl.colour ~= nil then check_rgb(hl.colour, "lines", string.format("hlines[%d].colour", i)) end
@@ -306,7 +306,7 @@ function plot.heatmap(path, M, rows, cols, o)
   if type(path) ~= "string" then raise("heatmap: path must be a string (got " .. type(path) .. ")") end
   o = o or {}
   check_options("heatmap", o, HEATMAP_OPTIONS)
-  if lab.is_tensor(M) then
+  if core.is_tensor(M) then
     if M:dim() ~= 2 then raise("heatmap: M must be 2-D (got shape " .. M:shape_string() .. ")") end
     M = M:to("float64"):totable()
   end
@@ -319,7 +319,7 @@ function plot.heatmap(path, M, rows, cols, o)
     for j = 1, nc do number(M[i][j], "heatmap", string.format("M[%d][%d]", i, j), FINITE) end
   end
   for _, labels in ipairs{ { rows, "rows" }, { cols, "cols" } } do
-    if labels[1] ~= nil and (type(labels[1]) ~= "table" or lab.is_tensor(labels[1])) then
+    if labels[1] ~= nil and (type(labels[1]) ~= "table" or core.is_tensor(labels[1])) then
       raise("heatmap: " .. labels[2] .. " must be a list of labels (got " .. args.typename(labels[1]) .. ")")
     end
   end

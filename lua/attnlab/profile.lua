@@ -13,8 +13,9 @@
 -- modules' Lua code, the garbage collector.  Off, the profiler costs nothing: the wrappers exist
 -- only while fn runs.
 local lab = require "attnlab"
+local core, args = require "attnlab.core", require "attnlab.args"
 local ffi = require "ffi"
-local C = lab.C
+local C = core.C
 
 -- The core functions worth a row: those that return a tensor (an op or a view), the in-place ops,
 -- the optimiser steps and backward; not the accessors, whose cost is a few nanoseconds.
@@ -37,7 +38,7 @@ Profile.__index = Profile
 function Profile:report(limit)
   local rows, out = self.rows, {}
   if limit ~= nil and (type(limit) ~= "number" or limit < 0 or limit ~= math.floor(limit)) then
-    lab.raise("Profile:report: limit must be an integer >= 0 (got " .. lab._args.show(limit) .. ")")
+    core.raise("Profile:report: limit must be an integer >= 0 (got " .. args.show(limit) .. ")")
   end
   limit = limit or #rows
   out[1] = string.format("%-28s %-8s %7s %10s %10s %6s %9s", "op", "phase", "calls", "total ms", "self ms",
@@ -56,10 +57,10 @@ function Profile:report(limit)
 end
 
 local function profile(fn, calls)
-  if type(fn) ~= "function" then lab.raise("profile: expects a function (got " .. type(fn) .. ")") end
+  if type(fn) ~= "function" then core.raise("profile: expects a function (got " .. type(fn) .. ")") end
   calls = calls or 1
   if type(calls) ~= "number" or calls < 1 or calls ~= math.floor(calls) then
-    lab.raise("profile: calls must be a positive integer (got " .. tostring(calls) .. ")")
+    core.raise("profile: calls must be a positive integer (got " .. tostring(calls) .. ")")
   end
   local forward, originals = {}, {}
   for _, name in ipairs(op_names()) do

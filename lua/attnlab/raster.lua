@@ -19,6 +19,7 @@
 -- aliased, a pixel is painted when it lies within half the width; anti-aliased (aa), its coverage
 -- falls off linearly over one pixel at the edge.
 local lab = require "attnlab"
+local core = require "attnlab.core"
 local ffi = require "ffi"
 local bit = require "bit"
 
@@ -30,18 +31,7 @@ local Canvas = {}
 Canvas.__index = Canvas
 raster.Canvas = Canvas
 
-local function raise(fn, msg)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
-      error(info.short_src .. ":" .. info.currentline .. ": raster." .. fn .. ": " .. msg, 0)
-    end
-    level = level + 1
-  end
-  error("raster." .. fn .. ": " .. msg, 0)
-end
+local function raise(fn, msg) lab.raise("raster." .. fn .. ": " .. msg) end
 
 local function is_int(x) return type(x) == "number" and x == floor(x) end
 local function check_value(fn, v)
@@ -56,12 +46,12 @@ function raster.canvas(h, w, value)
   end
   value = check_value("canvas", value or 0)
   local t = lab.full({ h, w }, value)
-  return setmetatable({ h = h, w = w, tensor = t, p = ffi.cast("float *", lab.C.al_data(t)) }, Canvas)
+  return setmetatable({ h = h, w = w, tensor = t, p = ffi.cast("float *", core.C.al_data(t)) }, Canvas)
 end
 
 -- raster.from_tensor(t): a canvas holding a copy of a grey (H, W) or (H, W, 1) image.
 function raster.from_tensor(t)
-  if not lab.is_tensor(t) then raise("from_tensor", "expected a tensor (got " .. type(t) .. ")") end
+  if not core.is_tensor(t) then raise("from_tensor", "expected a tensor (got " .. type(t) .. ")") end
   if t:dim() == 3 and t:size(3) == 1 then t = t:select(3, 1) end
   if t:dim() ~= 2 then raise("from_tensor", "expected a grey image (H, W) or (H, W, 1) (got shape " .. t:shape_string() .. ")") end
   local c = raster.canvas(t:size(1), t:size(2))

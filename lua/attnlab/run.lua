@@ -38,304 +38,32 @@
 -- RNG's {seed, counter}; all are put back before the loop yields its first step.  The script must
 -- draw its random numbers from lab's generator only (not math.random) for this to hold.
 --
--- Checkpoint layout (standard safetensors; the attnlab parts live in "__metadata__", all strings):
---   tensors   "<tracked name>.<path>" e.g. "model.layers.1.wq", "optim.tensors.m.3"
---   format    "attnlab-checkpoint-1"
---   step      the last completed step; resuming continues at step + 1
---   rng_seed, rng_counter   the generator's state as decimal strings (uint64)
---   state     JSON: for each tracked name its state_dict's structure, tensors replaced by
---             {"$tensor": name}; tables are {"$table": [[key, value], ...]} so that number and
---             string keys come back as they were; non-finite numbers are {"$number": "inf"}
---   config    JSON of run.config; name, script
+-- The config's resolution is run_config.lua's, the checkpoint's layout run_checkpoint.lua's, the
+-- directory's claiming run_dir.lua's, the viewer's commands run_commands.lua's; this file is the
+-- run object over them.
 local lab = require "attnlab"
+local core, args = require "attnlab.core", require "attnlab.args"
 local json = require "attnlab.json"
+local run_config, run_checkpoint = require "attnlab.run_config", require "attnlab.run_checkpoint"
+local run_dir, run_commands = require "attnlab.run_dir", require "attnlab.run_commands"
 local ffi = require "ffi"
 
 local M = {}
 local Run = {}
 Run.__index = Run
 
-local CHECKPOINT_FORMAT = "attnlab-checkpoint-1"
--- keys every run accepts on the command line, with their types, whether or not the config has them
-local RESERVED = { resume = "string", log_every = "number", seed = "number", checkpoint_every = "number" }
 local DEFAULT_CHECKPOINT_EVERY = 10 -- minutes
--- what a run writes into its directory: a directory holding any of these holds a run, and --force
--- deletes exactly these (a script's own files, a table.md say, are overwritten by the new run or left)
-local RUN_FILES = { "config.json", "metrics.jsonl", "records.bin", "summary.json", "status.json",
-                    "checkpoint.safetensors", "final.safetensors", "commands" }
 -- the runs started and not yet finished: a script error marks them failed (M.script_failed)
 local open_runs = {}
 
-local function fail(msg)
-  if lab.raise then lab.raise("run: " .. msg) end
-  error("run: " .. msg, 3)
-end
+local function fail(msg) core.raise("run: " .. msg) end
+local is_tensor, now, write_atomic = core.is_tensor, lab.time, lab.write_file_atomic
 
-local function is_tensor(v)
-  if lab.is_tensor then return lab.is_tensor(v) end
-  return type(v) == "cdata"
-end
-
-local function now()
-  return lab.time and lab.time() or os.time()
-end
-
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b)
-    if type(a) == type(b) then return a < b end
-    return type(a) == "number"
-  end)
-  return keys
-end
-
----------------------------------------------------------------------------------------------------
--- files and directories
----------------------------------------------------------------------------------------------------
-
-pcall(ffi.cdef, "int mkdir(const char *path, unsigned int mode);")
-pcall(ffi.cdef, "char *realpath(const char *path, char *resolved_path);")
 pcall(ffi.cdef, "int getpid(void);")
-
-local function mkdir_p(dir)
-  local prefix = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    prefix = prefix .. part
-    if ffi.C.mkdir(prefix, 493) ~= 0 and ffi.errno() ~= 17 then -- 0755; 17 = EEXIST
-      fail("cannot create directory '" .. prefix .. "' (errno " .. ffi.errno() .. ")")
-    end
-    prefix = prefix .. "/"
-  end
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
--- The canonical path of an existing directory (symlinks, "." and ".." resolved), else the path.
-local function canonical(path)
-  local buf = ffi.new("char[?]", 4097)
-  if ffi.C.realpath(path, buf) == nil then return path end
-  return ffi.string(buf)
-end
-
--- The run files present in dir, in RUN_FILES order ({} when none).
-local function run_files_in(dir)
-  local found = {}
-  for _, f in ipairs(RUN_FILES) do
-    if f ~= "commands" and exists(dir .. "/" .. f) then found[#found + 1] = f end
-  end
-  return found
-end
-
-local function random_hex4()
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(2)
-  if f then f:close() end
-  if bytes and #bytes == 2 then return string.format("%02x%02x", bytes:byte(1, 2)) end
-  -- not lab's RNG: drawing from it would shift the seeded stream of the experiment
-  return string.format("%04x", math.floor((now() * 1e6) % 65536))
-end
-
--- every whole file of the run directory is replaced this way, never rewritten in place
--- (docs/run-directory.md): a temporary file, fsync, rename (core/io.c)
-local function write_atomic(path, text) lab.write_file_atomic(path, text) end
-
----------------------------------------------------------------------------------------------------
--- config
----------------------------------------------------------------------------------------------------
-
-local function describe(v)
-  return type(v) == "string" and string.format("'%s'", v) or tostring(v)
-end
-
--- Counts that are integers in every script: a fractional override of these is an error even when
--- the script declares nothing (steps=1.5 would otherwise run 2 steps, or 1, silently).
-local INTEGER_KEYS = { steps = true, batch = true, seed = true, log_every = true, eval_every = true }
-
--- A declared kind of a config key (opts.kinds of start): "integer", or a list of the strings the key
--- may take.  Checked against the resolved value, so a default that breaks it is caught too.
-local function check_kind(k, v, kind, default)
-  if kind == "integer" then
-    if type(v) ~= "number" or v ~= math.floor(v) or v ~= v or math.abs(v) == math.huge then
-      fail(string.format("config key '%s' expects an integer (default %s), got %s", k, describe(default), describe(v)))
-    end
-  elseif type(kind) == "table" then
-    for _, choice in ipairs(kind) do if v == choice then return end end
-    local shown = {}
-    for i, choice in ipairs(kind) do shown[i] = describe(choice) end
-    fail(string.format("config key '%s' must be one of %s, got %s", k, table.concat(shown, ", "), describe(v)))
-  else
-    fail(string.format("start: kinds.%s must be \"integer\" or a list of the values it may take (got %s)", k,
-      describe(kind)))
-  end
-end
-
--- An override must name a key of the defaults (or a reserved one) and match its type.  Strings
--- take the text as typed (raw), so name=007 stays "007" when the default is a string.
-local function apply_overrides(config, defaults, overrides, raw)
-  for _, k in ipairs(sorted_keys(overrides)) do
-    local v = overrides[k]
-    local default = defaults[k]
-    local want = default ~= nil and type(default) or RESERVED[k]
-    if not want then
-      local valid = sorted_keys(defaults)
-      for i, key in ipairs(valid) do valid[i] = tostring(key) end
-      local reserved = {}
-      for _, key in ipairs(sorted_keys(RESERVED)) do
-        if defaults[key] == nil then reserved[#reserved + 1] = key end
-      end
-      fail(string.format("unknown config key '%s' (valid keys: %s%s)", tostring(k),
-           #valid > 0 and table.concat(valid, ", ") or "none",
-           #reserved > 0 and "; also " .. table.concat(reserved, ", ") or ""))
-    end
-    if want == "string" then
-      v = raw and raw[k] or tostring(v)
-    elseif want == "table" then
-      fail(string.format("config key '%s' holds a table and cannot be set from the command line", k))
-    elseif type(v) ~= want then
-      fail(string.format("config key '%s' expects a %s (default %s), got %s", k, want,
-           describe(default), describe(raw and raw[k] or v)))
-    end
-    if want == "number" and INTEGER_KEYS[k] and v ~= math.floor(v) then check_kind(k, v, "integer", default) end
-    if k ~= "resume" then config[k] = v end
-  end
-end
-
----------------------------------------------------------------------------------------------------
--- state <-> checkpoint
----------------------------------------------------------------------------------------------------
-
--- A state_dict (nested tables of tensors, numbers, strings, booleans) becomes a JSON-able skeleton;
--- its tensors go into `tensors` under names "<prefix>.<key>.<key>...".
-local function skeleton(value, name, tensors)
-  if is_tensor(value) then
-    if tensors[name] then fail("two pieces of tracked state are both named '" .. name .. "'") end
-    tensors[name] = value
-    return { ["$tensor"] = name }
-  end
-  local tv = type(value)
-  if tv == "number" then
-    if value ~= value then return { ["$number"] = "nan" } end
-    if value == math.huge or value == -math.huge then return { ["$number"] = value > 0 and "inf" or "-inf" } end
-    return value
-  end
-  if tv == "string" or tv == "boolean" then return value end
-  if tv ~= "table" then fail("cannot checkpoint a " .. tv .. " (at " .. name .. ")") end
-  local pairs_list = {}
-  for _, k in ipairs(sorted_keys(value)) do
-    if type(k) ~= "string" and type(k) ~= "number" then fail("cannot checkpoint a " .. type(k) .. " key (at " .. name .. ")") end
-    pairs_list[#pairs_list + 1] = { k, skeleton(value[k], name .. "." .. tostring(k), tensors) }
-  end
-  return { ["$table"] = pairs_list }
-end
-
-local function rebuild(sk, tensors, path)
-  if type(sk) ~= "table" then return sk end
-  if sk["$tensor"] then
-    local t = tensors[sk["$tensor"]]
-    if t == nil then fail("checkpoint lacks tensor '" .. sk["$tensor"] .. "'") end
-    return t
-  end
-  if sk["$number"] then return ({ nan = 0 / 0, inf = math.huge, ["-inf"] = -math.huge })[sk["$number"]] end
-  local out = {}
-  for _, kv in ipairs(sk["$table"] or {}) do out[kv[1]] = rebuild(kv[2], tensors, path) end
-  return out
-end
-
-local function state_of(obj)
-  if is_tensor(obj) then return obj end
-  return obj:state_dict()
-end
-
-local function load_state(obj, state, name)
-  if is_tensor(obj) then
-    if not is_tensor(state) then fail("checkpoint state of '" .. name .. "' is not a tensor") end
-    obj:copy_(state)
-  else
-    obj:load_state_dict(state)
-  end
-end
 
 ---------------------------------------------------------------------------------------------------
 -- start
 ---------------------------------------------------------------------------------------------------
-
-local function read_checkpoint(path)
-  if not exists(path) then fail("resume: no checkpoint at '" .. path .. "'") end
-  local tensors, meta = lab.load(path)
-  if type(meta) == "string" then meta = json.decode(meta) end
-  if type(meta) ~= "table" or meta.format ~= CHECKPOINT_FORMAT then
-    fail("resume: '" .. path .. "' is not an attnlab checkpoint (no '" .. CHECKPOINT_FORMAT .. "' metadata)")
-  end
-  return {
-    path = path, tensors = tensors, step = tonumber(meta.step),
-    rng = { meta.rng_seed, meta.rng_counter },
-    state = json.decode(meta.state), config = json.decode(meta.config),
-  }
-end
-
--- When a resumed run writes into its checkpoint's directory, metrics logged after the checkpoint
--- (by a run that crashed rather than stopped cleanly) would repeat; drop them.
-local function truncate_metrics(path, last_step)
-  local f = io.open(path, "rb")
-  if not f then return end
-  local kept = {}
-  for line in f:lines() do
-    local ok, rec = pcall(json.decode, line)
-    if ok and type(rec) == "table" and type(rec.step) == "number" and rec.step <= last_step then
-      kept[#kept + 1] = line .. "\n"
-    end
-  end
-  f:close()
-  write_atomic(path, table.concat(kept))
-end
-
--- Refuses a directory that already holds a run, unless this run resumes from a checkpoint in it
--- (it continues in place) or force says to start afresh (the old run's files are deleted first).
-local function claim_dir(dir, force, resume_dir)
-  local found = run_files_in(dir)
-  if #found == 0 then return end
-  local in_place = resume_dir ~= nil and canonical(dir) == canonical(resume_dir)
-  if in_place and force then
-    fail(string.format("--force starts afresh, but resume= continues the run in '%s': give one of them", dir))
-  end
-  if in_place then return end
-  if not force then
-    local has_ckpt = exists(dir .. "/checkpoint.safetensors")
-    fail(string.format("'%s' already holds a run (%s): give another --out, %sor --force to delete that run's files and start afresh",
-      dir, found[1] .. (#found > 1 and " and more" or ""),
-      has_ckpt and "continue it with resume=" .. dir .. "/checkpoint.safetensors, " or ""))
-  end
-  for _, f in ipairs(RUN_FILES) do
-    local path = dir .. "/" .. f
-    if exists(path) then
-      local ok, err = os.remove(path)
-      if not ok then fail("--force: cannot delete '" .. path .. "': " .. tostring(err)) end
-    end
-  end
-end
-
--- The config a run gets: the defaults, then (when resuming) the checkpoint's config (a resumed run
--- is the same experiment), then the overrides on top (steps=, to run longer); every override and
--- every declared kind checked.  Raises on the first bad key or value.
-local function resolve(defaults, kinds, overrides, raw, checkpoint_config)
-  local config = {}
-  for k, v in pairs(defaults) do config[k] = v end
-  for k, v in pairs(checkpoint_config or {}) do
-    if defaults[k] ~= nil or RESERVED[k] then config[k] = v end
-  end
-  apply_overrides(config, defaults, overrides, raw)
-  if kinds ~= nil and type(kinds) ~= "table" then fail("start: kinds must be a table {key = kind}") end
-  for k, kind in pairs(kinds or {}) do
-    if defaults[k] == nil then fail(string.format("start: kinds names '%s', which is not a config key", tostring(k))) end
-    check_kind(k, config[k], kind, defaults[k])
-  end
-  return config
-end
 
 -- What start would make of these overrides, without starting anything: `attnlab sweep` checks
 -- every point of a grid with it before the first one runs.  opts: config (the defaults), kinds,
@@ -348,7 +76,7 @@ function M.resolve_config(opts)
     end
   end
   if type(opts.config or {}) ~= "table" then fail("resolve_config: config must be a table") end
-  return resolve(opts.config or {}, opts.kinds, opts.overrides or {}, opts.raw or {})
+  return run_config.resolve(opts.config or {}, opts.kinds, opts.overrides or {}, opts.raw or {})
 end
 
 -- opts: name, config (the defaults), and for use outside the program, overrides/out/force (else
@@ -377,18 +105,18 @@ function M.start(opts)
   local resume = overrides.resume
   if resume ~= nil then
     resume = raw.resume or tostring(resume)
-    self.ckpt = read_checkpoint(resume)
+    self.ckpt = run_checkpoint.read(resume)
     self.resumed_from = resume
     self.step = self.ckpt.step
   end
-  local config = resolve(defaults, opts.kinds, overrides, raw, self.ckpt and self.ckpt.config)
+  local config = run_config.resolve(defaults, opts.kinds, overrides, raw, self.ckpt and self.ckpt.config)
   self.config = config
   self.seed = type(config.seed) == "number" and config.seed or 0
   self.log_every = type(config.log_every) == "number" and config.log_every or 100
   local every = config.checkpoint_every
   if every == nil then every = DEFAULT_CHECKPOINT_EVERY end
   if type(every) ~= "number" or every ~= every or every < 0 then
-    fail("config key 'checkpoint_every' is in minutes and must be >= 0 (0: no periodic checkpoints), got " .. describe(every))
+    fail("config key 'checkpoint_every' is in minutes and must be >= 0 (0: no periodic checkpoints), got " .. run_config.describe(every))
   end
   self.checkpoint_every = every
   lab.seed(self.seed)
@@ -396,10 +124,7 @@ function M.start(opts)
   -- the directory: --out, else the checkpoint's own when resuming, else a fresh one
   local dir = opts.out or cli.out
   if not dir and resume then dir = resume:match("^(.*)/[^/]*$") or "." end
-  if not dir then
-    local base = "runs/" .. name .. "/" .. os.date("%Y%m%d-%H%M%S") .. "-"
-    repeat dir = base .. random_hex4() until not exists(dir .. "/config.json")
-  end
+  if not dir then dir = run_dir.fresh(name) end
   dir = dir:gsub("/+$", "")
   if dir == "" then dir = "/" end
   local force = opts.force
@@ -408,20 +133,20 @@ function M.start(opts)
   -- same script with a scratch folder of their own, removed when they finish
   local dist = require "attnlab.dist"
   if dist.is_main() then
-    claim_dir(dir, force, resume and (resume:match("^(.*)/[^/]*$") or "."))
+    run_dir.claim_dir(dir, force, resume and (resume:match("^(.*)/[^/]*$") or "."))
   else
     local unique = os.tmpname()
     os.remove(unique)
     dir = unique .. "-attnlab-rank" .. dist.rank()
     self.scratch = true
   end
-  mkdir_p(dir)
+  run_dir.mkdir_p(dir)
   self.dir = dir
   M.last_dir = dir   -- where `attnlab run --profile` leaves its table
   self.metrics_path = dir .. "/metrics.jsonl"
-  if self.ckpt then truncate_metrics(self.metrics_path, self.ckpt.step) end
+  if self.ckpt then run_dir.truncate_metrics(self.metrics_path, self.ckpt.step) end
 
-  local threads = cli.threads or (lab.num_threads and lab.num_threads()) or nil
+  local threads = cli.threads or lab.num_threads()
   write_atomic(dir .. "/config.json", json.encode({
     name = name, config = config, seed = self.seed, attnlab_version = lab.version,
     device = self.device, threads = threads, script = script, checkpoint_every = self.checkpoint_every,
@@ -443,6 +168,7 @@ function M.start(opts)
   end
   return self
 end
+
 
 ---------------------------------------------------------------------------------------------------
 -- the run object
@@ -504,59 +230,6 @@ function Run:attention_layers(list)
   return self
 end
 
-local function find_attention(obj, out, seen)
-  if type(obj) ~= "table" or seen[obj] then return end
-  seen[obj] = true
-  if type(obj.set_head_scale) == "function" then out[#out + 1] = obj end
-  for _, name in ipairs(obj.child_order or {}) do find_attention(obj.children[name], out, seen) end
-end
-
-function Run:_attention_layers()
-  if not self.layers then
-    local out, seen = {}, {}
-    for _, k in ipairs(self.tracked_names) do find_attention(self.tracked[k], out, seen) end
-    self.layers = out
-  end
-  return self.layers
-end
-
--- An event for metrics.jsonl: its name and machine fields, which the viewer and any replay read, and
--- a text for people, which nothing parses (docs/run-directory.md has the grammar).
-local function event(name, text, fields)
-  local e = fields or {}
-  e.event, e.text = name, text
-  return e
-end
-
--- Applies one command from the viewer; returns the event to log.
-function Run:_apply(cmd)
-  if cmd.op == "pause" then self.paused = true return event("pause", "pause")
-  elseif cmd.op == "resume" then self.paused, self.single = false, false return event("resume", "resume")
-  elseif cmd.op == "step" then self.paused, self.single = true, true return event("single_step", "single step")
-  elseif cmd.op == "invalid" then
-    return event("ignored", "ignored command '" .. cmd.text .. "'", { command = cmd.text, reason = "not a command" })
-  end
-  local function ignored(reason)
-    return event("ignored", string.format("ignored '%s': %s", cmd.text, reason), { command = cmd.text, reason = reason })
-  end
-  local layers = self:_attention_layers()
-  if cmd.op == "restore" and not cmd.layer then
-    for _, m in ipairs(layers) do m:reset_head_scale() end
-    return event("restore_all", "restore all heads")
-  end
-  local m = layers[cmd.layer]
-  if not m then return ignored(string.format("no attention layer %d (the run has %d)", cmd.layer, #layers)) end
-  if m.heads and cmd.head > m.heads then return ignored(string.format("layer %d has %d heads", cmd.layer, m.heads)) end
-  -- a command from outside never stops the training: a hook's error becomes the logged event
-  local ok, err = pcall(m.set_head_scale, m, cmd.head, cmd.scale)
-  if not ok then return ignored(tostring(err)) end
-  -- every head event carries the head's scale from now on, so a replay needs no table of names
-  local head = { layer = cmd.layer, head = cmd.head, scale = cmd.scale }
-  if cmd.op == "ablate" then return event("ablate", string.format("ablate layer %d head %d", cmd.layer, cmd.head), head) end
-  if cmd.op == "restore" then return event("restore", string.format("restore layer %d head %d", cmd.layer, cmd.head), head) end
-  return event("scale", string.format("scale layer %d head %d by %g", cmd.layer, cmd.head, cmd.scale), head)
-end
-
 pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
 
 -- Called before each step: applies the viewer's commands, and while paused waits for the next
@@ -566,7 +239,7 @@ function Run:_commands()
   if self.single then self.single = false; self.paused = true end
   repeat
     for _, cmd in ipairs(viz.poll()) do
-      local e = self:_apply(cmd)
+      local e = run_commands.apply(self, cmd)
       self:log(self.step, e)
       self:_flush()
       self:_clear_progress()
@@ -582,17 +255,7 @@ end
 function Run:_restore()
   local ck = self.ckpt
   self.ckpt = nil
-  local state = ck.state or {}
-  for _, k in ipairs(sorted_keys(state)) do
-    if not self.tracked[k] then
-      fail(string.format("resume: the checkpoint holds state for '%s', which the script does not track", k))
-    end
-  end
-  for _, k in ipairs(self.tracked_names) do
-    if state[k] == nil then fail(string.format("resume: the checkpoint has no state for '%s'", k)) end
-    load_state(self.tracked[k], rebuild(state[k], ck.tensors, k), k)
-  end
-  lab.set_rng_state(ck.rng)
+  run_checkpoint.restore(ck, self)
 end
 
 -- Writes <dir>/<name>.safetensors (default "checkpoint") with everything tracked, the step and
@@ -601,23 +264,16 @@ end
 -- (a resume drops the ones after it, and the result equals the uninterrupted run's).
 function Run:checkpoint(name)
   if name ~= nil and (type(name) ~= "string" or not name:match("^[%w_.-]+$")) then
-    fail("checkpoint: name must be a file name of letters, digits, '_', '.' and '-' (got " .. lab._args.show(name) .. ")")
+    fail("checkpoint: name must be a file name of letters, digits, '_', '.' and '-' (got " .. args.show(name) .. ")")
   end
   name = (name or "checkpoint"):gsub("%.safetensors$", "")
   if self.metrics then self:_flush() end
   local path = self.dir .. "/" .. name .. ".safetensors"
-  local tensors, state = {}, {}
-  for _, k in ipairs(self.tracked_names) do state[k] = skeleton(state_of(self.tracked[k]), k, tensors) end
-  local rng = lab.rng_state()
-  lab.save(path, tensors, {
-    format = CHECKPOINT_FORMAT, step = string.format("%d", self.step),
-    rng_seed = tostring(rng[1]):gsub("U?LL$", ""), rng_counter = tostring(rng[2]):gsub("U?LL$", ""),
-    state = json.encode(state), config = json.encode(self.config), name = self.name,
-    script = self.script or "",
-  })
+  run_checkpoint.write(path, self)
   if name == "checkpoint" then self.checkpoint_step = self.step end
   return path
 end
+
 
 ---------------------------------------------------------------------------------------------------
 -- metrics and summary
@@ -646,10 +302,10 @@ end
 function Run:log(step, values)
   if type(step) == "table" then step, values = self.step, step end
   if type(step) ~= "number" or step ~= math.floor(step) or step < 0 or step >= 2^53 then
-    fail("log expects (step, {name = value}) with step an integer >= 0 (got " .. lab._args.show(step) .. ")")
+    fail("log expects (step, {name = value}) with step an integer >= 0 (got " .. args.show(step) .. ")")
   end
   if values ~= nil and (type(values) ~= "table" or is_tensor(values)) then
-    fail("log expects (step, {name = value}) (got " .. lab._args.typename(values) .. " for the values)")
+    fail("log expects (step, {name = value}) (got " .. args.typename(values) .. " for the values)")
   end
   values = plain(values or {}, "log")
   values.step = nil
@@ -673,7 +329,7 @@ function Run:should_log(step)
 end
 
 function Run:summary(tbl)
-  if tbl ~= nil and (type(tbl) ~= "table" or is_tensor(tbl)) then fail("summary expects a table (got " .. lab._args.typename(tbl) .. ")") end
+  if tbl ~= nil and (type(tbl) ~= "table" or is_tensor(tbl)) then fail("summary expects a table (got " .. args.typename(tbl) .. ")") end
   local ok, text = pcall(json.encode, plain(tbl or {}, "summary"), 2)
   if not ok then fail("summary: " .. tostring(text):gsub("^json%.encode: ", "")) end
   write_atomic(self.dir .. "/summary.json", text .. "\n")
@@ -760,7 +416,7 @@ end
 -- started or since the last one; never after the last step: finish writes final.safetensors).
 function Run:steps(n)
   if type(n) ~= "number" or n ~= math.floor(n) or n < 0 or n >= 2^53 then
-    fail("steps expects the number of steps, an integer >= 0 (got " .. lab._args.show(n) .. ")")
+    fail("steps expects the number of steps, an integer >= 0 (got " .. args.show(n) .. ")")
   end
   if self.ckpt then self:_restore() end
   self.total = n
@@ -806,5 +462,5 @@ function Run:finish()
 end
 
 M.Run = Run
-M.CHECKPOINT_FORMAT = CHECKPOINT_FORMAT
+M.CHECKPOINT_FORMAT = run_checkpoint.FORMAT
 return M

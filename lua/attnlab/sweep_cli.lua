@@ -3,6 +3,7 @@
 -- 2, one line naming the flag or the axis), then calls lab.sweep.  Exit status: 0 when every point
 -- finished, 1 when some did not (or an error while running), 2 bad input, 130 Ctrl-C.
 local sweep = require "attnlab.sweep"
+local sweep_manifest = require "attnlab.sweep_manifest"
 local slurm = require "attnlab.sweep_slurm"
 
 local M = {}
@@ -161,7 +162,7 @@ local function say(line) io.stderr:write(line, "\n") io.stderr:flush() end
 
 -- the closing report of a sweep that ran here; returns the exit status
 local function report(dir, manifest, interrupted)
-  local c, text = sweep._counts(manifest)
+  local c, text = sweep_manifest.counts(manifest)
   say(string.format("sweep: %s: %s", dir, text))
   for _, p in ipairs(manifest.points) do
     if p.status == "failed" or p.status == "killed" or p.status == "interrupted" then
@@ -196,7 +197,7 @@ local function run_slurm(dir, options, threads)
     return 0
   end
   if not job then
-    local _, text = sweep._counts(manifest)
+    local _, text = sweep_manifest.counts(manifest)
     say(string.format("sweep: %s: nothing to submit (%s)", dir, text))
     return 0
   end
@@ -207,7 +208,7 @@ end
 
 local function print_status(dir)
   local manifest, why = sweep.status(dir)
-  local _, text = sweep._counts(manifest)
+  local _, text = sweep_manifest.counts(manifest)
   io.stdout:write(string.format("sweep %s: %s, %d points: %s\n", dir, manifest.script_name or manifest.script, #manifest.points, text))
   if why then io.stdout:write("  (Slurm could not be asked which points it still holds: " .. why .. ")\n") end
   for _, p in ipairs(manifest.points) do
@@ -236,7 +237,7 @@ local function dispatch(o)
     local runner = manifest.runner or { kind = "local", parallel = 1 }
     local to_run, busy = {}, {}
     for _, p in ipairs(manifest.points) do
-      if sweep._RERUN[p.status] then to_run[#to_run + 1] = p.index end
+      if sweep_manifest.RERUN[p.status] then to_run[#to_run + 1] = p.index end
       if p.status == "running" or p.status == "queued" then busy[#busy + 1] = p.index end
     end
     if why and manifest.slurm then
@@ -244,7 +245,7 @@ local function dispatch(o)
     end
     if #busy > 0 then say(string.format("sweep: points %s are still running or queued: left alone", table.concat(busy, ","))) end
     if #to_run == 0 then
-      local _, text = sweep._counts(manifest)
+      local _, text = sweep_manifest.counts(manifest)
       say(string.format("sweep: %s: nothing to resume (%s)", o.dir, text))
       return 0
     end

@@ -11,16 +11,9 @@
 -- Written into the sweep directory as results.md (Markdown, mean ± sd, 4 significant digits) and
 -- results.csv (<axes>, n, then <metric>.mean and <metric>.sd for each metric, numbers in full).
 local json = require "attnlab.json"
+local read = require("attnlab.core").read_file
 
 local M = {}
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 -- Dotted names in natural order: "ov_mu.2" before "ov_mu.10", "a.b" after "a".
 local function name_less(a, b)

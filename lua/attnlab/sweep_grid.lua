@@ -12,15 +12,13 @@
 -- Expansion: cartesian (every combination, the first axis varying slowest, like nested loops in
 -- the order of the command line) or zipped (the i-th value of every axis together; the axes must
 -- have the same length, except axes of one value, which every point shares).
+local core = require "attnlab.core"
+
 local M = {}
 
-local function fail(msg)
-  local lab = package.loaded.attnlab
-  if lab and lab.raise then lab.raise("sweep: " .. msg) end
-  error("sweep: " .. msg, 0)
-end
+local function fail(msg) core.raise("sweep: " .. msg) end
 
--- a config key as `attnlab run` accepts one on the command line (lua/main.c, is_override)
+-- a config key as `attnlab run` accepts one on the command line (lua/command_line.c, is_override)
 local function valid_key(k)
   return type(k) == "string" and k:match("^[%a_][%w_.]*$") ~= nil
 end

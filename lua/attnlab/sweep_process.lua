@@ -2,8 +2,8 @@
 -- file, ask without blocking whether it has ended, run a command and read what it printed.
 --
 -- posix_spawn, not fork: the sweeping process has the attnlab core loaded (OpenMP, OpenBLAS), and
--- a forked copy of a process with threads must not run their code (lua/main.c spawns the viewer
--- the same way).  The child is /bin/sh, which changes directory, redirects, and execs the command,
+-- a forked copy of a process with threads must not run their code (lua/viewer_launch.c spawns the
+-- viewer the same way).  The child is /bin/sh, which changes directory, redirects, and execs the command,
 -- so the pid returned is the command's own; the arguments travel as sh's positional parameters,
 -- never pasted into the shell text, so no quoting can go wrong.
 local ffi = require "ffi"

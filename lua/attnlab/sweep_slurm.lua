@@ -17,10 +17,7 @@ local M = {}
 
 M.SCRIPT = "sweep.sbatch"
 
-local function fail(msg)
-  local lab = require "attnlab"
-  lab.raise("sweep: --slurm: " .. msg)
-end
+local function fail(msg) require("attnlab.core").raise("sweep: --slurm: " .. msg) end
 
 -- The path of sbatch, or an error naming --slurm.
 function M.sbatch()

@@ -15,8 +15,9 @@
 -- wall time, or opts.every = n steps), and a value may be a function, called only when the record
 -- is due, so that a script can publish every step without computing a map every step.
 local lab = require "attnlab"
+local core, args = require "attnlab.core", require "attnlab.args"
 local ffi = require "ffi"
-local C = lab.C
+local C = core.C
 
 local viz = {}
 local DEFAULT_INTERVAL = 0.25   -- seconds between two records of one name
@@ -28,10 +29,9 @@ local KIND = { attention = C.AL_RECORD_ATTENTION, matrix = C.AL_RECORD_MATRIX, s
                key = C.AL_RECORD_KEY }
 viz.KIND = KIND
 
-local args = lab._args
-local function fail(fn, msg) lab.raise("viz." .. fn .. ": " .. msg) end
+local function fail(fn, msg) core.raise("viz." .. fn .. ": " .. msg) end
 -- the core's failure, named as the viz function the user called
-local function check_status(rc, fn) if rc < 0 then lab.raise(lab._core_message("viz." .. fn)) end end
+local function check_status(rc, fn) core.check_status(rc, "viz." .. fn) end
 
 local function check_name(fn, name)
   if type(name) ~= "string" or #name == 0 or #name > 255 then
@@ -54,7 +54,7 @@ for fn, list in pairs(call_options) do
 end
 -- opts: nil or a table whose keys fn takes (an unknown key is an error naming the valid ones)
 local function check_opts(fn, opts)
-  if opts ~= nil and (type(opts) ~= "table" or lab.is_tensor(opts)) then fail(fn, "opts must be a table (got " .. args.typename(opts) .. ")") end
+  if opts ~= nil and (type(opts) ~= "table" or core.is_tensor(opts)) then fail(fn, "opts must be a table (got " .. args.typename(opts) .. ")") end
   if opts and call_options[fn] then args.check_options(opts, "viz." .. fn, call_options[fn]) end
   return opts or {}
 end
@@ -78,7 +78,7 @@ function viz.open(dir, opts)
   viz.close()
   check_rate("open", opts.interval, opts.every)
   local log = C.al_runlog_open(dir)
-  if log == nil then lab.raise(lab._core_message("viz.open")) end
+  if log == nil then core.raise(core.core_message("viz.open")) end
   state.log = ffi.gc(log, C.al_runlog_close)
   state.dir = dir
   state.commands_path = dir .. "/commands"
@@ -108,7 +108,7 @@ end
 
 -- {interval = seconds} or {every = steps}: the default rate for every name.
 function viz.set_rate(r)
-  if type(r) ~= "table" or lab.is_tensor(r) then fail("set_rate", "expects {interval = seconds} or {every = steps}") end
+  if type(r) ~= "table" or core.is_tensor(r) then fail("set_rate", "expects {interval = seconds} or {every = steps}") end
   args.check_options(r, "viz.set_rate", { "interval", "every" })
   check_rate("set_rate", r.interval, r.every)
   if r.interval ~= nil then state.interval, state.every = r.interval, nil end
@@ -118,7 +118,7 @@ end
 -- Whether a record named `name` is due now (and, when it is, counts it as published).
 -- (fn: the viz function the user called, for the errors)
 local function is_due(fn, name, opts)
-  if opts ~= nil and (type(opts) ~= "table" or lab.is_tensor(opts)) then fail(fn, "opts must be a table (got " .. args.typename(opts) .. ")") end
+  if opts ~= nil and (type(opts) ~= "table" or core.is_tensor(opts)) then fail(fn, "opts must be a table (got " .. args.typename(opts) .. ")") end
   opts = opts or {}
   check_rate(fn, opts.interval, opts.every)
   if not state.log then return false end
@@ -144,7 +144,7 @@ local function value_of(v)
 end
 
 local function as_tensor(fn, v, what)
-  if lab.is_tensor(v) then return v end
+  if core.is_tensor(v) then return v end
   if type(v) == "table" then return lab.tensor(v) end
   if type(v) == "number" then return lab.tensor({ v }) end
   fail(fn, what .. " must be a tensor or a table of numbers (got " .. type(v) .. ")")
@@ -270,7 +270,7 @@ function viz.scalar(name, v, opts)
   opts = check_opts("scalar", opts)
   if not is_due("scalar", name, opts) then return false end
   v = value_of(v)
-  if lab.is_tensor(v) then
+  if core.is_tensor(v) then
     if v:numel() ~= 1 then fail("scalar", "value must be a number or a one-element tensor (got shape " .. v:shape_string() .. ")") end
     v = v:item()
   end
@@ -382,13 +382,13 @@ end
 function viz.read(dir)
   if type(dir) ~= "string" then fail("read", "expects a run directory") end
   local r = C.al_runlog_reader_open(dir .. "/records.bin")
-  if r == nil then lab.raise(lab._core_message("viz.read")) end
+  if r == nil then core.raise(core.core_message("viz.read")) end
   r = ffi.gc(r, C.al_runlog_reader_close)
   local info = ffi.new("al_record_info")
   local out = {}
   while true do
     local rc = C.al_runlog_next(r, info)
-    if rc < 0 then lab.raise(lab._core_message("viz.read")) end
+    check_status(rc, "read")
     if rc == 0 then break end
     local rec = { kind = info.kind, name = ffi.string(info.name), step = tonumber(info.step), layer = info.layer,
                   head = info.head, shape = {}, time = info.time }

@@ -49,7 +49,8 @@ for step in run:steps(cfg.steps) do
       run:checkpoint()
       io.stderr:write("holding at step " .. step .. "\n")
       io.stderr:flush()
-      while armed(cfg.hold_file) do ffi.C.poll(nil, 0, 50) end
+      -- (a SIGTERM, as scancel sends, ends the hold: the run then stops at the step boundary)
+      while armed(cfg.hold_file) and not lab.interrupted() do ffi.C.poll(nil, 0, 50) end
     end
   end
 end

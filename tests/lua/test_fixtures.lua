@@ -11,38 +11,11 @@ local lab = rawget(_G, "lab") or require "attnlab"
 local check = dofile("tests/lua/check.lua")("fixtures")
 
 local PATH = "tests/fixtures/torch_fixtures.safetensors"
-local TOL64, TOL32 = 1e-10, 1e-5
 local F64 = "float64"
-
-local ok, fx, meta = pcall(lab.load, PATH)
-if not check.ok(ok, "load " .. PATH, not ok and tostring(fx) or nil) then os.exit(check.report(), true) end
-check.ok(meta and meta.torch_version ~= nil, "fixtures: metadata names the torch version")
+local FX = dofile("tests/lua/fixtures.lua")(check, PATH)
+local TOL64, TOL32 = FX.TOL64, FX.TOL32
+local meta, get, has, compare = FX.meta, FX.get, FX.has, FX.compare
 local json = lab.json
-
-local used = {}
-local function get(name)
-  local t = fx[name]
-  if t == nil then error("fixture '" .. name .. "' is missing from " .. PATH, 2) end
-  used[name] = true
-  return t
-end
-local function has(name) return fx[name] ~= nil end
-
-local function tol_for(t) return t:dtype() == "float32" and TOL32 or TOL64 end
-
--- got vs want: same shape, dtype as the reference, relative error below the dtype's tolerance
-local function compare(what, got, want, tol)
-  tol = tol or tol_for(want)
-  if not check.ok(lab.is_tensor(got), what .. ": is a tensor", type(got)) then return end
-  if not check.ok(got:shape_string() == want:shape_string(), what .. ": shape",
-      got:shape_string() .. " vs " .. want:shape_string()) then return end
-  check.ok(got:dtype() == want:dtype(), what .. ": dtype", got:dtype() .. " vs " .. want:dtype())
-  local w = want:to(F64)
-  local err = (got:to(F64) - w):abs():max():item()
-  local scale = w:abs():max():item()
-  local rel = err / math.max(scale, 1e-30)
-  check.value(rel < tol, what, string.format("rel err %.3g (max abs err %.3g, max |torch| %.3g, tol %g)", rel, err, scale, tol))
-end
 
 -- Runs one case: the named inputs become leaves (fresh copies), fn(inputs...) gives y, compared
 -- with "<case>.y"; then the backward of sum(y * gy) (or of y itself when scalar) gives the grads,
@@ -196,9 +169,6 @@ for _, c in ipairs{ "clip", "clip_noop" } do
 end
 
 -- every tensor in the file was checked
-local unused = {}
-for name in pairs(fx) do if not used[name] then unused[#unused + 1] = name end end
-table.sort(unused)
-check.ok(#unused == 0, "every fixture is used", table.concat(unused, ", "))
+FX.all_used()
 
 os.exit(check.report(), true)

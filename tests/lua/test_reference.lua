@@ -41,13 +41,22 @@ for _, k in ipairs(keys) do
   check.ok(tables_walked[lab[k]], "the walk enters lab." .. k, "add it to public_tables in lua/attnlab/help.lua")
 end
 -- and every file of the module: a table the walk enters, or one of the module's internals
-local internal = { init = lab, nn_variants = true, attention = lab.attention, help = true,
-                   gpt = true,    -- gpt.lua defines lab.nn.GPT, walked with the nn classes
-                   vision = lab, nn_vision = true,   -- lab.conv2d ... and nn.Conv2d ..., walked with lab and lab.nn
+local internal = { init = lab, attention = lab.attention, help = true,
+                   -- the shared layer every file requires (loading, raise, the argument checks)
+                   core = true, args = true,
+                   -- the rooms init.lua gathers into lab (walked with lab and lab.Tensor)
+                   tensor = lab.Tensor, creation = lab, functions = lab, files = lab, runtime = lab,
+                   vision = lab, vision_options = true,
+                   -- the rooms nn.lua gathers into lab.nn (walked with lab.nn and its classes)
+                   nn_module = true, nn_layers = true, nn_attention = true, nn_variants = true, nn_vision = true,
+                   gpt = true,
+                   -- the parts of lab.run (run.lua keeps what is public of them)
+                   run_config = true, run_checkpoint = true, run_dir = true, run_commands = true,
                    -- the parts of lab.sweep (sweep.lua re-exports what is public of them)
-                   sweep_grid = true, sweep_process = true, sweep_slurm = true, sweep_collect = true, sweep_cli = true,
+                   sweep_grid = true, sweep_manifest = true, sweep_local = true, sweep_process = true, sweep_slurm = true,
+                   sweep_collect = true, sweep_cli = true,
                    raster = true,  -- the stimuli's drawing helpers (docs/visual_search.md), not part of lab
-                   args = true }   -- args.lua: the argument checks init.lua shares as lab._args
+                   counter_rng = true }  -- the data generators' counter-based hash, not part of lab
 local p = io.popen('ls "' .. lab.root .. '/lua/attnlab"')
 local files = 0
 for f in p:lines() do
@@ -260,6 +269,8 @@ check.fails(function() mqar.Model{ vocab = 8, dim = 8, heads = 2, layers = 1, la
   "mqar.Model: unknown option 'layer' (valid: vocab, dim, heads, layers, variant, attention)")
 check.fails(function() require("attnlab.tasks.oat").Model{ rows = 2, cols = 3, layer = 2 } end,
   "oat.Model: unknown option 'layer' (valid: n, rows, cols, patch,")
+check.fails(function() require("attnlab.tasks.visual_search").Net{ channel = { 4, 8, 8 } } end,
+  "SearchNet: unknown option 'channel' (valid: channels, size, classes)")
 -- the message lists the valid keys
 check.fails(function() nn.Linear(4, 3, { bais = false }) end, "Linear: unknown option 'bais' (valid: bias)")
 check.fails(function() nn.LayerNorm(4, { epsilon = 1e-6 }) end, "LayerNorm: unknown option 'epsilon' (valid: eps, bias)")

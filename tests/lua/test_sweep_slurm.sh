@@ -3,9 +3,10 @@
 # localhost: munged, slurmctld and slurmd (Debian's packages; `make test` and .ci/run install them)
 # with a slurm.conf of one node that has this machine's CPUs, all in a temporary directory, on ports
 # of their own.  A sweep of 8 points (tests/lua/sweep_script.lua, width=1,2 x seed=1..4) goes in
-# as one job array; point 3 holds at step 10 after a checkpoint and is cancelled there (scancel),
-# the other 7 run to the end; --status then calls point 3 killed, --resume sends it again (a second
-# job) and it continues from its checkpoint; --collect makes the table of all 8.
+# as one job array; point 3 holds at step 10 after a checkpoint and is cancelled there (scancel,
+# whose SIGTERM the run takes as a polite stop: a checkpoint, status interrupted), the other 7 run to
+# the end; --status then calls point 3 interrupted, --resume sends it again (a second job) and it
+# continues from its checkpoint; --collect makes the table of all 8.
 #
 # If slurmd cannot start (no root, a container that cannot run jobs) the test says why and checks
 # the generated job script with `sbatch --test-only` against the controller it did start; if not
@@ -188,9 +189,11 @@ scancel "${JOB}_3" && pass || fail "scancel ${JOB}_3"
 job_gone() { [ -z "$(squeue --me -h -j "$1" 2>/dev/null)" ]; }
 if wait_for 150 job_gone "$JOB"; then pass; else fail "job $JOB did not end: $(squeue --me -h -r 2>&1)"; fi
 
-"$PROG" sweep --status "$S" >"$D/out" 2>"$D/err"
-grep -q "7 finished, 1 killed" "$D/out" && pass || fail "--status: 7 finished and point 3 killed: $(cat "$D/out" "$D/err")"
-grep -Eq "^  $P3 +killed" "$D/out" && pass || fail "--status calls $P3 killed: $(cat "$D/out")"
+# the point writes its checkpoint and status on the way out: wait for them rather than race them
+settled() { "$PROG" sweep --status "$S" >"$D/out" 2>"$D/err"; grep -q "7 finished, 1 interrupted" "$D/out"; }
+if wait_for 60 settled; then pass; else fail "--status: 7 finished and point 3 interrupted: $(cat "$D/out" "$D/err")"; fi
+grep -Eq "^  $P3 +interrupted" "$D/out" && pass || fail "--status calls $P3 interrupted: $(cat "$D/out")"
+grep -q "terminated (SIGTERM) after step" "$S/$P3.log" && pass || fail "point 3 took scancel's SIGTERM as a polite stop: $(tail -3 "$S/$P3.log")"
 
 rm -f "$D/hold-1-3"
 "$PROG" sweep --resume "$S" >"$D/out" 2>"$D/err"

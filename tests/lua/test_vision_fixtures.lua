@@ -13,34 +13,9 @@ local lab = rawget(_G, "lab") or require "attnlab"
 local check = dofile("tests/lua/check.lua")("vision_fixtures")
 
 local PATH = "tests/fixtures/vision_fixtures.safetensors"
-local TOL64, TOL32 = 1e-10, 1e-5
-
-local ok, fx, meta = pcall(lab.load, PATH)
-if not check.ok(ok, "load " .. PATH, not ok and tostring(fx) or nil) then os.exit(check.report(), true) end
-check.ok(meta and meta.torch_version ~= nil, "fixtures: metadata names the torch version")
+local FX = dofile("tests/lua/fixtures.lua")(check, PATH)
+local meta, get, compare = FX.meta, FX.get, FX.compare
 local json = lab.json
-
-local used = {}
-local function get(name)
-  local t = fx[name]
-  if t == nil then error("fixture '" .. name .. "' is missing from " .. PATH, 2) end
-  used[name] = true
-  return t
-end
-
-local function compare(what, got, want)
-  local tol = want:dtype() == "float32" and TOL32 or TOL64
-  if not check.ok(lab.is_tensor(got), what .. ": is a tensor", type(got)) then return end
-  if not check.ok(got:shape_string() == want:shape_string(), what .. ": shape", got:shape_string() .. " vs " .. want:shape_string()) then
-    return
-  end
-  check.ok(got:dtype() == want:dtype(), what .. ": dtype", got:dtype() .. " vs " .. want:dtype())
-  local w = want:to("float64")
-  local err = (got:to("float64") - w):abs():max():item()
-  local scale = w:abs():max():item()
-  check.value(err / math.max(scale, 1e-30) < tol, what,
-    string.format("rel err %.3g (max abs err %.3g, max |torch| %.3g, tol %g)", err / math.max(scale, 1e-30), err, scale, tol))
-end
 
 local function exactly(what, got, want)
   if not check.ok(got:shape_string() == want:shape_string(), what .. ": shape", got:shape_string() .. " vs " .. want:shape_string()) then
@@ -131,9 +106,6 @@ do
 end
 
 -- every tensor in the file was checked
-local unused = {}
-for name in pairs(fx) do if not used[name] then unused[#unused + 1] = name end end
-table.sort(unused)
-check.ok(#unused == 0, "every fixture is used", table.concat(unused, ", "))
+FX.all_used()
 
 os.exit(check.report(), true)

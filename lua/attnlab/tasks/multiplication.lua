@@ -28,21 +28,10 @@ local bit = require "bit"
 local mult = {}
 
 ---------------------------------------------------------------------------------------------------
--- Errors name the function the user called and point at the user's line (lab.raise stops at the
--- first frame outside attnlab/*.lua, which would be this file, one folder down).
+-- Errors name the function the user called and point at the user's line (lab.raise skips the
+-- frames of every file under lua/attnlab/, this one included).
 ---------------------------------------------------------------------------------------------------
-local function raise(fn, msg)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
-      error(info.short_src .. ":" .. info.currentline .. ": " .. fn .. ": " .. msg, 0)
-    end
-    level = level + 1
-  end
-  error(fn .. ": " .. msg, 0)
-end
+local function raise(fn, msg) lab.raise(fn .. ": " .. msg) end
 
 local function is_int(x) return type(x) == "number" and x == math.floor(x) and x > -2 ^ 53 and x < 2 ^ 53 end
 local function show(x) return type(x) == "string" and string.format("%q", x) or tostring(x) end
@@ -444,26 +433,16 @@ end
 ---------------------------------------------------------------------------------------------------
 mult.test_percent = 1
 
+local rng = require "attnlab.counter_rng"
 local U64 = ffi.typeof("uint64_t")
-local bxor, rshift = bit.bxor, bit.rshift
-local GOLDEN = 0x9e3779b97f4a7c15ULL
-local function mix64(z)
-  z = z + GOLDEN
-  z = bxor(z, rshift(z, 30)) * 0xbf58476d1ce4e5b9ULL
-  z = bxor(z, rshift(z, 27)) * 0x94d049bb133111ebULL
-  return bxor(z, rshift(z, 31))
-end
 -- uniform in [0, 1) with 53 random bits, from (seed, stream, index, attempt)
-local function uniform(seed, stream, index, attempt)
-  local z = mix64(bxor(mix64(bxor(mix64(bxor(mix64(U64(seed)), U64(stream))), U64(index))), U64(attempt)))
-  return tonumber(rshift(z, 11)) / 2 ^ 53
-end
+local uniform = rng.uniform
 mult._uniform = uniform
 
 local SPLIT_SALT = 0x6d756c7473706c74ULL          -- a fixed salt: the split never depends on the seed
 function mult.is_test(a, b)
   local lo, hi = math.min(a, b), math.max(a, b)
-  local z = mix64(bxor(mix64(bxor(SPLIT_SALT, U64(lo))), U64(hi)))
+  local z = rng.extend(rng.mix64(bit.bxor(SPLIT_SALT, U64(lo))), hi)
   return tonumber(z % 100ULL) < mult.test_percent
 end
 

@@ -27,6 +27,7 @@
 -- code || its column's code.  pe = "trained" instead learns a free code per cell with the model.
 local lab = require "attnlab"
 local nn = require "attnlab.nn"
+local args = require "attnlab.args"
 
 local floor, sqrt, exp, sin, cos = math.floor, math.sqrt, math.exp, math.sin, math.cos
 local raise = lab.raise
@@ -45,10 +46,10 @@ function oat.gaussian_code(n, dim, opts)
   nn.check_positive_int(dim, fn, "dim")
   opts = opts or {}
   nn.check_options(opts, fn, { "sigma", "steps", "lr" })
-  local sigma = lab._args.opt_number(opts.sigma, 2, fn, "sigma", { 0, lo_open = true, finite = true })
+  local sigma = args.opt_number(opts.sigma, 2, fn, "sigma", { 0, lo_open = true, finite = true })
   local steps = opts.steps or 1500
   if type(steps) ~= "number" or steps < 0 or steps ~= floor(steps) then raise(fn .. ": steps must be an integer >= 0 (got " .. tostring(steps) .. ")") end
-  local lr = lab._args.opt_number(opts.lr, 0.01, fn, "lr", { 0, lo_open = true, finite = true })
+  local lr = args.opt_number(opts.lr, 0.01, fn, "lr", { 0, lo_open = true, finite = true })
   local want = {}
   for i = 1, n do
     want[i] = {}
@@ -163,7 +164,7 @@ function Model:init(o)
   -- encoder's first LayerNorm would then see mostly position
   self.app_ln = self:add_child("app_ln", nn.LayerNorm(d_app))
   if pe == "gaussian" then
-    local sigma = lab._args.opt_number(o.sigma, 2, fn, "sigma", { 0, lo_open = true, finite = true })
+    local sigma = args.opt_number(o.sigma, 2, fn, "sigma", { 0, lo_open = true, finite = true })
     local rcode, ccode = oat.gaussian_code(rows, d_pos / 2, { sigma = sigma }), oat.gaussian_code(cols, d_pos / 2, { sigma = sigma })
     local codes = {}
     local rt, ct = rcode:totable(), ccode:totable()

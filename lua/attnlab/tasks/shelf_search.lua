@@ -21,10 +21,11 @@
 -- after max_len fixations.  So the scanpaths have structure (similar objects first, short saccades,
 -- few returns) and randomness (no two draws alike; the refixations, revisits, misses and early stops
 -- that OAT's behavioural measures count).
+local lab = require "attnlab"
 local shelves = require "attnlab.tasks.shelves"
 
 local floor, sqrt, huge = math.floor, math.sqrt, math.huge
-local raise = shelves._raiser("shelf_search")
+local function raise(fn, msg) lab.raise("shelf_search." .. fn .. ": " .. msg) end
 
 local search = {}
 

@@ -9,7 +9,7 @@
 -- the target's attributes with a set probability (share_colour, share_shape, share_texture), so a
 -- shelf holds distractors of graded similarity, never a second copy of the target's kind.
 --
--- Held-out evaluation, split two ways (the counter-based hash of tasks/multiplication.lua):
+-- Held-out evaluation, split two ways (attnlab.counter_rng, the hash of the other tasks' data):
 --   - targets: a fixed part of the kind space (hash(kind) mod 100 < heldout_percent) is never a
 --     training target; those kinds still appear on training shelves as distractors, and only they
 --     are targets of test shelves.  The split depends on the attribute counts alone, not on the
@@ -21,6 +21,7 @@
 -- from lab's generator at render time (a brightness factor and pixel noise), so that appearance has
 -- to be read by the model's CNN rather than matched by identity.
 local lab = require "attnlab"
+local counter_rng = require "attnlab.counter_rng"
 local ffi = require "ffi"
 local bit = require "bit"
 
@@ -53,60 +54,30 @@ shelves.defaults = {
 }
 
 ---------------------------------------------------------------------------------------------------
--- Errors name the function the user called, at the user's line.
+-- Errors name the function the user called, at the user's line (lab.raise skips the module's
+-- frames, lua/attnlab/tasks/ among them).
 ---------------------------------------------------------------------------------------------------
--- raise(fn, msg) for a module named `module` (the tasks' modules share it)
-local function raiser(module)
-  return function(fn, msg)
-    local level = 2
-    while true do
-      local info = debug.getinfo(level, "Sl")
-      if not info then break end
-      if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
-        error(info.short_src .. ":" .. info.currentline .. ": " .. module .. "." .. fn .. ": " .. msg, 0)
-      end
-      level = level + 1
-    end
-    error(module .. "." .. fn .. ": " .. msg, 0)
-  end
-end
-shelves._raiser = raiser
-local raise = raiser("shelves")
+local function raise(fn, msg) lab.raise("shelves." .. fn .. ": " .. msg) end
 
 local function is_int(x) return type(x) == "number" and x == floor(x) and x > -2 ^ 53 and x < 2 ^ 53 end
 
 ---------------------------------------------------------------------------------------------------
--- The counter-based generator (the hash of tasks/multiplication.lua: splitmix64's finaliser chained
--- over the key).  shelves.stream(seed, ...) -> s with s.uniform() in [0, 1), s.int(n) in 0 .. n-1,
--- s.gumbel(); draw k of the stream is a hash of (key, k), so a stream depends on its key alone.
+-- The counter-based generator (attnlab.counter_rng, as the other tasks' data).  shelves.stream(seed,
+-- ...) -> s with s.uniform() in [0, 1), s.int(n) in 0 .. n-1, s.gumbel(); draw k of the stream is a
+-- hash of (key, k), so a stream depends on its key alone.
 ---------------------------------------------------------------------------------------------------
-local U64 = ffi.typeof("uint64_t")
-local bxor, rshift = bit.bxor, bit.rshift
-local GOLDEN = 0x9e3779b97f4a7c15ULL
-local function mix64(z)
-  z = z + GOLDEN
-  z = bxor(z, rshift(z, 30)) * 0xbf58476d1ce4e5b9ULL
-  z = bxor(z, rshift(z, 27)) * 0x94d049bb133111ebULL
-  return bxor(z, rshift(z, 31))
-end
-local function key_of(seed, ...)
-  local key = mix64(U64(seed))
-  for i = 1, select("#", ...) do key = mix64(bxor(key, U64((select(i, ...))))) end
-  return key
-end
-
 function shelves.stream(seed, ...)
   if not is_int(seed) then raise("stream", "seed must be an integer (got " .. tostring(seed) .. ")") end
   for i = 1, select("#", ...) do
     local v = select(i, ...)
     if not is_int(v) or v < 0 then raise("stream", "key " .. i .. " must be an integer >= 0 (got " .. tostring(v) .. ")") end
   end
-  local key = key_of(seed, ...)
+  local key = counter_rng.hash(seed, ...)
   local k = 0
   local s = {}
   function s.uniform()
     k = k + 1
-    return tonumber(rshift(mix64(bxor(key, U64(k))), 11)) / 2 ^ 53
+    return counter_rng.to_uniform(counter_rng.extend(key, k))
   end
   function s.int(n) return min(n - 1, floor(s.uniform() * n)) end
   -- a standard Gumbel draw (-log(-log u)); u is kept off 0 so that it is finite
@@ -155,7 +126,7 @@ function shelves.config(opts)
   -- the held-out target kinds (fixed by the attribute counts, not the seed)
   cfg.heldout, cfg.train_kinds, cfg.test_kinds = {}, {}, {}
   for kind = 1, cfg.kinds do
-    local h = tonumber(rshift(key_of(20240713, cfg.colours, cfg.shapes, cfg.textures, kind), 11)) % 100
+    local h = tonumber(bit.rshift(counter_rng.hash(20240713, cfg.colours, cfg.shapes, cfg.textures, kind), 11)) % 100
     cfg.heldout[kind] = h < cfg.heldout_percent
     local list = cfg.heldout[kind] and cfg.test_kinds or cfg.train_kinds
     list[#list + 1] = kind

@@ -29,21 +29,10 @@ vs.deg2px = 30           -- the originals' 30 px per degree of visual angle
 vs.version = 1           -- of the drawing: an index written by another version is regenerated
 
 ---------------------------------------------------------------------------------------------------
--- Errors name the function the user called and point at the user's line (lab.raise stops at the
--- first frame outside attnlab/*.lua, which would be this file, one folder down).
+-- Errors name the function the user called and point at the user's line (lab.raise skips the
+-- frames of every file under lua/attnlab/, this one included).
 ---------------------------------------------------------------------------------------------------
-local function raise(fn, msg)
-  local level = 2
-  while true do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and not info.short_src:find("attnlab/.+%.lua$") then
-      error(info.short_src .. ":" .. info.currentline .. ": visual_search_stimuli." .. fn .. ": " .. msg, 0)
-    end
-    level = level + 1
-  end
-  error("visual_search_stimuli." .. fn .. ": " .. msg, 0)
-end
+local function raise(fn, msg) lab.raise("visual_search_stimuli." .. fn .. ": " .. msg) end
 
 local function is_int(x) return type(x) == "number" and x == floor(x) and x > -2 ^ 53 and x < 2 ^ 53 end
 local function show(x) return type(x) == "string" and string.format("%q", x) or tostring(x) end
@@ -63,26 +52,17 @@ end
 -- The counter-based generator (the hash of lua/attnlab/tasks/multiplication.lua: splitmix64's
 -- finaliser, chained over the key).
 ---------------------------------------------------------------------------------------------------
-local U64 = ffi.typeof("uint64_t")
-local bxor, rshift = bit.bxor, bit.rshift
-local GOLDEN = 0x9e3779b97f4a7c15ULL
-local function mix64(z)
-  z = z + GOLDEN
-  z = bxor(z, rshift(z, 30)) * 0xbf58476d1ce4e5b9ULL
-  z = bxor(z, rshift(z, 27)) * 0x94d049bb133111ebULL
-  return bxor(z, rshift(z, 31))
-end
+local rng = require "attnlab.counter_rng"
 
--- the draws of one display: draw k is mix(key, k), the key a hash of (seed, experiment, condition,
--- set size, index); int(n) is uniform on 0 .. n-1 (numpy's randint(n))
+-- the draws of one display: draw k is extend(key, k), the key the hash of (seed, experiment,
+-- condition, set size, index); int(n) is uniform on 0 .. n-1 (numpy's randint(n))
 local function stream(seed, ...)
-  local key = mix64(U64(seed))
-  for _, v in ipairs{ ... } do key = mix64(bxor(key, U64(v))) end
+  local key = rng.hash(seed, ...)
   local k = 0
   local s = {}
   function s.uniform()
     k = k + 1
-    return tonumber(rshift(mix64(bxor(key, U64(k))), 11)) / 2 ^ 53
+    return rng.to_uniform(rng.extend(key, k))
   end
   function s.int(n) return floor(s.uniform() * n) end
   -- the first m of a uniform random order of 0 .. n-1 (numpy's choice(n, m, replace=False))

@@ -1,4 +1,4 @@
-/* tensor.c -- the "tensor" variant: triple-wise (Kronecker) attention (Alman & Song 2023,
+/* tensor_attention.c -- the "tensor" variant: triple-wise (Kronecker) attention (Alman & Song 2023,
  * arXiv 2310.04064).  Two key/value sets, k with v and opts.k2 with opts.v2; each query attends to
  * every pair (j1, j2):
  *   out_i = sum_{j1,j2} softmax_{(j1,j2)}(scale sum_t q_it k1_{j1 t} k2_{j2 t}) (v1_{j1} o v2_{j2})

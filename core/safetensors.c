@@ -1,9 +1,7 @@
-/* io.c -- files: atomic whole-file writes and safetensors checkpoints.
+/* safetensors.c -- tensors to and from safetensors files (lab.save, lab.load, checkpoints),
+ * written through atomic_file.c so that a crash never leaves a half-written checkpoint.
  *
- * Writes go to "<path>.tmp.<pid>" in the same folder, are fsync'd and then renamed over the path,
- * so that a crash or a full disk never leaves a half-written checkpoint where a good one was.
- *
- * Safetensors: an 8-byte little-endian header length N, N bytes of JSON
+ * The format: an 8-byte little-endian header length N, N bytes of JSON
  *   {"__metadata__": {"key": "value", ...}, "name": {"dtype": "F32", "shape": [2, 3],
  *    "data_offsets": [begin, end]}, ...}
  * padded with spaces, then the tensors' raw little-endian bytes (offsets count from the end of
@@ -13,6 +11,7 @@
  * exactly, as the reference implementation requires.  Any defect gives an error naming the path
  * and the header byte or the tensor, never a crash. */
 #include "internal.h"
+#include "atomic_file.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -21,75 +20,10 @@
 #include <unistd.h>
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "io.c writes tensor memory as little-endian bytes; a big-endian port needs byte swaps"
+#error "safetensors.c writes tensor memory as little-endian bytes; a big-endian port needs byte swaps"
 #endif
 
-/* ---- atomic writes -------------------------------------------------------------------------- */
-
-typedef struct { const char *fn, *path; char *tmp; int fd; } atomic_file;
-
-/* Sets the error (naming the path and errno's text) and removes the temporary file; returns -1. */
-static int atomic_fail(atomic_file *af, const char *what) {
-    al_error("%s: cannot %s '%s': %s", af->fn, what, af->path, strerror(errno));
-    if (af->fd >= 0) close(af->fd);
-    if (af->tmp) unlink(af->tmp);
-    free(af->tmp);
-    af->fd = -1;
-    af->tmp = NULL;
-    return -1;
-}
-
-static int atomic_open(atomic_file *af, const char *fn, const char *path) {
-    *af = (atomic_file){fn, path, malloc(strlen(path) + 32), -1};
-    if (!af->tmp) { errno = ENOMEM; return atomic_fail(af, "write"); }
-    snprintf(af->tmp, strlen(path) + 32, "%s.tmp.%ld", path, (long)getpid());
-    af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (af->fd < 0) { /* nothing was created, so there is nothing to remove */
-        free(af->tmp);
-        af->tmp = NULL;
-        return atomic_fail(af, "create a temporary file next to");
-    }
-    return 0;
-}
-
-static int atomic_write(atomic_file *af, const void *data, size_t n) {
-    for (const char *p = data; n > 0;) {
-        ssize_t w = write(af->fd, p, n < ((size_t)1 << 30) ? n : ((size_t)1 << 30));
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) { if (w == 0) errno = EIO; return atomic_fail(af, "write"); }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int atomic_commit(atomic_file *af) {
-    if (fsync(af->fd) < 0) return atomic_fail(af, "flush (fsync)");
-    int fd = af->fd;
-    af->fd = -1;
-    if (close(fd) < 0) return atomic_fail(af, "close");
-    if (rename(af->tmp, af->path) < 0) return atomic_fail(af, "rename the temporary file onto");
-    free(af->tmp);
-    af->tmp = NULL;
-    /* make the rename itself durable; a folder that cannot be synced is not an error */
-    const char *slash = strrchr(af->path, '/');
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - af->path) + (slash == af->path) : 1,
-             slash ? af->path : ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { fsync(dfd); close(dfd); }
-    return 0;
-}
-
-int al_write_file_atomic(const char *path, const void *data, size_t n) {
-    if (!path || !*path) { al_error("write_file: path is missing"); return -1; }
-    if (!data && n) { al_error("write_file: no data for %zu bytes of '%s'", n, path); return -1; }
-    atomic_file af;
-    if (atomic_open(&af, "write_file", path) < 0 || atomic_write(&af, data, n) < 0) return -1;
-    return atomic_commit(&af);
-}
-
-/* ---- safetensors: the header ------------------------------------------------------------------ */
+/* ---- the header ----------------------------------------------------------------------------- */
 
 /* The dtypes a file may hold: ours are read as they are, the others widened on reading. */
 typedef enum { W_NONE, W_F16, W_BF16, W_I32, W_I16, W_I8, W_U8, W_BOOL } widening;
@@ -272,7 +206,7 @@ static bool check_layout(const char *path, header *h, uint64_t data_len) {
     return ok;
 }
 
-/* ---- safetensors: loading ---------------------------------------------------------------------- */
+/* ---- loading -------------------------------------------------------------------------------- */
 
 struct al_tensor_file { int n; char **names; al_tensor **tensors; char *metadata; };
 
@@ -420,7 +354,7 @@ void al_tensor_file_close(al_tensor_file *f) {
     free(f);
 }
 
-/* ---- safetensors: saving ----------------------------------------------------------------------- */
+/* ---- saving --------------------------------------------------------------------------------- */
 
 static bool utf8_valid(const char *s) {
     for (size_t i = 0, len = strlen(s), k; i < len; i += k)
@@ -492,15 +426,15 @@ int al_save_safetensors(const char *path, int n, const char *const *names, al_te
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    atomic_file af;
-    int rc = atomic_open(&af, fn, path);
-    if (rc == 0 && (rc = atomic_write(&af, len8, 8)) == 0) rc = atomic_write(&af, hdr, hlen);
+    al_atomic_file af;
+    int rc = al_atomic_open(&af, fn, path);
+    if (rc == 0 && (rc = al_atomic_write(&af, len8, 8)) == 0) rc = al_atomic_write(&af, hdr, hlen);
     free(hdr);
     for (int i = 0; i < n && rc == 0; i++) {
         al_tensor *c = al_contiguous_nograd(tensors[i]);
-        if (!c) { errno = ENOMEM; return atomic_fail(&af, "copy a tensor to"); }
-        rc = atomic_write(&af, al_ptr(c), (size_t)al_numel(c) * al_dtype_size(c->dtype));
+        if (!c) { errno = ENOMEM; return al_atomic_fail(&af, "copy a tensor to"); }
+        rc = al_atomic_write(&af, al_ptr(c), (size_t)al_numel(c) * al_dtype_size(c->dtype));
         al_release(c);
     }
-    return rc == 0 ? atomic_commit(&af) : -1;
+    return rc == 0 ? al_atomic_commit(&af) : -1;
 }

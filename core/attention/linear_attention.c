@@ -1,5 +1,5 @@
-/* linear.c -- the "linear" variant: kernelised linear attention (Katharopoulos et al. 2020,
- * arXiv 2006.16236) with the feature map phi(x) = elu(x) + 1:
+/* linear_attention.c -- the "linear" variant: kernelised linear attention (Katharopoulos et al.
+ * 2020, arXiv 2006.16236) with the feature map phi(x) = elu(x) + 1:
  *   O_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps),   S_i = sum_j phi(k_j) v_j^T,   z_i = sum_j phi(k_j)
  * the sums running over every key, or (causal, N = M) over j <= i, in chunks (causal_prefix_products),
  * so that no N x M map is ever formed: O(N (C + d) dv) time for chunks of C, O(N/C d dv) states.
