@@ -1,4 +1,6 @@
 -- Multi-digit multiplication: why plain fine-tuning fails, and what fixes it.
+-- (One script, over 500 lines, on purpose: a study is one training run a reader follows top to
+-- bottom: config, model and its three regimes, evaluation, probe, attribution, report.)
 --
 -- Reproduces (scaled down) Bai et al. 2025, "Why Can't Transformers Learn Multiplication?
 -- Reverse-Engineering Reveals Long-Range Dependency Pitfalls" (arXiv 2510.00184), on the data of

@@ -1,6 +1,9 @@
 -- attnlab.tasks.multiplication: the data of the multiplication study (Bai et al. 2025, "Why Can't
 -- Transformers Learn Multiplication?", arXiv 2510.00184; the format of Deng et al.'s ICoT data).
 -- docs/multiplication.md describes the format, the vocabulary, c_hat and this API in full.
+-- One file, over 500 lines, on purpose: the format (problems, chain of thought, vocabulary), the
+-- running sums, the batches and the generator with its held-out split are one data contract that
+-- the study, its tests and checkpoints (the generator's state) depend on together.
 --
 -- A problem a x b has `digits` digits per operand (leading digit nonzero, as in the papers' files);
 -- every number is written least-significant digit first.  The papers' text line for 2365 x 4347:

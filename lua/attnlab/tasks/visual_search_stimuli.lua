@@ -1,4 +1,7 @@
 -- attnlab.tasks.visual_search_stimuli: the search displays of the visual-search asymmetry study.
+-- (One file, over 500 lines, on purpose: seven experiments' generators that share one layout,
+-- metadata and seeding scheme, and one writer/reader of the sets; splitting them per experiment
+-- would repeat the shared part seven times.)
 --
 -- The six experiments of eccNET (Gupta, Zhang, Wu, Wolfe, Kreiman, NeurIPS 2021, "Visual Search
 -- Asymmetry: Deep Nets and Humans Share Similar Inherent Biases"), redrawn as the authors'
