@@ -1,5 +1,8 @@
 -- Scanpath prediction on synthetic shelves with an OAT-style predictor (Fang et al., ECCV 2024:
 -- "Object-level Attention Transformer"; issue 11; docs/scanpath_oat.md).
+-- (One script, over 500 lines, on purpose: a study is one run a reader follows top to bottom: data,
+-- model, training, the scoring of every method, figures, viewer records, summary and report; the
+-- shelves, the searchers, the model and the measures are modules of their own.)
 --
 -- No human eye-tracking data exists here, so the scanpaths to predict come from a stochastic
 -- reference searcher (tasks/shelf_search.lua: noisy target-similarity priority with a proximity
@@ -69,7 +72,7 @@ if cfg.quick then
   for k, v in pairs(quick) do if cfg[k] == defaults[k] then cfg[k] = v end end
 end
 local function config_error(msg) error("scanpath_oat: " .. msg, 0) end
-for _, k in ipairs{ "eval_size", "refs", "samples", "paths_per_shelf" } do
+for _, k in ipairs{ "batch", "eval_size", "refs", "samples", "paths_per_shelf" } do
   if cfg[k] < 1 then config_error(k .. " must be at least 1 (got " .. cfg[k] .. ")") end
 end
 if cfg.examples < 0 or cfg.examples > cfg.eval_size then config_error("examples must be in 0 .. eval_size") end
@@ -98,7 +101,6 @@ local function teacher(paths)
     for t = 1, #p do x[t + 1], y[t] = p[t], p[t] end
     y[#p + 1] = N + 1
     for t = #p + 2, T do x[t], y[t] = N + 1, 0 end
-    x[T + 1] = nil
     inputs[b], targets[b] = x, y
   end
   return lab.tensor(inputs, "int64"), lab.tensor(targets, "int64")
@@ -244,7 +246,7 @@ local function per_shelf(fn)
   for i, L in ipairs(eval.layouts) do out[i] = fn(i, L) end
   return out
 end
-methods[#methods + 1] = { key = "reference_redraw", label = "reference searcher, another draw", ceiling = true,
+methods[#methods + 1] = { key = "reference_redraw", label = "reference searcher, another draw",
   paths = per_shelf(function(i, L)
     local list = {}
     for k = 1, cfg.samples do list[k] = search.reference(L, params, shelves.stream(cfg.seed, TEST_REF2, i, k)) end

@@ -6,19 +6,21 @@
 -- fixated next or that the search ends:
 --   - object token = [CNN appearance feature (d_app) || 2-D position code of the object's grid cell
 --     (d_pos)]; the CNN is OAT's in miniature (conv 3x3 -> ReLU -> max-pool 2 -> conv 3x3 -> ReLU ->
---     max-pool 2 -> linear), run on every object's patch;
+--     max-pool 2 -> linear, then a LayerNorm), run on every object's patch (pixels centred on 0);
 --   - the target image goes through the same CNN and is an extra encoder token, with a learned
 --     vector in place of a position code;
 --   - an encoder of pre-LN transformer blocks (lab.nn.TransformerBlock) over the n + 1 tokens;
 --   - a decoder over the previously fixated objects (a start token, then each fixated object's own
---     token, plus a 1-D sinusoidal position code), each block causal self-attention, cross-attention
---     to the encoder's output (lab.nn.MultiHeadAttention with a context) and an MLP;
+--     token, or with decoder_input = "memory" its encoder output, plus a 1-D sinusoidal position
+--     code), each block causal self-attention, cross-attention to the encoder's output
+--     (lab.nn.MultiHeadAttention with a context) and an MLP;
 --   - the output is pointer-style ("object attention"): per step, each of pointer_heads heads scores
 --     the n objects' encoder outputs against the decoder state (lab.attention's "pointer" variant:
---     the log-softmax of (W_d dec)(W_e enc)^T / sqrt(head_dim)), with an end-of-search key that is
---     the zero vector, so its score is the constant 0 of OAT; a linear readout (no bias) merges the
---     heads into n + 1 logits.  (A linear mix of per-head log-softmaxes differs from the mix of the
---     raw scores by a constant per step, which the loss's softmax removes: it is OAT's readout.)
+--     the log-softmax of (W_d dec)(W_e enc)^T / sqrt(head_dim)) and an end-of-search key: the zero
+--     vector (eos = "zero"), whose score is the constant 0 of OAT, or a learned one (eos =
+--     "learned"); a linear readout (no bias) merges the heads into n + 1 logits.  (A linear mix of
+--     per-head log-softmaxes differs from the mix of the raw scores by a constant per step, which
+--     the loss's softmax removes: it is OAT's readout.)
 --   Trained by cross-entropy over the n + 1 classes, padding ignored.
 --
 -- The position code (pe = "gaussian", OAT's "new positional encoding"): one learned matrix per grid
@@ -108,8 +110,10 @@ end
 ---------------------------------------------------------------------------------------------------
 -- oat.Model{n =, rows =, cols =, patch = 16, channels = {8, 16}, d_app = 32, d_pos = 32,
 --           layers = 2, dec_layers = 2, heads = 4, ffn = 128, pointer_heads = 2, max_len = 20,
---           pe = "gaussian", sigma = 2}
---   n = rows x cols objects in row-major order; the model width is d_app + d_pos.
+--           pe = "gaussian", sigma = 2, eos = "zero", decoder_input = "token"}
+--   n = rows x cols objects in row-major order; the model width is d_app + d_pos.  The defaults
+--   are OAT's choices; the study uses eos = "learned" and decoder_input = "memory" (they learn
+--   faster: docs/scanpath_oat.md).
 ---------------------------------------------------------------------------------------------------
 local Model = nn.class("oat.Model")
 oat.Model = Model
