@@ -361,14 +361,18 @@ local function draw_shelf(c, x0, y0, img, L, path, colour, title)
     c:line(math.floor(lx), math.floor(ly), math.floor(cx), math.floor(cy), colour, 2)
     lx, ly = cx, cy
   end
-  -- the numbers over the lines; a refixated or revisited object gets its numbers side by side
-  local count = {}
+  -- the numbers over the lines; a refixated or revisited object gets its numbers side by side,
+  -- in rows of the cell's width
+  local used = {}
   for k, j in ipairs(path) do
     local cx, cy = shelves.cell_centre(shelf, L, j, SCALE)
-    local off = (count[j] or 0) * 14
-    count[j] = (count[j] or 0) + 1
     local label = tostring(k)
-    local tx, ty = math.floor(x0 + cx - 10 + off), math.floor(y0 + cy - 6)
+    local w = #label * 8 + 3
+    local u = used[j] or { x = 0, row = 0 }
+    if u.x > 0 and u.x + w > cell - 8 then u.x, u.row = 0, u.row + 1 end
+    local tx, ty = math.floor(x0 + cx - cell / 2 + 4 + u.x), math.floor(y0 + cy - 6 + u.row * 13)
+    u.x = u.x + w
+    used[j] = u
     c:rect(tx - 1, ty - 1, #label * 8 + 1, 12, WHITE)
     c:text(tx, ty, label, colour)
   end
