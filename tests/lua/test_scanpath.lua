@@ -174,6 +174,11 @@ check.ok(img:shape_string() == "{120,360,3}", "image: the shelf's picture, scale
 check.fails(function() shelves.config{ rows = 0 } end, "shelves.config: rows must be an integer", "a shelf of no rows")
 check.fails(function() shelves.config{ colour = 3 } end, "shelves.config: unknown option 'colour'", "a misspelt option")
 check.fails(function() shelves.layout(cfg, 1, "val", 1) end, "shelves.layout: split must be 'train' or 'test'", "an unknown split")
+check.fails(function() shelves.render(cfg, { L1 }, lab.zeros{ 3, 3, 16, 16 }) end, "shelves.render: bank must be the (72, 3, 16, 16) tensor",
+  "render with a wrong bank")
+check.fails(function() shelves.image(cfg, L1, px) end, "shelves.image: patches must be one shelf of shelves.render, (28, 3, 16, 16)",
+  "image of a whole batch")
+check.fails(function() shelves.attributes(cfg, 73) end, "shelves.attributes: kind must be an integer in 1 .. 72", "a kind off the list")
 
 ---------------------------------------------------------------------------------------------------
 -- the reference searcher and the baselines
@@ -232,6 +237,12 @@ do
 end
 check.fails(function() search.params{ p_miss = 2 } end, "shelf_search.params", "a probability above 1")
 check.fails(function() search.params{ noise_scale = 1 } end, "unknown parameter 'noise_scale'", "an unknown parameter")
+check.fails(function() search.reference(shelves.layout(cfg, 3, "train", 1), { noise = 1 }, shelves.stream(1)) end,
+  "shelf_search.reference: p must be the parameters from shelf_search.params", "reference with a raw table of parameters")
+check.fails(function() search.log_likelihood(shelves.layout(cfg, 3, "train", 1), p, { 3, 40 }) end,
+  "shelf_search.log_likelihood: path[2] must be an object id in 1 .. 27", "log_likelihood of an id off the shelf")
+check.fails(function() search.baselines.nearest(shelves.layout(cfg, 3, "train", 1), 0) end,
+  "shelf_search.baselines.nearest: max_len must be an integer >= 1", "a baseline with max_len 0")
 
 local L = shelves.layout(cfg, 3, "test", 2)
 for _, name in ipairs(search.baseline_names) do
@@ -301,6 +312,10 @@ end
 check.ok(ids_ok, "sampling: 3 scanpaths per shelf of object ids, at most max_len long")
 check.fails(function() m:encode(lab.zeros{ 2, 6, 3, 12, 12 }) end, "oat.Model:encode: patches must be (B, 7, 3, 12, 12)", "patches without the target")
 check.fails(function() oat.Model{ rows = 2, cols = 3, patch = 8 } end, "too small for the CNN", "a patch too small")
+check.fails(function() m(patches, lab.tensor({ { 7, 9 }, { 7, 1 } }, "int64")) end, "oat.Model:decode: inputs must be object ids 1 .. 6 or 7",
+  "decoder inputs off the shelf")
+check.fails(function() m(patches, lab.tensor({ { 7, 1, 2 } }, "int64")) end, "oat.Model: inputs must be an int64 (B K, T) tensor",
+  "fewer decoder rows than shelves")
 check.fails(function() oat.Model{ rows = 2, cols = 3, layer = 2 } end, "unknown option 'layer'", "a misspelt model option")
 
 ---------------------------------------------------------------------------------------------------

@@ -231,6 +231,17 @@ end
 -- for the start token (and for padding after the end), 1 .. n for a fixated object.
 function Model:decode(tokens, memory, inputs)
   local n, d = self.n, self.d
+  if not lab.is_tensor(tokens) or not lab.is_tensor(memory) or tokens:dim() ~= 3 or tokens:shape_string() ~= memory:shape_string()
+     or tokens:size(2) ~= n + 1 or tokens:size(3) ~= d then
+    raise(string.format("oat.Model:decode: tokens and memory must be (B, %d, %d), as encode returns them", n + 1, d))
+  end
+  if not lab.is_tensor(inputs) or inputs:dtype() ~= "int64" or inputs:dim() ~= 2 or inputs:size(1) ~= tokens:size(1) then
+    raise(string.format("oat.Model:decode: inputs must be an int64 (B, T) tensor with B = %d (got %s)", tokens:size(1),
+      lab.is_tensor(inputs) and inputs:dtype() .. " " .. inputs:shape_string() or type(inputs)))
+  end
+  if inputs:min():item() < 1 or inputs:max():item() > n + 1 then
+    raise(string.format("oat.Model:decode: inputs must be object ids 1 .. %d or %d (the start and padding)", n, n + 1))
+  end
   local B, T = inputs:size(1), inputs:size(2)
   if T > self.max_len + 1 then
     raise(string.format("oat.Model:decode: %d decoder steps, the model was built for max_len + 1 = %d", T, self.max_len + 1))

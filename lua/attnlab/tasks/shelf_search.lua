@@ -14,8 +14,9 @@
 --                 + noise Gumbel_j
 -- At each step the searcher moves to the object of highest priority other than the one it is on
 -- (fresh Gumbel draws every step: a sample from softmax(priority / noise) of the noise-free
--- priorities), except that with chance p_refix it fixates the current object again (a refixation).  Inhibition of return is a finite
--- penalty, so a similar object fixated before is sometimes revisited.  When the fixated object is
+-- priorities), except that with chance p_refix it fixates the current object again (a
+-- refixation).  Inhibition of return is a finite penalty, so a similar object fixated before is
+-- sometimes revisited.  When the fixated object is
 -- the target, the searcher recognises it and stops with chance 1 - p_miss (else it searches on,
 -- the target now inhibited too); after every other fixation it gives up with chance p_quit; it stops
 -- after max_len fixations.  So the scanpaths have structure (similar objects first, short saccades,
@@ -68,6 +69,19 @@ function search.params(opts)
   return p
 end
 
+-- the arguments every searcher takes: a layout, and where given the parameters and the stream
+local function check_args(fn, L, p, rng)
+  if type(L) ~= "table" or type(L.n) ~= "number" or type(L.target) ~= "number" or type(L.row) ~= "table" then
+    raise(fn, "L must be a layout from shelves.layout (got " .. type(L) .. ")")
+  end
+  if p ~= nil and (type(p) ~= "table" or type(p.beta_sim) ~= "number" or type(p.max_len) ~= "number") then
+    raise(fn, "p must be the parameters from shelf_search.params (got " .. type(p) .. ")")
+  end
+  if rng ~= nil and (type(rng) ~= "table" or type(rng.uniform) ~= "function") then
+    raise(fn, "rng must be a stream from shelves.stream (got " .. type(rng) .. ")")
+  end
+end
+
 -- the gaze's starting point (row, col): the shelf's centre
 function search.start(L) return (L.rows + 1) / 2, (L.cols + 1) / 2 end
 
@@ -80,6 +94,7 @@ search.distance = distance
 -- search.similarity(L [, params]) -> list of n similarities of the objects to the target (the
 -- target's own is w_colour + w_shape + w_texture)
 function search.similarity(L, p)
+  check_args("similarity", L, p)
   p = p or search.defaults
   local t = L.target
   local sim = {}
@@ -93,6 +108,8 @@ end
 -- search.reference(L, params, rng) -> a scanpath of the stochastic reference searcher; rng is a
 -- shelves.stream (its draws make the scanpath, so the same stream gives the same scanpath)
 function search.reference(L, p, rng)
+  check_args("reference", L, p, rng)
+  if rng == nil or p == nil then raise("reference", "needs the layout, the parameters and a stream: reference(L, p, rng)") end
   local sim = search.similarity(L, p)
   local r, c = search.start(L)
   local visited, path = {}, {}
@@ -130,6 +147,16 @@ end
 -- priorities / noise (noise > 0).  -sum / count over a set of scanpaths is the cross-entropy per
 -- event that a model matching the searcher exactly would reach: the floor of the training loss.
 function search.log_likelihood(L, p, path)
+  check_args("log_likelihood", L, p)
+  if p == nil then raise("log_likelihood", "needs the parameters: log_likelihood(L, p, path)") end
+  if type(path) ~= "table" then raise("log_likelihood", "path must be a list of object ids (got " .. type(path) .. ")") end
+  for t = 1, #path do
+    local j = path[t]
+    if type(j) ~= "number" or j < 1 or j > L.n or j ~= floor(j) then
+      raise("log_likelihood", string.format("path[%d] must be an object id in 1 .. %d (got %s)", t, L.n, tostring(j)))
+    end
+  end
+  if #path > p.max_len then raise("log_likelihood", string.format("path has %d fixations, more than max_len = %d", #path, p.max_len)) end
   if p.noise <= 0 then raise("log_likelihood", "needs noise > 0 (a noise-free searcher has no likelihood)") end
   local sim = search.similarity(L, p)
   local r, c = search.start(L)
@@ -169,7 +196,14 @@ end
 ---------------------------------------------------------------------------------------------------
 search.baselines = {}
 
--- the objects in the order `before(a, b)` puts them, up to and including the target
+local function check_baseline(fn, L, max_len, rng)
+  check_args("baselines." .. fn, L, nil, rng)
+  if type(max_len) ~= "number" or max_len < 1 or max_len ~= floor(max_len) then
+    raise("baselines." .. fn, "max_len must be an integer >= 1 (got " .. tostring(max_len) .. ")")
+  end
+end
+
+-- the objects in the given order, up to and including the target
 local function until_target(L, order, max_len)
   local path = {}
   for _, j in ipairs(order) do
@@ -182,6 +216,8 @@ end
 
 -- random: a uniformly random order of the objects (rng: a shelves.stream)
 function search.baselines.random(L, max_len, rng)
+  check_baseline("random", L, max_len, rng)
+  if rng == nil then raise("baselines.random", "needs a stream: random(L, max_len, rng)") end
   local order = {}
   for j = 1, L.n do order[j] = j end
   for i = L.n, 2, -1 do
@@ -193,6 +229,7 @@ end
 
 -- centre-first: the objects by distance from the shelf's centre (ties: row-major order)
 function search.baselines.centre(L, max_len)
+  check_baseline("centre", L, max_len)
   local r, c = search.start(L)
   local order, d = {}, {}
   for j = 1, L.n do order[j], d[j] = j, distance(r, c, L.row[j], L.col[j]) end
@@ -224,6 +261,7 @@ end
 
 -- nearest-neighbour: from the centre, always the nearest unvisited object
 function search.baselines.nearest(L, max_len)
+  check_baseline("nearest", L, max_len)
   return greedy_walk(L, max_len, function(j, r, c) return -distance(r, c, L.row[j], L.col[j]) end)
 end
 
@@ -233,6 +271,7 @@ end
 -- full appearance would put the target itself first every time (it is always the most similar
 -- object to itself), a one-fixation search no reference scanpath resembles.
 function search.baselines.similarity(L, max_len)
+  check_baseline("similarity", L, max_len)
   local tc = L.colour[L.target]
   return greedy_walk(L, max_len, function(j, r, c)
     return (L.colour[j] == tc and 1000 or 0) - distance(r, c, L.row[j], L.col[j])

@@ -139,9 +139,30 @@ function shelves.config(opts)
   return cfg
 end
 
+local function check_cfg(fn, cfg)
+  if type(cfg) ~= "table" or type(cfg.kinds) ~= "number" then
+    raise(fn, "the first argument must be a config from shelves.config (got " .. (lab.is_tensor(cfg) and "a tensor" or type(cfg)) .. ")")
+  end
+end
+local function check_kind(fn, cfg, kind)
+  if not is_int(kind) or kind < 1 or kind > cfg.kinds then
+    raise(fn, string.format("kind must be an integer in 1 .. %d (got %s)", cfg.kinds, tostring(kind)))
+  end
+end
+
 -- kind id (1 .. colours x shapes x textures) of attributes c, s, t, and back
-function shelves.kind(cfg, c, s, t) return ((c - 1) * cfg.shapes + (s - 1)) * cfg.textures + t end
+function shelves.kind(cfg, c, s, t)
+  check_cfg("kind", cfg)
+  for _, a in ipairs{ { c, cfg.colours, "c" }, { s, cfg.shapes, "s" }, { t, cfg.textures, "t" } } do
+    if not is_int(a[1]) or a[1] < 1 or a[1] > a[2] then
+      raise("kind", string.format("%s must be an integer in 1 .. %d (got %s)", a[3], a[2], tostring(a[1])))
+    end
+  end
+  return ((c - 1) * cfg.shapes + (s - 1)) * cfg.textures + t
+end
 function shelves.attributes(cfg, kind)
+  check_cfg("attributes", cfg)
+  check_kind("attributes", cfg, kind)
   local k = kind - 1
   local t = k % cfg.textures
   k = (k - t) / cfg.textures
@@ -150,6 +171,8 @@ function shelves.attributes(cfg, kind)
 end
 -- "red disc, vertical stripes"
 function shelves.describe_kind(cfg, kind)
+  check_cfg("describe_kind", cfg)
+  check_kind("describe_kind", cfg, kind)
   local c, s, t = shelves.attributes(cfg, kind)
   return shelves.COLOURS[c].name .. " " .. shelves.SHAPES[s] .. ", " .. shelves.TEXTURES[t]
 end
@@ -163,7 +186,7 @@ local SPLITS = { train = 1, test = 2 }
 -- kind[i], colour[i], shape[i], texture[i], row[i], col[i]} for objects i = 1 .. n in row-major
 -- order (row 1 at the top).  split is "train" or "test".
 function shelves.layout(cfg, seed, split, index)
-  if type(cfg) ~= "table" or not cfg.kinds then raise("layout", "the first argument must be a config from shelves.config") end
+  check_cfg("layout", cfg)
   if not SPLITS[split] then raise("layout", "split must be 'train' or 'test' (got " .. tostring(split) .. ")") end
   if not is_int(index) or index < 1 then raise("layout", "index must be an integer >= 1 (got " .. tostring(index) .. ")") end
   if not is_int(seed) then raise("layout", "seed must be an integer (got " .. tostring(seed) .. ")") end
@@ -217,6 +240,7 @@ local striped = {
 
 -- shelves.patch_bank(cfg) -> (kinds, 3, P, P) float32: the canonical picture of every kind
 function shelves.patch_bank(cfg)
+  check_cfg("patch_bank", cfg)
   local P = cfg.patch
   local bank = lab.full({ cfg.kinds, 3, P, P }, shelves.BACKGROUND)
   local p = ffi.cast("float *", lab.C.al_data(bank))
@@ -243,6 +267,12 @@ end
 -- each layout's objects in order, then its target image.  Every object gets a brightness factor
 -- 1 + brightness * N(0, 1) and pixel noise noise * N(0, 1) (from lab's generator), clamped to [0, 1].
 function shelves.render(cfg, layouts, bank, opts)
+  check_cfg("render", cfg)
+  local P0 = cfg.patch
+  if not lab.is_tensor(bank) or bank:shape_string() ~= string.format("{%d,3,%d,%d}", cfg.kinds, P0, P0) then
+    raise("render", string.format("bank must be the (%d, 3, %d, %d) tensor of shelves.patch_bank (got %s)", cfg.kinds, P0, P0,
+      lab.is_tensor(bank) and bank:shape_string() or type(bank)))
+  end
   opts = opts or {}
   for k in pairs(opts) do
     if k ~= "noise" and k ~= "brightness" then raise("render", "unknown option '" .. tostring(k) .. "' (valid: brightness, noise)") end
@@ -272,13 +302,27 @@ local function geometry(cfg, scale)
   local gap = max(1, floor(cfg.patch / 8))
   return cfg.patch + 2 * gap, gap, scale or 1
 end
+local function check_layout(fn, cfg, L)
+  if type(L) ~= "table" or L.n ~= cfg.n or type(L.row) ~= "table" then
+    raise(fn, "L must be a layout of this config (shelves.layout) (got " .. type(L) .. ")")
+  end
+end
 function shelves.cell_centre(cfg, L, i, scale)
+  check_cfg("cell_centre", cfg)
+  check_layout("cell_centre", cfg, L)
+  if not is_int(i) or i < 1 or i > cfg.n then raise("cell_centre", string.format("i must be an object in 1 .. %d (got %s)", cfg.n, tostring(i))) end
   local cell, _, sc = geometry(cfg, scale)
   return ((L.col[i] - 1) * cell + cell / 2) * sc, ((L.row[i] - 1) * cell + cell / 2) * sc
 end
 -- shelves.image(cfg, L, patches [, scale]) -> (H, W, 3) float32: the objects of one rendered shelf,
 -- patches (n + 1, 3, P, P) (one row of shelves.render; the last, the target, is not drawn)
 function shelves.image(cfg, L, patches, scale)
+  check_cfg("image", cfg)
+  check_layout("image", cfg, L)
+  if not lab.is_tensor(patches) or patches:shape_string() ~= string.format("{%d,3,%d,%d}", cfg.n + 1, cfg.patch, cfg.patch) then
+    raise("image", string.format("patches must be one shelf of shelves.render, (%d, 3, %d, %d) (got %s)", cfg.n + 1, cfg.patch, cfg.patch,
+      lab.is_tensor(patches) and patches:shape_string() or type(patches)))
+  end
   scale = scale or 1
   if not is_int(scale) or scale < 1 then raise("image", "scale must be an integer >= 1 (got " .. tostring(scale) .. ")") end
   local cell, gap = geometry(cfg, 1)
