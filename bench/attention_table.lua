@@ -29,12 +29,7 @@ for line in io.lines(path) do
     add(obj.setup, obj)
   end
 end
-local function median(t)
-  if not t or #t == 0 then return nil end
-  local c = {} for i, x in ipairs(t) do c[i] = x end
-  table.sort(c)
-  return #c % 2 == 1 and c[(#c + 1) / 2] or (c[#c / 2] + c[#c / 2 + 1]) / 2
-end
+local median = dofile("bench/stats.lua").median
 table.sort(cases, function(a, b)
   if a.mode ~= b.mode then return a.mode > b.mode end
   if a.causal ~= b.causal then return not a.causal end

@@ -16,7 +16,7 @@ end
 local SHAPES = { "8x1x128x128-16x5-p2", "8x16x64x64-32x3-p1", "8x32x32x32-64x3-p1", "16x64x32x32-64x3-p1" }
 if cfg.shapes ~= "all" then SHAPES = {} for s in cfg.shapes:gmatch("[^,]+") do SHAPES[#SHAPES + 1] = s end end
 
-local function median(t) table.sort(t) return #t % 2 == 1 and t[(#t + 1) / 2] or (t[#t / 2] + t[#t / 2 + 1]) / 2 end
+local median = dofile("bench/stats.lua").median
 lab.seed(cfg.seed)
 for _, spec in ipairs(SHAPES) do
   local N, C, H, W, O, K = spec:match("^(%d+)x(%d+)x(%d+)x(%d+)%-(%d+)x(%d+)")

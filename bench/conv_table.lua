@@ -19,12 +19,7 @@ for line in io.lines(path) do
   table.insert(c.both, r.forward_backward_ms)
   if r.forward_gflop then rows[r.shape].gflop = r.forward_gflop end
 end
-local function median(t)
-  if not t or #t == 0 then return nil end
-  local c = {} for i, x in ipairs(t) do c[i] = x end
-  table.sort(c)
-  return #c % 2 == 1 and c[(#c + 1) / 2] or (c[#c / 2] + c[#c / 2 + 1]) / 2
-end
+local median = dofile("bench/stats.lua").median
 local function ms(c, k) local m = c and median(c[k]) return m and string.format("%.2f", m) or "-" end
 local function ratio(a, b, k)
   local x, y = a and median(a[k]), b and median(b[k])

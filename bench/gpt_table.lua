@@ -21,11 +21,7 @@ for line in io.lines(path) do
   table.insert(c.ms, r.ms_per_step_median)
   table.insert(c.mem, r.rss_peak_mb - r.rss_before_model_mb)
 end
-local function median(t)
-  local c = {} for i, x in ipairs(t) do c[i] = x end
-  table.sort(c)
-  return #c % 2 == 1 and c[(#c + 1) / 2] or (c[#c / 2] + c[#c / 2 + 1]) / 2
-end
+local median = dofile("bench/stats.lua").median
 -- the faster attention of a PyTorch environment: its figure, its name, its memory
 local function best(cols, env)
   local b

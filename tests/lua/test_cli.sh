@@ -177,18 +177,23 @@ expect_err "start: unknown option 'bogus'" "start names the unknown option"
 run "$PROG" run tiny.lua steps=300 --out ref
 expect_rc 0 "reference run"
 
-"$PROG" run tiny.lua steps=300 sleep_ms=10 --out int >"$T/int.out" 2>"$T/int.err" &
-pid=$!
-i=0
-while [ $i -lt 200 ]; do
-  [ -f int/metrics.jsonl ] && [ "$(wc -l <int/metrics.jsonl)" -ge 3 ] && break
-  sleep 0.05
-  i=$((i + 1))
-done
-kill -INT $pid
-wait $pid
-rc=$?
-cp "$T/int.err" "$T/err"
+# stopped_run SIGNAL DIR: tiny.lua (300 slowed steps) into DIR, sent SIGNAL once it has logged 3
+# lines; sets rc to its exit status and $T/err to its stderr
+stopped_run() {
+  "$PROG" run tiny.lua steps=300 sleep_ms=10 --out "$2" >"$T/$2.out" 2>"$T/$2.err" &
+  pid=$!
+  i=0
+  while [ $i -lt 200 ]; do
+    [ -f "$2/metrics.jsonl" ] && [ "$(wc -l <"$2/metrics.jsonl")" -ge 3 ] && break
+    sleep 0.05
+    i=$((i + 1))
+  done
+  kill "-$1" $pid
+  wait $pid
+  rc=$?
+  cp "$T/$2.err" "$T/err"
+}
+stopped_run INT int
 expect_rc 130 "Ctrl-C exits with 130"
 [ -s int/checkpoint.safetensors ] && pass || fail "Ctrl-C writes checkpoint.safetensors"
 expect_err "resume=int/checkpoint.safetensors" "Ctrl-C says how to resume"
@@ -223,18 +228,7 @@ expect_out "true" "resumed final state equals the uninterrupted run's, bit for b
 
 # SIGTERM (what Slurm's scancel and time limit send, and kill's default) is handled like Ctrl-C: a
 # checkpoint at the step boundary, status interrupted, exit 143; the resumed run equals the reference.
-"$PROG" run tiny.lua steps=300 sleep_ms=10 --out term >"$T/term.out" 2>"$T/term.err" &
-pid=$!
-i=0
-while [ $i -lt 200 ]; do
-  [ -f term/metrics.jsonl ] && [ "$(wc -l <term/metrics.jsonl)" -ge 3 ] && break
-  sleep 0.05
-  i=$((i + 1))
-done
-kill -TERM $pid
-wait $pid
-rc=$?
-cp "$T/term.err" "$T/err"
+stopped_run TERM term
 expect_rc 143 "SIGTERM exits with 143 (128 + 15)"
 expect_err "terminated .SIGTERM. after step" "SIGTERM says so"
 expect_file term/status.json '"status": "interrupted"' "SIGTERM: status.json says interrupted"
