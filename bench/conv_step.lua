@@ -42,6 +42,6 @@ for _, spec in ipairs(SHAPES) do
   local Ho = math.floor((H + 2 * padding - K) / stride) + 1
   local Wo = math.floor((W + 2 * padding - K) / stride) + 1
   local gflop = 2 * N * O * Ho * Wo * C * K * K / 1e9      -- the forward's multiply-adds x 2
-  print(string.format('{"impl": "attnlab", "shape": "%s", "threads": %d, "forward_ms": %.3f, "forward_backward_ms": %.3f, "forward_gflop": %.4f}',
-    spec, lab.num_threads(), median(fwd), median(both), gflop))
+  print(string.format('{"impl": "attnlab", "shape": "%s", "threads": %d, "forward_ms": %.3f, "forward_backward_ms": %.3f, "forward_gflop": %.4f, "blas_kernel": "%s"}',
+    spec, lab.num_threads(), median(fwd), median(both), gflop, (lab.blas_kernel())))
 end

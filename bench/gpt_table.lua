@@ -10,43 +10,55 @@ local json = require "attnlab.json"
 local path = (arg and arg[1] or ""):match("^file=(.+)$")
 if not path then error("usage: attnlab bench/gpt_table.lua file=FILE.jsonl") end
 
-local runs, configs, seen = {}, {}, {}
+-- One row per config and OpenBLAS kernel choice ("blas": "env" as the environment sets it, "own"
+-- OpenBLAS's choice for the CPU; lines without it are "env"); the as-installed column is always the
+-- environment's own, so under "own" it shows the same figure as under "env".
+local runs, rows, seen = {}, {}, {}
 for line in io.lines(path) do
   local r = json.decode(line)
   local column = r.env .. (r.impl ~= "attnlab" and " " .. r.impl or "")
-  if not seen[r.config] then seen[r.config] = true configs[#configs + 1] = r.config end
-  runs[r.config] = runs[r.config] or {}
-  local c = runs[r.config][column] or { ms = {}, mem = {}, params = r.params }
-  runs[r.config][column] = c
+  local key = r.config .. " " .. (r.blas or "env")
+  if not seen[key] then seen[key] = true rows[#rows + 1] = { key = key, config = r.config, blas = r.blas or "env" } end
+  runs[key] = runs[key] or {}
+  local c = runs[key][column] or { ms = {}, mem = {}, params = r.params, kernel = r.blas_kernel }
+  runs[key][column] = c
   table.insert(c.ms, r.ms_per_step_median)
   table.insert(c.mem, r.rss_peak_mb - r.rss_before_model_mb)
 end
 local median = dofile("bench/stats.lua").median
--- the faster attention of a PyTorch environment: its figure, its name, its memory
+-- the faster attention of a PyTorch environment: its figure, its name, its memory, its kernel
 local function best(cols, env)
   local b
   for _, impl in ipairs{ "torch-manual", "torch-sdpa" } do
-    local c = cols[env .. " " .. impl]
-    if c and (not b or median(c.ms) < b.ms) then b = { ms = median(c.ms), impl = impl:sub(7), mem = median(c.mem) } end
+    local c = cols and cols[env .. " " .. impl]
+    if c and (not b or median(c.ms) < b.ms) then
+      b = { ms = median(c.ms), impl = impl:sub(7), mem = median(c.mem), kernel = c.kernel }
+    end
   end
   return b
 end
+local function kernel_label(row, a, omp)
+  local name = a.kernel or "?"
+  if omp and omp.kernel and omp.kernel ~= name then name = name .. " / PyTorch " .. omp.kernel end
+  return name .. (row.blas == "own" and " (OpenBLAS's choice)" or " (as the environment sets)")
+end
 
-print("| config (layers x width x heads) | params | attnlab ms/step | PyTorch omp (fastest) | PyTorch as installed | " ..
-  "attnlab vs omp | vs as installed | model GFLOP/s of attnlab | peak memory beyond start, attnlab / PyTorch omp |")
-print("|---|---|---|---|---|---|---|---|---|")
-for _, cfg in ipairs(configs) do
-  local cols = runs[cfg]
+print("| config (layers x width x heads) | OpenBLAS kernel | params | attnlab ms/step | PyTorch omp (fastest) | " ..
+  "PyTorch as installed | attnlab vs omp | vs as installed | model GFLOP/s of attnlab | peak memory beyond start, attnlab / PyTorch omp |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for _, row in ipairs(rows) do
+  local cols = runs[row.key]
   local a = cols.attnlab
-  local omp, default = best(cols, "torch-omp"), best(cols, "torch-default")
-  local L, d = cfg:match("^(%d+)x(%d+)")
+  local omp, default = best(cols, "torch-omp"), best(runs[row.config .. " env"], "torch-default")
+  local L, d = row.config:match("^(%d+)x(%d+)")
   L, d = tonumber(L), tonumber(d)
   -- model FLOPs: 6 x parameters x tokens plus the attention products (causal: half of 4 N^2 d per
   -- layer forward, x3 with the backward), tokens = batch 64 x T 40
   local tokens, T = 64 * 40, 40
   local flops = 6 * a.params * tokens + 3 * L * 64 * 2 * T * T * d
   local am = median(a.ms)
-  print(string.format("| %s | %d | %.1f | %s | %s | %s | %s | %.0f | %.0f / %s MB |", cfg, a.params, am,
+  print(string.format("| %s | %s | %d | %.1f | %s | %s | %s | %s | %.0f | %.0f / %s MB |", row.config, kernel_label(row, a, omp),
+    a.params, am,
     omp and string.format("%.1f (%s)", omp.ms, omp.impl) or "-", default and string.format("%.1f (%s)", default.ms, default.impl) or "-",
     omp and string.format("%.2fx", omp.ms / am) or "-", default and string.format("%.2fx", default.ms / am) or "-",
     flops / (am * 1e-3) / 1e9, median(a.mem), omp and string.format("%.0f", omp.mem) or "-"))

@@ -19,10 +19,12 @@
 #   embeddings, pre-LN blocks, causal attention, GELU MLP, tied head, AdamW; batch 64 x 40 tokens)
 #   at GPT_CONFIGS (default 2x128x4 and 4x256x4), bench/gpt_step.lua against
 #   bench/torch_ref/gpt_step.py (manual and sdpa attention) in the "omp" and "default" PyTorch
-#   environments, GPT_ROUNDS rounds interleaved -> bench/out/gpt_step.md.
+#   environments, under each OpenBLAS kernel choice of BLAS_KERNELS (below), GPT_ROUNDS rounds
+#   interleaved -> bench/out/gpt_step.md.
 # conv: 2-D convolution forward and forward + backward on the visual-search CNN's shapes,
 #   bench/conv_step.lua against bench/torch_ref/conv_step.py (F.conv2d) in the "omp" and "default"
-#   environments, CONV_ROUNDS rounds interleaved -> bench/out/conv_step.md.
+#   environments, under each kernel choice of BLAS_KERNELS, CONV_ROUNDS rounds interleaved ->
+#   bench/out/conv_step.md.
 # REF names the folder of the icl and attention reference scripts (default bench/torch_ref).
 # Copy the tables into bench/RESULTS.md with the date.
 set -euo pipefail   # a failing reference script fails the benchmark instead of losing its rows
@@ -49,6 +51,16 @@ fi
 PY=/usr/bin/python3     # Debian's torch is visible to the system interpreter only
 OMPLIB=$(dpkg -L libopenblas0-openmp 2>/dev/null | grep 'libopenblas.so.0$' | head -n 1)
 MALLOC="MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=100000000000"
+
+# The gpt and conv parts time both sides under each OpenBLAS kernel choice in BLAS_KERNELS: "env",
+# as this environment sets OPENBLAS_CORETYPE, and "own", the variable removed so that OpenBLAS picks
+# its kernel for the CPU (on an AVX-512 machine pinned to Haswell, the two differ by up to 1.8x in
+# the products).  Where the variable is not set the two are the same, and "own" is not run twice.
+BLAS_KERNELS=${BLAS_KERNELS:-"env own"}
+[ -z "${OPENBLAS_CORETYPE:-}" ] && BLAS_KERNELS=${BLAS_KERNELS/own/}
+blas_env() { if [ "$1" = own ]; then echo "env -u OPENBLAS_CORETYPE"; else echo "env"; fi; }
+# tag ENV KERNEL: prefixes each JSON line with the environment and the kernel choice it ran under
+tag() { sed "s/^{/{\"env\": \"$1\", \"blas\": \"$2\", /"; }
 
 icl() {
     out=bench/out/icl_step.jsonl
@@ -113,14 +125,18 @@ gpt() {
     : > "$out"
     for round in $(seq "$GPT_ROUNDS"); do
         for cfg in $GPT_CONFIGS; do
-            echo "gpt round $round/$GPT_ROUNDS, $cfg"
-            ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" | sed 's/^{/{"env": "attnlab", /' >> "$out"
-            for attn in manual sdpa; do
-                if [ -n "$OMPLIB" ]; then
-                    env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" bench/torch_ref/gpt_step.py --config "$cfg" \
-                        --attn "$attn" | sed 's/^{/{"env": "torch-omp", /' >> "$out"
-                fi
-                "$PY" bench/torch_ref/gpt_step.py --config "$cfg" --attn "$attn" | sed 's/^{/{"env": "torch-default", /' >> "$out"
+            for kernel in $BLAS_KERNELS; do
+                echo "gpt round $round/$GPT_ROUNDS, $cfg, OpenBLAS kernel: $kernel"
+                $(blas_env "$kernel") ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" | tag attnlab "$kernel" >> "$out"
+                for attn in manual sdpa; do
+                    if [ -n "$OMPLIB" ]; then
+                        $(blas_env "$kernel") LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" bench/torch_ref/gpt_step.py \
+                            --config "$cfg" --attn "$attn" | tag torch-omp "$kernel" >> "$out"
+                    fi
+                    if [ "$kernel" = env ]; then   # as installed: this machine's environment as it is
+                        "$PY" bench/torch_ref/gpt_step.py --config "$cfg" --attn "$attn" | tag torch-default env >> "$out"
+                    fi
+                done
             done
         done
     done
@@ -131,13 +147,17 @@ conv() {
     out=bench/out/conv_step.jsonl
     : > "$out"
     for round in $(seq "$CONV_ROUNDS"); do
-        echo "conv round $round/$CONV_ROUNDS"
-        ./attnlab --threads 2 bench/conv_step.lua | sed 's/^{/{"env": "attnlab", /' >> "$out"
-        if [ -n "$OMPLIB" ]; then
-            env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" bench/torch_ref/conv_step.py --threads 2 \
-                | sed 's/^{/{"env": "torch-omp", /' >> "$out"
-        fi
-        "$PY" bench/torch_ref/conv_step.py --threads 2 | sed 's/^{/{"env": "torch-default", /' >> "$out"
+        for kernel in $BLAS_KERNELS; do
+            echo "conv round $round/$CONV_ROUNDS, OpenBLAS kernel: $kernel"
+            $(blas_env "$kernel") ./attnlab --threads 2 bench/conv_step.lua | tag attnlab "$kernel" >> "$out"
+            if [ -n "$OMPLIB" ]; then
+                $(blas_env "$kernel") LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" bench/torch_ref/conv_step.py --threads 2 \
+                    | tag torch-omp "$kernel" >> "$out"
+            fi
+            if [ "$kernel" = env ]; then
+                "$PY" bench/torch_ref/conv_step.py --threads 2 | tag torch-default env >> "$out"
+            fi
+        done
     done
     ./attnlab bench/conv_table.lua file="$out" | tee bench/out/conv_step.md
 }

@@ -252,7 +252,12 @@ static int attnlab_main(int argc, char **argv, cli *cp) {
     *cp = c;
     if (status) return status;
     if (want_help) { fputs(usage_text, stdout); return 0; }
-    if (want_version) { printf("attnlab %s (%s)\n", al_version(), LUAJIT_VERSION); return 0; }
+    if (want_version) {
+        const char *advice = al_blas_advice();
+        printf("attnlab %s (%s; OpenBLAS kernel %s)\n", al_version(), LUAJIT_VERSION, al_blas_kernel());
+        if (advice) printf("note: %s\n", advice);
+        return 0;
+    }
     if (c.mode == MODE_VIEW) {   /* flags came before `view` (main() handles `attnlab view ...`) */
         int first = 1;
         while (first < argc && strcmp(argv[first], "view")) first++;

@@ -11,6 +11,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from blas_kernel import blas_kernel   # bench/torch_ref/blas_kernel.py, beside this script
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--reps", type=int, default=20)
 ap.add_argument("--warmup", type=int, default=5)
@@ -45,4 +47,4 @@ for spec in SHAPES:
             fwd.append((t1 - t0) * 1e3)
             both.append((t3 - t2) * 1e3)
     print(json.dumps({"impl": "torch", "shape": spec, "threads": args.threads, "forward_ms": round(statistics.median(fwd), 3),
-                      "forward_backward_ms": round(statistics.median(both), 3)}), flush=True)
+                      "forward_backward_ms": round(statistics.median(both), 3), "blas_kernel": blas_kernel()}), flush=True)

@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from blas_kernel import blas_kernel   # bench/torch_ref/blas_kernel.py, beside this script
+
 VOCAB = 16
 STAR, EQ, EOS, PAD, BOS = 10, 11, 12, 13, 14
 
@@ -140,7 +142,7 @@ def main():
                       "steps": a.steps, "ms_per_step_median": round(statistics.median(times), 3),
                       "ms_min": round(min(times), 3), "final_loss": round(float(loss), 4),
                       "rss_peak_mb": round(rss_mb(), 1), "rss_before_model_mb": round(rss_before, 1),
-                      "torch": torch.__version__}))
+                      "torch": torch.__version__, "blas_kernel": blas_kernel()}))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ const char *al_version(void);
 void al_set_num_threads(int n);
 int al_get_num_threads(void);
 int al_cuda_available(void);
+/* the OpenBLAS kernel that runs the products ("Haswell", "SkylakeX"...), and NULL or a sentence
+ * saying that this CPU has faster kernels than the one chosen (core/blas_info.c) */
+const char *al_blas_kernel(void);
+const char *al_blas_advice(void);
 
 /* ---- lifetime and introspection -------------------------------------------------------- */
 al_tensor *al_retain(al_tensor *t);

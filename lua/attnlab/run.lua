@@ -149,7 +149,7 @@ function M.start(opts)
   local threads = cli.threads or lab.num_threads()
   write_atomic(dir .. "/config.json", json.encode({
     name = name, config = config, seed = self.seed, attnlab_version = lab.version,
-    device = self.device, threads = threads, script = script, checkpoint_every = self.checkpoint_every,
+    device = self.device, threads = threads, blas_kernel = (lab.blas_kernel()), script = script, checkpoint_every = self.checkpoint_every,
     started = os.date("!%Y-%m-%dT%H:%M:%SZ"), resumed_from = self.resumed_from,
   }, 2) .. "\n")
   self:_status("running", { pid = ffi.C.getpid(), resumed_from = self.resumed_from })

@@ -16,6 +16,13 @@ function lab.set_num_threads(n)
   C.al_set_num_threads(n)
 end
 function lab.num_threads() return C.al_get_num_threads() end
+
+-- the OpenBLAS kernel that runs the matrix products, and nil or a sentence saying this CPU has
+-- faster ones (core/blas_info.c says why attnlab reports the choice rather than making it)
+function lab.blas_kernel()
+  local advice = C.al_blas_advice()
+  return ffi.string(C.al_blas_kernel()), advice ~= nil and ffi.string(advice) or nil
+end
 function lab.memory()
   return { in_use = tonumber(C.al_bytes_in_use()), peak = tonumber(C.al_bytes_peak()),
            limit = tonumber(C.al_get_memory_limit()),

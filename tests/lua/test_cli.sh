@@ -39,7 +39,20 @@ grep -q -- "--force" "$T/out" && pass || fail "--help lists --force"
 
 run "$PROG" --version
 expect_rc 0 "--version"
-grep -Eq '^attnlab [0-9]+\.[0-9]+\.[0-9]+.* \(LuaJIT [^)]+\)$' "$T/out" && pass || fail "--version format: $(cat "$T/out")"
+grep -Eq '^attnlab [0-9]+\.[0-9]+\.[0-9]+.* \(LuaJIT [^;]+; OpenBLAS kernel [A-Za-z0-9]+\)$' "$T/out" && pass || fail "--version format: $(cat "$T/out")"
+# the kernel named is the one OpenBLAS runs: pinned by OPENBLAS_CORETYPE, it follows the variable;
+# on an AVX-512 CPU an AVX2 kernel gets the note, an AVX-512 one does not
+run env OPENBLAS_CORETYPE=Haswell "$PROG" --version
+grep -q 'OpenBLAS kernel Haswell)$' "$T/out" && pass || fail "--version under OPENBLAS_CORETYPE=Haswell: $(cat "$T/out")"
+if grep -q avx512bw /proc/cpuinfo; then
+    grep -q '^note: OPENBLAS_CORETYPE=Haswell holds OpenBLAS to its Haswell kernels on a CPU with AVX-512' "$T/out" \
+        && pass || fail "--version notes the faster kernels: $(cat "$T/out")"
+    run env OPENBLAS_CORETYPE=SkylakeX "$PROG" --version
+    [ "$(cat "$T/out")" = "$(head -n 1 "$T/out")" ] && grep -q 'OpenBLAS kernel SkylakeX)$' "$T/out" && pass \
+        || fail "--version under an AVX-512 kernel: one line, no note: $(cat "$T/out")"
+else
+    [ "$(wc -l < "$T/out")" -eq 1 ] && pass || fail "--version on a CPU without AVX-512 has no note: $(cat "$T/out")"
+fi
 
 run "$PROG" -e 'print(1+1)'
 expect_rc 0 "-e"
@@ -123,6 +136,7 @@ expect_file o1/config.json '"note": "hello"' "string override"
 expect_file o1/config.json '"flag": true' "boolean override"
 expect_file o1/config.json '"threads": 1' "config.json has threads"
 expect_file o1/config.json '"attnlab_version": "' "config.json has the version"
+expect_file o1/config.json '"blas_kernel": "[A-Za-z0-9]+"' "config.json names the OpenBLAS kernel"
 expect_file o1/summary.json '"steps": 30' "summary.json written"
 expect_file o1/metrics.jsonl '^\{"step":30,"loss":' "metrics.jsonl lines start with step"
 [ "$(wc -l <o1/metrics.jsonl)" -eq 3 ] && pass || fail "metrics.jsonl has one line per logged step"

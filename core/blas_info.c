@@ -1,0 +1,53 @@
+/* blas_info.c -- which of OpenBLAS's kernels runs the matrix products, and whether this CPU has
+ * faster ones that the kernel choice leaves unused.
+ *
+ * Debian's OpenBLAS carries a kernel per CPU family (DYNAMIC_ARCH) and picks one when it loads,
+ * unless OPENBLAS_CORETYPE names one.  An environment that pins an AVX2 kernel (Haswell, Zen) on an
+ * AVX-512 CPU leaves much of the products' speed unused: on the project's 2-core Zen 5 machine the
+ * products of a transformer step ran at 200 GFLOP/s with Haswell's kernels and 376 with the
+ * AVX-512 ones (bench/RESULTS.md).  attnlab does not override a variable the user or the machine
+ * set (the kernels sum in different orders, so the choice is part of what makes a run repeat to the
+ * last digit); it says which kernel runs, in `attnlab --version` and in each run's config.json, and
+ * what would be faster. */
+#include "internal.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char *openblas_get_corename(void);
+
+const char *al_blas_kernel(void) { return openblas_get_corename(); }
+
+static bool kernel_uses_avx512(const char *name) {
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    for (size_t i = 0; i < sizeof avx512 / sizeof avx512[0]; i++)
+        if (strcmp(name, avx512[i]) == 0) return true;
+    return false;
+}
+
+static bool cpu_has_avx512(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+const char *al_blas_advice(void) {
+    static char advice[320];
+    const char *kernel = al_blas_kernel(), *pinned = getenv("OPENBLAS_CORETYPE");
+    if (!cpu_has_avx512() || kernel_uses_avx512(kernel)) return NULL;
+    if (pinned && *pinned)
+        snprintf(advice, sizeof advice,
+                 "OPENBLAS_CORETYPE=%s holds OpenBLAS to its %s kernels on a CPU with AVX-512; without it "
+                 "(or with OPENBLAS_CORETYPE=SkylakeX) the matrix products may run faster: `make bench` measures both",
+                 pinned, kernel);
+    else
+        snprintf(advice, sizeof advice,
+                 "OpenBLAS chose its %s kernels on a CPU with AVX-512; OPENBLAS_CORETYPE=SkylakeX may run the "
+                 "matrix products faster: `make bench` measures both",
+                 kernel);
+    return advice;
+}
