@@ -137,8 +137,9 @@ static bool SFX(tiled_backward)(const attention_problem *p, const real *O, const
                 const real *q = Q + row_offset(p->q, b, h, 0);
                 real *dq = dQ ? dQ + row_offset(gq, b, h, 0) : NULL;
                 const int64_t lddq = gq ? gq->strides[2] : 0;
-                for (int64_t i = 0; i < N; i++) {
+                for (int64_t i = 0; i < N; i++) {   /* D_i = rowsum(dO_i o O_i), in vector lanes */
                     real acc = 0;
+                    #pragma omp simd reduction(+:acc)
                     for (int64_t c = 0; c < dv; c++) acc += go[i * dv + c] * o[i * dv + c];
                     D[i] = acc;
                 }
