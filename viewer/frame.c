@@ -236,7 +236,8 @@ void viewer_print_layout(const viewer_state *v) {
     if (v->runs_legend.w) printf("runs_legend %d %d %d %d\n", v->runs_legend.x, v->runs_legend.y, v->runs_legend.w, v->runs_legend.h);
     for (int i = 0; i < v->n_compared; i++) {   /* slot, drawn, this run, colour, status, label */
         const viewer_compared *c = &v->compared[i];
-        const char *status = c->run ? (c->run->status[0] ? c->run->status : "-") : c->state[0] == 'u' ? "unreadable" : c->sweep_status;
+        const char *status = c->run ? (c->run->status[0] ? c->run->status : "-")
+                           : !strncmp(c->state, "unreadable", 10) ? "unreadable" : c->sweep_status;
         printf("compared %d %d %d %06x %s %s\n", i, c->run != NULL, c->run == &v->run, (unsigned)viewer_compare_colour(i), status,
                c->label);
     }
