@@ -141,10 +141,13 @@ static void draw_step_bar(viewer_state *v, viewer_rect r) {
         }
         viewer_fill(&v->canvas, (viewer_rect){kx - viewer_px(v, 3), v->slider_rect.y - 3, viewer_px(v, 6), v->slider_rect.h + 6}, VIEWER_ACCENT);
     }
-    char info[600];
+    char info[1100], note[400];
+    /* sweep points that are not drawn are said here in every layout, not only beside the curves */
+    const bool left_out = viewer_compare_not_drawn(v, note, sizeof note) > 0;
     if (v->run.error[0]) snprintf(info, sizeof info, "%s", v->run.error);
-    else snprintf(info, sizeof info, "%d snapshots, newest step %lld%s%s%s", n, (long long)v->run.latest_step,
-                  v->run.malformed_lines ? "; malformed metrics lines skipped" : "", v->status[0] ? "   " : "", v->status);
+    else snprintf(info, sizeof info, "%d snapshots, newest step %lld%s%s%s%s%s", n, (long long)v->run.latest_step,
+                  v->run.malformed_lines ? "; malformed metrics lines skipped" : "", left_out ? "; " : "", left_out ? note : "",
+                  v->status[0] ? "   " : "", v->status);
     viewer_clip(&v->canvas, r);
     viewer_text(&v->canvas, VIEWER_FONT_SMALL, r.x + pad, r.y + r.h - th + viewer_px(v, 1), v->run.error[0] ? VIEWER_BAD : VIEWER_DIM, info);
     viewer_unclip(&v->canvas);
@@ -230,6 +233,16 @@ void viewer_print_layout(const viewer_state *v) {
     for (int i = 0; i < v->n_plots; i++)
         printf("plot %d %d %d %d %lld %lld %.9g %.9g %s\n", v->plots[i].p.x, v->plots[i].p.y, v->plots[i].p.w, v->plots[i].p.h,
                (long long)v->plots[i].x0, (long long)v->plots[i].x1, v->plots[i].lo, v->plots[i].hi, v->plots[i].name);
+    if (v->runs_legend.w) printf("runs_legend %d %d %d %d\n", v->runs_legend.x, v->runs_legend.y, v->runs_legend.w, v->runs_legend.h);
+    for (int i = 0; i < v->n_compared; i++) {   /* slot, drawn, this run, colour, status, label */
+        const viewer_compared *c = &v->compared[i];
+        const char *status = c->run ? (c->run->status[0] ? c->run->status : "-")
+                           : !strncmp(c->state, "unreadable", 10) ? "unreadable" : c->sweep_status;
+        printf("compared %d %d %d %06x %s %s\n", i, c->run != NULL, c->run == &v->run, (unsigned)viewer_compare_colour(i), status,
+               c->label);
+    }
+    char note[400];
+    if (viewer_compare_not_drawn(v, note, sizeof note)) printf("compare_note %s\n", note);
     if (v->run.status[0]) printf("status %s %lld\n", v->run.status, (long long)v->run.status_step);
     if (v->failure_rect.w) {
         printf("failure %d %d %d %d\n", v->failure_rect.x, v->failure_rect.y, v->failure_rect.w, v->failure_rect.h);

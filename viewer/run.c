@@ -61,6 +61,11 @@ bool viewer_run_open(viewer_run *run, const char *dir, char *err, size_t errsize
         snprintf(err, errsize, "'%s' is not a directory (expected a run directory, e.g. runs/icl_regression/...)", dir);
         return false;
     }
+    if (exists_in(dir, "sweep.json") && !exists_in(dir, "config.json")) {
+        snprintf(err, errsize, "'%s' is a sweep directory, not a run directory: attnlab view --compare '%s' draws its points' "
+                               "curves together", dir, dir);
+        return false;
+    }
     if (!exists_in(dir, AL_RUNLOG_FILE) && !exists_in(dir, "metrics.jsonl") && !exists_in(dir, "config.json")) {
         snprintf(err, errsize, "'%s' is not an attnlab run directory (no records.bin, metrics.jsonl or config.json)", dir);
         return false;

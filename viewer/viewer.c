@@ -1,8 +1,11 @@
 /* viewer.c -- the attnlab viewer program (build/attnlab-view; `attnlab view` runs it).
  *
  *   attnlab-view RUN_DIR [--follow] [--layout L] [--step N] [--diff A] [--layer L --head H] [--query Q]
- *                        [--log-y] [--scale S] [--size WxH] [--font FILE.ttf] [--compare RUN_DIR2]
- *   (--compare draws a second run's curves beside this run's, on the same axes)
+ *                        [--log-y] [--scale S] [--size WxH] [--font FILE.ttf] [--compare DIR]...
+ *   attnlab-view --compare SWEEP_DIR [...]
+ *   (--compare, repeatable, draws other runs' curves beside this run's, on the same axes: DIR is a
+ *   run directory, or a sweep directory whose every point is drawn, labelled by its settings
+ *   (compare.c); without RUN_DIR the first point that did not fail is the run whose maps are shown)
  *   attnlab-view RUN_DIR --screenshot FILE.png [...]   one frame, no display needed, then exit
  *   test and measurement options: --events FILE (scripted input, viewer/events.c),
  *   --bench-frames N (draw N frames, print the mean frame time), --print-layout (where the last
@@ -26,7 +29,9 @@
 #include <string.h>
 #include <time.h>
 typedef struct {
-    const char *run_dir, *screenshot, *layout, *events, *font, *compare;
+    const char *run_dir, *screenshot, *layout, *events, *font;
+    const char *compare[VIEWER_MAX_COMPARED];   /* the --compare arguments, in order */
+    int n_compare;
     long step, diff, layer, head, query, bench_frames;
     int width, height;
     float scale;
@@ -173,7 +178,7 @@ static int run_window(viewer_state *v, const viewer_options *o) {
         if (t - last_poll >= 0.1) {
             last_poll = t;
             if (viewer_run_poll(&v->run)) data_dirty = true;
-            if (v->compare && viewer_run_poll(v->compare)) data_dirty = true;
+            if (v->n_compared && viewer_compare_poll(v)) data_dirty = true;
         }
         /* new records redraw at most twice a second (input at once): the training keeps the CPU */
         if (data_dirty && t - last_data_draw >= 0.5) {
@@ -206,11 +211,13 @@ static int run_window(viewer_state *v, const viewer_options *o) {
 
 static const char *usage_line =
     "attnlab view RUN_DIR [--screenshot FILE.png] [--step N] [--layout overview|grid|map|heads|matrices|"
-    "curves|images|neuron] [--diff STEP] [--layer L] [--head H] [--query Q] [--log-y] [--scale S] [--size WxH] [--compare RUN_DIR2]";
+    "curves|images|neuron] [--diff STEP] [--layer L] [--head H] [--query Q] [--log-y] [--scale S] [--size WxH] "
+    "[--compare RUN_DIR|SWEEP_DIR]...; or attnlab view --compare SWEEP_DIR [options]";
 
 /* `attnlab view --help`: the usage, on stdout */
 static const char *help_text =
     "usage: attnlab view RUN_DIR [options]   (a run, finished or still running, followed as it grows)\n"
+    "       attnlab view --compare SWEEP_DIR [options]   (every point of a sweep, its curves together)\n"
     "  --screenshot FILE.png   render one frame to a PNG without a display, then exit\n"
     "  --step N                show each series' latest record at or before step N\n"
     "  --layout L              overview (default), grid, map, heads, matrices, curves, images, neuron\n"
@@ -220,7 +227,12 @@ static const char *help_text =
     "  --log-y                 curves on a log y axis\n"
     "  --scale S               UI scale, 0.5 to 4 (default: the display's DPI / 96, or ATTNLAB_VIEW_SCALE)\n"
     "  --size WxH              window or screenshot size (default 1280x800)\n"
-    "  --compare RUN_DIR2      draw a second run's curves beside this run's, on the same axes\n"
+    "  --compare DIR           draw another run's curves beside this run's, on the same axes, each run in\n"
+    "                          its own colour; repeatable.  DIR may be a sweep directory (attnlab sweep):\n"
+    "                          every point is drawn, labelled by the settings that vary (lr=0.01 seed=2),\n"
+    "                          failed points marked, points with no run directory yet listed as not drawn.\n"
+    "                          Sweeps and run directories mix.  Whose maps are shown: RUN_DIR's (it may\n"
+    "                          be one of the sweep's points), else the first point that did not fail\n"
     "  --font FILE.ttf         the UI font (default DejaVu Sans)\n"
     "  --follow                accepted and ignored (the viewer always follows the run)\n"
     "  for tests: --events FILE (scripted input), --print-layout, --bench-frames N (viewer/viewer.c)\n"
@@ -269,7 +281,10 @@ static int parse_options(int argc, char **argv, viewer_options *o) {
         else if (!strcmp(a, "--layout")) o->layout = argv[++i];
         else if (!strcmp(a, "--events")) o->events = argv[++i];
         else if (!strcmp(a, "--font")) o->font = argv[++i];
-        else if (!strcmp(a, "--compare")) o->compare = argv[++i];
+        else if (!strcmp(a, "--compare")) {
+            if (o->n_compare == VIEWER_MAX_COMPARED) return usage("more than %s --compare arguments", "64");
+            o->compare[o->n_compare++] = argv[++i];
+        }
         else if (!strcmp(a, "--scale")) {
             o->scale = (float)atof(argv[++i]);
             if (o->scale < 0.5f || o->scale > 4) return usage("--scale must be between 0.5 and 4, not '%s'", argv[i]);
@@ -285,7 +300,7 @@ static int parse_options(int argc, char **argv, viewer_options *o) {
             if (!parse_long(argv[++i], target)) return usage("%s needs a non-negative integer", a);
         }
     }
-    if (!o->run_dir) return usage("%s", "which run directory?");
+    if (!o->run_dir && o->n_compare == 0) return usage("%s", "which run directory?");
     return 0;
 }
 
@@ -314,19 +329,21 @@ int main(int argc, char **argv) {
         if (!known) return usage("unknown layout '%s'", o.layout);
     }
     static viewer_state v;
-    char err[700];
-    if (!viewer_run_open(&v.run, o.run_dir, err, sizeof err)) {
+    char err[900];
+    if (o.n_compare == 0 && !viewer_run_open(&v.run, o.run_dir, err, sizeof err)) {
         fprintf(stderr, "attnlab view: %s\n", err);
         return 1;
     }
-    static viewer_run compare;
-    if (o.compare) {
-        if (!viewer_run_open(&compare, o.compare, err, sizeof err)) {
-            fprintf(stderr, "attnlab view: --compare: %s\n", err);
-            viewer_run_close(&v.run);
+    if (o.n_compare > 0) {
+        if (!viewer_compare_open(&v, o.run_dir, o.compare, o.n_compare, err, sizeof err)) {
+            fprintf(stderr, "attnlab view: %s\n", err);
+            viewer_compare_close(&v);
+            if (v.run.dir[0]) viewer_run_close(&v.run);
             return 1;
         }
-        v.compare = &compare;
+        /* said on stderr too, not only drawn: a point left out is never silent */
+        char note[400];
+        if (viewer_compare_not_drawn(&v, note, sizeof note)) fprintf(stderr, "attnlab view: note: %s\n", note);
     }
     apply_options(&v, &o);
     if (o.step >= 0 && v.run.n_snapshots > 0 && o.step < v.run.snapshots[0])
@@ -351,7 +368,7 @@ int main(int argc, char **argv) {
     }
     viewer_canvas_free(&v.canvas);
     viewer_font_free();
+    viewer_compare_close(&v);
     viewer_run_close(&v.run);
-    if (v.compare) viewer_run_close(v.compare);
     return rc;
 }

@@ -6,6 +6,8 @@
  *   font.c     text (stb_truetype with DejaVu Sans; stb_easy_font when no TTF is found)
  *   run.c      a run directory: the record index, curves and events from metrics.jsonl, followed
  *              as they grow, and which heads the script scaled when
+ *   sweep.c    a sweep directory: its points' run directories and labels, from sweep.json
+ *   compare.c  the runs whose curves are drawn together (--compare), their colours
  *   views_attention.c   the layers x heads grid, one map large, the head view
  *   views_plots.c       weight matrices, curves, images
  *   frame.c    one frame: the top bar, the layout's views, the step bar, the help; where it put them
@@ -13,7 +15,8 @@
  *   events.c   scripted input for the tests (--events FILE)
  *   viewer.c   the program: the command line, the window loop, --screenshot
  * The arrows go one way: viewer.c calls frame.c, input.c and events.c; input.c and events.c call
- * frame.c; frame.c calls the views, which call canvas.c, font.c and run.c. */
+ * frame.c; frame.c calls the views, which call canvas.c, font.c and run.c; viewer.c opens the
+ * compared runs through compare.c, which calls sweep.c and run.c. */
 #ifndef ATTNLAB_VIEWER_H
 #define ATTNLAB_VIEWER_H
 
@@ -133,6 +136,35 @@ const void *viewer_series_load(viewer_run *run, viewer_series *s, int entry);
 viewer_series *viewer_run_find(viewer_run *run, int kind, const char *name, int layer, int head);
 viewer_curve *viewer_run_curve(viewer_run *run, const char *name);
 
+/* ---- a sweep directory (sweep.c) ----------------------------------------------------------- */
+typedef struct {
+    int index;              /* 1-based, as sweep.json numbers it */
+    char dir[4400];         /* its run directory: the sweep directory / the point's "dir" */
+    char label[200];        /* the settings of the axes that vary, "lr=0.01 seed=2" */
+    char status[16];        /* as sweep.json last recorded it: pending, finished, failed ... */
+} viewer_sweep_point;
+typedef struct {
+    char dir[4096], experiment[128];
+    viewer_sweep_point *points;
+    int n_points;
+} viewer_sweep;
+bool viewer_is_sweep_dir(const char *dir);   /* it holds sweep.json */
+/* Reads DIR/sweep.json; false with a one-line message naming the file when it is not a manifest. */
+bool viewer_sweep_read(viewer_sweep *sweep, const char *dir, char *err, size_t errsize);
+void viewer_sweep_free(viewer_sweep *sweep);
+
+/* ---- the runs drawn together (compare.c) ------------------------------------------------------ */
+enum { VIEWER_MAX_COMPARED = 64 };
+typedef struct {            /* one slot: a run directory, or a sweep's point */
+    viewer_run *run;        /* NULL: not drawn (a point with no run directory yet, or a broken one) */
+    char dir[4400];
+    char label[256];        /* the legend's name for it: a point's settings, else the run's name */
+    char sweep_status[16];  /* a sweep point: its status in sweep.json; "" otherwise */
+    char state[48];         /* not drawn: "pending (no run directory)", "unreadable" ... */
+    char why[260];          /* not drawn: the state, or the reader's message */
+    bool from_sweep;
+} viewer_compared;
+
 /* ---- the view state (set up in viewer.c) -------------------------------------------------- */
 typedef enum { LAYOUT_OVERVIEW, LAYOUT_GRID, LAYOUT_MAP, LAYOUT_HEADS, LAYOUT_MATRICES, LAYOUT_CURVES,
                LAYOUT_IMAGES, LAYOUT_NEURON, LAYOUT_COUNT } viewer_layout;
@@ -158,7 +190,11 @@ typedef struct {            /* a row of the attention grid: one (name, layer) */
 
 typedef struct {
     viewer_run run;
-    viewer_run *compare;    /* --compare: a second run whose curves are drawn beside (or NULL) */
+    /* --compare: every run whose curves are drawn, in legend (and colour) order; slot own_slot is
+     * this run (compared[own_slot].run == &run).  n_compared is 0 without --compare. */
+    viewer_compared *compared;
+    int n_compared, own_slot;
+    double compare_retried;     /* when the points not drawn were last looked at again */
     viewer_canvas canvas;
     float scale;            /* UI scale (HiDPI) */
     viewer_layout layout;
@@ -184,6 +220,7 @@ typedef struct {
     float image_zoom;
     viewer_rect map_rect, legend_rect, slider_rect, tabs[LAYOUT_COUNT], head_boxes[VIEWER_MAX_HEADS + 1];
     viewer_rect failure_rect;        /* the failed run's banner (0 wide when the run did not fail) */
+    viewer_rect runs_legend;         /* the compared runs' legend above the curves (0 wide: none) */
     viewer_plot plots[VIEWER_MAX_PLOTS];   /* each curve plot of the last frame */
     int n_plots;
     int map_rows, map_cols;
@@ -194,6 +231,15 @@ typedef struct {
     int neuron_query_rows, neuron_row_h;
     int neuron_x, neuron_y, neuron_cell, neuron_dim;   /* its table: origin, cell size, d */
 } viewer_state;
+
+/* compare.c: opens the --compare arguments (run or sweep directories) and RUN_DIR (NULL: the first
+ * point that did not fail becomes this run) into v; false with a message naming --compare */
+bool viewer_compare_open(viewer_state *v, const char *run_dir, const char *const *dirs, int n_dirs, char *err, size_t errsize);
+bool viewer_compare_poll(viewer_state *v);          /* true when a compared run changed or appeared */
+void viewer_compare_close(viewer_state *v);
+uint32_t viewer_compare_colour(int slot);
+/* "2 of 6 sweep points not drawn: 1 pending (no run directory), ..." into note; the count (0: none) */
+int viewer_compare_not_drawn(const viewer_state *v, char *note, size_t size);
 
 /* views_attention.c */
 void viewer_collect_rows(viewer_state *v);

@@ -4,7 +4,10 @@
  *   curves:   one plot per scalar (metrics.jsonl and lab.viz.scalar), raw values faint and the
  *             TensorBoard EMA (debiased) drawn over them, log y on request, the baselines
  *             (lab.viz.reference) as dashed lines, the script's events (ablate, pause ...) as
- *             vertical marks, and the shown step as a line.
+ *             vertical marks, and the shown step as a line; with --compare every compared run's
+ *             curve of the same name on the same axes, in its slot's colour, and above the plots
+ *             a legend of the runs (labels, a failed or interrupted run's state, the sweep points
+ *             not drawn and why).
  *   images:   each image at the shown step, its attention heatmap laid over it, its points joined
  *             in order and numbered. */
 #include "viewer.h"
@@ -101,11 +104,11 @@ static void extend(const viewer_state *v, const viewer_curve *c, plot_frame *f) 
     }
 }
 
-/* One curve: per pixel column the range of its raw points (faint), then the EMA, debiased as
- * TensorBoard's, in `colour`. */
+/* One curve: per pixel column the range of its raw points (faint; raw 0: not drawn), then the
+ * EMA, debiased as TensorBoard's, in `colour`. */
 static void plot_curve(viewer_state *v, const viewer_curve *c, const plot_frame *f, uint32_t raw, uint32_t colour) {
     int col_lo = 0, col_hi = 0, col = -1;
-    for (int i = 0; i <= c->n; i++) {
+    for (int i = 0; raw && i <= c->n; i++) {
         int x = i < c->n ? px_x(f, c->steps[i]) : -2;
         if (x != col && col >= 0) viewer_fill(&v->canvas, (viewer_rect){col, col_hi, 1, col_lo - col_hi + 1}, raw);
         if (i == c->n) break;
@@ -127,10 +130,22 @@ static void plot_curve(viewer_state *v, const viewer_curve *c, const plot_frame 
     }
 }
 
-enum { CURVE_COLOUR = 0x4FC3F7, COMPARE_COLOUR = 0xFFB74D };
+/* a curve of one run as drawn: the curve and its colour */
+typedef struct { viewer_curve *curve; uint32_t colour; } drawn_curve;
 
-/* c: this run's curve (or NULL); other: the compared run's curve of the same name (or NULL). */
-static void draw_curve(viewer_state *v, const char *name, viewer_curve *c, viewer_curve *other, viewer_rect r) {
+/* the faint colour of the raw points: colour 40% over the panel */
+static uint32_t faint(uint32_t colour) {
+    uint32_t out = 0xFF000000u;
+    for (int shift = 0; shift <= 16; shift += 8) {
+        const int a = (int)((colour >> shift) & 0xFF), b = (int)((VIEWER_PANEL >> shift) & 0xFF);
+        out |= (uint32_t)(b + (a - b) * 2 / 5) << shift;
+    }
+    return out;
+}
+
+/* The plot of one name.  c: this run's curve (or NULL); others: the compared runs' curves of that
+ * name (n_others of them, 0 without --compare). */
+static void draw_curve(viewer_state *v, const char *name, viewer_curve *c, const drawn_curve *others, int n_others, viewer_rect r) {
     viewer_rect in;
     char title[200];
     snprintf(title, sizeof title, "%s%s%s", name, v->log_y ? "  (log y)" : "", v->smoothing > 0 ? "  smoothed" : "");
@@ -141,7 +156,7 @@ static void draw_curve(viewer_state *v, const char *name, viewer_curve *c, viewe
     const viewer_rect p = f.p;
     if (p.w < 10 || p.h < 10) return;
     extend(v, c, &f);
-    extend(v, other, &f);
+    for (int i = 0; i < n_others; i++) extend(v, others[i].curve, &f);
     if (f.x0 > f.x1) return;
     if (f.x1 <= f.x0) f.x1 = f.x0 + 1;
     /* the baselines of this curve: "curve:label" reference records */
@@ -196,8 +211,13 @@ static void draw_curve(viewer_state *v, const char *name, viewer_curve *c, viewe
         viewer_text(&v->canvas, VIEWER_FONT_SMALL, px_x(&f, s) + viewer_px(v, 3), p.y + viewer_px(v, 2) + (i % 3) * th, VIEWER_BAD,
                     v->run.events[i].text);
     }
-    if (other) plot_curve(v, other, &f, 0xFF7A6A50, COMPARE_COLOUR);
-    if (c) plot_curve(v, c, &f, 0xFF5A6E8C, CURVE_COLOUR);
+    /* the raw points' bands only while they cannot cover each other (two runs at most); this run
+     * last, on top */
+    const bool raw = n_others <= 1;
+    const uint32_t own = viewer_compare_colour(v->n_compared ? v->own_slot : 0);
+    for (int i = 0; i < n_others; i++)
+        if (others[i].curve) plot_curve(v, others[i].curve, &f, raw ? faint(others[i].colour) : 0, others[i].colour);
+    if (c) plot_curve(v, c, &f, raw ? faint(own) : 0, own);
     int64_t shown = viewer_shown_step(v);
     if (shown >= f.x0 && shown <= f.x1) viewer_fill(&v->canvas, (viewer_rect){px_x(&f, shown), p.y, 1, p.h}, VIEWER_ACCENT);
     viewer_unclip(&v->canvas);
@@ -211,15 +231,6 @@ static void draw_curve(viewer_state *v, const char *name, viewer_curve *c, viewe
         char label[300];
         snprintf(label, sizeof label, "%s %.3g", s->name + nlen + 1, (double)*val);
         viewer_text(&v->canvas, VIEWER_FONT_SMALL, p.x + p.w + viewer_px(v, 4), py - th / 2, 0xFFC8C8C8, label);
-    }
-    if (other) {   /* which colour is which run */
-        char label[300];
-        snprintf(label, sizeof label, "%.120s", v->compare->name);
-        int w = viewer_text_width(VIEWER_FONT_SMALL, label), x = in.x + in.w - w;
-        viewer_text(&v->canvas, VIEWER_FONT_SMALL, x, r.y + viewer_px(v, 4), COMPARE_COLOUR, label);
-        snprintf(label, sizeof label, "%.120s", v->run.name);
-        viewer_text(&v->canvas, VIEWER_FONT_SMALL, x - viewer_text_width(VIEWER_FONT_SMALL, label) - viewer_px(v, 12),
-                    r.y + viewer_px(v, 4), CURVE_COLOUR, label);
     }
     if (c && viewer_inside(p, v->hover_x, v->hover_y)) {
         int64_t s = f.x0 + (int64_t)((double)(v->hover_x - p.x) * (double)(f.x1 - f.x0) / (p.w - 1));
@@ -238,18 +249,91 @@ static viewer_curve *find_curve(viewer_run *run, const char *name) {
     return NULL;
 }
 
-/* One plot per scalar name of this run, then of the compared run's that this one lacks. */
+/* what the legend says of a drawn run beside its label: how it ended when it did not finish */
+static void run_state(const viewer_compared *c, char *out, size_t size, uint32_t *colour) {
+    const viewer_run *run = c->run;
+    out[0] = 0;
+    *colour = VIEWER_DIM;
+    char at[40] = "";
+    if (run->status_step >= 0) snprintf(at, sizeof at, " at step %lld", (long long)run->status_step);
+    if (!strcmp(run->status, "failed")) { snprintf(out, size, "failed%s", at); *colour = VIEWER_BAD; }
+    else if (!strcmp(run->status, "interrupted")) snprintf(out, size, "interrupted%s", at);
+    /* a point whose process died without a word: its status.json still says running */
+    else if (!strcmp(run->status, "running") && !strcmp(c->sweep_status, "killed")) { snprintf(out, size, "killed"); *colour = VIEWER_BAD; }
+    else if (!strcmp(run->status, "running")) snprintf(out, size, "running");
+}
+
+/* The legend of the compared runs across the top of r, items flowing into lines: a colour swatch,
+ * the label and, after it, a state (failed at step N, running ...); a sweep point not drawn has an
+ * empty swatch and its reason.  What does not fit in a third of r's height is counted ("+3 more").
+ * Laid out once to know its height (the panel under it), then drawn.  Returns the height. */
+static int draw_run_legend(viewer_state *v, viewer_rect r) {
+    const int th = viewer_text_height(VIEWER_FONT_SMALL), pad = viewer_px(v, 6), sw = viewer_px(v, 14), lh = th + viewer_px(v, 3);
+    const int max_lines = r.h / 3 / lh > 1 ? r.h / 3 / lh : 1;
+    int line = 0, shown = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const bool draw = pass == 1;
+        if (draw) {
+            v->runs_legend = (viewer_rect){r.x, r.y, r.w, pad + (line + 1) * lh};
+            viewer_fill(&v->canvas, v->runs_legend, VIEWER_PANEL);
+        }
+        int x = r.x + pad;
+        line = shown = 0;
+        for (int i = 0; i < v->n_compared; i++) {
+            const viewer_compared *c = &v->compared[i];
+            char state[300];
+            uint32_t state_colour = VIEWER_DIM;
+            if (c->run) run_state(c, state, sizeof state, &state_colour);
+            else snprintf(state, sizeof state, "not drawn: %s", c->why);
+            const int lw = viewer_text_width(VIEWER_FONT_SMALL, c->label);
+            const int w = sw + pad / 2 + lw + (state[0] ? pad / 2 + viewer_text_width(VIEWER_FONT_SMALL, state) : 0) + 2 * pad;
+            if (x > r.x + pad && x + w > r.x + r.w) { x = r.x + pad; line++; }
+            if (line >= max_lines) { line = max_lines - 1; break; }
+            if (draw) {
+                const int y = r.y + pad / 2 + line * lh;
+                const uint32_t colour = viewer_compare_colour(i);
+                viewer_rect swatch = {x, y + th / 2 - viewer_px(v, 2), sw, viewer_px(v, 4)};
+                if (c->run) viewer_fill(&v->canvas, swatch, 0xFF000000u | colour);
+                else viewer_outline(&v->canvas, (viewer_rect){swatch.x, swatch.y - 1, swatch.w, swatch.h + 2}, 1, VIEWER_DIM);
+                viewer_clip(&v->canvas, v->runs_legend);
+                int tx = x + sw + pad / 2;
+                tx += viewer_text(&v->canvas, VIEWER_FONT_SMALL, tx, y, c->run ? VIEWER_FG : VIEWER_DIM, c->label);
+                if (state[0]) viewer_text(&v->canvas, VIEWER_FONT_SMALL, tx + pad / 2, y, state_colour, state);
+                viewer_unclip(&v->canvas);
+            }
+            x += w;
+            shown++;
+        }
+    }
+    if (shown < v->n_compared) {
+        char more[64];
+        snprintf(more, sizeof more, "+%d more", v->n_compared - shown);
+        viewer_text(&v->canvas, VIEWER_FONT_SMALL, r.x + r.w - viewer_text_width(VIEWER_FONT_SMALL, more) - pad,
+                    r.y + pad / 2 + line * lh, VIEWER_ACCENT, more);
+    }
+    return v->runs_legend.h;
+}
+
+/* One plot per scalar name of this run, then of the compared runs' that this one lacks; with
+ * --compare the runs' legend above them. */
 void viewer_draw_curves(viewer_state *v, viewer_rect r) {
     const char *names[MAX_PLOTS];
     int n = 0;
-    viewer_run *runs[2] = {&v->run, v->compare};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; runs[k] && i < runs[k]->n_curves && n < MAX_PLOTS; i++) {
-            const viewer_curve *c = &runs[k]->curves[i];
+    v->runs_legend = (viewer_rect){0, 0, 0, 0};
+    for (int k = -1; k < v->n_compared; k++) {
+        const viewer_run *run = k < 0 ? &v->run : v->compared[k].run;
+        for (int i = 0; run && i < run->n_curves && n < MAX_PLOTS; i++) {
+            const viewer_curve *c = &run->curves[i];
             bool seen = c->n == 0;
             for (int j = 0; j < n && !seen; j++) seen = !strcmp(names[j], c->name);
             if (!seen) names[n++] = c->name;
         }
+    }
+    if (v->n_compared > 0) {
+        const int used = draw_run_legend(v, r) + viewer_px(v, 4);
+        r.y += used;
+        r.h -= used;
+    }
     if (n == 0) {
         viewer_rect in;
         viewer_panel(v, r, "curves", &in);
@@ -257,9 +341,16 @@ void viewer_draw_curves(viewer_state *v, viewer_rect r) {
         return;
     }
     const int gap = viewer_px(v, 4), h = (r.h - gap * (n - 1)) / n;
-    for (int i = 0; i < n; i++)
-        draw_curve(v, names[i], find_curve(&v->run, names[i]), find_curve(v->compare, names[i]),
-                   (viewer_rect){r.x, r.y + i * (h + gap), r.w, h});
+    drawn_curve others[VIEWER_MAX_COMPARED];
+    for (int i = 0; i < n; i++) {
+        int n_others = 0;
+        for (int k = 0; k < v->n_compared; k++) {
+            viewer_run *run = v->compared[k].run;
+            if (!run || run == &v->run) continue;
+            others[n_others++] = (drawn_curve){find_curve(run, names[i]), viewer_compare_colour(k)};
+        }
+        draw_curve(v, names[i], find_curve(&v->run, names[i]), others, n_others, (viewer_rect){r.x, r.y + i * (h + gap), r.w, h});
+    }
 }
 
 /* ---- images ---------------------------------------------------------------------------------- */
