@@ -172,18 +172,22 @@ static bool list_push(node_list *l, al_node *node) {
     return true;
 }
 
+/* The first visit of node in collect: marked, retained, and pushed onto both lists; -1 (raised)
+ * when a list cannot grow. */
+static int visit(al_node *node, node_list *all, node_list *stack) {
+    node->visited = true;
+    node->pending = 0;
+    node->refcount++;
+    if (list_push(all, node) && list_push(stack, node)) return 0;
+    al_error("backward: out of memory");
+    return -1;
+}
+
 /* Collects every node reachable from root (each once, retained) and counts, for each, how many
  * reachable nodes consume its output. */
 static int collect(al_node *root, node_list *all) {
     node_list stack = {0};
-    int rc = 0;
-    root->visited = true;
-    root->pending = 0;
-    root->refcount++;
-    if (!list_push(all, root) || !list_push(&stack, root)) {
-        al_error("backward: out of memory");
-        rc = -1;
-    }
+    int rc = visit(root, all, &stack);
     while (rc == 0 && stack.n > 0) {
         al_node *node = stack.items[--stack.n];
         if (node->spent) {
@@ -196,16 +200,7 @@ static int collect(al_node *root, node_list *all) {
             al_tensor *x = node->inputs[i];
             if (!x || !x->requires_grad || !x->grad_fn) continue;
             al_node *up = x->grad_fn;
-            if (!up->visited) {
-                up->visited = true;
-                up->pending = 0;
-                up->refcount++;
-                if (!list_push(all, up) || !list_push(&stack, up)) {
-                    al_error("backward: out of memory");
-                    rc = -1;
-                    break;
-                }
-            }
+            if (!up->visited && (rc = visit(up, all, &stack)) != 0) break;
             up->pending++;
         }
     }

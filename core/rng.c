@@ -195,6 +195,16 @@ static void normal_block_f64(uint64_t key, uint64_t first, double *restrict c, d
     }
 }
 
+/* o[0..len) = c[0], s[0], c[1], s[1], ...: a block's cos and sin halves in output order (the full
+ * block in one plain loop, the last, partial one element by element).  A macro, so that the same
+ * lines serve the float and the double outputs. */
+#define INTERLEAVE_PAIRS(o, len, c, s) do {                                                       \
+        if ((len) == 2 * BLOCK)                                                                  \
+            for (int k = 0; k < BLOCK; k++) { (o)[2 * k] = (c)[k]; (o)[2 * k + 1] = (s)[k]; }    \
+        else                                                                                     \
+            for (int64_t i = 0; i < (len); i++) (o)[i] = (i & 1) ? (s)[i / 2] : (c)[i / 2];     \
+    } while (0)
+
 /* Normal number i of this fill is the cos (i even) or sin (i odd) half of pair i/2. */
 void al_rng_normal_fill(float *f32, double *f64, int64_t n) {
     if (n <= 0 || (!f32 && !f64)) return;
@@ -210,22 +220,15 @@ void al_rng_normal_fill(float *f32, double *f64, int64_t n) {
         if (f32) {
             float c[BLOCK], s[BLOCK];
             normal_block_f32(key, d0, c, s);
-            float *o = f32 + i0;
-            if (len == 2 * BLOCK)
-                for (int k = 0; k < BLOCK; k++) { o[2 * k] = c[k]; o[2 * k + 1] = s[k]; }
-            else
-                for (int64_t i = 0; i < len; i++) o[i] = (i & 1) ? s[i / 2] : c[i / 2];
+            INTERLEAVE_PAIRS(f32 + i0, len, c, s);
         } else {
             double c[BLOCK], s[BLOCK];
             normal_block_f64(key, d0, c, s);
-            double *o = f64 + i0;
-            if (len == 2 * BLOCK)
-                for (int k = 0; k < BLOCK; k++) { o[2 * k] = c[k]; o[2 * k + 1] = s[k]; }
-            else
-                for (int64_t i = 0; i < len; i++) o[i] = (i & 1) ? s[i / 2] : c[i / 2];
+            INTERLEAVE_PAIRS(f64 + i0, len, c, s);
         }
     }
 }
+#undef INTERLEAVE_PAIRS
 
 /* ---- tensors ------------------------------------------------------------------------------ */
 

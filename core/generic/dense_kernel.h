@@ -129,12 +129,35 @@ static void SFX(recompute_row)(const attention_problem *p, dense_normalisation k
     }
 }
 
+/* What both backward paths need of query row i of head h: its output gradient *go, its query *q, its
+ * visible keys [*lo, *end), and (returned) its probabilities: P's row when the forward kept the map,
+ * else the row recomputed into `row`. */
+ALWAYS_INLINE const real *SFX(backward_query_row)(const attention_problem *p, dense_normalisation kind, const real *P,
+                                                  const real *LSE, const real *dO, int64_t b, int64_t h, int64_t hk,
+                                                  int64_t i, real *row, const real **go, const real **q, int64_t *lo,
+                                                  int64_t *end) {
+    const int64_t bhi = (b * p->H + h) * p->N + i;
+    *go = dO + bhi * p->dv;
+    *q = (const real *)p->q->storage->data + row_offset(p->q, b, h, i);
+    *end = visible_range(p, i, lo);
+    if (P) return P + bhi * p->M;
+    SFX(recompute_row)(p, kind, LSE, b, h, hk, i, *lo, *end, row);
+    return row;
+}
+
+/* dbias row (M) = dS on the visible keys [lo, end), 0 elsewhere */
+ALWAYS_INLINE void SFX(write_dbias_row)(real *dbr, const real *ds, int64_t lo, int64_t end, int64_t M) {
+    for (int64_t j = 0; j < lo; j++) dbr[j] = 0;
+    for (int64_t j = lo; j < end; j++) dbr[j] = ds[j];
+    for (int64_t j = end; j < M; j++) dbr[j] = 0;
+}
+
 /* Few queries per (batch, kv head), as in the toy tasks' single query: transposing the keys would
  * cost as much as the arithmetic, so these loops walk the rows of k and v as they are. */
 static void SFX(dense_backward_rows)(const attention_problem *p, dense_normalisation kind, const real *P,
                                      const real *LSE, const real *dO, al_tensor *gq, al_tensor *gk,
                                      al_tensor *gv, real *dBias, int64_t b, int64_t hk, real *ds, real *row) {
-    const real *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;
+    const real *K = p->k->storage->data, *V = p->v->storage->data;
     const real *Mask = p->mask ? (const real *)p->mask->storage->data : NULL;
     real *dQ = gq ? (real *)gq->storage->data : NULL, *dK = gk ? (real *)gk->storage->data : NULL;
     real *dV = gv ? (real *)gv->storage->data : NULL;
@@ -162,12 +185,9 @@ static void SFX(dense_backward_rows)(const attention_problem *p, dense_normalisa
     for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         const int64_t bh = b * p->H + h;
         for (int64_t i = 0; i < N; i++) {
-            const real *go = dO + (bh * N + i) * dv;
-            const real *q = Q + row_offset(p->q, b, h, i);
-            int64_t lo;
-            const int64_t end = visible_range(p, i, &lo);
-            const real *prow = P ? P + (bh * N + i) * M : row;
-            if (!P) SFX(recompute_row)(p, kind, LSE, b, h, hk, i, lo, end, row);
+            const real *go, *q;
+            int64_t lo, end;
+            const real *prow = SFX(backward_query_row)(p, kind, P, LSE, dO, b, h, hk, i, row, &go, &q, &lo, &end);
             SFX(dots)(go, vb + lo * vs, vs, dv, end - lo, (real)1, ds + lo);   /* dP = dO v^T */
             const real delta = SFX(row_dot_best)(ds + lo, prow + lo, end - lo);
             if (dvb) SFX(scaled_rows)(dvb + lo * dvs, dvs, dv, end - lo, prow + lo, (real)1, go, accumulate); /* dV += P^T dO */
@@ -176,12 +196,7 @@ static void SFX(dense_backward_rows)(const attention_problem *p, dense_normalisa
                 else ds[j] = Mask && Mask[row_offset(p->mask, b, h, i) + j * p->mask->strides[3]] == 0
                                  ? (real)0 : ds[j] * inv_norm;
             }
-            if (dBias) {
-                real *dbr = dBias + (bh * N + i) * M;
-                for (int64_t j = 0; j < lo; j++) dbr[j] = 0;
-                for (int64_t j = lo; j < end; j++) dbr[j] = ds[j];
-                for (int64_t j = end; j < M; j++) dbr[j] = 0;
-            }
+            if (dBias) SFX(write_dbias_row)(dBias + (bh * N + i) * M, ds, lo, end, M);
             if (dQ) {                               /* dq = scale dS k */
                 real *dq = dQ + row_offset(gq, b, h, i);
                 /* scaled in the kernel: a scalar pass over dq after the vector store stalled on
@@ -199,7 +214,7 @@ static void SFX(dense_backward_rows)(const attention_problem *p, dense_normalisa
 static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation kind, const real *P,
                                 const real *LSE, const real *dO, al_tensor *gq, al_tensor *gk,
                                 al_tensor *gv, real *dBias) {
-    const real *Q = p->q->storage->data, *K = p->k->storage->data, *V = p->v->storage->data;
+    const real *K = p->k->storage->data, *V = p->v->storage->data;
     const real *Mask = p->mask ? (const real *)p->mask->storage->data : NULL;
     real *dQ = gq ? (real *)gq->storage->data : NULL, *dK = gk ? (real *)gk->storage->data : NULL;
     real *dV = gv ? (real *)gv->storage->data : NULL;
@@ -231,12 +246,9 @@ static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation 
             for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
                 const int64_t bh = b * p->H + h;
                 for (int64_t i = 0; i < N; i++) {
-                    const real *go = dO + (bh * N + i) * dv;
-                    const real *q = Q + row_offset(p->q, b, h, i);
-                    int64_t lo;
-                    const int64_t end = visible_range(p, i, &lo);
-                    const real *prow = P ? P + (bh * N + i) * M : row;
-                    if (!P) SFX(recompute_row)(p, kind, LSE, b, h, hk, i, lo, end, row);
+                    const real *go, *q;
+                    int64_t lo, end;
+                    const real *prow = SFX(backward_query_row)(p, kind, P, LSE, dO, b, h, hk, i, row, &go, &q, &lo, &end);
                     for (int64_t j = lo; j < end; j++) ds[j] = 0;
                     for (int64_t c = 0; c < dv; c++) {   /* dP = dO v^T;  dV += P^T dO */
                         const real g = go[c], *vc = vt + c * M;
@@ -255,12 +267,7 @@ static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation 
                             for (int64_t j = lo; j < end; j++) if (mr[j * ms] == 0) ds[j] = 0;
                         }
                     }
-                    if (dBias) {
-                        real *dbr = dBias + (bh * N + i) * M;
-                        for (int64_t j = 0; j < lo; j++) dbr[j] = 0;
-                        for (int64_t j = lo; j < end; j++) dbr[j] = ds[j];
-                        for (int64_t j = end; j < M; j++) dbr[j] = 0;
-                    }
+                    if (dBias) SFX(write_dbias_row)(dBias + (bh * N + i) * M, ds, lo, end, M);
                     if (dQ) {
                         real *dq = dQ + row_offset(gq, b, h, i);
                         for (int64_t c = 0; c < d; c++) {

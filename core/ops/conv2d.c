@@ -107,18 +107,26 @@ static int conv_threads(const conv_geometry *g) {
     return work >= CONV_SPLIT_WORK ? al_get_num_threads() : 1;
 }
 
+/* The two buffers of a slice of `width` output positions, for the forward and the backward alike:
+ * *col (K x width), the unfolded input, and *rows (Cout x width), the output or its gradient.  False,
+ * with the error raised (`where` says which pass), when either cannot be had. */
+static bool slice_buffers(const conv_geometry *g, size_t es, int64_t width, void **col, void **rows, const char *where) {
+    *col = al_alloc((size_t)(g->K * width) * es);
+    *rows = al_alloc((size_t)(g->Cout * width) * es);
+    if (*col && *rows) return true;
+    if (*col) al_free(*col, (size_t)(g->K * width) * es);
+    if (*rows) al_free(*rows, (size_t)(g->Cout * width) * es);
+    al_error("conv2d: out of memory for the column buffer%s (%lld x %lld)", where, (long long)g->K, (long long)width);
+    return false;
+}
+
 /* y = conv(x, w) + b; x, w, b contiguous (b may be NULL) */
 static int conv_forward(const conv_geometry *g, al_dtype dt, const void *x, const void *w, const void *b, void *y) {
     const int64_t width = slice_width(g), total = g->N * g->P;
     const size_t es = al_dtype_size(dt);
     if (total == 0) return 0;
-    void *col = al_alloc((size_t)(g->K * width) * es), *out = al_alloc((size_t)(g->Cout * width) * es);
-    if (!col || !out) {
-        if (col) al_free(col, (size_t)(g->K * width) * es);
-        if (out) al_free(out, (size_t)(g->Cout * width) * es);
-        al_error("conv2d: out of memory for the column buffer (%lld x %lld)", (long long)g->K, (long long)width);
-        return -1;
-    }
+    void *col, *out;
+    if (!slice_buffers(g, es, width, &col, &out, "")) return -1;
     #pragma omp parallel num_threads(conv_threads(g))
     {
         for (int64_t q0 = 0; q0 < total; q0 += width) {
@@ -150,14 +158,8 @@ static int conv_backward_data(const conv_geometry *g, al_dtype dt, const void *x
     const int64_t width = slice_width(g), total = g->N * g->P;
     const size_t es = al_dtype_size(dt);
     if (total == 0) return 0;
-    void *col = al_alloc((size_t)(g->K * width) * es), *dyb = al_alloc((size_t)(g->Cout * width) * es);
-    if (!col || !dyb) {
-        if (col) al_free(col, (size_t)(g->K * width) * es);
-        if (dyb) al_free(dyb, (size_t)(g->Cout * width) * es);
-        al_error("conv2d: out of memory for the column buffer in the backward (%lld x %lld)", (long long)g->K,
-                 (long long)width);
-        return -1;
-    }
+    void *col, *dyb;
+    if (!slice_buffers(g, es, width, &col, &dyb, " in the backward")) return -1;
     #pragma omp parallel num_threads(conv_threads(g))
     {
         for (int64_t q0 = 0; q0 < total; q0 += width) {

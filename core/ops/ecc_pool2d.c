@@ -93,6 +93,18 @@ static int ecc_threads(const ecc_geometry *g) {
     return g->planes * g->H * g->W >= AL_PARALLEL_GRAIN / 4 ? al_get_num_threads() : 1;
 }
 
+/* Inside the parallel region of the forward or the backward: the calling thread's planes [first,
+ * last), and its own summed-area table in `tables` (one of `table` bytes per thread; NULL for max
+ * pooling, which needs none). */
+static double *thread_share(const ecc_geometry *g, double *tables, size_t table, int64_t *first, int64_t *last) {
+    al_thread_share(g->planes, first, last);
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    return tables ? tables + (size_t)tid * (table / sizeof(double)) : NULL;
+}
+
 static void geometry_from_node(const al_node *node, ecc_geometry *g) {
     const al_tensor *x = node->inputs[0];
     g->C = x->shape[1]; g->planes = x->shape[0] * x->shape[1]; g->H = x->shape[2]; g->W = x->shape[3];
@@ -115,12 +127,7 @@ static void ecc_pool2d_backward(al_node *node, const al_tensor *grad) {
         #pragma omp parallel num_threads(threads)
         {
             int64_t first, last;
-            al_thread_share(g.planes, &first, &last);
-            int tid = 0;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-#endif
-            double *own = diff ? diff + (size_t)tid * (table / sizeof(double)) : NULL;
+            double *own = thread_share(&g, diff, table, &first, &last);
             if (x->dtype == AL_FLOAT32) {
                 if (is_max) ecc_max_backward_float(&g, al_ptr(gc), al_ptr(idx), al_ptr(dx), first, last);
                 else ecc_avg_backward_float(&g, al_ptr(gc), al_ptr(dx), al_ptr(sizes), per_fix, n_fix, own, first, last);
@@ -180,12 +187,7 @@ al_tensor *al_ecc_pool2d(const al_tensor *x, const al_ecc_pool2d_opts *opts) {
     #pragma omp parallel num_threads(threads)
     {
         int64_t first, last;
-        al_thread_share(g.planes, &first, &last);
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        double *own = sat ? sat + (size_t)tid * (table / sizeof(double)) : NULL;
+        double *own = thread_share(&g, sat, table, &first, &last);
         if (x->dtype == AL_FLOAT32) {
             if (is_max) ecc_max_forward_float(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), al_ptr(sizes), per_fix, n_fix, first, last);
             else ecc_avg_forward_float(&g, al_ptr(xc), al_ptr(y), al_ptr(sizes), per_fix, n_fix, own, first, last);

@@ -50,31 +50,37 @@ static void binary_row(char **p, int64_t n, const int64_t *s, void *varg) {
     else binary_row_int64(arg->op, p, n, s);
 }
 
-/* out = a op b over the broadcast shape, in the promoted dtype; no graph. */
-static al_tensor *binary_compute(binary_op op, const al_tensor *a, const al_tensor *b) {
-    const char *fn = binary_names[op];
+/* out (the broadcast shape of a and b, out_dt) = row(a, b), with a and b converted to `in` first;
+ * what binary ops and comparisons share.  fn names the lab function in a broadcast error. */
+static al_tensor *broadcast_pair(const char *fn, const al_tensor *a, const al_tensor *b, al_dtype in, al_dtype out_dt,
+                                 al_row_fn row, void *arg) {
     int nd; int64_t shape[AL_MAX_DIMS];
     if (!al_broadcast_shapes(fn, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
-    al_dtype dt = promote(a->dtype, b->dtype);
-    if (op == OP_DIV && dt == AL_INT64) dt = AL_FLOAT32;   /* `/` is true division, as in Lua */
-    al_tensor *ca = a->dtype == dt ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, dt);
-    al_tensor *cb = b->dtype == dt ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, dt);
-    al_tensor *out = ca && cb ? al_new_tensor(nd, shape, dt) : NULL;
+    al_tensor *ca = a->dtype == in ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, in);
+    al_tensor *cb = b->dtype == in ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, in);
+    al_tensor *out = ca && cb ? al_new_tensor(nd, shape, out_dt) : NULL;
     if (out) {
         int64_t sa[AL_MAX_DIMS], sb[AL_MAX_DIMS];
         al_broadcast_strides(ca, nd, shape, sa);
         al_broadcast_strides(cb, nd, shape, sb);
         al_iter it;
         al_iter_init(&it, nd, shape);
-        al_iter_add(&it, al_ptr(out), out->strides, al_dtype_size(dt));
-        al_iter_add(&it, al_ptr(ca), sa, al_dtype_size(dt));
-        al_iter_add(&it, al_ptr(cb), sb, al_dtype_size(dt));
-        binary_arg arg = {op, dt};
-        al_iter_run(&it, binary_row, &arg);
+        al_iter_add(&it, al_ptr(out), out->strides, al_dtype_size(out_dt));
+        al_iter_add(&it, al_ptr(ca), sa, al_dtype_size(in));
+        al_iter_add(&it, al_ptr(cb), sb, al_dtype_size(in));
+        al_iter_run(&it, row, arg);
     }
     al_release(ca);
     al_release(cb);
     return out;
+}
+
+/* out = a op b over the broadcast shape, in the promoted dtype; no graph. */
+static al_tensor *binary_compute(binary_op op, const al_tensor *a, const al_tensor *b) {
+    al_dtype dt = promote(a->dtype, b->dtype);
+    if (op == OP_DIV && dt == AL_INT64) dt = AL_FLOAT32;   /* `/` is true division, as in Lua */
+    binary_arg arg = {op, dt};
+    return broadcast_pair(binary_names[op], a, b, dt, dt, binary_row, &arg);
 }
 
 static void binary_backward(al_node *node, const al_tensor *g) {
@@ -315,28 +321,10 @@ al_tensor *al_compare(const al_tensor *a, const al_tensor *b, al_compare_op op) 
     CHECK_TENSOR("compare", a, "a");
     CHECK_TENSOR("compare", b, "b");
     if ((int)op < AL_EQ || (int)op > AL_GE) { al_error("compare: unknown comparison %d", (int)op); return NULL; }
-    int nd; int64_t shape[AL_MAX_DIMS];
-    if (!al_broadcast_shapes("compare", a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
-    al_dtype in = promote(a->dtype, b->dtype);
-    al_dtype out_dt = a->dtype == AL_FLOAT64 ? AL_FLOAT64 : AL_FLOAT32;
-    al_tensor *ca = a->dtype == in ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, in);
-    al_tensor *cb = b->dtype == in ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, in);
-    al_tensor *out = ca && cb ? al_new_tensor(nd, shape, out_dt) : NULL;
-    if (out) {
-        int64_t sa[AL_MAX_DIMS], sb[AL_MAX_DIMS];
-        al_broadcast_strides(ca, nd, shape, sa);
-        al_broadcast_strides(cb, nd, shape, sb);
-        al_iter it;
-        al_iter_init(&it, nd, shape);
-        al_iter_add(&it, al_ptr(out), out->strides, al_dtype_size(out_dt));
-        al_iter_add(&it, al_ptr(ca), sa, al_dtype_size(in));
-        al_iter_add(&it, al_ptr(cb), sb, al_dtype_size(in));
-        compare_arg arg = {op, in, out_dt};
-        al_iter_run(&it, compare_row, &arg);
-    }
-    al_release(ca);
-    al_release(cb);
-    return out;
+    const al_dtype in = promote(a->dtype, b->dtype);
+    const al_dtype out_dt = a->dtype == AL_FLOAT64 ? AL_FLOAT64 : AL_FLOAT32;
+    compare_arg arg = {op, in, out_dt};
+    return broadcast_pair("compare", a, b, in, out_dt, compare_row, &arg);
 }
 
 al_tensor *al_compare_scalar(const al_tensor *a, double s, al_compare_op op) {

@@ -66,58 +66,9 @@ typedef struct {
     void *dx;                  /* NULL when x needs no gradient */
 } layer_norm_backward_job;
 
-/* Rows [first, last): dx, and g * xhat and g summed over these rows into dw and db (either NULL). */
-static void layer_norm_backward_float(const layer_norm_backward_job *j, int64_t first, int64_t last,
-                                      double *restrict dw, double *restrict db) {
-    const int64_t D = j->D;
-    const float *restrict W = j->w;
-    for (int64_t r = first; r < last; r++) {
-        const float *restrict xr = (const float *)j->x + r * D, *restrict gr = (const float *)j->g + r * D;
-        const float mean = (float)j->stats[2 * r], rstd = (float)j->stats[2 * r + 1];
-        float mg = 0, mgx = 0;
-        #pragma omp simd reduction(+:mg, mgx)
-        for (int64_t i = 0; i < D; i++) {
-            const float xh = (xr[i] - mean) * rstd, gy = W ? gr[i] * W[i] : gr[i];
-            mg += gy;
-            mgx += gy * xh;
-        }
-        mg /= (float)D;
-        mgx /= (float)D;
-        if (j->dx) {
-            float *restrict dxr = (float *)j->dx + r * D;
-            for (int64_t i = 0; i < D; i++) {
-                const float xh = (xr[i] - mean) * rstd, gy = W ? gr[i] * W[i] : gr[i];
-                dxr[i] = rstd * (gy - mg - xh * mgx);
-            }
-        }
-        if (dw) for (int64_t i = 0; i < D; i++) dw[i] += (double)(gr[i] * ((xr[i] - mean) * rstd));
-        if (db) for (int64_t i = 0; i < D; i++) db[i] += (double)gr[i];
-    }
-}
-
-static void layer_norm_backward_double(const layer_norm_backward_job *j, int64_t first, int64_t last,
-                                       double *dw, double *db) {
-    const int64_t D = j->D;
-    const double *W = j->w;
-    for (int64_t r = first; r < last; r++) {
-        const double *xr = (const double *)j->x + r * D, *gr = (const double *)j->g + r * D;
-        const double mean = j->stats[2 * r], rstd = j->stats[2 * r + 1];
-        double mg = 0, mgx = 0;
-        for (int64_t i = 0; i < D; i++) {
-            const double xh = (xr[i] - mean) * rstd, gy = W ? gr[i] * W[i] : gr[i];
-            mg += gy;
-            mgx += gy * xh;
-        }
-        mg /= (double)D;
-        mgx /= (double)D;
-        for (int64_t i = 0; i < D; i++) {
-            const double xh = (xr[i] - mean) * rstd, gy = W ? gr[i] * W[i] : gr[i];
-            if (j->dx) ((double *)j->dx)[r * D + i] = rstd * (gy - mg - xh * mgx);
-            if (dw) dw[i] += gr[i] * xh;
-            if (db) db[i] += gr[i];
-        }
-    }
-}
+/* The backward row kernel, once per float dtype: layer_norm_backward_float, layer_norm_backward_double */
+#define GENERIC_FILE "../generic/layer_norm_rows.h"
+#include "../generic/float_types.h"
 
 static void layer_norm_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0];
