@@ -46,6 +46,21 @@ enum { ROWS_PATH_QUERIES = 8 };
 #include "dense_rows_avx512.h"
 #endif
 
+/* What the forward and the backward kernels decide alike: whether a pass runs on several threads
+ * (more than one (batch, kv head), and enough work), whether it walks the rows of k and v as they
+ * are (few queries per (batch, kv head)), and what a thread whose scratch could not be had does in
+ * the loop over (batch, kv head): it records the failure (the caller raises the error) and skips. */
+static inline bool dense_parallel(const attention_problem *p) {
+    return p->B * p->Hkv > 1 && p->B * p->H * p->N * p->M * (p->d + p->dv) >= ATTENTION_PARALLEL_WORK;
+}
+static inline bool dense_rows_path(const attention_problem *p) { return p->N * (p->H / p->Hkv) < ROWS_PATH_QUERIES; }
+static inline bool scratch_missing(const void *scratch, bool *failed) {
+    if (scratch) return false;
+    #pragma omp atomic write
+    *failed = true;
+    return true;
+}
+
 /* which of the three row kernels a call of rows_at_width runs (generic/dense_rows.h) */
 typedef enum { ROWS_DOTS, ROWS_WEIGHTED, ROWS_SCALED } row_kernel;
 

@@ -28,8 +28,7 @@ static bool SFX(dense_forward)(const attention_problem *p, dense_normalisation k
     const real *Mask = p->mask ? (const real *)p->mask->storage->data : NULL;
     const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;
     const real scale = (real)p->scale, inv_norm = (real)(1.0 / p->norm);
-    const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= ATTENTION_PARALLEL_WORK;
-    const bool rows = N * group < ROWS_PATH_QUERIES;
+    const bool parallel = dense_parallel(p), rows = dense_rows_path(p);
     bool failed = false;   /* a thread without scratch: raised by the caller */
     #pragma omp parallel if (parallel)
     {
@@ -38,11 +37,7 @@ static bool SFX(dense_forward)(const attention_problem *p, dense_normalisation k
         real *row = kt ? vt + dv * M : NULL;
         #pragma omp for schedule(static)
         for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {
-            if (!kt) {
-                #pragma omp atomic write
-                failed = true;
-                continue;
-            }
+            if (scratch_missing(kt, &failed)) continue;
             const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;
             if (!rows) {
                 SFX(load_transposed)(kt, p->k, K, b, hk, M, d);
@@ -220,8 +215,7 @@ static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation 
     real *dV = gv ? (real *)gv->storage->data : NULL;
     const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;
     const real scale = (real)p->scale, inv_norm = (real)(1.0 / p->norm);
-    const bool parallel = p->B * p->Hkv > 1 && p->B * p->H * N * M * (d + dv) >= ATTENTION_PARALLEL_WORK;
-    const bool rows = N * group < ROWS_PATH_QUERIES;
+    const bool parallel = dense_parallel(p), rows = dense_rows_path(p);
     bool failed = false;   /* a thread without scratch: raised by the caller */
     #pragma omp parallel if (parallel)
     {
@@ -230,11 +224,7 @@ static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation 
         real *row = ds + M;   /* the recomputed probabilities when P is not kept */
         #pragma omp for schedule(static)
         for (int64_t bk = 0; bk < p->B * p->Hkv; bk++) {
-            if (!kt) {
-                #pragma omp atomic write
-                failed = true;
-                continue;
-            }
+            if (scratch_missing(kt, &failed)) continue;
             const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;
             if (rows) {
                 SFX(dense_backward_rows)(p, kind, P, LSE, dO, gq, gk, gv, dBias, b, hk, ds, row);

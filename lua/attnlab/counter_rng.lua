@@ -37,4 +37,15 @@ function M.to_uniform(z) return tonumber(rshift(z, 11)) / 2 ^ 53 end
 -- uniform in [0, 1) at the coordinates (seed, c1, c2, ...)
 function M.uniform(seed, ...) return M.to_uniform(M.hash(seed, ...)) end
 
+-- a stream of uniform numbers in [0, 1) keyed by (seed, c1, c2, ...): the function it returns gives
+-- draw k = to_uniform(extend(key, k)) at its k-th call, so a stream depends on its key alone
+function M.stream(seed, ...)
+  local key = M.hash(seed, ...)
+  local k = 0
+  return function()
+    k = k + 1
+    return M.to_uniform(M.extend(key, k))
+  end
+end
+
 return M

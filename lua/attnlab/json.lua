@@ -213,42 +213,45 @@ end
 local decode_value
 local MAX_DEPTH = 512
 
-local function decode_array(s, pos, opts, depth)
-  local t, n = {}, 0
+-- The items of an array or an object, from its opening bracket at pos: item(pos) decodes one item
+-- starting at pos (a non-blank) and returns the position after it; between items a ',', at the end
+-- `close`.  Returns the position after `close`.
+local function decode_items(s, pos, close, item)
   pos = skip_ws(s, pos + 1)
-  if s:sub(pos, pos) == "]" then return t, pos + 1 end
+  if s:sub(pos, pos) == close then return pos + 1 end
   while true do
-    local v
-    v, pos = decode_value(s, pos, opts, depth + 1)
-    n = n + 1
-    t[n] = v
-    pos = skip_ws(s, pos)
+    pos = skip_ws(s, item(pos))
     local c = s:sub(pos, pos)
-    if c == "]" then return t, pos + 1 end
-    if c ~= "," then decode_error(s, pos, "expected ',' or ']'") end
+    if c == close then return pos + 1 end
+    if c ~= "," then decode_error(s, pos, "expected ',' or '" .. close .. "'") end
     pos = skip_ws(s, pos + 1)
   end
 end
 
+local function decode_array(s, pos, opts, depth)
+  local t, n = {}, 0
+  pos = decode_items(s, pos, "]", function(at)
+    local v, after = decode_value(s, at, opts, depth + 1)
+    n = n + 1
+    t[n] = v
+    return after
+  end)
+  return t, pos
+end
+
 local function decode_object(s, pos, opts, depth)
   local t = {}
-  pos = skip_ws(s, pos + 1)
-  if s:sub(pos, pos) == "}" then return t, pos + 1 end
-  while true do
-    if s:sub(pos, pos) ~= '"' then decode_error(s, pos, "expected a string key") end
-    local k
-    k, pos = decode_string(s, pos)
-    pos = skip_ws(s, pos)
-    if s:sub(pos, pos) ~= ":" then decode_error(s, pos, "expected ':'") end
+  pos = decode_items(s, pos, "}", function(at)
+    if s:sub(at, at) ~= '"' then decode_error(s, at, "expected a string key") end
+    local k, after = decode_string(s, at)
+    after = skip_ws(s, after)
+    if s:sub(after, after) ~= ":" then decode_error(s, after, "expected ':'") end
     local v
-    v, pos = decode_value(s, skip_ws(s, pos + 1), opts, depth + 1)
+    v, after = decode_value(s, skip_ws(s, after + 1), opts, depth + 1)
     t[k] = v
-    pos = skip_ws(s, pos)
-    local c = s:sub(pos, pos)
-    if c == "}" then return t, pos + 1 end
-    if c ~= "," then decode_error(s, pos, "expected ',' or '}'") end
-    pos = skip_ws(s, pos + 1)
-  end
+    return after
+  end)
+  return t, pos
 end
 
 decode_value = function(s, pos, opts, depth)

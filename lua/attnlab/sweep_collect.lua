@@ -64,6 +64,17 @@ end
 
 local function short(x) return string.format("%.4g", x) end
 
+-- A setting's row of the Markdown table or of the CSV, as a list of cells: value(v) of each column,
+-- the number of points, then stat_cells(cells, stats) appends each metric's cells (stats nil when no
+-- point of the setting has the metric).
+local function setting_row(s, columns, metrics, value, stat_cells)
+  local cells = {}
+  for _, k in ipairs(columns) do cells[#cells + 1] = value(s.values[k]) end
+  cells[#cells + 1] = tostring(s.n)
+  for _, m in ipairs(metrics) do stat_cells(cells, s.stats[m]) end
+  return cells
+end
+
 -- The metrics wanted: every name when `metrics` is empty, else those equal to an entry or under it
 -- (test_mse, or length_generalisation for all of length_generalisation.*).
 local function wanted(name, metrics)
@@ -140,13 +151,9 @@ function M.collect(manifest, dir, opts)
   md[#md + 1] = "| " .. table.concat(head, " | ") .. " |"
   md[#md + 1] = "|" .. table.concat(rule, "|") .. "|"
   for _, s in ipairs(settings) do
-    local row = {}
-    for _, k in ipairs(columns) do row[#row + 1] = tostring(s.values[k]) end
-    row[#row + 1] = tostring(s.n)
-    for _, m in ipairs(metrics) do
-      local st = s.stats[m]
-      row[#row + 1] = not st and "" or st.sd and (short(st.mean) .. " ± " .. short(st.sd)) or short(st.mean)
-    end
+    local row = setting_row(s, columns, metrics, tostring, function(cells, st)
+      cells[#cells + 1] = not st and "" or st.sd and (short(st.mean) .. " ± " .. short(st.sd)) or short(st.mean)
+    end)
     md[#md + 1] = "| " .. table.concat(row, " | ") .. " |"
   end
 
@@ -158,14 +165,10 @@ function M.collect(manifest, dir, opts)
   for _, m in ipairs(metrics) do chead[#chead + 1] = csv_cell(m .. ".mean"); chead[#chead + 1] = csv_cell(m .. ".sd") end
   csv[#csv + 1] = table.concat(chead, ",")
   for _, s in ipairs(settings) do
-    local row = {}
-    for _, k in ipairs(columns) do row[#row + 1] = csv_cell(s.values[k]) end
-    row[#row + 1] = tostring(s.n)
-    for _, m in ipairs(metrics) do
-      local st = s.stats[m]
-      row[#row + 1] = st and json.encode(st.mean) or ""
-      row[#row + 1] = st and st.sd and json.encode(st.sd) or ""
-    end
+    local row = setting_row(s, columns, metrics, csv_cell, function(cells, st)
+      cells[#cells + 1] = st and json.encode(st.mean) or ""
+      cells[#cells + 1] = st and st.sd and json.encode(st.sd) or ""
+    end)
     csv[#csv + 1] = table.concat(row, ",")
   end
   return { columns = columns, settings = settings, metrics = metrics, missing = missing, over = over,

@@ -267,11 +267,17 @@ end
 
 -- In place (never recorded) ----------------------------------------------------------------------
 
-function Tensor.fill_(t, v)
-  check_number(v, "fill_", "value")
-  check_status(C.al_fill_(t, v), "fill_")
-  return t
+-- t:name(x) for an in-place op of t and a number x: x checked (named `what` in the error), then the
+-- core's op_(t, x); returns t
+local function number_op_(name, what, op_)
+  return function(t, x)
+    check_number(x, name, what)
+    check_status(op_(t, x), name)
+    return t
+  end
 end
+
+Tensor.fill_ = number_op_("fill_", "value", C.al_fill_)
 function Tensor.zero_(t) check_status(C.al_fill_(t, 0), "zero_") return t end
 function Tensor.copy_(t, src) check_status(C.al_copy_(t, expect_tensor(src, "copy_", "src")), "copy_") return t end
 function Tensor.add_(t, src, alpha)
@@ -281,11 +287,7 @@ function Tensor.add_(t, src, alpha)
   check_status(C.al_add_scaled_(t, src, alpha), "add_")
   return t
 end
-function Tensor.mul_(t, s)
-  check_number(s, "mul_", "factor")
-  check_status(C.al_mul_scalar_(t, s), "mul_")
-  return t
-end
+Tensor.mul_ = number_op_("mul_", "factor", C.al_mul_scalar_)
 
 -- Autograd ---------------------------------------------------------------------------------------
 

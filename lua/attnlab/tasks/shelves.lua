@@ -72,13 +72,7 @@ function shelves.stream(seed, ...)
     local v = select(i, ...)
     if not is_int(v) or v < 0 then raise("stream", "key " .. i .. " must be an integer >= 0 (got " .. tostring(v) .. ")") end
   end
-  local key = counter_rng.hash(seed, ...)
-  local k = 0
-  local s = {}
-  function s.uniform()
-    k = k + 1
-    return counter_rng.to_uniform(counter_rng.extend(key, k))
-  end
+  local s = { uniform = counter_rng.stream(seed, ...) }
   function s.int(n) return min(n - 1, floor(s.uniform() * n)) end
   -- a standard Gumbel draw (-log(-log u)); u is kept off 0 so that it is finite
   function s.gumbel() return -math.log(-math.log(max(s.uniform(), 1e-300))) end

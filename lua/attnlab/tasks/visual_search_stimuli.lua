@@ -60,13 +60,7 @@ local rng = require "attnlab.counter_rng"
 -- the draws of one display: draw k is extend(key, k), the key the hash of (seed, experiment,
 -- condition, set size, index); int(n) is uniform on 0 .. n-1 (numpy's randint(n))
 local function stream(seed, ...)
-  local key = rng.hash(seed, ...)
-  local k = 0
-  local s = {}
-  function s.uniform()
-    k = k + 1
-    return rng.to_uniform(rng.extend(key, k))
-  end
+  local s = { uniform = rng.stream(seed, ...) }
   function s.int(n) return floor(s.uniform() * n) end
   -- the first m of a uniform random order of 0 .. n-1 (numpy's choice(n, m, replace=False))
   function s.choice(n, m)
