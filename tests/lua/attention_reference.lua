@@ -17,21 +17,27 @@ function ref.repeat_heads(t, H)
   return lab.cat(parts, 2)
 end
 
--- a float64 (B, H, N, M) tensor of 1 where allowed(b, h, i, j) (1-based indices) is true, else 0
-function ref.mask(B, H, N, M, allowed)
+-- a float64 (B, H, N, ...) tensor whose row (b, h, i) (1-based) is row(b, h, i), a table (the
+-- references written out per query build their outputs and maps with it)
+function ref.per_query(B, H, N, row)
   local t = {}
   for b = 1, B do
     t[b] = {}
     for h = 1, H do
       t[b][h] = {}
-      for i = 1, N do
-        local row = {}
-        for j = 1, M do row[j] = allowed(b, h, i, j) and 1 or 0 end
-        t[b][h][i] = row
-      end
+      for i = 1, N do t[b][h][i] = row(b, h, i) end
     end
   end
   return lab.tensor(t, "float64")
+end
+
+-- a float64 (B, H, N, M) tensor of 1 where allowed(b, h, i, j) (1-based indices) is true, else 0
+function ref.mask(B, H, N, M, allowed)
+  return ref.per_query(B, H, N, function(b, h, i)
+    local row = {}
+    for j = 1, M do row[j] = allowed(b, h, i, j) and 1 or 0 end
+    return row
+  end)
 end
 
 -- softmax(scale q k^T + bias, mask) v and the map; opts: scale, bias, mask (0/1 tensor, 0 = excluded)

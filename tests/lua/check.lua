@@ -5,6 +5,7 @@
 --   check.gradients(loss_fn, {name = tensor}, "what")  (float64 central differences)
 --   check.skip(n, "why")  (n checks that could not run here, and why: counted and printed, never silent)
 --   check.tmpdir(tag), check.read_file(path), check.write_file(path, s), check.cleanup()
+--   check.study(script, dir)  (an experiment run through the program, as a user runs it)
 --   os.exit(check.report())
 -- and ends with one line "<name>: N passed, N failed, N skipped; N compare numbers".  The last
 -- figure counts the passed checks that compared numbers (near, value, gradients): a reader of the
@@ -84,6 +85,34 @@ return function(name)
     local f = assert(io.open(path, "wb"))
     f:write(s)
     f:close()
+  end
+
+  -- An experiment script run through the program (`attnlab run script ARGS --threads 1 --out OUT`),
+  -- its stdout and stderr into dir/stdout and dir/stderr:
+  --   local study = check.study("experiments/induction.lua", check.tmpdir("induction"))
+  --   study.refuses("seg_min=1", { "induction:", "seg_min" }, "what")  a config it must refuse:
+  --       it exits non-zero and its stderr names each needle (before any training)
+  --   study.run(out, "steps=400", "what")  a run that must exit 0 (checked); returns whether it did
+  function check.study(script, dir)
+    local attnlab = os.getenv("ATTNLAB") or "./build/attnlab"
+    local study = {}
+    local function run(out, args)
+      local status = os.execute(string.format("'%s' run %s %s --threads 1 --out '%s' > '%s/stdout' 2> '%s/stderr'",
+        attnlab, script, args, out, dir, dir))
+      return status == 0 or status == true
+    end
+    local function stderr() return check.read_file(dir .. "/stderr") or "" end
+    function study.refuses(args, needles, what)
+      local refused = not run(dir .. "/bad", args)
+      local err = stderr()
+      for _, needle in ipairs(needles) do refused = refused and err:find(needle, 1, true) ~= nil end
+      return check.ok(refused, what, err:sub(-500))
+    end
+    function study.run(out, args, what)
+      local ok = run(out, args)
+      return check.ok(ok, what, ok and nil or stderr():sub(-2000))
+    end
+    return study
   end
 
   function check.report()

@@ -13,49 +13,40 @@ local function rnd(shape, dt) return lab.randn(shape, dt or "float64") end
 -- the definition, per query: joint softmax over the current block's regular keys and earlier
 -- landmarks, within-block softmax for earlier blocks, product; landmark rows of lm (1/0 per key)
 local function landmark_weights(S, lm, causal, N, M)
-  local B, H = #S, #S[1]
-  local W = {}
-  for b = 1, B do
+  return ref.per_query(#S, #S[1], N, function(b, h, i)
     local is_lm = type(lm[1]) == "table" and lm[b] or lm
     local block, seen = {}, 0
     for j = 1, M do block[j] = seen; if is_lm[j] == 1 then seen = seen + 1 end end
-    W[b] = {}
-    for h = 1, H do
-      W[b][h] = {}
-      for i = 1, N do
-        local t = i + (causal == "bottom_right" and M - N or 0)
-        local cur = block[t]
-        local s, w = S[b][h][i], {}
-        for j = 1, M do w[j] = 0 end
-        local joint, mx = {}, -math.huge
-        for j = 1, t do
-          if (is_lm[j] == 0 and block[j] == cur) or (is_lm[j] == 1 and block[j] < cur) then
-            joint[#joint + 1] = j; mx = math.max(mx, s[j])
-          end
-        end
-        local z = 0
-        for _, j in ipairs(joint) do z = z + math.exp(s[j] - mx) end
-        local p = {}
-        for _, j in ipairs(joint) do p[j] = math.exp(s[j] - mx) / z end
-        for j = 1, t do
-          if is_lm[j] == 0 and block[j] == cur then w[j] = p[j] end
-        end
-        for g = 0, cur - 1 do
-          local members, landmark, gm = {}, nil, -math.huge
-          for j = 1, M do
-            if block[j] == g then
-              if is_lm[j] == 1 then landmark = j else members[#members + 1] = j; gm = math.max(gm, s[j]) end
-            end
-          end
-          local gz = 0
-          for _, j in ipairs(members) do gz = gz + math.exp(s[j] - gm) end
-          for _, j in ipairs(members) do w[j] = p[landmark] * math.exp(s[j] - gm) / gz end
-        end
-        W[b][h][i] = w
+    local t = i + (causal == "bottom_right" and M - N or 0)
+    local cur = block[t]
+    local s, w = S[b][h][i], {}
+    for j = 1, M do w[j] = 0 end
+    local joint, mx = {}, -math.huge
+    for j = 1, t do
+      if (is_lm[j] == 0 and block[j] == cur) or (is_lm[j] == 1 and block[j] < cur) then
+        joint[#joint + 1] = j; mx = math.max(mx, s[j])
       end
     end
-  end
-  return lab.tensor(W, "float64")
+    local z = 0
+    for _, j in ipairs(joint) do z = z + math.exp(s[j] - mx) end
+    local p = {}
+    for _, j in ipairs(joint) do p[j] = math.exp(s[j] - mx) / z end
+    for j = 1, t do
+      if is_lm[j] == 0 and block[j] == cur then w[j] = p[j] end
+    end
+    for g = 0, cur - 1 do
+      local members, landmark, gm = {}, nil, -math.huge
+      for j = 1, M do
+        if block[j] == g then
+          if is_lm[j] == 1 then landmark = j else members[#members + 1] = j; gm = math.max(gm, s[j]) end
+        end
+      end
+      local gz = 0
+      for _, j in ipairs(members) do gz = gz + math.exp(s[j] - gm) end
+      for _, j in ipairs(members) do w[j] = p[landmark] * math.exp(s[j] - gm) / gz end
+    end
+    return w
+  end)
 end
 
 for _, c in ipairs{

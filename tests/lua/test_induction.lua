@@ -9,25 +9,14 @@ local check = dofile("tests/lua/check.lua")("induction")
 local lab = lab or require "attnlab"
 local json = lab.json
 
-local ATTNLAB = os.getenv("ATTNLAB") or "./build/attnlab"
 local tmp = check.tmpdir("induction")
-
-local function study(out, args)
-  local cmd = string.format("'%s' run experiments/induction.lua %s --threads 1 --out '%s' > '%s/stdout' 2> '%s/stderr'",
-    ATTNLAB, args, out, tmp, tmp)
-  local status = os.execute(cmd)
-  return status == 0 or status == true
-end
+local study = check.study("experiments/induction.lua", tmp)
 
 -- a config the study cannot run is refused, naming the study and the key, before any training
-local ok = study(tmp .. "/bad", "seg_min=1")
-local err = check.read_file(tmp .. "/stderr") or ""
-check.ok(not ok and err:find("induction:", 1, true) and err:find("seg_min", 1, true), "seg_min=1 is refused, naming induction and seg_min",
-  err:sub(-500))
+study.refuses("seg_min=1", { "induction:", "seg_min" }, "seg_min=1 is refused, naming induction and seg_min")
 
 local out = tmp .. "/run"
-ok = study(out, "steps=400 control_steps=100 eval_size=128 log_every=50")
-check.ok(ok, "the study runs and exits 0", ok and nil or (check.read_file(tmp .. "/stderr") or ""):sub(-2000))
+study.run(out, "steps=400 control_steps=100 eval_size=128 log_every=50", "the study runs and exits 0")
 
 local okj, s = pcall(json.decode, check.read_file(out .. "/summary.json") or "")
 check.ok(okj and type(s) == "table", "summary.json is JSON")

@@ -321,24 +321,14 @@ check.fails(function() oat.Model{ rows = 2, cols = 3, layer = 2 } end, "unknown 
 ---------------------------------------------------------------------------------------------------
 -- the study through the program, quick
 ---------------------------------------------------------------------------------------------------
-local ATTNLAB = os.getenv("ATTNLAB") or "./build/attnlab"
 local tmp = check.tmpdir("scanpath")
-local function study(out, args)
-  local cmd = string.format("'%s' run experiments/scanpath_oat.lua %s --threads 1 --out '%s' > '%s/stdout' 2> '%s/stderr'",
-    ATTNLAB, args, out, tmp, tmp)
-  local status = os.execute(cmd)
-  return status == 0 or status == true
-end
-local okr = study(tmp .. "/bad", "quick=true refs=0")
-local err = check.read_file(tmp .. "/stderr") or ""
-check.ok(not okr and err:find("scanpath_oat:", 1, true) and err:find("refs", 1, true), "refs=0 is refused, naming the study and the key",
-  err:sub(-400))
+local study = check.study("experiments/scanpath_oat.lua", tmp)
+study.refuses("quick=true refs=0", { "scanpath_oat:", "refs" }, "refs=0 is refused, naming the study and the key")
 
 local out = tmp .. "/run"
 local t0 = lab.time()
-okr = study(out, "quick=true")
+study.run(out, "quick=true", "the quick study runs and exits 0")
 local wall = lab.time() - t0
-check.ok(okr, "the quick study runs and exits 0", okr and nil or (check.read_file(tmp .. "/stderr") or ""):sub(-2000))
 print(string.format("note: quick study %.0f s", wall))
 local okj, s = pcall(json.decode, check.read_file(out .. "/summary.json") or "")
 s = okj and type(s) == "table" and s or {}

@@ -14,7 +14,6 @@ local diet = require "attnlab.tasks.visual_search_diet"
 local stimuli = require "attnlab.tasks.visual_search_stimuli"
 local raster = require "attnlab.raster"
 
-local ATTNLAB = os.getenv("ATTNLAB") or "./build/attnlab"
 lab.set_num_threads(1)
 
 ---------------------------------------------------------------------------------------------------
@@ -252,22 +251,13 @@ check.fails(function() search.search(net, { image = dsp.image }) end, "visual_se
 -- the study, quick
 ---------------------------------------------------------------------------------------------------
 local tmp = check.tmpdir("visual_search")
-local function study(out, args)
-  local cmd = string.format("'%s' run experiments/visual_search.lua %s --threads 1 --out '%s' > '%s/stdout' 2> '%s/stderr'",
-    ATTNLAB, args, out, tmp, tmp)
-  local status = os.execute(cmd)
-  return status == 0 or status == true
-end
-local ok = study(tmp .. "/bad", "quick=true experiments=curvature,bogus")
-local err = check.read_file(tmp .. "/stderr") or ""
-check.ok(not ok and err:find("visual_search:", 1, true) and err:find("bogus", 1, true), "an unknown experiment is refused, naming it",
-  err:sub(-400))
+local study = check.study("experiments/visual_search.lua", tmp)
+study.refuses("quick=true experiments=curvature,bogus", { "visual_search:", "bogus" }, "an unknown experiment is refused, naming it")
 
 local out = tmp .. "/run"
 local t0 = lab.time()
-ok = study(out, "quick=true")
+study.run(out, "quick=true", "the quick study runs and exits 0")
 local wall = lab.time() - t0
-check.ok(ok, "the quick study runs and exits 0", ok and nil or (check.read_file(tmp .. "/stderr") or ""):sub(-2000))
 print(string.format("note: the quick study took %.0f s", wall))
 local okj, s = pcall(json.decode, check.read_file(out .. "/summary.json") or "")
 s = okj and type(s) == "table" and s or {}
