@@ -164,26 +164,30 @@ local function opts_string(o)
   table.sort(parts)
   return #parts > 0 and table.concat(parts, ", ") or "-"
 end
+-- each task's score cell, one entry per evaluation: ICL's MSE (ridge's in brackets), MQAR's accuracy
+local task_scores = {
+  icl = function(t)
+    local m = {}
+    for i, e in ipairs(t.mse) do m[i] = string.format("%.3f (%.3f)", e.model, e.ridge) end
+    return m
+  end,
+  mqar = function(t)
+    local a = {}
+    for i, e in ipairs(t.accuracy) do a[i] = type(e.accuracy) == "number" and string.format("%.3f", e.accuracy) or "-" end
+    return a
+  end,
+}
 for _, r in ipairs(results) do
   local cells = { string.format("| %s | %s%s |", r.variant, opts_string(r.options), r.causal and "" or " (not causal)") }
   if r.error then
     cells[#cells + 1] = " failed: " .. r.error:gsub("|", "/"):gsub("\n", " ") .. " |"
   else
-    if tasks.icl and not r.icl then
-      cells[#cells + 1] = " not run: " .. r.skipped.icl .. " | | |"
-    end
-    if r.icl then
-      local m = {}
-      for i, e in ipairs(r.icl.mse) do m[i] = string.format("%.3f (%.3f)", e.model, e.ridge) end
-      cells[#cells + 1] = string.format(" %s | %.2f | %.1f |", table.concat(m, " / "), r.icl.ms_per_step, r.icl.peak_MiB)
-    end
-    if tasks.mqar and not r.mqar then
-      cells[#cells + 1] = " not run: " .. r.skipped.mqar .. " | | |"
-    end
-    if r.mqar then
-      local a = {}
-      for i, e in ipairs(r.mqar.accuracy) do a[i] = type(e.accuracy) == "number" and string.format("%.3f", e.accuracy) or "-" end
-      cells[#cells + 1] = string.format(" %s | %.2f | %.1f |", table.concat(a, " / "), r.mqar.ms_per_step, r.mqar.peak_MiB)
+    for _, task in ipairs{ "icl", "mqar" } do
+      local t = r[task]
+      if tasks[task] and not t then cells[#cells + 1] = " not run: " .. r.skipped[task] .. " | | |" end
+      if t then
+        cells[#cells + 1] = string.format(" %s | %.2f | %.1f |", table.concat(task_scores[task](t), " / "), t.ms_per_step, t.peak_MiB)
+      end
     end
   end
   rows[#rows + 1] = table.concat(cells)

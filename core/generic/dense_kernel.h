@@ -147,22 +147,31 @@ ALWAYS_INLINE void SFX(write_dbias_row)(real *dbr, const real *ds, int64_t lo, i
     for (int64_t j = end; j < M; j++) dbr[j] = 0;
 }
 
+/* The data both backward paths read and write: k, v and the mask (NULL when none) of the problem,
+ * and the gradients' data (NULL for a gradient not wanted). */
+typedef struct { const real *K, *V, *Mask; real *dQ, *dK, *dV; } SFX(backward_data);
+ALWAYS_INLINE SFX(backward_data) SFX(backward_data_of)(const attention_problem *p, al_tensor *gq, al_tensor *gk,
+                                                       al_tensor *gv) {
+    const SFX(backward_data) data = {p->k->storage->data, p->v->storage->data,
+                                     p->mask ? (const real *)p->mask->storage->data : NULL,
+                                     gq ? (real *)gq->storage->data : NULL, gk ? (real *)gk->storage->data : NULL,
+                                     gv ? (real *)gv->storage->data : NULL};
+    return data;
+}
+
 /* Few queries per (batch, kv head), as in the toy tasks' single query: transposing the keys would
  * cost as much as the arithmetic, so these loops walk the rows of k and v as they are. */
 static void SFX(dense_backward_rows)(const attention_problem *p, dense_normalisation kind, const real *P,
                                      const real *LSE, const real *dO, al_tensor *gq, al_tensor *gk,
                                      al_tensor *gv, real *dBias, int64_t b, int64_t hk, real *ds, real *row) {
-    const real *K = p->k->storage->data, *V = p->v->storage->data;
-    const real *Mask = p->mask ? (const real *)p->mask->storage->data : NULL;
-    real *dQ = gq ? (real *)gq->storage->data : NULL, *dK = gk ? (real *)gk->storage->data : NULL;
-    real *dV = gv ? (real *)gv->storage->data : NULL;
+    const SFX(backward_data) data = SFX(backward_data_of)(p, gq, gk, gv);
     const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;
     const real scale = (real)p->scale, inv_norm = (real)(1.0 / p->norm);
     /* row j of k (v, dk, dv) for this (b, hk) is at base + j * stride */
-    const real *kb = K + row_offset(p->k, b, hk, 0), *vb = V + row_offset(p->v, b, hk, 0);
+    const real *kb = data.K + row_offset(p->k, b, hk, 0), *vb = data.V + row_offset(p->v, b, hk, 0);
     const int64_t ks = p->k->strides[2], vs = p->v->strides[2];
-    real *dkb = dK ? dK + row_offset(gk, b, hk, 0) : NULL, *dvb = dV ? dV + row_offset(gv, b, hk, 0) : NULL;
-    const int64_t dks = dK ? gk->strides[2] : 0, dvs = dV ? gv->strides[2] : 0;
+    real *dkb = data.dK ? data.dK + row_offset(gk, b, hk, 0) : NULL, *dvb = data.dV ? data.dV + row_offset(gv, b, hk, 0) : NULL;
+    const int64_t dks = data.dK ? gk->strides[2] : 0, dvs = data.dV ? gv->strides[2] : 0;
     /* with a single query per (batch, kv head), each row of dk and dv gets exactly one
      * contribution: assign it, with no zero fill and no read-modify-write */
     const int accumulate = N * group > 1;
@@ -188,12 +197,12 @@ static void SFX(dense_backward_rows)(const attention_problem *p, dense_normalisa
             if (dvb) SFX(scaled_rows)(dvb + lo * dvs, dvs, dv, end - lo, prow + lo, (real)1, go, accumulate); /* dV += P^T dO */
             for (int64_t j = lo; j < end; j++) {
                 if (kind == DENSE_SOFTMAX) ds[j] = prow[j] * (ds[j] - delta);
-                else ds[j] = Mask && Mask[row_offset(p->mask, b, h, i) + j * p->mask->strides[3]] == 0
+                else ds[j] = data.Mask && data.Mask[row_offset(p->mask, b, h, i) + j * p->mask->strides[3]] == 0
                                  ? (real)0 : ds[j] * inv_norm;
             }
             if (dBias) SFX(write_dbias_row)(dBias + (bh * N + i) * M, ds, lo, end, M);
-            if (dQ) {                               /* dq = scale dS k */
-                real *dq = dQ + row_offset(gq, b, h, i);
+            if (data.dQ) {                          /* dq = scale dS k */
+                real *dq = data.dQ + row_offset(gq, b, h, i);
                 /* scaled in the kernel: a scalar pass over dq after the vector store stalled on
                  * store forwarding (9% of the backward) */
                 SFX(weighted_rows)(ds + lo, kb + lo * ks, ks, d, end - lo, scale, dq);
@@ -209,10 +218,7 @@ static void SFX(dense_backward_rows)(const attention_problem *p, dense_normalisa
 static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation kind, const real *P,
                                 const real *LSE, const real *dO, al_tensor *gq, al_tensor *gk,
                                 al_tensor *gv, real *dBias) {
-    const real *K = p->k->storage->data, *V = p->v->storage->data;
-    const real *Mask = p->mask ? (const real *)p->mask->storage->data : NULL;
-    real *dQ = gq ? (real *)gq->storage->data : NULL, *dK = gk ? (real *)gk->storage->data : NULL;
-    real *dV = gv ? (real *)gv->storage->data : NULL;
+    const SFX(backward_data) data = SFX(backward_data_of)(p, gq, gk, gv);
     const int64_t group = p->H / p->Hkv, N = p->N, M = p->M, d = p->d, dv = p->dv;
     const real scale = (real)p->scale, inv_norm = (real)(1.0 / p->norm);
     const bool parallel = dense_parallel(p), rows = dense_rows_path(p);
@@ -230,8 +236,8 @@ static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation 
                 SFX(dense_backward_rows)(p, kind, P, LSE, dO, gq, gk, gv, dBias, b, hk, ds, row);
                 continue;
             }
-            SFX(load_transposed)(kt, p->k, K, b, hk, M, d);
-            SFX(load_transposed)(vt, p->v, V, b, hk, M, dv);
+            SFX(load_transposed)(kt, p->k, data.K, b, hk, M, d);
+            SFX(load_transposed)(vt, p->v, data.V, b, hk, M, dv);
             memset(dkt, 0, sizeof(real) * (size_t)((d + dv) * M));
             for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
                 const int64_t bh = b * p->H + h;
@@ -251,15 +257,15 @@ static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation 
                         for (int64_t j = lo; j < end; j++) ds[j] = prow[j] * (ds[j] - delta);
                     } else {
                         for (int64_t j = lo; j < end; j++) ds[j] *= inv_norm;
-                        if (Mask) {
-                            const real *mr = Mask + row_offset(p->mask, b, h, i);
+                        if (data.Mask) {
+                            const real *mr = data.Mask + row_offset(p->mask, b, h, i);
                             const int64_t ms = p->mask->strides[3];
                             for (int64_t j = lo; j < end; j++) if (mr[j * ms] == 0) ds[j] = 0;
                         }
                     }
                     if (dBias) SFX(write_dbias_row)(dBias + (bh * N + i) * M, ds, lo, end, M);
-                    if (dQ) {
-                        real *dq = dQ + row_offset(gq, b, h, i);
+                    if (data.dQ) {
+                        real *dq = data.dQ + row_offset(gq, b, h, i);
                         for (int64_t c = 0; c < d; c++) {
                             const real *kc = kt + c * M;
                             real acc = 0;
@@ -275,8 +281,8 @@ static bool SFX(dense_backward)(const attention_problem *p, dense_normalisation 
                 }
             }
             for (int64_t j = 0; j < M; j++) {
-                if (dK) { real *r = dK + row_offset(gk, b, hk, j); for (int64_t c = 0; c < d; c++) r[c] = dkt[c * M + j]; }
-                if (dV) { real *r = dV + row_offset(gv, b, hk, j); for (int64_t c = 0; c < dv; c++) r[c] = dvt[c * M + j]; }
+                if (data.dK) { real *r = data.dK + row_offset(gk, b, hk, j); for (int64_t c = 0; c < d; c++) r[c] = dkt[c * M + j]; }
+                if (data.dV) { real *r = data.dV + row_offset(gv, b, hk, j); for (int64_t c = 0; c < dv; c++) r[c] = dvt[c * M + j]; }
             }
         }
         free(kt);

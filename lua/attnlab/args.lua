@@ -104,6 +104,25 @@ function args.check_options(opts, fn, valid, hint, where)
     where or "", table.concat(valid, ", "), extra and "; " .. extra or ""))
 end
 
+-- A copy of defaults with opts over it, for the settings tables of the task modules (shelves.config,
+-- shelf_search.params): a key of opts that defaults lacks is refused, the first pairs() meets, as
+-- "fn: unknown NOUN 'key' (valid: the defaults' keys, sorted)".
+function args.over_defaults(defaults, opts, fn, noun)
+  for k in pairs(opts) do
+    if defaults[k] == nil then
+      local names = {}
+      for name in pairs(defaults) do names[#names + 1] = name end
+      table.sort(names)
+      raise(fn .. ": unknown " .. noun .. " '" .. tostring(k) .. "' (valid: " .. table.concat(names, ", ") .. ")")
+    end
+  end
+  local merged = {}
+  for k, v in pairs(defaults) do
+    if opts[k] ~= nil then merged[k] = opts[k] else merged[k] = v end
+  end
+  return merged
+end
+
 -- an options table that may be absent: nil gives {}, anything but a table is an error
 function args.options_table(opts, fn, example)
   if opts == nil then return {} end

@@ -47,12 +47,17 @@ for _, case in ipairs{
     band(case.N, case.M, case.w, case.causal), true)
 end
 
--- a window as wide as the sequence is plain softmax attention
+-- a window as wide as the sequence (opts, without causal) is plain softmax attention, and with
+-- causal = true causal softmax attention
+local function check_whole_window(what, opts, q, k, v)
+  check.ok(max_abs_diff(lab.attention(q, k, v, opts), lab.attention(q, k, v)) < 1e-12, what .. " equals dense softmax")
+  opts.causal = true
+  check.ok(max_abs_diff(lab.attention(q, k, v, opts), lab.attention(q, k, v, { causal = true })) < 1e-12,
+    "causal " .. what .. " equals causal softmax")
+end
+
 local q, k, v = rnd{ 2, 2, 10, 4 }, rnd{ 2, 2, 10, 4 }, rnd{ 2, 2, 10, 4 }
-check.ok(max_abs_diff(lab.attention(q, k, v, { variant = "sliding_window", window = 10 }), lab.attention(q, k, v)) < 1e-12,
-  "window >= N equals dense softmax")
-check.ok(max_abs_diff(lab.attention(q, k, v, { variant = "sliding_window", window = 10, causal = true }),
-  lab.attention(q, k, v, { causal = true })) < 1e-12, "causal window >= N equals causal softmax")
+check_whole_window("window >= N", { variant = "sliding_window", window = 10 }, q, k, v)
 
 ---------------------------------------------------------------------------------------------------
 -- neighborhood (NATTEN, 1-D): the window rule written out independently (neighborhood_reference.lua)
@@ -73,10 +78,7 @@ for _, case in ipairs{
   end
 end
 local q9, k9, v9 = rnd{ 1, 2, 9, 4 }, rnd{ 1, 2, 9, 4 }, rnd{ 1, 2, 9, 4 }
-check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 9 }), lab.attention(q9, k9, v9)) < 1e-12,
-  "neighborhood with k = L equals dense softmax")
-check.ok(max_abs_diff(lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 9, causal = true }),
-  lab.attention(q9, k9, v9, { causal = true })) < 1e-12, "causal neighborhood with k = L equals causal softmax")
+check_whole_window("neighborhood with k = L", { variant = "neighborhood", kernel_size = 9 }, q9, k9, v9)
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 4 }) end, "odd unless causal")
 check.fails(function() lab.attention(q9, k9, v9, { variant = "neighborhood", kernel_size = 11 }) end, "N = M >= kernel_size")
 check.fails(function() lab.attention(q9, k9, v9, { kernel_size = 3 }) end, "kernel_size is an option of the variant(s) neighborhood strided_neighborhood, not of 'softmax'")

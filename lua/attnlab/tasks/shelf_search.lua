@@ -24,6 +24,7 @@
 -- that OAT's behavioural measures count).
 local lab = require "attnlab"
 local shelves = require "attnlab.tasks.shelves"
+local args = require "attnlab.args"
 
 local floor, sqrt, huge = math.floor, math.sqrt, math.huge
 local function raise(fn, msg) lab.raise("shelf_search." .. fn .. ": " .. msg) end
@@ -42,22 +43,11 @@ search.defaults = {
   max_len = 20,         -- longest scanpath
 }
 
-local param_names = {}
-for k in pairs(search.defaults) do param_names[#param_names + 1] = k end
-table.sort(param_names)
-
 -- search.params([opts]) -> the reference searcher's parameters: search.defaults with opts over them
 function search.params(opts)
   if opts ~= nil and type(opts) ~= "table" then raise("params", "options must be a table (got " .. type(opts) .. ")") end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if search.defaults[k] == nil then
-      raise("params", "unknown parameter '" .. tostring(k) .. "' (valid: " .. table.concat(param_names, ", ") .. ")")
-    end
-  end
-  local p = {}
-  for k, v in pairs(search.defaults) do
-    if opts[k] ~= nil then p[k] = opts[k] else p[k] = v end
+  local p = args.over_defaults(search.defaults, opts or {}, "shelf_search.params", "parameter")
+  for k in pairs(search.defaults) do
     if type(p[k]) ~= "number" or p[k] ~= p[k] or p[k] < 0 or p[k] == huge then
       raise("params", k .. " must be a finite number >= 0 (got " .. tostring(p[k]) .. ")")
     end

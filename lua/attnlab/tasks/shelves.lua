@@ -22,6 +22,7 @@
 -- to be read by the model's CNN rather than matched by identity.
 local lab = require "attnlab"
 local counter_rng = require "attnlab.counter_rng"
+local args = require "attnlab.args"
 local ffi = require "ffi"
 local bit = require "bit"
 
@@ -82,25 +83,12 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Configuration and kinds
 ---------------------------------------------------------------------------------------------------
-local option_names = {}
-for k in pairs(shelves.defaults) do option_names[#option_names + 1] = k end
-table.sort(option_names)
-
 -- shelves.config([opts]) -> the shelf settings: shelves.defaults with opts over them, checked
 function shelves.config(opts)
   if opts ~= nil and (type(opts) ~= "table" or lab.is_tensor(opts)) then
     raise("config", "options must be a table (got " .. type(opts) .. ")")
   end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if shelves.defaults[k] == nil then
-      raise("config", "unknown option '" .. tostring(k) .. "' (valid: " .. table.concat(option_names, ", ") .. ")")
-    end
-  end
-  local cfg = {}
-  for k, v in pairs(shelves.defaults) do
-    if opts[k] ~= nil then cfg[k] = opts[k] else cfg[k] = v end
-  end
+  local cfg = args.over_defaults(shelves.defaults, opts or {}, "shelves.config", "option")
   local function int_in(k, lo, hi)
     local v = cfg[k]
     if not is_int(v) or v < lo or v > hi then
