@@ -93,6 +93,8 @@ return function(name)
   --   study.refuses("seg_min=1", { "induction:", "seg_min" }, "what")  a config it must refuse:
   --       it exits non-zero and its stderr names each needle (before any training)
   --   study.run(out, "steps=400", "what")  a run that must exit 0 (checked); returns whether it did
+  --   study.summary(out, { "accuracy", ... })  out/summary.json, checked to be JSON and to have each
+  --       key; returns its table ({} when it is not JSON)
   function check.study(script, dir)
     local attnlab = os.getenv("ATTNLAB") or "./build/attnlab"
     local study = {}
@@ -111,6 +113,14 @@ return function(name)
     function study.run(out, args, what)
       local ok = run(out, args)
       return check.ok(ok, what, ok and nil or stderr():sub(-2000))
+    end
+    function study.summary(out, keys)
+      local ok, summary = pcall(require("attnlab.json").decode, check.read_file(out .. "/summary.json") or "")
+      ok = ok and type(summary) == "table"
+      check.ok(ok, "summary.json is JSON")
+      summary = ok and summary or {}
+      for _, k in ipairs(keys) do check.ok(summary[k] ~= nil, "summary.json has " .. k) end
+      return summary
     end
     return study
   end

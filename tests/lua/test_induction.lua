@@ -18,13 +18,8 @@ study.refuses("seg_min=1", { "induction:", "seg_min" }, "seg_min=1 is refused, n
 local out = tmp .. "/run"
 study.run(out, "steps=400 control_steps=100 eval_size=128 log_every=50", "the study runs and exits 0")
 
-local okj, s = pcall(json.decode, check.read_file(out .. "/summary.json") or "")
-check.ok(okj and type(s) == "table", "summary.json is JSON")
-s = okj and type(s) == "table" and s or {}
-for _, k in ipairs{ "accuracy", "prev_token_score", "prev_token_score_whole", "induction_score", "ablation_accuracy",
-                    "prev_token_head", "induction_head", "control", "train_time_s", "wall_time_s" } do
-  check.ok(s[k] ~= nil, "summary.json has " .. k)
-end
+local s = study.summary(out, { "accuracy", "prev_token_score", "prev_token_score_whole", "induction_score", "ablation_accuracy",
+                               "prev_token_head", "induction_head", "control", "train_time_s", "wall_time_s" })
 local function per_head(t, what)
   check.ok(type(t) == "table" and #t == 2 and type(t[1]) == "table" and #t[1] == 1, what .. ": 2 layers x 1 head")
   for l = 1, 2 do

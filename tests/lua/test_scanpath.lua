@@ -330,13 +330,8 @@ local t0 = lab.time()
 study.run(out, "quick=true", "the quick study runs and exits 0")
 local wall = lab.time() - t0
 print(string.format("note: quick study %.0f s", wall))
-local okj, s = pcall(json.decode, check.read_file(out .. "/summary.json") or "")
-s = okj and type(s) == "table" and s or {}
-check.ok(okj, "summary.json is JSON")
-for _, k in ipairs{ "methods", "order", "reference_behaviour", "best_baseline", "best_baseline_sequence_score", "lowest_baseline_delta",
-                    "target", "first_loss", "final_loss", "final_eval_loss", "curve", "examples", "figures", "wall_time_s" } do
-  check.ok(s[k] ~= nil, "summary.json has " .. k)
-end
+local s = study.summary(out, { "methods", "order", "reference_behaviour", "best_baseline", "best_baseline_sequence_score", "lowest_baseline_delta",
+                               "target", "first_loss", "final_loss", "final_eval_loss", "curve", "examples", "figures", "wall_time_s" })
 check.value(type(s.first_loss) == "number" and type(s.final_loss) == "number" and s.final_loss < 0.85 * s.first_loss,
   "the training loss falls", string.format("%s -> %s", tostring(s.first_loss), tostring(s.final_loss)))
 local methods = s.methods or {}
