@@ -2,6 +2,9 @@
 -- "Visual Search Asymmetry: Deep Nets and Humans Share Similar Inherent Biases"), on the
 -- workbench's redrawn stimuli, with a small CNN trained here on a synthetic developmental diet in
 -- place of ImageNet's VGG16.
+-- (One script, over 500 lines, on purpose: a study is one run a reader follows top to bottom:
+-- training, the searches, the measures, figures, viewer records, summary and report; the model,
+-- the stimuli and the diet are modules of their own, as in experiments/scanpath_oat.lua.)
 --
 --   attnlab run experiments/visual_search.lua                  the study (about 4 minutes, one thread)
 --   attnlab run experiments/visual_search.lua quick=true       a test-sized run (15-30 s)

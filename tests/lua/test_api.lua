@@ -1,5 +1,8 @@
 -- test_api.lua -- every name of API.md's "Lua module" section, with assertions on values and shapes,
 -- and the error messages of misuse (they name the function and the shapes).
+-- (One file, over 500 lines, on purpose: it follows API.md's "Lua module" section in its order,
+-- one test file for one section of the document, so that a name the document lists and the test
+-- does not is found by reading the two side by side.)
 --   ./build/attnlab tests/lua/test_api.lua
 local check = dofile("tests/lua/check.lua")("api")
 local lab = lab or require "attnlab"

@@ -5,6 +5,9 @@
 -- and shows nothing of the library's insides: no al_ symbol, no line of a library file, no FFI
 -- "bad argument", no Lua runtime error ("attempt to ...").  The process must never crash, abort or
 -- run out of memory.
+-- (One file, over 500 lines, on purpose: the argument generators and the table of calls draw from one
+-- seeded stream, so a seed names one sequence of 10,000 calls; split across files, the sequences
+-- and the ATTNLAB_FUZZ_LOG replay of a crash would no longer be one.)
 --   ./build/attnlab tests/lua/test_fuzz.lua
 -- Environment: ATTNLAB_FUZZ_CALLS (default 10000), ATTNLAB_FUZZ_SEED (default 20240611),
 -- ATTNLAB_FUZZ_LOG=FILE writes each call before it is made (to find the one that crashed),

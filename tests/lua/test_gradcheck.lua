@@ -1,4 +1,7 @@
 -- test_gradcheck.lua -- every differentiable op's backward against float64 central finite differences.
+-- (One file, over 500 lines, on purpose: it is the one list of every differentiable op's gradient
+-- check, all on the harness at its top (the finite differences, the float32-against-float64 module
+-- check), so that a new op's case stands beside the others' and a missing one shows.)
 --
 -- For each case, the leaves (float64, requires_grad) feed a closure f() that builds the op under
 -- test; the loss is sum(f() * W) with W a fixed random tensor (so the upstream gradient is not all

@@ -5,6 +5,9 @@
 -- driver) changes the frame and the running training: pause holds its steps, ablating head 2 is
 -- logged by the script and moves its loss; `run --view` starts the viewer, which can close while
 -- the training goes on.
+-- (One file, over 500 lines, on purpose: every check reads frames of the one viewer program through
+-- the helpers at its top (the headless view, the layout lines, pixels of a map's cell) and most of
+-- them through one fixture run written below, so the sections share them rather than copy them.)
 local check = dofile("tests/lua/check.lua")("viewer")
 local lab = require "attnlab"
 local viz = lab.viz

@@ -1,6 +1,9 @@
 -- attnlab.tasks.visual_search: a search model in the mould of eccNET (Gupta, Zhang, Wu, Wolfe,
 -- Kreiman, NeurIPS 2021; kreimanlab/VisualSearchAsymmetry, vs_model/__init__.py), with a small CNN
 -- trained here in place of ImageNet's VGG16, and the measures of its asymmetry study.
+-- (One file, over 500 lines, on purpose: it is eccNET's one search model -- its constants, the CNN,
+-- the DoG sharpening and the loop, each used only by the loop -- with the few measures (about 40
+-- lines) the study scores it by; the stimuli and the training diet are modules of their own.)
 --
 -- The loop (vs.search), per display:
 --   1. fixation at the image centre;
