@@ -12,12 +12,9 @@ local json = require "attnlab.json"
 
 local cfg = { Ns = "256,512,1024,2048", B = 8, H = 4, d = 32, kernel = "auto", warmup = 2, repeats = 3, window = 0.5,
               modes = "fwd,fwdbwd", causals = "0,1" }
-for _, a in ipairs(arg or {}) do
-  local key, val = a:match("^([%w_]+)=(.*)$")
-  if not key or cfg[key] == nil then error("attention_kernels.lua: unknown argument '" .. a .. "'") end
-  cfg[key] = tonumber(val) or val
-end
-local function list(s) local t = {} for x in tostring(s):gmatch("[^,]+") do t[#t + 1] = tonumber(x) or x end return t end
+local stats = dofile("bench/stats.lua")
+stats.args("attention_kernels.lua", cfg)
+local list = stats.list
 
 lab.seed(0)
 for _, mode in ipairs(list(cfg.modes)) do

@@ -14,12 +14,9 @@ local lab = lab or require "attnlab"
 local json = require "attnlab.json"
 
 local cfg = { Ns = "256,512,1024,2048,4096,8192,16384", only = "", out = "", H = 4, d = 32, budget = 6 }
-for _, a in ipairs(arg or {}) do
-  local key, val = a:match("^([%w_]+)=(.*)$")
-  if not key or cfg[key] == nil then error("attention_variants.lua: unknown argument '" .. a .. "'") end
-  cfg[key] = tonumber(val) or val
-end
-local function list(s) local t = {} for x in tostring(s):gmatch("[^,]+") do t[#t + 1] = tonumber(x) or x end return t end
+local stats = dofile("bench/stats.lua")
+stats.args("attention_variants.lua", cfg)
+local list = stats.list
 
 -- the squarest power-of-two grid {H, W} of N tokens (16 x 16 at N = 256 ... 128 x 128 at 16,384)
 local function square_grid(N)

@@ -7,16 +7,13 @@
 local lab = require "attnlab"
 
 local cfg = { reps = 20, warmup = 5, shapes = "all", seed = 1 }
-for _, a in ipairs(arg) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k or cfg[k] == nil then error("conv_step: unknown argument " .. a) end
-  cfg[k] = type(cfg[k]) == "number" and tonumber(v) or v
-end
+local stats = dofile("bench/stats.lua")
+stats.args("conv_step", cfg)
 -- the SearchNet-like stack (three conv blocks on a 128 x 128 grey display), and a wider one
 local SHAPES = { "8x1x128x128-16x5-p2", "8x16x64x64-32x3-p1", "8x32x32x32-64x3-p1", "16x64x32x32-64x3-p1" }
 if cfg.shapes ~= "all" then SHAPES = {} for s in cfg.shapes:gmatch("[^,]+") do SHAPES[#SHAPES + 1] = s end end
 
-local median = dofile("bench/stats.lua").median
+local median = stats.median
 lab.seed(cfg.seed)
 for _, spec in ipairs(SHAPES) do
   local N, C, H, W, O, K = spec:match("^(%d+)x(%d+)x(%d+)x(%d+)%-(%d+)x(%d+)")

@@ -4,18 +4,15 @@
 -- collected, each tagged with "env".  Per shape and column: the median over rounds of each process's
 -- median call.
 --   ./attnlab bench/conv_table.lua file=bench/out/conv_step.jsonl
-local json = require "attnlab.json"
-local path = (arg and arg[1] or ""):match("^file=(.+)$")
-if not path then error("usage: attnlab bench/conv_table.lua file=FILE.jsonl") end
+local stats = dofile("bench/stats.lua")
+local median = stats.median
 
--- One row per shape and OpenBLAS kernel choice ("blas": "env" as the environment sets it, "own"
--- OpenBLAS's choice for the CPU; lines without it are "env"); the as-installed column is always the
--- environment's own.
+-- One row per shape and OpenBLAS kernel choice; the as-installed column is always the environment's
+-- own.
 local rows, keys, seen = {}, {}, {}
-for line in io.lines(path) do
-  local r = json.decode(line)
-  local key = r.shape .. " " .. (r.blas or "env")
-  if not seen[key] then seen[key] = true keys[#keys + 1] = { key = key, shape = r.shape, blas = r.blas or "env" } end
+for _, r in ipairs(stats.table_lines("conv_table.lua")) do
+  local key = r.shape .. " " .. r.blas
+  if not seen[key] then seen[key] = true keys[#keys + 1] = { key = key, shape = r.shape, blas = r.blas } end
   rows[key] = rows[key] or {}
   local c = rows[key][r.env] or { fwd = {}, both = {}, kernel = r.blas_kernel }
   rows[key][r.env] = c
@@ -23,20 +20,17 @@ for line in io.lines(path) do
   table.insert(c.both, r.forward_backward_ms)
   if r.forward_gflop then rows[key].gflop = r.forward_gflop end
 end
-local median = dofile("bench/stats.lua").median
 local function ms(c, k) local m = c and median(c[k]) return m and string.format("%.2f", m) or "-" end
 local function ratio(a, b, k)
   local x, y = a and median(a[k]), b and median(b[k])
   return (x and y) and string.format("%.2fx", y / x) or "-"
 end
-print("| shape (N x C x H x W - O x K) | OpenBLAS kernel | forward GFLOP | attnlab fwd / fwd+bwd ms | PyTorch omp fwd / fwd+bwd | " ..
-  "PyTorch as installed | attnlab vs omp (fwd, fwd+bwd) | vs as installed |")
-print("|---|---|---|---|---|---|---|---|")
+stats.print_header{ "shape (N x C x H x W - O x K)", "OpenBLAS kernel", "forward GFLOP", "attnlab fwd / fwd+bwd ms",
+  "PyTorch omp fwd / fwd+bwd", "PyTorch as installed", "attnlab vs omp (fwd, fwd+bwd)", "vs as installed" }
 for _, k in ipairs(keys) do
   local r = rows[k.key]
   local a, o, d = r.attnlab, r["torch-omp"], (rows[k.shape .. " env"] or {})["torch-default"]
-  local kernel = (a and a.kernel or "?") .. (o and o.kernel and a and o.kernel ~= a.kernel and " / PyTorch " .. o.kernel or "")
-    .. (k.blas == "own" and " (OpenBLAS's choice)" or " (as the environment sets)")
+  local kernel = stats.kernel_label(k.blas, a and a.kernel, o and o.kernel)
   print(string.format("| %s | %s | %.3f | %s / %s | %s / %s | %s / %s | %s, %s | %s, %s |", k.shape, kernel, r.gflop or 0,
     ms(a, "fwd"), ms(a, "both"), ms(o, "fwd"), ms(o, "both"), ms(d, "fwd"), ms(d, "both"),
     ratio(a, o, "fwd"), ratio(a, o, "both"), ratio(a, d, "fwd"), ratio(a, d, "both")))

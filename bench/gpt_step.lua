@@ -9,11 +9,7 @@
 local lab = require "attnlab"
 
 local cfg = { config = "2x128x4", steps = 50, warmup = 10, batch = 64, T = 40, seed = 1, profile = 0 }
-for _, a in ipairs(arg) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k or cfg[k] == nil then error("gpt_step: unknown argument " .. a) end
-  cfg[k] = type(cfg[k]) == "number" and tonumber(v) or v
-end
+dofile("bench/stats.lua").args("gpt_step", cfg)
 local layers, width, heads = cfg.config:match("^(%d+)x(%d+)x(%d+)$")
 if not layers then error("gpt_step: config must be LAYERSxWIDTHxHEADS (got " .. cfg.config .. ")") end
 layers, width, heads = tonumber(layers), tonumber(width), tonumber(heads)

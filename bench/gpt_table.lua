@@ -6,26 +6,22 @@
 -- attention.  Memory: the peak resident set of the process minus what it held before the model was
 -- built (the interpreter and libraries), so that PyTorch's 230 MB of import is not counted.
 --   ./attnlab bench/gpt_table.lua file=bench/out/gpt_step.jsonl
-local json = require "attnlab.json"
-local path = (arg and arg[1] or ""):match("^file=(.+)$")
-if not path then error("usage: attnlab bench/gpt_table.lua file=FILE.jsonl") end
+local stats = dofile("bench/stats.lua")
+local median = stats.median
 
--- One row per config and OpenBLAS kernel choice ("blas": "env" as the environment sets it, "own"
--- OpenBLAS's choice for the CPU; lines without it are "env"); the as-installed column is always the
+-- One row per config and OpenBLAS kernel choice; the as-installed column is always the
 -- environment's own, so under "own" it shows the same figure as under "env".
 local runs, rows, seen = {}, {}, {}
-for line in io.lines(path) do
-  local r = json.decode(line)
+for _, r in ipairs(stats.table_lines("gpt_table.lua")) do
   local column = r.env .. (r.impl ~= "attnlab" and " " .. r.impl or "")
-  local key = r.config .. " " .. (r.blas or "env")
-  if not seen[key] then seen[key] = true rows[#rows + 1] = { key = key, config = r.config, blas = r.blas or "env" } end
+  local key = r.config .. " " .. r.blas
+  if not seen[key] then seen[key] = true rows[#rows + 1] = { key = key, config = r.config, blas = r.blas } end
   runs[key] = runs[key] or {}
   local c = runs[key][column] or { ms = {}, mem = {}, params = r.params, kernel = r.blas_kernel }
   runs[key][column] = c
   table.insert(c.ms, r.ms_per_step_median)
   table.insert(c.mem, r.rss_peak_mb - r.rss_before_model_mb)
 end
-local median = dofile("bench/stats.lua").median
 -- the faster attention of a PyTorch environment: its figure, its name, its memory, its kernel
 local function best(cols, env)
   local b
@@ -37,15 +33,10 @@ local function best(cols, env)
   end
   return b
 end
-local function kernel_label(row, a, omp)
-  local name = a.kernel or "?"
-  if omp and omp.kernel and omp.kernel ~= name then name = name .. " / PyTorch " .. omp.kernel end
-  return name .. (row.blas == "own" and " (OpenBLAS's choice)" or " (as the environment sets)")
-end
 
-print("| config (layers x width x heads) | OpenBLAS kernel | params | attnlab ms/step | PyTorch omp (fastest) | " ..
-  "PyTorch as installed | attnlab vs omp | vs as installed | model GFLOP/s of attnlab | peak memory beyond start, attnlab / PyTorch omp |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+stats.print_header{ "config (layers x width x heads)", "OpenBLAS kernel", "params", "attnlab ms/step", "PyTorch omp (fastest)",
+  "PyTorch as installed", "attnlab vs omp", "vs as installed", "model GFLOP/s of attnlab",
+  "peak memory beyond start, attnlab / PyTorch omp" }
 for _, row in ipairs(rows) do
   local cols = runs[row.key]
   local a = cols.attnlab
@@ -57,7 +48,7 @@ for _, row in ipairs(rows) do
   local tokens, T = 64 * 40, 40
   local flops = 6 * a.params * tokens + 3 * L * 64 * 2 * T * T * d
   local am = median(a.ms)
-  print(string.format("| %s | %s | %d | %.1f | %s | %s | %s | %s | %.0f | %.0f / %s MB |", row.config, kernel_label(row, a, omp),
+  print(string.format("| %s | %s | %d | %.1f | %s | %s | %s | %s | %.0f | %.0f / %s MB |", row.config, stats.kernel_label(row.blas, a.kernel, omp and omp.kernel),
     a.params, am,
     omp and string.format("%.1f (%s)", omp.ms, omp.impl) or "-", default and string.format("%.1f (%s)", default.ms, default.impl) or "-",
     omp and string.format("%.2fx", omp.ms / am) or "-", default and string.format("%.2fx", default.ms / am) or "-",

@@ -7,11 +7,7 @@ local lab = require "attnlab"
 local icl = require "attnlab.tasks.icl"
 
 local cfg = { d = 5, L = 40, heads = 4, batch = 256, steps = 1000, lr = 1e-3, seed = 1029, attention = "softmax" }
-for _, a in ipairs(arg) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k or cfg[k] == nil then error("icl_step: unknown argument " .. a) end
-  cfg[k] = type(cfg[k]) == "number" and tonumber(v) or v
-end
+dofile("bench/stats.lua").args("icl_step", cfg)
 lab.seed(cfg.seed)
 local model = icl.model(cfg)
 local opt = lab.optim.Adam(model:parameters(), { lr = cfg.lr })

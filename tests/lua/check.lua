@@ -110,8 +110,11 @@ return function(name)
       for _, needle in ipairs(needles) do refused = refused and err:find(needle, 1, true) ~= nil end
       return check.ok(refused, what, err:sub(-500))
     end
+    -- runs the study into out and checks that it exited 0; notes its wall time
     function study.run(out, args, what)
+      local t0 = os.time()
       local ok = run(out, args)
+      print(string.format("note: %s %s took %d s", script, args, os.time() - t0))
       return check.ok(ok, what, ok and nil or stderr():sub(-2000))
     end
     function study.summary(out, keys)

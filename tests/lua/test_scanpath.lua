@@ -326,10 +326,7 @@ local study = check.study("experiments/scanpath_oat.lua", tmp)
 study.refuses("quick=true refs=0", { "scanpath_oat:", "refs" }, "refs=0 is refused, naming the study and the key")
 
 local out = tmp .. "/run"
-local t0 = lab.time()
 study.run(out, "quick=true", "the quick study runs and exits 0")
-local wall = lab.time() - t0
-print(string.format("note: quick study %.0f s", wall))
 local s = study.summary(out, { "methods", "order", "reference_behaviour", "best_baseline", "best_baseline_sequence_score", "lowest_baseline_delta",
                                "target", "first_loss", "final_loss", "final_eval_loss", "curve", "examples", "figures", "wall_time_s" })
 check.value(type(s.first_loss) == "number" and type(s.final_loss) == "number" and s.final_loss < 0.85 * s.first_loss,

@@ -255,10 +255,7 @@ local study = check.study("experiments/visual_search.lua", tmp)
 study.refuses("quick=true experiments=curvature,bogus", { "visual_search:", "bogus" }, "an unknown experiment is refused, naming it")
 
 local out = tmp .. "/run"
-local t0 = lab.time()
 study.run(out, "quick=true", "the quick study runs and exits 0")
-local wall = lab.time() - t0
-print(string.format("note: the quick study took %.0f s", wall))
 local s = study.summary(out, { "experiments", "per_size", "downscale", "map_cell_px", "rt_formula", "training", "results", "human_sign_matches",
                                "human_sign_of", "reversed_human_sign_matches", "chance_human_sign_matches", "reversal", "figures",
                                "train_time_s", "search_time_s", "wall_time_s" })
