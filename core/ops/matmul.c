@@ -26,52 +26,8 @@ typedef struct {
     int64_t as0, as1, bs0, bs1;   /* element strides of A's rows/cols and B's rows/cols */
 } matrix_job;
 
-/* The small kernel: row i of C accumulates A[i,p] times row p of B, B packed contiguous first when
- * it is a transposed view; restrict tells the compiler that C aliases neither, so each row's sum
- * vectorises.  A matrix-vector product (m = 1) is a dot product per row instead. */
+/* the largest B (k rows of m) that generic/matmul_small.h's kernels pack into a buffer on the stack */
 enum { SMALL_K = 32, SMALL_M = 64 };
-#define SMALL_KERNEL(T)                                                                         \
-    static void small_matmul_##T(const matrix_job *j) {                                         \
-        const T *restrict A = (const T *)j->a, *restrict B = (const T *)j->b;                   \
-        T *restrict C = (T *)j->c;                                                              \
-        const int64_t n = j->n, k = j->k, m = j->m, as0 = j->as0, as1 = j->as1;                 \
-        if (m == 1) {                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                   \
-                T acc = 0;                                                                      \
-                for (int64_t p = 0; p < k; p++) acc += A[i * as0 + p * as1] * B[p * j->bs0];    \
-                C[i] = acc;                                                                     \
-            }                                                                                   \
-            return;                                                                             \
-        }                                                                                       \
-        T packed[SMALL_K * SMALL_M];                                                            \
-        if (j->bs1 != 1) {                                                                      \
-            if (k > SMALL_K || m > SMALL_M) {   /* not worth packing: strided reads */          \
-                for (int64_t i = 0; i < n; i++) {                                               \
-                    for (int64_t q = 0; q < m; q++) C[i * m + q] = 0;                           \
-                    for (int64_t p = 0; p < k; p++)                                             \
-                        for (int64_t q = 0; q < m; q++)                                         \
-                            C[i * m + q] += A[i * as0 + p * as1] * B[p * j->bs0 + q * j->bs1];  \
-                }                                                                               \
-                return;                                                                         \
-            }                                                                                   \
-            for (int64_t p = 0; p < k; p++)                                                     \
-                for (int64_t q = 0; q < m; q++) packed[p * m + q] = B[p * j->bs0 + q * j->bs1];  \
-            B = packed;                                                                         \
-        }                                                                                       \
-        const int64_t ldb = B == packed ? m : j->bs0;                                           \
-        for (int64_t i = 0; i < n; i++) {                                                       \
-            T *restrict crow = C + i * m;                                                       \
-            const T a0 = A[i * as0];                                                            \
-            for (int64_t q = 0; q < m; q++) crow[q] = a0 * B[q];                                \
-            for (int64_t p = 1; p < k; p++) {                                                   \
-                const T a = A[i * as0 + p * as1];                                               \
-                const T *restrict brow = B + p * ldb;                                           \
-                for (int64_t q = 0; q < m; q++) crow[q] += a * brow[q];                         \
-            }                                                                                   \
-        }                                                                                       \
-    }
-SMALL_KERNEL(float)
-SMALL_KERNEL(double)
 
 /* Products below this many multiply-adds run on one thread: waking a second one costs tens of
  * microseconds on a 2-vCPU VM, more than it saves (measured on the toy tasks' step: 1.33 ms with
@@ -80,56 +36,9 @@ enum { SPLIT_WORK = 1 << 22 };
 
 #include "matmul_avx512.h"
 
-/* Many rows against a small B (k <= SMALL_K, m one of a few widths): the toy tasks' projections,
- * (10240 x 6) x (6 x 24).  With m a compile-time constant a row of C lives in registers for the whole
- * sum over k and is stored once; OpenBLAS, built for large k, reaches a third of this here. */
-#define PANEL_KERNEL(T, MM)                                                                     \
-    static void panel_matmul_##T##_##MM(const matrix_job *j, const T *restrict B) {             \
-        const T *restrict A = (const T *)j->a;                                                  \
-        T *restrict C = (T *)j->c;                                                              \
-        const int64_t k = j->k, as0 = j->as0, as1 = j->as1;                                     \
-        for (int64_t i = 0; i < j->n; i++) {                                                    \
-            T acc[MM];                                                                          \
-            const T a0 = A[i * as0];                                                            \
-            for (int q = 0; q < MM; q++) acc[q] = a0 * B[q];                                    \
-            for (int64_t p = 1; p < k; p++) {                                                   \
-                const T a = A[i * as0 + p * as1];                                               \
-                for (int q = 0; q < MM; q++) acc[q] += a * B[p * MM + q];                       \
-            }                                                                                   \
-            for (int q = 0; q < MM; q++) C[i * MM + q] = acc[q];                                \
-        }                                                                                       \
-    }
-#define PANEL_WIDTHS(X, T) X(T, 4) X(T, 6) X(T, 8) X(T, 12) X(T, 16) X(T, 24) X(T, 32) X(T, 48) X(T, 64)
-PANEL_WIDTHS(PANEL_KERNEL, float)
-PANEL_WIDTHS(PANEL_KERNEL, double)
-
-/* Runs the panel kernel when m is one of its widths (B packed contiguous first); false otherwise. */
-/* float: the AVX-512 panel kernel first (matmul_avx512.h; it declines shapes it does not take) */
-#define PANEL_AVX512_float if (panel_rows_avx512(j, packed)) return true;
-#define PANEL_AVX512_double
-#define PANEL_DISPATCH(T)                                                                       \
-    static bool panel_matmul_##T(const matrix_job *j) {                                         \
-        if (j->k > SMALL_K || j->k < 1) return false;                                           \
-        T packed[SMALL_K * SMALL_M] = {0};  /* zeros: the vector kernel loads whole rows, masked */ \
-        const T *B = (const T *)j->b;                                                           \
-        for (int64_t p = 0; p < j->k; p++)                                                      \
-            for (int64_t q = 0; q < j->m && q < SMALL_M; q++) packed[p * j->m + q] = B[p * j->bs0 + q * j->bs1]; \
-        PANEL_AVX512_##T                                                                        \
-        switch (j->m) {                                                                         \
-        case 4: panel_matmul_##T##_4(j, packed); return true;                                   \
-        case 6: panel_matmul_##T##_6(j, packed); return true;                                   \
-        case 8: panel_matmul_##T##_8(j, packed); return true;                                   \
-        case 12: panel_matmul_##T##_12(j, packed); return true;                                 \
-        case 16: panel_matmul_##T##_16(j, packed); return true;                                 \
-        case 24: panel_matmul_##T##_24(j, packed); return true;                                 \
-        case 32: panel_matmul_##T##_32(j, packed); return true;                                 \
-        case 48: panel_matmul_##T##_48(j, packed); return true;                                 \
-        case 64: panel_matmul_##T##_64(j, packed); return true;                                 \
-        default: return false;                                                                  \
-        }                                                                                       \
-    }
-PANEL_DISPATCH(float)
-PANEL_DISPATCH(double)
+/* The small kernel and the panel kernel, once per dtype: small_matmul_float, panel_matmul_double, ... */
+#define GENERIC_FILE "../generic/matmul_small.h"
+#include "../generic/float_types.h"
 
 
 /* Runs a kernel on a product, split by rows among the threads when the product is large enough to
