@@ -12,16 +12,24 @@
  * near COL_ELEMENTS (a few MiB) whatever the image size, and col is rebuilt in the backward rather
  * than kept.
  *
- * Threads: one parallel region walks the slices; in each, im2col and col2im split the input channels
- * (channel c's rows of col read and write only channel c of x or dx, so no two threads add into one
- * element), the forward and dcol products split the slice's columns, and the dW product splits the
- * rows of col (each thread owns those columns of dW).  Every sum therefore has one order for a given
- * thread count.  OpenBLAS itself runs single-threaded (threads.c). */
+ * Threads: each takes its own run of output positions and walks it in slices of its own, in its
+ * own buffers, sized so that a slice's columns stay in the core's L2 cache from im2col to the
+ * product (THREAD_COL_ELEMENTS).  The backward gives each thread whole images, so col2im's sums into
+ * dx never meet another thread's, and each thread sums its dW into a buffer of its own, added up in
+ * thread order afterwards.  An earlier layout shared every slice between the threads (channels for
+ * im2col, columns for the products, barriers between), which moved each slice from one core's cache
+ * to the other's and ran at 0.4-0.6x PyTorch's conv2d (bench/RESULTS.md).  With fewer images than
+ * threads the backward keeps that shared layout (one image cannot be split without two threads
+ * adding into one pixel).  Every sum has one order for a given thread count.  OpenBLAS itself runs
+ * single-threaded (threads.c). */
 #include "../internal.h"
 #include <cblas.h>
 #include <string.h>
 
 enum { COL_ELEMENTS = 1 << 20, MIN_SLICE = 256 };
+/* one thread's slice: col and the output slice near this many elements each (256 KiB of float32,
+ * two of them within this machine's 1 MiB L2 per core) */
+enum { THREAD_COL_ELEMENTS = 1 << 16, MIN_THREAD_SLICE = 64 };
 /* below this many multiply-adds the op runs on one thread (waking the second costs more) */
 enum { CONV_SPLIT_WORK = 1 << 22 };
 
@@ -102,6 +110,15 @@ static int64_t slice_width(const conv_geometry *g) {
     return width < total ? width : total;
 }
 
+/* the same for one thread's slices (see THREAD_COL_ELEMENTS) */
+static int64_t thread_slice_width(const conv_geometry *g) {
+    const int64_t rows = g->K > g->Cout ? g->K : g->Cout;
+    int64_t width = THREAD_COL_ELEMENTS / (rows > 0 ? rows : 1);
+    if (width < MIN_THREAD_SLICE) width = MIN_THREAD_SLICE;
+    const int64_t total = g->N * g->P;
+    return width < total ? width : total;
+}
+
 static int conv_threads(const conv_geometry *g) {
     const double work = (double)g->N * (double)g->P * (double)g->K_g * (double)g->Cout;
     return work >= CONV_SPLIT_WORK ? al_get_num_threads() : 1;
@@ -120,47 +137,142 @@ static bool slice_buffers(const conv_geometry *g, size_t es, int64_t width, void
     return false;
 }
 
-/* y = conv(x, w) + b; x, w, b contiguous (b may be NULL) */
-static int conv_forward(const conv_geometry *g, al_dtype dt, const void *x, const void *w, const void *b, void *y) {
-    const int64_t width = slice_width(g), total = g->N * g->P;
+/* out_g (Cout_g, w_now) = W_g col_g for every group: the product of one slice */
+static void forward_products(const conv_geometry *g, al_dtype dt, const void *w, const void *col, void *out, int64_t width,
+                             int64_t first, int64_t last) {
     const size_t es = al_dtype_size(dt);
+    for (int64_t gi = 0; gi < g->groups && first < last; gi++)
+        gemm(dt, false, false, g->Cout_g, last - first, g->K_g, (const char *)w + (size_t)(gi * g->Cout_g * g->K_g) * es,
+             g->K_g, (const char *)col + (size_t)(gi * g->K_g * width + first) * es, width, 0.0,
+             (char *)out + (size_t)(gi * g->Cout_g * width + first) * es, width);
+}
+
+/* y = conv(x, w) + b; x, w, b contiguous (b may be NULL).  Each thread its own positions and
+ * buffers (see the top of the file). */
+static int conv_forward(const conv_geometry *g, al_dtype dt, const void *x, const void *w, const void *b, void *y) {
+    const int64_t width = thread_slice_width(g), total = g->N * g->P;
+    const size_t es = al_dtype_size(dt), per_thread = (size_t)((g->K + g->Cout) * width) * es;
     if (total == 0) return 0;
-    void *col, *out;
-    if (!slice_buffers(g, es, width, &col, &out, "")) return -1;
-    #pragma omp parallel num_threads(conv_threads(g))
+    const int threads = conv_threads(g);
+    char *buffers = al_alloc(per_thread * (size_t)threads);
+    if (!buffers) {
+        al_error("conv2d: out of memory for the column buffers (%d x %lld x %lld)", threads, (long long)g->K, (long long)width);
+        return -1;
+    }
+    #pragma omp parallel num_threads(threads)
     {
-        for (int64_t q0 = 0; q0 < total; q0 += width) {
-            const int64_t q1 = q0 + width < total ? q0 + width : total, w_now = q1 - q0;
-            int64_t first, last;
-            al_thread_share(g->Cin, &first, &last);
-            im2col(dt, g, x, col, width, q0, q1, first, last);
-            #pragma omp barrier
-            al_thread_share(w_now, &first, &last);
-            for (int64_t gi = 0; gi < g->groups && first < last; gi++)
-                gemm(dt, false, false, g->Cout_g, last - first, g->K_g, (const char *)w + (size_t)(gi * g->Cout_g * g->K_g) * es,
-                     g->K_g, (const char *)col + (size_t)(gi * g->K_g * width + first) * es, width, 0.0,
-                     (char *)out + (size_t)(gi * g->Cout_g * width + first) * es, width);
-            #pragma omp barrier
-            al_thread_share(g->Cout, &first, &last);
-            move_slice(dt, g, out, y, b, width, q0, q1, first, last, true);
-            #pragma omp barrier   /* col and out are rewritten by the next slice */
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        char *col = buffers + per_thread * (size_t)tid, *out = col + (size_t)(g->K * width) * es;
+        int64_t mine0, mine1;
+        al_thread_share(total, &mine0, &mine1);
+        for (int64_t q0 = mine0; q0 < mine1; q0 += width) {
+            const int64_t q1 = q0 + width < mine1 ? q0 + width : mine1;
+            im2col(dt, g, x, col, width, q0, q1, 0, g->Cin);
+            forward_products(g, dt, w, col, out, width, 0, q1 - q0);
+            move_slice(dt, g, out, y, b, width, q0, q1, 0, g->Cout, true);
         }
     }
-    al_free(col, (size_t)(g->K * width) * es);
-    al_free(out, (size_t)(g->Cout * width) * es);
+    al_free(buffers, per_thread * (size_t)threads);
     al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
     return 0;
 }
 
-/* dx += col2im(W^T dy) (when dx), dw += dy col^T (when dw); every tensor contiguous, dx and dw zeroed */
+/* dW_g += dy_g col_g^T for col's rows [first, last) (group by group: the same columns of dW_g) */
+static void weight_products(const conv_geometry *g, al_dtype dt, const void *dyb, const void *col, void *dw, int64_t width,
+                            int64_t w_now, int64_t first, int64_t last) {
+    const size_t es = al_dtype_size(dt);
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        const int64_t r0 = first > gi * g->K_g ? first : gi * g->K_g;
+        const int64_t r1 = last < (gi + 1) * g->K_g ? last : (gi + 1) * g->K_g;
+        if (r0 >= r1) continue;
+        gemm(dt, false, true, g->Cout_g, r1 - r0, w_now, (const char *)dyb + (size_t)(gi * g->Cout_g * width) * es,
+             width, (const char *)col + (size_t)(r0 * width) * es, width, 1.0,
+             (char *)dw + (size_t)(gi * g->Cout_g * g->K_g + (r0 - gi * g->K_g)) * es, g->K_g);
+    }
+}
+
+/* dcol_g = W_g^T dy_g for the slice's columns [first, last), into col */
+static void data_products(const conv_geometry *g, al_dtype dt, const void *w, const void *dyb, void *col, int64_t width,
+                          int64_t first, int64_t last) {
+    const size_t es = al_dtype_size(dt);
+    for (int64_t gi = 0; gi < g->groups && first < last; gi++)
+        gemm(dt, true, false, g->K_g, last - first, g->Cout_g, (const char *)w + (size_t)(gi * g->Cout_g * g->K_g) * es,
+             g->K_g, (const char *)dyb + (size_t)(gi * g->Cout_g * width + first) * es, width, 0.0,
+             (char *)col + (size_t)(gi * g->K_g * width + first) * es, width);
+}
+
+/* The backward with whole images per thread: each thread unfolds, multiplies and folds back its own
+ * slices, dW summed per thread (thread 0 into dw itself, the others into their buffers, added in
+ * thread order at the end). */
+static int conv_backward_by_images(const conv_geometry *g, al_dtype dt, int threads, const void *x, const void *w,
+                                   const void *dy, void *dx, void *dw) {
+    const int64_t width = thread_slice_width(g), dw_elems = g->Cout * g->K_g;
+    const size_t es = al_dtype_size(dt);
+    const size_t slice_bytes = (size_t)((g->K + g->Cout) * width) * es, dw_bytes = dw ? (size_t)dw_elems * es : 0;
+    const size_t per_thread = slice_bytes + dw_bytes;
+    char *buffers = al_alloc(per_thread * (size_t)threads);
+    if (!buffers) {
+        al_error("conv2d: out of memory for the column buffers in the backward (%d x %lld x %lld)", threads,
+                 (long long)g->K, (long long)width);
+        return -1;
+    }
+    #pragma omp parallel num_threads(threads)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        char *col = buffers + per_thread * (size_t)tid, *dyb = col + (size_t)(g->K * width) * es;
+        void *my_dw = NULL;
+        if (dw) {
+            my_dw = tid == 0 ? dw : (void *)(dyb + (size_t)(g->Cout * width) * es);
+            if (tid != 0) memset(my_dw, 0, dw_bytes);
+        }
+        int64_t n0, n1;
+        al_thread_share(g->N, &n0, &n1);
+        for (int64_t q0 = n0 * g->P; q0 < n1 * g->P; q0 += width) {
+            const int64_t q1 = q0 + width < n1 * g->P ? q0 + width : n1 * g->P, w_now = q1 - q0;
+            move_slice(dt, g, dyb, (void *)dy, NULL, width, q0, q1, 0, g->Cout, false);
+            if (dw) {
+                im2col(dt, g, x, col, width, q0, q1, 0, g->Cin);
+                weight_products(g, dt, dyb, col, my_dw, width, w_now, 0, g->K);
+            }
+            if (dx) {
+                data_products(g, dt, w, dyb, col, width, 0, w_now);
+                col2im(dt, g, col, dx, width, q0, q1, 0, g->Cin);
+            }
+        }
+    }
+    for (int t = 1; t < threads && dw; t++) {
+        const char *part = buffers + per_thread * (size_t)t + slice_bytes;
+        for (int64_t i = 0; i < dw_elems; i++) {
+            if (dt == AL_FLOAT32) ((float *)dw)[i] += ((const float *)part)[i];
+            else ((double *)dw)[i] += ((const double *)part)[i];
+        }
+    }
+    al_free(buffers, per_thread * (size_t)threads);
+    return 0;
+}
+
+/* dx += col2im(W^T dy) (when dx), dw += dy col^T (when dw); every tensor contiguous, dx and dw zeroed.
+ * Whole images per thread where there are enough of them, else every slice shared by the threads. */
 static int conv_backward_data(const conv_geometry *g, al_dtype dt, const void *x, const void *w, const void *dy,
                               void *dx, void *dw) {
     const int64_t width = slice_width(g), total = g->N * g->P;
     const size_t es = al_dtype_size(dt);
     if (total == 0) return 0;
+    const int threads = conv_threads(g);
+    if (threads == 1 || g->N >= threads) {
+        const int rc = conv_backward_by_images(g, dt, threads, x, w, dy, dx, dw);
+        if (rc == 0) al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout * ((dx ? 1 : 0) + (dw ? 1 : 0)));
+        return rc;
+    }
     void *col, *dyb;
     if (!slice_buffers(g, es, width, &col, &dyb, " in the backward")) return -1;
-    #pragma omp parallel num_threads(conv_threads(g))
+    #pragma omp parallel num_threads(threads)
     {
         for (int64_t q0 = 0; q0 < total; q0 += width) {
             const int64_t q1 = q0 + width < total ? q0 + width : total, w_now = q1 - q0;
@@ -175,22 +287,12 @@ static int conv_backward_data(const conv_geometry *g, al_dtype dt, const void *x
             if (dw) {
                 /* this thread's rows [first, last) of col, group by group: the same columns of dW_g */
                 al_thread_share(g->K, &first, &last);
-                for (int64_t gi = 0; gi < g->groups; gi++) {
-                    const int64_t r0 = first > gi * g->K_g ? first : gi * g->K_g;
-                    const int64_t r1 = last < (gi + 1) * g->K_g ? last : (gi + 1) * g->K_g;
-                    if (r0 >= r1) continue;
-                    gemm(dt, false, true, g->Cout_g, r1 - r0, w_now, (const char *)dyb + (size_t)(gi * g->Cout_g * width) * es,
-                         width, (const char *)col + (size_t)(r0 * width) * es, width, 1.0,
-                         (char *)dw + (size_t)(gi * g->Cout_g * g->K_g + (r0 - gi * g->K_g)) * es, g->K_g);
-                }
+                weight_products(g, dt, dyb, col, dw, width, w_now, first, last);
                 #pragma omp barrier   /* col is overwritten by dcol below */
             }
             if (dx) {
                 al_thread_share(w_now, &first, &last);
-                for (int64_t gi = 0; gi < g->groups && first < last; gi++)
-                    gemm(dt, true, false, g->K_g, last - first, g->Cout_g, (const char *)w + (size_t)(gi * g->Cout_g * g->K_g) * es,
-                         g->K_g, (const char *)dyb + (size_t)(gi * g->Cout_g * width + first) * es, width, 0.0,
-                         (char *)col + (size_t)(gi * g->K_g * width + first) * es, width);
+                data_products(g, dt, w, dyb, col, width, first, last);
                 #pragma omp barrier
                 al_thread_share(g->Cin, &first, &last);
                 col2im(dt, g, col, dx, width, q0, q1, first, last);
@@ -212,10 +314,17 @@ static void conv_backward_bias(const conv_geometry *g, al_dtype dt, const void *
         al_thread_share(g->Cout, &first, &last);
         for (int64_t o = first; o < last; o++) {
             double sum = 0;
-            for (int64_t n = 0; n < g->N; n++) {
+            for (int64_t n = 0; n < g->N; n++) {   /* in vector lanes: a serial double sum was 3% of a step */
                 const int64_t base = (n * g->Cout + o) * g->P;
-                if (dt == AL_FLOAT32) for (int64_t p = 0; p < g->P; p++) sum += ((const float *)dy)[base + p];
-                else for (int64_t p = 0; p < g->P; p++) sum += ((const double *)dy)[base + p];
+                if (dt == AL_FLOAT32) {
+                    const float *row = (const float *)dy + base;
+                    #pragma omp simd reduction(+:sum)
+                    for (int64_t p = 0; p < g->P; p++) sum += row[p];
+                } else {
+                    const double *row = (const double *)dy + base;
+                    #pragma omp simd reduction(+:sum)
+                    for (int64_t p = 0; p < g->P; p++) sum += row[p];
+                }
             }
             if (dt == AL_FLOAT32) ((float *)db)[o] = (float)sum;
             else ((double *)db)[o] = sum;

@@ -327,6 +327,26 @@ do
   check.value(max_abs(dx1 - dx2) <= 1e-5 * max_abs(dx1), "conv2d: one thread and two agree (dx)")
   check.value(max_abs(dw1 - dw2) <= 1e-5 * max_abs(dw1), "conv2d: one thread and two agree (dW)")
   for i = 1, #p1 do check.value(max_abs(p1[i] - p2[i]) == 0, "pooling / resampling op " .. i .. ": one thread and two agree") end
+
+  -- the backward's two layouts on two threads: whole images per thread (3 images: two and one) and,
+  -- with one image, the slices shared between the threads; each against one thread, in float64
+  for _, N in ipairs{ 1, 3 } do
+    local xi, wi = lab.randn({ N, 16, 40, 40 }, "float64"), lab.randn({ 32, 16, 3, 3 }, "float64")
+    local bi, gi = lab.randn({ 32 }, "float64"), lab.randn({ N, 32, 40, 40 }, "float64")
+    local function grads(threads)
+      lab.set_num_threads(threads)
+      local xs, ws, bs = xi:detach():requires_grad(true), wi:detach():requires_grad(true), bi:detach():requires_grad(true)
+      local ys = lab.conv2d(xs, ws, bs, { padding = 1 })
+      ;(ys * gi):sum():backward()
+      return ys:detach(), xs.grad, ws.grad, bs.grad
+    end
+    local ya, dxa, dwa, dba = grads(1)
+    local yb, dxb, dwb, dbb = grads(2)
+    lab.set_num_threads(before)
+    local worst = math.max(max_abs(ya - yb) / max_abs(ya), max_abs(dxa - dxb) / max_abs(dxa), max_abs(dwa - dwb) / max_abs(dwa),
+                           max_abs(dba - dbb) / max_abs(dba))
+    check.value(worst < 1e-12, string.format("conv2d with %d image(s): one thread and two agree (y, dx, dW, db)", N), worst)
+  end
 end
 
 ---------------------------------------------------------------------------------------------------
