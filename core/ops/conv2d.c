@@ -12,6 +12,10 @@
  * near COL_ELEMENTS (a few MiB) whatever the image size, and col is rebuilt in the backward rather
  * than kept.
  *
+ * Float32 with stride 1 and one group skips the columns: conv2d_direct_avx512.h sums the forward, the
+ * input gradient and (1 x 1, 3 x 3, 5 x 5 kernels) the weight gradient in registers straight from
+ * the rows, which the columns' copies (9x or 25x the input) cannot match; what it declines comes here.
+ *
  * Threads: each takes its own run of output positions and walks it in slices of its own, in its
  * own buffers, sized so that a slice's columns stay in the core's L2 cache from im2col to the
  * product (THREAD_COL_ELEMENTS).  The backward gives each thread whole images, so col2im's sums into
@@ -79,6 +83,29 @@ static inline void inside_columns(int64_t ox0, int64_t len, int64_t sw, int64_t 
     *lo = first > ox0 ? first : ox0;
     *hi = last + 1 < ox0 + len ? last + 1 : ox0 + len;
     if (*hi < *lo) *hi = *lo;
+}
+
+#include "conv2d_direct_avx512.h"
+
+/* The direct kernel (conv2d_direct_avx512.h) takes float32 with stride 1, one group and kernels up to
+ * DIRECT_MAX_KW wide; the rest go through the columns. */
+static bool direct_applies(const conv_geometry *g, al_dtype dt) {
+    return dt == AL_FLOAT32 && g->sh == 1 && g->sw == 1 && g->groups == 1 && g->kw <= DIRECT_MAX_KW;
+}
+static bool direct_forward(const conv_geometry *g, const float *x, const float *w, const float *b, float *y, bool parallel) {
+    const direct_conv d = {g->N, g->Cin, g->Cout, g->H, g->W, g->Ho, g->Wo, g->kh, g->kw,
+                           -g->pt, g->dh, -g->pl, g->dw, g->Cin * g->kh * g->kw, g->kh * g->kw};
+    return direct_conv_float(&d, x, w, b, y, parallel);
+}
+static bool direct_input_gradient(const conv_geometry *g, const float *dy, const float *w, float *dx, bool parallel) {
+    const direct_conv d = {g->N, g->Cout, g->Cin, g->Ho, g->Wo, g->H, g->W, g->kh, g->kw,
+                           g->pt, -g->dh, g->pl, -g->dw, g->kh * g->kw, g->Cin * g->kh * g->kw};
+    return direct_conv_float(&d, dy, w, NULL, dx, parallel);
+}
+
+static bool direct_weight_gradient(const conv_geometry *g, const float *x, const float *dy, float *dw, bool parallel) {
+    const direct_wgrad d = {g->N, g->Cin, g->Cout, g->H, g->W, g->Ho, g->Wo, g->pt, g->pl, g->dh, g->dw};
+    return direct_wgrad_float(&d, g->kh, g->kw, x, dy, dw, parallel);
 }
 
 /* The column kernels, once per float dtype: im2col_float, im2col_double, col2im_..., move_slice_... */
@@ -154,6 +181,10 @@ static int conv_forward(const conv_geometry *g, al_dtype dt, const void *x, cons
     const size_t es = al_dtype_size(dt), per_thread = (size_t)((g->K + g->Cout) * width) * es;
     if (total == 0) return 0;
     const int threads = conv_threads(g);
+    if (direct_applies(g, dt) && direct_forward(g, x, w, b, y, threads > 1)) {
+        al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
+        return 0;
+    }
     char *buffers = al_alloc(per_thread * (size_t)threads);
     if (!buffers) {
         al_error("conv2d: out of memory for the column buffers (%d x %lld x %lld)", threads, (long long)g->K, (long long)width);
@@ -265,6 +296,15 @@ static int conv_backward_data(const conv_geometry *g, al_dtype dt, const void *x
     const size_t es = al_dtype_size(dt);
     if (total == 0) return 0;
     const int threads = conv_threads(g);
+    if (dx && direct_applies(g, dt) && direct_input_gradient(g, dy, w, dx, threads > 1)) {
+        al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
+        dx = NULL;   /* done */
+    }
+    if (dw && direct_applies(g, dt) && direct_weight_gradient(g, x, dy, dw, threads > 1)) {
+        al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
+        dw = NULL;   /* done */
+    }
+    if (!dx && !dw) return 0;   /* the columns below do what is left */
     if (threads == 1 || g->N >= threads) {
         const int rc = conv_backward_by_images(g, dt, threads, x, w, dy, dx, dw);
         if (rc == 0) al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout * ((dx ? 1 : 0) + (dw ? 1 : 0)));

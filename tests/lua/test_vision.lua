@@ -328,6 +328,40 @@ do
   check.value(max_abs(dw1 - dw2) <= 1e-5 * max_abs(dw1), "conv2d: one thread and two agree (dW)")
   for i = 1, #p1 do check.value(max_abs(p1[i] - p2[i]) == 0, "pooling / resampling op " .. i .. ": one thread and two agree") end
 
+  -- the direct float32 kernel (stride 1, one group: conv2d_direct_avx512.h) against the columns'
+  -- float64 result: odd widths (masked lanes), channel counts off the 8-channel blocks, asymmetric
+  -- padding, dilation, 5 x 5 and 1 x 1 kernels
+  local direct_cases = {
+    { { 2, 3, 9, 37 }, { 13, 3, 3, 3 }, { padding = 1 } },
+    { { 1, 5, 11, 40 }, { 8, 5, 5, 5 }, { padding = 2 } },
+    { { 2, 4, 10, 33 }, { 6, 4, 3, 2 }, { padding = "same", dilation = { 2, 3 } } },
+    { { 1, 16, 6, 70 }, { 17, 16, 1, 1 }, {} },
+    { { 3, 2, 7, 16 }, { 9, 2, 3, 3 }, { padding = "same" } },
+    -- channel counts the direct weight gradient takes (3 x 3: pairs, 1 x 1: eights, 5 x 5: any)
+    { { 2, 3, 9, 37 }, { 14, 3, 3, 3 }, { padding = 1 } },
+    { { 2, 4, 10, 33 }, { 6, 4, 3, 3 }, { padding = 2, dilation = 2 } },
+    { { 1, 16, 6, 70 }, { 16, 16, 1, 1 }, {} },
+    { { 2, 2, 12, 20 }, { 3, 2, 5, 5 }, { padding = 1 } },
+  }
+  for i, c in ipairs(direct_cases) do
+    local x64, w64, b64 = lab.randn(c[1], "float64"), lab.randn(c[2], "float64"), lab.randn({ c[2][1] }, "float64")
+    local function pass(dtype)
+      local xs = x64:to(dtype):requires_grad(true)
+      local ws, bs = w64:to(dtype):requires_grad(true), b64:to(dtype):requires_grad(true)
+      local y = lab.conv2d(xs, ws, bs, c[3])
+      local g = lab.randn(y:size(), "float64")
+      lab.seed(100 + i)
+      g = lab.randn(y:size(), "float64")
+      ;(y * g:to(dtype)):sum():backward()
+      return y:detach():to("float64"), xs.grad:to("float64"), ws.grad:to("float64"), bs.grad:to("float64")
+    end
+    local y1, dx1, dw1, db1 = pass("float32")
+    local y2, dx2, dw2, db2 = pass("float64")
+    local worst = math.max(max_abs(y1 - y2) / max_abs(y2), max_abs(dx1 - dx2) / max_abs(dx2), max_abs(dw1 - dw2) / max_abs(dw2),
+                           max_abs(db1 - db2) / max_abs(db2))
+    check.value(worst < 2e-5, string.format("conv2d float32, stride 1, case %d: y, dx, dW, db match float64", i), worst)
+  end
+
   -- the backward's two layouts on two threads: whole images per thread (3 images: two and one) and,
   -- with one image, the slices shared between the threads; each against one thread, in float64
   for _, N in ipairs{ 1, 3 } do
