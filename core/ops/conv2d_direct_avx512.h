@@ -1,5 +1,5 @@
 /* conv2d_direct_avx512.h -- 2-D convolution computed directly, without the column matrix, for float
- * on AVX-512 (conv2d.c's forward and its input gradient, stride 1, one group).
+ * on AVX-512 (conv2d.c's forward, input gradient and weight gradient; stride 1, one group).
  *
  * im2col copies each input value kh x kw times into a matrix 9x (3x3) or 25x (5x5) the input's size,
  * and on the visual-search CNN's shapes building and folding it cost as much as the products
