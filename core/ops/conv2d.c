@@ -164,6 +164,23 @@ static bool slice_buffers(const conv_geometry *g, size_t es, int64_t width, void
     return false;
 }
 
+/* every thread's slice buffers in one block (per_thread bytes each), or NULL with the error raised */
+static char *thread_buffers(const conv_geometry *g, size_t per_thread, int threads, int64_t width, const char *where) {
+    char *buffers = al_alloc(per_thread * (size_t)threads);
+    if (!buffers)
+        al_error("conv2d: out of memory for the column buffers%s (%d x %lld x %lld)", where, threads, (long long)g->K,
+                 (long long)width);
+    return buffers;
+}
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* out_g (Cout_g, w_now) = W_g col_g for every group: the product of one slice */
 static void forward_products(const conv_geometry *g, al_dtype dt, const void *w, const void *col, void *out, int64_t width,
                              int64_t first, int64_t last) {
@@ -185,17 +202,11 @@ static int conv_forward(const conv_geometry *g, al_dtype dt, const void *x, cons
         al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
         return 0;
     }
-    char *buffers = al_alloc(per_thread * (size_t)threads);
-    if (!buffers) {
-        al_error("conv2d: out of memory for the column buffers (%d x %lld x %lld)", threads, (long long)g->K, (long long)width);
-        return -1;
-    }
+    char *buffers = thread_buffers(g, per_thread, threads, width, "");
+    if (!buffers) return -1;
     #pragma omp parallel num_threads(threads)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = thread_id();
         char *col = buffers + per_thread * (size_t)tid, *out = col + (size_t)(g->K * width) * es;
         int64_t mine0, mine1;
         al_thread_share(total, &mine0, &mine1);
@@ -244,18 +255,11 @@ static int conv_backward_by_images(const conv_geometry *g, al_dtype dt, int thre
     const size_t es = al_dtype_size(dt);
     const size_t slice_bytes = (size_t)((g->K + g->Cout) * width) * es, dw_bytes = dw ? (size_t)dw_elems * es : 0;
     const size_t per_thread = slice_bytes + dw_bytes;
-    char *buffers = al_alloc(per_thread * (size_t)threads);
-    if (!buffers) {
-        al_error("conv2d: out of memory for the column buffers in the backward (%d x %lld x %lld)", threads,
-                 (long long)g->K, (long long)width);
-        return -1;
-    }
+    char *buffers = thread_buffers(g, per_thread, threads, width, " in the backward");
+    if (!buffers) return -1;
     #pragma omp parallel num_threads(threads)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = thread_id();
         char *col = buffers + per_thread * (size_t)tid, *dyb = col + (size_t)(g->K * width) * es;
         void *my_dw = NULL;
         if (dw) {
