@@ -4,7 +4,7 @@
  * Debian's OpenBLAS carries a kernel per CPU family (DYNAMIC_ARCH) and picks one when it loads,
  * unless OPENBLAS_CORETYPE names one.  An environment that pins an AVX2 kernel (Haswell, Zen) on an
  * AVX-512 CPU leaves much of the products' speed unused: on the project's 2-core Zen 5 machine the
- * products of a transformer step ran at 200 GFLOP/s with Haswell's kernels and 376 with the
+ * products of a transformer step ran at 200-210 GFLOP/s with Haswell's kernels and 340-380 with the
  * AVX-512 ones (bench/RESULTS.md).  attnlab does not override a variable the user or the machine
  * set (the kernels sum in different orders, so the choice is part of what makes a run repeat to the
  * last digit); it says which kernel runs, in `attnlab --version` and in each run's config.json, and
