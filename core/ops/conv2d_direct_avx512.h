@@ -10,14 +10,14 @@
  * input column falls in the padding or past the row are masked off (a masked load reads nothing
  * there), and input rows in the padding are skipped.
  *
- * One kernel serves the forward and the input gradient, described by direct_conv: out(n, oc, r, c) = bias(oc) + the sum
- * over ic, ki, kj of w(oc, ic, ki, kj) in(n, ic, r + row_base + ki row_step, c + col_base + kj col_step)
+ * One kernel serves the forward and the input gradient, described by direct_conv:
+ *   out(n, oc, r, c) = bias(oc) + the sum over ic, ki, kj of
+ *                      w(oc, ic, ki, kj) in(n, ic, r + row_base + ki row_step, c + col_base + kj col_step)
  *   forward:   out = y, in = x;  row_base = -pt, row_step = dh;  w(oc, ic) = w[oc Cin kk + ic kk]
  *   dx:        out = dx, in = dy; row_base = pt, row_step = -dh; w(oc = c, ic = o) = w[o Cin kk + c kk]
  * (the input gradient is the forward's adjoint: dx(c, iy, ix) gathers dy(o, iy + pt - ki dh, ...)).
  * The weight gradient has a kernel of its own (below).  Each output element of every pass is
- * summed by one thread in a fixed order, so the result does not depend on
- * the thread count. */
+ * summed by one thread in a fixed order, so the result does not depend on the thread count. */
 #ifndef ATTNLAB_CONV2D_DIRECT_AVX512_H
 #define ATTNLAB_CONV2D_DIRECT_AVX512_H
 
