@@ -9,13 +9,17 @@
 local stats = dofile("bench/stats.lua")
 local median = stats.median
 
--- One row per config and OpenBLAS kernel choice; the as-installed column is always the
--- environment's own, so under "own" it shows the same figure as under "env".
+-- One row per config, batch x tokens and OpenBLAS kernel choice; the as-installed column is always
+-- the environment's own, so under "own" it shows the same figure as under "env".
 local runs, rows, seen = {}, {}, {}
 for _, r in ipairs(stats.table_lines("gpt_table.lua")) do
   local column = r.env .. (r.impl ~= "attnlab" and " " .. r.impl or "")
-  local key = r.config .. " " .. r.blas
-  if not seen[key] then seen[key] = true rows[#rows + 1] = { key = key, config = r.config, blas = r.blas } end
+  local shape = string.format("%s, %dx%d", r.config, r.batch, r.T)   -- config, batch x tokens
+  local key = shape .. " " .. r.blas
+  if not seen[key] then
+    seen[key] = true
+    rows[#rows + 1] = { key = key, shape = shape, config = r.config, batch = r.batch, T = r.T, blas = r.blas }
+  end
   runs[key] = runs[key] or {}
   local c = runs[key][column] or { ms = {}, mem = {}, params = r.params, kernel = r.blas_kernel }
   runs[key][column] = c
@@ -34,21 +38,21 @@ local function best(cols, env)
   return b
 end
 
-stats.print_header{ "config (layers x width x heads)", "OpenBLAS kernel", "params", "attnlab ms/step", "PyTorch omp (fastest)",
+stats.print_header{ "config (layers x width x heads), batch x tokens", "OpenBLAS kernel", "params", "attnlab ms/step", "PyTorch omp (fastest)",
   "PyTorch as installed", "attnlab vs omp", "vs as installed", "model GFLOP/s of attnlab",
   "peak memory beyond start, attnlab / PyTorch omp" }
 for _, row in ipairs(rows) do
   local cols = runs[row.key]
   local a = cols.attnlab
-  local omp, default = best(cols, "torch-omp"), best(runs[row.config .. " env"], "torch-default")
+  local omp, default = best(cols, "torch-omp"), best(runs[row.shape .. " env"], "torch-default")
   local L, d = row.config:match("^(%d+)x(%d+)")
   L, d = tonumber(L), tonumber(d)
-  -- model FLOPs: 6 x parameters x tokens plus the attention products (causal: half of 4 N^2 d per
-  -- layer forward, x3 with the backward), tokens = batch 64 x T 40
-  local tokens, T = 64 * 40, 40
-  local flops = 6 * a.params * tokens + 3 * L * 64 * 2 * T * T * d
+  -- model FLOPs: 6 x parameters x tokens plus the attention products (causal: half of 4 T^2 d per
+  -- sequence and layer forward, x3 with the backward)
+  local B, T = row.batch, row.T
+  local flops = 6 * a.params * B * T + 3 * L * B * 2 * T * T * d
   local am = median(a.ms)
-  print(string.format("| %s | %s | %d | %.1f | %s | %s | %s | %s | %.0f | %.0f / %s MB |", row.config, stats.kernel_label(row.blas, a.kernel, omp and omp.kernel),
+  print(string.format("| %s | %s | %d | %.1f | %s | %s | %s | %s | %.0f | %.0f / %s MB |", row.shape, stats.kernel_label(row.blas, a.kernel, omp and omp.kernel),
     a.params, am,
     omp and string.format("%.1f (%s)", omp.ms, omp.impl) or "-", default and string.format("%.1f (%s)", default.ms, default.impl) or "-",
     omp and string.format("%.2fx", omp.ms / am) or "-", default and string.format("%.2fx", default.ms / am) or "-",

@@ -17,7 +17,8 @@
 #   -> bench/out/attention_variants.md.
 # gpt: a GPT-2-style training step (the multiplication study's model: token and position
 #   embeddings, pre-LN blocks, causal attention, GELU MLP, tied head, AdamW; batch 64 x 40 tokens)
-#   at GPT_CONFIGS (default 2x128x4 and 4x256x4), bench/gpt_step.lua against
+#   at GPT_CONFIGS (default 2x128x4 and 4x256x4) and GPT_SHAPES (batch x tokens, default 64x40),
+#   bench/gpt_step.lua against
 #   bench/torch_ref/gpt_step.py (manual and sdpa attention) in the "omp" and "default" PyTorch
 #   environments, under each OpenBLAS kernel choice of BLAS_KERNELS (below), GPT_ROUNDS rounds
 #   interleaved -> bench/out/gpt_step.md.
@@ -35,6 +36,7 @@ ATTN_ROUNDS=${ATTN_ROUNDS:-2}
 ATTN_NS=${ATTN_NS:-"512 1024 2048"}
 GPT_ROUNDS=${GPT_ROUNDS:-3}
 GPT_CONFIGS=${GPT_CONFIGS:-"2x128x4 4x256x4"}
+GPT_SHAPES=${GPT_SHAPES:-"64x40"}   # batch x tokens: mult_transformer.py's; the study's 4 x 4 sft/aux is 128x19
 CONV_ROUNDS=${CONV_ROUNDS:-3}
 REF=${REF:-bench/torch_ref}
 PARTS=${*:-icl attention variants gpt conv}
@@ -125,19 +127,24 @@ gpt() {
     : > "$out"
     for round in $(seq "$GPT_ROUNDS"); do
         for cfg in $GPT_CONFIGS; do
+          for shape in $GPT_SHAPES; do
+            batch=${shape%x*} T=${shape#*x}
             for kernel in $BLAS_KERNELS; do
-                echo "gpt round $round/$GPT_ROUNDS, $cfg, OpenBLAS kernel: $kernel"
-                $(blas_env "$kernel") ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" | tag attnlab "$kernel" >> "$out"
+                echo "gpt round $round/$GPT_ROUNDS, $cfg, batch $batch x $T tokens, OpenBLAS kernel: $kernel"
+                $(blas_env "$kernel") ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" batch="$batch" T="$T" \
+                    | tag attnlab "$kernel" >> "$out"
                 for attn in manual sdpa; do
                     if [ -n "$OMPLIB" ]; then
                         $(blas_env "$kernel") LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" bench/torch_ref/gpt_step.py \
-                            --config "$cfg" --attn "$attn" | tag torch-omp "$kernel" >> "$out"
+                            --config "$cfg" --batch "$batch" --T "$T" --attn "$attn" | tag torch-omp "$kernel" >> "$out"
                     fi
                     if [ "$kernel" = env ]; then   # as installed: this machine's environment as it is
-                        "$PY" bench/torch_ref/gpt_step.py --config "$cfg" --attn "$attn" | tag torch-default env >> "$out"
+                        "$PY" bench/torch_ref/gpt_step.py --config "$cfg" --batch "$batch" --T "$T" --attn "$attn" \
+                            | tag torch-default env >> "$out"
                     fi
                 done
             done
+          done
         done
     done
     ./attnlab bench/gpt_table.lua file="$out" | tee bench/out/gpt_step.md
