@@ -1,5 +1,6 @@
 /* conv2d.c -- 2-D convolution (a cross-correlation, as PyTorch's conv2d) on NCHW images, with stride,
- * per-side zero padding, dilation and groups, by im2col and a GEMM.
+ * per-side zero padding, dilation and groups: directly where conv2d_direct_avx512.h applies (below),
+ * else by im2col and a GEMM.
  *
  * The output positions of all images form one list of N * P columns (P = Ho * Wo).  For a slice of
  * at most `width` of them, im2col writes the columns col (K rows = Cin * kh * kw, grouped: group g
@@ -8,9 +9,9 @@
  *   forward:  out_g (Cout_g, width) = W_g (Cout_g, K_g) col_g, written into y with the bias;
  *   backward: dW_g += dy_g col_g^T;  dcol_g = W_g^T dy_g, added back into dx by col2im;
  * and db is the sum of dy over images and positions.  A slice may span several images, so that small
- * images still make wide products; the slice width is set so that col and the output slice stay
- * near COL_ELEMENTS (a few MiB) whatever the image size, and col is rebuilt in the backward rather
- * than kept.
+ * images still make wide products; its width is set so that col and the output slice stay near
+ * THREAD_COL_ELEMENTS (one thread's slice) or COL_ELEMENTS (a slice the threads share) whatever the
+ * image size, and col is rebuilt in the backward rather than kept.
  *
  * Float32 with stride 1 and one group skips the columns: conv2d_direct_avx512.h sums the forward, the
  * input gradient and (1 x 1, 3 x 3, 5 x 5 kernels) the weight gradient in registers straight from
