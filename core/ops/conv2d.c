@@ -129,40 +129,25 @@ static void move_slice(al_dtype dt, const conv_geometry *g, void *buf, void *t, 
     else move_slice_double(g, buf, t, bias, width, q0, q1, o0, o1, to_tensor);
 }
 
-/* col (K rows) and the output slice (Cout rows) stay near COL_ELEMENTS each */
-static int64_t slice_width(const conv_geometry *g) {
+/* A slice's width: col (K rows) and the output slice (Cout rows) near `elements` each, at least
+ * `min_width` columns (COL_ELEMENTS and MIN_SLICE for a slice the threads share, THREAD_COL_ELEMENTS
+ * and MIN_THREAD_SLICE for one thread's) */
+static int64_t slice_width(const conv_geometry *g, int64_t elements, int64_t min_width) {
     const int64_t rows = g->K > g->Cout ? g->K : g->Cout;
-    int64_t width = COL_ELEMENTS / (rows > 0 ? rows : 1);
-    if (width < MIN_SLICE) width = MIN_SLICE;
+    int64_t width = elements / (rows > 0 ? rows : 1);
+    if (width < min_width) width = min_width;
     const int64_t total = g->N * g->P;
     return width < total ? width : total;
 }
 
-/* the same for one thread's slices (see THREAD_COL_ELEMENTS) */
-static int64_t thread_slice_width(const conv_geometry *g) {
-    const int64_t rows = g->K > g->Cout ? g->K : g->Cout;
-    int64_t width = THREAD_COL_ELEMENTS / (rows > 0 ? rows : 1);
-    if (width < MIN_THREAD_SLICE) width = MIN_THREAD_SLICE;
-    const int64_t total = g->N * g->P;
-    return width < total ? width : total;
+/* the multiply-adds x 2 of one pass's products (the forward, dx or dW), for the profiler */
+static double product_flops(const conv_geometry *g) {
+    return 2.0 * (double)g->N * (double)g->P * (double)g->K_g * (double)g->Cout;
 }
 
 static int conv_threads(const conv_geometry *g) {
     const double work = (double)g->N * (double)g->P * (double)g->K_g * (double)g->Cout;
     return work >= CONV_SPLIT_WORK ? al_get_num_threads() : 1;
-}
-
-/* The two buffers of a slice of `width` output positions, for the forward and the backward alike:
- * *col (K x width), the unfolded input, and *rows (Cout x width), the output or its gradient.  False,
- * with the error raised (`where` says which pass), when either cannot be had. */
-static bool slice_buffers(const conv_geometry *g, size_t es, int64_t width, void **col, void **rows, const char *where) {
-    *col = al_alloc((size_t)(g->K * width) * es);
-    *rows = al_alloc((size_t)(g->Cout * width) * es);
-    if (*col && *rows) return true;
-    if (*col) al_free(*col, (size_t)(g->K * width) * es);
-    if (*rows) al_free(*rows, (size_t)(g->Cout * width) * es);
-    al_error("conv2d: out of memory for the column buffer%s (%lld x %lld)", where, (long long)g->K, (long long)width);
-    return false;
 }
 
 /* every thread's slice buffers in one block (per_thread bytes each), or NULL with the error raised */
@@ -195,12 +180,12 @@ static void forward_products(const conv_geometry *g, al_dtype dt, const void *w,
 /* y = conv(x, w) + b; x, w, b contiguous (b may be NULL).  Each thread its own positions and
  * buffers (see the top of the file). */
 static int conv_forward(const conv_geometry *g, al_dtype dt, const void *x, const void *w, const void *b, void *y) {
-    const int64_t width = thread_slice_width(g), total = g->N * g->P;
+    const int64_t width = slice_width(g, THREAD_COL_ELEMENTS, MIN_THREAD_SLICE), total = g->N * g->P;
     const size_t es = al_dtype_size(dt), per_thread = (size_t)((g->K + g->Cout) * width) * es;
     if (total == 0) return 0;
     const int threads = conv_threads(g);
     if (direct_applies(g, dt) && direct_forward(g, x, w, b, y, threads > 1)) {
-        al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
+        al_count_flops(product_flops(g));
         return 0;
     }
     char *buffers = thread_buffers(g, per_thread, threads, width, "");
@@ -219,7 +204,7 @@ static int conv_forward(const conv_geometry *g, al_dtype dt, const void *x, cons
         }
     }
     al_free(buffers, per_thread * (size_t)threads);
-    al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
+    al_count_flops(product_flops(g));
     return 0;
 }
 
@@ -252,7 +237,7 @@ static void data_products(const conv_geometry *g, al_dtype dt, const void *w, co
  * thread order at the end). */
 static int conv_backward_by_images(const conv_geometry *g, al_dtype dt, int threads, const void *x, const void *w,
                                    const void *dy, void *dx, void *dw) {
-    const int64_t width = thread_slice_width(g), dw_elems = g->Cout * g->K_g;
+    const int64_t width = slice_width(g, THREAD_COL_ELEMENTS, MIN_THREAD_SLICE), dw_elems = g->Cout * g->K_g;
     const size_t es = al_dtype_size(dt);
     const size_t slice_bytes = (size_t)((g->K + g->Cout) * width) * es, dw_bytes = dw ? (size_t)dw_elems * es : 0;
     const size_t per_thread = slice_bytes + dw_bytes;
@@ -297,26 +282,28 @@ static int conv_backward_by_images(const conv_geometry *g, al_dtype dt, int thre
  * Whole images per thread where there are enough of them, else every slice shared by the threads. */
 static int conv_backward_data(const conv_geometry *g, al_dtype dt, const void *x, const void *w, const void *dy,
                               void *dx, void *dw) {
-    const int64_t width = slice_width(g), total = g->N * g->P;
+    const int64_t width = slice_width(g, COL_ELEMENTS, MIN_SLICE), total = g->N * g->P;
     const size_t es = al_dtype_size(dt);
     if (total == 0) return 0;
     const int threads = conv_threads(g);
     if (dx && direct_applies(g, dt) && direct_input_gradient(g, dy, w, dx, threads > 1)) {
-        al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
+        al_count_flops(product_flops(g));
         dx = NULL;   /* done */
     }
     if (dw && direct_applies(g, dt) && direct_weight_gradient(g, x, dy, dw, threads > 1)) {
-        al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout);
+        al_count_flops(product_flops(g));
         dw = NULL;   /* done */
     }
     if (!dx && !dw) return 0;   /* the columns below do what is left */
     if (threads == 1 || g->N >= threads) {
         const int rc = conv_backward_by_images(g, dt, threads, x, w, dy, dx, dw);
-        if (rc == 0) al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout * ((dx ? 1 : 0) + (dw ? 1 : 0)));
+        if (rc == 0) al_count_flops(product_flops(g) * ((dx ? 1 : 0) + (dw ? 1 : 0)));
         return rc;
     }
-    void *col, *dyb;
-    if (!slice_buffers(g, es, width, &col, &dyb, " in the backward")) return -1;
+    const size_t shared_bytes = (size_t)((g->K + g->Cout) * width) * es;
+    char *col = thread_buffers(g, shared_bytes, 1, width, " in the backward");
+    if (!col) return -1;
+    char *dyb = col + (size_t)(g->K * width) * es;
     #pragma omp parallel num_threads(threads)
     {
         for (int64_t q0 = 0; q0 < total; q0 += width) {
@@ -345,9 +332,8 @@ static int conv_backward_data(const conv_geometry *g, al_dtype dt, const void *x
             #pragma omp barrier   /* col and dyb are rewritten by the next slice */
         }
     }
-    al_free(col, (size_t)(g->K * width) * es);
-    al_free(dyb, (size_t)(g->Cout * width) * es);
-    al_count_flops(2.0 * (double)total * (double)g->K_g * (double)g->Cout * ((dx ? 1 : 0) + (dw ? 1 : 0)));
+    al_free(col, shared_bytes);   /* dyb lies in the same block */
+    al_count_flops(product_flops(g) * ((dx ? 1 : 0) + (dw ? 1 : 0)));
     return 0;
 }
 
