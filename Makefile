@@ -7,7 +7,9 @@
 #                     make run VIEW=1 opens the viewer on it while it trains
 #   make bench        side-by-side timings against the PyTorch reference -> bench/RESULTS.md
 #                     (make bench PARTS="gpt attention": some parts only)
-#   (the CUDA backend, `make CUDA=1`, is not written yet)
+#   make CUDA=1       the same with the CUDA backend (core/cuda/*.cu through nvcc, cuBLAS), in
+#                     build-cuda/; ./attnlab then points at it.  make test-cuda CUDA=1 checks every
+#                     op that has a CUDA kernel against the CPU, on a machine with a GPU
 CC       ?= cc
 OPT      ?= -O3 -march=native
 BUILD    := build
@@ -28,7 +30,21 @@ SDL_LIBS      := $(shell pkg-config --libs sdl2 2>/dev/null || echo -lSDL2)
 
 
 CORE_SRC := $(wildcard core/*.c core/ops/*.c core/attention/*.c)
-CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+# The CUDA backend: sm_90 code for the H100/H200 plus PTX that newer GPUs compile at load.  Without
+# CUDA=1 its entry points are core/cuda/absent.c's, which refuse.
+ifeq ($(CUDA),1)
+  CUDA_HOME ?= /usr/local/cuda
+  NVCC      ?= $(CUDA_HOME)/bin/nvcc
+  BUILD     := build-cuda$(if $(filter 1,$(SANITIZE)),-san)
+  NVCCFLAGS := -O3 -std=c++17 -gencode arch=compute_90,code=[sm_90,compute_90] -Xcompiler -fPIC,-fopenmp \
+               -Icore/include -Icore -DAL_WITH_CUDA
+  CFLAGS    += -DAL_WITH_CUDA
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+  CUDA_OBJ  := $(patsubst %.cu,$(BUILD)/%.o,$(wildcard core/cuda/*.cu))
+else
+  CORE_SRC  += core/cuda/absent.c
+endif
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 LIB_A    := $(BUILD)/libattnlab.a
 LIB_SO   := $(BUILD)/libattnlab.so
 PROGRAM  := $(BUILD)/attnlab
@@ -51,13 +67,17 @@ DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev 
 # tests/lua/test_dist.lua runs two ranks under Open MPI's mpirun
 TEST_PACKAGES   := slurmctld slurmd slurm-client munge openmpi-bin
 
-.PHONY: all deps test-deps test run bench clean
+.PHONY: all deps test-deps test test-cuda run bench clean attnlab
 # (./attnlab always points at the normal build, never at the sanitizer one)
 all: $(LIB_A) $(LIB_SO) $(PROGRAM) $(VIEWER) $(if $(filter 1,$(SANITIZE)),,attnlab)
 
 $(BUILD)/%.o: %.c core/include/attnlab.h core/internal.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
+
+$(BUILD)/core/cuda/%.o: core/cuda/%.cu core/cuda/cuda_internal.h core/include/attnlab.h core/internal.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
 # made afresh: `ar rcs` alone keeps the objects of renamed or deleted sources (duplicate symbols)
 $(LIB_A): $(CORE_OBJ)
@@ -81,7 +101,8 @@ $(BUILD)/viewer/%.o: viewer/%.c viewer/viewer.h core/include/attnlab.h
 $(VIEWER): $(VIEWER_OBJ) $(LIB_A)
 	$(CC) $(CFLAGS) -o $@.tmp $(VIEWER_OBJ) $(LIB_A) $(LDFLAGS) $(SDL_LIBS) $(LDLIBS) && mv -f $@.tmp $@
 
-# the program at the top of the tree finds lua/ beside itself
+# the program at the top of the tree finds lua/ beside itself; it points at the build made last
+# (build/, or build-cuda/ after make CUDA=1), so it is remade every time (a link costs nothing)
 attnlab: $(PROGRAM)
 	ln -sf $(PROGRAM) attnlab
 
@@ -109,6 +130,15 @@ test: test-deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all $(C_TESTS)
 	@BUILD=$(BUILD) sh tests/run_all.sh
 
+# every op with a CUDA kernel against the CPU, gradients included (needs a GPU; CUDA=1 implied)
+test-cuda:
+	@$(MAKE) --no-print-directory -j$$(nproc) CUDA=1 all build-cuda/tests/test_cuda
+	./build-cuda/tests/test_cuda
+
+build-cuda/tests/test_cuda: tests/cuda/test_cuda.c tests/c/check.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
+
 run: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all
 	./attnlab run experiments/icl_regression.lua $(if $(filter 1,$(VIEW)),--view)
@@ -118,6 +148,6 @@ bench: deps
 	bash bench/run.sh $(PARTS)
 
 clean:
-	rm -rf build build-san attnlab
+	rm -rf build build-san build-cuda attnlab
 
 -include $(CORE_OBJ:.o=.d) $(VIEWER_OBJ:.o=.d)

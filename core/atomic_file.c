@@ -12,14 +12,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int al_atomic_fail(al_atomic_file *af, const char *what) {
-    al_error("%s: cannot %s '%s': %s", af->fn, what, af->path, strerror(errno));
+int al_atomic_abort(al_atomic_file *af) {
     if (af->fd >= 0) close(af->fd);
     if (af->tmp) unlink(af->tmp);
     free(af->tmp);
     af->fd = -1;
     af->tmp = NULL;
     return -1;
+}
+
+int al_atomic_fail(al_atomic_file *af, const char *what) {
+    al_error("%s: cannot %s '%s': %s", af->fn, what, af->path, strerror(errno));
+    return al_atomic_abort(af);
 }
 
 int al_atomic_open(al_atomic_file *af, const char *fn, const char *path) {

@@ -209,6 +209,7 @@ static int collect(al_node *root, node_list *all) {
 }
 
 int al_backward(al_tensor *loss, const al_tensor *grad) {
+    AL_REQUIRE_CPU("backward", loss, grad, NULL, -1);
     if (!loss) { al_error("backward: tensor is missing"); return -1; }
     if (!loss->requires_grad) {
         al_error("backward: the tensor does not require grad (no parameter with requires_grad "

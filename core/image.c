@@ -72,11 +72,10 @@ int al_image_save_png(const char *path, const al_tensor *t) {
         al_error("image_save_png: '%s': an image of shape %s is too large for PNG", path, TSHAPE(t));
         return -1;
     }
-    if (t->storage->device != AL_CPU) {
-        al_error("image_save_png: '%s': tensor of shape %s is not on the CPU", path, TSHAPE(t));
-        return -1;
-    }
-    al_tensor *d = al_to_dtype_nograd(t, AL_FLOAT64);
+    al_tensor *host = al_to_cpu_nograd(t);   /* an image on the GPU comes to the host first */
+    if (!host) return -1;
+    al_tensor *d = al_to_dtype_nograd(host, AL_FLOAT64);
+    al_release(host);
     const int64_t n = h * w * c;
     unsigned char *px = d ? malloc((size_t)n) : NULL;
     if (!px) {

@@ -12,13 +12,16 @@
 #endif
 
 /* Storage: one block of memory shared by every view onto it.
- * Invariant: refcount >= 1 while any tensor points at it; data is always its own (al_alloc'd by
- * storage_new, given back to the allocator when the last reference goes: al_from_buffer copies). */
+ * Invariant: refcount >= 1 while any tensor points at it; data is always its own (from the
+ * allocator of its device, given back through `release` when the last reference goes:
+ * al_from_buffer copies).  data is a device address when device is not AL_CPU: CPU code never
+ * reads it, which is what al_require_cpu (below) enforces at the top of every op. */
 typedef struct al_storage {
     void *data;
     size_t nbytes;
     int refcount;
     al_device device;
+    void (*release)(void *data, size_t nbytes);
 } al_storage;
 
 typedef struct al_node al_node;
@@ -102,6 +105,38 @@ bool al_broadcast_shapes(const char *fn, int na, const int64_t *a, int nb, const
                          int *nout, int64_t *out);
 /* Strides for reading t as if it had shape (ndim, shape) under broadcasting (0 on broadcast dims). */
 void al_broadcast_strides(const al_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
+/* A new tensor of that shape and dtype whose storage lives on device (uninitialised). */
+al_tensor *al_new_tensor_on(int ndim, const int64_t *shape, al_dtype dtype, al_device device);
+/* The device rule of every op: an op reads and writes only memory of the device it runs on, so an
+ * op without a kernel for a tensor's device refuses it before touching its memory.  True when each
+ * of the given tensors (NULLs skipped) is on the CPU; otherwise an error naming fn, which argument
+ * (1-based) and its shape, and false. */
+bool al_require_cpu(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c);
+#define AL_REQUIRE_CPU(fn, a, b, c, fail) do { if (!al_require_cpu(fn, a, b, c)) return fail; } while (0)
+/* For ops with kernels on both devices: true when the given tensors (NULLs skipped) share one
+ * device; otherwise an error naming fn and both devices (no op copies across devices by itself). */
+bool al_same_device(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c);
+/* t on the CPU: t itself (retained) when it is there, else a contiguous copy (device.c). */
+al_tensor *al_to_cpu_nograd(const al_tensor *t);
+
+/* ---- the CUDA backend: the .cu files of core/cuda with `make CUDA=1`, core/cuda/absent.c without ---- */
+void *al_cuda_alloc(size_t nbytes);            /* device memory from the caching allocator; NULL with an error */
+void al_cuda_free(void *p, size_t nbytes);     /* back to the cache */
+/* Copies nbytes from src (on src_device) to dst (on dst_device); 0, or -1 with an error naming fn. */
+int al_cuda_memcpy(const char *fn, void *dst, al_device dst_device, const void *src, al_device src_device,
+                   size_t nbytes);
+/* A contiguous copy of a CUDA tensor, on the device (t itself, retained, when contiguous). */
+al_tensor *al_cuda_contiguous(const al_tensor *t);
+/* The elementwise kernels (core/cuda/elementwise.cu); every tensor on the device, each call 0 or -1
+ * with an error.  dst = src (or dst += src when add) with src read through src_strides (0 on broadcast
+ * dims) over dst's shape, converting the dtype. */
+int al_cuda_copy_into(al_tensor *dst, const al_tensor *src, const int64_t *src_strides, bool add);
+int al_cuda_fill(al_tensor *t, double value);
+/* out = a op b over out's shape (op: ops/elementwise_ops.h), a and b of out's dtype read through
+ * their broadcast strides; out = op(a) with the scalars s0, s1 (a of out's dtype and shape). */
+int al_cuda_binary(int op, al_tensor *out, const al_tensor *a, const int64_t *a_strides, const al_tensor *b,
+                   const int64_t *b_strides);
+int al_cuda_unary(int op, al_tensor *out, const al_tensor *a, double s0, double s1);
 static inline void *al_ptr(const al_tensor *t) {
     return (char *)t->storage->data + (size_t)t->offset * al_dtype_size(t->dtype);
 }

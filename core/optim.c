@@ -23,7 +23,8 @@ static bool check_param(const char *fn, const al_tensor *p) {
                  TSHAPE(p), al_dtype_name(p->dtype));
         return false;
     }
-    if (p->storage->device != AL_CPU || !al_is_contiguous(p)) {
+    AL_REQUIRE_CPU(fn, p, NULL, NULL, false);
+    if (!al_is_contiguous(p)) {
         al_error("%s: param of shape %s must be a contiguous CPU tensor", fn, TSHAPE(p));
         return false;
     }
@@ -39,7 +40,8 @@ static bool check_state(const char *fn, const char *name, const al_tensor *p, co
                  TSHAPE(s), al_dtype_name(s->dtype), TSHAPE(p), al_dtype_name(p->dtype));
         return false;
     }
-    if (s->storage->device != AL_CPU || !al_is_contiguous(s)) {
+    AL_REQUIRE_CPU(fn, s, NULL, NULL, false);
+    if (!al_is_contiguous(s)) {
         al_error("%s: %s of shape %s must be a contiguous CPU tensor", fn, name, TSHAPE(s));
         return false;
     }
@@ -237,6 +239,7 @@ double al_clip_grad_norm(int n, al_tensor *const *params, double max_norm) {
     for (int i = 0; i < n; i++) {
         const al_tensor *p = params[i];
         if (!p) { al_error("%s: param %d of %d is missing (nil)", fn, i + 1, n); return -1; }
+        AL_REQUIRE_CPU(fn, p, p->grad, NULL, -1);
         const al_tensor *g = p->grad;
         if (!g) continue;
         if (!al_is_float(g->dtype) || g->storage->device != AL_CPU) {

@@ -133,7 +133,6 @@ int al_runlog_write(al_runlog *log, int kind, const char *name, int64_t step, in
                     const al_tensor *t) {
     const char *fn = "runlog_write";
     if (!t) { al_error("%s: '%s': the tensor is missing", fn, name ? name : "?"); return -1; }
-    if (t->storage->device != AL_CPU) { al_error("%s: '%s' is not on the CPU", fn, name ? name : "?"); return -1; }
     if (kind == AL_RECORD_TOKENS) { al_error("%s: tokens are text (al_runlog_write_text)", fn); return -1; }
     if (t->ndim > 4) {
         al_error("%s: '%s' has shape %s; records hold at most 4 dimensions", fn, name ? name : "?", TSHAPE(t));
@@ -141,8 +140,12 @@ int al_runlog_write(al_runlog *log, int kind, const char *name, int64_t step, in
     }
     for (int i = 0; i < t->ndim; i++)
         if (t->shape[i] > UINT32_MAX) { al_error("%s: '%s' shape %s is too large", fn, name ? name : "?", TSHAPE(t)); return -1; }
-    /* a float32 contiguous copy only when the view is not one already */
-    al_tensor *f = t->dtype == AL_FLOAT32 ? al_retain((al_tensor *)t) : al_to_dtype_nograd(t, AL_FLOAT32);
+    /* a float32 contiguous copy on the host only when the view is not one already (a map on the
+     * GPU is copied back here, when it is published, and only then) */
+    al_tensor *host = al_to_cpu_nograd(t);
+    if (!host) return -1;
+    al_tensor *f = host->dtype == AL_FLOAT32 ? al_retain(host) : al_to_dtype_nograd(host, AL_FLOAT32);
+    al_release(host);
     if (!f) return -1;
     al_tensor *c = al_contiguous_nograd(f);
     al_release(f);

@@ -373,8 +373,7 @@ int al_save_safetensors(const char *path, int n, const char *const *names, al_te
     for (int i = 0; i < n; i++) {
         const char *bad = !names[i] ? "has no name" : !tensors[i] ? "is missing (nil)"
                         : !utf8_valid(names[i]) ? "has a name that is not UTF-8"
-                        : !strcmp(names[i], "__metadata__") ? "has the reserved name '__metadata__'"
-                        : tensors[i]->storage->device != AL_CPU ? "is not on the CPU" : NULL;
+                        : !strcmp(names[i], "__metadata__") ? "has the reserved name '__metadata__'" : NULL;
         for (int j = 0; j < i && !bad; j++)
             if (!strcmp(names[i], names[j])) bad = "has the name of an earlier one";
         if (bad) {
@@ -431,8 +430,15 @@ int al_save_safetensors(const char *path, int n, const char *const *names, al_te
     if (rc == 0 && (rc = al_atomic_write(&af, len8, 8)) == 0) rc = al_atomic_write(&af, hdr, hlen);
     free(hdr);
     for (int i = 0; i < n && rc == 0; i++) {
-        al_tensor *c = al_contiguous_nograd(tensors[i]);
-        if (!c) { errno = ENOMEM; return al_atomic_fail(&af, "copy a tensor to"); }
+        /* a tensor on the GPU comes to the host one at a time, as it is written */
+        al_tensor *host = al_to_cpu_nograd(tensors[i]);
+        al_tensor *c = host ? al_contiguous_nograd(host) : NULL;
+        al_release(host);
+        if (!c) {
+            if (tensors[i]->storage->device != AL_CPU) return al_atomic_abort(&af);   /* the copy said why */
+            errno = ENOMEM;
+            return al_atomic_fail(&af, "copy a tensor to");
+        }
         rc = al_atomic_write(&af, al_ptr(c), (size_t)al_numel(c) * al_dtype_size(c->dtype));
         al_release(c);
     }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static int64_t live_tensors;
 
@@ -20,20 +21,26 @@ const char *al_dtype_name(al_dtype dtype) {
 
 /* ---- lifetime --------------------------------------------------------------------------- */
 
-static al_storage *storage_new(size_t nbytes) {
+static al_storage *storage_new(size_t nbytes, al_device device) {
     al_storage *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    s->data = al_alloc(nbytes);
+    if (device == AL_CUDA) {
+        s->data = al_cuda_alloc(nbytes);
+        s->release = al_cuda_free;
+    } else {
+        s->data = al_alloc(nbytes);
+        s->release = al_free;
+    }
     if (!s->data) { free(s); return NULL; }
     s->nbytes = nbytes;
     s->refcount = 1;
-    s->device = AL_CPU;
+    s->device = device;
     return s;
 }
 
 static void storage_release(al_storage *s) {
     if (s && --s->refcount == 0) {
-        al_free(s->data, s->nbytes);
+        s->release(s->data, s->nbytes);
         free(s);
     }
 }
@@ -83,7 +90,15 @@ bool al_check_shape(const char *fn, int ndim, const int64_t *shape) {
 }
 
 al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype) {
+    return al_new_tensor_on(ndim, shape, dtype, AL_CPU);
+}
+
+al_tensor *al_new_tensor_on(int ndim, const int64_t *shape, al_dtype dtype, al_device device) {
     if (!al_check_shape("tensor", ndim, shape)) return NULL;
+    if (device == AL_CUDA && !al_cuda_available()) {
+        al_error("tensor: no CUDA device (%s)", al_cuda_unavailable_reason());
+        return NULL;
+    }
     if (dtype != AL_FLOAT32 && dtype != AL_FLOAT64 && dtype != AL_INT64) {
         al_error("tensor: unknown dtype %d", (int)dtype);
         return NULL;
@@ -91,9 +106,10 @@ al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype) {
     int64_t n = al_shape_numel(ndim, shape);
     al_tensor *t = calloc(1, sizeof *t);
     if (!t) { al_error("tensor: out of memory"); return NULL; }
-    t->storage = storage_new((size_t)n * al_dtype_size(dtype));
+    t->storage = storage_new((size_t)n * al_dtype_size(dtype), device);
     if (!t->storage) {
         free(t);
+        if (device == AL_CUDA) return NULL;   /* the CUDA allocator said why */
         al_error("tensor: cannot allocate %s of %s (%.1f MiB): %.1f MiB in use, limit %.1f MiB "
                  "(lab.set_memory_limit)", al_shape_str(ndim, shape), al_dtype_name(dtype),
                  (double)n * (double)al_dtype_size(dtype) / 1048576.0, (double)al_bytes_in_use() / 1048576.0,
@@ -109,7 +125,60 @@ al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype) {
     return t;
 }
 
-al_tensor *al_new_like(const al_tensor *t) { return al_new_tensor(t->ndim, t->shape, t->dtype); }
+al_tensor *al_new_like(const al_tensor *t) { return al_new_tensor_on(t->ndim, t->shape, t->dtype, t->storage->device); }
+
+static void unmap_pages(void *data, size_t nbytes) { munmap(data, nbytes ? nbytes : 1); }
+
+al_tensor *al_unreadable_device_tensor(int ndim, const int64_t *shape, al_dtype dtype) {
+    if (!al_check_shape("unreadable_device_tensor", ndim, shape)) return NULL;
+    al_tensor *t = calloc(1, sizeof *t);
+    al_storage *s = calloc(1, sizeof *s);
+    size_t nbytes = (size_t)al_shape_numel(ndim, shape) * al_dtype_size(dtype);
+    void *pages = mmap(NULL, nbytes ? nbytes : 1, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!t || !s || pages == MAP_FAILED) {
+        free(t); free(s);
+        if (pages != MAP_FAILED) munmap(pages, nbytes ? nbytes : 1);
+        al_error("unreadable_device_tensor: cannot map %zu bytes", nbytes);
+        return NULL;
+    }
+    *s = (al_storage){.data = pages, .nbytes = nbytes, .refcount = 1, .device = AL_CUDA, .release = unmap_pages};
+    t->refcount = 1;
+    t->ndim = ndim;
+    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    contiguous_strides(ndim, shape, t->strides);
+    t->dtype = dtype;
+    t->storage = s;
+    live_tensors++;
+    return t;
+}
+
+bool al_same_device(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c) {
+    const al_tensor *args[3] = {a, b, c};
+    const al_tensor *first = NULL;
+    for (int i = 0; i < 3; i++) {
+        if (!args[i]) continue;
+        if (!first) { first = args[i]; continue; }
+        if (args[i]->storage->device != first->storage->device) {
+            al_error("%s: tensor arguments on two devices (%s on %s, %s on %s); move one with :to()", fn,
+                     TSHAPE(first), first->storage->device == AL_CPU ? "cpu" : "cuda", TSHAPE(args[i]),
+                     args[i]->storage->device == AL_CPU ? "cpu" : "cuda");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool al_require_cpu(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c) {
+    const al_tensor *args[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        if (args[i] && args[i]->storage->device != AL_CPU) {
+            al_error("%s: tensor argument %d (%s) is on cuda, and %s has no CUDA kernel yet; "
+                     "move it with :to(\"cpu\")", fn, i + 1, TSHAPE(args[i]), fn);
+            return false;
+        }
+    }
+    return true;
+}
 
 /* Fills order[] with t's dimensions by decreasing stride and says whether t covers a dense block
  * of numel elements (a permutation of a contiguous layout, as after permute or transpose). */
@@ -207,7 +276,10 @@ int64_t al_stride(const al_tensor *t, int dim) {
 int64_t al_numel(const al_tensor *t) { return t ? al_shape_numel(t->ndim, t->shape) : 0; }
 al_dtype al_dtype_of(const al_tensor *t) { return t->dtype; }
 al_device al_device_of(const al_tensor *t) { return t->storage->device; }
-void *al_data(const al_tensor *t) { return t ? al_ptr(t) : NULL; }
+void *al_data(const al_tensor *t) {
+    if (!t || !al_require_cpu("data", t, NULL, NULL)) return NULL;   /* a device address is no use to the host */
+    return al_ptr(t);
+}
 
 int al_is_contiguous(const al_tensor *t) {
     int64_t s = 1;
@@ -339,11 +411,18 @@ int al_get(const al_tensor *t, const int64_t *idx, double *out) {
     if (!t) { al_error("get: tensor is missing"); return -1; }
     void *p = element_ptr("get", t, idx);
     if (!p) return -1;
+    if (t->storage->device != AL_CPU) {   /* p is a device address: fetch the one element */
+        double element;
+        if (al_cuda_memcpy("get", &element, AL_CPU, p, t->storage->device, al_dtype_size(t->dtype)) < 0) return -1;
+        *out = load_as_double(&element, t->dtype);
+        return 0;
+    }
     *out = load_as_double(p, t->dtype);
     return 0;
 }
 
 int al_set(al_tensor *t, const int64_t *idx, double value) {
+    AL_REQUIRE_CPU("set", t, NULL, NULL, -1);
     if (!t) { al_error("set: tensor is missing"); return -1; }
     void *p = element_ptr("set", t, idx);
     if (!p) return -1;
@@ -359,7 +438,11 @@ double al_item(const al_tensor *t) {
         al_error("item: tensor of shape %s has %lld elements, not 1", TSHAPE(t), (long long)al_numel(t));
         return NAN;
     }
-    return load_as_double(al_ptr(t), t->dtype);
+    al_tensor *host = al_to_cpu_nograd(t);   /* the one element, from the device when it is there */
+    if (!host) return NAN;
+    double v = load_as_double(al_ptr(host), host->dtype);
+    al_release(host);
+    return v;
 }
 
 int al_copy_to_doubles(const al_tensor *t, double *dst, int64_t n) {
@@ -368,7 +451,9 @@ int al_copy_to_doubles(const al_tensor *t, double *dst, int64_t n) {
         al_error("totable: buffer of %lld for %lld elements", (long long)n, (long long)al_numel(t));
         return -1;
     }
-    al_tensor *c = al_to_dtype_nograd(t, AL_FLOAT64);
+    al_tensor *host = al_to_cpu_nograd(t);
+    al_tensor *c = host ? al_to_dtype_nograd(host, AL_FLOAT64) : NULL;
+    al_release(host);
     if (!c) return -1;
     memcpy(dst, al_ptr(c), (size_t)n * sizeof(double));
     for (int64_t i = 0; i < n; i++) if (dst[i] != dst[i]) dst[i] = NAN;   /* canonical NaN only (see above) */

@@ -29,6 +29,3 @@ int al_get_num_threads(void) {
 #endif
 }
 
-#ifndef AL_WITH_CUDA
-int al_cuda_available(void) { return 0; }
-#endif

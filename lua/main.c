@@ -264,8 +264,7 @@ static int attnlab_main(int argc, char **argv, cli *cp) {
         return exec_viewer(first + 1, argc, argv);
     }
     if (c.device && !strcmp(c.device, "cuda") && !al_cuda_available()) {
-        fprintf(stderr, "attnlab: --device cuda: this build has no CUDA backend (it is not written yet: "
-                        "attnlab runs on the CPU only for now)\n");
+        fprintf(stderr, "attnlab: --device cuda: %s\n", al_cuda_unavailable_reason());
         return EXIT_USAGE;
     }
     /* before the module loads, so that anything it sets up sees the right thread count */

@@ -107,6 +107,13 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     CHECK_TENSOR("attention", q, "q");
     CHECK_TENSOR("attention", k, "k");
     CHECK_TENSOR("attention", v, "v");
+    AL_REQUIRE_CPU("attention", q, k, v, NULL);
+    if (opts) {
+        AL_REQUIRE_CPU("attention", opts->bias, opts->mask, NULL, NULL);
+        for (int i = 0; i < opts->n_options && opts->options; i++)
+            if (opts->options[i].value.type == AL_VALUE_TENSOR)
+                AL_REQUIRE_CPU("attention", opts->options[i].value.tensor, NULL, NULL, NULL);
+    }
     const char *name = opts && opts->variant ? opts->variant : "softmax";
     const attention_variant *var = NULL;
     for (int i = 0; i < N_VARIANTS; i++)

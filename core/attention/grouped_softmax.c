@@ -62,6 +62,7 @@ static al_tensor *grouped_softmax_last(const al_tensor *x, const al_tensor *labe
 }
 
 al_tensor *al_grouped_softmax(const al_tensor *x, const al_tensor *groups, int dim) {
+    AL_REQUIRE_CPU("grouped_softmax", x, groups, NULL, NULL);
     CHECK_TENSOR("grouped_softmax", x, "x");
     CHECK_TENSOR("grouped_softmax", groups, "groups");
     if (!al_is_float(x->dtype) || x->ndim < 1 || groups->dtype != AL_INT64) {

@@ -80,6 +80,9 @@ static void merge_lse_backward(al_node *node, const al_tensor *g) {
 al_tensor *al_attention_merge(const al_tensor *o1, const al_tensor *lse1, const al_tensor *o2,
                               const al_tensor *lse2, al_tensor **lse_out) {
     if (lse_out) *lse_out = NULL;
+    AL_REQUIRE_CPU("attention_merge", o1, lse1, o2, NULL);
+    AL_REQUIRE_CPU("attention_merge", lse2, NULL, NULL, NULL);
+    if (lse_out) *lse_out = NULL;
     CHECK_TENSOR("attention_merge", o1, "o1");
     CHECK_TENSOR("attention_merge", lse1, "lse1");
     CHECK_TENSOR("attention_merge", o2, "o2");

@@ -67,6 +67,7 @@ static bool relative_args(const char *fn, const al_tensor *t, int64_t W) {
 }
 
 al_tensor *al_relative_gather(const al_tensor *r, int64_t M, int64_t shift) {
+    AL_REQUIRE_CPU("relative_gather", r, NULL, NULL, NULL);
     if (!r) { al_error("relative_gather: argument 'r' is missing (nil)"); return NULL; }
     if (!relative_args("relative_gather", r, r->ndim ? r->shape[r->ndim - 1] : 0)) return NULL;
     if (M < 0) { al_error("relative_gather: key count %lld < 0", (long long)M); return NULL; }
@@ -74,6 +75,7 @@ al_tensor *al_relative_gather(const al_tensor *r, int64_t M, int64_t shift) {
 }
 
 al_tensor *al_relative_scatter(const al_tensor *g, int64_t W, int64_t shift) {
+    AL_REQUIRE_CPU("relative_scatter", g, NULL, NULL, NULL);
     if (!g) { al_error("relative_scatter: argument 'g' is missing (nil)"); return NULL; }
     if (!relative_args("relative_scatter", g, W)) return NULL;
     return relative_index(g, g->shape[g->ndim - 2], g->shape[g->ndim - 1], W, shift, true);
@@ -94,6 +96,7 @@ static al_tensor *pad_one(const al_tensor *x, int dim) {
 }
 
 static al_tensor *skew_or_unskew(const char *fn, const al_tensor *x, bool skew) {
+    AL_REQUIRE_CPU(fn, x, NULL, NULL, NULL);
     if (!x) { al_error("%s: argument 'x' is missing (nil)", fn); return NULL; }
     const int nd = x->ndim;
     if (nd < 2 || nd >= AL_MAX_DIMS || x->shape[nd - 1] != x->shape[nd - 2] || !al_is_float(x->dtype)) {

@@ -194,6 +194,7 @@ const attention_variant attention_routing = {
  * k sums by halves, here they are summed together).  decay 0 is one plain spherical k-means step.
  * Returns the new centroids; no gradient. */
 al_tensor *al_routing_update(const al_tensor *centroids, const al_tensor *q, const al_tensor *k, double decay) {
+    AL_REQUIRE_CPU("routing_update", centroids, q, k, NULL);
     CHECK_TENSOR("routing_update", centroids, "centroids");
     CHECK_TENSOR("routing_update", q, "q");
     CHECK_TENSOR("routing_update", k, "k");

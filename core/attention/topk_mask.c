@@ -68,6 +68,8 @@ static al_tensor *keep_last_dim(const al_tensor *s, int64_t k) {
 
 al_tensor *al_topk_mask(const al_tensor *scores, int64_t k, int dim, al_tensor **keep_out) {
     if (keep_out) *keep_out = NULL;
+    AL_REQUIRE_CPU("topk_mask", scores, NULL, NULL, NULL);
+    if (keep_out) *keep_out = NULL;
     CHECK_TENSOR("topk_mask", scores, "scores");
     if (!al_is_float(scores->dtype) || scores->ndim < 1 || k < 1) {
         al_error("topk_mask: needs float scores of at least 1 dim and k >= 1 (got %s %s, k = %lld)", TSHAPE(scores),

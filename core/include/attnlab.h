@@ -51,6 +51,8 @@ const char *al_version(void);
 void al_set_num_threads(int n);
 int al_get_num_threads(void);
 int al_cuda_available(void);
+/* why there is no CUDA device (no backend built, no driver, no GPU), for messages */
+const char *al_cuda_unavailable_reason(void);
 /* the OpenBLAS kernel that runs the products ("Haswell", "SkylakeX"...), and NULL or a sentence
  * saying that this CPU has faster kernels than the one chosen (core/blas_info.c) */
 const char *al_blas_kernel(void);
@@ -126,6 +128,9 @@ al_tensor *al_expand(const al_tensor *t, int ndim, const int64_t *shape); /* -1 
 al_tensor *al_contiguous(const al_tensor *t);
 al_tensor *al_clone(const al_tensor *t);
 al_tensor *al_to_dtype(const al_tensor *t, al_dtype dtype);
+/* A copy on device (t itself, retained, when it is there already); gradients flow back across.
+ * Fails with an error when the device is not available (al_cuda_available). */
+al_tensor *al_to_device(const al_tensor *t, al_device device);
 al_tensor *al_detach(const al_tensor *t);
 al_tensor *al_cat(int n, al_tensor *const *ts, int dim);
 al_tensor *al_stack(int n, al_tensor *const *ts, int dim);
@@ -451,6 +456,14 @@ double al_profile_take_flops(void);
 int al_profile_backward_count(void);
 int al_profile_backward_entry(int i, const char **name, int64_t *calls, double *seconds, double *flops);
 void al_profile_reset(void);
+
+/* ---- devices: what the tests of the device rule use ------------------------------------- */
+/* A tensor that says it lives on the CUDA device but whose memory no one may touch (mapped
+ * PROT_NONE: a read or a write ends the process).  tests/lua/test_device_rule.lua hands one to
+ * every function of this header, in a child process each, to show that each one either works on it
+ * or refuses it with an error, and none reads device memory as if it were the CPU's.  Built in every
+ * build, with or without CUDA. */
+al_tensor *al_unreadable_device_tensor(int ndim, const int64_t *shape, al_dtype dtype);
 /* AL_FFI_END */
 
 /* the run record stream's file name in a run directory, and the magic that opens each record */

@@ -403,6 +403,7 @@ static void conv2d_backward(al_node *node, const al_tensor *grad) {
 }
 
 al_tensor *al_conv2d(const al_tensor *x, const al_tensor *weight, const al_tensor *bias, const al_conv2d_opts *opts) {
+    AL_REQUIRE_CPU("conv2d", x, weight, bias, NULL);
     CHECK_TENSOR("conv2d", x, "x");
     CHECK_TENSOR("conv2d", weight, "weight");
     static const al_conv2d_opts defaults;   /* all zeros: every default */

@@ -89,6 +89,7 @@ int al_add_into_(al_tensor *dst, const al_tensor *src) {
     if (dst->dtype != src->dtype || !al_shape_equal(n, shape, dst->ndim, dst->shape)) return al_add_scaled_(dst, src, 1.0);
     int64_t sstrides[AL_MAX_DIMS];
     al_broadcast_strides(src, dst->ndim, dst->shape, sstrides);
+    if (dst->storage->device == AL_CUDA) return al_cuda_copy_into(dst, src, sstrides, true);
     same_dtype_rows(dst, src, sstrides, true);
     return 0;
 }
@@ -102,8 +103,10 @@ static int copy_into(const char *fn, al_tensor *dst, const al_tensor *src) {
                  TSHAPE(dst));
         return -1;
     }
+    if (!al_same_device(fn, dst, src, NULL)) return -1;
     int64_t sstrides[AL_MAX_DIMS];
     al_broadcast_strides(src, dst->ndim, dst->shape, sstrides);
+    if (dst->storage->device == AL_CUDA) return al_cuda_copy_into(dst, src, sstrides, false);   /* converts too */
     if (dst->dtype == src->dtype) { same_dtype_rows(dst, src, sstrides, false); return 0; }
     al_iter it;
     al_iter_init(&it, dst->ndim, dst->shape);
@@ -123,7 +126,7 @@ al_tensor *al_contiguous_nograd(const al_tensor *t) {
 
 al_tensor *al_to_dtype_nograd(const al_tensor *t, al_dtype dtype) {
     if (t->dtype == dtype) return al_contiguous_nograd(t);
-    al_tensor *c = al_new_tensor(t->ndim, t->shape, dtype);
+    al_tensor *c = al_new_tensor_on(t->ndim, t->shape, dtype, t->storage->device);
     if (c && copy_into("to", c, t) < 0) { al_release(c); return NULL; }
     return c;
 }
@@ -146,7 +149,7 @@ static al_tensor *copy_op(const char *fn, const al_tensor *t, al_dtype dtype, bo
     }
     al_tensor *out;
     if (force_copy || t->dtype != dtype || !al_is_contiguous(t)) {
-        out = al_new_tensor(t->ndim, t->shape, dtype);
+        out = al_new_tensor_on(t->ndim, t->shape, dtype, t->storage->device);
         if (out && copy_into(fn, out, t) < 0) { al_release(out); return NULL; }
     } else {
         out = al_alias(t);
@@ -176,6 +179,7 @@ al_tensor *al_detach(const al_tensor *t) {
 /* Fills through the broadcasting copy from a float64 scalar, which converts to any dtype. */
 int al_fill_(al_tensor *t, double value) {
     if (!t) { al_error("fill: tensor is missing"); return -1; }
+    if (t->storage->device == AL_CUDA) return al_cuda_fill(t, value);
     if (value == 0 && al_is_dense(t)) {   /* zeros are all-zero bytes in every dtype */
         int64_t lowest = 0;   /* a dense view starts at its offset plus its negative strides */
         for (int i = 0; i < t->ndim; i++)
@@ -194,6 +198,7 @@ int al_fill_(al_tensor *t, double value) {
 
 int al_copy_(al_tensor *dst, const al_tensor *src) {
     if (!dst || !src) { al_error("copy: tensor is missing"); return -1; }
+    if (!al_same_device("copy_", dst, src, NULL)) return -1;
     if (dst->storage == src->storage && dst != src) {
         /* overlapping views: copy through a temporary */
         al_tensor *tmp = al_contiguous_nograd(src);

@@ -158,6 +158,7 @@ al_tensor *al_ecc_pool2d_sizes(int64_t height, int64_t width, const al_ecc_pool2
 }
 
 al_tensor *al_ecc_pool2d(const al_tensor *x, const al_ecc_pool2d_opts *opts) {
+    AL_REQUIRE_CPU("ecc_pool2d", x, NULL, NULL, NULL);
     CHECK_TENSOR("ecc_pool2d", x, "x");
     if (x->ndim != 4 || !al_is_float(x->dtype)) {
         al_error("ecc_pool2d: x must be a 4-d float tensor (N, C, H, W) (got %s, %s; one image: x:unsqueeze(1))", TSHAPE(x),

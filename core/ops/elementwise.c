@@ -4,9 +4,9 @@
  * that each loop is a plain, vectorisable C loop.  Mixed dtypes promote (int64 < float32 <
  * float64) before the kernel runs. */
 #include "../internal.h"
+#include "elementwise_ops.h"
 #include <math.h>
 
-typedef enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN } binary_op;
 static const char *binary_names[] = {"add", "sub", "mul", "div", "maximum", "minimum"};
 
 static al_dtype promote(al_dtype a, al_dtype b) {
@@ -15,16 +15,9 @@ static al_dtype promote(al_dtype a, al_dtype b) {
     return AL_INT64;
 }
 
-typedef enum {
-    U_NEG, U_EXP, U_LOG, U_SQRT, U_TANH, U_SIGMOID, U_RELU, U_GELU, U_ABS,
-    U_ADD_S, U_MUL_S, U_RSUB_S, U_RDIV_S, U_POW_S, U_CLAMP,
-    U_SQUARE   /* pow with exponent 2, chosen inside the kernel: never recorded, no name */
-} unary_op;
 static const char *unary_names[] = {"neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu",
                                     "abs", "add", "mul", "sub", "div", "pow", "clamp"};
 
-/* gelu, tanh form: 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi) */
-#define GELU_C 0.7978845608028654
 
 /* a comparison's 1 or 0 into a float32 or float64 output (out_double is a constant where inlined) */
 ALWAYS_INLINE void store01(char *out, int64_t i, bool out_double, int v) {
@@ -58,11 +51,17 @@ static al_tensor *broadcast_pair(const char *fn, const al_tensor *a, const al_te
     if (!al_broadcast_shapes(fn, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
     al_tensor *ca = a->dtype == in ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, in);
     al_tensor *cb = b->dtype == in ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, in);
-    al_tensor *out = ca && cb ? al_new_tensor(nd, shape, out_dt) : NULL;
+    al_tensor *out = ca && cb ? al_new_tensor_on(nd, shape, out_dt, a->storage->device) : NULL;
     if (out) {
         int64_t sa[AL_MAX_DIMS], sb[AL_MAX_DIMS];
         al_broadcast_strides(ca, nd, shape, sa);
         al_broadcast_strides(cb, nd, shape, sb);
+        if (out->storage->device == AL_CUDA) {   /* only binary ops come here on the device (arg is a binary_arg) */
+            if (al_cuda_binary(((const binary_arg *)arg)->op, out, ca, sa, cb, sb) < 0) { al_release(out); out = NULL; }
+            al_release(ca);
+            al_release(cb);
+            return out;
+        }
         al_iter it;
         al_iter_init(&it, nd, shape);
         al_iter_add(&it, al_ptr(out), out->strides, al_dtype_size(out_dt));
@@ -132,6 +131,7 @@ static void binary_backward(al_node *node, const al_tensor *g) {
 static al_tensor *binary(binary_op op, const al_tensor *a, const al_tensor *b) {
     CHECK_TENSOR(binary_names[op], a, "a");
     CHECK_TENSOR(binary_names[op], b, "b");
+    if (!al_same_device(binary_names[op], a, b, NULL)) return NULL;   /* CPU or CUDA: both have kernels */
     al_tensor *out = binary_compute(op, a, b);
     if (out && al_grad_needed2(a, b) && al_is_float(out->dtype)) {
         const al_tensor *in[2] = {a, b};
@@ -163,8 +163,10 @@ static void unary_row(char **p, int64_t n, const int64_t *s, void *varg) {
 static al_tensor *unary_compute(unary_op op, const al_tensor *a, double s0, double s1) {
     al_dtype dt = a->dtype == AL_INT64 ? AL_FLOAT32 : a->dtype;
     al_tensor *ca = a->dtype == dt ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, dt);
-    al_tensor *out = ca ? al_new_tensor(a->ndim, a->shape, dt) : NULL;
-    if (out) {
+    al_tensor *out = ca ? al_new_tensor_on(a->ndim, a->shape, dt, a->storage->device) : NULL;
+    if (out && out->storage->device == AL_CUDA) {
+        if (al_cuda_unary(op, out, ca, s0, s1) < 0) { al_release(out); out = NULL; }
+    } else if (out) {
         al_iter it;
         al_iter_init(&it, a->ndim, a->shape);
         al_iter_add(&it, al_ptr(out), out->strides, al_dtype_size(dt));
@@ -254,7 +256,9 @@ static al_tensor *int64_scalar_op(unary_op op, const al_tensor *a, double s0) {
     case U_NEG: bop = OP_MUL; s0 = -1; break;
     default: return NULL;
     }
-    al_tensor *s = al_full(0, NULL, s0, AL_INT64);
+    al_tensor *host = al_full(0, NULL, s0, AL_INT64);
+    al_tensor *s = host ? al_to_device(host, a->storage->device) : NULL;   /* the scalar beside a */
+    al_release(host);
     al_tensor *out = s ? (op == U_RSUB_S ? binary_compute(bop, s, a) : binary_compute(bop, a, s)) : NULL;
     al_release(s);
     return out;
@@ -318,6 +322,7 @@ static void compare_row(char **p, int64_t n, const int64_t *s, void *varg) {
 }
 
 al_tensor *al_compare(const al_tensor *a, const al_tensor *b, al_compare_op op) {
+    AL_REQUIRE_CPU("compare", a, b, NULL, NULL);
     CHECK_TENSOR("compare", a, "a");
     CHECK_TENSOR("compare", b, "b");
     if ((int)op < AL_EQ || (int)op > AL_GE) { al_error("compare: unknown comparison %d", (int)op); return NULL; }
@@ -328,6 +333,7 @@ al_tensor *al_compare(const al_tensor *a, const al_tensor *b, al_compare_op op) 
 }
 
 al_tensor *al_compare_scalar(const al_tensor *a, double s, al_compare_op op) {
+    AL_REQUIRE_CPU("compare", a, NULL, NULL, NULL);
     CHECK_TENSOR("compare", a, "a");
     al_tensor *b = al_full(0, NULL, s, a->dtype == AL_INT64 && s != floor(s) ? AL_FLOAT64 : a->dtype);
     al_tensor *out = b ? al_compare(a, b, op) : NULL;
@@ -360,6 +366,7 @@ static void where_row(char **p, int64_t n, const int64_t *s, void *varg) {
 }
 
 al_tensor *al_where(const al_tensor *cond, const al_tensor *a, const al_tensor *b) {
+    AL_REQUIRE_CPU("where", cond, a, b, NULL);
     CHECK_TENSOR("where", cond, "cond");
     CHECK_TENSOR("where", a, "a");
     CHECK_TENSOR("where", b, "b");

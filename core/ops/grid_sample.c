@@ -100,6 +100,7 @@ static void grid_sample_backward(al_node *node, const al_tensor *grad) {
 }
 
 al_tensor *al_grid_sample(const al_tensor *x, const al_tensor *grid, int align_corners, int padding_mode) {
+    AL_REQUIRE_CPU("grid_sample", x, grid, NULL, NULL);
     CHECK_TENSOR("grid_sample", x, "x");
     CHECK_TENSOR("grid_sample", grid, "grid");
     if (x->ndim != 4 || grid->ndim != 4 || grid->shape[3] != 2 || grid->shape[0] != x->shape[0]) {

@@ -100,6 +100,7 @@ static void interpolate_backward(al_node *node, const al_tensor *grad) {
 
 al_tensor *al_interpolate(const al_tensor *x, int64_t out_h, int64_t out_w, int mode, int align_corners, double scale_h,
                           double scale_w) {
+    AL_REQUIRE_CPU("interpolate", x, NULL, NULL, NULL);
     CHECK_TENSOR("interpolate", x, "x");
     if (x->ndim != 4 || !al_is_float(x->dtype)) {
         al_error("interpolate: x must be a 4-d float tensor (N, C, H, W) (got %s, %s; one image: x:unsqueeze(1))", TSHAPE(x),

@@ -152,6 +152,7 @@ static void linear_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_linear(const al_tensor *x, const al_tensor *weight, const al_tensor *bias) {
+    AL_REQUIRE_CPU("linear", x, weight, bias, NULL);
     CHECK_TENSOR("linear", x, "x");
     CHECK_TENSOR("linear", weight, "weight");
     if (weight->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != weight->shape[1]) {

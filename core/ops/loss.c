@@ -3,6 +3,7 @@
 #include <math.h>
 
 al_tensor *al_mse(const al_tensor *pred, const al_tensor *target) {
+    AL_REQUIRE_CPU("mse", pred, target, NULL, NULL);
     CHECK_TENSOR("mse", pred, "pred");
     CHECK_TENSOR("mse", target, "target");
     /* no broadcasting here: (B) against (B, 1) silently averaging a B x B matrix is a classic bug */
@@ -35,6 +36,7 @@ static void cross_entropy_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_cross_entropy(const al_tensor *logits, const al_tensor *target, int64_t ignore_index) {
+    AL_REQUIRE_CPU("cross_entropy", logits, target, NULL, NULL);
     CHECK_TENSOR("cross_entropy", logits, "logits");
     CHECK_TENSOR("cross_entropy", target, "target");
     if (logits->ndim < 1 || !al_is_float(logits->dtype)) {

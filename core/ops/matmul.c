@@ -241,6 +241,7 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
 }
 
 al_tensor *al_matmul(const al_tensor *a, const al_tensor *b) {
+    AL_REQUIRE_CPU("matmul", a, b, NULL, NULL);
     CHECK_TENSOR("matmul", a, "a");
     CHECK_TENSOR("matmul", b, "b");
     if (a->ndim == 0 || b->ndim == 0) {
@@ -262,6 +263,7 @@ al_tensor *al_matmul(const al_tensor *a, const al_tensor *b) {
 /* ---- batched small solves (Gaussian elimination with partial pivoting, in float64) ------------ */
 
 al_tensor *al_solve(const al_tensor *a, const al_tensor *b) {
+    AL_REQUIRE_CPU("solve", a, b, NULL, NULL);
     CHECK_TENSOR("solve", a, "A");
     CHECK_TENSOR("solve", b, "B");
     if (a->ndim < 2 || a->shape[a->ndim - 1] != a->shape[a->ndim - 2] || b->ndim < 2 ||

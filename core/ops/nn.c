@@ -114,6 +114,7 @@ static void layer_norm_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_tensor *bias, double eps) {
+    AL_REQUIRE_CPU("layer_norm", x, weight, bias, NULL);
     CHECK_TENSOR("layer_norm", x, "x");
     if (x->ndim < 1 || !al_is_float(x->dtype)) {
         al_error("layer_norm: x must be a float tensor with at least 1 dimension (got %s, %s)", TSHAPE(x),
@@ -207,6 +208,7 @@ static void embedding_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_embedding(const al_tensor *weight, const al_tensor *ids) {
+    AL_REQUIRE_CPU("embedding", weight, ids, NULL, NULL);
     CHECK_TENSOR("embedding", weight, "weight");
     CHECK_TENSOR("embedding", ids, "ids");
     if (weight->ndim != 2 || !al_is_float(weight->dtype)) {
@@ -259,6 +261,7 @@ static void gather_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_gather(const al_tensor *t, int dim, const al_tensor *indices) {
+    AL_REQUIRE_CPU("gather", t, indices, NULL, NULL);
     CHECK_TENSOR("gather", t, "self");
     CHECK_TENSOR("gather", indices, "indices");
     int d = al_normalize_dim("gather", dim, t->ndim);
@@ -297,6 +300,7 @@ al_tensor *al_gather(const al_tensor *t, int dim, const al_tensor *indices) {
 /* ---- dropout: a kept element is scaled by 1/(1-p) so the expectation is unchanged ------------ */
 
 al_tensor *al_dropout(const al_tensor *x, double p, int training) {
+    AL_REQUIRE_CPU("dropout", x, NULL, NULL, NULL);
     CHECK_TENSOR("dropout", x, "x");
     if (!(p >= 0 && p < 1)) { al_error("dropout: p must be in [0, 1) (got %g)", p); return NULL; }
     if (!training || p == 0) return al_mul_scalar(x, 1.0);

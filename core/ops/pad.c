@@ -49,6 +49,7 @@ static void pad_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_pad(const al_tensor *x, int n_pairs, const int64_t *pads, double value) {
+    AL_REQUIRE_CPU("pad", x, NULL, NULL, NULL);
     CHECK_TENSOR("pad", x, "x");
     if (n_pairs < 0 || n_pairs > x->ndim) {
         al_error("pad: %d (before, after) pairs given for x %s of %d dimensions", n_pairs, TSHAPE(x), x->ndim);

@@ -132,6 +132,8 @@ static void max_pool2d_backward(al_node *node, const al_tensor *grad) {
 
 al_tensor *al_max_pool2d(const al_tensor *x, const al_pool2d_opts *opts, al_tensor **indices) {
     if (indices) *indices = NULL;
+    AL_REQUIRE_CPU("max_pool2d", x, NULL, NULL, NULL);
+    if (indices) *indices = NULL;
     CHECK_TENSOR("max_pool2d", x, "x");
     if (!opts) { al_error("max_pool2d: the options (the kernel at least) are missing"); return NULL; }
     pool_geometry g;
@@ -183,6 +185,7 @@ static void avg_pool2d_backward(al_node *node, const al_tensor *grad) {
 }
 
 al_tensor *al_avg_pool2d(const al_tensor *x, const al_pool2d_opts *opts) {
+    AL_REQUIRE_CPU("avg_pool2d", x, NULL, NULL, NULL);
     CHECK_TENSOR("avg_pool2d", x, "x");
     if (!opts) { al_error("avg_pool2d: the options (the kernel at least) are missing"); return NULL; }
     pool_geometry g;

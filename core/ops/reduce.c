@@ -54,6 +54,7 @@ static void sum_backward(al_node *node, const al_tensor *g) {
 }
 
 static al_tensor *sum_impl(const char *fn, const al_tensor *t, int dim, int keepdim, bool mean) {
+    AL_REQUIRE_CPU(fn, t, NULL, NULL, NULL);
     CHECK_TENSOR(fn, t, "self");
     bool all = dim == AL_ALL_DIMS;
     int d = 0;
@@ -148,6 +149,7 @@ static void max_backward(al_node *node, const al_tensor *g) {
 
 static al_tensor *argbest(const char *fn, const al_tensor *t, int dim, int keepdim, bool want_max,
                           al_tensor **indices) {
+    AL_REQUIRE_CPU(fn, t, NULL, NULL, NULL);
     if (indices) *indices = NULL;
     CHECK_TENSOR(fn, t, "self");
     int d = al_normalize_dim(fn, dim, t->ndim);
@@ -225,6 +227,7 @@ static void softmax_backward(al_node *node, const al_tensor *g) {
 }
 
 static al_tensor *softmax_impl(const char *fn, softmax_kind kind, const al_tensor *t, int dim, int keepdim) {
+    AL_REQUIRE_CPU(fn, t, NULL, NULL, NULL);
     CHECK_TENSOR(fn, t, "self");
     int d = al_normalize_dim(fn, dim, t->ndim);
     if (d < 0) return NULL;
@@ -286,6 +289,7 @@ static void cumsum_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_cumsum(const al_tensor *t, int dim) {
+    AL_REQUIRE_CPU("cumsum", t, NULL, NULL, NULL);
     CHECK_TENSOR("cumsum", t, "self");
     int d = al_normalize_dim("cumsum", dim, t->ndim);
     if (d < 0) return NULL;

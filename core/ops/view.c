@@ -251,6 +251,7 @@ al_tensor *al_cat(int n, al_tensor *const *ts, int dim) {
     if (n < 1 || !ts) { al_error("cat: needs at least one tensor"); return NULL; }
     for (int i = 0; i < n; i++)
         if (!ts[i]) { al_error("cat: tensor %d of %d is missing", i + 1, n); return NULL; }
+    for (int i = 0; i < n; i++) AL_REQUIRE_CPU("cat", ts[i], NULL, NULL, NULL);
     int d = al_normalize_dim("cat", dim, ts[0]->ndim);
     if (d < 0) return NULL;
     int64_t shape[AL_MAX_DIMS];
@@ -294,6 +295,7 @@ al_tensor *al_stack(int n, al_tensor *const *ts, int dim) {
     if (n < 1 || !ts) { al_error("stack: needs at least one tensor"); return NULL; }
     for (int i = 0; i < n; i++) {
         if (!ts[i]) { al_error("stack: tensor %d of %d is missing", i + 1, n); return NULL; }
+        AL_REQUIRE_CPU("stack", ts[i], NULL, NULL, NULL);
         if (!al_shape_equal(ts[i]->ndim, ts[i]->shape, ts[0]->ndim, ts[0]->shape)) {
             al_error("stack: tensor %d has shape %s, tensor 1 has %s; stack needs equal shapes", i + 1,
                      TSHAPE(ts[i]), TSHAPE(ts[0]));

@@ -98,12 +98,11 @@ end
 function Tensor.clone(t) return wrap(C.al_clone(t), "clone") end
 function Tensor.contiguous(t) return wrap(C.al_contiguous(t), "contiguous") end
 function Tensor.detach(t) return wrap(C.al_detach(t), "detach") end
+-- t:to("cpu"), t:to("cuda") (a copy on that device, gradients flowing back across; t itself when it
+-- is there already), or t:to(dtype)
+local device_ids = { cpu = 0, cuda = 1 }
 function Tensor.to(t, what)
-  if what == "cpu" then return t end
-  if what == "cuda" then
-    raise(C.al_cuda_available() ~= 0 and "to: CUDA tensors are not wired into the Lua module yet"
-      or "to: this attnlab was built without CUDA (make CUDA=1) or no GPU is present")
-  end
+  if device_ids[what] then return wrap(C.al_to_device(t, device_ids[what]), "to") end
   return wrap(C.al_to_dtype(t, parse_dtype(what, "to")), "to")
 end
 function Tensor.float(t) return wrap(C.al_to_dtype(t, 0), "float") end

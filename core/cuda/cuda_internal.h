@@ -1,0 +1,49 @@
+/* cuda_internal.h -- what the CUDA backend's files share: the core's internals (as C), the one
+ * stream, the status check that turns a CUDA or cuBLAS failure into the core's error (never an
+ * abort), and the launch geometry of the elementwise kernels. */
+#ifndef ATTNLAB_CUDA_INTERNAL_H
+#define ATTNLAB_CUDA_INTERNAL_H
+
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+extern "C" {
+#include "internal.h"
+}
+
+/* Every kernel and copy goes on this stream, so the order of ops is the order of the calls, and a
+ * copy back to the host (al_cuda_memcpy) waits for the kernels before it. */
+cudaStream_t al_cuda_stream(void);
+/* The cuBLAS handle bound to that stream; NULL with an error when cuBLAS cannot start. */
+cublasHandle_t al_cublas(const char *fn);
+
+/* false (with an error "fn: CUDA error NAME: message") when status is not cudaSuccess.  A kernel
+ * launch is checked with cudaGetLastError() right after it; errors of the kernel's run surface at
+ * the next synchronising call, which checks them the same way. */
+bool al_cuda_ok(const char *fn, cudaError_t status);
+bool al_cublas_ok(const char *fn, cublasStatus_t status);
+
+/* Grid size for n elements at `threads` per block, capped so that a grid-stride loop covers the rest. */
+static inline unsigned al_cuda_blocks(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    return (unsigned)(b < 1 ? 1 : b > 65535 * 8 ? 65535 * 8 : b);
+}
+
+/* A tensor's view as a kernel reads it: up to AL_MAX_DIMS sizes and element strides (0 on the
+ * broadcast dims), passed by value. */
+struct al_cuda_view {
+    int ndim;
+    int64_t shape[AL_MAX_DIMS];
+    int64_t strides[AL_MAX_DIMS];
+};
+/* The element offset of the i-th element (row-major over view.shape). */
+__device__ static inline int64_t al_cuda_offset(const al_cuda_view &v, int64_t i) {
+    int64_t off = 0;
+    for (int d = v.ndim - 1; d >= 0; d--) {
+        int64_t n = v.shape[d];
+        off += (i % n) * v.strides[d];
+        i /= n;
+    }
+    return off;
+}
+
+#endif

@@ -1,0 +1,143 @@
+/* test_cuda.c -- every op that has a CUDA kernel, on the GPU against the CPU (make test-cuda, on a
+ * machine with an NVIDIA GPU; built with make CUDA=1).  Each case makes its inputs on the CPU,
+ * runs the op there and on copies moved to the device, brings the device result back and compares
+ * element by element: bit for bit where the kernel does the same arithmetic (copies, conversions,
+ * fills, + - * and max/min), within a few ulps where the device's libm differs (exp, tanh, ...).
+ * Then the device rule on a real device: an op without a CUDA kernel refuses a CUDA tensor by name,
+ * and no op mixes devices. */
+#include "check.h"
+
+static al_tensor *to(const al_tensor *t, al_device d) { return al_to_device(t, d); }
+
+/* max |a - b| / (1 + |b|) over all elements, both brought to the CPU as float64 */
+static double max_rel_diff(const al_tensor *a, const al_tensor *b) {
+    int64_t n = al_numel(a);
+    if (n != al_numel(b)) return INFINITY;
+    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1)), *y = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double worst = 0;
+    if (al_copy_to_doubles(a, x, n) < 0 || al_copy_to_doubles(b, y, n) < 0) worst = INFINITY;
+    for (int64_t i = 0; i < n && worst < INFINITY; i++) {
+        double d = fabs(x[i] - y[i]) / (1 + fabs(y[i]));
+        if (x[i] != x[i] && y[i] != y[i]) d = 0;   /* NaN where the CPU has NaN */
+        if (d > worst || d != d) worst = d != d ? INFINITY : d;
+    }
+    free(x); free(y);
+    return worst;
+}
+
+static al_tensor *randn(int ndim, const int64_t *shape, al_dtype dt) { return al_randn(ndim, shape, dt); }
+
+typedef al_tensor *(*binary_fn)(const al_tensor *, const al_tensor *);
+typedef al_tensor *(*unary_fn)(const al_tensor *);
+
+static void check_binary(const char *name, binary_fn f, al_dtype dt, double tol) {
+    /* broadcasting: (4, 1, 5) with (3, 1), and a permuted left operand */
+    const int64_t sa[3] = {4, 1, 5}, sb[2] = {3, 1}, sc[3] = {5, 3, 4};
+    al_tensor *a = randn(3, sa, dt), *b = randn(2, sb, dt), *c0 = randn(3, sc, dt);
+    const int order[3] = {2, 1, 0};
+    al_tensor *c = al_permute(c0, order);   /* (4, 3, 5), not contiguous */
+    al_tensor *da = to(a, AL_CUDA), *db = to(b, AL_CUDA), *dc = to(c, AL_CUDA);
+    al_tensor *cpu1 = f(a, b), *gpu1 = da && db ? f(da, db) : NULL;
+    al_tensor *cpu2 = f(c, a), *gpu2 = dc && da ? f(dc, da) : NULL;
+    CHECK(gpu1 && al_device_of(gpu1) == AL_CUDA);
+    if (!gpu1 || !gpu2) fprintf(stderr, "%s: %s\n", name, al_last_error());
+    CHECK_NEAR(gpu1 ? max_rel_diff(gpu1, cpu1) : INFINITY, 0, tol);
+    CHECK_NEAR(gpu2 ? max_rel_diff(gpu2, cpu2) : INFINITY, 0, tol);
+    al_release(a); al_release(b); al_release(c0); al_release(c); al_release(da); al_release(db); al_release(dc);
+    al_release(cpu1); al_release(gpu1); al_release(cpu2); al_release(gpu2);
+}
+
+static void check_unary(const char *name, unary_fn f, al_dtype dt, double tol) {
+    const int64_t s[2] = {37, 29};
+    al_tensor *x0 = randn(2, s, dt);
+    al_tensor *x = f == al_log || f == al_sqrt ? al_abs(x0) : al_retain(x0);   /* in the domain */
+    al_tensor *dx = to(x, AL_CUDA);
+    al_tensor *cpu = f(x), *gpu = dx ? f(dx) : NULL;
+    if (!gpu) fprintf(stderr, "%s: %s\n", name, al_last_error());
+    CHECK_NEAR(gpu ? max_rel_diff(gpu, cpu) : INFINITY, 0, tol);
+    al_release(x0); al_release(x); al_release(dx); al_release(cpu); al_release(gpu);
+}
+
+int main(void) {
+    if (!al_cuda_available()) {
+        printf("test_cuda: no CUDA device here (%s)\n", al_cuda_unavailable_reason());
+        return check_report("test_cuda") + 1;   /* make test-cuda is run where there is a GPU: failing is right */
+    }
+    al_seed(7);
+
+    /* round trips: every dtype, contiguous and permuted, bit for bit */
+    const al_dtype dts[3] = {AL_FLOAT32, AL_FLOAT64, AL_INT64};
+    for (int i = 0; i < 3; i++) {
+        const int64_t s[3] = {3, 50, 7};
+        al_tensor *f = al_randn(3, s, AL_FLOAT64);
+        al_tensor *x = al_to_dtype(f, dts[i]);
+        const int order[3] = {1, 2, 0};
+        al_tensor *p = al_permute(x, order);
+        al_tensor *dx = to(x, AL_CUDA), *dp = to(p, AL_CUDA);
+        al_tensor *bx = dx ? to(dx, AL_CPU) : NULL, *bp = dp ? to(dp, AL_CPU) : NULL;
+        CHECK(dx && al_device_of(dx) == AL_CUDA && bx && al_device_of(bx) == AL_CPU);
+        CHECK_NEAR(bx ? max_rel_diff(bx, x) : INFINITY, 0, 0);
+        CHECK_NEAR(bp ? max_rel_diff(bp, p) : INFINITY, 0, 0);
+        /* a permuted view of a device tensor made contiguous on the device */
+        al_tensor *dpv = dx ? al_permute(dx, order) : NULL;
+        al_tensor *dcont = dpv ? al_contiguous(dpv) : NULL;
+        CHECK(dcont && al_device_of(dcont) == AL_CUDA && al_is_contiguous(dcont));
+        CHECK_NEAR(dcont ? max_rel_diff(dcont, p) : INFINITY, 0, 0);
+        /* conversions on the device, like the CPU's */
+        for (int j = 0; j < 3; j++) {
+            al_tensor *cpu = al_to_dtype(x, dts[j]), *gpu = dx ? al_to_dtype(dx, dts[j]) : NULL;
+            CHECK_NEAR(gpu ? max_rel_diff(gpu, cpu) : INFINITY, 0, 0);
+            al_release(cpu); al_release(gpu);
+        }
+        /* fill_ of a narrowed view, and item/get through the device */
+        al_tensor *dn = dx ? al_narrow(dx, 1, 10, 20) : NULL, *hn = al_narrow(x, 1, 10, 20);
+        CHECK(dn && al_fill_(dn, 3) == 0 && al_fill_(hn, 3) == 0);
+        CHECK_NEAR(dx ? max_rel_diff(dx, x) : INFINITY, 0, 0);
+        const int64_t idx[3] = {2, 15, 6};
+        double got = 0, want = 0;
+        CHECK(dx && al_get(dx, idx, &got) == 0 && al_get(x, idx, &want) == 0);
+        CHECK_NEAR(got, want, 0);
+        al_release(f); al_release(x); al_release(p); al_release(dx); al_release(dp); al_release(bx); al_release(bp);
+        al_release(dpv); al_release(dcont); al_release(dn); al_release(hn);
+    }
+
+    /* binary ops with broadcasting: exact for + - * max min in every dtype, / within an ulp */
+    const binary_fn exact[5] = {al_add, al_sub, al_mul, al_maximum, al_minimum};
+    const char *exact_names[5] = {"add", "sub", "mul", "maximum", "minimum"};
+    for (int i = 0; i < 3; i++) {
+        for (int k = 0; k < 5; k++) check_binary(exact_names[k], exact[k], dts[i], 0);
+        if (dts[i] != AL_INT64) check_binary("div", al_div, dts[i], dts[i] == AL_FLOAT32 ? 2e-7 : 1e-15);
+    }
+
+    /* unary math: the device's exp/tanh/log differ from the CPU's by a few ulps */
+    const unary_fn un[9] = {al_neg, al_exp, al_log, al_sqrt, al_tanh, al_sigmoid, al_relu, al_gelu, al_abs};
+    const char *un_names[9] = {"neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs"};
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 9; k++) check_unary(un_names[k], un[k], dts[i], dts[i] == AL_FLOAT32 ? 1e-6 : 1e-13);
+
+    /* gradients across devices: loss = sum over the CPU of (to_cpu(to_cuda(x) * to_cuda(x))); dx = 2x */
+    {
+        const int64_t s[2] = {6, 9};
+        al_tensor *x = al_randn(2, s, AL_FLOAT64);
+        al_set_requires_grad(x, 1);
+        al_tensor *dx = to(x, AL_CUDA);
+        al_tensor *sq = dx ? al_mul(dx, dx) : NULL;
+        al_tensor *back = sq ? to(sq, AL_CPU) : NULL;
+        al_tensor *loss = back ? al_sum(back, AL_ALL_DIMS, 0) : NULL;
+        CHECK(loss && al_backward(loss, NULL) == 0);
+        al_tensor *g = al_grad(x), *two_x = al_mul_scalar(x, 2);
+        CHECK(g && al_device_of(g) == AL_CPU);
+        CHECK_NEAR(g ? max_rel_diff(g, two_x) : INFINITY, 0, 1e-15);
+        al_release(x); al_release(dx); al_release(sq); al_release(back); al_release(loss); al_release(g); al_release(two_x);
+    }
+
+    /* the device rule: an op without a CUDA kernel names the device; no op mixes devices */
+    {
+        const int64_t s[2] = {4, 4};
+        al_tensor *x = al_randn(2, s, AL_FLOAT32), *dx = to(x, AL_CUDA);
+        CHECK_FAILS(al_softmax(dx, -1), "on cuda");
+        CHECK_FAILS(al_add(x, dx), "two devices");
+        al_release(x); al_release(dx);
+    }
+    return check_report("test_cuda");
+}
