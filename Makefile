@@ -130,12 +130,14 @@ test: test-deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all $(C_TESTS)
 	@BUILD=$(BUILD) sh tests/run_all.sh
 
-# every op with a CUDA kernel against the CPU, gradients included (needs a GPU; CUDA=1 implied)
+# every op with a CUDA kernel against the CPU, gradients included (needs a GPU; CUDA=1 implied):
+# the programs tests/cuda/test_*.c, run one after another, all of them even when one fails
+CUDA_TESTS := $(patsubst tests/cuda/%.c,build-cuda/tests/%,$(wildcard tests/cuda/test_*.c))
 test-cuda:
-	@$(MAKE) --no-print-directory -j$$(nproc) CUDA=1 all build-cuda/tests/test_cuda
-	./build-cuda/tests/test_cuda
+	@$(MAKE) --no-print-directory -j$$(nproc) CUDA=1 all $(CUDA_TESTS)
+	@failed=0; for t in $(CUDA_TESTS); do $$t || failed=1; done; exit $$failed
 
-build-cuda/tests/test_cuda: tests/cuda/test_cuda.c tests/c/check.h $(LIB_A)
+build-cuda/tests/%: tests/cuda/%.c tests/c/check.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
 
