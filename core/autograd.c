@@ -86,7 +86,7 @@ static bool fits(const al_tensor *slot, const al_tensor *g) {
 static void accumulate_into(al_tensor **slot, const al_tensor *g, al_dtype dtype, bool own) {
     if (!*slot) {
         if (own || g->dtype != dtype) {
-            al_tensor *c = al_new_tensor(g->ndim, g->shape, dtype);
+            al_tensor *c = al_new_tensor_on(g->ndim, g->shape, dtype, g->storage->device);
             if (c) al_copy_(c, g);
             *slot = c;
         } else {
@@ -125,8 +125,8 @@ void al_accumulate_input_window(al_node *node, int i, const al_tensor *g, int di
     al_tensor *x = node->inputs[i];
     al_tensor **slot = x->grad_fn ? &x->grad_fn->grad_accum : &x->grad;
     const bool in_place = *slot && (*slot)->dtype == x->dtype && (x->grad_fn ? sole_owner(*slot) : al_is_contiguous(*slot));
-    al_tensor *target = in_place ? al_retain(*slot) : al_full(x->ndim, x->shape, 0, x->dtype);
-    if (!target) return;
+    al_tensor *target = in_place ? al_retain(*slot) : al_new_like(x);   /* zeros on x's device */
+    if (!target || (!in_place && al_fill_(target, 0) < 0)) { al_release(target); return; }
     al_tensor *w = al_narrow(target, dim, start, squeezed ? 1 : g->shape[dim]);
     al_tensor *window = w && squeezed ? al_squeeze(w, dim) : al_retain(w);
     if (window) {
@@ -209,8 +209,8 @@ static int collect(al_node *root, node_list *all) {
 }
 
 int al_backward(al_tensor *loss, const al_tensor *grad) {
-    AL_REQUIRE_CPU("backward", loss, grad, NULL, -1);
     if (!loss) { al_error("backward: tensor is missing"); return -1; }
+    if (!al_same_device("backward", loss, grad, NULL)) return -1;   /* each node's backward runs on its own device */
     if (!loss->requires_grad) {
         al_error("backward: the tensor does not require grad (no parameter with requires_grad "
                  "was used to compute it, or it was computed under no_grad)");
@@ -230,7 +230,8 @@ int al_backward(al_tensor *loss, const al_tensor *grad) {
                      "a single-element loss (reduce it with :sum() or :mean() first)", TSHAPE(loss));
             return -1;
         }
-        seed = al_full(loss->ndim, loss->shape, 1.0, loss->dtype);
+        seed = al_new_like(loss);   /* on the loss's device */
+        if (seed && al_fill_(seed, 1.0) < 0) { al_release(seed); seed = NULL; }
     }
     if (!seed) return -1;
     int prev = al_set_grad_enabled(0);

@@ -44,3 +44,24 @@ int al_cuda_unary(int op, al_tensor *out, const al_tensor *a, double s0, double 
     al_error("elementwise op: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;
 }
+
+int al_cuda_sum_lines(const al_tensor *x, al_tensor *out, int64_t outer, int64_t R, int64_t inner, double scale) {
+    al_error("sum: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_argbest_lines(const al_tensor *x, al_tensor *vals, al_tensor *idx, int64_t outer, int64_t R,
+                          int64_t inner, bool want_max) {
+    al_error("max: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_scatter_best(al_tensor *gin, const al_tensor *g, const al_tensor *idx, int64_t outer, int64_t R,
+                         int64_t inner) {
+    al_error("max: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+
+int al_cuda_matmul(const al_tensor *a, const al_tensor *b, al_tensor *out, int nb, const int64_t *batch,
+                   const int64_t *a_batch_strides, const int64_t *b_batch_strides, int64_t n, int64_t k, int64_t m) {
+    al_error("matmul: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}

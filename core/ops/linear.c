@@ -24,8 +24,9 @@ static al_tensor *as_rows(const al_tensor *t) {
     return al_view_of(t, 2, shape, strides, t->offset);
 }
 
-static bool use_blas(int64_t rows, int64_t nin, int64_t nout) {
-    return rows >= BLAS_MIN_DIM && nin >= BLAS_MIN_DIM && nout >= BLAS_MIN_DIM;
+/* On the GPU every map goes through al_matmul (cuBLAS) and the elementwise kernels. */
+static bool use_blas(const al_tensor *x, int64_t rows, int64_t nin, int64_t nout) {
+    return x->storage->device == AL_CPU && rows >= BLAS_MIN_DIM && nin >= BLAS_MIN_DIM && nout >= BLAS_MIN_DIM;
 }
 
 /* C (m x n, row stride ldc) = alpha op(A) op(B) + beta C, row-major, in the tensors' dtype */
@@ -109,7 +110,7 @@ static al_tensor *linear_by_matmul(const al_tensor *x, const al_tensor *weight, 
 static void linear_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0], *w = node->inputs[1];
     const int64_t nin = w->shape[1], nout = w->shape[0], rows = nin ? al_numel(x) / nin : 0;
-    if (use_blas(rows, nin, nout)) {
+    if (use_blas(x, rows, nin, nout)) {
         al_tensor *gc = al_contiguous_nograd(g), *xc = al_contiguous_nograd(x), *wc = al_contiguous_nograd(w);
         al_tensor *dx = al_input_needs_grad(node, 0) ? al_new_tensor(x->ndim, x->shape, x->dtype) : NULL;
         al_tensor *dw = al_input_needs_grad(node, 1) ? al_new_tensor(2, w->shape, w->dtype) : NULL;
@@ -152,9 +153,9 @@ static void linear_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_linear(const al_tensor *x, const al_tensor *weight, const al_tensor *bias) {
-    AL_REQUIRE_CPU("linear", x, weight, bias, NULL);
     CHECK_TENSOR("linear", x, "x");
     CHECK_TENSOR("linear", weight, "weight");
+    if (!al_same_device("linear", x, weight, bias)) return NULL;
     if (weight->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != weight->shape[1]) {
         al_error("linear: input %s does not fit weight %s (need (..., %lld) for a weight (out, in))", TSHAPE(x),
                  TSHAPE(weight), weight->ndim == 2 ? (long long)weight->shape[1] : -1LL);
@@ -172,7 +173,7 @@ al_tensor *al_linear(const al_tensor *x, const al_tensor *weight, const al_tenso
     }
     const int64_t nin = weight->shape[1], nout = weight->shape[0], rows = nin ? al_numel(x) / nin : 0;
     al_tensor *y = NULL;
-    if (use_blas(rows, nin, nout)) {
+    if (use_blas(x, rows, nin, nout)) {
         al_tensor *xc = al_contiguous_nograd(x), *wc = al_contiguous_nograd(weight);
         al_tensor *bc = bias ? al_contiguous_nograd(bias) : NULL;
         int64_t shape[AL_MAX_DIMS];

@@ -191,7 +191,7 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
                         ? al_retain((al_tensor *)a) : al_contiguous_nograd(a);
     al_tensor *cb = blas_layout(b->strides[b->ndim - 2], b->strides[b->ndim - 1], k, m, &tdummy, &dummy)
                         ? al_retain((al_tensor *)b) : al_contiguous_nograd(b);
-    al_tensor *out = ca && cb ? al_new_tensor(nb + 2, oshape, a->dtype) : NULL;
+    al_tensor *out = ca && cb ? al_new_tensor_on(nb + 2, oshape, a->dtype, a->storage->device) : NULL;
     if (!out) { al_release(ca); al_release(cb); return NULL; }
 
     int64_t abs_[AL_MAX_DIMS], bbs[AL_MAX_DIMS];
@@ -200,6 +200,18 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
     bbatch.ndim = cb->ndim - 2;
     al_broadcast_strides(&abatch, nb, batch, abs_);
     al_broadcast_strides(&bbatch, nb, batch, bbs);
+    if (out->storage->device == AL_CUDA) {
+        int rc = al_cuda_matmul(ca, cb, out, nb, batch, abs_, bbs, n, k, m);
+        al_count_flops(2.0 * (double)al_shape_numel(nb, batch) * (double)(n * k * m));
+        al_release(ca);
+        al_release(cb);
+        if (rc < 0) { al_release(out); return NULL; }
+        if (al_grad_needed2(a, b)) {
+            const al_tensor *in[2] = {a, b};
+            al_record(out, "matmul", matmul_backward, 2, in);
+        }
+        return out;
+    }
     int64_t nbatch = n == 0 || m == 0 ? 0 : al_shape_numel(nb, batch);  /* no elements: nothing to visit */
     size_t es = al_dtype_size(a->dtype);
     const char *abase = al_ptr(ca), *bbase = al_ptr(cb);
@@ -241,9 +253,9 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
 }
 
 al_tensor *al_matmul(const al_tensor *a, const al_tensor *b) {
-    AL_REQUIRE_CPU("matmul", a, b, NULL, NULL);
     CHECK_TENSOR("matmul", a, "a");
     CHECK_TENSOR("matmul", b, "b");
+    if (!al_same_device("matmul", a, b, NULL)) return NULL;   /* CPU: OpenBLAS and our kernels; CUDA: cuBLAS */
     if (a->ndim == 0 || b->ndim == 0) {
         al_error("matmul: operands must have at least 1 dimension (shapes %s and %s)", TSHAPE(a), TSHAPE(b));
         return NULL;

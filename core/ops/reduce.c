@@ -54,7 +54,6 @@ static void sum_backward(al_node *node, const al_tensor *g) {
 }
 
 static al_tensor *sum_impl(const char *fn, const al_tensor *t, int dim, int keepdim, bool mean) {
-    AL_REQUIRE_CPU(fn, t, NULL, NULL, NULL);
     CHECK_TENSOR(fn, t, "self");
     bool all = dim == AL_ALL_DIMS;
     int d = 0;
@@ -77,8 +76,10 @@ static al_tensor *sum_impl(const char *fn, const al_tensor *t, int dim, int keep
         return NULL;
     }
     double scale = mean ? 1.0 / (double)l.R : 1.0;
-    al_tensor *out = al_new_tensor(nd, shape, c->dtype);
-    if (out && al_numel(out) > 0) {   /* no elements out: skip the (possibly 2^40) empty lines */
+    al_tensor *out = al_new_tensor_on(nd, shape, c->dtype, c->storage->device);
+    if (out && c->storage->device == AL_CUDA) {
+        if (al_cuda_sum_lines(c, out, l.outer, l.R, l.inner, scale) < 0) { al_release(out); out = NULL; }
+    } else if (out && al_numel(out) > 0) {   /* no elements out: skip the (possibly 2^40) empty lines */
         if (c->dtype == AL_FLOAT32) sum_lines_float(al_ptr(c), al_ptr(out), l, scale);
         else sum_lines_double(al_ptr(c), al_ptr(out), l, scale);
     }
@@ -130,9 +131,13 @@ al_tensor *al_sum_to_shape(const al_tensor *g, int ndim, const int64_t *shape) {
 static void max_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0], *idx = node->saved[0];
     int d = (int)node->ints[0];
-    al_tensor *gin = al_full(x->ndim, x->shape, 0, x->dtype);
+    al_tensor *gin = al_new_like(x);
+    if (gin && al_fill_(gin, 0) < 0) { al_release(gin); gin = NULL; }
     al_tensor *gc = gin ? al_contiguous_nograd(g) : NULL;
-    if (gc) {
+    if (gc && gin->storage->device == AL_CUDA) {
+        lines l = lines_of(x, d);
+        if (al_cuda_scatter_best(gin, gc, idx, l.outer, l.R, l.inner) == 0) al_accumulate_input(node, 0, gin);
+    } else if (gc) {
         lines l = lines_of(x, d);
         const int64_t *ip = al_ptr(idx);
         for (int64_t a = 0; a < l.outer; a++)
@@ -149,7 +154,6 @@ static void max_backward(al_node *node, const al_tensor *g) {
 
 static al_tensor *argbest(const char *fn, const al_tensor *t, int dim, int keepdim, bool want_max,
                           al_tensor **indices) {
-    AL_REQUIRE_CPU(fn, t, NULL, NULL, NULL);
     if (indices) *indices = NULL;
     CHECK_TENSOR(fn, t, "self");
     int d = al_normalize_dim(fn, dim, t->ndim);
@@ -163,9 +167,11 @@ static al_tensor *argbest(const char *fn, const al_tensor *t, int dim, int keepd
     int nd; int64_t shape[AL_MAX_DIMS];
     reduced_shape(c, d, keepdim, &nd, shape);
     lines l = lines_of(c, d);
-    al_tensor *vals = al_new_tensor(nd, shape, c->dtype);
-    al_tensor *idx = al_new_tensor(nd, shape, AL_INT64);
-    if (vals && idx) {
+    al_tensor *vals = al_new_tensor_on(nd, shape, c->dtype, c->storage->device);
+    al_tensor *idx = al_new_tensor_on(nd, shape, AL_INT64, c->storage->device);
+    if (vals && idx && c->storage->device == AL_CUDA) {
+        if (al_cuda_argbest_lines(c, vals, idx, l.outer, l.R, l.inner, want_max) < 0) { al_release(vals); vals = NULL; }
+    } else if (vals && idx) {
         if (c->dtype == AL_FLOAT32) argbest_lines_float(al_ptr(c), al_ptr(vals), al_ptr(idx), l, want_max);
         else argbest_lines_double(al_ptr(c), al_ptr(vals), al_ptr(idx), l, want_max);
     }

@@ -233,7 +233,7 @@ static void cat_backward(al_node *node, const al_tensor *g) {
 }
 
 static al_tensor *cat_copy(int n, al_tensor *const *ts, int d, const int64_t *shape, int ndim) {
-    al_tensor *out = al_new_tensor(ndim, shape, ts[0]->dtype);
+    al_tensor *out = al_new_tensor_on(ndim, shape, ts[0]->dtype, ts[0]->storage->device);
     int64_t start = 0;
     for (int i = 0; out && i < n; i++) {
         al_tensor *window = al_view_of(out, ndim, shape, out->strides, out->offset + start * out->strides[d]);
@@ -251,7 +251,8 @@ al_tensor *al_cat(int n, al_tensor *const *ts, int dim) {
     if (n < 1 || !ts) { al_error("cat: needs at least one tensor"); return NULL; }
     for (int i = 0; i < n; i++)
         if (!ts[i]) { al_error("cat: tensor %d of %d is missing", i + 1, n); return NULL; }
-    for (int i = 0; i < n; i++) AL_REQUIRE_CPU("cat", ts[i], NULL, NULL, NULL);
+    for (int i = 1; i < n; i++)   /* copies into windows: any device, one for all */
+        if (!al_same_device("cat", ts[0], ts[i], NULL)) return NULL;
     int d = al_normalize_dim("cat", dim, ts[0]->ndim);
     if (d < 0) return NULL;
     int64_t shape[AL_MAX_DIMS];
@@ -295,7 +296,7 @@ al_tensor *al_stack(int n, al_tensor *const *ts, int dim) {
     if (n < 1 || !ts) { al_error("stack: needs at least one tensor"); return NULL; }
     for (int i = 0; i < n; i++) {
         if (!ts[i]) { al_error("stack: tensor %d of %d is missing", i + 1, n); return NULL; }
-        AL_REQUIRE_CPU("stack", ts[i], NULL, NULL, NULL);
+        if (!al_same_device("stack", ts[0], ts[i], NULL)) return NULL;
         if (!al_shape_equal(ts[i]->ndim, ts[i]->shape, ts[0]->ndim, ts[0]->shape)) {
             al_error("stack: tensor %d has shape %s, tensor 1 has %s; stack needs equal shapes", i + 1,
                      TSHAPE(ts[i]), TSHAPE(ts[0]));

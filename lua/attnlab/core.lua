@@ -183,9 +183,25 @@ core.wrap = wrap
 -- since the slot itself is reused.
 function core.wrap_slot(slot, fn) return wrap(tensor_t(slot), fn) end
 
--- a 0-d tensor holding v (a number: the callers check it), for the function fn
-function core.scalar_tensor(v, dtype, fn)
-  return wrap(C.al_full(0, nil, v, dtype or 0), fn)
+-- The device new tensors are made on (0: the CPU, 1: CUDA): the CPU unless `attnlab run --device
+-- cuda` or lab.set_default_device says otherwise.  Tensors are made on the CPU and moved, so a
+-- seed gives the same numbers on either device.
+local default_device = 0
+function core.default_device() return default_device end
+function core.set_default_device(id) default_device = id end
+-- t (a fresh tensor of the function fn) on the default device
+function core.placed(t, fn)
+  if default_device == 0 then return t end
+  return wrap(C.al_to_device(t, default_device), fn)
+end
+
+-- a 0-d tensor holding v (a number: the callers check it), for the function fn, on the device of
+-- the tensor `near` when given (an operand it will meet), else on the default device
+function core.scalar_tensor(v, dtype, fn, near)
+  local t = wrap(C.al_full(0, nil, v, dtype or 0), fn)
+  local device = near ~= nil and tonumber(C.al_device_of(near)) or default_device
+  if device == 0 then return t end
+  return wrap(C.al_to_device(t, device), fn)
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ local ffi = require "ffi"
 local core, args = require "attnlab.core", require "attnlab.args"
 
 local C, raise, wrap, is_tensor = core.C, core.raise, core.wrap, core.is_tensor
-local parse_shape, parse_dtype, scalar_tensor = core.parse_shape, core.parse_dtype, core.scalar_tensor
+local parse_shape, parse_dtype, scalar_tensor, placed = core.parse_shape, core.parse_dtype, core.scalar_tensor, core.placed
 local typename, check_int, check_number = args.typename, args.check_int, args.check_number
 
 local lab = {}   -- the functions this file gives lab
@@ -31,7 +31,7 @@ function lab.tensor(data, dtype)
   if type(data) == "number" or type(data) == "boolean" then
     return scalar_tensor(type(data) == "boolean" and (data and 1 or 0) or data, parse_dtype(dtype, "tensor"), "tensor")
   end
-  if is_tensor(data) then
+  if is_tensor(data) then   -- a copy where data is (a clone or a conversion keeps the device)
     if dtype == nil then return wrap(C.al_clone(data), "tensor") end
     return wrap(C.al_to_dtype(data, parse_dtype(dtype, "tensor")), "tensor")
   end
@@ -42,7 +42,7 @@ function lab.tensor(data, dtype)
   local n, arr = parse_shape("tensor", shape)
   local buf = ffi.new(dt == 0 and "float[?]" or (dt == 1 and "double[?]" or "int64_t[?]"), math.max(#flat, 1))
   for i = 1, #flat do buf[i - 1] = flat[i] end
-  return wrap(C.al_from_buffer(n, arr, dt, buf), "tensor")
+  return placed(wrap(C.al_from_buffer(n, arr, dt, buf), "tensor"), "tensor")
 end
 
 local function shape_and_dtype(fn, ...)
@@ -54,16 +54,17 @@ local function shape_and_dtype(fn, ...)
 end
 
 -- (lab.zeros and lab.ones call al_full, whose errors say "full: ...": wrap renames them)
-function lab.zeros(...) local n, a, dt = shape_and_dtype("zeros", ...) return wrap(C.al_full(n, a, 0, dt), "zeros") end
-function lab.ones(...) local n, a, dt = shape_and_dtype("ones", ...) return wrap(C.al_full(n, a, 1, dt), "ones") end
-function lab.empty(...) local n, a, dt = shape_and_dtype("empty", ...) return wrap(C.al_empty(n, a, dt), "empty") end
+-- (each made on the CPU and moved to the default device: see core.placed)
+function lab.zeros(...) local n, a, dt = shape_and_dtype("zeros", ...) return placed(wrap(C.al_full(n, a, 0, dt), "zeros"), "zeros") end
+function lab.ones(...) local n, a, dt = shape_and_dtype("ones", ...) return placed(wrap(C.al_full(n, a, 1, dt), "ones"), "ones") end
+function lab.empty(...) local n, a, dt = shape_and_dtype("empty", ...) return placed(wrap(C.al_empty(n, a, dt), "empty"), "empty") end
 function lab.full(shape, value, dtype)
   check_number(value, "full", "value")
   local n, a = parse_shape("full", shape)
-  return wrap(C.al_full(n, a, value, parse_dtype(dtype, "full")), "full")
+  return placed(wrap(C.al_full(n, a, value, parse_dtype(dtype, "full")), "full"), "full")
 end
-function lab.randn(...) local n, a, dt = shape_and_dtype("randn", ...) return wrap(C.al_randn(n, a, dt), "randn") end
-function lab.rand(...) local n, a, dt = shape_and_dtype("rand", ...) return wrap(C.al_rand(n, a, dt), "rand") end
+function lab.randn(...) local n, a, dt = shape_and_dtype("randn", ...) return placed(wrap(C.al_randn(n, a, dt), "randn"), "randn") end
+function lab.rand(...) local n, a, dt = shape_and_dtype("rand", ...) return placed(wrap(C.al_rand(n, a, dt), "rand"), "rand") end
 -- randint(n, shape): integers 1 .. n (token ids for n symbols); randint(low, high, shape): low ..
 -- high, both ends included, as Lua's math.random(m, n) and the 1-based convention have it.  (The
 -- core's al_randint takes the half-open [low, high + 1).)
@@ -74,19 +75,32 @@ function lab.randint(low, high, shape)
     raise(string.format("randint: empty range %d .. %d (both ends are included, as in math.random: high must be >= low)", low, high))
   end
   local n, a = parse_shape("randint", shape)
-  return wrap(C.al_randint(low, high + 1, n, a), "randint")
+  return placed(wrap(C.al_randint(low, high + 1, n, a), "randint"), "randint")
 end
 function lab.arange(a, b, step, dtype)
   if type(step) == "string" then dtype, step = step, nil end
   if b == nil or type(b) == "string" then dtype = dtype or b; a, b = 0, a end
   check_number(a, "arange", "start"); check_number(b, "arange", "end")
   step = args.opt_number(step, 1, "arange", "step")
-  return wrap(C.al_arange(a, b, step, parse_dtype(dtype, "arange")), "arange")
+  return placed(wrap(C.al_arange(a, b, step, parse_dtype(dtype, "arange")), "arange"), "arange")
 end
 function lab.eye(n, dtype)
   check_int(n, "eye", "n")
   if n < 0 then raise("eye: size must be >= 0 (got " .. n .. ")") end
-  return wrap(C.al_eye(n, parse_dtype(dtype, "eye")), "eye")
+  return placed(wrap(C.al_eye(n, parse_dtype(dtype, "eye")), "eye"), "eye")
+end
+
+-- lab.default_device() is "cpu" or "cuda": where lab.zeros, lab.randn, lab.tensor ... and so every
+-- module's parameters are made.  `attnlab run --device cuda` sets it for the whole script.
+local device_ids, device_names = { cpu = 0, cuda = 1 }, { [0] = "cpu", [1] = "cuda" }
+function lab.default_device() return device_names[core.default_device()] end
+function lab.set_default_device(d)
+  local id = device_ids[d]
+  if id == nil then raise("set_default_device: device must be \"cpu\" or \"cuda\" (got " .. args.show(d) .. ")") end
+  if id == 1 and C.al_cuda_available() == 0 then
+    raise("set_default_device: no CUDA device (" .. ffi.string(C.al_cuda_unavailable_reason()) .. ")")
+  end
+  core.set_default_device(id)
 end
 
 -- (the core takes the seed as an unsigned integer: a negative one would silently be another)

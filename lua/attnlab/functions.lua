@@ -30,8 +30,8 @@ function lab.stack(list, d)
 end
 function lab.where(cond, a, b)
   expect_tensor(cond, "where", "cond")
-  if type(a) == "number" then a = scalar_tensor(a, is_tensor(b) and tonumber(C.al_dtype_of(b)) or 0, "where") end
-  if type(b) == "number" then b = scalar_tensor(b, tonumber(C.al_dtype_of(expect_tensor(a, "where", "a"))), "where") end
+  if type(a) == "number" then a = scalar_tensor(a, is_tensor(b) and tonumber(C.al_dtype_of(b)) or 0, "where", is_tensor(b) and b or cond) end
+  if type(b) == "number" then b = scalar_tensor(b, tonumber(C.al_dtype_of(expect_tensor(a, "where", "a"))), "where", a) end
   return wrap(C.al_where(cond, expect_tensor(a, "where", "a"), expect_tensor(b, "where", "b")), "where")
 end
 function lab.matmul(a, b) return Tensor.matmul(a, b) end

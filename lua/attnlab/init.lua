@@ -41,6 +41,10 @@ add_functions_of("files")
 add_functions_of("runtime")
 lab.attention = require "attnlab.attention"
 
+-- `attnlab run --device cuda`: everything the script makes (data, parameters) is made on the GPU
+-- (the program has checked that there is one).
+if (rawget(_G, "ATTNLAB_CLI") or {}).device == "cuda" then lab.set_default_device("cuda") end
+
 -- The reference (docs/reference.md) from a script or the prompt: help(lab.nn.Linear), help("Tensor:narrow");
 -- help_text returns the entry's text instead (or nil and why).  See lua/attnlab/help.lua.
 function lab.help(x) return require("attnlab.help").help(x) end

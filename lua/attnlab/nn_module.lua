@@ -139,6 +139,34 @@ function Module:load_state_dict(sd)
   return self
 end
 
+-- module:to("cuda") / module:to("cpu") / module:to(dtype): every parameter and buffer, its own and
+-- its children's, replaced by a copy there (parameters stay leaves that require grad; a field of the
+-- module that named the old tensor names the new one).  An optimiser made before holds the old
+-- tensors: make it after moving the model, as in PyTorch.
+function Module:to(what)
+  local function move(m)
+    local replaced = {}
+    for _, kind in ipairs{ "params", "buffers" } do
+      for name, t in pairs(m[kind] or {}) do
+        local moved = t:detach():to(what)
+        if kind == "params" then moved = moved:contiguous():requires_grad(true) end
+        m[kind][name] = moved
+        replaced[#replaced + 1] = { t, moved }
+      end
+    end
+    for k, v in pairs(m) do   -- the fields (self.weight ...) that named the old tensors
+      if is_tensor(v) then
+        for _, pair in ipairs(replaced) do
+          if v.p == pair[1].p then m[k] = pair[2] end
+        end
+      end
+    end
+    for _, name in ipairs(m.child_order) do move(m.children[name]) end
+  end
+  move(self)
+  return self
+end
+
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p:zero_grad() end
 end

@@ -198,17 +198,17 @@ Tensor.mul = binary("mul", function(a, b) return C.al_mul(a, b) end, function(t,
 -- true division in float32 like int64 / int64)
 Tensor.div = binary("div", function(a, b) return C.al_div(a, b) end, function(t, s)
   local dt = tonumber(C.al_dtype_of(t))
-  return C.al_div(t, scalar_tensor(s, dt == 2 and 0 or dt, "div"))
+  return C.al_div(t, scalar_tensor(s, dt == 2 and 0 or dt, "div", t))
 end, function(s, t) return C.al_rdiv_scalar(s, t) end)
 local function scalar_as_tensor(fun, fn)
-  return function(t, s) local st = scalar_tensor(s, tonumber(C.al_dtype_of(t)), fn) return fun(t, st) end
+  return function(t, s) local st = scalar_tensor(s, tonumber(C.al_dtype_of(t)), fn, t) return fun(t, st) end
 end
 Tensor.maximum = binary("maximum", function(a, b) return C.al_maximum(a, b) end,
   scalar_as_tensor(function(a, b) return C.al_maximum(a, b) end, "maximum"),
-  function(s, t) return C.al_maximum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)), "maximum")) end)
+  function(s, t) return C.al_maximum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)), "maximum", t)) end)
 Tensor.minimum = binary("minimum", function(a, b) return C.al_minimum(a, b) end,
   scalar_as_tensor(function(a, b) return C.al_minimum(a, b) end, "minimum"),
-  function(s, t) return C.al_minimum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)), "minimum")) end)
+  function(s, t) return C.al_minimum(t, scalar_tensor(s, tonumber(C.al_dtype_of(t)), "minimum", t)) end)
 
 local compare_ops = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
 for name, op in pairs(compare_ops) do
@@ -280,7 +280,7 @@ Tensor.fill_ = number_op_("fill_", "value", C.al_fill_)
 function Tensor.zero_(t) check_status(C.al_fill_(t, 0), "zero_") return t end
 function Tensor.copy_(t, src) check_status(C.al_copy_(t, expect_tensor(src, "copy_", "src")), "copy_") return t end
 function Tensor.add_(t, src, alpha)
-  if type(src) == "number" then src = scalar_tensor(src, tonumber(C.al_dtype_of(t)), "add_") end
+  if type(src) == "number" then src = scalar_tensor(src, tonumber(C.al_dtype_of(t)), "add_", t) end
   expect_tensor(src, "add_", "src")
   alpha = args.opt_number(alpha, 1, "add_", "alpha")
   check_status(C.al_add_scaled_(t, src, alpha), "add_")

@@ -131,6 +131,84 @@ int main(void) {
         al_release(x); al_release(dx); al_release(sq); al_release(back); al_release(loss); al_release(g); al_release(two_x);
     }
 
+    /* reductions: sum and mean along each dim and over all, max/min/argmax with their indices; the
+     * sums differ from the CPU's in the order of the additions only */
+    for (int i = 0; i < 2; i++) {
+        const int64_t s[3] = {5, 300, 7};
+        al_tensor *x = al_randn(3, s, dts[i]), *dx = to(x, AL_CUDA);
+        const double tol = dts[i] == AL_FLOAT32 ? 1e-5 : 1e-12;
+        for (int d = 0; d < 3; d++) {
+            al_tensor *cs = al_sum(x, d, 0), *gs = dx ? al_sum(dx, d, 0) : NULL;
+            al_tensor *cm = al_mean(x, d, 1), *gm = dx ? al_mean(dx, d, 1) : NULL;
+            al_tensor *ci = NULL, *gi = NULL;
+            al_tensor *cx = al_max(x, d, 0, &ci), *gx = dx ? al_max(dx, d, 0, &gi) : NULL;
+            al_tensor *cn = al_min(x, d, 0, NULL), *gn = dx ? al_min(dx, d, 0, NULL) : NULL;
+            CHECK_NEAR(gs ? max_rel_diff(gs, cs) : INFINITY, 0, tol * 10);
+            CHECK_NEAR(gm ? max_rel_diff(gm, cm) : INFINITY, 0, tol);
+            CHECK_NEAR(gx ? max_rel_diff(gx, cx) : INFINITY, 0, 0);
+            CHECK_NEAR(gi ? max_rel_diff(gi, ci) : INFINITY, 0, 0);
+            CHECK_NEAR(gn ? max_rel_diff(gn, cn) : INFINITY, 0, 0);
+            al_release(cs); al_release(gs); al_release(cm); al_release(gm); al_release(ci); al_release(gi);
+            al_release(cx); al_release(gx); al_release(cn); al_release(gn);
+        }
+        al_tensor *ca = al_sum(x, AL_ALL_DIMS, 0), *ga = dx ? al_sum(dx, AL_ALL_DIMS, 0) : NULL;
+        CHECK_NEAR(ga ? max_rel_diff(ga, ca) : INFINITY, 0, tol * 10);
+        al_release(ca); al_release(ga); al_release(x); al_release(dx);
+    }
+
+    /* products through cuBLAS: batched, broadcast batch, transposed operands (as every backward
+     * makes them), a 2-d weight against a batch, vectors; float32 with TF32 off stays near the CPU */
+    for (int i = 0; i < 2; i++) {
+        const double tol = dts[i] == AL_FLOAT32 ? 1e-5 : 1e-12;
+        const int64_t sa[3] = {4, 33, 17}, sb[3] = {4, 17, 9}, sw[2] = {17, 9}, sbb[3] = {1, 17, 9}, sv[1] = {17};
+        al_tensor *a = al_randn(3, sa, dts[i]), *b = al_randn(3, sb, dts[i]), *w = al_randn(2, sw, dts[i]);
+        al_tensor *bb = al_randn(3, sbb, dts[i]), *v = al_randn(1, sv, dts[i]);
+        al_tensor *da = to(a, AL_CUDA), *db = to(b, AL_CUDA), *dw = to(w, AL_CUDA), *dbb = to(bb, AL_CUDA), *dv = to(v, AL_CUDA);
+        al_tensor *at = al_transpose(a, -1, -2), *dat = da ? al_transpose(da, -1, -2) : NULL;   /* (4, 17, 33) */
+        const al_tensor *pairs[6][4] = {
+            {a, b, da, db}, {a, w, da, dw}, {a, bb, da, dbb}, {a, v, da, dv}, {v, b, dv, db}, {at, at, dat, dat}};
+        for (int p = 0; p < 6; p++) {
+            const al_tensor *rhs = p == 5 ? a : pairs[p][1], *drhs = p == 5 ? da : pairs[p][3];
+            al_tensor *c = al_matmul(pairs[p][0], rhs), *g = pairs[p][2] && drhs ? al_matmul(pairs[p][2], drhs) : NULL;
+            if (!g) fprintf(stderr, "matmul case %d: %s\n", p, al_last_error());
+            CHECK_NEAR(g ? max_rel_diff(g, c) : INFINITY, 0, tol);
+            al_release(c); al_release(g);
+        }
+        al_release(a); al_release(b); al_release(w); al_release(bb); al_release(v);
+        al_release(da); al_release(db); al_release(dw); al_release(dbb); al_release(dv); al_release(at); al_release(dat);
+    }
+
+    /* linear (through cuBLAS on the device) with its gradients, and cat/stack, compared with the
+     * all-CPU run: loss = sum(cat(linear(x), linear(x))^2) */
+    {
+        const int64_t sx[3] = {3, 70, 96}, sw[2] = {80, 96}, sb[1] = {80};
+        al_tensor *leaf[2][3];
+        al_tensor *losses[2];
+        al_seed(11);
+        al_tensor *x0 = al_randn(3, sx, AL_FLOAT64), *w0 = al_randn(2, sw, AL_FLOAT64), *b0 = al_randn(1, sb, AL_FLOAT64);
+        for (int run = 0; run < 2; run++) {   /* 0: CPU, 1: GPU */
+            leaf[run][0] = al_clone(x0); leaf[run][1] = al_clone(w0); leaf[run][2] = al_clone(b0);
+            for (int j = 0; j < 3; j++) al_set_requires_grad(leaf[run][j], 1);
+            al_device dev = run ? AL_CUDA : AL_CPU;
+            al_tensor *x = to(leaf[run][0], dev), *w = to(leaf[run][1], dev), *b = to(leaf[run][2], dev);
+            al_tensor *y = x && w && b ? al_linear(x, w, b) : NULL;
+            al_tensor *both[2] = {y, y};
+            al_tensor *c = y ? al_cat(2, both, 1) : NULL, *sq = c ? al_mul(c, c) : NULL;
+            al_tensor *host = sq ? to(sq, AL_CPU) : NULL;
+            losses[run] = host ? al_sum(host, AL_ALL_DIMS, 0) : NULL;
+            CHECK(losses[run] && al_backward(losses[run], NULL) == 0);
+            al_release(x); al_release(w); al_release(b); al_release(y); al_release(c); al_release(sq); al_release(host);
+        }
+        CHECK_NEAR(losses[1] ? al_item(losses[1]) : INFINITY, al_item(losses[0]), 1e-9 * fabs(al_item(losses[0])));
+        for (int j = 0; j < 3; j++) {
+            al_tensor *gc = al_grad(leaf[0][j]), *gg = al_grad(leaf[1][j]);
+            CHECK_NEAR(gc && gg ? max_rel_diff(gg, gc) : INFINITY, 0, 1e-11);
+            al_release(gc); al_release(gg);
+        }
+        for (int run = 0; run < 2; run++) { for (int j = 0; j < 3; j++) al_release(leaf[run][j]); al_release(losses[run]); }
+        al_release(x0); al_release(w0); al_release(b0);
+    }
+
     /* the device rule: an op without a CUDA kernel names the device; no op mixes devices */
     {
         const int64_t s[2] = {4, 4};
