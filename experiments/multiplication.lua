@@ -44,6 +44,8 @@ local run = lab.run.start{
     batch = 128,
     lr = 1e-3,
     warmup = 0,                 -- steps of linear lr warmup (0: none)
+    decay_start = 0,            -- from this step the lr falls linearly to lr_final at the last step (0: constant lr)
+    lr_final = 1e-4,            -- the lr at the last step when decay_start > 0
     weight_decay = 0.01,        -- AdamW's decoupled decay
     grad_clip = 1.0,            -- global gradient-norm clip (0: none)
     aux_weight = 10,            -- lambda of the running-sum loss (mode=aux)
@@ -107,6 +109,12 @@ do
     if cfg.aux_heads < 1 or cfg.aux_heads > cfg.heads then config_error("aux_heads must be from 1 to heads") end
     if cfg.aux_layer < 1 or cfg.aux_layer > cfg.layers then config_error("aux_layer must be from 1 to layers") end
     if cfg.aux_scale <= 0 then config_error("aux_scale must be positive") end
+  end
+  if cfg.decay_start ~= math.floor(cfg.decay_start) or cfg.decay_start < 0 or (cfg.decay_start > 0 and cfg.decay_start >= cfg.steps) then
+    config_error(string.format("decay_start must be 0 (no decay) or a step before the last (steps = %d; got %s)", cfg.steps, tostring(cfg.decay_start)))
+  end
+  if cfg.decay_start > 0 and not (cfg.lr_final >= 0 and cfg.lr_final <= cfg.lr) then
+    config_error(string.format("lr_final must be from 0 to lr (%g; got %s)", cfg.lr, tostring(cfg.lr_final)))
   end
   if cfg.icot_epoch_steps % cfg.icot_per_epoch ~= 0 and cfg.mode == "icot" then
     config_error("icot_epoch_steps must be a multiple of icot_per_epoch (one more token every icot_epoch_steps / icot_per_epoch steps)")
@@ -397,6 +405,17 @@ end
 ---------------------------------------------------------------------------------------------------
 local history = {}        -- eval records of this process (the report reads metrics.jsonl)
 local last_eval
+-- warmup (linear from 0), then constant, then (decay_start > 0) linear down to lr_final at the last step;
+-- a function of the step only, so resume= continues the schedule exactly
+local function learning_rate(step)
+  if cfg.warmup > 0 and step < cfg.warmup then return cfg.lr * step / cfg.warmup end
+  if cfg.decay_start > 0 and step > cfg.decay_start then
+    local f = (step - cfg.decay_start) / (cfg.steps - cfg.decay_start)
+    return cfg.lr + (cfg.lr_final - cfg.lr) * f
+  end
+  return cfg.lr
+end
+
 local t_loop = lab.time()
 local first_step
 
@@ -405,7 +424,7 @@ for step in run:steps(cfg.steps) do
   if cfg.mode == "icot" and cfg.icot_reset and removal(step) > removal(step - 1) then
     opt.state, opt.t = {}, 0                          -- Deng et al.: reset whenever removal grows
   end
-  opt.hyper.lr = cfg.warmup > 0 and cfg.lr * math.min(1, step / cfg.warmup) or cfg.lr
+  opt.hyper.lr = learning_rate(step)
   local b = train_batch(step)
   local z
   local logits
@@ -557,8 +576,10 @@ local function write_report()
   local function add(s) L[#L + 1] = s end
   add(string.format("# Multiplication, %d x %d digits, mode `%s`", D, D, cfg.mode))
   add("")
-  add(string.format("%d steps, batch %d, %d layers x width %d x %d heads, lr %g (warmup %d), AdamW weight decay %g, seed %d%s%s.",
-    final_step, cfg.batch, cfg.layers, cfg.width, cfg.heads, cfg.lr, cfg.warmup, cfg.weight_decay, cfg.seed,
+  add(string.format("%d steps, batch %d, %d layers x width %d x %d heads, lr %g (warmup %d%s), AdamW weight decay %g, seed %d%s%s.",
+    final_step, cfg.batch, cfg.layers, cfg.width, cfg.heads, cfg.lr, cfg.warmup,
+    cfg.decay_start > 0 and string.format(", linear decay to %g from step %d", cfg.lr_final, cfg.decay_start) or "",
+    cfg.weight_decay, cfg.seed,
     cfg.mode == "aux" and string.format(", aux weight %g on heads 1..%d of layer %d, target c_hat/%g", cfg.aux_weight, cfg.aux_heads, cfg.aux_layer, cfg.aux_scale) or "",
     cfg.mode == "icot" and string.format(", %d CoT tokens per %d steps, smoothing lambda %g, %d of %d removed at the end", cfg.icot_per_epoch, cfg.icot_epoch_steps, cfg.icot_lambda, removal(final_step), COT) or ""))
   add(string.format("Wall time %.1f s (training %.1f s, %.1f steps/s in this process).  Training data: %s.",

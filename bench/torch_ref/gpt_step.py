@@ -113,6 +113,8 @@ def main():
     p.add_argument("--T", type=int, default=40)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cuda: the same step on the GPU (bench/cuda/device_check.sh), timed after a synchronize")
     a = p.parse_args()
     if a.attn == "sdpa" and fused_sdpa() is None:
         raise SystemExit("gpt_step.py: this torch has no scaled_dot_product_attention")
@@ -120,9 +122,10 @@ def main():
     torch.manual_seed(a.seed)
     layers, width, heads = (int(v) for v in a.config.split("x"))
     gen = torch.Generator().manual_seed(a.seed + 1)
-    pool = [batch(a.batch, a.T, gen) for _ in range(8)]
+    pool = [tuple(t.to(a.device) for t in batch(a.batch, a.T, gen)) for _ in range(8)]
     rss_before = rss_mb()
-    model = GPT(layers, width, heads, a.T, a.attn)
+    model = GPT(layers, width, heads, a.T, a.attn).to(a.device)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
@@ -135,6 +138,7 @@ def main():
         loss = model(x, y)
         loss.backward()
         opt.step()
+        sync()
         if i >= a.warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     print(json.dumps({"workload": "gpt_step", "impl": "torch-" + a.attn, "config": a.config, "batch": a.batch,
@@ -142,7 +146,8 @@ def main():
                       "steps": a.steps, "ms_per_step_median": round(statistics.median(times), 3),
                       "ms_min": round(min(times), 3), "final_loss": round(float(loss), 4),
                       "rss_peak_mb": round(rss_mb(), 1), "rss_before_model_mb": round(rss_before, 1),
-                      "torch": torch.__version__, "blas_kernel": blas_kernel()}))
+                      "torch": torch.__version__, "device": a.device,
+                      "blas_kernel": blas_kernel() if a.device == "cpu" else None}))
 
 
 if __name__ == "__main__":

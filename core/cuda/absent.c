@@ -10,6 +10,8 @@ const char *al_cuda_unavailable_reason(void) {
     return "this build has no CUDA backend: build it with `make CUDA=1` on a machine with nvcc";
 }
 
+int al_cuda_synchronize(void) { return 0; }
+
 void *al_cuda_alloc(size_t nbytes) {
     al_error("tensor: no CUDA device (%s)", al_cuda_unavailable_reason());
     return NULL;

@@ -56,6 +56,11 @@ extern "C" const char *al_cuda_unavailable_reason(void) {
 
 cudaStream_t al_cuda_stream(void) { return stream; }
 
+extern "C" int al_cuda_synchronize(void) {
+    if (availability != 1) return 0;   /* nothing was ever queued */
+    return al_cuda_ok("synchronize", cudaStreamSynchronize(stream)) ? 0 : -1;
+}
+
 cublasHandle_t al_cublas(const char *fn) {
     if (!cublas) {
         if (!al_cublas_ok(fn, cublasCreate(&cublas))) { cublas = NULL; return NULL; }

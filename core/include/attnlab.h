@@ -53,6 +53,10 @@ int al_get_num_threads(void);
 int al_cuda_available(void);
 /* why there is no CUDA device (no backend built, no driver, no GPU), for messages */
 const char *al_cuda_unavailable_reason(void);
+/* Waits until the GPU has finished the work queued so far (kernels run asynchronously: a timer
+ * read without it measures the launches only); 0, or -1 with the error of a kernel that failed.
+ * Returns 0 at once where no CUDA device is in use. */
+int al_cuda_synchronize(void);
 /* the OpenBLAS kernel that runs the products ("Haswell", "SkylakeX"...), and NULL or a sentence
  * saying that this CPU has faster kernels than the one chosen (core/blas_info.c) */
 const char *al_blas_kernel(void);

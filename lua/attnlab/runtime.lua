@@ -49,4 +49,10 @@ function lab.time()
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
 
+-- waits for the GPU's queued work (a no-op without one), so that lab.time() around it times the
+-- work and not its launches
+function lab.synchronize()
+  if C.al_cuda_synchronize() ~= 0 then raise(core.core_message("synchronize")) end
+end
+
 return lab
