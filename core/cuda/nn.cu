@@ -110,7 +110,7 @@ static __global__ void softmax_backward_kernel(const T *y, const T *g, const T *
 
 extern "C" int al_cuda_softmax(const al_tensor *x, al_tensor *out, int64_t outer, int64_t R, int64_t inner,
                                softmax_kind kind) {
-    if (outer * R * inner == 0) return 0;
+    if (outer * inner == 0) return 0;   /* (R = 0 still has lines: logsumexp gives -inf, as on the CPU) */
     const unsigned blocks = row_blocks(outer * inner);
     cudaStream_t s = al_cuda_stream();
     if (x->dtype == AL_FLOAT32)
@@ -125,7 +125,7 @@ extern "C" int al_cuda_softmax(const al_tensor *x, al_tensor *out, int64_t outer
 
 extern "C" int al_cuda_softmax_backward(const al_tensor *y, const al_tensor *g, const al_tensor *x, al_tensor *dx,
                                         int64_t outer, int64_t R, int64_t inner, softmax_kind kind) {
-    if (outer * R * inner == 0) return 0;
+    if (outer * inner == 0) return 0;
     const unsigned blocks = row_blocks(outer * inner);
     cudaStream_t s = al_cuda_stream();
     if (dx->dtype == AL_FLOAT32)

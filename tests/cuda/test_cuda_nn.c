@@ -210,7 +210,12 @@ int main(void) {
                 const softmax_arg a = {kind, 1, 0};
                 check_op("softmax family (-inf line)", softmax_op, &a, 1, 0, &m, tol);
             }
-            al_release(x3); al_release(x2); al_release(m); al_release(row); al_release(r01);
+            /* empty lines: logsumexp of (3, 0) along dim 1 is three -inf */
+            const int64_t se[2] = {3, 0};
+            al_tensor *e = al_randn(2, se, dt);
+            const softmax_arg lse = {2, 1, 0};
+            check_op("logsumexp (empty lines)", softmax_op, &lse, 1, 0, &e, tol);
+            al_release(x3); al_release(x2); al_release(m); al_release(row); al_release(r01); al_release(e);
         }
 
         /* layer norm: with weight and bias, weight only, neither; 3000 rows (many chunks of the

@@ -126,7 +126,9 @@ end
 
 check.ok(#outcome.crashed == 0, "no function reads or writes a CUDA tensor's memory on the CPU",
   table.concat(outcome.crashed, ", "))
-check.ok(#outcome.refused >= 75, "most functions refuse a CUDA tensor with an error naming the device",
+-- (The count falls as ops get CUDA kernels: such an op either refuses here for want of a device or
+-- stops first at its other made-up arguments; it only guards that the harness reaches the header.)
+check.ok(#outcome.refused >= 65, "most functions refuse a CUDA tensor with an error naming the device",
   tostring(#outcome.refused))
 -- What worked on the device tensor must be metadata only: views and introspection.
 print("note: " .. #outcome.refused .. " functions refuse a CUDA tensor; worked on it (metadata only): " ..
