@@ -148,6 +148,44 @@ int al_cuda_scatter_best(al_tensor *gin, const al_tensor *g, const al_tensor *id
  * matrix with a unit stride along rows or columns, the batch read through the broadcast strides. */
 int al_cuda_matmul(const al_tensor *a, const al_tensor *b, al_tensor *out, int nb, const int64_t *batch,
                    const int64_t *a_batch_strides, const int64_t *b_batch_strides, int64_t n, int64_t k, int64_t m);
+/* The training step's kernels: softmax family, layer norm, cross-entropy, embedding, dropout masks
+ * (core/cuda/nn.cu) and the optimiser updates (core/cuda/optim.cu).  Every tensor is on the device
+ * and contiguous (the callers make it so); each call 0 or -1 with an error naming fn or the op. */
+typedef enum { SM_SOFTMAX, SM_LOG_SOFTMAX, SM_LOGSUMEXP } softmax_kind;   /* reduce.c's softmax family */
+/* x and out as (outer, R, inner) lines, R the reduced size; out is one value per line for logsumexp */
+int al_cuda_softmax(const al_tensor *x, al_tensor *out, int64_t outer, int64_t R, int64_t inner, softmax_kind kind);
+/* dx from the saved output y, the incoming g and (logsumexp only) the input x */
+int al_cuda_softmax_backward(const al_tensor *y, const al_tensor *g, const al_tensor *x, al_tensor *dx, int64_t outer,
+                             int64_t R, int64_t inner, softmax_kind kind);
+/* rows of D: y, and (mean, rstd) per row into stats (rows, 2) float64; w, b may be NULL */
+int al_cuda_layer_norm(const al_tensor *x, const al_tensor *w, const al_tensor *b, double eps, al_tensor *y,
+                       al_tensor *stats);
+/* dx (NULL: not wanted) and the sums over rows of g * xhat and g into dw_db (2, D) float64 (NULL: not wanted) */
+int al_cuda_layer_norm_backward(const al_tensor *x, const al_tensor *g, const al_tensor *w, const al_tensor *stats,
+                                al_tensor *dx, al_tensor *dw_db);
+/* The first position of ids (int64) outside [0, limit), skipping ids equal to `ignore` when
+ * use_ignore, into *first_bad (numel when none) with its id in *bad_id, and the number of ids not
+ * ignored into *counted.  Reads the answer back to the host (a synchronisation). */
+int al_cuda_check_ids(const char *fn, const al_tensor *ids, int64_t limit, int64_t ignore, bool use_ignore,
+                      int64_t *first_bad, int64_t *bad_id, int64_t *counted);
+/* Rows of C logits against ids (already checked): P = softmax - onehot (0 on ignored rows), and the
+ * sum over counted rows of lse - logit[id] into *total (read back to the host). */
+int al_cuda_cross_entropy(const al_tensor *logits, const al_tensor *ids, al_tensor *prob, int64_t ignore,
+                          double *total);
+/* out[i, :] = w[ids[i], :] (ids already checked); gw[ids[i], :] += g[i, :] with atomic adds */
+int al_cuda_embedding(const al_tensor *w, const al_tensor *ids, al_tensor *out);
+int al_cuda_embedding_backward(al_tensor *gw, const al_tensor *ids, const al_tensor *g);
+/* dropout's mask: (u_i >= p ? 1/(1-p) : 0) with u_i the uniform of draw first + i under key (rng.c's al_rand) */
+int al_cuda_dropout_mask(al_tensor *mask, double p, uint64_t key, uint64_t first);
+/* The key of the current seed and the first of n draws, taken (rng.c): the device draws what al_rand would */
+void al_rng_take(uint64_t n, uint64_t *key, uint64_t *first);
+/* optim.c's updates on the device, element for element as generic/optim_steps.h (buf may be NULL) */
+int al_cuda_sgd_update(al_tensor *p, const al_tensor *g, al_tensor *buf, double lr, double momentum,
+                       double weight_decay, bool nesterov);
+int al_cuda_adam_update(al_tensor *p, al_tensor *m, al_tensor *v, const al_tensor *g, double lr, double beta1,
+                        double beta2, double eps, double weight_decay, bool decoupled, double bc1, double bc2);
+/* sum of g's squares in double (read back to the host); -1 with an error */
+double al_cuda_sum_squares(const al_tensor *g);
 static inline void *al_ptr(const al_tensor *t) {
     return (char *)t->storage->data + (size_t)t->offset * al_dtype_size(t->dtype);
 }

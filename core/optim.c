@@ -7,6 +7,7 @@
  * plain loops over contiguous memory that the compiler vectorises; sqrt goes through an explicit
  * vector helper because a libm sqrt call keeps GCC from vectorising a loop (errno). */
 #include "internal.h"
+#include "ops/elementwise_ops.h"
 #include <math.h>
 #include <stdlib.h>
 #if defined(__SSE2__)
@@ -15,7 +16,8 @@
 
 /* ---- validation ---------------------------------------------------------------------------- */
 
-/* param must be a contiguous float tensor on the CPU (it is written in place). */
+/* param must be a contiguous float tensor (it is written in place), on the CPU or on CUDA
+ * (core/cuda/optim.cu); its grad and state tensors must be on the same device. */
 static bool check_param(const char *fn, const al_tensor *p) {
     if (!p) { al_error("%s: argument 'param' is missing (nil)", fn); return false; }
     if (!al_is_float(p->dtype)) {
@@ -23,9 +25,8 @@ static bool check_param(const char *fn, const al_tensor *p) {
                  TSHAPE(p), al_dtype_name(p->dtype));
         return false;
     }
-    AL_REQUIRE_CPU(fn, p, NULL, NULL, false);
     if (!al_is_contiguous(p)) {
-        al_error("%s: param of shape %s must be a contiguous CPU tensor", fn, TSHAPE(p));
+        al_error("%s: param of shape %s must be a contiguous tensor", fn, TSHAPE(p));
         return false;
     }
     return true;
@@ -40,9 +41,9 @@ static bool check_state(const char *fn, const char *name, const al_tensor *p, co
                  TSHAPE(s), al_dtype_name(s->dtype), TSHAPE(p), al_dtype_name(p->dtype));
         return false;
     }
-    AL_REQUIRE_CPU(fn, s, NULL, NULL, false);
+    if (!al_same_device(fn, p, s, NULL)) return false;
     if (!al_is_contiguous(s)) {
-        al_error("%s: %s of shape %s must be a contiguous CPU tensor", fn, name, TSHAPE(s));
+        al_error("%s: %s of shape %s must be a contiguous tensor", fn, name, TSHAPE(s));
         return false;
     }
     if (s->storage == p->storage) {
@@ -64,6 +65,7 @@ static al_tensor *grad_for(const char *fn, const al_tensor *p, int *rc) {
         *rc = -1;
         return NULL;
     }
+    if (!al_same_device(fn, p, g, NULL)) { *rc = -1; return NULL; }
     al_tensor *c = al_contiguous_nograd(g);
     if (!c) *rc = -1;
     return c;
@@ -123,6 +125,11 @@ int al_sgd_step(al_tensor *param, al_tensor *momentum_buf, double lr, double mom
     if (!grad) return rc;
     al_tensor *buf = momentum != 0 ? momentum_buf : NULL;
     const int64_t n = al_numel(param);
+    if (param->storage->device == AL_CUDA) {
+        rc = al_cuda_sgd_update(param, grad, buf, lr, momentum, weight_decay, nesterov);
+        al_release(grad);
+        return rc;
+    }
     if (param->dtype == AL_FLOAT32)
         sgd_update_float(al_ptr(param), al_ptr(grad), buf ? al_ptr(buf) : NULL, n, lr, momentum, weight_decay, nesterov);
     else sgd_update_double(al_ptr(param), al_ptr(grad), buf ? al_ptr(buf) : NULL, n, lr, momentum, weight_decay, nesterov);
@@ -158,6 +165,11 @@ int al_adam_step(al_tensor *param, al_tensor *m, al_tensor *v, double lr, double
     if (!grad) return rc;
     const double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
     const int64_t n = al_numel(param);
+    if (param->storage->device == AL_CUDA) {
+        rc = al_cuda_adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, bc1, bc2);
+        al_release(grad);
+        return rc;
+    }
     if (param->dtype == AL_FLOAT32)
         adam_update_float(al_ptr(param), al_ptr(m), al_ptr(v), al_ptr(grad), n, lr, beta1, beta2, eps, weight_decay,
                           decoupled, bc1, bc2);
@@ -201,9 +213,11 @@ static double sum_squares(const al_tensor *g) {
     return total;
 }
 
-/* g *= k in place (g is a leaf gradient: contiguous and its own, but a strided one is handled). */
+/* g *= k in place (g is a leaf gradient: contiguous and its own, but a strided one is handled).
+ * On CUDA the elementwise kernel does it in place, through g's own strides. */
 static int scale_grad(al_tensor *g, double k) {
     const int64_t n = al_numel(g);
+    if (g->storage->device == AL_CUDA) return al_cuda_unary(U_MUL_S, g, g, k, 0);
     if (!al_is_contiguous(g)) {
         al_tensor *c = al_contiguous_nograd(g);
         if (!c || scale_grad(c, k) < 0 || al_copy_(g, c) < 0) { al_release(c); return -1; }
@@ -224,7 +238,9 @@ static int scale_grad(al_tensor *g, double k) {
 }
 
 /* norm = sqrt(sum of every grad's squares); when max_norm / (norm + 1e-6) < 1 every grad is
- * multiplied by that factor (PyTorch's clip_grad_norm_ with norm_type 2).  Returns the norm. */
+ * multiplied by that factor (PyTorch's clip_grad_norm_ with norm_type 2).  Returns the norm.
+ * The params and grads of one call are all on the CPU or all on CUDA, where each grad's sum of
+ * squares is reduced on the device and added here, in double, in the params' order. */
 double al_clip_grad_norm(int n, al_tensor *const *params, double max_norm) {
     const char *fn = "clip_grad_norm";
     if (n < 0 || (n > 0 && !params)) {
@@ -239,15 +255,15 @@ double al_clip_grad_norm(int n, al_tensor *const *params, double max_norm) {
     for (int i = 0; i < n; i++) {
         const al_tensor *p = params[i];
         if (!p) { al_error("%s: param %d of %d is missing (nil)", fn, i + 1, n); return -1; }
-        AL_REQUIRE_CPU(fn, p, p->grad, NULL, -1);
+        if (!al_same_device(fn, params[0], p, p->grad)) return -1;
         const al_tensor *g = p->grad;
         if (!g) continue;
-        if (!al_is_float(g->dtype) || g->storage->device != AL_CPU) {
-            al_error("%s: the grad of param %d (shape %s) is not a float CPU tensor", fn, i + 1, TSHAPE(g));
+        if (!al_is_float(g->dtype)) {
+            al_error("%s: the grad of param %d (shape %s) is not a float tensor", fn, i + 1, TSHAPE(g));
             return -1;
         }
         al_tensor *c = al_contiguous_nograd(g);
-        double s = c ? sum_squares(c) : -1;
+        double s = !c ? -1 : c->storage->device == AL_CUDA ? al_cuda_sum_squares(c) : sum_squares(c);
         al_release(c);
         if (s < 0) return -1;
         total += s;

@@ -55,6 +55,13 @@ static uint64_t take_draws(uint64_t n) {
 
 void al_seed(uint64_t seed) { rng_seed = seed; rng_counter = 0; }
 
+/* What a device kernel needs to make al_rand's numbers (core/cuda/nn.cu's dropout mask): the key of
+ * the current seed, and n draws taken from the stream as al_rand would take them. */
+void al_rng_take(uint64_t n, uint64_t *key, uint64_t *first) {
+    *key = seed_key(rng_seed);
+    *first = take_draws(n);
+}
+
 void al_rng_get_state(uint64_t *seed, uint64_t *counter) {
     if (seed) *seed = rng_seed;
     if (counter) *counter = rng_counter;

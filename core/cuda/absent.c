@@ -67,3 +67,45 @@ int al_cuda_matmul(const al_tensor *a, const al_tensor *b, al_tensor *out, int n
     al_error("matmul: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;
 }
+/* the training step's kernels (core/cuda/nn.cu, core/cuda/optim.cu) */
+static int refuse(const char *fn) {
+    al_error("%s: no CUDA device (%s)", fn, al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_softmax(const al_tensor *x, al_tensor *out, int64_t outer, int64_t R, int64_t inner, softmax_kind kind) {
+    return refuse("softmax");
+}
+int al_cuda_softmax_backward(const al_tensor *y, const al_tensor *g, const al_tensor *x, al_tensor *dx, int64_t outer,
+                             int64_t R, int64_t inner, softmax_kind kind) {
+    return refuse("softmax backward");
+}
+int al_cuda_layer_norm(const al_tensor *x, const al_tensor *w, const al_tensor *b, double eps, al_tensor *y,
+                       al_tensor *stats) {
+    return refuse("layer_norm");
+}
+int al_cuda_layer_norm_backward(const al_tensor *x, const al_tensor *g, const al_tensor *w, const al_tensor *stats,
+                                al_tensor *dx, al_tensor *dw_db) {
+    return refuse("layer_norm backward");
+}
+int al_cuda_check_ids(const char *fn, const al_tensor *ids, int64_t limit, int64_t ignore, bool use_ignore,
+                      int64_t *first_bad, int64_t *bad_id, int64_t *counted) {
+    return refuse(fn);
+}
+int al_cuda_cross_entropy(const al_tensor *logits, const al_tensor *ids, al_tensor *prob, int64_t ignore,
+                          double *total) {
+    return refuse("cross_entropy");
+}
+int al_cuda_embedding(const al_tensor *w, const al_tensor *ids, al_tensor *out) { return refuse("embedding"); }
+int al_cuda_embedding_backward(al_tensor *gw, const al_tensor *ids, const al_tensor *g) {
+    return refuse("embedding backward");
+}
+int al_cuda_dropout_mask(al_tensor *mask, double p, uint64_t key, uint64_t first) { return refuse("dropout"); }
+int al_cuda_sgd_update(al_tensor *p, const al_tensor *g, al_tensor *buf, double lr, double momentum,
+                       double weight_decay, bool nesterov) {
+    return refuse("sgd_step");
+}
+int al_cuda_adam_update(al_tensor *p, al_tensor *m, al_tensor *v, const al_tensor *g, double lr, double beta1,
+                        double beta2, double eps, double weight_decay, bool decoupled, double bc1, double bc2) {
+    return refuse("adam_step");
+}
+double al_cuda_sum_squares(const al_tensor *g) { return refuse("clip_grad_norm"); }

@@ -70,8 +70,35 @@ typedef struct {
 #define GENERIC_FILE "../generic/layer_norm_rows.h"
 #include "../generic/float_types.h"
 
+/* The backward on CUDA: the same steps through core/cuda/nn.cu's kernels, which return the sums over
+ * rows for dw and db as one (2, D) float64 tensor (the CPU's partial sums, already totalled). */
+static void layer_norm_backward_cuda(al_node *node, const al_tensor *g) {
+    const al_tensor *x = node->inputs[0];
+    const int64_t D = x->shape[x->ndim - 1];
+    const bool want_dx = al_input_needs_grad(node, 0), want_dw = al_input_needs_grad(node, 1),
+               want_db = al_input_needs_grad(node, 2);
+    al_tensor *xc = al_contiguous_nograd(x), *gc = al_contiguous_nograd(g);
+    al_tensor *wc = node->inputs[1] ? al_contiguous_nograd(node->inputs[1]) : NULL;
+    al_tensor *dx = want_dx ? al_new_like(x) : NULL;
+    const int64_t sshape[2] = {2, D};
+    al_tensor *sums = want_dw || want_db ? al_new_tensor_on(2, sshape, AL_FLOAT64, AL_CUDA) : NULL;
+    if (xc && gc && (!node->inputs[1] || wc) && (!want_dx || dx) && (!(want_dw || want_db) || sums) &&
+        al_cuda_layer_norm_backward(xc, gc, wc, node->saved[0], dx, sums) == 0) {
+        al_accumulate_input(node, 0, dx);
+        for (int k = 0; k < 2; k++) {
+            if (!(k == 0 ? want_dw : want_db)) continue;
+            al_tensor *total = al_view_of(sums, 1, &D, (int64_t[]){1}, (int64_t)k * D);
+            al_tensor *cast = total ? al_to_dtype_nograd(total, x->dtype) : NULL;
+            al_accumulate_input(node, 1 + k, cast);
+            al_release(total); al_release(cast);
+        }
+    }   /* else the allocator or the kernel has said why */
+    al_release(xc); al_release(gc); al_release(wc); al_release(dx); al_release(sums);
+}
+
 static void layer_norm_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0];
+    if (x->storage->device == AL_CUDA) { layer_norm_backward_cuda(node, g); return; }
     al_tensor *xc = al_contiguous_nograd(x), *gc = al_contiguous_nograd(g);
     al_tensor *wc = node->inputs[1] ? al_contiguous_nograd(node->inputs[1]) : NULL;
     const int64_t D = x->shape[x->ndim - 1], rows = D ? al_numel(x) / D : 0;
@@ -114,8 +141,8 @@ static void layer_norm_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_tensor *bias, double eps) {
-    AL_REQUIRE_CPU("layer_norm", x, weight, bias, NULL);
     CHECK_TENSOR("layer_norm", x, "x");
+    if (!al_same_device("layer_norm", x, weight, bias)) return NULL;   /* CPU or CUDA (core/cuda/nn.cu) */
     if (x->ndim < 1 || !al_is_float(x->dtype)) {
         al_error("layer_norm: x must be a float tensor with at least 1 dimension (got %s, %s)", TSHAPE(x),
                  al_dtype_name(x->dtype));
@@ -138,8 +165,10 @@ al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_t
     al_tensor *xc = al_contiguous_nograd(x);
     al_tensor *wc = weight ? al_contiguous_nograd(weight) : NULL;
     al_tensor *bc = bias ? al_contiguous_nograd(bias) : NULL;
-    al_tensor *out = al_new_like(x), *stats = al_new_tensor(2, sshape, AL_FLOAT64);
-    if (xc && out && stats && (!weight || wc) && (!bias || bc)) {
+    al_tensor *out = al_new_like(x), *stats = al_new_tensor_on(2, sshape, AL_FLOAT64, x->storage->device);
+    if (xc && out && stats && (!weight || wc) && (!bias || bc) && x->storage->device == AL_CUDA) {
+        if (al_cuda_layer_norm(xc, wc, bc, eps, out, stats) < 0) { al_release(out); out = NULL; }
+    } else if (xc && out && stats && (!weight || wc) && (!bias || bc)) {
         const layer_norm_forward_job job = {rows, D, eps, al_ptr(xc), wc ? al_ptr(wc) : NULL, bc ? al_ptr(bc) : NULL,
                                             al_ptr(out), al_ptr(stats)};
         #pragma omp parallel if (rows * D >= AL_PARALLEL_GRAIN)
@@ -164,6 +193,11 @@ al_tensor *al_layer_norm(const al_tensor *x, const al_tensor *weight, const al_t
 
 /* ---- embedding and gather ------------------------------------------------------------------ */
 
+static void report_bad_id(const char *fn, int64_t id, int64_t limit, const char *what) {
+    al_error("%s: index %lld is out of range for %s of size %lld", fn, (long long)((uint64_t)id + 1), what,
+             (long long)limit);
+}
+
 static bool check_ids(const char *fn, const al_tensor *ids, int64_t limit, const char *what) {
     if (ids->dtype != AL_INT64) {
         al_error("%s: indices must be int64 (got %s of shape %s)", fn, al_dtype_name(ids->dtype), TSHAPE(ids));
@@ -171,12 +205,18 @@ static bool check_ids(const char *fn, const al_tensor *ids, int64_t limit, const
     }
     al_tensor *c = al_contiguous_nograd(ids);
     if (!c) return false;
+    const int64_t n = al_numel(c);
+    if (c->storage->device == AL_CUDA) {   /* checked on the device; the first bad one comes back */
+        int64_t first_bad, bad_id, counted;
+        const int rc = al_cuda_check_ids(fn, c, limit, 0, false, &first_bad, &bad_id, &counted);
+        al_release(c);
+        if (rc == 0 && first_bad < n) report_bad_id(fn, bad_id, limit, what);
+        return rc == 0 && first_bad == n;
+    }
     const int64_t *p = al_ptr(c);
-    int64_t n = al_numel(c);
     for (int64_t i = 0; i < n; i++)
         if (p[i] < 0 || p[i] >= limit) {
-            al_error("%s: index %lld is out of range for %s of size %lld", fn, (long long)((uint64_t)p[i] + 1), what,
-                     (long long)limit);
+            report_bad_id(fn, p[i], limit, what);
             al_release(c);
             return false;
         }
@@ -186,6 +226,14 @@ static bool check_ids(const char *fn, const al_tensor *ids, int64_t limit, const
 
 static void embedding_backward(al_node *node, const al_tensor *g) {
     const al_tensor *w = node->inputs[0], *ids = node->saved[0];
+    if (w->storage->device == AL_CUDA) {   /* a scatter-add with atomics (core/cuda/nn.cu) */
+        al_tensor *gw = al_new_like(w), *gc = al_contiguous_nograd(g);
+        if (gw && gc && al_cuda_fill(gw, 0) == 0 && al_cuda_embedding_backward(gw, ids, gc) == 0)
+            al_accumulate_input(node, 0, gw);
+        al_release(gw);
+        al_release(gc);
+        return;
+    }
     al_tensor *gw = al_full(w->ndim, w->shape, 0, w->dtype), *gc = al_contiguous_nograd(g);
     if (gw && gc) {
         int64_t n = al_numel(ids), D = w->shape[1];
@@ -208,9 +256,9 @@ static void embedding_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_embedding(const al_tensor *weight, const al_tensor *ids) {
-    AL_REQUIRE_CPU("embedding", weight, ids, NULL, NULL);
     CHECK_TENSOR("embedding", weight, "weight");
     CHECK_TENSOR("embedding", ids, "ids");
+    if (!al_same_device("embedding", weight, ids, NULL)) return NULL;   /* CPU or CUDA (core/cuda/nn.cu) */
     if (weight->ndim != 2 || !al_is_float(weight->dtype)) {
         al_error("embedding: weight must be a 2-d float tensor (got %s, %s)", TSHAPE(weight), al_dtype_name(weight->dtype));
         return NULL;
@@ -222,17 +270,20 @@ al_tensor *al_embedding(const al_tensor *weight, const al_tensor *ids) {
     int64_t D = weight->shape[1];
     shape[ids->ndim] = D;
     al_tensor *wc = al_contiguous_nograd(weight), *ic = al_contiguous_nograd(ids);
-    al_tensor *out = wc && ic ? al_new_tensor(ids->ndim + 1, shape, weight->dtype) : NULL;
-    if (out) {
+    al_tensor *out = wc && ic ? al_new_tensor_on(ids->ndim + 1, shape, weight->dtype, weight->storage->device) : NULL;
+    if (out && weight->storage->device == AL_CUDA && al_cuda_embedding(wc, ic, out) < 0) {
+        al_release(out);
+        out = NULL;
+    } else if (out && weight->storage->device == AL_CPU) {
         int64_t n = al_numel(ic);
         size_t row = (size_t)D * al_dtype_size(weight->dtype);
         const int64_t *ip = al_ptr(ic);
         for (int64_t i = 0; i < n; i++)
             memcpy((char *)al_ptr(out) + (size_t)i * row, (const char *)al_ptr(wc) + (size_t)ip[i] * row, row);
-        if (al_grad_needed1(weight)) {
-            al_node *node = al_record(out, "embedding", embedding_backward, 1, &weight);
-            if (node) al_node_save(node, 0, ic);
-        }
+    }
+    if (out && al_grad_needed1(weight)) {
+        al_node *node = al_record(out, "embedding", embedding_backward, 1, &weight);
+        if (node) al_node_save(node, 0, ic);
     }
     al_release(wc);
     al_release(ic);
@@ -299,11 +350,29 @@ al_tensor *al_gather(const al_tensor *t, int dim, const al_tensor *indices) {
 
 /* ---- dropout: a kept element is scaled by 1/(1-p) so the expectation is unchanged ------------ */
 
+/* On CUDA the mask is drawn on the device from the same generator (core/cuda/nn.cu ports rng.c's
+ * draw): the same seed and counter give the CPU's mask, element for element, and the counter
+ * advances as al_rand's would.  The mask is applied by al_mul, so the graph is the CPU's. */
+static al_tensor *dropout_cuda(const al_tensor *x, double p) {
+    if (!al_is_float(x->dtype)) {
+        al_error("dropout: x of shape %s has dtype %s; dropout needs float32 or float64", TSHAPE(x),
+                 al_dtype_name(x->dtype));
+        return NULL;
+    }
+    al_tensor *mask = al_new_like(x);
+    if (!mask) return NULL;
+    uint64_t key, first;
+    al_rng_take((uint64_t)al_numel(mask), &key, &first);
+    al_tensor *out = al_cuda_dropout_mask(mask, p, key, first) == 0 ? al_mul(x, mask) : NULL;
+    al_release(mask);
+    return out;
+}
+
 al_tensor *al_dropout(const al_tensor *x, double p, int training) {
-    AL_REQUIRE_CPU("dropout", x, NULL, NULL, NULL);
     CHECK_TENSOR("dropout", x, "x");
     if (!(p >= 0 && p < 1)) { al_error("dropout: p must be in [0, 1) (got %g)", p); return NULL; }
     if (!training || p == 0) return al_mul_scalar(x, 1.0);
+    if (x->storage->device == AL_CUDA) return dropout_cuda(x, p);
     al_tensor *u = al_rand(x->ndim, x->shape, x->dtype);
     al_tensor *keep = u ? al_compare_scalar(u, p, AL_GE) : NULL;
     al_tensor *mask = keep ? al_mul_scalar(keep, 1.0 / (1.0 - p)) : NULL;

@@ -25,7 +25,7 @@ static void reduced_shape(const al_tensor *t, int d, int keepdim, int *nd, int64
     *nd = k;
 }
 
-typedef enum { SM_SOFTMAX, SM_LOG_SOFTMAX, SM_LOGSUMEXP } softmax_kind;
+/* softmax_kind (softmax, log_softmax, logsumexp) is in internal.h: the CUDA kernels switch on it too */
 
 /* The kernels, once per float dtype: sum_lines_float, sum_lines_double, ... */
 #define GENERIC_FILE "../generic/reduce_lines.h"
@@ -223,18 +223,19 @@ static void softmax_backward(al_node *node, const al_tensor *g) {
     al_tensor *xc = kind == SM_LOGSUMEXP ? al_contiguous_nograd(x) : NULL;
     if (gin && gc && yc && (xc || kind != SM_LOGSUMEXP)) {
         lines l = lines_of(x, d);
+        bool ok = true;
         if (al_numel(x) == 0) {}   /* no elements: skip the (possibly 2^40) empty lines */
+        else if (x->storage->device == AL_CUDA) ok = al_cuda_softmax_backward(yc, gc, xc, gin, l.outer, l.R, l.inner, kind) == 0;
         else if (x->dtype == AL_FLOAT32)
             softmax_backward_lines_float(al_ptr(yc), al_ptr(gc), xc ? al_ptr(xc) : NULL, al_ptr(gin), l, kind);
         else softmax_backward_lines_double(al_ptr(yc), al_ptr(gc), xc ? al_ptr(xc) : NULL, al_ptr(gin), l, kind);
-        al_accumulate_input(node, 0, gin);
+        if (ok) al_accumulate_input(node, 0, gin);
     }
     al_release(gin); al_release(gc); al_release(yc); al_release(xc);
 }
 
 static al_tensor *softmax_impl(const char *fn, softmax_kind kind, const al_tensor *t, int dim, int keepdim) {
-    AL_REQUIRE_CPU(fn, t, NULL, NULL, NULL);
-    CHECK_TENSOR(fn, t, "self");
+    CHECK_TENSOR(fn, t, "self");   /* CPU or CUDA: both have kernels (core/cuda/nn.cu) */
     int d = al_normalize_dim(fn, dim, t->ndim);
     if (d < 0) return NULL;
     al_tensor *c = float_contiguous(t);
@@ -243,8 +244,10 @@ static al_tensor *softmax_impl(const char *fn, softmax_kind kind, const al_tenso
     int nd = c->ndim; int64_t shape[AL_MAX_DIMS];
     memcpy(shape, c->shape, sizeof shape);
     if (kind == SM_LOGSUMEXP) reduced_shape(c, d, 1, &nd, shape);
-    al_tensor *out = al_new_tensor(nd, shape, c->dtype);
-    if (out && al_numel(out) > 0) {   /* no elements: skip the (possibly 2^40) empty lines */
+    al_tensor *out = al_new_tensor_on(nd, shape, c->dtype, c->storage->device);
+    if (out && al_numel(out) > 0 && c->storage->device == AL_CUDA) {
+        if (al_cuda_softmax(c, out, l.outer, l.R, l.inner, kind) < 0) { al_release(out); out = NULL; }
+    } else if (out && al_numel(out) > 0) {   /* no elements: skip the (possibly 2^40) empty lines */
         if (c->dtype == AL_FLOAT32) softmax_lines_float(al_ptr(c), al_ptr(out), l, kind);
         else softmax_lines_double(al_ptr(c), al_ptr(out), l, kind);
     }

@@ -147,6 +147,8 @@ end
 
 check.ok(#outcome.crashed == 0, "no function reads or writes a CUDA tensor's memory on the CPU",
   table.concat(outcome.crashed, ", "))
+-- (The count falls as ops get CUDA kernels: such an op either refuses here for want of a device or
+-- stops first at its other made-up arguments; it only guards that the harness reaches the header.)
 check.ok(#outcome.refused >= #functions / 2, "the device tensor reached most functions, which refused it naming the device",
   tostring(#outcome.refused))
 -- What worked on the device tensor must be metadata only: views and introspection.

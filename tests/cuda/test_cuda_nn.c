@@ -1,0 +1,337 @@
+/* test_cuda_nn.c -- the training step's kernels on the GPU against the CPU (make test-cuda): the
+ * softmax family along every dim, layer norm, cross-entropy (ignore_index), mse, embedding (repeated
+ * ids: the scatter-add), dropout (the device's mask is the CPU's), the SGD and Adam steps and
+ * clip_grad_norm; then the errors (a bad id, mixed devices).
+ *
+ * Each op runs on CPU leaves and on device copies of equal leaves (moved with al_to_device, so the
+ * gradients flow back across); the outputs are compared, then the leaves' gradients of
+ * loss = sum(out * probe), probe a fixed random tensor, computed on the CPU from the device output
+ * brought back.  Tolerances: relative (|a - b| / (1 + |b|)), about 1e-12 in float64 and 1e-5 in
+ * float32: the device sums in another order and has its own exp and log. */
+#include "check.h"
+
+static al_tensor *to(const al_tensor *t, al_device d) { return al_to_device(t, d); }
+
+/* max |a - b| / (1 + |b|) over all elements, both brought to the CPU as float64 */
+static double max_rel_diff(const al_tensor *a, const al_tensor *b) {
+    if (!a || !b) return INFINITY;
+    int64_t n = al_numel(a);
+    if (n != al_numel(b)) return INFINITY;
+    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1)), *y = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double worst = 0;
+    if (al_copy_to_doubles(a, x, n) < 0 || al_copy_to_doubles(b, y, n) < 0) worst = INFINITY;
+    for (int64_t i = 0; i < n && worst < INFINITY; i++) {
+        double d = fabs(x[i] - y[i]) / (1 + fabs(y[i]));
+        if (x[i] != x[i] && y[i] != y[i]) d = 0;   /* NaN where the CPU has NaN */
+        if (x[i] == y[i]) d = 0;                    /* the same infinity */
+        if (d > worst || d != d) worst = d != d ? INFINITY : d;
+    }
+    free(x); free(y);
+    return worst;
+}
+
+/* a tensor of standard normals of t's shape and dtype */
+static al_tensor *randn_like(const al_tensor *t) {
+    int64_t shape[8];
+    for (int d = 0; d < al_ndim(t); d++) shape[d] = al_size(t, d);
+    return al_randn(al_ndim(t), shape, al_dtype_of(t));
+}
+
+static double tol_of(al_dtype dt) { return dt == AL_FLOAT32 ? 1e-5 : 1e-12; }
+
+/* ---- one op, forward and gradients --------------------------------------------------------------- */
+
+typedef al_tensor *(*op_fn)(al_tensor *const *in, const void *arg);
+
+/* in[0 .. nleaf) are float leaves (gradients compared), in[nleaf .. n) other inputs (ids, targets). */
+static void check_op(const char *name, op_fn op, const void *arg, int n, int nleaf, al_tensor *const *inputs, double tol) {
+    al_tensor *cpu_in[6] = {0}, *dev_leaf[6] = {0}, *dev_in[6] = {0};
+    for (int i = 0; i < n; i++) {
+        cpu_in[i] = al_clone(inputs[i]);
+        if (i < nleaf) {
+            al_set_requires_grad(cpu_in[i], 1);
+            dev_leaf[i] = al_clone(inputs[i]);
+            al_set_requires_grad(dev_leaf[i], 1);
+            dev_in[i] = to(dev_leaf[i], AL_CUDA);
+        } else {
+            dev_in[i] = to(inputs[i], AL_CUDA);
+        }
+    }
+    al_tensor *out_c = op(cpu_in, arg), *out_d = op(dev_in, arg);
+    if (!out_c || !out_d) fprintf(stderr, "%s: %s\n", name, al_last_error());
+    CHECK(out_c && out_d && al_device_of(out_d) == AL_CUDA);
+    const double fwd = max_rel_diff(out_d, out_c);
+    if (!(fwd <= tol)) fprintf(stderr, "%s: forward differs by %g\n", name, fwd);
+    CHECK_NEAR(fwd, 0, tol);
+    if (out_c && out_d && nleaf > 0) {
+        al_tensor *probe = randn_like(out_c);
+        al_tensor *back = to(out_d, AL_CPU);
+        al_tensor *pc = al_mul(out_c, probe), *pd = back ? al_mul(back, probe) : NULL;
+        al_tensor *lc = al_sum(pc, AL_ALL_DIMS, 0), *ld = pd ? al_sum(pd, AL_ALL_DIMS, 0) : NULL;
+        CHECK(lc && al_backward(lc, NULL) == 0);
+        CHECK(ld && al_backward(ld, NULL) == 0);
+        for (int i = 0; i < nleaf; i++) {
+            al_tensor *gc = al_grad(cpu_in[i]), *gd = al_grad(dev_leaf[i]);
+            const double d = gc && gd ? max_rel_diff(gd, gc) : INFINITY;
+            if (!(d <= tol)) fprintf(stderr, "%s: gradient of input %d differs by %g (%s)\n", name, i + 1, d, al_last_error());
+            CHECK_NEAR(d, 0, tol);
+            al_release(gc); al_release(gd);
+        }
+        al_release(probe); al_release(back); al_release(pc); al_release(pd); al_release(lc); al_release(ld);
+    }
+    for (int i = 0; i < n; i++) { al_release(cpu_in[i]); al_release(dev_leaf[i]); al_release(dev_in[i]); }
+    al_release(out_c); al_release(out_d);
+}
+
+/* ---- the ops, as op_fn ---------------------------------------------------------------------------- */
+
+typedef struct { int kind, dim, keepdim; } softmax_arg;
+static al_tensor *softmax_op(al_tensor *const *in, const void *varg) {
+    const softmax_arg *a = varg;
+    return a->kind == 0 ? al_softmax(in[0], a->dim) : a->kind == 1 ? al_log_softmax(in[0], a->dim)
+                                                               : al_logsumexp(in[0], a->dim, a->keepdim);
+}
+static al_tensor *layer_norm_full(al_tensor *const *in, const void *arg) { return al_layer_norm(in[0], in[1], in[2], 1e-5); }
+static al_tensor *layer_norm_weight(al_tensor *const *in, const void *arg) { return al_layer_norm(in[0], in[1], NULL, 1e-5); }
+static al_tensor *layer_norm_plain(al_tensor *const *in, const void *arg) { return al_layer_norm(in[0], NULL, NULL, 1e-5); }
+static al_tensor *cross_entropy_op(al_tensor *const *in, const void *arg) { return al_cross_entropy(in[0], in[1], -100); }
+static al_tensor *mse_op(al_tensor *const *in, const void *arg) { return al_mse(in[0], in[1]); }
+static al_tensor *embedding_op(al_tensor *const *in, const void *arg) { return al_embedding(in[0], in[1]); }
+/* the same seed before each run: the CPU and the device draw the same mask */
+static al_tensor *dropout_op(al_tensor *const *in, const void *arg) {
+    al_seed(11);
+    return al_dropout(in[0], *(const double *)arg, 1);
+}
+
+/* ---- the optimiser steps ---------------------------------------------------------------------------- */
+
+/* A leaf on `device` holding `init`, with grad = probe (through loss = sum(leaf * probe) on the CPU). */
+static al_tensor *param_with_grad(const al_tensor *init, const al_tensor *probe, al_device device) {
+    al_tensor *p = device == AL_CPU ? al_clone(init) : to(init, device), *q = to(probe, device);
+    if (p) al_set_requires_grad(p, 1);
+    al_tensor *prod = p && q ? al_mul(p, q) : NULL;
+    al_tensor *back = prod ? to(prod, AL_CPU) : NULL;
+    al_tensor *loss = back ? al_sum(back, AL_ALL_DIMS, 0) : NULL;
+    CHECK(loss && al_backward(loss, NULL) == 0);
+    al_release(q); al_release(prod); al_release(back); al_release(loss);
+    return p;
+}
+
+static al_tensor *zeros_on(const al_tensor *like, al_device device) {
+    al_tensor *z = randn_like(like);
+    al_tensor *d = z && al_fill_(z, 0) == 0 ? to(z, device) : NULL;
+    al_release(z);
+    return d;
+}
+
+static void check_optimisers(al_dtype dt) {
+    const int64_t s[2] = {17, 33};
+    const double tol = tol_of(dt);
+    al_tensor *init = al_randn(2, s, dt), *probe = al_randn(2, s, dt);
+    /* SGD: plain with weight decay, momentum, Nesterov; three steps each */
+    for (int variant = 0; variant < 3; variant++) {
+        const double momentum = variant == 0 ? 0 : 0.9;
+        al_tensor *pc = param_with_grad(init, probe, AL_CPU), *pd = param_with_grad(init, probe, AL_CUDA);
+        al_tensor *bc = zeros_on(init, AL_CPU), *bd = zeros_on(init, AL_CUDA);
+        for (int step = 0; step < 3; step++) {
+            CHECK(al_sgd_step(pc, bc, 0.1, momentum, 0.01, variant == 2) == 0);
+            const int rc = al_sgd_step(pd, bd, 0.1, momentum, 0.01, variant == 2);
+            if (rc) fprintf(stderr, "sgd_step: %s\n", al_last_error());
+            CHECK(rc == 0);
+        }
+        CHECK_NEAR(max_rel_diff(pd, pc), 0, tol);
+        CHECK_NEAR(max_rel_diff(bd, bc), 0, tol);
+        al_release(pc); al_release(pd); al_release(bc); al_release(bd);
+    }
+    /* Adam with coupled weight decay, and AdamW; steps 1 to 3 (the bias corrections) */
+    for (int decoupled = 0; decoupled < 2; decoupled++) {
+        al_tensor *pc = param_with_grad(init, probe, AL_CPU), *pd = param_with_grad(init, probe, AL_CUDA);
+        al_tensor *mc = zeros_on(init, AL_CPU), *md = zeros_on(init, AL_CUDA);
+        al_tensor *vc = zeros_on(init, AL_CPU), *vd = zeros_on(init, AL_CUDA);
+        for (int step = 1; step <= 3; step++) {
+            CHECK(al_adam_step(pc, mc, vc, 1e-2, 0.9, 0.999, 1e-8, 0.1, decoupled, step) == 0);
+            const int rc = al_adam_step(pd, md, vd, 1e-2, 0.9, 0.999, 1e-8, 0.1, decoupled, step);
+            if (rc) fprintf(stderr, "adam_step: %s\n", al_last_error());
+            CHECK(rc == 0);
+        }
+        CHECK_NEAR(max_rel_diff(pd, pc), 0, tol);
+        CHECK_NEAR(max_rel_diff(md, mc), 0, tol);
+        CHECK_NEAR(max_rel_diff(vd, vc), 0, tol);
+        al_release(pc); al_release(pd); al_release(mc); al_release(md); al_release(vc); al_release(vd);
+    }
+    /* clip_grad_norm over two params: the same norm, the same scaled grads */
+    {
+        al_tensor *pc[2] = {param_with_grad(init, probe, AL_CPU), param_with_grad(probe, init, AL_CPU)};
+        al_tensor *pd[2] = {param_with_grad(init, probe, AL_CUDA), param_with_grad(probe, init, AL_CUDA)};
+        const double nc = al_clip_grad_norm(2, pc, 1.0), nd = al_clip_grad_norm(2, pd, 1.0);
+        if (nd < 0) fprintf(stderr, "clip_grad_norm: %s\n", al_last_error());
+        CHECK(nc > 1);   /* so that the grads were scaled */
+        CHECK_NEAR(fabs(nd - nc) / nc, 0, tol);
+        for (int i = 0; i < 2; i++) {
+            al_tensor *gc = al_grad(pc[i]), *gd = al_grad(pd[i]);
+            CHECK(gd && al_device_of(gd) == AL_CUDA);
+            CHECK_NEAR(max_rel_diff(gd, gc), 0, tol);
+            al_release(gc); al_release(gd); al_release(pc[i]); al_release(pd[i]);
+        }
+    }
+    al_release(init); al_release(probe);
+}
+
+int main(void) {
+    if (!al_cuda_available()) {
+        printf("test_cuda_nn: no CUDA device here (%s)\n", al_cuda_unavailable_reason());
+        return check_report("test_cuda_nn") + 1;   /* make test-cuda is run where there is a GPU: failing is right */
+    }
+    al_seed(5);
+    const al_dtype dts[2] = {AL_FLOAT32, AL_FLOAT64};
+    for (int t = 0; t < 2; t++) {
+        const al_dtype dt = dts[t];
+        const double tol = tol_of(dt);
+
+        /* the softmax family along each dim of a (5, 37, 6) tensor, and along a 700-long last dim
+         * (longer than a block: the threads stride) */
+        {
+            const int64_t s3[3] = {5, 37, 6}, s2[2] = {3, 700};
+            al_tensor *x3 = al_randn(3, s3, dt), *x2 = al_randn(2, s2, dt);
+            for (int kind = 0; kind < 3; kind++) {
+                for (int dim = 0; dim < 3; dim++) {
+                    const softmax_arg a = {kind, dim, dim == 1};
+                    check_op("softmax family", softmax_op, &a, 1, 1, &x3, tol);
+                }
+                const softmax_arg a = {kind, -1, 0};
+                check_op("softmax family (long lines)", softmax_op, &a, 1, 1, &x2, tol);
+            }
+            /* a line of -inf: softmax 0, log_softmax and logsumexp -inf, as on the CPU */
+            const int64_t sm[2] = {2, 4};
+            al_tensor *m = al_full(2, sm, -INFINITY, dt);
+            al_tensor *row = al_select(m, 0, 1), *r01 = al_randn(1, sm + 1, dt);
+            CHECK(al_copy_(row, r01) == 0);
+            for (int kind = 0; kind < 3; kind++) {
+                const softmax_arg a = {kind, 1, 0};
+                check_op("softmax family (-inf line)", softmax_op, &a, 1, 0, &m, tol);
+            }
+            /* empty lines: logsumexp of (3, 0) along dim 1 is three -inf */
+            const int64_t se[2] = {3, 0};
+            al_tensor *e = al_randn(2, se, dt);
+            const softmax_arg lse = {2, 1, 0};
+            check_op("logsumexp (empty lines)", softmax_op, &lse, 1, 0, &e, tol);
+            al_release(x3); al_release(x2); al_release(m); al_release(row); al_release(r01); al_release(e);
+        }
+
+        /* layer norm: with weight and bias, weight only, neither; 3000 rows (many chunks of the
+         * weight/bias sums) and a 1000-wide row (longer than a block) */
+        {
+            const int64_t sx[3] = {4, 9, 300}, sw[1] = {300}, sl[2] = {3000, 16}, swl[1] = {16}, sd[2] = {5, 1000},
+                          swd[1] = {1000};
+            al_tensor *in[3] = {al_randn(3, sx, dt), al_randn(1, sw, dt), al_randn(1, sw, dt)};
+            check_op("layer_norm", layer_norm_full, NULL, 3, 3, in, tol);
+            check_op("layer_norm (weight only)", layer_norm_weight, NULL, 2, 2, in, tol);
+            check_op("layer_norm (plain)", layer_norm_plain, NULL, 1, 1, in, tol);
+            al_tensor *many[3] = {al_randn(2, sl, dt), al_randn(1, swl, dt), al_randn(1, swl, dt)};
+            check_op("layer_norm (many rows)", layer_norm_full, NULL, 3, 3, many, tol * 10);
+            al_tensor *wide[3] = {al_randn(2, sd, dt), al_randn(1, swd, dt), al_randn(1, swd, dt)};
+            check_op("layer_norm (wide rows)", layer_norm_full, NULL, 3, 3, wide, tol);
+            for (int i = 0; i < 3; i++) { al_release(in[i]); al_release(many[i]); al_release(wide[i]); }
+        }
+
+        /* cross-entropy over (6, 7, 11) logits with some ids ignored; all ignored gives 0 */
+        {
+            const int64_t sl[3] = {6, 7, 11}, st[2] = {6, 7};
+            al_tensor *logits = al_randn(3, sl, dt), *ids = al_randint(0, 11, 2, st);
+            const int64_t at[3][2] = {{0, 0}, {2, 5}, {5, 6}};
+            for (int k = 0; k < 3; k++) CHECK(al_set(ids, at[k], -100) == 0);
+            al_tensor *in[2] = {logits, ids};
+            check_op("cross_entropy", cross_entropy_op, NULL, 2, 1, in, tol);
+            al_tensor *none = al_full(2, st, -100, AL_INT64);
+            al_tensor *in0[2] = {logits, none};
+            check_op("cross_entropy (all ignored)", cross_entropy_op, NULL, 2, 1, in0, tol);
+            al_release(logits); al_release(ids); al_release(none);
+        }
+
+        /* mse (composed: sub, mul and the mean's CUDA kernel) */
+        {
+            const int64_t s[2] = {7, 5};
+            al_tensor *in[2] = {al_randn(2, s, dt), al_randn(2, s, dt)};
+            check_op("mse", mse_op, NULL, 2, 2, in, tol);
+            al_release(in[0]); al_release(in[1]);
+        }
+
+        /* embedding: 100 ids drawn from 10 rows of 50, so most rows repeat (the scatter-add) */
+        {
+            const int64_t sw[2] = {50, 33}, si[2] = {4, 25};
+            al_tensor *in[2] = {al_randn(2, sw, dt), al_randint(0, 10, 2, si)};
+            check_op("embedding", embedding_op, NULL, 2, 1, in, tol);
+            al_release(in[0]); al_release(in[1]);
+        }
+
+        /* dropout: the device's mask is the CPU's, bit for bit, and the generator advances alike */
+        {
+            const int64_t s[3] = {3, 41, 29};
+            al_tensor *x = al_randn(3, s, dt);
+            const double p = 0.3;
+            check_op("dropout", dropout_op, &p, 1, 1, &x, 0);
+            uint64_t seed_c, counter_c, seed_d, counter_d;
+            al_tensor *dx = to(x, AL_CUDA);
+            al_seed(3);
+            al_tensor *oc = al_dropout(x, p, 1);
+            al_rng_get_state(&seed_c, &counter_c);
+            al_seed(3);
+            al_tensor *od = dx ? al_dropout(dx, p, 1) : NULL;
+            al_rng_get_state(&seed_d, &counter_d);
+            CHECK(od && counter_d == counter_c);
+            CHECK_NEAR(max_rel_diff(od, oc), 0, 0);
+            al_release(x); al_release(dx); al_release(oc); al_release(od);
+        }
+
+        check_optimisers(dt);
+    }
+
+    /* errors: bad ids give the CPU's message; mixed devices refuse by name */
+    {
+        const int64_t sw[2] = {5, 3}, si[1] = {4}, sl[2] = {4, 5};
+        al_tensor *w = al_randn(2, sw, AL_FLOAT32), *ids = al_randint(0, 5, 1, si);
+        const int64_t at[1] = {2};
+        CHECK(al_set(ids, at, 5) == 0);
+        al_tensor *dw = to(w, AL_CUDA), *dids = to(ids, AL_CUDA);
+        char cpu_message[512];
+        CHECK_FAILS(al_embedding(w, ids), "out of range");
+        snprintf(cpu_message, sizeof cpu_message, "%s", al_last_error());
+        CHECK_FAILS(al_embedding(dw, dids), cpu_message);
+        CHECK(al_set(ids, at, -1) == 0);
+        al_release(dids);
+        dids = to(ids, AL_CUDA);
+        CHECK_FAILS(al_embedding(w, ids), "out of range");
+        snprintf(cpu_message, sizeof cpu_message, "%s", al_last_error());
+        CHECK_FAILS(al_embedding(dw, dids), cpu_message);
+        CHECK_FAILS(al_embedding(dw, ids), "two devices");
+
+        al_tensor *logits = al_randn(2, sl, AL_FLOAT64), *dlogits = to(logits, AL_CUDA);
+        CHECK(al_set(ids, at, 7) == 0);
+        al_release(dids);
+        dids = to(ids, AL_CUDA);
+        CHECK_FAILS(al_cross_entropy(logits, ids, -100), "out of range");
+        snprintf(cpu_message, sizeof cpu_message, "%s", al_last_error());
+        CHECK_FAILS(al_cross_entropy(dlogits, dids, -100), cpu_message);
+        CHECK_FAILS(al_cross_entropy(dlogits, ids, -100), "two devices");
+
+        al_tensor *x = al_randn(2, sl, AL_FLOAT32), *dx = to(x, AL_CUDA), *g = al_randn(1, sl + 1, AL_FLOAT32);
+        CHECK_FAILS(al_layer_norm(dx, g, NULL, 1e-5), "two devices");
+        CHECK_FAILS(al_mse(dx, x), "two devices");
+
+        /* optimisers: state on the other device; clip_grad_norm over params of both devices */
+        al_tensor *probe = al_randn(2, sl, AL_FLOAT32);
+        al_tensor *pc = param_with_grad(x, probe, AL_CPU), *pd = param_with_grad(x, probe, AL_CUDA);
+        al_tensor *bc = zeros_on(x, AL_CPU);
+        al_clear_error();
+        CHECK(al_sgd_step(pd, bc, 0.1, 0.9, 0, 0) < 0 && strstr(al_last_error(), "two devices"));
+        al_clear_error();
+        CHECK(al_adam_step(pd, bc, bc, 0.1, 0.9, 0.99, 1e-8, 0, 0, 1) < 0 && strstr(al_last_error(), "two devices"));
+        al_tensor *both[2] = {pc, pd};
+        al_clear_error();
+        CHECK(al_clip_grad_norm(2, both, 1.0) < 0 && strstr(al_last_error(), "two devices"));
+
+        al_release(w); al_release(ids); al_release(dw); al_release(dids); al_release(logits); al_release(dlogits);
+        al_release(x); al_release(dx); al_release(g); al_release(probe); al_release(pc); al_release(pd); al_release(bc);
+    }
+    return check_report("test_cuda_nn");
+}
