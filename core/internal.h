@@ -195,6 +195,24 @@ al_tensor *al_to_dtype_nograd(const al_tensor *t, al_dtype dtype);
 /* Sum a gradient of shape g down to (ndim, shape), undoing broadcasting. */
 al_tensor *al_sum_to_shape(const al_tensor *g, int ndim, const int64_t *shape);
 void al_rng_normal_fill(float *f32, double *f64, int64_t n);
+/* Fused softmax attention (core/cuda/attention.cu): forward with the row log-sum-exp, the map on
+ * request, and the backward; the op around them is core/attention/softmax_cuda.c.  Every tensor is on
+ * the device; q, k, v (B, H, N, d), (B, Hkv, M, d), (B, Hkv, M, dv) of one float dtype with H a
+ * multiple of Hkv and d, dv <= AL_CUDA_ATTENTION_HEAD_MAX; bias and mask NULL or (B, H, N, M) views
+ * in q's dtype (stride 0 on broadcast dims; a mask entry 0 hides the key).  out (B, H, N, dv), lse
+ * (B, H, N), weights (B, H, N, M), the gradients and dbias are contiguous and written whole (a row
+ * that sees no key: output 0, lse +inf, weights 0).  Each call 0, or -1 with an error. */
+enum { AL_CUDA_ATTENTION_HEAD_MAX = 128 };
+typedef struct {
+    const al_tensor *q, *k, *v, *bias, *mask;
+    int causal;      /* 0 none, 1 top-left (j <= i), 2 bottom-right (j <= i + M - N) */
+    double scale;
+} al_cuda_attention_args;
+int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, al_tensor *lse);
+int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights);
+/* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
+int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
+                               const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);
 
 /* ---- strided iteration ------------------------------------------------------------------- */
 /* Calls fn(row_ptrs, inner_len, inner_strides, arg) for every innermost row of up to

@@ -107,12 +107,14 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     CHECK_TENSOR("attention", q, "q");
     CHECK_TENSOR("attention", k, "k");
     CHECK_TENSOR("attention", v, "v");
-    AL_REQUIRE_CPU("attention", q, k, v, NULL);
+    /* the device rule: every tensor on q's device (variants without a CUDA kernel refuse below) */
+    if (!al_same_device("attention", q, k, v)) return NULL;
     if (opts) {
-        AL_REQUIRE_CPU("attention", opts->bias, opts->mask, NULL, NULL);
+        if (!al_same_device("attention", q, opts->bias, opts->mask)) return NULL;
         for (int i = 0; i < opts->n_options && opts->options; i++)
-            if (opts->options[i].value.type == AL_VALUE_TENSOR)
-                AL_REQUIRE_CPU("attention", opts->options[i].value.tensor, NULL, NULL, NULL);
+            if (opts->options[i].value.type == AL_VALUE_TENSOR &&
+                !al_same_device("attention", q, opts->options[i].value.tensor, NULL))
+                return NULL;
     }
     const char *name = opts && opts->variant ? opts->variant : "softmax";
     const attention_variant *var = NULL;
@@ -125,6 +127,12 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
             strncat(list, variants[i]->name, sizeof list - strlen(list) - 1);
         }
         al_error("attention: unknown variant '%s' (known: %s)", name, list);
+        return NULL;
+    }
+    const bool on_cuda = q->storage->device == AL_CUDA;
+    if (on_cuda && !var->cuda_forward) {
+        al_error("attention: variant '%s' has no CUDA kernel yet (q %s is on cuda); move the tensors to the CPU "
+                 "with :to(\"cpu\")", var->name, TSHAPE(q));
         return NULL;
     }
     if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4) {
@@ -181,8 +189,8 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     }
     qc = unit_last_stride(q); kc = unit_last_stride(k); vc = unit_last_stride(v);
     if (!qc || !kc || !vc) goto done;
-    p.q = qc; p.k = kc; p.v = vc; p.bias = bias; p.mask = mask;
-    out = var->forward(&p, weights);
+    p.q = qc; p.k = kc; p.v = vc; p.bias = bias; p.mask = mask; p.bias_given = opts ? opts->bias : NULL;
+    out = on_cuda ? var->cuda_forward(&p, weights) : var->forward(&p, weights);
 done:
     al_release(bias); al_release(mask); al_release(qc); al_release(kc); al_release(vc);
     free(options);

@@ -24,6 +24,7 @@ typedef struct {
  * before it calls the shared kernels, which read those fields. */
 typedef struct {
     const al_tensor *q, *k, *v, *bias, *mask;
+    const al_tensor *bias_given;  /* opts.bias as the caller gave it (its own shape and dtype), or NULL */
     int64_t B, H, Hkv, N, M, d, dv;
     int causal;          /* 0 none, 1 top-left, 2 bottom-right */
     double scale;
@@ -175,6 +176,9 @@ al_tensor *attention_softmax_over_visible(const attention_problem *p, const char
                                           const char *tiled_name, al_tensor **weights);
 /* The tiled online-softmax kernel (tiled.c): no map, O(N) memory beyond inputs and outputs. */
 al_tensor *attention_tiled_forward(const attention_problem *p, const char *name);
+/* The "softmax" variant on CUDA tensors (softmax_cuda.c, kernels in core/cuda/attention.cu): the
+ * fused kernel, the map when weights is not NULL, a trainable bias of the full (B, H, N, M) shape. */
+al_tensor *attention_cuda_softmax_forward(const attention_problem *p, al_tensor **weights);
 
 /* The prefix-state recurrence (recurrence.c): S_t = alpha_t S_{t-1} + w_t k_t^T with
  * w_t = beta_t (v_t - [delta] alpha_t S_{t-1} k_t), read as y_i = S_i (scale q_i) when causal (N = M)

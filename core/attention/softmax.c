@@ -36,6 +36,13 @@ static al_tensor *softmax_forward(attention_problem *p, al_tensor **weights) {
     return attention_softmax_over_visible(p, "attention_softmax", "attention_softmax_tiled", weights);
 }
 
+/* on CUDA tensors: one fused kernel for every `kernel` choice (softmax_cuda.c) */
+static al_tensor *softmax_cuda_forward(attention_problem *p, al_tensor **weights) {
+    p->kernel = ((const softmax_options *)p->options)->kernel;
+    return attention_cuda_softmax_forward(p, weights);
+}
+
 const attention_variant attention_softmax = {
-    .name = "softmax", .forward = softmax_forward, .options = options, .options_size = sizeof(softmax_options),
+    .name = "softmax", .forward = softmax_forward, .cuda_forward = softmax_cuda_forward, .options = options,
+    .options_size = sizeof(softmax_options),
     .summary = "scaled dot-product softmax attention (tiled online softmax, or dense when the map is wanted)"};

@@ -109,3 +109,17 @@ int al_cuda_adam_update(al_tensor *p, al_tensor *m, al_tensor *v, const al_tenso
     return refuse("adam_step");
 }
 double al_cuda_sum_squares(const al_tensor *g) { return refuse("clip_grad_norm"); }
+/* fused softmax attention (core/cuda/attention.cu) */
+int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, al_tensor *lse) {
+    al_error("attention: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights) {
+    al_error("attention: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
+                               const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias) {
+    al_error("attention: backward: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}

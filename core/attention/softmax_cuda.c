@@ -1,0 +1,103 @@
+/* softmax_cuda.c -- the "softmax" variant on CUDA tensors: what the GPU kernels need beyond
+ * al_attention's checks, the outputs, and the autograd node with its backward; the kernels are
+ * core/cuda/attention.cu (fused forward keeping the row log-sum-exp, the map on request, and the
+ * recompute backward).
+ *
+ * One kernel serves every `kernel` option: it never forms the map except when weights are asked
+ * for (a separate kernel writes P = exp(S - L) then), and it takes a trainable bias.  The option
+ * keeps its CPU meaning where that is a promise: kernel = 'tiled' refuses weights and a trainable
+ * bias as the CPU's tiled kernel does, so a script behaves the same on both devices. */
+#include "attention_internal.h"
+
+static const char *const NODE_NAME = "attention_softmax_cuda";
+
+static al_cuda_attention_args args_of(const al_tensor *q, const al_tensor *k, const al_tensor *v,
+                                      const al_tensor *bias, const al_tensor *mask, int causal, double scale) {
+    return (al_cuda_attention_args){.q = q, .k = k, .v = v, .bias = bias, .mask = mask, .causal = causal,
+                                    .scale = scale};
+}
+
+/* inputs q, k, v [, bias]; saved: 0 the output (an alias), 1 the row log-sum-exp, 2 bias, 3 mask;
+ * ints[0] causal, scalars[0] scale */
+static void cuda_softmax_backward(al_node *node, const al_tensor *g) {
+    const al_tensor *q = node->inputs[0], *k = node->inputs[1], *v = node->inputs[2];
+    const al_cuda_attention_args a = args_of(q, k, v, node->saved[2], node->saved[3], (int)node->ints[0],
+                                             node->scalars[0]);
+    const bool want_bias = node->n_inputs > 3 && al_input_needs_grad(node, 3);
+    const int64_t map[4] = {q->shape[0], q->shape[1], q->shape[2], k->shape[2]};
+    al_tensor *gc = al_same_device(node->name, q, g, NULL) ? al_contiguous_nograd(g) : NULL;
+    al_tensor *dq = al_input_needs_grad(node, 0) ? al_new_tensor_on(4, q->shape, q->dtype, AL_CUDA) : NULL;
+    al_tensor *dk = al_input_needs_grad(node, 1) ? al_new_tensor_on(4, k->shape, k->dtype, AL_CUDA) : NULL;
+    al_tensor *dv = al_input_needs_grad(node, 2) ? al_new_tensor_on(4, v->shape, v->dtype, AL_CUDA) : NULL;
+    al_tensor *db = want_bias ? al_new_tensor_on(4, map, q->dtype, AL_CUDA) : NULL;
+    const bool allocated = gc && (dq || !al_input_needs_grad(node, 0)) && (dk || !al_input_needs_grad(node, 1)) &&
+                           (dv || !al_input_needs_grad(node, 2)) && (db || !want_bias);
+    if (!allocated || al_cuda_attention_backward(&a, node->saved[0], node->saved[1], gc, dq, dk, dv, db) < 0) {
+        /* the failure said why; hand back nothing rather than partial gradients */
+        al_release(dq); al_release(dk); al_release(dv); al_release(db);
+        dq = dk = dv = db = NULL;
+    }
+    al_accumulate_input_take(node, 0, dq);
+    al_accumulate_input_take(node, 1, dk);
+    al_accumulate_input_take(node, 2, dv);
+    al_accumulate_input_take(node, 3, db);
+    al_release(gc);
+}
+
+al_tensor *attention_cuda_softmax_forward(const attention_problem *p, al_tensor **weights) {
+    const char *fn = "attention";
+    if (p->d > AL_CUDA_ATTENTION_HEAD_MAX || p->dv > AL_CUDA_ATTENTION_HEAD_MAX) {
+        al_error("%s: the CUDA kernel takes head dims up to %d; q %s and v %s have d = %lld, dv = %lld", fn,
+                 AL_CUDA_ATTENTION_HEAD_MAX, TSHAPE(p->q), TSHAPE(p->v), (long long)p->d, (long long)p->dv);
+        return NULL;
+    }
+    const bool trainable_bias = p->bias && al_grad_needed1(p->bias);
+    if (p->kernel == 2 && weights) {
+        al_error("%s: the tiled kernel never forms the attention map; ask for weights with kernel = 'dense' "
+                 "(or 'auto')", fn);
+        return NULL;
+    }
+    if (p->kernel == 2 && trainable_bias) {
+        al_error("%s: the tiled kernel takes a bias only as a constant (a trainable bias needs "
+                 "kernel = 'dense' or 'auto'); bias %s", fn, TSHAPE(p->bias));
+        return NULL;
+    }
+    /* its gradient is dS, of shape (B, H, N, M); a bias broadcast to that shape would need dS summed
+     * over the broadcast dims, on the device, and reductions have no CUDA kernel yet */
+    const al_tensor *given = p->bias_given ? p->bias_given : p->bias;
+    if (trainable_bias && !al_shape_equal(given->ndim, given->shape, 4, p->bias->shape)) {
+        al_error("%s: on cuda a trainable bias must have the full shape (B, H, N, M) = %s (its gradient "
+                 "would be summed over the broadcast dims, and reductions have no CUDA kernel yet); bias %s", fn,
+                 TSHAPE(p->bias), TSHAPE(given));
+        return NULL;
+    }
+    const al_cuda_attention_args a = args_of(p->q, p->k, p->v, p->bias, p->mask, p->causal, p->scale);
+    const int64_t os[4] = {p->B, p->H, p->N, p->dv}, ls[3] = {p->B, p->H, p->N}, ps[4] = {p->B, p->H, p->N, p->M};
+    const al_dtype dt = p->q->dtype;
+    al_tensor *out = al_new_tensor_on(4, os, dt, AL_CUDA), *lse = al_new_tensor_on(3, ls, dt, AL_CUDA);
+    al_tensor *map = weights && out && lse ? al_new_tensor_on(4, ps, dt, AL_CUDA) : NULL;
+    if (!out || !lse || (weights && !map) || al_cuda_attention_forward(&a, out, lse) < 0 ||
+        (map && al_cuda_attention_weights(&a, lse, map) < 0)) {
+        al_release(out); al_release(lse); al_release(map);
+        return NULL;
+    }
+    const al_tensor *raw_bias = trainable_bias ? p->bias : NULL;
+    if (al_grad_needed2(p->q, p->k) || al_grad_needed2(p->v, raw_bias)) {
+        const al_tensor *in[4] = {p->q, p->k, p->v, raw_bias};
+        al_node *node = al_record(out, NODE_NAME, cuda_softmax_backward, raw_bias ? 4 : 3, in);
+        if (node) {
+            al_tensor *o = al_alias(out);   /* the output's storage, without its grad history */
+            al_node_save(node, 0, o);
+            al_release(o);
+            al_node_save(node, 1, lse);
+            al_node_save(node, 2, p->bias);
+            al_node_save(node, 3, p->mask);
+            node->ints[0] = p->causal;
+            node->n_ints = 1;
+            node->scalars[0] = p->scale;
+        }
+    }
+    if (weights) *weights = map;
+    al_release(lse);
+    return out;
+}

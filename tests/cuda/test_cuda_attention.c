@@ -1,0 +1,204 @@
+/* test_cuda_attention.c -- softmax attention on the GPU (core/cuda/attention.cu) against the CPU's
+ * al_attention (make test-cuda, on a machine with an NVIDIA GPU; built with make CUDA=1).
+ *
+ * Each case makes q, k, v (and a bias, a mask) on the CPU, runs attention there and on copies moved
+ * to the device, and compares the output, the map when asked for, and the gradients of q, k, v (and
+ * of a trainable bias): the device run's leaves are CPU tensors moved with al_to_device, its output
+ * comes back with al_to_device(.., AL_CPU), and both losses are sum(out * R) for one random R on the
+ * CPU, so the gradients cross back through the moves.  The cases cover no mask, causal top-left and
+ * bottom-right with N != M (bottom-right with N > M leaves rows that see no key), a constant and a
+ * trainable bias, a boolean mask with a fully masked row, grouped kv heads, N and M not multiples of
+ * the tiles (16 query rows, 32 keys), and d = 16, 64, 128; float64 to 1e-12, float32 to 1e-5 (2e-5
+ * for gradients, sums over every query or key in another order).  Then the calls that must fail. */
+#include "check.h"
+
+static al_tensor *to(const al_tensor *t, al_device d) { return al_to_device(t, d); }
+
+/* max |a - b| / (1 + |b|) over all elements, both brought to the CPU as float64 (INFINITY when
+ * either is missing or their sizes differ) */
+static double max_rel_diff(const al_tensor *a, const al_tensor *b) {
+    if (!a || !b) return INFINITY;
+    int64_t n = al_numel(a);
+    if (n != al_numel(b)) return INFINITY;
+    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1)), *y = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double worst = 0;
+    if (al_copy_to_doubles(a, x, n) < 0 || al_copy_to_doubles(b, y, n) < 0) worst = INFINITY;
+    for (int64_t i = 0; i < n && worst < INFINITY; i++) {
+        double d = fabs(x[i] - y[i]) / (1 + fabs(y[i]));
+        if (d > worst || d != d) worst = d != d ? INFINITY : d;
+    }
+    free(x); free(y);
+    return worst;
+}
+
+/* the largest |x| of a CPU tensor (0 for none) */
+static double max_abs(const al_tensor *t) {
+    int64_t n = al_numel(t);
+    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1)), worst = 0;
+    if (al_copy_to_doubles(t, x, n) < 0) worst = INFINITY;
+    for (int64_t i = 0; i < n && worst < INFINITY; i++) worst = fabs(x[i]) > worst ? fabs(x[i]) : worst;
+    free(x);
+    return worst;
+}
+
+enum { NO_BIAS, CONSTANT_FULL_BIAS, TRAINABLE_FULL_BIAS, CONSTANT_BROADCAST_BIAS };
+
+typedef struct {
+    const char *name;
+    int64_t B, H, Hkv, N, M, d, dv;
+    int causal;
+    int bias;          /* one of the enum above; a broadcast bias is (N, M) */
+    bool mask;         /* (B, 1, N, M) of 0 and 1, row 0 all 0 */
+    bool weights;
+} attention_case;
+
+/* The mask: query 0 sees nothing, the others about three keys in four. */
+static al_tensor *make_mask(const attention_case *c) {
+    const int64_t shape[4] = {c->B, 1, c->N, c->M};
+    double *m = malloc(sizeof(double) * (size_t)(c->B * c->N * c->M));
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t i = 0; i < c->N; i++)
+            for (int64_t j = 0; j < c->M; j++)
+                m[(b * c->N + i) * c->M + j] = i == 0 ? 0 : (i * 7 + j * 3 + b) % 4 != 0;
+    al_tensor *t = al_from_buffer(4, shape, AL_FLOAT64, m);
+    free(m);
+    return t;
+}
+
+/* One run of attention and its backward; the leaves' gradients are left in them. */
+static al_tensor *run(const attention_case *c, const al_tensor *q, const al_tensor *k, const al_tensor *v,
+                      const al_tensor *bias, const al_tensor *mask, const al_tensor *R, al_tensor **weights) {
+    const al_attention_opts opts = {.causal = c->causal, .bias = bias, .mask = mask};
+    al_tensor *out = al_attention(q, k, v, &opts, weights);
+    if (!out) return NULL;
+    al_tensor *back = to(out, AL_CPU), *prod = back ? al_mul(back, R) : NULL;
+    al_tensor *loss = prod ? al_sum(prod, AL_ALL_DIMS, 0) : NULL;
+    const bool ok = loss && al_backward(loss, NULL) == 0;
+    al_release(out); al_release(prod); al_release(loss);
+    if (!ok) { al_release(back); return NULL; }
+    return back;
+}
+
+/* A leaf of its own that shares t's values (its gradient apart from t's). */
+static al_tensor *twin_leaf(const al_tensor *t) {
+    al_tensor *x = al_detach(t);
+    if (x) al_set_requires_grad(x, 1);
+    return x;
+}
+
+static void check_case(const attention_case *c, al_dtype dt) {
+    const double tol = dt == AL_FLOAT64 ? 1e-12 : 1e-5, gtol = dt == AL_FLOAT64 ? 1e-12 : 2e-5;
+    const int64_t qs[4] = {c->B, c->H, c->N, c->d}, ks[4] = {c->B, c->Hkv, c->M, c->d};
+    const int64_t vs[4] = {c->B, c->Hkv, c->M, c->dv}, os[4] = {c->B, c->H, c->N, c->dv};
+    const int64_t full[4] = {c->B, c->H, c->N, c->M}, nm[2] = {c->N, c->M};
+    al_tensor *q = al_randn(4, qs, dt), *k = al_randn(4, ks, dt), *v = al_randn(4, vs, dt), *R = al_randn(4, os, dt);
+    al_tensor *bias = c->bias == NO_BIAS ? NULL
+                      : c->bias == CONSTANT_BROADCAST_BIAS ? al_randn(2, nm, dt) : al_randn(4, full, dt);
+    al_tensor *mask = c->mask ? make_mask(c) : NULL;
+    const bool trainable_bias = c->bias == TRAINABLE_FULL_BIAS;
+    al_set_requires_grad(q, 1); al_set_requires_grad(k, 1); al_set_requires_grad(v, 1);
+    if (trainable_bias) al_set_requires_grad(bias, 1);
+
+    /* the CPU */
+    al_tensor *w_cpu = NULL;
+    al_tensor *out_cpu = run(c, q, k, v, bias, mask, R, c->weights ? &w_cpu : NULL);
+    if (!out_cpu) fprintf(stderr, "%s (cpu): %s\n", c->name, al_last_error());
+
+    /* the device, from leaves of their own */
+    al_tensor *q2 = twin_leaf(q), *k2 = twin_leaf(k), *v2 = twin_leaf(v);
+    al_tensor *bias2 = trainable_bias ? twin_leaf(bias) : bias ? al_retain(bias) : NULL;
+    al_tensor *dq = to(q2, AL_CUDA), *dk = to(k2, AL_CUDA), *dv = to(v2, AL_CUDA);
+    al_tensor *dbias = bias2 ? to(bias2, AL_CUDA) : NULL, *dmask = mask ? to(mask, AL_CUDA) : NULL;
+    al_tensor *w_dev = NULL;
+    al_tensor *out_dev = dq && dk && dv ? run(c, dq, dk, dv, dbias, dmask, R, c->weights ? &w_dev : NULL) : NULL;
+    if (!out_dev) fprintf(stderr, "%s (%s, cuda): %s\n", c->name, al_dtype_name(dt), al_last_error());
+
+    CHECK(out_dev != NULL);
+    CHECK_NEAR(max_rel_diff(out_dev, out_cpu), 0, tol);
+    if (c->weights) {
+        CHECK(w_dev && al_device_of(w_dev) == AL_CUDA);
+        al_tensor *w_back = w_dev ? to(w_dev, AL_CPU) : NULL;
+        CHECK_NEAR(max_rel_diff(w_back, w_cpu), 0, tol);
+        al_release(w_back);
+    }
+    const al_tensor *leaves[4] = {q, k, v, trainable_bias ? bias : NULL};
+    const al_tensor *twins[4] = {q2, k2, v2, trainable_bias ? bias2 : NULL};
+    for (int i = 0; i < 4; i++) {
+        if (!leaves[i]) continue;
+        al_tensor *g_cpu = al_grad(leaves[i]), *g_dev = al_grad(twins[i]);
+        CHECK(g_cpu && g_dev && al_device_of(g_dev) == AL_CPU);
+        CHECK_NEAR(max_rel_diff(g_dev, g_cpu), 0, gtol);
+        al_release(g_cpu); al_release(g_dev);
+    }
+    /* a row that sees no key: output 0, as on the CPU (mask row 0; bottom-right rows i < N - M) */
+    if (out_dev && (c->mask || (c->causal == 2 && c->N > c->M))) {
+        al_tensor *row = al_narrow(out_dev, 2, 0, 1);
+        CHECK(row && max_abs(row) == 0);
+        al_release(row);
+    }
+    al_release(q); al_release(k); al_release(v); al_release(R); al_release(bias); al_release(mask);
+    al_release(q2); al_release(k2); al_release(v2); al_release(bias2);
+    al_release(dq); al_release(dk); al_release(dv); al_release(dbias); al_release(dmask);
+    al_release(out_cpu); al_release(out_dev); al_release(w_cpu); al_release(w_dev);
+}
+
+/* The calls the device refuses, each with an error that says why. */
+static void check_refusals(void) {
+    const int64_t s[4] = {1, 2, 20, 16}, big[4] = {1, 2, 20, 160}, map[4] = {1, 2, 20, 20}, nm[2] = {20, 20};
+    al_tensor *q = al_randn(4, s, AL_FLOAT32), *dq = to(q, AL_CUDA);
+    al_tensor *qb = al_randn(4, big, AL_FLOAT32), *dqb = to(qb, AL_CUDA);
+    al_tensor *mask = al_full(4, map, 1, AL_FLOAT32);
+    al_tensor *bias = al_randn(2, nm, AL_FLOAT32);
+    al_set_requires_grad(bias, 1);
+    al_tensor *dbias = to(bias, AL_CUDA);   /* (N, M), broadcast over B and H, trainable */
+
+    /* a variant without a CUDA kernel names itself */
+    const al_attention_option window = {.name = "window", .value = {.type = AL_VALUE_NUMBER, .number = 4}};
+    const al_attention_opts sliding = {.variant = "sliding_window", .n_options = 1, .options = &window};
+    CHECK_FAILS(al_attention(dq, dq, dq, &sliding, NULL), "variant 'sliding_window' has no CUDA kernel");
+    /* every tensor on q's device */
+    const al_attention_opts cpu_mask = {.mask = mask};
+    CHECK_FAILS(al_attention(dq, dq, dq, &cpu_mask, NULL), "two devices");
+    CHECK_FAILS(al_attention(dq, q, dq, NULL, NULL), "two devices");
+    /* head dims past the kernel's limit */
+    CHECK_FAILS(al_attention(dqb, dqb, dqb, NULL, NULL), "head dims up to 128");
+    /* a trainable bias broadcast to the map: its gradient needs reductions on the device */
+    const al_attention_opts broadcast_bias = {.bias = dbias};
+    CHECK_FAILS(al_attention(dq, dq, dq, &broadcast_bias, NULL), "full shape");
+    /* kernel = 'tiled' keeps its CPU promise of no map */
+    const al_attention_option tiled = {.name = "kernel", .value = {.type = AL_VALUE_STRING, .string = "tiled"}};
+    const al_attention_opts tiled_opts = {.n_options = 1, .options = &tiled};
+    al_tensor *w = NULL;
+    CHECK_FAILS(al_attention(dq, dq, dq, &tiled_opts, &w), "never forms the attention map");
+    al_release(w);
+    al_release(q); al_release(dq); al_release(qb); al_release(dqb); al_release(mask); al_release(bias); al_release(dbias);
+}
+
+int main(void) {
+    if (!al_cuda_available()) {
+        printf("test_cuda_attention: no CUDA device here (%s)\n", al_cuda_unavailable_reason());
+        return check_report("test_cuda_attention") + 1;   /* make test-cuda is run where there is a GPU */
+    }
+    al_seed(11);
+    /*   name                           B  H Hkv   N    M    d   dv causal bias                  mask  weights */
+    const attention_case cases[] = {
+        {"no mask, d 16",               2, 3, 3,  37,  45,  16,  16, 0, NO_BIAS,                 false, false},
+        {"no mask, d 128, weights",     1, 2, 2, 100, 130, 128, 128, 0, NO_BIAS,                 false, true},
+        {"causal top-left, N < M",      2, 2, 2,  37,  50,  64,  64, 1, NO_BIAS,                 false, false},
+        {"causal top-left, N > M",      1, 2, 2,  45,  30,  16,  24, 1, NO_BIAS,                 false, true},
+        {"causal bottom-right, N < M",  2, 2, 2,  29,  70,  64,  32, 2, NO_BIAS,                 false, true},
+        {"causal bottom-right, N > M",  1, 3, 3,  50,  20,  16,  16, 2, NO_BIAS,                 false, false},
+        {"constant bias (B, H, N, M)",  2, 2, 2,  33,  40,  32,  32, 0, CONSTANT_FULL_BIAS,      false, false},
+        {"trainable bias, d 128",       1, 2, 2,  33,  40, 128, 128, 0, TRAINABLE_FULL_BIAS,     false, true},
+        {"trainable bias, causal",      2, 2, 1,  19,  19,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false},
+        {"constant bias (N, M), causal",1, 3, 3,  40,  40,  32,  32, 1, CONSTANT_BROADCAST_BIAS, false, false},
+        {"mask, a fully masked row",    2, 2, 2,  21,  35,  16,  16, 0, NO_BIAS,                 true,  true},
+        {"mask and causal bottom-right",1, 2, 2,  21,  35,  64,  64, 2, NO_BIAS,                 true,  false},
+        {"grouped kv heads, causal",    2, 4, 2,  40,  40,  64,  48, 1, NO_BIAS,                 false, false},
+    };
+    const al_dtype dts[2] = {AL_FLOAT64, AL_FLOAT32};
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], dts[t]);
+    check_refusals();
+    return check_report("test_cuda_attention");
+}
