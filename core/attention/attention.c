@@ -189,7 +189,7 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     }
     qc = unit_last_stride(q); kc = unit_last_stride(k); vc = unit_last_stride(v);
     if (!qc || !kc || !vc) goto done;
-    p.q = qc; p.k = kc; p.v = vc; p.bias = bias; p.mask = mask; p.bias_given = opts ? opts->bias : NULL;
+    p.q = qc; p.k = kc; p.v = vc; p.bias = bias; p.mask = mask;
     out = on_cuda ? var->cuda_forward(&p, weights) : var->forward(&p, weights);
 done:
     al_release(bias); al_release(mask); al_release(qc); al_release(kc); al_release(vc);

@@ -24,7 +24,6 @@ typedef struct {
  * before it calls the shared kernels, which read those fields. */
 typedef struct {
     const al_tensor *q, *k, *v, *bias, *mask;
-    const al_tensor *bias_given;  /* opts.bias as the caller gave it (its own shape and dtype), or NULL */
     int64_t B, H, Hkv, N, M, d, dv;
     int causal;          /* 0 none, 1 top-left, 2 bottom-right */
     double scale;

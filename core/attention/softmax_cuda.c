@@ -62,15 +62,8 @@ al_tensor *attention_cuda_softmax_forward(const attention_problem *p, al_tensor 
                  "kernel = 'dense' or 'auto'); bias %s", fn, TSHAPE(p->bias));
         return NULL;
     }
-    /* its gradient is dS, of shape (B, H, N, M); a bias broadcast to that shape would need dS summed
-     * over the broadcast dims, on the device, and reductions have no CUDA kernel yet */
-    const al_tensor *given = p->bias_given ? p->bias_given : p->bias;
-    if (trainable_bias && !al_shape_equal(given->ndim, given->shape, 4, p->bias->shape)) {
-        al_error("%s: on cuda a trainable bias must have the full shape (B, H, N, M) = %s (its gradient "
-                 "would be summed over the broadcast dims, and reductions have no CUDA kernel yet); bias %s", fn,
-                 TSHAPE(p->bias), TSHAPE(given));
-        return NULL;
-    }
+    /* a trainable bias's gradient is dS, of shape (B, H, N, M); a bias broadcast to that shape gets it
+     * summed over the broadcast dims by the expand that made p->bias (attention.c), on the device */
     const al_cuda_attention_args a = args_of(p->q, p->k, p->v, p->bias, p->mask, p->causal, p->scale);
     const int64_t os[4] = {p->B, p->H, p->N, p->dv}, ls[3] = {p->B, p->H, p->N}, ps[4] = {p->B, p->H, p->N, p->M};
     const al_dtype dt = p->q->dtype;

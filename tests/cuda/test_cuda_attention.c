@@ -41,7 +41,7 @@ static double max_abs(const al_tensor *t) {
     return worst;
 }
 
-enum { NO_BIAS, CONSTANT_FULL_BIAS, TRAINABLE_FULL_BIAS, CONSTANT_BROADCAST_BIAS };
+enum { NO_BIAS, CONSTANT_FULL_BIAS, TRAINABLE_FULL_BIAS, CONSTANT_BROADCAST_BIAS, TRAINABLE_BROADCAST_BIAS };
 
 typedef struct {
     const char *name;
@@ -93,9 +93,10 @@ static void check_case(const attention_case *c, al_dtype dt) {
     const int64_t full[4] = {c->B, c->H, c->N, c->M}, nm[2] = {c->N, c->M};
     al_tensor *q = al_randn(4, qs, dt), *k = al_randn(4, ks, dt), *v = al_randn(4, vs, dt), *R = al_randn(4, os, dt);
     al_tensor *bias = c->bias == NO_BIAS ? NULL
-                      : c->bias == CONSTANT_BROADCAST_BIAS ? al_randn(2, nm, dt) : al_randn(4, full, dt);
+                      : c->bias == CONSTANT_BROADCAST_BIAS || c->bias == TRAINABLE_BROADCAST_BIAS ? al_randn(2, nm, dt)
+                      : al_randn(4, full, dt);
     al_tensor *mask = c->mask ? make_mask(c) : NULL;
-    const bool trainable_bias = c->bias == TRAINABLE_FULL_BIAS;
+    const bool trainable_bias = c->bias == TRAINABLE_FULL_BIAS || c->bias == TRAINABLE_BROADCAST_BIAS;
     al_set_requires_grad(q, 1); al_set_requires_grad(k, 1); al_set_requires_grad(v, 1);
     if (trainable_bias) al_set_requires_grad(bias, 1);
 
@@ -144,13 +145,10 @@ static void check_case(const attention_case *c, al_dtype dt) {
 
 /* The calls the device refuses, each with an error that says why. */
 static void check_refusals(void) {
-    const int64_t s[4] = {1, 2, 20, 16}, big[4] = {1, 2, 20, 160}, map[4] = {1, 2, 20, 20}, nm[2] = {20, 20};
+    const int64_t s[4] = {1, 2, 20, 16}, big[4] = {1, 2, 20, 160}, map[4] = {1, 2, 20, 20};
     al_tensor *q = al_randn(4, s, AL_FLOAT32), *dq = to(q, AL_CUDA);
     al_tensor *qb = al_randn(4, big, AL_FLOAT32), *dqb = to(qb, AL_CUDA);
     al_tensor *mask = al_full(4, map, 1, AL_FLOAT32);
-    al_tensor *bias = al_randn(2, nm, AL_FLOAT32);
-    al_set_requires_grad(bias, 1);
-    al_tensor *dbias = to(bias, AL_CUDA);   /* (N, M), broadcast over B and H, trainable */
 
     /* a variant without a CUDA kernel names itself */
     const al_attention_option window = {.name = "window", .value = {.type = AL_VALUE_NUMBER, .number = 4}};
@@ -162,16 +160,13 @@ static void check_refusals(void) {
     CHECK_FAILS(al_attention(dq, q, dq, NULL, NULL), "two devices");
     /* head dims past the kernel's limit */
     CHECK_FAILS(al_attention(dqb, dqb, dqb, NULL, NULL), "head dims up to 128");
-    /* a trainable bias broadcast to the map: its gradient needs reductions on the device */
-    const al_attention_opts broadcast_bias = {.bias = dbias};
-    CHECK_FAILS(al_attention(dq, dq, dq, &broadcast_bias, NULL), "full shape");
     /* kernel = 'tiled' keeps its CPU promise of no map */
     const al_attention_option tiled = {.name = "kernel", .value = {.type = AL_VALUE_STRING, .string = "tiled"}};
     const al_attention_opts tiled_opts = {.n_options = 1, .options = &tiled};
     al_tensor *w = NULL;
     CHECK_FAILS(al_attention(dq, dq, dq, &tiled_opts, &w), "never forms the attention map");
     al_release(w);
-    al_release(q); al_release(dq); al_release(qb); al_release(dqb); al_release(mask); al_release(bias); al_release(dbias);
+    al_release(q); al_release(dq); al_release(qb); al_release(dqb); al_release(mask);
 }
 
 int main(void) {
@@ -192,6 +187,7 @@ int main(void) {
         {"trainable bias, d 128",       1, 2, 2,  33,  40, 128, 128, 0, TRAINABLE_FULL_BIAS,     false, true},
         {"trainable bias, causal",      2, 2, 1,  19,  19,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false},
         {"constant bias (N, M), causal",1, 3, 3,  40,  40,  32,  32, 1, CONSTANT_BROADCAST_BIAS, false, false},
+        {"trainable bias (N, M)",       2, 3, 3,  37,  45,  32,  32, 0, TRAINABLE_BROADCAST_BIAS, false, false},
         {"mask, a fully masked row",    2, 2, 2,  21,  35,  16,  16, 0, NO_BIAS,                 true,  true},
         {"mask and causal bottom-right",1, 2, 2,  21,  35,  64,  64, 2, NO_BIAS,                 true,  false},
         {"grouped kv heads, causal",    2, 4, 2,  40,  40,  64,  48, 1, NO_BIAS,                 false, false},
