@@ -109,8 +109,8 @@ void al_broadcast_strides(const al_tensor *t, int ndim, const int64_t *shape, in
 al_tensor *al_new_tensor_on(int ndim, const int64_t *shape, al_dtype dtype, al_device device);
 /* The device rule of every op: an op reads and writes only memory of the device it runs on, so an
  * op without a kernel for a tensor's device refuses it before touching its memory.  True when each
- * of the given tensors (NULLs skipped) is on the CPU; otherwise an error naming fn, which argument
- * (1-based) and its shape, and false. */
+ * of the given tensors (NULLs skipped) is on the CPU; otherwise an error naming fn and the shape of
+ * the tensor on the device, and false. */
 bool al_require_cpu(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c);
 #define AL_REQUIRE_CPU(fn, a, b, c, fail) do { if (!al_require_cpu(fn, a, b, c)) return fail; } while (0)
 /* For ops with kernels on both devices: true when the given tensors (NULLs skipped) share one

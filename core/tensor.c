@@ -172,8 +172,8 @@ bool al_require_cpu(const char *fn, const al_tensor *a, const al_tensor *b, cons
     const al_tensor *args[3] = {a, b, c};
     for (int i = 0; i < 3; i++) {
         if (args[i] && args[i]->storage->device != AL_CPU) {
-            al_error("%s: tensor argument %d (%s) is on cuda, and %s has no CUDA kernel yet; "
-                     "move it with :to(\"cpu\")", fn, i + 1, TSHAPE(args[i]), fn);
+            al_error("%s: a tensor argument of shape %s is on cuda, and %s has no CUDA kernel yet; "
+                     "move it with :to(\"cpu\")", fn, TSHAPE(args[i]), fn);
             return false;
         }
     }
