@@ -137,7 +137,7 @@ test-cuda:
 	@$(MAKE) --no-print-directory -j$$(nproc) CUDA=1 all $(CUDA_TESTS)
 	@failed=0; for t in $(CUDA_TESTS); do $$t || failed=1; done; exit $$failed
 
-build-cuda/tests/%: tests/cuda/%.c tests/c/check.h $(LIB_A)
+build-cuda/tests/%: tests/cuda/%.c tests/cuda/compare.h tests/c/check.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
 

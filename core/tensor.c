@@ -89,6 +89,17 @@ bool al_check_shape(const char *fn, int ndim, const int64_t *shape) {
     return true;
 }
 
+/* t (zeroed, its storage set) made a contiguous view of the whole storage, counted as live */
+static al_tensor *contiguous_view(al_tensor *t, int ndim, const int64_t *shape, al_dtype dtype) {
+    t->refcount = 1;
+    t->ndim = ndim;
+    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    contiguous_strides(ndim, shape, t->strides);
+    t->dtype = dtype;
+    live_tensors++;
+    return t;
+}
+
 al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype) {
     return al_new_tensor_on(ndim, shape, dtype, AL_CPU);
 }
@@ -116,13 +127,7 @@ al_tensor *al_new_tensor_on(int ndim, const int64_t *shape, al_dtype dtype, al_d
                  (double)al_get_memory_limit() / 1048576.0);
         return NULL;
     }
-    t->refcount = 1;
-    t->ndim = ndim;
-    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-    contiguous_strides(ndim, shape, t->strides);
-    t->dtype = dtype;
-    live_tensors++;
-    return t;
+    return contiguous_view(t, ndim, shape, dtype);
 }
 
 al_tensor *al_new_like(const al_tensor *t) { return al_new_tensor_on(t->ndim, t->shape, t->dtype, t->storage->device); }
@@ -142,14 +147,8 @@ al_tensor *al_unreadable_device_tensor(int ndim, const int64_t *shape, al_dtype 
         return NULL;
     }
     *s = (al_storage){.data = pages, .nbytes = nbytes, .refcount = 1, .device = AL_CUDA, .release = unmap_pages};
-    t->refcount = 1;
-    t->ndim = ndim;
-    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-    contiguous_strides(ndim, shape, t->strides);
-    t->dtype = dtype;
     t->storage = s;
-    live_tensors++;
-    return t;
+    return contiguous_view(t, ndim, shape, dtype);
 }
 
 bool al_same_device(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c) {

@@ -5,25 +5,9 @@
  * fills, + - * and max/min), within a few ulps where the device's libm differs (exp, tanh, ...).
  * Then the device rule on a real device: an op without a CUDA kernel refuses a CUDA tensor by name,
  * and no op mixes devices. */
-#include "check.h"
+#include "compare.h"
 
-static al_tensor *to(const al_tensor *t, al_device d) { return al_to_device(t, d); }
 
-/* max |a - b| / (1 + |b|) over all elements, both brought to the CPU as float64 */
-static double max_rel_diff(const al_tensor *a, const al_tensor *b) {
-    int64_t n = al_numel(a);
-    if (n != al_numel(b)) return INFINITY;
-    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1)), *y = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    double worst = 0;
-    if (al_copy_to_doubles(a, x, n) < 0 || al_copy_to_doubles(b, y, n) < 0) worst = INFINITY;
-    for (int64_t i = 0; i < n && worst < INFINITY; i++) {
-        double d = fabs(x[i] - y[i]) / (1 + fabs(y[i]));
-        if (x[i] != x[i] && y[i] != y[i]) d = 0;   /* NaN where the CPU has NaN */
-        if (d > worst || d != d) worst = d != d ? INFINITY : d;
-    }
-    free(x); free(y);
-    return worst;
-}
 
 static al_tensor *randn(int ndim, const int64_t *shape, al_dtype dt) { return al_randn(ndim, shape, dt); }
 

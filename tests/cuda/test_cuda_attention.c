@@ -10,26 +10,9 @@
  * trainable bias, a boolean mask with a fully masked row, grouped kv heads, N and M not multiples of
  * the tiles (16 query rows, 32 keys), and d = 16, 64, 128; float64 to 1e-12, float32 to 1e-5 (2e-5
  * for gradients, sums over every query or key in another order).  Then the calls that must fail. */
-#include "check.h"
+#include "compare.h"
 
-static al_tensor *to(const al_tensor *t, al_device d) { return al_to_device(t, d); }
 
-/* max |a - b| / (1 + |b|) over all elements, both brought to the CPU as float64 (INFINITY when
- * either is missing or their sizes differ) */
-static double max_rel_diff(const al_tensor *a, const al_tensor *b) {
-    if (!a || !b) return INFINITY;
-    int64_t n = al_numel(a);
-    if (n != al_numel(b)) return INFINITY;
-    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1)), *y = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    double worst = 0;
-    if (al_copy_to_doubles(a, x, n) < 0 || al_copy_to_doubles(b, y, n) < 0) worst = INFINITY;
-    for (int64_t i = 0; i < n && worst < INFINITY; i++) {
-        double d = fabs(x[i] - y[i]) / (1 + fabs(y[i]));
-        if (d > worst || d != d) worst = d != d ? INFINITY : d;
-    }
-    free(x); free(y);
-    return worst;
-}
 
 /* the largest |x| of a CPU tensor (0 for none) */
 static double max_abs(const al_tensor *t) {

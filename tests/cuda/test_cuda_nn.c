@@ -8,27 +8,9 @@
  * loss = sum(out * probe), probe a fixed random tensor, computed on the CPU from the device output
  * brought back.  Tolerances: relative (|a - b| / (1 + |b|)), about 1e-12 in float64 and 1e-5 in
  * float32: the device sums in another order and has its own exp and log. */
-#include "check.h"
+#include "compare.h"
 
-static al_tensor *to(const al_tensor *t, al_device d) { return al_to_device(t, d); }
 
-/* max |a - b| / (1 + |b|) over all elements, both brought to the CPU as float64 */
-static double max_rel_diff(const al_tensor *a, const al_tensor *b) {
-    if (!a || !b) return INFINITY;
-    int64_t n = al_numel(a);
-    if (n != al_numel(b)) return INFINITY;
-    double *x = malloc(sizeof(double) * (size_t)(n ? n : 1)), *y = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    double worst = 0;
-    if (al_copy_to_doubles(a, x, n) < 0 || al_copy_to_doubles(b, y, n) < 0) worst = INFINITY;
-    for (int64_t i = 0; i < n && worst < INFINITY; i++) {
-        double d = fabs(x[i] - y[i]) / (1 + fabs(y[i]));
-        if (x[i] != x[i] && y[i] != y[i]) d = 0;   /* NaN where the CPU has NaN */
-        if (x[i] == y[i]) d = 0;                    /* the same infinity */
-        if (d > worst || d != d) worst = d != d ? INFINITY : d;
-    }
-    free(x); free(y);
-    return worst;
-}
 
 /* a tensor of standard normals of t's shape and dtype */
 static al_tensor *randn_like(const al_tensor *t) {
