@@ -10,6 +10,8 @@
 #   make CUDA=1       the same with the CUDA backend (core/cuda/*.cu through nvcc, cuBLAS), in
 #                     build-cuda/; ./attnlab then points at it.  make test-cuda CUDA=1 checks every
 #                     op that has a CUDA kernel against the CPU, on a machine with a GPU
+#   make test-cuda-emulated   the same programs with the kernels run by a CPU emulation of CUDA
+#                     (tests/cuda_emulation; no nvcc, no GPU); part of make test
 CC       ?= cc
 OPT      ?= -O3 -march=native
 BUILD    := build
@@ -63,11 +65,12 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c)
 DEBIAN_PACKAGES := gcc make pkg-config luajit libluajit-5.1-dev libopenblas-dev libstb-dev libsdl2-dev \
                    fonts-dejavu-core
 # and what `make test` needs besides: tests/lua/test_sweep_slurm.sh starts a real Slurm on localhost
-# (its own munged, slurmctld and slurmd, in a temporary directory; nothing of /etc is used), and
-# tests/lua/test_dist.lua runs two ranks under Open MPI's mpirun
-TEST_PACKAGES   := slurmctld slurmd slurm-client munge openmpi-bin
+# (its own munged, slurmctld and slurmd, in a temporary directory; nothing of /etc is used),
+# tests/lua/test_dist.lua runs two ranks under Open MPI's mpirun, and the CUDA kernels' emulation
+# is C++ (g++)
+TEST_PACKAGES   := slurmctld slurmd slurm-client munge openmpi-bin g++
 
-.PHONY: all deps test-deps test test-cuda run bench clean attnlab
+.PHONY: all deps test-deps test test-cuda test-cuda-emulated run bench clean attnlab
 # (./attnlab always points at the normal build, never at the sanitizer one)
 all: $(LIB_A) $(LIB_SO) $(PROGRAM) $(VIEWER) $(if $(filter 1,$(SANITIZE)),,attnlab)
 
@@ -127,7 +130,7 @@ test-deps:
 
 # the recursive makes keep `deps` strictly before any compilation, even under -j
 test: test-deps
-	@$(MAKE) --no-print-directory -j$$(nproc) all $(C_TESTS)
+	@$(MAKE) --no-print-directory -j$$(nproc) all $(C_TESTS) $(if $(filter 1,$(CUDA)),,$(EMULATED_CUDA_TESTS))
 	@BUILD=$(BUILD) sh tests/run_all.sh
 
 # every op with a CUDA kernel against the CPU, gradients included (needs a GPU; CUDA=1 implied):
@@ -140,6 +143,48 @@ test-cuda:
 build-cuda/tests/%: tests/cuda/%.c tests/cuda/compare.h tests/c/check.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
+
+# The same programs against the kernels run on the CPU (tests/cuda_emulation; docs/cuda.md,
+# "Testing without a GPU"): core/cuda/*.cu, made C++ by translate.sh (launches and extern
+# __shared__ only) and compiled by g++ against the emulated CUDA runtime and cuBLAS, replace
+# absent.c in a library of their own; the programs, $(BUILD)/tests/test_cuda*_emulated, are among
+# those tests/run_all.sh runs.  Grid-stride launches are capped at 3 blocks, so that the tests'
+# sizes take every grid-stride loop round more than once.  (-Wno-sign-compare: the kernels compare
+# threadIdx.x, unsigned, with int bounds, which nvcc accepts without a word.)
+EMULATED        := $(BUILD)/cuda-emulated
+EMULATED_CXXFLAGS := -std=c++17 $(OPT) $(SAN) $(filter-out -Wstrict-prototypes,$(WARN)) -Wno-sign-compare -fopenmp -fno-math-errno \
+                     -Icore/include -Icore -Icore/cuda -Itests/cuda_emulation -DAL_CUDA_GRID_STRIDE_BLOCKS=3
+EMULATION_HEADERS := $(wildcard tests/cuda_emulation/*.h)
+EMULATED_OBJ    := $(patsubst core/cuda/%.cu,$(EMULATED)/core/cuda/%.o,$(wildcard core/cuda/*.cu)) \
+                   $(patsubst tests/cuda_emulation/%.cpp,$(EMULATED)/emulation/%.o,$(wildcard tests/cuda_emulation/*.cpp))
+EMULATED_LIB    := $(EMULATED)/libattnlab.a
+EMULATED_CUDA_TESTS := $(patsubst tests/cuda/%.c,$(BUILD)/tests/%_emulated,$(wildcard tests/cuda/test_*.c))
+
+test-cuda-emulated:
+	@$(MAKE) --no-print-directory -j$$(nproc) $(EMULATED_CUDA_TESTS)
+	@failed=0; for t in $(EMULATED_CUDA_TESTS); do $$t || failed=1; done; exit $$failed
+
+# kept: the translated source is what the compiler's messages point into (by the .cu's lines)
+.PRECIOUS: $(EMULATED)/core/cuda/%.cpp
+$(EMULATED)/core/cuda/%.cpp: core/cuda/%.cu tests/cuda_emulation/translate.sh
+	@mkdir -p $(dir $@)
+	sh tests/cuda_emulation/translate.sh $< $@
+
+$(EMULATED)/core/cuda/%.o: $(EMULATED)/core/cuda/%.cpp core/cuda/cuda_internal.h $(EMULATION_HEADERS) \
+                           core/include/attnlab.h core/internal.h
+	$(CXX) $(EMULATED_CXXFLAGS) -c -o $@ $<
+
+$(EMULATED)/emulation/%.o: tests/cuda_emulation/%.cpp $(EMULATION_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMULATED_CXXFLAGS) -c -o $@ $<
+
+# the core's C objects of this build, with the emulated backend in place of absent.c
+$(EMULATED_LIB): $(filter-out $(BUILD)/core/cuda/absent.o $(CUDA_OBJ),$(CORE_OBJ)) $(EMULATED_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tests/%_emulated: tests/cuda/%.c tests/c/check.h $(EMULATED_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(EMULATED_LIB) $(LDFLAGS) $(LDLIBS) -lstdc++
 
 run: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all

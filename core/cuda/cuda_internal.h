@@ -22,10 +22,17 @@ cublasHandle_t al_cublas(const char *fn);
 bool al_cuda_ok(const char *fn, cudaError_t status);
 bool al_cublas_ok(const char *fn, cublasStatus_t status);
 
+/* The most blocks a launch with a grid-stride loop asks for; the loop covers the rest.  The CPU
+ * emulation of the kernels (tests/cuda_emulation) builds with a small cap, so that the tests' sizes
+ * take every grid-stride loop round more than once. */
+#ifndef AL_CUDA_GRID_STRIDE_BLOCKS
+#define AL_CUDA_GRID_STRIDE_BLOCKS (65535 * 8)
+#endif
+
 /* Grid size for n elements at `threads` per block, capped so that a grid-stride loop covers the rest. */
 static inline unsigned al_cuda_blocks(int64_t n, int threads) {
     int64_t b = (n + threads - 1) / threads;
-    return (unsigned)(b < 1 ? 1 : b > 65535 * 8 ? 65535 * 8 : b);
+    return (unsigned)(b < 1 ? 1 : b > AL_CUDA_GRID_STRIDE_BLOCKS ? AL_CUDA_GRID_STRIDE_BLOCKS : b);
 }
 
 /* A tensor's view as a kernel reads it: up to AL_MAX_DIMS sizes and element strides (0 on the

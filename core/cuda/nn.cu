@@ -15,7 +15,7 @@
 enum { ROW_THREADS = 256 };   /* threads per row block: a multiple of the warp size */
 
 static unsigned row_blocks(int64_t rows) {
-    return (unsigned)(rows < 1 ? 1 : rows > 65535 * 8 ? 65535 * 8 : rows);   /* the rest by grid stride */
+    return (unsigned)(rows < 1 ? 1 : rows > AL_CUDA_GRID_STRIDE_BLOCKS ? AL_CUDA_GRID_STRIDE_BLOCKS : rows);   /* the rest by grid stride */
 }
 
 /* ---- block reductions ------------------------------------------------------------------------- */
