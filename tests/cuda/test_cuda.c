@@ -9,7 +9,14 @@
 
 
 
-static al_tensor *randn(int ndim, const int64_t *shape, al_dtype dt) { return al_randn(ndim, shape, dt); }
+/* normal draws; int64 (which al_randn refuses): 10 x a normal draw, truncated */
+static al_tensor *randn(int ndim, const int64_t *shape, al_dtype dt) {
+    if (dt != AL_INT64) return al_randn(ndim, shape, dt);
+    al_tensor *f = al_randn(ndim, shape, AL_FLOAT64), *wide = f ? al_mul_scalar(f, 10) : NULL;
+    al_tensor *t = wide ? al_to_dtype(wide, AL_INT64) : NULL;
+    al_release(f); al_release(wide);
+    return t;
+}
 
 typedef al_tensor *(*binary_fn)(const al_tensor *, const al_tensor *);
 typedef al_tensor *(*unary_fn)(const al_tensor *);
