@@ -7,6 +7,7 @@
  * into a hang or wrong numbers.  Everything here runs on the thread that launched. */
 #include "cuda_runtime.h"
 #include <map>
+#include <vector>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -69,9 +70,9 @@ const uint3 *emulated_thread_index;
 uint3 emulated_block_index;
 dim3 emulated_block_dim, emulated_grid_dim;
 
-/* the static __shared__ variables of every kernel (emulated_device.h), bounds from the linker */
-extern unsigned char __start_emulated_shared[] __attribute__((weak));
-extern unsigned char __stop_emulated_shared[] __attribute__((weak));
+/* the static __shared__ arrays of the kernels reached so far (emulated_device.h) */
+struct shared_array { void *p; size_t bytes; };
+static std::vector<shared_array> static_shared;
 
 /* Stops the program: a GPU would hang here, or compute garbage without a word. */
 static void __attribute__((noreturn, format(printf, 1, 2))) stop(const char *format, ...) {
@@ -240,11 +241,16 @@ static void place_dynamic_shared(size_t bytes) {
     dynamic_shared_bytes = (bytes + 15) / 16 * 16;
 }
 
+bool emulated_static_shared(void *p, size_t bytes) {
+    static_shared.push_back(shared_array{p, bytes});
+    memset(p, 0xff, bytes);
+    return true;
+}
+
 /* Garbage at the start of every block, as on a GPU (0xff bytes: NaN in float32 and float64). */
 static void poison_shared(void) {
     memset(dynamic_shared_end - dynamic_shared_bytes, 0xff, dynamic_shared_bytes);
-    if (__start_emulated_shared)
-        memset(__start_emulated_shared, 0xff, (size_t)(__stop_emulated_shared - __start_emulated_shared));
+    for (const shared_array &a : static_shared) memset(a.p, 0xff, a.bytes);
 }
 
 /* A fault inside a kernel: say where it was before dying. */

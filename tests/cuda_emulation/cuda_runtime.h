@@ -3,8 +3,8 @@
  * (make test-cuda-emulated; docs/cuda.md, "Testing without a GPU").
  *
  * The .cu files include it as <cuda_runtime.h> (through cuda_internal.h) when built with
- * -Itests/cuda_emulation; translate.sh first rewrites their two pieces of CUDA syntax that C++
- * cannot parse (launches and extern __shared__).  Device memory is host memory.  Only what the
+ * -Itests/cuda_emulation; translate.sh first rewrites the CUDA syntax that C++ cannot parse or
+ * would read otherwise (launches and __shared__ declarations).  Device memory is host memory.  Only what the
  * kernels use is declared: anything else they start to use fails the build here, never silently
  * does nothing.  The device side (thread indices, barriers, shuffles, atomics, shared memory,
  * launches) is emulated_device.h. */

@@ -27,9 +27,13 @@
 #define __launch_bounds__(max_threads)
 /* alignment of the one __align__ use, the dynamic shared array: its buffer is 16-byte aligned */
 #define __align__(n)
-/* a static __shared__ variable is one copy for the block: a static of the function, placed in the
- * section that blocks.cpp fills with 0xff before each block */
-#define __shared__ static __attribute__((section("emulated_shared")))
+/* translate.sh's rewrite of `__shared__ TYPE NAME[N];`: one copy for the block, a static of the
+ * function, filled with 0xff when first reached and before each block (the registration runs once
+ * per function, by the first thread to get there, before any thread can have written to it) */
+#define EMULATED_STATIC_SHARED(type, name, dims) \
+    static type name dims;                      \
+    static const bool name##_in_shared_memory __attribute__((unused)) = emulated_static_shared(name, sizeof name)
+bool emulated_static_shared(void *p, size_t bytes);
 /* translate.sh's rewrite of `extern __shared__ TYPE NAME[];`: the launch's dynamic shared memory */
 #define EMULATED_DYNAMIC_SHARED(type, name) type *const name = (type *)emulated_dynamic_shared()
 void *emulated_dynamic_shared(void);
