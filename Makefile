@@ -145,8 +145,8 @@ build-cuda/tests/%: tests/cuda/%.c tests/cuda/compare.h tests/c/check.h $(LIB_A)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
 
 # The same programs against the kernels run on the CPU (tests/cuda_emulation; docs/cuda.md,
-# "Testing without a GPU"): core/cuda/*.cu, made C++ by translate.sh (launches and extern
-# __shared__ only) and compiled by g++ against the emulated CUDA runtime and cuBLAS, replace
+# "Testing without a GPU"): core/cuda/*.cu, made C++ by translate.sh (launches and __shared__
+# declarations only) and compiled by g++ against the emulated CUDA runtime and cuBLAS, replace
 # absent.c in a library of their own; the programs, $(BUILD)/tests/test_cuda*_emulated, are among
 # those tests/run_all.sh runs.  Grid-stride launches are capped at 3 blocks, so that the tests'
 # sizes take every grid-stride loop round more than once.  (-Wno-sign-compare: the kernels compare
@@ -186,7 +186,7 @@ $(EMULATED)/emulation/%.o: tests/cuda_emulation/%.cpp $(EMULATION_HEADERS)
 $(EMULATED_LIB): $(filter-out $(BUILD)/core/cuda/absent.o $(CUDA_OBJ),$(CORE_OBJ)) $(EMULATED_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tests/%_emulated: tests/cuda/%.c tests/c/check.h $(EMULATED_LIB)
+$(BUILD)/tests/%_emulated: tests/cuda/%.c tests/cuda/compare.h tests/c/check.h $(EMULATED_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(EMULATED_LIB) $(LDFLAGS) $(LDLIBS) -lstdc++
 
