@@ -169,6 +169,24 @@ int main(void) {
         al_release(da); al_release(db); al_release(dw); al_release(dbb); al_release(dv); al_release(at); al_release(dat);
     }
 
+    /* max's backward on the device (each line's gradient to its max), against the CPU's */
+    for (int d = 0; d < 2; d++) {
+        const int64_t s[2] = {9, 13};
+        al_tensor *x0 = al_randn(2, s, AL_FLOAT64), *grads[2];
+        for (int run = 0; run < 2; run++) {   /* 0: CPU, 1: GPU */
+            al_tensor *x = al_clone(x0);
+            al_set_requires_grad(x, 1);
+            al_tensor *xd = to(x, run ? AL_CUDA : AL_CPU);
+            al_tensor *m = xd ? al_max(xd, d, 0, NULL) : NULL, *sq = m ? al_mul(m, m) : NULL;
+            al_tensor *host = sq ? to(sq, AL_CPU) : NULL, *loss = host ? al_sum(host, AL_ALL_DIMS, 0) : NULL;
+            CHECK(loss && al_backward(loss, NULL) == 0);
+            grads[run] = al_grad(x);
+            al_release(x); al_release(xd); al_release(m); al_release(sq); al_release(host); al_release(loss);
+        }
+        CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, 0);
+        al_release(grads[0]); al_release(grads[1]); al_release(x0);
+    }
+
     /* linear (through cuBLAS on the device) with its gradients, and cat/stack, compared with the
      * all-CPU run: loss = sum(cat(linear(x), linear(x))^2) */
     {
