@@ -190,6 +190,12 @@ $(BUILD)/tests/%_emulated: tests/cuda/%.c tests/cuda/compare.h tests/c/check.h $
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(EMULATED_LIB) $(LDFLAGS) $(LDLIBS) -lstdc++
 
+# The attnlab program on the emulated backend: `--device cuda` scripts run, slowly, on the CPU
+# (tests/lua/test_cuda_emulated_study.lua runs a study with it)
+$(EMULATED)/attnlab: $(PROGRAM_SRC) lua/program.h $(EMULATED_LIB)
+	$(CC) $(CFLAGS) $(LUAJIT_CFLAGS) -o $@.tmp $(PROGRAM_SRC) -Wl,--whole-archive $(EMULATED_LIB) -Wl,--no-whole-archive \
+	    $(LDFLAGS) -Wl,-E $(LUAJIT_LIBS) $(LDLIBS) -ldl -lstdc++ && mv -f $@.tmp $@
+
 run: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all
 	./attnlab run experiments/icl_regression.lua $(if $(filter 1,$(VIEW)),--view)

@@ -44,8 +44,9 @@ local run = lab.run.start{
     batch = 128,
     lr = 1e-3,
     warmup = 0,                 -- steps of linear lr warmup (0: none)
-    decay_start = 0,            -- from this step the lr falls linearly to lr_final at the last step (0: constant lr)
-    lr_final = 1e-4,            -- the lr at the last step when decay_start > 0
+    decay_start = 0,            -- from this step the lr falls linearly to lr_final (0: constant lr) ...
+    decay_end = 0,              -- ... reached at this step and kept after it (0: the last step)
+    lr_final = 1e-4,            -- the lr the decay ends at
     weight_decay = 0.01,        -- AdamW's decoupled decay
     grad_clip = 1.0,            -- global gradient-norm clip (0: none)
     aux_weight = 10,            -- lambda of the running-sum loss (mode=aux)
@@ -112,6 +113,10 @@ do
   end
   if cfg.decay_start ~= math.floor(cfg.decay_start) or cfg.decay_start < 0 or (cfg.decay_start > 0 and cfg.decay_start >= cfg.steps) then
     config_error(string.format("decay_start must be 0 (no decay) or a step before the last (steps = %d; got %s)", cfg.steps, tostring(cfg.decay_start)))
+  end
+  if cfg.decay_end ~= 0 and (cfg.decay_end ~= math.floor(cfg.decay_end) or cfg.decay_end <= cfg.decay_start or cfg.decay_end > cfg.steps) then
+    config_error(string.format("decay_end must be 0 (the last step) or a step after decay_start (%d) and at most steps (%d); got %s",
+      cfg.decay_start, cfg.steps, tostring(cfg.decay_end)))
   end
   if cfg.decay_start > 0 and not (cfg.lr_final >= 0 and cfg.lr_final <= cfg.lr) then
     config_error(string.format("lr_final must be from 0 to lr (%g; got %s)", cfg.lr, tostring(cfg.lr_final)))
@@ -405,12 +410,14 @@ end
 ---------------------------------------------------------------------------------------------------
 local history = {}        -- eval records of this process (the report reads metrics.jsonl)
 local last_eval
--- warmup (linear from 0), then constant, then (decay_start > 0) linear down to lr_final at the last step;
--- a function of the step only, so resume= continues the schedule exactly
+-- warmup (linear from 0), then constant, then (decay_start > 0) linear down to lr_final at decay_end
+-- (0: the last step) and lr_final after it; a function of the step only, so resume= continues the
+-- schedule exactly
 local function learning_rate(step)
   if cfg.warmup > 0 and step < cfg.warmup then return cfg.lr * step / cfg.warmup end
   if cfg.decay_start > 0 and step > cfg.decay_start then
-    local f = (step - cfg.decay_start) / (cfg.steps - cfg.decay_start)
+    local finish = cfg.decay_end > 0 and cfg.decay_end or cfg.steps
+    local f = math.min(1, (step - cfg.decay_start) / (finish - cfg.decay_start))
     return cfg.lr + (cfg.lr_final - cfg.lr) * f
   end
   return cfg.lr
@@ -578,7 +585,8 @@ local function write_report()
   add("")
   add(string.format("%d steps, batch %d, %d layers x width %d x %d heads, lr %g (warmup %d%s), AdamW weight decay %g, seed %d%s%s.",
     final_step, cfg.batch, cfg.layers, cfg.width, cfg.heads, cfg.lr, cfg.warmup,
-    cfg.decay_start > 0 and string.format(", linear decay to %g from step %d", cfg.lr_final, cfg.decay_start) or "",
+    cfg.decay_start > 0 and string.format(", linear decay to %g from step %d to %d", cfg.lr_final, cfg.decay_start,
+      cfg.decay_end > 0 and cfg.decay_end or cfg.steps) or "",
     cfg.weight_decay, cfg.seed,
     cfg.mode == "aux" and string.format(", aux weight %g on heads 1..%d of layer %d, target c_hat/%g", cfg.aux_weight, cfg.aux_heads, cfg.aux_layer, cfg.aux_scale) or "",
     cfg.mode == "icot" and string.format(", %d CoT tokens per %d steps, smoothing lambda %g, %d of %d removed at the end", cfg.icot_per_epoch, cfg.icot_epoch_steps, cfg.icot_lambda, removal(final_step), COT) or ""))
