@@ -137,6 +137,9 @@ int al_cuda_fill(al_tensor *t, double value);
 int al_cuda_binary(int op, al_tensor *out, const al_tensor *a, const int64_t *a_strides, const al_tensor *b,
                    const int64_t *b_strides);
 int al_cuda_unary(int op, al_tensor *out, const al_tensor *a, double s0, double s1);
+/* out (float32 or float64) = 1 where a op b (al_compare_op) holds, else 0; a and b of one dtype */
+int al_cuda_compare(int op, al_tensor *out, const al_tensor *a, const int64_t *a_strides, const al_tensor *b,
+                    const int64_t *b_strides);
 /* Reductions over contiguous (outer, R, inner) lines (core/cuda/reduce.cu): out (outer, inner) =
  * scale * the sums; the max or min of each line and its index; max's backward, gin[a, idx, i] += g[a, i]. */
 int al_cuda_sum_lines(const al_tensor *x, al_tensor *out, int64_t outer, int64_t R, int64_t inner, double scale);
@@ -144,6 +147,10 @@ int al_cuda_argbest_lines(const al_tensor *x, al_tensor *vals, al_tensor *idx, i
                           int64_t inner, bool want_max);
 int al_cuda_scatter_best(al_tensor *gin, const al_tensor *g, const al_tensor *idx, int64_t outer, int64_t R,
                          int64_t inner);
+/* gather along dim d: out (idx's shape, contiguous) from t read through its strides, idx contiguous
+ * int64 with checked ids; the backward adds g into a zeroed contiguous gx with atomics */
+int al_cuda_gather(const al_tensor *t, int d, const al_tensor *idx, al_tensor *out);
+int al_cuda_gather_backward(al_tensor *gx, int d, const al_tensor *idx, const al_tensor *g);
 /* out (batch..., n, m) = a (..., n, k) b (..., k, m) through cuBLAS (core/cuda/matmul.cu): each
  * matrix with a unit stride along rows or columns, the batch read through the broadcast strides. */
 int al_cuda_matmul(const al_tensor *a, const al_tensor *b, al_tensor *out, int nb, const int64_t *batch,

@@ -123,3 +123,18 @@ int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor 
     al_error("attention: backward: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;
 }
+
+int al_cuda_gather(const al_tensor *t, int d, const al_tensor *idx, al_tensor *out) {
+    al_error("gather: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_gather_backward(al_tensor *gx, int d, const al_tensor *idx, const al_tensor *g) {
+    al_error("gather: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+
+int al_cuda_compare(int op, al_tensor *out, const al_tensor *a, const int64_t *a_strides, const al_tensor *b,
+                    const int64_t *b_strides) {
+    al_error("compare: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}

@@ -185,3 +185,51 @@ extern "C" int al_cuda_unary(int op, al_tensor *out, const al_tensor *a, double 
                                                           view_of(a, NULL), s0, s1, n);
     return al_cuda_ok("elementwise op", cudaGetLastError()) ? 0 : -1;
 }
+
+/* ---- comparisons: out (float32 or float64) = 1 where a op b holds, else 0 ---------------------- */
+
+template <typename T> static __device__ bool compare_value(int op, T a, T b) {
+    switch (op) {
+    case AL_EQ: return a == b;
+    case AL_NE: return a != b;
+    case AL_LT: return a < b;
+    case AL_LE: return a <= b;
+    case AL_GT: return a > b;
+    default: return a >= b;   /* AL_GE */
+    }
+}
+
+template <typename T, typename O>
+static __global__ void compare_kernel(int op, O *out, al_cuda_view ov, const T *a, al_cuda_view av, const T *b,
+                                      al_cuda_view bv, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[al_cuda_offset(ov, i)] = compare_value<T>(op, a[al_cuda_offset(av, i)], b[al_cuda_offset(bv, i)]) ? (O)1 : (O)0;
+}
+
+template <typename T, typename O>
+static void launch_compare(int op, al_tensor *out, const al_tensor *a, const int64_t *sa, const al_tensor *b,
+                           const int64_t *sb, int64_t n) {
+    const int threads = 256;
+    compare_kernel<T, O><<<al_cuda_blocks(n, threads), threads, 0, al_cuda_stream()>>>(
+        op, (O *)al_ptr(out), view_of(out, NULL), (const T *)al_ptr(a), view_with(out, sa), (const T *)al_ptr(b),
+        view_with(out, sb), n);
+}
+
+template <typename T>
+static void launch_compare_into(int op, al_tensor *out, const al_tensor *a, const int64_t *sa, const al_tensor *b,
+                                const int64_t *sb, int64_t n) {
+    if (out->dtype == AL_FLOAT64) launch_compare<T, double>(op, out, a, sa, b, sb, n);
+    else launch_compare<T, float>(op, out, a, sa, b, sb, n);
+}
+
+extern "C" int al_cuda_compare(int op, al_tensor *out, const al_tensor *a, const int64_t *a_strides, const al_tensor *b,
+                               const int64_t *b_strides) {
+    const int64_t n = al_numel(out);
+    if (n == 0) return 0;
+    switch (a->dtype) {
+    case AL_FLOAT32: launch_compare_into<float>(op, out, a, a_strides, b, b_strides, n); break;
+    case AL_FLOAT64: launch_compare_into<double>(op, out, a, a_strides, b, b_strides, n); break;
+    case AL_INT64: launch_compare_into<long long>(op, out, a, a_strides, b, b_strides, n); break;
+    }
+    return al_cuda_ok("compare", cudaGetLastError()) ? 0 : -1;
+}

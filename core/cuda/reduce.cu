@@ -115,3 +115,73 @@ extern "C" int al_cuda_scatter_best(al_tensor *gin, const al_tensor *g, const al
                                                                        (const long long *)al_ptr(idx), outer, R, inner);
     return al_cuda_ok("max", cudaGetLastError()) ? 0 : -1;
 }
+
+/* ---- gather along a dim and its backward --------------------------------------------------------
+ * out[k] = t[pos(k) with dim d replaced by idx[k]], k over idx's (contiguous) elements, t read through
+ * its strides; the backward adds g[k] at the same place of a zeroed, contiguous gx, with atomics (the
+ * same place may be gathered several times).  The ids were checked on the device before. */
+struct gather_geometry {
+    int ndim, d;
+    int64_t idx_shape[AL_MAX_DIMS];
+    int64_t t_strides[AL_MAX_DIMS];
+};
+
+static gather_geometry geometry_of(const al_tensor *t, const al_tensor *idx, int d, const int64_t *strides) {
+    gather_geometry g;
+    g.ndim = t->ndim;
+    g.d = d;
+    for (int i = 0; i < t->ndim; i++) { g.idx_shape[i] = idx->shape[i]; g.t_strides[i] = strides[i]; }
+    return g;
+}
+
+static __device__ int64_t gather_offset(const gather_geometry &g, const long long *idx, int64_t k) {
+    int64_t off = 0, r = k;
+    for (int i = g.ndim - 1; i >= 0; i--) {
+        const int64_t pos = r % g.idx_shape[i];
+        r /= g.idx_shape[i];
+        off += (i == g.d ? (int64_t)idx[k] : pos) * g.t_strides[i];
+    }
+    return off;
+}
+
+template <typename T>
+static __global__ void gather_kernel(const T *t, const long long *idx, T *out, gather_geometry g, int64_t n) {
+    for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x)
+        out[k] = t[gather_offset(g, idx, k)];
+}
+
+template <typename T>
+static __global__ void gather_backward_kernel(T *gx, const long long *idx, const T *g, gather_geometry geo, int64_t n) {
+    for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x)
+        atomicAdd(gx + gather_offset(geo, idx, k), g[k]);
+}
+
+extern "C" int al_cuda_gather(const al_tensor *t, int d, const al_tensor *idx, al_tensor *out) {
+    const int64_t n = al_numel(idx);
+    if (n == 0) return 0;
+    const gather_geometry g = geometry_of(t, idx, d, t->strides);
+    const unsigned blocks = al_cuda_blocks(n, REDUCE_THREADS);
+    cudaStream_t s = al_cuda_stream();
+    const long long *ip = (const long long *)al_ptr(idx);
+    if (t->dtype == AL_FLOAT32)
+        gather_kernel<float><<<blocks, REDUCE_THREADS, 0, s>>>((const float *)al_ptr(t), ip, (float *)al_ptr(out), g, n);
+    else if (t->dtype == AL_FLOAT64)
+        gather_kernel<double><<<blocks, REDUCE_THREADS, 0, s>>>((const double *)al_ptr(t), ip, (double *)al_ptr(out), g, n);
+    else
+        gather_kernel<long long><<<blocks, REDUCE_THREADS, 0, s>>>((const long long *)al_ptr(t), ip, (long long *)al_ptr(out), g, n);
+    return al_cuda_ok("gather", cudaGetLastError()) ? 0 : -1;
+}
+
+extern "C" int al_cuda_gather_backward(al_tensor *gx, int d, const al_tensor *idx, const al_tensor *g) {
+    const int64_t n = al_numel(idx);
+    if (n == 0) return 0;
+    const gather_geometry geo = geometry_of(gx, idx, d, gx->strides);
+    const unsigned blocks = al_cuda_blocks(n, REDUCE_THREADS);
+    cudaStream_t s = al_cuda_stream();
+    const long long *ip = (const long long *)al_ptr(idx);
+    if (gx->dtype == AL_FLOAT32)
+        gather_backward_kernel<float><<<blocks, REDUCE_THREADS, 0, s>>>((float *)al_ptr(gx), ip, (const float *)al_ptr(g), geo, n);
+    else
+        gather_backward_kernel<double><<<blocks, REDUCE_THREADS, 0, s>>>((double *)al_ptr(gx), ip, (const double *)al_ptr(g), geo, n);
+    return al_cuda_ok("gather", cudaGetLastError()) ? 0 : -1;
+}

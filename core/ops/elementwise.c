@@ -43,10 +43,15 @@ static void binary_row(char **p, int64_t n, const int64_t *s, void *varg) {
     else binary_row_int64(arg->op, p, n, s);
 }
 
-/* out (the broadcast shape of a and b, out_dt) = row(a, b), with a and b converted to `in` first;
- * what binary ops and comparisons share.  fn names the lab function in a broadcast error. */
+/* The CUDA kernel of a family (al_cuda_binary, al_cuda_compare), for the op cuda_op */
+typedef int (*cuda_pair_fn)(int op, al_tensor *out, const al_tensor *a, const int64_t *a_strides, const al_tensor *b,
+                            const int64_t *b_strides);
+
+/* out (the broadcast shape of a and b, out_dt) = row(a, b), with a and b converted to `in` first (on
+ * the device: cuda(cuda_op, ...)); what binary ops and comparisons share.  fn names the lab function
+ * in a broadcast error. */
 static al_tensor *broadcast_pair(const char *fn, const al_tensor *a, const al_tensor *b, al_dtype in, al_dtype out_dt,
-                                 al_row_fn row, void *arg) {
+                                 al_row_fn row, void *arg, cuda_pair_fn cuda, int cuda_op) {
     int nd; int64_t shape[AL_MAX_DIMS];
     if (!al_broadcast_shapes(fn, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
     al_tensor *ca = a->dtype == in ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, in);
@@ -56,8 +61,8 @@ static al_tensor *broadcast_pair(const char *fn, const al_tensor *a, const al_te
         int64_t sa[AL_MAX_DIMS], sb[AL_MAX_DIMS];
         al_broadcast_strides(ca, nd, shape, sa);
         al_broadcast_strides(cb, nd, shape, sb);
-        if (out->storage->device == AL_CUDA) {   /* only binary ops come here on the device (arg is a binary_arg) */
-            if (al_cuda_binary(((const binary_arg *)arg)->op, out, ca, sa, cb, sb) < 0) { al_release(out); out = NULL; }
+        if (out->storage->device == AL_CUDA) {
+            if (cuda(cuda_op, out, ca, sa, cb, sb) < 0) { al_release(out); out = NULL; }
             al_release(ca);
             al_release(cb);
             return out;
@@ -79,7 +84,7 @@ static al_tensor *binary_compute(binary_op op, const al_tensor *a, const al_tens
     al_dtype dt = promote(a->dtype, b->dtype);
     if (op == OP_DIV && dt == AL_INT64) dt = AL_FLOAT32;   /* `/` is true division, as in Lua */
     binary_arg arg = {op, dt};
-    return broadcast_pair(binary_names[op], a, b, dt, dt, binary_row, &arg);
+    return broadcast_pair(binary_names[op], a, b, dt, dt, binary_row, &arg, al_cuda_binary, op);
 }
 
 static void binary_backward(al_node *node, const al_tensor *g) {
@@ -322,20 +327,21 @@ static void compare_row(char **p, int64_t n, const int64_t *s, void *varg) {
 }
 
 al_tensor *al_compare(const al_tensor *a, const al_tensor *b, al_compare_op op) {
-    AL_REQUIRE_CPU("compare", a, b, NULL, NULL);
     CHECK_TENSOR("compare", a, "a");
     CHECK_TENSOR("compare", b, "b");
+    if (!al_same_device("compare", a, b, NULL)) return NULL;
     if ((int)op < AL_EQ || (int)op > AL_GE) { al_error("compare: unknown comparison %d", (int)op); return NULL; }
     const al_dtype in = promote(a->dtype, b->dtype);
     const al_dtype out_dt = a->dtype == AL_FLOAT64 ? AL_FLOAT64 : AL_FLOAT32;
     compare_arg arg = {op, in, out_dt};
-    return broadcast_pair("compare", a, b, in, out_dt, compare_row, &arg);
+    return broadcast_pair("compare", a, b, in, out_dt, compare_row, &arg, al_cuda_compare, op);
 }
 
 al_tensor *al_compare_scalar(const al_tensor *a, double s, al_compare_op op) {
-    AL_REQUIRE_CPU("compare", a, NULL, NULL, NULL);
     CHECK_TENSOR("compare", a, "a");
-    al_tensor *b = al_full(0, NULL, s, a->dtype == AL_INT64 && s != floor(s) ? AL_FLOAT64 : a->dtype);
+    al_tensor *host = al_full(0, NULL, s, a->dtype == AL_INT64 && s != floor(s) ? AL_FLOAT64 : a->dtype);
+    al_tensor *b = host ? al_to_device(host, a->storage->device) : NULL;   /* the scalar beside a */
+    al_release(host);
     al_tensor *out = b ? al_compare(a, b, op) : NULL;
     al_release(b);
     return out;

@@ -293,6 +293,14 @@ al_tensor *al_embedding(const al_tensor *weight, const al_tensor *ids) {
 static void gather_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0], *idx = node->saved[0];
     int d = (int)node->ints[0];
+    if (x->storage->device == AL_CUDA) {   /* a scatter-add with atomics (core/cuda/reduce.cu) */
+        al_tensor *gx = al_new_tensor_on(x->ndim, x->shape, x->dtype, AL_CUDA), *gc = al_contiguous_nograd(g);
+        if (gx && gc && al_cuda_fill(gx, 0) == 0 && al_cuda_gather_backward(gx, d, idx, gc) == 0)
+            al_accumulate_input(node, 0, gx);
+        al_release(gx);
+        al_release(gc);
+        return;
+    }
     al_tensor *gx = al_full(x->ndim, x->shape, 0, AL_FLOAT64), *gc = al_to_dtype_nograd(g, AL_FLOAT64);
     if (gx && gc) {
         int64_t n = al_numel(idx), pos[AL_MAX_DIMS] = {0};
@@ -312,9 +320,9 @@ static void gather_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_gather(const al_tensor *t, int dim, const al_tensor *indices) {
-    AL_REQUIRE_CPU("gather", t, indices, NULL, NULL);
     CHECK_TENSOR("gather", t, "self");
     CHECK_TENSOR("gather", indices, "indices");
+    if (!al_same_device("gather", t, indices, NULL)) return NULL;
     int d = al_normalize_dim("gather", dim, t->ndim);
     if (d < 0) return NULL;
     if (indices->ndim != t->ndim) {
@@ -328,8 +336,14 @@ al_tensor *al_gather(const al_tensor *t, int dim, const al_tensor *indices) {
         }
     if (!check_ids("gather", indices, t->shape[d], "the gathered dimension")) return NULL;
     al_tensor *ic = al_contiguous_nograd(indices);
-    al_tensor *out = ic ? al_new_tensor(ic->ndim, ic->shape, t->dtype) : NULL;
-    if (out) {
+    al_tensor *out = ic ? al_new_tensor_on(ic->ndim, ic->shape, t->dtype, t->storage->device) : NULL;
+    if (out && t->storage->device == AL_CUDA) {
+        if (al_cuda_gather(t, d, ic, out) < 0) { al_release(out); out = NULL; }
+        else if (al_grad_needed1(t)) {
+            al_node *node = al_record(out, "gather", gather_backward, 1, &t);
+            if (node) { node->ints[0] = d; al_node_save(node, 0, ic); }
+        }
+    } else if (out) {
         int64_t n = al_numel(ic), pos[AL_MAX_DIMS] = {0};
         const int64_t *ip = al_ptr(ic);
         size_t es = al_dtype_size(t->dtype);

@@ -100,6 +100,22 @@ int main(void) {
         if (dts[i] != AL_INT64) check_binary("div", al_div, dts[i], dts[i] == AL_FLOAT32 ? 2e-7 : 1e-15);
     }
 
+    /* comparisons with broadcasting, into float32 (float64 for float64 operands): exact */
+    for (int i = 0; i < 3; i++) {
+        const int64_t sa[2] = {6, 1}, sb[2] = {1, 5};
+        al_tensor *fa = al_randn(2, sa, AL_FLOAT64), *fb = al_randn(2, sb, AL_FLOAT64);
+        al_tensor *a = al_to_dtype(fa, dts[i]), *b = al_to_dtype(fb, dts[i]);   /* int64: mostly 0 and -1 .. 1: ties */
+        al_tensor *da = to(a, AL_CUDA), *db = to(b, AL_CUDA);
+        for (int op = AL_EQ; op <= AL_GE; op++) {
+            al_tensor *c = al_compare(a, b, (al_compare_op)op), *g = da && db ? al_compare(da, db, (al_compare_op)op) : NULL;
+            al_tensor *cs = al_compare_scalar(a, 0.5, (al_compare_op)op), *gs = da ? al_compare_scalar(da, 0.5, (al_compare_op)op) : NULL;
+            CHECK_NEAR(g ? max_rel_diff(g, c) : INFINITY, 0, 0);
+            CHECK_NEAR(gs ? max_rel_diff(gs, cs) : INFINITY, 0, 0);
+            al_release(c); al_release(g); al_release(cs); al_release(gs);
+        }
+        al_release(fa); al_release(fb); al_release(a); al_release(b); al_release(da); al_release(db);
+    }
+
     /* unary math: the device's exp/tanh/log differ from the CPU's by a few ulps */
     const unary_fn un[9] = {al_neg, al_exp, al_log, al_sqrt, al_tanh, al_sigmoid, al_relu, al_gelu, al_abs};
     const char *un_names[9] = {"neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "abs"};
@@ -185,6 +201,36 @@ int main(void) {
         }
         CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, 0);
         al_release(grads[0]); al_release(grads[1]); al_release(x0);
+    }
+
+    /* gather along each dim of a permuted (strided) tensor, ids repeated (the backward's atomics add
+     * them up), against the CPU */
+    for (int d = 0; d < 3; d++) {
+        const int64_t s[3] = {4, 6, 5};
+        const int perm[3] = {0, 2, 1};
+        al_tensor *x0 = al_randn(3, s, AL_FLOAT64);
+        int64_t is[3] = {4, 5, 6};
+        is[d] = 7;
+        const int64_t limit = (int64_t[3]){4, 5, 6}[d];
+        al_tensor *u = al_rand(3, is, AL_FLOAT64), *uf = al_mul_scalar(u, (double)limit - 1e-9);
+        al_tensor *ids = al_to_dtype(uf, AL_INT64);
+        al_tensor *grads[2], *outs[2];
+        for (int run = 0; run < 2; run++) {
+            al_tensor *x = al_clone(x0);
+            al_set_requires_grad(x, 1);
+            al_device dev = run ? AL_CUDA : AL_CPU;
+            al_tensor *xd = to(x, dev), *xp = xd ? al_permute(xd, perm) : NULL, *idd = to(ids, dev);   /* (4, 5, 6) */
+            outs[run] = xp && idd ? al_gather(xp, d, idd) : NULL;
+            al_tensor *host = outs[run] ? to(outs[run], AL_CPU) : NULL, *sq = host ? al_mul(host, host) : NULL;
+            al_tensor *loss = sq ? al_sum(sq, AL_ALL_DIMS, 0) : NULL;
+            CHECK(loss && al_backward(loss, NULL) == 0);
+            grads[run] = al_grad(x);
+            al_release(x); al_release(xd); al_release(xp); al_release(idd); al_release(host); al_release(sq); al_release(loss);
+        }
+        CHECK_NEAR(outs[1] ? max_rel_diff(outs[1], outs[0]) : INFINITY, 0, 0);
+        CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, 1e-14);
+        for (int run = 0; run < 2; run++) { al_release(outs[run]); al_release(grads[run]); }
+        al_release(x0); al_release(u); al_release(uf); al_release(ids);
     }
 
     /* linear (through cuBLAS on the device) with its gradients, and cat/stack, compared with the
