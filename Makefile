@@ -161,12 +161,14 @@ EMULATED_LIB    := $(EMULATED)/libattnlab.a
 # (the emulation switches threads with x86-64 assembly, tests/cuda_emulation/blocks.cpp: elsewhere
 # there are no emulated programs, and make test-cuda-emulated says so)
 EMULATED_CUDA_TESTS := $(if $(filter x86_64,$(shell uname -m)),\
-                         $(patsubst tests/cuda/%.c,$(BUILD)/tests/%_emulated,$(wildcard tests/cuda/test_*.c)))
+                         $(patsubst tests/cuda/%.c,$(BUILD)/tests/%_emulated,$(wildcard tests/cuda/test_*.c)) \
+                         $(EMULATED)/attnlab)
 
 test-cuda-emulated:
 	@[ -n "$(EMULATED_CUDA_TESTS)" ] || { echo "the CUDA emulation runs on x86-64 only"; exit 1; }
 	@$(MAKE) --no-print-directory -j$$(nproc) $(EMULATED_CUDA_TESTS)
-	@failed=0; for t in $(EMULATED_CUDA_TESTS); do $$t || failed=1; done; exit $$failed
+	@failed=0; for t in $(filter-out $(EMULATED)/attnlab,$(EMULATED_CUDA_TESTS)); do $$t || failed=1; done; \
+	    sh tests/lua/test_studies_on_emulated_cuda.sh || failed=1; exit $$failed
 
 # kept: the translated source is what the compiler's messages point into (by the .cu's lines)
 .PRECIOUS: $(EMULATED)/core/cuda/%.cpp

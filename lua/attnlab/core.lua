@@ -195,6 +195,19 @@ function core.placed(t, fn)
   return wrap(C.al_to_device(t, default_device), fn)
 end
 
+-- For code that fills a tensor's memory from Lua (images, stimuli, MPI buffers): a tensor of the
+-- shape (a table) made on the CPU whatever the default device, and the address of a CPU tensor's
+-- first element (an error naming fn for a tensor on the GPU, whose memory the host cannot touch).
+function core.host_full(shape, value, fn, dtype)
+  local n, arr = core.parse_shape(fn, shape)
+  return wrap(C.al_full(n, arr, value, dtype or 0), fn)
+end
+function core.host_data(t, fn)
+  local p = C.al_data(t)
+  if p == nil then raise(core.core_message(fn)) end
+  return p
+end
+
 -- a 0-d tensor holding v (a number: the callers check it), for the function fn, on the device of
 -- the tensor `near` when given (an operand it will meet), else on the default device
 function core.scalar_tensor(v, dtype, fn, near)

@@ -126,7 +126,7 @@ local MAX_COUNT = 2 ^ 30
 
 local function each_piece(t, f)
   local n, esize = t:numel(), t:dtype() == "float32" and 4 or 8
-  local base = ffi.cast("char *", core.C.al_data(t))
+  local base = ffi.cast("char *", core.host_data(t, "dist"))   -- MPI reads host memory
   local done = 0
   while done < n do
     local count = math.min(n - done, MAX_COUNT)

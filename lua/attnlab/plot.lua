@@ -168,8 +168,8 @@ end
 
 -- the canvas as a (h, w, 3) float32 tensor in [0, 1], the layout lab.image.save takes
 function Canvas:tensor()
-  local t = lab.zeros{ self.h, self.w, 3 }
-  ffi.copy(core.C.al_data(t), self.px, self.w * self.h * 3 * 4)
+  local t = core.host_full({ self.h, self.w, 3 }, 0, "Canvas:tensor")   -- an image: on the CPU
+  ffi.copy(core.host_data(t, "Canvas:tensor"), self.px, self.w * self.h * 3 * 4)
   return t
 end
 

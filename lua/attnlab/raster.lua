@@ -45,8 +45,8 @@ function raster.canvas(h, w, value)
     raise("canvas", string.format("size must be two positive integers h, w (got %s, %s)", tostring(h), tostring(w)))
   end
   value = check_value("canvas", value or 0)
-  local t = lab.full({ h, w }, value)
-  return setmetatable({ h = h, w = w, tensor = t, p = ffi.cast("float *", core.C.al_data(t)) }, Canvas)
+  local t = core.host_full({ h, w }, value, "canvas")   -- drawn into from Lua: on the CPU
+  return setmetatable({ h = h, w = w, tensor = t, p = ffi.cast("float *", core.host_data(t, "canvas")) }, Canvas)
 end
 
 -- raster.from_tensor(t): a canvas holding a copy of a grey (H, W) or (H, W, 1) image.

@@ -21,6 +21,7 @@
 -- from lab's generator at render time (a brightness factor and pixel noise), so that appearance has
 -- to be read by the model's CNN rather than matched by identity.
 local lab = require "attnlab"
+local core = require "attnlab.core"
 local counter_rng = require "attnlab.counter_rng"
 local args = require "attnlab.args"
 local ffi = require "ffi"
@@ -224,8 +225,8 @@ local striped = {
 function shelves.patch_bank(cfg)
   check_cfg("patch_bank", cfg)
   local P = cfg.patch
-  local bank = lab.full({ cfg.kinds, 3, P, P }, shelves.BACKGROUND)
-  local p = ffi.cast("float *", lab.C.al_data(bank))
+  local bank = core.host_full({ cfg.kinds, 3, P, P }, shelves.BACKGROUND, "patch_bank")   -- drawn from Lua: on the CPU
+  local p = ffi.cast("float *", core.host_data(bank, "patch_bank"))
   local half = (P - 1) / 2
   local size = P * 0.42                           -- the object's half-size in pixels
   local period = max(2, floor(P / 8 + 0.5))       -- stripe width

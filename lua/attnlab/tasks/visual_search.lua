@@ -25,6 +25,7 @@
 --  10. at most set size + 1 fixations; not found counts as set size.
 -- docs/visual_search.md says where this differs from eccNET and why.
 local lab = require "attnlab"
+local core = require "attnlab.core"
 local nn = require "attnlab.nn"
 local args = require "attnlab.args"
 local ffi = require "ffi"
@@ -133,8 +134,8 @@ function vs.background_level(x)
   if not lab.is_tensor(x) or x:dim() ~= 4 or x:size(2) ~= 1 then
     raise("background_level", "x must be grey images (N, 1, H, W) (got " .. (lab.is_tensor(x) and "shape " .. x:shape_string() or typename(x)) .. ")")
   end
-  local t = x:to("float32"):contiguous()
-  local p = ffi.cast("float *", lab.C.al_data(t))
+  local t = x:to("cpu"):to("float32"):contiguous()   -- read from Lua: on the CPU
+  local p = ffi.cast("float *", core.host_data(t, "background_level"))
   local N, HW = t:size(1), t:size(3) * t:size(4)
   local out = {}
   local counts = ffi.new("int[256]")

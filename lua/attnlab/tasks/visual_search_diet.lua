@@ -27,6 +27,7 @@
 -- from above.  Randomness comes from lab's generator only (lab.rand), so a resumed run draws the
 -- same images.
 local lab = require "attnlab"
+local core = require "attnlab.core"
 local raster = require "attnlab.raster"
 local args = require "attnlab.args"
 local ffi = require "ffi"
@@ -192,8 +193,8 @@ function diet.batch(n, opts)
   opts = diet.options(opts, "batch")
   local P = opts.size
   local u = lab.rand{ n, DRAWS }:to("float64"):totable()
-  local x = lab.zeros{ n, 1, P, P }
-  local px = ffi.cast("float *", lab.C.al_data(x))
+  local x = core.host_full({ n, 1, P, P }, 0, "batch")   -- drawn from Lua: on the CPU
+  local px = ffi.cast("float *", core.host_data(x, "batch"))
   local labels = {}
   for i = 1, n do
     local c, class = diet.draw(u[i], opts)
