@@ -137,6 +137,9 @@ int al_cuda_fill(al_tensor *t, double value);
 int al_cuda_binary(int op, al_tensor *out, const al_tensor *a, const int64_t *a_strides, const al_tensor *b,
                    const int64_t *b_strides);
 int al_cuda_unary(int op, al_tensor *out, const al_tensor *a, double s0, double s1);
+/* out = keep ? a : b, keep (0/1), a, b of out's dtype read through their broadcast strides */
+int al_cuda_where(al_tensor *out, const al_tensor *keep, const int64_t *keep_strides, const al_tensor *a,
+                  const int64_t *a_strides, const al_tensor *b, const int64_t *b_strides);
 /* out (float32 or float64) = 1 where a op b (al_compare_op) holds, else 0; a and b of one dtype */
 int al_cuda_compare(int op, al_tensor *out, const al_tensor *a, const int64_t *a_strides, const al_tensor *b,
                     const int64_t *b_strides);
@@ -147,6 +150,8 @@ int al_cuda_argbest_lines(const al_tensor *x, al_tensor *vals, al_tensor *idx, i
                           int64_t inner, bool want_max);
 int al_cuda_scatter_best(al_tensor *gin, const al_tensor *g, const al_tensor *idx, int64_t outer, int64_t R,
                          int64_t inner);
+/* prefix sums along R of (outer, R, inner) lines (reverse: from the end), summed in double in order */
+int al_cuda_cumsum_lines(const al_tensor *x, al_tensor *out, int64_t outer, int64_t R, int64_t inner, bool reverse);
 /* gather along dim d: out (idx's shape, contiguous) from t read through its strides, idx contiguous
  * int64 with checked ids; the backward adds g into a zeroed contiguous gx with atomics */
 int al_cuda_gather(const al_tensor *t, int d, const al_tensor *idx, al_tensor *out);

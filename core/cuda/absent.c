@@ -138,3 +138,14 @@ int al_cuda_compare(int op, al_tensor *out, const al_tensor *a, const int64_t *a
     al_error("compare: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;
 }
+
+int al_cuda_where(al_tensor *out, const al_tensor *keep, const int64_t *keep_strides, const al_tensor *a,
+                  const int64_t *a_strides, const al_tensor *b, const int64_t *b_strides) {
+    al_error("where: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+
+int al_cuda_cumsum_lines(const al_tensor *x, al_tensor *out, int64_t outer, int64_t R, int64_t inner, bool reverse) {
+    al_error("cumsum: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}

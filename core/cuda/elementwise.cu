@@ -233,3 +233,33 @@ extern "C" int al_cuda_compare(int op, al_tensor *out, const al_tensor *a, const
     }
     return al_cuda_ok("compare", cudaGetLastError()) ? 0 : -1;
 }
+
+/* ---- where: out = keep ? a : b, keep a 0/1 tensor of out's dtype (ops/elementwise.c makes it) --- */
+
+template <typename T>
+static __global__ void where_kernel(T *out, al_cuda_view ov, const T *keep, al_cuda_view kv, const T *a, al_cuda_view av,
+                                    const T *b, al_cuda_view bv, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[al_cuda_offset(ov, i)] = keep[al_cuda_offset(kv, i)] != (T)0 ? a[al_cuda_offset(av, i)] : b[al_cuda_offset(bv, i)];
+}
+
+template <typename T>
+static void launch_where(al_tensor *out, const al_tensor *keep, const int64_t *sk, const al_tensor *a, const int64_t *sa,
+                         const al_tensor *b, const int64_t *sb, int64_t n) {
+    const int threads = 256;
+    where_kernel<T><<<al_cuda_blocks(n, threads), threads, 0, al_cuda_stream()>>>(
+        (T *)al_ptr(out), view_of(out, NULL), (const T *)al_ptr(keep), view_with(out, sk), (const T *)al_ptr(a),
+        view_with(out, sa), (const T *)al_ptr(b), view_with(out, sb), n);
+}
+
+extern "C" int al_cuda_where(al_tensor *out, const al_tensor *keep, const int64_t *keep_strides, const al_tensor *a,
+                             const int64_t *a_strides, const al_tensor *b, const int64_t *b_strides) {
+    const int64_t n = al_numel(out);
+    if (n == 0) return 0;
+    switch (out->dtype) {
+    case AL_FLOAT32: launch_where<float>(out, keep, keep_strides, a, a_strides, b, b_strides, n); break;
+    case AL_FLOAT64: launch_where<double>(out, keep, keep_strides, a, a_strides, b, b_strides, n); break;
+    case AL_INT64: launch_where<long long>(out, keep, keep_strides, a, a_strides, b, b_strides, n); break;
+    }
+    return al_cuda_ok("where", cudaGetLastError()) ? 0 : -1;
+}

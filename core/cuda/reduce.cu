@@ -185,3 +185,31 @@ extern "C" int al_cuda_gather_backward(al_tensor *gx, int d, const al_tensor *id
         gather_backward_kernel<double><<<blocks, REDUCE_THREADS, 0, s>>>((double *)al_ptr(gx), ip, (const double *)al_ptr(g), geo, n);
     return al_cuda_ok("gather", cudaGetLastError()) ? 0 : -1;
 }
+
+/* ---- cumsum: one thread per (outer, inner) line walks R in order, summing in double, exactly as
+ * the CPU's cumsum_lines does (so the results are the CPU's to the last bit) ---- */
+template <typename T>
+static __global__ void cumsum_kernel(const T *x, T *o, int64_t outer, int64_t R, int64_t inner, bool reverse) {
+    const int64_t n = outer * inner;
+    for (int64_t line = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; line < n; line += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t a = line / inner, i = line % inner;
+        double acc = 0;
+        for (int64_t k = 0; k < R; k++) {
+            const int64_t r = reverse ? R - 1 - k : k, at = (a * R + r) * inner + i;
+            acc += (double)x[at];
+            o[at] = (T)acc;
+        }
+    }
+}
+
+extern "C" int al_cuda_cumsum_lines(const al_tensor *x, al_tensor *out, int64_t outer, int64_t R, int64_t inner, bool reverse) {
+    const int64_t n = outer * inner;
+    if (n == 0 || R == 0) return 0;
+    const unsigned blocks = al_cuda_blocks(n, REDUCE_THREADS);
+    cudaStream_t s = al_cuda_stream();
+    if (x->dtype == AL_FLOAT32)
+        cumsum_kernel<float><<<blocks, REDUCE_THREADS, 0, s>>>((const float *)al_ptr(x), (float *)al_ptr(out), outer, R, inner, reverse);
+    else
+        cumsum_kernel<double><<<blocks, REDUCE_THREADS, 0, s>>>((const double *)al_ptr(x), (double *)al_ptr(out), outer, R, inner, reverse);
+    return al_cuda_ok("cumsum", cudaGetLastError()) ? 0 : -1;
+}

@@ -372,10 +372,10 @@ static void where_row(char **p, int64_t n, const int64_t *s, void *varg) {
 }
 
 al_tensor *al_where(const al_tensor *cond, const al_tensor *a, const al_tensor *b) {
-    AL_REQUIRE_CPU("where", cond, a, b, NULL);
     CHECK_TENSOR("where", cond, "cond");
     CHECK_TENSOR("where", a, "a");
     CHECK_TENSOR("where", b, "b");
+    if (!al_same_device("where", cond, a, b)) return NULL;
     int n1, nd; int64_t s1[AL_MAX_DIMS], shape[AL_MAX_DIMS];
     if (!al_broadcast_shapes("where", a->ndim, a->shape, b->ndim, b->shape, &n1, s1)) return NULL;
     if (!al_broadcast_shapes("where", cond->ndim, cond->shape, n1, s1, &nd, shape)) return NULL;
@@ -385,7 +385,7 @@ al_tensor *al_where(const al_tensor *cond, const al_tensor *a, const al_tensor *
     al_dtype cdt = dt == AL_INT64 ? AL_FLOAT64 : dt;
     al_tensor *cf = c01 ? (c01->dtype == cdt ? al_retain(c01) : al_to_dtype_nograd(c01, cdt)) : NULL;
     al_tensor *keep = cf && dt == AL_INT64 ? al_to_dtype_nograd(cf, AL_INT64) : al_retain(cf);
-    al_tensor *out = keep ? al_new_tensor(nd, shape, dt) : NULL;
+    al_tensor *out = keep ? al_new_tensor_on(nd, shape, dt, a->storage->device) : NULL;
     if (out) {
         al_tensor *ca = a->dtype == dt ? al_retain((al_tensor *)a) : al_to_dtype_nograd(a, dt);
         al_tensor *cb = b->dtype == dt ? al_retain((al_tensor *)b) : al_to_dtype_nograd(b, dt);
@@ -395,13 +395,17 @@ al_tensor *al_where(const al_tensor *cond, const al_tensor *a, const al_tensor *
             al_broadcast_strides(ca, nd, shape, sa);
             al_broadcast_strides(cb, nd, shape, sb);
             const size_t es = al_dtype_size(dt);
-            al_iter it;
-            al_iter_init(&it, nd, shape);
-            al_iter_add(&it, al_ptr(out), out->strides, es);
-            al_iter_add(&it, al_ptr(keep), sc, es);
-            al_iter_add(&it, al_ptr(ca), sa, es);
-            al_iter_add(&it, al_ptr(cb), sb, es);
-            al_iter_run(&it, where_row, &dt);
+            if (out->storage->device == AL_CUDA) {
+                if (al_cuda_where(out, keep, sc, ca, sa, cb, sb) < 0) { al_release(out); out = NULL; }
+            } else {
+                al_iter it;
+                al_iter_init(&it, nd, shape);
+                al_iter_add(&it, al_ptr(out), out->strides, es);
+                al_iter_add(&it, al_ptr(keep), sc, es);
+                al_iter_add(&it, al_ptr(ca), sa, es);
+                al_iter_add(&it, al_ptr(cb), sb, es);
+                al_iter_run(&it, where_row, &dt);
+            }
         } else {
             al_release(out);
             out = NULL;

@@ -282,7 +282,10 @@ al_tensor *al_logsumexp(const al_tensor *t, int dim, int keepdim) { return softm
 static al_tensor *cumsum_impl(const al_tensor *t, int d, bool reverse) {
     al_tensor *c = float_contiguous(t);
     al_tensor *out = c ? al_new_like(c) : NULL;
-    if (out && al_numel(out) > 0) {
+    if (out && c->storage->device == AL_CUDA) {
+        lines l = lines_of(c, d);
+        if (al_cuda_cumsum_lines(c, out, l.outer, l.R, l.inner, reverse) < 0) { al_release(out); out = NULL; }
+    } else if (out && al_numel(out) > 0) {
         lines l = lines_of(c, d);
         if (c->dtype == AL_FLOAT32) cumsum_lines_float(al_ptr(c), al_ptr(out), l, reverse);
         else cumsum_lines_double(al_ptr(c), al_ptr(out), l, reverse);
@@ -298,7 +301,6 @@ static void cumsum_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_cumsum(const al_tensor *t, int dim) {
-    AL_REQUIRE_CPU("cumsum", t, NULL, NULL, NULL);
     CHECK_TENSOR("cumsum", t, "self");
     int d = al_normalize_dim("cumsum", dim, t->ndim);
     if (d < 0) return NULL;
