@@ -198,6 +198,20 @@ int al_cuda_adam_update(al_tensor *p, al_tensor *m, al_tensor *v, const al_tenso
                         double beta2, double eps, double weight_decay, bool decoupled, double bc1, double bc2);
 /* sum of g's squares in double (read back to the host); -1 with an error */
 double al_cuda_sum_squares(const al_tensor *g);
+/* The element offsets of batch bi (row-major over the nb dims of batch) in two operands read
+ * through their batch strides sa and sb (0 on broadcast dims): what batched products walk. */
+static inline void al_batch_offsets(int64_t bi, int nb, const int64_t *batch, const int64_t *sa, const int64_t *sb,
+                                    int64_t *a_offset, int64_t *b_offset) {
+    int64_t aoff = 0, boff = 0, r = bi;
+    for (int d = nb - 1; d >= 0; d--) {
+        const int64_t idx = r % batch[d];
+        r /= batch[d];
+        aoff += idx * sa[d];
+        boff += idx * sb[d];
+    }
+    *a_offset = aoff;
+    *b_offset = boff;
+}
 static inline void *al_ptr(const al_tensor *t) {
     return (char *)t->storage->data + (size_t)t->offset * al_dtype_size(t->dtype);
 }

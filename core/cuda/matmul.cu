@@ -72,13 +72,8 @@ static int matmul_typed(const al_tensor *a, const al_tensor *b, al_tensor *out, 
     if (uniform_batch_stride(nb, batch, abs_, &sa) && uniform_batch_stride(nb, batch, bbs, &sb))
         return al_cublas_ok("matmul", gemm_strided<T>(h, opb, opa, m, n, k, B, ldb, sb, A, lda, sa, C, ldc, n * m, nbatch)) ? 0 : -1;
     for (int64_t bi = 0; bi < nbatch; bi++) {
-        int64_t aoff = 0, boff = 0, r = bi;
-        for (int d = nb - 1; d >= 0; d--) {
-            int64_t idx = r % batch[d];
-            r /= batch[d];
-            aoff += idx * abs_[d];
-            boff += idx * bbs[d];
-        }
+        int64_t aoff, boff;
+        al_batch_offsets(bi, nb, batch, abs_, bbs, &aoff, &boff);
         if (!al_cublas_ok("matmul", gemm_strided<T>(h, opb, opa, m, n, k, B + boff, ldb, 0, A + aoff, lda, 0,
                                                     C + bi * n * m, ldc, 0, 1)))
             return -1;

@@ -224,13 +224,8 @@ static al_tensor *matmul_nd(const al_tensor *a, const al_tensor *b) {
 
     #pragma omp parallel for schedule(static) if (batch_parallel)
     for (int64_t bi = 0; bi < nbatch; bi++) {
-        int64_t aoff = 0, boff = 0, r = bi;
-        for (int d = nb - 1; d >= 0; d--) {
-            int64_t idx = r % batch[d];
-            r /= batch[d];
-            aoff += idx * abs_[d];
-            boff += idx * bbs[d];
-        }
+        int64_t aoff, boff;
+        al_batch_offsets(bi, nb, batch, abs_, bbs, &aoff, &boff);
         matrix_job j = {abase + aoff * (int64_t)es, bbase + boff * (int64_t)es, cbase + bi * n * m * (int64_t)es,
                         n, k, m, ca->strides[ca->ndim - 2], ca->strides[ca->ndim - 1],
                         cb->strides[cb->ndim - 2], cb->strides[cb->ndim - 1]};
