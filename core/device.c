@@ -3,8 +3,8 @@
  * The one place where memory crosses devices: al_to_device copies a tensor's elements to a
  * storage of the other device (the backend's al_cuda_memcpy does the copy; core/cuda/ when built
  * with `make CUDA=1`, core/cuda/absent.c otherwise, which refuses).  Ops never copy across devices
- * on their own: an op given tensors of two devices refuses (al_require_cpu, and the CUDA dispatch
- * checks the same), as PyTorch does, so that no transfer is ever hidden in a training step. */
+ * on their own: an op given tensors of two devices refuses (al_same_device; al_require_cpu for the
+ * ops with no CUDA kernel), as PyTorch does, so that no transfer is ever hidden in a training step. */
 #include "internal.h"
 
 /* A contiguous copy of t on device.  A CUDA tensor that is not contiguous is made contiguous on

@@ -86,6 +86,7 @@ static void same_dtype_rows(al_tensor *dst, const al_tensor *src, const int64_t 
 int al_add_into_(al_tensor *dst, const al_tensor *src) {
     int n; int64_t shape[AL_MAX_DIMS];
     if (!al_broadcast_shapes("add_", dst->ndim, dst->shape, src->ndim, src->shape, &n, shape)) return -1;
+    if (!al_same_device("add_", dst, src, NULL)) return -1;
     if (dst->dtype != src->dtype || !al_shape_equal(n, shape, dst->ndim, dst->shape)) return al_add_scaled_(dst, src, 1.0);
     int64_t sstrides[AL_MAX_DIMS];
     al_broadcast_strides(src, dst->ndim, dst->shape, sstrides);
