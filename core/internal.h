@@ -233,6 +233,7 @@ typedef struct {
     const al_tensor *q, *k, *v, *bias, *mask;
     int causal;      /* 0 none, 1 top-left (j <= i), 2 bottom-right (j <= i + M - N) */
     double scale;
+    int64_t window;  /* > 0: only keys with |j - diag(i)| <= window (diag(i) = i, or i + M - N bottom-right) */
 } al_cuda_attention_args;
 int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, al_tensor *lse);
 int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights);

@@ -1,4 +1,4 @@
-/* softmax_cuda.c -- the "softmax" variant on CUDA tensors: what the GPU kernels need beyond
+/* softmax_cuda.c -- the "softmax" and "sliding_window" variants on CUDA tensors: what the GPU kernels need beyond
  * al_attention's checks, the outputs, and the autograd node with its backward; the kernels are
  * core/cuda/attention.cu (fused forward keeping the row log-sum-exp, the map on request, and the
  * recompute backward).
@@ -12,17 +12,18 @@
 static const char *const NODE_NAME = "attention_softmax_cuda";
 
 static al_cuda_attention_args args_of(const al_tensor *q, const al_tensor *k, const al_tensor *v,
-                                      const al_tensor *bias, const al_tensor *mask, int causal, double scale) {
+                                      const al_tensor *bias, const al_tensor *mask, int causal, double scale,
+                                      int64_t window) {
     return (al_cuda_attention_args){.q = q, .k = k, .v = v, .bias = bias, .mask = mask, .causal = causal,
-                                    .scale = scale};
+                                    .scale = scale, .window = window};
 }
 
 /* inputs q, k, v [, bias]; saved: 0 the output (an alias), 1 the row log-sum-exp, 2 bias, 3 mask;
- * ints[0] causal, scalars[0] scale */
+ * ints[0] causal, ints[1] the sliding window (0: none), scalars[0] scale */
 static void cuda_softmax_backward(al_node *node, const al_tensor *g) {
     const al_tensor *q = node->inputs[0], *k = node->inputs[1], *v = node->inputs[2];
     const al_cuda_attention_args a = args_of(q, k, v, node->saved[2], node->saved[3], (int)node->ints[0],
-                                             node->scalars[0]);
+                                             node->scalars[0], node->ints[1]);
     const bool want_bias = node->n_inputs > 3 && al_input_needs_grad(node, 3);
     const int64_t map[4] = {q->shape[0], q->shape[1], q->shape[2], k->shape[2]};
     al_tensor *gc = al_same_device(node->name, q, g, NULL) ? al_contiguous_nograd(g) : NULL;
@@ -64,7 +65,7 @@ al_tensor *attention_cuda_softmax_forward(const attention_problem *p, al_tensor 
     }
     /* a trainable bias's gradient is dS, of shape (B, H, N, M); a bias broadcast to that shape gets it
      * summed over the broadcast dims by the expand that made p->bias (attention.c), on the device */
-    const al_cuda_attention_args a = args_of(p->q, p->k, p->v, p->bias, p->mask, p->causal, p->scale);
+    const al_cuda_attention_args a = args_of(p->q, p->k, p->v, p->bias, p->mask, p->causal, p->scale, p->window);
     const int64_t os[4] = {p->B, p->H, p->N, p->dv}, ls[3] = {p->B, p->H, p->N}, ps[4] = {p->B, p->H, p->N, p->M};
     const al_dtype dt = p->q->dtype;
     al_tensor *out = al_new_tensor_on(4, os, dt, AL_CUDA), *lse = al_new_tensor_on(3, ls, dt, AL_CUDA);
@@ -86,7 +87,8 @@ al_tensor *attention_cuda_softmax_forward(const attention_problem *p, al_tensor 
             al_node_save(node, 2, p->bias);
             al_node_save(node, 3, p->mask);
             node->ints[0] = p->causal;
-            node->n_ints = 1;
+            node->ints[1] = p->window;
+            node->n_ints = 2;
             node->scalars[0] = p->scale;
         }
     }

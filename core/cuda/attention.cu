@@ -41,6 +41,7 @@ template <typename T> struct problem {
     int64_t qs[4], ks[4], vs[4], bs[4], ms[4];
     int64_t B, H, Hkv, N, M, d, dv;
     int causal;
+    int64_t window;   /* > 0: the sliding window's band around each query's diagonal */
     T scale;
 };
 
@@ -61,6 +62,7 @@ template <typename T> static problem<T> problem_of(const al_cuda_attention_args 
     p.B = a->q->shape[0]; p.H = a->q->shape[1]; p.N = a->q->shape[2]; p.d = a->q->shape[3];
     p.Hkv = a->k->shape[1]; p.M = a->k->shape[2]; p.dv = a->v->shape[3];
     p.causal = a->causal;
+    p.window = a->window;
     p.scale = (T)a->scale;
     return p;
 }
@@ -83,13 +85,20 @@ template <typename T> static __device__ inline T warp_sum(T x) {
     return x;
 }
 
-/* Whether query i of (b, h) sees key j: in range, on the allowed side of the causal diagonal, and
- * not masked (a mask entry 0 hides the key). */
+/* Query i's diagonal: the key position it lines up with (bottom-right alignment shifts it by M - N). */
+template <typename T> static __device__ inline int64_t diagonal(const problem<T> &p, int64_t i) {
+    return i + (p.causal == 2 ? p.M - p.N : 0);
+}
+
+/* Whether query i of (b, h) sees key j: in range, on the allowed side of the causal diagonal, within
+ * the sliding window's band, and not masked (a mask entry 0 hides the key); the CPU's rule,
+ * attention_internal.h's visible_range. */
 template <typename T>
 static __device__ inline bool visible(const problem<T> &p, int64_t b, int64_t h, int64_t i, int64_t j) {
     if (i >= p.N || j >= p.M) return false;
     if (p.causal == 1 && j > i) return false;
     if (p.causal == 2 && j > i + p.M - p.N) return false;
+    if (p.window > 0 && (j < diagonal(p, i) - p.window || j > diagonal(p, i) + p.window)) return false;
     if (p.mask && p.mask[b * p.ms[0] + h * p.ms[1] + i * p.ms[2] + j * p.ms[3]] == 0) return false;
     return true;
 }
@@ -102,20 +111,36 @@ static __device__ inline T logit(const problem<T> &p, int64_t b, int64_t h, int6
     return s;
 }
 
-/* The end of the keys some query of [i0, i0 + rows) may see: every key, or, causal, one past the
- * diagonal of the last row (the tiles beyond it are skipped). */
+/* The keys some query of [i0, i0 + rows) may see lie in [key_start, key_end): every key; or, causal,
+ * up to the last row's diagonal; or, with a sliding window, the band from the first row's diagonal
+ * minus the window to the last row's plus it (the tiles outside are never loaded, so a window
+ * costs O(N window d), not O(N M d)). */
 template <typename T> static __device__ inline int64_t key_end(const problem<T> &p, int64_t i0, int64_t rows) {
-    if (!p.causal) return p.M;
     const int64_t last = (i0 + rows < p.N ? i0 + rows : p.N) - 1;
-    const int64_t end = last + (p.causal == 2 ? p.M - p.N : 0) + 1;
+    int64_t end = p.M;
+    if (p.causal) end = diagonal(p, last) + 1;
+    else if (p.window > 0) end = diagonal(p, last) + p.window + 1;
     return end < 0 ? 0 : (end > p.M ? p.M : end);
 }
+template <typename T> static __device__ inline int64_t key_start(const problem<T> &p, int64_t i0) {
+    const int64_t start = p.window > 0 ? diagonal(p, i0) - p.window : 0;
+    return start < 0 ? 0 : start;
+}
 
-/* The first query that may see key j0 or a later one: 0, or, causal, the row whose diagonal is j0. */
+/* The queries that may see a key of [j0, j0 + rows) lie in [query_start, query_end): every query;
+ * or, causal, from the row whose diagonal is j0; with a window, up to the row whose band still
+ * reaches the last key (and, not causal, from the row whose band reaches j0). */
 template <typename T> static __device__ inline int64_t query_start(const problem<T> &p, int64_t j0) {
-    if (!p.causal) return 0;
-    const int64_t first = j0 - (p.causal == 2 ? p.M - p.N : 0);
+    const int64_t offset = p.causal == 2 ? p.M - p.N : 0;
+    int64_t first = 0;
+    if (p.causal) first = j0 - offset;
+    else if (p.window > 0) first = j0 - p.window - offset;
     return first < 0 ? 0 : first;
+}
+template <typename T> static __device__ inline int64_t query_end(const problem<T> &p, int64_t j0, int64_t rows) {
+    if (p.window <= 0) return p.N;
+    const int64_t end = j0 + rows - 1 + p.window - (p.causal == 2 ? p.M - p.N : 0) + 1;
+    return end < 0 ? 0 : (end > p.N ? p.N : end);
 }
 
 /* Copies rows [r0, r0 + rows) of a (b, h) slice (strides s, width w) into shared memory at row stride
@@ -150,7 +175,7 @@ static __global__ void __launch_bounds__(THREADS) forward_kernel(problem<T> p, i
         for (int t = 0; t < COLS_PER_LANE; t++) acc[rr][t] = 0;
     }
     const int64_t end = key_end(p, i0, BLOCK_ROWS);
-    for (int64_t j0 = 0; j0 < end; j0 += TILE_KEYS) {
+    for (int64_t j0 = key_start(p, i0); j0 < end; j0 += TILE_KEYS) {
         __syncthreads();   /* every warp is done with the previous tile */
         stage_rows(Ks, d + 1, p.k, p.ks, b, hk, j0, TILE_KEYS, p.M, d);
         stage_rows(Vs, dv, p.v, p.vs, b, hk, j0, TILE_KEYS, p.M, dv);
@@ -249,7 +274,7 @@ static __global__ void __launch_bounds__(THREADS) dq_kernel(problem<T> p, int64_
     for (int rr = 0; rr < ROWS_PER_WARP; rr++)
         for (int t = 0; t < COLS_PER_LANE; t++) acc[rr][t] = 0;
     const int64_t end = key_end(p, i0, BLOCK_ROWS);
-    for (int64_t j0 = 0; j0 < end; j0 += TILE_KEYS) {
+    for (int64_t j0 = key_start(p, i0); j0 < end; j0 += TILE_KEYS) {
         __syncthreads();
         stage_rows(Ks, d + 1, p.k, p.ks, b, hk, j0, TILE_KEYS, p.M, d);
         stage_rows(Vs, dv + 1, p.v, p.vs, b, hk, j0, TILE_KEYS, p.M, dv);
@@ -311,10 +336,10 @@ static __global__ void __launch_bounds__(THREADS) dkv_kernel(problem<T> p, int64
     T gk[ROWS_PER_WARP][COLS_PER_LANE], gv[ROWS_PER_WARP][COLS_PER_LANE];
     for (int rr = 0; rr < ROWS_PER_WARP; rr++)
         for (int t = 0; t < COLS_PER_LANE; t++) gk[rr][t] = gv[rr][t] = 0;
-    const int64_t first = query_start(p, j0) / TILE_KEYS * TILE_KEYS;
+    const int64_t first = query_start(p, j0) / TILE_KEYS * TILE_KEYS, last = query_end(p, j0, BLOCK_ROWS);
     for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         const int64_t bh = b * p.H + h;
-        for (int64_t i0 = first; i0 < p.N; i0 += TILE_KEYS) {
+        for (int64_t i0 = first; i0 < last; i0 += TILE_KEYS) {
             __syncthreads();
             stage_rows(Qs, d + 1, p.q, p.qs, b, h, i0, TILE_KEYS, p.N, d);
             stage_rows(dOs, dv + 1, dO, os, b, h, i0, TILE_KEYS, p.N, dv);

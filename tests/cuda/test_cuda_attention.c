@@ -33,6 +33,7 @@ typedef struct {
     int bias;          /* one of the enum above; a broadcast bias is (N, M) */
     bool mask;         /* (B, 1, N, M) of 0 and 1, row 0 all 0 */
     bool weights;
+    int64_t window;    /* > 0: the sliding_window variant with this window */
 } attention_case;
 
 /* The mask: query 0 sees nothing, the others about three keys in four. */
@@ -51,7 +52,9 @@ static al_tensor *make_mask(const attention_case *c) {
 /* One run of attention and its backward; the leaves' gradients are left in them. */
 static al_tensor *run(const attention_case *c, const al_tensor *q, const al_tensor *k, const al_tensor *v,
                       const al_tensor *bias, const al_tensor *mask, const al_tensor *R, al_tensor **weights) {
-    const al_attention_opts opts = {.causal = c->causal, .bias = bias, .mask = mask};
+    const al_attention_option window = {.name = "window", .value = {.type = AL_VALUE_NUMBER, .number = (double)c->window}};
+    const al_attention_opts opts = {.variant = c->window > 0 ? "sliding_window" : NULL, .causal = c->causal, .bias = bias,
+                                    .mask = mask, .n_options = c->window > 0, .options = &window};
     al_tensor *out = al_attention(q, k, v, &opts, weights);
     if (!out) return NULL;
     al_tensor *back = to(out, AL_CPU), *prod = back ? al_mul(back, R) : NULL;
@@ -134,9 +137,8 @@ static void check_refusals(void) {
     al_tensor *mask = al_full(4, map, 1, AL_FLOAT32);
 
     /* a variant without a CUDA kernel names itself */
-    const al_attention_option window = {.name = "window", .value = {.type = AL_VALUE_NUMBER, .number = 4}};
-    const al_attention_opts sliding = {.variant = "sliding_window", .n_options = 1, .options = &window};
-    CHECK_FAILS(al_attention(dq, dq, dq, &sliding, NULL), "variant 'sliding_window' has no CUDA kernel");
+    const al_attention_opts landmark = {.variant = "landmark"};
+    CHECK_FAILS(al_attention(dq, dq, dq, &landmark, NULL), "variant 'landmark' has no CUDA kernel");
     /* every tensor on q's device */
     const al_attention_opts cpu_mask = {.mask = mask};
     CHECK_FAILS(al_attention(dq, dq, dq, &cpu_mask, NULL), "two devices");
@@ -160,20 +162,25 @@ int main(void) {
     al_seed(11);
     /*   name                           B  H Hkv   N    M    d   dv causal bias                  mask  weights */
     const attention_case cases[] = {
-        {"no mask, d 16",               2, 3, 3,  37,  45,  16,  16, 0, NO_BIAS,                 false, false},
-        {"no mask, d 128, weights",     1, 2, 2, 100, 130, 128, 128, 0, NO_BIAS,                 false, true},
-        {"causal top-left, N < M",      2, 2, 2,  37,  50,  64,  64, 1, NO_BIAS,                 false, false},
-        {"causal top-left, N > M",      1, 2, 2,  45,  30,  16,  24, 1, NO_BIAS,                 false, true},
-        {"causal bottom-right, N < M",  2, 2, 2,  29,  70,  64,  32, 2, NO_BIAS,                 false, true},
-        {"causal bottom-right, N > M",  1, 3, 3,  50,  20,  16,  16, 2, NO_BIAS,                 false, false},
-        {"constant bias (B, H, N, M)",  2, 2, 2,  33,  40,  32,  32, 0, CONSTANT_FULL_BIAS,      false, false},
-        {"trainable bias, d 128",       1, 2, 2,  33,  40, 128, 128, 0, TRAINABLE_FULL_BIAS,     false, true},
-        {"trainable bias, causal",      2, 2, 1,  19,  19,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false},
-        {"constant bias (N, M), causal",1, 3, 3,  40,  40,  32,  32, 1, CONSTANT_BROADCAST_BIAS, false, false},
-        {"trainable bias (N, M)",       2, 3, 3,  37,  45,  32,  32, 0, TRAINABLE_BROADCAST_BIAS, false, false},
-        {"mask, a fully masked row",    2, 2, 2,  21,  35,  16,  16, 0, NO_BIAS,                 true,  true},
-        {"mask and causal bottom-right",1, 2, 2,  21,  35,  64,  64, 2, NO_BIAS,                 true,  false},
-        {"grouped kv heads, causal",    2, 4, 2,  40,  40,  64,  48, 1, NO_BIAS,                 false, false},
+        {"no mask, d 16",               2, 3, 3,  37,  45,  16,  16, 0, NO_BIAS,                 false, false, 0},
+        {"no mask, d 128, weights",     1, 2, 2, 100, 130, 128, 128, 0, NO_BIAS,                 false, true, 0},
+        {"causal top-left, N < M",      2, 2, 2,  37,  50,  64,  64, 1, NO_BIAS,                 false, false, 0},
+        {"causal top-left, N > M",      1, 2, 2,  45,  30,  16,  24, 1, NO_BIAS,                 false, true, 0},
+        {"causal bottom-right, N < M",  2, 2, 2,  29,  70,  64,  32, 2, NO_BIAS,                 false, true, 0},
+        {"causal bottom-right, N > M",  1, 3, 3,  50,  20,  16,  16, 2, NO_BIAS,                 false, false, 0},
+        {"constant bias (B, H, N, M)",  2, 2, 2,  33,  40,  32,  32, 0, CONSTANT_FULL_BIAS,      false, false, 0},
+        {"trainable bias, d 128",       1, 2, 2,  33,  40, 128, 128, 0, TRAINABLE_FULL_BIAS,     false, true, 0},
+        {"trainable bias, causal",      2, 2, 1,  19,  19,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false, 0},
+        {"constant bias (N, M), causal",1, 3, 3,  40,  40,  32,  32, 1, CONSTANT_BROADCAST_BIAS, false, false, 0},
+        {"trainable bias (N, M)",       2, 3, 3,  37,  45,  32,  32, 0, TRAINABLE_BROADCAST_BIAS, false, false, 0},
+        {"mask, a fully masked row",    2, 2, 2,  21,  35,  16,  16, 0, NO_BIAS,                 true,  true, 0},
+        {"mask and causal bottom-right",1, 2, 2,  21,  35,  64,  64, 2, NO_BIAS,                 true,  false, 0},
+        {"grouped kv heads, causal",    2, 4, 2,  40,  40,  64,  48, 1, NO_BIAS,                 false, false, 0},
+        /* the sliding window: the band cuts key tiles (forward, dq) and query tiles (dk, dv) */
+        {"window 5",                    1, 2, 2,  70,  70,  32,  32, 0, NO_BIAS,                 false, true,  5},
+        {"window 9, causal",            2, 2, 1,  83,  83,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false, 9},
+        {"window 3, bottom-right N < M",1, 2, 2,  37,  90,  32,  32, 2, NO_BIAS,                 true,  true,  3},
+        {"window 40, N > M",            1, 1, 1, 100,  61,  64,  64, 0, CONSTANT_BROADCAST_BIAS, false, false, 40},
     };
     const al_dtype dts[2] = {AL_FLOAT64, AL_FLOAT32};
     for (int t = 0; t < 2; t++)
