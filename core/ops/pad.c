@@ -34,8 +34,8 @@ static bool window_empty(int ndim, const int64_t *shape) {
 static void pad_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0];
     const int n_pairs = node->n_ints / 2;
-    al_tensor *dx = al_full(x->ndim, x->shape, 0, x->dtype);
-    if (!dx) { al_error("pad: out of memory in the backward"); return; }
+    al_tensor *dx = al_new_like(x);   /* zeros on x's device */
+    if (!dx || al_fill_(dx, 0) < 0) { al_release(dx); return; }
     int64_t shape[AL_MAX_DIMS], from_x, from_g;
     /* the window's offsets into g follow g's own strides (g may be any view) */
     window_of(dx, g, n_pairs, node->ints, shape, &from_x, &from_g);
@@ -49,8 +49,7 @@ static void pad_backward(al_node *node, const al_tensor *g) {
 }
 
 al_tensor *al_pad(const al_tensor *x, int n_pairs, const int64_t *pads, double value) {
-    AL_REQUIRE_CPU("pad", x, NULL, NULL, NULL);
-    CHECK_TENSOR("pad", x, "x");
+    CHECK_TENSOR("pad", x, "x");   /* any device: a fill and a copy into a window, both with kernels on each */
     if (n_pairs < 0 || n_pairs > x->ndim) {
         al_error("pad: %d (before, after) pairs given for x %s of %d dimensions", n_pairs, TSHAPE(x), x->ndim);
         return NULL;
@@ -67,8 +66,8 @@ al_tensor *al_pad(const al_tensor *x, int n_pairs, const int64_t *pads, double v
             return NULL;
         }
     }
-    al_tensor *out = al_full(x->ndim, shape, value, x->dtype);
-    if (!out) return NULL;
+    al_tensor *out = al_new_tensor_on(x->ndim, shape, x->dtype, x->storage->device);
+    if (!out || al_fill_(out, value) < 0) { al_release(out); return NULL; }
     int64_t wshape[AL_MAX_DIMS], from_x, from_out;
     window_of(x, out, n_pairs, pads, wshape, &from_x, &from_out);
     if (!window_empty(x->ndim, wshape)) {

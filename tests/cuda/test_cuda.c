@@ -219,6 +219,27 @@ int main(void) {
         al_release(x0);
     }
 
+    /* pad (a fill and a copy into a window on the device), growing and cropping, with its backward */
+    {
+        const int64_t s[3] = {3, 7, 9}, pads[4] = {2, -1, -3, 4};   /* last dim: +2, -1; the one before: -3, +4 */
+        al_tensor *x0 = al_randn(3, s, AL_FLOAT64), *grads[2], *outs[2];
+        for (int run = 0; run < 2; run++) {
+            al_tensor *x = al_clone(x0);
+            al_set_requires_grad(x, 1);
+            al_tensor *xd = to(x, run ? AL_CUDA : AL_CPU);
+            outs[run] = xd ? al_pad(xd, 2, pads, 0.5) : NULL;
+            al_tensor *host = outs[run] ? to(outs[run], AL_CPU) : NULL, *sq = host ? al_mul(host, host) : NULL;
+            al_tensor *loss = sq ? al_sum(sq, AL_ALL_DIMS, 0) : NULL;
+            CHECK(loss && al_backward(loss, NULL) == 0);
+            grads[run] = al_grad(x);
+            al_release(x); al_release(xd); al_release(host); al_release(sq); al_release(loss);
+        }
+        CHECK_NEAR(outs[1] ? max_rel_diff(outs[1], outs[0]) : INFINITY, 0, 0);
+        CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, 0);
+        for (int run = 0; run < 2; run++) { al_release(outs[run]); al_release(grads[run]); }
+        al_release(x0);
+    }
+
     /* max's backward on the device (each line's gradient to its max), against the CPU's */
     for (int d = 0; d < 2; d++) {
         const int64_t s[2] = {9, 13};
