@@ -125,8 +125,8 @@ void al_accumulate_input_window(al_node *node, int i, const al_tensor *g, int di
     al_tensor *x = node->inputs[i];
     al_tensor **slot = x->grad_fn ? &x->grad_fn->grad_accum : &x->grad;
     const bool in_place = *slot && (*slot)->dtype == x->dtype && (x->grad_fn ? sole_owner(*slot) : al_is_contiguous(*slot));
-    al_tensor *target = in_place ? al_retain(*slot) : al_new_like(x);   /* zeros on x's device */
-    if (!target || (!in_place && al_fill_(target, 0) < 0)) { al_release(target); return; }
+    al_tensor *target = in_place ? al_retain(*slot) : al_full_on(x->ndim, x->shape, 0, x->dtype, x->storage->device);
+    if (!target) return;
     al_tensor *w = al_narrow(target, dim, start, squeezed ? 1 : g->shape[dim]);
     al_tensor *window = w && squeezed ? al_squeeze(w, dim) : al_retain(w);
     if (window) {
@@ -230,8 +230,7 @@ int al_backward(al_tensor *loss, const al_tensor *grad) {
                      "a single-element loss (reduce it with :sum() or :mean() first)", TSHAPE(loss));
             return -1;
         }
-        seed = al_new_like(loss);   /* on the loss's device */
-        if (seed && al_fill_(seed, 1.0) < 0) { al_release(seed); seed = NULL; }
+        seed = al_full_on(loss->ndim, loss->shape, 1.0, loss->dtype, loss->storage->device);
     }
     if (!seed) return -1;
     int prev = al_set_grad_enabled(0);

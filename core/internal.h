@@ -105,8 +105,10 @@ bool al_broadcast_shapes(const char *fn, int na, const int64_t *a, int nb, const
                          int *nout, int64_t *out);
 /* Strides for reading t as if it had shape (ndim, shape) under broadcasting (0 on broadcast dims). */
 void al_broadcast_strides(const al_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
-/* A new tensor of that shape and dtype whose storage lives on device (uninitialised). */
+/* A new tensor of that shape and dtype whose storage lives on device (uninitialised), and one
+ * filled with value (al_full on any device: zeros for a gradient, a scalar beside an operand). */
 al_tensor *al_new_tensor_on(int ndim, const int64_t *shape, al_dtype dtype, al_device device);
+al_tensor *al_full_on(int ndim, const int64_t *shape, double value, al_dtype dtype, al_device device);
 /* The device rule of every op: an op reads and writes only memory of the device it runs on, so an
  * op without a kernel for a tensor's device refuses it before touching its memory.  True when each
  * of the given tensors (NULLs skipped) is on the CPU; otherwise an error naming fn and the shape of

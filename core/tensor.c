@@ -328,11 +328,15 @@ al_tensor *al_empty(int ndim, const int64_t *shape, al_dtype dtype) {
     return al_new_tensor(ndim, shape, dtype);
 }
 
+al_tensor *al_full_on(int ndim, const int64_t *shape, double value, al_dtype dtype, al_device device) {
+    al_tensor *t = al_new_tensor_on(ndim, shape, dtype, device);
+    if (t && al_fill_(t, value) < 0) { al_release(t); return NULL; }
+    return t;
+}
+
 al_tensor *al_full(int ndim, const int64_t *shape, double value, al_dtype dtype) {
     if (!al_check_shape("full", ndim, shape)) return NULL;
-    al_tensor *t = al_new_tensor(ndim, shape, dtype);
-    if (t) al_fill_(t, value);
-    return t;
+    return al_full_on(ndim, shape, value, dtype, AL_CPU);
 }
 
 al_tensor *al_from_buffer(int ndim, const int64_t *shape, al_dtype dtype, const void *src) {

@@ -261,9 +261,7 @@ static al_tensor *int64_scalar_op(unary_op op, const al_tensor *a, double s0) {
     case U_NEG: bop = OP_MUL; s0 = -1; break;
     default: return NULL;
     }
-    al_tensor *host = al_full(0, NULL, s0, AL_INT64);
-    al_tensor *s = host ? al_to_device(host, a->storage->device) : NULL;   /* the scalar beside a */
-    al_release(host);
+    al_tensor *s = al_full_on(0, NULL, s0, AL_INT64, a->storage->device);   /* the scalar beside a */
     al_tensor *out = s ? (op == U_RSUB_S ? binary_compute(bop, s, a) : binary_compute(bop, a, s)) : NULL;
     al_release(s);
     return out;
@@ -339,9 +337,8 @@ al_tensor *al_compare(const al_tensor *a, const al_tensor *b, al_compare_op op) 
 
 al_tensor *al_compare_scalar(const al_tensor *a, double s, al_compare_op op) {
     CHECK_TENSOR("compare", a, "a");
-    al_tensor *host = al_full(0, NULL, s, a->dtype == AL_INT64 && s != floor(s) ? AL_FLOAT64 : a->dtype);
-    al_tensor *b = host ? al_to_device(host, a->storage->device) : NULL;   /* the scalar beside a */
-    al_release(host);
+    al_tensor *b = al_full_on(0, NULL, s, a->dtype == AL_INT64 && s != floor(s) ? AL_FLOAT64 : a->dtype,
+                              a->storage->device);   /* the scalar beside a */
     al_tensor *out = b ? al_compare(a, b, op) : NULL;
     al_release(b);
     return out;

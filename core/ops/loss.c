@@ -94,9 +94,7 @@ al_tensor *al_cross_entropy(const al_tensor *logits, const al_tensor *target, in
         else total = cross_entropy_rows_double(al_ptr(lc), al_ptr(ic), al_ptr(prob), rows, C, ignore_index, &count);
     }
     const double mean = count ? total / (double)count : 0.0;
-    al_tensor *out = !prob ? NULL : device == AL_CPU ? al_full(0, NULL, mean, logits->dtype)
-                                                     : al_new_tensor_on(0, NULL, logits->dtype, device);
-    if (out && device == AL_CUDA && al_cuda_fill(out, mean) < 0) { al_release(out); out = NULL; }
+    al_tensor *out = prob ? al_full_on(0, NULL, mean, logits->dtype, device) : NULL;
     if (out && al_grad_needed1(logits)) {
         al_node *node = al_record(out, "cross_entropy", cross_entropy_backward, 1, &logits);
         if (node) { al_node_save(node, 0, prob); node->scalars[0] = count ? 1.0 / (double)count : 0.0; }

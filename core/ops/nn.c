@@ -227,8 +227,8 @@ static bool check_ids(const char *fn, const al_tensor *ids, int64_t limit, const
 static void embedding_backward(al_node *node, const al_tensor *g) {
     const al_tensor *w = node->inputs[0], *ids = node->saved[0];
     if (w->storage->device == AL_CUDA) {   /* a scatter-add with atomics (core/cuda/nn.cu) */
-        al_tensor *gw = al_new_like(w), *gc = al_contiguous_nograd(g);
-        if (gw && gc && al_cuda_fill(gw, 0) == 0 && al_cuda_embedding_backward(gw, ids, gc) == 0)
+        al_tensor *gw = al_full_on(w->ndim, w->shape, 0, w->dtype, AL_CUDA), *gc = al_contiguous_nograd(g);
+        if (gw && gc && al_cuda_embedding_backward(gw, ids, gc) == 0)
             al_accumulate_input(node, 0, gw);
         al_release(gw);
         al_release(gc);
@@ -294,8 +294,8 @@ static void gather_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0], *idx = node->saved[0];
     int d = (int)node->ints[0];
     if (x->storage->device == AL_CUDA) {   /* a scatter-add with atomics (core/cuda/reduce.cu) */
-        al_tensor *gx = al_new_tensor_on(x->ndim, x->shape, x->dtype, AL_CUDA), *gc = al_contiguous_nograd(g);
-        if (gx && gc && al_cuda_fill(gx, 0) == 0 && al_cuda_gather_backward(gx, d, idx, gc) == 0)
+        al_tensor *gx = al_full_on(x->ndim, x->shape, 0, x->dtype, AL_CUDA), *gc = al_contiguous_nograd(g);
+        if (gx && gc && al_cuda_gather_backward(gx, d, idx, gc) == 0)
             al_accumulate_input(node, 0, gx);
         al_release(gx);
         al_release(gc);

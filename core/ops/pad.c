@@ -34,8 +34,8 @@ static bool window_empty(int ndim, const int64_t *shape) {
 static void pad_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0];
     const int n_pairs = node->n_ints / 2;
-    al_tensor *dx = al_new_like(x);   /* zeros on x's device */
-    if (!dx || al_fill_(dx, 0) < 0) { al_release(dx); return; }
+    al_tensor *dx = al_full_on(x->ndim, x->shape, 0, x->dtype, x->storage->device);
+    if (!dx) return;
     int64_t shape[AL_MAX_DIMS], from_x, from_g;
     /* the window's offsets into g follow g's own strides (g may be any view) */
     window_of(dx, g, n_pairs, node->ints, shape, &from_x, &from_g);
@@ -66,8 +66,8 @@ al_tensor *al_pad(const al_tensor *x, int n_pairs, const int64_t *pads, double v
             return NULL;
         }
     }
-    al_tensor *out = al_new_tensor_on(x->ndim, shape, x->dtype, x->storage->device);
-    if (!out || al_fill_(out, value) < 0) { al_release(out); return NULL; }
+    al_tensor *out = al_full_on(x->ndim, shape, value, x->dtype, x->storage->device);
+    if (!out) return NULL;
     int64_t wshape[AL_MAX_DIMS], from_x, from_out;
     window_of(x, out, n_pairs, pads, wshape, &from_x, &from_out);
     if (!window_empty(x->ndim, wshape)) {

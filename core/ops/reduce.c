@@ -131,8 +131,7 @@ al_tensor *al_sum_to_shape(const al_tensor *g, int ndim, const int64_t *shape) {
 static void max_backward(al_node *node, const al_tensor *g) {
     const al_tensor *x = node->inputs[0], *idx = node->saved[0];
     int d = (int)node->ints[0];
-    al_tensor *gin = al_new_like(x);
-    if (gin && al_fill_(gin, 0) < 0) { al_release(gin); gin = NULL; }
+    al_tensor *gin = al_full_on(x->ndim, x->shape, 0, x->dtype, x->storage->device);
     al_tensor *gc = gin ? al_contiguous_nograd(g) : NULL;
     if (gc && gin->storage->device == AL_CUDA) {
         lines l = lines_of(x, d);
