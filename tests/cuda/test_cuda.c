@@ -49,6 +49,50 @@ static void check_unary(const char *name, unary_fn f, al_dtype dt, double tol) {
     al_release(x0); al_release(x); al_release(dx); al_release(cpu); al_release(gpu);
 }
 
+/* An op of one tensor on `device` (its other operands moved there too); arg is the case's own. */
+typedef al_tensor *(*op_on_device)(const al_tensor *x, al_device device, const void *arg);
+
+/* The op on the CPU and on the GPU from equal leaves, loss = sum(out^2) on the CPU: the outputs
+ * compared within out_tol, then the leaves' gradients within grad_tol. */
+static void check_with_gradient(const al_tensor *x0, op_on_device op, const void *arg, double out_tol, double grad_tol) {
+    al_tensor *outs[2], *grads[2];
+    for (int run = 0; run < 2; run++) {   /* 0: CPU, 1: GPU */
+        al_tensor *x = al_clone(x0);
+        al_set_requires_grad(x, 1);
+        al_device dev = run ? AL_CUDA : AL_CPU;
+        al_tensor *xd = to(x, dev);
+        al_tensor *out = xd ? op(xd, dev, arg) : NULL;
+        outs[run] = out ? to(out, AL_CPU) : NULL;
+        al_tensor *sq = outs[run] ? al_mul(outs[run], outs[run]) : NULL, *loss = sq ? al_sum(sq, AL_ALL_DIMS, 0) : NULL;
+        CHECK(loss && al_backward(loss, NULL) == 0);
+        grads[run] = al_grad(x);
+        al_release(x); al_release(xd); al_release(out); al_release(sq); al_release(loss);
+    }
+    CHECK_NEAR(outs[0] && outs[1] ? max_rel_diff(outs[1], outs[0]) : INFINITY, 0, out_tol);
+    CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, grad_tol);
+    for (int run = 0; run < 2; run++) { al_release(outs[run]); al_release(grads[run]); }
+}
+
+static al_tensor *cumsum_on(const al_tensor *x, al_device device, const void *arg) {
+    return al_cumsum(x, *(const int *)arg);
+}
+static al_tensor *max_on(const al_tensor *x, al_device device, const void *arg) {
+    return al_max(x, *(const int *)arg, 0, NULL);
+}
+static al_tensor *pad_on(const al_tensor *x, al_device device, const void *arg) {
+    const int64_t pads[4] = {2, -1, -3, 4};   /* last dim: +2, -1; the one before: -3, +4 */
+    return al_pad(x, 2, pads, 0.5);
+}
+typedef struct { int dim; al_tensor *ids; } gather_case;
+static al_tensor *gather_on(const al_tensor *x, al_device device, const void *arg) {
+    const gather_case *c = arg;
+    const int perm[3] = {0, 2, 1};
+    al_tensor *xp = al_permute(x, perm), *ids = to(c->ids, device);   /* (4, 5, 6) */
+    al_tensor *out = xp && ids ? al_gather(xp, c->dim, ids) : NULL;
+    al_release(xp); al_release(ids);
+    return out;
+}
+
 int main(void) {
     if (!al_cuda_available()) {
         printf("test_cuda: no CUDA device here (%s)\n", al_cuda_unavailable_reason());
@@ -198,94 +242,35 @@ int main(void) {
         al_release(da); al_release(db); al_release(dw); al_release(dbb); al_release(dv); al_release(at); al_release(dat);
     }
 
-    /* cumsum along each dim, forward and backward (a reverse cumsum): the CPU's order, bit for bit */
-    for (int d = 0; d < 3; d++) {
+    /* ops of one tensor with their backward, against the CPU (check_with_gradient) */
+    for (int d = 0; d < 3; d++) {   /* cumsum: the CPU's order, bit for bit, both ways */
         const int64_t s[3] = {3, 40, 5};
-        al_tensor *x0 = al_randn(3, s, AL_FLOAT32), *grads[2], *outs[2];
-        for (int run = 0; run < 2; run++) {
-            al_tensor *x = al_clone(x0);
-            al_set_requires_grad(x, 1);
-            al_tensor *xd = to(x, run ? AL_CUDA : AL_CPU);
-            outs[run] = xd ? al_cumsum(xd, d) : NULL;
-            al_tensor *host = outs[run] ? to(outs[run], AL_CPU) : NULL, *sq = host ? al_mul(host, host) : NULL;
-            al_tensor *loss = sq ? al_sum(sq, AL_ALL_DIMS, 0) : NULL;
-            CHECK(loss && al_backward(loss, NULL) == 0);
-            grads[run] = al_grad(x);
-            al_release(x); al_release(xd); al_release(host); al_release(sq); al_release(loss);
-        }
-        CHECK_NEAR(outs[1] ? max_rel_diff(outs[1], outs[0]) : INFINITY, 0, 0);
-        CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, 0);
-        for (int run = 0; run < 2; run++) { al_release(outs[run]); al_release(grads[run]); }
+        al_tensor *x0 = al_randn(3, s, AL_FLOAT32);
+        check_with_gradient(x0, cumsum_on, &d, 0, 0);
         al_release(x0);
     }
-
-    /* pad (a fill and a copy into a window on the device), growing and cropping, with its backward */
-    {
-        const int64_t s[3] = {3, 7, 9}, pads[4] = {2, -1, -3, 4};   /* last dim: +2, -1; the one before: -3, +4 */
-        al_tensor *x0 = al_randn(3, s, AL_FLOAT64), *grads[2], *outs[2];
-        for (int run = 0; run < 2; run++) {
-            al_tensor *x = al_clone(x0);
-            al_set_requires_grad(x, 1);
-            al_tensor *xd = to(x, run ? AL_CUDA : AL_CPU);
-            outs[run] = xd ? al_pad(xd, 2, pads, 0.5) : NULL;
-            al_tensor *host = outs[run] ? to(outs[run], AL_CPU) : NULL, *sq = host ? al_mul(host, host) : NULL;
-            al_tensor *loss = sq ? al_sum(sq, AL_ALL_DIMS, 0) : NULL;
-            CHECK(loss && al_backward(loss, NULL) == 0);
-            grads[run] = al_grad(x);
-            al_release(x); al_release(xd); al_release(host); al_release(sq); al_release(loss);
-        }
-        CHECK_NEAR(outs[1] ? max_rel_diff(outs[1], outs[0]) : INFINITY, 0, 0);
-        CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, 0);
-        for (int run = 0; run < 2; run++) { al_release(outs[run]); al_release(grads[run]); }
-        al_release(x0);
-    }
-
-    /* max's backward on the device (each line's gradient to its max), against the CPU's */
-    for (int d = 0; d < 2; d++) {
-        const int64_t s[2] = {9, 13};
-        al_tensor *x0 = al_randn(2, s, AL_FLOAT64), *grads[2];
-        for (int run = 0; run < 2; run++) {   /* 0: CPU, 1: GPU */
-            al_tensor *x = al_clone(x0);
-            al_set_requires_grad(x, 1);
-            al_tensor *xd = to(x, run ? AL_CUDA : AL_CPU);
-            al_tensor *m = xd ? al_max(xd, d, 0, NULL) : NULL, *sq = m ? al_mul(m, m) : NULL;
-            al_tensor *host = sq ? to(sq, AL_CPU) : NULL, *loss = host ? al_sum(host, AL_ALL_DIMS, 0) : NULL;
-            CHECK(loss && al_backward(loss, NULL) == 0);
-            grads[run] = al_grad(x);
-            al_release(x); al_release(xd); al_release(m); al_release(sq); al_release(host); al_release(loss);
-        }
-        CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, 0);
-        al_release(grads[0]); al_release(grads[1]); al_release(x0);
-    }
-
-    /* gather along each dim of a permuted (strided) tensor, ids repeated (the backward's atomics add
-     * them up), against the CPU */
-    for (int d = 0; d < 3; d++) {
-        const int64_t s[3] = {4, 6, 5};
-        const int perm[3] = {0, 2, 1};
+    {   /* pad, growing and cropping: a fill and a copy into a window */
+        const int64_t s[3] = {3, 7, 9};
         al_tensor *x0 = al_randn(3, s, AL_FLOAT64);
+        check_with_gradient(x0, pad_on, NULL, 0, 0);
+        al_release(x0);
+    }
+    for (int d = 0; d < 2; d++) {   /* max: each line's gradient to its max */
+        const int64_t s[2] = {9, 13};
+        al_tensor *x0 = al_randn(2, s, AL_FLOAT64);
+        check_with_gradient(x0, max_on, &d, 0, 0);
+        al_release(x0);
+    }
+    for (int d = 0; d < 3; d++) {   /* gather from a permuted view, ids repeated: the backward's atomics add them */
+        const int64_t s[3] = {4, 6, 5};
         int64_t is[3] = {4, 5, 6};
         is[d] = 7;
         const int64_t limit = (int64_t[3]){4, 5, 6}[d];
+        al_tensor *x0 = al_randn(3, s, AL_FLOAT64);
         al_tensor *u = al_rand(3, is, AL_FLOAT64), *uf = al_mul_scalar(u, (double)limit - 1e-9);
-        al_tensor *ids = al_to_dtype(uf, AL_INT64);
-        al_tensor *grads[2], *outs[2];
-        for (int run = 0; run < 2; run++) {
-            al_tensor *x = al_clone(x0);
-            al_set_requires_grad(x, 1);
-            al_device dev = run ? AL_CUDA : AL_CPU;
-            al_tensor *xd = to(x, dev), *xp = xd ? al_permute(xd, perm) : NULL, *idd = to(ids, dev);   /* (4, 5, 6) */
-            outs[run] = xp && idd ? al_gather(xp, d, idd) : NULL;
-            al_tensor *host = outs[run] ? to(outs[run], AL_CPU) : NULL, *sq = host ? al_mul(host, host) : NULL;
-            al_tensor *loss = sq ? al_sum(sq, AL_ALL_DIMS, 0) : NULL;
-            CHECK(loss && al_backward(loss, NULL) == 0);
-            grads[run] = al_grad(x);
-            al_release(x); al_release(xd); al_release(xp); al_release(idd); al_release(host); al_release(sq); al_release(loss);
-        }
-        CHECK_NEAR(outs[1] ? max_rel_diff(outs[1], outs[0]) : INFINITY, 0, 0);
-        CHECK_NEAR(grads[0] && grads[1] ? max_rel_diff(grads[1], grads[0]) : INFINITY, 0, 1e-14);
-        for (int run = 0; run < 2; run++) { al_release(outs[run]); al_release(grads[run]); }
-        al_release(x0); al_release(u); al_release(uf); al_release(ids);
+        const gather_case g = {d, al_to_dtype(uf, AL_INT64)};
+        check_with_gradient(x0, gather_on, &g, 0, 1e-14);
+        al_release(x0); al_release(u); al_release(uf); al_release(g.ids);
     }
 
     /* linear (through cuBLAS on the device) with its gradients, and cat/stack, compared with the
