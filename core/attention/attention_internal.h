@@ -175,9 +175,13 @@ al_tensor *attention_softmax_over_visible(const attention_problem *p, const char
                                           const char *tiled_name, al_tensor **weights);
 /* The tiled online-softmax kernel (tiled.c): no map, O(N) memory beyond inputs and outputs. */
 al_tensor *attention_tiled_forward(const attention_problem *p, const char *name);
-/* The "softmax" variant on CUDA tensors (softmax_cuda.c, kernels in core/cuda/attention.cu): the
- * fused kernel, the map when weights is not NULL, a trainable bias of the full (B, H, N, M) shape. */
+/* The "softmax" and "sliding_window" variants on CUDA tensors (softmax_cuda.c, kernels in
+ * core/cuda/attention.cu): the fused kernel, the map when weights is not NULL, a trainable bias. */
 al_tensor *attention_cuda_softmax_forward(const attention_problem *p, al_tensor **weights);
+/* What a recompute backward keeps on its node (tiled.c, softmax_cuda.c): saved[0] the output (an
+ * alias: its storage without its grad history, which would be a cycle), saved[1] the row
+ * log-sum-exp, saved[2] the bias, saved[3] the mask. */
+void attention_save_for_recompute(al_node *node, const al_tensor *out, const al_tensor *lse, const attention_problem *p);
 
 /* The prefix-state recurrence (recurrence.c): S_t = alpha_t S_{t-1} + w_t k_t^T with
  * w_t = beta_t (v_t - [delta] alpha_t S_{t-1} k_t), read as y_i = S_i (scale q_i) when causal (N = M)

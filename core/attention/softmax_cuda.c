@@ -80,12 +80,7 @@ al_tensor *attention_cuda_softmax_forward(const attention_problem *p, al_tensor 
         const al_tensor *in[4] = {p->q, p->k, p->v, raw_bias};
         al_node *node = al_record(out, NODE_NAME, cuda_softmax_backward, raw_bias ? 4 : 3, in);
         if (node) {
-            al_tensor *o = al_alias(out);   /* the output's storage, without its grad history */
-            al_node_save(node, 0, o);
-            al_release(o);
-            al_node_save(node, 1, lse);
-            al_node_save(node, 2, p->bias);
-            al_node_save(node, 3, p->mask);
+            attention_save_for_recompute(node, out, lse, p);
             node->ints[0] = p->causal;
             node->ints[1] = p->window;
             node->n_ints = 2;

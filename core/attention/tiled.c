@@ -128,12 +128,7 @@ al_tensor *attention_tiled_forward(const attention_problem *p, const char *name)
         if (node) {
             ctx->p = *p;
             node->ctx = ctx;
-            al_tensor *o = al_alias(out);   /* the output's storage, without its grad history */
-            al_node_save(node, 0, o);
-            al_release(o);
-            al_node_save(node, 1, lse);
-            al_node_save(node, 2, p->bias);
-            al_node_save(node, 3, p->mask);
+            attention_save_for_recompute(node, out, lse, p);
         } else {
             free(ctx);
         }

@@ -1,6 +1,7 @@
-/* variant_helpers.c -- small helpers the linear-family and module-level variants share: repeating
- * grouped key/value heads, broadcasting an option tensor to the shape a variant needs (with an
- * error that names the variant, the option and both shapes), and the causal keep-mask as a tensor. */
+/* variant_helpers.c -- small helpers the variants share: repeating grouped key/value heads,
+ * broadcasting an option tensor to the shape a variant needs (with an error that names the
+ * variant, the option and both shapes), the causal keep-mask as a tensor, and what a recompute
+ * backward keeps on its node. */
 #include "attention_internal.h"
 
 al_tensor *attention_repeat_heads(const al_tensor *t, int64_t H) {
@@ -41,4 +42,13 @@ al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt) {
             else ((double *)al_ptr(keep))[i * p->M + j] = 1;
         }
     return keep;
+}
+
+void attention_save_for_recompute(al_node *node, const al_tensor *out, const al_tensor *lse, const attention_problem *p) {
+    al_tensor *o = al_alias(out);
+    al_node_save(node, 0, o);
+    al_release(o);
+    al_node_save(node, 1, lse);
+    al_node_save(node, 2, p->bias);
+    al_node_save(node, 3, p->mask);
 }
