@@ -47,6 +47,8 @@ local run = lab.run.start{
     decay_start = 0,            -- from this step the lr falls linearly to lr_final (0: constant lr) ...
     decay_end = 0,              -- ... reached at this step and kept after it (0: the last step)
     lr_final = 1e-4,            -- the lr the decay ends at
+    lr_schedule = "",           -- instead of decay_*: piecewise-linear knots "step:lr,step:lr,...", lr before the
+                                -- first knot and the last knot's lr after the last one
     weight_decay = 0.01,        -- AdamW's decoupled decay
     grad_clip = 1.0,            -- global gradient-norm clip (0: none)
     aux_weight = 10,            -- lambda of the running-sum loss (mode=aux)
@@ -121,10 +123,35 @@ do
   if cfg.decay_start > 0 and not (cfg.lr_final >= 0 and cfg.lr_final <= cfg.lr) then
     config_error(string.format("lr_final must be from 0 to lr (%g; got %s)", cfg.lr, tostring(cfg.lr_final)))
   end
+  if cfg.lr_schedule ~= "" and cfg.decay_start > 0 then
+    config_error("lr_schedule and decay_start both set the decay; give one of them (decay_start=0 with lr_schedule)")
+  end
   if cfg.icot_epoch_steps % cfg.icot_per_epoch ~= 0 and cfg.mode == "icot" then
     config_error("icot_epoch_steps must be a multiple of icot_per_epoch (one more token every icot_epoch_steps / icot_per_epoch steps)")
   end
 end
+
+local function parse_lr_schedule(text)
+  local knots = {}
+  for item in (text .. ","):gmatch("([^,]*),") do
+    local s, v = item:match("^%s*(%d+)%s*:%s*([%d%.eE+-]+)%s*$")
+    s, v = tonumber(s), tonumber(v)
+    if not s or not v then
+      config_error(string.format("lr_schedule: '%s' is not step:lr (the whole value: '%s')", item, text))
+    end
+    if #knots > 0 and s <= knots[#knots][1] then
+      config_error(string.format("lr_schedule: the steps must increase (%d after %d)", s, knots[#knots][1]))
+    end
+    if v < 0 or s > cfg.steps then
+      config_error(string.format("lr_schedule: knot %d:%g needs a step of at most steps (%d) and an lr of at least 0", s, v, cfg.steps))
+    end
+    knots[#knots + 1] = { s, v }
+  end
+  return knots
+end
+-- the knots of lr_schedule, checked here so that a mistyped schedule fails before the model is built
+local lr_knots = cfg.lr_schedule ~= "" and parse_lr_schedule(cfg.lr_schedule) or nil
+
 
 local D = cfg.digits
 local D2 = 2 * D
@@ -416,6 +443,14 @@ local last_eval
 -- schedule exactly
 local function learning_rate(step)
   if cfg.warmup > 0 and step < cfg.warmup then return cfg.lr * step / cfg.warmup end
+  if lr_knots then
+    if step <= lr_knots[1][1] then return cfg.lr end
+    for i = 2, #lr_knots do
+      local a, b = lr_knots[i - 1], lr_knots[i]
+      if step <= b[1] then return a[2] + (b[2] - a[2]) * (step - a[1]) / (b[1] - a[1]) end
+    end
+    return lr_knots[#lr_knots][2]
+  end
   if cfg.decay_start > 0 and step > cfg.decay_start then
     local finish = cfg.decay_end > 0 and cfg.decay_end or cfg.steps
     local f = math.min(1, (step - cfg.decay_start) / (finish - cfg.decay_start))
@@ -587,7 +622,8 @@ local function write_report()
   add(string.format("%d steps, batch %d, %d layers x width %d x %d heads, lr %g (warmup %d%s), AdamW weight decay %g, seed %d%s%s.",
     final_step, cfg.batch, cfg.layers, cfg.width, cfg.heads, cfg.lr, cfg.warmup,
     cfg.decay_start > 0 and string.format(", linear decay to %g from step %d to %d", cfg.lr_final, cfg.decay_start,
-      cfg.decay_end > 0 and cfg.decay_end or cfg.steps) or "",
+      cfg.decay_end > 0 and cfg.decay_end or cfg.steps)
+      or cfg.lr_schedule ~= "" and string.format(", lr piecewise linear through step:lr %s", cfg.lr_schedule) or "",
     cfg.weight_decay, cfg.seed,
     cfg.mode == "aux" and string.format(", aux weight %g on heads 1..%d of layer %d, target c_hat/%g", cfg.aux_weight, cfg.aux_heads, cfg.aux_layer, cfg.aux_scale) or "",
     cfg.mode == "icot" and string.format(", %d CoT tokens per %d steps, smoothing lambda %g, %d of %d removed at the end", cfg.icot_per_epoch, cfg.icot_epoch_steps, cfg.icot_lambda, removal(final_step), COT) or ""))

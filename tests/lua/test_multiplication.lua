@@ -75,6 +75,29 @@ do
 end
 
 ---------------------------------------------------------------------------------------------------
+-- lr_schedule: piecewise linear through its knots, lr before the first, the last knot's after it
+---------------------------------------------------------------------------------------------------
+do
+  local rc, err = attnlab_run(TINY .. " steps=40 lr_schedule=10:1e-3,x", tmp .. "/badsched")
+  check.ok(rc ~= 0 and err:find("lr_schedule: 'x' is not step:lr", 1, true) ~= nil, "a malformed knot is refused", err)
+  rc, err = attnlab_run(TINY .. " steps=40 lr_schedule=20:1e-3,10:1e-4", tmp .. "/badorder")
+  check.ok(rc ~= 0 and err:find("the steps must increase", 1, true) ~= nil, "knots out of order are refused", err)
+  rc, err = attnlab_run(TINY .. " steps=40 decay_start=5 lr_schedule=10:1e-3", tmp .. "/both")
+  check.ok(rc ~= 0 and err:find("give one of them", 1, true) ~= nil, "lr_schedule with decay_start is refused", err)
+  rc, err = attnlab_run(TINY .. " steps=40 lr=2e-3 lr_schedule=10:1e-3,30:1e-4", tmp .. "/sched")
+  check.ok(rc == 0, "a run with lr_schedule finishes", err)
+  local want = { [10] = 2e-3, [20] = 5.5e-4, [30] = 1e-4, [40] = 1e-4 }
+  local seen = 0
+  for _, m in ipairs(metrics(tmp .. "/sched")) do
+    if m.lr and want[m.step] then
+      seen = seen + 1
+      check.near(m.lr, want[m.step], 1e-12, "lr at step " .. m.step)
+    end
+  end
+  check.ok(seen == 4, "metrics.jsonl has the lr at steps 10, 20, 30, 40", seen)
+end
+
+---------------------------------------------------------------------------------------------------
 -- each mode: the loss falls; summary.json has every key
 ---------------------------------------------------------------------------------------------------
 local SUMMARY_KEYS = { "mode", "digits", "steps", "exact_match", "eval_method", "test_size", "digit_accuracy", "digit_loss",
