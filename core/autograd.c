@@ -210,7 +210,7 @@ static int collect(al_node *root, node_list *all) {
 
 int al_backward(al_tensor *loss, const al_tensor *grad) {
     if (!loss) { al_error("backward: tensor is missing"); return -1; }
-    if (!al_same_device("backward", loss, grad, NULL)) return -1;   /* each node's backward runs on its own device */
+    if (!al_same_device_any_dtype("backward", loss, grad, NULL)) return -1;   /* each node's backward runs on its own device */
     if (!loss->requires_grad) {
         al_error("backward: the tensor does not require grad (no parameter with requires_grad "
                  "was used to compute it, or it was computed under no_grad)");

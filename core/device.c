@@ -36,6 +36,11 @@ al_tensor *al_to_device(const al_tensor *t, al_device device) {
         return NULL;
     }
     if (t->storage->device == device) return al_retain((al_tensor *)t);
+    if (t->dtype == AL_BFLOAT16) {
+        al_error("to: bfloat16 tensors live on the CUDA device only; convert with to(\"float32\") before moving %s "
+                 "to the CPU", TSHAPE(t));
+        return NULL;
+    }
     if (!al_cuda_available()) {
         al_error("to: no CUDA device (%s)", al_cuda_unavailable_reason());
         return NULL;

@@ -86,7 +86,8 @@ int al_utf8_length(const unsigned char *p, size_t avail);
 
 /* ---- storage and construction -------------------------------------------------------------- */
 size_t al_dtype_size(al_dtype dtype);
-bool al_is_float(al_dtype dtype);
+bool al_is_float(al_dtype dtype);          /* float32 or float64: the dtypes the CPU kernels compute in */
+bool al_is_floating_point(al_dtype dtype); /* those and bfloat16: the dtypes gradients flow through */
 void *al_alloc(size_t nbytes);         /* caching allocator, 64-byte aligned */
 void al_free(void *p, size_t nbytes);
 al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype); /* uninitialised */
@@ -116,8 +117,18 @@ al_tensor *al_full_on(int ndim, const int64_t *shape, double value, al_dtype dty
 bool al_require_cpu(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c);
 #define AL_REQUIRE_CPU(fn, a, b, c, fail) do { if (!al_require_cpu(fn, a, b, c)) return fail; } while (0)
 /* For ops with kernels on both devices: true when the given tensors (NULLs skipped) share one
- * device; otherwise an error naming fn and both devices (no op copies across devices by itself). */
+ * device and none is bfloat16; otherwise an error naming fn and both devices (no op copies across
+ * devices by itself), or fn and the bfloat16 tensor. */
 bool al_same_device(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c);
+/* The same without the bfloat16 refusal, for the ops that take it: copies and conversions, the fused
+ * attention, the backward's seed. */
+bool al_same_device_any_dtype(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c);
+/* bfloat16 reaches only the ops made for it (conversions and copies, fills, pad, the fused attention):
+ * true, with an error naming fn and the tensor's shape, when one of the given tensors (NULLs
+ * skipped) is bfloat16.  al_same_device calls it; ops that need no device check (one operand) call
+ * it through AL_REFUSE_BFLOAT16.  tests/lua/test_bfloat16_rule.lua holds every function to it. */
+bool al_refuse_bfloat16(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c);
+#define AL_REFUSE_BFLOAT16(fn, t, fail) do { if (al_refuse_bfloat16(fn, t, NULL, NULL)) return fail; } while (0)
 /* t on the CPU: t itself (retained) when it is there, else a contiguous copy (device.c). */
 al_tensor *al_to_cpu_nograd(const al_tensor *t);
 

@@ -8,13 +8,15 @@
 
 static int64_t live_tensors;
 
-size_t al_dtype_size(al_dtype dtype) { return dtype == AL_FLOAT32 ? 4 : 8; }
+size_t al_dtype_size(al_dtype dtype) { return dtype == AL_BFLOAT16 ? 2 : dtype == AL_FLOAT32 ? 4 : 8; }
 bool al_is_float(al_dtype dtype) { return dtype == AL_FLOAT32 || dtype == AL_FLOAT64; }
+bool al_is_floating_point(al_dtype dtype) { return al_is_float(dtype) || dtype == AL_BFLOAT16; }
 const char *al_dtype_name(al_dtype dtype) {
     switch (dtype) {
     case AL_FLOAT32: return "float32";
     case AL_FLOAT64: return "float64";
     case AL_INT64: return "int64";
+    case AL_BFLOAT16: return "bfloat16";
     }
     return "?";
 }
@@ -110,8 +112,15 @@ al_tensor *al_new_tensor_on(int ndim, const int64_t *shape, al_dtype dtype, al_d
         al_error("tensor: no CUDA device (%s)", al_cuda_unavailable_reason());
         return NULL;
     }
-    if (dtype != AL_FLOAT32 && dtype != AL_FLOAT64 && dtype != AL_INT64) {
+    if (dtype != AL_FLOAT32 && dtype != AL_FLOAT64 && dtype != AL_INT64 && dtype != AL_BFLOAT16) {
         al_error("tensor: unknown dtype %d", (int)dtype);
+        return NULL;
+    }
+    /* No CPU kernel reads bfloat16, so no CPU tensor holds it: the one place that makes storage
+     * refuses, and every CPU op is safe from it without a check of its own. */
+    if (dtype == AL_BFLOAT16 && device != AL_CUDA) {
+        al_error("tensor: bfloat16 tensors live on the CUDA device only (make them there with to(\"bfloat16\") "
+                 "of a CUDA tensor); %s asked for on the CPU", al_shape_str(ndim, shape));
         return NULL;
     }
     int64_t n = al_shape_numel(ndim, shape);
@@ -151,7 +160,23 @@ al_tensor *al_unreadable_device_tensor(int ndim, const int64_t *shape, al_dtype 
     return contiguous_view(t, ndim, shape, dtype);
 }
 
+bool al_refuse_bfloat16(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c) {
+    const al_tensor *args[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        if (args[i] && args[i]->dtype == AL_BFLOAT16) {
+            al_error("%s: no kernel for bfloat16 (%s); bfloat16 is taken by attention ('softmax', "
+                     "'sliding_window') and to(); convert with to(\"float32\") first", fn, TSHAPE(args[i]));
+            return true;
+        }
+    }
+    return false;
+}
+
 bool al_same_device(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c) {
+    return al_same_device_any_dtype(fn, a, b, c) && !al_refuse_bfloat16(fn, a, b, c);
+}
+
+bool al_same_device_any_dtype(const char *fn, const al_tensor *a, const al_tensor *b, const al_tensor *c) {
     const al_tensor *args[3] = {a, b, c};
     const al_tensor *first = NULL;
     for (int i = 0; i < 3; i++) {
@@ -405,6 +430,15 @@ static double load_as_double(const void *p, al_dtype dtype) {
     switch (dtype) {
     case AL_FLOAT32: v = *(const float *)p; break;
     case AL_FLOAT64: v = *(const double *)p; break;
+    case AL_BFLOAT16: {   /* a bfloat16 is the top half of the float32 with the same value */
+        uint16_t half;
+        memcpy(&half, p, 2);
+        uint32_t bits = (uint32_t)half << 16;
+        float f;
+        memcpy(&f, &bits, 4);
+        v = f;
+        break;
+    }
     default: return (double)*(const int64_t *)p;
     }
     return v == v ? v : NAN;
@@ -441,7 +475,10 @@ double al_item(const al_tensor *t) {
         al_error("item: tensor of shape %s has %lld elements, not 1", TSHAPE(t), (long long)al_numel(t));
         return NAN;
     }
-    al_tensor *host = al_to_cpu_nograd(t);   /* the one element, from the device when it is there */
+    /* the one element, from the device when it is there (bfloat16, which lives there only, as float32) */
+    al_tensor *wide = t->dtype == AL_BFLOAT16 ? al_to_dtype_nograd(t, AL_FLOAT32) : al_retain((al_tensor *)t);
+    al_tensor *host = wide ? al_to_cpu_nograd(wide) : NULL;
+    al_release(wide);
     if (!host) return NAN;
     double v = load_as_double(al_ptr(host), host->dtype);
     al_release(host);
@@ -454,8 +491,10 @@ int al_copy_to_doubles(const al_tensor *t, double *dst, int64_t n) {
         al_error("totable: buffer of %lld for %lld elements", (long long)n, (long long)al_numel(t));
         return -1;
     }
-    al_tensor *host = al_to_cpu_nograd(t);
+    al_tensor *wide = t->dtype == AL_BFLOAT16 ? al_to_dtype_nograd(t, AL_FLOAT32) : al_retain((al_tensor *)t);
+    al_tensor *host = wide ? al_to_cpu_nograd(wide) : NULL;
     al_tensor *c = host ? al_to_dtype_nograd(host, AL_FLOAT64) : NULL;
+    al_release(wide);
     al_release(host);
     if (!c) return -1;
     memcpy(dst, al_ptr(c), (size_t)n * sizeof(double));

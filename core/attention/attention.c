@@ -107,10 +107,11 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
     CHECK_TENSOR("attention", q, "q");
     CHECK_TENSOR("attention", k, "k");
     CHECK_TENSOR("attention", v, "v");
-    /* the device rule: every tensor on q's device (variants without a CUDA kernel refuse below) */
-    if (!al_same_device("attention", q, k, v)) return NULL;
+    /* the device rule: every tensor on q's device (variants without a CUDA kernel refuse below;
+     * bfloat16 exists on the CUDA device only, where the variants without a kernel for it refuse) */
+    if (!al_same_device_any_dtype("attention", q, k, v)) return NULL;
     if (opts) {
-        if (!al_same_device("attention", q, opts->bias, opts->mask)) return NULL;
+        if (!al_same_device_any_dtype("attention", q, opts->bias, opts->mask)) return NULL;
         for (int i = 0; i < opts->n_options && opts->options; i++)
             if (opts->options[i].value.type == AL_VALUE_TENSOR &&
                 !al_same_device("attention", q, opts->options[i].value.tensor, NULL))
@@ -140,7 +141,7 @@ al_tensor *al_attention(const al_tensor *q, const al_tensor *k, const al_tensor 
                  TSHAPE(q), TSHAPE(k), TSHAPE(v));
         return NULL;
     }
-    if (!al_is_float(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype) {
+    if (!al_is_floating_point(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype) {
         al_error("attention: q, k, v must share one float dtype; got %s, %s, %s", al_dtype_name(q->dtype),
                  al_dtype_name(k->dtype), al_dtype_name(v->dtype));
         return NULL;

@@ -26,7 +26,7 @@ static void cuda_softmax_backward(al_node *node, const al_tensor *g) {
                                              node->scalars[0], node->ints[1]);
     const bool want_bias = node->n_inputs > 3 && al_input_needs_grad(node, 3);
     const int64_t map[4] = {q->shape[0], q->shape[1], q->shape[2], k->shape[2]};
-    al_tensor *gc = al_same_device(node->name, q, g, NULL) ? al_contiguous_nograd(g) : NULL;
+    al_tensor *gc = al_same_device_any_dtype(node->name, q, g, NULL) ? al_contiguous_nograd(g) : NULL;
     al_tensor *dq = al_input_needs_grad(node, 0) ? al_new_tensor_on(4, q->shape, q->dtype, AL_CUDA) : NULL;
     al_tensor *dk = al_input_needs_grad(node, 1) ? al_new_tensor_on(4, k->shape, k->dtype, AL_CUDA) : NULL;
     al_tensor *dv = al_input_needs_grad(node, 2) ? al_new_tensor_on(4, v->shape, v->dtype, AL_CUDA) : NULL;
@@ -63,12 +63,21 @@ al_tensor *attention_cuda_softmax_forward(const attention_problem *p, al_tensor 
                  "kernel = 'dense' or 'auto'); bias %s", fn, TSHAPE(p->bias));
         return NULL;
     }
+    /* bfloat16: a trainable bias's gradient would be folded to the bias's shape by a sum, which has no
+     * bfloat16 kernel; so the bias must be a constant there (a float32 one works, in float32) */
+    if (trainable_bias && p->q->dtype == AL_BFLOAT16) {
+        al_error("%s: a trainable bias with bfloat16 q, k, v has no kernel for its gradient; detach the bias or "
+                 "use float32 (bias %s)", fn, TSHAPE(p->bias));
+        return NULL;
+    }
     /* a trainable bias's gradient is dS, of shape (B, H, N, M); a bias broadcast to that shape gets it
      * summed over the broadcast dims by the expand that made p->bias (attention.c), on the device */
     const al_cuda_attention_args a = args_of(p->q, p->k, p->v, p->bias, p->mask, p->causal, p->scale, p->window);
     const int64_t os[4] = {p->B, p->H, p->N, p->dv}, ls[3] = {p->B, p->H, p->N}, ps[4] = {p->B, p->H, p->N, p->M};
     const al_dtype dt = p->q->dtype;
-    al_tensor *out = al_new_tensor_on(4, os, dt, AL_CUDA), *lse = al_new_tensor_on(3, ls, dt, AL_CUDA);
+    /* the row log-sum-exp in the kernels' compute type: float32 for bfloat16 (cuda_internal.h's compute_type) */
+    const al_dtype lse_dt = dt == AL_BFLOAT16 ? AL_FLOAT32 : dt;
+    al_tensor *out = al_new_tensor_on(4, os, dt, AL_CUDA), *lse = al_new_tensor_on(3, ls, lse_dt, AL_CUDA);
     al_tensor *map = weights && out && lse ? al_new_tensor_on(4, ps, dt, AL_CUDA) : NULL;
     if (!out || !lse || (weights && !map) || al_cuda_attention_forward(&a, out, lse) < 0 ||
         (map && al_cuda_attention_weights(&a, lse, map) < 0)) {

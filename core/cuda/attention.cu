@@ -1,5 +1,9 @@
 /* attention.cu -- fused softmax attention on the GPU: FlashAttention-2 (Dao 2023, arXiv 2307.08691)
- * in its plainest form, float32 and float64, head dims up to AL_CUDA_ATTENTION_HEAD_MAX.
+ * in its plainest form, float32, float64 and bfloat16, head dims up to AL_CUDA_ATTENTION_HEAD_MAX.
+ * The kernels are templates on the element type T of q, k, v, the output and the gradients, and
+ * compute in A = compute_type<T> (float for bfloat16, cuda_internal.h): tiles in shared memory,
+ * the running max, sum and accumulators, and the row log-sum-exp L and D are A; only the loads and
+ * the final stores convert.
  *
  * Forward, one block per (batch * head, tile of BLOCK_ROWS query rows), each warp owning
  * ROWS_PER_WARP of the rows; the block's Q rows and each tile of TILE_KEYS keys and values sit in
@@ -42,7 +46,7 @@ template <typename T> struct problem {
     int64_t B, H, Hkv, N, M, d, dv;
     int causal;
     int64_t window;   /* > 0: the sliding window's band around each query's diagonal */
-    T scale;
+    typename compute_type<T>::type scale;
 };
 
 template <typename T> static problem<T> problem_of(const al_cuda_attention_args *a) {
@@ -63,7 +67,7 @@ template <typename T> static problem<T> problem_of(const al_cuda_attention_args 
     p.Hkv = a->k->shape[1]; p.M = a->k->shape[2]; p.dv = a->v->shape[3];
     p.causal = a->causal;
     p.window = a->window;
-    p.scale = (T)a->scale;
+    p.scale = (typename compute_type<T>::type)a->scale;
     return p;
 }
 
@@ -99,15 +103,15 @@ static __device__ inline bool visible(const problem<T> &p, int64_t b, int64_t h,
     if (p.causal == 1 && j > i) return false;
     if (p.causal == 2 && j > i + p.M - p.N) return false;
     if (p.window > 0 && (j < diagonal(p, i) - p.window || j > diagonal(p, i) + p.window)) return false;
-    if (p.mask && p.mask[b * p.ms[0] + h * p.ms[1] + i * p.ms[2] + j * p.ms[3]] == 0) return false;
+    if (p.mask && convert<double>::from(p.mask[b * p.ms[0] + h * p.ms[1] + i * p.ms[2] + j * p.ms[3]]) == 0) return false;
     return true;
 }
 
 /* The logit of a visible (i, j): scale times the dot product, plus the bias. */
-template <typename T>
-static __device__ inline T logit(const problem<T> &p, int64_t b, int64_t h, int64_t i, int64_t j, T dot) {
-    T s = p.scale * dot;
-    if (p.bias) s += p.bias[b * p.bs[0] + h * p.bs[1] + i * p.bs[2] + j * p.bs[3]];
+template <typename T, typename A>
+static __device__ inline A logit(const problem<T> &p, int64_t b, int64_t h, int64_t i, int64_t j, A dot) {
+    A s = p.scale * dot;
+    if (p.bias) s += convert<A>::from(p.bias[b * p.bs[0] + h * p.bs[1] + i * p.bs[2] + j * p.bs[3]]);
     return s;
 }
 
@@ -144,33 +148,33 @@ template <typename T> static __device__ inline int64_t query_end(const problem<T
 }
 
 /* Copies rows [r0, r0 + rows) of a (b, h) slice (strides s, width w) into shared memory at row stride
- * ld, zeros past row `limit`; every thread of the block takes part. */
-template <typename T>
-static __device__ void stage_rows(T *dst, int64_t ld, const T *src, const int64_t *s, int64_t b, int64_t h,
+ * ld, converted to the compute type, zeros past row `limit`; every thread of the block takes part. */
+template <typename A, typename T>
+static __device__ void stage_rows(A *dst, int64_t ld, const T *src, const int64_t *s, int64_t b, int64_t h,
                                   int64_t r0, int rows, int64_t limit, int64_t w) {
     for (int64_t e = threadIdx.x; e < rows * w; e += blockDim.x) {
         const int64_t r = e / w, c = e % w;
-        dst[r * ld + c] = r0 + r < limit ? src[b * s[0] + h * s[1] + (r0 + r) * s[2] + c * s[3]] : (T)0;
+        dst[r * ld + c] = r0 + r < limit ? convert<A>::from(src[b * s[0] + h * s[1] + (r0 + r) * s[2] + c * s[3]]) : (A)0;
     }
 }
 
 /* ---- forward ---------------------------------------------------------------------------------- */
 
-template <typename T>
-static __global__ void __launch_bounds__(THREADS) forward_kernel(problem<T> p, int64_t tiles, T *out, T *lse) {
+template <typename T, typename A>
+static __global__ void __launch_bounds__(THREADS) forward_kernel(problem<T> p, int64_t tiles, T *out, A *lse) {
     extern __shared__ __align__(16) unsigned char shared_bytes[];
     const int64_t d = p.d, dv = p.dv;
-    T *Qs = (T *)shared_bytes;                   /* BLOCK_ROWS x d */
-    T *Ks = Qs + BLOCK_ROWS * d;                 /* TILE_KEYS x (d + 1): lane l reads row l */
-    T *Vs = Ks + TILE_KEYS * (d + 1);            /* TILE_KEYS x dv: lane l reads column l */
+    A *Qs = (A *)shared_bytes;                   /* BLOCK_ROWS x d */
+    A *Ks = Qs + BLOCK_ROWS * d;                 /* TILE_KEYS x (d + 1): lane l reads row l */
+    A *Vs = Ks + TILE_KEYS * (d + 1);            /* TILE_KEYS x dv: lane l reads column l */
     const int64_t bh = blockIdx.x / tiles, i0 = blockIdx.x % tiles * BLOCK_ROWS;
     const int64_t b = bh / p.H, h = bh % p.H, hk = h / (p.H / p.Hkv);
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
 
     stage_rows(Qs, d, p.q, p.qs, b, h, i0, BLOCK_ROWS, p.N, d);
-    T m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][COLS_PER_LANE];
+    A m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][COLS_PER_LANE];
     for (int rr = 0; rr < ROWS_PER_WARP; rr++) {
-        m[rr] = -infinity_of<T>();
+        m[rr] = -infinity_of<A>();
         l[rr] = 0;
         for (int t = 0; t < COLS_PER_LANE; t++) acc[rr][t] = 0;
     }
@@ -184,21 +188,21 @@ static __global__ void __launch_bounds__(THREADS) forward_kernel(problem<T> p, i
             const int r = warp * ROWS_PER_WARP + rr;
             const int64_t i = i0 + r, j = j0 + lane;
             if (i >= p.N) continue;   /* the whole warp: its shuffles stay complete */
-            T s = -infinity_of<T>();
+            A s = -infinity_of<A>();
             if (visible(p, b, h, i, j)) {
-                T dot = 0;
+                A dot = 0;
                 for (int64_t c = 0; c < d; c++) dot += Qs[r * d + c] * Ks[lane * (d + 1) + c];
                 s = logit(p, b, h, i, j, dot);
             }
             /* no branch on the values below: a NaN could make lanes disagree, and the shuffles need all */
-            const T mx = warp_max(s);
-            const T mnew = mx > m[rr] ? mx : m[rr];
-            const T pj = mnew == -infinity_of<T>() ? (T)0 : exp_of(s - mnew);
-            const T alpha = m[rr] == -infinity_of<T>() ? (T)0 : exp_of(m[rr] - mnew);
+            const A mx = warp_max(s);
+            const A mnew = mx > m[rr] ? mx : m[rr];
+            const A pj = mnew == -infinity_of<A>() ? (A)0 : exp_of(s - mnew);
+            const A alpha = m[rr] == -infinity_of<A>() ? (A)0 : exp_of(m[rr] - mnew);
             l[rr] = l[rr] * alpha + warp_sum(pj);
             for (int t = 0; t < COLS_PER_LANE; t++) acc[rr][t] *= alpha;
             for (int jj = 0; jj < TILE_KEYS; jj++) {
-                const T w = __shfl_sync(FULL_WARP, pj, jj);
+                const A w = __shfl_sync(FULL_WARP, pj, jj);
                 for (int t = 0; t < COLS_PER_LANE; t++) {
                     const int64_t c = lane + t * WARP;
                     if (c < dv) acc[rr][t] += w * Vs[jj * dv + c];
@@ -210,12 +214,12 @@ static __global__ void __launch_bounds__(THREADS) forward_kernel(problem<T> p, i
     for (int rr = 0; rr < ROWS_PER_WARP; rr++) {
         const int64_t i = i0 + warp * ROWS_PER_WARP + rr;
         if (i >= p.N) continue;
-        const T inv = l[rr] > 0 ? (T)1 / l[rr] : (T)0;
+        const A inv = l[rr] > 0 ? (A)1 / l[rr] : (A)0;
         for (int t = 0; t < COLS_PER_LANE; t++) {
             const int64_t c = lane + t * WARP;
-            if (c < dv) out[(bh * p.N + i) * dv + c] = acc[rr][t] * inv;
+            if (c < dv) out[(bh * p.N + i) * dv + c] = convert<T>::from(acc[rr][t] * inv);
         }
-        if (lane == 0) lse[bh * p.N + i] = l[rr] > 0 ? m[rr] + log_of(l[rr]) : infinity_of<T>();
+        if (lane == 0) lse[bh * p.N + i] = l[rr] > 0 ? m[rr] + log_of(l[rr]) : infinity_of<A>();
     }
 }
 
@@ -223,46 +227,46 @@ static __global__ void __launch_bounds__(THREADS) forward_kernel(problem<T> p, i
 
 /* P = exp(S - L) on visible entries, 0 elsewhere: one thread per entry, straight from global memory
  * (the map is for looking at, a few heads at a time; this is not the hot path). */
-template <typename T>
-static __global__ void weights_kernel(problem<T> p, const T *lse, T *P, int64_t n) {
+template <typename T, typename A>
+static __global__ void weights_kernel(problem<T> p, const A *lse, T *P, int64_t n) {
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
         const int64_t j = e % p.M, i = e / p.M % p.N, bh = e / (p.M * p.N);
         const int64_t b = bh / p.H, h = bh % p.H, hk = h / (p.H / p.Hkv);
-        T value = 0;
+        A value = 0;
         if (visible(p, b, h, i, j)) {
             const T *q = p.q + b * p.qs[0] + h * p.qs[1] + i * p.qs[2];
             const T *k = p.k + b * p.ks[0] + hk * p.ks[1] + j * p.ks[2];
-            T dot = 0;
-            for (int64_t c = 0; c < p.d; c++) dot += q[c * p.qs[3]] * k[c * p.ks[3]];
+            A dot = 0;
+            for (int64_t c = 0; c < p.d; c++) dot += convert<A>::from(q[c * p.qs[3]]) * convert<A>::from(k[c * p.ks[3]]);
             value = exp_of(logit(p, b, h, i, j, dot) - lse[bh * p.N + i]);
         }
-        P[e] = value;
+        P[e] = convert<T>::from(value);
     }
 }
 
 /* ---- backward ---------------------------------------------------------------------------------- */
 
 /* D_i = dO_i . O_i, one thread per row (O and dO contiguous (B, H, N, dv)) */
-template <typename T>
-static __global__ void row_dot_kernel(const T *O, const T *dO, T *D, int64_t rows, int64_t dv) {
+template <typename T, typename A>
+static __global__ void row_dot_kernel(const T *O, const T *dO, A *D, int64_t rows, int64_t dv) {
     for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
-        T acc = 0;
-        for (int64_t c = 0; c < dv; c++) acc += O[r * dv + c] * dO[r * dv + c];
+        A acc = 0;
+        for (int64_t c = 0; c < dv; c++) acc += convert<A>::from(O[r * dv + c]) * convert<A>::from(dO[r * dv + c]);
         D[r] = acc;
     }
 }
 
 /* dQ (B, H, N, d) and dBias (B, H, N, M, zero-filled beforehand: only visible entries are written),
  * either may be NULL; one block per (batch * head, query tile), as the forward. */
-template <typename T>
-static __global__ void __launch_bounds__(THREADS) dq_kernel(problem<T> p, int64_t tiles, const T *lse, const T *D,
+template <typename T, typename A>
+static __global__ void __launch_bounds__(THREADS) dq_kernel(problem<T> p, int64_t tiles, const A *lse, const A *D,
                                                             const T *dO, T *dQ, T *dBias) {
     extern __shared__ __align__(16) unsigned char shared_bytes[];
     const int64_t d = p.d, dv = p.dv;
-    T *Qs = (T *)shared_bytes;                   /* BLOCK_ROWS x d */
-    T *dOs = Qs + BLOCK_ROWS * d;                /* BLOCK_ROWS x dv */
-    T *Ks = dOs + BLOCK_ROWS * dv;               /* TILE_KEYS x (d + 1) */
-    T *Vs = Ks + TILE_KEYS * (d + 1);            /* TILE_KEYS x (dv + 1): lane l reads row l */
+    A *Qs = (A *)shared_bytes;                   /* BLOCK_ROWS x d */
+    A *dOs = Qs + BLOCK_ROWS * d;                /* BLOCK_ROWS x dv */
+    A *Ks = dOs + BLOCK_ROWS * dv;               /* TILE_KEYS x (d + 1) */
+    A *Vs = Ks + TILE_KEYS * (d + 1);            /* TILE_KEYS x (dv + 1): lane l reads row l */
     const int64_t bh = blockIdx.x / tiles, i0 = blockIdx.x % tiles * BLOCK_ROWS;
     const int64_t b = bh / p.H, h = bh % p.H, hk = h / (p.H / p.Hkv);
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
@@ -270,7 +274,7 @@ static __global__ void __launch_bounds__(THREADS) dq_kernel(problem<T> p, int64_
 
     stage_rows(Qs, d, p.q, p.qs, b, h, i0, BLOCK_ROWS, p.N, d);
     stage_rows(dOs, dv, dO, os, b, h, i0, BLOCK_ROWS, p.N, dv);
-    T acc[ROWS_PER_WARP][COLS_PER_LANE];
+    A acc[ROWS_PER_WARP][COLS_PER_LANE];
     for (int rr = 0; rr < ROWS_PER_WARP; rr++)
         for (int t = 0; t < COLS_PER_LANE; t++) acc[rr][t] = 0;
     const int64_t end = key_end(p, i0, BLOCK_ROWS);
@@ -283,17 +287,17 @@ static __global__ void __launch_bounds__(THREADS) dq_kernel(problem<T> p, int64_
             const int r = warp * ROWS_PER_WARP + rr;
             const int64_t i = i0 + r, j = j0 + lane;
             if (i >= p.N) continue;   /* the whole warp */
-            T ds = 0;
+            A ds = 0;
             if (visible(p, b, h, i, j)) {
-                T dot = 0, dp = 0;
+                A dot = 0, dp = 0;
                 for (int64_t c = 0; c < d; c++) dot += Qs[r * d + c] * Ks[lane * (d + 1) + c];
                 for (int64_t c = 0; c < dv; c++) dp += dOs[r * dv + c] * Vs[lane * (dv + 1) + c];
-                const T pij = exp_of(logit(p, b, h, i, j, dot) - lse[bh * p.N + i]);
+                const A pij = exp_of(logit(p, b, h, i, j, dot) - lse[bh * p.N + i]);
                 ds = pij * (dp - D[bh * p.N + i]);
-                if (dBias) dBias[(bh * p.N + i) * p.M + j] = ds;
+                if (dBias) dBias[(bh * p.N + i) * p.M + j] = convert<T>::from(ds);
             }
             for (int jj = 0; jj < TILE_KEYS; jj++) {
-                const T w = __shfl_sync(FULL_WARP, ds, jj);
+                const A w = __shfl_sync(FULL_WARP, ds, jj);
                 for (int t = 0; t < COLS_PER_LANE; t++) {
                     const int64_t c = lane + t * WARP;
                     if (c < d) acc[rr][t] += w * Ks[jj * (d + 1) + c];
@@ -307,7 +311,7 @@ static __global__ void __launch_bounds__(THREADS) dq_kernel(problem<T> p, int64_
         if (i >= p.N) continue;
         for (int t = 0; t < COLS_PER_LANE; t++) {
             const int64_t c = lane + t * WARP;
-            if (c < d) dQ[(bh * p.N + i) * d + c] = p.scale * acc[rr][t];
+            if (c < d) dQ[(bh * p.N + i) * d + c] = convert<T>::from(p.scale * acc[rr][t]);
         }
     }
 }
@@ -315,17 +319,17 @@ static __global__ void __launch_bounds__(THREADS) dq_kernel(problem<T> p, int64_
 /* dK (B, Hkv, M, d) and dV (B, Hkv, M, dv), either may be NULL; one block per (batch * kv head, tile of
  * BLOCK_ROWS keys), each warp owning ROWS_PER_WARP keys; lane l takes query i0 + l of each query tile,
  * over every query head that reads this kv head. */
-template <typename T>
-static __global__ void __launch_bounds__(THREADS) dkv_kernel(problem<T> p, int64_t tiles, const T *lse, const T *D,
+template <typename T, typename A>
+static __global__ void __launch_bounds__(THREADS) dkv_kernel(problem<T> p, int64_t tiles, const A *lse, const A *D,
                                                              const T *dO, T *dK, T *dV) {
     extern __shared__ __align__(16) unsigned char shared_bytes[];
     const int64_t d = p.d, dv = p.dv;
-    T *Ks = (T *)shared_bytes;                   /* BLOCK_ROWS x d: the block's keys */
-    T *Vs = Ks + BLOCK_ROWS * d;                 /* BLOCK_ROWS x dv */
-    T *Qs = Vs + BLOCK_ROWS * dv;                /* TILE_KEYS x (d + 1): lane l reads row l */
-    T *dOs = Qs + TILE_KEYS * (d + 1);           /* TILE_KEYS x (dv + 1) */
-    T *Ls = dOs + TILE_KEYS * (dv + 1);          /* TILE_KEYS: the query rows' L */
-    T *Ds = Ls + TILE_KEYS;                      /* TILE_KEYS: and D */
+    A *Ks = (A *)shared_bytes;                   /* BLOCK_ROWS x d: the block's keys */
+    A *Vs = Ks + BLOCK_ROWS * d;                 /* BLOCK_ROWS x dv */
+    A *Qs = Vs + BLOCK_ROWS * dv;                /* TILE_KEYS x (d + 1): lane l reads row l */
+    A *dOs = Qs + TILE_KEYS * (d + 1);           /* TILE_KEYS x (dv + 1) */
+    A *Ls = dOs + TILE_KEYS * (dv + 1);          /* TILE_KEYS: the query rows' L */
+    A *Ds = Ls + TILE_KEYS;                      /* TILE_KEYS: and D */
     const int64_t bhk = blockIdx.x / tiles, j0 = blockIdx.x % tiles * BLOCK_ROWS;
     const int64_t b = bhk / p.Hkv, hk = bhk % p.Hkv, group = p.H / p.Hkv;
     const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
@@ -333,7 +337,7 @@ static __global__ void __launch_bounds__(THREADS) dkv_kernel(problem<T> p, int64
 
     stage_rows(Ks, d, p.k, p.ks, b, hk, j0, BLOCK_ROWS, p.M, d);
     stage_rows(Vs, dv, p.v, p.vs, b, hk, j0, BLOCK_ROWS, p.M, dv);
-    T gk[ROWS_PER_WARP][COLS_PER_LANE], gv[ROWS_PER_WARP][COLS_PER_LANE];
+    A gk[ROWS_PER_WARP][COLS_PER_LANE], gv[ROWS_PER_WARP][COLS_PER_LANE];
     for (int rr = 0; rr < ROWS_PER_WARP; rr++)
         for (int t = 0; t < COLS_PER_LANE; t++) gk[rr][t] = gv[rr][t] = 0;
     const int64_t first = query_start(p, j0) / TILE_KEYS * TILE_KEYS, last = query_end(p, j0, BLOCK_ROWS);
@@ -345,24 +349,24 @@ static __global__ void __launch_bounds__(THREADS) dkv_kernel(problem<T> p, int64
             stage_rows(dOs, dv + 1, dO, os, b, h, i0, TILE_KEYS, p.N, dv);
             if ((int)threadIdx.x < TILE_KEYS) {
                 const int64_t i = i0 + threadIdx.x;
-                Ls[threadIdx.x] = i < p.N ? lse[bh * p.N + i] : infinity_of<T>();
-                Ds[threadIdx.x] = i < p.N ? D[bh * p.N + i] : (T)0;
+                Ls[threadIdx.x] = i < p.N ? lse[bh * p.N + i] : infinity_of<A>();
+                Ds[threadIdx.x] = i < p.N ? D[bh * p.N + i] : (A)0;
             }
             __syncthreads();
             for (int rr = 0; rr < ROWS_PER_WARP; rr++) {
                 const int r = warp * ROWS_PER_WARP + rr;
                 const int64_t j = j0 + r, i = i0 + lane;
                 if (j >= p.M) continue;   /* the whole warp */
-                T pij = 0, ds = 0;
+                A pij = 0, ds = 0;
                 if (visible(p, b, h, i, j)) {
-                    T dot = 0, dp = 0;
+                    A dot = 0, dp = 0;
                     for (int64_t c = 0; c < d; c++) dot += Qs[lane * (d + 1) + c] * Ks[r * d + c];
                     for (int64_t c = 0; c < dv; c++) dp += dOs[lane * (dv + 1) + c] * Vs[r * dv + c];
                     pij = exp_of(logit(p, b, h, i, j, dot) - Ls[lane]);
                     ds = pij * (dp - Ds[lane]);
                 }
                 for (int ii = 0; ii < TILE_KEYS; ii++) {
-                    const T wp = __shfl_sync(FULL_WARP, pij, ii), ws = __shfl_sync(FULL_WARP, ds, ii);
+                    const A wp = __shfl_sync(FULL_WARP, pij, ii), ws = __shfl_sync(FULL_WARP, ds, ii);
                     for (int t = 0; t < COLS_PER_LANE; t++) {
                         const int64_t c = lane + t * WARP;
                         if (c < dv) gv[rr][t] += wp * dOs[ii * (dv + 1) + c];
@@ -377,8 +381,8 @@ static __global__ void __launch_bounds__(THREADS) dkv_kernel(problem<T> p, int64
         if (j >= p.M) continue;
         for (int t = 0; t < COLS_PER_LANE; t++) {
             const int64_t c = lane + t * WARP;
-            if (dK && c < d) dK[(bhk * p.M + j) * d + c] = p.scale * gk[rr][t];
-            if (dV && c < dv) dV[(bhk * p.M + j) * dv + c] = gv[rr][t];
+            if (dK && c < d) dK[(bhk * p.M + j) * d + c] = convert<T>::from(p.scale * gk[rr][t]);
+            if (dV && c < dv) dV[(bhk * p.M + j) * dv + c] = convert<T>::from(gv[rr][t]);
         }
     }
 }
@@ -403,38 +407,55 @@ template <typename K> static bool allow_shared(const char *fn, K kernel, size_t 
 }
 
 template <typename T> static int forward_typed(const al_cuda_attention_args *a, al_tensor *out, al_tensor *lse) {
+    typedef typename compute_type<T>::type A;
     const problem<T> p = problem_of<T>(a);
     const int64_t tiles = (p.N + BLOCK_ROWS - 1) / BLOCK_ROWS;
     unsigned blocks;
     if (p.B * p.H * tiles == 0) return 0;
     if (!grid_of("attention", p.B * p.H * tiles, &blocks)) return -1;
-    const size_t bytes = sizeof(T) * (size_t)(BLOCK_ROWS * p.d + TILE_KEYS * (p.d + 1) + TILE_KEYS * p.dv);
-    if (!allow_shared("attention", forward_kernel<T>, bytes)) return -1;
-    forward_kernel<T><<<blocks, THREADS, bytes, al_cuda_stream()>>>(p, tiles, (T *)al_ptr(out), (T *)al_ptr(lse));
+    const size_t bytes = sizeof(A) * (size_t)(BLOCK_ROWS * p.d + TILE_KEYS * (p.d + 1) + TILE_KEYS * p.dv);
+    if (!allow_shared("attention", forward_kernel<T, A>, bytes)) return -1;
+    forward_kernel<T, A><<<blocks, THREADS, bytes, al_cuda_stream()>>>(p, tiles, (T *)al_ptr(out), (A *)al_ptr(lse));
     return al_cuda_ok("attention", cudaGetLastError()) ? 0 : -1;
 }
 
+/* q's dtype, which k, v, the output and the gradients share (attention.c checks), as one of the
+ * element types above; false with an error for any other */
+static bool element_type_known(al_dtype dtype) {
+    if (dtype == AL_FLOAT32 || dtype == AL_FLOAT64 || dtype == AL_BFLOAT16) return true;
+    al_error("attention: no CUDA kernel for %s tensors", al_dtype_name(dtype));
+    return false;
+}
+
 extern "C" int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, al_tensor *lse) {
-    return a->q->dtype == AL_FLOAT32 ? forward_typed<float>(a, out, lse) : forward_typed<double>(a, out, lse);
+    if (!element_type_known(a->q->dtype)) return -1;
+    return a->q->dtype == AL_FLOAT32   ? forward_typed<float>(a, out, lse)
+           : a->q->dtype == AL_FLOAT64 ? forward_typed<double>(a, out, lse)
+                                       : forward_typed<__nv_bfloat16>(a, out, lse);
 }
 
 template <typename T> static int weights_typed(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *P) {
+    typedef typename compute_type<T>::type A;
     const problem<T> p = problem_of<T>(a);
     const int64_t n = al_numel(P);
     if (n == 0) return 0;
     const int threads = 256;
-    weights_kernel<T><<<al_cuda_blocks(n, threads), threads, 0, al_cuda_stream()>>>(p, (const T *)al_ptr(lse),
-                                                                                   (T *)al_ptr(P), n);
+    weights_kernel<T, A><<<al_cuda_blocks(n, threads), threads, 0, al_cuda_stream()>>>(p, (const A *)al_ptr(lse),
+                                                                                      (T *)al_ptr(P), n);
     return al_cuda_ok("attention", cudaGetLastError()) ? 0 : -1;
 }
 
 extern "C" int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights) {
-    return a->q->dtype == AL_FLOAT32 ? weights_typed<float>(a, lse, weights) : weights_typed<double>(a, lse, weights);
+    if (!element_type_known(a->q->dtype)) return -1;
+    return a->q->dtype == AL_FLOAT32   ? weights_typed<float>(a, lse, weights)
+           : a->q->dtype == AL_FLOAT64 ? weights_typed<double>(a, lse, weights)
+                                       : weights_typed<__nv_bfloat16>(a, lse, weights);
 }
 
 template <typename T>
 static int backward_typed(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                           const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias) {
+    typedef typename compute_type<T>::type A;
     const char *fn = "attention: backward";
     const problem<T> p = problem_of<T>(a);
     cudaStream_t stream = al_cuda_stream();
@@ -447,33 +468,34 @@ static int backward_typed(const al_cuda_attention_args *a, const al_tensor *out,
         return 0;
     }
     const int64_t rs[1] = {rows};
-    al_tensor *D = al_new_tensor_on(1, rs, a->q->dtype, AL_CUDA);
+    al_tensor *D = al_new_tensor_on(1, rs, lse->dtype, AL_CUDA);   /* in the compute type, as L */
     if (!D) return -1;
-    const T *L = (const T *)al_ptr(lse), *dO = (const T *)al_ptr(dout);
+    const A *L = (const A *)al_ptr(lse);
+    const T *dO = (const T *)al_ptr(dout);
     bool ok = true;
-    row_dot_kernel<T><<<al_cuda_blocks(rows, 256), 256, 0, stream>>>((const T *)al_ptr(out), dO, (T *)al_ptr(D),
-                                                                        rows, p.dv);
+    row_dot_kernel<T, A><<<al_cuda_blocks(rows, 256), 256, 0, stream>>>((const T *)al_ptr(out), dO, (A *)al_ptr(D),
+                                                                           rows, p.dv);
     ok = al_cuda_ok(fn, cudaGetLastError());
     if (ok && (dq || dbias)) {
         const int64_t tiles = (p.N + BLOCK_ROWS - 1) / BLOCK_ROWS;
-        const size_t bytes = sizeof(T) * (size_t)(BLOCK_ROWS * (p.d + p.dv) + TILE_KEYS * (p.d + 1 + p.dv + 1));
+        const size_t bytes = sizeof(A) * (size_t)(BLOCK_ROWS * (p.d + p.dv) + TILE_KEYS * (p.d + 1 + p.dv + 1));
         unsigned blocks;
-        ok = grid_of(fn, p.B * p.H * tiles, &blocks) && allow_shared(fn, dq_kernel<T>, bytes);
+        ok = grid_of(fn, p.B * p.H * tiles, &blocks) && allow_shared(fn, dq_kernel<T, A>, bytes);
         if (ok) {
-            dq_kernel<T><<<blocks, THREADS, bytes, stream>>>(p, tiles, L, (const T *)al_ptr(D), dO,
-                                                             dq ? (T *)al_ptr(dq) : NULL, dbias ? (T *)al_ptr(dbias) : NULL);
+            dq_kernel<T, A><<<blocks, THREADS, bytes, stream>>>(p, tiles, L, (const A *)al_ptr(D), dO,
+                                                                dq ? (T *)al_ptr(dq) : NULL, dbias ? (T *)al_ptr(dbias) : NULL);
             ok = al_cuda_ok(fn, cudaGetLastError());
         }
     }
     if (ok && (dk || dv)) {
         const int64_t tiles = (p.M + BLOCK_ROWS - 1) / BLOCK_ROWS;
         const size_t bytes =
-            sizeof(T) * (size_t)(BLOCK_ROWS * (p.d + p.dv) + TILE_KEYS * (p.d + 1 + p.dv + 1) + 2 * TILE_KEYS);
+            sizeof(A) * (size_t)(BLOCK_ROWS * (p.d + p.dv) + TILE_KEYS * (p.d + 1 + p.dv + 1) + 2 * TILE_KEYS);
         unsigned blocks;
-        ok = grid_of(fn, p.B * p.Hkv * tiles, &blocks) && allow_shared(fn, dkv_kernel<T>, bytes);
+        ok = grid_of(fn, p.B * p.Hkv * tiles, &blocks) && allow_shared(fn, dkv_kernel<T, A>, bytes);
         if (ok) {
-            dkv_kernel<T><<<blocks, THREADS, bytes, stream>>>(p, tiles, L, (const T *)al_ptr(D), dO,
-                                                              dk ? (T *)al_ptr(dk) : NULL, dv ? (T *)al_ptr(dv) : NULL);
+            dkv_kernel<T, A><<<blocks, THREADS, bytes, stream>>>(p, tiles, L, (const A *)al_ptr(D), dO,
+                                                                 dk ? (T *)al_ptr(dk) : NULL, dv ? (T *)al_ptr(dv) : NULL);
             ok = al_cuda_ok(fn, cudaGetLastError());
         }
     }
@@ -484,6 +506,8 @@ static int backward_typed(const al_cuda_attention_args *a, const al_tensor *out,
 extern "C" int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                           const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv,
                                           al_tensor *dbias) {
-    return a->q->dtype == AL_FLOAT32 ? backward_typed<float>(a, out, lse, dout, dq, dk, dv, dbias)
-                                     : backward_typed<double>(a, out, lse, dout, dq, dk, dv, dbias);
+    if (!element_type_known(a->q->dtype)) return -1;
+    return a->q->dtype == AL_FLOAT32   ? backward_typed<float>(a, out, lse, dout, dq, dk, dv, dbias)
+           : a->q->dtype == AL_FLOAT64 ? backward_typed<double>(a, out, lse, dout, dq, dk, dv, dbias)
+                                       : backward_typed<__nv_bfloat16>(a, out, lse, dout, dq, dk, dv, dbias);
 }

@@ -5,6 +5,7 @@
 #define ATTNLAB_CUDA_INTERNAL_H
 
 #include <cuda_runtime.h>
+#include <cuda_bf16.h>
 #include <cublas_v2.h>
 extern "C" {
 #include "internal.h"
@@ -51,6 +52,25 @@ __device__ static inline int64_t al_cuda_offset(const al_cuda_view &v, int64_t i
         i /= n;
     }
     return off;
+}
+
+/* bfloat16 (al_dtype AL_BFLOAT16) as the kernels use it: stored as __nv_bfloat16, computed on as float.
+ * convert<TO>::from(x) is the one conversion between the element types (round to nearest even into
+ * bfloat16, straight from double too); add_of adds two elements of a type (bfloat16 through float). */
+template <typename T> struct compute_type { typedef T type; };
+template <> struct compute_type<__nv_bfloat16> { typedef float type; };
+template <typename TO> struct convert {
+    template <typename FROM> static __device__ inline TO from(FROM x) { return (TO)x; }
+    static __device__ inline TO from(__nv_bfloat16 x) { return (TO)__bfloat162float(x); }
+};
+template <> struct convert<__nv_bfloat16> {
+    template <typename FROM> static __device__ inline __nv_bfloat16 from(FROM x) { return __float2bfloat16((float)x); }
+    static __device__ inline __nv_bfloat16 from(double x) { return __double2bfloat16(x); }
+    static __device__ inline __nv_bfloat16 from(__nv_bfloat16 x) { return x; }
+};
+template <typename T> static __device__ inline T add_of(T a, T b) { return a + b; }
+static __device__ inline __nv_bfloat16 add_of(__nv_bfloat16 a, __nv_bfloat16 b) {
+    return __float2bfloat16(__bfloat162float(a) + __bfloat162float(b));
 }
 
 #endif

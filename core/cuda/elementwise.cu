@@ -1,5 +1,5 @@
 /* elementwise.cu -- the CUDA elementwise kernels: strided copies with dtype conversion (contiguous,
- * to(dtype), gradient accumulation), fills, broadcasting binary ops and unary math.
+ * to(dtype), gradient accumulation; bfloat16 too), fills, broadcasting binary ops and unary math.
  *
  * One thread per output element in a grid-stride loop; each operand is read through its own
  * (shape, strides) view with the broadcast dims at stride 0, so every layout the CPU side accepts
@@ -31,8 +31,8 @@ template <typename TO, typename FROM>
 static __global__ void copy_kernel(TO *dst, al_cuda_view dv, const FROM *src, al_cuda_view sv, int64_t n, bool add) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         TO *d = dst + al_cuda_offset(dv, i);
-        TO x = (TO)src[al_cuda_offset(sv, i)];
-        *d = add ? *d + x : x;
+        const TO x = convert<TO>::from(src[al_cuda_offset(sv, i)]);
+        *d = add ? add_of(*d, x) : x;
     }
 }
 
@@ -49,6 +49,7 @@ static void launch_copy_from(al_tensor *dst, const al_tensor *src, const int64_t
     case AL_FLOAT32: launch_copy<TO, float>(dst, src, sstrides, add, n); break;
     case AL_FLOAT64: launch_copy<TO, double>(dst, src, sstrides, add, n); break;
     case AL_INT64: launch_copy<TO, long long>(dst, src, sstrides, add, n); break;
+    case AL_BFLOAT16: launch_copy<TO, __nv_bfloat16>(dst, src, sstrides, add, n); break;
     }
 }
 
@@ -59,6 +60,7 @@ extern "C" int al_cuda_copy_into(al_tensor *dst, const al_tensor *src, const int
     case AL_FLOAT32: launch_copy_from<float>(dst, src, src_strides, add, n); break;
     case AL_FLOAT64: launch_copy_from<double>(dst, src, src_strides, add, n); break;
     case AL_INT64: launch_copy_from<long long>(dst, src, src_strides, add, n); break;
+    case AL_BFLOAT16: launch_copy_from<__nv_bfloat16>(dst, src, src_strides, add, n); break;
     }
     return al_cuda_ok("copy", cudaGetLastError()) ? 0 : -1;
 }
@@ -71,9 +73,10 @@ extern "C" al_tensor *al_cuda_contiguous(const al_tensor *t) {
 }
 
 template <typename T>
-static __global__ void fill_kernel(T *dst, al_cuda_view dv, T value, int64_t n) {
+static __global__ void fill_kernel(T *dst, al_cuda_view dv, double value, int64_t n) {
+    const T x = convert<T>::from(value);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[al_cuda_offset(dv, i)] = value;
+        dst[al_cuda_offset(dv, i)] = x;
 }
 
 extern "C" int al_cuda_fill(al_tensor *t, double value) {
@@ -83,9 +86,12 @@ extern "C" int al_cuda_fill(al_tensor *t, double value) {
     const unsigned blocks = al_cuda_blocks(n, threads);
     cudaStream_t s = al_cuda_stream();
     switch (t->dtype) {
-    case AL_FLOAT32: fill_kernel<float><<<blocks, threads, 0, s>>>((float *)al_ptr(t), view_of(t, NULL), (float)value, n); break;
+    case AL_FLOAT32: fill_kernel<float><<<blocks, threads, 0, s>>>((float *)al_ptr(t), view_of(t, NULL), value, n); break;
     case AL_FLOAT64: fill_kernel<double><<<blocks, threads, 0, s>>>((double *)al_ptr(t), view_of(t, NULL), value, n); break;
-    case AL_INT64: fill_kernel<long long><<<blocks, threads, 0, s>>>((long long *)al_ptr(t), view_of(t, NULL), (long long)value, n); break;
+    case AL_INT64: fill_kernel<long long><<<blocks, threads, 0, s>>>((long long *)al_ptr(t), view_of(t, NULL), value, n); break;
+    case AL_BFLOAT16:
+        fill_kernel<__nv_bfloat16><<<blocks, threads, 0, s>>>((__nv_bfloat16 *)al_ptr(t), view_of(t, NULL), value, n);
+        break;
     }
     return al_cuda_ok("fill_", cudaGetLastError()) ? 0 : -1;
 }
@@ -138,6 +144,9 @@ extern "C" int al_cuda_binary(int op, al_tensor *out, const al_tensor *a, const 
     case AL_FLOAT32: launch_binary<float>(op, out, a, a_strides, b, b_strides, n); break;
     case AL_FLOAT64: launch_binary<double>(op, out, a, a_strides, b, b_strides, n); break;
     case AL_INT64: launch_binary<long long>(op, out, a, a_strides, b, b_strides, n); break;
+    default:   /* bfloat16: refused before here (al_same_device); a kernel that did nothing would be worse */
+        al_error("binary: no CUDA kernel for %s", al_dtype_name(out->dtype));
+        return -1;
     }
     return al_cuda_ok("elementwise op", cudaGetLastError()) ? 0 : -1;
 }
@@ -230,6 +239,9 @@ extern "C" int al_cuda_compare(int op, al_tensor *out, const al_tensor *a, const
     case AL_FLOAT32: launch_compare_into<float>(op, out, a, a_strides, b, b_strides, n); break;
     case AL_FLOAT64: launch_compare_into<double>(op, out, a, a_strides, b, b_strides, n); break;
     case AL_INT64: launch_compare_into<long long>(op, out, a, a_strides, b, b_strides, n); break;
+    default:   /* bfloat16: refused before here (al_same_device); a kernel that did nothing would be worse */
+        al_error("compare: no CUDA kernel for %s", al_dtype_name(a->dtype));
+        return -1;
     }
     return al_cuda_ok("compare", cudaGetLastError()) ? 0 : -1;
 }
@@ -260,6 +272,9 @@ extern "C" int al_cuda_where(al_tensor *out, const al_tensor *keep, const int64_
     case AL_FLOAT32: launch_where<float>(out, keep, keep_strides, a, a_strides, b, b_strides, n); break;
     case AL_FLOAT64: launch_where<double>(out, keep, keep_strides, a, a_strides, b, b_strides, n); break;
     case AL_INT64: launch_where<long long>(out, keep, keep_strides, a, a_strides, b, b_strides, n); break;
+    default:   /* bfloat16: refused before here (al_same_device); a kernel that did nothing would be worse */
+        al_error("where: no CUDA kernel for %s", al_dtype_name(out->dtype));
+        return -1;
     }
     return al_cuda_ok("where", cudaGetLastError()) ? 0 : -1;
 }

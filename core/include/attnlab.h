@@ -39,7 +39,10 @@ extern "C" {
 /* AL_FFI_BEGIN */
 enum { AL_MAX_DIMS = 8 };
 
-typedef enum { AL_FLOAT32 = 0, AL_FLOAT64 = 1, AL_INT64 = 2 } al_dtype;
+/* bfloat16 is a storage dtype of the CUDA device only: tensors of it are made there (al_to_dtype of a
+ * CUDA tensor), converted back with al_to_dtype, and computed on by the fused attention (float
+ * accumulation); every other op refuses it, naming itself. */
+typedef enum { AL_FLOAT32 = 0, AL_FLOAT64 = 1, AL_INT64 = 2, AL_BFLOAT16 = 3 } al_dtype;
 typedef enum { AL_CPU = 0, AL_CUDA = 1 } al_device;
 
 typedef struct al_tensor al_tensor;

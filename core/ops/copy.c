@@ -86,7 +86,7 @@ static void same_dtype_rows(al_tensor *dst, const al_tensor *src, const int64_t 
 int al_add_into_(al_tensor *dst, const al_tensor *src) {
     int n; int64_t shape[AL_MAX_DIMS];
     if (!al_broadcast_shapes("add_", dst->ndim, dst->shape, src->ndim, src->shape, &n, shape)) return -1;
-    if (!al_same_device("add_", dst, src, NULL)) return -1;
+    if (!al_same_device_any_dtype("add_", dst, src, NULL)) return -1;
     if (dst->dtype != src->dtype || !al_shape_equal(n, shape, dst->ndim, dst->shape)) return al_add_scaled_(dst, src, 1.0);
     int64_t sstrides[AL_MAX_DIMS];
     al_broadcast_strides(src, dst->ndim, dst->shape, sstrides);
@@ -104,7 +104,7 @@ static int copy_into(const char *fn, al_tensor *dst, const al_tensor *src) {
                  TSHAPE(dst));
         return -1;
     }
-    if (!al_same_device(fn, dst, src, NULL)) return -1;
+    if (!al_same_device_any_dtype(fn, dst, src, NULL)) return -1;
     int64_t sstrides[AL_MAX_DIMS];
     al_broadcast_strides(src, dst->ndim, dst->shape, sstrides);
     if (dst->storage->device == AL_CUDA) return al_cuda_copy_into(dst, src, sstrides, false);   /* converts too */
@@ -144,7 +144,7 @@ static void convert_back_backward(al_node *node, const al_tensor *g) {
 
 static al_tensor *copy_op(const char *fn, const al_tensor *t, al_dtype dtype, bool force_copy) {
     CHECK_TENSOR(fn, t, "self");
-    if (!al_is_float(dtype) && al_requires_grad(t) && al_is_grad_enabled()) {
+    if (!al_is_floating_point(dtype) && al_requires_grad(t) && al_is_grad_enabled()) {
         al_error("%s: cannot convert a tensor that requires grad to %s", fn, al_dtype_name(dtype));
         return NULL;
     }
@@ -163,7 +163,7 @@ static al_tensor *copy_op(const char *fn, const al_tensor *t, al_dtype dtype, bo
 al_tensor *al_contiguous(const al_tensor *t) { return copy_op("contiguous", t, t ? t->dtype : AL_FLOAT32, false); }
 al_tensor *al_clone(const al_tensor *t) { return copy_op("clone", t, t ? t->dtype : AL_FLOAT32, true); }
 al_tensor *al_to_dtype(const al_tensor *t, al_dtype dtype) {
-    if (dtype != AL_FLOAT32 && dtype != AL_FLOAT64 && dtype != AL_INT64) {
+    if (dtype != AL_FLOAT32 && dtype != AL_FLOAT64 && dtype != AL_INT64 && dtype != AL_BFLOAT16) {
         al_error("to: unknown dtype %d", (int)dtype);
         return NULL;
     }
@@ -199,7 +199,7 @@ int al_fill_(al_tensor *t, double value) {
 
 int al_copy_(al_tensor *dst, const al_tensor *src) {
     if (!dst || !src) { al_error("copy: tensor is missing"); return -1; }
-    if (!al_same_device("copy_", dst, src, NULL)) return -1;
+    if (!al_same_device_any_dtype("copy_", dst, src, NULL)) return -1;
     if (dst->storage == src->storage && dst != src) {
         /* overlapping views: copy through a temporary */
         al_tensor *tmp = al_contiguous_nograd(src);

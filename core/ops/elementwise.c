@@ -269,6 +269,7 @@ static al_tensor *int64_scalar_op(unary_op op, const al_tensor *a, double s0) {
 
 static al_tensor *unary(unary_op op, const al_tensor *a, double s0, double s1) {
     CHECK_TENSOR(unary_names[op], a, "self");
+    AL_REFUSE_BFLOAT16(unary_names[op], a, NULL);
     al_tensor *out = int64_scalar_op(op, a, s0);
     if (out) return out;
     out = unary_compute(op, a, s0, s1);

@@ -55,6 +55,7 @@ static void sum_backward(al_node *node, const al_tensor *g) {
 
 static al_tensor *sum_impl(const char *fn, const al_tensor *t, int dim, int keepdim, bool mean) {
     CHECK_TENSOR(fn, t, "self");
+    AL_REFUSE_BFLOAT16(fn, t, NULL);
     bool all = dim == AL_ALL_DIMS;
     int d = 0;
     if (!all && (d = al_normalize_dim(fn, dim, t->ndim)) < 0) return NULL;
@@ -155,6 +156,7 @@ static al_tensor *argbest(const char *fn, const al_tensor *t, int dim, int keepd
                           al_tensor **indices) {
     if (indices) *indices = NULL;
     CHECK_TENSOR(fn, t, "self");
+    AL_REFUSE_BFLOAT16(fn, t, NULL);
     int d = al_normalize_dim(fn, dim, t->ndim);
     if (d < 0) return NULL;
     if (t->shape[d] == 0) {
@@ -235,6 +237,7 @@ static void softmax_backward(al_node *node, const al_tensor *g) {
 
 static al_tensor *softmax_impl(const char *fn, softmax_kind kind, const al_tensor *t, int dim, int keepdim) {
     CHECK_TENSOR(fn, t, "self");   /* CPU or CUDA: both have kernels (core/cuda/nn.cu) */
+    AL_REFUSE_BFLOAT16(fn, t, NULL);
     int d = al_normalize_dim(fn, dim, t->ndim);
     if (d < 0) return NULL;
     al_tensor *c = float_contiguous(t);
@@ -301,6 +304,7 @@ static void cumsum_backward(al_node *node, const al_tensor *g) {
 
 al_tensor *al_cumsum(const al_tensor *t, int dim) {
     CHECK_TENSOR("cumsum", t, "self");
+    AL_REFUSE_BFLOAT16("cumsum", t, NULL);
     int d = al_normalize_dim("cumsum", dim, t->ndim);
     if (d < 0) return NULL;
     al_tensor *out = cumsum_impl(t, d, false);

@@ -220,13 +220,13 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Conversions at the boundary: dtypes, shapes, dimensions
 ---------------------------------------------------------------------------------------------------
-local dtypes = { float32 = 0, float64 = 1, int64 = 2, float = 0, double = 1, long = 2 }
-core.dtype_names = { [0] = "float32", [1] = "float64", [2] = "int64" }
+local dtypes = { float32 = 0, float64 = 1, int64 = 2, bfloat16 = 3, float = 0, double = 1, long = 2 }
+core.dtype_names = { [0] = "float32", [1] = "float64", [2] = "int64", [3] = "bfloat16" }
 
 function core.parse_dtype(d, fn)
   if d == nil then return 0 end
   local v = dtypes[d]
-  if not v then raise(string.format("%s: unknown dtype %s (use float32, float64 or int64)", fn, tostring(d))) end
+  if not v then raise(string.format("%s: unknown dtype %s (use float32, float64, int64, or bfloat16 on the CUDA device)", fn, tostring(d))) end
   return v
 end
 

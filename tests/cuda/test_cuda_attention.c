@@ -9,7 +9,9 @@
  * bottom-right with N != M (bottom-right with N > M leaves rows that see no key), a constant and a
  * trainable bias, a boolean mask with a fully masked row, grouped kv heads, N and M not multiples of
  * the tiles (16 query rows, 32 keys), and d = 16, 64, 128; float64 to 1e-12, float32 to 1e-5 (2e-5
- * for gradients, sums over every query or key in another order).  Then the calls that must fail. */
+ * for gradients, sums over every query or key in another order).  Then the calls that must fail, and
+ * bfloat16: the same kernels on bfloat16 q, k, v (float accumulation) against float32 on the CPU from
+ * the same rounded values, the conversions' rounding, and what refuses bfloat16. */
 #include "compare.h"
 
 
@@ -129,6 +131,103 @@ static void check_case(const attention_case *c, al_dtype dt) {
     al_release(out_cpu); al_release(out_dev); al_release(w_cpu); al_release(w_dev);
 }
 
+/* ---- bfloat16 ------------------------------------------------------------------------------------ */
+
+/* t (a CPU float32 tensor) through bfloat16 and back: its values rounded as the device rounds them */
+static al_tensor *rounded_to_bfloat16(const al_tensor *t) {
+    al_tensor *d = to(t, AL_CUDA), *b = d ? al_to_dtype(d, AL_BFLOAT16) : NULL, *f = b ? al_to_dtype(b, AL_FLOAT32) : NULL;
+    al_tensor *back = f ? to(f, AL_CPU) : NULL;
+    al_release(d); al_release(b); al_release(f);
+    return back;
+}
+
+/* One bfloat16 case against the CPU's float32 attention on the same (rounded) values: the device
+ * leaves are float32 on the CPU, moved and converted to bfloat16 (so the gradients come back through
+ * both), the output converted to float32 before it leaves the device.  What bfloat16 costs: about 3
+ * significant digits (a spacing of 2^-8 relative), in the output and in each gradient, whose
+ * incoming dO is rounded too. */
+static void check_bfloat16_case(const attention_case *c) {
+    const int64_t qs[4] = {c->B, c->H, c->N, c->d}, ks[4] = {c->B, c->Hkv, c->M, c->d};
+    const int64_t vs[4] = {c->B, c->Hkv, c->M, c->dv}, os[4] = {c->B, c->H, c->N, c->dv}, nm[2] = {c->N, c->M};
+    al_tensor *q0 = al_randn(4, qs, AL_FLOAT32), *k0 = al_randn(4, ks, AL_FLOAT32), *v0 = al_randn(4, vs, AL_FLOAT32);
+    al_tensor *R0 = al_randn(4, os, AL_FLOAT32), *b0 = c->bias ? al_randn(2, nm, AL_FLOAT32) : NULL;
+    al_tensor *q = rounded_to_bfloat16(q0), *k = rounded_to_bfloat16(k0), *v = rounded_to_bfloat16(v0);
+    al_tensor *R = rounded_to_bfloat16(R0), *bias = b0 ? rounded_to_bfloat16(b0) : NULL;
+    al_tensor *mask = c->mask ? make_mask(c) : NULL;
+    al_set_requires_grad(q, 1); al_set_requires_grad(k, 1); al_set_requires_grad(v, 1);
+    al_tensor *out_cpu = run(c, q, k, v, bias, mask, R, NULL);
+
+    const al_attention_option window = {.name = "window", .value = {.type = AL_VALUE_NUMBER, .number = (double)c->window}};
+    al_tensor *q2 = twin_leaf(q), *k2 = twin_leaf(k), *v2 = twin_leaf(v);
+    al_tensor *dq = to(q2, AL_CUDA), *dk = to(k2, AL_CUDA), *dv = to(v2, AL_CUDA);
+    al_tensor *bq = al_to_dtype(dq, AL_BFLOAT16), *bk = al_to_dtype(dk, AL_BFLOAT16), *bv = al_to_dtype(dv, AL_BFLOAT16);
+    al_tensor *dbias = bias ? to(bias, AL_CUDA) : NULL, *dmask = mask ? to(mask, AL_CUDA) : NULL;
+    const al_attention_opts opts = {.variant = c->window > 0 ? "sliding_window" : NULL, .causal = c->causal, .bias = dbias,
+                                    .mask = dmask, .n_options = c->window > 0, .options = &window};
+    al_tensor *out = bq && bk && bv ? al_attention(bq, bk, bv, &opts, NULL) : NULL;
+    if (!out) fprintf(stderr, "%s (bfloat16, cuda): %s\n", c->name, al_last_error());
+    CHECK(out && al_dtype_of(out) == AL_BFLOAT16 && al_device_of(out) == AL_CUDA);
+    al_tensor *wide = out ? al_to_dtype(out, AL_FLOAT32) : NULL, *back = wide ? to(wide, AL_CPU) : NULL;
+    al_tensor *prod = back ? al_mul(back, R) : NULL, *loss = prod ? al_sum(prod, AL_ALL_DIMS, 0) : NULL;
+    CHECK(loss && al_backward(loss, NULL) == 0);
+    CHECK_NEAR(max_rel_diff(back, out_cpu), 0, 1e-2);
+    const al_tensor *leaves[3] = {q, k, v}, *twins[3] = {q2, k2, v2};
+    for (int i = 0; i < 3; i++) {
+        al_tensor *g_cpu = al_grad(leaves[i]), *g_dev = al_grad(twins[i]);
+        CHECK(g_cpu && g_dev && al_dtype_of(g_dev) == AL_FLOAT32 && al_device_of(g_dev) == AL_CPU);
+        CHECK_NEAR(max_rel_diff(g_dev, g_cpu), 0, 3e-2);
+        al_release(g_cpu); al_release(g_dev);
+    }
+    al_tensor *all[] = {q0, k0, v0, R0, b0, q, k, v, R, bias, mask, out_cpu, q2, k2, v2, dq, dk, dv, bq, bk, bv,
+                        dbias, dmask, out, wide, back, prod, loss};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) al_release(all[i]);
+}
+
+/* Conversions round to nearest, ties to even, from float32 and in one rounding from float64; what
+ * takes bfloat16 and what refuses it. */
+static void check_bfloat16_conversions(void) {
+    const int64_t five[1] = {5}, two[1] = {2};
+    const float f[5] = {1.0f, 1.00390625f /* 1 + 2^-8: a tie, to 1 */, 1.01171875f /* 1 + 3 2^-8: a tie, to 1 + 2^-6 */,
+                        1.009765625f /* 1 + 2^-7 + 2^-9: down */, -3.0e38f};
+    const double want[5] = {1.0, 1.0, 1.015625, 1.0078125, -226 * 0x1p120 /* the nearest, 2^120 apart there */};
+    al_tensor *x = al_from_buffer(1, five, AL_FLOAT32, f), *r = rounded_to_bfloat16(x);
+    double got[5] = {0};
+    CHECK(r && al_copy_to_doubles(r, got, 5) == 0);
+    for (int i = 0; i < 5; i++) CHECK_NEAR(got[i], want[i], 0);
+    /* float64 1 + 2^-8 + 2^-40 is above the tie: 1 + 2^-7 (through float32 it would round to the tie, then to 1) */
+    const double d[2] = {1.0 + 0x1p-8 + 0x1p-40, -0.0};
+    al_tensor *xd = al_from_buffer(1, two, AL_FLOAT64, d), *dd = to(xd, AL_CUDA);
+    al_tensor *bd = dd ? al_to_dtype(dd, AL_BFLOAT16) : NULL;
+    double v = 0;
+    const int64_t at[1] = {0};
+    CHECK(bd && al_get(bd, at, &v) == 0);
+    CHECK_NEAR(v, 1.0078125, 0);
+    CHECK_NEAR(bd ? al_numel(bd) : 0, 2, 0);
+
+    /* what refuses it, and says so */
+    const int64_t s[4] = {1, 2, 8, 16};
+    CHECK_FAILS(al_full(1, five, 0, AL_BFLOAT16), "bfloat16 tensors live on the CUDA device only");
+    CHECK_FAILS(al_to_dtype(x, AL_BFLOAT16), "bfloat16 tensors live on the CUDA device only");
+    CHECK_FAILS(al_to_device(bd, AL_CPU), "convert with to(\"float32\")");
+    CHECK_FAILS(al_sum(bd, AL_ALL_DIMS, 0), "sum: no kernel for bfloat16");
+    CHECK_FAILS(al_exp(bd), "exp: no kernel for bfloat16");
+    CHECK_FAILS(al_add(bd, bd), "add: no kernel for bfloat16");
+    al_tensor *q = al_randn(4, s, AL_FLOAT32), *dq = to(q, AL_CUDA), *bq = dq ? al_to_dtype(dq, AL_BFLOAT16) : NULL;
+    const int64_t map[4] = {1, 2, 8, 8};
+    al_tensor *bias = al_randn(4, map, AL_FLOAT32), *dbias = to(bias, AL_CUDA);
+    al_set_requires_grad(dbias, 1);
+    const al_attention_opts trainable = {.bias = dbias};
+    CHECK_FAILS(al_attention(bq, bq, bq, &trainable, NULL), "a trainable bias with bfloat16");
+    const al_attention_opts landmark = {.variant = "landmark"};
+    CHECK_FAILS(al_attention(bq, bq, bq, &landmark, NULL), "variant 'landmark' has no CUDA kernel");
+    /* item and totable read it, as float32 */
+    al_tensor *one = bq ? al_narrow(bq, 3, 0, 1) : NULL, *first = one ? al_reshape(one, 1, (const int64_t[]){16}) : NULL;
+    al_tensor *el = first ? al_narrow(first, 0, 0, 1) : NULL;
+    CHECK(el && al_item(el) == al_item(el));
+    al_tensor *all[] = {x, r, xd, dd, bd, q, dq, bq, bias, dbias, one, first, el};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) al_release(all[i]);
+}
+
 /* The calls the device refuses, each with an error that says why. */
 static void check_refusals(void) {
     const int64_t s[4] = {1, 2, 20, 16}, big[4] = {1, 2, 20, 160}, map[4] = {1, 2, 20, 20};
@@ -186,5 +285,14 @@ int main(void) {
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], dts[t]);
     check_refusals();
+    /* bfloat16: the output and the gradients against float32 on the CPU, from the same rounded values */
+    const attention_case bf16_cases[] = {
+        {"bfloat16, no mask, d 64",        2, 2, 2,  37,  45,  64,  64, 0, NO_BIAS,                 false, false, 0},
+        {"bfloat16, causal bottom-right",  1, 4, 2,  29,  70,  32,  32, 2, NO_BIAS,                 false, false, 0},
+        {"bfloat16, constant bias, mask",  2, 2, 2,  21,  35,  16,  16, 0, CONSTANT_BROADCAST_BIAS, true,  false, 0},
+        {"bfloat16, window 9, causal",     1, 2, 1,  83,  83, 128, 128, 1, NO_BIAS,                 false, false, 9},
+    };
+    for (size_t i = 0; i < sizeof bf16_cases / sizeof bf16_cases[0]; i++) check_bfloat16_case(&bf16_cases[i]);
+    check_bfloat16_conversions();
     return check_report("test_cuda_attention");
 }
