@@ -286,7 +286,7 @@ int al_set_requires_grad(al_tensor *t, int flag) {
                  "by '%s' (use :detach() first)", t->grad_fn->name);
         return -1;
     }
-    if (flag && !al_is_float(t->dtype)) {
+    if (flag && !al_is_floating_point(t->dtype)) {
         al_error("requires_grad: only float tensors can require grad (this one is %s)",
                  al_dtype_name(t->dtype));
         return -1;

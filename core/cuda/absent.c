@@ -11,6 +11,9 @@ const char *al_cuda_unavailable_reason(void) {
 }
 
 int al_cuda_synchronize(void) { return 0; }
+int64_t al_cuda_bytes_in_use(void) { return 0; }
+int64_t al_cuda_bytes_peak(void) { return 0; }
+void al_cuda_reset_peak(void) {}
 
 void *al_cuda_alloc(size_t nbytes) {
     al_error("tensor: no CUDA device (%s)", al_cuda_unavailable_reason());

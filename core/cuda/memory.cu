@@ -77,7 +77,13 @@ struct cached_block { void *p; cached_block *next; };
 struct size_list { size_t nbytes; cached_block *head; };
 enum { N_LISTS = 512 };
 static size_list lists[N_LISTS];
-static int64_t device_bytes_live, device_bytes_cached;
+static int64_t device_bytes_live, device_bytes_cached, device_bytes_peak;
+
+/* a block handed to a tensor: counted live, and the peak follows */
+static void count_live(size_t n) {
+    device_bytes_live += (int64_t)n;
+    if (device_bytes_live > device_bytes_peak) device_bytes_peak = device_bytes_live;
+}
 
 static size_t round_size(size_t n) {
     if (n <= ((size_t)1 << 20)) return (n + 511) & ~(size_t)511;
@@ -127,7 +133,7 @@ extern "C" void *al_cuda_alloc(size_t nbytes) {
         l->head = b->next;
         free(b);
         device_bytes_cached -= (int64_t)n;
-        device_bytes_live += (int64_t)n;
+        count_live(n);
         return p;
     }
     void *p = NULL;
@@ -146,8 +152,15 @@ extern "C" void *al_cuda_alloc(size_t nbytes) {
                  (double)free_bytes / 1048576.0, (double)total / 1048576.0);
         return NULL;
     }
-    device_bytes_live += (int64_t)n;
+    count_live(n);
     return p;
+}
+
+extern "C" int64_t al_cuda_bytes_in_use(void) { return device_bytes_live; }
+extern "C" int64_t al_cuda_bytes_peak(void) { return device_bytes_peak; }
+extern "C" void al_cuda_reset_peak(void) {
+    if (availability == 1) empty_cache();
+    device_bytes_peak = device_bytes_live;
 }
 
 /* Kernels still queued may read the block: it goes back on a list, and since every kernel runs

@@ -60,6 +60,12 @@ const char *al_cuda_unavailable_reason(void);
  * read without it measures the launches only); 0, or -1 with the error of a kernel that failed.
  * Returns 0 at once where no CUDA device is in use. */
 int al_cuda_synchronize(void);
+/* Bytes of GPU memory held by tensors now (the caching allocator's blocks in use, not its cache),
+ * and their peak since the start or the last al_cuda_reset_peak (which also empties the cache);
+ * 0 where no CUDA device is in use.  PyTorch's memory_allocated / max_memory_allocated. */
+int64_t al_cuda_bytes_in_use(void);
+int64_t al_cuda_bytes_peak(void);
+void al_cuda_reset_peak(void);
 /* the OpenBLAS kernel that runs the products ("Haswell", "SkylakeX"...), and NULL or a sentence
  * saying that this CPU has faster kernels than the one chosen (core/blas_info.c) */
 const char *al_blas_kernel(void);

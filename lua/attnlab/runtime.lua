@@ -30,6 +30,12 @@ function lab.memory()
 end
 -- empties the allocator's cache and restarts lab.memory().peak from the bytes live now
 function lab.reset_memory_peak() C.al_reset_peak() end
+-- GPU memory held by tensors (bytes) and its peak since the start or lab.reset_cuda_memory_peak();
+-- zeros without a CUDA device in use
+function lab.cuda_memory()
+  return { in_use = tonumber(C.al_cuda_bytes_in_use()), peak = tonumber(C.al_cuda_bytes_peak()) }
+end
+function lab.reset_cuda_memory_peak() C.al_cuda_reset_peak() end
 function lab.set_memory_limit(bytes)
   check_number(bytes, "set_memory_limit", "bytes", { 0, 2^62, lo_open = true })
   C.al_set_memory_limit(bytes)

@@ -69,4 +69,29 @@ print("note: " .. #outcome.refused .. " functions refuse bfloat16 or the device;
 if #outcome.other > 0 then
   print("note: stopped before the dtype check by their other arguments: " .. table.concat(outcome.other, " "))
 end
+
+-- The Lua side, on real data: making, converting, attention forward and backward, what refuses.
+do
+  local function rounded(t) return t:to("cuda"):to("bfloat16"):to("float32") end
+  local shape = { 2, 3, 20, 16 }
+  local q0, k0, v0 = lab.randn(shape), lab.randn(shape), lab.randn(shape)
+  local q = q0:to("cuda"):to("bfloat16"):detach():requires_grad(true)
+  local k, v = k0:to("cuda"):to("bfloat16"), v0:to("cuda"):to("bfloat16")
+  check.ok(q:dtype() == "bfloat16" and q:device() == "cuda", "to(\"bfloat16\") of a CUDA tensor", q:dtype())
+  check.fails(function() return lab.randn{ 2 }:to("bfloat16") end, "bfloat16 tensors live on the CUDA device only",
+    "a CPU tensor cannot be bfloat16")
+  check.fails(function() return q:sum() end, "sum: no kernel for bfloat16", "sum refuses bfloat16 by name")
+  check.fails(function() return q:to("cpu") end, "convert with to(\"float32\")", "bfloat16 does not leave the device")
+  lab.reset_cuda_memory_peak()
+  local o = lab.attention(q, k, v, { causal = true })
+  check.ok(o:dtype() == "bfloat16", "attention on bfloat16 gives bfloat16", o:dtype())
+  local want = lab.attention(rounded(q0), rounded(k0), rounded(v0), { causal = true })
+  local diff = (o:to("float32") - want):abs():max():item()
+  check.near(diff, 0, 2e-2, "the output agrees with float32 attention on the rounded inputs to bfloat16's precision")
+  o:backward(lab.ones(shape):to("cuda"):to("bfloat16"))
+  check.ok(q.grad ~= nil and q.grad:dtype() == "bfloat16", "the leaf's gradient is bfloat16")
+  check.ok(lab.cuda_memory().peak > 0 and lab.cuda_memory().in_use > 0, "lab.cuda_memory counts the device's tensors")
+  print(string.format("note: bfloat16 attention against float32 on the rounded inputs: max |diff| %.2g", diff))
+end
+
 os.exit(check.report())
