@@ -247,6 +247,10 @@ typedef struct {
     int causal;      /* 0 none, 1 top-left (j <= i), 2 bottom-right (j <= i + M - N) */
     double scale;
     int64_t window;  /* > 0: only keys with |j - diag(i)| <= window (diag(i) = i, or i + M - N bottom-right) */
+    /* NULL, or an int64 (2, N) tensor on the device: query i sees the keys [ranges[0][i], ranges[1][i])
+     * (before the mask), both bounds non-decreasing in i (a 1-D neighborhood's windows); it replaces
+     * causal and window */
+    const al_tensor *ranges;
 } al_cuda_attention_args;
 int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, al_tensor *lse);
 int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights);

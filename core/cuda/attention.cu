@@ -46,6 +46,7 @@ template <typename T> struct problem {
     int64_t B, H, Hkv, N, M, d, dv;
     int causal;
     int64_t window;   /* > 0: the sliding window's band around each query's diagonal */
+    const int64_t *row_lo, *row_end;   /* or each query's key range, non-decreasing in i (al_cuda_attention_args.ranges) */
     typename compute_type<T>::type scale;
 };
 
@@ -67,6 +68,8 @@ template <typename T> static problem<T> problem_of(const al_cuda_attention_args 
     p.Hkv = a->k->shape[1]; p.M = a->k->shape[2]; p.dv = a->v->shape[3];
     p.causal = a->causal;
     p.window = a->window;
+    p.row_lo = a->ranges ? (const int64_t *)al_ptr(a->ranges) : NULL;
+    p.row_end = a->ranges ? p.row_lo + a->ranges->shape[1] : NULL;
     p.scale = (typename compute_type<T>::type)a->scale;
     return p;
 }
@@ -95,14 +98,18 @@ template <typename T> static __device__ inline int64_t diagonal(const problem<T>
 }
 
 /* Whether query i of (b, h) sees key j: in range, on the allowed side of the causal diagonal, within
- * the sliding window's band, and not masked (a mask entry 0 hides the key); the CPU's rule,
- * attention_internal.h's visible_range. */
+ * the sliding window's band (or within its row's range, when the ranges are given), and not masked
+ * (a mask entry 0 hides the key); the CPU's rule, attention_internal.h's visible_range. */
 template <typename T>
 static __device__ inline bool visible(const problem<T> &p, int64_t b, int64_t h, int64_t i, int64_t j) {
     if (i >= p.N || j >= p.M) return false;
-    if (p.causal == 1 && j > i) return false;
-    if (p.causal == 2 && j > i + p.M - p.N) return false;
-    if (p.window > 0 && (j < diagonal(p, i) - p.window || j > diagonal(p, i) + p.window)) return false;
+    if (p.row_lo) {
+        if (j < p.row_lo[i] || j >= p.row_end[i]) return false;
+    } else {
+        if (p.causal == 1 && j > i) return false;
+        if (p.causal == 2 && j > i + p.M - p.N) return false;
+        if (p.window > 0 && (j < diagonal(p, i) - p.window || j > diagonal(p, i) + p.window)) return false;
+    }
     if (p.mask && convert<double>::from(p.mask[b * p.ms[0] + h * p.ms[1] + i * p.ms[2] + j * p.ms[3]]) == 0) return false;
     return true;
 }
@@ -117,24 +124,39 @@ static __device__ inline A logit(const problem<T> &p, int64_t b, int64_t h, int6
 
 /* The keys some query of [i0, i0 + rows) may see lie in [key_start, key_end): every key; or, causal,
  * up to the last row's diagonal; or, with a sliding window, the band from the first row's diagonal
- * minus the window to the last row's plus it (the tiles outside are never loaded, so a window
- * costs O(N window d), not O(N M d)). */
+ * minus the window to the last row's plus it; or from the first row's range start to the last
+ * row's range end (the tiles outside are never loaded, so a window costs O(N window d), not
+ * O(N M d)). */
 template <typename T> static __device__ inline int64_t key_end(const problem<T> &p, int64_t i0, int64_t rows) {
     const int64_t last = (i0 + rows < p.N ? i0 + rows : p.N) - 1;
+    if (p.row_lo) return p.row_end[last];   /* the largest, the bounds being non-decreasing */
     int64_t end = p.M;
     if (p.causal) end = diagonal(p, last) + 1;
     else if (p.window > 0) end = diagonal(p, last) + p.window + 1;
     return end < 0 ? 0 : (end > p.M ? p.M : end);
 }
 template <typename T> static __device__ inline int64_t key_start(const problem<T> &p, int64_t i0) {
+    if (p.row_lo) return p.row_lo[i0 < p.N ? i0 : p.N - 1];
     const int64_t start = p.window > 0 ? diagonal(p, i0) - p.window : 0;
     return start < 0 ? 0 : start;
 }
 
+/* The first i in [0, N) with bound[i] > x (N when none), bound non-decreasing: a binary search. */
+static __device__ inline int64_t first_above(const int64_t *bound, int64_t N, int64_t x) {
+    int64_t lo = 0, hi = N;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (bound[mid] > x) hi = mid; else lo = mid + 1;
+    }
+    return lo;
+}
+
 /* The queries that may see a key of [j0, j0 + rows) lie in [query_start, query_end): every query;
  * or, causal, from the row whose diagonal is j0; with a window, up to the row whose band still
- * reaches the last key (and, not causal, from the row whose band reaches j0). */
+ * reaches the last key (and, not causal, from the row whose band reaches j0); with row ranges, the
+ * rows whose range ends past j0 and starts by the tile's last key. */
 template <typename T> static __device__ inline int64_t query_start(const problem<T> &p, int64_t j0) {
+    if (p.row_lo) return first_above(p.row_end, p.N, j0);   /* the first row whose range ends past j0 */
     const int64_t offset = p.causal == 2 ? p.M - p.N : 0;
     int64_t first = 0;
     if (p.causal) first = j0 - offset;
@@ -142,6 +164,7 @@ template <typename T> static __device__ inline int64_t query_start(const problem
     return first < 0 ? 0 : first;
 }
 template <typename T> static __device__ inline int64_t query_end(const problem<T> &p, int64_t j0, int64_t rows) {
+    if (p.row_lo) return first_above(p.row_lo, p.N, j0 + rows - 1);   /* past the last row starting by the tile's end */
     if (p.window <= 0) return p.N;
     const int64_t end = j0 + rows - 1 + p.window - (p.causal == 2 ? p.M - p.N : 0) + 1;
     return end < 0 ? 0 : (end > p.N ? p.N : end);

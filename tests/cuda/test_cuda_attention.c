@@ -36,6 +36,7 @@ typedef struct {
     bool mask;         /* (B, 1, N, M) of 0 and 1, row 0 all 0 */
     bool weights;
     int64_t window;    /* > 0: the sliding_window variant with this window */
+    int64_t kernel_size, stride;   /* > 0: the neighborhood variant (N = M), strided_neighborhood with a stride */
 } attention_case;
 
 /* The mask: query 0 sees nothing, the others about three keys in four. */
@@ -54,9 +55,16 @@ static al_tensor *make_mask(const attention_case *c) {
 /* One run of attention and its backward; the leaves' gradients are left in them. */
 static al_tensor *run(const attention_case *c, const al_tensor *q, const al_tensor *k, const al_tensor *v,
                       const al_tensor *bias, const al_tensor *mask, const al_tensor *R, al_tensor **weights) {
-    const al_attention_option window = {.name = "window", .value = {.type = AL_VALUE_NUMBER, .number = (double)c->window}};
-    const al_attention_opts opts = {.variant = c->window > 0 ? "sliding_window" : NULL, .causal = c->causal, .bias = bias,
-                                    .mask = mask, .n_options = c->window > 0, .options = &window};
+    const al_attention_option window[1] = {{.name = "window", .value = {.type = AL_VALUE_NUMBER, .number = (double)c->window}}};
+    const al_attention_option nbhd[2] = {{.name = "kernel_size", .value = {.type = AL_VALUE_NUMBER, .number = (double)c->kernel_size}},
+                                         {.name = "stride", .value = {.type = AL_VALUE_NUMBER, .number = (double)c->stride}}};
+    al_attention_opts opts = {.causal = c->causal, .bias = bias, .mask = mask};
+    if (c->window > 0) { opts.variant = "sliding_window"; opts.n_options = 1; opts.options = window; }
+    if (c->kernel_size > 0) {
+        opts.variant = c->stride > 0 ? "strided_neighborhood" : "neighborhood";
+        opts.n_options = c->stride > 0 ? 2 : 1;
+        opts.options = nbhd;
+    }
     al_tensor *out = al_attention(q, k, v, &opts, weights);
     if (!out) return NULL;
     al_tensor *back = to(out, AL_CPU), *prod = back ? al_mul(back, R) : NULL;
@@ -238,6 +246,11 @@ static void check_refusals(void) {
     /* a variant without a CUDA kernel names itself */
     const al_attention_opts landmark = {.variant = "landmark"};
     CHECK_FAILS(al_attention(dq, dq, dq, &landmark, NULL), "variant 'landmark' has no CUDA kernel");
+    /* a dilated (or grid) neighborhood: no CUDA kernel yet, and it says which ones have */
+    const al_attention_option dilated[2] = {{.name = "kernel_size", .value = {.type = AL_VALUE_NUMBER, .number = 3}},
+                                            {.name = "dilation", .value = {.type = AL_VALUE_NUMBER, .number = 2}}};
+    const al_attention_opts dilated_opts = {.variant = "neighborhood", .n_options = 2, .options = dilated};
+    CHECK_FAILS(al_attention(dq, dq, dq, &dilated_opts, NULL), "a CUDA kernel for a 1-D undilated neighborhood only");
     /* every tensor on q's device */
     const al_attention_opts cpu_mask = {.mask = mask};
     CHECK_FAILS(al_attention(dq, dq, dq, &cpu_mask, NULL), "two devices");
@@ -280,6 +293,12 @@ int main(void) {
         {"window 9, causal",            2, 2, 1,  83,  83,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false, 9},
         {"window 3, bottom-right N < M",1, 2, 2,  37,  90,  32,  32, 2, NO_BIAS,                 true,  true,  3},
         {"window 40, N > M",            1, 1, 1, 100,  61,  64,  64, 0, CONSTANT_BROADCAST_BIAS, false, false, 40},
+        /* 1-D neighborhoods: one key range per query, shifted at the borders (the kernel's row ranges) */
+        {"neighborhood 7",              2, 2, 2,  70,  70,  32,  32, 0, NO_BIAS,                 false, true,  0, 7},
+        {"neighborhood 13, bias, mask", 1, 2, 1,  53,  53,  16,  16, 0, TRAINABLE_FULL_BIAS,     true,  false, 0, 13},
+        {"neighborhood 8, causal",      1, 2, 2,  61,  61,  64,  64, 1, NO_BIAS,                 false, true,  0, 8},
+        {"strided neighborhood 9 / 3",  2, 2, 2,  50,  50,  32,  32, 0, NO_BIAS,                 false, false, 0, 9, 3},
+        {"strided, 6 / 4, causal",      1, 3, 3,  45,  45,  16,  16, 1, NO_BIAS,                 false, true,  0, 6, 4},
     };
     const al_dtype dts[2] = {AL_FLOAT64, AL_FLOAT32};
     for (int t = 0; t < 2; t++)
