@@ -4,7 +4,8 @@
 #   gpu.txt     nvidia-smi, the driver and nvcc versions
 #   tests.log   every tests/cuda program (make test-cuda's checks: each op on the GPU against the CPU)
 #   study.log   the in-context regression study on the GPU (--device cuda), its summary beside the CPU's
-#   bench.log   the GPT training step and softmax attention, attnlab and PyTorch on the same GPU
+#   bench.log   the GPT training step and softmax attention (float32 and bfloat16), attnlab and PyTorch
+#               on the same GPU, then the multiplication study at the paper's width 768 (steps per second)
 # Each part has its own time limit, so that one that hangs leaves the others their time.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,8 +40,12 @@ done
             timeout 90 python3 bench/torch_ref/gpt_step.py --config "$config" --attn $attn --device cuda --steps 30 --warmup 10
         done
     done
-    echo "== softmax attention forward+backward, B 8, H 16, N 4096, d 64, causal"
+    echo "== softmax attention forward+backward, B 8, H 16, N 4096, d 64, causal, float32 and bfloat16"
     timeout 120 "$attnlab" --device cuda bench/cuda/attention_gpu.lua
     timeout 120 python3 bench/torch_ref/attention_gpu.py
+    echo "== the multiplication study, aux, 4 x 4, at the paper's width (2 layers x 768 x 4 heads), 3,000 steps"
+    timeout 150 "$attnlab" run experiments/multiplication.lua mode=aux digits=4 width=768 heads=4 layers=2 steps=3000 \
+        eval_every=1000 init=default tied=false loss_on=answer --device cuda --out /tmp/mult-gpu
+    echo "exit $?"
 } >"$out/bench.log" 2>&1
 echo "device_check: logs in $out"
