@@ -87,7 +87,9 @@ typedef struct {
     const attention_option *options;  /* its own options, ended by a row without name (NULL: none) */
     size_t options_size;              /* sizeof the struct they are checked into (p->options) */
     unsigned flags;                   /* ATTENTION_NO_LOGITS */
-    attention_forward_fn cuda_forward;/* the CUDA backend's kernel, once written (NULL: none yet) */
+    attention_forward_fn cuda_forward;/* what runs on CUDA tensors (NULL: refused): often forward itself,
+                                        when that is made of ops with CUDA kernels and of
+                                        attention_softmax_over_visible, which dispatches on the device */
 } attention_variant;
 
 /* Checks opts' variant options against var (option_check.c) into `block` (var->options_size
@@ -197,8 +199,12 @@ al_tensor *attention_repeat_heads(const al_tensor *t, int64_t H);
  * variant, the option, its shape and the expected one (`expected` spells it, e.g. "(B, H, M)"). */
 al_tensor *attention_broadcast_option(const char *variant, const char *option, const al_tensor *t, int ndim,
                                       const int64_t *shape, const char *expected, al_dtype dt);
-/* The causal mask as a (N, M) tensor of 1 (j <= i [+ M - N for bottom_right]) and 0, dtype dt. */
+/* The causal mask as a (N, M) tensor of 1 (j <= i [+ M - N for bottom_right]) and 0, dtype dt, on q's device. */
 al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt);
+/* t (a constant built on the host: a mask, an arange) on near's device: t itself when it is there,
+ * else a copy moved there (t released); NULL passes through.  For the variants composed of ops,
+ * whose constants must sit beside their operands (the device rule). */
+al_tensor *attention_on_device_of(const al_tensor *near, al_tensor *t);
 
 /* Temporaries of a variant composed of ops: each result is held until scope_end, and after the
  * first failure nothing more is computed (the first error message stands).  Use as

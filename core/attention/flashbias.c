@@ -67,6 +67,7 @@ static al_tensor *flashbias_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_flashbias = {
-    .name = "flashbias", .forward = flashbias_forward, .options = options, .options_size = sizeof(flashbias_options),
+    .name = "flashbias", .forward = flashbias_forward, .cuda_forward = flashbias_forward, .options = options,
+    .options_size = sizeof(flashbias_options),
     .summary = "FlashBias: softmax attention plus a low-rank bias bias_q bias_k^T, exact, by concatenating the "
                "factors to q and k"};

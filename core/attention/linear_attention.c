@@ -12,7 +12,7 @@ static const double linear_eps = 1e-6;   /* as in the authors' fast-transformers
 /* phi(x) = elu(x) + 1 = x + 1 for x > 0, exp(x) otherwise; exp of min(x, 0) so that the branch not
  * taken never overflows (its zero gradient times inf would be NaN). */
 static al_tensor *feature_map(const al_tensor *x) {
-    al_tensor *zero = al_full(0, NULL, 0, x->dtype);
+    al_tensor *zero = al_full_on(0, NULL, 0, x->dtype, x->storage->device);
     al_tensor *pos = zero ? al_compare(x, zero, AL_GT) : NULL;
     al_tensor *lin = al_add_scalar(x, 1);
     al_tensor *neg = zero ? al_minimum(x, zero) : NULL;
@@ -23,18 +23,17 @@ static al_tensor *feature_map(const al_tensor *x) {
 }
 
 /* The (B, H, N, M) map the output is a weighted sum with, for lab.attention{weights = true}:
- * A_ij = phi(q_i) . phi(k_j) / den_i, zero above the diagonal when causal.  Detached. */
-static al_tensor *linear_weights(const al_tensor *pq, const al_tensor *pk, const al_tensor *den, int causal) {
+ * A_ij = phi(q_i) . phi(k_j) / den_i, times the causal keep-mask when causal.  Detached. */
+static al_tensor *linear_weights(const attention_problem *p, const al_tensor *pq, const al_tensor *pk,
+                                 const al_tensor *den) {
     int prev = al_set_grad_enabled(0);
     al_tensor *kt = al_transpose(pk, 2, 3), *a = kt ? al_matmul(pq, kt) : NULL;
     al_tensor *w = a ? al_div(a, den) : NULL;
-    if (w && causal) {
-        int64_t N = w->shape[2], M = w->shape[3], rows = al_numel(w) / (M ? M : 1);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t j = r % N + 1; j < M; j++) {
-                if (w->dtype == AL_FLOAT32) ((float *)al_ptr(w))[r * M + j] = 0;
-                else ((double *)al_ptr(w))[r * M + j] = 0;
-            }
+    if (w && p->causal) {
+        al_tensor *keep = attention_causal_keep(p, w->dtype), *masked = keep ? al_mul(w, keep) : NULL;
+        al_release(keep);
+        al_release(w);
+        w = masked;
     }
     al_set_grad_enabled(prev);
     al_release(kt); al_release(a);
@@ -61,20 +60,21 @@ static al_tensor *causal_prefix_products(const al_tensor *a, const al_tensor *b,
         const int64_t w = x->shape[3];
         if (pad) {
             int64_t zs[4] = {B, H, pad, w};
-            al_tensor *parts[2] = {(al_tensor *)x, OP(&s, al_full(4, zs, 0, x->dtype))};
+            al_tensor *parts[2] = {(al_tensor *)x, OP(&s, al_full_on(4, zs, 0, x->dtype, x->storage->device))};
             x = parts[1] ? OP(&s, al_cat(2, parts, 2)) : NULL;
         }
         int64_t cs[5] = {B, H, chunks, C, w};
         chunked[t] = x ? OP(&s, al_reshape(x, 5, cs)) : NULL;
     }
     int64_t ts[2] = {C, C};
-    al_tensor *tril = OP(&s, al_full(2, ts, 0, a->dtype));
+    al_tensor *tril = OP(&s, al_full(2, ts, 0, a->dtype));   /* on the host, then beside a */
     if (tril) {
         for (int64_t i = 0; i < C; i++)
             for (int64_t j = 0; j <= i; j++) {
                 if (a->dtype == AL_FLOAT32) ((float *)al_ptr(tril))[i * C + j] = 1;
                 else ((double *)al_ptr(tril))[i * C + j] = 1;
             }
+        tril = OP(&s, attention_on_device_of(a, al_retain(tril)));
     }
     al_tensor *bt = OP(&s, al_transpose(chunked[1], 3, 4));                 /* (B, H, n, d, C) */
     al_tensor *scores = OP(&s, al_matmul(chunked[0], bt));                   /* (B, H, n, C, C) */
@@ -111,7 +111,7 @@ static al_tensor *linear_forward(attention_problem *p, al_tensor **weights) {
     } else if (pk) {
         /* numerator and denominator together: sum_{j<=i} (phi(q_i) . phi(k_j)) [v_j, 1] */
         int64_t one_shape[4] = {p->B, p->H, p->M, 1};
-        al_tensor *ones = al_full(4, one_shape, 1, p->q->dtype);
+        al_tensor *ones = al_full_on(4, one_shape, 1, p->q->dtype, p->q->storage->device);
         al_tensor *parts[2] = {v, ones};
         al_tensor *v1 = ones ? al_cat(2, parts, 3) : NULL;                   /* (B, H, M, dv + 1) */
         al_tensor *both = v1 ? causal_prefix_products(pq, pk, v1) : NULL;
@@ -121,12 +121,12 @@ static al_tensor *linear_forward(attention_problem *p, al_tensor **weights) {
     }
     al_tensor *den_eps = den ? al_add_scalar(den, linear_eps) : NULL;
     if (num && den_eps) out = al_div(num, den_eps);
-    if (out && weights) *weights = linear_weights(pq, pk, den_eps, p->causal);
+    if (out && weights) *weights = linear_weights(p, pq, pk, den_eps);
     al_release(k); al_release(v); al_release(pq); al_release(pk);
     al_release(num); al_release(den); al_release(den_eps);
     return out;
 }
 
 const attention_variant attention_linear = {
-    .name = "linear", .forward = linear_forward, .flags = ATTENTION_NO_LOGITS,
+    .name = "linear", .forward = linear_forward, .cuda_forward = linear_forward, .flags = ATTENTION_NO_LOGITS,
     .summary = "kernelised linear attention, phi = elu + 1; causal by prefix sums (Katharopoulos et al. 2020)"};

@@ -42,6 +42,7 @@ static al_tensor *moh_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_moh = {
-    .name = "moh", .forward = moh_forward, .options = options, .options_size = sizeof(moh_options),
+    .name = "moh", .forward = moh_forward, .cuda_forward = moh_forward, .options = options,
+    .options_size = sizeof(moh_options),
     .summary = "mixture-of-head attention: softmax attention with per-token head gates (opts.gates; the router is "
                "nn.MultiHeadAttention's)"};

@@ -78,6 +78,7 @@ static al_tensor *pointer_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_pointer = {
-    .name = "pointer", .forward = pointer_forward, .options = options, .options_size = sizeof(pointer_options),
+    .name = "pointer", .forward = pointer_forward, .cuda_forward = pointer_forward, .options = options,
+    .options_size = sizeof(pointer_options),
     .summary = "pointer network: the output is the (B, H, N, M) log-distribution over the keys (additive or dot "
                "scores); v unused"};

@@ -24,8 +24,9 @@ static al_tensor *random_feature_forward(attention_problem *p, al_tensor **weigh
     if (keep) {
         A = OP(&s, al_mul(A, keep));
         /* n_i, at least 1 so that a query with no allowed key reads 0 (as the dense kernel does) */
-        al_tensor *ones = OP(&s, al_full(4, (int64_t[]){p->B, p->H, p->N, p->M}, 1, p->q->dtype));
-        count = OP(&s, al_maximum(OP(&s, al_sum(OP(&s, al_mul(ones, keep)), 3, 1)), OP(&s, al_full(0, NULL, 1, p->q->dtype))));
+        const al_device dev = p->q->storage->device;
+        al_tensor *ones = OP(&s, al_full_on(4, (int64_t[]){p->B, p->H, p->N, p->M}, 1, p->q->dtype, dev));
+        count = OP(&s, al_maximum(OP(&s, al_sum(OP(&s, al_mul(ones, keep)), 3, 1)), OP(&s, al_full_on(0, NULL, 1, p->q->dtype, dev))));
         A = OP(&s, al_div(A, count));
     } else {
         A = OP(&s, al_mul_scalar(A, 1.0 / (double)(p->M > 0 ? p->M : 1)));
@@ -35,6 +36,6 @@ static al_tensor *random_feature_forward(attention_problem *p, al_tensor **weigh
 }
 
 const attention_variant attention_random_feature = {
-    .name = "random_feature", .forward = random_feature_forward,
+    .name = "random_feature", .forward = random_feature_forward, .cuda_forward = random_feature_forward,
     .summary = "random-feature attention: relu(scale q.k) / key count; frozen random Q/K, trainable V in "
                "nn.MultiHeadAttention"};

@@ -20,16 +20,8 @@ static al_tensor *sliding_window_forward(attention_problem *p, al_tensor **weigh
     return attention_softmax_over_visible(p, "attention_sliding_window", "attention_sliding_window_tiled", weights);
 }
 
-/* on CUDA tensors: the fused softmax kernel, its key tiles cut to the band (core/cuda/attention.cu) */
-static al_tensor *sliding_window_cuda_forward(attention_problem *p, al_tensor **weights) {
-    const sliding_window_options *o = p->options;
-    p->window = o->window;
-    p->kernel = o->kernel;
-    return attention_cuda_softmax_forward(p, weights);
-}
-
 const attention_variant attention_sliding_window = {
-    .name = "sliding_window", .forward = sliding_window_forward, .cuda_forward = sliding_window_cuda_forward,
+    .name = "sliding_window", .forward = sliding_window_forward, .cuda_forward = sliding_window_forward,
     .options = options,
     .options_size = sizeof(sliding_window_options),
     .summary = "softmax attention over the keys within `window` positions of the query's diagonal; the rest are "

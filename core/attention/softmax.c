@@ -17,6 +17,8 @@ enum { TILED_MIN_QUERIES = 8 };
 /* dense_name, tiled_name: the graph node's name under each kernel (t:grad_fn() in Lua) */
 al_tensor *attention_softmax_over_visible(const attention_problem *p, const char *dense_name,
                                           const char *tiled_name, al_tensor **weights) {
+    /* on CUDA tensors one fused kernel serves every `kernel` choice (softmax_cuda.c) */
+    if (p->q->storage->device == AL_CUDA) return attention_cuda_softmax_forward(p, weights);
     const bool trainable_bias = p->bias && p->bias->requires_grad;
     bool tiled = p->kernel == 2;
     if (p->kernel == 0) tiled = !weights && !trainable_bias && p->N * (p->H / p->Hkv) >= TILED_MIN_QUERIES;
@@ -36,13 +38,7 @@ static al_tensor *softmax_forward(attention_problem *p, al_tensor **weights) {
     return attention_softmax_over_visible(p, "attention_softmax", "attention_softmax_tiled", weights);
 }
 
-/* on CUDA tensors: one fused kernel for every `kernel` choice (softmax_cuda.c) */
-static al_tensor *softmax_cuda_forward(attention_problem *p, al_tensor **weights) {
-    p->kernel = ((const softmax_options *)p->options)->kernel;
-    return attention_cuda_softmax_forward(p, weights);
-}
-
 const attention_variant attention_softmax = {
-    .name = "softmax", .forward = softmax_forward, .cuda_forward = softmax_cuda_forward, .options = options,
+    .name = "softmax", .forward = softmax_forward, .cuda_forward = softmax_forward, .options = options,
     .options_size = sizeof(softmax_options),
     .summary = "scaled dot-product softmax attention (tiled online softmax, or dense when the map is wanted)"};

@@ -53,7 +53,7 @@ static al_tensor *tensor_forward(attention_problem *p, al_tensor **weights) {
         al_tensor *keep = OP(&s, attention_causal_keep(p, p->q->dtype));               /* (N, M) */
         al_tensor *pair = OP(&s, al_mul(OP(&s, al_unsqueeze(keep, 2)), OP(&s, al_unsqueeze(keep, 1))));
         al_tensor *flat = OP(&s, al_reshape(pair, 2, (int64_t[]){N, M * M}));
-        al_tensor *ninf = OP(&s, al_full(0, NULL, -INFINITY, p->q->dtype));
+        al_tensor *ninf = OP(&s, al_full_on(0, NULL, -INFINITY, p->q->dtype, p->q->storage->device));
         logits = OP(&s, al_where(flat, logits, ninf));
     }
     al_tensor *P = OP(&s, al_softmax(logits, 3));
@@ -65,7 +65,7 @@ static al_tensor *tensor_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_tensor = {
-    .name = "tensor", .forward = tensor_forward, .flags = ATTENTION_NO_LOGITS,
+    .name = "tensor", .forward = tensor_forward, .cuda_forward = tensor_forward, .flags = ATTENTION_NO_LOGITS,
     .options = options, .options_size = sizeof(tensor_options),
     .summary = "triple-wise (Kronecker) attention: softmax over key pairs of scale sum_t q k1 k2, values v1 o v2 "
                "(opts.k2, opts.v2)"};

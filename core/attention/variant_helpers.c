@@ -1,6 +1,6 @@
 /* variant_helpers.c -- small helpers the variants share: repeating grouped key/value heads,
  * broadcasting an option tensor to the shape a variant needs (with an error that names the
- * variant, the option and both shapes), the causal keep-mask as a tensor, and what a recompute
+ * variant, the option and both shapes), the causal keep-mask as a tensor (on q's device), and what a recompute
  * backward keeps on its node. */
 #include "attention_internal.h"
 
@@ -31,6 +31,14 @@ al_tensor *attention_broadcast_option(const char *variant, const char *option, c
     return e;
 }
 
+al_tensor *attention_on_device_of(const al_tensor *near, al_tensor *t) {
+    if (!t || t->storage->device == near->storage->device) return t;
+    al_tensor *moved = al_to_device(t, near->storage->device);
+    al_release(t);
+    return moved;
+}
+
+/* Built on the host, then moved to q's device when that is the GPU (an (N, M) constant per call). */
 al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt) {
     int64_t shape[2] = {p->N, p->M};
     al_tensor *keep = al_full(2, shape, 0, dt);
@@ -41,7 +49,7 @@ al_tensor *attention_causal_keep(const attention_problem *p, al_dtype dt) {
             if (dt == AL_FLOAT32) ((float *)al_ptr(keep))[i * p->M + j] = 1;
             else ((double *)al_ptr(keep))[i * p->M + j] = 1;
         }
-    return keep;
+    return attention_on_device_of(p->q, keep);
 }
 
 void attention_save_for_recompute(al_node *node, const al_tensor *out, const al_tensor *lse, const attention_problem *p) {

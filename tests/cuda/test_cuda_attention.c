@@ -139,6 +139,88 @@ static void check_case(const attention_case *c, al_dtype dt) {
     al_release(out_cpu); al_release(out_dev); al_release(w_cpu); al_release(w_dev);
 }
 
+/* ---- variants composed of ops ---------------------------------------------------------------------- */
+
+/* The variants made of ops that have CUDA kernels (and of the fused softmax): the same code runs on
+ * either device, so each is compared with itself on the CPU, output, map and the gradients of q, k
+ * and v.  Option tensors (gates, bias factors, pointer weights, the second key and value sets) are
+ * made on the CPU and moved. */
+enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET };
+typedef struct {
+    const char *name, *variant;
+    int causal;
+    bool weights, mask;
+    int extra;
+} composed_case;
+
+static void check_composed_case(const composed_case *c, al_dtype dt) {
+    const int64_t B = 2, H = 2, N = 24, d = 16, h = 8, r = 3;
+    const int64_t s4[4] = {B, H, N, d}, gs[3] = {B, H, N}, fs[4] = {B, H, N, r}, ws[2] = {h, d}, vs[1] = {h};
+    const double tol = dt == AL_FLOAT64 ? 1e-10 : 1e-4;
+    al_tensor *q = al_randn(4, s4, dt), *k = al_randn(4, s4, dt), *v = al_randn(4, s4, dt), *R = NULL;
+    al_tensor *extra[3] = {NULL, NULL, NULL};
+    const char *names[3] = {NULL, NULL, NULL};
+    int n_extra = 0;
+    if (c->extra == MOH_GATES) { extra[0] = al_rand(3, gs, dt); names[0] = "gates"; n_extra = 1; }
+    if (c->extra == FLASHBIAS_FACTORS) {
+        extra[0] = al_randn(4, fs, dt); extra[1] = al_randn(4, fs, dt); names[0] = "bias_q"; names[1] = "bias_k"; n_extra = 2;
+    }
+    if (c->extra == POINTER_WEIGHTS) {
+        extra[0] = al_randn(2, ws, dt); extra[1] = al_randn(2, ws, dt); extra[2] = al_randn(1, vs, dt);
+        names[0] = "pointer_w1"; names[1] = "pointer_w2"; names[2] = "pointer_v"; n_extra = 3;
+    }
+    if (c->extra == TENSOR_SECOND_SET) { extra[0] = al_randn(4, s4, dt); extra[1] = al_randn(4, s4, dt); names[0] = "k2"; names[1] = "v2"; n_extra = 2; }
+    const int64_t map[4] = {B, 1, N, N};
+    double *m = malloc(sizeof(double) * (size_t)(B * N * N));
+    for (int64_t i = 0; i < B * N * N; i++) m[i] = (i * 7 + i / N) % 5 != 0;
+    al_tensor *mask = c->mask ? al_from_buffer(4, map, AL_FLOAT64, m) : NULL;
+    free(m);
+    al_set_requires_grad(q, 1); al_set_requires_grad(k, 1); al_set_requires_grad(v, 1);
+
+    al_tensor *out[2] = {NULL, NULL}, *w[2] = {NULL, NULL}, *leaves[2][3] = {{q, k, v}, {NULL, NULL, NULL}};
+    for (int dev = 0; dev < 2; dev++) {
+        al_tensor *in[3], *opt_t[3] = {NULL, NULL, NULL}, *dmask = NULL;
+        for (int i = 0; i < 3; i++) {
+            if (dev) leaves[1][i] = twin_leaf(leaves[0][i]);
+            in[i] = dev ? to(leaves[1][i], AL_CUDA) : al_retain(leaves[0][i]);
+        }
+        al_attention_option opts_list[3];
+        for (int i = 0; i < n_extra; i++) {
+            opt_t[i] = dev ? to(extra[i], AL_CUDA) : al_retain(extra[i]);
+            opts_list[i] = (al_attention_option){.name = names[i], .value = {.type = AL_VALUE_TENSOR, .tensor = opt_t[i]}};
+        }
+        if (mask) dmask = dev ? to(mask, AL_CUDA) : al_retain(mask);
+        const al_attention_opts opts = {.variant = c->variant, .causal = c->causal, .mask = dmask, .n_options = n_extra,
+                                        .options = n_extra ? opts_list : NULL};
+        al_tensor *o = al_attention(in[0], in[1], in[2], &opts, c->weights ? &w[dev] : NULL);
+        if (!o) fprintf(stderr, "%s (%s, %s): %s\n", c->name, al_dtype_name(dt), dev ? "cuda" : "cpu", al_last_error());
+        out[dev] = o && dev ? to(o, AL_CPU) : (o ? al_retain(o) : NULL);
+        if (!R && out[dev]) {
+            int64_t os[AL_MAX_DIMS];
+            for (int i = 0; i < al_ndim(out[dev]); i++) os[i] = al_size(out[dev], i);
+            R = al_randn(al_ndim(out[dev]), os, dt);
+        }
+        al_tensor *prod = out[dev] ? al_mul(out[dev], R) : NULL, *loss = prod ? al_sum(prod, AL_ALL_DIMS, 0) : NULL;
+        CHECK(loss && al_backward(loss, NULL) == 0);
+        if (dev && w[dev]) { al_tensor *back = to(w[dev], AL_CPU); al_release(w[dev]); w[dev] = back; }
+        al_release(o); al_release(prod); al_release(loss); al_release(dmask);
+        for (int i = 0; i < 3; i++) { al_release(in[i]); al_release(opt_t[i]); }
+    }
+    CHECK(out[1] != NULL);
+    CHECK_NEAR(max_rel_diff(out[1], out[0]), 0, tol);
+    if (c->weights) CHECK_NEAR(max_rel_diff(w[1], w[0]), 0, tol);
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(c->variant, "pointer") && i == 2) continue;   /* v is not read: no gradient */
+        al_tensor *g_cpu = al_grad(leaves[0][i]), *g_dev = leaves[1][i] ? al_grad(leaves[1][i]) : NULL;
+        CHECK(g_cpu && g_dev);
+        CHECK_NEAR(max_rel_diff(g_dev, g_cpu), 0, tol);
+        al_release(g_cpu); al_release(g_dev);
+    }
+    al_tensor *all[] = {q, k, v, R, extra[0], extra[1], extra[2], mask, out[0], out[1], w[0], w[1],
+                        leaves[1][0], leaves[1][1], leaves[1][2]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) al_release(all[i]);
+}
+
 /* ---- bfloat16 ------------------------------------------------------------------------------------ */
 
 /* t (a CPU float32 tensor) through bfloat16 and back: its values rounded as the device rounds them */
@@ -274,29 +356,29 @@ int main(void) {
     al_seed(11);
     /*   name                           B  H Hkv   N    M    d   dv causal bias                  mask  weights */
     const attention_case cases[] = {
-        {"no mask, d 16",               2, 3, 3,  37,  45,  16,  16, 0, NO_BIAS,                 false, false, 0},
-        {"no mask, d 128, weights",     1, 2, 2, 100, 130, 128, 128, 0, NO_BIAS,                 false, true, 0},
-        {"causal top-left, N < M",      2, 2, 2,  37,  50,  64,  64, 1, NO_BIAS,                 false, false, 0},
-        {"causal top-left, N > M",      1, 2, 2,  45,  30,  16,  24, 1, NO_BIAS,                 false, true, 0},
-        {"causal bottom-right, N < M",  2, 2, 2,  29,  70,  64,  32, 2, NO_BIAS,                 false, true, 0},
-        {"causal bottom-right, N > M",  1, 3, 3,  50,  20,  16,  16, 2, NO_BIAS,                 false, false, 0},
-        {"constant bias (B, H, N, M)",  2, 2, 2,  33,  40,  32,  32, 0, CONSTANT_FULL_BIAS,      false, false, 0},
-        {"trainable bias, d 128",       1, 2, 2,  33,  40, 128, 128, 0, TRAINABLE_FULL_BIAS,     false, true, 0},
-        {"trainable bias, causal",      2, 2, 1,  19,  19,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false, 0},
-        {"constant bias (N, M), causal",1, 3, 3,  40,  40,  32,  32, 1, CONSTANT_BROADCAST_BIAS, false, false, 0},
-        {"trainable bias (N, M)",       2, 3, 3,  37,  45,  32,  32, 0, TRAINABLE_BROADCAST_BIAS, false, false, 0},
-        {"mask, a fully masked row",    2, 2, 2,  21,  35,  16,  16, 0, NO_BIAS,                 true,  true, 0},
-        {"mask and causal bottom-right",1, 2, 2,  21,  35,  64,  64, 2, NO_BIAS,                 true,  false, 0},
-        {"grouped kv heads, causal",    2, 4, 2,  40,  40,  64,  48, 1, NO_BIAS,                 false, false, 0},
+        {"no mask, d 16",               2, 3, 3,  37,  45,  16,  16, 0, NO_BIAS,                 false, false, 0, 0, 0},
+        {"no mask, d 128, weights",     1, 2, 2, 100, 130, 128, 128, 0, NO_BIAS,                 false, true, 0, 0, 0},
+        {"causal top-left, N < M",      2, 2, 2,  37,  50,  64,  64, 1, NO_BIAS,                 false, false, 0, 0, 0},
+        {"causal top-left, N > M",      1, 2, 2,  45,  30,  16,  24, 1, NO_BIAS,                 false, true, 0, 0, 0},
+        {"causal bottom-right, N < M",  2, 2, 2,  29,  70,  64,  32, 2, NO_BIAS,                 false, true, 0, 0, 0},
+        {"causal bottom-right, N > M",  1, 3, 3,  50,  20,  16,  16, 2, NO_BIAS,                 false, false, 0, 0, 0},
+        {"constant bias (B, H, N, M)",  2, 2, 2,  33,  40,  32,  32, 0, CONSTANT_FULL_BIAS,      false, false, 0, 0, 0},
+        {"trainable bias, d 128",       1, 2, 2,  33,  40, 128, 128, 0, TRAINABLE_FULL_BIAS,     false, true, 0, 0, 0},
+        {"trainable bias, causal",      2, 2, 1,  19,  19,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false, 0, 0, 0},
+        {"constant bias (N, M), causal",1, 3, 3,  40,  40,  32,  32, 1, CONSTANT_BROADCAST_BIAS, false, false, 0, 0, 0},
+        {"trainable bias (N, M)",       2, 3, 3,  37,  45,  32,  32, 0, TRAINABLE_BROADCAST_BIAS, false, false, 0, 0, 0},
+        {"mask, a fully masked row",    2, 2, 2,  21,  35,  16,  16, 0, NO_BIAS,                 true,  true, 0, 0, 0},
+        {"mask and causal bottom-right",1, 2, 2,  21,  35,  64,  64, 2, NO_BIAS,                 true,  false, 0, 0, 0},
+        {"grouped kv heads, causal",    2, 4, 2,  40,  40,  64,  48, 1, NO_BIAS,                 false, false, 0, 0, 0},
         /* the sliding window: the band cuts key tiles (forward, dq) and query tiles (dk, dv) */
-        {"window 5",                    1, 2, 2,  70,  70,  32,  32, 0, NO_BIAS,                 false, true,  5},
-        {"window 9, causal",            2, 2, 1,  83,  83,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false, 9},
-        {"window 3, bottom-right N < M",1, 2, 2,  37,  90,  32,  32, 2, NO_BIAS,                 true,  true,  3},
-        {"window 40, N > M",            1, 1, 1, 100,  61,  64,  64, 0, CONSTANT_BROADCAST_BIAS, false, false, 40},
+        {"window 5",                    1, 2, 2,  70,  70,  32,  32, 0, NO_BIAS,                 false, true,  5, 0, 0},
+        {"window 9, causal",            2, 2, 1,  83,  83,  16,  16, 1, TRAINABLE_FULL_BIAS,     false, false, 9, 0, 0},
+        {"window 3, bottom-right N < M",1, 2, 2,  37,  90,  32,  32, 2, NO_BIAS,                 true,  true,  3, 0, 0},
+        {"window 40, N > M",            1, 1, 1, 100,  61,  64,  64, 0, CONSTANT_BROADCAST_BIAS, false, false, 40, 0, 0},
         /* 1-D neighborhoods: one key range per query, shifted at the borders (the kernel's row ranges) */
-        {"neighborhood 7",              2, 2, 2,  70,  70,  32,  32, 0, NO_BIAS,                 false, true,  0, 7},
-        {"neighborhood 13, bias, mask", 1, 2, 1,  53,  53,  16,  16, 0, TRAINABLE_FULL_BIAS,     true,  false, 0, 13},
-        {"neighborhood 8, causal",      1, 2, 2,  61,  61,  64,  64, 1, NO_BIAS,                 false, true,  0, 8},
+        {"neighborhood 7",              2, 2, 2,  70,  70,  32,  32, 0, NO_BIAS,                 false, true,  0, 7, 0},
+        {"neighborhood 13, bias, mask", 1, 2, 1,  53,  53,  16,  16, 0, TRAINABLE_FULL_BIAS,     true,  false, 0, 13, 0},
+        {"neighborhood 8, causal",      1, 2, 2,  61,  61,  64,  64, 1, NO_BIAS,                 false, true,  0, 8, 0},
         {"strided neighborhood 9 / 3",  2, 2, 2,  50,  50,  32,  32, 0, NO_BIAS,                 false, false, 0, 9, 3},
         {"strided, 6 / 4, causal",      1, 3, 3,  45,  45,  16,  16, 1, NO_BIAS,                 false, true,  0, 6, 4},
     };
@@ -304,12 +386,24 @@ int main(void) {
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], dts[t]);
     check_refusals();
+    const composed_case composed[] = {
+        {"moh, causal, weights",         "moh",            1, true,  false, MOH_GATES},
+        {"flashbias, mask",              "flashbias",      0, false, true,  FLASHBIAS_FACTORS},
+        {"pointer, dot, causal",         "pointer",        1, true,  false, NO_EXTRA},
+        {"pointer, additive, mask",      "pointer",        0, false, true,  POINTER_WEIGHTS},
+        {"linear",                       "linear",         0, true,  false, NO_EXTRA},
+        {"linear, causal (chunks)",      "linear",         1, true,  false, NO_EXTRA},
+        {"random_feature, causal, mask", "random_feature", 1, true,  true,  NO_EXTRA},
+        {"tensor, causal",               "tensor",         1, false, false, TENSOR_SECOND_SET},
+    };
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < sizeof composed / sizeof composed[0]; i++) check_composed_case(&composed[i], dts[t]);
     /* bfloat16: the output and the gradients against float32 on the CPU, from the same rounded values */
     const attention_case bf16_cases[] = {
-        {"bfloat16, no mask, d 64",        2, 2, 2,  37,  45,  64,  64, 0, NO_BIAS,                 false, false, 0},
-        {"bfloat16, causal bottom-right",  1, 4, 2,  29,  70,  32,  32, 2, NO_BIAS,                 false, false, 0},
-        {"bfloat16, constant bias, mask",  2, 2, 2,  21,  35,  16,  16, 0, CONSTANT_BROADCAST_BIAS, true,  false, 0},
-        {"bfloat16, window 9, causal",     1, 2, 1,  83,  83, 128, 128, 1, NO_BIAS,                 false, false, 9},
+        {"bfloat16, no mask, d 64",        2, 2, 2,  37,  45,  64,  64, 0, NO_BIAS,                 false, false, 0, 0, 0},
+        {"bfloat16, causal bottom-right",  1, 4, 2,  29,  70,  32,  32, 2, NO_BIAS,                 false, false, 0, 0, 0},
+        {"bfloat16, constant bias, mask",  2, 2, 2,  21,  35,  16,  16, 0, CONSTANT_BROADCAST_BIAS, true,  false, 0, 0, 0},
+        {"bfloat16, window 9, causal",     1, 2, 1,  83,  83, 128, 128, 1, NO_BIAS,                 false, false, 9, 0, 0},
     };
     for (size_t i = 0; i < sizeof bf16_cases / sizeof bf16_cases[0]; i++) check_bfloat16_case(&bf16_cases[i]);
     check_bfloat16_conversions();
