@@ -254,6 +254,28 @@ typedef struct {
 } al_cuda_attention_args;
 int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, al_tensor *lse);
 int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights);
+/* 2-D convolution (ops/conv2d.c checks and fills the geometry; core/cuda/conv.cu computes on the
+ * GPU): x (N, Cin, H, W), w (Cout, Cin_g, kh, kw), b (Cout) or NULL, y and dy (N, Cout, Ho, Wo),
+ * all contiguous and of one float dtype; dx, dw, db NULL when not wanted, else written whole. */
+typedef struct {
+    int64_t N, Cin, H, W, Cout, kh, kw, Ho, Wo;
+    int64_t sh, sw, pt, pl, dh, dw, groups;   /* stride, top and left padding, dilation, groups */
+    int64_t Cin_g, Cout_g, K_g, K, P;         /* per group; K_g = Cin_g kh kw, K = Cin kh kw, P = Ho Wo */
+} al_conv_geometry;
+int al_cuda_conv2d_forward(const al_conv_geometry *g, const al_tensor *x, const al_tensor *w, const al_tensor *b,
+                           al_tensor *y);
+int al_cuda_conv2d_backward(const al_conv_geometry *g, const al_tensor *x, const al_tensor *w, const al_tensor *dy,
+                            al_tensor *dx, al_tensor *dw, al_tensor *db);
+
+/* Max and average pooling (ops/pool2d.c checks the options into the geometry, ops/pool2d_window.h;
+ * core/cuda/pool.cu computes): x and dx (planes, H, W), y, dy and idx (planes, Ho, Wo), contiguous,
+ * idx int64 (the argmax iy W + ix within its plane, -1 for a window with no input cell), dx written whole. */
+struct pool_geometry;
+int al_cuda_max_pool2d(const struct pool_geometry *g, const al_tensor *x, al_tensor *y, al_tensor *idx);
+int al_cuda_max_pool2d_backward(const struct pool_geometry *g, const al_tensor *dy, const al_tensor *idx, al_tensor *dx);
+int al_cuda_avg_pool2d(const struct pool_geometry *g, const al_tensor *x, al_tensor *y);
+int al_cuda_avg_pool2d_backward(const struct pool_geometry *g, const al_tensor *dy, al_tensor *dx);
+
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);

@@ -152,3 +152,25 @@ int al_cuda_cumsum_lines(const al_tensor *x, al_tensor *out, int64_t outer, int6
     al_error("cumsum: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;
 }
+
+/* 2-D convolution (core/cuda/conv.cu) */
+int al_cuda_conv2d_forward(const al_conv_geometry *g, const al_tensor *x, const al_tensor *w, const al_tensor *b,
+                           al_tensor *y) {
+    return refuse("conv2d");
+}
+int al_cuda_conv2d_backward(const al_conv_geometry *g, const al_tensor *x, const al_tensor *w, const al_tensor *dy,
+                            al_tensor *dx, al_tensor *dw, al_tensor *db) {
+    return refuse("conv2d");
+}
+
+/* pooling (core/cuda/pool.cu) */
+int al_cuda_max_pool2d(const struct pool_geometry *g, const al_tensor *x, al_tensor *y, al_tensor *idx) {
+    return refuse("max_pool2d");
+}
+int al_cuda_max_pool2d_backward(const struct pool_geometry *g, const al_tensor *dy, const al_tensor *idx, al_tensor *dx) {
+    return refuse("max_pool2d");
+}
+int al_cuda_avg_pool2d(const struct pool_geometry *g, const al_tensor *x, al_tensor *y) { return refuse("avg_pool2d"); }
+int al_cuda_avg_pool2d_backward(const struct pool_geometry *g, const al_tensor *dy, al_tensor *dx) {
+    return refuse("avg_pool2d");
+}

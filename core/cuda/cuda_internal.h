@@ -73,4 +73,13 @@ static __device__ inline __nv_bfloat16 add_of(__nv_bfloat16 a, __nv_bfloat16 b) 
     return __float2bfloat16(__bfloat162float(a) + __bfloat162float(b));
 }
 
+/* Windows over an axis (convolution, pooling): the output index whose window's tap k reads input i,
+ * (i + pad - k dil) / stride when that divides and lands inside [0, n_out); -1 otherwise.  The
+ * gradient kernels gather with it, a thread per input element, instead of scattering with atomics. */
+static __device__ inline int64_t tap_source(int64_t i, int64_t pad, int64_t k, int64_t dil, int64_t stride, int64_t n_out) {
+    const int64_t t = i + pad - k * dil;
+    if (t < 0 || t % stride) return -1;
+    return t / stride < n_out ? t / stride : -1;
+}
+
 #endif

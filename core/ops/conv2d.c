@@ -38,11 +38,7 @@ enum { THREAD_COL_ELEMENTS = 1 << 16, MIN_THREAD_SLICE = 64 };
 /* below this many multiply-adds the op runs on one thread (waking the second costs more) */
 enum { CONV_SPLIT_WORK = 1 << 22 };
 
-typedef struct {
-    int64_t N, Cin, H, W, Cout, kh, kw, Ho, Wo;
-    int64_t sh, sw, pt, pl, dh, dw, groups;
-    int64_t Cin_g, Cout_g, K_g, K, P;
-} conv_geometry;
+typedef al_conv_geometry conv_geometry;   /* internal.h: the CUDA path (core/cuda/conv.cu) reads it too */
 
 /* C (m x n, row stride ldc) = op(A) op(B) + beta C, row-major, in dtype dt */
 static void gemm(al_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
@@ -375,12 +371,33 @@ static void geometry_from_node(const al_node *node, conv_geometry *g) {
     g->K_g = g->Cin_g * g->kh * g->kw; g->K = g->Cin * g->kh * g->kw; g->P = g->Ho * g->Wo;
 }
 
+/* On the GPU: the gradients wanted, each written whole by core/cuda/conv.cu. */
+static void conv2d_backward_cuda(al_node *node, const al_tensor *grad, const conv_geometry *g, bool want_dx, bool want_dw,
+                                 bool want_db) {
+    const al_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
+    al_tensor *gc = al_contiguous_nograd(grad);
+    al_tensor *xc = want_dw ? al_contiguous_nograd(x) : NULL, *wc = want_dx ? al_contiguous_nograd(w) : NULL;
+    al_tensor *dx = want_dx ? al_new_tensor_on(x->ndim, x->shape, x->dtype, AL_CUDA) : NULL;
+    al_tensor *dw = want_dw ? al_new_tensor_on(w->ndim, w->shape, w->dtype, AL_CUDA) : NULL;
+    al_tensor *db = want_db ? al_new_tensor_on(1, b->shape, b->dtype, AL_CUDA) : NULL;
+    if (gc && (!want_dw || (xc && dw)) && (!want_dx || (wc && dx)) && (!want_db || db) &&
+        al_cuda_conv2d_backward(g, xc, wc, gc, dx, dw, db) == 0) {
+        al_accumulate_input_take(node, 0, dx);
+        al_accumulate_input_take(node, 1, dw);
+        al_accumulate_input_take(node, 2, db);
+        dx = dw = db = NULL;
+    }
+    al_release(dx); al_release(dw); al_release(db);
+    al_release(gc); al_release(xc); al_release(wc);
+}
+
 static void conv2d_backward(al_node *node, const al_tensor *grad) {
     conv_geometry g;
     geometry_from_node(node, &g);
     const al_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
     const bool want_dx = al_input_needs_grad(node, 0), want_dw = al_input_needs_grad(node, 1);
     const bool want_db = b && al_input_needs_grad(node, 2);
+    if (x->storage->device == AL_CUDA) { conv2d_backward_cuda(node, grad, &g, want_dx, want_dw, want_db); return; }
     al_tensor *gc = al_contiguous_nograd(grad);
     al_tensor *xc = want_dw ? al_contiguous_nograd(x) : NULL, *wc = want_dx ? al_contiguous_nograd(w) : NULL;
     al_tensor *dx = want_dx ? al_full(x->ndim, x->shape, 0, x->dtype) : NULL;
@@ -403,9 +420,9 @@ static void conv2d_backward(al_node *node, const al_tensor *grad) {
 }
 
 al_tensor *al_conv2d(const al_tensor *x, const al_tensor *weight, const al_tensor *bias, const al_conv2d_opts *opts) {
-    AL_REQUIRE_CPU("conv2d", x, weight, bias, NULL);
     CHECK_TENSOR("conv2d", x, "x");
     CHECK_TENSOR("conv2d", weight, "weight");
+    if (!al_same_device("conv2d", x, weight, bias)) return NULL;   /* CPU or CUDA (core/cuda/conv.cu) */
     static const al_conv2d_opts defaults;   /* all zeros: every default */
     if (!opts) opts = &defaults;
     if (x->ndim != 4) {
@@ -469,8 +486,10 @@ al_tensor *al_conv2d(const al_tensor *x, const al_tensor *weight, const al_tenso
     int64_t shape[4] = {g.N, g.Cout, g.Ho, g.Wo};
     al_tensor *xc = al_contiguous_nograd(x), *wc = al_contiguous_nograd(weight);
     al_tensor *bc = bias ? al_contiguous_nograd(bias) : NULL;
-    al_tensor *y = xc && wc && (bc || !bias) ? al_new_tensor(4, shape, x->dtype) : NULL;
-    if (y && conv_forward(&g, x->dtype, al_ptr(xc), al_ptr(wc), bc ? al_ptr(bc) : NULL, al_ptr(y)) < 0) {
+    const bool on_cuda = x->storage->device == AL_CUDA;
+    al_tensor *y = xc && wc && (bc || !bias) ? al_new_tensor_on(4, shape, x->dtype, x->storage->device) : NULL;
+    if (y && (on_cuda ? al_cuda_conv2d_forward(&g, xc, wc, bc, y)
+                      : conv_forward(&g, x->dtype, al_ptr(xc), al_ptr(wc), bc ? al_ptr(bc) : NULL, al_ptr(y))) < 0) {
         al_release(y);
         y = NULL;
     }

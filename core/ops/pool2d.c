@@ -10,14 +10,9 @@
  * Threads: the forward splits the (plane, output row) pairs; the backward adds into dx, where the
  * windows of neighbouring rows may overlap, so it splits whole planes (n, c) instead. */
 #include "../internal.h"
+#include "pool2d_window.h"
 #include <math.h>
 #include <string.h>
-
-typedef struct {
-    int64_t planes, H, W, Ho, Wo;
-    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
-    bool ceil_mode, count_include_pad;
-} pool_geometry;
 
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -89,20 +84,6 @@ static int pool_threads(const pool_geometry *g) {
     return g->planes * g->Ho * g->Wo * g->kh * g->kw >= AL_PARALLEL_GRAIN ? al_get_num_threads() : 1;
 }
 
-/* The window of output (oy, ox) clipped to the input, [*h0, *h1) x [*w0, *w1), and its divisor:
- * PyTorch's, the window clipped to the padded input when count_include_pad, else the cells inside. */
-static inline double avg_window(const pool_geometry *g, int64_t oy, int64_t ox, int64_t *h0, int64_t *h1, int64_t *w0,
-                                int64_t *w1) {
-    int64_t hs = oy * g->sh - g->ph, ws = ox * g->sw - g->pw;
-    int64_t he = hs + g->kh < g->H + g->ph ? hs + g->kh : g->H + g->ph;
-    int64_t we = ws + g->kw < g->W + g->pw ? ws + g->kw : g->W + g->pw;
-    const int64_t padded = (he - hs) * (we - ws);
-    *h0 = hs > 0 ? hs : 0; *w0 = ws > 0 ? ws : 0;
-    *h1 = he < g->H ? he : g->H; *w1 = we < g->W ? we : g->W;
-    const int64_t inside = (*h1 - *h0) * (*w1 - *w0);
-    return (double)(g->count_include_pad ? padded : inside);
-}
-
 /* The window kernels, once per float dtype: max_pool_forward_float, ..., avg_pool_backward_double */
 #define GENERIC_FILE "../generic/pool2d_windows.h"
 #include "../generic/float_types.h"
@@ -113,6 +94,12 @@ static void max_pool2d_backward(al_node *node, const al_tensor *grad) {
     pool_geometry g;
     geometry_from_node(node, &g);
     const al_tensor *x = node->inputs[0], *idx = node->saved[0];
+    if (x->storage->device == AL_CUDA) {   /* core/cuda/pool.cu writes dx whole */
+        al_tensor *gc = al_contiguous_nograd(grad), *dx = al_new_tensor_on(x->ndim, x->shape, x->dtype, AL_CUDA);
+        if (gc && dx && al_cuda_max_pool2d_backward(&g, gc, idx, dx) == 0) { al_accumulate_input_take(node, 0, dx); dx = NULL; }
+        al_release(gc); al_release(dx);
+        return;
+    }
     al_tensor *gc = al_contiguous_nograd(grad), *dx = al_full(x->ndim, x->shape, 0, x->dtype);
     if (gc && dx) {
         #pragma omp parallel num_threads(pool_threads(&g))
@@ -132,24 +119,27 @@ static void max_pool2d_backward(al_node *node, const al_tensor *grad) {
 
 al_tensor *al_max_pool2d(const al_tensor *x, const al_pool2d_opts *opts, al_tensor **indices) {
     if (indices) *indices = NULL;
-    AL_REQUIRE_CPU("max_pool2d", x, NULL, NULL, NULL);
-    if (indices) *indices = NULL;
     CHECK_TENSOR("max_pool2d", x, "x");
+    if (!al_same_device("max_pool2d", x, NULL, NULL)) return NULL;   /* CPU or CUDA (core/cuda/pool.cu); no bfloat16 */
     if (!opts) { al_error("max_pool2d: the options (the kernel at least) are missing"); return NULL; }
     pool_geometry g;
     if (!pool_geometry_of("max_pool2d", x, opts, true, &g)) return NULL;
     const int64_t shape[4] = {x->shape[0], x->shape[1], g.Ho, g.Wo};
-    al_tensor *xc = al_contiguous_nograd(x), *y = al_new_tensor(4, shape, x->dtype), *idx = al_new_tensor(4, shape, AL_INT64);
-    if (!xc || !y || !idx) {
+    const al_device dev = x->storage->device;
+    al_tensor *xc = al_contiguous_nograd(x), *y = al_new_tensor_on(4, shape, x->dtype, dev);
+    al_tensor *idx = al_new_tensor_on(4, shape, AL_INT64, dev);
+    if (!xc || !y || !idx || (dev == AL_CUDA && al_cuda_max_pool2d(&g, xc, y, idx) < 0)) {
         al_release(xc); al_release(y); al_release(idx);
         return NULL;
     }
-    #pragma omp parallel num_threads(pool_threads(&g))
-    {
-        int64_t first, last;
-        al_thread_share(g.planes * g.Ho, &first, &last);
-        if (x->dtype == AL_FLOAT32) max_pool_forward_float(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), first, last);
-        else max_pool_forward_double(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), first, last);
+    if (dev == AL_CPU) {   /* the GPU filled y above */
+        #pragma omp parallel num_threads(pool_threads(&g))
+        {
+            int64_t first, last;
+            al_thread_share(g.planes * g.Ho, &first, &last);
+            if (x->dtype == AL_FLOAT32) max_pool_forward_float(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), first, last);
+            else max_pool_forward_double(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), first, last);
+        }
     }
     al_release(xc);
     if (al_grad_needed1(x)) {
@@ -167,6 +157,12 @@ static void avg_pool2d_backward(al_node *node, const al_tensor *grad) {
     pool_geometry g;
     geometry_from_node(node, &g);
     const al_tensor *x = node->inputs[0];
+    if (x->storage->device == AL_CUDA) {   /* core/cuda/pool.cu writes dx whole */
+        al_tensor *gc = al_contiguous_nograd(grad), *dx = al_new_tensor_on(x->ndim, x->shape, x->dtype, AL_CUDA);
+        if (gc && dx && al_cuda_avg_pool2d_backward(&g, gc, dx) == 0) { al_accumulate_input_take(node, 0, dx); dx = NULL; }
+        al_release(gc); al_release(dx);
+        return;
+    }
     al_tensor *gc = al_contiguous_nograd(grad), *dx = al_full(x->ndim, x->shape, 0, x->dtype);
     if (gc && dx) {
         #pragma omp parallel num_threads(pool_threads(&g))
@@ -185,20 +181,23 @@ static void avg_pool2d_backward(al_node *node, const al_tensor *grad) {
 }
 
 al_tensor *al_avg_pool2d(const al_tensor *x, const al_pool2d_opts *opts) {
-    AL_REQUIRE_CPU("avg_pool2d", x, NULL, NULL, NULL);
     CHECK_TENSOR("avg_pool2d", x, "x");
+    if (!al_same_device("avg_pool2d", x, NULL, NULL)) return NULL;   /* CPU or CUDA (core/cuda/pool.cu); no bfloat16 */
     if (!opts) { al_error("avg_pool2d: the options (the kernel at least) are missing"); return NULL; }
     pool_geometry g;
     if (!pool_geometry_of("avg_pool2d", x, opts, false, &g)) return NULL;
     const int64_t shape[4] = {x->shape[0], x->shape[1], g.Ho, g.Wo};
-    al_tensor *xc = al_contiguous_nograd(x), *y = xc ? al_new_tensor(4, shape, x->dtype) : NULL;
-    if (!y) { al_release(xc); return NULL; }
-    #pragma omp parallel num_threads(pool_threads(&g))
-    {
-        int64_t first, last;
-        al_thread_share(g.planes * g.Ho, &first, &last);
-        if (x->dtype == AL_FLOAT32) avg_pool_forward_float(&g, al_ptr(xc), al_ptr(y), first, last);
-        else avg_pool_forward_double(&g, al_ptr(xc), al_ptr(y), first, last);
+    const al_device dev = x->storage->device;
+    al_tensor *xc = al_contiguous_nograd(x), *y = xc ? al_new_tensor_on(4, shape, x->dtype, dev) : NULL;
+    if (!y || (dev == AL_CUDA && al_cuda_avg_pool2d(&g, xc, y) < 0)) { al_release(xc); al_release(y); return NULL; }
+    if (dev == AL_CPU) {   /* the GPU filled y above */
+        #pragma omp parallel num_threads(pool_threads(&g))
+        {
+            int64_t first, last;
+            al_thread_share(g.planes * g.Ho, &first, &last);
+            if (x->dtype == AL_FLOAT32) avg_pool_forward_float(&g, al_ptr(xc), al_ptr(y), first, last);
+            else avg_pool_forward_double(&g, al_ptr(xc), al_ptr(y), first, last);
+        }
     }
     al_release(xc);
     if (al_grad_needed1(x)) {

@@ -80,6 +80,14 @@ static al_tensor *cross_entropy_op(al_tensor *const *in, const void *arg) { retu
 static al_tensor *mse_op(al_tensor *const *in, const void *arg) { return al_mse(in[0], in[1]); }
 static al_tensor *embedding_op(al_tensor *const *in, const void *arg) { return al_embedding(in[0], in[1]); }
 /* the same seed before each run: the CPU and the device draw the same mask */
+typedef struct { al_conv2d_opts opts; bool bias; } conv_case;
+static al_tensor *conv2d_op(al_tensor *const *in, const void *arg) {
+    const conv_case *c = arg;
+    return al_conv2d(in[0], in[1], c->bias ? in[2] : NULL, &c->opts);
+}
+static al_tensor *max_pool_op(al_tensor *const *in, const void *arg) { return al_max_pool2d(in[0], arg, NULL); }
+static al_tensor *avg_pool_op(al_tensor *const *in, const void *arg) { return al_avg_pool2d(in[0], arg); }
+
 static al_tensor *dropout_op(al_tensor *const *in, const void *arg) {
     al_seed(11);
     return al_dropout(in[0], *(const double *)arg, 1);
@@ -266,6 +274,39 @@ int main(void) {
         }
 
         check_optimisers(dt);
+
+        /* conv2d (core/cuda/conv.cu): x, weight and bias against the CPU's im2col and direct kernels, over
+         * stride, asymmetric padding, dilation, groups, 1 x 1 and 5 x 5 kernels, no bias */
+        {
+            typedef struct { int64_t N, Cin, H, W, Cout, k; conv_case c; } conv_shape;
+            const conv_shape shapes[] = {
+                {2, 3, 11, 9, 4, 3, {{{1, 1}, {1, 1, 1, 1}, {1, 1}, 1}, true}},
+                {1, 4, 12, 13, 6, 3, {{{2, 1}, {0, 2, 1, 0}, {1, 2}, 2}, true}},
+                {2, 2, 8, 8, 3, 1, {{{1, 1}, {0, 0, 0, 0}, {1, 1}, 1}, false}},
+                {1, 3, 10, 7, 2, 5, {{{1, 2}, {2, 2, 2, 2}, {2, 1}, 1}, true}},
+                {3, 6, 6, 6, 6, 3, {{{1, 1}, {1, 1, 1, 1}, {1, 1}, 6}, true}},   /* depthwise */
+            };
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+                const conv_shape *c = &shapes[i];
+                const int64_t xs[4] = {c->N, c->Cin, c->H, c->W}, ws[4] = {c->Cout, c->Cin / c->c.opts.groups, c->k, c->k};
+                al_tensor *in[3] = {al_randn(4, xs, dt), al_randn(4, ws, dt), al_randn(1, ws, dt)};
+                check_op("conv2d", conv2d_op, &c->c, c->c.bias ? 3 : 2, c->c.bias ? 3 : 2, in, tol);
+                for (int j = 0; j < 3; j++) al_release(in[j]);
+            }
+        }
+        /* max and average pooling (core/cuda/pool.cu): stride, padding, dilation (max), ceil_mode and
+         * count_include_pad (average), overlapping windows */
+        {
+            const int64_t xs[4] = {2, 3, 11, 10};
+            al_tensor *x = al_randn(4, xs, dt);
+            const al_pool2d_opts maxes[] = {{{2, 2}, {0, 0}, {0, 0}, {0, 0}, 0, 0}, {{3, 3}, {2, 1}, {1, 1}, {1, 1}, 1, 0},
+                                            {{3, 2}, {1, 2}, {0, 1}, {2, 1}, 0, 0}};
+            for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) check_op("max_pool2d", max_pool_op, &maxes[i], 1, 1, &x, tol);
+            const al_pool2d_opts avgs[] = {{{2, 2}, {0, 0}, {0, 0}, {0, 0}, 0, 0}, {{3, 3}, {2, 2}, {1, 1}, {0, 0}, 1, 1},
+                                           {{3, 2}, {1, 1}, {1, 1}, {0, 0}, 1, 0}};
+            for (size_t i = 0; i < sizeof avgs / sizeof avgs[0]; i++) check_op("avg_pool2d", avg_pool_op, &avgs[i], 1, 1, &x, tol);
+            al_release(x);
+        }
     }
 
     /* errors: bad ids give the CPU's message; mixed devices refuse by name */
