@@ -276,6 +276,13 @@ int al_cuda_max_pool2d_backward(const struct pool_geometry *g, const al_tensor *
 int al_cuda_avg_pool2d(const struct pool_geometry *g, const al_tensor *x, al_tensor *y);
 int al_cuda_avg_pool2d_backward(const struct pool_geometry *g, const al_tensor *dy, al_tensor *dx);
 
+/* Separable resampling (interpolate: ops/interpolate.c computes each output row's and column's two
+ * sources and weights, core/cuda/resample.cu mixes them): x and dx (N, C, H, W), y and dy
+ * (N, C, Ho, Wo), contiguous; sources a float64 (Ho + Wo, 4) tensor on the device, rows then columns,
+ * each (src0, src1, w0, w1).  The backward adds into dx (zeroed by the caller), with atomics. */
+int al_cuda_resample(const al_tensor *x, const al_tensor *sources, al_tensor *y);
+int al_cuda_resample_backward(const al_tensor *dy, const al_tensor *sources, al_tensor *dx);
+
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);

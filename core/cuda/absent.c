@@ -174,3 +174,7 @@ int al_cuda_avg_pool2d(const struct pool_geometry *g, const al_tensor *x, al_ten
 int al_cuda_avg_pool2d_backward(const struct pool_geometry *g, const al_tensor *dy, al_tensor *dx) {
     return refuse("avg_pool2d");
 }
+
+/* separable resampling (core/cuda/resample.cu) */
+int al_cuda_resample(const al_tensor *x, const al_tensor *sources, al_tensor *y) { return refuse("interpolate"); }
+int al_cuda_resample_backward(const al_tensor *dy, const al_tensor *sources, al_tensor *dx) { return refuse("interpolate"); }

@@ -71,6 +71,22 @@ static bool make_sources(resample_geometry *g, int mode, bool align_corners, dou
     return true;
 }
 
+/* The sources as the GPU takes them (al_cuda_resample): a float64 (Ho + Wo, 4) tensor on the
+ * device, rows then columns, each (src0, src1, w0, w1); NULL with the error set. */
+static al_tensor *sources_on_device(const resample_geometry *g) {
+    const int64_t n = g->Ho + g->Wo, shape[2] = {n, 4};
+    al_tensor *host = al_new_tensor(2, shape, AL_FLOAT64);
+    if (!host) return NULL;
+    double *t = al_ptr(host);
+    for (int64_t r = 0; r < n; r++) {
+        const source_1d s = r < g->Ho ? g->rows[r] : g->cols[r - g->Ho];
+        t[4 * r] = (double)s.src0; t[4 * r + 1] = (double)s.src1; t[4 * r + 2] = s.w0; t[4 * r + 3] = s.w1;
+    }
+    al_tensor *dev = al_to_device(host, AL_CUDA);
+    al_release(host);
+    return dev;
+}
+
 static int resample_threads(const resample_geometry *g) {
     return g->planes * g->Ho * g->Wo >= AL_PARALLEL_GRAIN / 4 ? al_get_num_threads() : 1;
 }
@@ -78,8 +94,16 @@ static int resample_threads(const resample_geometry *g) {
 static void interpolate_backward(al_node *node, const al_tensor *grad) {
     const al_tensor *x = node->inputs[0];
     resample_geometry g = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], node->out_shape[2], node->out_shape[3], 0, 0};
-    al_tensor *gc = al_contiguous_nograd(grad), *dx = al_full(x->ndim, x->shape, 0, x->dtype);
-    if (gc && dx && make_sources(&g, (int)node->ints[0], node->ints[1] != 0, node->scalars[0], node->scalars[1])) {
+    al_tensor *gc = al_contiguous_nograd(grad), *dx = al_full_on(x->ndim, x->shape, 0, x->dtype, x->storage->device);
+    if (gc && dx && x->storage->device == AL_CUDA) {   /* core/cuda/resample.cu adds into dx */
+        al_tensor *table = NULL;
+        if (make_sources(&g, (int)node->ints[0], node->ints[1] != 0, node->scalars[0], node->scalars[1])) {
+            table = sources_on_device(&g);
+            free((void *)g.rows);
+        }
+        if (table && al_cuda_resample_backward(gc, table, dx) == 0) { al_accumulate_input_take(node, 0, dx); dx = NULL; }
+        al_release(table);
+    } else if (gc && dx && make_sources(&g, (int)node->ints[0], node->ints[1] != 0, node->scalars[0], node->scalars[1])) {
         #pragma omp parallel num_threads(resample_threads(&g))
         {
             int64_t first, last;
@@ -100,8 +124,8 @@ static void interpolate_backward(al_node *node, const al_tensor *grad) {
 
 al_tensor *al_interpolate(const al_tensor *x, int64_t out_h, int64_t out_w, int mode, int align_corners, double scale_h,
                           double scale_w) {
-    AL_REQUIRE_CPU("interpolate", x, NULL, NULL, NULL);
     CHECK_TENSOR("interpolate", x, "x");
+    if (!al_same_device("interpolate", x, NULL, NULL)) return NULL;   /* CPU or CUDA (core/cuda/resample.cu); no bfloat16 */
     if (x->ndim != 4 || !al_is_float(x->dtype)) {
         al_error("interpolate: x must be a 4-d float tensor (N, C, H, W) (got %s, %s; one image: x:unsqueeze(1))", TSHAPE(x),
                  al_dtype_name(x->dtype));
@@ -127,20 +151,27 @@ al_tensor *al_interpolate(const al_tensor *x, int64_t out_h, int64_t out_w, int 
     }
     resample_geometry g = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], out_h, out_w, 0, 0};
     const int64_t shape[4] = {x->shape[0], x->shape[1], out_h, out_w};
-    al_tensor *xc = al_contiguous_nograd(x), *y = xc ? al_new_tensor(4, shape, x->dtype) : NULL;
+    al_tensor *xc = al_contiguous_nograd(x), *y = xc ? al_new_tensor_on(4, shape, x->dtype, x->storage->device) : NULL;
     if (!y || !make_sources(&g, mode, align_corners != 0, scale_h, scale_w)) {
         al_release(xc); al_release(y);
         return NULL;
     }
-    #pragma omp parallel num_threads(resample_threads(&g))
-    {
-        int64_t first, last;
-        al_thread_share(g.planes * g.Ho, &first, &last);
-        if (x->dtype == AL_FLOAT32) resample_forward_float(&g, al_ptr(xc), al_ptr(y), first, last);
-        else resample_forward_double(&g, al_ptr(xc), al_ptr(y), first, last);
+    if (x->storage->device == AL_CUDA) {
+        al_tensor *table = sources_on_device(&g);
+        if (!table || al_cuda_resample(xc, table, y) < 0) { al_release(y); y = NULL; }
+        al_release(table);
+    } else {
+        #pragma omp parallel num_threads(resample_threads(&g))
+        {
+            int64_t first, last;
+            al_thread_share(g.planes * g.Ho, &first, &last);
+            if (x->dtype == AL_FLOAT32) resample_forward_float(&g, al_ptr(xc), al_ptr(y), first, last);
+            else resample_forward_double(&g, al_ptr(xc), al_ptr(y), first, last);
+        }
     }
     free((void *)g.rows);
     al_release(xc);
+    if (!y) return NULL;
     if (al_grad_needed1(x)) {
         al_node *node = al_record(y, "interpolate", interpolate_backward, 1, &x);
         if (node) {

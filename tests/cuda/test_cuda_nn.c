@@ -88,6 +88,12 @@ static al_tensor *conv2d_op(al_tensor *const *in, const void *arg) {
 static al_tensor *max_pool_op(al_tensor *const *in, const void *arg) { return al_max_pool2d(in[0], arg, NULL); }
 static al_tensor *avg_pool_op(al_tensor *const *in, const void *arg) { return al_avg_pool2d(in[0], arg); }
 
+typedef struct { int64_t out_h, out_w; int mode, align_corners; double scale_h, scale_w; } resample_case;
+static al_tensor *interpolate_op(al_tensor *const *in, const void *arg) {
+    const resample_case *c = arg;
+    return al_interpolate(in[0], c->out_h, c->out_w, c->mode, c->align_corners, c->scale_h, c->scale_w);
+}
+
 static al_tensor *dropout_op(al_tensor *const *in, const void *arg) {
     al_seed(11);
     return al_dropout(in[0], *(const double *)arg, 1);
@@ -305,6 +311,12 @@ int main(void) {
             const al_pool2d_opts avgs[] = {{{2, 2}, {0, 0}, {0, 0}, {0, 0}, 0, 0}, {{3, 3}, {2, 2}, {1, 1}, {0, 0}, 1, 1},
                                            {{3, 2}, {1, 1}, {1, 1}, {0, 0}, 1, 0}};
             for (size_t i = 0; i < sizeof avgs / sizeof avgs[0]; i++) check_op("avg_pool2d", avg_pool_op, &avgs[i], 1, 1, &x, tol);
+            /* interpolate (core/cuda/resample.cu): bilinear both ways of aligning corners, up and down,
+             * a caller's scale factor, nearest (its backward adds with atomics: sums in any order) */
+            const resample_case resamples[] = {{23, 17, 0, 0, 0, 0}, {6, 4, 0, 1, 0, 0}, {22, 30, 0, 0, 2.0, 3.0},
+                                               {7, 25, 1, 0, 0, 0}, {22, 20, 1, 0, 0, 0}};
+            for (size_t i = 0; i < sizeof resamples / sizeof resamples[0]; i++)
+                check_op("interpolate", interpolate_op, &resamples[i], 1, 1, &x, tol);
             al_release(x);
         }
     }
