@@ -79,6 +79,14 @@ const char *al_shape_str(int ndim, const int64_t *shape);
 #define CHECK_TENSOR(fn, t, argname)                                                \
     do { if (!(t)) { al_error("%s: argument '%s' is missing (nil)", fn, argname); return NULL; } } while (0)
 
+/* The few rules that the CPU ops and the CUDA kernels share (ops/pool2d_window.h, ops/grid_sample_point.h)
+ * are compiled for both: __host__ __device__ under nvcc, nothing elsewhere. */
+#ifdef __CUDACC__
+#define AL_HOST_DEVICE __host__ __device__
+#else
+#define AL_HOST_DEVICE
+#endif
+
 /* ---- text (json_read.c) ---------------------------------------------------------------------- */
 /* Length of the valid UTF-8 sequence at p (at most avail bytes), or 0 when it is not valid
  * (overlong forms, surrogates and code points over U+10FFFF are not). */
@@ -282,6 +290,14 @@ int al_cuda_avg_pool2d_backward(const struct pool_geometry *g, const al_tensor *
  * each (src0, src1, w0, w1).  The backward adds into dx (zeroed by the caller), with atomics. */
 int al_cuda_resample(const al_tensor *x, const al_tensor *sources, al_tensor *y);
 int al_cuda_resample_backward(const al_tensor *dy, const al_tensor *sources, al_tensor *dx);
+
+/* grid_sample (ops/grid_sample.c checks into the geometry, ops/grid_sample_point.h; core/cuda/sample.cu
+ * computes): x and dx (N, C, H, W), grid and dgrid (N, Ho, Wo, 2), y and dy (N, C, Ho, Wo), contiguous;
+ * dx NULL or zeroed by the caller (the points' gradients are added with atomics), dgrid NULL or written whole. */
+struct sample_geometry;
+int al_cuda_grid_sample(const struct sample_geometry *g, const al_tensor *x, const al_tensor *grid, al_tensor *y);
+int al_cuda_grid_sample_backward(const struct sample_geometry *g, const al_tensor *x, const al_tensor *grid,
+                                 const al_tensor *dy, al_tensor *dx, al_tensor *dgrid);
 
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,

@@ -178,3 +178,12 @@ int al_cuda_avg_pool2d_backward(const struct pool_geometry *g, const al_tensor *
 /* separable resampling (core/cuda/resample.cu) */
 int al_cuda_resample(const al_tensor *x, const al_tensor *sources, al_tensor *y) { return refuse("interpolate"); }
 int al_cuda_resample_backward(const al_tensor *dy, const al_tensor *sources, al_tensor *dx) { return refuse("interpolate"); }
+
+/* grid_sample (core/cuda/sample.cu) */
+int al_cuda_grid_sample(const struct sample_geometry *g, const al_tensor *x, const al_tensor *grid, al_tensor *y) {
+    return refuse("grid_sample");
+}
+int al_cuda_grid_sample_backward(const struct sample_geometry *g, const al_tensor *x, const al_tensor *grid,
+                                 const al_tensor *dy, al_tensor *dx, al_tensor *dgrid) {
+    return refuse("grid_sample");
+}

@@ -11,44 +11,8 @@
  * Threads: the forward and the grid's gradient split the (image, output row) pairs; the image's
  * gradient adds into dx, where many points may share a pixel, so it splits the planes (n, c). */
 #include "../internal.h"
+#include "grid_sample_point.h"
 #include <math.h>
-
-typedef struct {
-    int64_t N, C, H, W, Ho, Wo;
-    bool align_corners, border;
-} sample_geometry;
-
-/* one point: the pixel coordinate along an axis of `size` and d coord / d grid value */
-static inline double unnormalize(double c, int64_t size, bool align_corners, bool border, double *slope) {
-    double v = align_corners ? (c + 1) / 2 * (double)(size - 1) : ((c + 1) * (double)size - 1) / 2;
-    *slope = align_corners ? (double)(size - 1) / 2 : (double)size / 2;
-    if (border) {
-        if (v <= 0) { v = 0; *slope = 0; }
-        else if (v >= (double)(size - 1)) { v = (double)(size - 1); *slope = 0; }
-    }
-    /* beyond a pixel outside, every neighbour is outside (value and gradient 0); pulling such points
-     * (and NaN) in to -2 keeps that and keeps the conversion to int64 defined */
-    if (!(v > -2 && v < (double)size + 1)) v = -2;
-    return v;
-}
-
-typedef struct {
-    int64_t x0, y0;          /* the north-west neighbour */
-    double fx, fy;           /* the point's offsets from it, in [0, 1) */
-    double sx, sy;           /* d pixel / d grid, per axis */
-} sample_point;
-
-static inline sample_point point_at(const sample_geometry *g, double gx, double gy) {
-    sample_point p;
-    const double x = unnormalize(gx, g->W, g->align_corners, g->border, &p.sx);
-    const double y = unnormalize(gy, g->H, g->align_corners, g->border, &p.sy);
-    const double fx = floor(x), fy = floor(y);
-    p.x0 = (int64_t)fx; p.y0 = (int64_t)fy;
-    p.fx = x - fx; p.fy = y - fy;
-    return p;
-}
-
-static inline bool inside(const sample_geometry *g, int64_t y, int64_t x) { return y >= 0 && y < g->H && x >= 0 && x < g->W; }
 
 /* The kernels, once per float dtype: sample_forward_float, ..., sample_backward_input_double */
 #define GENERIC_FILE "../generic/grid_sample_points.h"
@@ -71,9 +35,17 @@ static void grid_sample_backward(al_node *node, const al_tensor *grad) {
     const bool want_dx = al_input_needs_grad(node, 0), want_dgrid = al_input_needs_grad(node, 1);
     al_tensor *gc = al_contiguous_nograd(grad), *xc = want_dgrid ? al_contiguous_nograd(x) : NULL;
     al_tensor *gridc = al_contiguous_nograd(grid);
-    al_tensor *dx = want_dx ? al_full(x->ndim, x->shape, 0, x->dtype) : NULL;
-    al_tensor *dgrid = want_dgrid ? al_new_tensor(grid->ndim, grid->shape, grid->dtype) : NULL;
-    if (gc && gridc && (!want_dgrid || (xc && dgrid)) && (!want_dx || dx)) {
+    const al_device dev = x->storage->device;
+    al_tensor *dx = want_dx ? al_full_on(x->ndim, x->shape, 0, x->dtype, dev) : NULL;
+    al_tensor *dgrid = want_dgrid ? al_new_tensor_on(grid->ndim, grid->shape, grid->dtype, dev) : NULL;
+    const bool ready = gc && gridc && (!want_dgrid || (xc && dgrid)) && (!want_dx || dx);
+    if (ready && dev == AL_CUDA) {   /* core/cuda/sample.cu: dx added into, dgrid written whole */
+        if (al_cuda_grid_sample_backward(&g, xc, gridc, gc, dx, dgrid) == 0) {
+            al_accumulate_input_take(node, 0, dx);
+            al_accumulate_input_take(node, 1, dgrid);
+            dx = dgrid = NULL;
+        }
+    } else if (ready) {
         #pragma omp parallel num_threads(sample_threads(&g))
         {
             int64_t first, last;
@@ -100,9 +72,9 @@ static void grid_sample_backward(al_node *node, const al_tensor *grad) {
 }
 
 al_tensor *al_grid_sample(const al_tensor *x, const al_tensor *grid, int align_corners, int padding_mode) {
-    AL_REQUIRE_CPU("grid_sample", x, grid, NULL, NULL);
     CHECK_TENSOR("grid_sample", x, "x");
     CHECK_TENSOR("grid_sample", grid, "grid");
+    if (!al_same_device("grid_sample", x, grid, NULL)) return NULL;   /* CPU or CUDA (core/cuda/sample.cu); no bfloat16 */
     if (x->ndim != 4 || grid->ndim != 4 || grid->shape[3] != 2 || grid->shape[0] != x->shape[0]) {
         al_error("grid_sample: need x (N, C, H, W) and grid (N, Ho, Wo, 2) with the same N (got x %s, grid %s)", TSHAPE(x),
                  TSHAPE(grid));
@@ -125,8 +97,10 @@ al_tensor *al_grid_sample(const al_tensor *x, const al_tensor *grid, int align_c
                          align_corners != 0, padding_mode == 1};
     const int64_t shape[4] = {g.N, g.C, g.Ho, g.Wo};
     al_tensor *xc = al_contiguous_nograd(x), *gridc = al_contiguous_nograd(grid);
-    al_tensor *y = xc && gridc ? al_new_tensor(4, shape, x->dtype) : NULL;
-    if (y) {
+    al_tensor *y = xc && gridc ? al_new_tensor_on(4, shape, x->dtype, x->storage->device) : NULL;
+    if (y && x->storage->device == AL_CUDA) {
+        if (al_cuda_grid_sample(&g, xc, gridc, y) < 0) { al_release(y); y = NULL; }
+    } else if (y) {
         #pragma omp parallel num_threads(sample_threads(&g))
         {
             int64_t first, last;

@@ -3,14 +3,7 @@
  * one rule for both devices, compiled for the host and, under nvcc, for the device too. */
 #ifndef ATTNLAB_POOL2D_WINDOW_H
 #define ATTNLAB_POOL2D_WINDOW_H
-#include <stdbool.h>
-#include <stdint.h>
-
-#ifdef __CUDACC__
-#define POOL_HOST_DEVICE __host__ __device__
-#else
-#define POOL_HOST_DEVICE
-#endif
+#include "../internal.h"
 
 typedef struct pool_geometry {
     int64_t planes, H, W, Ho, Wo;
@@ -20,7 +13,7 @@ typedef struct pool_geometry {
 
 /* The window of output (oy, ox) clipped to the input, [*h0, *h1) x [*w0, *w1), and its divisor:
  * PyTorch's, the window clipped to the padded input when count_include_pad, else the cells inside. */
-static inline POOL_HOST_DEVICE double avg_window(const pool_geometry *g, int64_t oy, int64_t ox, int64_t *h0, int64_t *h1,
+static inline AL_HOST_DEVICE double avg_window(const pool_geometry *g, int64_t oy, int64_t ox, int64_t *h0, int64_t *h1,
                                                  int64_t *w0, int64_t *w1) {
     int64_t hs = oy * g->sh - g->ph, ws = ox * g->sw - g->pw;
     int64_t he = hs + g->kh < g->H + g->ph ? hs + g->kh : g->H + g->ph;

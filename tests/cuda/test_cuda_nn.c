@@ -94,6 +94,11 @@ static al_tensor *interpolate_op(al_tensor *const *in, const void *arg) {
     return al_interpolate(in[0], c->out_h, c->out_w, c->mode, c->align_corners, c->scale_h, c->scale_w);
 }
 
+static al_tensor *grid_sample_op(al_tensor *const *in, const void *arg) {
+    const int *modes = arg;   /* align_corners, padding_mode */
+    return al_grid_sample(in[0], in[1], modes[0], modes[1]);
+}
+
 static al_tensor *dropout_op(al_tensor *const *in, const void *arg) {
     al_seed(11);
     return al_dropout(in[0], *(const double *)arg, 1);
@@ -317,6 +322,18 @@ int main(void) {
                                                {7, 25, 1, 0, 0, 0}, {22, 20, 1, 0, 0, 0}};
             for (size_t i = 0; i < sizeof resamples / sizeof resamples[0]; i++)
                 check_op("interpolate", interpolate_op, &resamples[i], 1, 1, &x, tol);
+            /* grid_sample (core/cuda/sample.cu): points inside, across the edges and outside, both paddings and
+             * both corner conventions; gradients of the image (atomics) and of the grid */
+            const int64_t gs[4] = {2, 5, 7, 2};
+            al_tensor *u = al_rand(4, gs, dt), *grid = al_mul_scalar(u, 2.6);
+            al_tensor *shifted = al_add_scalar(grid, -1.3);   /* in [-1.3, 1.3): some points beyond the image */
+            al_tensor *in2[2] = {x, shifted};
+            for (int align = 0; align < 2; align++)
+                for (int pad = 0; pad < 2; pad++) {
+                    const int modes[2] = {align, pad};
+                    check_op("grid_sample", grid_sample_op, modes, 2, 2, in2, tol);
+                }
+            al_release(u); al_release(grid); al_release(shifted);
             al_release(x);
         }
     }
