@@ -299,6 +299,16 @@ int al_cuda_grid_sample(const struct sample_geometry *g, const al_tensor *x, con
 int al_cuda_grid_sample_backward(const struct sample_geometry *g, const al_tensor *x, const al_tensor *grid,
                                  const al_tensor *dy, al_tensor *dx, al_tensor *dgrid);
 
+/* Eccentricity pooling (ops/ecc_pool2d.c computes the ring sizes, ops/ecc_pool2d_window.h the
+ * windows; core/cuda/ecc_pool.cu pools): x and dx (planes, H, W), y, dy and idx (planes, Ho, Wo),
+ * sizes int64 (n_fix, Ho, Wo) with n_fix 1 or one per image, all on the device and contiguous; idx
+ * (max only) the argmax iy W + ix; dx zeroed by the caller (the backward adds with atomics). */
+struct ecc_geometry;
+int al_cuda_ecc_pool2d(const struct ecc_geometry *g, const al_tensor *x, const al_tensor *sizes, bool is_max, al_tensor *y,
+                       al_tensor *idx);
+int al_cuda_ecc_pool2d_backward(const struct ecc_geometry *g, const al_tensor *dy, const al_tensor *sizes,
+                                const al_tensor *idx, bool is_max, al_tensor *dx);
+
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);

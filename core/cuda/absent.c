@@ -187,3 +187,13 @@ int al_cuda_grid_sample_backward(const struct sample_geometry *g, const al_tenso
                                  const al_tensor *dy, al_tensor *dx, al_tensor *dgrid) {
     return refuse("grid_sample");
 }
+
+/* eccentricity pooling (core/cuda/ecc_pool.cu) */
+int al_cuda_ecc_pool2d(const struct ecc_geometry *g, const al_tensor *x, const al_tensor *sizes, bool is_max, al_tensor *y,
+                       al_tensor *idx) {
+    return refuse("ecc_pool2d");
+}
+int al_cuda_ecc_pool2d_backward(const struct ecc_geometry *g, const al_tensor *dy, const al_tensor *sizes,
+                                const al_tensor *idx, bool is_max, al_tensor *dx) {
+    return refuse("ecc_pool2d");
+}

@@ -19,13 +19,11 @@
  * sizes.  The maximum scans its window (O(k^2) per cell) and keeps the argmax for the backward.
  * Threads split the planes (n, c), each with tables of its own. */
 #include "../internal.h"
+#include "ecc_pool2d_window.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    int64_t planes, C, H, W, Ho, Wo, stride;
-} ecc_geometry;
 
 static bool check_options(const char *fn, const al_ecc_pool2d_opts *o, int64_t N) {
     if (!o || !o->fixation) { al_error("%s: the fixation is missing", fn); return false; }
@@ -76,15 +74,6 @@ static void ring_sizes(const al_ecc_pool2d_opts *o, double fx, double fy, int64_
         }
 }
 
-/* Output cell (oy, ox)'s window of size k, clipped to the input: rows [*h0, *h1), columns [*w0, *w1). */
-static inline void window_of(const ecc_geometry *g, int64_t oy, int64_t ox, int64_t k, int64_t *h0, int64_t *h1,
-                             int64_t *w0, int64_t *w1) {
-    const int64_t lead = k > g->stride ? (k - g->stride) / 2 : 0;
-    const int64_t hs = oy * g->stride - lead, ws = ox * g->stride - lead;
-    *h0 = hs > 0 ? hs : 0; *w0 = ws > 0 ? ws : 0;
-    *h1 = hs + k < g->H ? hs + k : g->H; *w1 = ws + k < g->W ? ws + k : g->W;
-}
-
 /* The kernels, once per float dtype: ecc_avg_forward_float, ..., ecc_max_backward_double */
 #define GENERIC_FILE "../generic/ecc_pool2d_windows.h"
 #include "../generic/float_types.h"
@@ -118,6 +107,15 @@ static void ecc_pool2d_backward(al_node *node, const al_tensor *grad) {
     const al_tensor *x = node->inputs[0], *sizes = node->saved[0], *idx = node->saved[1];
     const bool is_max = node->ints[1] != 0;
     const int64_t n_fix = sizes->shape[0], per_fix = g.Ho * g.Wo;
+    if (x->storage->device == AL_CUDA) {   /* core/cuda/ecc_pool.cu adds into a zeroed dx */
+        al_tensor *gc = al_contiguous_nograd(grad), *dx = al_full_on(x->ndim, x->shape, 0, x->dtype, AL_CUDA);
+        if (gc && dx && al_cuda_ecc_pool2d_backward(&g, gc, sizes, idx, is_max, dx) == 0) {
+            al_accumulate_input_take(node, 0, dx);
+            dx = NULL;
+        }
+        al_release(gc); al_release(dx);
+        return;
+    }
     al_tensor *gc = al_contiguous_nograd(grad);
     al_tensor *dx = is_max ? al_full(x->ndim, x->shape, 0, x->dtype) : al_new_tensor(x->ndim, x->shape, x->dtype);
     const int threads = ecc_threads(&g);
@@ -158,8 +156,8 @@ al_tensor *al_ecc_pool2d_sizes(int64_t height, int64_t width, const al_ecc_pool2
 }
 
 al_tensor *al_ecc_pool2d(const al_tensor *x, const al_ecc_pool2d_opts *opts) {
-    AL_REQUIRE_CPU("ecc_pool2d", x, NULL, NULL, NULL);
     CHECK_TENSOR("ecc_pool2d", x, "x");
+    if (!al_same_device("ecc_pool2d", x, NULL, NULL)) return NULL;   /* CPU or CUDA (core/cuda/ecc_pool.cu); no bfloat16 */
     if (x->ndim != 4 || !al_is_float(x->dtype)) {
         al_error("ecc_pool2d: x must be a 4-d float tensor (N, C, H, W) (got %s, %s; one image: x:unsqueeze(1))", TSHAPE(x),
                  al_dtype_name(x->dtype));
@@ -172,12 +170,13 @@ al_tensor *al_ecc_pool2d(const al_tensor *x, const al_ecc_pool2d_opts *opts) {
     const int64_t n_fix = opts->n_fixations, per_fix = g.Ho * g.Wo;
     const int64_t sshape[3] = {n_fix, g.Ho, g.Wo}, shape[4] = {x->shape[0], x->shape[1], g.Ho, g.Wo};
     const bool is_max = opts->max_pool != 0;
-    al_tensor *sizes = al_new_tensor(3, sshape, AL_INT64), *xc = al_contiguous_nograd(x);
-    al_tensor *y = al_new_tensor(4, shape, x->dtype), *idx = is_max ? al_new_tensor(4, shape, AL_INT64) : NULL;
+    const al_device dev = x->storage->device;
+    al_tensor *sizes = al_new_tensor(3, sshape, AL_INT64), *xc = al_contiguous_nograd(x);   /* sizes: made on the host */
+    al_tensor *y = al_new_tensor_on(4, shape, x->dtype, dev), *idx = is_max ? al_new_tensor_on(4, shape, AL_INT64, dev) : NULL;
     const int threads = ecc_threads(&g);
     const size_t table = sizeof(double) * (size_t)((g.H + 1) * (g.W + 1));
-    double *sat = is_max ? NULL : malloc(table * (size_t)threads);
-    if (!sizes || !xc || !y || (is_max && !idx) || (!is_max && !sat)) {
+    double *sat = is_max || dev == AL_CUDA ? NULL : malloc(table * (size_t)threads);
+    if (!sizes || !xc || !y || (is_max && !idx) || (!is_max && dev == AL_CPU && !sat)) {
         if (sizes && xc && y && (!is_max || idx)) al_error("ecc_pool2d: out of memory for the summed-area tables");
         al_release(sizes); al_release(xc); al_release(y); al_release(idx);
         free(sat);
@@ -185,16 +184,26 @@ al_tensor *al_ecc_pool2d(const al_tensor *x, const al_ecc_pool2d_opts *opts) {
     }
     for (int64_t f = 0; f < n_fix; f++)
         ring_sizes(opts, opts->fixation[2 * f], opts->fixation[2 * f + 1], g.Ho, g.Wo, (int64_t *)al_ptr(sizes) + f * per_fix);
-    #pragma omp parallel num_threads(threads)
-    {
-        int64_t first, last;
-        double *own = thread_share(&g, sat, table, &first, &last);
-        if (x->dtype == AL_FLOAT32) {
-            if (is_max) ecc_max_forward_float(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), al_ptr(sizes), per_fix, n_fix, first, last);
-            else ecc_avg_forward_float(&g, al_ptr(xc), al_ptr(y), al_ptr(sizes), per_fix, n_fix, own, first, last);
-        } else {
-            if (is_max) ecc_max_forward_double(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), al_ptr(sizes), per_fix, n_fix, first, last);
-            else ecc_avg_forward_double(&g, al_ptr(xc), al_ptr(y), al_ptr(sizes), per_fix, n_fix, own, first, last);
+    if (dev == AL_CUDA) {   /* the sizes beside x, kept there for the backward */
+        al_tensor *on_device = al_to_device(sizes, AL_CUDA);
+        al_release(sizes);
+        sizes = on_device;
+        if (!sizes || al_cuda_ecc_pool2d(&g, xc, sizes, is_max, y, idx) < 0) {
+            al_release(sizes); al_release(xc); al_release(y); al_release(idx);
+            return NULL;
+        }
+    } else {
+        #pragma omp parallel num_threads(threads)
+        {
+            int64_t first, last;
+            double *own = thread_share(&g, sat, table, &first, &last);
+            if (x->dtype == AL_FLOAT32) {
+                if (is_max) ecc_max_forward_float(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), al_ptr(sizes), per_fix, n_fix, first, last);
+                else ecc_avg_forward_float(&g, al_ptr(xc), al_ptr(y), al_ptr(sizes), per_fix, n_fix, own, first, last);
+            } else {
+                if (is_max) ecc_max_forward_double(&g, al_ptr(xc), al_ptr(y), al_ptr(idx), al_ptr(sizes), per_fix, n_fix, first, last);
+                else ecc_avg_forward_double(&g, al_ptr(xc), al_ptr(y), al_ptr(sizes), per_fix, n_fix, own, first, last);
+            }
         }
     }
     free(sat);

@@ -99,6 +99,8 @@ static al_tensor *grid_sample_op(al_tensor *const *in, const void *arg) {
     return al_grid_sample(in[0], in[1], modes[0], modes[1]);
 }
 
+static al_tensor *ecc_pool_op(al_tensor *const *in, const void *arg) { return al_ecc_pool2d(in[0], arg); }
+
 static al_tensor *dropout_op(al_tensor *const *in, const void *arg) {
     al_seed(11);
     return al_dropout(in[0], *(const double *)arg, 1);
@@ -334,6 +336,12 @@ int main(void) {
                     check_op("grid_sample", grid_sample_op, modes, 2, 2, in2, tol);
                 }
             al_release(u); al_release(grid); al_release(shifted);
+            /* eccentricity pooling (core/cuda/ecc_pool.cu): windows from 2 to beyond the image, one fixation
+             * for both images or one each, average and maximum, stride 1 and 2 */
+            const double one[2] = {3.5, 4.0}, each[4] = {1.0, 9.5, 8.0, 2.0};
+            const al_ecc_pool2d_opts eccs[] = {{one, 1, 1, 2, 0.5, 4, 1, 1, 0}, {each, 2, 2, 1, 0.4, 4, 0.5, 1, 0},
+                                               {one, 1, 2, 2, 0.6, 4, 1, 1, 1}, {each, 2, 1, 1, 0.3, 4, 1, 1, 1}};
+            for (size_t i = 0; i < sizeof eccs / sizeof eccs[0]; i++) check_op("ecc_pool2d", ecc_pool_op, &eccs[i], 1, 1, &x, tol);
             al_release(x);
         }
     }
