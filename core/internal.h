@@ -309,6 +309,11 @@ int al_cuda_ecc_pool2d(const struct ecc_geometry *g, const al_tensor *x, const a
 int al_cuda_ecc_pool2d_backward(const struct ecc_geometry *g, const al_tensor *dy, const al_tensor *sizes,
                                 const al_tensor *idx, bool is_max, al_tensor *dx);
 
+/* solve (ops/matmul.c; core/cuda/solve.cu): A (nbatch, n, n) and work (nbatch, n, k), float64,
+ * contiguous, on the device; work holds B and is overwritten with X.  0, 1 when some A is singular
+ * (the CPU's test: a zero pivot), -1 with an error. */
+int al_cuda_solve(const al_tensor *A, al_tensor *work, int64_t n, int64_t k, int64_t nbatch);
+
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);

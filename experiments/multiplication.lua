@@ -356,8 +356,7 @@ local function probe_mae(step, input_pos)
     local Yk = Y:t():contiguous():reshape{ D2, cfg.probe_size, 1 }
     local F = Xk:size(3)
     local A = Xk:transpose(2, 3):matmul(Xk) + lab.eye(F):double() * (cfg.probe_ridge * cfg.probe_size)
-    -- (the (W+1)-square solves on the CPU: lab.solve has no CUDA kernel, and they are small)
-    local beta = lab.solve(A:to("cpu"), Xk:transpose(2, 3):matmul(Yk):to("cpu")):to(A:device())   -- (2d, W+1, 1)
+    local beta = lab.solve(A, Xk:transpose(2, 3):matmul(Yk))            -- (2d, W+1, 1)
     local Xt, Yt = probe_features(test_problems, step, input_pos)
     local pred = Xt:permute(2, 1, 3):matmul(beta):reshape{ D2, #test_problems }
     local mae = (pred - Yt:t()):abs():mean(2):totable()

@@ -197,3 +197,6 @@ int al_cuda_ecc_pool2d_backward(const struct ecc_geometry *g, const al_tensor *d
                                 const al_tensor *idx, bool is_max, al_tensor *dx) {
     return refuse("ecc_pool2d");
 }
+
+/* solve (core/cuda/solve.cu) */
+int al_cuda_solve(const al_tensor *A, al_tensor *work, int64_t n, int64_t k, int64_t nbatch) { return refuse("solve"); }

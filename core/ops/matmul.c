@@ -270,9 +270,9 @@ al_tensor *al_matmul(const al_tensor *a, const al_tensor *b) {
 /* ---- batched small solves (Gaussian elimination with partial pivoting, in float64) ------------ */
 
 al_tensor *al_solve(const al_tensor *a, const al_tensor *b) {
-    AL_REQUIRE_CPU("solve", a, b, NULL, NULL);
     CHECK_TENSOR("solve", a, "A");
     CHECK_TENSOR("solve", b, "B");
+    if (!al_same_device("solve", a, b, NULL)) return NULL;   /* CPU or CUDA (core/cuda/solve.cu); no bfloat16 */
     if (a->ndim < 2 || a->shape[a->ndim - 1] != a->shape[a->ndim - 2] || b->ndim < 2 ||
         b->shape[b->ndim - 2] != a->shape[a->ndim - 1] || a->ndim != b->ndim) {
         al_error("solve: A must be (..., n, n) and B (..., n, k) with the same batch; got %s and %s",
@@ -289,7 +289,9 @@ al_tensor *al_solve(const al_tensor *a, const al_tensor *b) {
     al_tensor *A = al_to_dtype_nograd(a, AL_FLOAT64), *X = al_to_dtype_nograd(b, AL_FLOAT64);
     al_tensor *work = X ? al_clone(X) : NULL;
     int singular = 0;
-    if (A && work) {
+    if (A && work && a->storage->device == AL_CUDA) {
+        singular = al_cuda_solve(A, work, n, kc, nbatch);   /* the same elimination, a thread per system */
+    } else if (A && work) {
         double *scratch = malloc(sizeof(double) * (size_t)(n * n > 0 ? n * n : 1));
         for (int64_t bi = 0; scratch && n > 0 && bi < nbatch; bi++) {   /* n = 0: nothing to solve */
             double *M = scratch, *R = (double *)al_ptr(work) + bi * n * kc;

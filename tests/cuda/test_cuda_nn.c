@@ -101,6 +101,8 @@ static al_tensor *grid_sample_op(al_tensor *const *in, const void *arg) {
 
 static al_tensor *ecc_pool_op(al_tensor *const *in, const void *arg) { return al_ecc_pool2d(in[0], arg); }
 
+static al_tensor *solve_op(al_tensor *const *in, const void *arg) { return al_solve(in[0], in[1]); }
+
 static al_tensor *dropout_op(al_tensor *const *in, const void *arg) {
     al_seed(11);
     return al_dropout(in[0], *(const double *)arg, 1);
@@ -287,6 +289,16 @@ int main(void) {
         }
 
         check_optimisers(dt);
+
+        /* solve (core/cuda/solve.cu): a batch of systems with pivoting, and a singular one refused */
+        {
+            const int64_t as[3] = {4, 6, 6}, bs[3] = {4, 6, 3}, one[3] = {1, 3, 3}, ob[3] = {1, 3, 1};
+            al_tensor *in[2] = {al_randn(3, as, dt), al_randn(3, bs, dt)};
+            check_op("solve", solve_op, NULL, 2, 0, in, dt == AL_FLOAT32 ? 1e-4 : 1e-10);
+            al_tensor *z = al_full(3, one, 0, dt), *zb = al_full(3, ob, 1, dt), *dz = to(z, AL_CUDA), *dzb = to(zb, AL_CUDA);
+            CHECK_FAILS(al_solve(dz, dzb), "is singular");
+            al_release(in[0]); al_release(in[1]); al_release(z); al_release(zb); al_release(dz); al_release(dzb);
+        }
 
         /* conv2d (core/cuda/conv.cu): x, weight and bias against the CPU's im2col and direct kernels, over
          * stride, asymmetric padding, dilation, groups, 1 x 1 and 5 x 5 kernels, no bias */

@@ -104,8 +104,7 @@ function baselines.ridge(b, sigma2)
   local Y = b.y:narrow(2, 1, b.L):unsqueeze(3)                      -- (B, L, 1)
   local Xt = X:transpose(2, 3)
   local A = Xt:matmul(X) + lab.eye(b.d) * (sigma2 * b.d)
-  -- (d x d solves, on the CPU: lab.solve has no CUDA kernel, and they are tiny)
-  local beta = lab.solve(A:to("cpu"), Xt:matmul(Y):to("cpu")):to(A:device())   -- (B, d, 1)
+  local beta = lab.solve(A, Xt:matmul(Y))                           -- (B, d, 1)
   return b.x:narrow(2, b.L + 1, 1):matmul(beta):reshape{ b.B }
 end
 
