@@ -67,14 +67,14 @@ static al_tensor *local_linear_forward(attention_problem *p, al_tensor **weights
         al_tensor *c = OP(&s, attention_causal_keep(p, dt));
         keep = keep ? OP(&s, al_mul(keep, c)) : c;
     }
-    if (keep) logits = OP(&s, al_where(keep, logits, OP(&s, al_full(0, NULL, -INFINITY, dt))));
+    if (keep) logits = OP(&s, al_where(keep, logits, OP(&s, al_full_on(0, NULL, -INFINITY, dt, p->q->storage->device))));
     al_tensor *P = OP(&s, al_softmax(logits, 3));                                     /* (B,H,N,M) */
     al_tensor *kbar = OP(&s, al_matmul(P, k)), *vbar = OP(&s, al_matmul(P, v));
     al_tensor *Kc = OP(&s, al_sub(OP(&s, al_unsqueeze(k, 2)), OP(&s, al_unsqueeze(kbar, 3))));   /* (B,H,N,M,d) */
     al_tensor *Kw = OP(&s, al_mul(Kc, OP(&s, al_unsqueeze(P, 4))));
     al_tensor *KwT = OP(&s, al_transpose(Kw, 3, 4));                                  /* (B,H,N,d,M) */
     al_tensor *Sigma = OP(&s, al_matmul(KwT, Kc));                                    /* (B,H,N,d,d) */
-    al_tensor *ridgeI = OP(&s, al_mul_scalar(OP(&s, al_eye(d, dt)), ridge));
+    al_tensor *ridgeI = OP(&s, al_mul_scalar(OP(&s, attention_on_device_of(p->q, al_eye(d, dt))), ridge));
     al_tensor *A = OP(&s, al_add(Sigma, ridgeI));
     al_tensor *rhs = OP(&s, al_unsqueeze(OP(&s, al_sub(p->q, kbar)), 4));             /* (B,H,N,d,1) */
     al_tensor *x = OP(&s, solve_differentiable(A, rhs));
@@ -92,7 +92,7 @@ static al_tensor *local_linear_forward(attention_problem *p, al_tensor **weights
 }
 
 const attention_variant attention_local_linear = {
-    .name = "local_linear", .forward = local_linear_forward, .options = options,
+    .name = "local_linear", .forward = local_linear_forward, .cuda_forward = local_linear_forward, .options = options,
     .options_size = sizeof(local_linear_options),
     .summary = "local linear attention (LLA): per-query weighted ridge regression on (k, v) with softmax weights, "
                "read at q (opts.ridge)"};
