@@ -60,7 +60,13 @@ static al_tensor *neighborhood_forward(attention_problem *p, const char *variant
                                        al_tensor **weights) {
     if (!neighborhood_resolve_layout(p, variant, strided)) return NULL;
     p->kernel = ((const neighborhood_options *)p->options)->kernel;
+    /* one range per query: the range kernels, on either device (attention_softmax_over_visible) */
     if (is_one_range(&p->nbhd)) return attention_softmax_over_visible(p, dense_name, tiled_name, weights);
+    if (p->q->storage->device == AL_CUDA) {   /* the key-list kernel is the CPU's */
+        al_error("attention: variant '%s' has a CUDA kernel for a 1-D undilated neighborhood only (q %s is on cuda); "
+                 "move the tensors to the CPU with :to(\"cpu\") for a grid or dilation", variant, TSHAPE(p->q));
+        return NULL;
+    }
     if (p->kernel != 0) {
         al_error("%s: a grid or dilated neighborhood runs on the key-list kernel; opts.kernel ('dense' or "
                  "'tiled') chooses between the range kernels of a 1-D undilated neighborhood only", dense_name);
@@ -77,26 +83,6 @@ static al_tensor *neighborhood_forward(attention_problem *p, const char *variant
     return attention_sparse_forward(p, &kb, NULL, list_name, weights);
 }
 
-/* On CUDA tensors: a 1-D undilated neighborhood is one key range per query, which the fused softmax
- * kernel takes as a list of ranges (softmax_cuda.c, core/cuda/attention.cu); grids and dilation
- * have no CUDA kernel yet. */
-static al_tensor *neighborhood_cuda_forward(attention_problem *p, const char *variant, bool strided, al_tensor **weights) {
-    if (!neighborhood_resolve_layout(p, variant, strided)) return NULL;
-    p->kernel = ((const neighborhood_options *)p->options)->kernel;
-    if (!is_one_range(&p->nbhd)) {
-        al_error("attention: variant '%s' has a CUDA kernel for a 1-D undilated neighborhood only (q %s is on cuda); "
-                 "move the tensors to the CPU with :to(\"cpu\") for a grid or dilation", variant, TSHAPE(p->q));
-        return NULL;
-    }
-    return attention_cuda_softmax_forward(p, weights);
-}
-static al_tensor *plain_cuda_forward(attention_problem *p, al_tensor **weights) {
-    return neighborhood_cuda_forward(p, "neighborhood", false, weights);
-}
-static al_tensor *strided_cuda_forward(attention_problem *p, al_tensor **weights) {
-    return neighborhood_cuda_forward(p, "strided_neighborhood", true, weights);
-}
-
 static al_tensor *plain_forward(attention_problem *p, al_tensor **weights) {
     return neighborhood_forward(p, "neighborhood", false, "attention_neighborhood", "attention_neighborhood_tiled",
                                 "attention_neighborhood_lists", weights);
@@ -109,14 +95,14 @@ static al_tensor *strided_forward(attention_problem *p, al_tensor **weights) {
 
 /* the two share their options (neighborhood_layout.c); the plain one refuses a stride, naming GNA */
 const attention_variant attention_neighborhood = {
-    .name = "neighborhood", .forward = plain_forward, .cuda_forward = plain_cuda_forward,
+    .name = "neighborhood", .forward = plain_forward, .cuda_forward = plain_forward,
     .options = neighborhood_option_list,
     .options_size = sizeof(neighborhood_options),
     .summary = "neighborhood attention (NATTEN), 1-D or on a grid (opts.grid), dilated: each query sees "
                "kernel_size keys around it per axis, shifted at the borders"};
 
 const attention_variant attention_strided_neighborhood = {
-    .name = "strided_neighborhood", .forward = strided_forward, .cuda_forward = strided_cuda_forward,
+    .name = "strided_neighborhood", .forward = strided_forward, .cuda_forward = strided_forward,
     .options = neighborhood_option_list,
     .options_size = sizeof(neighborhood_options),
     .summary = "generalized neighborhood attention (GNA): groups of `stride` queries share their leader's window"};

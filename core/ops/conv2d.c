@@ -371,45 +371,30 @@ static void geometry_from_node(const al_node *node, conv_geometry *g) {
     g->K_g = g->Cin_g * g->kh * g->kw; g->K = g->Cin * g->kh * g->kw; g->P = g->Ho * g->Wo;
 }
 
-/* On the GPU: the gradients wanted, each written whole by core/cuda/conv.cu. */
-static void conv2d_backward_cuda(al_node *node, const al_tensor *grad, const conv_geometry *g, bool want_dx, bool want_dw,
-                                 bool want_db) {
-    const al_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
-    al_tensor *gc = al_contiguous_nograd(grad);
-    al_tensor *xc = want_dw ? al_contiguous_nograd(x) : NULL, *wc = want_dx ? al_contiguous_nograd(w) : NULL;
-    al_tensor *dx = want_dx ? al_new_tensor_on(x->ndim, x->shape, x->dtype, AL_CUDA) : NULL;
-    al_tensor *dw = want_dw ? al_new_tensor_on(w->ndim, w->shape, w->dtype, AL_CUDA) : NULL;
-    al_tensor *db = want_db ? al_new_tensor_on(1, b->shape, b->dtype, AL_CUDA) : NULL;
-    if (gc && (!want_dw || (xc && dw)) && (!want_dx || (wc && dx)) && (!want_db || db) &&
-        al_cuda_conv2d_backward(g, xc, wc, gc, dx, dw, db) == 0) {
-        al_accumulate_input_take(node, 0, dx);
-        al_accumulate_input_take(node, 1, dw);
-        al_accumulate_input_take(node, 2, db);
-        dx = dw = db = NULL;
-    }
-    al_release(dx); al_release(dw); al_release(db);
-    al_release(gc); al_release(xc); al_release(wc);
-}
-
 static void conv2d_backward(al_node *node, const al_tensor *grad) {
     conv_geometry g;
     geometry_from_node(node, &g);
     const al_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
     const bool want_dx = al_input_needs_grad(node, 0), want_dw = al_input_needs_grad(node, 1);
     const bool want_db = b && al_input_needs_grad(node, 2);
-    if (x->storage->device == AL_CUDA) { conv2d_backward_cuda(node, grad, &g, want_dx, want_dw, want_db); return; }
+    const al_device dev = x->storage->device;
     al_tensor *gc = al_contiguous_nograd(grad);
     al_tensor *xc = want_dw ? al_contiguous_nograd(x) : NULL, *wc = want_dx ? al_contiguous_nograd(w) : NULL;
-    al_tensor *dx = want_dx ? al_full(x->ndim, x->shape, 0, x->dtype) : NULL;
-    al_tensor *dw = want_dw ? al_full(w->ndim, w->shape, 0, w->dtype) : NULL;
-    al_tensor *db = want_db ? al_new_tensor(1, b->shape, b->dtype) : NULL;
+    /* the CPU kernels add into zeroed dx and dw; the GPU's (core/cuda/conv.cu) write all three whole */
+    al_tensor *dx = !want_dx ? NULL : dev == AL_CUDA ? al_new_tensor_on(x->ndim, x->shape, x->dtype, dev)
+                                                     : al_full(x->ndim, x->shape, 0, x->dtype);
+    al_tensor *dw = !want_dw ? NULL : dev == AL_CUDA ? al_new_tensor_on(w->ndim, w->shape, w->dtype, dev)
+                                                     : al_full(w->ndim, w->shape, 0, w->dtype);
+    al_tensor *db = want_db ? al_new_tensor_on(1, b->shape, b->dtype, dev) : NULL;
     if (!gc || (want_dw && (!xc || !dw)) || (want_dx && (!wc || !dx)) || (want_db && !db)) {
         al_error("conv2d: out of memory in the backward");
-    } else if ((want_dx || want_dw) && conv_backward_data(&g, x->dtype, xc ? al_ptr(xc) : NULL, wc ? al_ptr(wc) : NULL,
-                                                          al_ptr(gc), dx ? al_ptr(dx) : NULL, dw ? al_ptr(dw) : NULL) < 0) {
+    } else if (dev == AL_CUDA ? al_cuda_conv2d_backward(&g, xc, wc, gc, dx, dw, db) < 0
+                              : (want_dx || want_dw) &&
+                                    conv_backward_data(&g, x->dtype, xc ? al_ptr(xc) : NULL, wc ? al_ptr(wc) : NULL,
+                                                       al_ptr(gc), dx ? al_ptr(dx) : NULL, dw ? al_ptr(dw) : NULL) < 0) {
         /* the error is set */
     } else {
-        if (db) conv_backward_bias(&g, x->dtype, al_ptr(gc), al_ptr(db));
+        if (db && dev == AL_CPU) conv_backward_bias(&g, x->dtype, al_ptr(gc), al_ptr(db));
         al_accumulate_input_take(node, 0, dx);
         al_accumulate_input_take(node, 1, dw);
         al_accumulate_input_take(node, 2, db);
