@@ -78,7 +78,7 @@ $(BUILD)/%.o: %.c core/include/attnlab.h core/internal.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
 
-$(BUILD)/core/cuda/%.o: core/cuda/%.cu core/cuda/cuda_internal.h core/include/attnlab.h core/internal.h
+$(BUILD)/core/cuda/%.o: core/cuda/%.cu core/cuda/cuda_internal.h $(wildcard core/cuda/*.cuh) core/include/attnlab.h core/internal.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
@@ -152,7 +152,7 @@ build-cuda/tests/%: tests/cuda/%.c tests/cuda/compare.h tests/c/check.h $(LIB_A)
 # sizes take every grid-stride loop round more than once.  (-Wno-sign-compare: the kernels compare
 # threadIdx.x, unsigned, with int bounds, which nvcc accepts without a word.)
 EMULATED        := $(BUILD)/cuda-emulated
-EMULATED_CXXFLAGS := -std=c++17 $(OPT) $(SAN) $(filter-out -Wstrict-prototypes,$(WARN)) -Wno-sign-compare -fopenmp -fno-math-errno \
+EMULATED_CXXFLAGS := -std=c++17 $(OPT) $(SAN) $(filter-out -Wstrict-prototypes,$(WARN)) -Wno-sign-compare -Wno-unknown-pragmas -fopenmp -fno-math-errno \
                      -Icore/include -Icore -Icore/cuda -Itests/cuda_emulation -DAL_CUDA_GRID_STRIDE_BLOCKS=3
 EMULATION_HEADERS := $(wildcard tests/cuda_emulation/*.h)
 EMULATED_OBJ    := $(patsubst core/cuda/%.cu,$(EMULATED)/core/cuda/%.o,$(wildcard core/cuda/*.cu)) \
@@ -176,7 +176,7 @@ $(EMULATED)/core/cuda/%.cpp: core/cuda/%.cu tests/cuda_emulation/translate.sh
 	@mkdir -p $(dir $@)
 	sh tests/cuda_emulation/translate.sh $< $@
 
-$(EMULATED)/core/cuda/%.o: $(EMULATED)/core/cuda/%.cpp core/cuda/cuda_internal.h $(EMULATION_HEADERS) \
+$(EMULATED)/core/cuda/%.o: $(EMULATED)/core/cuda/%.cpp core/cuda/cuda_internal.h $(wildcard core/cuda/*.cuh) $(EMULATION_HEADERS) \
                            core/include/attnlab.h core/internal.h
 	$(CXX) $(EMULATED_CXXFLAGS) -c -o $@ $<
 

@@ -262,6 +262,9 @@ typedef struct {
 } al_cuda_attention_args;
 int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, al_tensor *lse);
 int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights);
+/* Which kernel the last CUDA attention forward or backward ran: "tiled" (any dtype and options) or
+ * "tensor cores" (bfloat16 of the shapes attention_mma.cu takes); "none" before any; for the tests. */
+const char *al_cuda_attention_kernel_used(void);
 /* 2-D convolution (ops/conv2d.c checks and fills the geometry; core/cuda/conv.cu computes on the
  * GPU): x (N, Cin, H, W), w (Cout, Cin_g, kh, kw), b (Cout) or NULL, y and dy (N, Cout, Ho, Wo),
  * all contiguous and of one float dtype; dx, dw, db NULL when not wanted, else written whole. */

@@ -117,6 +117,7 @@ int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, a
     al_error("attention: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;
 }
+const char *al_cuda_attention_kernel_used(void) { return "none"; }
 int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights) {
     al_error("attention: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;

@@ -14,6 +14,9 @@
  * the same rounded values, the conversions' rounding, and what refuses bfloat16. */
 #include "compare.h"
 
+/* which kernel the last CUDA attention forward or backward ran ("tiled", "tensor cores"; core/internal.h) */
+const char *al_cuda_attention_kernel_used(void);
+
 
 
 /* the largest |x| of a CPU tensor (0 for none) */
@@ -258,9 +261,16 @@ static void check_bfloat16_case(const attention_case *c) {
     al_tensor *out = bq && bk && bv ? al_attention(bq, bk, bv, &opts, NULL) : NULL;
     if (!out) fprintf(stderr, "%s (bfloat16, cuda): %s\n", c->name, al_last_error());
     CHECK(out && al_dtype_of(out) == AL_BFLOAT16 && al_device_of(out) == AL_CUDA);
+    /* the tensor-core kernels take plain softmax (causal or not) with d = dv of 16, 32, 64 or 128;
+     * the tiled kernels all the rest */
+    const bool tensor_cores = c->bias == NO_BIAS && !c->mask && c->window == 0 && c->d == c->dv &&
+                              (c->d == 16 || c->d == 32 || c->d == 64 || c->d == 128);
+    const char *expected = tensor_cores ? "tensor cores" : "tiled";
+    CHECK(strcmp(al_cuda_attention_kernel_used(), expected) == 0);
     al_tensor *wide = out ? al_to_dtype(out, AL_FLOAT32) : NULL, *back = wide ? to(wide, AL_CPU) : NULL;
     al_tensor *prod = back ? al_mul(back, R) : NULL, *loss = prod ? al_sum(prod, AL_ALL_DIMS, 0) : NULL;
     CHECK(loss && al_backward(loss, NULL) == 0);
+    CHECK(strcmp(al_cuda_attention_kernel_used(), expected) == 0);
     CHECK_NEAR(max_rel_diff(back, out_cpu), 0, 1e-2);
     const al_tensor *leaves[3] = {q, k, v}, *twins[3] = {q2, k2, v2};
     for (int i = 0; i < 3; i++) {
@@ -272,6 +282,45 @@ static void check_bfloat16_case(const attention_case *c) {
     al_tensor *all[] = {q0, k0, v0, R0, b0, q, k, v, R, bias, mask, out_cpu, q2, k2, v2, dq, dk, dv, bq, bk, bv,
                         dbias, dmask, out, wide, back, prod, loss};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) al_release(all[i]);
+}
+
+/* The tensor-core kernels copy a row 16 bytes at a time when every row starts on 16 bytes, element by
+ * element otherwise: one problem given as views that start an element in (q, k and v narrowed from
+ * rows one wider, in bfloat16 on the device) and as those views made contiguous gives the same
+ * output and the same gradients, to the last bit. */
+static void check_bfloat16_unaligned_views(void) {
+    const int64_t qs[4] = {1, 2, 40, 65}, ks[4] = {1, 2, 70, 65}, os[4] = {1, 2, 40, 64};
+    al_tensor *wide[3] = {al_randn(4, qs, AL_FLOAT32), al_randn(4, ks, AL_FLOAT32), al_randn(4, ks, AL_FLOAT32)};
+    al_tensor *R = al_randn(4, os, AL_FLOAT32), *results[2][4] = {{NULL}};
+    const al_attention_opts opts = {.causal = 1};
+    for (int contiguous = 0; contiguous < 2; contiguous++) {
+        al_tensor *leaf[3], *dev[3], *half[3], *view[3], *operand[3];
+        for (int t = 0; t < 3; t++) {
+            leaf[t] = twin_leaf(wide[t]);
+            dev[t] = to(leaf[t], AL_CUDA);
+            half[t] = dev[t] ? al_to_dtype(dev[t], AL_BFLOAT16) : NULL;
+            view[t] = half[t] ? al_narrow(half[t], 3, 1, 64) : NULL;
+            operand[t] = !view[t] ? NULL : contiguous ? al_contiguous(view[t]) : al_retain(view[t]);
+        }
+        al_tensor *out = operand[0] && operand[1] && operand[2] ? al_attention(operand[0], operand[1], operand[2], &opts, NULL) : NULL;
+        if (!out) fprintf(stderr, "unaligned views (bfloat16, cuda): %s\n", al_last_error());
+        CHECK(out && strcmp(al_cuda_attention_kernel_used(), "tensor cores") == 0);
+        al_tensor *f = out ? al_to_dtype(out, AL_FLOAT32) : NULL, *back = f ? to(f, AL_CPU) : NULL;
+        al_tensor *prod = back ? al_mul(back, R) : NULL, *loss = prod ? al_sum(prod, AL_ALL_DIMS, 0) : NULL;
+        if (!(loss && al_backward(loss, NULL) == 0)) fprintf(stderr, "unaligned views, backward: %s\n", al_last_error());
+        results[contiguous][0] = back ? al_retain(back) : NULL;
+        for (int t = 0; t < 3; t++) results[contiguous][t + 1] = al_grad(leaf[t]);
+        al_tensor *done[] = {out, f, back, prod, loss};
+        for (size_t i = 0; i < sizeof done / sizeof done[0]; i++) al_release(done[i]);
+        for (int t = 0; t < 3; t++) { al_release(leaf[t]); al_release(dev[t]); al_release(half[t]); al_release(view[t]); al_release(operand[t]); }
+    }
+    for (int r = 0; r < 4; r++) {
+        CHECK(results[0][r] && results[1][r]);
+        CHECK_NEAR(max_rel_diff(results[0][r], results[1][r]), 0, 0);
+        al_release(results[0][r]); al_release(results[1][r]);
+    }
+    for (int t = 0; t < 3; t++) al_release(wide[t]);
+    al_release(R);
 }
 
 /* Conversions round to nearest, ties to even, from float32 and in one rounding from float64; what
@@ -409,8 +458,14 @@ int main(void) {
         {"bfloat16, causal bottom-right",  1, 4, 2,  29,  70,  32,  32, 2, NO_BIAS,                 false, false, 0, 0, 0},
         {"bfloat16, constant bias, mask",  2, 2, 2,  21,  35,  16,  16, 0, CONSTANT_BROADCAST_BIAS, true,  false, 0, 0, 0},
         {"bfloat16, window 9, causal",     1, 2, 1,  83,  83, 128, 128, 1, NO_BIAS,                 false, false, 9, 0, 0},
+        /* on the tensor cores (and the two without bias, mask or window above): query and key tiles
+         * of 64 with tails, causal over three key tiles, rows that see no key, d of 16 and 128 */
+        {"bfloat16, causal, d 128",         1, 2, 2, 130, 130, 128, 128, 1, NO_BIAS,                false, false, 0, 0, 0},
+        {"bfloat16, few queries, 200 keys", 2, 2, 1,   5, 200,  16,  16, 0, NO_BIAS,                false, false, 0, 0, 0},
+        {"bfloat16, bottom-right, N > M",   1, 2, 2,  70,  20,  32,  32, 2, NO_BIAS,                false, false, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof bf16_cases / sizeof bf16_cases[0]; i++) check_bfloat16_case(&bf16_cases[i]);
+    check_bfloat16_unaligned_views();
     check_bfloat16_conversions();
     return check_report("test_cuda_attention");
 }

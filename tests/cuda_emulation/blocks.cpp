@@ -224,12 +224,25 @@ void emulated_warp_exchange(unsigned mask, const void *value, size_t size, unsig
     arrive(b, WARP, file, line, "shuffle");   /* nobody overwrites a value before every lane has read */
 }
 
+/* A warp-wide operation (__syncwarp, the tensor-core tile functions of mma.h) reached by the running
+ * lane at file:line: it waits there until its 32 lanes have all reached it (the same line, the same
+ * number of warp operations before it, as with a shuffle). */
+void emulated_warp_meet(const char *file, int line) {
+    const int none = 0;
+    int ignored;
+    emulated_warp_exchange(0xffffffffu, &none, sizeof none, emulated_lane(), &ignored, file, line);
+}
+
+/* A misuse that a GPU would answer with garbage or a fault (mma.h's alignment rules): stops the program. */
+void emulated_misuse(const char *file, int line, const char *what) { stop("%s at %s:%d", what, file, line); }
+
 /* ---- shared memory ------------------------------------------------------------------------------ */
 
 void *emulated_dynamic_shared(void) { return dynamic_shared_end - dynamic_shared_bytes; }
 
 /* The dynamic buffer ends at an inaccessible page, so that an access past its size faults; its
- * start is 16-byte aligned (the size rounds up to 16). */
+ * start is 128-byte aligned (the size rounds up to 128), as the __align__(128) of the kernels that
+ * lay tensor-core tiles in it asks. */
 static void place_dynamic_shared(size_t bytes) {
     static char *region;
     if (!region) {
@@ -238,7 +251,7 @@ static void place_dynamic_shared(size_t bytes) {
         dynamic_shared_end = region + MAX_DYNAMIC_SHARED;
         mprotect(dynamic_shared_end, PAGE, PROT_NONE);
     }
-    dynamic_shared_bytes = (bytes + 15) / 16 * 16;
+    dynamic_shared_bytes = (bytes + 127) / 128 * 128;
 }
 
 bool emulated_static_shared(void *p, size_t bytes) {

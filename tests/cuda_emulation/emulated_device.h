@@ -25,7 +25,7 @@
 #define __global__
 #define __device__
 #define __launch_bounds__(max_threads)
-/* alignment of the one __align__ use, the dynamic shared array: its buffer is 16-byte aligned */
+/* alignment of the one __align__ use, the dynamic shared array: its buffer is 128-byte aligned */
 #define __align__(n)
 /* translate.sh's rewrite of `__shared__ TYPE NAME[N];`: one copy for the block, a static of the
  * function, filled with 0xff when first reached and before each block (the registration runs once
@@ -52,6 +52,11 @@ void emulated_syncthreads(const char *file, int line);
 #define __syncthreads() emulated_syncthreads(__FILE__, __LINE__)
 
 unsigned emulated_lane(void);
+/* the running lane waits at file:line until all 32 lanes of its warp are there (blocks.cpp) */
+void emulated_warp_meet(const char *file, int line);
+#define __syncwarp() emulated_warp_meet(__FILE__, __LINE__)
+/* stops the program: `what` at file:line is a misuse a GPU would not report */
+void emulated_misuse(const char *file, int line, const char *what) __attribute__((noreturn));
 /* Every lane of the warp hands in `size` bytes at `value` and gets those of lane `source` at `result`. */
 void emulated_warp_exchange(unsigned mask, const void *value, size_t size, unsigned source, void *result,
                             const char *file, int line);
