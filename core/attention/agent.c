@@ -7,7 +7,8 @@
  * a generalised linear attention of rank <= n: O(N n (d + dv)) time and O(N n) memory per head,
  * composed of differentiable ops.  Left out: the agent biases B1, B2 and the depthwise-conv term
  * DWC(V) (image-grid specific).  No causal form (pooled agents mix future tokens; the paper has
- * none), no bias or mask.  Its map (only when asked, O(N n M)): softmax(scale Q A^T) softmax(scale A K^T). */
+ * none), no bias or mask.  Its map (only when asked, O(N n M)): softmax(scale Q A^T) softmax(scale A K^T).
+ * On CUDA tensors the same ops run on the GPU (the pooling matrix is made on the host and moved). */
 #include "attention_internal.h"
 
 /* (n, N) adaptive average pooling matrix: row a averages positions [floor(a N / n), ceil((a + 1) N / n)) */
@@ -54,7 +55,8 @@ static al_tensor *agent_tokens(const attention_problem *p) {
                  "(got agent_count %lld)", (long long)p->N, (long long)o->agent_count);
         return NULL;
     }
-    al_tensor *pool = pooling_matrix(o->agent_count, p->N, p->q->dtype);
+    /* built on the host, moved beside q on the GPU (an (n, N) constant per call) */
+    al_tensor *pool = attention_on_device_of(p->q, pooling_matrix(o->agent_count, p->N, p->q->dtype));
     al_tensor *a = pool ? al_matmul(pool, p->q) : NULL;
     al_release(pool);
     return a;
@@ -82,7 +84,7 @@ static al_tensor *agent_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_agent = {
-    .name = "agent", .forward = agent_forward, .flags = ATTENTION_NO_LOGITS,
+    .name = "agent", .forward = agent_forward, .cuda_forward = agent_forward, .flags = ATTENTION_NO_LOGITS,
     .options = options, .options_size = sizeof(agent_options),
     .summary = "agent attention: n agent tokens (opts.agents, or opts.agent_count pooled from q) gather from k/v, "
                "queries read the agents"};

@@ -254,5 +254,9 @@ void key_lists_free(key_list_builder *kb);
  * query's logit for key j and is differentiable. */
 al_tensor *attention_sparse_forward(const attention_problem *p, key_list_builder *kb,
                                     const al_tensor *key_bias, const char *name, al_tensor **weights);
+/* The same on CUDA tensors (sparse_cuda.c: the fused softmax kernel with the lists as a dense mask);
+ * attention_sparse_forward hands CUDA problems to it. */
+al_tensor *attention_sparse_cuda_forward(const attention_problem *p, key_list_builder *kb,
+                                         const al_tensor *key_bias, const char *name, al_tensor **weights);
 
 #endif

@@ -10,9 +10,12 @@
  * the reference (dbias = dS summed over queries); the top-k selection itself is a constant (not
  * differentiated through).  Some integrations use A softplus(.) without the exp: this is the exp
  * form of the flash-dmattn helper.  The kernel visits only the kept keys: O(N top_k (d + dv))
- * work after an O(N M) selection (one sort of the keys per (batch, kv head)). */
+ * work after an O(N M) selection (one sort of the keys per (batch, kv head)).  On CUDA tensors the
+ * scores are computed on the device, the selection on the host, and the lists run composed from the
+ * fused softmax kernel (sparse_cuda.c: O(N M) there). */
 #include "attention_internal.h"
 #include <stdlib.h>
+#include <string.h>
 
 /* z = exp(A * softplus(vcat W_dt)) as (B, Hkv, M), differentiable in v, W_dt and A;
  * softplus(x) = relu(x) + log(1 + exp(-|x|)) (no overflow for large |x|) */
@@ -41,12 +44,19 @@ static bool mask_allows(const attention_problem *p, int64_t b, int64_t h, int64_
                                   : ((const double *)m->storage->data)[off] != 0;
 }
 
-/* keep(b, h, i) for every query, from the detached scores z (B, Hkv, M) */
+/* keep(b, h, i) for every query, from the detached scores z (B, Hkv, M); the selection runs on the
+ * host, so on CUDA tensors it reads copies of z and of opts.mask */
 static bool dma_key_lists(const attention_problem *p, const al_tensor *z, int64_t top_k, key_list_builder *kb) {
     const int64_t M = p->M, group = p->H / p->Hkv;
-    al_tensor *z64 = al_to_dtype_nograd(z, AL_FLOAT64), *zc = z64 ? al_contiguous_nograd(z64) : NULL;
+    memset(kb, 0, sizeof *kb);   /* freed below only when its lists were started */
+    attention_problem host = *p;
+    al_tensor *zd = al_detach(z), *zh = zd ? al_to_device(zd, AL_CPU) : NULL;
+    al_tensor *mask_host = p->mask && p->mask->storage->device != AL_CPU ? al_to_device(p->mask, AL_CPU) : NULL;
+    if (mask_host) host.mask = mask_host;
+    p = &host;
+    al_tensor *z64 = zh ? al_to_dtype_nograd(zh, AL_FLOAT64) : NULL, *zc = z64 ? al_contiguous_nograd(z64) : NULL;
     scored_position *order = malloc(sizeof(scored_position) * (size_t)(M + 1));
-    bool ok = zc && order && key_lists_init(kb, p->B * p->H * p->N, false);
+    bool ok = zc && order && (!p->mask || host.mask->storage->device == AL_CPU) && key_lists_init(kb, p->B * p->H * p->N, false);
     for (int64_t bk = 0; ok && bk < p->B * p->Hkv; bk++) {
         const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;
         const double *zr = (const double *)al_ptr(zc) + bk * M;
@@ -67,7 +77,7 @@ static bool dma_key_lists(const attention_problem *p, const al_tensor *z, int64_
     }
     if (!zc || !order) al_error("attention: out of memory selecting the dynamic mask");
     if (!ok && kb->start) key_lists_free(kb);
-    free(order); al_release(z64); al_release(zc);
+    free(order); al_release(z64); al_release(zc); al_release(zd); al_release(zh); al_release(mask_host);
     return ok;
 }
 
@@ -111,7 +121,7 @@ static al_tensor *dynamic_mask_forward(attention_problem *p, al_tensor **weights
 }
 
 const attention_variant attention_dynamic_mask = {
-    .name = "dynamic_mask", .forward = dynamic_mask_forward, .options = options,
+    .name = "dynamic_mask", .forward = dynamic_mask_forward, .cuda_forward = dynamic_mask_forward, .options = options,
     .options_size = sizeof(dynamic_mask_options),
     .summary = "dynamic mask attention (DMA): per query the top_k keys by a value-derived score z, which is also "
                "the bias"};

@@ -60,13 +60,9 @@ static al_tensor *neighborhood_forward(attention_problem *p, const char *variant
                                        al_tensor **weights) {
     if (!neighborhood_resolve_layout(p, variant, strided)) return NULL;
     p->kernel = ((const neighborhood_options *)p->options)->kernel;
-    /* one range per query: the range kernels, on either device (attention_softmax_over_visible) */
+    /* one range per query: the range kernels, on either device (attention_softmax_over_visible); a grid
+     * or a dilation: key lists (on CUDA tensors composed from the fused kernel, sparse_cuda.c) */
     if (is_one_range(&p->nbhd)) return attention_softmax_over_visible(p, dense_name, tiled_name, weights);
-    if (p->q->storage->device == AL_CUDA) {   /* the key-list kernel is the CPU's */
-        al_error("attention: variant '%s' has a CUDA kernel for a 1-D undilated neighborhood only (q %s is on cuda); "
-                 "move the tensors to the CPU with :to(\"cpu\") for a grid or dilation", variant, TSHAPE(p->q));
-        return NULL;
-    }
     if (p->kernel != 0) {
         al_error("%s: a grid or dilated neighborhood runs on the key-list kernel; opts.kernel ('dense' or "
                  "'tiled') chooses between the range kernels of a 1-D undilated neighborhood only", dense_name);

@@ -62,6 +62,7 @@ static al_tensor *power_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_power = {
-    .name = "power", .forward = power_forward, .options = options, .options_size = sizeof(power_options),
+    .name = "power", .forward = power_forward, .cuda_forward = power_forward, .options = options,
+    .options_size = sizeof(power_options),
     .summary = "PowerAttention: causal, a local window plus keys at power-of-2 block distances, O(N log N) (Chen "
                "et al. 2025)"};

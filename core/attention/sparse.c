@@ -136,6 +136,7 @@ static al_tensor *sparse_map(const attention_problem *p, const sparse_lists *L, 
 
 al_tensor *attention_sparse_forward(const attention_problem *p, key_list_builder *kb,
                                     const al_tensor *key_bias, const char *name, al_tensor **weights) {
+    if (p->q->storage->device == AL_CUDA) return attention_sparse_cuda_forward(p, kb, key_bias, name, weights);
     const al_dtype dt = p->q->dtype;
     const int64_t rows = p->B * p->H * p->N;
     int64_t os[4] = {p->B, p->H, p->N, p->dv}, ns[1] = {kb->nnz}, rs[1] = {rows + 1};

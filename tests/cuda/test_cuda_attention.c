@@ -148,13 +148,14 @@ static void check_case(const attention_case *c, al_dtype dt) {
  * either device, so each is compared with itself on the CPU, output, map and the gradients of q, k
  * and v.  Option tensors (gates, bias factors, pointer weights, the second key and value sets) are
  * made on the CPU and moved. */
-enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET };
+enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET, AGENT_TOKENS, DMA_PARAMETERS };
 typedef struct {
     const char *name, *variant;
     int causal;
     bool weights, mask;
     int extra;
     double float32_tol;   /* 0: 1e-4 */
+    struct { const char *name; double value; } numbers[2];   /* number options of the variant (name NULL: none) */
 } composed_case;
 
 static void check_composed_case(const composed_case *c, al_dtype dt) {
@@ -174,6 +175,11 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
         names[0] = "pointer_w1"; names[1] = "pointer_w2"; names[2] = "pointer_v"; n_extra = 3;
     }
     if (c->extra == TENSOR_SECOND_SET) { extra[0] = al_randn(4, s4, dt); extra[1] = al_randn(4, s4, dt); names[0] = "k2"; names[1] = "v2"; n_extra = 2; }
+    if (c->extra == AGENT_TOKENS) { extra[0] = al_randn(4, (int64_t[]){1, H, 5, d}, dt); names[0] = "agents"; n_extra = 1; }
+    if (c->extra == DMA_PARAMETERS) {   /* W_dt (Hkv dv, Hkv) and A (Hkv), Hkv = H here */
+        extra[0] = al_randn(2, (int64_t[]){H * d, H}, dt); extra[1] = al_randn(1, (int64_t[]){H}, dt);
+        names[0] = "dt_proj"; names[1] = "dt_a"; n_extra = 2;
+    }
     const int64_t map[4] = {B, 1, N, N};
     double *m = malloc(sizeof(double) * (size_t)(B * N * N));
     for (int64_t i = 0; i < B * N * N; i++) m[i] = (i * 7 + i / N) % 5 != 0;
@@ -188,14 +194,19 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
             if (dev) leaves[1][i] = twin_leaf(leaves[0][i]);
             in[i] = dev ? to(leaves[1][i], AL_CUDA) : al_retain(leaves[0][i]);
         }
-        al_attention_option opts_list[3];
+        al_attention_option opts_list[5];
         for (int i = 0; i < n_extra; i++) {
             opt_t[i] = dev ? to(extra[i], AL_CUDA) : al_retain(extra[i]);
             opts_list[i] = (al_attention_option){.name = names[i], .value = {.type = AL_VALUE_TENSOR, .tensor = opt_t[i]}};
         }
+        int n_options = n_extra;
+        for (int i = 0; i < 2; i++)
+            if (c->numbers[i].name)
+                opts_list[n_options++] = (al_attention_option){.name = c->numbers[i].name,
+                                                               .value = {.type = AL_VALUE_NUMBER, .number = c->numbers[i].value}};
         if (mask) dmask = dev ? to(mask, AL_CUDA) : al_retain(mask);
-        const al_attention_opts opts = {.variant = c->variant, .causal = c->causal, .mask = dmask, .n_options = n_extra,
-                                        .options = n_extra ? opts_list : NULL};
+        const al_attention_opts opts = {.variant = c->variant, .causal = c->causal, .mask = dmask, .n_options = n_options,
+                                        .options = n_options ? opts_list : NULL};
         al_tensor *o = al_attention(in[0], in[1], in[2], &opts, c->weights ? &w[dev] : NULL);
         if (!o) fprintf(stderr, "%s (%s, %s): %s\n", c->name, al_dtype_name(dt), dev ? "cuda" : "cpu", al_last_error());
         out[dev] = o && dev ? to(o, AL_CPU) : (o ? al_retain(o) : NULL);
@@ -378,11 +389,14 @@ static void check_refusals(void) {
     /* a variant without a CUDA kernel names itself */
     const al_attention_opts landmark = {.variant = "landmark"};
     CHECK_FAILS(al_attention(dq, dq, dq, &landmark, NULL), "variant 'landmark' has no CUDA kernel");
-    /* a dilated (or grid) neighborhood: no CUDA kernel yet, and it says which ones have */
+    /* a dilated (or grid) neighborhood runs on key lists, composed from the fused kernel in float32
+     * and float64 (the composed cases below); not in bfloat16, and it says so */
     const al_attention_option dilated[2] = {{.name = "kernel_size", .value = {.type = AL_VALUE_NUMBER, .number = 3}},
                                             {.name = "dilation", .value = {.type = AL_VALUE_NUMBER, .number = 2}}};
     const al_attention_opts dilated_opts = {.variant = "neighborhood", .n_options = 2, .options = dilated};
-    CHECK_FAILS(al_attention(dq, dq, dq, &dilated_opts, NULL), "a CUDA kernel for a 1-D undilated neighborhood only");
+    al_tensor *dq_bf16 = al_to_dtype(dq, AL_BFLOAT16);
+    CHECK_FAILS(al_attention(dq_bf16, dq_bf16, dq_bf16, &dilated_opts, NULL), "no bfloat16 kernel for a key-list pattern");
+    al_release(dq_bf16);
     /* every tensor on q's device */
     const al_attention_opts cpu_mask = {.mask = mask};
     CHECK_FAILS(al_attention(dq, dq, dq, &cpu_mask, NULL), "two devices");
@@ -437,18 +451,24 @@ int main(void) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], dts[t]);
     check_refusals();
     const composed_case composed[] = {
-        {"moh, causal, weights",         "moh",            1, true,  false, MOH_GATES, 0},
-        {"flashbias, mask",              "flashbias",      0, false, true,  FLASHBIAS_FACTORS, 0},
-        {"pointer, dot, causal",         "pointer",        1, true,  false, NO_EXTRA, 0},
-        {"pointer, additive, mask",      "pointer",        0, false, true,  POINTER_WEIGHTS, 0},
-        {"linear",                       "linear",         0, true,  false, NO_EXTRA, 0},
-        {"linear, causal (chunks)",      "linear",         1, true,  false, NO_EXTRA, 0},
-        {"random_feature, causal, mask", "random_feature", 1, true,  true,  NO_EXTRA, 0},
-        {"tensor, causal",               "tensor",         1, false, false, TENSOR_SECOND_SET, 0},
+        {"moh, causal, weights",         "moh",            1, true,  false, MOH_GATES, 0, {{NULL, 0}}},
+        {"flashbias, mask",              "flashbias",      0, false, true,  FLASHBIAS_FACTORS, 0, {{NULL, 0}}},
+        {"pointer, dot, causal",         "pointer",        1, true,  false, NO_EXTRA, 0, {{NULL, 0}}},
+        {"pointer, additive, mask",      "pointer",        0, false, true,  POINTER_WEIGHTS, 0, {{NULL, 0}}},
+        {"linear",                       "linear",         0, true,  false, NO_EXTRA, 0, {{NULL, 0}}},
+        {"linear, causal (chunks)",      "linear",         1, true,  false, NO_EXTRA, 0, {{NULL, 0}}},
+        {"random_feature, causal, mask", "random_feature", 1, true,  true,  NO_EXTRA, 0, {{NULL, 0}}},
+        {"tensor, causal",               "tensor",         1, false, false, TENSOR_SECOND_SET, 0, {{NULL, 0}}},
         /* local_linear solves Sigma + ridge I per query: float32's rounding of Sigma grows with its
          * condition number (up to 1 / ridge = 100), so its float32 gradients agree to 1e-3 */
-        {"local_linear, causal, weights", "local_linear",  1, true,  false, NO_EXTRA, 1e-3},
-        {"local_linear, mask",           "local_linear",   0, false, true,  NO_EXTRA, 1e-3},
+        {"local_linear, causal, weights", "local_linear",  1, true,  false, NO_EXTRA, 1e-3, {{NULL, 0}}},
+        {"local_linear, mask",           "local_linear",   0, false, true,  NO_EXTRA, 1e-3, {{NULL, 0}}},
+        {"agent, 5 given agents, weights", "agent",        0, true,  false, AGENT_TOKENS, 0, {{NULL, 0}}},
+        {"agent, 6 pooled from q",       "agent",          0, false, false, NO_EXTRA, 0, {{"agent_count", 6}}},
+        /* key lists (sparse_cuda.c): the fused kernel with the lists as a mask */
+        {"power, causal, weights",       "power",          1, true,  false, NO_EXTRA, 0, {{"local_blocks", 2}}},
+        {"neighborhood, dilation 2, mask", "neighborhood", 0, true,  true,  NO_EXTRA, 0, {{"kernel_size", 5}, {"dilation", 2}}},
+        {"dynamic_mask, causal, mask",   "dynamic_mask",   1, true,  true,  DMA_PARAMETERS, 0, {{"top_k", 5}}},
     };
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < sizeof composed / sizeof composed[0]; i++) check_composed_case(&composed[i], dts[t]);
