@@ -317,6 +317,12 @@ int al_cuda_ecc_pool2d_backward(const struct ecc_geometry *g, const al_tensor *d
  * (the CPU's test: a zero pivot), -1 with an error. */
 int al_cuda_solve(const al_tensor *A, al_tensor *work, int64_t n, int64_t k, int64_t nbatch);
 
+/* attention/relative.c's gather (scatter false: dst (rows, M) from src (rows, W)) and scatter (its
+ * adjoint) by clipped relative distance on the GPU (core/cuda/relative.cu); float32 or float64,
+ * both contiguous and on the device. */
+int al_cuda_relative_index(const al_tensor *src, al_tensor *dst, int64_t rows, int64_t N, int64_t M, int64_t W,
+                           int64_t shift, bool scatter);
+
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);

@@ -19,7 +19,9 @@
  * Causal: the same estimator restricted to keys j <= t (our masked form; the paper's causal
  * algorithm instead recurses on halves, exact below 4,096 tokens -- not implemented).
  * The gradient is that of the exact pieces (hashing, sorting and sampling are constants).
- * Cost O(N (b + m) (d + dv) + N log N + N d r) time, O(N (b + m)) memory. */
+ * Cost O(N (b + m) (d + dv) + N log N + N d r) time, O(N (b + m)) memory.  On CUDA tensors the
+ * hashing and the lists are the host's (from copies of q and k), and the lists run composed from the
+ * fused softmax kernel (sparse_cuda.c), in O(N M) there. */
 #include "attention_internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -86,14 +88,23 @@ static al_tensor *hyper_forward(attention_problem *p, al_tensor **weights) {
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(nb + 1));   /* block g's keys: korder[first[g] .. first[g+1]) */
     hashed *korder = order + N;
     key_list_builder kb = {0};
-    bool ok = (r == 0 || proj) && (m == 0 || M == 0 || samples) && order && qblock && kblock && first &&
+    /* the hashing reads q and k on the host: copies of CUDA tensors (the lists are built there and
+     * run on the device by sparse_cuda.c) */
+    al_tensor *qd = NULL, *kd = NULL, *qh = NULL, *kh = NULL;
+    const al_tensor *qx = p->q, *kx = p->k;
+    if (p->q->storage->device == AL_CUDA) {
+        qd = al_detach(p->q); kd = al_detach(p->k);
+        qh = qd ? al_to_device(qd, AL_CPU) : NULL; kh = kd ? al_to_device(kd, AL_CPU) : NULL;
+        qx = qh; kx = kh;
+    }
+    bool ok = qx && kx && (r == 0 || proj) && (m == 0 || M == 0 || samples) && order && qblock && kblock && first &&
               key_lists_init(&kb, p->B * p->H * N, true);
     const double log_weight = m > 0 ? log((double)M / (double)m) : 0;
     for (int64_t bh = 0; ok && bh < p->B * p->H; bh++) {
         const int64_t b = bh / p->H, h = bh % p->H, hk = h / group;
         const double *pr = proj ? al_ptr(proj) : NULL;
-        sort_into_blocks(p->k, b, hk, M, pr, r, nb, korder, kblock);
-        sort_into_blocks(p->q, b, h, N, pr, r, nb, order, qblock);
+        sort_into_blocks(kx, b, hk, M, pr, r, nb, korder, kblock);
+        sort_into_blocks(qx, b, h, N, pr, r, nb, order, qblock);
         for (int64_t g = 0, rank = 0; g <= nb; g++) {
             while (rank < M && kblock[korder[rank].pos] < g) rank++;
             first[g] = rank;
@@ -111,11 +122,13 @@ static al_tensor *hyper_forward(attention_problem *p, al_tensor **weights) {
     if (!order || !qblock || !kblock || !first) al_error("attention: out of memory for the LSH blocks");
     free(order); free(qblock); free(kblock); free(first);
     al_release(proj); al_release(samples);
+    al_release(qd); al_release(kd); al_release(qh); al_release(kh);
     if (!ok) { key_lists_free(&kb); return NULL; }
     return attention_sparse_forward(p, &kb, NULL, "attention_hyper", weights);
 }
 
 const attention_variant attention_hyper = {
-    .name = "hyper", .forward = hyper_forward, .options = options, .options_size = sizeof(hyper_options),
+    .name = "hyper", .forward = hyper_forward, .cuda_forward = hyper_forward, .options = options,
+    .options_size = sizeof(hyper_options),
     .summary = "HyperAttention (estimator): sortLSH blocks plus sampled residual keys weighted M/m, merged by "
                "log-sum-exp"};

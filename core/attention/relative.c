@@ -9,7 +9,8 @@
  * the N x M logits (relative_gather), and for the values P bucket-summed by clipped distance
  * (relative_scatter, N x (2k+1)) times a^V.  The two index maps are adjoint, so each is the
  * other's backward.  The variant is composed of the core's differentiable ops (O(N M) like the
- * dense kernel; a^K, a^V may require grad).
+ * dense kernel; a^K, a^V may require grad), on either device (the index maps have a CUDA kernel,
+ * core/cuda/relative.cu).
  *
  * Skew: X = q E_r^T (.., L, L), column r the distance r - (L - 1); skew(X)[i, j] = X[i, j - i + L - 1]
  * for j <= i (pad a zero column on the left, read as (L + 1) x L, drop the first row; above the
@@ -41,8 +42,11 @@ static al_tensor *relative_index(const al_tensor *t, int64_t N, int64_t M, int64
     for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
     shape[t->ndim - 1] = scatter ? W : M;
     const int64_t rows = al_numel(t) / (t->shape[t->ndim - 1] ? t->shape[t->ndim - 1] : 1);
-    al_tensor *out = al_new_tensor(t->ndim, shape, t->dtype);
-    if (out && rows > 0) {
+    const al_device device = t->storage->device;
+    al_tensor *out = al_new_tensor_on(t->ndim, shape, t->dtype, device);
+    if (out && rows > 0 && device == AL_CUDA) {   /* the same loop, a thread per row (core/cuda/relative.cu) */
+        if (al_cuda_relative_index(c, out, rows, N, M, W, shift, scatter) < 0) { al_release(out); out = NULL; }
+    } else if (out && rows > 0) {
         if (t->dtype == AL_FLOAT32) relative_index_float(al_ptr(c), al_ptr(out), rows, N, M, W, shift, scatter);
         else relative_index_double(al_ptr(c), al_ptr(out), rows, N, M, W, shift, scatter);
     }
@@ -67,16 +71,16 @@ static bool relative_args(const char *fn, const al_tensor *t, int64_t W) {
 }
 
 al_tensor *al_relative_gather(const al_tensor *r, int64_t M, int64_t shift) {
-    AL_REQUIRE_CPU("relative_gather", r, NULL, NULL, NULL);
     if (!r) { al_error("relative_gather: argument 'r' is missing (nil)"); return NULL; }
+    if (!al_same_device("relative_gather", r, NULL, NULL)) return NULL;   /* CPU or CUDA; no bfloat16 */
     if (!relative_args("relative_gather", r, r->ndim ? r->shape[r->ndim - 1] : 0)) return NULL;
     if (M < 0) { al_error("relative_gather: key count %lld < 0", (long long)M); return NULL; }
     return relative_index(r, r->shape[r->ndim - 2], M, r->shape[r->ndim - 1], shift, false);
 }
 
 al_tensor *al_relative_scatter(const al_tensor *g, int64_t W, int64_t shift) {
-    AL_REQUIRE_CPU("relative_scatter", g, NULL, NULL, NULL);
     if (!g) { al_error("relative_scatter: argument 'g' is missing (nil)"); return NULL; }
+    if (!al_same_device("relative_scatter", g, NULL, NULL)) return NULL;   /* CPU or CUDA; no bfloat16 */
     if (!relative_args("relative_scatter", g, W)) return NULL;
     return relative_index(g, g->shape[g->ndim - 2], g->shape[g->ndim - 1], W, shift, true);
 }
@@ -179,6 +183,7 @@ static al_tensor *relative_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_relative = {
-    .name = "relative", .forward = relative_forward, .options = options, .options_size = sizeof(relative_options),
+    .name = "relative", .forward = relative_forward, .cuda_forward = relative_forward, .options = options,
+    .options_size = sizeof(relative_options),
     .summary = "relative position representations (Shaw et al. 2018): clipped-distance embeddings rel_key, "
                "rel_value"};

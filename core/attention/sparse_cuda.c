@@ -8,19 +8,29 @@
  * the bias, the key bias.  But it costs O(N M) time and memory on the device where the CPU's kernel
  * visits only the listed keys: the composed form, until the GPU has a key-list kernel of its own. */
 #include "attention_internal.h"
+#include <math.h>
 
-/* keep (B, H, N, M) in q's dtype: 1 at every listed key; offsets (or NULL): the entries' constants */
+/* keep (B, H, N, M) in q's dtype: 1 at every listed key; offsets (or NULL when every one is 0): the
+ * constant added to the key's logit.  A key listed more than once (hyper's samples are drawn with
+ * replacement) counts once per entry in the CPU's kernel, e^(s + o_1) + e^(s + o_2) + ..., which is
+ * one logit s + log(e^o_1 + e^o_2 + ...). */
 static bool dense_lists(const attention_problem *p, const key_list_builder *kb, al_tensor **keep, al_tensor **offsets) {
     const int64_t shape[4] = {p->B, p->H, p->N, p->M}, rows = p->B * p->H * p->N;
     *keep = al_full(4, shape, 0, AL_FLOAT64);
-    *offsets = kb->offsets ? al_full(4, shape, 0, AL_FLOAT64) : NULL;
-    if (!*keep || (kb->offsets && !*offsets)) return false;
-    double *k = al_ptr(*keep), *o = *offsets ? al_ptr(*offsets) : NULL;
+    *offsets = al_full(4, shape, 0, AL_FLOAT64);
+    if (!*keep || !*offsets) return false;
+    double *k = al_ptr(*keep), *o = al_ptr(*offsets);   /* o: the sum of e^offset over the entries */
+    bool plain = true;   /* every key once, with offset 0 */
     for (int64_t r = 0; r < rows; r++)
         for (int64_t e = kb->start[r]; e < kb->start[r + 1]; e++) {
-            k[r * p->M + kb->keys[e]] = 1;
-            if (o) o[r * p->M + kb->keys[e]] = kb->offsets[e];
+            const int64_t at = r * p->M + kb->keys[e];
+            const double offset = kb->offsets ? kb->offsets[e] : 0;
+            plain = plain && k[at] == 0 && offset == 0;
+            k[at] = 1;
+            o[at] += exp(offset);
         }
+    for (int64_t at = 0; !plain && at < rows * p->M; at++) o[at] = k[at] ? log(o[at]) : 0;
+    if (plain) { al_release(*offsets); *offsets = NULL; }
     al_tensor **made[2] = {keep, offsets};
     for (int t = 0; t < 2; t++) {   /* in q's dtype, beside q */
         if (!*made[t]) continue;

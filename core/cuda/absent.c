@@ -118,6 +118,11 @@ int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, a
     return -1;
 }
 const char *al_cuda_attention_kernel_used(void) { return "none"; }
+int al_cuda_relative_index(const al_tensor *src, al_tensor *dst, int64_t rows, int64_t N, int64_t M, int64_t W,
+                           int64_t shift, bool scatter) {
+    al_error("%s: no CUDA device (%s)", scatter ? "relative_scatter" : "relative_gather", al_cuda_unavailable_reason());
+    return -1;
+}
 int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *lse, al_tensor *weights) {
     al_error("attention: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;

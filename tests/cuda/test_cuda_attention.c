@@ -148,7 +148,7 @@ static void check_case(const attention_case *c, al_dtype dt) {
  * either device, so each is compared with itself on the CPU, output, map and the gradients of q, k
  * and v.  Option tensors (gates, bias factors, pointer weights, the second key and value sets) are
  * made on the CPU and moved. */
-enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET, AGENT_TOKENS, DMA_PARAMETERS };
+enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET, AGENT_TOKENS, DMA_PARAMETERS, RELATIVE_TABLES };
 typedef struct {
     const char *name, *variant;
     int causal;
@@ -176,6 +176,10 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
     }
     if (c->extra == TENSOR_SECOND_SET) { extra[0] = al_randn(4, s4, dt); extra[1] = al_randn(4, s4, dt); names[0] = "k2"; names[1] = "v2"; n_extra = 2; }
     if (c->extra == AGENT_TOKENS) { extra[0] = al_randn(4, (int64_t[]){1, H, 5, d}, dt); names[0] = "agents"; n_extra = 1; }
+    if (c->extra == RELATIVE_TABLES) {   /* a^K shared by the heads, a^V per head; clip distance 3 */
+        extra[0] = al_randn(2, (int64_t[]){7, d}, dt); extra[1] = al_randn(3, (int64_t[]){H, 7, d}, dt);
+        names[0] = "rel_key"; names[1] = "rel_value"; n_extra = 2;
+    }
     if (c->extra == DMA_PARAMETERS) {   /* W_dt (Hkv dv, Hkv) and A (Hkv), Hkv = H here */
         extra[0] = al_randn(2, (int64_t[]){H * d, H}, dt); extra[1] = al_randn(1, (int64_t[]){H}, dt);
         names[0] = "dt_proj"; names[1] = "dt_a"; n_extra = 2;
@@ -205,6 +209,7 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
                 opts_list[n_options++] = (al_attention_option){.name = c->numbers[i].name,
                                                                .value = {.type = AL_VALUE_NUMBER, .number = c->numbers[i].value}};
         if (mask) dmask = dev ? to(mask, AL_CUDA) : al_retain(mask);
+        al_seed(20261206);   /* the same draws on both devices (hyper's hyperplanes and samples) */
         const al_attention_opts opts = {.variant = c->variant, .causal = c->causal, .mask = dmask, .n_options = n_options,
                                         .options = n_options ? opts_list : NULL};
         al_tensor *o = al_attention(in[0], in[1], in[2], &opts, c->weights ? &w[dev] : NULL);
@@ -469,6 +474,8 @@ int main(void) {
         {"power, causal, weights",       "power",          1, true,  false, NO_EXTRA, 0, {{"local_blocks", 2}}},
         {"neighborhood, dilation 2, mask", "neighborhood", 0, true,  true,  NO_EXTRA, 0, {{"kernel_size", 5}, {"dilation", 2}}},
         {"dynamic_mask, causal, mask",   "dynamic_mask",   1, true,  true,  DMA_PARAMETERS, 0, {{"top_k", 5}}},
+        {"hyper, 2 bits, causal, mask",  "hyper",          1, true,  true,  NO_EXTRA, 0, {{"block_size", 8}, {"lsh_bits", 2}}},
+        {"relative, bottom-right, mask", "relative",       2, true,  true,  RELATIVE_TABLES, 0, {{NULL, 0}}},
     };
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < sizeof composed / sizeof composed[0]; i++) check_composed_case(&composed[i], dts[t]);
