@@ -78,7 +78,9 @@ $(BUILD)/%.o: %.c core/include/attnlab.h core/internal.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
 
-$(BUILD)/core/cuda/%.o: core/cuda/%.cu core/cuda/cuda_internal.h $(wildcard core/cuda/*.cuh) core/include/attnlab.h core/internal.h
+# (the headers the .cu files share with the CPU's code, in core/ops and core/generic, are named too)
+CUDA_SHARED_HEADERS := core/cuda/cuda_internal.h $(wildcard core/cuda/*.cuh core/ops/*.h core/generic/*.h) core/include/attnlab.h core/internal.h
+$(BUILD)/core/cuda/%.o: core/cuda/%.cu $(CUDA_SHARED_HEADERS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
@@ -176,8 +178,7 @@ $(EMULATED)/core/cuda/%.cpp: core/cuda/%.cu tests/cuda_emulation/translate.sh
 	@mkdir -p $(dir $@)
 	sh tests/cuda_emulation/translate.sh $< $@
 
-$(EMULATED)/core/cuda/%.o: $(EMULATED)/core/cuda/%.cpp core/cuda/cuda_internal.h $(wildcard core/cuda/*.cuh) $(EMULATION_HEADERS) \
-                           core/include/attnlab.h core/internal.h
+$(EMULATED)/core/cuda/%.o: $(EMULATED)/core/cuda/%.cpp $(CUDA_SHARED_HEADERS) $(EMULATION_HEADERS)
 	$(CXX) $(EMULATED_CXXFLAGS) -c -o $@ $<
 
 $(EMULATED)/emulation/%.o: tests/cuda_emulation/%.cpp $(EMULATION_HEADERS)

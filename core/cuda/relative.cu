@@ -1,23 +1,27 @@
 /* relative.cu -- the gather and scatter by clipped relative distance (attention/relative.c's
- * relative_gather and relative_scatter, the "relative" variant's index maps) on the GPU: a thread
- * per row, the CPU's loop (generic/relative_index_rows.h) line for line, so the scatter's sums add
- * in the CPU's order.  src and dst contiguous, (rows, W) and (rows, M) one way or the other. */
+ * relative_gather and relative_scatter, the "relative" variant's index maps) on the GPU: the CPU's
+ * row function (generic/relative_index_rows.h, compiled for the device too) a thread per row, so
+ * the scatter's sums add in the CPU's order.  src and dst contiguous. */
 #include "cuda_internal.h"
+
+/* relative_index_row_float and relative_index_row_double */
+#define GENERIC_FILE "../generic/relative_index_rows.h"
+#include "generic/float_types.h"
+
+static __device__ inline void index_row(const float *src, float *dst, int64_t n, int64_t N, int64_t M, int64_t W,
+                                        int64_t shift, bool scatter) {
+    relative_index_row_float(src, dst, n, N, M, W, shift, scatter);
+}
+static __device__ inline void index_row(const double *src, double *dst, int64_t n, int64_t N, int64_t M, int64_t W,
+                                        int64_t shift, bool scatter) {
+    relative_index_row_double(src, dst, n, N, M, W, shift, scatter);
+}
 
 template <typename T>
 static __global__ void relative_index_kernel(const T *src, T *dst, int64_t rows, int64_t N, int64_t M, int64_t W,
                                              int64_t shift, bool scatter) {
-    const int64_t k = (W - 1) / 2;
-    for (int64_t n = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; n < rows; n += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t i = n % N;
-        if (scatter) for (int64_t c = 0; c < W; c++) dst[n * W + c] = 0;
-        for (int64_t j = 0; j < M; j++) {
-            int64_t x = j - i - shift;
-            x = (x < -k ? -k : (x > k ? k : x)) + k;
-            if (scatter) dst[n * W + x] += src[n * M + j];
-            else dst[n * M + j] = src[n * W + x];
-        }
-    }
+    for (int64_t n = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; n < rows; n += (int64_t)gridDim.x * blockDim.x)
+        index_row(src, dst, n, N, M, W, shift, scatter);
 }
 
 extern "C" int al_cuda_relative_index(const al_tensor *src, al_tensor *dst, int64_t rows, int64_t N, int64_t M, int64_t W,
