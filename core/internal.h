@@ -323,6 +323,15 @@ int al_cuda_solve(const al_tensor *A, al_tensor *work, int64_t n, int64_t k, int
 int al_cuda_relative_index(const al_tensor *src, al_tensor *dst, int64_t rows, int64_t N, int64_t M, int64_t W,
                            int64_t shift, bool scatter);
 
+/* attention/merge.c's log-sum-exp merge on the GPU (core/cuda/merge.cu), forward and its two
+ * backward passes; every tensor contiguous, float32 or float64, rows of dv (o) or 1 (l). */
+int al_cuda_attention_merge(const al_tensor *o1, const al_tensor *l1, const al_tensor *o2, const al_tensor *l2,
+                            al_tensor *o, al_tensor *lse);
+int al_cuda_attention_merge_backward(const al_tensor *o1, const al_tensor *l1, const al_tensor *o2, const al_tensor *l2,
+                                     const al_tensor *g, al_tensor *d1, al_tensor *dl1, al_tensor *d2, al_tensor *dl2);
+int al_cuda_attention_merge_lse_backward(const al_tensor *l1, const al_tensor *l2, const al_tensor *g, al_tensor *dl1,
+                                         al_tensor *dl2);
+
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);

@@ -92,7 +92,7 @@ static al_tensor *pad_one(const al_tensor *x, int dim) {
     int64_t shape[AL_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
     shape[dim] = 1;
-    al_tensor *z = al_full(x->ndim, shape, 0, x->dtype);
+    al_tensor *z = al_full_on(x->ndim, shape, 0, x->dtype, x->storage->device);
     al_tensor *parts[2] = {z, (al_tensor *)x};
     al_tensor *out = z ? al_cat(2, parts, dim) : NULL;
     al_release(z);
@@ -100,8 +100,8 @@ static al_tensor *pad_one(const al_tensor *x, int dim) {
 }
 
 static al_tensor *skew_or_unskew(const char *fn, const al_tensor *x, bool skew) {
-    AL_REQUIRE_CPU(fn, x, NULL, NULL, NULL);
     if (!x) { al_error("%s: argument 'x' is missing (nil)", fn); return NULL; }
+    if (!al_same_device(fn, x, NULL, NULL)) return NULL;   /* views and a concatenation: either device; no bfloat16 */
     const int nd = x->ndim;
     if (nd < 2 || nd >= AL_MAX_DIMS || x->shape[nd - 1] != x->shape[nd - 2] || !al_is_float(x->dtype)) {
         al_error("%s: needs a float tensor (..., L, L) (got %s %s)", fn, TSHAPE(x), al_dtype_name(x->dtype));

@@ -118,6 +118,21 @@ int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, a
     return -1;
 }
 const char *al_cuda_attention_kernel_used(void) { return "none"; }
+int al_cuda_attention_merge(const al_tensor *o1, const al_tensor *l1, const al_tensor *o2, const al_tensor *l2,
+                            al_tensor *o, al_tensor *lse) {
+    al_error("attention_merge: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_attention_merge_backward(const al_tensor *o1, const al_tensor *l1, const al_tensor *o2, const al_tensor *l2,
+                                     const al_tensor *g, al_tensor *d1, al_tensor *dl1, al_tensor *d2, al_tensor *dl2) {
+    al_error("attention_merge: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_attention_merge_lse_backward(const al_tensor *l1, const al_tensor *l2, const al_tensor *g, al_tensor *dl1,
+                                         al_tensor *dl2) {
+    al_error("attention_merge: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
 int al_cuda_relative_index(const al_tensor *src, al_tensor *dst, int64_t rows, int64_t N, int64_t M, int64_t W,
                            int64_t shift, bool scatter) {
     al_error("%s: no CUDA device (%s)", scatter ? "relative_scatter" : "relative_gather", al_cuda_unavailable_reason());

@@ -103,6 +103,20 @@ static al_tensor *ecc_pool_op(al_tensor *const *in, const void *arg) { return al
 
 static al_tensor *solve_op(al_tensor *const *in, const void *arg) { return al_solve(in[0], in[1]); }
 
+/* the log-sum-exp merge: its output, of in = {o1, lse1, o2, lse2}; its log-sum-exp, of
+ * in = {lse1, lse2, o1, o2} (the log-sum-exps first: the leaves whose gradients are compared) */
+static al_tensor *merge_op(al_tensor *const *in, const void *arg) {
+    al_tensor *lse = NULL, *o = al_attention_merge(in[0], in[1], in[2], in[3], &lse);
+    al_release(lse);
+    return o;
+}
+static al_tensor *skew_op(al_tensor *const *in, const void *arg) { return arg ? al_relative_unskew(in[0]) : al_relative_skew(in[0]); }
+static al_tensor *merge_lse_op(al_tensor *const *in, const void *arg) {
+    al_tensor *lse = NULL, *o = al_attention_merge(in[2], in[0], in[3], in[1], &lse);
+    al_release(o);
+    return lse;
+}
+
 static al_tensor *dropout_op(al_tensor *const *in, const void *arg) {
     al_seed(11);
     return al_dropout(in[0], *(const double *)arg, 1);
@@ -289,6 +303,30 @@ int main(void) {
         }
 
         check_optimisers(dt);
+
+        /* attention_merge (core/cuda/merge.cu): two parts' outputs (2, 3, 5, 4) and log-sum-exps
+         * (2, 3, 5), part two empty (-inf) in one row; the output and the log-sum-exp, with gradients */
+        {
+            const int64_t os[4] = {2, 3, 5, 4}, ls[3] = {2, 3, 5};
+            al_tensor *in[4] = {al_randn(4, os, dt), al_randn(3, ls, dt), al_randn(4, os, dt), al_randn(3, ls, dt)};
+            al_tensor *empty = al_narrow(in[3], 2, 1, 1);
+            CHECK(empty && al_fill_(empty, -INFINITY) == 0);
+            al_release(empty);
+            check_op("attention_merge", merge_op, NULL, 4, 4, in, tol_of(dt));
+            al_tensor *lse_first[4] = {in[1], in[3], in[0], in[2]};
+            check_op("attention_merge (log-sum-exp)", merge_lse_op, NULL, 4, 2, lse_first, tol_of(dt));
+            for (int i = 0; i < 4; i++) al_release(in[i]);
+        }
+
+        /* Music Transformer's skew and unskew (attention/relative.c: a zero column or row concatenated,
+         * a reshape and a narrow, on either device) */
+        {
+            const int64_t xs[4] = {2, 3, 6, 6};
+            al_tensor *in[1] = {al_randn(4, xs, dt)};
+            check_op("relative_skew", skew_op, NULL, 1, 1, in, tol_of(dt));
+            check_op("relative_unskew", skew_op, "unskew", 1, 1, in, tol_of(dt));
+            al_release(in[0]);
+        }
 
         /* solve (core/cuda/solve.cu): a batch of systems with pivoting, and a singular one refused */
         {
