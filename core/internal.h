@@ -332,6 +332,14 @@ int al_cuda_attention_merge_backward(const al_tensor *o1, const al_tensor *l1, c
 int al_cuda_attention_merge_lse_backward(const al_tensor *l1, const al_tensor *l2, const al_tensor *g, al_tensor *dl1,
                                          al_tensor *dl2);
 
+/* topk_mask's keep mask (1 where the entry's rank in its line of n is below k; scores and keep
+ * contiguous (lines, n)) and the grouped softmax along lines of n (labels int64, g NULL forward; with
+ * backward, x holds the saved y and y receives dx), on the GPU (core/cuda/topk.cu,
+ * core/cuda/grouped_softmax.cu). */
+int al_cuda_topk_keep(const al_tensor *scores, al_tensor *keep, int64_t lines, int64_t n, int64_t k);
+int al_cuda_grouped_softmax(const al_tensor *x, const al_tensor *labels, const al_tensor *g, al_tensor *y, int64_t lines,
+                            int64_t n, bool backward);
+
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);

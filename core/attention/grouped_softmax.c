@@ -5,7 +5,8 @@
  * each group max-subtracted on its own; -inf entries get 0 and a group of only -inf entries is all 0
  * (the reference's empty-group case).  groups: int64 labels broadcastable to x (any values; only
  * equality matters).  Backward, per group: dx_j = y_j (g_j - sum_{j' in g} g_j' y_j').
- * Cost O(n log n) per line of n entries (the line's entries are sorted by label once). */
+ * Cost O(n log n) per line of n entries (the line's entries are sorted by label once); on CUDA
+ * tensors O(n^2) a line, a thread per entry (core/cuda/grouped_softmax.cu). */
 #include "attention_internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +27,10 @@ static int by_label_then_pos(const void *a, const void *b) {
 static al_tensor *grouped_run(const al_tensor *x, const al_tensor *labels, const al_tensor *g, bool backward) {
     const int64_t n = x->ndim ? x->shape[x->ndim - 1] : 1, lines = n ? al_numel(x) / n : 0;
     al_tensor *y = al_new_like(x);
+    if (y && x->storage->device == AL_CUDA) {   /* a thread per entry (core/cuda/grouped_softmax.cu) */
+        if (al_cuda_grouped_softmax(x, labels, g, y, lines, n, backward) < 0) { al_release(y); y = NULL; }
+        return y;
+    }
     labelled *order = malloc(sizeof(labelled) * (size_t)(n + 1));
     if (!y || !order) {
         free(order); al_release(y);
@@ -62,9 +67,9 @@ static al_tensor *grouped_softmax_last(const al_tensor *x, const al_tensor *labe
 }
 
 al_tensor *al_grouped_softmax(const al_tensor *x, const al_tensor *groups, int dim) {
-    AL_REQUIRE_CPU("grouped_softmax", x, groups, NULL, NULL);
     CHECK_TENSOR("grouped_softmax", x, "x");
     CHECK_TENSOR("grouped_softmax", groups, "groups");
+    if (!al_same_device("grouped_softmax", x, groups, NULL)) return NULL;   /* CPU or CUDA; no bfloat16 */
     if (!al_is_float(x->dtype) || x->ndim < 1 || groups->dtype != AL_INT64) {
         al_error("grouped_softmax: needs a float tensor x and int64 group labels (got x %s %s, groups %s %s)",
                  TSHAPE(x), al_dtype_name(x->dtype), TSHAPE(groups), al_dtype_name(groups->dtype));

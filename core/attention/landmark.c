@@ -11,7 +11,8 @@
  * g + 1 for block g; the product by p_{L_g} is a gather.  Composed of the core's ops, so the
  * backward comes with them.  O(N M) time and memory, as the reference's training path (block
  * retrieval at inference is not here).  With each landmark's logit equal to the log-sum-exp of its
- * block's logits, w is exactly causal softmax over the regular keys (tested). */
+ * block's logits, w is exactly causal softmax over the regular keys (tested).  On CUDA tensors the
+ * layout is built on the host (from a copy of the landmarks) and moved, and the ops run on the GPU. */
 #include "attention_internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ static bool landmark_layout_build(const attention_problem *p, const al_tensor *l
     }
     free(block); free(closing);
     if (!ok) { al_error("attention: out of memory for the landmark layout (%s)", al_shape_str(4, sh)); return false; }
-    /* the 0/1 tensors in q's dtype */
+    /* the 0/1 tensors in q's dtype; all of them beside q (built on the host, moved to the GPU) */
     al_tensor **flags[3] = {&l->allowed, &l->earlier, &l->current};
     for (int f = 0; f < 3; f++) {
         al_tensor *c = al_to_dtype_nograd(*flags[f], dt);
@@ -80,6 +81,9 @@ static bool landmark_layout_build(const attention_problem *p, const al_tensor *l
         *flags[f] = c;
         if (!c) return false;
     }
+    al_tensor **all[5] = {&l->labels, &l->allowed, &l->earlier, &l->current, &l->closer};
+    for (int t = 0; t < 5; t++)
+        if (!(*all[t] = attention_on_device_of(p->q, *all[t]))) return false;
     return true;
 }
 
@@ -104,14 +108,16 @@ static al_tensor *landmark_forward(attention_problem *p, al_tensor **weights) {
     landmark_layout l = {0};
     al_tensor *k = NULL, *v = NULL, *kt = NULL, *qk = NULL, *S = NULL, *Sb = NULL, *Sl = NULL, *Sm = NULL;
     al_tensor *P = NULL, *G = NULL, *eg = NULL, *mult = NULL, *w = NULL, *out = NULL, *ninf = NULL;
-    if (!landmark_layout_build(p, lm, &l)) goto done;
+    /* the layout is read on the host: a copy of landmarks on the GPU */
+    al_tensor *lm_host = lm->storage->device == AL_CPU ? al_retain((al_tensor *)lm) : al_to_device(lm, AL_CPU);
+    if (!lm_host || !landmark_layout_build(p, lm_host, &l)) goto done;
     k = attention_repeat_heads(p->k, p->H);
     v = k ? attention_repeat_heads(p->v, p->H) : NULL;
     kt = v ? al_transpose(k, 2, 3) : NULL;
     qk = kt ? al_matmul(p->q, kt) : NULL;
     S = qk ? al_mul_scalar(qk, p->scale) : NULL;
     Sb = S && p->bias ? al_add(S, p->bias) : (S ? al_retain(S) : NULL);
-    ninf = al_full(0, NULL, -INFINITY, p->q->dtype);
+    ninf = al_full_on(0, NULL, -INFINITY, p->q->dtype, p->q->storage->device);
     Sl = Sb && ninf ? al_where(l.allowed, Sb, ninf) : NULL;        /* the current landmark out */
     Sm = Sl ? attention_mask_logits(p, Sl) : NULL;
     P = Sm ? al_grouped_softmax(Sm, l.labels, 3) : NULL;
@@ -123,12 +129,14 @@ static al_tensor *landmark_forward(attention_problem *p, al_tensor **weights) {
     if (out && weights) *weights = al_detach(w);
 done:
     layout_release(&l);
+    al_release(lm_host);
     al_release(k); al_release(v); al_release(kt); al_release(qk); al_release(S); al_release(Sb); al_release(Sl);
     al_release(Sm); al_release(P); al_release(G); al_release(eg); al_release(mult); al_release(w); al_release(ninf);
     return out;
 }
 
 const attention_variant attention_landmark = {
-    .name = "landmark", .forward = landmark_forward, .options = options, .options_size = sizeof(landmark_options),
+    .name = "landmark", .forward = landmark_forward, .cuda_forward = landmark_forward, .options = options,
+    .options_size = sizeof(landmark_options),
     .summary = "landmark attention: grouped softmax over the current block and earlier blocks' landmarks, then "
                "within blocks"};

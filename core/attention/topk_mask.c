@@ -4,15 +4,14 @@
  * is a constant: the gradient reaches the kept scores unchanged and the others not at all
  * (al_where's backward), which is the reference semantics of DMA and MoH. */
 #include "attention_internal.h"
+#include "score_order.h"
 #include <math.h>
 #include <stdlib.h>
 
 static int by_score_desc(const void *a, const void *b) {
     const scored_position *x = a, *y = b;
-    const bool xn = isnan(x->score), yn = isnan(y->score);
-    if (xn != yn) return xn ? 1 : -1;
-    if (!xn && x->score != y->score) return x->score > y->score ? -1 : 1;
-    return x->pos < y->pos ? -1 : (x->pos > y->pos);
+    if (score_precedes(x->score, x->pos, y->score, y->pos)) return -1;
+    return score_precedes(y->score, y->pos, x->score, x->pos) ? 1 : 0;
 }
 
 void rank_descending(scored_position *items, int64_t n) { qsort(items, (size_t)n, sizeof *items, by_score_desc); }
@@ -40,10 +39,16 @@ void rank_top(scored_position *items, int64_t n, int64_t k) {
     rank_descending(items, k);
 }
 
-/* 0/1 of scores' shape and dtype, contiguous, with dim last (the caller transposes) */
+/* 0/1 of scores' shape and dtype, contiguous, with dim last (the caller transposes); on CUDA
+ * tensors an element's rank is counted on the device (core/cuda/topk.cu) */
 static al_tensor *keep_last_dim(const al_tensor *s, int64_t k) {
     al_tensor *sc = al_contiguous_nograd(s), *keep = sc ? al_new_like(sc) : NULL;
     const int64_t n = s->shape[s->ndim - 1], lines = n ? al_numel(s) / n : 0;
+    if (sc && keep && s->storage->device == AL_CUDA) {
+        if (al_cuda_topk_keep(sc, keep, lines, n, k) < 0) { al_release(keep); keep = NULL; }
+        al_release(sc);
+        return keep;
+    }
     scored_position *order = malloc(sizeof(scored_position) * (size_t)(n + 1));
     if (!sc || !keep || !order) {
         free(order); al_release(sc); al_release(keep);
@@ -68,9 +73,8 @@ static al_tensor *keep_last_dim(const al_tensor *s, int64_t k) {
 
 al_tensor *al_topk_mask(const al_tensor *scores, int64_t k, int dim, al_tensor **keep_out) {
     if (keep_out) *keep_out = NULL;
-    AL_REQUIRE_CPU("topk_mask", scores, NULL, NULL, NULL);
-    if (keep_out) *keep_out = NULL;
     CHECK_TENSOR("topk_mask", scores, "scores");
+    if (!al_same_device("topk_mask", scores, NULL, NULL)) return NULL;   /* CPU or CUDA; no bfloat16 */
     if (!al_is_float(scores->dtype) || scores->ndim < 1 || k < 1) {
         al_error("topk_mask: needs float scores of at least 1 dim and k >= 1 (got %s %s, k = %lld)", TSHAPE(scores),
                  al_dtype_name(scores->dtype), (long long)k);
@@ -81,7 +85,7 @@ al_tensor *al_topk_mask(const al_tensor *scores, int64_t k, int dim, al_tensor *
     const int last = scores->ndim - 1;
     al_tensor *detached = al_detach(scores), *st = detached ? al_transpose(detached, d, last) : NULL;
     al_tensor *keep_t = st ? keep_last_dim(st, k) : NULL, *keep = keep_t ? al_transpose(keep_t, d, last) : NULL;
-    al_tensor *ninf = keep ? al_full(0, NULL, -INFINITY, scores->dtype) : NULL;
+    al_tensor *ninf = keep ? al_full_on(0, NULL, -INFINITY, scores->dtype, scores->storage->device) : NULL;
     al_tensor *out = ninf ? al_where(keep, scores, ninf) : NULL;
     al_release(detached); al_release(st); al_release(keep_t); al_release(ninf);
     if (out && keep_out) *keep_out = keep;

@@ -118,6 +118,15 @@ int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, a
     return -1;
 }
 const char *al_cuda_attention_kernel_used(void) { return "none"; }
+int al_cuda_topk_keep(const al_tensor *scores, al_tensor *keep, int64_t lines, int64_t n, int64_t k) {
+    al_error("topk_mask: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_grouped_softmax(const al_tensor *x, const al_tensor *labels, const al_tensor *g, al_tensor *y, int64_t lines,
+                            int64_t n, bool backward) {
+    al_error("grouped_softmax: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
 int al_cuda_attention_merge(const al_tensor *o1, const al_tensor *l1, const al_tensor *o2, const al_tensor *l2,
                             al_tensor *o, al_tensor *lse) {
     al_error("attention_merge: no CUDA device (%s)", al_cuda_unavailable_reason());

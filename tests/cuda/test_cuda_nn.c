@@ -110,6 +110,8 @@ static al_tensor *merge_op(al_tensor *const *in, const void *arg) {
     al_release(lse);
     return o;
 }
+static al_tensor *topk_op(al_tensor *const *in, const void *arg) { return al_topk_mask(in[0], 3, *(const int *)arg, NULL); }
+static al_tensor *grouped_softmax_op(al_tensor *const *in, const void *arg) { return al_grouped_softmax(in[0], in[1], -1); }
 static al_tensor *skew_op(al_tensor *const *in, const void *arg) { return arg ? al_relative_unskew(in[0]) : al_relative_skew(in[0]); }
 static al_tensor *merge_lse_op(al_tensor *const *in, const void *arg) {
     al_tensor *lse = NULL, *o = al_attention_merge(in[2], in[0], in[3], in[1], &lse);
@@ -316,6 +318,29 @@ int main(void) {
             al_tensor *lse_first[4] = {in[1], in[3], in[0], in[2]};
             check_op("attention_merge (log-sum-exp)", merge_lse_op, NULL, 4, 2, lse_first, tol_of(dt));
             for (int i = 0; i < 4; i++) al_release(in[i]);
+        }
+
+        /* topk_mask (core/cuda/topk.cu) along the last and the first dim, with ties (ties go to the
+         * lower position) and a NaN (ranked last); grouped_softmax (core/cuda/grouped_softmax.cu) with
+         * three labels and a group of -inf only */
+        {
+            const int64_t xs[3] = {2, 3, 9}, ls[3] = {2, 1, 9};
+            al_tensor *scores = al_randn(3, xs, dt);
+            al_tensor *tie_a = al_narrow(scores, 2, 2, 1), *tie_b = al_narrow(scores, 2, 5, 1), *nan = al_narrow(scores, 2, 7, 1);
+            CHECK(tie_a && tie_b && nan && al_fill_(tie_a, 0.25) == 0 && al_fill_(tie_b, 0.25) == 0 && al_fill_(nan, NAN) == 0);
+            al_release(tie_a); al_release(tie_b); al_release(nan);
+            const int last = -1, first = 0;
+            al_tensor *in1[1] = {scores};
+            check_op("topk_mask, last dim", topk_op, &last, 1, 1, in1, tol_of(dt));
+            al_tensor *finite = al_randn(3, xs, dt), *in2[1] = {finite};
+            check_op("topk_mask, first dim", topk_op, &first, 1, 1, in2, tol_of(dt));
+            al_tensor *x = al_randn(3, xs, dt), *labels = al_randint(0, 3, 3, ls);
+            al_tensor *lone = al_narrow(labels, 2, 8, 1), *ninf = al_narrow(x, 2, 8, 1);
+            CHECK(lone && ninf && al_fill_(lone, 7) == 0 && al_fill_(ninf, -INFINITY) == 0);
+            al_release(lone); al_release(ninf);
+            al_tensor *in3[2] = {x, labels};
+            check_op("grouped_softmax", grouped_softmax_op, NULL, 2, 1, in3, tol_of(dt));
+            al_release(scores); al_release(finite); al_release(x); al_release(labels);
         }
 
         /* Music Transformer's skew and unskew (attention/relative.c: a zero column or row concatenated,

@@ -53,13 +53,15 @@ local outcome = dofile("tests/lua/header_sweep.lua")(device_tensor, function(mes
 end)
 local functions = outcome.functions
 check.ok(#functions > 100, "the header declares the functions that take tensors", tostring(#functions))
+print("note: " .. #functions .. " functions take a tensor")
 
 check.ok(#outcome.crashed == 0, "no function reads or writes a CUDA tensor's memory on the CPU",
   table.concat(outcome.crashed, ", "))
 -- (The count falls as ops get CUDA kernels: such an op either refuses here for want of a device or
--- stops first at its other made-up arguments; it only guards that the harness reaches the header.)
-check.ok(#outcome.refused >= #functions / 2, "the device tensor reached most functions, which refused it naming the device",
-  tostring(#outcome.refused))
+-- stops first at its other made-up arguments; it only guards that the harness reaches the header:
+-- 52 of 106 functions in the seventh session, when the attention primitives gained kernels.)
+check.ok(#outcome.refused >= #functions / 3, "the device tensor reached many functions, which refused it naming the device",
+  tostring(#outcome.refused) .. " of " .. #functions)
 -- What worked on the device tensor must be metadata only: views and introspection.
 print("note: " .. #outcome.refused .. " functions refuse a CUDA tensor; worked on it (metadata only): " ..
   table.concat(outcome.worked, " "))
