@@ -340,6 +340,12 @@ int al_cuda_topk_keep(const al_tensor *scores, al_tensor *keep, int64_t lines, i
 int al_cuda_grouped_softmax(const al_tensor *x, const al_tensor *labels, const al_tensor *g, al_tensor *y, int64_t lines,
                             int64_t n, bool backward);
 
+/* routing's scatter_mean (attention/routing.c) on the GPU (core/cuda/scatter_mean.cu): src (B H, S, w)
+ * averaged into out (B H, N, w) by index (B H, S) and count (B H, N, float64), or with gather the
+ * adjoint; every tensor contiguous and on the device, out zero-filled. */
+int al_cuda_scatter_mean(const al_tensor *src, al_tensor *out, const al_tensor *index, const al_tensor *count, int64_t BH,
+                         int64_t N, int64_t S, int64_t w, bool gather);
+
 /* dq, dk, dv, dbias: NULL when not wanted; dout contiguous (B, H, N, dv) */
 int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor *out, const al_tensor *lse,
                                const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dbias);

@@ -13,7 +13,9 @@
  * attend with the normalised keys).  Cost O(N c d) routing plus O(c w^2 (d + dv)) attention:
  * O(N^1.5 d) with c = w = sqrt(N).
  * The centroids are trained outside the gradient by al_routing_update (lab.attention.routing_update):
- * an exponential moving average of spherical k-means steps, as the reference (update below). */
+ * an exponential moving average of spherical k-means steps, as the reference (update below).
+ * On CUDA tensors the routing and the update run on host copies of q, k and the centroids; the
+ * attention (sparse_cuda.c) and the scatter_mean (core/cuda/scatter_mean.cu) on the device. */
 #include "attention_internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -46,14 +48,17 @@ static double routing_score(const al_tensor *x, int64_t b, int64_t h, int64_t i,
 #define GENERIC_FILE "../generic/scatter_mean_rows.h"
 #include "../generic/float_types.h"
 
-/* x (B, H, S or N, w) contiguous -> (B, H, N or S, w) */
+/* x (B, H, S or N, w) contiguous -> (B, H, N or S, w); index and count on x's device (on CUDA
+ * tensors the same sums in the same order, core/cuda/scatter_mean.cu) */
 static al_tensor *scatter_mean_run(const al_tensor *x, const al_tensor *index, const al_tensor *count, bool gather) {
     const int64_t B = x->shape[0], H = x->shape[1], w = x->shape[3];
     const int64_t S = index->shape[2], N = count->shape[2];
     int64_t shape[4] = {B, H, gather ? S : N, w};
-    al_tensor *out = al_full(4, shape, 0, x->dtype);
+    al_tensor *out = al_full_on(4, shape, 0, x->dtype, x->storage->device);
     if (!out) return NULL;
-    if (x->dtype == AL_FLOAT32)
+    if (x->storage->device == AL_CUDA) {
+        if (al_cuda_scatter_mean(x, out, index, count, B * H, N, S, w, gather) < 0) { al_release(out); return NULL; }
+    } else if (x->dtype == AL_FLOAT32)
         scatter_mean_float(al_ptr(x), al_ptr(out), al_ptr(index), al_ptr(count), B * H, N, S, w, gather);
     else
         scatter_mean_double(al_ptr(x), al_ptr(out), al_ptr(index), al_ptr(count), B * H, N, S, w, gather);
@@ -130,7 +135,17 @@ static al_tensor *routing_forward(attention_problem *p, al_tensor **weights) {
                  (long long)p->H, (long long)p->d, mu ? TSHAPE(mu) : "nil");
         return NULL;
     }
-    const int64_t B = p->B, H = p->H, N = p->N, M = p->M, c = mu->shape[1], d = p->d, group = H / p->Hkv;
+    /* the routing reads q, k and the centroids on the host: copies of CUDA tensors; its index tensors
+     * are built there and moved beside q */
+    al_tensor *qd = NULL, *kd = NULL, *qh = NULL, *kh = NULL, *muh = NULL;
+    const al_tensor *qx = p->q, *kx = p->k;
+    if (p->q->storage->device == AL_CUDA) {
+        qd = al_detach(p->q); kd = al_detach(p->k);
+        qh = qd ? al_to_device(qd, AL_CPU) : NULL; kh = kd ? al_to_device(kd, AL_CPU) : NULL;
+        muh = al_to_device(mu, AL_CPU);
+        qx = qh; kx = kh; mu = muh;
+    }
+    const int64_t B = p->B, H = p->H, N = p->N, M = p->M, c = o->centroids->shape[1], d = p->d, group = H / p->Hkv;
     const int64_t w = o->cluster_size ? o->cluster_size : (M + c - 1) / c;
     const int64_t wq = w < N ? w : N, wk = w < M ? w : M, S = c * wq;
     int64_t is[4] = {B, H, S, d}, cs[3] = {B, H, N}, xs[3] = {B, H, S};
@@ -142,13 +157,13 @@ static al_tensor *routing_forward(attention_problem *p, al_tensor **weights) {
     double *kscores = qscores ? qscores + N * c : NULL, *mu_block = kscores ? kscores + M * c : NULL;
     double *row = mu_block ? mu_block + c * d : NULL;
     key_list_builder kb = {0};
-    bool ok = gidx && index && count && tmp && qsel && ksel && qscores && key_lists_init(&kb, B * H * S, false);
+    bool ok = qx && kx && mu && gidx && index && count && tmp && qsel && ksel && qscores && key_lists_init(&kb, B * H * S, false);
     for (int64_t bh = 0; ok && bh < B * H; bh++) {
         const int64_t b = bh / H, h = bh % H, hk = h / group;
         for (int64_t cl = 0; cl < c; cl++)
             for (int64_t e = 0; e < d; e++) mu_block[cl * d + e] = centroid(mu, h, cl, e);
-        routing_scores(p->q, b, h, N, mu_block, c, row, qscores);
-        routing_scores(p->k, b, hk, M, mu_block, c, row, kscores);
+        routing_scores(qx, b, h, N, mu_block, c, row, qscores);
+        routing_scores(kx, b, hk, M, mu_block, c, row, kscores);
         for (int64_t cl = 0; cl < c; cl++) {
             cluster_members(qscores, N, c, cl, wq, tmp, qsel + cl * wq);
             cluster_members(kscores, M, c, cl, wk, tmp, ksel + cl * wk);
@@ -165,6 +180,9 @@ static al_tensor *routing_forward(attention_problem *p, al_tensor **weights) {
     }
     if (!ok) al_error("attention: out of memory routing %lld queries into %lld clusters", (long long)N, (long long)c);
     free(tmp); free(qsel); free(ksel); free(qscores);
+    al_release(qd); al_release(kd); al_release(qh); al_release(kh); al_release(muh);
+    al_tensor **built[3] = {&gidx, &index, &count};
+    for (int t = 0; ok && t < 3; t++) ok = (*built[t] = attention_on_device_of(p->q, *built[t])) != NULL;
     al_tensor *qr = ok ? al_gather(p->q, 2, gidx) : NULL, *rows = NULL, *out = NULL, *slot_map = NULL;
     if (qr) {
         attention_problem rp = *p;   /* the (cluster, query) rows; causality is in the lists */
@@ -180,7 +198,7 @@ static al_tensor *routing_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_routing = {
-    .name = "routing", .forward = routing_forward, .flags = ATTENTION_NO_LOGITS,
+    .name = "routing", .forward = routing_forward, .cuda_forward = routing_forward, .flags = ATTENTION_NO_LOGITS,
     .options = options, .options_size = sizeof(routing_options),
     .summary = "Routing Transformer: queries and keys routed to k-means centroids (top cluster_size each), "
                "attention within clusters"};
@@ -193,11 +211,26 @@ const attention_variant attention_routing = {
  * rows), one that got none keeps mu (lucidrains' Kmeans.update; the paper's form weighs the q and
  * k sums by halves, here they are summed together).  decay 0 is one plain spherical k-means step.
  * Returns the new centroids; no gradient. */
+static al_tensor *routing_update_host(const al_tensor *centroids, const al_tensor *q, const al_tensor *k, double decay);
+
 al_tensor *al_routing_update(const al_tensor *centroids, const al_tensor *q, const al_tensor *k, double decay) {
-    AL_REQUIRE_CPU("routing_update", centroids, q, k, NULL);
     CHECK_TENSOR("routing_update", centroids, "centroids");
     CHECK_TENSOR("routing_update", q, "q");
     CHECK_TENSOR("routing_update", k, "k");
+    if (!al_same_device("routing_update", centroids, q, k)) return NULL;   /* CPU or CUDA; no bfloat16 */
+    if (centroids->storage->device == AL_CPU) return routing_update_host(centroids, q, k, decay);
+    /* on CUDA tensors: the same step on host copies (a statistic of every row; no gradient), the
+     * new centroids moved back */
+    al_tensor *cd = al_detach(centroids), *qd = al_detach(q), *kd = al_detach(k);
+    al_tensor *ch = cd ? al_to_device(cd, AL_CPU) : NULL, *qh = qd ? al_to_device(qd, AL_CPU) : NULL;
+    al_tensor *kh = kd ? al_to_device(kd, AL_CPU) : NULL;
+    al_tensor *next = ch && qh && kh ? routing_update_host(ch, qh, kh, decay) : NULL;
+    al_tensor *out = next ? al_to_device(next, AL_CUDA) : NULL;
+    al_release(cd); al_release(qd); al_release(kd); al_release(ch); al_release(qh); al_release(kh); al_release(next);
+    return out;
+}
+
+static al_tensor *routing_update_host(const al_tensor *centroids, const al_tensor *q, const al_tensor *k, double decay) {
     if (centroids->ndim != 3 || q->ndim != 4 || k->ndim != 4 || q->shape[1] != centroids->shape[0] ||
         q->shape[3] != centroids->shape[2] || k->shape[3] != centroids->shape[2] || k->shape[0] != q->shape[0] ||
         k->shape[1] < 1 || q->shape[1] % k->shape[1] != 0 || !al_is_float(centroids->dtype) ||

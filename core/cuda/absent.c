@@ -118,6 +118,11 @@ int al_cuda_attention_forward(const al_cuda_attention_args *a, al_tensor *out, a
     return -1;
 }
 const char *al_cuda_attention_kernel_used(void) { return "none"; }
+int al_cuda_scatter_mean(const al_tensor *src, al_tensor *out, const al_tensor *index, const al_tensor *count, int64_t BH,
+                         int64_t N, int64_t S, int64_t w, bool gather) {
+    al_error("attention: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
 int al_cuda_topk_keep(const al_tensor *scores, al_tensor *keep, int64_t lines, int64_t n, int64_t k) {
     al_error("topk_mask: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;

@@ -148,7 +148,7 @@ static void check_case(const attention_case *c, al_dtype dt) {
  * either device, so each is compared with itself on the CPU, output, map and the gradients of q, k
  * and v.  Option tensors (gates, bias factors, pointer weights, the second key and value sets) are
  * made on the CPU and moved. */
-enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET, AGENT_TOKENS, DMA_PARAMETERS, RELATIVE_TABLES, LANDMARK_TOKENS };
+enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET, AGENT_TOKENS, DMA_PARAMETERS, RELATIVE_TABLES, LANDMARK_TOKENS, ROUTING_CENTROIDS };
 typedef struct {
     const char *name, *variant;
     int causal;
@@ -185,6 +185,7 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
         for (int j = 0; j < N; j++) marks[j] = j % 5 == 4;
         extra[0] = al_from_buffer(1, (int64_t[]){N}, AL_FLOAT64, marks); names[0] = "landmarks"; n_extra = 1;
     }
+    if (c->extra == ROUTING_CENTROIDS) { extra[0] = al_randn(3, (int64_t[]){H, 3, d}, dt); names[0] = "centroids"; n_extra = 1; }
     if (c->extra == DMA_PARAMETERS) {   /* W_dt (Hkv dv, Hkv) and A (Hkv), Hkv = H here */
         extra[0] = al_randn(2, (int64_t[]){H * d, H}, dt); extra[1] = al_randn(1, (int64_t[]){H}, dt);
         names[0] = "dt_proj"; names[1] = "dt_a"; n_extra = 2;
@@ -379,8 +380,8 @@ static void check_bfloat16_conversions(void) {
     al_set_requires_grad(dbias, 1);
     const al_attention_opts trainable = {.bias = dbias};
     CHECK_FAILS(al_attention(bq, bq, bq, &trainable, NULL), "a trainable bias with bfloat16");
-    const al_attention_opts routing = {.variant = "routing"};
-    CHECK_FAILS(al_attention(bq, bq, bq, &routing, NULL), "variant 'routing' has no CUDA kernel");
+    const al_attention_opts delta = {.variant = "delta"};
+    CHECK_FAILS(al_attention(bq, bq, bq, &delta, NULL), "variant 'delta' has no CUDA kernel");
     /* item and totable read it, as float32 */
     al_tensor *one = bq ? al_narrow(bq, 3, 0, 1) : NULL, *first = one ? al_reshape(one, 1, (const int64_t[]){16}) : NULL;
     al_tensor *el = first ? al_narrow(first, 0, 0, 1) : NULL;
@@ -397,8 +398,8 @@ static void check_refusals(void) {
     al_tensor *mask = al_full(4, map, 1, AL_FLOAT32);
 
     /* a variant without a CUDA kernel names itself */
-    const al_attention_opts routing = {.variant = "routing"};
-    CHECK_FAILS(al_attention(dq, dq, dq, &routing, NULL), "variant 'routing' has no CUDA kernel");
+    const al_attention_opts delta = {.variant = "delta"};
+    CHECK_FAILS(al_attention(dq, dq, dq, &delta, NULL), "variant 'delta' has no CUDA kernel");
     /* a dilated (or grid) neighborhood runs on key lists, composed from the fused kernel in float32
      * and float64 (the composed cases below); not in bfloat16, and it says so */
     const al_attention_option dilated[2] = {{.name = "kernel_size", .value = {.type = AL_VALUE_NUMBER, .number = 3}},
@@ -482,6 +483,8 @@ int main(void) {
         {"hyper, 2 bits, causal, mask",  "hyper",          1, true,  true,  NO_EXTRA, 0, {{"block_size", 8}, {"lsh_bits", 2}}},
         {"relative, bottom-right, mask", "relative",       2, true,  true,  RELATIVE_TABLES, 0, {{NULL, 0}}},
         {"landmark, causal, mask, weights", "landmark",    1, true,  true,  LANDMARK_TOKENS, 0, {{NULL, 0}}},
+        {"routing, 3 clusters, causal, weights", "routing", 1, true, false, ROUTING_CENTROIDS, 0, {{NULL, 0}}},
+        {"routing, 4 a cluster",         "routing",        0, false, false, ROUTING_CENTROIDS, 0, {{"cluster_size", 4}}},
     };
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < sizeof composed / sizeof composed[0]; i++) check_composed_case(&composed[i], dts[t]);

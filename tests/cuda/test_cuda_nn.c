@@ -112,6 +112,7 @@ static al_tensor *merge_op(al_tensor *const *in, const void *arg) {
 }
 static al_tensor *topk_op(al_tensor *const *in, const void *arg) { return al_topk_mask(in[0], 3, *(const int *)arg, NULL); }
 static al_tensor *grouped_softmax_op(al_tensor *const *in, const void *arg) { return al_grouped_softmax(in[0], in[1], -1); }
+static al_tensor *routing_update_op(al_tensor *const *in, const void *arg) { return al_routing_update(in[0], in[1], in[2], 0.9); }
 static al_tensor *skew_op(al_tensor *const *in, const void *arg) { return arg ? al_relative_unskew(in[0]) : al_relative_skew(in[0]); }
 static al_tensor *merge_lse_op(al_tensor *const *in, const void *arg) {
     al_tensor *lse = NULL, *o = al_attention_merge(in[2], in[0], in[3], in[1], &lse);
@@ -341,6 +342,14 @@ int main(void) {
             al_tensor *in3[2] = {x, labels};
             check_op("grouped_softmax", grouped_softmax_op, NULL, 2, 1, in3, tol_of(dt));
             al_release(scores); al_release(finite); al_release(x); al_release(labels);
+        }
+
+        /* routing_update (attention/routing.c: on CUDA tensors the CPU's step on host copies) */
+        {
+            const int64_t cs[3] = {2, 3, 8}, qs[4] = {2, 2, 10, 8}, ks[4] = {2, 1, 12, 8};
+            al_tensor *in[3] = {al_randn(3, cs, dt), al_randn(4, qs, dt), al_randn(4, ks, dt)};
+            check_op("routing_update", routing_update_op, NULL, 3, 0, in, tol_of(dt));
+            for (int i = 0; i < 3; i++) al_release(in[i]);
         }
 
         /* Music Transformer's skew and unskew (attention/relative.c: a zero column or row concatenated,
