@@ -30,7 +30,7 @@ static al_tensor *delta_coefficients(const attention_problem *p) {
     const char *names[2] = {"beta", "gate"};
     for (int i = 0; i < 2; i++)
         parts[i] = given[i] ? attention_broadcast_option("delta", names[i], given[i], 3, shape, "(B, H, M)", p->q->dtype)
-                            : al_full(3, shape, 1, p->q->dtype);
+                            : al_full_on(3, shape, 1, p->q->dtype, p->q->storage->device);
     if (parts[0] && parts[1]) coef = al_stack(2, parts, 3);
     al_release(parts[0]); al_release(parts[1]);
     return coef;
@@ -45,7 +45,8 @@ static al_tensor *delta_forward(attention_problem *p, al_tensor **weights) {
     al_tensor *out = coef ? attention_state_recurrence(p->q, p->k, p->v, coef, p->scale, p->causal != 0, true) : NULL;
     if (out && weights) {
         int prev = al_set_grad_enabled(0);
-        al_tensor *eye = al_eye(p->M, p->q->dtype), *e4 = eye ? al_reshape(eye, 4, (int64_t[]){1, 1, p->M, p->M}) : NULL;
+        al_tensor *eye = attention_on_device_of(p->q, al_eye(p->M, p->q->dtype));
+        al_tensor *e4 = eye ? al_reshape(eye, 4, (int64_t[]){1, 1, p->M, p->M}) : NULL;
         al_tensor *ids = e4 ? al_expand(e4, 4, (int64_t[]){p->B, p->Hkv, p->M, p->M}) : NULL;
         *weights = ids ? attention_state_recurrence(p->q, p->k, ids, coef, p->scale, p->causal != 0, true) : NULL;
         al_set_grad_enabled(prev);
@@ -57,7 +58,7 @@ static al_tensor *delta_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_delta = {
-    .name = "delta", .forward = delta_forward, .flags = ATTENTION_NO_LOGITS,
+    .name = "delta", .forward = delta_forward, .cuda_forward = delta_forward, .flags = ATTENTION_NO_LOGITS,
     .options = options, .options_size = sizeof(delta_options),
     .summary = "gated delta rule / Miras L2 memory: S_t = alpha_t S_{t-1}(I - beta_t k_t k_t^T) + beta_t v_t "
                "k_t^T, y = S q"};

@@ -39,7 +39,7 @@ static al_tensor *flow_forward(attention_problem *p, al_tensor **weights) {
     /* n_i = i + 1 as (1, 1, N, 1) when causal; else the plain sums */
     al_tensor *n = NULL;
     if (causal) {
-        al_tensor *r = OP(&s, al_arange(1, (double)p->N + 1, 1, p->q->dtype));
+        al_tensor *r = OP(&s, attention_on_device_of(p->q, al_arange(1, (double)p->N + 1, 1, p->q->dtype)));
         n = OP(&s, al_reshape(r, 4, (int64_t[]){1, 1, p->N, 1}));
     }
     al_tensor *ksum = OP(&s, al_add_scalar(flow_sum(&s, K, causal), flow_eps));
@@ -65,7 +65,7 @@ static al_tensor *flow_forward(attention_problem *p, al_tensor **weights) {
         al_tensor *e = OP(&s, al_exp(Ohat));
         c = OP(&s, al_mul(OP(&s, al_div(e, OP(&s, al_cumsum(e, 2)))), n));
         qn = OP(&s, al_div(OP(&s, al_mul(Q, I)), n));
-        al_tensor *coef = OP(&s, al_full(4, (int64_t[]){p->B, p->H, p->M, 2}, 1, p->q->dtype));
+        al_tensor *coef = OP(&s, al_full_on(4, (int64_t[]){p->B, p->H, p->M, 2}, 1, p->q->dtype, p->q->storage->device));
         al_tensor *y = OP(&s, attention_state_recurrence(qn, K, OP(&s, al_mul(v, c)), coef, 1.0, 1, false));
         R = OP(&s, al_mul(a, y));
     }
@@ -81,6 +81,6 @@ static al_tensor *flow_forward(attention_problem *p, al_tensor **weights) {
 }
 
 const attention_variant attention_flow = {
-    .name = "flow", .forward = flow_forward, .flags = ATTENTION_NO_LOGITS,
+    .name = "flow", .forward = flow_forward, .cuda_forward = flow_forward, .flags = ATTENTION_NO_LOGITS,
     .summary = "Flow-Attention (Flowformer): sigmoid features, conserved incoming/outgoing flows, allocation and "
                "competition"};

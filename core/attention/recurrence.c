@@ -207,8 +207,8 @@ done:
     al_release(g64); al_release(gy);
 }
 
-al_tensor *attention_state_recurrence(const al_tensor *q, const al_tensor *k, const al_tensor *v,
-                                      const al_tensor *coef, double scale, int causal, bool delta) {
+static al_tensor *state_recurrence_host(const al_tensor *q, const al_tensor *k, const al_tensor *v,
+                                        const al_tensor *coef, double scale, int causal, bool delta) {
     const al_tensor *inputs[4] = {q, k, v, coef};
     al_tensor *in[4] = {0}, *out = NULL, *checkpoints = NULL;
     if (!widen(inputs, in)) goto done;
@@ -242,5 +242,24 @@ al_tensor *attention_state_recurrence(const al_tensor *q, const al_tensor *k, co
 done:
     for (int i = 0; i < 4; i++) al_release(in[i]);
     al_release(checkpoints);
+    return out;
+}
+
+/* On CUDA tensors the recurrence runs on the host: the operands are copied there and the output back,
+ * both differentiably (the gradients come back across the copies, and the reverse pass runs on the
+ * host too).  No GPU scan kernel is written yet; this keeps the scripts of the variants built on it
+ * (delta, causal flow) running unchanged with --device cuda, at the cost of moving q, k, v and coef
+ * across each way per call. */
+al_tensor *attention_state_recurrence(const al_tensor *q, const al_tensor *k, const al_tensor *v,
+                                      const al_tensor *coef, double scale, int causal, bool delta) {
+    if (q->storage->device != AL_CUDA) return state_recurrence_host(q, k, v, coef, scale, causal, delta);
+    const al_tensor *operands[4] = {q, k, v, coef};
+    al_tensor *host[4] = {NULL, NULL, NULL, NULL}, *out = NULL;
+    bool ok = true;
+    for (int i = 0; i < 4 && ok; i++) ok = (host[i] = al_to_device(operands[i], AL_CPU)) != NULL;
+    al_tensor *y = ok ? state_recurrence_host(host[0], host[1], host[2], host[3], scale, causal, delta) : NULL;
+    if (y) out = al_to_device(y, AL_CUDA);
+    for (int i = 0; i < 4; i++) al_release(host[i]);
+    al_release(y);
     return out;
 }

@@ -380,8 +380,9 @@ static void check_bfloat16_conversions(void) {
     al_set_requires_grad(dbias, 1);
     const al_attention_opts trainable = {.bias = dbias};
     CHECK_FAILS(al_attention(bq, bq, bq, &trainable, NULL), "a trainable bias with bfloat16");
+    /* a variant made of ops refuses bfloat16 at its first op without a kernel for it */
     const al_attention_opts delta = {.variant = "delta"};
-    CHECK_FAILS(al_attention(bq, bq, bq, &delta, NULL), "variant 'delta' has no CUDA kernel");
+    CHECK_FAILS(al_attention(bq, bq, bq, &delta, NULL), "bfloat16");
     /* item and totable read it, as float32 */
     al_tensor *one = bq ? al_narrow(bq, 3, 0, 1) : NULL, *first = one ? al_reshape(one, 1, (const int64_t[]){16}) : NULL;
     al_tensor *el = first ? al_narrow(first, 0, 0, 1) : NULL;
@@ -397,9 +398,6 @@ static void check_refusals(void) {
     al_tensor *qb = al_randn(4, big, AL_FLOAT32), *dqb = to(qb, AL_CUDA);
     al_tensor *mask = al_full(4, map, 1, AL_FLOAT32);
 
-    /* a variant without a CUDA kernel names itself */
-    const al_attention_opts delta = {.variant = "delta"};
-    CHECK_FAILS(al_attention(dq, dq, dq, &delta, NULL), "variant 'delta' has no CUDA kernel");
     /* a dilated (or grid) neighborhood runs on key lists, composed from the fused kernel in float32
      * and float64 (the composed cases below); not in bfloat16, and it says so */
     const al_attention_option dilated[2] = {{.name = "kernel_size", .value = {.type = AL_VALUE_NUMBER, .number = 3}},
@@ -485,6 +483,11 @@ int main(void) {
         {"landmark, causal, mask, weights", "landmark",    1, true,  true,  LANDMARK_TOKENS, 0, {{NULL, 0}}},
         {"routing, 3 clusters, causal, weights", "routing", 1, true, false, ROUTING_CENTROIDS, 0, {{NULL, 0}}},
         {"routing, 4 a cluster",         "routing",        0, false, false, ROUTING_CENTROIDS, 0, {{"cluster_size", 4}}},
+        /* the state recurrence, on the host (recurrence.c) with the rest on the device */
+        {"delta, causal, weights",       "delta",          1, true,  false, NO_EXTRA, 0, {{NULL, 0}}},
+        {"delta",                        "delta",          0, false, false, NO_EXTRA, 0, {{NULL, 0}}},
+        {"flow, causal, weights",        "flow",           1, true,  false, NO_EXTRA, 0, {{NULL, 0}}},
+        {"flow, weights",                "flow",           0, true,  false, NO_EXTRA, 0, {{NULL, 0}}},
     };
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < sizeof composed / sizeof composed[0]; i++) check_composed_case(&composed[i], dts[t]);
