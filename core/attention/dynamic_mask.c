@@ -50,13 +50,12 @@ static bool dma_key_lists(const attention_problem *p, const al_tensor *z, int64_
     const int64_t M = p->M, group = p->H / p->Hkv;
     memset(kb, 0, sizeof *kb);   /* freed below only when its lists were started */
     attention_problem host = *p;
-    al_tensor *zd = al_detach(z), *zh = zd ? al_to_device(zd, AL_CPU) : NULL;
-    al_tensor *mask_host = p->mask && p->mask->storage->device != AL_CPU ? al_to_device(p->mask, AL_CPU) : NULL;
-    if (mask_host) host.mask = mask_host;
+    al_tensor *zh = al_to_cpu_nograd(z), *mask_host = p->mask ? al_to_cpu_nograd(p->mask) : NULL;
+    host.mask = mask_host;
     p = &host;
     al_tensor *z64 = zh ? al_to_dtype_nograd(zh, AL_FLOAT64) : NULL, *zc = z64 ? al_contiguous_nograd(z64) : NULL;
     scored_position *order = malloc(sizeof(scored_position) * (size_t)(M + 1));
-    bool ok = zc && order && (!p->mask || host.mask->storage->device == AL_CPU) && key_lists_init(kb, p->B * p->H * p->N, false);
+    bool ok = zc && order && (!p->mask || mask_host) && key_lists_init(kb, p->B * p->H * p->N, false);
     for (int64_t bk = 0; ok && bk < p->B * p->Hkv; bk++) {
         const int64_t b = bk / p->Hkv, hk = bk % p->Hkv;
         const double *zr = (const double *)al_ptr(zc) + bk * M;
@@ -77,7 +76,7 @@ static bool dma_key_lists(const attention_problem *p, const al_tensor *z, int64_
     }
     if (!zc || !order) al_error("attention: out of memory selecting the dynamic mask");
     if (!ok && kb->start) key_lists_free(kb);
-    free(order); al_release(z64); al_release(zc); al_release(zd); al_release(zh); al_release(mask_host);
+    free(order); al_release(z64); al_release(zc); al_release(zh); al_release(mask_host);
     return ok;
 }
 

@@ -90,13 +90,7 @@ static al_tensor *hyper_forward(attention_problem *p, al_tensor **weights) {
     key_list_builder kb = {0};
     /* the hashing reads q and k on the host: copies of CUDA tensors (the lists are built there and
      * run on the device by sparse_cuda.c) */
-    al_tensor *qd = NULL, *kd = NULL, *qh = NULL, *kh = NULL;
-    const al_tensor *qx = p->q, *kx = p->k;
-    if (p->q->storage->device == AL_CUDA) {
-        qd = al_detach(p->q); kd = al_detach(p->k);
-        qh = qd ? al_to_device(qd, AL_CPU) : NULL; kh = kd ? al_to_device(kd, AL_CPU) : NULL;
-        qx = qh; kx = kh;
-    }
+    al_tensor *qx = al_to_cpu_nograd(p->q), *kx = al_to_cpu_nograd(p->k);
     bool ok = qx && kx && (r == 0 || proj) && (m == 0 || M == 0 || samples) && order && qblock && kblock && first &&
               key_lists_init(&kb, p->B * p->H * N, true);
     const double log_weight = m > 0 ? log((double)M / (double)m) : 0;
@@ -122,7 +116,7 @@ static al_tensor *hyper_forward(attention_problem *p, al_tensor **weights) {
     if (!order || !qblock || !kblock || !first) al_error("attention: out of memory for the LSH blocks");
     free(order); free(qblock); free(kblock); free(first);
     al_release(proj); al_release(samples);
-    al_release(qd); al_release(kd); al_release(qh); al_release(kh);
+    al_release(qx); al_release(kx);
     if (!ok) { key_lists_free(&kb); return NULL; }
     return attention_sparse_forward(p, &kb, NULL, "attention_hyper", weights);
 }

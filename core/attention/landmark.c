@@ -109,7 +109,7 @@ static al_tensor *landmark_forward(attention_problem *p, al_tensor **weights) {
     al_tensor *k = NULL, *v = NULL, *kt = NULL, *qk = NULL, *S = NULL, *Sb = NULL, *Sl = NULL, *Sm = NULL;
     al_tensor *P = NULL, *G = NULL, *eg = NULL, *mult = NULL, *w = NULL, *out = NULL, *ninf = NULL;
     /* the layout is read on the host: a copy of landmarks on the GPU */
-    al_tensor *lm_host = lm->storage->device == AL_CPU ? al_retain((al_tensor *)lm) : al_to_device(lm, AL_CPU);
+    al_tensor *lm_host = al_to_cpu_nograd(lm);
     if (!lm_host || !landmark_layout_build(p, lm_host, &l)) goto done;
     k = attention_repeat_heads(p->k, p->H);
     v = k ? attention_repeat_heads(p->v, p->H) : NULL;

@@ -137,14 +137,8 @@ static al_tensor *routing_forward(attention_problem *p, al_tensor **weights) {
     }
     /* the routing reads q, k and the centroids on the host: copies of CUDA tensors; its index tensors
      * are built there and moved beside q */
-    al_tensor *qd = NULL, *kd = NULL, *qh = NULL, *kh = NULL, *muh = NULL;
-    const al_tensor *qx = p->q, *kx = p->k;
-    if (p->q->storage->device == AL_CUDA) {
-        qd = al_detach(p->q); kd = al_detach(p->k);
-        qh = qd ? al_to_device(qd, AL_CPU) : NULL; kh = kd ? al_to_device(kd, AL_CPU) : NULL;
-        muh = al_to_device(mu, AL_CPU);
-        qx = qh; kx = kh; mu = muh;
-    }
+    al_tensor *qx = al_to_cpu_nograd(p->q), *kx = al_to_cpu_nograd(p->k), *muh = al_to_cpu_nograd(mu);
+    mu = muh;
     const int64_t B = p->B, H = p->H, N = p->N, M = p->M, c = o->centroids->shape[1], d = p->d, group = H / p->Hkv;
     const int64_t w = o->cluster_size ? o->cluster_size : (M + c - 1) / c;
     const int64_t wq = w < N ? w : N, wk = w < M ? w : M, S = c * wq;
@@ -180,7 +174,7 @@ static al_tensor *routing_forward(attention_problem *p, al_tensor **weights) {
     }
     if (!ok) al_error("attention: out of memory routing %lld queries into %lld clusters", (long long)N, (long long)c);
     free(tmp); free(qsel); free(ksel); free(qscores);
-    al_release(qd); al_release(kd); al_release(qh); al_release(kh); al_release(muh);
+    al_release(qx); al_release(kx); al_release(muh);
     al_tensor **built[3] = {&gidx, &index, &count};
     for (int t = 0; ok && t < 3; t++) ok = (*built[t] = attention_on_device_of(p->q, *built[t])) != NULL;
     al_tensor *qr = ok ? al_gather(p->q, 2, gidx) : NULL, *rows = NULL, *out = NULL, *slot_map = NULL;
@@ -221,12 +215,10 @@ al_tensor *al_routing_update(const al_tensor *centroids, const al_tensor *q, con
     if (centroids->storage->device == AL_CPU) return routing_update_host(centroids, q, k, decay);
     /* on CUDA tensors: the same step on host copies (a statistic of every row; no gradient), the
      * new centroids moved back */
-    al_tensor *cd = al_detach(centroids), *qd = al_detach(q), *kd = al_detach(k);
-    al_tensor *ch = cd ? al_to_device(cd, AL_CPU) : NULL, *qh = qd ? al_to_device(qd, AL_CPU) : NULL;
-    al_tensor *kh = kd ? al_to_device(kd, AL_CPU) : NULL;
+    al_tensor *ch = al_to_cpu_nograd(centroids), *qh = al_to_cpu_nograd(q), *kh = al_to_cpu_nograd(k);
     al_tensor *next = ch && qh && kh ? routing_update_host(ch, qh, kh, decay) : NULL;
     al_tensor *out = next ? al_to_device(next, AL_CUDA) : NULL;
-    al_release(cd); al_release(qd); al_release(kd); al_release(ch); al_release(qh); al_release(kh); al_release(next);
+    al_release(ch); al_release(qh); al_release(kh); al_release(next);
     return out;
 }
 
