@@ -1,35 +1,13 @@
 /* solve.cu -- batched linear solves on the GPU (ops/matmul.c's al_solve, for the small systems of the
  * studies' baselines and probes): a thread per system, the CPU's Gaussian elimination with partial
- * pivoting in float64, line for line, on a copy of A; a zero pivot marks the batch singular. */
+ * pivoting in float64 (ops/solve_system.h, compiled for the device) on a copy of A; a zero pivot
+ * marks the batch singular. */
 #include "cuda_internal.h"
-#include <math.h>
+#include "ops/solve_system.h"
 
 static __global__ void solve_kernel(double *M, double *R, int64_t n, int64_t kc, int64_t nbatch, long long *singular) {
-    for (int64_t bi = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; bi < nbatch; bi += (int64_t)gridDim.x * blockDim.x) {
-        double *m = M + bi * n * n, *r = R + bi * n * kc;
-        bool ok = true;
-        for (int64_t col = 0; col < n && ok; col++) {
-            int64_t piv = col;
-            for (int64_t q = col + 1; q < n; q++) if (fabs(m[q * n + col]) > fabs(m[piv * n + col])) piv = q;
-            if (m[piv * n + col] == 0) { ok = false; break; }
-            if (piv != col) {
-                for (int64_t c = 0; c < n; c++) { const double t = m[col * n + c]; m[col * n + c] = m[piv * n + c]; m[piv * n + c] = t; }
-                for (int64_t c = 0; c < kc; c++) { const double t = r[col * kc + c]; r[col * kc + c] = r[piv * kc + c]; r[piv * kc + c] = t; }
-            }
-            for (int64_t q = col + 1; q < n; q++) {
-                const double f = m[q * n + col] / m[col * n + col];
-                for (int64_t c = col; c < n; c++) m[q * n + c] -= f * m[col * n + c];
-                for (int64_t c = 0; c < kc; c++) r[q * kc + c] -= f * r[col * kc + c];
-            }
-        }
-        if (!ok) { *singular = 1; continue; }   /* every thread that finds one writes the same 1 */
-        for (int64_t col = n - 1; col >= 0; col--)
-            for (int64_t c = 0; c < kc; c++) {
-                double s = r[col * kc + c];
-                for (int64_t q = col + 1; q < n; q++) s -= m[col * n + q] * r[q * kc + c];
-                r[col * kc + c] = s / m[col * n + col];
-            }
-    }
+    for (int64_t bi = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; bi < nbatch; bi += (int64_t)gridDim.x * blockDim.x)
+        if (!solve_system(M + bi * n * n, R + bi * n * kc, n, kc)) *singular = 1;   /* every thread that finds one writes the same 1 */
 }
 
 extern "C" int al_cuda_solve(const al_tensor *A, al_tensor *work, int64_t n, int64_t kc, int64_t nbatch) {

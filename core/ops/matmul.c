@@ -14,6 +14,7 @@
  *   - large matrices: the rows of each product split among threads, one BLAS call per slice.
  * OpenBLAS itself always runs single-threaded (see threads.c). */
 #include "../internal.h"
+#include "solve_system.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -296,27 +297,7 @@ al_tensor *al_solve(const al_tensor *a, const al_tensor *b) {
         for (int64_t bi = 0; scratch && n > 0 && bi < nbatch; bi++) {   /* n = 0: nothing to solve */
             double *M = scratch, *R = (double *)al_ptr(work) + bi * n * kc;
             memcpy(M, (double *)al_ptr(A) + bi * n * n, sizeof(double) * (size_t)(n * n));
-            for (int64_t col = 0; col < n; col++) {
-                int64_t piv = col;
-                for (int64_t r = col + 1; r < n; r++) if (fabs(M[r * n + col]) > fabs(M[piv * n + col])) piv = r;
-                if (M[piv * n + col] == 0) { singular = 1; break; }
-                if (piv != col) {
-                    for (int64_t c = 0; c < n; c++) { double t = M[col * n + c]; M[col * n + c] = M[piv * n + c]; M[piv * n + c] = t; }
-                    for (int64_t c = 0; c < kc; c++) { double t = R[col * kc + c]; R[col * kc + c] = R[piv * kc + c]; R[piv * kc + c] = t; }
-                }
-                for (int64_t r = col + 1; r < n; r++) {
-                    double f = M[r * n + col] / M[col * n + col];
-                    for (int64_t c = col; c < n; c++) M[r * n + c] -= f * M[col * n + c];
-                    for (int64_t c = 0; c < kc; c++) R[r * kc + c] -= f * R[col * kc + c];
-                }
-            }
-            if (singular) break;
-            for (int64_t col = n - 1; col >= 0; col--)
-                for (int64_t c = 0; c < kc; c++) {
-                    double s = R[col * kc + c];
-                    for (int64_t q = col + 1; q < n; q++) s -= M[col * n + q] * R[q * kc + c];
-                    R[col * kc + c] = s / M[col * n + col];
-                }
+            if (!solve_system(M, R, n, kc)) { singular = 1; break; }
         }
         if (!scratch) { al_error("solve: out of memory"); singular = -1; }
         free(scratch);
