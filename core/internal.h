@@ -265,6 +265,23 @@ int al_cuda_attention_weights(const al_cuda_attention_args *a, const al_tensor *
 /* Which kernel the last CUDA attention forward or backward ran: "tiled" (any dtype and options) or
  * "tensor cores" (bfloat16 of the shapes attention_mma.cu takes); "none" before any; for the tests. */
 const char *al_cuda_attention_kernel_used(void);
+/* Softmax attention over explicit key lists (core/cuda/sparse.cu; the op is core/attention/sparse.c):
+ * a's q, k, v, bias, mask and scale as above (causal, window and ranges unused: the lists say which
+ * keys a query sees), float32 or float64; the lists in CSR on the device, query row r = (b, h, i)
+ * owning the entries start[r] .. start[r+1]-1.  P (nnz) receives the entries' probabilities and the
+ * backward reads them; out, the gradients (zeroed: dk, dv and dkey_bias are added to with atomics)
+ * and the map (zeroed) are contiguous. */
+typedef struct {
+    const al_tensor *start, *keys;   /* int64 (rows + 1) and (nnz) */
+    const al_tensor *offsets;        /* float64 (nnz): a constant added to each entry's logit; or NULL */
+    const al_tensor *key_bias;       /* contiguous (B, Hkv, M) in q's dtype, or NULL */
+} al_cuda_key_lists;
+int al_cuda_sparse_attention_forward(const al_cuda_attention_args *a, const al_cuda_key_lists *l, al_tensor *P,
+                                     al_tensor *out);
+int al_cuda_sparse_attention_backward(const al_cuda_attention_args *a, const al_cuda_key_lists *l, const al_tensor *P,
+                                      const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv,
+                                      al_tensor *dkey_bias, al_tensor *dbias);
+int al_cuda_sparse_attention_map(const al_cuda_key_lists *l, const al_tensor *P, al_tensor *weights);
 /* 2-D convolution (ops/conv2d.c checks and fills the geometry; core/cuda/conv.cu computes on the
  * GPU): x (N, Cin, H, W), w (Cout, Cin_g, kh, kw), b (Cout) or NULL, y and dy (N, Cout, Ho, Wo),
  * all contiguous and of one float dtype; dx, dw, db NULL when not wanted, else written whole. */

@@ -250,13 +250,9 @@ bool key_lists_init(key_list_builder *kb, int64_t rows, bool with_offsets);
 bool key_lists_push(key_list_builder *kb, int64_t key, double offset);
 void key_lists_end_row(key_list_builder *kb);
 void key_lists_free(key_list_builder *kb);
-/* Runs the kernel and frees the builder.  key_bias (B, Hkv, M) (may be NULL) is added to every
- * query's logit for key j and is differentiable. */
+/* Runs the kernel (the CPU's, or core/cuda/sparse.cu on CUDA tensors) and frees the builder.
+ * key_bias (B, Hkv, M) (may be NULL) is added to every query's logit for key j and is differentiable. */
 al_tensor *attention_sparse_forward(const attention_problem *p, key_list_builder *kb,
                                     const al_tensor *key_bias, const char *name, al_tensor **weights);
-/* The same on CUDA tensors (sparse_cuda.c: the fused softmax kernel with the lists as a dense mask);
- * attention_sparse_forward hands CUDA problems to it. */
-al_tensor *attention_sparse_cuda_forward(const attention_problem *p, key_list_builder *kb,
-                                         const al_tensor *key_bias, const char *name, al_tensor **weights);
 
 #endif

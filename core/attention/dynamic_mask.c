@@ -11,8 +11,8 @@
  * differentiated through).  Some integrations use A softplus(.) without the exp: this is the exp
  * form of the flash-dmattn helper.  The kernel visits only the kept keys: O(N top_k (d + dv))
  * work after an O(N M) selection (one sort of the keys per (batch, kv head)).  On CUDA tensors the
- * scores are computed on the device, the selection on the host, and the lists run composed from the
- * fused softmax kernel (sparse_cuda.c: O(N M) there). */
+ * scores are computed on the device, the selection on the host, and the lists run on the device
+ * (core/cuda/sparse.cu). */
 #include "attention_internal.h"
 #include <stdlib.h>
 #include <string.h>

@@ -20,8 +20,8 @@
  * algorithm instead recurses on halves, exact below 4,096 tokens -- not implemented).
  * The gradient is that of the exact pieces (hashing, sorting and sampling are constants).
  * Cost O(N (b + m) (d + dv) + N log N + N d r) time, O(N (b + m)) memory.  On CUDA tensors the
- * hashing and the lists are the host's (from copies of q and k), and the lists run composed from the
- * fused softmax kernel (sparse_cuda.c), in O(N M) there. */
+ * hashing and the lists are the host's (from copies of q and k), and the lists run on the device
+ * (core/cuda/sparse.cu). */
 #include "attention_internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -89,7 +89,7 @@ static al_tensor *hyper_forward(attention_problem *p, al_tensor **weights) {
     hashed *korder = order + N;
     key_list_builder kb = {0};
     /* the hashing reads q and k on the host: copies of CUDA tensors (the lists are built there and
-     * run on the device by sparse_cuda.c) */
+     * run on the device by core/cuda/sparse.cu) */
     al_tensor *qx = al_to_cpu_nograd(p->q), *kx = al_to_cpu_nograd(p->k);
     bool ok = qx && kx && (r == 0 || proj) && (m == 0 || M == 0 || samples) && order && qblock && kblock && first &&
               key_lists_init(&kb, p->B * p->H * N, true);

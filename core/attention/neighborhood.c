@@ -61,7 +61,7 @@ static al_tensor *neighborhood_forward(attention_problem *p, const char *variant
     if (!neighborhood_resolve_layout(p, variant, strided)) return NULL;
     p->kernel = ((const neighborhood_options *)p->options)->kernel;
     /* one range per query: the range kernels, on either device (attention_softmax_over_visible); a grid
-     * or a dilation: key lists (on CUDA tensors composed from the fused kernel, sparse_cuda.c) */
+     * or a dilation: key lists (sparse.c, on either device) */
     if (is_one_range(&p->nbhd)) return attention_softmax_over_visible(p, dense_name, tiled_name, weights);
     if (p->kernel != 0) {
         al_error("%s: a grid or dilated neighborhood runs on the key-list kernel; opts.kernel ('dense' or "

@@ -15,7 +15,7 @@
  * The centroids are trained outside the gradient by al_routing_update (lab.attention.routing_update):
  * an exponential moving average of spherical k-means steps, as the reference (update below).
  * On CUDA tensors the routing and the update run on host copies of q, k and the centroids; the
- * attention (sparse_cuda.c) and the scatter_mean (core/cuda/scatter_mean.cu) on the device. */
+ * attention (core/cuda/sparse.cu) and the scatter_mean (core/cuda/scatter_mean.cu) on the device. */
 #include "attention_internal.h"
 #include <math.h>
 #include <stdlib.h>

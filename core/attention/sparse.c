@@ -13,9 +13,10 @@
  *   dP_e = dO_i . v_{j_e};  delta_i = sum_e P_e dP_e;  dS_e = P_e (dP_e - delta_i)
  *   dq_i += scale dS_e k_{j_e};  dk_{j_e} += scale dS_e q_i;  dv_{j_e} += P_e dO_i;
  *   dkey_bias[b, hk, j_e] += dS_e;  dbias[b, h, i, j_e] += dS_e.
- * One (batch, kv head) per thread, so the dk, dv and dkey_bias rows it writes are its own.
- * The kernels are plain functions in generic/sparse_kernel.h, included below once per float
- * dtype; this file holds the list builder and the op around them. */
+ * On the CPU one (batch, kv head) per thread, so the dk, dv and dkey_bias rows it writes are its
+ * own; the kernels are plain functions in generic/sparse_kernel.h, included below once per float
+ * dtype.  On CUDA tensors the lists are moved to the device and core/cuda/sparse.cu runs the same
+ * formulas, a warp per query row.  This file holds the list builder and the op around both. */
 #include "attention_internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -83,8 +84,13 @@ typedef struct {
 #define GENERIC_FILE "../generic/sparse_kernel.h"
 #include "../generic/float_types.h"
 
-static al_tensor *zeros_shaped(int ndim, const int64_t *shape, al_dtype dt, bool want) {
-    return want ? al_full(ndim, shape, 0, dt) : NULL;
+static al_tensor *zeros_shaped(int ndim, const int64_t *shape, al_dtype dt, al_device dev, bool want) {
+    return want ? al_full_on(ndim, shape, 0, dt, dev) : NULL;
+}
+
+/* The CUDA kernels' view of a call: the operands, and the lists as device tensors. */
+static al_cuda_attention_args cuda_args_of(const attention_problem *p) {
+    return (al_cuda_attention_args){.q = p->q, .k = p->k, .v = p->v, .bias = p->bias, .mask = p->mask, .scale = p->scale};
 }
 
 static void sparse_backward(al_node *node, const al_tensor *g) {
@@ -98,18 +104,23 @@ static void sparse_backward(al_node *node, const al_tensor *g) {
     const bool want_kb = ctx->has_key_bias && al_input_needs_grad(node, 3);
     const bool want_bias = ctx->has_bias && al_input_needs_grad(node, 3);
     const al_dtype dt = p.q->dtype;
+    const al_device dev = p.q->storage->device;
     int64_t qs[4] = {p.B, p.H, p.N, p.d}, ks[4] = {p.B, p.Hkv, p.M, p.d}, vs[4] = {p.B, p.Hkv, p.M, p.dv};
     int64_t kbs[3] = {p.B, p.Hkv, p.M}, bs[4] = {p.B, p.H, p.N, p.M};
     al_tensor *gc = al_contiguous_nograd(g);
-    al_tensor *dq = zeros_shaped(4, qs, dt, al_input_needs_grad(node, 0));
-    al_tensor *dk = zeros_shaped(4, ks, dt, al_input_needs_grad(node, 1));
-    al_tensor *dv = zeros_shaped(4, vs, dt, al_input_needs_grad(node, 2));
-    al_tensor *dkb = zeros_shaped(3, kbs, dt, want_kb);
-    al_tensor *db = zeros_shaped(4, bs, dt, want_bias);
+    al_tensor *dq = zeros_shaped(4, qs, dt, dev, al_input_needs_grad(node, 0));
+    al_tensor *dk = zeros_shaped(4, ks, dt, dev, al_input_needs_grad(node, 1));
+    al_tensor *dv = zeros_shaped(4, vs, dt, dev, al_input_needs_grad(node, 2));
+    al_tensor *dkb = zeros_shaped(3, kbs, dt, dev, want_kb);
+    al_tensor *db = zeros_shaped(4, bs, dt, dev, want_bias);
     const void *P = al_ptr(node->saved[0]);
     void *dqp = dq ? al_ptr(dq) : NULL, *dkp = dk ? al_ptr(dk) : NULL, *dvp = dv ? al_ptr(dv) : NULL;
     void *dkbp = dkb ? al_ptr(dkb) : NULL, *dbp = db ? al_ptr(db) : NULL;
-    if (gc && dt == AL_FLOAT32) sparse_backward_float(&p, &L, P, al_ptr(gc), dqp, dkp, dvp, dkbp, dbp);
+    if (gc && dev == AL_CUDA) {
+        const al_cuda_attention_args a = cuda_args_of(&p);
+        const al_cuda_key_lists l = {node->saved[1], node->saved[2], node->saved[3], NULL};   /* no key bias needed */
+        al_cuda_sparse_attention_backward(&a, &l, node->saved[0], gc, dq, dk, dv, dkb, db);   /* an error is raised there */
+    } else if (gc && dt == AL_FLOAT32) sparse_backward_float(&p, &L, P, al_ptr(gc), dqp, dkp, dvp, dkbp, dbp);
     else if (gc) sparse_backward_double(&p, &L, P, al_ptr(gc), dqp, dkp, dvp, dkbp, dbp);
     al_accumulate_input(node, 0, dq);
     al_accumulate_input(node, 1, dk);
@@ -121,10 +132,16 @@ static void sparse_backward(al_node *node, const al_tensor *g) {
 
 /* The map (B, H, N, M) of a call, for lab.attention{weights = true}: the entries' probabilities
  * added at their keys (a key listed twice gets both). */
-static al_tensor *sparse_map(const attention_problem *p, const sparse_lists *L, const al_tensor *P) {
+static al_tensor *sparse_map(const attention_problem *p, const sparse_lists *L, const al_cuda_key_lists *on_device,
+                             const al_tensor *P) {
     int64_t ms[4] = {p->B, p->H, p->N, p->M};
-    al_tensor *w = al_full(4, ms, 0, P->dtype);
+    al_tensor *w = al_full_on(4, ms, 0, P->dtype, P->storage->device);
     if (!w) return NULL;
+    if (P->storage->device == AL_CUDA) {
+        if (al_cuda_sparse_attention_map(on_device, P, w) == 0) return w;
+        al_release(w);
+        return NULL;
+    }
     const int64_t rows = p->B * p->H * p->N;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t e = L->start[r]; e < L->start[r + 1]; e++) {
@@ -136,13 +153,18 @@ static al_tensor *sparse_map(const attention_problem *p, const sparse_lists *L, 
 
 al_tensor *attention_sparse_forward(const attention_problem *p, key_list_builder *kb,
                                     const al_tensor *key_bias, const char *name, al_tensor **weights) {
-    if (p->q->storage->device == AL_CUDA) return attention_sparse_cuda_forward(p, kb, key_bias, name, weights);
     const al_dtype dt = p->q->dtype;
+    const al_device dev = p->q->storage->device;
     const int64_t rows = p->B * p->H * p->N;
     int64_t os[4] = {p->B, p->H, p->N, p->dv}, ns[1] = {kb->nnz}, rs[1] = {rows + 1};
     al_tensor *out = NULL, *P = NULL, *starts = NULL, *keys = NULL, *offs = NULL, *kbc = NULL;
     if (kb->row != rows) {
         al_error("%s: internal error, %lld key lists for %lld queries", name, (long long)kb->row, (long long)rows);
+        goto done;
+    }
+    if (dt == AL_BFLOAT16) {
+        al_error("%s: no bfloat16 kernel for a key-list pattern on the GPU (q %s); convert with to(\"float32\")", name,
+                 TSHAPE(p->q));
         goto done;
     }
     const al_tensor *raw_bias = p->bias && p->bias->requires_grad ? p->bias : NULL;
@@ -159,14 +181,19 @@ al_tensor *attention_sparse_forward(const attention_problem *p, key_list_builder
         }
         if (!(kbc = al_contiguous_nograd(key_bias))) goto done;
     }
-    starts = al_from_buffer(1, rs, AL_INT64, kb->start);
-    keys = al_from_buffer(1, ns, AL_INT64, kb->keys);
-    offs = kb->offsets ? al_from_buffer(1, ns, AL_FLOAT64, kb->offsets) : NULL;
-    out = al_new_tensor(4, os, dt);
-    P = al_new_tensor(1, ns, dt);
+    /* built on the host; beside q */
+    starts = attention_on_device_of(p->q, al_from_buffer(1, rs, AL_INT64, kb->start));
+    keys = attention_on_device_of(p->q, al_from_buffer(1, ns, AL_INT64, kb->keys));
+    offs = kb->offsets ? attention_on_device_of(p->q, al_from_buffer(1, ns, AL_FLOAT64, kb->offsets)) : NULL;
+    out = al_new_tensor_on(4, os, dt, dev);
+    P = al_new_tensor_on(1, ns, dt, dev);
     if (!starts || !keys || (kb->offsets && !offs) || !out || !P) { al_release(out); out = NULL; goto done; }
     sparse_lists L = {al_ptr(starts), al_ptr(keys), offs ? al_ptr(offs) : NULL, kbc ? al_ptr(kbc) : NULL};
-    if (dt == AL_FLOAT32) sparse_forward_float(p, &L, al_ptr(P), al_ptr(out));
+    const al_cuda_key_lists on_device = {starts, keys, offs, kbc};
+    if (dev == AL_CUDA) {
+        const al_cuda_attention_args a = cuda_args_of(p);
+        if (al_cuda_sparse_attention_forward(&a, &on_device, P, out) < 0) { al_release(out); out = NULL; goto done; }
+    } else if (dt == AL_FLOAT32) sparse_forward_float(p, &L, al_ptr(P), al_ptr(out));
     else sparse_forward_double(p, &L, al_ptr(P), al_ptr(out));
     if (al_grad_needed2(p->q, p->k) || al_grad_needed2(p->v, key_bias) || raw_bias) {
         sparse_ctx *ctx = malloc(sizeof *ctx);
@@ -188,7 +215,7 @@ al_tensor *attention_sparse_forward(const attention_problem *p, key_list_builder
             free(ctx);
         }
     }
-    if (weights) *weights = sparse_map(p, &L, P);
+    if (weights) *weights = sparse_map(p, &L, &on_device, P);
 done:
     key_lists_free(kb);
     al_release(P); al_release(starts); al_release(keys); al_release(offs); al_release(kbc);

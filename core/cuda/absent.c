@@ -162,6 +162,22 @@ int al_cuda_attention_backward(const al_cuda_attention_args *a, const al_tensor 
     return -1;
 }
 
+int al_cuda_sparse_attention_forward(const al_cuda_attention_args *a, const al_cuda_key_lists *l, al_tensor *P,
+                                     al_tensor *out) {
+    al_error("attention: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_sparse_attention_backward(const al_cuda_attention_args *a, const al_cuda_key_lists *l, const al_tensor *P,
+                                      const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv,
+                                      al_tensor *dkey_bias, al_tensor *dbias) {
+    al_error("attention: backward: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_sparse_attention_map(const al_cuda_key_lists *l, const al_tensor *P, al_tensor *weights) {
+    al_error("attention: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+
 int al_cuda_gather(const al_tensor *t, int d, const al_tensor *idx, al_tensor *out) {
     al_error("gather: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;

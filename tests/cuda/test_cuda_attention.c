@@ -148,7 +148,7 @@ static void check_case(const attention_case *c, al_dtype dt) {
  * either device, so each is compared with itself on the CPU, output, map and the gradients of q, k
  * and v.  Option tensors (gates, bias factors, pointer weights, the second key and value sets) are
  * made on the CPU and moved. */
-enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET, AGENT_TOKENS, DMA_PARAMETERS, RELATIVE_TABLES, LANDMARK_TOKENS, ROUTING_CENTROIDS };
+enum { NO_EXTRA, MOH_GATES, FLASHBIAS_FACTORS, POINTER_WEIGHTS, TENSOR_SECOND_SET, AGENT_TOKENS, DMA_PARAMETERS, RELATIVE_TABLES, LANDMARK_TOKENS, ROUTING_CENTROIDS, TRAINABLE_BIAS };
 typedef struct {
     const char *name, *variant;
     int causal;
@@ -186,6 +186,7 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
         extra[0] = al_from_buffer(1, (int64_t[]){N}, AL_FLOAT64, marks); names[0] = "landmarks"; n_extra = 1;
     }
     if (c->extra == ROUTING_CENTROIDS) { extra[0] = al_randn(3, (int64_t[]){H, 3, d}, dt); names[0] = "centroids"; n_extra = 1; }
+    if (c->extra == TRAINABLE_BIAS) { extra[0] = al_randn(4, (int64_t[]){B, H, N, N}, dt); n_extra = 1; }   /* opts.bias */
     if (c->extra == DMA_PARAMETERS) {   /* W_dt (Hkv dv, Hkv) and A (Hkv), Hkv = H here */
         extra[0] = al_randn(2, (int64_t[]){H * d, H}, dt); extra[1] = al_randn(1, (int64_t[]){H}, dt);
         names[0] = "dt_proj"; names[1] = "dt_a"; n_extra = 2;
@@ -196,27 +197,37 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
     al_tensor *mask = c->mask ? al_from_buffer(4, map, AL_FLOAT64, m) : NULL;
     free(m);
     al_set_requires_grad(q, 1); al_set_requires_grad(k, 1); al_set_requires_grad(v, 1);
+    /* the trained extras: their gradients compared too */
+    const bool extra_grads = c->extra == DMA_PARAMETERS || c->extra == TRAINABLE_BIAS;
+    al_tensor *extra_twins[3] = {NULL, NULL, NULL};   /* the GPU side's own leaves */
+    for (int i = 0; extra_grads && i < n_extra; i++) {
+        al_set_requires_grad(extra[i], 1);
+        extra_twins[i] = twin_leaf(extra[i]);
+    }
 
     al_tensor *out[2] = {NULL, NULL}, *w[2] = {NULL, NULL}, *leaves[2][3] = {{q, k, v}, {NULL, NULL, NULL}};
     for (int dev = 0; dev < 2; dev++) {
-        al_tensor *in[3], *opt_t[3] = {NULL, NULL, NULL}, *dmask = NULL;
+        al_tensor *in[3], *opt_t[3] = {NULL, NULL, NULL}, *dmask = NULL, *bias = NULL;
         for (int i = 0; i < 3; i++) {
             if (dev) leaves[1][i] = twin_leaf(leaves[0][i]);
             in[i] = dev ? to(leaves[1][i], AL_CUDA) : al_retain(leaves[0][i]);
         }
         al_attention_option opts_list[5];
+        int n_options = 0;
         for (int i = 0; i < n_extra; i++) {
-            opt_t[i] = dev ? to(extra[i], AL_CUDA) : al_retain(extra[i]);
-            opts_list[i] = (al_attention_option){.name = names[i], .value = {.type = AL_VALUE_TENSOR, .tensor = opt_t[i]}};
+            opt_t[i] = dev ? to(extra_twins[i] ? extra_twins[i] : extra[i], AL_CUDA) : al_retain(extra[i]);
+            if (names[i])
+                opts_list[n_options++] = (al_attention_option){.name = names[i], .value = {.type = AL_VALUE_TENSOR, .tensor = opt_t[i]}};
+            else
+                bias = opt_t[i];
         }
-        int n_options = n_extra;
         for (int i = 0; i < 2; i++)
             if (c->numbers[i].name)
                 opts_list[n_options++] = (al_attention_option){.name = c->numbers[i].name,
                                                                .value = {.type = AL_VALUE_NUMBER, .number = c->numbers[i].value}};
         if (mask) dmask = dev ? to(mask, AL_CUDA) : al_retain(mask);
         al_seed(20261206);   /* the same draws on both devices (hyper's hyperplanes and samples) */
-        const al_attention_opts opts = {.variant = c->variant, .causal = c->causal, .mask = dmask, .n_options = n_options,
+        const al_attention_opts opts = {.variant = c->variant, .causal = c->causal, .mask = dmask, .bias = bias, .n_options = n_options,
                                         .options = n_options ? opts_list : NULL};
         al_tensor *o = al_attention(in[0], in[1], in[2], &opts, c->weights ? &w[dev] : NULL);
         if (!o) fprintf(stderr, "%s (%s, %s): %s\n", c->name, al_dtype_name(dt), dev ? "cuda" : "cpu", al_last_error());
@@ -242,8 +253,14 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
         CHECK_NEAR(max_rel_diff(g_dev, g_cpu), 0, tol);
         al_release(g_cpu); al_release(g_dev);
     }
+    for (int i = 0; extra_grads && i < n_extra; i++) {
+        al_tensor *g_cpu = al_grad(extra[i]), *g_dev = al_grad(extra_twins[i]);
+        CHECK(g_cpu && g_dev);
+        if (g_cpu && g_dev) CHECK_NEAR(max_rel_diff(g_dev, g_cpu), 0, tol);
+        al_release(g_cpu); al_release(g_dev);
+    }
     al_tensor *all[] = {q, k, v, R, extra[0], extra[1], extra[2], mask, out[0], out[1], w[0], w[1],
-                        leaves[1][0], leaves[1][1], leaves[1][2]};
+                        leaves[1][0], leaves[1][1], leaves[1][2], extra_twins[0], extra_twins[1], extra_twins[2]};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) al_release(all[i]);
 }
 
@@ -474,11 +491,13 @@ int main(void) {
         {"local_linear, mask",           "local_linear",   0, false, true,  NO_EXTRA, 1e-3, {{NULL, 0}}},
         {"agent, 5 given agents, weights", "agent",        0, true,  false, AGENT_TOKENS, 0, {{NULL, 0}}},
         {"agent, 6 pooled from q",       "agent",          0, false, false, NO_EXTRA, 0, {{"agent_count", 6}}},
-        /* key lists (sparse_cuda.c): the fused kernel with the lists as a mask */
+        /* key lists (core/cuda/sparse.cu) */
         {"power, causal, weights",       "power",          1, true,  false, NO_EXTRA, 0, {{"local_blocks", 2}}},
         {"neighborhood, dilation 2, mask", "neighborhood", 0, true,  true,  NO_EXTRA, 0, {{"kernel_size", 5}, {"dilation", 2}}},
         {"dynamic_mask, causal, mask",   "dynamic_mask",   1, true,  true,  DMA_PARAMETERS, 0, {{"top_k", 5}}},
         {"hyper, 2 bits, causal, mask",  "hyper",          1, true,  true,  NO_EXTRA, 0, {{"block_size", 8}, {"lsh_bits", 2}}},
+        {"hyper, 4 samples, trainable bias", "hyper",      0, false, false, TRAINABLE_BIAS, 0, {{"block_size", 4}, {"samples", 12}}},
+        {"power, trainable bias, mask",  "power",          1, true,  true,  TRAINABLE_BIAS, 0, {{NULL, 0}}},
         {"relative, bottom-right, mask", "relative",       2, true,  true,  RELATIVE_TABLES, 0, {{NULL, 0}}},
         {"landmark, causal, mask, weights", "landmark",    1, true,  true,  LANDMARK_TOKENS, 0, {{NULL, 0}}},
         {"routing, 3 clusters, causal, weights", "routing", 1, true, false, ROUTING_CENTROIDS, 0, {{NULL, 0}}},
