@@ -282,6 +282,21 @@ int al_cuda_sparse_attention_backward(const al_cuda_attention_args *a, const al_
                                       const al_tensor *dout, al_tensor *dq, al_tensor *dk, al_tensor *dv,
                                       al_tensor *dkey_bias, al_tensor *dbias);
 int al_cuda_sparse_attention_map(const al_cuda_key_lists *l, const al_tensor *P, al_tensor *weights);
+/* The prefix-state recurrence of attention/recurrence.c (delta, causal flow) on the GPU
+ * (core/cuda/recurrence.cu): its sizes, and every tensor float64, contiguous, on the device: q
+ * (B, H, N, d), k (B, Hkv, M, d), v (B, Hkv, M, dv), coef (B, H, M, 2) holding [beta, alpha] per step,
+ * y (B, H, N, dv), checkpoints (B, H, n_chunks, dv, d) (the state before each chunk of `chunk` steps;
+ * zeroed).  The backward writes dq and dcoef whole and adds into dk and dv (zeroed). */
+typedef struct {
+    int64_t B, H, Hkv, N, M, d, dv, chunk, n_chunks;
+    double scale;
+    int causal, delta;
+} al_recurrence_shape;
+int al_cuda_state_recurrence_forward(const al_recurrence_shape *r, const al_tensor *q, const al_tensor *k,
+                                     const al_tensor *v, const al_tensor *coef, al_tensor *y, al_tensor *checkpoints);
+int al_cuda_state_recurrence_backward(const al_recurrence_shape *r, const al_tensor *q, const al_tensor *k,
+                                      const al_tensor *v, const al_tensor *coef, const al_tensor *checkpoints,
+                                      const al_tensor *dy, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dcoef);
 /* 2-D convolution (ops/conv2d.c checks and fills the geometry; core/cuda/conv.cu computes on the
  * GPU): x (N, Cin, H, W), w (Cout, Cin_g, kh, kw), b (Cout) or NULL, y and dy (N, Cout, Ho, Wo),
  * all contiguous and of one float dtype; dx, dw, db NULL when not wanted, else written whole. */

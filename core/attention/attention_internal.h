@@ -188,7 +188,8 @@ void attention_save_for_recompute(al_node *node, const al_tensor *out, const al_
 /* The prefix-state recurrence (recurrence.c): S_t = alpha_t S_{t-1} + w_t k_t^T with
  * w_t = beta_t (v_t - [delta] alpha_t S_{t-1} k_t), read as y_i = S_i (scale q_i) when causal (N = M)
  * or S_M (scale q_i) when not.  q (B, H, N, d), k (B, Hkv, M, d), v (B, Hkv, M, dv), coef (B, H, M, 2)
- * = [beta, alpha]; one differentiable op (gradients for all four), O(sqrt(M) d dv) memory per head. */
+ * = [beta, alpha]; one differentiable op (gradients for all four), O(sqrt(M) d dv) memory per head;
+ * on either device (on CUDA tensors core/cuda/recurrence.cu). */
 al_tensor *attention_state_recurrence(const al_tensor *q, const al_tensor *k, const al_tensor *v,
                                       const al_tensor *coef, double scale, int causal, bool delta);
 

@@ -11,6 +11,8 @@
  * (O(sqrt(M) d dv) per head); the backward recomputes each chunk's states from its checkpoint and
  * runs the reverse recurrence through them (twice the forward's flops in all, never O(M d dv)).
  * Arithmetic is float64 throughout (float32 inputs are widened; the state sums then drift less).
+ * On CUDA tensors the same recurrence runs on the device (core/cuda/recurrence.cu: the state's rows
+ * split over a block's threads); this file holds the CPU's loops and the op around both.
  *
  * Reverse pass, with G = dL/dS_t accumulated from the readouts after t:
  *     G += dy_t q_t^T (causal), dq_t = S_t^T dy_t,
@@ -163,6 +165,13 @@ static bool widen(const al_tensor *const in[4], al_tensor *out[4]) {
     return true;
 }
 
+/* The sizes, as the CUDA kernels take them */
+static al_recurrence_shape shape_of(const recurrence_problem *r) {
+    return (al_recurrence_shape){.B = r->B, .H = r->H, .Hkv = r->Hkv, .N = r->N, .M = r->M, .d = r->d, .dv = r->dv,
+                                 .chunk = r->chunk, .n_chunks = r->n_chunks, .scale = r->scale, .causal = r->causal,
+                                 .delta = r->delta};
+}
+
 static recurrence_problem problem_of(al_tensor *const t[4], double scale, int causal, int delta) {
     recurrence_problem r = {0};
     r.B = t[0]->shape[0]; r.H = t[0]->shape[1]; r.N = t[0]->shape[2]; r.d = t[0]->shape[3];
@@ -180,9 +189,18 @@ static void recurrence_backward(al_node *node, const al_tensor *grad_out) {
     al_tensor *grads[4] = {0};
     if (!gy || !widen((const al_tensor *const *)node->inputs, in)) goto done;
     recurrence_problem r = problem_of(in, node->scalars[0], (int)node->ints[0], (int)node->ints[1]);
+    const al_device dev = in[0]->storage->device;
     for (int i = 0; i < 4; i++) {
-        grads[i] = al_full(in[i]->ndim, in[i]->shape, 0, AL_FLOAT64);
+        grads[i] = al_full_on(in[i]->ndim, in[i]->shape, 0, AL_FLOAT64, dev);
         if (!grads[i]) goto done;
+    }
+    if (dev == AL_CUDA) {
+        const al_recurrence_shape shape = shape_of(&r);
+        if (al_cuda_state_recurrence_backward(&shape, in[0], in[1], in[2], in[3], node->saved[0], gy, grads[0], grads[1],
+                                              grads[2], grads[3]) < 0)
+            goto done;
+        for (int i = 0; i < 4; i++) al_accumulate_input(node, i, grads[i]);
+        goto done;
     }
     const double *dy = al_ptr(gy), *checkpoints = al_ptr(node->saved[0]);
     double *dq = al_ptr(grads[0]), *dk = al_ptr(grads[1]), *dvv = al_ptr(grads[2]), *dcoef = al_ptr(grads[3]);
@@ -207,27 +225,37 @@ done:
     al_release(g64); al_release(gy);
 }
 
-static al_tensor *state_recurrence_host(const al_tensor *q, const al_tensor *k, const al_tensor *v,
-                                        const al_tensor *coef, double scale, int causal, bool delta) {
+/* Every head's forward on the CPU's threads: y (B, H, N, dv), checkpoints (B, H, n_chunks, dv, d) */
+static bool forward_on_cpu(const recurrence_problem *r, double *y, double *checkpoints) {
+    const int64_t sd = r->dv * r->d;
+    bool failed = false;
+    #pragma omp parallel for schedule(static) if (r->B * r->H > 1 && r->M * sd > 4096)
+    for (int64_t bh = 0; bh < r->B * r->H; bh++) {
+        double *work = malloc(sizeof(double) * ((size_t)sd + 2 * (size_t)r->dv + 2));
+        if (!work) { failed = true; continue; }
+        forward_head(r, bh / r->H, bh % r->H, y + bh * r->N * r->dv, checkpoints + bh * r->n_chunks * sd, work,
+                     work + sd, work + sd + r->dv);
+        free(work);
+    }
+    if (failed) al_error("attention: out of memory in the recurrence");
+    return !failed;
+}
+
+al_tensor *attention_state_recurrence(const al_tensor *q, const al_tensor *k, const al_tensor *v,
+                                      const al_tensor *coef, double scale, int causal, bool delta) {
     const al_tensor *inputs[4] = {q, k, v, coef};
     al_tensor *in[4] = {0}, *out = NULL, *checkpoints = NULL;
     if (!widen(inputs, in)) goto done;
     recurrence_problem r = problem_of(in, scale, causal, delta ? 1 : 0);
     int64_t yshape[4] = {r.B, r.H, r.N, r.dv}, cshape[5] = {r.B, r.H, r.n_chunks, r.dv, r.d};
-    al_tensor *y = al_new_tensor(4, yshape, AL_FLOAT64);
-    checkpoints = al_full(5, cshape, 0, AL_FLOAT64);
+    const al_device dev = q->storage->device;
+    al_tensor *y = al_new_tensor_on(4, yshape, AL_FLOAT64, dev);
+    checkpoints = al_full_on(5, cshape, 0, AL_FLOAT64, dev);
     if (!y || !checkpoints) { al_release(y); goto done; }
-    const int64_t sd = r.dv * r.d;
-    bool failed = false;
-    #pragma omp parallel for schedule(static) if (r.B * r.H > 1 && r.M * sd > 4096)
-    for (int64_t bh = 0; bh < r.B * r.H; bh++) {
-        double *work = malloc(sizeof(double) * ((size_t)sd + 2 * (size_t)r.dv + 2));
-        if (!work) { failed = true; continue; }
-        forward_head(&r, bh / r.H, bh % r.H, (double *)al_ptr(y) + bh * r.N * r.dv,
-                     (double *)al_ptr(checkpoints) + bh * r.n_chunks * sd, work, work + sd, work + sd + r.dv);
-        free(work);
-    }
-    if (failed) { al_error("attention: out of memory in the recurrence"); al_release(y); goto done; }
+    const al_recurrence_shape shape = shape_of(&r);
+    const bool ran = dev == AL_CUDA ? al_cuda_state_recurrence_forward(&shape, in[0], in[1], in[2], in[3], y, checkpoints) == 0
+                                    : forward_on_cpu(&r, al_ptr(y), al_ptr(checkpoints));
+    if (!ran) { al_release(y); goto done; }
     out = q->dtype == AL_FLOAT64 ? y : al_to_dtype_nograd(y, q->dtype);
     if (out != y) al_release(y);
     if (out && (al_grad_needed2(q, k) || al_grad_needed2(v, coef))) {
@@ -242,24 +270,5 @@ static al_tensor *state_recurrence_host(const al_tensor *q, const al_tensor *k, 
 done:
     for (int i = 0; i < 4; i++) al_release(in[i]);
     al_release(checkpoints);
-    return out;
-}
-
-/* On CUDA tensors the recurrence runs on the host: the operands are copied there and the output back,
- * both differentiably (the gradients come back across the copies, and the reverse pass runs on the
- * host too).  No GPU scan kernel is written yet; this keeps the scripts of the variants built on it
- * (delta, causal flow) running unchanged with --device cuda, at the cost of moving q, k, v and coef
- * across each way per call. */
-al_tensor *attention_state_recurrence(const al_tensor *q, const al_tensor *k, const al_tensor *v,
-                                      const al_tensor *coef, double scale, int causal, bool delta) {
-    if (q->storage->device != AL_CUDA) return state_recurrence_host(q, k, v, coef, scale, causal, delta);
-    const al_tensor *operands[4] = {q, k, v, coef};
-    al_tensor *host[4] = {NULL, NULL, NULL, NULL}, *out = NULL;
-    bool ok = true;
-    for (int i = 0; i < 4 && ok; i++) ok = (host[i] = al_to_device(operands[i], AL_CPU)) != NULL;
-    al_tensor *y = ok ? state_recurrence_host(host[0], host[1], host[2], host[3], scale, causal, delta) : NULL;
-    if (y) out = al_to_device(y, AL_CUDA);
-    for (int i = 0; i < 4; i++) al_release(host[i]);
-    al_release(y);
     return out;
 }

@@ -178,6 +178,18 @@ int al_cuda_sparse_attention_map(const al_cuda_key_lists *l, const al_tensor *P,
     return -1;
 }
 
+int al_cuda_state_recurrence_forward(const al_recurrence_shape *r, const al_tensor *q, const al_tensor *k,
+                                     const al_tensor *v, const al_tensor *coef, al_tensor *y, al_tensor *checkpoints) {
+    al_error("attention: state recurrence: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+int al_cuda_state_recurrence_backward(const al_recurrence_shape *r, const al_tensor *q, const al_tensor *k,
+                                      const al_tensor *v, const al_tensor *coef, const al_tensor *checkpoints,
+                                      const al_tensor *dy, al_tensor *dq, al_tensor *dk, al_tensor *dv, al_tensor *dcoef) {
+    al_error("attention: state recurrence: backward: no CUDA device (%s)", al_cuda_unavailable_reason());
+    return -1;
+}
+
 int al_cuda_gather(const al_tensor *t, int d, const al_tensor *idx, al_tensor *out) {
     al_error("gather: no CUDA device (%s)", al_cuda_unavailable_reason());
     return -1;

@@ -16,6 +16,9 @@
 
 /* which kernel the last CUDA attention forward or backward ran ("tiled", "tensor cores"; core/internal.h) */
 const char *al_cuda_attention_kernel_used(void);
+/* the prefix-state recurrence under delta and causal flow (core/attention/attention_internal.h) */
+al_tensor *attention_state_recurrence(const al_tensor *q, const al_tensor *k, const al_tensor *v,
+                                      const al_tensor *coef, double scale, int causal, bool delta);
 
 
 
@@ -264,6 +267,55 @@ static void check_composed_case(const composed_case *c, al_dtype dt) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) al_release(all[i]);
 }
 
+/* ---- the state recurrence ------------------------------------------------------------------------ */
+
+/* The recurrence itself (core/cuda/recurrence.cu against recurrence.c), in the forms the variants use
+ * (delta: the delta rule, causal or not; flow: Hebbian, causal) and the one none uses yet (Hebbian, not
+ * causal, every query reading the final state), with a retention gate alpha < 1, three query heads on
+ * one kv head, N != M when not causal, and M over five checkpoint chunks (chunk 5): the output and
+ * the gradients of q, k, v and [beta, alpha]. */
+static void check_state_recurrence(int causal, bool delta, al_dtype dt) {
+    const int64_t B = 2, H = 3, Hkv = 1, M = 23, N = causal ? M : 9, d = 5, dv = 4;
+    const int64_t qs[4] = {B, H, N, d}, ks[4] = {B, Hkv, M, d}, vs[4] = {B, Hkv, M, dv}, cs[4] = {B, H, M, 2};
+    al_tensor *leaves[2][4] = {{al_randn(4, qs, dt), al_randn(4, ks, dt), al_randn(4, vs, dt), al_rand(4, cs, dt)}};
+    {   /* keys small enough for the delta rule's (I - beta k k^T) to contract; beta in (0.2, 0.9), alpha in (0.6, 1) */
+        al_tensor *scaled = al_mul_scalar(leaves[0][1], 0.3), *c = leaves[0][3];
+        const int64_t n = al_numel(c);
+        double *cv = malloc(sizeof(double) * (size_t)n);
+        al_copy_to_doubles(c, cv, n);
+        for (int64_t i = 0; i < n; i++) cv[i] = i % 2 == 0 ? 0.2 + 0.7 * cv[i] : 0.6 + 0.4 * cv[i];
+        al_tensor *c64 = al_from_buffer(4, cs, AL_FLOAT64, cv), *cd = al_to_dtype(c64, dt);
+        free(cv);
+        al_release(c64); al_release(c);
+        al_release(leaves[0][1]);
+        leaves[0][1] = al_detach(scaled); leaves[0][3] = al_detach(cd);
+        al_release(scaled); al_release(cd);
+    }
+    for (int i = 0; i < 4; i++) { al_set_requires_grad(leaves[0][i], 1); leaves[1][i] = twin_leaf(leaves[0][i]); }
+    al_tensor *R = al_randn(4, (int64_t[]){B, H, N, dv}, dt), *out[2] = {NULL, NULL};
+    for (int dev = 0; dev < 2; dev++) {
+        al_tensor *in[4];
+        for (int i = 0; i < 4; i++) in[i] = dev ? to(leaves[1][i], AL_CUDA) : al_retain(leaves[0][i]);
+        al_tensor *y = attention_state_recurrence(in[0], in[1], in[2], in[3], 0.7, causal, delta);
+        if (!y) fprintf(stderr, "state recurrence (%s): %s\n", dev ? "cuda" : "cpu", al_last_error());
+        out[dev] = y && dev ? to(y, AL_CPU) : (y ? al_retain(y) : NULL);
+        al_tensor *prod = out[dev] ? al_mul(out[dev], R) : NULL, *loss = prod ? al_sum(prod, AL_ALL_DIMS, 0) : NULL;
+        CHECK(loss && al_backward(loss, NULL) == 0);
+        al_release(y); al_release(prod); al_release(loss);
+        for (int i = 0; i < 4; i++) al_release(in[i]);
+    }
+    const double tol = dt == AL_FLOAT64 ? 1e-10 : 1e-5;
+    CHECK_NEAR(max_rel_diff(out[1], out[0]), 0, tol);
+    for (int i = 0; i < 4; i++) {
+        al_tensor *g_cpu = al_grad(leaves[0][i]), *g_dev = al_grad(leaves[1][i]);
+        CHECK(g_cpu && g_dev);
+        CHECK_NEAR(max_rel_diff(g_dev, g_cpu), 0, tol);
+        al_release(g_cpu); al_release(g_dev);
+    }
+    for (int i = 0; i < 4; i++) { al_release(leaves[0][i]); al_release(leaves[1][i]); }
+    al_release(R); al_release(out[0]); al_release(out[1]);
+}
+
 /* ---- bfloat16 ------------------------------------------------------------------------------------ */
 
 /* t (a CPU float32 tensor) through bfloat16 and back: its values rounded as the device rounds them */
@@ -502,7 +554,7 @@ int main(void) {
         {"landmark, causal, mask, weights", "landmark",    1, true,  true,  LANDMARK_TOKENS, 0, {{NULL, 0}}},
         {"routing, 3 clusters, causal, weights", "routing", 1, true, false, ROUTING_CENTROIDS, 0, {{NULL, 0}}},
         {"routing, 4 a cluster",         "routing",        0, false, false, ROUTING_CENTROIDS, 0, {{"cluster_size", 4}}},
-        /* the state recurrence, on the host (recurrence.c) with the rest on the device */
+        /* the state recurrence (core/cuda/recurrence.cu) with the rest through ops */
         {"delta, causal, weights",       "delta",          1, true,  false, NO_EXTRA, 0, {{NULL, 0}}},
         {"delta",                        "delta",          0, false, false, NO_EXTRA, 0, {{NULL, 0}}},
         {"flow, causal, weights",        "flow",           1, true,  false, NO_EXTRA, 0, {{NULL, 0}}},
@@ -510,6 +562,9 @@ int main(void) {
     };
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < sizeof composed / sizeof composed[0]; i++) check_composed_case(&composed[i], dts[t]);
+    for (int t = 0; t < 2; t++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int delta = 0; delta < 2; delta++) check_state_recurrence(causal, delta, dts[t]);
     /* bfloat16: the output and the gradients against float32 on the CPU, from the same rounded values */
     const attention_case bf16_cases[] = {
         {"bfloat16, no mask, d 64",        2, 2, 2,  37,  45,  64,  64, 0, NO_BIAS,                 false, false, 0, 0, 0},

@@ -24,6 +24,7 @@
 
 #define __global__
 #define __device__
+#define __host__
 #define __launch_bounds__(max_threads)
 /* alignment of the one __align__ use, the dynamic shared array: its buffer is 128-byte aligned */
 #define __align__(n)
