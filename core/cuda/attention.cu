@@ -37,23 +37,9 @@ enum {
     COLS_PER_LANE = AL_CUDA_ATTENTION_HEAD_MAX / WARP,
 };
 
-static __device__ inline float exp_of(float x) { return expf(x); }
-static __device__ inline double exp_of(double x) { return exp(x); }
 static __device__ inline float log_of(float x) { return logf(x); }
 static __device__ inline double log_of(double x) { return log(x); }
 template <typename T> static __device__ inline T infinity_of() { return (T)INFINITY; }
-
-template <typename T> static __device__ inline T warp_max(T x) {
-    for (int o = WARP / 2; o > 0; o /= 2) {
-        const T y = __shfl_xor_sync(FULL_WARP, x, o);
-        x = y > x ? y : x;
-    }
-    return x;
-}
-template <typename T> static __device__ inline T warp_sum(T x) {
-    for (int o = WARP / 2; o > 0; o /= 2) x += __shfl_xor_sync(FULL_WARP, x, o);
-    return x;
-}
 
 /* ---- forward ---------------------------------------------------------------------------------- */
 

@@ -2,8 +2,9 @@
  * call's operands as a kernel reads them (problem<T>), which keys a query sees (the CPU's rule), the
  * range of key tiles a block of queries needs and of query tiles a block of keys needs (so that tiles
  * wholly outside a causal triangle, a window or the row ranges are never loaded), and the staging of
- * rows into shared memory.  attention.cu computes with one logit per lane in the compute type;
- * attention_mma.cu, for bfloat16, on the tensor cores; both include this. */
+ * rows into shared memory, and the warp reductions.  attention.cu computes with one logit per lane
+ * in the compute type; attention_mma.cu, for bfloat16, on the tensor cores; sparse.cu (key lists) a
+ * warp per query row; all three include this. */
 #ifndef ATTNLAB_CUDA_ATTENTION_PROBLEM_CUH
 #define ATTNLAB_CUDA_ATTENTION_PROBLEM_CUH
 
@@ -11,6 +12,22 @@
 
 enum { WARP = 32 };
 static const unsigned FULL_WARP = 0xffffffffu;
+
+static __device__ inline float exp_of(float x) { return expf(x); }
+static __device__ inline double exp_of(double x) { return exp(x); }
+
+/* the maximum and the sum of x over the 32 lanes of a warp, in every lane */
+template <typename T> static __device__ inline T warp_max(T x) {
+    for (int o = WARP / 2; o > 0; o /= 2) {
+        const T y = __shfl_xor_sync(FULL_WARP, x, o);
+        x = y > x ? y : x;
+    }
+    return x;
+}
+template <typename T> static __device__ inline T warp_sum(T x) {
+    for (int o = WARP / 2; o > 0; o /= 2) x += __shfl_xor_sync(FULL_WARP, x, o);
+    return x;
+}
 
 /* One call's operands as the kernels read them: typed pointers (offset included) and element strides. */
 template <typename T> struct problem {

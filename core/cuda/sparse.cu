@@ -43,21 +43,6 @@ struct row_of {
     }
 };
 
-static __device__ inline float exp_of(float x) { return expf(x); }
-static __device__ inline double exp_of(double x) { return exp(x); }
-
-template <typename A> static __device__ inline A warp_max(A x) {
-    for (int o = WARP / 2; o > 0; o /= 2) {
-        const A y = __shfl_xor_sync(FULL_WARP, x, o);
-        x = y > x ? y : x;
-    }
-    return x;
-}
-template <typename A> static __device__ inline A warp_sum(A x) {
-    for (int o = WARP / 2; o > 0; o /= 2) x += __shfl_xor_sync(FULL_WARP, x, o);
-    return x;
-}
-
 /* The warps of the grid take the rows in turn; every lane of a warp gets the same rows, so the
  * shuffles inside always see the whole warp. */
 #define FOR_EACH_ROW_OF_THIS_WARP(r, rows)                                                                    \
