@@ -88,7 +88,7 @@ static al_tensor *zeros_shaped(int ndim, const int64_t *shape, al_dtype dt, al_d
     return want ? al_full_on(ndim, shape, 0, dt, dev) : NULL;
 }
 
-/* The CUDA kernels' view of a call: the operands, and the lists as device tensors. */
+/* The operands as the CUDA kernels take them (the lists go beside them, as an al_cuda_key_lists). */
 static al_cuda_attention_args cuda_args_of(const attention_problem *p) {
     return (al_cuda_attention_args){.q = p->q, .k = p->k, .v = p->v, .bias = p->bias, .mask = p->mask, .scale = p->scale};
 }
@@ -116,17 +116,20 @@ static void sparse_backward(al_node *node, const al_tensor *g) {
     const void *P = al_ptr(node->saved[0]);
     void *dqp = dq ? al_ptr(dq) : NULL, *dkp = dk ? al_ptr(dk) : NULL, *dvp = dv ? al_ptr(dv) : NULL;
     void *dkbp = dkb ? al_ptr(dkb) : NULL, *dbp = db ? al_ptr(db) : NULL;
-    if (gc && dev == AL_CUDA) {
+    bool ran = gc != NULL;
+    if (gc && dev == AL_CUDA) {   /* a failure raises its error there; nothing is accumulated */
         const al_cuda_attention_args a = cuda_args_of(&p);
         const al_cuda_key_lists l = {node->saved[1], node->saved[2], node->saved[3], NULL};   /* no key bias needed */
-        al_cuda_sparse_attention_backward(&a, &l, node->saved[0], gc, dq, dk, dv, dkb, db);   /* an error is raised there */
+        ran = al_cuda_sparse_attention_backward(&a, &l, node->saved[0], gc, dq, dk, dv, dkb, db) == 0;
     } else if (gc && dt == AL_FLOAT32) sparse_backward_float(&p, &L, P, al_ptr(gc), dqp, dkp, dvp, dkbp, dbp);
     else if (gc) sparse_backward_double(&p, &L, P, al_ptr(gc), dqp, dkp, dvp, dkbp, dbp);
-    al_accumulate_input(node, 0, dq);
-    al_accumulate_input(node, 1, dk);
-    al_accumulate_input(node, 2, dv);
-    if (dkb) al_accumulate_input(node, 3, dkb);
-    if (db) al_accumulate_input(node, 3, db);
+    if (ran) {
+        al_accumulate_input(node, 0, dq);
+        al_accumulate_input(node, 1, dk);
+        al_accumulate_input(node, 2, dv);
+        if (dkb) al_accumulate_input(node, 3, dkb);
+        if (db) al_accumulate_input(node, 3, db);
+    }
     al_release(gc); al_release(dq); al_release(dk); al_release(dv); al_release(dkb); al_release(db);
 }
 
