@@ -274,13 +274,13 @@ static void check_composed_case(const composed_case *c, al_dtype dt, int64_t N) 
  * (delta: the delta rule, causal or not; flow: Hebbian, causal) and the one none uses yet (Hebbian, not
  * causal, every query reading the final state), with a retention gate alpha < 1, three query heads on
  * one kv head, N != M when not causal, and M over five checkpoint chunks (chunk 5): the output and
- * the gradients of q, k, v and [beta, alpha]. */
-static void check_state_recurrence(int causal, bool delta, al_dtype dt) {
-    const int64_t B = 2, H = 3, Hkv = 1, M = 23, N = causal ? M : 9, d = 5, dv = 4;
+ * the gradients of q, k, v and [beta, alpha].  The state is dv x d. */
+static void check_state_recurrence(int causal, bool delta, al_dtype dt, int64_t d, int64_t dv) {
+    const int64_t B = 2, H = 3, Hkv = 1, M = 23, N = causal ? M : 9;
     const int64_t qs[4] = {B, H, N, d}, ks[4] = {B, Hkv, M, d}, vs[4] = {B, Hkv, M, dv}, cs[4] = {B, H, M, 2};
     al_tensor *leaves[2][4] = {{al_randn(4, qs, dt), al_randn(4, ks, dt), al_randn(4, vs, dt), al_rand(4, cs, dt)}};
     {   /* keys small enough for the delta rule's (I - beta k k^T) to contract; beta in (0.2, 0.9), alpha in (0.6, 1) */
-        al_tensor *scaled = al_mul_scalar(leaves[0][1], 0.3), *c = leaves[0][3];
+        al_tensor *scaled = al_mul_scalar(leaves[0][1], 0.3 * sqrt(5.0 / (double)d)), *c = leaves[0][3];
         const int64_t n = al_numel(c);
         double *cv = malloc(sizeof(double) * (size_t)n);
         al_copy_to_doubles(c, cv, n);
@@ -575,7 +575,10 @@ int main(void) {
         for (size_t i = 0; i < sizeof long_lists / sizeof long_lists[0]; i++) check_composed_case(&long_lists[i], dts[t], 80);
     for (int t = 0; t < 2; t++)
         for (int causal = 0; causal < 2; causal++)
-            for (int delta = 0; delta < 2; delta++) check_state_recurrence(causal, delta, dts[t]);
+            for (int delta = 0; delta < 2; delta++) check_state_recurrence(causal, delta, dts[t], 5, 4);
+    /* a state wider and taller than a block's 128 threads: its rows and columns take turns */
+    check_state_recurrence(1, true, AL_FLOAT64, 131, 130);
+    check_state_recurrence(0, false, AL_FLOAT64, 131, 130);
     /* bfloat16: the output and the gradients against float32 on the CPU, from the same rounded values */
     const attention_case bf16_cases[] = {
         {"bfloat16, no mask, d 64",        2, 2, 2,  37,  45,  64,  64, 0, NO_BIAS,                 false, false, 0, 0, 0},
