@@ -232,8 +232,53 @@ function MHA:after_attention(q, k)
   if entry and entry.after then entry.after(self, q, k) end
 end
 
+-- Keys and values in the context's own space.  With bias-free k and v projections,
+--   q_h . (W_k,h z_j) = (W_k,h^T q_h) . z_j   and   W_o,h sum_j p_hj W_v,h z_j = (W_o,h W_v,h) sum_j p_hj z_j,
+-- so softmax (or lsa) attention can run over the context z itself, one kv head shared by every query
+-- head, with the queries q~ = x (W_q,h^T W_k,h) + W_k,h^T b_q,h and the output (W_o,h W_v,h) summed
+-- over the heads: the same model, the same map and the same gradients, up to rounding; the folded
+-- weights are products of the parameters made at each call (H products of head_dim-sized matrices),
+-- so the gradients reach the parameters as they are.  Where the context is no wider than a head (the
+-- regression study's 6-wide tokens and heads) this reads the context once for all heads instead of
+-- projecting it into H copies of keys and values and writing H copies of their gradients: at the
+-- study's shapes those projections, their weight gradients and the attention's passes over them were
+-- a third of the training step.  Set `module.fold_context = false` to compute k and v as written.
+function MHA:folds_context()
+  if self.fold_context == false or self.map_hook or self.context_dim > self.head_dim or self.kv_heads ~= self.heads then
+    return false
+  end
+  if self.variant ~= "softmax" and self.variant ~= "lsa" then return false end
+  local entry = variant_modules[self.variant] or {}
+  if entry.forward or entry.init or entry.after or entry.raw_output then return false end
+  local q, k, v, o = self.q, self.k, self.v, self.o
+  return getmetatable(q) == Linear and getmetatable(k) == Linear and getmetatable(v) == Linear and getmetatable(o) == Linear
+    and k.bias == nil and v.bias == nil
+end
+
+-- The module's output for queries x over the context, computed in the context's space (above).
+function MHA:forward_in_context_space(x, context)
+  local H, D, C, dim = self.heads, self.head_dim, self.context_dim, self.dim
+  local B, N, M = x:size(1), x:size(2), context:size(2)
+  local call = { variant = self.variant, causal = self.causal, scale = self.scale or 1 / math.sqrt(D), norm = self.norm,
+                 weights = self.record }
+  for key, val in pairs(self.attention_opts) do call[key] = val end
+  call.bias = self:logit_hooks_bias(B, N, M, x:dtype())
+  local wk_t = self.k.weight:reshape{ H, D, C }:transpose(2, 3)                          -- (H, C, D)
+  local w_qk = wk_t:matmul(self.q.weight:reshape{ H, D, dim }):reshape{ H * C, dim }
+  local b_qk = self.q.bias and wk_t:matmul(self.q.bias:reshape{ H, D, 1 }):reshape{ H * C }
+  local qc = lab.linear(x, w_qk, b_qk):reshape{ B, N, H, C }:permute(1, 3, 2, 4)         -- (B, H, N, C)
+  local z = context:unsqueeze(2)                                                         -- (B, 1, M, C), a view
+  local oc, weights = lab.attention(qc, z, z, call)                                     -- (B, H, N, C)
+  if self.record then self.weights = weights end
+  if self.head_scale then oc = oc * self.head_scale end
+  local w_o = self.o.weight:reshape{ self.out_dim, H, D }:permute(2, 1, 3)               -- (H, out, D)
+  local w_ov = w_o:matmul(self.v.weight:reshape{ H, D, C }):permute(2, 1, 3):reshape{ self.out_dim, H * C }
+  return lab.linear(oc:permute(1, 3, 2, 4):reshape{ B, N, H * C }, w_ov, self.o.bias)
+end
+
 function MHA:forward(x, context)
   context = check_attention_inputs(self, x, context)
+  if self:folds_context() then return self:forward_in_context_space(x, context) end
   local q, k, v, call = self:attention_inputs(x, context)
   local bias = self:logit_hooks_bias(x:size(1), x:size(2), context:size(2), q:dtype())
   call.bias = bias

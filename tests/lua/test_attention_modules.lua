@@ -2,7 +2,8 @@
 -- forms against float64 references built here, gradients, refusals), and nn.MultiHeadAttention's
 -- module-level variants: MoH's router (the all-zero-router identity with plain MHA, top-k gates,
 -- the balance loss = k at uniform gates), lowrank against an explicit reference (and its global
--- query), random_feature's frozen Q/K, and a short training of every variant on a toy target.
+-- query), random_feature's frozen Q/K, a short training of every variant on a toy target, and the
+-- keys and values computed in the context's space against the module as written.
 local check = dofile("tests/lua/check.lua")("attention_modules")
 local lab = lab or require "attnlab"
 local nn = lab.nn
@@ -194,6 +195,61 @@ for _, opts in ipairs{ { dim = 24, heads = 3, causal = true }, { dim = 24, heads
   for name, t in pairs(g1) do worst = math.max(worst, (t - g2[name]):abs():max():item()) end
   check.ok(worst < 1e-12, "q, k, v from one product equal three products, output and gradients (heads "
     .. opts.heads .. ")", tostring(worst))
+end
+
+-- Keys and values in the context's space (MultiHeadAttention:folds_context): where the context is no
+-- wider than a head, with bias-free k and v, the module attends over the context itself with folded
+-- weights; the output, the map and every parameter's gradient equal the module computed as written.
+do
+  local function run(m, fold, x, z)
+    m.fold_context = fold
+    m:zero_grad()
+    m.record = true
+    local y = z and m(x, z) or m(x)
+    y:pow(2):sum():backward()
+    local grads = {}
+    for i, p in ipairs(m:parameters()) do grads[i] = p.grad:clone() end
+    return y, grads, m.weights
+  end
+  local cases = {
+    { "softmax, one query over a context (the regression study's model)",
+      { dim = 6, heads = 4, head_dim = 6, out_dim = 1, bias = false }, { 6, 1, 6 }, { 6, 11, 6 } },
+    { "lsa with its norm", { dim = 6, heads = 4, head_dim = 6, out_dim = 1, bias = false, variant = "lsa", norm = 11 },
+      { 6, 1, 6 }, { 6, 11, 6 } },
+    { "causal self-attention, tokens narrower than a head", { dim = 5, heads = 3, head_dim = 7, bias = false, causal = true },
+      { 4, 9, 5 } },
+    { "a head ablated, and q and o biases (k and v bias-free)", { dim = 6, heads = 4, head_dim = 6, bias = false },
+      { 5, 2, 6 }, { 5, 9, 6 }, function(m)
+        m:set_head_scale(2, 0)
+        m.q.bias = m.q:add_param("bias", rnd{ 24 })
+        m.o.bias = m.o:add_param("bias", rnd{ 6 })
+      end },
+  }
+  for _, c in ipairs(cases) do
+    local m = nn.MultiHeadAttention(c[2]):to("float64")
+    if c[5] then c[5](m) end
+    m.fold_context = nil
+    check.ok(m:folds_context(), c[1] .. ": folds")
+    local x, z = rnd(c[3]), c[4] and rnd(c[4])
+    local y1, g1, w1 = run(m, false, x, z)
+    local y2, g2, w2 = run(m, nil, x, z)
+    local worst = math.max(max_abs_diff(y1, y2), max_abs_diff(w1, w2))
+    for i = 1, #g1 do worst = math.max(worst, max_abs_diff(g1[i], g2[i])) end
+    check.ok(#g1 == #g2 and worst < 1e-12, c[1] .. ": output, map and " .. #g1 .. " gradients equal the module as written",
+      tostring(worst))
+  end
+  -- where it would not be the same computation, or would not save anything: as written
+  local wide = nn.MultiHeadAttention{ dim = 16, heads = 2, bias = false }
+  check.ok(not wide:folds_context(), "a context wider than a head is not folded")
+  local biased = nn.MultiHeadAttention{ dim = 6, heads = 4, head_dim = 6 }
+  check.ok(not biased:folds_context(), "k and v with biases are not folded")
+  local other = nn.MultiHeadAttention{ dim = 6, heads = 4, head_dim = 6, bias = false, variant = "linear" }
+  check.ok(not other:folds_context(), "a variant other than softmax and lsa is not folded")
+  local hooked = nn.MultiHeadAttention{ dim = 6, heads = 4, head_dim = 6, bias = false }
+  hooked.map_hook = function(map) return map end
+  check.ok(not hooked:folds_context(), "a module with a map_hook is not folded")
+  local grouped = nn.MultiHeadAttention{ dim = 6, heads = 4, kv_heads = 2, head_dim = 6, bias = false }
+  check.ok(not grouped:folds_context(), "grouped kv heads are not folded")
 end
 
 os.exit(check.report(), true)

@@ -25,8 +25,9 @@ function icl.batch(B, L, d, sigma2)
   local yq = y:narrow(2, L + 1, 1):reshape{ B }
   tokens:narrow(3, d + 1, 1):copy_(y)
   tokens:narrow(2, L + 1, 1):narrow(3, d + 1, 1):fill_(0)                              -- the query's y
-  -- Z made contiguous once here, rather than by each of the products that read it
-  return { Z = tokens:narrow(2, 1, L):contiguous(), zq = tokens:narrow(2, L + 1, 1), yq = yq, x = x, y = y:reshape{ B, L + 1 },
+  -- Z a view: the model's attention reads the context in place, at any stride (nn.MultiHeadAttention
+  -- computes its keys and values in the context's space here; see folds_context)
+  return { Z = tokens:narrow(2, 1, L), zq = tokens:narrow(2, L + 1, 1), yq = yq, x = x, y = y:reshape{ B, L + 1 },
            B = B, L = L, d = d }
 end
 
