@@ -6,7 +6,8 @@
 #   also with 1 thread, which is as fast at this size on a 2-vCPU VM) timed by bench/icl_step.lua
 #   and by bench/torch_ref/icl_step.py --time-only in three PyTorch environments: "default" (as
 #   installed), "tuned" (passive OpenMP waiting, malloc keeping big blocks) and "omp" (the OpenMP
-#   build of OpenBLAS; the fastest PyTorch here).
+#   build of OpenBLAS; the fastest PyTorch here), and "omp-fold": the model computed as attnlab's
+#   MultiHeadAttention computes it at these shapes (keys and values in the context's space).
 #   Each is run ROUNDS times in separate processes, interleaved; the median of the per-process
 #   medians is reported -> bench/out/icl_step.md.
 # attention: softmax attention forward and forward + backward on (8, 4, N, 32), causal and not
@@ -78,6 +79,10 @@ icl() {
         if [ -n "$OMPLIB" ]; then
             env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" "$REF/icl_step.py" --time-only --steps "$STEPS" \
                 --threads 2 | tail -n 1 | sed "s/^{/{\"env\": \"torch-omp\", /" >> "$out"
+            # the same model computed as attnlab's MultiHeadAttention computes it here (keys and values
+            # in the context's space), so that the comparison is of implementations, not of algebra
+            env LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" "$REF/icl_step.py" --time-only --fold --steps "$STEPS" \
+                --threads 2 | tail -n 1 | sed "s/^{/{\"env\": \"torch-omp-fold\", /" >> "$out"
         fi
     done
 

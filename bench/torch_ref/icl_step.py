@@ -30,10 +30,10 @@ SIGMA2 = 0.1     # noise variance of every y
 
 
 class InContextAttention(nn.Module):
-    def __init__(self, d, heads):
+    def __init__(self, d, heads, fold=False):
         super().__init__()
         D = d + 1
-        self.heads, self.D = heads, D
+        self.heads, self.D, self.fold = heads, D, fold
         self.q = nn.Linear(D, heads * D, bias=False)
         self.k = nn.Linear(D, heads * D, bias=False)
         self.v = nn.Linear(D, heads * D, bias=False)
@@ -46,6 +46,16 @@ class InContextAttention(nn.Module):
         def per_head(t):                                    # (B, n, H*D) -> (B, H, n, D)
             return t.view(B, -1, H, D).transpose(1, 2)
 
+        if self.fold:   # attnlab's MultiHeadAttention when the context is no wider than a head
+            # q_h . (W_k,h z) = (W_k,h^T W_q,h zq) . z and W_o,h W_v,h sum_j p_j z_j: attention over Z
+            # itself, one key/value head shared by every query head, with folded weights
+            wk_t = self.k.weight.view(H, D, D).transpose(1, 2)                       # (H, D_in, D)
+            w_qk = (wk_t @ self.q.weight.view(H, D, D)).reshape(H * D, D)            # rows h: W_k,h^T W_q,h
+            qc = (zq @ w_qk.t()).view(B, 1, H, D).transpose(1, 2)                     # (B, H, 1, D_in)
+            weights = torch.softmax(qc @ Z.unsqueeze(1).transpose(-1, -2) / math.sqrt(D), -1)
+            oc = (weights @ Z.unsqueeze(1)).transpose(1, 2).reshape(B, H * D)        # (B, H*D_in)
+            w_ov = (self.o.weight.view(1, H, D).transpose(0, 1) @ self.v.weight.view(H, D, D))   # (H, 1, D_in)
+            return (oc @ w_ov.transpose(0, 1).reshape(1, H * D).t()).squeeze(-1)
         q, k, v = per_head(self.q(zq)), per_head(self.k(Z)), per_head(self.v(Z))
         weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D), -1)     # (B, H, 1, L)
         heads_out = (weights @ v).transpose(1, 2).reshape(B, H * D)
@@ -90,10 +100,12 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1029)
     p.add_argument("--time-only", action="store_true", help="no loss trajectory and no evaluation")
+    p.add_argument("--fold", action="store_true",
+                   help="attend over the context itself with folded weights, as attnlab's MultiHeadAttention does here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model = InContextAttention(a.d, a.heads)
+    model = InContextAttention(a.d, a.heads, a.fold)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     every = max(1, a.steps // 20)
     step_s, wall_s, losses = [], [], []
@@ -111,7 +123,7 @@ def main():
         if not a.time_only and step % every == 0:
             print(f"step {step} loss(avg last window) {statistics.fmean(losses[-every:]):.4f}", flush=True)
     out = {"workload": "icl_paper", "d": a.d, "L": a.L, "heads": a.heads, "batch": a.batch, "steps": a.steps,
-           "threads": a.threads, "ms_per_step_median": round(tail_median_ms(step_s), 4),
+           "threads": a.threads, "fold": a.fold, "ms_per_step_median": round(tail_median_ms(step_s), 4),
            "ms_per_step_wall_median": round(tail_median_ms(wall_s), 4), "torch": torch.__version__}
     if not a.time_only:
         with torch.no_grad():
