@@ -256,7 +256,7 @@ function MHA:folds_context()
 end
 
 -- The module's output for queries x over the context, computed in the context's space (above).
-function MHA:forward_in_context_space(x, context)
+local function forward_in_context_space(self, x, context)
   local H, D, C, dim = self.heads, self.head_dim, self.context_dim, self.dim
   local B, N, M = x:size(1), x:size(2), context:size(2)
   local call = { variant = self.variant, causal = self.causal, scale = self.scale or 1 / math.sqrt(D), norm = self.norm,
@@ -278,7 +278,7 @@ end
 
 function MHA:forward(x, context)
   context = check_attention_inputs(self, x, context)
-  if self:folds_context() then return self:forward_in_context_space(x, context) end
+  if self:folds_context() then return forward_in_context_space(self, x, context) end
   local q, k, v, call = self:attention_inputs(x, context)
   local bias = self:logit_hooks_bias(x:size(1), x:size(2), context:size(2), q:dtype())
   call.bias = bias
