@@ -213,9 +213,15 @@ end
 
 -- q, k, v (B, H, N, hd), (B, Hkv, M, hd) for queries x and keys and values from context, and the
 -- lab.attention options of the call: the module's, then what its variant's entry adds.
-function MHA:attention_inputs(x, context)
+-- The lab.attention options of one call: the module's, then its attention = {...} ones.
+local function attention_call(self)
   local call = { variant = self.variant, causal = self.causal, scale = self.scale, norm = self.norm, weights = self.record }
   for key, val in pairs(self.attention_opts) do call[key] = val end
+  return call
+end
+
+function MHA:attention_inputs(x, context)
+  local call = attention_call(self)
   local entry = variant_modules[self.variant]
   local q, k, v
   if entry and entry.forward then
@@ -259,9 +265,8 @@ end
 local function forward_in_context_space(self, x, context)
   local H, D, C, dim = self.heads, self.head_dim, self.context_dim, self.dim
   local B, N, M = x:size(1), x:size(2), context:size(2)
-  local call = { variant = self.variant, causal = self.causal, scale = self.scale or 1 / math.sqrt(D), norm = self.norm,
-                 weights = self.record }
-  for key, val in pairs(self.attention_opts) do call[key] = val end
+  local call = attention_call(self)
+  call.scale = call.scale or 1 / math.sqrt(D)   -- the head's default: the keys here are C wide, not D
   call.bias = self:logit_hooks_bias(B, N, M, x:dtype())
   local wk_t = self.k.weight:reshape{ H, D, C }:transpose(2, 3)                          -- (H, C, D)
   local w_qk = wk_t:matmul(self.q.weight:reshape{ H, D, dim }):reshape{ H * C, dim }
