@@ -96,6 +96,14 @@ int al_utf8_length(const unsigned char *p, size_t avail);
 size_t al_dtype_size(al_dtype dtype);
 bool al_is_float(al_dtype dtype);          /* float32 or float64: the dtypes the CPU kernels compute in */
 bool al_is_floating_point(al_dtype dtype); /* those and bfloat16: the dtypes gradients flow through */
+/* C (m x n, row stride ldc) = beta C + op(A) op(B), float, row-major, on the calling thread; op(A)
+ * is A (m x k, lda) or, when a_trans, the transpose of A (k x m); likewise B.  False (doing
+ * nothing) where the build has no AVX-512 (ops/sgemm_avx512.c) or its buffers cannot be made. */
+bool al_sgemm_own(bool a_trans, bool b_trans, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+bool al_sgemm_own_available(void);
+/* whether linear.c's float products go to al_sgemm_own (blas_info.c; read from the environment once) */
+bool al_linear_uses_own_sgemm(void);
 void *al_alloc(size_t nbytes);         /* caching allocator, 64-byte aligned */
 void al_free(void *p, size_t nbytes);
 al_tensor *al_new_tensor(int ndim, const int64_t *shape, al_dtype dtype); /* uninitialised */

@@ -254,7 +254,10 @@ static int attnlab_main(int argc, char **argv, cli *cp) {
     if (want_help) { fputs(usage_text, stdout); return 0; }
     if (want_version) {
         const char *advice = al_blas_advice();
-        printf("attnlab %s (%s; OpenBLAS kernel %s)\n", al_version(), LUAJIT_VERSION, al_blas_kernel());
+        const char *linear = al_linear_kernel();
+        if (!linear) { fprintf(stderr, "attnlab: %s\n", al_last_error()); return EXIT_USAGE; }
+        printf("attnlab %s (%s; OpenBLAS kernel %s; nn.Linear's products: %s)\n", al_version(), LUAJIT_VERSION,
+               al_blas_kernel(), linear);
         if (advice) printf("note: %s\n", advice);
         return 0;
     }
@@ -265,6 +268,10 @@ static int attnlab_main(int argc, char **argv, cli *cp) {
     }
     if (c.device && !strcmp(c.device, "cuda") && !al_cuda_available()) {
         fprintf(stderr, "attnlab: --device cuda: %s\n", al_cuda_unavailable_reason());
+        return EXIT_USAGE;
+    }
+    if (!al_linear_kernel()) {   /* a value of ATTNLAB_SGEMM it does not take: said before anything runs */
+        fprintf(stderr, "attnlab: %s\n", al_last_error());
         return EXIT_USAGE;
     }
     /* before the module loads, so that anything it sets up sees the right thread count */

@@ -70,6 +70,9 @@ void al_cuda_reset_peak(void);
  * saying that this CPU has faster kernels than the one chosen (core/blas_info.c) */
 const char *al_blas_kernel(void);
 const char *al_blas_advice(void);
+/* what runs nn.Linear's float products: "attnlab-avx512" (core/ops/sgemm_avx512.c) or "openblas";
+ * NULL, with the error set, when ATTNLAB_SGEMM holds a value it does not take (core/blas_info.c) */
+const char *al_linear_kernel(void);
 
 /* ---- lifetime and introspection -------------------------------------------------------- */
 al_tensor *al_retain(al_tensor *t);

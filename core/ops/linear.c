@@ -7,8 +7,10 @@
  * Transformer-sized maps (every dimension at least BLAS_MIN_DIM) call the BLAS directly, the rows
  * (or, for dW, W's rows) split between the threads: the bias is written into y first and the
  * product adds onto it (beta = 1), and db is summed by the threads that compute dW, each over its
- * own outputs, so neither costs a pass of its own.  Smaller maps (the toy tasks' 6-wide heads) go
- * through al_matmul, whose small-matrix kernels beat a BLAS call there. */
+ * own outputs, so neither costs a pass of its own.  The float products go to attnlab's own AVX-512
+ * product instead where OpenBLAS's kernel leaves AVX-512 unused (sgemm_avx512.c, blas_info.c).
+ * Smaller maps (the toy tasks' 6-wide heads) go through al_matmul, whose small-matrix kernels beat
+ * a BLAS call there. */
 #include "../internal.h"
 #include <cblas.h>
 #include <string.h>
@@ -33,6 +35,9 @@ static bool use_blas(const al_tensor *x, int64_t rows, int64_t nin, int64_t nout
 static void gemm(al_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
                  const void *b, int64_t ldb, double beta, void *c, int64_t ldc) {
     const CBLAS_TRANSPOSE ta_ = ta ? CblasTrans : CblasNoTrans, tb_ = tb ? CblasTrans : CblasNoTrans;
+    if (dt == AL_FLOAT32 && al_linear_uses_own_sgemm() &&
+        al_sgemm_own(ta, tb, m, n, k, a, lda, b, ldb, (float)beta, c, ldc))
+        return;
     if (dt == AL_FLOAT32)
         cblas_sgemm(CblasRowMajor, ta_, tb_, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
     else

@@ -147,9 +147,11 @@ function M.start(opts)
   if self.ckpt then run_dir.truncate_metrics(self.metrics_path, self.ckpt.step) end
 
   local threads = cli.threads or lab.num_threads()
+  local blas_kernel, _, linear_kernel = lab.blas_kernel()
   write_atomic(dir .. "/config.json", json.encode({
     name = name, config = config, seed = self.seed, attnlab_version = lab.version,
-    device = self.device, threads = threads, blas_kernel = (lab.blas_kernel()), script = script, checkpoint_every = self.checkpoint_every,
+    device = self.device, threads = threads, blas_kernel = blas_kernel, linear_kernel = linear_kernel,
+    script = script, checkpoint_every = self.checkpoint_every,
     started = os.date("!%Y-%m-%dT%H:%M:%SZ"), resumed_from = self.resumed_from,
   }, 2) .. "\n")
   self:_status("running", { pid = ffi.C.getpid(), resumed_from = self.resumed_from })

@@ -17,11 +17,12 @@ function lab.set_num_threads(n)
 end
 function lab.num_threads() return C.al_get_num_threads() end
 
--- the OpenBLAS kernel that runs the matrix products, and nil or a sentence saying this CPU has
--- faster ones (core/blas_info.c says why attnlab reports the choice rather than making it)
+-- the OpenBLAS kernel that runs the matrix products, nil or a sentence saying this CPU has faster
+-- ones, and what runs nn.Linear's products ("attnlab-avx512" or "openblas"; core/blas_info.c)
 function lab.blas_kernel()
-  local advice = C.al_blas_advice()
-  return ffi.string(C.al_blas_kernel()), advice ~= nil and ffi.string(advice) or nil
+  local advice, linear = C.al_blas_advice(), C.al_linear_kernel()
+  if linear == nil then raise("blas_kernel: " .. ffi.string(C.al_last_error())) end
+  return ffi.string(C.al_blas_kernel()), advice ~= nil and ffi.string(advice) or nil, ffi.string(linear)
 end
 function lab.memory()
   return { in_use = tonumber(C.al_bytes_in_use()), peak = tonumber(C.al_bytes_peak()),

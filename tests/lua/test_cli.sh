@@ -39,20 +39,32 @@ grep -q -- "--force" "$T/out" && pass || fail "--help lists --force"
 
 run "$PROG" --version
 expect_rc 0 "--version"
-grep -Eq '^attnlab [0-9]+\.[0-9]+\.[0-9]+.* \(LuaJIT [^;]+; OpenBLAS kernel [A-Za-z0-9]+\)$' "$T/out" && pass || fail "--version format: $(cat "$T/out")"
+grep -Eq '^attnlab [0-9]+\.[0-9]+\.[0-9]+.* \(LuaJIT [^;]+; OpenBLAS kernel [A-Za-z0-9]+; nn.Linear.s products: (openblas|attnlab-avx512)\)$' "$T/out" \
+    && pass || fail "--version format: $(cat "$T/out")"
 # the kernel named is the one OpenBLAS runs: pinned by OPENBLAS_CORETYPE, it follows the variable;
-# on an AVX-512 CPU an AVX2 kernel gets the note, an AVX-512 one does not
+# on an AVX-512 CPU an AVX2 kernel gets the note and nn.Linear's products move to attnlab's own
+# AVX-512 kernel; an AVX-512 kernel gets neither.  ATTNLAB_SGEMM forces the choice, and a value it
+# does not take stops the program before anything runs.
 run env OPENBLAS_CORETYPE=Haswell "$PROG" --version
-grep -q 'OpenBLAS kernel Haswell)$' "$T/out" && pass || fail "--version under OPENBLAS_CORETYPE=Haswell: $(cat "$T/out")"
+grep -q 'OpenBLAS kernel Haswell; ' "$T/out" && pass || fail "--version under OPENBLAS_CORETYPE=Haswell: $(cat "$T/out")"
 if grep -q avx512bw /proc/cpuinfo; then
-    grep -q '^note: OPENBLAS_CORETYPE=Haswell holds OpenBLAS to its Haswell kernels on a CPU with AVX-512' "$T/out" \
+    grep -q "products: attnlab-avx512)$" "$T/out" && grep -q "^note: OpenBLAS runs its Haswell kernels on a CPU with AVX-512 (OPENBLAS_CORETYPE is set); nn.Linear's products run on attnlab's own AVX-512 kernel" "$T/out" \
         && pass || fail "--version notes the faster kernels: $(cat "$T/out")"
+    run env OPENBLAS_CORETYPE=Haswell ATTNLAB_SGEMM=openblas "$PROG" --version
+    grep -q "products: openblas)$" "$T/out" && grep -q '^note: OPENBLAS_CORETYPE=Haswell holds OpenBLAS to its Haswell kernels on a CPU with AVX-512' "$T/out" \
+        && pass || fail "--version with ATTNLAB_SGEMM=openblas: $(cat "$T/out")"
     run env OPENBLAS_CORETYPE=SkylakeX "$PROG" --version
-    [ "$(cat "$T/out")" = "$(head -n 1 "$T/out")" ] && grep -q 'OpenBLAS kernel SkylakeX)$' "$T/out" && pass \
+    [ "$(cat "$T/out")" = "$(head -n 1 "$T/out")" ] && grep -q 'OpenBLAS kernel SkylakeX; nn.Linear.s products: openblas)$' "$T/out" && pass \
         || fail "--version under an AVX-512 kernel: one line, no note: $(cat "$T/out")"
+    run env OPENBLAS_CORETYPE=SkylakeX ATTNLAB_SGEMM=attnlab "$PROG" --version
+    grep -q "products: attnlab-avx512)$" "$T/out" && pass || fail "--version with ATTNLAB_SGEMM=attnlab: $(cat "$T/out")"
 else
     [ "$(wc -l < "$T/out")" -eq 1 ] && pass || fail "--version on a CPU without AVX-512 has no note: $(cat "$T/out")"
 fi
+run env ATTNLAB_SGEMM=fast "$PROG" -e 'print("ran")'
+expect_rc 2 "ATTNLAB_SGEMM=fast"
+grep -q "ATTNLAB_SGEMM=fast: the products of nn.Linear run on 'openblas', 'attnlab'" "$T/err" && ! grep -q ran "$T/out" \
+    && pass || fail "ATTNLAB_SGEMM=fast is refused before the script runs: $(cat "$T/out" "$T/err")"
 
 run "$PROG" -e 'print(1+1)'
 expect_rc 0 "-e"
