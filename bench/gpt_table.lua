@@ -38,7 +38,8 @@ local function best(cols, env)
   return b
 end
 
-stats.print_header{ "config (layers x width x heads), batch x tokens", "OpenBLAS kernel", "params", "attnlab ms/step", "PyTorch omp (fastest)",
+stats.print_header{ "config (layers x width x heads), batch x tokens", "OpenBLAS kernel", "params", "attnlab ms/step",
+  "attnlab, nn.Linear on OpenBLAS (ATTNLAB_SGEMM=openblas)", "PyTorch omp (fastest)",
   "PyTorch as installed", "attnlab vs omp", "vs as installed", "model GFLOP/s of attnlab",
   "peak memory beyond start, attnlab / PyTorch omp" }
 for _, row in ipairs(rows) do
@@ -52,8 +53,9 @@ for _, row in ipairs(rows) do
   local B, T = row.batch, row.T
   local flops = 6 * a.params * B * T + 3 * L * B * 2 * T * T * d
   local am = median(a.ms)
-  print(string.format("| %s | %s | %d | %.1f | %s | %s | %s | %s | %.0f | %.0f / %s MB |", row.shape, stats.kernel_label(row.blas, a.kernel, omp and omp.kernel),
-    a.params, am,
+  local on_openblas = cols["attnlab-openblas"]   -- the same build with its own product turned off
+  print(string.format("| %s | %s | %d | %.1f | %s | %s | %s | %s | %s | %.0f | %.0f / %s MB |", row.shape, stats.kernel_label(row.blas, a.kernel, omp and omp.kernel),
+    a.params, am, on_openblas and string.format("%.1f", median(on_openblas.ms)) or "same",
     omp and string.format("%.1f (%s)", omp.ms, omp.impl) or "-", default and string.format("%.1f (%s)", default.ms, default.impl) or "-",
     omp and string.format("%.2fx", omp.ms / am) or "-", default and string.format("%.2fx", default.ms / am) or "-",
     flops / (am * 1e-3) / 1e9, median(a.mem), omp and string.format("%.0f", omp.mem) or "-"))

@@ -22,7 +22,8 @@
 #   bench/gpt_step.lua against
 #   bench/torch_ref/gpt_step.py (manual and sdpa attention) in the "omp" and "default" PyTorch
 #   environments, under each OpenBLAS kernel choice of BLAS_KERNELS (below), GPT_ROUNDS rounds
-#   interleaved -> bench/out/gpt_step.md.
+#   interleaved -> bench/out/gpt_step.md.  Where nn.Linear's products run on attnlab's own AVX-512
+#   kernel (core/blas_info.c), attnlab runs a second time with ATTNLAB_SGEMM=openblas beside it.
 # conv: 2-D convolution forward and forward + backward on the visual-search CNN's shapes,
 #   bench/conv_step.lua against bench/torch_ref/conv_step.py (F.conv2d) in the "omp" and "default"
 #   environments, under each kernel choice of BLAS_KERNELS, CONV_ROUNDS rounds interleaved ->
@@ -138,6 +139,11 @@ gpt() {
                 echo "gpt round $round/$GPT_ROUNDS, $cfg, batch $batch x $T tokens, OpenBLAS kernel: $kernel"
                 $(blas_env "$kernel") ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" batch="$batch" T="$T" \
                     | tag attnlab "$kernel" >> "$out"
+                # where nn.Linear's products run on attnlab's own kernel, the same build on OpenBLAS's
+                if [ "$($(blas_env "$kernel") ./attnlab -e 'io.write(select(3, lab.blas_kernel()))')" = attnlab-avx512 ]; then
+                    $(blas_env "$kernel") ATTNLAB_SGEMM=openblas ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" \
+                        batch="$batch" T="$T" | tag attnlab-openblas "$kernel" >> "$out"
+                fi
                 for attn in manual sdpa; do
                     if [ -n "$OMPLIB" ]; then
                         $(blas_env "$kernel") LD_LIBRARY_PATH="${OMPLIB%/*}" $MALLOC "$PY" bench/torch_ref/gpt_step.py \

@@ -9,7 +9,8 @@
  *
  * How (GotoBLAS's layout, Goto & van de Geijn 2008): C += A B is cut into blocks of KC steps of k;
  * for each, B's block is packed into panels of NR = 32 columns (each kc x 32, contiguous) and A's
- * rows, MC at a time, into slivers of MR = 12 rows (kc x 12).  The micro-kernel keeps a 12 x 32 tile
+ * rows, MC at a time, into slivers of MR = 12 rows (kc x 12; untransposed A is read in place, see
+ * below).  The micro-kernel keeps a 12 x 32 tile
  * of C in 24 vector registers over the block's kc steps: per step two loads of B, twelve broadcasts
  * of A and 24 multiply-adds.  A B panel (32 KiB at kc = 256) stays in L1 while the slivers of A's
  * block (144 x 256 floats, 144 KiB) stream from L2 past it.  Edges are padded with zeros in the
@@ -82,10 +83,12 @@ static void pack_b(bool b_trans, const float *b, int64_t ldb, int64_t p0, int64_
     }
 }
 
-/* C's tile (rows <= MR, cols <= NR) = beta C + (A sliver)(B panel) when first, else C += ...; C is
- * not read when first and beta is 0 */
-static inline void micro_tile(int64_t kc, const float *restrict ap, const float *restrict bp, float *c, int64_t ldc,
-                              int64_t rows, int64_t cols, bool first, float beta) {
+/* C's tile (rows <= MR, cols <= NR) = beta C + A's MR rows times the B panel when first, else
+ * C += ...; C is not read when first and beta is 0.  A(r, p) is a[r rs + p ps]: a packed sliver
+ * (rs 1, ps MR) or A's own rows (rs lda, ps 1), constants at each call once inlined. */
+static inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float *restrict a, int64_t rs, int64_t ps,
+                                                             const float *restrict bp, float *c, int64_t ldc,
+                                                             int64_t rows, int64_t cols, bool first, float beta) {
     __m512 acc[MR][2];
     #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -93,11 +96,11 @@ static inline void micro_tile(int64_t kc, const float *restrict ap, const float 
         const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
         #pragma GCC unroll 12
         for (int r = 0; r < MR; r++) {
-            const __m512 av = _mm512_set1_ps(ap[r]);
+            const __m512 av = _mm512_set1_ps(a[r * rs]);
             acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
         }
-        ap += MR;
+        a += ps;
         bp += NR;
     }
     const __mmask16 m0 = lanes_up_to(cols), m1 = lanes_up_to(cols - 16);
@@ -142,11 +145,22 @@ bool al_sgemm_own(bool a_trans, bool b_trans, int64_t m, int64_t n, int64_t k, c
             pack_b(b_trans, b, ldb, p0, kc, j0, nc, b_block);
             for (int64_t i0 = 0; i0 < m; i0 += MC) {
                 const int64_t mc = m - i0 < MC ? m - i0 : MC;
-                pack_a(a_trans, a, lda, i0, mc, p0, kc, a_block);
-                for (int64_t jr = 0; jr < nc; jr += NR)
-                    for (int64_t ir = 0; ir < mc; ir += MR)
-                        micro_tile(kc, a_block + ir * kc, b_block + jr * kc, c + (i0 + ir) * ldc + j0 + jr, ldc,
-                                   mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR, p0 == 0, beta);
+                /* Transposed, A is packed (a sliver's rows lie along A's stored rows).  Otherwise the
+                 * micro-kernel reads full slivers from A's rows in place, which measured faster than
+                 * packing them (the packing is a transposition here), and only a last, partial
+                 * sliver is packed, at the buffer's start. */
+                const int64_t full = a_trans ? 0 : mc / MR * MR;
+                if (full < mc) pack_a(a_trans, a, lda, i0 + full, mc - full, p0, kc, a_block);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const float *bq = b_block + jr * kc;
+                    const int64_t cols = nc - jr < NR ? nc - jr : NR;
+                    for (int64_t ir = 0; ir < full; ir += MR)
+                        micro_tile(kc, a + (i0 + ir) * lda + p0, lda, 1, bq, c + (i0 + ir) * ldc + j0 + jr, ldc, MR, cols,
+                                   p0 == 0, beta);
+                    for (int64_t ir = full; ir < mc; ir += MR)
+                        micro_tile(kc, a_block + (ir - full) * kc, 1, MR, bq, c + (i0 + ir) * ldc + j0 + jr, ldc,
+                                   mc - ir < MR ? mc - ir : MR, cols, p0 == 0, beta);
+                }
             }
         }
     }
