@@ -115,6 +115,11 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
 
+# bench/run.sh's sgemm part: one thread's product rates, OpenBLAS beside attnlab's own
+$(BUILD)/bench/sgemm_rates: bench/sgemm_rates.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_A) $(LDFLAGS) $(LDLIBS)
+
 define install_missing
 	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

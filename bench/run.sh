@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh -- `make bench`: attnlab against the PyTorch reference, side by side, in one run.
-#   bash bench/run.sh [icl] [attention] [variants] [gpt] [conv]     (default: all five)
+#   bash bench/run.sh [icl] [attention] [variants] [gpt] [conv] [sgemm]     (default: all six)
 #
 # icl: the in-context regression training step (d=5, L=40, H=4, batch 256, 2 threads; attnlab
 #   also with 1 thread, which is as fast at this size on a 2-vCPU VM) timed by bench/icl_step.lua
@@ -28,6 +28,9 @@
 #   bench/conv_step.lua against bench/torch_ref/conv_step.py (F.conv2d) in the "omp" and "default"
 #   environments, under each kernel choice of BLAS_KERNELS, CONV_ROUNDS rounds interleaved ->
 #   bench/out/conv_step.md.
+# sgemm: one thread's GFLOP/s of OpenBLAS's cblas_sgemm beside attnlab's own product on nn.Linear's
+#   shapes in the gpt part's steps (bench/sgemm_rates.c), under each kernel choice of BLAS_KERNELS,
+#   SGEMM_ROUNDS rounds -> bench/out/sgemm_rates.md.
 # REF names the folder of the icl and attention reference scripts (default bench/torch_ref).
 # Copy the tables into bench/RESULTS.md with the date.
 set -euo pipefail   # a failing reference script fails the benchmark instead of losing its rows
@@ -40,8 +43,9 @@ GPT_ROUNDS=${GPT_ROUNDS:-3}
 GPT_CONFIGS=${GPT_CONFIGS:-"2x128x4 4x256x4"}
 GPT_SHAPES=${GPT_SHAPES:-"64x40"}   # batch x tokens: mult_transformer.py's; the study's 4 x 4 sft/aux is 128x19
 CONV_ROUNDS=${CONV_ROUNDS:-3}
+SGEMM_ROUNDS=${SGEMM_ROUNDS:-3}
 REF=${REF:-bench/torch_ref}
-PARTS=${*:-icl attention variants gpt conv}
+PARTS=${*:-icl attention variants gpt conv sgemm}
 mkdir -p bench/out
 
 # PyTorch and the OpenMP OpenBLAS come from Debian; only the benchmark needs them.
@@ -180,9 +184,22 @@ conv() {
     ./attnlab bench/conv_table.lua file="$out" | tee bench/out/conv_step.md
 }
 
+sgemm() {
+    out=bench/out/sgemm_rates.jsonl
+    : > "$out"
+    make -s build/bench/sgemm_rates
+    for round in $(seq "$SGEMM_ROUNDS"); do
+        for kernel in $BLAS_KERNELS; do
+            echo "sgemm round $round/$SGEMM_ROUNDS, OpenBLAS kernel: $kernel"
+            $(blas_env "$kernel") build/bench/sgemm_rates | tag attnlab "$kernel" >> "$out"
+        done
+    done
+    ./attnlab bench/sgemm_table.lua file="$out" | tee bench/out/sgemm_rates.md
+}
+
 for part in $PARTS; do
     case $part in
-        icl|attention|variants|gpt|conv) $part ;;
-        *) echo "bench/run.sh: unknown part '$part' (icl, attention, variants, gpt, conv)" >&2; exit 2 ;;
+        icl|attention|variants|gpt|conv|sgemm) $part ;;
+        *) echo "bench/run.sh: unknown part '$part' (icl, attention, variants, gpt, conv, sgemm)" >&2; exit 2 ;;
     esac
 done
