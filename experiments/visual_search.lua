@@ -43,7 +43,8 @@ local run = lab.run.start{
     downscale = 2,            -- displays and targets shrunk by this factor (block means) for the CNN
     map_stride = 16,          -- the attention map's cell, in model pixels (16 x 2 = eccNET's 32 px)
     ecc = true,               -- eccentricity-dependent pooling (false: plain pooling, eccNET's IVSN-like)
-    channels = 8,             -- the CNN's widths: channels, 2 channels, 4 channels
+    channels = 8,             -- the CNN's widths: channels, 2 channels, 4 channels (, 8 channels)
+    depth = 3,                -- the CNN's blocks: 3, or 4 (a fourth level at eccNET's pool5)
     diet_size = 32,           -- the diet's pictures, in pixels
     diet_toplit = 0.6, diet_vertical = 0.5, diet_curved = 0.25, diet_crosses = 0.2,
     reversed = true,          -- also train and evaluate a CNN on the reversed diet
@@ -57,7 +58,7 @@ local run = lab.run.start{
     viz = true,
   },
   kinds = { per_size = "integer", stimuli_seed = "integer", downscale = "integer", map_stride = "integer",
-            channels = "integer", diet_size = "integer" },
+            channels = "integer", depth = "integer", diet_size = "integer" },
 }
 local cfg = run.config
 local t_start = lab.time()
@@ -77,7 +78,12 @@ if cfg.batch < 1 then config_error("batch must be at least 1") end
 if cfg.downscale < 1 then config_error("downscale must be at least 1") end
 if cfg.map_stride < 8 or cfg.map_stride % 8 ~= 0 then config_error("map_stride must be a positive multiple of 8 (model pixels)") end
 if cfg.channels < 1 then config_error("channels must be at least 1") end
-if cfg.diet_size < 16 or cfg.diet_size % 8 ~= 0 then config_error("diet_size must be a multiple of 8, at least 16") end
+if cfg.depth ~= 3 and cfg.depth ~= 4 then config_error("depth must be 3 or 4 (the CNN's blocks)") end
+local cell = 2 ^ cfg.depth
+if cfg.diet_size < 2 * cell or cfg.diet_size % cell ~= 0 then
+  config_error(string.format("diet_size must be a multiple of %d, at least %d (for depth %d)", cell, 2 * cell, cfg.depth))
+end
+if cfg.map_stride % cell ~= 0 then config_error(string.format("map_stride must be a multiple of %d for depth %d", cell, cfg.depth)) end
 local experiments = {}
 for name in cfg.experiments:gmatch("[^,%s]+") do
   local ok, err = pcall(stimuli.experiment, name)
@@ -101,6 +107,7 @@ local root = cfg.stimuli ~= "" and cfg.stimuli or nil
 -- 1, 2: the CNNs, trained on their diets (steps 1 .. steps: the diet; then the reversed diet)
 ---------------------------------------------------------------------------------------------------
 local widths = { cfg.channels, 2 * cfg.channels, 4 * cfg.channels }
+if cfg.depth == 4 then widths[4] = 8 * cfg.channels end
 local nets = { normal = search.Net{ channels = widths, size = cfg.diet_size, classes = diet.classes } }
 local optims = { normal = lab.optim.Adam(nets.normal, { lr = cfg.lr }) }
 if cfg.reversed then

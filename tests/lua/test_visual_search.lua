@@ -145,6 +145,22 @@ check.ok(f[1]:size(3) == 20 and f[2]:size(3) == 10 and f[3]:size(3) == 5 and f[3
 local blank = net:features(lab.full({ 1, 1, 32, 32 }, 0.7), { fixation = { 16, 16 }, levels = search.ecc_levels(2) })
 check.near(blank[3]:abs():max():item(), 0, 0, "an empty field excites no feature (no biases, background removed)")
 check.fails(function() search.Net{ channel = 3 } end, "unknown option", "SearchNet refuses an unknown option")
+-- four blocks: a fourth level at stride 16, at eccNET's pool5 (slope 0.32, 2 px per degree at downscale 2)
+local net4 = search.Net{ channels = { 4, 8, 8, 16 } }
+check.ok(net4(x):size(2) == 48 and net4.depth == 4, "SearchNet with four blocks: (64, 48) logits")
+local f4 = net4:features(img, { fixation = { 12, 20 }, levels = search.ecc_levels(2, true, 4) })
+check.ok(#f4 == 4 and f4[4]:size(3) == 3 and f4[4]:size(4) == 2 and f4[4]:size(2) == 16, "features of four blocks: a level at stride 16")
+local lv4 = search.ecc_levels(2, true, 4)
+check.value(#lv4 == 4 and lv4[4].slope == 0.32 and lv4[4].deg2px == 2 and lv4[3].slope == 0.16, "ecc_levels depth 4: pool5's slope and scale",
+  string.format("%d levels, %s, %s", #lv4, lv4[4].slope, lv4[4].deg2px))
+check.fails(function() search.Net{ channels = { 4, 8 } } end, "channels must be a list of 3 or 4 positive integers", "SearchNet: two blocks")
+check.fails(function() search.Net{ channels = { 4, 8, 8, 8 }, size = 24 } end, "size must be a positive multiple of 16 for 4 blocks",
+  "SearchNet: a diet size four poolings cannot halve")
+check.fails(function() net4:features(img, { fixation = { 1, 1 }, levels = search.ecc_levels(2) }) end,
+  "levels must be 4 lab.ecc_pool2d option tables", "features: three levels for a four-block CNN")
+check.fails(function() search.ecc_levels(2, true, 5) end, "depth must be 3 or 4", "ecc_levels: depth 5")
+check.fails(function() search.target_kernels(net4, lab.zeros{ 40, 40 }, { map_stride = 8 }) end,
+  "map_stride 8 is not a multiple of the 4-block CNN's deepest stride, 16", "target_kernels: a map cell finer than the fourth level")
 check.fails(function() net(lab.zeros{ 2, 1, 16, 16 }) end, "SearchNet: forward takes (N, 1, 32, 32)", "SearchNet: a diet image of the wrong size")
 
 ---------------------------------------------------------------------------------------------------
@@ -239,7 +255,7 @@ check.fails(function() search.search(net, dsp, { strid = 2 }) end, "visual_searc
   "search refuses an unknown option, listing the valid ones")
 check.fails(function() search.search({}, dsp) end, "visual_search.search: net must be a visual_search.Net", "search: not a net")
 check.fails(function() search.attention_map(net, lab.zeros{ 1, 1, 32, 32 }, { 1, 2, 3 }, { 1, 1 }) end,
-  "attention_map: kernels must be the three levels'", "attention_map: kernels that are not tensors")
+  "attention_map: kernels must be the 3 levels'", "attention_map: kernels that are not tensors")
 check.fails(function() net:features(lab.zeros{ 1, 1, 32, 32 }, { levels = search.ecc_levels(2) }) end,
   "SearchNet:features: levels need a fixation", "features: eccentric pooling without a fixation")
 check.fails(function() search.chance_search(dsp.meta, { 0.5, "x", 1, 1, 1, 1, 1, 1, 1 }) end, "chance_search: u[2] must be a number",

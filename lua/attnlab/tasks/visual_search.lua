@@ -162,12 +162,13 @@ function vs.background_level(x)
 end
 
 -- SearchNet{channels = {8, 16, 32}, size = 32, classes = 48}: three conv blocks (3 x 3 conv without
--- bias, ReLU, 2 x 2 average pooling) on a grey image minus its background level
+-- bias, ReLU, 2 x 2 average pooling), or four with four channel counts, on a grey image minus its
+-- background level
 -- (vs.background_level: a crude luminance adaptation).  Without biases an empty field excites no
 -- feature at any level, so the top-down correlation sees the items and not the blank paper around
 -- them.  forward(x): x (N, 1, size, size) in [0, 1] -> logits (N, classes), the diet's training
--- head (a Linear on the last block's pooled features).  features(x, opts): the three levels'
--- pooled outputs for search.
+-- head (a Linear on the last block's pooled features).  features(x, opts): the levels' (one per
+-- block) pooled outputs for search.
 local Net = nn.class("SearchNet")
 vs.Net = Net
 local NET_KEYS = { "channels", "size", "classes" }
@@ -177,21 +178,27 @@ function Net:init(opts)
   if type(opts) ~= "table" or lab.is_tensor(opts) then raise("Net", "expects a table of options (got " .. typename(opts) .. ")") end
   nn.check_options(opts, "SearchNet", NET_KEYS)
   local ch = opts.channels or { 8, 16, 32 }
-  if type(ch) ~= "table" or #ch ~= 3 then raise("Net", "channels must be a list of 3 positive integers (got " .. show(ch) .. ")") end
-  for i = 1, 3 do nn.check_positive_int(ch[i], "SearchNet", "channels[" .. i .. "]") end
-  local size = opts.size or 32
-  if not is_int(size) or size < 8 or size % 8 ~= 0 then raise("Net", "size must be a positive multiple of 8 (got " .. show(size) .. ")") end
+  if type(ch) ~= "table" or (#ch ~= 3 and #ch ~= 4) then
+    raise("Net", "channels must be a list of 3 or 4 positive integers, one per block (got " .. show(ch) .. ")")
+  end
+  local depth = #ch
+  for i = 1, depth do nn.check_positive_int(ch[i], "SearchNet", "channels[" .. i .. "]") end
+  local size, cell = opts.size or 32, 2 ^ depth
+  if not is_int(size) or size < cell or size % cell ~= 0 then
+    raise("Net", string.format("size must be a positive multiple of %d for %d blocks (got %s)", cell, depth, show(size)))
+  end
   local classes = nn.check_positive_int(opts.classes or 48, "SearchNet", "classes")
-  self.channels, self.size, self.classes = { ch[1], ch[2], ch[3] }, size, classes
-  self.conv1 = self:add_child("conv1", nn.Conv2d(1, ch[1], 3, { padding = 1, bias = false }))
-  self.conv2 = self:add_child("conv2", nn.Conv2d(ch[1], ch[2], 3, { padding = 1, bias = false }))
-  self.conv3 = self:add_child("conv3", nn.Conv2d(ch[2], ch[3], 3, { padding = 1, bias = false }))
-  self.head = self:add_child("head", nn.Linear(ch[3] * (size / 8) ^ 2, classes))
+  self.channels, self.size, self.classes, self.depth = {}, size, classes, depth
+  self.convs = {}
+  for l = 1, depth do
+    self.channels[l] = ch[l]
+    self.convs[l] = self:add_child("conv" .. l, nn.Conv2d(l == 1 and 1 or ch[l - 1], ch[l], 3, { padding = 1, bias = false }))
+  end
+  self.head = self:add_child("head", nn.Linear(ch[depth] * (size / cell) ^ 2, classes))
 end
 
 function Net:describe()
-  return string.format("SearchNet(channels={%d, %d, %d}, size=%d, classes=%d)", self.channels[1], self.channels[2],
-    self.channels[3], self.size, self.classes)
+  return string.format("SearchNet(channels={%s}, size=%d, classes=%d)", table.concat(self.channels, ", "), self.size, self.classes)
 end
 
 local function check_image(fn, x, label)
@@ -206,33 +213,34 @@ function Net:forward(x)
     raise("SearchNet", string.format("forward takes (N, 1, %d, %d) diet images (got shape %s)", self.size, self.size, x:shape_string()))
   end
   local h = x - vs.background_level(x)
-  h = lab.avg_pool2d(self.conv1(h):relu(), 2)
-  h = lab.avg_pool2d(self.conv2(h):relu(), 2)
-  h = lab.avg_pool2d(self.conv3(h):relu(), 2)
+  for l = 1, self.depth do h = lab.avg_pool2d(self.convs[l](h):relu(), 2) end
   return self.head(h:reshape{ x:size(1), -1 })
 end
 
--- net:features(x [, {fixation =, levels =}]): the outputs of the three blocks after their pooling,
--- {level 1 (N, c1, H/2, W/2), level 2 (N, c2, H/4, W/4), level 3 (N, c3, H/8, W/8)} (sizes rounded
--- up).  levels: three lab.ecc_pool2d option tables (vs.ecc_levels) for eccentricity-dependent
+-- net:features(x [, {fixation =, levels =}]): the outputs of the blocks after their pooling,
+-- {level 1 (N, c1, H/2, W/2), level 2 (N, c2, H/4, W/4), level 3 (N, c3, H/8, W/8)[, level 4 (N, c4,
+-- H/16, W/16)]} (sizes rounded up).  levels: one lab.ecc_pool2d option table per block
+-- (vs.ecc_levels) for eccentricity-dependent
 -- pooling around fixation = {x, y} in pixels of x; without levels, the 2 x 2 pooling of training.
 function Net:features(x, opts)
   check_image("SearchNet:features", x)
   opts = opts or {}
   if type(opts) ~= "table" or lab.is_tensor(opts) then raise("SearchNet:features", "options must be a table (got " .. typename(opts) .. ")") end
   check_keys("SearchNet:features", opts, { "fixation", "levels" })
+  local depth = self.depth
   if opts.levels ~= nil then
-    local ok = type(opts.levels) == "table" and #opts.levels == 3
-    for l = 1, 3 do ok = ok and type(opts.levels[l]) == "table" end
-    if not ok then raise("SearchNet:features", "levels must be three lab.ecc_pool2d option tables (visual_search.ecc_levels)") end
+    local ok = type(opts.levels) == "table" and #opts.levels == depth
+    for l = 1, depth do ok = ok and type(opts.levels[l]) == "table" end
+    if not ok then
+      raise("SearchNet:features", string.format("levels must be %d lab.ecc_pool2d option tables, one per block (visual_search.ecc_levels)", depth))
+    end
     if type(opts.fixation) ~= "table" or type(opts.fixation[1]) ~= "number" or type(opts.fixation[2]) ~= "number" then
       raise("SearchNet:features", "levels need a fixation {x, y} (got " .. show(opts.fixation) .. ")")
     end
   end
-  local convs = { self.conv1, self.conv2, self.conv3 }
   local out, h = {}, x - vs.background_level(x)
-  for l = 1, 3 do
-    h = convs[l](h):relu()
+  for l = 1, depth do
+    h = self.convs[l](h):relu()
     local lv = opts.levels and opts.levels[l]
     if lv then
       local scale = 2 ^ (l - 1)            -- level l's input is at stride 2^(l-1) of x
@@ -253,19 +261,22 @@ local function round_half_even(v)
   if d > 0.5 or (d == 0.5 and f % 2 == 1) then return f + 1 end
   return f
 end
--- vs.ecc_levels(downscale [, ecc = true]): the lab.ecc_pool2d options of the three levels for
--- displays shrunk by `downscale`.  Level l pools an input at stride s = downscale 2^(l-1) of the
+-- vs.ecc_levels(downscale [, ecc = true [, depth = 3]]): the lab.ecc_pool2d options of the levels of
+-- a CNN of `depth` blocks (3 or 4) for displays shrunk by `downscale`.  Level l pools an input at stride s = downscale 2^(l-1) of the
 -- display, so it takes the slope of the eccNET pool whose input has that stride (pool 1 + log2 s;
 -- interpolated between pools for other strides, pool5's beyond it) and that input's pixels per
 -- degree, round(30 / s) (half to even, as eccNET's round): the window grows by the same degrees
 -- with eccentricity as eccNET's at that scale.  At downscale 2 the levels are eccNET's pool2,
--- pool3 and pool4: slopes 0, 0.07, 0.16, deg2px 15, 8, 4.  ecc = false: slope 0 everywhere (plain
--- 2 x 2 pooling; eccNET's IVSN ablation without its max pooling).
-function vs.ecc_levels(downscale, ecc)
+-- pool3 and pool4: slopes 0, 0.07, 0.16, deg2px 15, 8, 4 (a fourth level: pool5, 0.32 and 2).
+-- ecc = false: slope 0 everywhere (plain 2 x 2 pooling; eccNET's IVSN ablation without its max
+-- pooling).
+function vs.ecc_levels(downscale, ecc, depth)
   if type(downscale) ~= "number" or downscale <= 0 then raise("ecc_levels", "downscale must be a positive number (got " .. show(downscale) .. ")") end
+  depth = depth == nil and 3 or depth
+  if depth ~= 3 and depth ~= 4 then raise("ecc_levels", "depth must be 3 or 4 (got " .. show(depth) .. ")") end
   local e = vs.eccnet
   local out = {}
-  for l = 1, 3 do
+  for l = 1, depth do
     local stride = downscale * 2 ^ (l - 1)
     local p = min(#e.slopes, max(1, 1 + math.log(stride) / math.log(2)))
     local lo = floor(p)
@@ -405,10 +416,18 @@ local function shrink(x, k)
   return lab.avg_pool2d(x, k)
 end
 
--- the three levels pooled down to the attention map's grid (cells of map_stride model pixels)
+-- the map's cells must hold whole cells of the deepest level (stride 2^depth model pixels)
+local function check_grid(fn, net, map_stride)
+  if map_stride % 2 ^ net.depth ~= 0 then
+    raise(fn, string.format("map_stride %s is not a multiple of the %d-block CNN's deepest stride, %d model pixels",
+      show(map_stride), net.depth, 2 ^ net.depth))
+  end
+end
+
+-- the levels pooled down to the attention map's grid (cells of map_stride model pixels)
 local function to_grid(levels, map_stride)
   local out = {}
-  for l = 1, 3 do
+  for l = 1, #levels do
     local r = map_stride / 2 ^ l                       -- level l is at stride 2^l
     out[l] = r > 1 and lab.avg_pool2d(levels[l], r, { ceil_mode = true }) or levels[l]
   end
@@ -421,12 +440,13 @@ end
 function vs.target_kernels(net, template, opts)
   check_net("target_kernels", net)
   local o = search_options("target_kernels", opts)
+  check_grid("target_kernels", net, o.map_stride)
   if not lab.is_tensor(template) or (template:dim() ~= 2 and template:dim() ~= 4) then
     raise("target_kernels", "template must be a grey image (h, w) (got " .. (lab.is_tensor(template) and template:shape_string() or typename(template)) .. ")")
   end
   return lab.no_grad(function()
     local t = shrink(template, o.downscale)
-    local levels = net:features(t, { fixation = { t:size(4) / 2, t:size(3) / 2 }, levels = vs.ecc_levels(o.downscale, o.ecc) })
+    local levels = net:features(t, { fixation = { t:size(4) / 2, t:size(3) / 2 }, levels = vs.ecc_levels(o.downscale, o.ecc, net.depth) })
     return to_grid(levels, o.map_stride)
   end)
 end
@@ -436,27 +456,31 @@ end
 -- canvas of its background before the CNN, the image is padded with opts.background (default 0)
 -- by enough whole map cells that the kernels never reach past the padding; the map is cropped back
 -- to the display's cells after the DoG.  Returns the combined, sharpened map (ceil(H / map_stride),
--- ceil(W / map_stride)) and {weights = the three levels' largest raw responses}.
+-- ceil(W / map_stride)) and {weights = the levels' largest raw responses}.
 function vs.attention_map(net, image, kernels, fixation, opts)
   local o = search_options("attention_map", opts)
   check_image("attention_map", image, "image")
   check_net("attention_map", net)
-  local ok = type(kernels) == "table" and #kernels == 3
-  for l = 1, 3 do ok = ok and lab.is_tensor(kernels[l]) and kernels[l]:dim() == 4 end
-  if not ok then raise("attention_map", "kernels must be the three levels' (1, C, kh, kw) kernels (visual_search.target_kernels)") end
+  check_grid("attention_map", net, o.map_stride)
+  local depth = net.depth
+  local ok = type(kernels) == "table" and #kernels == depth
+  for l = 1, depth do ok = ok and lab.is_tensor(kernels[l]) and kernels[l]:dim() == 4 end
+  if not ok then
+    raise("attention_map", string.format("kernels must be the %d levels' (1, C, kh, kw) kernels (visual_search.target_kernels)", depth))
+  end
   if type(fixation) ~= "table" or type(fixation[1]) ~= "number" or type(fixation[2]) ~= "number" then
     raise("attention_map", "fixation must be {x, y} (got " .. show(fixation) .. ")")
   end
   return lab.no_grad(function()
     local s = o.map_stride
     local reach = 1
-    for l = 1, 3 do reach = max(reach, ceil(kernels[l]:size(3) / 2), ceil(kernels[l]:size(4) / 2)) end
+    for l = 1, depth do reach = max(reach, ceil(kernels[l]:size(3) / 2), ceil(kernels[l]:size(4) / 2)) end
     local pad = reach * s
     local padded = lab.pad(image, { pad, pad, pad, pad }, o.background)
     local levels = to_grid(net:features(padded, { fixation = { fixation[1] + pad, fixation[2] + pad },
-                                                  levels = vs.ecc_levels(o.downscale, o.ecc) }), s)
+                                                  levels = vs.ecc_levels(o.downscale, o.ecc, depth) }), s)
     local maps, weights, total = {}, {}, 0
-    for l = 1, 3 do
+    for l = 1, depth do
       local a = lab.conv2d(levels[l], kernels[l], nil, { padding = "same" })
       local hi, lo = a:max():item(), a:min():item()
       weights[l] = hi
@@ -464,8 +488,8 @@ function vs.attention_map(net, image, kernels, fixation, opts)
       maps[l] = hi > lo and (a - lo) / (hi - lo) or a * 0
     end
     local combined
-    for l = 1, 3 do
-      local w = total > 0 and weights[l] / total or 1 / 3
+    for l = 1, depth do
+      local w = total > 0 and weights[l] / total or 1 / depth
       combined = combined and combined + maps[l] * w or maps[l] * w
     end
     combined = combined:reshape{ combined:size(3), combined:size(4) }
