@@ -12,7 +12,7 @@
  *
  * What it does instead: nn.Linear's products, most of a transformer step, run on attnlab's own
  * AVX-512 product (ops/sgemm_avx512.c) when the CPU has AVX-512 and OpenBLAS's kernel does not use
- * it; with OpenBLAS's AVX-512 kernels in use they stay with OpenBLAS, which is a little faster.
+ * it; with OpenBLAS's AVX-512 kernels in use they stay with OpenBLAS, which is as fast there.
  * ATTNLAB_SGEMM=openblas or =attnlab forces either (for comparisons); any other value is an error
  * the program reports when it starts. */
 #include "internal.h"

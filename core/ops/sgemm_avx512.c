@@ -3,18 +3,19 @@
  *
  * Why: Debian's OpenBLAS picks its kernel per CPU when it loads, and an environment that sets
  * OPENBLAS_CORETYPE=Haswell (as this project's machines do) holds it to AVX2 kernels on an AVX-512
- * CPU.  On the project's Zen 5 machine one thread then multiplies the transformer step's matrices at
- * 98-104 GFLOP/s, against 179-204 with OpenBLAS's AVX-512 kernels (bench/RESULTS.md): `linear` was
- * 70% of a GPT step.  blas_info.c decides when this product replaces cblas_sgemm (al_own_sgemm).
+ * CPU.  On the project's Zen 5 machine one thread then multiplies nn.Linear's matrices at 103-109
+ * GFLOP/s, against 200-212 with OpenBLAS's AVX-512 kernels and 192-222 with this product
+ * (bench/RESULTS.md, part sgemm); `linear` was 70% of a GPT step.  blas_info.c decides when this
+ * product replaces cblas_sgemm (al_linear_uses_own_sgemm).
  *
  * How (GotoBLAS's layout, Goto & van de Geijn 2008): C += A B is cut into blocks of KC steps of k;
  * for each, B's block is packed into panels of NR = 32 columns (each kc x 32, contiguous) and A's
  * rows, MC at a time, into slivers of MR = 12 rows (kc x 12; untransposed A is read in place, see
- * below).  The micro-kernel keeps a 12 x 32 tile
- * of C in 24 vector registers over the block's kc steps: per step two loads of B, twelve broadcasts
- * of A and 24 multiply-adds.  A B panel (32 KiB at kc = 256) stays in L1 while the slivers of A's
- * block (144 x 256 floats, 144 KiB) stream from L2 past it.  Edges are padded with zeros in the
- * packed copies, and stores are masked to C's rows and columns.
+ * the loop below).  The micro-kernel keeps a 12 x 32 tile of C in 24 vector registers over the
+ * block's kc steps: per step two loads of B, twelve broadcasts of A and 24 multiply-adds.  A B panel
+ * (32 KiB at kc = 256) stays in L1 while the slivers of A's block (144 x 256 floats, 144 KiB) stream
+ * from L2 past it.  Edges are padded with zeros in the packed copies, and stores are masked to C's
+ * rows and columns.
  *
  * One call runs on the calling thread (linear.c splits rows or outputs between threads itself); the
  * packing buffers are the thread's own, kept between calls.  Each element of C is summed in a fixed

@@ -163,8 +163,7 @@ end
 
 -- SearchNet{channels = {8, 16, 32}, size = 32, classes = 48}: three conv blocks (3 x 3 conv without
 -- bias, ReLU, 2 x 2 average pooling), or four with four channel counts, on a grey image minus its
--- background level
--- (vs.background_level: a crude luminance adaptation).  Without biases an empty field excites no
+-- background level (vs.background_level: a crude luminance adaptation).  Without biases an empty field excites no
 -- feature at any level, so the top-down correlation sees the items and not the blank paper around
 -- them.  forward(x): x (N, 1, size, size) in [0, 1] -> logits (N, classes), the diet's training
 -- head (a Linear on the last block's pooled features).  features(x, opts): the levels' (one per
@@ -220,8 +219,8 @@ end
 -- net:features(x [, {fixation =, levels =}]): the outputs of the blocks after their pooling,
 -- {level 1 (N, c1, H/2, W/2), level 2 (N, c2, H/4, W/4), level 3 (N, c3, H/8, W/8)[, level 4 (N, c4,
 -- H/16, W/16)]} (sizes rounded up).  levels: one lab.ecc_pool2d option table per block
--- (vs.ecc_levels) for eccentricity-dependent
--- pooling around fixation = {x, y} in pixels of x; without levels, the 2 x 2 pooling of training.
+-- (vs.ecc_levels) for eccentricity-dependent pooling around fixation = {x, y} in pixels of x;
+-- without levels, the 2 x 2 pooling of training.
 function Net:features(x, opts)
   check_image("SearchNet:features", x)
   opts = opts or {}
@@ -261,12 +260,12 @@ local function round_half_even(v)
   if d > 0.5 or (d == 0.5 and f % 2 == 1) then return f + 1 end
   return f
 end
--- vs.ecc_levels(downscale [, ecc = true [, depth = 3]]): the lab.ecc_pool2d options of the levels of
--- a CNN of `depth` blocks (3 or 4) for displays shrunk by `downscale`.  Level l pools an input at stride s = downscale 2^(l-1) of the
--- display, so it takes the slope of the eccNET pool whose input has that stride (pool 1 + log2 s;
--- interpolated between pools for other strides, pool5's beyond it) and that input's pixels per
--- degree, round(30 / s) (half to even, as eccNET's round): the window grows by the same degrees
--- with eccentricity as eccNET's at that scale.  At downscale 2 the levels are eccNET's pool2,
+-- vs.ecc_levels(downscale [, ecc = true [, depth = 3]]): the lab.ecc_pool2d options of the levels
+-- of a CNN of `depth` blocks (3 or 4) for displays shrunk by `downscale`.  Level l pools an input
+-- at stride s = downscale 2^(l-1) of the display, so it takes the slope of the eccNET pool whose
+-- input has that stride (pool 1 + log2 s; interpolated between pools for other strides, pool5's
+-- beyond it) and that input's pixels per degree, round(30 / s) (half to even, as eccNET's round):
+-- the window grows by the same degrees with eccentricity as eccNET's at that scale.  At downscale 2 the levels are eccNET's pool2,
 -- pool3 and pool4: slopes 0, 0.07, 0.16, deg2px 15, 8, 4 (a fourth level: pool5, 0.32 and 2).
 -- ecc = false: slope 0 everywhere (plain 2 x 2 pooling; eccNET's IVSN ablation without its max
 -- pooling).
