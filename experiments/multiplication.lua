@@ -10,7 +10,9 @@
 --   icot  stepwise internalisation (Deng et al. 2024): the full chain of thought at first, then
 --         `icot_per_epoch` CoT tokens removed from the left every `icot_epoch_steps` steps (one more
 --         every icot_epoch_steps / icot_per_epoch steps), removal smoothing lambda `icot_lambda`,
---         the optimiser reset whenever the removal count increases;
+--         the optimiser reset whenever the removal count increases; with `icot_gate` > 0 one more
+--         token only after an evaluation whose exact match reached it (and not sooner than the
+--         schedule's pace);
 --   aux   sft plus the running-sum auxiliary loss: for each of the first `aux_heads` heads of layer
 --         `aux_layer` a Linear(head_dim, 1, bias = false) reads the head's output at the position
 --         that predicts c_k and regresses c_hat_k / aux_scale; loss = LM + aux_weight * mean over
@@ -68,6 +70,9 @@ local run = lab.run.start{
     icot_per_epoch = 8,         -- CoT tokens removed per epoch (B.4: 8)
     icot_lambda = 4,            -- removal smoothing: o extra tokens with P(o) ~ e^(-lambda o)
     icot_reset = true,          -- reset the optimiser when the removal count increases
+    icot_gate = 0,              -- 0: remove on the schedule; g in (0, 1]: one more token only once the
+                                -- held-out exact match (greedy) has reached g, and at most one every
+                                -- icot_epoch_steps / icot_per_epoch steps
     probe_size = 2048,          -- training-side problems the c_hat probe is fitted on
     probe_ridge = 1e-3,         -- ridge of the probe's least squares (times the number of rows)
     attribution_size = 200,     -- test problems of the logit-attribution matrix
@@ -125,6 +130,12 @@ do
   end
   if cfg.lr_schedule ~= "" and cfg.decay_start > 0 then
     config_error("lr_schedule and decay_start both set the decay; give one of them (decay_start=0 with lr_schedule)")
+  end
+  if not (cfg.icot_gate >= 0 and cfg.icot_gate <= 1) then
+    config_error("icot_gate must be 0 (the fixed schedule) or an exact-match fraction in (0, 1] (got " .. tostring(cfg.icot_gate) .. ")")
+  end
+  if cfg.icot_gate > 0 and cfg.mode ~= "icot" then
+    config_error("icot_gate gates the removal of CoT tokens: it takes mode=icot (got mode=" .. cfg.mode .. ")")
   end
   if cfg.icot_epoch_steps % cfg.icot_per_epoch ~= 0 and cfg.mode == "icot" then
     config_error("icot_epoch_steps must be a multiple of icot_per_epoch (one more token every icot_epoch_steps / icot_per_epoch steps)")
@@ -201,16 +212,20 @@ local function reset_window()
   for k = 1, D2 do window.c[k] = 0 end
 end
 reset_window()
+-- icot_gate > 0: the tokens removed so far and the step of the last removal (checkpointed)
+local gate = { removed = 0, since = 0 }
 local study = {
   state_dict = function()
     local c = {}
     for k = 1, D2 do c["c" .. (k - 1)] = window.c[k] end
-    return { generator = gen:state(), n = window.n, loss = window.loss, lm = window.lm, aux = window.aux, c = c }
+    return { generator = gen:state(), n = window.n, loss = window.loss, lm = window.lm, aux = window.aux, c = c,
+             gate_removed = gate.removed, gate_since = gate.since }
   end,
   load_state_dict = function(_, s)
     gen:set_state(s.generator)
     window.n, window.loss, window.lm, window.aux = s.n, s.loss, s.lm, s.aux
     for k = 1, D2 do window.c[k] = s.c["c" .. (k - 1)] end
+    gate.removed, gate.since = s.gate_removed or 0, s.gate_since or 0
   end,
 }
 local tracked = { model = model, optim = opt, study = study }
@@ -218,11 +233,20 @@ if aux then tracked.aux = aux end
 run:track(tracked)
 run:attention_layers(model:attention_modules())
 
--- ICoT: CoT tokens removed at a step (before smoothing)
+-- ICoT: CoT tokens removed at a step (before smoothing): on the schedule, a function of the step;
+-- gated, the count the last evaluations have earned (the same for every step until the next one)
 local steps_per_token = cfg.icot_epoch_steps / cfg.icot_per_epoch
 local function removal(step)
   if cfg.mode ~= "icot" then return COT end
+  if cfg.icot_gate > 0 then return gate.removed end
   return math.min(COT, math.floor(math.max(step - 1, 0) / steps_per_token))
+end
+-- after an evaluation at `step` with greedy exact match `exact`: one more token when the gate is
+-- open (the optimiser reset as the schedule's removals reset it)
+local function open_gate(step, exact)
+  if cfg.icot_gate <= 0 or gate.removed >= COT or exact < cfg.icot_gate or step - gate.since < steps_per_token then return end
+  gate.removed, gate.since = gate.removed + 1, step
+  if cfg.icot_reset then opt.state, opt.t = {}, 0 end
 end
 
 local function train_batch(step)
@@ -463,7 +487,7 @@ local first_step
 
 for step in run:steps(cfg.steps) do
   first_step = first_step or step
-  if cfg.mode == "icot" and cfg.icot_reset and removal(step) > removal(step - 1) then
+  if cfg.mode == "icot" and cfg.icot_gate <= 0 and cfg.icot_reset and removal(step) > removal(step - 1) then
     opt.state, opt.t = {}, 0                          -- Deng et al.: reset whenever removal grows
   end
   opt.hyper.lr = learning_rate(step)
@@ -514,6 +538,7 @@ for step in run:steps(cfg.steps) do
     for k = 1, D2 do rec["acc_c" .. (k - 1)] = e.acc[k]; rec["test_loss_c" .. (k - 1)] = e.loss[k] end
     history[#history + 1] = { step = step, exact = e.exact }
     last_eval = e
+    if step < cfg.steps then open_gate(step, e.exact) end   -- (the summary reports the count it evaluated)
     if cfg.viz and viz.enabled() then publish(step, attribution(step, math.min(64, cfg.attribution_size))) end
   end
   if rec then run:log(step, rec) end

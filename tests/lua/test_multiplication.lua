@@ -150,6 +150,37 @@ for _, mode in ipairs{ "sft", "aux", "icot" } do
   check.ok((read(dir .. "/records.bin") or ""):find("answer attention", 1, true) ~= nil, mode .. ": the answer attention is published for the viewer")
 end
 
+-- icot_gate: a token is removed only after an evaluation whose greedy exact match reached the gate
+-- (one at a time, the optimiser reset); below it the count holds.  The quick preset's model reaches
+-- 0.38 exact by step 600 with the whole CoT, so a gate of 0.05 holds it at first and then opens.
+do
+  local dir = tmp .. "/icot_gate"
+  local rc, err = attnlab_run("quick=true mode=icot report=false viz=false eval_every=200 steps=800 icot_gate=0.05", dir)
+  check.ok(rc == 0, "icot_gate: the run exits 0", err:sub(-1500))
+  local evals = {}
+  for _, r in ipairs(metrics(dir)) do if r.exact_match then evals[#evals + 1] = r end end
+  local follows, held, opened = #evals == 4, 0, 0
+  for i = 2, #evals do
+    local prev, cur = evals[i - 1], evals[i]
+    local want = prev.removed + (prev.exact_match >= 0.05 and 1 or 0)
+    follows = follows and cur.removed == want
+    if want > prev.removed then opened = opened + 1 else held = held + 1 end
+  end
+  local trace = {}
+  for _, r in ipairs(evals) do trace[#trace + 1] = string.format("%d: %d removed, exact %.3f", r.step, r.removed, r.exact_match) end
+  check.ok(follows and held >= 1 and opened >= 1, "icot_gate: the count grows by one after each evaluation at or above the gate, and holds below it",
+    table.concat(trace, "; "))
+  local s = summary(dir)
+  check.ok(s and s.icot_removed == evals[#evals].removed,
+    "icot_gate: summary.json's icot_removed is the count its last evaluation ran with", s and s.icot_removed)
+  local rc2, err2 = attnlab_run("quick=true mode=aux icot_gate=0.5", tmp .. "/gate_aux")
+  check.ok(rc2 ~= 0 and err2:find("icot_gate gates the removal of CoT tokens: it takes mode=icot", 1, true),
+    "icot_gate with mode=aux is refused", err2:sub(-300))
+  local rc3, err3 = attnlab_run("quick=true mode=icot icot_gate=1.5", tmp .. "/gate_big")
+  check.ok(rc3 ~= 0 and err3:find("icot_gate must be 0 (the fixed schedule) or an exact-match fraction in (0, 1]", 1, true),
+    "icot_gate above 1 is refused", err3:sub(-300))
+end
+
 -- report.md and its PNGs (the sft run wrote them)
 do
   local dir = tmp .. "/sft"
