@@ -538,7 +538,8 @@ for step in run:steps(cfg.steps) do
     for k = 1, D2 do rec["acc_c" .. (k - 1)] = e.acc[k]; rec["test_loss_c" .. (k - 1)] = e.loss[k] end
     history[#history + 1] = { step = step, exact = e.exact }
     last_eval = e
-    if step < cfg.steps then open_gate(step, e.exact) end   -- (the summary reports the count it evaluated)
+    e.removed = removal(step)            -- the count this evaluation ran with (the summary's)
+    open_gate(step, e.exact)
     if cfg.viz and viz.enabled() then publish(step, attribution(step, math.min(64, cfg.attribution_size))) end
   end
   if rec then run:log(step, rec) end
@@ -571,7 +572,7 @@ local summary = {
   probe_mae = by_position(mae), probe_mae_input_pos = by_position(mae_in),
   probe_layer = PROBE_LAYER,
   attribution = { rows = OPERANDS, cols = ANSWERS, matrix = M },
-  icot_removed = cfg.mode == "icot" and removal(final_step) or nil,
+  icot_removed = cfg.mode == "icot" and (e.removed or removal(final_step)) or nil,
   parameters = model:num_parameters() + (aux and aux:num_parameters() or 0),
   wall_time_s = lab.time() - t_start, train_time_s = train_time,
   steps_this_process = steps_done, steps_per_s = steps_done > 0 and steps_done / train_time or 0,
@@ -650,7 +651,10 @@ local function write_report()
       or cfg.lr_schedule ~= "" and string.format(", lr piecewise linear through step:lr %s", cfg.lr_schedule) or "",
     cfg.weight_decay, cfg.seed,
     cfg.mode == "aux" and string.format(", aux weight %g on heads 1..%d of layer %d, target c_hat/%g", cfg.aux_weight, cfg.aux_heads, cfg.aux_layer, cfg.aux_scale) or "",
-    cfg.mode == "icot" and string.format(", %d CoT tokens per %d steps, smoothing lambda %g, %d of %d removed at the end", cfg.icot_per_epoch, cfg.icot_epoch_steps, cfg.icot_lambda, removal(final_step), COT) or ""))
+    cfg.mode == "icot" and (cfg.icot_gate > 0
+      and string.format(", a CoT token removed after each evaluation with exact match %g or more (at most one per %d steps), smoothing lambda %g, %d of %d removed at the last evaluation",
+        cfg.icot_gate, steps_per_token, cfg.icot_lambda, summary.icot_removed, COT)
+      or string.format(", %d CoT tokens per %d steps, smoothing lambda %g, %d of %d removed at the end", cfg.icot_per_epoch, cfg.icot_epoch_steps, cfg.icot_lambda, removal(final_step), COT)) or ""))
   add(string.format("Wall time %.1f s (training %.1f s, %.1f steps/s in this process).  Training data: %s.",
     summary.wall_time_s, train_time, summary.steps_per_s, cfg.train_size == 0 and "a fresh problem every draw" or cfg.train_size .. " fixed problems"))
   add("")

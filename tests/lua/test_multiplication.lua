@@ -220,6 +220,15 @@ do
   local ok, key = same_summary(ref, part)
   check.ok(ok, "aux: the resumed run's summary numbers equal the uninterrupted one's", key)
 end
+-- the gate's count is in the checkpoint: the gated run above, stopped at 600 and resumed to 800,
+-- logs what the uninterrupted one logged (its gate opened at step 600's evaluation)
+do
+  local part = tmp .. "/icot_gate_part"
+  local rc = attnlab_run("quick=true mode=icot report=false viz=false eval_every=200 steps=600 icot_gate=0.05", part)
+  local rc2, err = sh(string.format("'%s' run %s resume='%s/final.safetensors' steps=800 --threads 1", ATTNLAB, SCRIPT, part))
+  check.ok(rc == 0 and rc2 == 0 and same_metrics(tmp .. "/icot_gate", part),
+    "icot_gate: a run stopped and resumed logs the uninterrupted one's metrics (the count resumes with it)", err:sub(-800))
+end
 
 ---------------------------------------------------------------------------------------------------
 -- kill -9 after a periodic checkpoint (every 0.12 s), in the middle of a log window and of the
