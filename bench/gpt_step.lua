@@ -120,8 +120,9 @@ if cfg.profile > 0 then
   end):report() .. "\n")
 end
 
+local blas_kernel, _, linear_kernel = lab.blas_kernel()
 print(string.format('{"workload": "gpt_step", "impl": "attnlab", "config": "%s", "batch": %d, "T": %d, "params": %d, ' ..
   '"threads": %d, "steps": %d, "ms_per_step_median": %.3f, "ms_min": %.3f, "final_loss": %.4f, "tensor_peak_mb": %.1f, ' ..
   '"rss_peak_mb": %.1f, "rss_before_model_mb": %.1f, "blas_kernel": "%s", "linear_kernel": "%s"}',
   cfg.config, cfg.batch, T, model:num_parameters(), lab.num_threads(), cfg.steps, median, times[1], loss:item(),
-  mem.peak / 2 ^ 20, rss_peak_mb(), rss_before, (lab.blas_kernel()), select(3, lab.blas_kernel())))
+  mem.peak / 2 ^ 20, rss_peak_mb(), rss_before, blas_kernel, linear_kernel))

@@ -135,6 +135,13 @@ variants() {
 gpt() {
     out=bench/out/gpt_step.jsonl
     : > "$out"
+    # the kernel choices under which nn.Linear's products run on attnlab's own kernel (asked once)
+    own_linear=""
+    for kernel in $BLAS_KERNELS; do
+        if [ "$($(blas_env "$kernel") ./attnlab -e 'io.write(select(3, lab.blas_kernel()))')" = attnlab-avx512 ]; then
+            own_linear="$own_linear $kernel"
+        fi
+    done
     for round in $(seq "$GPT_ROUNDS"); do
         for cfg in $GPT_CONFIGS; do
           for shape in $GPT_SHAPES; do
@@ -144,7 +151,7 @@ gpt() {
                 $(blas_env "$kernel") ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" batch="$batch" T="$T" \
                     | tag attnlab "$kernel" >> "$out"
                 # where nn.Linear's products run on attnlab's own kernel, the same build on OpenBLAS's
-                if [ "$($(blas_env "$kernel") ./attnlab -e 'io.write(select(3, lab.blas_kernel()))')" = attnlab-avx512 ]; then
+                if [[ " $own_linear " == *" $kernel "* ]]; then
                     $(blas_env "$kernel") ATTNLAB_SGEMM=openblas ./attnlab --threads 2 bench/gpt_step.lua config="$cfg" \
                         batch="$batch" T="$T" | tag attnlab-openblas "$kernel" >> "$out"
                 fi
