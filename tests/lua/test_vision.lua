@@ -362,6 +362,28 @@ do
     check.value(worst < 2e-5, string.format("conv2d float32, stride 1, case %d: y, dx, dW, db match float64", i), worst)
   end
 
+  -- the direct kernels cut the rows into bands whose height depends on the thread count, and split
+  -- the weight gradient's channels between the threads; every element is still summed in one order,
+  -- so one thread and two give the same bits.  One image of 70 rows: several bands with a halo each.
+  for _, c in ipairs{ { { 1, 16, 70, 45 }, { 24, 16, 3, 3 }, { padding = 1 } },
+                      { { 2, 3, 70, 40 }, { 5, 3, 5, 5 }, { padding = 2 } } } do
+    local xi, wi = lab.randn(c[1]), lab.randn(c[2])
+    local gi = lab.randn(lab.conv2d(xi, wi, c[3]):size())
+    local function grads(threads)
+      lab.set_num_threads(threads)
+      local xs, ws = xi:detach():requires_grad(true), wi:detach():requires_grad(true)
+      local ys = lab.conv2d(xs, ws, c[3])
+      ;(ys * gi):sum():backward()
+      return ys:detach(), xs.grad, ws.grad
+    end
+    local ya, dxa, dwa = grads(1)
+    local yb, dxb, dwb = grads(2)
+    lab.set_num_threads(before)
+    check.value(max_abs(ya - yb) == 0 and max_abs(dxa - dxb) == 0 and max_abs(dwa - dwb) == 0,
+      string.format("conv2d float32 direct, x %s, weight %s: one thread and two give the same bits (y, dx, dW)",
+                    table.concat(c[1], "x"), table.concat(c[2], "x")))
+  end
+
   -- the backward's two layouts on two threads: whole images per thread (3 images: two and one) and,
   -- with one image, the slices shared between the threads; each against one thread, in float64
   for _, N in ipairs{ 1, 3 } do
