@@ -274,23 +274,27 @@ static int conv_backward_by_images(const conv_geometry *g, al_dtype dt, int thre
     return 0;
 }
 
-/* dx += col2im(W^T dy) (when dx), dw += dy col^T (when dw); every tensor contiguous, dx and dw zeroed.
+/* dx = col2im(W^T dy) (when dx), dw = dy col^T (when dw); every tensor contiguous, dx and dw written whole.
  * Whole images per thread where there are enough of them, else every slice shared by the threads. */
 static int conv_backward_data(const conv_geometry *g, al_dtype dt, const void *x, const void *w, const void *dy,
                               void *dx, void *dw) {
     const int64_t width = slice_width(g, COL_ELEMENTS, MIN_SLICE), total = g->N * g->P;
     const size_t es = al_dtype_size(dt);
-    if (total == 0) return 0;
     const int threads = conv_threads(g);
-    if (dx && direct_applies(g, dt) && direct_input_gradient(g, dy, w, dx, threads > 1)) {
+    if (total > 0 && dx && direct_applies(g, dt) && direct_input_gradient(g, dy, w, dx, threads > 1)) {
         al_count_flops(product_flops(g));
         dx = NULL;   /* done */
     }
-    if (dw && direct_applies(g, dt) && direct_weight_gradient(g, x, dy, dw, threads > 1)) {
+    if (total > 0 && dw && direct_applies(g, dt) && direct_weight_gradient(g, x, dy, dw, threads > 1)) {
         al_count_flops(product_flops(g));
         dw = NULL;   /* done */
     }
-    if (!dx && !dw) return 0;   /* the columns below do what is left */
+    if (!dx && !dw) return 0;
+    /* the columns below do what is left, adding into dx and dw: zero them first (the direct kernels
+     * write every element, so the caller leaves them unset) */
+    if (dx) memset(dx, 0, (size_t)(g->N * g->Cin * g->H * g->W) * es);
+    if (dw) memset(dw, 0, (size_t)(g->Cout * g->K_g) * es);
+    if (total == 0) return 0;   /* no output positions: zero gradients */
     if (threads == 1 || g->N >= threads) {
         const int rc = conv_backward_by_images(g, dt, threads, x, w, dy, dx, dw);
         if (rc == 0) al_count_flops(product_flops(g) * ((dx ? 1 : 0) + (dw ? 1 : 0)));
@@ -380,11 +384,9 @@ static void conv2d_backward(al_node *node, const al_tensor *grad) {
     const al_device dev = x->storage->device;
     al_tensor *gc = al_contiguous_nograd(grad);
     al_tensor *xc = want_dw ? al_contiguous_nograd(x) : NULL, *wc = want_dx ? al_contiguous_nograd(w) : NULL;
-    /* the CPU kernels add into zeroed dx and dw; the GPU's (core/cuda/conv.cu) write all three whole */
-    al_tensor *dx = !want_dx ? NULL : dev == AL_CUDA ? al_new_tensor_on(x->ndim, x->shape, x->dtype, dev)
-                                                     : al_full(x->ndim, x->shape, 0, x->dtype);
-    al_tensor *dw = !want_dw ? NULL : dev == AL_CUDA ? al_new_tensor_on(w->ndim, w->shape, w->dtype, dev)
-                                                     : al_full(w->ndim, w->shape, 0, w->dtype);
+    /* every kernel writes dx, dw and db whole (the CPU's column path zeroes them before adding into them) */
+    al_tensor *dx = want_dx ? al_new_tensor_on(x->ndim, x->shape, x->dtype, dev) : NULL;
+    al_tensor *dw = want_dw ? al_new_tensor_on(w->ndim, w->shape, w->dtype, dev) : NULL;
     al_tensor *db = want_db ? al_new_tensor_on(1, b->shape, b->dtype, dev) : NULL;
     if (!gc || (want_dw && (!xc || !dw)) || (want_dx && (!wc || !dx)) || (want_db && !db)) {
         al_error("conv2d: out of memory in the backward");
