@@ -226,6 +226,18 @@ typedef struct {
     int64_t pt, pl, dh, dw;
 } direct_wgrad;
 
+/* row[kj .. kj + 15] from cur = row[0 .. 15] and next = row[16 .. 31], for kj in 0..4 (the
+ * shift is an instruction's immediate: a switch, folded once kj is a constant) */
+static inline __attribute__((always_inline)) __m512 shifted_row(__m512i cur, __m512i next, int kj) {
+    switch (kj) {
+    case 0: return _mm512_castsi512_ps(cur);
+    case 1: return _mm512_castsi512_ps(_mm512_alignr_epi32(next, cur, 1));
+    case 2: return _mm512_castsi512_ps(_mm512_alignr_epi32(next, cur, 2));
+    case 3: return _mm512_castsi512_ps(_mm512_alignr_epi32(next, cur, 3));
+    default: return _mm512_castsi512_ps(_mm512_alignr_epi32(next, cur, 4));
+    }
+}
+
 static inline __attribute__((always_inline)) void wgrad_unit(const direct_wgrad *d, int OB, int KH, int KW, int64_t dh,
                                                              int64_t dw, int64_t o0, int64_t c, const padded_planes *xp,
                                                              const float *dy, float *dW) {
@@ -252,9 +264,13 @@ static inline __attribute__((always_inline)) void wgrad_unit(const direct_wgrad 
                 #pragma GCC unroll 5
                 for (int ki = 0; ki < KH; ki++) {
                     const float *row = row0 + ki * dh * wpad + ox0;
+                    /* without dilation, the KW shifted vectors from two aligned loads (the padded
+                     * rows start on a line): a load per tap split a cache line at every kj > 0 */
+                    const __m512i cur = _mm512_loadu_si512(row);
+                    const __m512i next = KW > 1 ? _mm512_loadu_si512(row + 16) : cur;   /* (past a 1 x 1's row) */
                     #pragma GCC unroll 5
                     for (int kj = 0; kj < KW; kj++) {
-                        __m512 xv = _mm512_loadu_ps(row + kj * dw);
+                        __m512 xv = dw == 1 ? shifted_row(cur, next, kj) : _mm512_loadu_ps(row + kj * dw);
                         /* one load for the OB products: left to itself the compiler folds the load
                          * into each multiply-add, loading the (line-splitting) vector OB times */
                         __asm__("" : "+v"(xv));
