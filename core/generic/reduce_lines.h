@@ -9,13 +9,32 @@
  * Every kernel sees its data as contiguous (outer, R, inner) lines, R the reduced size (see
  * `lines` in reduce.c); `inner` is the unit-stride direction. */
 
-/* o[a, i] = scale * sum_r x[a, r, i], accumulated in double for long float32 lines */
+/* the sum of one contiguous line of n >= SUM_LANES values: SUM_LANES running sums, x[r] into sum
+ * r % SUM_LANES (reduce.c), then the sums added in a fixed pairwise order.  One running sum is a chain of
+ * dependent additions, 4 cycles each: a million values took 1 ms, where the lanes' sums run at the
+ * speed of memory.  The order depends only on n, never on threads. */
+static double SFX(sum_long_line)(const real *x, int64_t n) {
+    double part[SUM_LANES] = {0};
+    int64_t r = 0;
+    for (; r + SUM_LANES <= n; r += SUM_LANES)
+        for (int j = 0; j < SUM_LANES; j++) part[j] += x[r + j];
+    for (int j = 0; r < n; r++, j++) part[j] += x[r];
+    for (int width = SUM_LANES / 2; width >= 1; width /= 2)
+        for (int j = 0; j < width; j++) part[j] += part[j + width];
+    return part[0];
+}
+
+/* o[a, i] = scale * sum_r x[a, r, i], accumulated in double for long float32 lines.  Lines of at
+ * least LONG_LINE (reduce.c) values are summed in lanes (sum_long_line); shorter ones, the losses of a training
+ * step among them, one value after another as they always were, so their results keep every bit. */
 static void SFX(sum_lines)(const real *x, real *o, lines l, double scale) {
     if (l.inner == 1) {
         #pragma omp parallel for schedule(static) if (l.outer * l.R >= AL_PARALLEL_GRAIN)
         for (int64_t a = 0; a < l.outer; a++) {
             double acc = 0;
-            for (int64_t r = 0; r < l.R; r++) acc += x[a * l.R + r];
+            if (l.R >= LONG_LINE) acc = SFX(sum_long_line)(x + a * l.R, l.R);
+            else
+                for (int64_t r = 0; r < l.R; r++) acc += x[a * l.R + r];
             o[a] = (real)(acc * scale);
         }
     } else {

@@ -27,6 +27,9 @@ static void reduced_shape(const al_tensor *t, int d, int keepdim, int *nd, int64
 
 /* softmax_kind (softmax, log_softmax, logsumexp) is in internal.h: the CUDA kernels switch on it too */
 
+/* sum_lines: lines of at least LONG_LINE values are summed in SUM_LANES running sums */
+enum { SUM_LANES = 32, LONG_LINE = 1 << 16 };
+
 /* The kernels, once per float dtype: sum_lines_float, sum_lines_double, ... */
 #define GENERIC_FILE "../generic/reduce_lines.h"
 #include "../generic/float_types.h"

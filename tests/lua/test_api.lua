@@ -192,6 +192,18 @@ do
   close(t:sum(-1), { 9, 18 }, 0, ":sum(-1)")
   same_shape(t:sum(2, true), { 2, 1 }, ":sum keepdim")
   same_shape(t:sum(1), { 3 }, ":sum drops the dim")
+  -- a line of 65,536 values or more is summed in 32 running sums (reduce.c): against float64, on
+  -- both sides of that length, in rows too, and :mean
+  for _, n in ipairs{ 65535, 65536, 100003 } do
+    local big = lab.randn{ n }
+    local exact = big:to("float64"):sum():item()
+    check.near(big:sum():item(), exact, 1e-6 * big:abs():sum():item(), ":sum() of " .. n .. " values")
+    check.near(big:mean():item(), exact / n, 1e-6 * big:abs():sum():item() / n, ":mean() of " .. n .. " values")
+    local rows = lab.randn{ 3, n }
+    close(rows:sum(2), { rows:narrow(1, 1, 1):to("float64"):sum():item(), rows:narrow(1, 2, 1):to("float64"):sum():item(),
+                         rows:narrow(1, 3, 1):to("float64"):sum():item() }, 1e-6 * rows:abs():sum():item(), ":sum(2) of 3 rows of " .. n)
+  end
+  check.ok(lab.ones{ 100003 }:sum():item() == 100003, ":sum() of 100,003 ones is exact")
   check.near(t:mean():item(), 4.5, 1e-6, ":mean() all")
   close(t:mean(2), { 3, 6 }, 1e-6, ":mean(2)")
   same_shape(t:mean(1, true), { 1, 3 }, ":mean keepdim")
