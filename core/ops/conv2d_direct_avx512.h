@@ -9,7 +9,8 @@
  * weight per output channel, 2 x DIRECT_OB multiply-adds for 2 + DIRECT_OB loads.  The input rows are
  * read from a zero-padded copy (a band of rows at a time, in a buffer of the thread's own that stays
  * in cache), so the loads need no lane masks and no checks for rows in the padding: with masks read
- * per tap the same kernel ran 1.7x (forward) to 3.6x (input gradient) slower (bench/RESULTS.md).
+ * per tap, the kernels before this layout ran 1.5-2.2x (forward) and 1.7-2.6x (input gradient) slower
+ * on one thread (bench/RESULTS.md, 2026-12-07).
  *
  * One kernel serves the forward and the input gradient, described by direct_conv:
  *   out(n, oc, r, c) = bias(oc) + the sum over ic, ki, kj of
