@@ -69,7 +69,8 @@ static void pad_plane_rows(const float *plane, int64_t in_h, int64_t in_w, int64
 
 /* Output row r of image n, channels [oc0, oc0 + DIRECT_OB) (those below OC stored), all columns.
  * src is input channel 0's padded row for output row r (ki = 0, column 0); channel ic's is
- * plane_stride further on, tap (ki, kj) is ki rs rows and kj cs columns on.  wp is the block's
+ * plane_stride further on, tap (ki, kj) is ki rs rows and kj cs columns on (either step may be
+ * negative).  wp is the block's
  * weights packed as [ic][ki][kj][DIRECT_OB]: a tap's broadcasts share a line.  Inlined with constant
  * kw and cs for the common kernels, so that the kj loop unrolls. */
 static inline __attribute__((always_inline)) void direct_row(const direct_conv *d, const float *src, int64_t plane_stride,
@@ -129,18 +130,20 @@ enum { DIRECT_BAND_ELEMENTS = 1 << 16 };
  * rows (every channel, with the halo its kernel reaches) into the thread's padded buffer, then runs
  * every channel block over every row of the band from there.  A padded copy of the whole input
  * instead was written and read back through memory: with the input out of cache, as after a
- * backward, the forward ran 1.5x slower than with it cached.  A negative step is turned positive
- * by reading the kernel back to front: tap ki at step -s from base b is tap kh-1-ki at step s from
- * b - (kh-1) s. */
+ * backward, the forward ran 1.5x slower than with it cached.  With a negative step (the input
+ * gradient) the taps still run ki = 0, 1, ... from the bottom of the rows they reach, so every
+ * element is summed in the order the earlier, masked kernel summed it, to the last bit. */
 static bool direct_conv_float(const direct_conv *d, const float *in, const float *w, const float *bias, float *out,
                               bool parallel) {
-    const bool flip_rows = d->row_step < 0, flip_cols = d->col_step < 0;
-    const int64_t rs = flip_rows ? -d->row_step : d->row_step, cs = flip_cols ? -d->col_step : d->col_step;
-    const int64_t row0 = d->row_base - (flip_rows ? (d->kh - 1) * rs : 0);
-    const int64_t col0 = d->col_base - (flip_cols ? (d->kw - 1) * cs : 0);
-    const int64_t blocks = (d->OC + DIRECT_OB - 1) / DIRECT_OB, taps = d->kh * d->kw, halo = (d->kh - 1) * rs;
-    /* columns up to the last 32-column block's end + (kw - 1) cs */
-    const int64_t wpad = padded_width((d->out_w + 31) / 32 * 32 + (d->kw - 1) * cs);
+    const int64_t rs = d->row_step, cs = d->col_step;
+    /* the padded rows and columns start at the lowest the taps reach */
+    const int64_t row_reach = (d->kh - 1) * (rs < 0 ? -rs : rs), col_reach = (d->kw - 1) * (cs < 0 ? -cs : cs);
+    const int64_t row0 = d->row_base - (rs < 0 ? row_reach : 0), col0 = d->col_base - (cs < 0 ? col_reach : 0);
+    /* tap (0, 0)'s place in the padded rows: the bottom (right) of their reach for a negative step */
+    const int64_t tap0 = (rs < 0 ? row_reach : 0), tap0_col = (cs < 0 ? col_reach : 0);
+    const int64_t blocks = (d->OC + DIRECT_OB - 1) / DIRECT_OB, taps = d->kh * d->kw, halo = row_reach;
+    /* columns up to the last 32-column block's end + the taps' reach */
+    const int64_t wpad = padded_width((d->out_w + 31) / 32 * 32 + col_reach);
     const int threads = parallel ? al_get_num_threads() : 1;
     int64_t band = DIRECT_BAND_ELEMENTS / (d->IC * wpad > 0 ? d->IC * wpad : 1) - halo;
     if (band < 1) band = 1;
@@ -157,16 +160,13 @@ static bool direct_conv_float(const direct_conv *d, const float *in, const float
         al_free(buffers, buffers_bytes);
         return false;
     }
-    for (int64_t blk = 0; blk < blocks; blk++)   /* [block][ic][ki][kj][o], zero past OC */
+    for (int64_t blk = 0; blk < blocks; blk++)   /* [block][ic][tap][o], zero past OC */
         for (int64_t ic = 0; ic < d->IC; ic++)
-            for (int64_t ki = 0; ki < d->kh; ki++)
-                for (int64_t kj = 0; kj < d->kw; kj++)
-                    for (int o = 0; o < DIRECT_OB; o++) {
-                        const int64_t oc = blk * DIRECT_OB + o;
-                        const int64_t tap = (flip_rows ? d->kh - 1 - ki : ki) * d->kw + (flip_cols ? d->kw - 1 - kj : kj);
-                        wp[(((blk * d->IC + ic) * d->kh + ki) * d->kw + kj) * DIRECT_OB + o] =
-                            oc < d->OC ? w[oc * d->w_oc + ic * d->w_ic + tap] : 0.0f;
-                    }
+            for (int64_t t = 0; t < taps; t++)
+                for (int o = 0; o < DIRECT_OB; o++) {
+                    const int64_t oc = blk * DIRECT_OB + o;
+                    wp[((blk * d->IC + ic) * taps + t) * DIRECT_OB + o] = oc < d->OC ? w[oc * d->w_oc + ic * d->w_ic + t] : 0.0f;
+                }
     #pragma omp parallel num_threads(threads)
     {
 #ifdef _OPENMP
@@ -184,9 +184,12 @@ static bool direct_conv_float(const direct_conv *d, const float *in, const float
                 const float *wb = wp + blk * d->IC * taps * DIRECT_OB;
                 const int64_t oc0 = blk * DIRECT_OB;
                 for (int64_t r = r0; r < r1; r++) {
-                    const float *src = buf + (r - r0) * wpad;
+                    const float *src = buf + (r - r0 + tap0) * wpad + tap0_col;
+                    /* the common kernels with constant kw and column step, so that the kj loop unrolls */
                     if (d->kw == 3 && cs == 1) direct_row(d, src, plane_stride, wpad, 3, rs, 1, n, oc0, r, wb, bias, out);
+                    else if (d->kw == 3 && cs == -1) direct_row(d, src, plane_stride, wpad, 3, rs, -1, n, oc0, r, wb, bias, out);
                     else if (d->kw == 5 && cs == 1) direct_row(d, src, plane_stride, wpad, 5, rs, 1, n, oc0, r, wb, bias, out);
+                    else if (d->kw == 5 && cs == -1) direct_row(d, src, plane_stride, wpad, 5, rs, -1, n, oc0, r, wb, bias, out);
                     else if (d->kw == 1) direct_row(d, src, plane_stride, wpad, 1, rs, 1, n, oc0, r, wb, bias, out);
                     else direct_row(d, src, plane_stride, wpad, d->kw, rs, cs, n, oc0, r, wb, bias, out);
                 }
