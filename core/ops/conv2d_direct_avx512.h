@@ -29,7 +29,7 @@ typedef struct {
     int64_t w_oc, w_ic;   /* w(oc, ic, ki, kj) = w[oc w_oc + ic w_ic + ki kw + kj] */
 } direct_conv;
 
-enum { DIRECT_OB = 8, DIRECT_MAX_KW = 16 };   /* kernels up to 16 wide (the lane masks of a row are kept per kj) */
+enum { DIRECT_OB = 8, DIRECT_MAX_KW = 16 };   /* kernels up to 16 wide; wider ones (rare) go through the columns */
 
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -70,9 +70,8 @@ static void pad_plane_rows(const float *plane, int64_t in_h, int64_t in_w, int64
 /* Output row r of image n, channels [oc0, oc0 + DIRECT_OB) (those below OC stored), all columns.
  * src is input channel 0's padded row for output row r (ki = 0, column 0); channel ic's is
  * plane_stride further on, tap (ki, kj) is ki rs rows and kj cs columns on (either step may be
- * negative).  wp is the block's
- * weights packed as [ic][ki][kj][DIRECT_OB]: a tap's broadcasts share a line.  Inlined with constant
- * kw and cs for the common kernels, so that the kj loop unrolls. */
+ * negative).  wp is the block's weights packed as [ic][ki][kj][DIRECT_OB]: a tap's broadcasts share a
+ * line.  Inlined with constant kw and cs for the common kernels, so that the kj loop unrolls. */
 static inline __attribute__((always_inline)) void direct_row(const direct_conv *d, const float *src, int64_t plane_stride,
                                                              int64_t wpad, int64_t kw, int64_t rs, int64_t cs, int64_t n,
                                                              int64_t oc0, int64_t r, const float *wp, const float *bias,
