@@ -403,6 +403,16 @@ do
                            max_abs(dba - dbb) / max_abs(dba))
     check.value(worst < 1e-12, string.format("conv2d with %d image(s): one thread and two agree (y, dx, dW, db)", N), worst)
   end
+
+  -- no images: the kernels are skipped, and the gradients (left unset by the backward for kernels
+  -- that write every element) come back zero, in both dtypes
+  for _, dtype in ipairs{ "float32", "float64" } do
+    local xe = lab.randn({ 0, 3, 6, 7 }, dtype):requires_grad(true)
+    local we, be = lab.randn({ 4, 3, 3, 3 }, dtype):requires_grad(true), lab.randn({ 4 }, dtype):requires_grad(true)
+    lab.conv2d(xe, we, be, { padding = 1 }):sum():backward()
+    check.value(xe.grad:size()[1] == 0 and we.grad:abs():sum():item() == 0 and be.grad:abs():sum():item() == 0,
+      "conv2d of no images (" .. dtype .. "): dx empty, dW and db zero")
+  end
 end
 
 ---------------------------------------------------------------------------------------------------
