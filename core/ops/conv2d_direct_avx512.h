@@ -152,7 +152,8 @@ static bool direct_conv_float(const direct_conv *d, const float *in, const float
     const int64_t bands = (d->out_h + band - 1) / band, tasks = d->N * bands;
     const int64_t band_rows = band + halo, plane_stride = band_rows * wpad;
     const size_t packed_bytes = sizeof(float) * (size_t)(blocks * d->IC * taps * DIRECT_OB);
-    const size_t buffer_bytes = sizeof(float) * (size_t)(d->IC * plane_stride), buffers_bytes = buffer_bytes * (size_t)threads;
+    const int64_t buffer_elems = d->IC * plane_stride;   /* one thread's padded band */
+    const size_t buffers_bytes = sizeof(float) * (size_t)buffer_elems * (size_t)threads;
     float *wp = al_alloc(packed_bytes), *buffers = al_alloc(buffers_bytes);
     if (!wp || !buffers) {
         al_free(wp, packed_bytes);
@@ -169,7 +170,7 @@ static bool direct_conv_float(const direct_conv *d, const float *in, const float
     #pragma omp parallel num_threads(threads)
     {
 #ifdef _OPENMP
-        float *buf = buffers + (size_t)omp_get_thread_num() * (size_t)(d->IC * plane_stride);
+        float *buf = buffers + (size_t)omp_get_thread_num() * (size_t)buffer_elems;
 #else
         float *buf = buffers;
 #endif
@@ -295,7 +296,7 @@ static inline __attribute__((always_inline)) void wgrad_unit(const direct_wgrad 
 }
 
 /* One unit: the output channels [o0, o0 + size) against input channel c, size at most the group
- * width of the kernel's size (wgrad_group_width).  Each size and kernel is its own instantiation of
+ * width direct_wgrad_float picks for the kernel's size.  Each size and kernel is its own instantiation of
  * wgrad_unit, so that the sums are named at compile time. */
 static void wgrad_group(const direct_wgrad *d, int64_t kh, int64_t o0, int64_t size, int64_t c, const padded_planes *xp,
                         const float *dy, float *dW) {
