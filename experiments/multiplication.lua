@@ -241,12 +241,15 @@ local function removal(step)
   if cfg.icot_gate > 0 then return gate.removed end
   return math.min(COT, math.floor(math.max(step - 1, 0) / steps_per_token))
 end
--- after an evaluation at `step` with greedy exact match `exact`: one more token when the gate is
--- open (the optimiser reset as the schedule's removals reset it)
+-- Deng et al.: the optimiser reset whenever the removal count grows (with icot_reset)
+local function removal_grew()
+  if cfg.icot_reset then opt.state, opt.t = {}, 0 end
+end
+-- after an evaluation at `step` with greedy exact match `exact`: one more token when the gate is open
 local function open_gate(step, exact)
   if cfg.icot_gate <= 0 or gate.removed >= COT or exact < cfg.icot_gate or step - gate.since < steps_per_token then return end
   gate.removed, gate.since = gate.removed + 1, step
-  if cfg.icot_reset then opt.state, opt.t = {}, 0 end
+  removal_grew()
 end
 
 local function train_batch(step)
@@ -487,9 +490,7 @@ local first_step
 
 for step in run:steps(cfg.steps) do
   first_step = first_step or step
-  if cfg.mode == "icot" and cfg.icot_gate <= 0 and cfg.icot_reset and removal(step) > removal(step - 1) then
-    opt.state, opt.t = {}, 0                          -- Deng et al.: reset whenever removal grows
-  end
+  if cfg.mode == "icot" and cfg.icot_gate <= 0 and removal(step) > removal(step - 1) then removal_grew() end
   opt.hyper.lr = learning_rate(step)
   local b = train_batch(step)
   local z
