@@ -83,6 +83,7 @@ static inline void inside_columns(int64_t ox0, int64_t len, int64_t sw, int64_t 
 }
 
 #include "conv2d_direct_avx512.h"
+#include "conv2d_wgrad_channels_last_avx512.h"
 
 /* The direct kernel (conv2d_direct_avx512.h) takes float32 with stride 1, one group and kernels up to
  * DIRECT_MAX_KW wide; the rest go through the columns. */
@@ -102,7 +103,10 @@ static bool direct_input_gradient(const conv_geometry *g, const float *dy, const
 
 static bool direct_weight_gradient(const conv_geometry *g, const float *x, const float *dy, float *dw, bool parallel) {
     const direct_wgrad d = {g->N, g->Cin, g->Cout, g->H, g->W, g->Ho, g->Wo, g->pt, g->pl, g->dh, g->dw};
-    return direct_wgrad_float(&d, g->kh, g->kw, x, dy, dw, parallel);
+    /* layers with many channels: vectors over the output channels; thin ones (the first layer's
+     * one input channel, 8 filters): vectors over the positions */
+    return channels_last_wgrad_float(&d, g->kh, g->kw, x, dy, dw, parallel) ||
+           direct_wgrad_float(&d, g->kh, g->kw, x, dy, dw, parallel);
 }
 
 /* The column kernels, once per float dtype: im2col_float, im2col_double, col2im_..., move_slice_... */

@@ -30,11 +30,14 @@ static void convert_row(char **p, int64_t n, const int64_t *s, void *varg) {
 
 /* dst = src (or dst += src) for operands of one dtype, every row of the coalesced iteration walked
  * in this one loop.  Copies of permuted views (a head split or merge) come in rows as short as a
- * head, 32 floats, and through al_iter_run's call per row the call cost as much as the copy. */
+ * head, 32 floats, and through al_iter_run's call per row the call cost as much as the copy.  A
+ * source of stride 0 along the row (an expanded gradient, as a sum's backward makes) is a fill,
+ * which the compiler vectorises where the strided loop stayed scalar. */
 #define ROWS_LOOP(T, OP)                                                                          \
     for (int64_t row = first; row < last; row++) {                                              \
         T *restrict d = (T *)pd; const T *restrict x = (const T *)px;                             \
         if (sd == 1 && sx == 1) for (int64_t i = 0; i < len; i++) d[i] OP x[i];                  \
+        else if (sd == 1 && sx == 0) { const T v = x[0]; for (int64_t i = 0; i < len; i++) d[i] OP v; } \
         else for (int64_t i = 0; i < len; i++) d[i * sd] OP x[i * sx];                           \
         for (int k = nd - 2; k >= 0; k--) {   /* the odometer over the outer dimensions */      \
             pd += it->strides[0][k] * (int64_t)sizeof(T);                                        \
