@@ -15,7 +15,9 @@
  *
  * Float32 with stride 1 and one group skips the columns: conv2d_direct_avx512.h sums the forward, the
  * input gradient and (1 x 1, 3 x 3, 5 x 5 kernels) the weight gradient in registers straight from
- * the rows, which the columns' copies (9x or 25x the input) cannot match; what it declines comes here.
+ * the rows, which the columns' copies (9x or 25x the input) cannot match, and
+ * conv2d_wgrad_channels_last_avx512.h takes the weight gradient of layers with many channels; what
+ * they decline comes here.
  *
  * Threads: each takes its own run of output positions and walks it in slices of its own, in its
  * own buffers, sized so that a slice's columns stay in the core's L2 cache from im2col to the
