@@ -34,7 +34,7 @@ typedef struct {
     const direct_wgrad *d;
     int64_t kh, kw, Hp, Wp;   /* the padded x: Hp rows of Wp positions of Cin channels */
     const float *xt;         /* x channels-last */
-    const float *dy;
+    const float *dy;         /* read in place, (N, Cout, Ho, Wo) */
     float *sums;             /* (kh kw, Cout, Cin): the sums carried from band to band */
 } channels_last_wgrad;
 
