@@ -105,8 +105,8 @@ static bool direct_input_gradient(const conv_geometry *g, const float *dy, const
 
 static bool direct_weight_gradient(const conv_geometry *g, const float *x, const float *dy, float *dw, bool parallel) {
     const direct_wgrad d = {g->N, g->Cin, g->Cout, g->H, g->W, g->Ho, g->Wo, g->pt, g->pl, g->dh, g->dw};
-    /* layers with many channels: vectors over the output channels; thin ones (the first layer's
-     * one input channel, 8 filters): vectors over the positions */
+    /* input channels in sixteens: vectors over them; the others (the first layer's one input
+     * channel, 1 x 1 kernels): vectors over the positions */
     return channels_last_wgrad_float(&d, g->kh, g->kw, x, dy, dw, parallel) ||
            direct_wgrad_float(&d, g->kh, g->kw, x, dy, dw, parallel);
 }
