@@ -32,7 +32,7 @@ enum { CHANNELS_LAST_BAND_ELEMENTS = 1 << 16 };
 
 typedef struct {
     const direct_wgrad *d;
-    int64_t kh, kw, Hp, Wp;   /* the padded x: Hp rows of Wp positions of Cin channels */
+    int64_t kw, Hp, Wp;       /* the padded x: Hp rows of Wp positions of Cin channels */
     const float *xt;         /* x channels-last */
     const float *dy;         /* read in place, (N, Cout, Ho, Wo) */
     float *sums;             /* (kh kw, Cout, Cin): the sums carried from band to band */
@@ -166,7 +166,7 @@ static bool channels_last_wgrad_float(const direct_wgrad *d, int64_t kh, int64_t
     int64_t band = (CHANNELS_LAST_BAND_ELEMENTS - (kh - 1) * d->dh * Wp * Cin) / per_row;
     if (band < 1) band = 1;
     if (band > Ho) band = Ho;
-    const channels_last_wgrad w = {d, kh, kw, Hp, Wp, xt, dy, sums};
+    const channels_last_wgrad w = {d, kw, Hp, Wp, xt, dy, sums};
     const int threads = parallel ? al_get_num_threads() : 1;
     #pragma omp parallel num_threads(threads)
     {
