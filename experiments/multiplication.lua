@@ -37,7 +37,7 @@ local run = lab.run.start{
   -- checked before the run directory is made: a mistyped mode is one clear line and no directory
   kinds = { mode = { "sft", "icot", "aux" }, init = { "gpt2", "default" }, loss_on = { "all", "answer" }, digits = "integer", layers = "integer", heads = "integer",
             width = "integer", aux_heads = "integer", aux_layer = "integer", test_size = "integer",
-            icot_epoch_steps = "integer", icot_per_epoch = "integer", probe_size = "integer",
+            icot_epoch_steps = "integer", icot_per_epoch = "integer", probe_size = "integer", lr_hold_at = "integer",
             attribution_size = "integer", train_size = "integer" },
   config = {
     mode = "aux",               -- sft | icot | aux
@@ -51,6 +51,10 @@ local run = lab.run.start{
     lr_final = 1e-4,            -- the lr the decay ends at
     lr_schedule = "",           -- instead of decay_*: piecewise-linear knots "step:lr,step:lr,...", lr before the
                                 -- first knot and the last knot's lr after the last one
+    lr_hold_at = 0,             -- with lr_hold_until: at this step the schedule's clock stops, the lr held at its
+    lr_hold_until = 0,          -- value there, until an evaluation finds every answer digit's held-out accuracy at
+                                -- lr_hold_until or more; then the schedule goes on from that step (a decay that
+                                -- waits for the digits, not for a step)
     weight_decay = 0.01,        -- AdamW's decoupled decay
     grad_clip = 1.0,            -- global gradient-norm clip (0: none)
     aux_weight = 10,            -- lambda of the running-sum loss (mode=aux)
@@ -130,6 +134,22 @@ do
   end
   if cfg.lr_schedule ~= "" and cfg.decay_start > 0 then
     config_error("lr_schedule and decay_start both set the decay; give one of them (decay_start=0 with lr_schedule)")
+  end
+  if cfg.lr_hold_at < 0 then config_error("lr_hold_at must be a step, 0 for no hold (got " .. cfg.lr_hold_at .. ")") end
+  if not (cfg.lr_hold_until >= 0 and cfg.lr_hold_until <= 1) then
+    config_error("lr_hold_until must be a digit accuracy in (0, 1], 0 for no hold (got " .. tostring(cfg.lr_hold_until) .. ")")
+  end
+  if (cfg.lr_hold_at > 0) ~= (cfg.lr_hold_until > 0) then
+    config_error(string.format("lr_hold_at (%d) and lr_hold_until (%g) go together: the step the lr is held at and the digit accuracy that releases it",
+      cfg.lr_hold_at, cfg.lr_hold_until))
+  end
+  if cfg.lr_hold_at > 0 then
+    if cfg.lr_hold_at > cfg.steps or cfg.lr_hold_at < cfg.warmup then
+      config_error(string.format("lr_hold_at (%d) must lie between the end of the warmup (%d) and steps (%d)", cfg.lr_hold_at, cfg.warmup, cfg.steps))
+    end
+    if cfg.lr_schedule == "" and cfg.decay_start == 0 then
+      config_error("lr_hold_at holds a schedule that is not there: the lr is constant without lr_schedule or decay_start")
+    end
   end
   if not (cfg.icot_gate >= 0 and cfg.icot_gate <= 1) then
     config_error("icot_gate must be 0 (the fixed schedule) or an exact-match fraction in (0, 1] (got " .. tostring(cfg.icot_gate) .. ")")
@@ -214,18 +234,21 @@ end
 reset_window()
 -- icot_gate > 0: the tokens removed so far and the step of the last removal (checkpointed)
 local gate = { removed = 0, since = 0 }
+-- lr_hold_at > 0: the step of the evaluation that released the held lr (0: still held; checkpointed)
+local hold = { released = 0 }
 local study = {
   state_dict = function()
     local c = {}
     for k = 1, D2 do c["c" .. (k - 1)] = window.c[k] end
     return { generator = gen:state(), n = window.n, loss = window.loss, lm = window.lm, aux = window.aux, c = c,
-             gate_removed = gate.removed, gate_since = gate.since }
+             gate_removed = gate.removed, gate_since = gate.since, lr_released_at = hold.released }
   end,
   load_state_dict = function(_, s)
     gen:set_state(s.generator)
     window.n, window.loss, window.lm, window.aux = s.n, s.loss, s.lm, s.aux
     for k = 1, D2 do window.c[k] = s.c["c" .. (k - 1)] end
     gate.removed, gate.since = s.gate_removed or 0, s.gate_since or 0
+    hold.released = s.lr_released_at or 0
   end,
 }
 local tracked = { model = model, optim = opt, study = study }
@@ -464,11 +487,26 @@ end
 ---------------------------------------------------------------------------------------------------
 local history = {}        -- eval records of this process (the report reads metrics.jsonl)
 local last_eval
+-- The schedule's clock: the step, except that with lr_hold_at it stops there until an evaluation
+-- releases it, and then runs on from lr_hold_at (so the decay after the hold keeps its length).
+local function schedule_clock(step)
+  if cfg.lr_hold_at <= 0 or step <= cfg.lr_hold_at then return step end
+  if hold.released == 0 then return cfg.lr_hold_at end
+  return cfg.lr_hold_at + (step - hold.released)   -- released at or after lr_hold_at
+end
+-- after an evaluation at `step`: the held lr is released once every answer digit reaches lr_hold_until
+local function release_hold(step, acc)
+  if cfg.lr_hold_at <= 0 or hold.released > 0 or step < cfg.lr_hold_at then return end
+  for k = 1, D2 do if acc[k] < cfg.lr_hold_until then return end end
+  hold.released = step
+end
+
 -- warmup (linear from 0), then constant, then (decay_start > 0) linear down to lr_final at decay_end
--- (0: the last step) and lr_final after it; a function of the step only, so resume= continues the
--- schedule exactly
+-- (0: the last step) and lr_final after it, or the knots of lr_schedule; a function of the schedule's
+-- clock, which the checkpoint restores, so resume= continues the schedule exactly
 local function learning_rate(step)
   if cfg.warmup > 0 and step < cfg.warmup then return cfg.lr * step / cfg.warmup end
+  step = schedule_clock(step)
   if lr_knots then
     if step <= lr_knots[1][1] then return cfg.lr end
     for i = 2, #lr_knots do
@@ -541,6 +579,8 @@ for step in run:steps(cfg.steps) do
     last_eval = e
     e.removed = removal(step)            -- the count this evaluation ran with (the summary's)
     open_gate(step, e.exact)
+    release_hold(step, e.acc)
+    if cfg.lr_hold_at > 0 then rec.lr_released_at = hold.released end
     if cfg.viz and viz.enabled() then publish(step, attribution(step, math.min(64, cfg.attribution_size))) end
   end
   if rec then run:log(step, rec) end
@@ -574,6 +614,7 @@ local summary = {
   probe_layer = PROBE_LAYER,
   attribution = { rows = OPERANDS, cols = ANSWERS, matrix = M },
   icot_removed = cfg.mode == "icot" and (e.removed or removal(final_step)) or nil,
+  lr_released_at = cfg.lr_hold_at > 0 and hold.released or nil,
   parameters = model:num_parameters() + (aux and aux:num_parameters() or 0),
   wall_time_s = lab.time() - t_start, train_time_s = train_time,
   steps_this_process = steps_done, steps_per_s = steps_done > 0 and steps_done / train_time or 0,
@@ -645,11 +686,13 @@ local function write_report()
   local function add(s) L[#L + 1] = s end
   add(string.format("# Multiplication, %d x %d digits, mode `%s`", D, D, cfg.mode))
   add("")
-  add(string.format("%d steps, batch %d, %d layers x width %d x %d heads, lr %g (warmup %d%s), AdamW weight decay %g, seed %d%s%s.",
+  add(string.format("%d steps, batch %d, %d layers x width %d x %d heads, lr %g (warmup %d%s%s), AdamW weight decay %g, seed %d%s%s.",
     final_step, cfg.batch, cfg.layers, cfg.width, cfg.heads, cfg.lr, cfg.warmup,
     cfg.decay_start > 0 and string.format(", linear decay to %g from step %d to %d", cfg.lr_final, cfg.decay_start,
       cfg.decay_end > 0 and cfg.decay_end or cfg.steps)
       or cfg.lr_schedule ~= "" and string.format(", lr piecewise linear through step:lr %s", cfg.lr_schedule) or "",
+    cfg.lr_hold_at > 0 and string.format(", the schedule held at step %d until every digit's held-out accuracy reached %g (%s)",
+      cfg.lr_hold_at, cfg.lr_hold_until, hold.released > 0 and "released at step " .. hold.released .. ", the schedule's steps after it shifted by " .. (hold.released - cfg.lr_hold_at) or "never released") or "",
     cfg.weight_decay, cfg.seed,
     cfg.mode == "aux" and string.format(", aux weight %g on heads 1..%d of layer %d, target c_hat/%g", cfg.aux_weight, cfg.aux_heads, cfg.aux_layer, cfg.aux_scale) or "",
     cfg.mode == "icot" and (cfg.icot_gate > 0

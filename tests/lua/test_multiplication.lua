@@ -231,6 +231,56 @@ do
 end
 
 ---------------------------------------------------------------------------------------------------
+-- lr_hold_at / lr_hold_until: the schedule's clock stops at lr_hold_at until an evaluation (at or
+-- after it) finds every digit at lr_hold_until, then runs on from there; the release is checkpointed
+---------------------------------------------------------------------------------------------------
+do
+  local args = TINY .. " mode=aux report=false viz=false lr=2e-3 lr_schedule=50:2e-3,110:1e-4 lr_hold_at=60"
+  local function sched(c) return c <= 50 and 2e-3 or c >= 110 and 1e-4 or 2e-3 + (1e-4 - 2e-3) * (c - 50) / 60 end
+  -- held for good: no tiny model reaches accuracy 1 on every digit
+  local rc, err = attnlab_run(args .. " steps=200 lr_hold_until=1", tmp .. "/held")
+  check.ok(rc == 0, "lr_hold: a run held to its end finishes", err:sub(-800))
+  local held = true
+  for _, m in ipairs(metrics(tmp .. "/held")) do
+    if m.lr and m.step > 60 then held = held and math.abs(m.lr - sched(60)) < 1e-12 end
+  end
+  local s = summary(tmp .. "/held")
+  check.ok(held and s and s.lr_released_at == 0, "lr_hold: never released, the lr stays at its value at lr_hold_at", s and s.lr_released_at)
+  -- released by the first evaluation at or after step 60 (step 100; step 50's is before the hold):
+  -- steps 61..100 at the clock's 60, then step 100 + d at the clock's 60 + d
+  rc, err = attnlab_run(args .. " steps=200 lr_hold_until=0.01", tmp .. "/released")
+  check.ok(rc == 0, "lr_hold: a released run finishes", err:sub(-800))
+  local want = { [50] = sched(50), [70] = sched(60), [100] = sched(60), [110] = sched(70), [140] = sched(100), [150] = sched(110),
+                 [160] = 1e-4, [200] = 1e-4 }
+  local seen, released = 0, nil
+  for _, m in ipairs(metrics(tmp .. "/released")) do
+    if m.lr and want[m.step] then
+      seen = seen + 1
+      check.near(m.lr, want[m.step], 1e-12, "lr_hold: lr at step " .. m.step)
+    end
+    if m.step == 100 then released = m.lr_released_at end
+  end
+  s = summary(tmp .. "/released")
+  check.ok(seen == 8 and released == 100 and s and s.lr_released_at == 100,
+    "lr_hold: released at step 100's evaluation, in metrics.jsonl and summary.json", released)
+  -- stopped after the release and resumed: the same metrics as the uninterrupted run
+  local part = tmp .. "/released_part"
+  rc = attnlab_run(args .. " steps=150 lr_hold_until=0.01", part)   -- an evaluation step, as in the reference
+  local rc2, err2 = sh(string.format("'%s' run %s resume='%s/final.safetensors' steps=200 --threads 1", ATTNLAB, SCRIPT, part))
+  check.ok(rc == 0 and rc2 == 0 and same_metrics(tmp .. "/released", part),
+    "lr_hold: a run stopped after the release and resumed logs the uninterrupted one's metrics", err2:sub(-800))
+  for i, bad in ipairs{ { "lr_hold_at=60", "go together" }, { "lr_hold_until=0.5", "go together" },
+                        { "lr_hold_at=60 lr_hold_until=1.5", "lr_hold_until must be a digit accuracy" },
+                        { "lr_hold_at=-5 lr_hold_until=0.5", "lr_hold_at must be a step" },
+                        { "lr_hold_at=300 lr_hold_until=0.5", "must lie between the end of the warmup (0) and steps (200)" } } do
+    local rc3, err3 = attnlab_run(TINY .. " steps=200 lr_schedule=50:1e-3 " .. bad[1], tmp .. "/hold_bad" .. i)
+    check.ok(rc3 ~= 0 and err3:find(bad[2], 1, true) ~= nil, "lr_hold: " .. bad[1] .. " is refused", err3:sub(-300))
+  end
+  local rc4, err4 = attnlab_run(TINY .. " steps=200 lr_hold_at=60 lr_hold_until=0.5", tmp .. "/hold_const")
+  check.ok(rc4 ~= 0 and err4:find("holds a schedule that is not there", 1, true) ~= nil, "lr_hold without a schedule is refused", err4:sub(-300))
+end
+
+---------------------------------------------------------------------------------------------------
 -- kill -9 after a periodic checkpoint (every 0.12 s), in the middle of a log window and of the
 -- ICoT schedule (optimiser resets, removal smoothing); resume= reproduces the uninterrupted run
 ---------------------------------------------------------------------------------------------------
