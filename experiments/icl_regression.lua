@@ -14,7 +14,7 @@
 --   attnlab run experiments/icl_regression.lua attention=linear   the same model without softmax
 --   attnlab run experiments/icl_regression.lua --view             watch the circuits form (attnlab view RUN_DIR later)
 --
--- Setup (toy-tasks.md A.2-A.4): x ~ N(0, I_d), beta ~ N(0, I_d/d), noise variance 0.1, a fresh
+-- Setup (the paper's, docs/icl_regression.md): x ~ N(0, I_d), beta ~ N(0, I_d/d), noise variance 0.1, a fresh
 -- batch of 256 tasks every step, Adam lr 1e-3, PyTorch-default initialisation, seed 1029.
 -- summary.json reports test MSE at the trained L (10,000 fresh tasks) beside the baselines, the
 -- circuit measurements, and the length-generalisation table.

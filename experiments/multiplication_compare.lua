@@ -2,7 +2,7 @@
 -- once per mode (sft, icot, aux; the same seed and config otherwise), each as a child process of
 -- the attnlab program with its own run directory under this run's directory, then writes one
 -- table (exact match, per-digit accuracy, probe MAE, wall time) beside the paper's numbers
--- (Bai et al. 2025; toy-tasks.md B.4-B.6) into table.md and summary.json, and puts the runs'
+-- (Bai et al. 2025, arXiv 2510.00184) into table.md and summary.json, and puts the runs'
 -- per-position loss curves and attribution heatmaps side by side in two PNGs.
 --
 --   attnlab run experiments/multiplication_compare.lua quick=true            three quick runs

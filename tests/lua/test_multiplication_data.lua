@@ -29,7 +29,7 @@ for i, s in ipairs(mult.symbols) do ids_seen[mult.id[s]] = true; check.ok(mult.i
 check.ok(mult.PAD == 18 and mult.END == 17 and mult.SEP == 15 and mult.ANS == 16, "special ids")
 
 ---------------------------------------------------------------------------------------------------
--- the papers' example (toy-tasks.md B.2, the first line of Deng et al.'s 4_by_4_mult/valid.txt):
+-- the papers' example (the first line of Deng et al.'s 4_by_4_mult/valid.txt):
 -- a = 2365, b = 4347, token for token
 ---------------------------------------------------------------------------------------------------
 local B2 = "5 6 3 2 * 7 4 3 4||5 5 5 6 1 + 0 0 6 4 9 0 ( 5 5 1 1 1 1 ) + 0 0 5 9 0 7 0 ( 5 5 6 0 2 8 0 ) + 0 0 0 0 6 4 9 0 #### 5 5 6 0 8 2 0 1"
@@ -155,7 +155,7 @@ for _, d in ipairs{ 3, 4, 5 } do
 end
 
 ---------------------------------------------------------------------------------------------------
--- CoT lengths: 24 (3 x 3), 46 (4 x 4), 74 (5 x 5; toy-tasks.md B.2)
+-- CoT lengths: 24 (3 x 3), 46 (4 x 4), 74 (5 x 5; Deng et al.'s data)
 ---------------------------------------------------------------------------------------------------
 for d, n in pairs{ [3] = 24, [4] = 46, [5] = 74, [2] = 8 } do
   check.ok(mult.cot_length(d) == n, d .. " x " .. d .. ": " .. n .. " CoT tokens")

@@ -94,7 +94,7 @@ function icl.circuits(model, d)
 end
 
 ---------------------------------------------------------------------------------------------------
--- Baseline predictors (toy-tasks.md A.6), each a function of a batch returning predictions (B).
+-- Baseline predictors (docs/icl_regression.md), each a function of a batch returning predictions (B).
 ---------------------------------------------------------------------------------------------------
 local baselines = {}
 icl.baselines = baselines

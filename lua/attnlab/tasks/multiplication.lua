@@ -138,7 +138,7 @@ local function add_digits(x, y, width)
   return out
 end
 
--- c_hat of a x b (toy-tasks.md B.2, ajyl/icot experiments/probe_c_hat.py get_c_hats):
+-- c_hat of a x b (ajyl/icot experiments/probe_c_hat.py get_c_hats):
 --   s_k = sum over i + j = k of a_i b_j (digits from the least significant, 0-based),
 --   c_hat_k = s_k + floor(c_hat_{k-1} / 10), c_hat_{-1} = 0,      k = 0 .. 2d-1,
 -- so that c_k = c_hat_k mod 10 is digit k of the product and floor(c_hat_k / 10) is the carry
