@@ -240,12 +240,13 @@ do
   -- held for good: no tiny model reaches accuracy 1 on every digit
   local rc, err = attnlab_run(args .. " steps=200 lr_hold_until=1", tmp .. "/held")
   check.ok(rc == 0, "lr_hold: a run held to its end finishes", err:sub(-800))
-  local held = true
+  local held, lines = true, 0
   for _, m in ipairs(metrics(tmp .. "/held")) do
-    if m.lr and m.step > 60 then held = held and math.abs(m.lr - sched(60)) < 1e-12 end
+    if m.lr and m.step > 60 then held, lines = held and math.abs(m.lr - sched(60)) < 1e-12, lines + 1 end
   end
   local s = summary(tmp .. "/held")
-  check.ok(held and s and s.lr_released_at == 0, "lr_hold: never released, the lr stays at its value at lr_hold_at", s and s.lr_released_at)
+  check.ok(held and lines == 14 and s and s.lr_released_at == 0,   -- the lr lines of steps 70, 80, ..., 200
+    "lr_hold: never released, the lr stays at its value at lr_hold_at", string.format("%d lines, released at %s", lines, s and s.lr_released_at))
   -- released by the first evaluation at or after step 60 (step 100; step 50's is before the hold):
   -- steps 61..100 at the clock's 60, then step 100 + d at the clock's 60 + d
   rc, err = attnlab_run(args .. " steps=200 lr_hold_until=0.01", tmp .. "/released")
